@@ -1,0 +1,290 @@
+"""The `edgecodec` command line. Errors print one line on stderr and exit non-zero (see EXIT CODES)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+EXIT_USAGE = 2
+EXIT_PARTIAL = 10  # folder mode: some files failed, the rest were written
+EXIT_INTERRUPTED = 130
+
+EPILOG = """exit codes: 0 ok, 1 internal error, 2 usage, 3 bad input image, 4 corrupted or truncated .edc,
+5 .edc from a newer format version, 6 weights mismatch, 7 image over the pixel limit,
+8 output exists (use --force), 9 unknown model, 10 some files of a folder failed"""
+
+
+def _write_atomic(path: Path, data: bytes, force: bool) -> None:
+    """Write via a temporary file and rename, so a crash never leaves a half-written output."""
+    from .errors import OutputExistsError
+
+    if path.exists() and not force:
+        raise OutputExistsError(f"{path} exists: pass --force to overwrite")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs follow the umask
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fmt_metric(value: float, digits: int) -> str:
+    import math
+
+    return "n/a" if math.isnan(value) else ("inf" if math.isinf(value) else f"{value:.{digits}f}")
+
+
+# --- compress ------------------------------------------------------------------------------------
+def _compress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
+    from .codec.api import Encoder, decode_array, quality_to_q16
+    from .codec.imageio import load_image
+    from .codec.rate_search import SearchResult
+    from .zoo import DEFAULT_MODEL
+
+    if dst.exists() and not args.force:
+        from .errors import OutputExistsError
+        raise OutputExistsError(f"{dst} exists: pass --force to overwrite")
+    prepared = load_image(src, alpha=args.alpha, max_pixels=args.max_pixels)
+    encoder = Encoder(prepared, args.model or DEFAULT_MODEL)
+    note = ""
+    if args.target_bpp is not None or args.target_size is not None:
+        from .codec.api import parse_size
+        target = (int(args.target_bpp * encoder.num_pixels / 8) if args.target_bpp is not None
+                  else parse_size(args.target_size))
+        result: SearchResult = encoder.encode_to_size(target)
+        data = result.data
+        if not result.reached:
+            note = f" (target {target} bytes not reachable: closest is {len(data)} bytes)"
+    else:
+        data = encoder.encode(quality_to_q16(args.quality))
+    _write_atomic(dst, data, args.force)
+    from .codec import read_header
+    header = read_header(data)
+    h, w = prepared.rgb.shape[:2]
+    line = (f"{src} -> {dst}: {w}x{h}, {len(data)} bytes, {8 * len(data) / (w * h):.4f} bpp, "
+            f"quality {header.quality:.4f}, model {header.model}{note}")
+    if args.metrics:
+        from .eval.metrics import ms_ssim, psnr
+        decoded, _ = decode_array(data, args.max_pixels)
+        line += (f", PSNR {_fmt_metric(psnr(prepared.rgb, decoded), 2)} dB, "
+                 f"MS-SSIM {_fmt_metric(ms_ssim(prepared.rgb, decoded), 4)}")
+    return line
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    src = Path(args.input)
+    if src.is_dir():
+        from .train.data import IMAGE_SUFFIXES
+        return _run_folder(src, args, IMAGE_SUFFIXES, ".edc", _compress_one)
+    dst = Path(args.output) if args.output else src.with_suffix(".edc")
+    print(_compress_one(src, dst, args))
+    return 0
+
+
+# --- decompress ----------------------------------------------------------------------------------
+def _decompress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
+    from .codec import decompress
+    from .errors import InputImageError, OutputExistsError
+
+    if dst.exists() and not args.force:
+        raise OutputExistsError(f"{dst} exists: pass --force to overwrite")
+    try:
+        data = src.read_bytes()
+    except OSError as exc:
+        raise InputImageError(f"cannot read {src}: {exc.strerror}") from None
+    image = decompress(data, max_pixels=args.max_pixels)
+    fmt = dst.suffix.lower().lstrip(".")
+    if fmt not in ("png", "bmp", "tif", "tiff", "ppm"):
+        from .errors import EdgecodecError
+        raise EdgecodecError(f"output {dst} must be a lossless format: .png, .bmp, .tif or .ppm")
+    import io
+    buf = io.BytesIO()
+    image.save(buf, format={"tif": "TIFF", "tiff": "TIFF"}.get(fmt, fmt.upper()))
+    _write_atomic(dst, buf.getvalue(), args.force)
+    return f"{src} -> {dst}: {image.width}x{image.height} {image.mode}"
+
+
+def cmd_decompress(args: argparse.Namespace) -> int:
+    src = Path(args.input)
+    if src.is_dir():
+        return _run_folder(src, args, {".edc"}, ".png", _decompress_one)
+    dst = Path(args.output) if args.output else src.with_suffix(".png")
+    print(_decompress_one(src, dst, args))
+    return 0
+
+
+# --- folder mode ---------------------------------------------------------------------------------
+def _run_folder(src: Path, args: argparse.Namespace, suffixes: set[str], out_suffix: str,
+                one: Callable[[Path, Path, argparse.Namespace], str]) -> int:
+    from tqdm import tqdm
+
+    from .errors import EdgecodecError
+
+    if not args.output:
+        raise EdgecodecError("a folder input needs -o OUTPUT_FOLDER")
+    out_root = Path(args.output)
+    files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+    if not files:
+        raise EdgecodecError(f"no input files ({', '.join(sorted(suffixes))}) in {src}")
+    failures: list[tuple[Path, str]] = []
+    written = skipped = 0
+    for path in tqdm(files, desc=args.command, unit="file", disable=args.quiet or None):
+        dst = out_root / path.relative_to(src).with_suffix(out_suffix)
+        if dst.exists() and args.skip_existing:
+            skipped += 1
+            continue
+        try:
+            line = one(path, dst, args)
+            written += 1
+            if args.verbose:
+                tqdm.write(line)
+        except EdgecodecError as exc:
+            failures.append((path, str(exc)))
+    print(f"{written} written, {skipped} skipped (existing), {len(failures)} failed")
+    for path, reason in failures:
+        print(f"failed: {path}: {reason}", file=sys.stderr)
+    return EXIT_PARTIAL if failures else 0
+
+
+# --- info / models -------------------------------------------------------------------------------
+def cmd_info(args: argparse.Namespace) -> int:
+    from .codec.container import Container
+    from .errors import InputImageError
+
+    path = Path(args.input)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputImageError(f"cannot read {path}: {exc.strerror}") from None
+    c = Container.from_bytes(data)
+    h = c.header
+    rows = [
+        ("file", str(path)), ("format version", h.version), ("model", h.model),
+        ("weights hash", h.weights_hash.hex()), ("quality", f"{h.quality:.6f} ({h.quality_q16}/65535)"),
+        ("width", h.width), ("height", h.height), ("source channels", h.channels),
+        ("source bit depth", h.bit_depth), ("conversions", ", ".join(h.conversion_names()) or "none"),
+        ("streams", ", ".join(f"{len(s)} bytes" for s in c.streams)),
+        ("file size", f"{len(data)} bytes"), ("bpp", f"{8 * len(data) / (h.width * h.height):.4f}"),
+    ]
+    for key, value in rows:
+        print(f"{key:>17}: {value}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .zoo import DEFAULT_MODEL, describe, list_models
+
+    entries = list_models()
+    if not entries:
+        print("no models installed")
+        return 1
+    for entry in entries:
+        d = describe(entry)
+        params = d["parameters"] or {}
+        bpp = d["bpp_range"]
+        rate = f"{bpp[0]:.3f}-{bpp[1]:.3f} bpp on Kodak" if bpp else "rate range not measured"
+        default = " (default)" if entry.name == DEFAULT_MODEL else ""
+        print(f"{entry.name}{default}: {d['config']} transforms, {d['prior']} prior, {rate}, "
+              f"encoder {params.get('encoder', 0) / 1e6:.2f} M / decoder {params.get('decoder', 0) / 1e6:.2f} M "
+              f"parameters. {d['summary']}")
+    return 0
+
+
+# --- parser --------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgecodec", description="Learned image codec with real bitstreams.",
+                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for the transforms")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("input", help="file, or a folder to process every file inside")
+        p.add_argument("-o", "--output", help="output file (or folder, for a folder input)")
+        p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+        p.add_argument("--skip-existing", action="store_true", help="folder mode: skip outputs that exist")
+        p.add_argument("--max-pixels", type=int, default=None,
+                       help="refuse images above this many pixels (default: $EDGECODEC_MAX_PIXELS or Pillow's)")
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+        p.add_argument("-v", "--verbose", action="store_true", help="folder mode: a line per file")
+
+    p = sub.add_parser("compress", help="image(s) to .edc")
+    common(p)
+    rate = p.add_mutually_exclusive_group()
+    rate.add_argument("--quality", type=float, default=0.5, help="0 (smallest) to 1 (best), default 0.5")
+    rate.add_argument("--target-bpp", type=float, help="search the quality for this many bits per pixel")
+    rate.add_argument("--target-size", help="search the quality for this file size, e.g. 40KB")
+    p.add_argument("--model", help="model name (see `edgecodec models`)")
+    p.add_argument("--alpha", choices=("refuse", "drop"), default="refuse", help="what to do with transparency")
+    p.add_argument("--metrics", action="store_true", help="decode again and print PSNR and MS-SSIM")
+    p.set_defaults(func=cmd_compress)
+
+    p = sub.add_parser("decompress", help=".edc to PNG")
+    common(p)
+    p.set_defaults(func=cmd_decompress)
+
+    p = sub.add_parser("info", help="show every header field of an .edc file")
+    p.add_argument("input")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("models", help="list installed models")
+    p.set_defaults(func=cmd_models)
+    return parser
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .errors import EdgecodecError
+
+    try:
+        if args.threads:
+            import torch
+            torch.set_num_threads(args.threads)
+        if getattr(args, "quality", None) is not None and not 0 <= args.quality <= 1:
+            parser.error("--quality must be between 0 and 1")
+        return args.func(args)
+    except EdgecodecError as exc:
+        print(f"edgecodec: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except BrokenPipeError:  # output piped into e.g. `head`, which closed early
+        sys.stdout = open(os.devnull, "w")
+        return 0
+    except KeyboardInterrupt:
+        print("edgecodec: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except ValueError as exc:  # bad argument values caught inside the library
+        print(f"edgecodec: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # never show users a traceback; EDGECODEC_DEBUG=1 shows it
+        if os.environ.get("EDGECODEC_DEBUG"):
+            raise
+        print(f"edgecodec: internal error: {type(exc).__name__}: {exc} (set EDGECODEC_DEBUG=1 for details)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

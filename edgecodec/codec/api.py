@@ -1,0 +1,131 @@
+"""compress / decompress: images to .edc bytes and back."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .. import zoo
+from ..errors import FormatError, WeightsMismatchError
+from ..models import EdgeCodecModel
+from .container import QUALITY_SCALE, Container, Header
+from .imageio import ImageInput, PreparedImage, check_pixels, load_image
+from .rate_search import SearchResult, search_quality
+
+DEFAULT_QUALITY = 0.5
+
+
+def parse_size(text: str) -> int:
+    """'40KB' -> 40000, '1.5MiB' -> 1572864, '1200' -> 1200 bytes."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmM]i?)?[bB]?\s*", text)
+    if not match:
+        raise ValueError(f"cannot parse size {text!r}: use e.g. 40KB, 1.5MB, 2MiB or 1200")
+    number, unit = float(match.group(1)), (match.group(2) or "").lower()
+    scale = {"": 1, "k": 1000, "ki": 1024, "m": 1000**2, "mi": 1024**2}[unit]
+    return max(1, int(number * scale))
+
+
+def _to_tensor(rgb: np.ndarray, stride: int) -> torch.Tensor:
+    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0
+    h, w = x.shape[-2:]
+    pad_h, pad_w = -h % stride, -w % stride
+    if pad_h or pad_w:
+        # Edge replication costs fewer bits than zeros; the padding is cropped on decode.
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+    return x
+
+
+def _to_uint8(x: torch.Tensor, height: int, width: int) -> np.ndarray:
+    x = x[0, :, :height, :width].clamp(0, 1).mul(255).round().to(torch.uint8)
+    return x.permute(1, 2, 0).contiguous().numpy()
+
+
+class Encoder:
+    """One prepared image and model: the analysis transform runs once, any quality is then cheap."""
+
+    def __init__(self, prepared: PreparedImage, model_name: str) -> None:
+        self.prepared = prepared
+        self.model_name = model_name
+        self.model, self.weights_hash = zoo.load_model(model_name)
+        with torch.no_grad():
+            self.y = self.model.analyze(_to_tensor(prepared.rgb, self.model.stride))
+
+    @property
+    def num_pixels(self) -> int:
+        return self.prepared.rgb.shape[0] * self.prepared.rgb.shape[1]
+
+    def encode(self, quality_q16: int) -> bytes:
+        out = self.model.compress_latent(self.y, quality_q16 / QUALITY_SCALE)
+        p = self.prepared
+        header = Header(self.model_name, self.weights_hash, quality_q16, p.rgb.shape[1], p.rgb.shape[0],
+                        p.channels, p.bit_depth, p.conversions)
+        return Container(header, out["strings"]).to_bytes()
+
+    def encode_to_size(self, target_bytes: int) -> SearchResult:
+        return search_quality(self.encode, target_bytes)
+
+
+def quality_to_q16(quality: float) -> int:
+    if not 0.0 <= quality <= 1.0:
+        raise ValueError(f"quality must be in [0, 1], got {quality}")
+    return int(round(quality * QUALITY_SCALE))
+
+
+def compress(image: ImageInput, quality: float = DEFAULT_QUALITY, model: str | None = None, *,
+             target_bpp: float | None = None, target_size: int | str | None = None,
+             alpha: str = "refuse", max_pixels: int | None = None) -> bytes:
+    """Compress an image (path, PIL image or HxWx3 uint8 array) into .edc bytes.
+
+    ``target_bpp`` or ``target_size`` (bytes, or a string like "40KB") searches the quality
+    instead; the result is the largest quality that fits, within 3% of the target when reachable.
+    """
+    if target_bpp is not None and target_size is not None:
+        raise ValueError("give target_bpp or target_size, not both")
+    encoder = Encoder(load_image(image, alpha=alpha, max_pixels=max_pixels), model or zoo.DEFAULT_MODEL)
+    if target_bpp is not None:
+        if target_bpp <= 0:
+            raise ValueError("target bpp must be positive")
+        target_size = int(target_bpp * encoder.num_pixels / 8)
+    if target_size is not None:
+        target = parse_size(target_size) if isinstance(target_size, str) else int(target_size)
+        return encoder.encode_to_size(target).data
+    return encoder.encode(quality_to_q16(quality))
+
+
+def read_header(data: bytes) -> Header:
+    return Container.from_bytes(data).header
+
+
+def decode_array(data: bytes, max_pixels: int | None = None) -> tuple[np.ndarray, Header]:
+    """Decode .edc bytes into an (H, W, 3) uint8 array and the header."""
+    container = Container.from_bytes(data)
+    h = container.header
+    check_pixels(h.width, h.height, max_pixels)
+    model, weights_hash = zoo.load_model(h.model)
+    if weights_hash != h.weights_hash:
+        raise WeightsMismatchError(
+            f"stream was written by weights {h.weights_hash.hex()} of model {h.model!r}, but the installed "
+            f"weights are {weights_hash.hex()}: decode it with the edgecodec version that wrote it")
+    if len(container.streams) != model.num_streams:
+        raise FormatError(f"corrupted .edc file: {len(container.streams)} streams, model needs {model.num_streams}")
+    stride = model.stride
+    padded = (h.height + (-h.height % stride), h.width + (-h.width % stride))
+    shape = (padded[0] // 16, padded[1] // 16)
+    try:
+        x_hat = model.decompress(container.streams, shape, h.quality)
+    except (RuntimeError, ValueError, IndexError) as exc:  # the rANS decoder rejecting garbage
+        raise FormatError(f"corrupted .edc file: entropy decoding failed ({exc})") from None
+    return _to_uint8(x_hat, h.height, h.width), h
+
+
+def decompress(data: bytes, max_pixels: int | None = None) -> Image.Image:
+    """Decode .edc bytes into a PIL image (mode L for grayscale sources, else RGB)."""
+    rgb, header = decode_array(data, max_pixels)
+    image = Image.fromarray(rgb, "RGB")
+    if header.conversions & 1:  # grayscale source: R = G = B up to coding error
+        image = image.convert("L")
+    return image

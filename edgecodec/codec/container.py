@@ -1,0 +1,141 @@
+"""The .edc container: a versioned header, the entropy-coded streams, and a CRC32.
+
+The byte layout is documented in docs/format.md; keep the two in step. Parsing validates every
+field against the bytes actually present before anything is allocated from it.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+from ..errors import FormatError, VersionError
+
+MAGIC = b"\x89EDC"
+FORMAT_VERSION = 1
+WEIGHTS_HASH_BYTES = 8
+QUALITY_SCALE = 65535  # quality is stored as a 16-bit fixed-point fraction
+
+# Conversions applied to the source image before coding (bit flags, shown by `edgecodec info`).
+CONVERSIONS = {
+    1: "grayscale to RGB",
+    2: "palette to RGB",
+    4: "16-bit to 8-bit",
+    8: "alpha dropped",
+    16: "EXIF orientation applied",
+    32: "colour space converted to RGB",
+    64: "1-bit to 8-bit",
+}
+
+_PREFIX = struct.Struct("<4sBH")  # magic, version, header length
+_FIXED = struct.Struct("<HIIBBBB")  # quality, width, height, channels, bit depth, conversions, streams
+_LENGTH = struct.Struct("<I")
+_CRC = struct.Struct("<I")
+
+
+@dataclass(frozen=True)
+class Header:
+    model: str
+    weights_hash: bytes
+    quality_q16: int  # quality * 65535, exact on both sides of the channel
+    width: int
+    height: int
+    channels: int = 3  # of the source image
+    bit_depth: int = 8  # of the source image
+    conversions: int = 0
+    version: int = FORMAT_VERSION
+
+    @property
+    def quality(self) -> float:
+        return self.quality_q16 / QUALITY_SCALE
+
+    def conversion_names(self) -> list[str]:
+        return [name for bit, name in CONVERSIONS.items() if self.conversions & bit]
+
+
+@dataclass(frozen=True)
+class Container:
+    header: Header
+    streams: list[bytes] = field(default_factory=list)
+
+    def to_bytes(self) -> bytes:
+        h = self.header
+        name = h.model.encode("utf-8")
+        if not 0 < len(name) < 256:
+            raise ValueError("model name must be 1 to 255 bytes of UTF-8")
+        if len(h.weights_hash) != WEIGHTS_HASH_BYTES:
+            raise ValueError(f"weights hash must be {WEIGHTS_HASH_BYTES} bytes")
+        if not 0 < len(self.streams) < 256:
+            raise ValueError("a container holds 1 to 255 streams")
+        body = (bytes([len(name)]) + name + h.weights_hash
+                + _FIXED.pack(h.quality_q16, h.width, h.height, h.channels, h.bit_depth, h.conversions,
+                              len(self.streams)))
+        out = bytearray(_PREFIX.pack(MAGIC, FORMAT_VERSION, len(body)) + body)
+        for stream in self.streams:
+            out += _LENGTH.pack(len(stream)) + stream
+        out += _CRC.pack(zlib.crc32(out))
+        return bytes(out)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Container":
+        data = bytes(data)
+        if len(data) < _PREFIX.size:
+            if data and MAGIC.startswith(data):
+                raise FormatError("truncated .edc file: header incomplete")
+            raise FormatError("not an .edc file: too short")
+        magic, version, header_len = _PREFIX.unpack_from(data)
+        if magic != MAGIC:
+            raise FormatError("not an .edc file: wrong magic bytes")
+        if version > FORMAT_VERSION:
+            raise VersionError(f"file uses .edc format version {version}; this edgecodec reads up to "
+                               f"version {FORMAT_VERSION}: upgrade edgecodec")
+        if version < 1:
+            raise FormatError(f"invalid .edc format version {version}")
+        if len(data) < _PREFIX.size + header_len + _CRC.size:
+            raise FormatError("truncated .edc file: header incomplete")
+        (stored_crc,) = _CRC.unpack_from(data, len(data) - _CRC.size)
+        if zlib.crc32(data[: -_CRC.size]) != stored_crc:
+            raise FormatError("corrupted .edc file: checksum mismatch (truncated or damaged)")
+        header, streams = _parse_body(data, header_len, version)
+        return cls(header, streams)
+
+
+def _parse_body(data: bytes, header_len: int, version: int) -> tuple[Header, list[bytes]]:
+    pos = _PREFIX.size
+    end_of_header = pos + header_len
+    name_len = data[pos]
+    pos += 1
+    fixed_end = pos + name_len + WEIGHTS_HASH_BYTES + _FIXED.size
+    if name_len == 0 or fixed_end != end_of_header:
+        raise FormatError("corrupted .edc file: header length does not match its fields")
+    try:
+        model = data[pos: pos + name_len].decode("utf-8")
+    except UnicodeDecodeError:
+        raise FormatError("corrupted .edc file: model name is not UTF-8") from None
+    pos += name_len
+    weights_hash = data[pos: pos + WEIGHTS_HASH_BYTES]
+    pos += WEIGHTS_HASH_BYTES
+    quality, width, height, channels, bit_depth, conversions, n_streams = _FIXED.unpack_from(data, pos)
+    pos += _FIXED.size
+    if width == 0 or height == 0:
+        raise FormatError("corrupted .edc file: zero image size")
+    if channels not in (1, 2, 3, 4) or bit_depth not in (1, 8, 16, 32):
+        raise FormatError("corrupted .edc file: invalid source channels or bit depth")
+    if n_streams == 0:
+        raise FormatError("corrupted .edc file: no streams")
+    streams = []
+    payload_end = len(data) - _CRC.size
+    for _ in range(n_streams):
+        if pos + _LENGTH.size > payload_end:
+            raise FormatError("truncated .edc file: stream table incomplete")
+        (length,) = _LENGTH.unpack_from(data, pos)
+        pos += _LENGTH.size
+        if pos + length > payload_end:
+            raise FormatError("truncated .edc file: stream shorter than declared")
+        streams.append(data[pos: pos + length])
+        pos += length
+    if pos != payload_end:
+        raise FormatError("corrupted .edc file: trailing bytes after the last stream")
+    header = Header(model, weights_hash, quality, width, height, channels, bit_depth, conversions, version)
+    return header, streams

@@ -1,0 +1,130 @@
+"""Turning user input (path, PIL image, HxWx3 array) into 8-bit RGB, recording what was converted."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..errors import ImageTooLargeError, InputImageError
+
+ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
+
+ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+ALPHA_POLICIES = ("refuse", "drop")
+
+
+def default_max_pixels() -> int:
+    """Pixel limit for inputs and decoded headers: $EDGECODEC_MAX_PIXELS, else Pillow's limit."""
+    value = os.environ.get("EDGECODEC_MAX_PIXELS")
+    return int(value) if value else int(Image.MAX_IMAGE_PIXELS or 89_478_485)
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    rgb: np.ndarray  # (H, W, 3) uint8
+    channels: int  # of the source
+    bit_depth: int  # of the source
+    conversions: int  # container.CONVERSIONS flags
+
+
+def check_pixels(width: int, height: int, max_pixels: int | None) -> None:
+    limit = default_max_pixels() if max_pixels is None else max_pixels
+    if width * height > limit:
+        raise ImageTooLargeError(f"image of {width}x{height} = {width * height} pixels exceeds the limit of "
+                                 f"{limit} pixels (set EDGECODEC_MAX_PIXELS or max_pixels to raise it)")
+
+
+def _source_bit_depth(img: Image.Image) -> int:
+    if img.mode == "1":
+        return 1
+    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
+        return 16 if img.mode.startswith("I;16") else 32
+    # Pillow reads 16-bit-per-channel RGB(A) PNG/TIFF as 8-bit; the raw mode still tells.
+    rawmodes = [t[3] if len(t) > 3 else None for t in (img.tile or [])]
+    rawmodes = [r[0] if isinstance(r, tuple) else r for r in rawmodes]
+    if any(isinstance(r, str) and "16" in r for r in rawmodes):
+        return 16
+    return 8
+
+
+def prepare_pil(img: Image.Image, alpha: str = "refuse", max_pixels: int | None = None) -> PreparedImage:
+    from .container import CONVERSIONS  # noqa: F401  (flags documented there)
+
+    if alpha not in ALPHA_POLICIES:
+        raise ValueError(f"alpha must be one of {ALPHA_POLICIES}")
+    check_pixels(img.width, img.height, max_pixels)
+    flags = 0
+    depth = _source_bit_depth(img)
+    orientation = img.getexif().get(0x0112, 1) if hasattr(img, "getexif") else 1
+    if orientation not in (0, 1):
+        img = ImageOps.exif_transpose(img)
+        flags |= 16
+    mode = img.mode
+    has_alpha = mode in ALPHA_MODES or (mode == "P" and "transparency" in img.info) \
+        or (mode in ("L", "RGB") and "transparency" in img.info)
+    if has_alpha and alpha == "refuse":
+        raise InputImageError(f"image has an alpha channel (mode {mode}); edgecodec codes RGB only: "
+                              "pass --alpha drop (alpha='drop') to discard it")
+    if has_alpha:
+        flags |= 8
+    channels = len(img.getbands())
+    if mode == "P":
+        flags |= 2
+        img = img.convert("RGBA" if has_alpha else "RGB")
+        channels = 4 if has_alpha else 3
+    if mode == "1":
+        flags |= 64 | 1
+        img = img.convert("L")
+    if img.mode.startswith("I") or img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        if depth > 8 or arr.max(initial=0) > 255:
+            flags |= 4
+            arr = arr / 257.0 if arr.max(initial=0) <= 65535 else arr / arr.max() * 255.0
+        img = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
+    elif depth == 16:
+        flags |= 4
+    if img.mode in ("L", "LA", "La"):
+        flags |= 1
+        rgb = img.convert("L").convert("RGB")
+    elif img.mode in ("RGB", "RGBA", "RGBa"):
+        rgb = img.convert("RGB")
+    else:  # CMYK, YCbCr, LAB, HSV ...
+        flags |= 32
+        rgb = img.convert("RGB")
+    return PreparedImage(np.array(rgb, dtype=np.uint8), channels, depth, flags)
+
+
+def load_image(image: ImageInput, alpha: str = "refuse", max_pixels: int | None = None) -> PreparedImage:
+    """Read a path, PIL image or HxWx3 uint8 array into 8-bit RGB."""
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
+            raise InputImageError(f"arrays must be HxWx3 uint8, got shape {image.shape} dtype {image.dtype}")
+        check_pixels(image.shape[1], image.shape[0], max_pixels)
+        return PreparedImage(np.ascontiguousarray(image), 3, 8, 0)
+    if isinstance(image, Image.Image):
+        return prepare_pil(image, alpha, max_pixels)
+    path = Path(image)
+    if not path.exists():
+        raise InputImageError(f"no such file: {path}")
+    if path.is_dir():
+        raise InputImageError(f"{path} is a folder, not an image")
+    limit = default_max_pixels() if max_pixels is None else max_pixels
+    try:
+        with Image.open(path) as img:
+            check_pixels(img.width, img.height, limit)
+            previous = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = max(limit, 1)  # our limit governs, not Pillow's default
+            try:
+                img.load()
+            finally:
+                Image.MAX_IMAGE_PIXELS = previous
+            return prepare_pil(img, alpha, limit)
+    except UnidentifiedImageError:
+        raise InputImageError(f"{path}: not an image Pillow can read") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise InputImageError(f"{path}: cannot decode image ({exc})") from None

@@ -1,0 +1,1 @@
+"""Evaluation: metrics (and later classical codecs, BD-rate and reports)."""

@@ -1,0 +1,204 @@
+"""The learned codec: CAE/CRB transforms around a CompressAI latent codec with gain units.
+
+Variable rate follows Cui et al., "Asymmetric Gained Deep Image Compression With Continuous Rate
+Adaptation" (CVPR 2021): each of K quality levels owns a per-channel gain vector (and its inverse)
+applied to y before quantization (and to z in the hyperprior). A continuous quality q in [0, 1]
+interpolates geometrically between neighbouring levels. CompressAI's ``GainHyperpriorLatentCodec``
+implements the gained hyperprior; we only own the gain tables and their interpolation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterator
+
+import torch
+from compressai.entropy_models import EntropyBottleneck
+from compressai.latent_codecs import (
+    EntropyBottleneckLatentCodec,
+    GainHyperLatentCodec,
+    GainHyperpriorLatentCodec,
+    GaussianConditionalLatentCodec,
+)
+from compressai.models import CompressionModel
+from torch import nn
+
+from .transforms import STRIDE, analysis_transform, hyper_analysis, hyper_synthesis, synthesis_transform
+
+PRIORS = ("factorized", "scale", "meanscale")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that defines a model's architecture. Stored in model cards and checkpoints."""
+
+    transform: str = "crb"  # "cae" (plain) or "crb" (residual blocks)
+    channels: int = 64  # width of the main transforms
+    latent_channels: int = 128  # channels of y
+    hyper_channels: int = 64  # channels of z (hyperprior only)
+    prior: str = "meanscale"  # "factorized", "scale" or "meanscale"
+    res_blocks: int = 1  # residual blocks per stage (crb only)
+    levels: int = 6  # quality levels with their own gain vectors
+    discriminator: bool = False  # trained with a PatchGAN (gcrb); not part of the codec
+    disc_channels: int = 64
+    disc_conditional: bool = False  # HiFiC-style discriminator conditioned on y_hat
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        return cls(**data)
+
+
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Run the hyper-synthesis with one thread on both sides of the channel.
+
+    The Gaussian scales chosen by the hyper-synthesis select the entropy coder's tables; if the
+    encoder and decoder computed them with different float reduction orders (thread counts), one
+    scale sitting on a table boundary would desynchronise the rANS decoder. One thread makes the
+    computation order fixed. The hyper path runs at 1/64 resolution, so this costs little.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+class EdgeCodecModel(CompressionModel):
+    """Transforms + quantized latent + learned entropy model, variable rate via gain units."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if config.transform not in ("cae", "crb"):
+            raise ValueError(f"transform must be 'cae' or 'crb', not {config.transform!r}")
+        if config.prior not in PRIORS:
+            raise ValueError(f"prior must be one of {PRIORS}, not {config.prior!r}")
+        if config.levels < 2:
+            raise ValueError("need at least 2 quality levels")
+        self.config = config
+        n, m, h, k = config.channels, config.latent_channels, config.hyper_channels, config.levels
+        self.g_a = analysis_transform(config.transform, n, m, config.res_blocks)
+        self.g_s = synthesis_transform(config.transform, n, m, config.res_blocks)
+        if config.prior == "factorized":
+            self.latent_codec = EntropyBottleneckLatentCodec(EntropyBottleneck(m))
+        else:
+            mean_scale = config.prior == "meanscale"
+            self.latent_codec = GainHyperpriorLatentCodec(
+                latent_codec={
+                    "y": GaussianConditionalLatentCodec(
+                        quantizer="ste", chunks=("scales", "means") if mean_scale else ("scales",)
+                    ),
+                    "hyper": GainHyperLatentCodec(
+                        EntropyBottleneck(h), hyper_analysis(m, h), hyper_synthesis(m, h, mean_scale)
+                    ),
+                }
+            )
+        # Gains live in log space: positive by construction, and geometric interpolation between
+        # levels becomes linear. Level 0 (lowest rate) starts with small gains, level K-1 large.
+        init = torch.linspace(-1.0, 1.0, k)[:, None]
+        self.log_y_gain = nn.Parameter(init.repeat(1, m))
+        self.log_y_gain_inv = nn.Parameter(-init.repeat(1, m))
+        self.log_z_gain = nn.Parameter(torch.zeros(k, h))
+        self.log_z_gain_inv = nn.Parameter(torch.zeros(k, h))
+
+    @property
+    def stride(self) -> int:
+        """Inputs must have height and width divisible by this."""
+        return STRIDE * (1 if self.config.prior == "factorized" else 4)
+
+    def gains(self, quality: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Gain vectors for qualities in [0, 1] (shape (B,)), each shaped (B, C, 1, 1)."""
+        k = self.config.levels
+        pos = quality.clamp(0, 1).to(self.log_y_gain.dtype) * (k - 1)
+        lower = pos.floor().long().clamp(max=k - 2)
+        t = (pos - lower)[:, None]
+
+        def interp(table: torch.Tensor) -> torch.Tensor:
+            value = (1 - t) * table[lower] + t * table[lower + 1]
+            return value.exp()[:, :, None, None]
+
+        return {
+            "y_gain": interp(self.log_y_gain),
+            "y_gain_inv": interp(self.log_y_gain_inv),
+            "z_gain": interp(self.log_z_gain),
+            "z_gain_inv": interp(self.log_z_gain_inv),
+        }
+
+    def _latent(self, x: torch.Tensor) -> torch.Tensor:
+        return self.g_a(x * 2 - 1)
+
+    def _image(self, y_hat: torch.Tensor) -> torch.Tensor:
+        return (self.g_s(y_hat) + 1) / 2
+
+    def forward(self, x: torch.Tensor, quality: torch.Tensor) -> dict[str, Any]:
+        """Training/evaluation pass with quantization proxies. x in [0, 1], quality (B,)."""
+        g = self.gains(quality)
+        y = self._latent(x)
+        if self.config.prior == "factorized":
+            out = self.latent_codec(y * g["y_gain"])
+            y_hat = out["y_hat"] * g["y_gain_inv"]
+        else:
+            out = self.latent_codec(y, g["y_gain"], g["z_gain"], g["y_gain_inv"], g["z_gain_inv"])
+            y_hat = out["y_hat"]
+        return {"x_hat": self._image(y_hat), "likelihoods": out["likelihoods"], "y_hat": y_hat}
+
+    @torch.no_grad()
+    def analyze(self, x: torch.Tensor) -> torch.Tensor:
+        """Analysis transform of one image (1, 3, H, W) in [0, 1], H and W multiples of ``stride``."""
+        return self._latent(x)
+
+    @torch.no_grad()
+    def compress_latent(self, y: torch.Tensor, quality: float) -> dict[str, Any]:
+        """Entropy-code a latent at a quality. Returns the byte strings (y first, then z for
+        hyperprior models) and y's spatial shape."""
+        g = self.gains(torch.tensor([quality]))
+        if self.config.prior == "factorized":
+            out = self.latent_codec.compress(y * g["y_gain"])
+        else:
+            with single_thread():
+                out = self.latent_codec.compress(y, g["y_gain"], g["z_gain"], g["y_gain_inv"], g["z_gain_inv"])
+        strings = [s[0] for s in out["strings"]]
+        return {"strings": strings, "shape": tuple(y.shape[-2:])}
+
+    def compress(self, x: torch.Tensor, quality: float) -> dict[str, Any]:
+        """Entropy-code one image (1, 3, H, W), H and W multiples of ``stride``."""
+        return self.compress_latent(self.analyze(x), quality)
+
+    @torch.no_grad()
+    def decompress(self, strings: list[bytes], shape: tuple[int, int], quality: float) -> torch.Tensor:
+        """Decode byte strings into an image (1, 3, H, W) in [0, 1]."""
+        g = self.gains(torch.tensor([quality]))
+        if self.config.prior == "factorized":
+            y_hat = self.latent_codec.decompress([[strings[0]]], shape)["y_hat"] * g["y_gain_inv"]
+        else:
+            z_shape = (shape[0] // 4, shape[1] // 4)
+            with single_thread():
+                y_hat = self.latent_codec.decompress(
+                    [[strings[0]], [strings[1]]], {"y": shape, "hyper": z_shape},
+                    y_gain_inv=g["y_gain_inv"], z_gain_inv=g["z_gain_inv"],
+                )["y_hat"]
+        return self._image(y_hat).clamp(0, 1)
+
+    @property
+    def num_streams(self) -> int:
+        return 1 if self.config.prior == "factorized" else 2
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters of the encoder side, decoder side, and in total (entropy models included)."""
+        def count(*modules: nn.Module) -> int:
+            return sum(p.numel() for mod in modules for p in mod.parameters())
+
+        decoder = count(self.g_s) + self.log_y_gain_inv.numel() + self.log_z_gain_inv.numel()
+        if self.config.prior != "factorized":
+            decoder += count(self.latent_codec["hyper"].h_s)
+        return {"encoder": count(self) - count(self.g_s), "decoder": decoder, "total": count(self)}

@@ -1,0 +1,64 @@
+"""Analysis (encoder) and synthesis (decoder) transforms of the CAE and CRB configurations.
+
+Both downsample by 16 with four stride-2 convolutions (BatchNorm + ReLU between them) and mirror
+that with transposed convolutions; CRB adds residual blocks after every inner stage. The decoder
+ends in tanh, as in the original design, so it produces images in [-1, 1].
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .layers import ResidualBlock, conv_down, deconv_up
+
+STRIDE = 16  # spatial downsampling of the analysis transform
+
+
+def analysis_transform(kind: str, channels: int, latent_channels: int, res_blocks: int = 1) -> nn.Sequential:
+    """Image (3 channels, [-1, 1]) to latent y at 1/16 resolution."""
+    layers: list[nn.Module] = []
+    in_ch = 3
+    for stage in range(3):
+        layers += [conv_down(in_ch, channels), nn.BatchNorm2d(channels), nn.ReLU(inplace=True)]
+        if kind == "crb":
+            layers += [ResidualBlock(channels) for _ in range(res_blocks)]
+        in_ch = channels
+    layers.append(conv_down(channels, latent_channels))
+    return nn.Sequential(*layers)
+
+
+def synthesis_transform(kind: str, channels: int, latent_channels: int, res_blocks: int = 1) -> nn.Sequential:
+    """Latent y_hat to image in [-1, 1] (tanh output)."""
+    layers: list[nn.Module] = []
+    in_ch = latent_channels
+    for stage in range(3):
+        layers += [deconv_up(in_ch, channels), nn.BatchNorm2d(channels), nn.ReLU(inplace=True)]
+        if kind == "crb":
+            layers += [ResidualBlock(channels) for _ in range(res_blocks)]
+        in_ch = channels
+    layers += [deconv_up(channels, 3), nn.Tanh()]
+    return nn.Sequential(*layers)
+
+
+def hyper_analysis(latent_channels: int, hyper_channels: int) -> nn.Sequential:
+    """y to hyper-latent z at a further 1/4 resolution (Minnen et al. 2018 layout)."""
+    return nn.Sequential(
+        nn.Conv2d(latent_channels, hyper_channels, 3, padding=1),
+        nn.ReLU(inplace=True),
+        conv_down(hyper_channels, hyper_channels),
+        nn.ReLU(inplace=True),
+        conv_down(hyper_channels, hyper_channels),
+    )
+
+
+def hyper_synthesis(latent_channels: int, hyper_channels: int, mean_scale: bool) -> nn.Sequential:
+    """z_hat to Gaussian parameters of y: scales, or scales and means."""
+    out_ch = latent_channels * (2 if mean_scale else 1)
+    mid = (hyper_channels + out_ch) // 2
+    return nn.Sequential(
+        deconv_up(hyper_channels, hyper_channels),
+        nn.ReLU(inplace=True),
+        deconv_up(hyper_channels, mid),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(mid, out_ch, 3, padding=1),
+    )

@@ -1,0 +1,1 @@
+"""Training: data pipeline, configuration and the training loop."""

@@ -1,0 +1,65 @@
+"""Run configuration: one YAML file fully describes a training run; key=value overrides on top."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULTS: dict[str, Any] = {
+    "name": "run",
+    "model": {"config": "crb", "overrides": {}},
+    "data": {"root": "../shared/data/train", "crop": 128, "scale": [0.5, 1.0], "val_fraction": 0.02,
+             "val_crop": 256, "val_images": 8},
+    "train": {
+        "steps": 1000,
+        "batch_size": 8,
+        "lr": 3e-4,
+        "aux_lr": 1e-3,
+        "lr_drop_at": 0.9,  # fraction of steps after which lr is divided by 10
+        "grad_clip": 1.0,
+        "distortion": "mse",
+        "lambdas": [0.0013, 0.0031, 0.0072, 0.0168, 0.0395, 0.0932],
+        "threads": 1,
+        "seed": 0,
+        "log_every": 50,
+        "ckpt_every": 500,
+        "keep_checkpoints": 3,
+        "val_every": 1000,
+        "init_from": None,  # weights (.safetensors) or checkpoint to start from
+    },
+}
+
+
+def _merge(base: dict, update: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "overrides":
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def apply_override(config: dict, assignment: str) -> None:
+    """Apply ``section.key=value`` (value parsed as YAML) in place."""
+    if "=" not in assignment:
+        raise ValueError(f"override must look like key=value, got {assignment!r}")
+    key, raw = assignment.split("=", 1)
+    *parents, leaf = key.split(".")
+    node = config
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = yaml.safe_load(raw)
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> dict:
+    config = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        with open(path) as f:
+            config = _merge(config, yaml.safe_load(f) or {})
+    for assignment in overrides:
+        apply_override(config, assignment)
+    return config

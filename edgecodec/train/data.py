@@ -1,0 +1,89 @@
+"""Training data: recursive image folders, decoded once into memory, random antialiased
+downscale + crop + flip per sample (the downscale removes the JPEG blocking of the training set)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import Dataset
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm"}
+
+
+def find_images(root: str | Path) -> list[Path]:
+    """All files under root with an image suffix, sorted for reproducibility."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data folder not found: {root}")
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def is_validation(path: Path, fraction: float) -> bool:
+    """Stable split by file-name hash: the same files are held out on every machine and run."""
+    digest = hashlib.sha1(path.name.encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32 < fraction
+
+
+def load_rgb(path: Path) -> Image.Image | None:
+    """Decode an image to RGB, or None (with a warning) when Pillow cannot read it."""
+    try:
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img)
+            return img.convert("RGB")
+    except Exception as exc:  # any decoder failure means "skip this file"
+        log.warning("skipping unreadable image %s: %s", path, exc)
+        return None
+
+
+class CropDataset(Dataset):
+    """Random crops of `crop` pixels after a random antialiased downscale in `scale`."""
+
+    def __init__(self, paths: list[Path], crop: int, scale: tuple[float, float] = (0.5, 1.0),
+                 train: bool = True) -> None:
+        self.crop, self.scale, self.train = crop, scale, train
+        images = (load_rgb(p) for p in paths)
+        self.images = [im for im in images if im is not None and min(im.size) >= crop]
+        if not self.images:
+            raise ValueError(f"no usable images (at least {crop}x{crop}) among {len(paths)} files")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        img = self.images[index]
+        if self.train:
+            # Python's random is seeded per worker by the DataLoader and restored on resume.
+            s = random.uniform(*self.scale)
+            side = min(int(round(self.crop / s)), *img.size)
+            left = random.randint(0, img.width - side)
+            top = random.randint(0, img.height - side)
+            patch = img.crop((left, top, left + side, top + side))
+            if side != self.crop:
+                patch = patch.resize((self.crop, self.crop), Image.Resampling.BICUBIC, reducing_gap=None)
+            if random.random() < 0.5:
+                patch = patch.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        else:  # deterministic validation: halve, then centre crop
+            small = img.resize((img.width // 2, img.height // 2), Image.Resampling.BICUBIC)
+            left, top = (small.width - self.crop) // 2, (small.height - self.crop) // 2
+            patch = small.crop((left, top, left + self.crop, top + self.crop)) if min(small.size) >= self.crop \
+                else img.crop((0, 0, self.crop, self.crop))
+        arr = np.asarray(patch, dtype=np.float32) / 255.0
+        return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+
+
+def make_datasets(root: str | Path, crop: int, scale: tuple[float, float], val_fraction: float,
+                  val_crop: int = 256) -> tuple[CropDataset, CropDataset]:
+    paths = find_images(root)
+    train = [p for p in paths if not is_validation(p, val_fraction)]
+    val = [p for p in paths if is_validation(p, val_fraction)]
+    if not val:
+        val = train[:1]
+    return CropDataset(train, crop, scale, train=True), CropDataset(val, val_crop, train=False)

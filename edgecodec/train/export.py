@@ -1,0 +1,53 @@
+"""Turn a training run's checkpoint into a shipped/registered model: safetensors + model card."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from ..models import EdgeCodecModel, ModelConfig
+from ..zoo import save_model
+from .trainer import latest_checkpoint
+
+
+def load_checkpoint_model(path: str | Path) -> tuple[EdgeCodecModel, int]:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model = EdgeCodecModel(ModelConfig.from_dict(state["model_config"]))
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model, int(state["step"])
+
+
+def export_run(run_dir: str | Path, name: str, out_dir: str | Path, card: dict[str, Any] | None = None,
+               checkpoint: str | Path | None = None) -> Path:
+    """Export the latest (or given) checkpoint of run_dir as model `name` into out_dir."""
+    run_dir = Path(run_dir)
+    ckpt = Path(checkpoint) if checkpoint else latest_checkpoint(run_dir)
+    if ckpt is None:
+        raise FileNotFoundError(f"no checkpoint in {run_dir}")
+    model, step = load_checkpoint_model(ckpt)
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    full_card = {
+        "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "training": {
+            "steps": step,
+            "data": config["data"],
+            "train": {k: v for k, v in config["train"].items()},
+            "model_config_name": config["model"]["config"],
+        },
+        **(card or {}),
+    }
+    return save_model(model, out_dir, name, full_card)
+
+
+def add_kodak_metrics(card_path: Path, rows: list[dict[str, float]], command: str) -> None:
+    """Record measured Kodak points (and the rate range they span) in a model card."""
+    card = json.loads(card_path.read_text())
+    card["kodak"] = {"command": command, "points": rows}
+    card["bpp_range"] = [min(r["bpp"] for r in rows), max(r["bpp"] for r in rows)]
+    card_path.write_text(json.dumps(card, indent=2) + "\n")

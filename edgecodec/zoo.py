@@ -1,0 +1,112 @@
+"""Shipped and user-exported models: weights (safetensors) plus a model card (JSON).
+
+A model is found by name in the package's ``weights/`` folder or in the folders listed in the
+``EDGECODEC_MODEL_PATH`` environment variable (``os.pathsep``-separated; ``export-model`` writes
+there). The first 8 bytes of the SHA-256 of the weights file identify the weights in every stream.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+
+from .errors import UnknownModelError
+from .models import EdgeCodecModel, ModelConfig
+
+PACKAGE_WEIGHTS = Path(__file__).parent / "weights"
+DEFAULT_MODEL = "fidelity"
+
+
+def model_dirs() -> list[Path]:
+    extra = [Path(p) for p in os.environ.get("EDGECODEC_MODEL_PATH", "").split(os.pathsep) if p]
+    return extra + [PACKAGE_WEIGHTS]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    weights: Path
+    card: dict[str, Any]
+
+    @functools.cached_property
+    def weights_hash(self) -> bytes:
+        return hashlib.sha256(self.weights.read_bytes()).digest()[:8]
+
+
+def list_models() -> list[ModelEntry]:
+    """Every available model; a name found in several folders resolves to the first."""
+    found: dict[str, ModelEntry] = {}
+    for folder in model_dirs():
+        for card_path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            weights = card_path.with_suffix(".safetensors")
+            if weights.exists() and card_path.stem not in found:
+                with open(card_path) as f:
+                    found[card_path.stem] = ModelEntry(card_path.stem, weights, json.load(f))
+    return list(found.values())
+
+
+def find_model(name: str) -> ModelEntry:
+    for entry in list_models():
+        if entry.name == name:
+            return entry
+    known = ", ".join(e.name for e in list_models()) or "none"
+    raise UnknownModelError(f"unknown model {name!r}; available: {known}")
+
+
+@functools.lru_cache(maxsize=8)
+def _load(weights: Path, mtime: float) -> tuple[EdgeCodecModel, bytes]:
+    card = json.loads(weights.with_suffix(".json").read_text())
+    model = EdgeCodecModel(ModelConfig.from_dict(card["config"]))
+    model.load_state_dict(load_file(str(weights)))
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, hashlib.sha256(weights.read_bytes()).digest()[:8]
+
+
+def load_model(name: str) -> tuple[EdgeCodecModel, bytes]:
+    """The model in eval mode and its 8-byte weights hash (cached per process)."""
+    entry = find_model(name)
+    return _load(entry.weights, entry.weights.stat().st_mtime)
+
+
+def save_model(model: EdgeCodecModel, folder: str | Path, name: str, card: dict[str, Any]) -> Path:
+    """Write ``name.safetensors`` and ``name.json`` (the card, with the model config) into folder.
+
+    Entropy-model tables are refreshed first, so the file codes with what it was trained to.
+    """
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.update(force=True)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    weights = folder / f"{name}.safetensors"
+    tmp = weights.with_name(weights.name + ".tmp")
+    save_file(state, str(tmp))
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, weights)
+    card = {**card, "name": name, "config": model.config.to_dict(),
+            "parameters": model.parameter_counts(),
+            "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
+    (folder / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
+    return weights
+
+
+def describe(entry: ModelEntry) -> dict[str, Any]:
+    card = entry.card
+    return {"name": entry.name, "config": card.get("config", {}).get("transform"),
+            "prior": card.get("config", {}).get("prior"), "bpp_range": card.get("bpp_range"),
+            "parameters": card.get("parameters"), "summary": card.get("summary", "")}
+
+
+__all__ = ["DEFAULT_MODEL", "ModelEntry", "describe", "find_model", "list_models", "load_model",
+           "save_model"]
