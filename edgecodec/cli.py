@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
+LOSSLESS_FORMATS = {"png": "PNG", "bmp": "BMP", "tif": "TIFF", "tiff": "TIFF", "ppm": "PPM"}
 EXIT_USAGE = 2
 EXIT_PARTIAL = 10  # folder mode: some files failed, the rest were written
 EXIT_INTERRUPTED = 130
@@ -100,8 +102,11 @@ def cmd_compress(args: argparse.Namespace) -> int:
 # --- decompress ----------------------------------------------------------------------------------
 def _decompress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
     from .codec import decompress
-    from .errors import InputImageError, OutputExistsError
+    from .errors import InputImageError, OutputExistsError, UsageError
 
+    fmt = dst.suffix.lower().lstrip(".")
+    if fmt not in LOSSLESS_FORMATS:
+        raise UsageError(f"output {dst} must be a lossless format: .png, .bmp, .tif or .ppm")
     if dst.exists() and not args.force:
         raise OutputExistsError(f"{dst} exists: pass --force to overwrite")
     try:
@@ -109,13 +114,8 @@ def _decompress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
     except OSError as exc:
         raise InputImageError(f"cannot read {src}: {exc.strerror}") from None
     image = decompress(data, max_pixels=args.max_pixels)
-    fmt = dst.suffix.lower().lstrip(".")
-    if fmt not in ("png", "bmp", "tif", "tiff", "ppm"):
-        from .errors import EdgecodecError
-        raise EdgecodecError(f"output {dst} must be a lossless format: .png, .bmp, .tif or .ppm")
-    import io
     buf = io.BytesIO()
-    image.save(buf, format={"tif": "TIFF", "tiff": "TIFF"}.get(fmt, fmt.upper()))
+    image.save(buf, format=LOSSLESS_FORMATS[fmt])
     _write_atomic(dst, buf.getvalue(), args.force)
     return f"{src} -> {dst}: {image.width}x{image.height} {image.mode}"
 
@@ -134,18 +134,19 @@ def _run_folder(src: Path, args: argparse.Namespace, suffixes: set[str], out_suf
                 one: Callable[[Path, Path, argparse.Namespace], str]) -> int:
     from tqdm import tqdm
 
-    from .errors import EdgecodecError
+    from .errors import EdgecodecError, UsageError
 
     if not args.output:
-        raise EdgecodecError("a folder input needs -o OUTPUT_FOLDER")
+        raise UsageError("a folder input needs -o OUTPUT_FOLDER")
     out_root = Path(args.output)
     files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
     if not files:
-        raise EdgecodecError(f"no input files ({', '.join(sorted(suffixes))}) in {src}")
+        raise UsageError(f"no input files ({', '.join(sorted(suffixes))}) in {src}")
     failures: list[tuple[Path, str]] = []
     written = skipped = 0
+    targets = _mirror_paths(src, files, out_root, out_suffix)
     for path in tqdm(files, desc=args.command, unit="file", disable=args.quiet or None):
-        dst = out_root / path.relative_to(src).with_suffix(out_suffix)
+        dst = targets[path]
         if dst.exists() and args.skip_existing:
             skipped += 1
             continue
@@ -160,6 +161,17 @@ def _run_folder(src: Path, args: argparse.Namespace, suffixes: set[str], out_suf
     for path, reason in failures:
         print(f"failed: {path}: {reason}", file=sys.stderr)
     return EXIT_PARTIAL if failures else 0
+
+
+def _mirror_paths(src: Path, files: list[Path], out_root: Path, out_suffix: str) -> dict[Path, Path]:
+    """Output path of each input, mirroring the tree. Inputs that would share an output
+    (photo.png and photo.jpg) keep their full name (photo.png.edc) so none is overwritten."""
+    plain = {path: out_root / path.relative_to(src).with_suffix(out_suffix) for path in files}
+    counts: dict[Path, int] = {}
+    for dst in plain.values():
+        counts[dst] = counts.get(dst, 0) + 1
+    return {path: (dst if counts[dst] == 1 else out_root / (str(path.relative_to(src)) + out_suffix))
+            for path, dst in plain.items()}
 
 
 # --- info / models -------------------------------------------------------------------------------

@@ -10,6 +10,12 @@ class EdgecodecError(Exception):
     exit_code = 1
 
 
+class UsageError(EdgecodecError):
+    """The command was given arguments that cannot work together."""
+
+    exit_code = 2
+
+
 class InputImageError(EdgecodecError):
     """The input image cannot be read or is not supported (e.g. alpha without --alpha drop)."""
 

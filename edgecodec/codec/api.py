@@ -30,7 +30,7 @@ def parse_size(text: str) -> int:
 
 
 def _to_tensor(rgb: np.ndarray, stride: int) -> torch.Tensor:
-    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0
+    x = torch.from_numpy(np.array(rgb, copy=not rgb.flags.writeable)).permute(2, 0, 1)[None].float() / 255.0
     h, w = x.shape[-2:]
     pad_h, pad_w = -h % stride, -w % stride
     if pad_h or pad_w:

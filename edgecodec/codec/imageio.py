@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Iterator, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -39,27 +41,32 @@ def check_pixels(width: int, height: int, max_pixels: int | None) -> None:
                                  f"{limit} pixels (set EDGECODEC_MAX_PIXELS or max_pixels to raise it)")
 
 
-def _source_bit_depth(img: Image.Image) -> int:
+def source_bit_depth(img: Image.Image) -> int:
+    """Bits per channel of the source. Call before ``load()``: loading clears the raw-mode info."""
     if img.mode == "1":
         return 1
     if img.mode.startswith("I;16") or img.mode in ("I", "F"):
         return 16 if img.mode.startswith("I;16") else 32
     # Pillow reads 16-bit-per-channel RGB(A) PNG/TIFF as 8-bit; the raw mode still tells.
-    rawmodes = [t[3] if len(t) > 3 else None for t in (img.tile or [])]
+    rawmodes = [t[3] if len(t) > 3 else None for t in (getattr(img, "tile", None) or [])]
     rawmodes = [r[0] if isinstance(r, tuple) else r for r in rawmodes]
     if any(isinstance(r, str) and "16" in r for r in rawmodes):
         return 16
     return 8
 
 
-def prepare_pil(img: Image.Image, alpha: str = "refuse", max_pixels: int | None = None) -> PreparedImage:
-    from .container import CONVERSIONS  # noqa: F401  (flags documented there)
-
+def _check_alpha_policy(alpha: str) -> None:
     if alpha not in ALPHA_POLICIES:
-        raise ValueError(f"alpha must be one of {ALPHA_POLICIES}")
+        raise ValueError(f"alpha must be one of {ALPHA_POLICIES}, not {alpha!r}")
+
+
+def prepare_pil(img: Image.Image, alpha: str = "refuse", max_pixels: int | None = None,
+                bit_depth: int | None = None) -> PreparedImage:
+    """Convert a PIL image to 8-bit RGB; flags follow ``container.CONVERSIONS``."""
+    _check_alpha_policy(alpha)
     check_pixels(img.width, img.height, max_pixels)
     flags = 0
-    depth = _source_bit_depth(img)
+    depth = bit_depth or source_bit_depth(img)
     orientation = img.getexif().get(0x0112, 1) if hasattr(img, "getexif") else 1
     if orientation not in (0, 1):
         img = ImageOps.exif_transpose(img)
@@ -99,8 +106,26 @@ def prepare_pil(img: Image.Image, alpha: str = "refuse", max_pixels: int | None 
     return PreparedImage(np.array(rgb, dtype=np.uint8), channels, depth, flags)
 
 
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _pillow_pixel_limit() -> Iterator[None]:
+    """Let our limit (checked right after the header is read, before decoding) govern instead of
+    Pillow's global decompression-bomb limit, which would refuse images the user explicitly
+    allowed. Pillow only offers the global, hence the lock."""
+    with _PILLOW_LIMIT_LOCK:
+        previous = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
+
+
 def load_image(image: ImageInput, alpha: str = "refuse", max_pixels: int | None = None) -> PreparedImage:
     """Read a path, PIL image or HxWx3 uint8 array into 8-bit RGB."""
+    _check_alpha_policy(alpha)
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
             raise InputImageError(f"arrays must be HxWx3 uint8, got shape {image.shape} dtype {image.dtype}")
@@ -115,15 +140,11 @@ def load_image(image: ImageInput, alpha: str = "refuse", max_pixels: int | None 
         raise InputImageError(f"{path} is a folder, not an image")
     limit = default_max_pixels() if max_pixels is None else max_pixels
     try:
-        with Image.open(path) as img:
+        with _pillow_pixel_limit(), Image.open(path) as img:
             check_pixels(img.width, img.height, limit)
-            previous = Image.MAX_IMAGE_PIXELS
-            Image.MAX_IMAGE_PIXELS = max(limit, 1)  # our limit governs, not Pillow's default
-            try:
-                img.load()
-            finally:
-                Image.MAX_IMAGE_PIXELS = previous
-            return prepare_pil(img, alpha, limit)
+            depth = source_bit_depth(img)
+            img.load()
+            return prepare_pil(img, alpha, limit, bit_depth=depth)
     except UnidentifiedImageError:
         raise InputImageError(f"{path}: not an image Pillow can read") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:

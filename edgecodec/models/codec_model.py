@@ -27,13 +27,14 @@ from torch import nn
 from .transforms import STRIDE, analysis_transform, hyper_analysis, hyper_synthesis, synthesis_transform
 
 PRIORS = ("factorized", "scale", "meanscale")
+TRANSFORMS = ("cae", "crb", "gdn")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything that defines a model's architecture. Stored in model cards and checkpoints."""
 
-    transform: str = "crb"  # "cae" (plain) or "crb" (residual blocks)
+    transform: str = "crb"  # "cae" (plain), "crb" (residual blocks) or "gdn" (GDN instead of BN+ReLU)
     channels: int = 64  # width of the main transforms
     latent_channels: int = 128  # channels of y
     hyper_channels: int = 64  # channels of z (hyperprior only)
@@ -79,8 +80,8 @@ class EdgeCodecModel(CompressionModel):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        if config.transform not in ("cae", "crb"):
-            raise ValueError(f"transform must be 'cae' or 'crb', not {config.transform!r}")
+        if config.transform not in TRANSFORMS:
+            raise ValueError(f"transform must be one of {TRANSFORMS}, not {config.transform!r}")
         if config.prior not in PRIORS:
             raise ValueError(f"prior must be one of {PRIORS}, not {config.prior!r}")
         if config.levels < 2:
@@ -177,6 +178,7 @@ class EdgeCodecModel(CompressionModel):
     @torch.no_grad()
     def decompress(self, strings: list[bytes], shape: tuple[int, int], quality: float) -> torch.Tensor:
         """Decode byte strings into an image (1, 3, H, W) in [0, 1]."""
+        strings = self._pad_streams(strings, shape)
         g = self.gains(torch.tensor([quality]))
         if self.config.prior == "factorized":
             y_hat = self.latent_codec.decompress([[strings[0]]], shape)["y_hat"] * g["y_gain_inv"]
@@ -189,12 +191,28 @@ class EdgeCodecModel(CompressionModel):
                 )["y_hat"]
         return self._image(y_hat).clamp(0, 1)
 
+    def _pad_streams(self, strings: list[bytes], shape: tuple[int, int]) -> list[bytes]:
+        """Append zero bytes after each stream.
+
+        CompressAI's C++ rANS decoder reads 32-bit words without bounds checks, so a crafted
+        stream that is shorter than its declared shape needs reads past its end. A valid stream
+        never reaches the padding; a crafted one reads zeros instead of foreign memory. The
+        decoder reads at most one word per symbol outside its bypass mode, hence 4 bytes a symbol.
+        """
+        symbols = [self.config.latent_channels * shape[0] * shape[1]]
+        if self.config.prior != "factorized":
+            symbols.append(self.config.hyper_channels * (shape[0] // 4) * (shape[1] // 4))
+        return [s + bytes(4 * n + 64) for s, n in zip(strings, symbols)]
+
     @property
     def num_streams(self) -> int:
         return 1 if self.config.prior == "factorized" else 2
 
     def parameter_counts(self) -> dict[str, int]:
-        """Parameters of the encoder side, decoder side, and in total (entropy models included)."""
+        """Parameters that the encoder and the decoder each need, and in total.
+
+        Both sides run the hyper-synthesis (the encoder needs the same Gaussian parameters), so
+        it counts in both and encoder + decoder exceeds total."""
         def count(*modules: nn.Module) -> int:
             return sum(p.numel() for mod in modules for p in mod.parameters())
 

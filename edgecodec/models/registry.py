@@ -50,3 +50,9 @@ def crb() -> ModelConfig:
 def gcrb() -> ModelConfig:
     """CRB generator trained against a PatchGAN discriminator with a perceptual loss."""
     return ModelConfig(transform="crb", discriminator=True)
+
+
+@register_config
+def gdn_hp() -> ModelConfig:
+    """GDN transforms (Balle et al.) with the gained mean-scale hyperprior: the fidelity default."""
+    return ModelConfig(transform="gdn")

@@ -84,6 +84,6 @@ def make_datasets(root: str | Path, crop: int, scale: tuple[float, float], val_f
     paths = find_images(root)
     train = [p for p in paths if not is_validation(p, val_fraction)]
     val = [p for p in paths if is_validation(p, val_fraction)]
-    if not val:
-        val = train[:1]
+    if not val:  # tiny folders: validate on a few training images rather than on nothing
+        val = train[:8]
     return CropDataset(train, crop, scale, train=True), CropDataset(val, val_crop, train=False)

@@ -66,6 +66,10 @@ class Trainer:
         self.step = 0
         self.data_rng = torch.Generator().manual_seed(tc["seed"])
         dc = config["data"]
+        for key in ("crop", "val_crop"):
+            if dc[key] % self.model.stride:
+                raise ValueError(f"data.{key}={dc[key]} must be a multiple of the model's stride "
+                                 f"{self.model.stride}")
         self.train_set, self.val_set = make_datasets(dc["root"], dc["crop"], tuple(dc["scale"]),
                                                      dc["val_fraction"], dc["val_crop"])
         if tc.get("init_from"):
@@ -149,8 +153,8 @@ class Trainer:
         aux_loss.backward()
         self.aux_optimizer.step()
         self.step += 1
-        record = {k: float(v) for k, v in terms.items()}
-        record["aux_loss"] = float(aux_loss)
+        record = {k: float(v.detach()) for k, v in terms.items()}
+        record["aux_loss"] = float(aux_loss.detach())
         return record
 
     @torch.no_grad()

@@ -1,0 +1,149 @@
+"""Shared fixtures: the Kodak data, tiny random models registered through EDGECODEC_MODEL_PATH,
+and helpers to run the CLI as a real process."""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+# The test machine shares its CPU with other work: one thread everywhere (the thread-determinism
+# test switches to 2 and back).
+torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = dict(channels=16, latent_channels=32, hyper_channels=16)
+SHIPPED = "fidelity"
+
+
+# --- data ----------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """$EDGECODEC_DATA, else ../shared/data next to the repository. Missing data fails the run."""
+    env = os.environ.get("EDGECODEC_DATA")
+    root = Path(env) if env else Path(__file__).resolve().parents[2] / "shared/data"
+    if not (root / "kodak" / "kodim23.png").is_file():
+        pytest.fail(f"test data not found: {root}/kodak/kodim01.png .. kodim24.png "
+                    "(set EDGECODEC_DATA to the folder holding kodak/)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def kodak(data_dir: Path) -> Path:
+    return data_dir / "kodak"
+
+
+@pytest.fixture(scope="session")
+def kodim23(kodak: Path) -> Path:
+    return kodak / "kodim23.png"
+
+
+@pytest.fixture(scope="session")
+def kodim23_rgb(kodim23: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(kodim23) as img:
+        return np.array(img.convert("RGB"))
+
+
+# --- models --------------------------------------------------------------------------------------
+def make_tiny(seed: int):
+    from edgecodec.models import create_model
+
+    torch.manual_seed(seed)
+    model = create_model("crb", **TINY)
+    model.eval()
+    return model
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tiny_models(tmp_path_factory):
+    """Two tiny random models, both named "tiny", in two folders; EDGECODEC_MODEL_PATH points at
+    the first for the whole session (tests switching it use monkeypatch, which restores it)."""
+    from edgecodec.zoo import save_model
+
+    folder_a = tmp_path_factory.mktemp("models_a")
+    folder_b = tmp_path_factory.mktemp("models_b")
+    save_model(make_tiny(0), folder_a, "tiny", {"summary": "tiny random test model A"})
+    save_model(make_tiny(1), folder_b, "tiny", {"summary": "tiny random test model B"})
+    previous = os.environ.get("EDGECODEC_MODEL_PATH")
+    os.environ["EDGECODEC_MODEL_PATH"] = str(folder_a)
+    yield {"a": folder_a, "b": folder_b}
+    if previous is None:
+        os.environ.pop("EDGECODEC_MODEL_PATH", None)
+    else:
+        os.environ["EDGECODEC_MODEL_PATH"] = previous
+
+
+@pytest.fixture(scope="session")
+def shipped_kodim23(kodim23: Path) -> dict[float, bytes]:
+    """kodim23 coded by the shipped model at qualities 0, 0.5 and 1."""
+    import edgecodec
+
+    return {q: edgecodec.compress(kodim23, quality=q, model=SHIPPED) for q in (0.0, 0.5, 1.0)}
+
+
+@pytest.fixture(scope="session")
+def tiny_stream() -> bytes:
+    """A small real stream of the tiny model (40x70 random image)."""
+    import edgecodec
+
+    x = np.random.RandomState(0).randint(0, 256, (40, 70, 3), dtype=np.uint8)
+    return edgecodec.compress(x, quality=0.5, model="tiny")
+
+
+# --- helpers -------------------------------------------------------------------------------------
+def cli_env(model_path: Path | str | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["EDGECODEC_MODEL_PATH"] = str(model_path) if model_path is not None else os.environ["EDGECODEC_MODEL_PATH"]
+    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.pop("EDGECODEC_DEBUG", None)
+    return env
+
+
+def run_cli(*args: str, cwd: Path | str = REPO, env: dict[str, str] | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess:
+    """`python -m edgecodec.cli ARGS` as a real process."""
+    return subprocess.run([sys.executable, "-m", "edgecodec.cli", *map(str, args)], cwd=str(cwd),
+                          env=env or cli_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_error_line(stderr: str, *fragments: str) -> str:
+    """The CLI's error contract: exactly one line on stderr, starting "edgecodec: error:"."""
+    assert "Traceback" not in stderr, stderr
+    lines = stderr.strip("\n").splitlines()
+    assert len(lines) == 1, f"expected one stderr line, got {len(lines)}:\n{stderr}"
+    assert lines[0].startswith("edgecodec: error:"), lines[0]
+    for fragment in fragments:
+        assert fragment.lower() in lines[0].lower(), lines[0]
+    return lines[0]
+
+
+def fix_crc(body: bytes) -> bytes:
+    """Replace the trailing CRC32 of an .edc byte string with the right one for its other bytes."""
+    body = bytes(body[:-4])
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def png_rgb16(arr: np.ndarray) -> bytes:
+    """A 16-bit-per-channel RGB PNG (Pillow cannot write one), from an (H, W, 3) uint16 array."""
+    h, w, _ = arr.shape
+    raw = b"".join(b"\x00" + arr[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)

@@ -1,0 +1,442 @@
+"""The `edgecodec` command line: a few real processes, most paths in-process through cli.main."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+
+import numpy as np
+import pytest
+from conftest import SHIPPED, assert_one_error_line, run_cli
+from PIL import Image
+
+import edgecodec
+from edgecodec import cli
+from edgecodec.codec.container import FORMAT_VERSION, Container
+
+LINE = re.compile(r"^(?P<src>.+) -> (?P<dst>.+): (?P<w>\d+)x(?P<h>\d+), (?P<bytes>\d+) bytes, "
+                  r"(?P<bpp>[0-9.]+) bpp, quality (?P<q>[0-9.]+), model (?P<model>\S+)")
+
+
+def main(*args) -> int:
+    return cli.main([str(a) for a in args])
+
+
+@pytest.fixture
+def small_png(kodim23_rgb, tmp_path):
+    path = tmp_path / "small.png"
+    Image.fromarray(kodim23_rgb[100:164, 200:296]).save(path)
+    return path
+
+
+@pytest.fixture
+def small_edc(small_png, tmp_path):
+    path = tmp_path / "small.edc"
+    path.write_bytes(edgecodec.compress(small_png, model="tiny", quality=0.25))
+    return path
+
+
+# --- real processes --------------------------------------------------------------------------------
+def test_process_compress_kodim23_with_shipped_model(kodim23, tmp_path):
+    out = tmp_path / "k23.edc"
+    result = run_cli("compress", kodim23, "-o", out, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "error" not in result.stderr.lower()
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1, result.stdout
+    match = LINE.match(lines[0])
+    assert match, lines[0]
+    size = out.stat().st_size
+    assert (int(match["w"]), int(match["h"])) == (768, 512)
+    assert int(match["bytes"]) == size
+    assert match["bpp"] == f"{8 * size / (768 * 512):.4f}"
+    assert float(match["q"]) == pytest.approx(0.5, abs=1e-4)
+    assert match["model"] == SHIPPED
+    header = edgecodec.read_header(out.read_bytes())
+    assert (header.model, header.width, header.height, header.quality_q16) == (SHIPPED, 768, 512, 32768)
+    image = edgecodec.decompress(out.read_bytes())
+    assert image.size == (768, 512) and image.mode == "RGB"
+
+
+def test_process_flipped_byte_exits_4(small_edc, tmp_path):
+    data = bytearray(small_edc.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    bad = tmp_path / "bad.edc"
+    bad.write_bytes(bytes(data))
+    result = run_cli("decompress", bad, "-o", tmp_path / "bad.png", cwd=tmp_path)
+    assert result.returncode == 4, (result.returncode, result.stderr)
+    assert_one_error_line(result.stderr, "corrupted")
+    assert not (tmp_path / "bad.png").exists()
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_process_existing_output_exits_8(small_png, tmp_path):
+    out = tmp_path / "exists.edc"
+    out.write_bytes(b"precious")
+    os.utime(out, ns=(1_000_000_000_000_000_000, 1_000_000_000_000_000_000))
+    result = run_cli("compress", small_png, "-o", out, "--model", "tiny", cwd=tmp_path)
+    assert result.returncode == 8, (result.returncode, result.stderr)
+    assert_one_error_line(result.stderr, "exists", "--force")
+    assert out.read_bytes() == b"precious"
+    assert out.stat().st_mtime_ns == 1_000_000_000_000_000_000
+    assert result.stdout == ""
+
+
+def test_process_crafted_header_does_not_crash(tiny_stream, tmp_path):
+    """A CRC-valid file whose header declares a larger image than its streams hold (a crafted or
+    buggy file: the CRC is no protection there) must end in an error or a garbage image, never in
+    a crash of the process (the rANS decoder reading past its buffer)."""
+    c = Container.from_bytes(tiny_stream)
+    crafted = Container(dataclasses.replace(c.header, width=3000, height=2000), c.streams).to_bytes()
+    (tmp_path / "crafted.edc").write_bytes(crafted)
+    result = run_cli("decompress", "crafted.edc", "-o", "crafted.png", cwd=tmp_path)
+    assert result.returncode >= 0, f"decoder killed by signal {-result.returncode}"
+    assert result.returncode in (0, 4), (result.returncode, result.stderr)
+    if result.returncode:
+        assert_one_error_line(result.stderr)
+
+
+# --- in-process ------------------------------------------------------------------------------------
+def test_info_prints_every_header_field(tmp_path, kodim23_rgb, capsys):
+    path = tmp_path / "gray.png"
+    Image.fromarray(kodim23_rgb[:64, :96]).convert("L").save(path)
+    edc = tmp_path / "gray.edc"
+    edc.write_bytes(edgecodec.compress(path, model="tiny", quality=0.75))
+    c = Container.from_bytes(edc.read_bytes())
+    capsys.readouterr()
+    assert main("info", edc) == 0
+    out = capsys.readouterr().out
+    fields = dict(line.strip().split(": ", 1) for line in out.strip().splitlines())
+    size = edc.stat().st_size
+    assert fields["model"] == "tiny"
+    assert fields["weights hash"] == c.header.weights_hash.hex()
+    assert fields["quality"].startswith(f"{49151 / 65535:.6f}") and "49151/65535" in fields["quality"]
+    assert fields["width"] == "96" and fields["height"] == "64"
+    assert fields["source channels"] == "1" and fields["source bit depth"] == "8"
+    assert fields["conversions"] == "grayscale to RGB"
+    assert fields["streams"] == ", ".join(f"{len(s)} bytes" for s in c.streams)
+    assert fields["format version"] == str(FORMAT_VERSION)
+    assert fields["file size"] == f"{size} bytes"
+    assert fields["bpp"] == f"{8 * size / (96 * 64):.4f}"
+
+
+def test_info_on_bad_files(tmp_path, capsys):
+    bad = tmp_path / "bad.edc"
+    bad.write_bytes(b"hello world, not an edc")
+    assert main("info", bad) == 4
+    assert_one_error_line(capsys.readouterr().err, "not an .edc")
+    assert main("info", tmp_path / "missing.edc") == 3
+    assert_one_error_line(capsys.readouterr().err, "cannot read")
+
+
+def test_models_lists_shipped_and_path_models(capsys):
+    assert main("models") == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    names = [line.split(":")[0] for line in lines]
+    assert f"{SHIPPED} (default)" in names
+    assert "tiny" in names
+
+
+def test_compress_default_output_name_and_force(small_png, tmp_path, capsys):
+    assert main("compress", small_png, "--model", "tiny") == 0
+    out = tmp_path / "small.edc"
+    assert out.exists()
+    first = out.read_bytes()
+    assert edgecodec.read_header(first).quality_q16 == 32768
+    assert main("compress", small_png, "--model", "tiny") == 8
+    assert out.read_bytes() == first
+    capsys.readouterr()
+    assert main("compress", small_png, "--model", "tiny", "--quality", "1", "--force") == 0
+    assert edgecodec.read_header(out.read_bytes()).quality_q16 == 65535
+    assert "small.edc" in capsys.readouterr().out
+    source = small_png.read_bytes()
+    assert main("decompress", out) == 8  # the default output small.png is the source image
+    assert small_png.read_bytes() == source
+    assert main("decompress", out, "--force") == 0
+    assert small_png.read_bytes() != source
+    with Image.open(small_png) as img:
+        assert img.size == (96, 64)
+
+
+def test_compress_metrics(kodim23_rgb, tmp_path, capsys):
+    src = tmp_path / "big.png"
+    Image.fromarray(kodim23_rgb[:192, :192]).save(src)
+    assert main("compress", src, "-o", tmp_path / "big.edc", "--model", "tiny", "--metrics") == 0
+    out = capsys.readouterr().out
+    assert re.search(r"PSNR [0-9.]+ dB, MS-SSIM [0-9.]+$", out.strip()), out
+    assert main("compress", tmp_path / "big.png", "-o", tmp_path / "b2.edc", "--model", SHIPPED,
+                "--quality", "1", "--metrics") == 0
+    psnr = float(re.search(r"PSNR ([0-9.]+) dB", capsys.readouterr().out)[1])
+    assert psnr > 10
+
+
+def test_target_size_and_bpp_flags(small_png, tmp_path, capsys):
+    out = tmp_path / "t.edc"
+    assert main("compress", small_png, "-o", out, "--model", SHIPPED, "--target-size", "1.5KB") == 0
+    line = capsys.readouterr().out
+    size = out.stat().st_size
+    assert abs(size - 1500) <= 45 or "not reachable" in line
+    assert main("compress", small_png, "-o", out, "--force", "--model", SHIPPED, "--target-size", "1GB") == 2
+    assert_one_error_line(capsys.readouterr().err, "size")
+    assert main("compress", small_png, "-o", out, "--force", "--model", SHIPPED, "--target-size", "10MB") == 0
+    assert "not reachable" in capsys.readouterr().out
+    assert edgecodec.read_header(out.read_bytes()).quality_q16 == 65535
+    assert main("compress", small_png, "-o", out, "--force", "--model", SHIPPED, "--target-bpp", "1.0") == 0
+    bpp = 8 * out.stat().st_size / (96 * 64)
+    line = capsys.readouterr().out
+    assert abs(bpp - 1.0) <= 0.03 or "not reachable" in line
+    assert main("compress", small_png, "-o", out, "--force", "--target-bpp", "-1") == 2
+    assert_one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("args", [
+    ["--quality", "2"], ["--quality", "-0.5"], ["--quality", "0.5", "--target-bpp", "1"],
+    ["--alpha", "keep"], ["--quality", "high"],
+])
+def test_usage_errors_exit_2(small_png, tmp_path, capsys, args):
+    with pytest.raises(SystemExit) as info:
+        main("compress", small_png, "-o", tmp_path / "u.edc", "--model", "tiny", *args)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    # argparse's convention: a usage line, then "edgecodec[ compress]: error: ..." as the last line.
+    assert re.match(r"edgecodec( compress)?: error: ", err.strip().splitlines()[-1]), err
+    assert not (tmp_path / "u.edc").exists()
+
+
+def test_usage_without_command(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main([])
+    assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    assert info.value.code == 0
+    assert edgecodec.__version__ in capsys.readouterr().out
+
+
+def test_unknown_model_exits_9(small_png, tmp_path, capsys):
+    assert main("compress", small_png, "-o", tmp_path / "x.edc", "--model", "no-such-model") == 9
+    assert_one_error_line(capsys.readouterr().err, "unknown model", "no-such-model", SHIPPED)
+    assert not (tmp_path / "x.edc").exists()
+
+
+def test_bad_input_image_exits_3(tmp_path, capsys, kodim23_rgb):
+    text = tmp_path / "x.png"
+    text.write_text("not a png\n")
+    assert main("compress", text, "-o", tmp_path / "x.edc") == 3
+    assert_one_error_line(capsys.readouterr().err, "x.png")
+    assert main("compress", tmp_path / "missing.png") == 3
+    assert_one_error_line(capsys.readouterr().err, "no such file")
+    rgba = tmp_path / "rgba.png"
+    Image.fromarray(np.zeros((16, 16, 4), np.uint8), "RGBA").save(rgba)
+    assert main("compress", rgba, "--model", "tiny") == 3
+    assert_one_error_line(capsys.readouterr().err, "--alpha drop")
+    assert main("compress", rgba, "--model", "tiny", "--alpha", "drop") == 0
+    assert edgecodec.read_header((tmp_path / "rgba.edc").read_bytes()).conversions == 8
+
+
+def test_truncated_and_garbage_edc_exit_4(small_edc, tmp_path, capsys):
+    data = small_edc.read_bytes()
+    for i, cut in enumerate((0, 3, 10, len(data) // 2, len(data) - 1)):
+        path = tmp_path / f"cut{i}.edc"
+        path.write_bytes(data[:cut])
+        assert main("decompress", path, "-o", tmp_path / f"cut{i}.png") == 4
+        assert_one_error_line(capsys.readouterr().err)
+        assert not (tmp_path / f"cut{i}.png").exists()
+
+
+def test_newer_version_exits_5(small_edc, tmp_path, capsys):
+    data = bytearray(small_edc.read_bytes())
+    data[4] = FORMAT_VERSION + 1  # the version is checked before the CRC: no fix-up needed
+    newer = tmp_path / "newer.edc"
+    newer.write_bytes(bytes(data))
+    assert main("decompress", newer, "-o", tmp_path / "newer.png") == 5
+    assert_one_error_line(capsys.readouterr().err, "version", "upgrade")
+    assert main("info", newer) == 5
+    assert_one_error_line(capsys.readouterr().err, "upgrade")
+
+
+def test_weights_mismatch_exits_6(small_edc, tiny_models, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("EDGECODEC_MODEL_PATH", str(tiny_models["b"]))
+    assert main("decompress", small_edc, "-o", tmp_path / "w.png") == 6
+    assert_one_error_line(capsys.readouterr().err, "weights")
+    assert not (tmp_path / "w.png").exists()
+
+
+def test_pixel_limit_exits_7(small_png, small_edc, tmp_path, capsys, monkeypatch):
+    assert main("compress", small_png, "-o", tmp_path / "p.edc", "--model", "tiny", "--max-pixels", "1000") == 7
+    assert_one_error_line(capsys.readouterr().err, "pixels")
+    assert main("decompress", small_edc, "-o", tmp_path / "p.png", "--max-pixels", "1000") == 7
+    assert_one_error_line(capsys.readouterr().err, "pixels")
+    monkeypatch.setenv("EDGECODEC_MAX_PIXELS", "1000")
+    assert main("decompress", small_edc, "-o", tmp_path / "p.png") == 7
+    assert main("decompress", small_edc, "-o", tmp_path / "p.png", "--max-pixels", str(96 * 64)) == 0
+
+
+def test_decompress_refuses_lossy_output_format(small_edc, tmp_path, capsys):
+    code = main("decompress", small_edc, "-o", tmp_path / "out.jpg")
+    assert code != 0
+    assert_one_error_line(capsys.readouterr().err, "lossless")
+    assert not (tmp_path / "out.jpg").exists()
+    for ext in ("png", "bmp", "tif", "ppm"):
+        assert main("decompress", small_edc, "-o", tmp_path / f"out.{ext}") == 0
+        with Image.open(tmp_path / f"out.{ext}") as img:
+            assert img.size == (96, 64)
+
+
+# --- folder mode -----------------------------------------------------------------------------------
+def all_files(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+@pytest.fixture
+def tree(kodim23_rgb, tmp_path):
+    src = tmp_path / "in"
+    (src / "sub" / "deeper").mkdir(parents=True)
+    Image.fromarray(kodim23_rgb[:64, :96]).save(src / "a.png")
+    Image.fromarray(kodim23_rgb[64:128, 96:160]).save(src / "sub" / "deeper" / "b.png")
+    (src / "sub" / "corrupt.png").write_bytes(np.random.RandomState(0).bytes(3000))
+    Image.fromarray(np.zeros((16, 16, 4), np.uint8), "RGBA").save(src / "sub" / "rgba.png")
+    (src / "notes.txt").write_text("not an image, ignored\n")
+    return src
+
+
+def test_folder_compress_partial_failure(tree, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main("compress", tree, "-o", out, "--model", "tiny", "-q") == 10
+    captured = capsys.readouterr()
+    assert all_files(out) == ["a.edc", "sub/deeper/b.edc"]  # no temporary or partial files
+    assert not list(out.rglob("*.tmp"))
+    assert "2 written, 0 skipped (existing), 2 failed" in captured.out
+    failed = [line for line in captured.err.splitlines() if line.startswith("failed: ")]
+    assert len(failed) == 2, captured.err
+    assert any("corrupt.png" in line and "image" in line for line in failed), failed
+    assert any("rgba.png" in line and "--alpha" in line for line in failed), failed
+    assert "Traceback" not in captured.err
+    for name, size in (("a.edc", (96, 64)), ("sub/deeper/b.edc", (64, 64))):
+        assert edgecodec.decompress((out / name).read_bytes()).size == size
+
+    # --skip-existing leaves finished outputs alone.
+    stamp = 1_000_000_000_000_000_000
+    for path in out.rglob("*.edc"):
+        os.utime(path, ns=(stamp, stamp))
+    before = {p: p.read_bytes() for p in out.rglob("*.edc")}
+    assert main("compress", tree, "-o", out, "--model", "tiny", "-q", "--skip-existing") == 10
+    captured = capsys.readouterr()
+    assert "0 written, 2 skipped (existing), 2 failed" in captured.out
+    for path, data in before.items():
+        assert path.stat().st_mtime_ns == stamp and path.read_bytes() == data
+
+    # Without --skip-existing or --force, existing outputs are failures and stay untouched.
+    assert main("compress", tree, "-o", out, "--model", "tiny", "-q") == 10
+    captured = capsys.readouterr()
+    assert "0 written, 0 skipped (existing), 4 failed" in captured.out
+    assert sum("exists" in line for line in captured.err.splitlines()) == 2
+    for path in before:
+        assert path.stat().st_mtime_ns == stamp
+
+    # With --force they are rewritten; with only good files the exit code is 0.
+    (tree / "sub" / "corrupt.png").unlink()
+    (tree / "sub" / "rgba.png").unlink()
+    assert main("compress", tree, "-o", out, "--model", "tiny", "-q", "--force", "--quality", "1") == 0
+    assert "2 written, 0 skipped (existing), 0 failed" in capsys.readouterr().out
+    for path in before:
+        assert edgecodec.read_header(path.read_bytes()).quality_q16 == 65535
+    assert all_files(out) == ["a.edc", "sub/deeper/b.edc"]
+
+
+def test_folder_decompress(tree, tmp_path, capsys):
+    (tree / "sub" / "corrupt.png").unlink()
+    (tree / "sub" / "rgba.png").unlink()
+    edc = tmp_path / "edc"
+    assert main("compress", tree, "-o", edc, "--model", "tiny", "-q") == 0
+    dec = tmp_path / "dec"
+    assert main("decompress", edc, "-o", dec, "-q") == 0
+    assert all_files(dec) == ["a.png", "sub/deeper/b.png"]
+    with Image.open(dec / "a.png") as img:
+        assert img.size == (96, 64)
+        assert np.array_equal(np.array(img), np.asarray(edgecodec.decompress((edc / "a.edc").read_bytes())))
+    # A broken .edc among good ones: exit 10, the good ones written.
+    (edc / "sub" / "broken.edc").write_bytes(b"\x89EDC\x01garbage")
+    dec2 = tmp_path / "dec2"
+    assert main("decompress", edc, "-o", dec2, "-q") == 10
+    captured = capsys.readouterr()
+    assert all_files(dec2) == ["a.png", "sub/deeper/b.png"]
+    assert "broken.edc" in captured.err
+
+
+def test_folder_errors(tree, tmp_path, capsys):
+    assert main("compress", tree, "--model", "tiny", "-q") != 0  # a folder needs -o
+    assert_one_error_line(capsys.readouterr().err, "-o")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main("compress", empty, "-o", tmp_path / "o", "-q") != 0
+    assert_one_error_line(capsys.readouterr().err, "no input files")
+
+
+def test_folder_name_collision_is_not_silent(kodim23_rgb, tmp_path, capsys):
+    """photo.png and photo.jpg both map to photo.edc: a run must not report both as written while
+    one output silently replaced the other (with --force)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(kodim23_rgb[:64, :64]).save(src / "photo.png")
+    Image.fromarray(kodim23_rgb[64:128, :64]).save(src / "photo.jpg")
+    out = tmp_path / "out"
+    code = main("compress", src, "-o", out, "--model", "tiny", "-q", "--force")
+    captured = capsys.readouterr()
+    outputs = all_files(out)
+    written = int(re.search(r"(\d+) written", captured.out)[1])
+    assert written == len(outputs) or code != 0, (code, captured.out, outputs)
+
+
+def test_outputs_follow_the_umask(small_png, tmp_path):
+    mask = os.umask(0o022)
+    try:
+        assert main("compress", small_png, "-o", tmp_path / "m.edc", "--model", "tiny") == 0
+        assert main("decompress", tmp_path / "m.edc", "-o", tmp_path / "m.png") == 0
+    finally:
+        os.umask(mask)
+    for name in ("m.edc", "m.png"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.edc", "m.png", "small.png"]
+
+
+def test_grayscale_round_trip_writes_grayscale_png(kodim23_rgb, tmp_path, capsys):
+    src = tmp_path / "g.png"
+    Image.fromarray(kodim23_rgb[:64, :64]).convert("L").save(src)
+    assert main("compress", src, "-o", tmp_path / "g.edc", "--model", "tiny") == 0
+    assert main("decompress", tmp_path / "g.edc", "-o", tmp_path / "g_out.png") == 0
+    assert "64x64 L" in capsys.readouterr().out
+    with Image.open(tmp_path / "g_out.png") as img:
+        assert img.mode == "L" and img.size == (64, 64)
+
+
+def test_stream_of_unknown_model_exits_9(small_edc, tmp_path, capsys):
+    c = Container.from_bytes(small_edc.read_bytes())
+    other = tmp_path / "other.edc"
+    other.write_bytes(Container(dataclasses.replace(c.header, model="not-installed"), c.streams).to_bytes())
+    assert main("decompress", other, "-o", tmp_path / "other.png") == 9
+    assert_one_error_line(capsys.readouterr().err, "not-installed")
+
+
+def test_internal_errors_are_one_line(small_edc, capsys, monkeypatch):
+    def boom(args):
+        raise RuntimeError("simulated failure")
+
+    monkeypatch.setattr(cli, "cmd_info", boom)
+    monkeypatch.delenv("EDGECODEC_DEBUG", raising=False)
+    assert main("info", small_edc) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert err.startswith("edgecodec: internal error: RuntimeError: simulated failure")
+    monkeypatch.setenv("EDGECODEC_DEBUG", "1")
+    with pytest.raises(RuntimeError):
+        main("info", small_edc)
+
+
+def test_models_ignores_missing_model_folders(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("EDGECODEC_MODEL_PATH", os.pathsep.join([str(tmp_path / "nope"), os.environ["EDGECODEC_MODEL_PATH"]]))
+    assert main("models") == 0
+    out = capsys.readouterr().out
+    assert SHIPPED in out and "tiny" in out

@@ -1,0 +1,223 @@
+"""The .edc container: layout (docs/format.md), round trip, and rejection of every kind of bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+import tracemalloc
+import zlib
+
+import pytest
+from conftest import fix_crc
+
+from edgecodec.codec.api import decode_array, read_header
+from edgecodec.codec.container import FORMAT_VERSION, MAGIC, Container, Header
+from edgecodec.errors import FormatError, ImageTooLargeError, UnknownModelError, VersionError
+
+HASH = bytes(range(1, 9))
+
+
+def sample_header(**changes) -> Header:
+    header = Header("fidelity", HASH, quality_q16=12345, width=640, height=480, channels=4, bit_depth=16,
+                    conversions=8 | 16)
+    return dataclasses.replace(header, **changes)
+
+
+def test_round_trip_preserves_every_field():
+    streams = [b"abc", b"", bytes(range(256)) * 3]
+    container = Container(sample_header(), streams)
+    data = container.to_bytes()
+    back = Container.from_bytes(data)
+    assert back.header == container.header
+    assert back.streams == streams
+    assert back.to_bytes() == data
+    assert back.header.version == FORMAT_VERSION
+    assert back.header.quality == pytest.approx(12345 / 65535)
+    assert back.header.conversion_names() == ["alpha dropped", "EXIF orientation applied"]
+    assert read_header(data) == container.header
+
+
+def test_layout_matches_format_doc():
+    name = "fidelity"
+    data = Container(sample_header(), [b"\x01\x02", b"\x03"]).to_bytes()
+    n = len(name)
+    assert data[:4] == MAGIC == b"\x89EDC"
+    assert data[4] == FORMAT_VERSION == 1
+    (header_len,) = struct.unpack_from("<H", data, 5)
+    # The per-field table of docs/format.md: the header ends after the stream count at 29 + n.
+    assert 7 + header_len == 30 + n
+    assert data[7] == n and data[8:8 + n] == name.encode()
+    assert data[8 + n:16 + n] == HASH
+    assert struct.unpack_from("<HIIBBBB", data, 16 + n) == (12345, 640, 480, 4, 16, 24, 2)
+    pos = 7 + header_len
+    assert struct.unpack_from("<I", data, pos) == (2,) and data[pos + 4:pos + 6] == b"\x01\x02"
+    assert struct.unpack_from("<I", data, pos + 6) == (1,) and data[pos + 10:pos + 11] == b"\x03"
+    assert len(data) == pos + 11 + 4
+    assert struct.unpack_from("<I", data, len(data) - 4) == (zlib.crc32(data[:-4]),)
+
+
+@pytest.mark.parametrize("bad", [
+    dict(model=""), dict(model="x" * 256), dict(weights_hash=b"1234567"), dict(weights_hash=HASH + b"9"),
+])
+def test_to_bytes_rejects_invalid_header(bad):
+    with pytest.raises(ValueError):
+        Container(sample_header(**bad), [b"x"]).to_bytes()
+
+
+@pytest.mark.parametrize("count", [0, 256])
+def test_to_bytes_rejects_stream_count(count):
+    with pytest.raises(ValueError):
+        Container(sample_header(), [b"x"] * count).to_bytes()
+
+
+@pytest.mark.parametrize("data", [b"", b"\x89ED", b"abc", b"\x89EDC\x01", b"PK\x03\x04\x14\x00\x00"])
+def test_too_short_inputs(data):
+    with pytest.raises(FormatError) as info:
+        Container.from_bytes(data)
+    assert type(info.value) is FormatError
+
+
+def test_wrong_magic():
+    data = bytearray(Container(sample_header(), [b"x"]).to_bytes())
+    data[0:4] = b"\x89PNG"
+    with pytest.raises(FormatError, match="magic"):
+        Container.from_bytes(bytes(data))
+    with pytest.raises(FormatError, match="magic"):
+        decode_array(b"\x89PNG\r\n\x1a\n" + bytes(100))
+
+
+def test_every_truncation_is_a_format_error(tiny_stream):
+    data = tiny_stream
+    assert Container.from_bytes(data).header.model == "tiny"
+    for length in range(len(data)):
+        for parse in (Container.from_bytes, decode_array):
+            try:
+                parse(data[:length])
+            except FormatError as exc:
+                assert type(exc) is FormatError, (length, exc)
+            except Exception as exc:  # noqa: BLE001 - the point of the test
+                pytest.fail(f"truncation to {length} bytes raised {type(exc).__name__}: {exc}")
+            else:
+                pytest.fail(f"truncation to {length} of {len(data)} bytes was accepted")
+
+
+def test_newer_version_is_refused_before_the_crc(tiny_stream):
+    data = bytearray(tiny_stream)
+    data[4] = FORMAT_VERSION + 1  # CRC not fixed: the version must be checked first
+    for parse in (Container.from_bytes, decode_array):
+        with pytest.raises(VersionError) as info:
+            parse(bytes(data))
+        assert "upgrade" in str(info.value).lower()
+        assert str(FORMAT_VERSION + 1) in str(info.value)
+    data[4] = 255
+    with pytest.raises(VersionError):
+        Container.from_bytes(fix_crc(data))
+
+
+def test_version_zero_is_invalid_not_newer(tiny_stream):
+    data = bytearray(tiny_stream)
+    data[4] = 0
+    with pytest.raises(FormatError) as info:
+        Container.from_bytes(fix_crc(data))
+    assert not isinstance(info.value, VersionError)
+
+
+def test_any_flipped_byte_is_detected(tiny_stream):
+    data = tiny_stream
+    for i in range(len(data)):
+        for mask in (0x01, 0xFF):
+            corrupted = bytearray(data)
+            corrupted[i] ^= mask
+            with pytest.raises(FormatError) as info:
+                decode_array(bytes(corrupted))
+            if i >= 7:  # past magic, version and header length: only the CRC can tell
+                assert "checksum" in str(info.value), (i, mask, info.value)
+
+
+def _replace_body(data: bytes, start: int, new: bytes) -> bytes:
+    return fix_crc(data[:start] + new + data[start + len(new):])
+
+
+@pytest.mark.parametrize("field,offset,value", [
+    ("width", 18, struct.pack("<I", 0)),
+    ("height", 22, struct.pack("<I", 0)),
+    ("channels", 26, bytes([5])),
+    ("bit depth", 27, bytes([12])),
+    ("stream count", 29, bytes([0])),
+    ("name length", -8, bytes([0])),
+])
+def test_invalid_header_fields(field, offset, value):
+    data = Container(sample_header(), [b"abc", b"de"]).to_bytes()
+    n = len("fidelity")
+    start = 7 if offset == -8 else offset + n
+    with pytest.raises(FormatError):
+        Container.from_bytes(_replace_body(data, start, value))
+
+
+def test_header_length_mismatch():
+    data = bytearray(Container(sample_header(), [b"abc"]).to_bytes())
+    data[5] += 1
+    with pytest.raises(FormatError):
+        Container.from_bytes(fix_crc(data))
+
+
+def test_trailing_bytes_and_overlong_streams():
+    good = Container(sample_header(), [b"abc", b"de"]).to_bytes()
+    with pytest.raises(FormatError, match="trailing"):
+        Container.from_bytes(fix_crc(good[:-4] + b"\x00" + good[-4:]))
+    header_end = 7 + struct.unpack_from("<H", good, 5)[0]
+    too_long = _replace_body(good, header_end, struct.pack("<I", 1 << 31))
+    with pytest.raises(FormatError, match="stream"):
+        Container.from_bytes(too_long)
+    too_many = bytearray(good)
+    too_many[header_end - 1] = 3  # 3 streams declared, 2 present
+    with pytest.raises(FormatError):
+        Container.from_bytes(fix_crc(too_many))
+
+
+def test_invalid_utf8_model_name():
+    data = Container(sample_header(model="abcd"), [b"x"]).to_bytes()
+    with pytest.raises(FormatError, match="UTF-8"):
+        Container.from_bytes(_replace_body(data, 8, b"\xff\xfe"))
+
+
+def test_stream_count_must_match_model(tiny_stream):
+    c = Container.from_bytes(tiny_stream)
+    with pytest.raises(FormatError, match="streams"):
+        decode_array(Container(c.header, c.streams[:1]).to_bytes())
+
+
+def test_unknown_model_in_header(tiny_stream):
+    c = Container.from_bytes(tiny_stream)
+    with pytest.raises(UnknownModelError):
+        decode_array(Container(dataclasses.replace(c.header, model="no-such-model"), c.streams).to_bytes())
+
+
+def test_huge_header_is_refused_before_decoding(tiny_stream):
+    c = Container.from_bytes(tiny_stream)
+    huge = dataclasses.replace(c.header, width=100_000, height=100_000)
+    data = Container(huge, c.streams).to_bytes()
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImageTooLargeError, match="100000x100000"):
+            decode_array(data)  # default limit: Pillow's MAX_IMAGE_PIXELS
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 10_000_000
+    # The limit is checked before the model is even looked up.
+    unknown = Container(dataclasses.replace(huge, model="no-such-model"), c.streams).to_bytes()
+    with pytest.raises(ImageTooLargeError):
+        decode_array(unknown)
+
+
+def test_pixel_limit_on_decode_is_exact(tiny_stream, monkeypatch):
+    header = Container.from_bytes(tiny_stream).header
+    pixels = header.width * header.height
+    with pytest.raises(ImageTooLargeError):
+        decode_array(tiny_stream, max_pixels=pixels - 1)
+    rgb, _ = decode_array(tiny_stream, max_pixels=pixels)
+    assert rgb.shape == (header.height, header.width, 3)
+    monkeypatch.setenv("EDGECODEC_MAX_PIXELS", str(pixels - 1))
+    with pytest.raises(ImageTooLargeError):
+        decode_array(tiny_stream)

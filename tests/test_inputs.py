@@ -1,0 +1,271 @@
+"""Input handling: file formats, EXIF orientation, grayscale/palette/16-bit/alpha sources, bad inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import SHIPPED, png_rgb16
+from PIL import Image
+
+import edgecodec
+from edgecodec.codec.imageio import load_image, prepare_pil
+from edgecodec.errors import ImageTooLargeError, InputImageError
+
+
+@pytest.fixture(scope="module")
+def crop(kodim23_rgb) -> np.ndarray:
+    """A 96x64 (W x H) crop of kodim23, a non-square size so rotations show."""
+    return np.ascontiguousarray(kodim23_rgb[200:264, 300:396])
+
+
+def header_of(data: bytes):
+    return edgecodec.read_header(data)
+
+
+@pytest.mark.parametrize("suffix,lossless", [
+    ("png", True), ("jpg", False), ("webp", False), ("tif", True), ("bmp", True), ("ppm", True),
+    ("webp-lossless", True),
+])
+def test_file_formats(crop, tmp_path, suffix, lossless):
+    ext = suffix.split("-")[0]
+    path = tmp_path / f"crop.{ext}"
+    Image.fromarray(crop).save(path, **({"lossless": True} if suffix == "webp-lossless" else {}))
+    prepared = load_image(path)
+    assert prepared.rgb.shape == (64, 96, 3) and prepared.rgb.dtype == np.uint8
+    assert (prepared.channels, prepared.bit_depth, prepared.conversions) == (3, 8, 0)
+    if lossless:
+        assert np.array_equal(prepared.rgb, crop)
+    else:
+        assert np.abs(prepared.rgb.astype(int) - crop).mean() < 10
+    data = edgecodec.compress(path, model="tiny")
+    image = edgecodec.decompress(data)
+    assert image.size == (96, 64) and image.mode == "RGB"
+    assert header_of(data).conversions == 0
+
+
+def test_exif_orientation_is_applied(crop, tmp_path):
+    path = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    Image.fromarray(crop).save(path, exif=exif, quality=95)
+    with Image.open(path) as img:
+        assert img.size == (96, 64)
+    prepared = load_image(path)
+    assert prepared.rgb.shape == (96, 64, 3)
+    # Orientation 6: the displayed image is the stored one turned clockwise.
+    expected = np.rot90(crop, k=-1)
+    assert np.abs(prepared.rgb.astype(int) - expected).mean() < 10
+    data = edgecodec.compress(path, model="tiny")
+    header = header_of(data)
+    assert header.conversions & 16 and (header.width, header.height) == (64, 96)
+    assert "EXIF orientation applied" in header.conversion_names()
+    assert edgecodec.decompress(data).size == (64, 96)
+
+
+def test_orientation_one_is_no_conversion(crop, tmp_path):
+    path = tmp_path / "upright.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 1
+    Image.fromarray(crop).save(path, exif=exif)
+    data = edgecodec.compress(path, model="tiny")
+    assert header_of(data).conversions == 0
+    assert edgecodec.decompress(data).size == (96, 64)
+
+
+def test_grayscale_source(crop, tmp_path):
+    path = tmp_path / "gray.png"
+    gray = Image.fromarray(crop).convert("L")
+    gray.save(path)
+    prepared = load_image(path)
+    assert (prepared.channels, prepared.bit_depth, prepared.conversions) == (1, 8, 1)
+    assert np.array_equal(prepared.rgb[..., 0], np.asarray(gray))
+    assert np.array_equal(prepared.rgb[..., 0], prepared.rgb[..., 2])
+    data = edgecodec.compress(path, model="tiny")
+    assert header_of(data).conversions == 1 and header_of(data).channels == 1
+    image = edgecodec.decompress(data)
+    assert image.mode == "L" and image.size == (96, 64)
+
+
+def test_palette_source(crop, tmp_path):
+    path = tmp_path / "palette.png"
+    palette = Image.fromarray(crop).convert("P", palette=Image.Palette.ADAPTIVE, colors=64)
+    palette.save(path)
+    prepared = load_image(path)
+    assert prepared.conversions == 2 and prepared.channels == 3
+    assert np.array_equal(prepared.rgb, np.asarray(palette.convert("RGB")))
+    data = edgecodec.compress(path, model="tiny")
+    assert header_of(data).conversions == 2
+    assert edgecodec.decompress(data).mode == "RGB"
+
+
+def test_sixteen_bit_grayscale_png(tmp_path):
+    yy, xx = np.mgrid[0:128, 0:192]
+    arr = ((xx / 191 * 0.7 + yy / 127 * 0.3) * 65535).round().astype(np.uint16)
+    assert arr.max() == 65535
+    path = tmp_path / "gray16.png"
+    Image.fromarray(arr).save(path)
+    with Image.open(path) as img:
+        assert img.mode.startswith("I")
+    prepared = load_image(path)
+    assert prepared.bit_depth == 16 and prepared.conversions & 4 and prepared.conversions & 1
+    assert np.array_equal(prepared.rgb[..., 1], np.rint(arr / 257.0).astype(np.uint8))
+    data = edgecodec.compress(path, quality=1.0, model=SHIPPED)
+    header = header_of(data)
+    assert header.bit_depth == 16 and header.conversions & 4 and header.channels == 1
+    image = edgecodec.decompress(data)
+    assert image.mode == "L" and image.size == (192, 128)
+    decoded = np.asarray(image).astype(np.float64)
+    reference = arr / 257.0
+    assert np.corrcoef(decoded.ravel(), reference.ravel())[0, 1] > 0.9
+    assert np.abs(decoded - reference).mean() < 25
+
+
+def test_sixteen_bit_rgb_png_records_its_depth(tmp_path):
+    """A 48-bit RGB PNG is reduced to 8 bits: flag 4 and bit depth 16 must say so (docs/format.md)."""
+    arr = (np.random.RandomState(0).rand(40, 50, 3) * 65535).astype(np.uint16)
+    path = tmp_path / "rgb16.png"
+    path.write_bytes(png_rgb16(arr))
+    with Image.open(path) as img:
+        assert img.mode == "RGB" and img.size == (50, 40)
+        # Given the not-yet-loaded image object, the depth is seen ...
+        assert prepare_pil(img).bit_depth == 16
+    # ... and given the path, it must be seen too.
+    prepared = load_image(path)
+    assert prepared.bit_depth == 16, "16-bit RGB PNG read from a path recorded as 8-bit"
+    assert prepared.conversions & 4
+
+
+def test_alpha_is_refused_by_default(crop, tmp_path):
+    rgba = np.dstack([crop, np.full(crop.shape[:2], 128, np.uint8)])
+    path = tmp_path / "rgba.png"
+    Image.fromarray(rgba, "RGBA").save(path)
+    with pytest.raises(InputImageError, match="--alpha"):
+        edgecodec.compress(path, model="tiny")
+    data = edgecodec.compress(path, model="tiny", alpha="drop")
+    header = header_of(data)
+    assert header.conversions == 8 and header.channels == 4
+    assert "alpha dropped" in header.conversion_names()
+    assert np.array_equal(load_image(path, alpha="drop").rgb, crop)
+    assert edgecodec.decompress(data).mode == "RGB"
+
+
+def test_invalid_alpha_policy_is_a_value_error(crop, tmp_path):
+    """A wrong argument is the caller's error (ValueError), not a broken image file."""
+    path = tmp_path / "crop.png"
+    Image.fromarray(crop).save(path)
+    with Image.open(path) as img:
+        with pytest.raises(ValueError):
+            prepare_pil(img, alpha="keep")
+    with pytest.raises(ValueError) as info:
+        load_image(path, alpha="keep")
+    assert not isinstance(info.value, InputImageError), info.value
+
+
+@pytest.mark.parametrize("kind", ["LA", "P-transparency"])
+def test_other_alpha_sources(crop, tmp_path, kind):
+    path = tmp_path / "alpha.png"
+    if kind == "LA":
+        Image.fromarray(crop).convert("LA").save(path)
+        flags = 8 | 1
+    else:
+        img = Image.fromarray(crop).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+        img.save(path, transparency=0)
+        flags = 8 | 2
+    with pytest.raises(InputImageError, match="alpha"):
+        load_image(path)
+    assert load_image(path, alpha="drop").conversions == flags
+
+
+def test_one_bit_source(crop, tmp_path):
+    path = tmp_path / "bw.png"
+    Image.fromarray(crop).convert("1").save(path)
+    prepared = load_image(path)
+    assert prepared.bit_depth == 1 and prepared.conversions == 64 | 1
+    assert set(np.unique(prepared.rgb)) <= {0, 255}
+    assert edgecodec.decompress(edgecodec.compress(path, model="tiny")).mode == "L"
+
+
+def test_cmyk_source(crop, tmp_path):
+    path = tmp_path / "cmyk.jpg"
+    Image.fromarray(crop).convert("CMYK").save(path, quality=95)
+    prepared = load_image(path)
+    assert prepared.conversions == 32 and prepared.channels == 4
+    assert np.abs(prepared.rgb.astype(int) - crop).mean() < 12
+
+
+def test_pil_images_in_memory(crop):
+    """PIL images that were never files (Image.fromarray / convert / copy) are valid inputs."""
+    rgb = Image.fromarray(crop)
+    assert header_of(edgecodec.compress(rgb, model="tiny")).conversions == 0
+    assert header_of(edgecodec.compress(rgb.convert("L"), model="tiny")).conversions == 1
+
+
+@pytest.mark.parametrize("name,content", [
+    ("x.png", b"this is not an image\n" * 10),
+    ("empty.png", b""),
+    ("half.png", None),
+])
+def test_unreadable_files(crop, tmp_path, name, content):
+    path = tmp_path / name
+    if content is None:
+        Image.fromarray(crop).save(path)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    else:
+        path.write_bytes(content)
+    with pytest.raises(InputImageError) as info:
+        edgecodec.compress(path, model="tiny")
+    assert str(path.name) in str(info.value)
+
+
+def test_missing_file_and_folder(tmp_path):
+    with pytest.raises(InputImageError, match="no such file"):
+        edgecodec.compress(tmp_path / "missing.png", model="tiny")
+    with pytest.raises(InputImageError, match="folder"):
+        edgecodec.compress(tmp_path, model="tiny")
+
+
+@pytest.mark.parametrize("array", [
+    np.zeros((8, 8, 3), np.float32),
+    np.zeros((8, 8, 3), np.uint16),
+    np.zeros((8, 8), np.uint8),
+    np.zeros((8, 8, 4), np.uint8),
+    np.zeros((8, 8, 1), np.uint8),
+    np.zeros((0, 8, 3), np.uint8),
+    np.zeros((2, 8, 8, 3), np.uint8),
+])
+def test_bad_arrays(array):
+    with pytest.raises(InputImageError, match="HxWx3 uint8"):
+        edgecodec.compress(array, model="tiny")
+
+
+def test_non_contiguous_array(kodim23_rgb):
+    view = kodim23_rgb[:64:2, :96:2]  # a strided view
+    assert not view.flags.c_contiguous
+    data = edgecodec.compress(view, model="tiny")
+    assert edgecodec.compress(np.ascontiguousarray(view), model="tiny") == data
+
+
+def test_pixel_limit_on_input(crop, tmp_path, monkeypatch):
+    path = tmp_path / "crop.png"
+    Image.fromarray(crop).save(path)
+    pixels = 96 * 64
+    for image in (crop, path):
+        with pytest.raises(ImageTooLargeError):
+            edgecodec.compress(image, model="tiny", max_pixels=pixels - 1)
+        assert header_of(edgecodec.compress(image, model="tiny", max_pixels=pixels)).width == 96
+    monkeypatch.setenv("EDGECODEC_MAX_PIXELS", str(pixels - 1))
+    with pytest.raises(ImageTooLargeError):
+        edgecodec.compress(path, model="tiny")
+
+
+def test_explicit_pixel_limit_overrides_pillows(crop, tmp_path, monkeypatch):
+    """max_pixels (or EDGECODEC_MAX_PIXELS) above Pillow's MAX_IMAGE_PIXELS governs (imageio.py says
+    so): an image over twice Pillow's limit must load when the caller's limit allows it. Pillow's
+    limit is lowered here to stand for a >179-megapixel image under the default."""
+    path = tmp_path / "crop.png"
+    Image.fromarray(crop).save(path)
+    pixels = 96 * 64
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", pixels // 4)
+    assert load_image(path, max_pixels=pixels).rgb.shape == (64, 96, 3)
+    monkeypatch.setenv("EDGECODEC_MAX_PIXELS", str(pixels))
+    assert load_image(path).rgb.shape == (64, 96, 3)

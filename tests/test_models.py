@@ -1,0 +1,140 @@
+"""Model registry, architecture budgets, forward pass, gain interpolation, discriminator."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from conftest import TINY, make_tiny
+
+from edgecodec.models import EdgeCodecModel, ModelConfig, PatchDiscriminator, create_model, get_config, list_configs
+
+DECODER_BUDGET = 2_000_000
+
+
+def test_registry_lists_the_configurations():
+    assert set(list_configs()) >= {"cae", "crb", "gcrb"}
+    assert get_config("cae").transform == "cae"
+    assert get_config("crb").transform == "crb"
+    assert get_config("gcrb").discriminator is True
+    with pytest.raises(KeyError):
+        get_config("no-such-config")
+    with pytest.raises(KeyError):
+        get_config("crb", no_such_key=1)
+    assert get_config("crb", channels=32).channels == 32
+
+
+@pytest.fixture(scope="module", params=["cae", "crb", "gcrb"])
+def default_model(request) -> EdgeCodecModel:
+    torch.manual_seed(0)
+    return create_model(request.param).eval()
+
+
+def test_default_configs_fit_the_decoder_budget(default_model):
+    counts = default_model.parameter_counts()
+    assert 0 < counts["decoder"] <= DECODER_BUDGET, counts
+    assert counts["encoder"] > 0
+    assert counts["total"] == sum(p.numel() for p in default_model.parameters())
+    synthesis = sum(p.numel() for p in default_model.g_s.parameters())
+    assert counts["decoder"] > synthesis  # the hyper-synthesis and inverse gains count too
+
+
+@pytest.mark.parametrize("name", ["cae", "crb", "gcrb"])
+def test_forward_shapes_and_range(name):
+    torch.manual_seed(0)
+    model = create_model(name, **TINY)
+    x = torch.rand(2, 3, 64, 64)
+    for mode in (model.train, model.eval):
+        mode()
+        out = model(x, torch.tensor([0.0, 1.0]))
+        assert out["x_hat"].shape == x.shape
+        # The decoder ends in tanh, mapped to [0, 1].
+        assert out["x_hat"].min() >= 0 and out["x_hat"].max() <= 1
+        assert set(out["likelihoods"]) == {"y", "z"}
+        for lik in out["likelihoods"].values():
+            assert lik.shape[0] == 2 and torch.all(lik > 0) and torch.all(lik <= 1)
+        assert out["likelihoods"]["y"].shape[1:] == (TINY["latent_channels"], 4, 4)
+    assert model.stride == 64 and model.num_streams == 2
+
+
+def test_factorized_prior_forward():
+    torch.manual_seed(0)
+    model = create_model("cae", prior="factorized", **TINY)
+    out = model(torch.rand(1, 3, 32, 48), torch.tensor([0.5]))
+    assert out["x_hat"].shape == (1, 3, 32, 48)
+    assert set(out["likelihoods"]) == {"y"}
+    assert model.stride == 16 and model.num_streams == 1
+
+
+def test_invalid_configs():
+    for bad in (dict(transform="vit"), dict(prior="gmm"), dict(levels=1)):
+        with pytest.raises(ValueError):
+            EdgeCodecModel(ModelConfig(**{**TINY, **bad}))
+    with pytest.raises(ValueError):
+        ModelConfig.from_dict({"channels": 8, "bogus": 1})
+    config = get_config("crb", **TINY)
+    assert ModelConfig.from_dict(config.to_dict()) == config
+
+
+def test_gain_interpolation_hits_the_table_at_levels():
+    torch.manual_seed(0)
+    model = make_tiny(0)
+    k = model.config.levels
+    with torch.no_grad():  # distinct values per level and channel
+        for table in (model.log_y_gain, model.log_y_gain_inv, model.log_z_gain, model.log_z_gain_inv):
+            table.copy_(torch.randn_like(table))
+    for level in range(k):
+        gains = model.gains(torch.tensor([level / (k - 1)]))
+        for key, table in (("y_gain", model.log_y_gain), ("y_gain_inv", model.log_y_gain_inv),
+                           ("z_gain", model.log_z_gain), ("z_gain_inv", model.log_z_gain_inv)):
+            assert gains[key].shape == (1, table.shape[1], 1, 1)
+            torch.testing.assert_close(gains[key][0, :, 0, 0], table[level].exp())
+    # Between levels: geometric interpolation (linear in log space).
+    q = torch.tensor([(1 + 0.25) / (k - 1)])
+    expected = (0.75 * model.log_y_gain[1] + 0.25 * model.log_y_gain[2]).exp()
+    torch.testing.assert_close(model.gains(q)["y_gain"][0, :, 0, 0], expected)
+    # Clamped outside [0, 1]; a batch gets one gain vector per sample.
+    torch.testing.assert_close(model.gains(torch.tensor([1.5]))["y_gain"], model.gains(torch.tensor([1.0]))["y_gain"])
+    torch.testing.assert_close(model.gains(torch.tensor([-1.0]))["y_gain"], model.gains(torch.tensor([0.0]))["y_gain"])
+    batch = model.gains(torch.tensor([0.0, 1.0]))["y_gain"]
+    assert batch.shape == (2, TINY["latent_channels"], 1, 1)
+    assert not torch.allclose(batch[0], batch[1])
+
+
+def test_default_gain_tables_grow_with_quality():
+    model = make_tiny(0)
+    low = model.gains(torch.tensor([0.0]))
+    high = model.gains(torch.tensor([1.0]))
+    assert torch.all(high["y_gain"] > low["y_gain"])
+    torch.testing.assert_close(low["y_gain"] * low["y_gain_inv"], torch.ones_like(low["y_gain"]))
+    assert math.isclose(float(high["y_gain"].detach().mean()), math.e, rel_tol=1e-5)
+
+
+def test_entropy_coding_round_trip_matches_forward_quantisation():
+    """What the bitstream decodes to equals the eval-mode forward pass (no coding drift)."""
+    model = make_tiny(0)
+    model.update(force=True)
+    x = torch.rand(1, 3, 64, 128)
+    for q in (0.0, 0.6):
+        coded = model.compress(x, q)
+        assert [type(s) for s in coded["strings"]] == [bytes, bytes]
+        decoded = model.decompress(coded["strings"], coded["shape"], q)
+        assert decoded.shape == x.shape
+        with torch.no_grad():
+            forward = model(x, torch.tensor([q]))["x_hat"].clamp(0, 1)
+        torch.testing.assert_close(decoded, forward, atol=1e-4, rtol=0)
+
+
+def test_patch_discriminator_shapes():
+    torch.manual_seed(0)
+    disc = PatchDiscriminator()
+    logits = disc(torch.rand(1, 3, 64, 64) * 2 - 1)
+    assert logits.shape == (1, 1, 6, 6)
+    assert torch.isfinite(logits).all()
+    small = PatchDiscriminator(channels=8, layers=2)
+    assert small(torch.rand(2, 3, 64, 64)).shape == (2, 1, 14, 14)
+    conditional = PatchDiscriminator(channels=8, cond_channels=4)
+    assert conditional(torch.rand(1, 3, 64, 64), torch.rand(1, 4, 4, 4)).shape == (1, 1, 6, 6)
+    with pytest.raises(ValueError):
+        conditional(torch.rand(1, 3, 64, 64))

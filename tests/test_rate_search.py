@@ -1,0 +1,129 @@
+"""Quality search for a target size or bpp, on synthetic size curves and on the shipped model."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from conftest import SHIPPED
+
+import edgecodec
+from edgecodec.codec.api import parse_size
+from edgecodec.codec.rate_search import TOLERANCE, search_quality
+
+MAX_Q = 65535
+
+
+class Counting:
+    """A monotone synthetic encoder that counts its calls."""
+
+    def __init__(self, size_of):
+        self.size_of = size_of
+        self.calls = 0
+
+    def __call__(self, q: int) -> bytes:
+        assert 0 <= q <= MAX_Q and isinstance(q, int)
+        self.calls += 1
+        return b"x" * self.size_of(q)
+
+
+def linear(q: int) -> int:
+    return 100 + q // 10  # 100 .. 6653 bytes
+
+
+@pytest.mark.parametrize("target", [104, 150, 1000, 3000, 4567, 6000, 6652])
+def test_lands_within_tolerance_below_target(target):
+    encode = Counting(linear)
+    result = search_quality(encode, target)
+    assert len(result.data) <= target
+    assert len(result.data) >= (1 - TOLERANCE) * target
+    assert result.reached
+    assert len(result.data) == linear(result.quality_q16)
+    assert result.target_bytes == target
+    assert encode.calls <= 20
+
+
+def test_target_above_the_largest_size_gives_top_quality():
+    result = search_quality(Counting(linear), 10_000)
+    assert result.quality_q16 == MAX_Q and len(result.data) == linear(MAX_Q)
+    assert not result.reached
+    exact = search_quality(Counting(linear), linear(MAX_Q))
+    assert exact.quality_q16 == MAX_Q and exact.reached
+
+
+def test_target_below_the_smallest_size_gives_quality_zero():
+    result = search_quality(Counting(linear), 50)
+    assert result.quality_q16 == 0 and len(result.data) == 100
+    assert not result.reached
+
+
+def test_exponential_curve():
+    encode = Counting(lambda q: int(200 * math.exp(6 * q / MAX_Q)))  # 200 .. ~80,000 bytes
+    for target in (250, 1_000, 9_999, 50_000):
+        result = search_quality(encode, target)
+        assert (1 - TOLERANCE) * target <= len(result.data) <= target, (target, len(result.data))
+
+
+def test_step_curve_prefers_the_size_below():
+    # Nothing within 3% either side: the highest quality that fits.
+    result = search_quality(Counting(lambda q: 100 if q < 30_000 else 1_000), 500)
+    assert len(result.data) == 100 and result.quality_q16 == 29_999
+    assert not result.reached
+
+
+def test_step_curve_takes_the_size_just_above_when_within_tolerance():
+    result = search_quality(Counting(lambda q: 100 if q < 30_000 else 1_020), 1_000)
+    assert len(result.data) == 1_020 and result.quality_q16 == 30_000
+    assert result.reached
+
+
+def test_invalid_target():
+    for target in (0, -5):
+        with pytest.raises(ValueError):
+            search_quality(Counting(linear), target)
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("40KB", 40_000), ("40kb", 40_000), ("40k", 40_000), ("1.5MiB", 1_572_864), ("2MB", 2_000_000),
+    ("1200", 1200), (" 3 KiB ", 3072), ("0.5", 1), ("12B", 12),
+])
+def test_parse_size(text, expected):
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "abc", "40 GB", "-3KB", "1.2.3", "KB"])
+def test_parse_size_rejects(text):
+    with pytest.raises(ValueError):
+        parse_size(text)
+
+
+@pytest.fixture(scope="module")
+def kodim23_range(shipped_kodim23):
+    return len(shipped_kodim23[0.0]), len(shipped_kodim23[1.0])
+
+
+def test_shipped_target_size(kodim23, kodim23_range):
+    low, high = kodim23_range
+    target = int(math.sqrt(low * high))
+    data = edgecodec.compress(kodim23, model=SHIPPED, target_size=target)
+    assert abs(len(data) - target) <= TOLERANCE * target, (target, len(data))
+    assert 0 < edgecodec.read_header(data).quality_q16 < MAX_Q
+    as_text = edgecodec.compress(kodim23, model=SHIPPED, target_size=f"{target / 1000}KB")
+    assert abs(len(as_text) - target) <= TOLERANCE * target
+
+
+def test_shipped_target_bpp(kodim23, kodim23_range):
+    low, high = kodim23_range
+    pixels = 768 * 512
+    target_bpp = round((0.3 * low + 0.7 * high) * 8 / pixels, 3)
+    data = edgecodec.compress(kodim23, model=SHIPPED, target_bpp=target_bpp)
+    bpp = 8 * len(data) / pixels
+    assert abs(bpp - target_bpp) <= TOLERANCE * target_bpp, (target_bpp, bpp)
+
+
+def test_shipped_unreachable_targets(kodim23_rgb, shipped_kodim23):
+    crop = kodim23_rgb[:128, :128]
+    smallest = edgecodec.compress(crop, model=SHIPPED, quality=0.0)
+    largest = edgecodec.compress(crop, model=SHIPPED, quality=1.0)
+    assert edgecodec.compress(crop, model=SHIPPED, target_size=len(largest) * 10) == largest
+    assert edgecodec.compress(crop, model=SHIPPED, target_size=max(1, len(smallest) // 2)) == smallest

@@ -1,0 +1,201 @@
+"""Training smoke tests on synthetic images (never Kodak: it is the evaluation set)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import REPO, TINY
+from PIL import Image
+
+import edgecodec
+from edgecodec.train.config import apply_override, load_config
+from edgecodec.train.export import export_run
+from edgecodec.train.trainer import Trainer, latest_checkpoint, run
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory) -> Path:
+    """Six 96x96 synthetic images: smooth gradients and waves plus noise."""
+    root = tmp_path_factory.mktemp("synthetic")
+    rng = np.random.RandomState(0)
+    yy, xx = np.mgrid[0:96, 0:96] / 95.0
+    for i in range(6):
+        base = np.stack([
+            np.sin(xx * rng.uniform(1, 6) + rng.uniform(0, 6)) * 0.5 + 0.5,
+            yy * rng.uniform(0.2, 1.0),
+            (xx + yy) / 2 * rng.uniform(0.2, 1.0),
+        ], axis=-1)
+        arr = np.clip(base * 255 + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
+        folder = root / ("nested" if i % 2 else "")
+        folder.mkdir(exist_ok=True)
+        Image.fromarray(arr).save(folder / f"img{i}.png")
+    (root / "zz_broken.png").write_bytes(b"not an image")  # skipped with a warning
+    return root
+
+
+def make_config(image_folder: Path, *extra: str) -> dict:
+    overrides = [
+        "model.config=crb",
+        "model.overrides={" + ", ".join(f"{k}: {v}" for k, v in TINY.items()) + "}",
+        f"data.root={image_folder}",
+        "data.crop=64",  # a multiple of the hyperprior stride (64)
+        "data.val_crop=64",
+        "train.batch_size=4",
+        "train.steps=30",
+        "train.log_every=10",
+        "train.val_every=1000",
+        "train.ckpt_every=1000",
+        *extra,
+    ]
+    return load_config(None, overrides)
+
+
+def state_equal(a: dict, b: dict) -> list[str]:
+    assert a.keys() == b.keys()
+    return [k for k in a if not torch.equal(a[k], b[k])]
+
+
+def test_config_overrides(image_folder):
+    config = make_config(image_folder, "train.lr=0.001", "data.scale=[0.75, 1.0]")
+    assert config["model"]["overrides"] == TINY
+    assert config["train"]["lr"] == 1e-3 and config["data"]["scale"] == [0.75, 1.0]
+    assert config["train"]["lambdas"] == load_config(None)["train"]["lambdas"]
+    with pytest.raises(ValueError):
+        apply_override(config, "train.lr")
+
+
+def test_loss_decreases(image_folder, tmp_path):
+    trainer = Trainer(make_config(image_folder), tmp_path / "run")
+    assert torch.get_num_threads() == 1
+    assert trainer.model.config.channels == TINY["channels"]
+    before = trainer.validate()
+    records = [trainer.train_step() for _ in range(30)]
+    after = trainer.validate()
+    assert trainer.step == 30
+    assert set(records[0]) >= {"loss", "bpp", "mse", "psnr", "aux_loss"}
+    losses = [r["loss"] for r in records]
+    assert all(np.isfinite(losses))
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]), losses
+    assert after["val_loss_q0.5"] < before["val_loss_q0.5"], (before, after)
+    assert after["val_psnr_q0.5"] > before["val_psnr_q0.5"]
+
+
+def test_fit_writes_checkpoints_logs_and_exports(image_folder, tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    config = make_config(image_folder, "train.steps=6", "train.ckpt_every=2", "train.keep_checkpoints=2",
+                         "train.log_every=3", "train.val_every=6")
+    trainer = run(config, run_dir)
+    assert trainer.step == 6
+    ckpts = sorted(p.name for p in run_dir.glob("ckpt-*.pt"))
+    assert ckpts == ["ckpt-00000004.pt", "ckpt-00000006.pt"]  # older ones pruned
+    assert latest_checkpoint(run_dir).name == "ckpt-00000006.pt"
+    assert not list(run_dir.glob("*.tmp"))
+    with open(run_dir / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [3, 6]
+    assert all(np.isfinite(float(r["loss"])) for r in rows)
+    with open(run_dir / "val.csv") as f:
+        val = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in val] == [6] and "val_psnr_q1.0" in val[0]
+    assert yaml.safe_load((run_dir / "config.yaml").read_text()) == config
+    state = torch.load(run_dir / "ckpt-00000006.pt", map_location="cpu", weights_only=True)
+    assert state["step"] == 6 and state["model_config"]["channels"] == TINY["channels"]
+    assert not state_equal(state["model"], trainer.model.state_dict())
+
+    # Export the run as a model and code with it.
+    models = tmp_path / "models"
+    weights = export_run(run_dir, "smoke", models, card={"summary": "smoke test"})
+    assert weights == models / "smoke.safetensors" and weights.exists()
+    card = json.loads((models / "smoke.json").read_text())
+    assert card["name"] == "smoke" and card["summary"] == "smoke test"
+    assert card["training"]["steps"] == 6
+    assert card["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert card["config"]["channels"] == TINY["channels"]
+    monkeypatch.setenv("EDGECODEC_MODEL_PATH", os.pathsep.join([str(models), os.environ["EDGECODEC_MODEL_PATH"]]))
+    image = np.asarray(Image.open(image_folder / "img0.png").convert("RGB"))
+    data = edgecodec.compress(image, model="smoke", quality=0.7)
+    header = edgecodec.read_header(data)
+    assert header.model == "smoke" and header.weights_hash == bytes.fromhex(card["weights_sha256"])[:8]
+    decoded = edgecodec.decompress(data)
+    assert decoded.size == (96, 96) and decoded.mode == "RGB"
+    # Exporting again from an explicit checkpoint gives other weights: old streams are refused.
+    export_run(run_dir, "smoke", models, checkpoint=run_dir / "ckpt-00000004.pt")
+    from edgecodec.errors import WeightsMismatchError
+
+    with pytest.raises(WeightsMismatchError):
+        edgecodec.decompress(data)
+
+
+def test_export_without_checkpoint(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError):
+        export_run(tmp_path / "empty", "x", tmp_path / "models")
+
+
+def test_resume_is_exact(image_folder, tmp_path):
+    config = make_config(image_folder, "train.steps=10")
+    straight = Trainer(config, tmp_path / "a")
+    losses_a = [straight.train_step()["loss"] for _ in range(10)]
+
+    first = Trainer(config, tmp_path / "b")
+    losses_b = [first.train_step()["loss"] for _ in range(5)]
+    path = first.save_checkpoint()
+    assert path.name == "ckpt-00000005.pt"
+    del first
+    torch.manual_seed(12345)  # disturb global RNG state: resume must restore it
+    second = Trainer(config, tmp_path / "b")
+    assert second.resume() is True
+    assert second.step == 5
+    losses_b += [second.train_step()["loss"] for _ in range(5)]
+
+    assert losses_a == losses_b
+    differing = state_equal(straight.model.state_dict(), second.model.state_dict())
+    assert not differing, differing
+    opt_a, opt_b = straight.optimizer.state_dict()["state"], second.optimizer.state_dict()["state"]
+    assert opt_a.keys() == opt_b.keys()
+    assert all(torch.equal(opt_a[k]["exp_avg"], opt_b[k]["exp_avg"]) for k in opt_a)
+
+
+def test_resume_through_run(image_folder, tmp_path):
+    config = make_config(image_folder, "train.steps=8", "train.ckpt_every=4")
+    straight = Trainer(config, tmp_path / "a")
+    for _ in range(8):
+        straight.train_step()
+    run(config, tmp_path / "b", steps=4)
+    assert Trainer(config, tmp_path / "empty").resume() is False
+    resumed = run(config, tmp_path / "b", resume=True)
+    assert resumed.step == 8
+    assert not state_equal(straight.model.state_dict(), resumed.model.state_dict())
+
+
+def test_crop_must_suit_the_model_stride(image_folder, tmp_path):
+    """A crop that is no multiple of the model's stride (64 for hyperprior models) cannot train:
+    the trainer must say so clearly (ValueError naming the crop), not fail with a tensor shape
+    mismatch deep inside CompressAI."""
+    config = make_config(image_folder, "data.crop=32", "data.val_crop=32")
+    with pytest.raises(ValueError, match="crop"):
+        trainer = Trainer(config, tmp_path / "run")
+        trainer.train_step()
+
+
+def test_lambda_count_must_match_levels(image_folder, tmp_path):
+    with pytest.raises(ValueError, match="lambdas"):
+        Trainer(make_config(image_folder, "train.lambdas=[0.01, 0.1]"), tmp_path / "run")
+
+
+def test_no_training_on_kodak():
+    """Kodak is the evaluation set: neither the shipped config nor the shipped model trained on it."""
+    for path in (REPO / "configs").glob("*.yaml"):
+        root = str(yaml.safe_load(path.read_text()).get("data", {}).get("root", ""))
+        assert "kodak" not in root.lower(), path
+    for card in (REPO / "edgecodec" / "weights").glob("*.json"):
+        data_root = json.loads(card.read_text()).get("training", {}).get("data", {}).get("root", "")
+        assert "kodak" not in str(data_root).lower(), card
