@@ -10,8 +10,16 @@ import warnings
 # CompressAI 1.2.8 calls torch.jit.script at import, which torch 2.14 deprecates: noise for users.
 warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated", category=FutureWarning)
 
-from .codec import compress, decompress, read_header
-from .errors import EdgecodecError
-
 __version__ = "0.1.0"
 __all__ = ["EdgecodecError", "__version__", "compress", "decompress", "read_header"]
+
+_LAZY = {"compress": "codec", "decompress": "codec", "read_header": "codec", "EdgecodecError": "errors"}
+
+
+def __getattr__(name: str):
+    # Imported on first use, so `edgecodec --help` and light tools don't pay for torch.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'edgecodec' has no attribute {name!r}")

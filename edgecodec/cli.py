@@ -218,6 +218,63 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- train / export-model ----------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train from a YAML config; under `torchrun --nproc_per_node N` every process runs this and
+    rank 0 alone logs, validates and writes checkpoints."""
+    import logging
+
+    from .train.config import load_config
+    from .train.distributed import env_rank
+    from .train.trainer import run
+
+    overrides = list(args.overrides)
+    if args.data:
+        overrides.append(f"data.root={args.data}")
+    config = load_config(args.config, overrides)
+    run_dir = Path(args.resume or args.out or Path("runs") / config["name"])
+    rank = env_rank()
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
+                        format="%(asctime)s " + (f"[rank {rank}] " if rank else "") + "%(message)s")
+    run(config, run_dir, resume=bool(args.resume), steps=args.steps)
+    if rank == 0:
+        print(f"run folder: {run_dir}")
+    return 0
+
+
+def cmd_plot_training(args: argparse.Namespace) -> int:
+    from .errors import UsageError
+    from .train.plot import plot_runs
+
+    try:
+        out = plot_runs(args.runs, args.output, title=args.title)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_export_model(args: argparse.Namespace) -> int:
+    from .eval.rd import evaluate_model
+    from .train.export import add_kodak_metrics, export_run
+    from .zoo import user_model_dir
+
+    out_dir = Path(args.out) if args.out else user_model_dir()
+    weights = export_run(args.run, args.name, out_dir, {"summary": args.summary})
+    print(f"wrote {weights} and {weights.with_suffix('.json')}")
+    if args.kodak:
+        os.environ["EDGECODEC_MODEL_PATH"] = os.pathsep.join(
+            [str(out_dir), *filter(None, os.environ.get("EDGECODEC_MODEL_PATH", "").split(os.pathsep))])
+        qualities = [float(q) for q in args.qualities.split(",")]
+        rows = evaluate_model(args.name, args.kodak, qualities)
+        command = " ".join(["edgecodec", *sys.argv[1:]])
+        add_kodak_metrics(weights.with_suffix(".json"), rows, command)
+        for row in rows:
+            print(f"quality {row['quality']:.2f}: {row['bpp']:.4f} bpp, PSNR {row['psnr']:.2f} dB, "
+                  f"MS-SSIM {row['ms_ssim']:.4f} ({row['images']} images)")
+    return 0
+
+
 # --- parser --------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgecodec", description="Learned image codec with real bitstreams.",
@@ -257,6 +314,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list installed models")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("train", help="train a model from a YAML config")
+    p.add_argument("--config", required=True, help="configs/NAME.yaml")
+    p.add_argument("--data", help="training image folder (overrides data.root)")
+    p.add_argument("--steps", type=int, help="train up to this step (overrides train.steps)")
+    p.add_argument("--out", help="run folder (default runs/NAME)")
+    p.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint")
+    p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.lr=1e-4")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("plot-training", help="chart PSNR, SSIM and bpp against the step for training runs")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders (with val.csv)")
+    p.add_argument("-o", "--output", required=True, help="image to write, e.g. OUT.png")
+    p.add_argument("--title", help="figure title")
+    p.set_defaults(func=cmd_plot_training)
+
+    p = sub.add_parser("export-model", help="export a run's checkpoint as a named model")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--name", required=True)
+    p.add_argument("--out", help="folder for NAME.safetensors/.json (default: the user model folder)")
+    p.add_argument("--summary", default="", help="one line for `edgecodec models`")
+    p.add_argument("--kodak", help="measure the model on this folder of PNGs and record it in the card")
+    p.add_argument("--qualities", default="0,0.25,0.5,0.75,1", help="qualities to measure")
+    p.set_defaults(func=cmd_export_model)
+
+    from .eval.command import add_eval_parser
+    add_eval_parser(sub)
     return parser
 
 

@@ -1,8 +1,8 @@
 """Shipped and user-exported models: weights (safetensors) plus a model card (JSON).
 
-A model is found by name in the package's ``weights/`` folder or in the folders listed in the
-``EDGECODEC_MODEL_PATH`` environment variable (``os.pathsep``-separated; ``export-model`` writes
-there). The first 8 bytes of the SHA-256 of the weights file identify the weights in every stream.
+A model is found by name in the folders listed in the ``EDGECODEC_MODEL_PATH`` environment
+variable (``os.pathsep``-separated), then in the user model folder that ``export-model`` writes
+to, then in the package's ``weights/`` folder. The first 8 bytes of the SHA-256 of the weights file identify the weights in every stream.
 """
 
 from __future__ import annotations
@@ -25,9 +25,15 @@ PACKAGE_WEIGHTS = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "fidelity"
 
 
+def user_model_dir() -> Path:
+    """Where `edgecodec export-model` registers models by default."""
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "edgecodec" / "models"
+
+
 def model_dirs() -> list[Path]:
+    """Search order: $EDGECODEC_MODEL_PATH, the user model folder, the shipped weights."""
     extra = [Path(p) for p in os.environ.get("EDGECODEC_MODEL_PATH", "").split(os.pathsep) if p]
-    return extra + [PACKAGE_WEIGHTS]
+    return extra + [user_model_dir(), PACKAGE_WEIGHTS]
 
 
 @dataclass(frozen=True)

@@ -1,1 +1,1 @@
-"""Evaluation: metrics (and later classical codecs, BD-rate and reports)."""
+"""Evaluation: metrics, classical codecs, rate-distortion sweeps, BD-rate and reports."""

@@ -1,5 +1,19 @@
-"""Training objectives."""
+"""Training objectives: rate-distortion (CAE/CRB/GDN), the GCRB GAN objective, perceptual distances."""
 
-from .rate_distortion import RateDistortionLoss, bits_per_pixel, psnr
+from .gan import GANRateDistortionLoss, hinge_d_loss, last_layer
+from .perceptual import PERCEPTUAL_BACKENDS, PerceptualBackendError, PerceptualDistance, build_perceptual
+from .rate_distortion import DISTORTION_SCALE, RateDistortionLoss, bits_per_pixel, psnr
 
-__all__ = ["RateDistortionLoss", "bits_per_pixel", "psnr"]
+__all__ = [
+    "DISTORTION_SCALE",
+    "GANRateDistortionLoss",
+    "PERCEPTUAL_BACKENDS",
+    "PerceptualBackendError",
+    "PerceptualDistance",
+    "RateDistortionLoss",
+    "bits_per_pixel",
+    "build_perceptual",
+    "hinge_d_loss",
+    "last_layer",
+    "psnr",
+]

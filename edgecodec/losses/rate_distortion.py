@@ -48,8 +48,9 @@ class RateDistortionLoss(nn.Module):
         bpp = bits_per_pixel(out["likelihoods"], num_pixels)
         err = out["x_hat"] - x
         mse = err.pow(2).flatten(1).mean(1)
-        dist = mse if self.distortion == "mse" else err.abs().flatten(1).mean(1)
+        l1 = err.abs().flatten(1).mean(1)
+        dist = mse if self.distortion == "mse" else l1
         lam = self.lambdas_for(quality)
         loss = (bpp + lam * DISTORTION_SCALE[self.distortion] * dist).mean()
-        return {"loss": loss, "bpp": bpp.mean(), "distortion": dist.mean(), "mse": mse.mean(),
+        return {"loss": loss, "bpp": bpp.mean(), "distortion": dist.mean(), "mse": mse.mean(), "l1": l1.mean(),
                 "psnr": psnr(mse).mean()}

@@ -29,6 +29,31 @@ DEFAULTS: dict[str, Any] = {
         "keep_checkpoints": 3,
         "val_every": 1000,
         "init_from": None,  # weights (.safetensors) or checkpoint to start from
+        # --- observability
+        "tensorboard": True,  # SummaryWriter in RUN/tb (skipped with a warning if tensorboard is missing)
+        "progress": True,  # tqdm bar with ETA on rank 0 (off automatically when stderr is no TTY)
+        "log_lpips": True,  # ST-LPIPS of the last batch at every log step (cae/crb; gcrb logs its loss term)
+        "val_lpips": True,  # ST-LPIPS in validation
+        "metrics_perceptual": "stlpips-alex",  # backend for those two metrics
+        # --- scale-out (torchrun) and speed
+        "device": "auto",  # auto (cuda when available), cpu, cuda
+        "amp": None,  # bf16: autocast on CUDA (ignored on CPU); the entropy model stays fp32
+        "channels_last": False,
+        "compile": False,  # torch.compile the transforms (and the discriminator)
+        "find_unused_parameters": False,  # DistributedDataParallel option
+        "rank_hash": False,  # each rank writes RUN/rank-hashes/rankN.json with its weights' sha256 at the end
+    },
+    # GAN objective of configurations with a discriminator (gcrb); see losses/gan.py.
+    "gan": {
+        "perceptual": "stlpips-alex",  # stlpips-alex or lpips-alex
+        "perceptual_weight": 0.5,  # lambda_LPIPS, inside the lambda-weighted distortion
+        "gan_weight": 0.1,  # lambda_GAN, outside lambda, scaled by the adaptive weight w
+        "adaptive_weight": True,
+        "disc_start": 0,  # first step with the adversarial term and discriminator updates
+        "disc_lr": 1.0e-4,  # Adam, betas (0.5, 0.999)
+        "disc_layers": 3,
+        "lpips_crop": 64,  # LPIPS in training on a random crop of this side (null: whole crop)
+        "lpips_resize": False,  # downscale the whole crop to lpips_crop instead of cropping
     },
 }
 

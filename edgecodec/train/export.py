@@ -31,11 +31,16 @@ def export_run(run_dir: str | Path, name: str, out_dir: str | Path, card: dict[s
     if ckpt is None:
         raise FileNotFoundError(f"no checkpoint in {run_dir}")
     model, step = load_checkpoint_model(ckpt)
+    elapsed = torch.load(ckpt, map_location="cpu", weights_only=True).get("elapsed_s")
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    launches_path = run_dir / "launches.jsonl"
+    launches = [json.loads(line) for line in launches_path.read_text().splitlines()] if launches_path.exists() else []
     full_card = {
         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "training": {
             "steps": step,
+            "wall_time_s": round(elapsed, 1) if elapsed is not None else None,
+            "launches": launches,
             "data": config["data"],
             "train": {k: v for k, v in config["train"].items()},
             "model_config_name": config["model"]["config"],

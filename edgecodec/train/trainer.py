@@ -1,29 +1,45 @@
-"""Training loop for the rate-distortion objective: checkpoints, resume, CSV logs.
+"""Training loop: rate-distortion (cae, crb, gdn-hp) and GAN (gcrb) objectives, checkpoints with
+exact resume, CSV + TensorBoard logs, and torchrun data parallelism.
 
 Batches are drawn in the main process from an in-memory dataset with RNGs that are saved in
 every checkpoint, so a resumed run sees the same data as an uninterrupted one.
+
+Under ``torchrun --nproc_per_node N`` (WORLD_SIZE > 1) every process trains on its own batches
+(``train.batch_size`` is per process, so the global batch is N times it), drawn with RNGs seeded
+``seed + rank``. The codec is wrapped in DistributedDataParallel, except for the entropy
+bottlenecks' quantiles: they are trained by the auxiliary loss outside the forward pass, so DDP
+ignores them and their gradients are averaged by hand, as are the discriminator's (it is
+stepped by its own optimizer on a second loss). Rank 0 alone logs, validates and writes
+checkpoints; batch-norm statistics are taken from rank 0 (DDP broadcasts them at every forward,
+the trainer before checkpoints and at the end), so all ranks end with identical weights.
 """
 
 from __future__ import annotations
 
-import csv
+import contextlib
+import json
 import logging
 import math
 import os
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-import numpy as np
 import torch
 import yaml
 
-from ..losses import RateDistortionLoss
-from ..models import EdgeCodecModel, create_model
+from ..losses import GANRateDistortionLoss, RateDistortionLoss, build_perceptual, last_layer
+from ..losses.perceptual import PerceptualBackendError, PerceptualDistance
+from ..models import EdgeCodecModel, PatchDiscriminator, create_model
+from . import distributed
 from .data import make_datasets
+from .monitor import Monitor
 
 log = logging.getLogger(__name__)
+
+VAL_QUALITIES = (0.0, 0.5, 1.0)
+MS_SSIM_MIN_SIDE = 161  # 5 scales with an 11-pixel window
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -36,7 +52,7 @@ def atomic_save(obj: Any, path: Path) -> None:
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    ckpts = sorted(run_dir.glob("ckpt-*.pt"))
+    ckpts = sorted(Path(run_dir).glob("ckpt-*.pt"))
     return ckpts[-1] if ckpts else None
 
 
@@ -51,21 +67,48 @@ class Trainer:
     def __init__(self, config: dict, run_dir: str | Path) -> None:
         self.config = config
         self.run_dir = Path(run_dir)
+        tc, dc = config["train"], config["data"]
+        self.dist = distributed.setup(str(tc.get("device", "auto")))
+        self.device = self.dist.device
+        self.is_main = self.dist.is_main
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        tc = config["train"]
         torch.set_num_threads(int(tc["threads"]))
-        torch.manual_seed(tc["seed"])
-        random.seed(tc["seed"])
+        seed = int(tc["seed"])
+        torch.manual_seed(seed)  # the same initial weights on every rank
+        random.seed(seed)
         self.model = create_model(config["model"]["config"], **config["model"].get("overrides", {}))
-        self.criterion = RateDistortionLoss(tc["lambdas"], tc["distortion"])
-        if len(tc["lambdas"]) != self.model.config.levels:
-            raise ValueError(f"{len(tc['lambdas'])} lambdas for {self.model.config.levels} quality levels")
+        mc = self.model.config
+        if len(tc["lambdas"]) != mc.levels:
+            raise ValueError(f"{len(tc['lambdas'])} lambdas for {mc.levels} quality levels")
+        self.gan = bool(mc.discriminator)
+        self.discriminator: PatchDiscriminator | None = None
+        if self.gan:
+            gc = config.get("gan", {})
+            self.discriminator = PatchDiscriminator(
+                mc.disc_channels, layers=int(gc.get("disc_layers", 3)),
+                cond_channels=mc.latent_channels if mc.disc_conditional else 0)
+            perceptual = build_perceptual(gc["perceptual"]) if float(gc["perceptual_weight"]) > 0 else None
+            self.criterion: torch.nn.Module = GANRateDistortionLoss(
+                tc["lambdas"], self.discriminator, perceptual, distortion=tc["distortion"],
+                perceptual_weight=gc["perceptual_weight"], gan_weight=gc["gan_weight"],
+                disc_start=gc["disc_start"], adaptive_weight=gc["adaptive_weight"],
+                lpips_crop=gc.get("lpips_crop"), lpips_resize=gc.get("lpips_resize", False),
+                conditional=mc.disc_conditional)
+        else:
+            self.criterion = RateDistortionLoss(tc["lambdas"], tc["distortion"])
+        self._place_modules()
         main, aux = split_parameters(self.model)
         self.optimizer = torch.optim.Adam(main, lr=tc["lr"])
         self.aux_optimizer = torch.optim.Adam(aux, lr=tc["aux_lr"])
+        self.aux_params = aux
+        self.disc_optimizer = None
+        if self.discriminator is not None:
+            self.disc_optimizer = torch.optim.Adam(self.discriminator.parameters(),
+                                                   lr=config["gan"]["disc_lr"], betas=(0.5, 0.999))
         self.step = 0
-        self.data_rng = torch.Generator().manual_seed(tc["seed"])
-        dc = config["data"]
+        self.elapsed_s = 0.0  # training wall time over all launches of this run
+        self.best_val_loss = math.inf
+        self.data_rng = torch.Generator().manual_seed(seed + self.dist.rank)
         for key in ("crop", "val_crop"):
             if dc[key] % self.model.stride:
                 raise ValueError(f"data.{key}={dc[key]} must be a multiple of the model's stride "
@@ -74,37 +117,135 @@ class Trainer:
                                                      dc["val_fraction"], dc["val_crop"])
         if tc.get("init_from"):
             self._init_weights(tc["init_from"])
-        with open(self.run_dir / "config.yaml", "w") as f:
-            yaml.safe_dump(config, f, sort_keys=False)
+        if self.dist.rank:  # per-rank noise and augmentation streams (rank 0 keeps `seed`)
+            torch.manual_seed(seed + self.dist.rank)
+            random.seed(seed + self.dist.rank)
+        self._last_layer = last_layer(self.model) if self.gan else None
+        self._metric_net: PerceptualDistance | None | bool = None  # built on first use; False: unavailable
+        self._last_batch: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.net = self._wrap_ddp()
+        if self.is_main:
+            with open(self.run_dir / "config.yaml", "w") as f:
+                yaml.safe_dump(config, f, sort_keys=False)
+            _record_launch(self.run_dir / "launches.jsonl", tc["threads"], self.dist.world_size)
+
+    # --- set-up ------------------------------------------------------------------------------
+    def _place_modules(self) -> None:
+        """Device, memory format, torch.compile and (under AMP) an fp32 entropy model."""
+        tc = self.config["train"]
+        modules = [self.model] + ([self.discriminator] if self.discriminator is not None else [])
+        fmt = torch.channels_last if tc.get("channels_last") else torch.preserve_format
+        for module in modules:
+            module.to(self.device, memory_format=fmt)
+        self.criterion.to(self.device)
+        amp = tc.get("amp")
+        if amp in (None, False, "none", "fp32"):
+            self.amp = None
+        elif amp == "bf16":
+            self.amp = "bf16" if self.device.type == "cuda" else None
+            if self.amp is None:
+                log.warning("train.amp=bf16 is ignored on CPU (autocast is used on CUDA only)")
+        else:
+            raise ValueError(f"train.amp must be bf16 or null, not {amp!r}")
+        if self.amp:
+            _keep_fp32(self.model.latent_codec)
+        if tc.get("compile"):
+            self.model.g_a.compile()
+            self.model.g_s.compile()
+            if self.discriminator is not None:
+                self.discriminator.compile()
+
+    def _wrap_ddp(self) -> torch.nn.Module:
+        if not self.dist.enabled:
+            return self.model
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        # Identical starting point everywhere, the parameters DDP ignores included.
+        distributed.broadcast_module(self.dist, self.model)
+        if self.discriminator is not None:
+            distributed.broadcast_module(self.dist, self.discriminator)
+        ignored = [n for n, _ in self.model.named_parameters() if n.endswith(".quantiles")]
+        DDP._set_params_and_buffers_to_ignore_for_model(self.model, ignored)
+        return DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                   find_unused_parameters=bool(self.config["train"].get("find_unused_parameters")))
 
     def _init_weights(self, path: str) -> None:
+        """Warm start: codec weights from a .safetensors model or a checkpoint (a CRB checkpoint for
+        GCRB); a GCRB checkpoint also provides the discriminator."""
         if str(path).endswith(".safetensors"):
             from safetensors.torch import load_file
-            state = load_file(path)
+            state, disc = load_file(path), None
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)["model"]
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            state, disc = ckpt["model"], ckpt.get("disc")
         self.model.load_state_dict(state)
-        log.info("initialised weights from %s", path)
+        if disc is not None and self.discriminator is not None:
+            self.discriminator.load_state_dict(disc)
+        log.info("initialised weights from %s%s", path, " (with discriminator)" if disc and self.gan else "")
+
+    @contextlib.contextmanager
+    def _autocast(self) -> Iterator[None]:
+        if self.amp == "bf16":
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+                yield
+        else:
+            yield
 
     # --- checkpoints -------------------------------------------------------------------------
-    def state(self) -> dict[str, Any]:
-        return {
+    def _rng_state(self) -> dict[str, Any]:
+        rng = {"torch_rng": torch.get_rng_state(), "data_rng": self.data_rng.get_state(),
+               "python_rng": random.getstate()}
+        if self.device.type == "cuda":
+            rng["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return rng
+
+    def _set_rng_state(self, rng: dict[str, Any]) -> None:
+        torch.set_rng_state(rng["torch_rng"])
+        self.data_rng.set_state(rng["data_rng"])
+        random.setstate(rng["python_rng"])
+        if "cuda_rng" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda_rng"], self.device)
+
+    def state(self, gather: bool = True) -> dict[str, Any]:
+        """Everything a resume needs. ``gather`` (a collective under torchrun) adds every rank's
+        RNG states so that a resumed multi-process run continues every rank's data stream."""
+        rng = self._rng_state()
+        state = {
             "model": self.model.state_dict(),
             "model_config": self.model.config.to_dict(),
             "optimizer": self.optimizer.state_dict(),
             "aux_optimizer": self.aux_optimizer.state_dict(),
             "step": self.step,
-            "torch_rng": torch.get_rng_state(),
-            "data_rng": self.data_rng.get_state(),
-            "python_rng": random.getstate(),
+            "elapsed_s": self.elapsed_s,
+            "best_val_loss": self.best_val_loss,
+            "world_size": self.dist.world_size,
+            **rng,
         }
+        if gather and self.dist.enabled:
+            state["rank_rng"] = distributed.gather_objects(self.dist, rng)
+        if self.discriminator is not None:
+            state["disc"] = self.discriminator.state_dict()
+            state["disc_optimizer"] = self.disc_optimizer.state_dict()
+        return state
+
+    def _sync_buffers(self) -> None:
+        """Rank 0's batch-norm statistics on every rank (no-op in a single process)."""
+        distributed.broadcast_module(self.dist, self.model, buffers_only=True)
+        if self.discriminator is not None:
+            distributed.broadcast_module(self.dist, self.discriminator, buffers_only=True)
 
     def save_checkpoint(self) -> Path:
+        """Write RUN/ckpt-STEP.pt (rank 0, atomically) and keep the last train.keep_checkpoints.
+        Under torchrun every rank must call it (it gathers RNG states); barrier at the end."""
+        self._sync_buffers()
+        state = self.state(gather=True)
         path = self.run_dir / f"ckpt-{self.step:08d}.pt"
-        atomic_save(self.state(), path)
-        keep = int(self.config["train"]["keep_checkpoints"])
-        for old in sorted(self.run_dir.glob("ckpt-*.pt"))[:-keep]:
-            old.unlink()
+        if self.is_main:
+            atomic_save(state, path)
+            keep = int(self.config["train"]["keep_checkpoints"])
+            for old in sorted(self.run_dir.glob("ckpt-*.pt"))[:-keep]:
+                old.unlink()
+        distributed.barrier(self.dist)
         return path
 
     def resume(self, path: Path | None = None) -> bool:
@@ -115,10 +256,30 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.aux_optimizer.load_state_dict(state["aux_optimizer"])
+        if self.discriminator is not None:
+            if "disc" in state:
+                self.discriminator.load_state_dict(state["disc"])
+                self.disc_optimizer.load_state_dict(state["disc_optimizer"])
+            else:
+                log.warning("%s has no discriminator state: the discriminator starts afresh", path)
         self.step = int(state["step"])
-        torch.set_rng_state(state["torch_rng"])
-        self.data_rng.set_state(state["data_rng"])
-        random.setstate(state["python_rng"])
+        self.elapsed_s = float(state.get("elapsed_s", 0.0))
+        self.best_val_loss = float(state.get("best_val_loss", math.inf))
+        rng: dict[str, Any] | None = state
+        if self.dist.enabled:
+            ranks = state.get("rank_rng")
+            if ranks and len(ranks) == self.dist.world_size:
+                rng = ranks[self.dist.rank]
+            elif self.dist.rank:
+                rng = None
+                log.warning("checkpoint from %s process(es): rank %d starts new data streams",
+                            state.get("world_size", 1), self.dist.rank)
+                seed = int(self.config["train"]["seed"]) + 1_000_003 * self.step + self.dist.rank
+                torch.manual_seed(seed)
+                random.seed(seed)
+                self.data_rng.manual_seed(seed)
+        if rng is not None:
+            self._set_rng_state(rng)
         log.info("resumed from %s at step %d", path, self.step)
         return True
 
@@ -136,91 +297,245 @@ class Trainer:
         return x, quality
 
     def train_step(self) -> dict[str, float]:
-        self.model.train()
+        """One codec update (plus the auxiliary quantile update) and, for GCRB from
+        gan.disc_start on, one discriminator update on the same batch."""
+        tc = self.config["train"]
+        self.net.train()
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_at(self.step)
         x, quality = self.next_batch()
-        out = self.model(x, quality)
-        terms = self.criterion(out, x, quality)
+        x, quality = x.to(self.device, non_blocking=True), quality.to(self.device)
+        if tc.get("channels_last"):
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            out = self.net(x, quality)
+            out = {**out, "x_hat": out["x_hat"].float(), "y_hat": out["y_hat"].float()}
+            if self.gan:
+                self.discriminator.train()
+                terms = self.criterion.generator_loss(out, x, quality, self.step, self._last_layer)
+            else:
+                terms = self.criterion(out, x, quality)
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
-        clip = self.config["train"]["grad_clip"]
-        if clip:
-            torch.nn.utils.clip_grad_norm_(self.optimizer.param_groups[0]["params"], clip)
+        if tc["grad_clip"]:
+            torch.nn.utils.clip_grad_norm_(self.optimizer.param_groups[0]["params"], tc["grad_clip"])
         self.optimizer.step()
         aux_loss = self.model.aux_loss()
         self.aux_optimizer.zero_grad(set_to_none=True)
         aux_loss.backward()
+        distributed.all_reduce_grads(self.dist, self.aux_params)
         self.aux_optimizer.step()
-        self.step += 1
-        record = {k: float(v.detach()) for k, v in terms.items()}
+        record = {k: float(v.detach()) for k, v in terms.items() if k != "rate"}
         record["aux_loss"] = float(aux_loss.detach())
+        if self.gan:
+            d_terms = {"d_loss": 0.0, "d_real": 0.0, "d_fake": 0.0}
+            if self.criterion.gan_active(self.step):
+                with self._autocast():
+                    d = self.criterion.discriminator_loss(out, x)
+                self.disc_optimizer.zero_grad(set_to_none=True)
+                d["d_loss"].backward()
+                distributed.all_reduce_grads(self.dist, self.discriminator.parameters())
+                self.disc_optimizer.step()
+                d_terms = {k: float(v.detach()) for k, v in d.items()}
+            record.update(d_terms)
+        self._last_batch = (x.detach(), out["x_hat"].detach())
+        self.step += 1
         return record
+
+    # --- metrics -----------------------------------------------------------------------------
+    def _metric_perceptual(self) -> PerceptualDistance | None:
+        """ST-LPIPS (train.metrics_perceptual) for logging; None (one warning) if unavailable."""
+        if self._metric_net is None:
+            crit = getattr(self.criterion, "perceptual", None)
+            name = self.config["train"].get("metrics_perceptual", "stlpips-alex")
+            if crit is not None and crit.name == name:
+                self._metric_net = crit
+            else:
+                try:
+                    self._metric_net = build_perceptual(name).to(self.device)
+                except PerceptualBackendError as exc:
+                    log.warning("LPIPS metric off: %s", exc)
+                    self._metric_net = False
+        return self._metric_net or None
+
+    @torch.no_grad()
+    def batch_metrics(self) -> dict[str, float]:
+        """SSIM (and, for cae/crb, ST-LPIPS) of the last training batch."""
+        from pytorch_msssim import ssim
+
+        if self._last_batch is None:
+            return {}
+        x, x_hat = self._last_batch
+        x_hat = x_hat.clamp(0, 1)
+        metrics = {"ssim": float(ssim(x_hat, x, data_range=1.0))}
+        if not self.gan and self.config["train"].get("log_lpips", True):
+            net = self._metric_perceptual()
+            if net is not None:
+                metrics["lpips"] = float(net(x_hat, x).mean())
+        return metrics
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Estimated bpp and PSNR on held-out crops at the lowest, middle and highest quality."""
+        """Held-out crops at the lowest, middle and highest quality: estimated bpp, PSNR, loss
+        (rate + lambda-weighted distortion; for GCRB with the LPIPS term, without the GAN term),
+        SSIM, MS-SSIM (crops over 160 px only) and ST-LPIPS; ``val_loss`` averages the losses."""
+        from pytorch_msssim import ms_ssim, ssim
+
         self.model.eval()
         n = min(len(self.val_set), int(self.config["data"]["val_images"]))
-        x = torch.stack([self.val_set[i] for i in range(n)])
+        x = torch.stack([self.val_set[i] for i in range(n)]).to(self.device)
+        metric_net = self._metric_perceptual() if self.config["train"].get("val_lpips", True) else None
         result: dict[str, float] = {}
-        for q in (0.0, 0.5, 1.0):
-            quality = torch.full((n,), q)
-            terms = self.criterion(self.model(x, quality), x, quality)
+        losses = []
+        for q in VAL_QUALITIES:
+            quality = torch.full((n,), q, device=self.device)
+            with self._autocast():
+                out = self.model(x, quality)
+                out = {**out, "x_hat": out["x_hat"].float()}
+                if self.gan:
+                    terms = self.criterion.reconstruction_terms(out, x, quality, crop=False)
+                else:
+                    terms = self.criterion(out, x, quality)
+            x_hat = out["x_hat"].clamp(0, 1)
             result[f"val_bpp_q{q}"] = float(terms["bpp"])
             result[f"val_psnr_q{q}"] = float(terms["psnr"])
             result[f"val_loss_q{q}"] = float(terms["loss"])
+            losses.append(float(terms["loss"]))
+            result[f"val_ssim_q{q}"] = float(ssim(x_hat, x, data_range=1.0))
+            if min(x.shape[-2:]) >= MS_SSIM_MIN_SIDE:
+                value = float(ms_ssim(x_hat, x, data_range=1.0))
+                if math.isfinite(value):
+                    result[f"val_ms_ssim_q{q}"] = value
+            if self.gan and self.criterion.perceptual is not None and \
+                    self.criterion.perceptual.name == self.config["train"].get("metrics_perceptual", "stlpips-alex"):
+                result[f"val_lpips_q{q}"] = float(terms["lpips"])  # computed for the loss anyway
+            elif metric_net is not None:
+                result[f"val_lpips_q{q}"] = float(metric_net(x_hat, x).mean())
+        result["val_loss"] = sum(losses) / len(losses)
         return result
 
+    def _validate_and_keep_best(self, monitor: Monitor) -> None:
+        """Rank 0 validates (other ranks wait) and writes best.pt when val_loss improves."""
+        if self.is_main:
+            devices = [self.device.index] if self.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):
+                val = self.validate()
+            monitor.log("val", self.step, val)
+            log.info("validation at step %d: %s", self.step,
+                     ", ".join(f"{k} {v:.4g}" for k, v in val.items()))
+            if val["val_loss"] < self.best_val_loss:
+                self.best_val_loss = val["val_loss"]
+                atomic_save(self.state(gather=False), self.run_dir / "best.pt")
+        distributed.barrier(self.dist)
+
     def fit(self, steps: int | None = None) -> None:
+        from tqdm import tqdm
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
         tc = self.config["train"]
         total = int(steps or tc["steps"])
-        log_path = self.run_dir / "log.csv"
-        fields = ["step", "time", "lr", "loss", "bpp", "distortion", "mse", "psnr", "aux_loss", "steps_per_s"]
-        val_path = self.run_dir / "val.csv"
+        monitor = Monitor(self.run_dir, enabled=self.is_main, tensorboard=bool(tc.get("tensorboard", True)))
+        show = self.is_main and tc.get("progress", True)
+        bar = tqdm(total=total, initial=self.step, unit="step", desc=str(self.config.get("name", "train")),
+                   dynamic_ncols=True, disable=None if show else True)
         running: dict[str, float] = {}
         count, t0, start = 0, time.time(), time.time()
-        while self.step < total:
-            record = self.train_step()
-            for k, v in record.items():
-                running[k] = running.get(k, 0.0) + v
-            count += 1
-            if self.step % tc["log_every"] == 0 or self.step == total:
-                row = {k: running[k] / count for k in running}
-                row.update(step=self.step, time=round(time.time() - start, 1), lr=self.lr_at(self.step - 1),
-                           steps_per_s=count / (time.time() - t0))
-                if not all(math.isfinite(v) for v in row.values()):
-                    raise FloatingPointError(f"non-finite loss at step {self.step}: {row}")
-                _append_csv(log_path, fields, row)
-                log.info("step %d loss %.4f bpp %.3f psnr %.2f (%.2f steps/s)", self.step, row["loss"],
-                         row["bpp"], row["psnr"], row["steps_per_s"])
-                running, count, t0 = {}, 0, time.time()
-            if self.step % tc["val_every"] == 0 or self.step == total:
-                val = {"step": self.step, **self.validate()}
-                _append_csv(val_path, list(val), val)
-                log.info("validation %s", val)
-            if self.step % tc["ckpt_every"] == 0 or self.step == total:
-                self.save_checkpoint()
+        try:
+            with logging_redirect_tqdm() if not bar.disable else contextlib.nullcontext():
+                while self.step < total:
+                    step_start = time.time()
+                    record = self.train_step()
+                    self.elapsed_s += time.time() - step_start
+                    for k, v in record.items():
+                        running[k] = running.get(k, 0.0) + v
+                    count += 1
+                    bar.update(1)
+                    if self.step % tc["log_every"] == 0 or self.step == total:
+                        self._log_train(monitor, bar, running, count, t0, start)
+                        running, count, t0 = {}, 0, time.time()
+                    if self.step % tc["val_every"] == 0 or self.step == total:
+                        self._validate_and_keep_best(monitor)
+                    if self.step % tc["ckpt_every"] == 0 or self.step == total:
+                        self.save_checkpoint()
+        finally:
+            bar.close()
+            monitor.close()
+        self._sync_buffers()
+        if tc.get("rank_hash"):
+            self.write_rank_hash()
+
+    def _log_train(self, monitor: Monitor, bar: Any, running: dict[str, float], count: int, t0: float,
+                   start: float) -> None:
+        means = {k: v / count for k, v in running.items()}
+        if not all(math.isfinite(v) for v in means.values()):
+            raise FloatingPointError(f"non-finite loss at step {self.step}: {means}")
+        if not self.is_main:
+            return
+        row = {"time": round(time.time() - start, 1), "lr": self.lr_at(self.step - 1), **means,
+               **self.batch_metrics(), "steps_per_s": count / (time.time() - t0)}
+        monitor.log("train", self.step, row)
+        extra = f" w {row['w']:.3g} d_loss {row['d_loss']:.3f}" if self.gan else ""
+        log.info("step %d loss %.4f bpp %.3f psnr %.2f%s (%.2f steps/s)", self.step, row["loss"], row["bpp"],
+                 row["psnr"], extra, row["steps_per_s"])
+        bar.set_postfix(loss=f"{row['loss']:.3f}", bpp=f"{row['bpp']:.3f}", psnr=f"{row['psnr']:.2f}",
+                        refresh=False)
+
+    def write_rank_hash(self) -> str:
+        """RUN/rank-hashes/rankN.json: sha256 of this rank's codec and discriminator state."""
+        digest = distributed.state_hash(self.model.state_dict(),
+                                        self.discriminator.state_dict() if self.discriminator is not None else {})
+        folder = self.run_dir / "rank-hashes"
+        folder.mkdir(exist_ok=True)
+        record = {"rank": self.dist.rank, "world_size": self.dist.world_size, "step": self.step, "sha256": digest}
+        (folder / f"rank{self.dist.rank}.json").write_text(json.dumps(record) + "\n")
+        hashes = distributed.gather_objects(self.dist, digest)
+        if self.is_main and len(set(hashes)) > 1:
+            log.warning("ranks ended with different weights: %s", hashes)
+        return digest
+
+    def close(self) -> None:
+        distributed.teardown(self.dist)
 
 
-def _append_csv(path: Path, fields: list[str], row: dict) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+def _keep_fp32(module: torch.nn.Module) -> None:
+    """Run ``module`` (the latent codec: entropy models, likelihoods) outside autocast, in fp32."""
+    forward = module.forward
+
+    def fp32_forward(*args: Any, **kwargs: Any) -> Any:
+        def cast(v: Any) -> Any:
+            return v.float() if torch.is_tensor(v) and v.is_floating_point() else v
+
+        with torch.autocast(device_type="cuda", enabled=False):
+            return forward(*map(cast, args), **{k: cast(v) for k, v in kwargs.items()})
+
+    module.forward = fp32_forward
+
+
+def _record_launch(path: Path, threads: int, world_size: int = 1) -> None:
+    """One line per launch of a run: command, host hardware, versions (for model cards)."""
+    import platform
+    import sys
+
+    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": " ".join(sys.argv),
+              "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+              "threads": threads, "processes": world_size, "cuda": torch.cuda.is_available(),
+              "torch": torch.__version__, "python": platform.python_version()}
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
 
 
 def run(config: dict, run_dir: str | Path, resume: bool = False, steps: int | None = None) -> Trainer:
     trainer = Trainer(config, run_dir)
-    if resume:
-        trainer.resume()
-    trainer.fit(steps)
+    try:
+        if resume:
+            trainer.resume()
+        trainer.fit(steps)
+    finally:
+        trainer.close()
     return trainer
 
 
-if __name__ == "__main__":  # used for background runs before the CLI exists
+if __name__ == "__main__":  # used for background runs before the CLI existed
     import argparse
 
     from .config import load_config

@@ -1,0 +1,122 @@
+"""Training throughput (steps/s) of each shipped configuration at its default crop and batch.
+
+    .venv/bin/python benchmarks/train_throughput.py [--warm 5] [--timed 10] [--threads 1]
+
+For cae, crb, gcrb (configs/NAME.yaml) and gdn-hp (configs/fidelity.yaml): build the trainer,
+run --warm untimed steps, then time --timed steps of the full update (codec + auxiliary
+quantile step, and for gcrb the adversarial term with its adaptive weight plus the
+discriminator step: gan.disc_start is set to 0 so the costliest phase is measured). One
+process, --threads CPU threads, or CUDA when available. Data: synthetic 320 px images held in
+memory (the trainer's data pipeline is in-memory anyway), unless --data is given.
+Writes benchmarks/results/train_throughput.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from edgecodec.train.config import load_config  # noqa: E402
+from edgecodec.train.trainer import Trainer  # noqa: E402
+
+CONFIGS = {"cae": "cae.yaml", "crb": "crb.yaml", "gcrb": "gcrb.yaml", "gdn-hp": "fidelity.yaml"}
+
+
+def synthetic_images(folder: Path, count: int = 12, side: int = 320) -> Path:
+    """Smooth gradients, waves and noise: content for the transforms, not for learning."""
+    rng = np.random.RandomState(0)
+    yy, xx = np.mgrid[0:side, 0:side] / (side - 1)
+    for i in range(count):
+        base = np.stack([np.sin(xx * rng.uniform(2, 20) + rng.uniform(0, 6)) * 0.5 + 0.5,
+                         yy * rng.uniform(0.2, 1.0), (xx + yy) / 2 * rng.uniform(0.2, 1.0)], axis=-1)
+        arr = np.clip(base * 255 + rng.normal(0, 10, base.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(arr).save(folder / f"synthetic{i:02d}.png")
+    return folder
+
+
+def measure(name: str, data: Path, warm: int, timed: int, threads: int, device: str) -> dict:
+    config = load_config(REPO / "configs" / CONFIGS[name], [
+        f"data.root={data}", f"train.threads={threads}", f"train.device={device}", "gan.disc_start=0",
+        "train.tensorboard=false", "train.progress=false"])
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = Trainer(config, run_dir)
+        for _ in range(warm):
+            trainer.train_step()
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(timed):
+            trainer.train_step()
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+        params = trainer.model.parameter_counts()["total"]
+        if trainer.discriminator is not None:
+            params_d = sum(p.numel() for p in trainer.discriminator.parameters())
+        else:
+            params_d = 0
+    batch = int(config["train"]["batch_size"])
+    return {"config": name, "file": f"configs/{CONFIGS[name]}", "model": config["model"]["config"],
+            "crop": int(config["data"]["crop"]), "batch_size": batch, "timed_steps": timed,
+            "seconds": round(seconds, 3), "steps_per_s": round(timed / seconds, 3),
+            "images_per_s": round(timed * batch / seconds, 2), "codec_parameters": params,
+            "discriminator_parameters": params_d}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--warm", type=int, default=5)
+    parser.add_argument("--timed", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--data", type=Path, help="image folder (default: synthetic images)")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "train_throughput.json")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(args.threads)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data = args.data or synthetic_images(Path(tmp))
+        for name in args.configs:
+            row = measure(name, data, args.warm, args.timed, args.threads, args.device)
+            results.append(row)
+            print(f"{name}: {row['steps_per_s']:.3f} steps/s", file=sys.stderr, flush=True)
+    cuda = torch.cuda.is_available() and args.device != "cpu"
+    report = {
+        "benchmark": "train_throughput",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "device": torch.cuda.get_device_name() if cuda else f"cpu ({platform.processor() or platform.machine()})",
+        "threads": args.threads, "warm_steps": args.warm, "timed_steps": args.timed,
+        "torch": torch.__version__, "python": platform.python_version(),
+        "note": "gcrb measured with the discriminator active (gan.disc_start=0)",
+        "results": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\ntraining throughput, {report['device']}, {args.threads} thread(s), "
+          f"{args.warm} warm + {args.timed} timed steps")
+    print(f"{'config':<8} {'crop':>5} {'batch':>5} {'steps/s':>8} {'s/step':>7} {'img/s':>7} {'params':>9}")
+    for r in results:
+        params = r["codec_parameters"] + r["discriminator_parameters"]
+        print(f"{r['config']:<8} {r['crop']:>5} {r['batch_size']:>5} {r['steps_per_s']:>8.3f} "
+              f"{1 / r['steps_per_s']:>7.3f} {r['images_per_s']:>7.2f} {params / 1e6:>8.2f}M")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

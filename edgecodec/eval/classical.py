@@ -1,0 +1,191 @@
+"""Classical image codecs through Pillow, set up like the anchors in ``shared/data/anchors``.
+
+Each codec turns an 8-bit RGB array into the bytes of a complete file (container and headers
+included: that is what bpp is computed from) and back. The settings match
+``anchors/classical_kodak.csv``:
+
+========  =====================================================================================
+jpeg      libjpeg-turbo (Pillow's), 4:2:0 chroma subsampling, optimised Huffman tables, baseline
+webp      libwebp (Pillow's), lossy, ``method=6`` (slowest, best), default sharp-YUV off
+avif      libavif (Pillow >= 11's built-in plugin) with the aom encoder, ``speed=6``, 4:2:0,
+          full range; decoded with whichever AV1 decoder libavif offers (dav1d here)
+jxl       libjxl through ``pillow-jxl-plugin``, ``effort=7``, no container box
+========  =====================================================================================
+
+Everything runs single-threaded (``max_threads=1`` for AVIF, ``num_threads=0`` for JPEG XL; JPEG
+and WebP are single-threaded in Pillow), so timings compare with the learned codec on one core.
+
+Quality scales are each codec's own (0-100, higher is better). ``Codec.sweep`` lists qualities
+that cover about 0.05-2 bpp on Kodak where the codec can reach it: JPEG cannot go far below
+0.1 bpp, so its sweep starts there.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+from PIL import Image
+
+JPEG_SETTINGS: dict[str, Any] = {"subsampling": "4:2:0", "optimize": True, "progressive": False}
+WEBP_SETTINGS: dict[str, Any] = {"method": 6, "lossless": False}
+AVIF_SETTINGS: dict[str, Any] = {"codec": "aom", "speed": 6, "subsampling": "4:2:0", "range": "full",
+                                 "max_threads": 1}
+JXL_SETTINGS: dict[str, Any] = {"effort": 7, "num_threads": 0, "use_container": False, "lossless": False}
+
+# Qualities per codec: about 0.05 (or the codec's floor) to 2+ bpp on Kodak, denser where curves bend.
+JPEG_SWEEP = (2, 3, 5, 7, 10, 15, 20, 30, 40, 50, 60, 70, 80, 85, 90)
+WEBP_SWEEP = (0, 2, 5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 85, 90)
+AVIF_SWEEP = (0, 5, 10, 15, 20, 30, 40, 50, 60, 70, 75, 80, 85)
+JXL_SWEEP = (1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 85, 90)
+
+
+class CodecUnavailableError(RuntimeError):
+    """The Pillow build here lacks this codec (e.g. no AVIF support, or pillow-jxl-plugin missing)."""
+
+
+@dataclass(frozen=True)
+class Codec:
+    name: str
+    label: str
+    extension: str
+    pil_format: str
+    settings: dict[str, Any]
+    sweep: tuple[int, ...]
+    quality_range: tuple[int, int]
+    _check: Callable[[], None] = field(repr=False, compare=False)
+
+    def available(self) -> bool:
+        try:
+            self._check()
+        except CodecUnavailableError:
+            return False
+        return True
+
+    def settings_id(self) -> str:
+        """A string naming library versions and settings: part of the runner's cache key."""
+        return f"{self.name}:{library_version(self.name)}:{sorted(self.settings.items())}"
+
+    def encode(self, rgb: np.ndarray, quality: int) -> bytes:
+        """The whole file, as the codec writes it, for an (H, W, 3) uint8 array."""
+        self._check()
+        lo, hi = self.quality_range
+        if not lo <= int(quality) <= hi or int(quality) != quality:
+            raise ValueError(f"{self.name} quality must be an integer in [{lo}, {hi}], got {quality}")
+        if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError(f"expected an (H, W, 3) uint8 array, got {rgb.dtype} {rgb.shape}")
+        buf = io.BytesIO()
+        Image.fromarray(rgb, "RGB").save(buf, format=self.pil_format, quality=int(quality), **self.settings)
+        return buf.getvalue()
+
+    def decode(self, data: bytes) -> np.ndarray:
+        """An (H, W, 3) uint8 array from the file bytes."""
+        self._check()
+        with Image.open(io.BytesIO(data)) as img:
+            if img.format != self.pil_format:
+                raise ValueError(f"expected a {self.pil_format} file, got {img.format}")
+            return np.array(img.convert("RGB"))
+
+
+def _check_pillow(feature: str) -> Callable[[], None]:
+    def check() -> None:
+        from PIL import features
+
+        if not features.check(feature):
+            raise CodecUnavailableError(f"this Pillow ({Image.__version__}) was built without {feature} support")
+        if feature == "avif":
+            _single_thread_avif()
+
+    return check
+
+
+@functools.lru_cache(maxsize=None)
+def _single_thread_avif() -> None:
+    from PIL import AvifImagePlugin, _avif
+
+    if not _avif.encoder_codec_available("aom"):
+        raise CodecUnavailableError("Pillow's libavif has no aom encoder")
+    AvifImagePlugin.DEFAULT_MAX_THREADS = 1  # the decoder reads this module global
+
+
+def _check_jxl() -> None:
+    _load_jxl()
+
+
+@functools.lru_cache(maxsize=None)
+def _load_jxl() -> None:
+    try:
+        import pillow_jxl  # noqa: F401  (registers the JXL format with Pillow)
+        from pillow_jxl import JpegXLImagePlugin
+    except ImportError:
+        raise CodecUnavailableError(
+            "JPEG XL needs the pillow-jxl-plugin package (pip install pillow-jxl-plugin)") from None
+    JpegXLImagePlugin.DECODE_THREADS = 0  # 0 disables the decoder's thread pool
+
+
+@functools.lru_cache(maxsize=None)
+def library_version(name: str) -> str:
+    from PIL import features
+
+    try:
+        if name == "jpeg":
+            return f"libjpeg-turbo {features.version('jpg')}, Pillow {Image.__version__}"
+        if name == "webp":
+            return f"libwebp {features.version('webp')}, Pillow {Image.__version__}"
+        if name == "avif":
+            from PIL import _avif
+            return f"libavif {features.version('avif')} ({_avif.codec_versions()}), Pillow {Image.__version__}"
+        if name == "jxl":
+            from importlib.metadata import version
+            return f"pillow-jxl-plugin {version('pillow-jxl-plugin')}"
+    except Exception:  # noqa: BLE001 - a version string is informative only
+        pass
+    return "unknown"
+
+
+CODECS: dict[str, Codec] = {
+    "jpeg": Codec("jpeg", "JPEG", ".jpg", "JPEG", JPEG_SETTINGS, JPEG_SWEEP, (1, 100), _check_pillow("jpg")),
+    "webp": Codec("webp", "WebP", ".webp", "WEBP", WEBP_SETTINGS, WEBP_SWEEP, (0, 100), _check_pillow("webp")),
+    "avif": Codec("avif", "AVIF", ".avif", "AVIF", AVIF_SETTINGS, AVIF_SWEEP, (0, 100), _check_pillow("avif")),
+    "jxl": Codec("jxl", "JPEG XL", ".jxl", "JXL", JXL_SETTINGS, JXL_SWEEP, (1, 100), _check_jxl),
+}
+
+
+def get_codec(name: str) -> Codec:
+    try:
+        return CODECS[name]
+    except KeyError:
+        raise ValueError(f"unknown classical codec {name!r}; known: {', '.join(CODECS)}") from None
+
+
+def available_codecs() -> list[str]:
+    return [name for name, codec in CODECS.items() if codec.available()]
+
+
+def encode_to_bpp(codec: Codec, rgb: np.ndarray, target_bpp: float) -> tuple[int, bytes]:
+    """The integer quality whose file is closest to ``target_bpp`` (bisection; sizes are close to
+    monotone in quality), and that file."""
+    pixels = rgb.shape[0] * rgb.shape[1]
+    lo, hi = codec.quality_range
+    tried: dict[int, bytes] = {}
+
+    def size(q: int) -> float:
+        if q not in tried:
+            tried[q] = codec.encode(rgb, q)
+        return 8 * len(tried[q]) / pixels
+
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if size(mid) > target_bpp:
+            hi = mid
+        else:
+            lo = mid
+    best = min((lo, hi), key=lambda q: abs(size(q) - target_bpp))
+    return best, tried[best]
+
+
+__all__ = ["CODECS", "Codec", "CodecUnavailableError", "available_codecs", "encode_to_bpp", "get_codec",
+           "library_version"]

@@ -1,0 +1,128 @@
+"""`edgecodec eval`: the rate-distortion sweep, BD-rates and HTML report from the command line.
+
+Registered by ``edgecodec.cli.build_parser`` through :func:`add_eval_parser`; importing this
+module is cheap (torch and the codecs load only when the command runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+DEFAULT_CODECS = "jpeg,webp,avif,jxl"
+DEFAULT_QUALITIES = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1"
+
+
+def _names(text: str) -> list[str]:
+    if text.strip().lower() in ("", "none"):
+        return []
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(t) for t in _names(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _sweep(text: str) -> tuple[str, list[int]]:
+    name, sep, values = text.partition("=")
+    try:
+        qualities = [int(v) for v in _names(values)]
+    except ValueError:
+        qualities = []
+    if not sep or not name or not qualities:
+        raise argparse.ArgumentTypeError(f"expected CODEC=Q1,Q2,... (integer qualities), got {text!r}")
+    return name.strip(), qualities
+
+
+def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``eval`` sub-command to an ``add_subparsers()`` object; returns its parser."""
+    p = subparsers.add_parser(
+        "eval", help="rate-distortion sweep of learned models and classical codecs, with an HTML report",
+        description="Measure learned models and JPEG / WebP / AVIF / JPEG XL on a folder of images: bpp from "
+                    "real file bytes, PSNR, MS-SSIM, SSIM, ST-LPIPS, times and peak memory. Writes "
+                    "OUT/per_image.csv, OUT/summary.json (with BD-rates), RD plots and OUT/report.html. "
+                    "Rows already in OUT/cache.jsonl are not measured again.")
+    p.add_argument("input", metavar="DIR", help="folder of lossless images (e.g. the 24 Kodak PNGs)")
+    p.add_argument("--out", required=True, help="output folder (also holds the cache)")
+    p.add_argument("--models", default=None, help="comma-separated learned models (default: the default model; "
+                   "'none' for none)")
+    p.add_argument("--codecs", default=DEFAULT_CODECS, help=f"classical codecs (default {DEFAULT_CODECS}; 'none')")
+    p.add_argument("--qualities", type=_floats, default=_floats(DEFAULT_QUALITIES),
+                   help=f"learned-model qualities in [0, 1] (default {DEFAULT_QUALITIES})")
+    p.add_argument("--sweep", type=_sweep, action="append", default=[], metavar="CODEC=Q1,Q2,...",
+                   help="replace a classical codec's quality sweep, e.g. jpeg=10,50,90 (repeatable)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N images (sorted by name)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes, one image each (default 1)")
+    p.add_argument("--no-st-lpips", action="store_true", help="skip ST-LPIPS (the slowest metric)")
+    p.add_argument("--no-report", action="store_true", help="only the CSV and JSON, no plots or HTML")
+    p.add_argument("--crops", type=int, default=3, help="images with side-by-side crops in the report (default 3)")
+    p.add_argument("--crop-bpp", type=float, default=0.25, help="rate the crops are matched at (default 0.25)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_eval)
+    return p
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Run the sweep (and report); returns the exit code."""
+    import torch
+
+    from ..errors import UsageError
+    from ..zoo import DEFAULT_MODEL
+    from .classical import CodecUnavailableError
+    from .runner import run_sweep
+
+    if getattr(args, "threads", None) is None:
+        torch.set_num_threads(1)  # the measurement protocol: one thread, like the classical codecs
+    models = _names(args.models) if args.models is not None else [DEFAULT_MODEL]
+    codecs = _names(args.codecs)
+    if not models and not codecs:
+        raise UsageError("nothing to evaluate: give --models or --codecs")
+    if args.limit is not None and args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    if args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    sweeps = dict(args.sweep)
+    unknown = set(sweeps) - set(codecs)
+    if unknown:
+        raise UsageError(f"--sweep for codec(s) not in --codecs: {', '.join(sorted(unknown))}")
+    if not Path(args.input).is_dir():
+        raise UsageError(f"{args.input} is not a folder")
+    try:
+        result = run_sweep(args.input, args.out, models=models, qualities=args.qualities, codecs=codecs,
+                           codec_qualities=sweeps, limit=args.limit, jobs=args.jobs,
+                           st_lpips=not args.no_st_lpips, progress=not args.quiet)
+    except (FileNotFoundError, CodecUnavailableError) as exc:
+        raise UsageError(str(exc)) from None
+
+    summary = result.summary
+    print(f"{len(summary['images'])} image(s): {result.computed} rows measured, {result.cached} from the cache")
+    print(f"{'codec':>12} {'quality':>7} {'bpp':>7} {'PSNR':>6} {'MS-SSIM':>7} {'ST-LPIPS':>8} {'enc ms':>8} "
+          f"{'dec ms':>7} {'peak MiB':>8}")
+    for name, curve in summary["curves"].items():
+        for p in curve["points"]:
+            print(f"{name:>12} {p['quality']:>7g} {_fmt(p['bpp'], 4):>7} {_fmt(p['psnr'], 2):>6} "
+                  f"{_fmt(p['ms_ssim'], 4):>7} {_fmt(p['st_lpips'], 4):>8} {_fmt(p['enc_ms'], 1):>8} "
+                  f"{_fmt(p['dec_ms'], 1):>7} {_fmt(p['peak_mb'], 1):>8}")
+    if summary["bd_rates"]:
+        print("BD-rate (PCHIP, %; negative = the learned model needs fewer bits):")
+        for r in summary["bd_rates"]:
+            print(f"  {r['test']} vs {r['anchor']}: PSNR {_fmt(r['psnr_pchip'], 1)}, MS-SSIM "
+                  f"{_fmt(r['ms_ssim_pchip'], 1)}, ST-LPIPS {_fmt(r['st_lpips_pchip'], 1)}")
+    print(f"wrote {result.csv_path} and {result.summary_path}")
+    if not args.no_report:
+        from .report import write_report
+
+        html = write_report(args.out, crops=args.crops, crop_bpp=args.crop_bpp, st_lpips=not args.no_st_lpips)
+        print(f"wrote {html}")
+    return 0
+
+
+__all__ = ["add_eval_parser", "cmd_eval"]

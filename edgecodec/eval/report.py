@@ -1,0 +1,341 @@
+"""Rate-distortion plots and an HTML report from a sweep's ``summary.json`` (see :mod:`.runner`).
+
+Writes into the sweep's folder:
+
+``rd_psnr.png``, ``rd_ms_ssim.png``, ``rd_st_lpips.png``
+    bpp against PSNR, MS-SSIM (as -10 log10(1 - MS-SSIM) dB) and ST-LPIPS (log scale, lower is
+    better) for every measured curve, with CompressAI's published bmshj2018-factorized and
+    bmshj2018-hyperprior Kodak points (``anchors/compressai_kodak.json``) and the classical anchors
+    (``anchors/classical_kodak.csv``, faint) as references. The anchors are 24-image Kodak means:
+    they compare directly only with a full Kodak sweep.
+``crops/*.png``
+    for a few images, the same crop of the original and of each learned model and classical codec
+    re-encoded at a matched rate (learned: its rate search; classical: the integer quality whose
+    file is closest to the target), each labelled with the whole image's bpp and metrics.
+``report.html``
+    the plots, the BD-rate table and the crops, referring to the PNGs by relative path.
+
+The anchor folder is ``$EDGECODEC_DATA/anchors``, else ``<repo>/../shared/data/anchors``.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .runner import data_root
+
+COMPRESSAI_CURVES = ("bmshj2018-factorized", "bmshj2018-hyperprior")
+CROP_SIZE = 256
+DEFAULT_CROP_BPP = 0.25
+PLOT_MAX_BPP = 2.0
+METRIC_TITLES = {"psnr": "PSNR (dB, 8-bit RGB)", "ms_ssim": "MS-SSIM (dB: -10 log10(1 - MS-SSIM))",
+                 "st_lpips": "ST-LPIPS (AlexNet, shift-tolerant; lower is better)"}
+CLASSICAL_COLORS = {"jpeg": "#d62728", "webp": "#2ca02c", "avif": "#9467bd", "jxl": "#8c564b"}
+LEARNED_COLORS = ("#1f77b4", "#ff7f0e", "#17becf", "#e377c2", "#bcbd22", "#7f7f7f")
+
+
+def _metric_axis(metric: str, values: list[float]) -> list[float]:
+    if metric == "ms_ssim":
+        return [-10 * math.log10(max(1 - v, 1e-12)) if v is not None else math.nan for v in values]
+    return [v if v is not None else math.nan for v in values]
+
+
+def load_anchors(root: Path | None = None) -> dict[str, dict[str, Any]]:
+    """Reference curves: {name: {"label", "style", "bpp", "psnr", "ms_ssim"[, "st_lpips"]}}; missing files skipped."""
+    folder = (root or data_root()) / "anchors"
+    anchors: dict[str, dict[str, Any]] = {}
+    path = folder / "compressai_kodak.json"
+    if path.is_file():
+        curves = json.loads(path.read_text()).get("curves", {})
+        for name in COMPRESSAI_CURVES:
+            if name in curves:
+                c = curves[name]
+                anchors[name] = {"label": f"{name} (CompressAI, published)", "kind": "compressai", "bpp": c["bpp"],
+                                 "psnr": c.get("psnr_rgb"), "ms_ssim": c.get("ms_ssim_rgb")}
+    path = folder / "classical_kodak.csv"
+    if path.is_file():
+        with open(path) as f:
+            for row in csv.DictReader(f):
+                a = anchors.setdefault(f"anchor-{row['codec']}", {
+                    "label": f"{row['codec']} (anchor)", "kind": "classical-anchor", "codec": row["codec"],
+                    "bpp": [], "psnr": [], "ms_ssim": [], "st_lpips": []})
+                for key in ("bpp", "psnr", "ms_ssim", "st_lpips"):
+                    a[key].append(float(row[key]))
+    return anchors
+
+
+def _style(name: str, curve: dict[str, Any], learned_index: dict[str, int]) -> dict[str, Any]:
+    if curve["kind"] == "learned":
+        color = LEARNED_COLORS[learned_index.setdefault(name, len(learned_index)) % len(LEARNED_COLORS)]
+        return {"color": color, "marker": "o", "linestyle": "-", "linewidth": 2.0, "markersize": 4}
+    return {"color": CLASSICAL_COLORS.get(name, "#333333"), "marker": "s", "linestyle": "--", "linewidth": 1.4,
+            "markersize": 3}
+
+
+def plot_rd(summary: dict[str, Any], out_dir: Path, anchors: dict[str, dict[str, Any]] | None = None,
+            max_bpp: float = PLOT_MAX_BPP) -> dict[str, Path]:
+    """One PNG per metric; returns {metric: path}."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    anchors = load_anchors() if anchors is None else anchors
+    paths = {}
+    n_images = len(summary.get("images", []))
+    for metric, title in METRIC_TITLES.items():
+        fig, ax = plt.subplots(figsize=(7.5, 5.5), dpi=110)
+        learned_index: dict[str, int] = {}
+        ys_in_range: list[float] = []  # y limits: every curve's points up to max_bpp
+        for name, a in anchors.items():
+            if a.get(metric) is None:
+                continue
+            y = _metric_axis(metric, a[metric])
+            ys_in_range += [v for xv, v in zip(a["bpp"], y) if xv <= max_bpp and math.isfinite(v)]
+            if a["kind"] == "compressai":
+                ax.plot(a["bpp"], y, color="#555555", linestyle=":", marker="x", markersize=4, linewidth=1.2,
+                        label=a["label"])
+            else:
+                ax.plot(a["bpp"], y, color=CLASSICAL_COLORS.get(a["codec"], "#999999"), linestyle="-",
+                        linewidth=3, alpha=0.18, label=a["label"])
+        for name, curve in summary["curves"].items():
+            pts = [p for p in curve["points"] if p.get("bpp") is not None and p.get(metric) is not None]
+            if not pts:
+                continue
+            x = [p["bpp"] for p in pts]
+            y = _metric_axis(metric, [p[metric] for p in pts])
+            ys_in_range += [v for xv, v in zip(x, y) if xv <= max_bpp and math.isfinite(v)]
+            label = curve.get("label", name) + (" (this model)" if curve["kind"] == "learned" else "")
+            ax.plot(x, y, label=label, **_style(name, curve, learned_index))
+        ax.set_xlim(0, max_bpp)
+        if ys_in_range:
+            lo, hi = min(ys_in_range), max(ys_in_range)
+            if metric == "st_lpips":
+                ax.set_yscale("log")
+                ax.set_ylim(lo / 1.3, hi * 1.3)
+            else:
+                pad = 0.05 * (hi - lo or 1)
+                ax.set_ylim(lo - pad, hi + pad)
+        elif metric == "st_lpips":
+            ax.set_yscale("log")
+        ax.set_xlabel("bits per pixel (file bytes, headers included)")
+        ax.set_ylabel(title)
+        ax.set_title(f"{title.split(' (')[0]} vs rate, {n_images} image(s)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right" if metric != "st_lpips" else "upper right")
+        fig.tight_layout()
+        path = out_dir / f"rd_{metric}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        paths[metric] = path
+    return paths
+
+
+# --- crops ---------------------------------------------------------------------------------------
+def detail_window(rgb: np.ndarray, size: int = CROP_SIZE) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of the size x size window with the most gradient energy."""
+    h, w = rgb.shape[:2]
+    ch, cw = min(size, h), min(size, w)
+    g = rgb.astype(np.float32).mean(2)
+    energy = np.zeros_like(g)
+    energy[:, 1:] += np.abs(np.diff(g, axis=1))
+    energy[1:, :] += np.abs(np.diff(g, axis=0))
+    integral = np.pad(energy.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    best, best_pos = -1.0, (0, 0)
+    step = max(8, size // 8)
+    for top in list(range(0, h - ch + 1, step)) + [h - ch]:
+        for left in list(range(0, w - cw + 1, step)) + [w - cw]:
+            s = (integral[top + ch, left + cw] - integral[top, left + cw] - integral[top + ch, left]
+                 + integral[top, left])
+            if s > best:
+                best, best_pos = s, (top, left)
+    return best_pos[0], best_pos[1], ch, cw
+
+
+def make_crops(summary: dict[str, Any], out_dir: Path, n_images: int = 3, target_bpp: float = DEFAULT_CROP_BPP,
+               st_lpips: bool = True) -> list[dict[str, Any]]:
+    """Matched-rate crops for the first ``n_images`` images; returns what the HTML shows."""
+    from PIL import Image
+
+    from ..codec.api import Encoder, decode_array
+    from ..codec.container import QUALITY_SCALE
+    from ..codec.imageio import load_image
+    from .classical import CODECS, encode_to_bpp
+    from .metrics import ms_ssim, psnr
+    from .runner import _st_lpips
+
+    image_dir = Path(summary["image_dir"])
+    learned = [n for n, c in summary["curves"].items() if c["kind"] == "learned"]
+    classical = [n for n in CODECS if summary["curves"].get(n, {}).get("kind") == "classical"]
+    crop_dir = out_dir / "crops"
+    crop_dir.mkdir(exist_ok=True)
+    lpips = _st_lpips() if st_lpips else None
+    sections = []
+    for name in summary.get("images", [])[:n_images]:
+        path = image_dir / name
+        if not path.is_file():
+            continue
+        prepared = load_image(path, alpha="drop")
+        rgb = prepared.rgb
+        h, w = rgb.shape[:2]
+        top, left, ch, cw = detail_window(rgb)
+        stem = Path(name).stem
+        entries = []
+
+        def add(label: str, key: str, decoded: np.ndarray, nbytes: int | None, note: str = "") -> None:
+            file = crop_dir / f"{stem}_{key}.png"
+            Image.fromarray(decoded[top:top + ch, left:left + cw]).save(file)
+            info = {"label": label, "file": file.relative_to(out_dir).as_posix(), "note": note}
+            if nbytes is not None:
+                info.update(bpp=8 * nbytes / (w * h), psnr=psnr(rgb, decoded), ms_ssim=ms_ssim(rgb, decoded),
+                            st_lpips=lpips(rgb, decoded) if lpips else math.nan)
+            entries.append(info)
+
+        add("original", "original", rgb, None, f"{w}x{h}, crop at ({left}, {top})")
+        for model in learned:
+            result = Encoder(prepared, model).encode_to_size(max(1, int(target_bpp * w * h / 8)))
+            decoded, header = decode_array(result.data)
+            add(model, f"learned_{model}", decoded, len(result.data), f"quality {header.quality / QUALITY_SCALE:.3f}")
+        for codec_name in classical:
+            codec = CODECS[codec_name]
+            quality, data = encode_to_bpp(codec, rgb, target_bpp)
+            add(codec.label, codec_name, codec.decode(data), len(data), f"quality {quality}")
+        sections.append({"image": name, "entries": entries})
+    return sections
+
+
+# --- HTML ----------------------------------------------------------------------------------------
+def _fmt(value: Any, digits: int = 2, suffix: str = "") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return f"{value:+.{digits}f}{suffix}" if suffix == "%" else f"{value:.{digits}f}{suffix}"
+
+
+def _bd_table(summary: dict[str, Any]) -> str:
+    rows = summary.get("bd_rates") or []
+    if not rows:
+        return "<p>No BD-rates: the sweep needs at least one learned model and one classical codec.</p>"
+    head = ("<tr><th>learned model</th><th>vs</th><th>PSNR BD-rate<br>PCHIP / cubic</th>"
+            "<th>MS-SSIM BD-rate<br>PCHIP / cubic</th><th>ST-LPIPS bits saved<br>PCHIP / cubic</th></tr>")
+    body = []
+    labels = {n: c.get("label", n) for n, c in summary["curves"].items()}
+    for r in rows:
+        cells = []
+        for metric in ("psnr", "ms_ssim", "st_lpips"):
+            p, c = r.get(f"{metric}_pchip"), r.get(f"{metric}_cubic")
+            cls = "" if p is None else (' class="good"' if p < 0 else ' class="bad"')
+            cells.append(f"<td{cls}>{_fmt(p, 1, '%')} / {_fmt(c, 1, '%')}</td>")
+        body.append(f"<tr><td>{html.escape(r['test'])}</td><td>{html.escape(labels.get(r['anchor'], r['anchor']))}</td>"
+                    + "".join(cells) + "</tr>")
+    return f"<table>{head}{''.join(body)}</table>"
+
+
+def _points_table(summary: dict[str, Any]) -> str:
+    out = []
+    for name, curve in summary["curves"].items():
+        out.append(f"<h3>{html.escape(curve.get('label', name))} ({curve['kind']})</h3><table><tr><th>quality</th>"
+                   "<th>images</th><th>bpp</th><th>PSNR</th><th>MS-SSIM</th><th>SSIM</th><th>ST-LPIPS</th>"
+                   "<th>enc ms</th><th>dec ms</th><th>peak MiB</th></tr>")
+        for p in curve["points"]:
+            out.append(f"<tr><td>{p['quality']}</td><td>{p['images']}</td><td>{_fmt(p['bpp'], 4)}</td>"
+                       f"<td>{_fmt(p['psnr'], 2)}</td><td>{_fmt(p['ms_ssim'], 4)}</td><td>{_fmt(p['ssim'], 4)}</td>"
+                       f"<td>{_fmt(p.get('st_lpips'), 4)}</td><td>{_fmt(p['enc_ms'], 1)}</td>"
+                       f"<td>{_fmt(p['dec_ms'], 1)}</td><td>{_fmt(p.get('peak_mb'), 1)}</td></tr>")
+        out.append("</table>")
+    return "".join(out)
+
+
+def _crops_html(sections: list[dict[str, Any]], target_bpp: float) -> str:
+    if not sections:
+        return "<p>No crops (no images found, or crops turned off).</p>"
+    out = [f"<p>Target {target_bpp:g} bpp; every codec's file is the one closest to it. Labels give the whole "
+           f"image's bpp and metrics; crops are {CROP_SIZE}x{CROP_SIZE} pixels at 1:1, from the most detailed "
+           "window.</p>"]
+    for s in sections:
+        out.append(f"<h3>{html.escape(s['image'])}</h3><div class='crops'>")
+        for e in s["entries"]:
+            if "bpp" in e:
+                caption = (f"<b>{html.escape(e['label'])}</b><br>{e['bpp']:.3f} bpp, {_fmt(e['psnr'])} dB<br>"
+                           f"MS-SSIM {_fmt(e['ms_ssim'], 4)}, ST-LPIPS {_fmt(e['st_lpips'], 3)}<br>"
+                           f"<small>{html.escape(e['note'])}</small>")
+            else:
+                caption = f"<b>{html.escape(e['label'])}</b><br><small>{html.escape(e['note'])}</small>"
+            out.append(f"<figure><img src='{html.escape(e['file'])}' alt='{html.escape(e['label'])}'>"
+                       f"<figcaption>{caption}</figcaption></figure>")
+        out.append("</div>")
+    return "".join(out)
+
+
+CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1500px;color:#222}
+table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#f3f3f3}td.good{color:#137a13}td.bad{color:#b01c1c}.plots img{max-width:32%;min-width:420px}
+.crops{display:flex;flex-wrap:wrap;gap:10px}figure{margin:0;font-size:12px}
+figure img{image-rendering:pixelated;display:block}code{background:#f3f3f3;padding:1px 3px}"""
+
+
+def write_report(out: str | Path, crops: int = 3, crop_bpp: float = DEFAULT_CROP_BPP, st_lpips: bool = True,
+                 anchors: dict[str, dict[str, Any]] | None = None) -> Path:
+    """Plots, crops and ``report.html`` in the sweep folder ``out``; returns the HTML path."""
+    out = Path(out)
+    summary = json.loads((out / "summary.json").read_text())
+    plots = plot_rd(summary, out, anchors)
+    sections = make_crops(summary, out, crops, crop_bpp, st_lpips) if crops > 0 else []
+    notes = summary.get("notes", {})
+    codecs = summary.get("codecs", {})
+    settings = "".join(f"<li><b>{html.escape(v['label'])}</b>: {html.escape(v.get('library', ''))}; "
+                       f"<code>{html.escape(json.dumps(v['settings']))}</code></li>" for v in codecs.values())
+    models = "".join(f"<li><b>{html.escape(m)}</b>: weights {h}</li>" for m, h in summary.get("models", {}).items())
+    note_items = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in notes.items())
+    images = summary.get("images", [])
+    doc = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>edgecodec evaluation</title><style>{CSS}</style></head><body>
+<h1>edgecodec evaluation</h1>
+<p>{len(images)} image(s) from <code>{html.escape(summary.get('image_dir', ''))}</code>, written
+{html.escape(summary.get('created', ''))}. Reference curves are published 24-image Kodak means
+(CompressAI) and this project's classical anchors (faint): they compare directly only with a full Kodak run.</p>
+<h2>Rate-distortion</h2>
+<div class="plots">{''.join(f"<img src='{p.name}' alt='{m}'>" for m, p in plots.items())}</div>
+<h2>BD-rate: learned models against classical codecs</h2>
+<p>Percent of bits the learned model needs more (+) or fewer (&minus;) than the codec at equal quality,
+over the quality range both curves cover (n/a: no overlap). MS-SSIM on -10&nbsp;log10(1&minus;MS-SSIM);
+ST-LPIPS on -10&nbsp;log10(ST-LPIPS), i.e. bits saved at equal ST-LPIPS.</p>
+{_bd_table(summary)}
+<h2>Crops at matched rate</h2>
+{_crops_html(sections, crop_bpp)}
+<h2>Settings</h2><ul>{models}{settings}</ul><ul>{note_items}</ul>
+<h2>All points</h2>
+{_points_table(summary)}
+</body></html>
+"""
+    path = out / "report.html"
+    path.write_text(doc)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    import torch
+
+    parser = argparse.ArgumentParser(prog="python -m edgecodec.eval.report",
+                                     description="Re-draw the report of a finished sweep folder.")
+    parser.add_argument("out", help="folder holding summary.json")
+    parser.add_argument("--crops", type=int, default=3, help="images with crops (0: none)")
+    parser.add_argument("--crop-bpp", type=float, default=DEFAULT_CROP_BPP)
+    parser.add_argument("--no-st-lpips", action="store_true")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    print(write_report(args.out, args.crops, args.crop_bpp, not args.no_st_lpips))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,525 @@
+"""The evaluation sweep: learned models and classical codecs over a folder of images.
+
+For every image, every learned model at every quality of ``qualities`` and every classical codec at
+every quality of its sweep, one row: file bytes (container and headers included) and bpp from them,
+PSNR, MS-SSIM, SSIM and ST-LPIPS against the source, encode and decode time, and peak memory.
+
+Outputs in the ``out`` folder:
+
+``per_image.csv``  one row per image, codec and quality of this run
+``summary.json``   per codec: mean curves (bpp, PSNR, MS-SSIM, SSIM and ST-LPIPS averaged over
+                   images, the field's convention; times as medians; peak memory as the maximum),
+                   the settings and versions, and BD-rates of each learned model against each
+                   classical codec (see :mod:`.bdrate`)
+``cache.jsonl``    every row ever measured, keyed by image file name + size + mtime, codec, quality
+                   and codec version (the weights hash for learned models; library versions and
+                   settings for classical ones). A re-run only measures rows missing from it.
+
+Timing: ``enc_ms`` of a learned model is its analysis transform plus entropy coding at that quality
+(the analysis runs once per image, but each quality's time includes it, as for a real encode);
+``dec_ms`` is :func:`decode_array` from bytes. Classical codecs time Pillow's save / open+load.
+Everything runs on one thread per worker (``torch.set_num_threads(1)``, single-threaded codecs).
+
+Peak memory (``peak_mb``): the growth of the process's peak resident set size (Linux ``VmHWM``,
+reset through ``/proc/self/clear_refs`` before each step, after ``malloc_trim`` has returned freed
+heap to the system) over the resident size just before encoding and decoding one image at one
+quality; for learned models the larger of that and the same measure over the analysis transform.
+Unlike ``tracemalloc`` it sees native allocations (libjpeg, libavif, torch). It counts memory the
+step needed beyond what the process already held, so it is a close lower bound, not exact. Where
+``clear_refs`` is unavailable it falls back to ``ru_maxrss`` growth (only counts new highs).
+"""
+
+from __future__ import annotations
+
+import csv
+import ctypes
+import datetime as _dt
+import functools
+import json
+import math
+import os
+import resource
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from .classical import CODECS, get_codec, library_version
+from .metrics import ms_ssim, psnr, ssim
+
+IMAGE_SUFFIXES = (".png", ".ppm", ".bmp", ".tif", ".tiff")
+DEFAULT_QUALITIES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+DEFAULT_CODECS = ("jpeg", "webp", "avif", "jxl")
+CSV_FIELDS = ("image", "width", "height", "codec", "kind", "quality", "bytes", "bpp", "psnr", "ms_ssim", "ssim",
+              "st_lpips", "enc_ms", "dec_ms", "peak_mb", "version")
+METRIC_FIELDS = ("bpp", "psnr", "ms_ssim", "ssim", "st_lpips")
+PEAK_MEMORY_NOTE = ("growth of peak RSS (VmHWM reset via /proc/self/clear_refs, after malloc_trim) over "
+                    "the RSS before encode+decode of one image at one quality (learned: max with the analysis "
+                    "transform); native allocations included; a close lower bound")
+ST_LPIPS_NOTE = "stlpips-pytorch, AlexNet trunk, shift-tolerant variant, 8-bit RGB scaled to [-1, 1]"
+
+
+def data_root() -> Path:
+    """$EDGECODEC_DATA, else ../shared/data next to the repository."""
+    env = os.environ.get("EDGECODEC_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+# --- peak memory ---------------------------------------------------------------------------------
+def _status_kib(field_name: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def _libc() -> Any:
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+
+
+class PeakRSS:
+    """``with PeakRSS() as m: ...`` then ``m.mb``: peak RSS growth in MiB during the block."""
+
+    def __enter__(self) -> "PeakRSS":
+        libc = _libc()
+        if libc is not None and hasattr(libc, "malloc_trim"):
+            libc.malloc_trim(0)
+        self._hwm = False
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # resets VmHWM to the current RSS
+            self._start = _status_kib("VmRSS")
+            self._hwm = self._start is not None
+        except OSError:
+            pass
+        if not self._hwm:
+            self._start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        self.mb = math.nan
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        end = _status_kib("VmHWM") if self._hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        if end is not None and self._start is not None:
+            self.mb = max(0, end - self._start) / 1024
+
+
+# --- ST-LPIPS ------------------------------------------------------------------------------------
+class STLPIPS:
+    """ST-LPIPS (AlexNet, shift-tolerant) of uint8 RGB arrays, with the reference's features cached.
+
+    Built on :func:`edgecodec.losses.perceptual.build_perceptual`; the distance is computed from
+    the same module's trunk, calibration layers and normalisation as its ``forward``, split so that
+    one image's reference features serve all its decoded versions (it halves the cost). Where the
+    module does not have the expected layout, each call runs the whole forward.
+    """
+
+    def __init__(self) -> None:
+        import torch
+
+        from ..losses.perceptual import build_perceptual
+
+        self._torch = torch
+        self.module = build_perceptual("stlpips-alex")
+        net = self.module.net
+        self._split = (all(hasattr(net, a) for a in ("net", "lins", "scaling_layer", "L", "version"))
+                       and getattr(net, "lpips", False) and not getattr(net, "spatial", True))
+        self._ref_key: int | None = None
+        self._ref: Any = None
+
+    def _tensor(self, rgb: np.ndarray) -> Any:
+        t = self._torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float()
+        return t / 255.0
+
+    def _features(self, x: Any) -> list[Any]:
+        from stlpips_pytorch import utils
+
+        net = self.module.net
+        x = x * 2 - 1
+        if net.version == "0.1":
+            x = net.scaling_layer(x)
+        return [utils.normalize_tensor(o) for o in net.net.forward(x)]
+
+    def __call__(self, reference: np.ndarray, decoded: np.ndarray) -> float:
+        with self._torch.no_grad():
+            if not self._split:
+                return float(self.module(self._tensor(reference), self._tensor(decoded))[0])
+            if self._ref_key != id(reference) or self._ref is None:
+                self._ref = self._features(self._tensor(reference))
+                self._ref_key = id(reference)
+                self._ref_array = reference  # keeps id(reference) from being reused while cached
+            feats = self._features(self._tensor(decoded))
+            net = self.module.net
+            total = 0.0
+            for k in range(net.L):
+                total += float(net.lins[k]((self._ref[k] - feats[k]) ** 2).mean())
+            return total
+
+
+# --- rows and cache ------------------------------------------------------------------------------
+def list_images(image_dir: str | Path, limit: int | None = None) -> list[Path]:
+    folder = Path(image_dir)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist")
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not paths:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+    return paths[:limit] if limit else paths
+
+
+def image_id(path: Path) -> str:
+    st = path.stat()
+    return f"{path.name}|{st.st_size}|{st.st_mtime_ns}"
+
+
+def row_key(image: str, codec: str, quality: float, version: str) -> str:
+    return f"{image}|{codec}|{quality!r}|{version}"
+
+
+@dataclass(frozen=True)
+class Task:
+    codec: str
+    kind: str  # "learned" or "classical"
+    quality: float  # 0-1 for learned models, the codec's integer scale for classical ones
+    version: str
+
+
+class Cache:
+    """Rows keyed by :func:`row_key`, stored as JSON lines (appended as they are measured)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows: dict[str, dict[str, Any]] = {}
+        if path.is_file():
+            with open(path) as f:
+                for line in f:
+                    try:
+                        entry = json.loads(line)
+                        self.rows[entry["key"]] = entry["row"]
+                    except (ValueError, KeyError, TypeError):
+                        continue  # a line cut short by an interrupted run
+
+    def get(self, key: str, need_st_lpips: bool) -> dict[str, Any] | None:
+        row = self.rows.get(key)
+        if row is None or (need_st_lpips and row.get("st_lpips") is None):
+            return None
+        return row
+
+    def put(self, key: str, row: dict[str, Any]) -> None:
+        self.rows[key] = row
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"key": key, "row": row}, allow_nan=True) + "\n")
+
+
+def _load_rgb(path: Path) -> np.ndarray:
+    from ..codec.imageio import load_image
+
+    return load_image(path, alpha="drop").rgb
+
+
+def _metrics(reference: np.ndarray, decoded: np.ndarray, lpips: STLPIPS | None) -> dict[str, float | None]:
+    return {"psnr": psnr(reference, decoded), "ms_ssim": ms_ssim(reference, decoded),
+            "ssim": ssim(reference, decoded), "st_lpips": lpips(reference, decoded) if lpips else None}
+
+
+def _classical_row(rgb: np.ndarray, task: Task) -> tuple[dict[str, Any], np.ndarray]:
+    codec = get_codec(task.codec)
+    with PeakRSS() as mem:
+        t0 = time.perf_counter()
+        data = codec.encode(rgb, int(task.quality))
+        t1 = time.perf_counter()
+        decoded = codec.decode(data)
+        t2 = time.perf_counter()
+    return {"bytes": len(data), "enc_ms": 1000 * (t1 - t0), "dec_ms": 1000 * (t2 - t1), "peak_mb": mem.mb}, decoded
+
+
+@functools.lru_cache(maxsize=None)
+def _warm_up(model: str) -> None:
+    """One tiny encode and decode, so one-time costs (model load, first kernels) are not timed."""
+    from ..codec.api import Encoder, decode_array
+    from ..codec.imageio import load_image
+
+    x = np.zeros((64, 64, 3), np.uint8)
+    decode_array(Encoder(load_image(x), model).encode(0))
+
+
+def measure_image(path: Path, tasks: list[Task], st_lpips: bool = True,
+                  on_row: Callable[[Task, dict[str, Any]], None] | None = None) -> list[tuple[Task, dict[str, Any]]]:
+    """Measure ``tasks`` on one image; ``on_row`` is called after each (for progress and caching)."""
+    import torch
+
+    from ..codec.api import Encoder, decode_array, quality_to_q16
+    from ..codec.imageio import load_image
+
+    prepared = load_image(path, alpha="drop")
+    rgb = prepared.rgb
+    h, w = rgb.shape[:2]
+    lpips = _st_lpips() if st_lpips else None
+    results = []
+    encoders: dict[str, tuple[Encoder, float, float]] = {}
+    for task in tasks:
+        if task.kind == "classical":
+            row, decoded = _classical_row(rgb, task)
+        else:
+            if task.codec not in encoders:
+                _warm_up(task.codec)
+                with PeakRSS() as mem:
+                    t0 = time.perf_counter()
+                    encoder = Encoder(prepared, task.codec)
+                    analysis_ms = 1000 * (time.perf_counter() - t0)
+                encoders[task.codec] = (encoder, analysis_ms, mem.mb)
+            encoder, analysis_ms, analysis_mb = encoders[task.codec]
+            with torch.no_grad(), PeakRSS() as mem:
+                t0 = time.perf_counter()
+                data = encoder.encode(quality_to_q16(task.quality))
+                t1 = time.perf_counter()
+                decoded, _ = decode_array(data)
+                t2 = time.perf_counter()
+            row = {"bytes": len(data), "enc_ms": analysis_ms + 1000 * (t1 - t0), "dec_ms": 1000 * (t2 - t1),
+                   "peak_mb": max(mem.mb, analysis_mb)}
+        row = {"image": path.name, "width": w, "height": h, "codec": task.codec, "kind": task.kind,
+               "quality": task.quality, "bytes": row["bytes"], "bpp": 8 * row["bytes"] / (w * h),
+               **_metrics(rgb, decoded, lpips), "enc_ms": row["enc_ms"], "dec_ms": row["dec_ms"],
+               "peak_mb": row["peak_mb"], "version": task.version}
+        results.append((task, row))
+        if on_row:
+            on_row(task, row)
+    return results
+
+
+@functools.lru_cache(maxsize=1)
+def _st_lpips() -> STLPIPS:
+    return STLPIPS()
+
+
+def _worker(path: str, tasks: list[Task], st_lpips: bool) -> list[tuple[Task, dict[str, Any]]]:
+    import torch
+
+    torch.set_num_threads(1)
+    return measure_image(Path(path), tasks, st_lpips)
+
+
+# --- summary -------------------------------------------------------------------------------------
+def _mean(values: Iterable[Any]) -> float:
+    vals = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return statistics.fmean(vals) if vals else math.nan
+
+
+def _median(values: Iterable[Any]) -> float:
+    vals = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    return statistics.median(vals) if vals else math.nan
+
+
+def summarize_rows(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per codec and quality: metric means over images, median times, max peak memory."""
+    groups: dict[str, dict[float, list[dict[str, Any]]]] = {}
+    kinds: dict[str, str] = {}
+    for row in rows:
+        groups.setdefault(row["codec"], {}).setdefault(row["quality"], []).append(row)
+        kinds[row["codec"]] = row["kind"]
+    curves = {}
+    for codec, by_q in groups.items():
+        points = []
+        for q in sorted(by_q):
+            rs = by_q[q]
+            point = {"quality": q, "images": len(rs)}
+            for key in METRIC_FIELDS:
+                point[key] = _mean(r.get(key) for r in rs)
+            point["enc_ms"] = _median(r["enc_ms"] for r in rs)
+            point["dec_ms"] = _median(r["dec_ms"] for r in rs)
+            peaks = [r["peak_mb"] for r in rs if r.get("peak_mb") is not None and not math.isnan(r["peak_mb"])]
+            point["peak_mb"] = max(peaks) if peaks else math.nan
+            points.append(point)
+        label = CODECS[codec].label if kinds[codec] == "classical" and codec in CODECS else codec
+        curves[codec] = {"kind": kinds[codec], "label": label, "points": points}
+    return curves
+
+
+def bd_rate_table(curves: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """BD-rates (percent, PCHIP and cubic) of each learned model against each classical codec."""
+    from .bdrate import METHODS, METRICS, bd_rate_or_nan
+
+    table = []
+    for test, tc in curves.items():
+        if tc["kind"] != "learned":
+            continue
+        for anchor, ac in curves.items():
+            if ac["kind"] != "classical":
+                continue
+            entry: dict[str, Any] = {"test": test, "anchor": anchor}
+            for metric in METRICS:
+                for method in METHODS:
+                    entry[f"{metric}_{method}"] = bd_rate_or_nan(
+                        metric, [p["bpp"] for p in ac["points"]], [p[metric] for p in ac["points"]],
+                        [p["bpp"] for p in tc["points"]], [p[metric] for p in tc["points"]], method=method)
+            table.append(entry)
+    return table
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return None if math.isnan(obj) else (("inf" if obj > 0 else "-inf") if math.isinf(obj) else round(obj, 6))
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.6g}"
+    return value
+
+
+# --- the sweep -----------------------------------------------------------------------------------
+@dataclass
+class RunResult:
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+    computed: int
+    cached: int
+    out: Path
+    csv_path: Path = field(init=False)
+    summary_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.csv_path = self.out / "per_image.csv"
+        self.summary_path = self.out / "summary.json"
+
+
+def run_sweep(image_dir: str | Path, out: str | Path, models: Iterable[str] = ("fidelity",),
+              qualities: Iterable[float] = DEFAULT_QUALITIES, codecs: Iterable[str] = DEFAULT_CODECS,
+              codec_qualities: dict[str, Iterable[int]] | None = None, limit: int | None = None, jobs: int = 1,
+              st_lpips: bool = True, progress: bool = True) -> RunResult:
+    """Measure what is missing from the cache, then write ``per_image.csv`` and ``summary.json``.
+
+    ``jobs`` > 1 measures images in that many spawned worker processes (one thread each); a script
+    calling it that way needs the usual ``if __name__ == "__main__":`` guard.
+    """
+    from ..codec.api import quality_to_q16
+    from ..zoo import load_model
+
+    out = Path(out)
+    models, codecs = list(models), list(codecs)
+    qualities = [float(q) for q in qualities]
+    for q in qualities:
+        quality_to_q16(q)  # validates the range
+    for name in models:
+        if name in CODECS:
+            raise ValueError(f"model name {name!r} clashes with a classical codec name")
+    for name in codecs:
+        codec = get_codec(name)
+        if not codec.available():
+            codec._check()  # raises CodecUnavailableError with the reason
+    paths = list_images(image_dir, limit)
+    tasks: list[Task] = []
+    for name in models:
+        _, weights_hash = load_model(name)
+        tasks += [Task(name, "learned", q, weights_hash.hex()) for q in qualities]
+    for name in codecs:
+        codec = get_codec(name)
+        sweep = list((codec_qualities or {}).get(name, codec.sweep))
+        tasks += [Task(name, "classical", int(q), codec.settings_id()) for q in sweep]
+
+    out.mkdir(parents=True, exist_ok=True)
+    cache = Cache(out / "cache.jsonl")
+    pending: dict[Path, list[Task]] = {}
+    for path in paths:
+        iid = image_id(path)
+        missing = [t for t in tasks if cache.get(row_key(iid, t.codec, t.quality, t.version), st_lpips) is None]
+        if missing:
+            pending[path] = missing
+    total = sum(len(v) for v in pending.values())
+    computed = 0
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="row", desc="eval", disable=not progress or total == 0, file=sys.stderr)
+
+    def store(path: Path, task: Task, row: dict[str, Any]) -> None:
+        nonlocal computed
+        cache.put(row_key(image_id(path), task.codec, task.quality, task.version), row)
+        computed += 1
+        bar.update(1)
+        bar.set_postfix_str(f"{path.name} {task.codec} q{task.quality:g}", refresh=False)
+
+    try:
+        if jobs <= 1 or len(pending) <= 1:
+            for path, missing in pending.items():
+                measure_image(path, missing, st_lpips, on_row=lambda t, r, p=path: store(p, t, r))
+        else:
+            import multiprocessing
+
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = {pool.submit(_worker, str(p), m, st_lpips): p for p, m in pending.items()}
+                for future in as_completed(futures):
+                    for task, row in future.result():
+                        store(futures[future], task, row)
+    finally:
+        bar.close()
+
+    rows = []
+    for path in paths:
+        iid = image_id(path)
+        for t in tasks:
+            row = cache.get(row_key(iid, t.codec, t.quality, t.version), st_lpips)
+            if row is not None:
+                rows.append(row)
+    summary = build_summary(rows, paths, models, codecs, image_dir, st_lpips)
+    result = RunResult(rows, summary, computed, len(rows) - computed, out)
+    write_csv(result.csv_path, rows)
+    result.summary_path.write_text(json.dumps(_json_safe(summary), indent=1) + "\n")
+    return result
+
+
+def build_summary(rows: list[dict[str, Any]], paths: list[Path], models: list[str], codecs: list[str],
+                  image_dir: str | Path, st_lpips: bool) -> dict[str, Any]:
+    from ..zoo import load_model
+
+    curves = summarize_rows(rows)
+    return {
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "image_dir": str(Path(image_dir).resolve()),
+        "images": [p.name for p in paths],
+        "models": {m: load_model(m)[1].hex() for m in models},
+        "codecs": {c: {"label": CODECS[c].label, "settings": CODECS[c].settings, "library": library_version(c)}
+                   for c in codecs},
+        "notes": {"bpp": "8 * file bytes (container/headers included) / pixels, averaged over images",
+                  "psnr": "8-bit RGB PSNR per image, averaged over images",
+                  "times": "enc_ms / dec_ms: medians over images, one thread",
+                  "peak_mb": PEAK_MEMORY_NOTE, "st_lpips": ST_LPIPS_NOTE if st_lpips else "not computed",
+                  "bd_rates": "percent, negative = the learned model needs fewer bits than the anchor codec at "
+                              "equal quality; ms_ssim on -10log10(1-MS-SSIM), st_lpips on -10log10(ST-LPIPS)"},
+        "curves": curves,
+        "bd_rates": bd_rate_table(curves),
+    }
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _csv_value(row.get(k)) for k in CSV_FIELDS})
+    os.replace(tmp, path)
+
+
+__all__ = ["DEFAULT_CODECS", "DEFAULT_QUALITIES", "PeakRSS", "RunResult", "STLPIPS", "Task", "bd_rate_table",
+           "data_root", "list_images", "measure_image", "run_sweep", "summarize_rows"]

@@ -1,0 +1,223 @@
+"""Evaluation: classical codecs, BD-rate, the sweep runner and its cache, the report, `eval` CLI."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+from conftest import SHIPPED
+from PIL import Image
+
+from edgecodec.eval import bdrate, classical, runner
+from edgecodec.eval.metrics import psnr
+
+MAGIC = {"jpeg": (0, b"\xff\xd8\xff"), "webp": (8, b"WEBP"), "avif": (4, b"ftypavif"), "jxl": (0, b"\xff\x0a")}
+
+
+# --- classical codecs ----------------------------------------------------------------------------
+@pytest.mark.parametrize("name", list(classical.CODECS))
+def test_classical_round_trip(name, kodim23_rgb):
+    codec = classical.get_codec(name)
+    if not codec.available():
+        pytest.skip(f"{name} not available in this Pillow build")
+    rgb = np.ascontiguousarray(kodim23_rgb[100:196, 200:328])
+    data = codec.encode(rgb, 60)
+    offset, magic = MAGIC[name]
+    assert data[offset:offset + len(magic)] == magic  # a complete file, container/header included
+    decoded = codec.decode(data)
+    assert decoded.shape == rgb.shape and decoded.dtype == np.uint8
+    assert psnr(rgb, decoded) > 25
+    # Lower quality, fewer bytes.
+    assert len(codec.encode(rgb, codec.sweep[0])) < len(data)
+    with pytest.raises(ValueError):
+        codec.encode(rgb, 101)
+
+
+def test_classical_registry_and_encode_to_bpp(kodim23_rgb):
+    assert set(classical.CODECS) == {"jpeg", "webp", "avif", "jxl"}
+    assert classical.JPEG_SETTINGS["subsampling"] == "4:2:0" and classical.JPEG_SETTINGS["optimize"]
+    assert classical.WEBP_SETTINGS["method"] == 6
+    assert classical.AVIF_SETTINGS["speed"] == 6 and classical.AVIF_SETTINGS["max_threads"] == 1
+    assert classical.JXL_SETTINGS["effort"] == 7
+    with pytest.raises(ValueError, match="unknown classical codec"):
+        classical.get_codec("bpg")
+    rgb = np.ascontiguousarray(kodim23_rgb[:128, :128])
+    jpeg = classical.get_codec("jpeg")
+    quality, data = classical.encode_to_bpp(jpeg, rgb, 1.0)
+    assert data == jpeg.encode(rgb, quality)
+    bpp = 8 * len(data) / rgb.shape[0] / rgb.shape[1]
+    assert abs(bpp - 1.0) < 0.25
+
+
+# --- BD-rate -------------------------------------------------------------------------------------
+RATES = np.array([0.12, 0.25, 0.5, 0.9, 1.6])
+PSNRS = np.array([27.0, 29.6, 32.4, 34.8, 37.5])
+
+
+@pytest.mark.parametrize("method", bdrate.METHODS)
+def test_bd_rate_known_answer(method):
+    assert bdrate.bd_rate(RATES, PSNRS, 0.8 * RATES, PSNRS, method) == pytest.approx(-20, abs=0.5)
+    assert bdrate.bd_rate(RATES, PSNRS, 1.25 * RATES, PSNRS, method) == pytest.approx(25, abs=0.5)
+    assert bdrate.bd_rate(RATES, PSNRS, RATES, PSNRS, method) == pytest.approx(0, abs=1e-9)
+    # A quality shift at equal rate: BD-quality recovers it, BD-rate turns negative.
+    assert bdrate.bd_quality(RATES, PSNRS, RATES, PSNRS + 0.5, method) == pytest.approx(0.5, abs=1e-6)
+    assert bdrate.bd_rate(RATES, PSNRS, RATES, PSNRS + 0.5, method) < 0
+    # Same answer on the transformed axes, with a point order that needs sorting.
+    msssim = 1 - 10 ** (-PSNRS / 20)
+    lpips = 10 ** (-PSNRS / 25)
+    order = [3, 0, 4, 1, 2]
+    for metric, values in (("ms_ssim", msssim), ("st_lpips", lpips)):
+        got = bdrate.bd_rate_metric(metric, RATES, values, (0.8 * RATES)[order], values[order], method)
+        assert got == pytest.approx(-20, abs=0.5)
+
+
+def test_bd_rate_errors_and_axes():
+    with pytest.raises(bdrate.BDRateError, match="share no quality range"):
+        bdrate.bd_rate(RATES, PSNRS, RATES, PSNRS + 20)
+    with pytest.raises(bdrate.BDRateError, match="at least 4"):
+        bdrate.bd_rate(RATES[:3], PSNRS[:3], RATES[:3], PSNRS[:3], "cubic")
+    assert math.isnan(bdrate.bd_rate_or_nan("psnr", RATES, PSNRS, RATES, PSNRS + 20))
+    # Higher is better on every axis.
+    assert bdrate.quality_axis("ms_ssim", [0.9])[0] == pytest.approx(10)
+    assert bdrate.quality_axis("st_lpips", [0.01])[0] == pytest.approx(20)
+    with pytest.raises(ValueError):
+        bdrate.quality_axis("vmaf", [1])
+
+
+# --- runner, cache, report, command ----------------------------------------------------------------
+QUALITIES = [0.0, 1.0]
+SWEEPS = {"jpeg": [10, 50], "webp": [50]}
+
+
+@pytest.fixture(scope="module")
+def crops_dir(tmp_path_factory, kodim23_rgb, kodak):
+    folder = tmp_path_factory.mktemp("eval_images")
+    Image.fromarray(kodim23_rgb[64:240, 160:336]).save(folder / "a_kodim23.png")  # 176x176: MS-SSIM defined
+    with Image.open(kodak / "kodim05.png") as img:
+        img.convert("RGB").crop((300, 200, 476, 376)).save(folder / "b_kodim05.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def sweep(crops_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval_out")
+    result = runner.run_sweep(crops_dir, out, models=[SHIPPED], qualities=QUALITIES, codecs=list(SWEEPS),
+                              codec_qualities=SWEEPS, progress=False)
+    return result
+
+
+def test_runner_writes_csv_and_json(sweep):
+    assert sweep.computed == 2 * (2 + 3) and sweep.cached == 0
+    with open(sweep.csv_path) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 10
+    assert set(runner.CSV_FIELDS) <= set(rows[0])
+    for row in rows:
+        assert float(row["bpp"]) == pytest.approx(8 * int(row["bytes"]) / (int(row["width"]) * int(row["height"])),
+                                                  rel=1e-5)
+        assert float(row["enc_ms"]) > 0 and float(row["dec_ms"]) > 0
+        assert 0 < float(row["ms_ssim"]) <= 1 and 0 <= float(row["st_lpips"])
+        assert float(row["peak_mb"]) >= 0
+    jpeg = [r for r in rows if r["codec"] == "jpeg"]
+    assert all(float(r["psnr"]) > 20 for r in jpeg)
+    summary = json.loads(sweep.summary_path.read_text())
+    assert summary["images"] == ["a_kodim23.png", "b_kodim05.png"]
+    assert set(summary["curves"]) == {SHIPPED, "jpeg", "webp"}
+    learned = summary["curves"][SHIPPED]
+    assert learned["kind"] == "learned" and [p["quality"] for p in learned["points"]] == QUALITIES
+    assert all(p["images"] == 2 for p in learned["points"])
+    assert {(r["test"], r["anchor"]) for r in summary["bd_rates"]} == {(SHIPPED, "jpeg"), (SHIPPED, "webp")}
+    assert summary["models"][SHIPPED] == rows[0]["version"]
+
+
+def test_runner_second_run_uses_cache(sweep, crops_dir, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a codec ran although every row is cached")
+
+    monkeypatch.setattr(classical.Codec, "encode", refuse)
+    monkeypatch.setattr("edgecodec.codec.api.Encoder.__init__", refuse)
+    before = sweep.csv_path.read_text()
+    again = runner.run_sweep(crops_dir, sweep.out, models=[SHIPPED], qualities=QUALITIES, codecs=list(SWEEPS),
+                             codec_qualities=SWEEPS, progress=False)
+    assert again.computed == 0 and again.cached == 10
+    assert again.csv_path.read_text() == before
+
+
+def test_runner_cache_key_follows_the_file(sweep, crops_dir, tmp_path):
+    # Copy the folder; touching one image invalidates only that image's rows.
+    import shutil
+
+    folder = tmp_path / "imgs"
+    shutil.copytree(crops_dir, folder)
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copy(sweep.out / "cache.jsonl", out / "cache.jsonl")
+    for p in folder.iterdir():
+        src = crops_dir / p.name
+        os.utime(p, ns=(src.stat().st_atime_ns, src.stat().st_mtime_ns))
+    stat = (folder / "b_kodim05.png").stat()
+    os.utime(folder / "b_kodim05.png", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    result = runner.run_sweep(folder, out, models=[], codecs=["jpeg"], codec_qualities={"jpeg": [10]},
+                              st_lpips=False, progress=False)
+    assert result.computed == 1 and result.cached == 1
+
+
+def test_st_lpips_split_matches_module(kodim23_rgb):
+    import torch
+
+    metric = runner._st_lpips()
+    ref = np.ascontiguousarray(kodim23_rgb[:96, :128])
+    noisy = np.clip(ref + np.random.RandomState(0).normal(0, 12, ref.shape), 0, 255).astype(np.uint8)
+    with torch.no_grad():
+        full = float(metric.module(metric._tensor(ref), metric._tensor(noisy))[0])
+    assert metric(ref, noisy) == pytest.approx(full, rel=1e-5)
+    assert metric(ref, ref) == pytest.approx(0, abs=1e-7)
+
+
+def test_peak_rss_sees_native_allocations():
+    with runner.PeakRSS() as mem:
+        block = np.ones(48 * 2**20 // 8)
+        block[::512] = 2.0
+        del block
+    assert mem.mb >= 40
+
+
+def test_report_writes_html_and_pngs(sweep):
+    from edgecodec.eval.report import write_report
+
+    html_path = write_report(sweep.out, crops=1, crop_bpp=0.5, st_lpips=False)
+    html = html_path.read_text()
+    for name in ("rd_psnr.png", "rd_ms_ssim.png", "rd_st_lpips.png"):
+        assert (sweep.out / name).stat().st_size > 5000
+        assert f"src='{name}'" in html
+    crops = sorted((sweep.out / "crops").glob("a_kodim23_*.png"))
+    assert {c.stem for c in crops} == {"a_kodim23_original", f"a_kodim23_learned_{SHIPPED}", "a_kodim23_jpeg",
+                                       "a_kodim23_webp"}
+    assert all(f"src='crops/{c.name}'" in html for c in crops)
+    assert "BD-rate" in html and "<table>" in html
+    assert html.count(" bpp, ") == 3  # each coded crop labelled with its bpp: learned, JPEG, WebP
+
+
+def test_eval_command(sweep, crops_dir, capsys):
+    from edgecodec.errors import UsageError
+    from edgecodec.eval.command import add_eval_parser
+
+    parser = argparse.ArgumentParser()
+    add_eval_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["eval", str(crops_dir), "--out", str(sweep.out), "--models", SHIPPED,
+                              "--codecs", "jpeg,webp", "--qualities", "0,1", "--sweep", "jpeg=10,50",
+                              "--sweep", "webp=50", "--no-report", "-q"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "0 rows measured, 10 from the cache" in out and "BD-rate" in out
+    bad = parser.parse_args(["eval", str(crops_dir), "--out", str(sweep.out), "--codecs", "jpeg",
+                             "--sweep", "avif=10"])
+    with pytest.raises(UsageError, match="avif"):
+        args.func(bad)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["eval", str(crops_dir), "--out", "x", "--sweep", "jpeg"])
