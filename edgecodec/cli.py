@@ -255,7 +255,7 @@ def cmd_plot_training(args: argparse.Namespace) -> int:
 
 
 def cmd_export_model(args: argparse.Namespace) -> int:
-    from .eval.rd import evaluate_model
+    from .eval.runner import run_sweep
     from .train.export import add_kodak_metrics, export_run
     from .zoo import user_model_dir
 
@@ -266,12 +266,13 @@ def cmd_export_model(args: argparse.Namespace) -> int:
         os.environ["EDGECODEC_MODEL_PATH"] = os.pathsep.join(
             [str(out_dir), *filter(None, os.environ.get("EDGECODEC_MODEL_PATH", "").split(os.pathsep))])
         qualities = [float(q) for q in args.qualities.split(",")]
-        rows = evaluate_model(args.name, args.kodak, qualities)
-        command = " ".join(["edgecodec", *sys.argv[1:]])
-        add_kodak_metrics(weights.with_suffix(".json"), rows, command)
-        for row in rows:
-            print(f"quality {row['quality']:.2f}: {row['bpp']:.4f} bpp, PSNR {row['psnr']:.2f} dB, "
-                  f"MS-SSIM {row['ms_ssim']:.4f} ({row['images']} images)")
+        result = run_sweep(args.kodak, Path(args.run) / f"eval-{args.name}", models=[args.name],
+                           qualities=qualities, codecs=[], progress=not args.quiet)
+        points = result.summary["curves"][args.name]["points"]
+        add_kodak_metrics(weights.with_suffix(".json"), points, " ".join(["edgecodec", *sys.argv[1:]]))
+        for p in points:
+            print(f"quality {p['quality']:.2f}: {p['bpp']:.4f} bpp, PSNR {p['psnr']:.2f} dB, "
+                  f"MS-SSIM {p['ms_ssim']:.4f}, ST-LPIPS {p['st_lpips']:.4f} ({p['images']} images)")
     return 0
 
 
@@ -337,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary", default="", help="one line for `edgecodec models`")
     p.add_argument("--kodak", help="measure the model on this folder of PNGs and record it in the card")
     p.add_argument("--qualities", default="0,0.25,0.5,0.75,1", help="qualities to measure")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_export_model)
 
     from .eval.command import add_eval_parser
