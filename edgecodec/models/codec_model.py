@@ -13,6 +13,7 @@ import contextlib
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator
 
+import numpy as np
 import torch
 from compressai.entropy_models import EntropyBottleneck
 from compressai.latent_codecs import (
@@ -24,10 +25,14 @@ from compressai.latent_codecs import (
 from compressai.models import CompressionModel
 from torch import nn
 
+from ..errors import FormatError
 from .transforms import STRIDE, analysis_transform, hyper_analysis, hyper_synthesis, synthesis_transform
 
 PRIORS = ("factorized", "scale", "meanscale")
 TRANSFORMS = ("cae", "crb", "gdn")
+# Stream sanity bounds for the rANS decoder (see EdgeCodecModel._pad_streams).
+MAX_BYTES_PER_SYMBOL = 8
+BYPASS_STATE_MARGIN = 64 * 1024  # zero padding for bypass runs fed by the decoder state alone
 
 
 @dataclass(frozen=True)
@@ -192,17 +197,33 @@ class EdgeCodecModel(CompressionModel):
         return self._image(y_hat).clamp(0, 1)
 
     def _pad_streams(self, strings: list[bytes], shape: tuple[int, int]) -> list[bytes]:
-        """Append zero bytes after each stream.
+        """Check each stream's length, then append enough zero bytes that the decoder never
+        reads past the buffer.
 
-        CompressAI's C++ rANS decoder reads 32-bit words without bounds checks, so a crafted
-        stream that is shorter than its declared shape needs reads past its end. A valid stream
-        never reaches the padding; a crafted one reads zeros instead of foreign memory. The
-        decoder reads at most one word per symbol outside its bypass mode, hence 4 bytes a symbol.
+        CompressAI's C++ rANS decoder reads 32-bit words without bounds checks. Outside its bypass
+        mode it reads at most one word per symbol (4 bytes a symbol). In bypass mode it first
+        reads 4-bit chunks while they equal 15, adding them up into ``n_bypass``, then reads
+        ``n_bypass`` more 4-bit chunks: every 0xF nibble the stream contains can make it read up
+        to 15 nibbles (7.5 bytes) further, so a stream of 0xFF bytes used to run megabytes past
+        its end and crash the process (found by benchmarks/fuzz.py). Zero padding ends every
+        such chain, so the over-read is bounded by 8 bytes per 0xF nibble in the stream, plus
+        the 64-bit decoder state (at most 16 nibbles of 15, i.e. 120 bytes a bypass symbol; a
+        long bypass read of zeros drives the state to 0, where it stays). Our encoder writes at
+        most 7 bytes per symbol (16 bits, or 16 + 10 four-bit bypass chunks for any int32), so a
+        longer stream is malformed; the length check also bounds the padding's memory.
         """
         symbols = [self.config.latent_channels * shape[0] * shape[1]]
         if self.config.prior != "factorized":
             symbols.append(self.config.hyper_channels * (shape[0] // 4) * (shape[1] // 4))
-        return [s + bytes(4 * n + 64) for s, n in zip(strings, symbols)]
+        padded = []
+        for s, n in zip(strings, symbols):
+            if len(s) > MAX_BYTES_PER_SYMBOL * n + 64:
+                raise FormatError(f"corrupted .edc file: a stream of {len(s)} bytes for {n} symbols "
+                                  f"(at most {MAX_BYTES_PER_SYMBOL} bytes a symbol)")
+            b = np.frombuffer(s, dtype=np.uint8)
+            nibbles_15 = int(np.count_nonzero((b & 0x0F) == 0x0F) + np.count_nonzero(b >= 0xF0))
+            padded.append(s + bytes(4 * n + 8 * nibbles_15 + BYPASS_STATE_MARGIN))
+        return padded
 
     @property
     def num_streams(self) -> int:

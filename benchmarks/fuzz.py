@@ -1,0 +1,440 @@
+"""Fuzz the .edc decoder with mutated valid files, each decode isolated in a worker process.
+
+    python benchmarks/fuzz.py --cases 20000 [--seed 0] [--timeout 2] [--max-rss-mb 1024]
+                              [--save benchmarks/results/fuzz-failures] [--json benchmarks/results/fuzz.json]
+
+Seeds: small real streams of two tiny random models (a mean-scale hyperprior "fuzzms", two
+streams, and a factorized "fuzzfact", one stream) at several sizes and qualities, written into a
+temporary model folder; the harness needs nothing of the package beyond its public API
+(``edgecodec.compress``, ``edgecodec.codec.api.decode_array``, ``edgecodec.zoo.save_model``).
+
+Mutations (one to three per case, chosen by a seeded RNG, so a run is reproducible from --seed):
+bit flips, random / 0x00 / 0xFF byte overwrites, truncation, insertion of random / 0x00 / 0xFF
+runs, deletion, every header field (version, header length, name length, name, weights hash,
+quality, width, height, channels, bit depth, conversions, stream count, each stream length) set to
+an edge value (0, 1, max, max - 1, original +- 1, random), a stream's content replaced by
+0x00 / 0xFF / random bytes of edge lengths (0, 1, 4, original, up to the decoder's length limit
+and past it), a larger declared image with a stream of 0xFF bytes up to that limit (the rANS
+bypass over-read worst case), streams swapped, dropped, duplicated or spliced from another seed. Structural
+mutations are re-serialised with a valid CRC; then 3 cases in 4 get their CRC32 recomputed (so the mutation
+reaches the parser and the entropy decoder) and 1 in 4 keep the stale one (the checksum path).
+
+Each case runs ``decode_array(data, max_pixels=2**20)`` in a worker process (a 1-megapixel cap: the
+pixel limit is the defence against a header declaring a huge image, and with the default limit a
+fuzzed 89-megapixel header would measure decode time, not robustness). Outcomes: ``accepted``,
+``rejected:<ErrorType>`` for edgecodec's own errors, ``error:<Type>`` for any other exception (a
+bug), ``crash`` (the worker died, e.g. a segfault; the worker is restarted), ``hang`` (no answer
+within --timeout seconds; killed and restarted), ``memory`` (the case raised the worker's peak
+RSS more than --max-rss-mb above its resident size before the case; the peak is reset per case
+through /proc/self/clear_refs). The worker's absolute peak (imports included, about 0.8 GB) is
+reported too. The worker also runs under an address-space limit (its size after start-up + 2 GiB) so a runaway
+allocation fails inside the worker instead of exhausting the machine. Failing inputs are saved to
+--save. Exit status 0 only when there were no failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import multiprocessing as mp
+import os
+import random
+import resource
+import struct
+import sys
+import tempfile
+import time
+import zlib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FAILURE_KINDS = ("error", "crash", "hang", "memory")
+MAX_PIXELS = 2**20
+
+# Header layout of format version 1 (docs/format.md): offsets relative to the end of the name.
+_FIELDS_AFTER_NAME = [  # (name, offset from 8 + n, struct format)
+    ("quality", 8, "<H"), ("width", 10, "<I"), ("height", 14, "<I"), ("channels", 18, "<B"),
+    ("bit_depth", 19, "<B"), ("conversions", 20, "<B"), ("streams", 21, "<B"),
+]
+
+
+# --- seeds ---------------------------------------------------------------------------------------
+def make_seeds(model_dir: Path) -> list[bytes]:
+    """Tiny random models saved into model_dir; returns real streams of them."""
+    import numpy as np
+    import torch
+
+    import edgecodec
+    from edgecodec.models import create_model
+    from edgecodec.zoo import save_model
+
+    torch.set_num_threads(1)
+    tiny = dict(channels=16, latent_channels=32, hyper_channels=16)
+    for name, prior in (("fuzzms", "meanscale"), ("fuzzfact", "factorized")):
+        torch.manual_seed(0)
+        model = create_model("crb", prior=prior, **tiny)
+        model.eval()
+        save_model(model, model_dir, name, {"summary": "fuzzing seed model"})
+    previous = os.environ.get("EDGECODEC_MODEL_PATH")
+    os.environ["EDGECODEC_MODEL_PATH"] = str(model_dir)
+    try:
+        return _seed_streams(np.random.RandomState(0))
+    finally:  # leave the caller's model path (e.g. pytest's session models) as it was
+        if previous is None:
+            os.environ.pop("EDGECODEC_MODEL_PATH", None)
+        else:
+            os.environ["EDGECODEC_MODEL_PATH"] = previous
+
+
+def _seed_streams(rng) -> list[bytes]:
+    import numpy as np
+
+    import edgecodec
+
+    yy, xx = np.mgrid[0:64, 0:64]
+    images = [
+        rng.randint(0, 256, (40, 70, 3), dtype=np.uint8),
+        np.stack([yy * 4, xx * 4, (yy + xx) * 2], -1).astype(np.uint8),
+        rng.randint(0, 256, (1, 1, 3), dtype=np.uint8),
+        rng.randint(0, 256, (17, 130, 3), dtype=np.uint8),
+    ]
+    seeds = []
+    for model in ("fuzzms", "fuzzfact"):
+        for i, img in enumerate(images):
+            for q in ((0.0, 0.5, 1.0) if i == 0 else (0.5,)):
+                seeds.append(edgecodec.compress(img, quality=q, model=model))
+    return seeds
+
+
+# --- parsing / serialising (independent of the package, so the harness can build invalid files) --
+def parse(data: bytes) -> dict | None:
+    """Split a valid version-1 file into fields; None if it is not one."""
+    try:
+        n = data[7]
+        fields = {"version": data[4], "header_len": struct.unpack_from("<H", data, 5)[0],
+                  "name": data[8:8 + n], "hash": data[8 + n:16 + n]}
+        for name, off, fmt in _FIELDS_AFTER_NAME:
+            fields[name] = struct.unpack_from(fmt, data, 8 + n + off)[0]
+        pos, streams = 30 + n, []
+        for _ in range(fields["streams"]):
+            (length,) = struct.unpack_from("<I", data, pos)
+            streams.append(data[pos + 4:pos + 4 + length])
+            pos += 4 + length
+        fields["stream_list"] = streams
+        return fields
+    except (IndexError, struct.error):
+        return None
+
+
+def serialise(f: dict, lengths: list[int] | None = None, name_len: int | None = None,
+              header_len: int | None = None, count: int | None = None) -> bytes:
+    """Build a file from fields; the optional arguments override derived values (to lie)."""
+    name = f["name"]
+    body = (bytes([len(name) if name_len is None else name_len]) + name + f["hash"]
+            + struct.pack("<HIIBBBB", f["quality"], f["width"], f["height"], f["channels"],
+                          f["bit_depth"], f["conversions"],
+                          len(f["stream_list"]) if count is None else count))
+    out = bytearray(b"\x89EDC" + bytes([f["version"]])
+                    + struct.pack("<H", len(body) if header_len is None else header_len) + body)
+    for i, s in enumerate(f["stream_list"]):
+        out += struct.pack("<I", len(s) if lengths is None or lengths[i] is None else lengths[i]) + s
+    return bytes(out) + struct.pack("<I", zlib.crc32(out))
+
+
+def fix_crc(data: bytes) -> bytes:
+    if len(data) < 4:
+        return data
+    return data[:-4] + struct.pack("<I", zlib.crc32(data[:-4]))
+
+
+# --- mutations -----------------------------------------------------------------------------------
+def _edge(rng: random.Random, bits: int, original: int) -> int:
+    top = (1 << bits) - 1
+    return rng.choice([0, 1, 2, top, top - 1, top // 2 + 1, (original + 1) & top,
+                       (original - 1) & top, rng.randint(0, top)])
+
+
+def _blob(rng: random.Random, n: int) -> bytes:
+    kind = rng.randrange(4)
+    if kind == 0:
+        return bytes(n)
+    if kind == 1:
+        return b"\xff" * n
+    if kind == 2:
+        return rng.randbytes(n)
+    return bytes(rng.choice([0x0F, 0xF0, 0xFF, 0x00]) for _ in range(n))
+
+
+def mutate_bytes(rng: random.Random, data: bytes, seeds: list[bytes]) -> tuple[str, bytes]:
+    d = bytearray(data)
+    op = rng.choice(["bitflip", "overwrite", "truncate", "insert", "delete", "splice"])
+    if op == "bitflip":
+        for _ in range(rng.choice([1, 1, 2, 4, 8])):
+            i = rng.randrange(len(d) * 8)
+            d[i // 8] ^= 1 << (i % 8)
+    elif op == "overwrite":
+        i = rng.randrange(len(d))
+        blob = _blob(rng, rng.choice([1, 2, 4, 8, 32]))
+        d[i:i + len(blob)] = blob
+    elif op == "truncate":
+        d = d[:rng.randrange(len(d))]
+    elif op == "insert":
+        i = rng.randrange(len(d) + 1)
+        d[i:i] = _blob(rng, rng.choice([1, 4, 16, 256, 4096]))
+    elif op == "delete":
+        i = rng.randrange(len(d))
+        del d[i:i + rng.choice([1, 4, 16, 256])]
+    else:
+        other = rng.choice(seeds)
+        i, j = rng.randrange(len(d)), rng.randrange(len(other))
+        d = d[:i] + other[j:]
+    return op, bytes(d)
+
+
+def mutate_fields(rng: random.Random, data: bytes, seeds: list[bytes]) -> tuple[str, bytes]:
+    f = parse(data)
+    if f is None or not f["stream_list"]:
+        return mutate_bytes(rng, data, seeds)
+    streams = list(f["stream_list"])
+    op = rng.choice(["field", "field", "name", "hash", "stream_len", "stream_content", "stream_content",
+                     "streams", "ff_at_limit"])
+    if op == "ff_at_limit":
+        # A larger declared image and a stream of 0xFF bytes (every nibble 15: the rANS bypass
+        # chain) as long as the decoder's length limit allows: the over-read worst case.
+        f["width"], f["height"] = rng.choice([64, 256, 640, 1000]), rng.choice([64, 256, 640, 1000])
+        i = rng.randrange(len(streams))
+        stride = 64 if len(streams) == 2 else 16
+        ph, pw = -(-f["height"] // stride) * stride, -(-f["width"] // stride) * stride
+        n = (32 * (ph // 16) * (pw // 16)) if i == 0 else (16 * (ph // 64) * (pw // 64))
+        streams[i] = b"\xff" * rng.choice([8 * n, 8 * n + 64, 4 * n, n])
+        f["stream_list"] = streams
+        return "ff_at_limit", serialise(f)
+    if op == "field":
+        key, bits = rng.choice([("version", 8), ("quality", 16), ("width", 32), ("height", 32),
+                                ("channels", 8), ("bit_depth", 8), ("conversions", 8)])
+        f[key] = _edge(rng, bits, f[key])
+        if key in ("width", "height") and rng.random() < 0.5:  # stay under the pixel cap
+            f[key] = rng.choice([1, 2, 15, 16, 17, 63, 64, 65, 255, 1000])
+        return f"field:{key}", serialise(f)
+    if op == "name":
+        f["name"] = rng.choice([b"", b"x", b"fuzzms", b"fuzzfact", b"../../etc/passwd", b"/etc/passwd",
+                                b".hidden", b"\xff\xfe", b"a" * 255, b"fidelity", b"tiny\x00"])
+        lie = rng.choice([None, None, 0, 1, 255])
+        return "name", serialise(f, name_len=lie if lie is None or lie < 256 else None)
+    if op == "hash":
+        f["hash"] = rng.choice([bytes(8), b"\xff" * 8, rng.randbytes(8)])
+        return "hash", serialise(f)
+    if op == "stream_len":
+        lengths = [None] * len(streams)
+        i = rng.randrange(len(streams))
+        lengths[i] = _edge(rng, 32, len(streams[i]))
+        if rng.random() < 0.3:
+            return "header_len", serialise(f, header_len=_edge(rng, 16, f["header_len"]))
+        if rng.random() < 0.3:
+            return "stream_count", serialise(f, count=_edge(rng, 8, len(streams)))
+        return "stream_len", serialise(f, lengths=lengths)
+    if op == "stream_content":
+        i = rng.randrange(len(streams))
+        # The decoder's length limit is 8 bytes a symbol + 64; aim at it, inside and past.
+        n = rng.choice([0, 1, 4, 7, 8, len(streams[i]), 2 * len(streams[i]) + 3, 300, 4096, 8256, 8257,
+                        70_000, 1 << 20])
+        keep = streams[i][:rng.randrange(len(streams[i]) + 1)] if rng.random() < 0.5 else b""
+        streams[i] = (keep + _blob(rng, n))[:max(n, len(keep))]
+        f["stream_list"] = streams
+        return "stream_content", serialise(f)
+    # swap / drop / duplicate / splice streams
+    kind = rng.randrange(4)
+    if kind == 0 and len(streams) > 1:
+        streams.reverse()
+    elif kind == 1:
+        streams.pop(rng.randrange(len(streams)))
+    elif kind == 2:
+        streams.append(rng.choice(streams))
+    else:
+        other = parse(rng.choice(seeds))
+        if other:
+            i = rng.randrange(len(streams))
+            streams[i] = rng.choice(other["stream_list"])
+    f["stream_list"] = streams
+    return "streams", serialise(f) if streams else serialise({**f, "stream_list": [b""]}, count=0)
+
+
+def make_case(rng: random.Random, seeds: list[bytes]) -> tuple[str, bytes]:
+    data = rng.choice(seeds)
+    ops = []
+    for _ in range(rng.choice([1, 1, 1, 2, 3])):
+        op, data = (mutate_fields if rng.random() < 0.6 else mutate_bytes)(rng, data, seeds)
+        ops.append(op)
+        if not data:
+            break
+    if rng.random() < 0.75:
+        data = fix_crc(data)
+        ops.append("crc-fixed")
+    return "+".join(ops), data
+
+
+# --- worker --------------------------------------------------------------------------------------
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's peak RSS (VmHWM), Linux >= 4.0; False where not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def worker_main(conn, model_dir: str) -> None:
+    os.environ["EDGECODEC_MODEL_PATH"] = model_dir
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+    from edgecodec.codec.api import decode_array
+    from edgecodec.errors import EdgecodecError
+
+    try:  # a runaway allocation then fails here instead of taking the machine down
+        limit = _status_kb("VmSize") * 1024 + (2 << 30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    except (ValueError, OSError):
+        pass
+    conn.send(("ready", "", 0, 0.0))
+    while True:
+        try:
+            data = conn.recv_bytes()
+        except EOFError:
+            return
+        rss_before = _status_kb("VmRSS") * 1024
+        per_case = _reset_peak_rss()
+        start = time.perf_counter()
+        try:
+            decode_array(data, max_pixels=MAX_PIXELS)
+            outcome, detail = "accepted", ""
+        except EdgecodecError as exc:
+            outcome, detail = f"rejected:{type(exc).__name__}", str(exc)[:200]
+        except BaseException as exc:  # noqa: BLE001 - the point is to see everything
+            outcome, detail = f"error:{type(exc).__name__}", str(exc)[:200]
+        elapsed = time.perf_counter() - start
+        peak = _status_kb("VmHWM") * 1024 if per_case else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        conn.send((outcome, detail, (peak, max(0, peak - rss_before)), elapsed))
+
+
+class Worker:
+    def __init__(self, model_dir: str) -> None:
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=worker_main, args=(child, model_dir), daemon=True)
+        self.proc.start()
+        child.close()
+        if not self.conn.poll(120):
+            raise RuntimeError("fuzz worker did not start")
+        self.conn.recv()
+
+    def run(self, data: bytes, timeout: float) -> tuple[str, str, int, float]:
+        start = time.perf_counter()
+        try:
+            self.conn.send_bytes(data)
+            if not self.conn.poll(timeout):
+                self.kill()
+                return "hang", f"no answer in {timeout} s", (0, 0), time.perf_counter() - start
+            return self.conn.recv()
+        except (EOFError, BrokenPipeError, ConnectionResetError):
+            self.proc.join(5)
+            return "crash", f"worker died, exit code {self.proc.exitcode}", (0, 0), time.perf_counter() - start
+
+    def kill(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(5)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.is_alive()
+
+
+# --- campaign ------------------------------------------------------------------------------------
+def run_campaign(cases: int, seed: int = 0, timeout: float = 2.0, max_rss_mb: int = 1024,
+                 save: Path | None = None, model_dir: Path | None = None,
+                 progress: bool = False) -> dict:
+    sys.path.insert(0, str(REPO))
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = Path(model_dir or tmp)
+        seeds = make_seeds(model_dir)
+        rng = random.Random(seed)
+        counts: collections.Counter = collections.Counter()
+        by_op: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+        failures: list[dict] = []
+        max_rss, max_abs_rss, slowest, restarts = 0, 0, 0.0, 0
+        max_rss_case = slowest_case = ""
+        started = time.perf_counter()
+        worker = Worker(str(model_dir))
+        try:
+            for i in range(cases):
+                ops, data = make_case(rng, seeds)
+                outcome, detail, (rss, growth), elapsed = worker.run(data, timeout)
+                if growth > max_rss_mb * 2**20:
+                    outcome, detail = "memory", f"case grew the worker's RSS by {growth / 2**20:.0f} MiB"
+                max_abs_rss = max(max_abs_rss, rss)
+                if growth > max_rss:
+                    max_rss_case = f"case {i} ({ops}, {len(data)} bytes): {outcome}"
+                if elapsed > slowest:
+                    slowest_case = f"case {i} ({ops}, {len(data)} bytes): {outcome}"
+                max_rss, slowest = max(max_rss, growth), max(slowest, elapsed)
+                counts[outcome] += 1
+                by_op[ops.split("+")[0]][outcome.split(":")[0]] += 1
+                if outcome.split(":")[0] in FAILURE_KINDS:
+                    failures.append({"case": i, "ops": ops, "outcome": outcome, "detail": detail,
+                                     "size": len(data)})
+                    if save is not None:
+                        save.mkdir(parents=True, exist_ok=True)
+                        (save / f"case-{seed}-{i}-{outcome.replace(':', '-')}.edc").write_bytes(data)
+                if not worker.alive or outcome == "memory":
+                    worker.kill()
+                    worker = Worker(str(model_dir))
+                    restarts += 1
+                if progress and (i + 1) % 500 == 0:
+                    print(f"{i + 1} cases, {dict(counts)}", file=sys.stderr)
+        finally:
+            worker.kill()
+    return {"cases": cases, "seed": seed, "seeds": len(seeds), "timeout_s": timeout,
+            "max_pixels": MAX_PIXELS, "seconds": round(time.perf_counter() - started, 1),
+            "counts": dict(sorted(counts.items())),
+            "accepted": counts["accepted"],
+            "rejected": sum(v for k, v in counts.items() if k.startswith("rejected:")),
+            "failures": len(failures), "failure_list": failures[:50],
+            "max_case_rss_growth_mb": round(max_rss / 2**20, 1),
+            "max_worker_rss_mb": round(max_abs_rss / 2**20, 1), "slowest_case_s": round(slowest, 3),
+            "max_rss_case": max_rss_case, "slowest_case": slowest_case,
+            "worker_restarts": restarts,
+            "by_first_mutation": {k: dict(v) for k, v in sorted(by_op.items())}}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cases", type=int, default=10000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timeout", type=float, default=2.0, help="seconds a case may take")
+    parser.add_argument("--max-rss-mb", type=int, default=1024)
+    parser.add_argument("--save", type=Path, default=REPO / "benchmarks/results/fuzz-failures")
+    parser.add_argument("--json", type=Path, default=REPO / "benchmarks/results/fuzz.json")
+    args = parser.parse_args()
+    result = run_campaign(args.cases, args.seed, args.timeout, args.max_rss_mb, args.save, progress=True)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "failure_list"}, indent=2))
+    for f in result["failure_list"]:
+        print(f"FAIL case {f['case']} ({f['ops']}): {f['outcome']} {f['detail']}")
+    return 1 if result["failures"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
