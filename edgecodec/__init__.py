@@ -13,6 +13,9 @@ warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated
 __version__ = "0.1.0"
 __all__ = ["EdgecodecError", "__version__", "compress", "decompress", "read_header"]
 
+# The Pillow plugin ("EDC" format, .edc): registering imports only Pillow; the codec loads on use.
+from . import pillow as _pillow  # noqa: E402,F401
+
 _LAZY = {"compress": "codec", "decompress": "codec", "read_header": "codec", "EdgecodecError": "errors"}
 
 

@@ -20,8 +20,14 @@ EPILOG = """exit codes: 0 ok, 1 internal error, 2 usage, 3 bad input image, 4 co
 8 output exists (use --force), 9 unknown model, 10 some files of a folder failed"""
 
 
+# _write_atomic's temporary files: ".NAME.XXXXXXXX.tmp" next to NAME (tempfile.mkstemp's 8 random
+# characters). A killed run can leave one behind; folder mode removes them (see _remove_stale_temps).
+TEMP_PATTERN = r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp"
+
+
 def _write_atomic(path: Path, data: bytes, force: bool) -> None:
-    """Write via a temporary file and rename, so a crash never leaves a half-written output."""
+    """Write via a temporary file and rename, so a crash never leaves a half-written output
+    (only, after a kill, a hidden temporary file ``.NAME.XXXXXXXX.tmp``)."""
     from .errors import OutputExistsError
 
     if path.exists() and not force:
@@ -142,6 +148,9 @@ def _run_folder(src: Path, args: argparse.Namespace, suffixes: set[str], out_suf
     files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
     if not files:
         raise UsageError(f"no input files ({', '.join(sorted(suffixes))}) in {src}")
+    removed = _remove_stale_temps(out_root, out_suffix)
+    if removed:
+        print(f"removed {removed} temporary file(s) left in {out_root} by an interrupted run")
     failures: list[tuple[Path, str]] = []
     written = skipped = 0
     targets = _mirror_paths(src, files, out_root, out_suffix)
@@ -161,6 +170,28 @@ def _run_folder(src: Path, args: argparse.Namespace, suffixes: set[str], out_suf
     for path, reason in failures:
         print(f"failed: {path}: {reason}", file=sys.stderr)
     return EXIT_PARTIAL if failures else 0
+
+
+def _remove_stale_temps(out_root: Path, out_suffix: str) -> int:
+    """Delete the temporary files an interrupted (killed) folder run of this command left in the
+    output tree: only regular files named like _write_atomic's, for this command's outputs
+    (``.NAME{out_suffix}.XXXXXXXX.tmp``). Two runs writing into one output folder at the same time
+    are not supported (they would also race on the outputs themselves)."""
+    import re
+
+    pattern = re.compile(TEMP_PATTERN)
+    removed = 0
+    if not out_root.is_dir():
+        return 0
+    for path in out_root.rglob(".*.tmp"):
+        match = pattern.fullmatch(path.name)
+        if match and match["name"].lower().endswith(out_suffix) and path.is_file() and not path.is_symlink():
+            try:
+                path.unlink()
+                removed += 1
+            except FileNotFoundError:
+                pass
+    return removed
 
 
 def _mirror_paths(src: Path, files: list[Path], out_root: Path, out_suffix: str) -> dict[Path, Path]:
@@ -224,6 +255,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     rank 0 alone logs, validates and writes checkpoints."""
     import logging
 
+    from .errors import UsageError
     from .train.config import load_config
     from .train.distributed import env_rank
     from .train.trainer import run
@@ -231,7 +263,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.data:
         overrides.append(f"data.root={args.data}")
-    config = load_config(args.config, overrides)
+    config_path = args.config
+    if config_path is None:  # --resume RUN alone: the run's own config (overrides included)
+        saved = Path(args.resume) / "config.yaml" if args.resume else None
+        if saved is None or not saved.is_file():
+            raise UsageError("train needs --config, or --resume RUN of a run folder holding config.yaml")
+        config_path = saved
+    config = load_config(config_path, overrides)
     run_dir = Path(args.resume or args.out or Path("runs") / config["name"])
     rank = env_rank()
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
@@ -317,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("train", help="train a model from a YAML config")
-    p.add_argument("--config", required=True, help="configs/NAME.yaml")
+    p.add_argument("--config", help="configs/NAME.yaml (with --resume: default RUN/config.yaml)")
     p.add_argument("--data", help="training image folder (overrides data.root)")
     p.add_argument("--steps", type=int, help="train up to this step (overrides train.steps)")
     p.add_argument("--out", help="run folder (default runs/NAME)")
@@ -343,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .eval.command import add_eval_parser
     add_eval_parser(sub)
+
+    from .web.command import add_serve_parser
+    add_serve_parser(sub)
     return parser
 
 

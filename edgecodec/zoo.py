@@ -11,6 +11,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,14 @@ from .models import EdgeCodecModel, ModelConfig
 
 PACKAGE_WEIGHTS = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "fidelity"
+# A model name is a file stem in a model folder, and it arrives from untrusted .edc headers: no
+# path separators, no leading dot (so no "..", no hidden files), at most 64 characters.
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+MODEL_NAME_RULE = "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+
+def valid_model_name(name: object) -> bool:
+    return isinstance(name, str) and MODEL_NAME.fullmatch(name) is not None
 
 
 def user_model_dir() -> Path:
@@ -53,13 +62,17 @@ def list_models() -> list[ModelEntry]:
     for folder in model_dirs():
         for card_path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
             weights = card_path.with_suffix(".safetensors")
-            if weights.exists() and card_path.stem not in found:
+            if weights.exists() and card_path.stem not in found and valid_model_name(card_path.stem):
                 with open(card_path) as f:
                     found[card_path.stem] = ModelEntry(card_path.stem, weights, json.load(f))
     return list(found.values())
 
 
 def find_model(name: str) -> ModelEntry:
+    """The model called ``name``. The name is checked before any folder is searched: it may come
+    from an untrusted stream header, and must never be able to name a path."""
+    if not valid_model_name(name):
+        raise UnknownModelError(f"invalid model name {name!r}: a model name is {MODEL_NAME_RULE}")
     for entry in list_models():
         if entry.name == name:
             return entry
@@ -91,6 +104,8 @@ def save_model(model: EdgeCodecModel, folder: str | Path, name: str, card: dict[
     """
     from safetensors.torch import save_file
 
+    if not valid_model_name(name):
+        raise ValueError(f"invalid model name {name!r}: a model name is {MODEL_NAME_RULE}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     model.update(force=True)
@@ -115,4 +130,4 @@ def describe(entry: ModelEntry) -> dict[str, Any]:
 
 
 __all__ = ["DEFAULT_MODEL", "ModelEntry", "describe", "find_model", "list_models", "load_model",
-           "save_model"]
+           "save_model", "valid_model_name"]

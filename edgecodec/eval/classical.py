@@ -187,5 +187,31 @@ def encode_to_bpp(codec: Codec, rgb: np.ndarray, target_bpp: float) -> tuple[int
     return best, tried[best]
 
 
-__all__ = ["CODECS", "Codec", "CodecUnavailableError", "available_codecs", "encode_to_bpp", "get_codec",
-           "library_version"]
+def encode_to_size(codec: Codec, rgb: np.ndarray, max_bytes: int) -> tuple[int, bytes, bool]:
+    """The file closest to ``max_bytes`` without exceeding it: (quality, file, True). Bisection over
+    the integer qualities; of all the files tried, the largest that fits wins (sizes are only close
+    to monotone in quality). When even the lowest quality is larger: (lowest quality, its file, False).
+    """
+    lo, hi = codec.quality_range
+    tried: dict[int, bytes] = {}
+
+    def size(q: int) -> int:
+        if q not in tried:
+            tried[q] = codec.encode(rgb, q)
+        return len(tried[q])
+
+    if size(lo) > max_bytes:
+        return lo, tried[lo], False
+    if size(hi) > max_bytes:
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if size(mid) > max_bytes:
+                hi = mid
+            else:
+                lo = mid
+    best = max((q for q, data in tried.items() if len(data) <= max_bytes), key=lambda q: (len(tried[q]), q))
+    return best, tried[best], True
+
+
+__all__ = ["CODECS", "Codec", "CodecUnavailableError", "available_codecs", "encode_to_bpp", "encode_to_size",
+           "get_codec", "library_version"]

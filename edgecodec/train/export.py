@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from ..models import EdgeCodecModel, ModelConfig
-from ..zoo import save_model
+from ..zoo import MODEL_NAME_RULE, save_model, valid_model_name
 from .trainer import latest_checkpoint
 
 
@@ -26,6 +26,8 @@ def load_checkpoint_model(path: str | Path) -> tuple[EdgeCodecModel, int]:
 def export_run(run_dir: str | Path, name: str, out_dir: str | Path, card: dict[str, Any] | None = None,
                checkpoint: str | Path | None = None) -> Path:
     """Export the latest (or given) checkpoint of run_dir as model `name` into out_dir."""
+    if not valid_model_name(name):  # before any work (save_model checks it again)
+        raise ValueError(f"invalid model name {name!r}: a model name is {MODEL_NAME_RULE}")
     run_dir = Path(run_dir)
     ckpt = Path(checkpoint) if checkpoint else latest_checkpoint(run_dir)
     if ckpt is None:

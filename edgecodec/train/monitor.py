@@ -42,6 +42,27 @@ def append_csv(path: Path, row: dict[str, Any]) -> None:
         csv.DictWriter(f, fieldnames=header, restval="", extrasaction="ignore").writerow(row)
 
 
+def drop_rows_after(path: Path, step: int) -> int:
+    """Remove rows logged past ``step`` (by a run killed after its last checkpoint, which the
+    resumed run logs again), so a resumed log has each step once. Returns how many were dropped."""
+    if not path.exists() or not path.stat().st_size:
+        return 0
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        header = list(reader.fieldnames or [])
+        rows = list(reader)
+    keep = [r for r in rows if r.get("step") in ("", None) or float(r["step"]) <= step]
+    if len(keep) == len(rows):
+        return 0
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=header, restval="")
+        writer.writeheader()
+        writer.writerows(keep)
+    os.replace(tmp, path)
+    return len(rows) - len(keep)
+
+
 def read_csv(path: Path) -> list[dict[str, float]]:
     """Rows of a log CSV as floats (empty cells are left out of each row)."""
     with open(path, newline="") as f:

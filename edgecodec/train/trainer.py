@@ -34,7 +34,7 @@ from ..losses.perceptual import PerceptualBackendError, PerceptualDistance
 from ..models import EdgeCodecModel, PatchDiscriminator, create_model
 from . import distributed
 from .data import make_datasets
-from .monitor import Monitor
+from .monitor import Monitor, drop_rows_after
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,14 @@ def atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def checkpoints(run_dir: Path) -> list[Path]:
+    """RUN/ckpt-STEP.pt files, oldest first. Temporary files of atomic_save (ckpt-STEP.pt.tmp,
+    possibly half-written by a killed run) never match."""
+    return sorted(p for p in Path(run_dir).glob("ckpt-*.pt") if p.is_file())
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    ckpts = sorted(Path(run_dir).glob("ckpt-*.pt"))
+    ckpts = checkpoints(run_dir)
     return ckpts[-1] if ckpts else None
 
 
@@ -248,11 +254,37 @@ class Trainer:
         distributed.barrier(self.dist)
         return path
 
+    def _load_latest(self) -> tuple[Path, dict[str, Any]] | None:
+        """The newest checkpoint that loads. atomic_save never leaves a partial ckpt-STEP.pt, but
+        a damaged one (disk trouble, a bad copy) makes resume fall back to the one before, with
+        a warning: resume is exact, so the run only redoes those steps. Leftover temporary files
+        of a killed save are removed."""
+        if self.is_main:
+            for tmp in [*self.run_dir.glob("ckpt-*.pt.tmp"), *self.run_dir.glob("best.pt.tmp")]:
+                log.warning("removing %s, left by an interrupted checkpoint write", tmp.name)
+                tmp.unlink(missing_ok=True)
+        candidates = checkpoints(self.run_dir)[::-1]
+        for path in candidates:
+            try:
+                return path, torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as exc:  # truncated zip, bad pickle, I/O error
+                log.warning("cannot load %s (%s: %s): trying the previous checkpoint",
+                            path, type(exc).__name__, exc)
+        if candidates:
+            raise RuntimeError(f"no readable checkpoint in {self.run_dir} "
+                               f"({len(candidates)} found, none loads)")
+        return None
+
     def resume(self, path: Path | None = None) -> bool:
-        path = path or latest_checkpoint(self.run_dir)
-        if path is None:
-            return False
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        """Continue from ``path``, else from the newest readable RUN/ckpt-STEP.pt; False (and a
+        fresh start) when the run has no checkpoint."""
+        if path is not None:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        else:
+            found = self._load_latest()
+            if found is None:
+                return False
+            path, state = found
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.aux_optimizer.load_state_dict(state["aux_optimizer"])
@@ -280,6 +312,12 @@ class Trainer:
                 self.data_rng.manual_seed(seed)
         if rng is not None:
             self._set_rng_state(rng)
+        if self.is_main:
+            for name in ("log.csv", "val.csv"):
+                dropped = drop_rows_after(self.run_dir / name, self.step)
+                if dropped:
+                    log.info("%s: dropped %d row(s) logged after step %d (they are redone)", name, dropped,
+                             self.step)
         log.info("resumed from %s at step %d", path, self.step)
         return True
 

@@ -1,0 +1,137 @@
+"""A Pillow plugin for .edc files: ``Image.open("photo.edc")`` and ``img.save("photo.edc")``.
+
+Importing ``edgecodec`` (or this module) registers the format "EDC" with Pillow, with the
+extension ``.edc`` and the MIME type ``image/x-edc``::
+
+    import edgecodec  # registers the plugin
+    from PIL import Image
+
+    with Image.open("photo.edc") as img:   # reads the header only: size and mode
+        print(img.size, img.mode)
+        img.load()                           # decodes (this is where torch is imported)
+    img.save("copy.edc", quality=0.6)        # or target_size="40KB", model="fidelity"
+
+Like ``pillow-avif-plugin`` and ``pillow-jxl-plugin``: an ``ImageFile`` subclass with
+``_accept`` on the magic bytes, ``_open`` that reads the header, and ``_save``. This module
+imports only Pillow and the standard library: the codec (and torch) is imported on the first
+``load()`` or ``save()``, so registering the plugin costs nothing.
+
+Save options: ``quality`` (0..1, default 0.5: edgecodec's scale, not Pillow's 0-100),
+``model`` (a name from ``edgecodec models``), ``target_size`` (bytes, or a string like "40KB")
+or ``target_bpp`` (instead of quality), and ``alpha`` ("refuse", the default, or "drop").
+Opened images carry ``info["edc_model"]`` and ``info["edc_quality"]``.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from typing import IO, Any
+
+from PIL import Image, ImageFile
+
+FORMAT = "EDC"
+EXTENSION = ".edc"
+MIME = "image/x-edc"
+
+# The first fields of the container (see codec/container.py and docs/format.md). They are parsed
+# here without importing the codec package, which imports torch; the whole stream (checksum,
+# stream table) is validated by the decoder in load(). tests/test_pillow_plugin.py checks that
+# this reading agrees with codec.container.
+_MAGIC = b"\x89EDC"
+_PREFIX = struct.Struct("<4sBH")  # magic, version, header length
+_FIXED = struct.Struct("<HIIBBBB")  # quality, width, height, channels, bit depth, conversions, streams
+_WEIGHTS_HASH_BYTES = 8
+_QUALITY_SCALE = 65535
+_GRAYSCALE = 1  # container.CONVERSIONS bit: grayscale source, decoded as mode L
+
+
+def _accept(prefix: bytes) -> bool:
+    return prefix[:4] == _MAGIC
+
+
+def _read_header(fp: IO[bytes]) -> dict[str, Any]:
+    """Model, quality, size and conversions from the start of an .edc file; SyntaxError if it is not one."""
+    prefix = fp.read(_PREFIX.size)
+    if len(prefix) < _PREFIX.size:
+        raise SyntaxError("not an .edc file: too short")
+    magic, version, header_len = _PREFIX.unpack(prefix)
+    if magic != _MAGIC:
+        raise SyntaxError("not an .edc file: wrong magic bytes")
+    body = fp.read(header_len)
+    if len(body) != header_len or header_len < 1:
+        raise SyntaxError("truncated .edc file: header incomplete")
+    name_len = body[0]
+    if name_len == 0 or 1 + name_len + _WEIGHTS_HASH_BYTES + _FIXED.size != header_len:
+        raise SyntaxError("corrupted .edc file: header length does not match its fields")
+    try:
+        model = body[1:1 + name_len].decode("utf-8")
+    except UnicodeDecodeError:
+        raise SyntaxError("corrupted .edc file: model name is not UTF-8") from None
+    quality, width, height, _channels, _depth, conversions, _streams = _FIXED.unpack_from(
+        body, 1 + name_len + _WEIGHTS_HASH_BYTES)
+    if width == 0 or height == 0:
+        raise SyntaxError("corrupted .edc file: zero image size")
+    return {"version": version, "model": model, "quality": quality / _QUALITY_SCALE,
+            "width": width, "height": height, "conversions": conversions}
+
+
+class EdgecodecImageFile(ImageFile.ImageFile):
+    format = FORMAT
+    format_description = "edgecodec learned image codec"
+
+    def _open(self) -> None:
+        header = _read_header(self.fp)
+        self.fp.seek(0)
+        # Decoding needs the whole stream; the file is small (it is compressed), and reading it
+        # now lets Pillow close the file when it wants to.
+        self._edc_data: bytes | None = self.fp.read()
+        self._size = (header["width"], header["height"])
+        self._mode = "L" if header["conversions"] & _GRAYSCALE else "RGB"
+        self.info["edc_model"] = header["model"]
+        self.info["edc_quality"] = header["quality"]
+        self.tile = []
+
+    def load(self):  # type: ignore[override]
+        if self._edc_data is not None:
+            from .codec.api import decompress
+            from .errors import FormatError
+
+            try:
+                decoded = decompress(self._edc_data)
+            except FormatError as exc:  # damaged data: Pillow's plugins raise OSError for that
+                raise OSError(f"cannot decode .edc image: {exc}") from exc
+            self._edc_data = None
+            if decoded.mode != self.mode or decoded.size != self.size:  # cannot happen for a valid stream
+                raise OSError(f"decoded a {decoded.mode} {decoded.size} image, header said {self.mode} {self.size}")
+            if self.fp and self._exclusive_fp:
+                self.fp.close()
+            self.fp = io.BytesIO(decoded.tobytes())
+            self.tile = [ImageFile._Tile("raw", (0, 0) + self.size, 0, (self.mode, 0, 1))]
+        return super().load()
+
+    def load_seek(self, pos: int) -> None:  # the decoded pixels are read from an in-memory buffer
+        pass
+
+
+def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
+    from .codec.api import DEFAULT_QUALITY, compress
+
+    info = im.encoderinfo
+    data = compress(im, quality=info.get("quality", DEFAULT_QUALITY), model=info.get("model"),
+                    target_size=info.get("target_size"), target_bpp=info.get("target_bpp"),
+                    alpha=info.get("alpha", "refuse"))
+    fp.write(data)
+
+
+def register() -> None:
+    """Register the EDC format with Pillow (idempotent; done when this module is imported)."""
+    Image.register_open(FORMAT, EdgecodecImageFile, _accept)
+    Image.register_save(FORMAT, _save)
+    Image.register_extension(FORMAT, EXTENSION)
+    Image.register_mime(FORMAT, MIME)
+
+
+register()
+
+__all__ = ["EXTENSION", "FORMAT", "MIME", "EdgecodecImageFile", "register"]

@@ -1,0 +1,254 @@
+"""The comparison page's HTTP application (FastAPI).
+
+Routes:
+
+``GET /``                 the page (``static/index.html``; ``/static/*`` its script and style)
+``GET /api/info``         models, available classical codecs and the server's limits
+``POST /api/compress``    the image file as the raw request body; query parameters ``model``,
+                          ``quality`` (0..1) or ``target_size`` (bytes or "40KB"), ``lpips`` (0/1).
+                          Answers JSON: the edgecodec stream and the JPEG, WebP and AVIF files of at
+                          most its size, each with bytes, bpp, PSNR, MS-SSIM, ST-LPIPS (when asked),
+                          the file and its decoded PNG (base64).
+
+Errors are JSON ``{"error": message}``: 413 for an upload or an image over the limits, 400 for
+anything that is not a readable image or a bad parameter. Uploads are read into memory (never
+to disk) and refused as soon as they pass the byte limit. The CPU work runs in a thread pool, so
+requests do not wait for one another (up to ``workers`` at once); the event loop stays free.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from PIL import Image, UnidentifiedImageError
+
+from .. import __version__
+from .command import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB
+
+# Formats the server reads; Pillow knows more, but untrusted uploads get the common ones only.
+UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP", "AVIF", "GIF", "BMP", "TIFF", "PPM", "JXL")
+CLASSICAL = ("jpeg", "webp", "avif")
+MIME = {"edgecodec": "application/x-edc", "jpeg": "image/jpeg", "webp": "image/webp", "avif": "image/avif"}
+
+STATIC = Path(__file__).parent / "static"
+
+
+class WebError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else value
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _size(n: int) -> str:
+    return f"{n:,} bytes" if n < 10_000 else f"{n / 1e6:.3g} MB"
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+class _Metrics:
+    """PSNR, MS-SSIM and (lazily built, shared, locked) ST-LPIPS."""
+
+    def __init__(self) -> None:
+        self._lpips: Any = None
+        self._lock = threading.Lock()
+
+    def __call__(self, reference: np.ndarray, decoded: np.ndarray, lpips: bool) -> dict[str, float | None]:
+        from ..eval.metrics import ms_ssim, psnr
+
+        out: dict[str, float | None] = {"psnr": _finite(psnr(reference, decoded)),
+                                        "ms_ssim": _finite(ms_ssim(reference, decoded)), "st_lpips": None}
+        if lpips:
+            with self._lock:  # one network for all requests; it caches the reference's features
+                if self._lpips is None:
+                    from ..eval.runner import STLPIPS
+
+                    self._lpips = STLPIPS()
+                out["st_lpips"] = _finite(self._lpips(reference, decoded))
+        return out
+
+
+def _upload_formats() -> list[str]:
+    try:
+        import pillow_jxl  # noqa: F401  (registers JPEG XL with Pillow, where installed)
+    except ImportError:
+        pass
+    Image.init()
+    return [f for f in UPLOAD_FORMATS if f in Image.OPEN]
+
+
+def read_image(data: bytes, max_pixels: int):
+    """The upload as a PreparedImage (8-bit RGB), or a WebError saying why not."""
+    from ..codec.imageio import load_image
+    from ..errors import ImageTooLargeError, InputImageError
+
+    if not data:
+        raise WebError(400, "the upload is empty: choose an image file")
+    try:
+        img = Image.open(io.BytesIO(data), formats=_upload_formats())
+    except Image.DecompressionBombError as exc:
+        raise WebError(413, f"image too large: {exc}") from None
+    except UnidentifiedImageError:
+        raise WebError(400, "not an image this server can read: upload a PNG, JPEG, WebP, AVIF, GIF, BMP, "
+                            "TIFF, PPM or JPEG XL file") from None
+    with img:
+        pixels = img.width * img.height
+        if pixels > max_pixels:
+            raise WebError(413, f"image of {img.width}x{img.height} = {pixels:,} pixels is over this server's "
+                                f"limit of {max_pixels:,} pixels (edgecodec serve --max-pixels)")
+        try:
+            return load_image(img, alpha="drop", max_pixels=max_pixels), img.format
+        except ImageTooLargeError as exc:
+            raise WebError(413, str(exc)) from None
+        except (InputImageError, OSError, ValueError, SyntaxError) as exc:
+            raise WebError(400, f"cannot read this image: {exc}") from None
+
+
+def compare(data: bytes, *, model: str | None, quality: float | None, target_size: str | None, lpips: bool,
+            max_pixels: int, metrics: _Metrics) -> dict[str, Any]:
+    """The whole comparison for one upload (CPU work: run it in a worker thread)."""
+    from .. import zoo
+    from ..codec.api import Encoder, decode_array, parse_size, quality_to_q16
+    from ..codec.container import CONVERSIONS
+    from ..errors import EdgecodecError
+    from ..eval import classical
+
+    start = time.perf_counter()
+    model = model or zoo.DEFAULT_MODEL
+    prepared, source_format = read_image(data, max_pixels)
+    rgb = prepared.rgb
+    height, width = rgb.shape[:2]
+    pixels = width * height
+    try:
+        encoder = Encoder(prepared, model)
+        t0 = time.perf_counter()
+        if target_size is not None:
+            requested = parse_size(target_size)
+            search = encoder.encode_to_size(requested)
+            edc, q16 = search.data, search.quality_q16
+        else:
+            requested = None
+            q16 = quality_to_q16(quality if quality is not None else 0.5)
+            edc = encoder.encode(q16)
+        encode_s = time.perf_counter() - t0
+        decoded, _ = decode_array(edc, max_pixels=max_pixels)
+    except EdgecodecError as exc:
+        raise WebError(400, str(exc)) from None
+    except ValueError as exc:
+        raise WebError(400, str(exc)) from None
+
+    def entry(name: str, label: str, file: bytes, dec: np.ndarray, quality_value: float, fits: bool,
+              seconds: float, extension: str) -> dict[str, Any]:
+        return {"codec": name, "label": label, "bytes": len(file), "bpp": 8 * len(file) / pixels,
+                "quality": quality_value, "fits": fits, "encode_s": seconds, "extension": extension,
+                "mime": MIME[name], **metrics(rgb, dec, lpips), "file": _b64(file), "png": _b64(_png(dec))}
+
+    results = [entry("edgecodec", f"edgecodec ({model})", edc, decoded, round(q16 / 65535, 4),
+                     requested is None or len(edc) <= requested, encode_s, ".edc")]
+    target = len(edc)  # the classical codecs get the same budget: closest size that does not exceed it
+    for name in CLASSICAL:
+        codec = classical.get_codec(name)
+        if not codec.available():
+            continue
+        t0 = time.perf_counter()
+        q, file, fits = classical.encode_to_size(codec, rgb, target)
+        seconds = time.perf_counter() - t0
+        results.append(entry(name, codec.label, file, codec.decode(file), q, fits, seconds, codec.extension))
+    return {"width": width, "height": height, "pixels": pixels, "model": model,
+            "source": {"format": source_format, "conversions": [n for b, n in CONVERSIONS.items()
+                                                                  if prepared.conversions & b]},
+            "requested_bytes": requested, "target_bytes": target, "original_png": _b64(_png(rgb)),
+            "results": results, "elapsed_s": time.perf_counter() - start}
+
+
+def create_app(max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1e6), max_pixels: int = DEFAULT_MAX_PIXELS,
+               workers: int | None = None) -> FastAPI:
+    """The application. ``workers``: comparisons run at once (default: CPU cores, at least 2).
+
+    Sets torch to one intra-op thread for the process: requests run in parallel threads instead,
+    and torch's thread count is process-wide, so one request leaving the codec's single_thread()
+    section (which keeps the hyperprior's float order equal on both sides of the channel) would
+    otherwise change it under another request still inside.
+    """
+    import torch
+
+    torch.set_num_threads(1)
+    app = FastAPI(title="edgecodec", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
+    limiter = anyio.CapacityLimiter(workers or max(2, os.cpu_count() or 1))
+    metrics = _Metrics()
+    app.state.limits = {"max_upload_bytes": max_upload_bytes, "max_pixels": max_pixels}
+
+    @app.exception_handler(WebError)
+    async def web_error(request: Request, exc: WebError) -> JSONResponse:
+        return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/api/info")
+    async def info() -> dict[str, Any]:
+        def gather() -> dict[str, Any]:
+            from .. import zoo
+            from ..eval import classical
+
+            models = []
+            for entry in zoo.list_models():
+                card = entry.card
+                models.append({"name": entry.name, "summary": card.get("summary", ""),
+                               "default": entry.name == zoo.DEFAULT_MODEL})
+            return {"version": __version__, "models": models, "default_model": zoo.DEFAULT_MODEL,
+                    "codecs": [n for n in CLASSICAL if classical.get_codec(n).available()], **app.state.limits}
+
+        return await anyio.to_thread.run_sync(gather, limiter=limiter)
+
+    @app.post("/api/compress")
+    async def compress(request: Request, model: str | None = None, quality: float | None = None,
+                       target_size: str | None = None, lpips: bool = False) -> JSONResponse:
+        if quality is not None and target_size:
+            raise WebError(400, "give a quality or a target size, not both")
+        if quality is not None and not 0.0 <= quality <= 1.0:
+            raise WebError(400, f"quality must be between 0 and 1, got {quality}")
+        limit = f"{_size(max_upload_bytes)} (edgecodec serve --max-upload-mb)"
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > max_upload_bytes:
+            raise WebError(413, f"file too large: {_size(int(declared))} is over this server's upload limit of {limit}")
+        body = bytearray()
+        async for chunk in request.stream():  # counted as it arrives: a lying Content-Length gains nothing
+            body += chunk
+            if len(body) > max_upload_bytes:
+                raise WebError(413, f"file too large: over this server's upload limit of {limit}")
+        result = await anyio.to_thread.run_sync(
+            lambda: compare(bytes(body), model=model, quality=quality,
+                            target_size=target_size or None, lpips=lpips, max_pixels=max_pixels,
+                            metrics=metrics),
+            limiter=limiter)
+        return JSONResponse(result)
+
+    return app

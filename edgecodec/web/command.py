@@ -1,0 +1,52 @@
+"""``edgecodec serve``: the local comparison page (FastAPI + uvicorn)."""
+
+from __future__ import annotations
+
+import argparse
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_MAX_UPLOAD_MB = 20.0
+DEFAULT_MAX_PIXELS = 16_000_000
+
+
+def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``serve`` subcommand to the CLI's subparsers (it sets ``func``). Imports nothing
+    heavy: FastAPI, uvicorn and torch load when the command runs."""
+    p = subparsers.add_parser(
+        "serve", help="local web page comparing edgecodec with JPEG, WebP and AVIF at the same size",
+        description="Serve the comparison page. It binds to 127.0.0.1 (this machine only) unless --host "
+                    "says otherwise; everything runs locally and uploads are kept in memory.")
+    p.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}; "
+                   "0.0.0.0 exposes the page to the network)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
+                   help=f"largest upload in MB (default {DEFAULT_MAX_UPLOAD_MB:g})")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help=f"largest image in pixels (default {DEFAULT_MAX_PIXELS:,})")
+    p.add_argument("--workers", type=int, default=None,
+                   help="comparisons computed at once (default: CPU cores, at least 2)")
+    p.set_defaults(func=cmd_serve)
+    return p
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ..errors import UsageError
+
+    if args.max_upload_mb <= 0 or args.max_pixels <= 0:
+        raise UsageError("--max-upload-mb and --max-pixels must be positive")
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be in 0..65535, got {args.port}")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    try:
+        import uvicorn
+    except ImportError:
+        raise UsageError("edgecodec serve needs fastapi and uvicorn (pip install fastapi uvicorn)") from None
+    from .app import create_app  # (it sets torch to one thread a request: see create_app)
+
+    app = create_app(max_upload_bytes=int(args.max_upload_mb * 1e6), max_pixels=args.max_pixels,
+                     workers=args.workers)
+    print(f"edgecodec serve: open http://{args.host}:{args.port}/ (Ctrl+C stops)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0

@@ -1,0 +1,243 @@
+// edgecodec comparison page: no dependencies, no network besides this server.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { file: null, result: null, shown: "edgecodec", urls: [], controller: null, info: null };
+
+function fmt(value, digits) {
+  return value === null || value === undefined ? "–" : Number(value).toFixed(digits);
+}
+
+function showError(message) {
+  const box = $("error");
+  box.textContent = message || "";
+  box.hidden = !message;
+}
+
+function setBusy(text) {
+  const status = $("status");
+  clearInterval(state.timer);
+  if (!text) { status.hidden = true; return; }
+  const start = performance.now();
+  const tick = () => { $("status-text").textContent = `${text} ${((performance.now() - start) / 1000).toFixed(1)} s`; };
+  tick();
+  status.hidden = false;
+  state.timer = setInterval(tick, 100);
+}
+
+function blobUrl(b64, type) {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const url = URL.createObjectURL(new Blob([bytes], { type }));
+  state.urls.push(url);
+  return url;
+}
+
+async function loadInfo() {
+  try {
+    const resp = await fetch("/api/info");
+    const info = await resp.json();
+    state.info = info;
+    const select = $("model");
+    for (const m of info.models) {
+      const opt = document.createElement("option");
+      opt.value = m.name;
+      opt.textContent = m.name + (m.default ? " (default)" : "");
+      opt.dataset.summary = m.summary || "";
+      if (m.name === info.default_model) opt.selected = true;
+      select.appendChild(opt);
+    }
+    $("model-summary").textContent = select.selectedOptions[0]?.dataset.summary || "";
+    $("version").textContent = `edgecodec ${info.version}`;
+    $("limits").textContent = `Limits: ${(info.max_upload_bytes / 1e6).toFixed(0)} MB upload, ` +
+      `${(info.max_pixels / 1e6).toFixed(1)} megapixels. Compared with: ${info.codecs.join(", ") || "none"}.`;
+    if (!info.models.length) showError("No edgecodec model is installed (see `edgecodec models`).");
+  } catch (err) {
+    showError(`Cannot reach the edgecodec server: ${err}`);
+  }
+}
+
+function pickFile(file) {
+  if (!file) return;
+  state.file = file;
+  $("drop-text").textContent = `${file.name} (${(file.size / 1024).toFixed(1)} KiB)`;
+  $("run").disabled = false;
+  run();
+}
+
+async function run() {
+  if (!state.file) return;
+  if (state.controller) state.controller.abort();
+  const controller = new AbortController();
+  state.controller = controller;
+  const params = new URLSearchParams();
+  params.set("model", $("model").value);
+  if ($("mode-target").checked) params.set("target_size", $("target").value.trim());
+  else params.set("quality", $("quality").value);
+  if ($("lpips").checked) params.set("lpips", "1");
+  showError("");
+  $("run").disabled = true;
+  setBusy("Encoding with edgecodec, then JPEG, WebP and AVIF at the same size…");
+  try {
+    const resp = await fetch(`/api/compress?${params}`, {
+      method: "POST", body: state.file, signal: controller.signal,
+      headers: { "Content-Type": "application/octet-stream" },
+    });
+    let data;
+    try { data = await resp.json(); } catch { data = { error: `server answered HTTP ${resp.status}` }; }
+    if (state.controller !== controller) return;  // a newer request replaced this one
+    if (!resp.ok) {
+      showError(`${data.error || data.detail || "request failed"} (HTTP ${resp.status})`);
+      return;
+    }
+    show(data);
+  } catch (err) {
+    if (err.name !== "AbortError") showError(`Request failed: ${err}`);
+  } finally {
+    if (state.controller === controller) {
+      state.controller = null;
+      setBusy(null);
+      $("run").disabled = false;
+    }
+  }
+}
+
+function show(data) {
+  for (const url of state.urls) URL.revokeObjectURL(url);
+  state.urls = [];
+  state.result = data;
+  const stem = (state.file.name.replace(/\.[^.]*$/, "") || "image").replace(/[^\w.-]+/g, "_");
+  $("left").src = blobUrl(data.original_png, "image/png");
+  for (const r of data.results) {
+    r.pngUrl = blobUrl(r.png, "image/png");
+    r.fileUrl = blobUrl(r.file, r.mime);
+  }
+  if (!data.results.some((r) => r.codec === state.shown)) state.shown = "edgecodec";
+
+  const pick = $("pick");
+  pick.textContent = "";
+  for (const r of data.results) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.id = `pick-${r.codec}`;
+    b.textContent = r.label;
+    b.addEventListener("click", () => { state.shown = r.codec; showRight(); });
+    pick.appendChild(b);
+  }
+
+  const tbody = $("results");
+  tbody.textContent = "";
+  const bestPsnr = Math.max(...data.results.map((r) => r.psnr ?? -Infinity));
+  for (const r of data.results) {
+    const tr = document.createElement("tr");
+    if (r.psnr === bestPsnr) tr.className = "best-row";
+    const setting = r.codec === "edgecodec" ? `quality ${r.quality.toFixed(3)}` : `q ${r.quality}`;
+    const fits = r.fits ? "" : ' <span class="warn" title="even the lowest quality is larger than the target">over</span>';
+    tr.innerHTML = `<td></td><td>${r.bytes.toLocaleString()}${fits}</td><td>${fmt(r.bpp, 3)}</td>` +
+      `<td>${fmt(r.psnr, 2)}</td><td>${fmt(r.ms_ssim, 4)}</td><td>${fmt(r.st_lpips, 4)}</td><td>${setting}</td><td></td>`;
+    tr.cells[0].textContent = r.label;
+    const file = document.createElement("a");
+    file.href = r.fileUrl;
+    file.download = stem + r.extension;
+    file.textContent = r.extension;
+    const png = document.createElement("a");
+    png.href = r.pngUrl;
+    png.download = `${stem}.${r.codec}.png`;
+    png.textContent = "decoded PNG";
+    if (r.codec === "edgecodec") { file.id = "download-edc"; png.id = "download-png"; }
+    tr.cells[7].append(file, png);
+    tbody.appendChild(tr);
+  }
+  $("table").hidden = false;
+  const conv = data.source.conversions.length ? `; converted: ${data.source.conversions.join(", ")}` : "";
+  $("summary").textContent = `${data.width}×${data.height} ${data.source.format || ""} image${conv}. ` +
+    `Classical codecs get at most ${data.target_bytes.toLocaleString()} bytes (the edgecodec file's size)` +
+    (data.requested_bytes ? `; requested ${data.requested_bytes.toLocaleString()} bytes` : "") +
+    `. Computed in ${data.elapsed_s.toFixed(1)} s.`;
+  $("placeholder").hidden = true;
+  $("stage").hidden = false;
+  applyZoom();
+  showRight();
+}
+
+function showRight() {
+  const r = state.result.results.find((x) => x.codec === state.shown);
+  $("right").src = r.pngUrl;
+  $("tag-right").textContent = `${r.label}: ${r.bytes.toLocaleString()} B, ${fmt(r.psnr, 2)} dB`;
+  for (const b of $("pick").children) b.classList.toggle("on", b.id === `pick-${r.codec}`);
+}
+
+function setSplit(percent) {
+  const p = Math.min(100, Math.max(0, percent));
+  $("left").style.clipPath = `inset(0 ${100 - p}% 0 0)`;
+  $("handle").style.left = `${p}%`;
+  $("split").value = p;
+}
+
+function applyZoom() {
+  const stage = $("stage");
+  const z = $("zoom").value;
+  if (!state.result) return;
+  if (z === "fit") {
+    stage.style.width = "";
+    stage.style.maxWidth = `min(100%, ${state.result.width}px)`;
+  } else {
+    stage.style.maxWidth = "none";
+    stage.style.width = `${state.result.width * Number(z) / (window.devicePixelRatio || 1)}px`;
+  }
+  stage.classList.toggle("pixelated", z !== "fit" && Number(z) >= 2);
+}
+
+function setupDrag() {
+  const stage = $("stage");
+  let dragging = false;
+  const move = (e) => {
+    const rect = stage.getBoundingClientRect();
+    setSplit(((e.clientX - rect.left) / rect.width) * 100);
+  };
+  stage.addEventListener("pointerdown", (e) => { dragging = true; stage.setPointerCapture(e.pointerId); move(e); });
+  stage.addEventListener("pointermove", (e) => { if (dragging) move(e); });
+  stage.addEventListener("pointerup", () => { dragging = false; });
+  stage.addEventListener("pointercancel", () => { dragging = false; });
+  $("split").addEventListener("input", (e) => setSplit(Number(e.target.value)));
+  // Ctrl/Cmd + wheel over the image zooms through the steps of the zoom menu.
+  $("viewer").addEventListener("wheel", (e) => {
+    if (!(e.ctrlKey || e.metaKey) || !state.result) return;
+    e.preventDefault();
+    const select = $("zoom");
+    select.selectedIndex = Math.min(select.options.length - 1, Math.max(0, select.selectedIndex + (e.deltaY < 0 ? 1 : -1)));
+    applyZoom();
+  }, { passive: false });
+}
+
+function setupInputs() {
+  const drop = $("drop");
+  $("file").addEventListener("change", (e) => pickFile(e.target.files[0]));
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); pickFile(e.dataTransfer.files[0]); });
+  document.addEventListener("dragover", (e) => e.preventDefault());
+  document.addEventListener("drop", (e) => { e.preventDefault(); pickFile(e.dataTransfer.files[0]); });
+  const q = $("quality");
+  q.addEventListener("input", () => { $("quality-value").textContent = Number(q.value).toFixed(2); });
+  q.addEventListener("change", run);  // on release: one request per choice, not per pixel dragged
+  for (const radio of document.querySelectorAll("input[name=mode]")) {
+    radio.addEventListener("change", () => {
+      $("target").disabled = !$("mode-target").checked;
+      q.disabled = $("mode-target").checked;
+      run();
+    });
+  }
+  $("target").addEventListener("keydown", (e) => { if (e.key === "Enter") run(); });
+  $("model").addEventListener("change", () => {
+    $("model-summary").textContent = $("model").selectedOptions[0]?.dataset.summary || "";
+    run();
+  });
+  $("lpips").addEventListener("change", run);
+  $("run").addEventListener("click", run);
+  $("zoom").addEventListener("change", applyZoom);
+}
+
+setupInputs();
+setupDrag();
+setSplit(50);
+loadInfo();

@@ -1,0 +1,151 @@
+"""The comparison page in a real browser: Debian's headless Chromium driven by Playwright.
+
+Needs /usr/bin/chromium (apt-get install chromium); Playwright's own browser downloads are never
+used. Set EDGECODEC_WEB_SCREENSHOT=docs/web.png to refresh the screenshot in the docs.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import edgecodec
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+W, H = 256, 192
+TIMEOUT_MS = 90_000
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason="headless Chromium not installed at /usr/bin/chromium "
+                                       "(apt-get install chromium chromium-driver)")
+
+
+@pytest.fixture(scope="module")
+def server():
+    import uvicorn
+
+    from edgecodec.web.app import create_app
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(max_upload_bytes=2_000_000, max_pixels=1_000_000),
+                            log_level="warning", lifespan="off")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not srv.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 860}, accept_downloads=True)
+        pg = context.new_page()
+        pg.set_default_timeout(TIMEOUT_MS)
+        pg.goto(server)
+        pg.wait_for_selector("#model option", state="attached")
+        yield pg
+        context.close()
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def crop_path(kodak, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("browser") / "kodim05_crop.png"
+    with Image.open(kodak / "kodim05.png") as img:
+        img.convert("RGB").crop((300, 200, 300 + W, 200 + H)).save(path)
+    return path
+
+
+def _edgecodec_setting(page) -> str:
+    return page.inner_text("#results tr:first-child td:nth-child(7)")
+
+
+def test_rejects_a_text_file_with_a_message(page, tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image\n")
+    page.set_input_files("#file", str(text))
+    page.wait_for_selector("#error", state="visible")
+    assert "not an image" in page.inner_text("#error")
+    page.wait_for_selector("#status", state="hidden")
+
+
+def test_upload_compare_drag_download(page, crop_path, tmp_path):
+    page.set_input_files("#file", str(crop_path))
+    assert page.is_visible("#status")  # progress is shown while the server works
+    page.wait_for_function("document.querySelectorAll('#results tr').length === 4")
+    page.wait_for_selector("#status", state="hidden")
+    assert page.is_hidden("#error")
+    assert _edgecodec_setting(page) == "quality 0.500"
+    labels = page.eval_on_selector_all("#results tr td:first-child", "tds => tds.map(t => t.textContent)")
+    assert labels[1:] == ["JPEG", "WebP", "AVIF"] and labels[0].startswith("edgecodec")
+
+    # change the quality: a new comparison runs when the slider is released
+    page.eval_on_selector("#quality", "el => { el.value = '0.8'; el.dispatchEvent(new Event('input'));"
+                                      " el.dispatchEvent(new Event('change')); }")
+    assert page.inner_text("#quality-value") == "0.80"
+    page.wait_for_function("document.querySelector('#results tr td:nth-child(7)').textContent === 'quality 0.800'")
+    page.wait_for_selector("#status", state="hidden")
+
+    # drag the split from the middle to a quarter of the width
+    box = page.locator("#stage").bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] / 2, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.35, y, steps=5)
+    page.mouse.move(box["x"] + box["width"] * 0.25, y, steps=5)
+    page.mouse.up()
+    assert float(page.input_value("#split")) == pytest.approx(25, abs=1.5)
+    assert "75" in page.eval_on_selector("#left", "el => el.style.clipPath")
+
+    # show AVIF on the right, zoom in
+    page.click("#pick-avif")
+    assert "AVIF" in page.inner_text("#tag-right")
+    page.select_option("#zoom", "2")
+    assert page.locator("#stage").bounding_box()["width"] > box["width"] * 0.99
+    page.click("#pick-edgecodec")
+
+    # download the .edc: it decodes to the uploaded image's size, at the chosen quality
+    with page.expect_download() as info:
+        page.click("#download-edc")
+    download = info.value
+    assert download.suggested_filename == "kodim05_crop.edc"
+    data = Path(download.path()).read_bytes()
+    header = edgecodec.read_header(data)
+    assert (header.width, header.height) == (W, H)
+    assert header.quality == pytest.approx(0.8, abs=1e-4)
+    decoded = edgecodec.decompress(data)
+    assert decoded.size == (W, H)
+    with page.expect_download() as info:
+        page.click("#download-png")
+    with Image.open(info.value.path()) as png:
+        assert np.array_equal(np.array(png.convert("RGB")), np.array(decoded))
+
+    page.select_option("#zoom", "2")
+    page.fill("#split", "50")
+    page.dispatch_event("#split", "input")
+    shot = Path(os.environ.get("EDGECODEC_WEB_SCREENSHOT") or tmp_path / "web.png")
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shot), full_page=True)
+    with Image.open(shot) as img:
+        assert img.width >= 1000

@@ -1,0 +1,134 @@
+"""The Pillow plugin: Image.open / Image.save of .edc files with the shipped model."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image, UnidentifiedImageError
+
+import edgecodec
+from edgecodec import pillow as plugin
+from edgecodec.codec import api
+
+from conftest import SHIPPED
+
+
+@pytest.fixture(scope="module")
+def crop(kodim23) -> Image.Image:
+    with Image.open(kodim23) as img:
+        return img.convert("RGB").crop((200, 150, 328, 246))  # 128 x 96
+
+
+@pytest.fixture(scope="module")
+def edc_file(crop, tmp_path_factory):
+    path = tmp_path_factory.mktemp("pil") / "x.edc"
+    crop.save(path, quality=0.6, model=SHIPPED)
+    return path
+
+
+def test_registered_on_import_edgecodec_without_torch():
+    code = ("import sys, edgecodec; from PIL import Image; "
+            "assert Image.registered_extensions()['.edc'] == 'EDC', 'extension'; "
+            "assert Image.MIME['EDC'] == 'image/x-edc', 'mime'; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_open_reads_header_without_decoding(edc_file, monkeypatch):
+    def no_decode(*args, **kwargs):
+        raise AssertionError("Image.open must not decode")
+
+    monkeypatch.setattr(api, "decompress", no_decode)
+    monkeypatch.setattr(api, "decode_array", no_decode)
+    with Image.open(edc_file) as img:
+        assert img.format == "EDC"
+        assert img.size == (128, 96)
+        assert img.mode == "RGB"
+        assert img.info["edc_model"] == SHIPPED
+        assert img.info["edc_quality"] == pytest.approx(0.6, abs=1e-4)
+        assert Image.MIME[img.format] == "image/x-edc"
+
+
+def test_header_reading_agrees_with_container(edc_file):
+    data = edc_file.read_bytes()
+    header = edgecodec.read_header(data)
+    mine = plugin._read_header(io.BytesIO(data))
+    assert (mine["model"], mine["width"], mine["height"], mine["conversions"], mine["version"]) == (
+        header.model, header.width, header.height, header.conversions, header.version)
+    assert mine["quality"] == header.quality
+
+
+def test_load_equals_decompress(edc_file, crop):
+    data = edc_file.read_bytes()
+    with Image.open(edc_file) as img:
+        img.load()
+        pixels = np.array(img)
+    assert pixels.shape == (96, 128, 3)
+    assert np.array_equal(pixels, np.array(edgecodec.decompress(data)))
+    # a plausible picture of the crop (no quality figure asserted: the shipped model may change)
+    assert np.abs(pixels.astype(int) - np.array(crop).astype(int)).mean() < 40
+
+
+def test_save_round_trip_to_buffer(crop, edc_file):
+    buf = io.BytesIO()
+    crop.save(buf, format="EDC", quality=0.6, model=SHIPPED)
+    assert buf.getvalue() == edc_file.read_bytes()  # same as saving by extension: deterministic
+    buf.seek(0)
+    with Image.open(buf) as img:
+        assert img.format == "EDC"
+        assert img.convert("RGB").size == crop.size
+
+
+def test_save_target_size(crop, tmp_path):
+    target = 1200
+    path = tmp_path / "t.edc"
+    crop.save(path, target_size=target)
+    size = path.stat().st_size
+    assert size <= target
+    assert edgecodec.read_header(path.read_bytes()).model == SHIPPED  # the default model
+    with Image.open(path) as img:
+        assert np.array(img).shape == (96, 128, 3)
+
+
+def test_grayscale_opens_as_L(crop, tmp_path):
+    path = tmp_path / "g.edc"
+    crop.convert("L").save(path, quality=0.3)
+    with Image.open(path) as img:
+        assert img.mode == "L"
+        img.load()
+        assert np.array(img).shape == (96, 128)
+
+
+def test_bad_quality_is_an_error(crop):
+    with pytest.raises(ValueError, match="quality"):
+        crop.save(io.BytesIO(), format="EDC", quality=60)
+
+
+def test_other_files_not_claimed(kodim23, tmp_path):
+    assert not plugin._accept(kodim23.read_bytes()[:16])
+    with Image.open(kodim23) as img:
+        assert img.format == "PNG"
+    junk = tmp_path / "junk.edc"
+    junk.write_bytes(b"hello, this is not an image at all")
+    with pytest.raises(UnidentifiedImageError):
+        Image.open(junk)
+    # the magic alone, with a broken header, is rejected at open (not at load)
+    broken = tmp_path / "broken.edc"
+    broken.write_bytes(b"\x89EDC\x01\xff\x00" + b"\x00" * 8)
+    with pytest.raises(UnidentifiedImageError):
+        Image.open(broken)
+
+
+def test_damaged_stream_fails_at_load_with_oserror(edc_file, tmp_path):
+    data = bytearray(edc_file.read_bytes())
+    data[-10] ^= 0xFF  # inside the streams: the header still reads, the checksum does not match
+    path = tmp_path / "damaged.edc"
+    path.write_bytes(bytes(data))
+    with Image.open(path) as img:
+        assert img.size == (128, 96)
+        with pytest.raises(OSError, match="checksum"):
+            img.load()

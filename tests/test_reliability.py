@@ -1,0 +1,291 @@
+"""Faults: batch runs and training runs killed with SIGKILL and run again, leftover temporary and
+damaged files, and model names from untrusted streams. See RELIABILITY.md."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO, TINY, assert_one_error_line, cli_env, run_cli
+from PIL import Image
+
+from edgecodec import cli, zoo
+from edgecodec.codec.api import decode_array
+from edgecodec.codec.container import Container
+from edgecodec.errors import UnknownModelError
+from edgecodec.train.config import load_config
+from edgecodec.train.trainer import Trainer, latest_checkpoint, run
+
+
+def _popen_cli(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "edgecodec.cli", *map(str, args)], cwd=str(cwd), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _kill_when(proc: subprocess.Popen, ready, timeout: float = 120.0) -> bool:
+    """SIGKILL ``proc`` as soon as ``ready()`` holds; True if it was still running then."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"process ended (code {proc.returncode}) before the kill point:\n"
+                        f"{out[-2000:]}{err[-2000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            proc.communicate()
+            pytest.fail("kill point not reached in time")
+        time.sleep(0.005)
+    running = proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    return running
+
+
+# --- batch runs ----------------------------------------------------------------------------------
+def test_folder_run_killed_then_resumed_with_skip_existing(tiny_models, tmp_path):
+    """`compress DIR -o OUT` killed (SIGKILL) after its first outputs: every visible .edc is
+    complete; the rerun with --skip-existing removes our stale temporary files (only those), keeps
+    the finished files untouched, writes the rest, reports the bad inputs and exits 10."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    (src / "sub").mkdir(parents=True)
+    rng = np.random.RandomState(0)
+    yy, xx = np.mgrid[0:128, 0:160] / 160.0
+    good = []
+    for i in range(30):
+        base = np.stack([np.sin(xx * (i + 1)), yy, (xx + yy) / 2], axis=-1) * 0.5 + 0.25
+        arr = np.clip(base * 255 + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(arr).save(src / f"img{i:02d}.png")
+        good.append(f"img{i:02d}.edc")
+    (src / "sub" / "corrupt.png").write_bytes(rng.bytes(2000))
+    Image.fromarray(np.zeros((16, 16, 4), np.uint8), "RGBA").save(src / "sub" / "rgba.png")
+    env = cli_env(tiny_models["a"])
+
+    proc = _popen_cli("compress", src, "-o", out, "--model", "tiny", "-q", cwd=tmp_path, env=env)
+    visible = lambda: sorted(p for p in out.rglob("*.edc") if not p.name.startswith("."))  # noqa: E731
+    assert _kill_when(proc, lambda: out.is_dir() and visible()), "the run ended before the kill"
+    assert proc.returncode == -signal.SIGKILL
+    done = visible()
+    assert 1 <= len(done) < 30, f"{len(done)} outputs at the kill: the kill did not interrupt the run"
+    for path in done:  # complete files only: they parse (CRC included) and decode
+        container = Container.from_bytes(path.read_bytes())
+        assert (container.header.width, container.header.height) == (160, 128)
+        assert decode_array(path.read_bytes())[0].shape == (128, 160, 3)
+    mtimes = {p: p.stat().st_mtime_ns for p in done}
+
+    # Leftovers as a kill in the middle of _write_atomic leaves them (ours), and files that only
+    # look alike (not ours: kept).
+    (out / "sub").mkdir(exist_ok=True)
+    ours = [out / ".img29.edc.k3x_9a0q.tmp", out / "sub" / ".corrupt.edc.abcdefgh.tmp"]
+    theirs = [out / ".img29.edc.tmp", out / "img29.edc.k3x_9a0q.tmp", out / ".img29.png.k3x_9a0q.tmp",
+              out / ".img29.edc.TOOLONG99.tmp", out / "notes.txt"]
+    for path in ours + theirs:
+        path.write_bytes(b"partial")
+
+    result = run_cli("compress", src, "-o", out, "--model", "tiny", "-q", "--skip-existing", cwd=tmp_path, env=env)
+    assert result.returncode == 10, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert f"{30 - len(done)} written, {len(done)} skipped (existing), 2 failed" in result.stdout, result.stdout
+    removed = re.search(r"removed (\d+) temporary file", result.stdout)
+    assert removed and int(removed[1]) >= 2, result.stdout  # a real one, if the kill hit a write
+    failed = [line for line in result.stderr.splitlines() if line.startswith("failed: ")]
+    assert len(failed) == 2 and any("corrupt.png" in f for f in failed) and any("rgba.png" in f for f in failed)
+    assert not [p for p in out.rglob("*") if re.fullmatch(cli.TEMP_PATTERN, p.name) and p not in theirs]
+    assert all(p.read_bytes() == b"partial" for p in theirs)
+    assert sorted(p.name for p in out.glob("*.edc")) == good
+    assert not list((out / "sub").glob("*.edc"))
+    for path, mtime in mtimes.items():
+        assert path.stat().st_mtime_ns == mtime, f"{path.name} was redone"
+    for name in good:
+        assert decode_array((out / name).read_bytes())[0].shape == (128, 160, 3)
+
+
+def test_folder_run_removes_only_its_own_stale_temp_files(tmp_path, capsys):
+    """Decompress folder mode removes .NAME.png.XXXXXXXX.tmp files, not the compress ones."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    arr = np.random.RandomState(1).randint(0, 256, (32, 48, 3), dtype=np.uint8)
+    import edgecodec
+
+    (src / "a.edc").write_bytes(edgecodec.compress(arr, model="tiny"))
+    (out / "deep").mkdir(parents=True)
+    stale = out / "deep" / ".a.png.zzzz0000.tmp"
+    other = out / ".a.edc.zzzz0000.tmp"
+    stale.write_bytes(b"x")
+    other.write_bytes(b"x")
+    assert cli.main(["decompress", str(src), "-o", str(out), "-q"]) == 0
+    assert "removed 1 temporary file(s)" in capsys.readouterr().out
+    assert not stale.exists() and other.exists() and (out / "a.png").exists()
+
+
+# --- training faults -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def train_images(tmp_path_factory) -> Path:
+    """Six 96x96 synthetic images (never Kodak: it is the evaluation set)."""
+    root = tmp_path_factory.mktemp("train_images")
+    rng = np.random.RandomState(3)
+    yy, xx = np.mgrid[0:96, 0:96] / 95.0
+    for i in range(6):
+        base = np.stack([np.sin(xx * rng.uniform(1, 6) + rng.uniform(0, 6)) * 0.5 + 0.5,
+                         yy * rng.uniform(0.2, 1.0), (xx + yy) / 2 * rng.uniform(0.2, 1.0)], axis=-1)
+        arr = np.clip(base * 255 + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(arr).save(root / f"img{i}.png")
+    return root
+
+
+def _overrides(images: Path, steps: int, ckpt_every: int) -> list[str]:
+    return ["model.overrides={" + ", ".join(f"{k}: {v}" for k, v in TINY.items()) + "}",
+            f"data.root={images}", "data.crop=64", "data.val_crop=64", "data.val_images=2",
+            "train.batch_size=2", f"train.steps={steps}", f"train.ckpt_every={ckpt_every}", "train.threads=1",
+            "train.log_every=5", "train.val_every=100000", "train.val_lpips=false", "train.log_lpips=false",
+            "train.tensorboard=false", "train.progress=false"]
+
+
+def _state(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _differing(a: dict, b: dict) -> list[str]:
+    assert a.keys() == b.keys()
+    return [k for k in a if not torch.equal(a[k], b[k])]
+
+
+def _same_optimizer(a: dict, b: dict) -> bool:
+    sa, sb = a["state"], b["state"]
+    return sa.keys() == sb.keys() and all(
+        torch.equal(sa[k]["exp_avg"], sb[k]["exp_avg"]) and torch.equal(sa[k]["exp_avg_sq"], sb[k]["exp_avg_sq"])
+        for k in sa)
+
+
+def test_training_killed_then_resumed_equals_uninterrupted(train_images, tmp_path):
+    """`edgecodec train` SIGKILLed after its first checkpoint, then `train --resume RUN` (the run's
+    own config.yaml): it ends at the last step with the weights and optimizer state of a run that
+    was never interrupted (resume is exact: RNG states are checkpointed)."""
+    steps, every = 60, 5
+    overrides = _overrides(train_images, steps, every)
+    run_dir = tmp_path / "run"
+    env = cli_env()
+    env["OMP_NUM_THREADS"] = "1"
+    proc = _popen_cli("train", "--config", REPO / "configs" / "crb.yaml", "--out", run_dir, *overrides,
+                      cwd=tmp_path, env=env)
+    assert _kill_when(proc, lambda: (run_dir / "ckpt-00000005.pt").exists()), "training ended before the kill"
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = latest_checkpoint(run_dir)
+    assert killed_at is not None and _state(killed_at)["step"] < steps
+
+    result = run_cli("train", "--resume", run_dir, cwd=tmp_path, env=env, timeout=170)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resumed from" in result.stderr
+    final = _state(run_dir / f"ckpt-{steps:08d}.pt")
+    assert final["step"] == steps
+    assert not list(run_dir.glob("*.tmp"))
+    steps_logged = [int(line.split(",")[0]) for line in (run_dir / "log.csv").read_text().splitlines()[1:]]
+    assert steps_logged == list(range(5, steps + 1, 5))  # rows past the checkpoint were redone, once
+
+    straight = run(load_config(REPO / "configs" / "crb.yaml", overrides), tmp_path / "straight")
+    reference = _state(tmp_path / "straight" / f"ckpt-{steps:08d}.pt")
+    assert straight.step == steps
+    differing = _differing(reference["model"], final["model"])
+    assert not differing, differing
+    assert _same_optimizer(reference["optimizer"], final["optimizer"])
+    assert _same_optimizer(reference["aux_optimizer"], final["aux_optimizer"])
+
+
+def test_resume_ignores_half_written_and_damaged_checkpoints(train_images, tmp_path, caplog):
+    """A kill during a checkpoint write leaves ckpt-STEP.pt.tmp (os.replace makes the real name
+    appear only complete): resume never picks it, and removes it. A damaged ckpt-STEP.pt (disk
+    trouble, a bad copy: atomic_save cannot produce one) is skipped with a warning for the one
+    before; resume being exact, the run still ends with the uninterrupted run's weights."""
+    config = load_config(REPO / "configs" / "crb.yaml", _overrides(train_images, 8, 2))
+    run_dir = tmp_path / "run"
+    run(config, run_dir, steps=4)
+    good = run_dir / "ckpt-00000004.pt"
+    data = good.read_bytes()
+    (run_dir / "ckpt-00000006.pt.tmp").write_bytes(data[: len(data) // 2])  # half-written, newer step
+    (run_dir / "ckpt-00000005.pt").write_bytes(data[: len(data) // 3])  # damaged
+    assert latest_checkpoint(run_dir).name == "ckpt-00000005.pt"
+
+    trainer = Trainer(config, run_dir)
+    with caplog.at_level(logging.WARNING, logger="edgecodec.train.trainer"):
+        assert trainer.resume() is True
+    assert trainer.step == 4
+    assert "ckpt-00000005.pt" in caplog.text and "previous checkpoint" in caplog.text
+    assert not (run_dir / "ckpt-00000006.pt.tmp").exists()
+    trainer.fit()
+    assert trainer.step == 8
+
+    straight = Trainer(config, tmp_path / "straight")
+    for _ in range(8):
+        straight.train_step()
+    assert not _differing(straight.model.state_dict(), trainer.model.state_dict())
+
+    # Nothing readable at all: a clear error, never a silent fresh start.
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "ckpt-00000002.pt").write_bytes(b"")
+    with pytest.raises(RuntimeError, match="no readable checkpoint"):
+        Trainer(config, broken).resume()
+
+
+def test_resume_without_config_needs_a_run_folder(tmp_path, capsys):
+    assert cli.main(["train", "--resume", str(tmp_path / "nothing")]) == 2
+    assert_one_error_line(capsys.readouterr().err, "--config")
+
+
+# --- untrusted files -----------------------------------------------------------------------------
+BAD_NAMES = ["../x", "/etc/passwd", "a/b", "..", ".", ".hidden", "a\\b", "a b", "x" * 65, "tiny\x00",
+             "-rf", "é"]
+
+
+def test_model_names_cannot_name_a_path(tiny_models, tiny_stream, tmp_path):
+    """The model name of a stream header selects a model by name; it can never reach a path,
+    even one that leads to real weights."""
+    c = Container.from_bytes(tiny_stream)
+    traversal = f"../{tiny_models['a'].name}/tiny"  # resolves, relative to the model folder, to tiny
+    for name in [*BAD_NAMES, traversal]:
+        crafted = Container(dataclasses.replace(c.header, model=name), c.streams).to_bytes()  # valid CRC
+        with pytest.raises(UnknownModelError, match="invalid model name"):
+            decode_array(crafted)
+        with pytest.raises(UnknownModelError, match="invalid model name"):
+            zoo.find_model(name)
+    for ok in ("tiny", "fidelity", "a.b-c_1", "x" * 64):
+        assert zoo.valid_model_name(ok)
+    assert decode_array(tiny_stream)[0].shape == (40, 70, 3)
+
+    # The CLI: one error line, exit code 9.
+    crafted = Container(dataclasses.replace(c.header, model="../../etc/passwd"), c.streams).to_bytes()
+    (tmp_path / "evil.edc").write_bytes(crafted)
+    result = run_cli("decompress", "evil.edc", "-o", "evil.png", cwd=tmp_path)
+    assert result.returncode == 9, (result.returncode, result.stderr)
+    assert_one_error_line(result.stderr, "invalid model name")
+    assert not (tmp_path / "evil.png").exists()
+
+
+def test_save_and_list_refuse_invalid_names(tmp_path):
+    from conftest import make_tiny
+
+    model = make_tiny(0)
+    for name in ("../x", "a/b", ".hidden", ""):
+        with pytest.raises(ValueError, match="invalid model name"):
+            zoo.save_model(model, tmp_path, name, {})
+    assert not list(tmp_path.iterdir())
+    # A card whose file name is no valid model name (copied in by hand) is not listed.
+    weights = zoo.save_model(model, tmp_path, "ok", {})
+    (tmp_path / "bad name.safetensors").write_bytes(weights.read_bytes())
+    (tmp_path / "bad name.json").write_text((tmp_path / "ok.json").read_text())
+    old = os.environ["EDGECODEC_MODEL_PATH"]
+    try:
+        os.environ["EDGECODEC_MODEL_PATH"] = str(tmp_path)
+        names = [e.name for e in zoo.list_models()]
+    finally:
+        os.environ["EDGECODEC_MODEL_PATH"] = old
+    assert "ok" in names and "bad name" not in names

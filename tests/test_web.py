@@ -1,0 +1,214 @@
+"""The comparison page's API (edgecodec serve) through FastAPI's TestClient, with the shipped model."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import re
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi", reason="the web page needs fastapi (pip install -r requirements.txt)")
+from fastapi.testclient import TestClient  # noqa: E402
+
+import edgecodec  # noqa: E402
+from edgecodec.eval import classical  # noqa: E402
+from edgecodec.web import app as web  # noqa: E402
+from edgecodec.web.command import add_serve_parser  # noqa: E402
+
+from conftest import SHIPPED  # noqa: E402
+
+W, H = 192, 128
+UPLOAD_LIMIT = 300_000
+PIXEL_LIMIT = 200_000
+
+
+@pytest.fixture(scope="module")
+def crop_rgb(kodim23) -> np.ndarray:
+    with Image.open(kodim23) as img:
+        return np.array(img.convert("RGB").crop((200, 150, 200 + W, 150 + H)))
+
+
+@pytest.fixture(scope="module")
+def crop_png(crop_rgb) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(crop_rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def client():
+    with TestClient(web.create_app(max_upload_bytes=UPLOAD_LIMIT, max_pixels=PIXEL_LIMIT, workers=2)) as c:
+        yield c
+
+
+def _decoded(entry: dict) -> np.ndarray:
+    with Image.open(io.BytesIO(base64.b64decode(entry["png"]))) as img:
+        return np.array(img.convert("RGB"))
+
+
+def test_page_and_assets_are_local(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    texts = [page.text]
+    for asset in ("/static/app.js", "/static/style.css"):
+        assert asset in page.text
+        r = client.get(asset)
+        assert r.status_code == 200
+        texts.append(r.text)
+    for text in texts:  # no CDN, no external fonts: the page works offline
+        assert not re.search(r"(src|href)=[\"']?(https?:)?//", text)
+        assert "cdn" not in text.lower()
+
+
+def test_info_lists_models_and_limits(client):
+    info = client.get("/api/info").json()
+    assert SHIPPED in [m["name"] for m in info["models"]]
+    assert info["default_model"] == SHIPPED
+    assert set(info["codecs"]) <= {"jpeg", "webp", "avif"}
+    assert (info["max_upload_bytes"], info["max_pixels"]) == (UPLOAD_LIMIT, PIXEL_LIMIT)
+
+
+def test_compress_at_quality(client, crop_png, crop_rgb):
+    r = client.post(f"/api/compress?quality=0.6&model={SHIPPED}&lpips=1", content=crop_png)
+    assert r.status_code == 200, r.text
+    data = r.json()
+    assert (data["width"], data["height"]) == (W, H)
+    results = {e["codec"]: e for e in data["results"]}
+    assert set(results) == {"edgecodec", *classical.available_codecs()} - {"jxl"}
+    assert {"jpeg", "webp", "avif"} <= set(results)  # all three are built into the pinned Pillow
+    edc = base64.b64decode(results["edgecodec"]["file"])
+    assert data["target_bytes"] == len(edc) == results["edgecodec"]["bytes"]
+    assert results["edgecodec"]["quality"] == pytest.approx(0.6, abs=1e-4)
+    # the .edc decodes to the image size, and to the reconstruction shown
+    decoded = edgecodec.decompress(edc)
+    assert decoded.size == (W, H)
+    assert np.array_equal(np.array(decoded), _decoded(results["edgecodec"]))
+    for name in ("jpeg", "webp", "avif"):
+        e = results[name]
+        file = base64.b64decode(e["file"])
+        assert e["bytes"] == len(file) <= data["target_bytes"] and e["fits"]
+        assert e["bpp"] == pytest.approx(8 * len(file) / (W * H))
+        assert np.array_equal(classical.get_codec(name).decode(file), _decoded(e))
+    for e in results.values():
+        assert e["psnr"] > 10
+        assert e["ms_ssim"] is None  # 128 px high: too small for 5 MS-SSIM scales
+        assert 0 <= e["st_lpips"] < 1
+    assert np.array_equal(np.array(Image.open(io.BytesIO(base64.b64decode(data["original_png"])))), crop_rgb)
+
+
+def test_compress_to_target_size(client, crop_png):
+    target = 2000
+    r = client.post(f"/api/compress?target_size={target}", content=crop_png)
+    assert r.status_code == 200, r.text
+    data = r.json()
+    assert data["requested_bytes"] == target
+    edc_bytes = data["results"][0]["bytes"]
+    assert data["results"][0]["codec"] == "edgecodec"
+    assert edc_bytes <= 1.03 * target  # the rate search's tolerance
+    assert all(e["bytes"] <= edc_bytes for e in data["results"])
+    assert all(e["st_lpips"] is None for e in data["results"])  # not asked for
+
+
+def test_oversize_upload_is_413(client, crop_rgb):
+    big = np.random.default_rng(0).integers(0, 256, (400, 400, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(big).save(buf, format="PNG")
+    assert len(buf.getvalue()) > UPLOAD_LIMIT
+    r = client.post("/api/compress", content=buf.getvalue())
+    assert r.status_code == 413
+    assert "too large" in r.json()["error"] and "--max-upload-mb" in r.json()["error"]
+    # no Content-Length (chunked): refused while streaming
+    r = client.post("/api/compress", content=iter([buf.getvalue()[i:i + 65536]
+                                                  for i in range(0, len(buf.getvalue()), 65536)]))
+    assert r.status_code == 413 and "too large" in r.json()["error"]
+
+
+def test_too_many_pixels_is_413(client):
+    buf = io.BytesIO()
+    Image.new("RGB", (1000, 500), (90, 120, 200)).save(buf, format="PNG")  # small file, 500,000 pixels
+    assert len(buf.getvalue()) < UPLOAD_LIMIT
+    r = client.post("/api/compress", content=buf.getvalue())
+    assert r.status_code == 413
+    assert "500,000 pixels" in r.json()["error"] and "--max-pixels" in r.json()["error"]
+
+
+def test_text_file_is_400(client):
+    r = client.post("/api/compress", content=b"just some text, not an image\n" * 10)
+    assert r.status_code == 400
+    assert "not an image" in r.json()["error"]
+    r = client.post("/api/compress", content=b"")
+    assert r.status_code == 400 and "empty" in r.json()["error"]
+
+
+@pytest.mark.parametrize("query, message", [
+    ("quality=1.5", "quality must be between 0 and 1"),
+    ("quality=0.5&target_size=10KB", "not both"),
+    ("target_size=lots", "cannot parse size"),
+    ("model=nope", "unknown model"),
+    ("model=..%2F..%2Fetc", "invalid model name"),
+])
+def test_bad_parameters_are_400(client, crop_png, query, message):
+    r = client.post(f"/api/compress?{query}", content=crop_png)
+    assert r.status_code == 400 and message in r.json()["error"]
+
+
+def test_two_requests_at_once_both_succeed(client, crop_png):
+    results: dict[int, object] = {}
+
+    def post(i: int) -> None:
+        try:
+            results[i] = client.post(f"/api/compress?quality={0.3 + 0.3 * i}", content=crop_png)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            results[i] = exc
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert all(getattr(results.get(i), "status_code", None) == 200 for i in range(2)), results
+    sizes = [results[i].json()["target_bytes"] for i in range(2)]
+    assert sizes[0] < sizes[1]  # each got its own quality
+
+
+def test_requests_run_in_parallel_threads(crop_png, monkeypatch):
+    """The CPU work runs in worker threads: two slow comparisons overlap instead of queueing."""
+    def slow_compare(data, **kwargs):
+        time.sleep(1.0)
+        return {"ok": True}
+
+    monkeypatch.setattr(web, "compare", slow_compare)
+    with TestClient(web.create_app(workers=2)) as c:
+        start = time.perf_counter()
+        threads = [threading.Thread(target=lambda: c.post("/api/compress", content=crop_png)) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert time.perf_counter() - start < 1.8
+
+
+def test_serve_parser_defaults_to_loopback():
+    parser = argparse.ArgumentParser()
+    add_serve_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["serve"])
+    assert (args.host, args.port, args.max_upload_mb) == ("127.0.0.1", 8000, 20.0)
+    assert args.max_pixels > 0 and callable(args.func)
+    args = parser.parse_args(["serve", "--port", "0", "--max-upload-mb", "5", "--max-pixels", "1000"])
+    assert (args.port, args.max_upload_mb, args.max_pixels) == (0, 5.0, 1000)
+
+
+def test_encode_to_size_is_closest_not_exceeding(crop_rgb):
+    codec = classical.get_codec("jpeg")
+    target = 3000
+    q, data, fits = classical.encode_to_size(codec, crop_rgb, target)
+    assert fits and len(data) <= target
+    assert len(codec.encode(crop_rgb, q + 1)) > target
+    q, data, fits = classical.encode_to_size(codec, crop_rgb, 10)  # below any JPEG file
+    assert not fits and q == codec.quality_range[0]
