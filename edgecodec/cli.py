@@ -298,7 +298,8 @@ def cmd_export_model(args: argparse.Namespace) -> int:
     from .zoo import user_model_dir
 
     out_dir = Path(args.out) if args.out else user_model_dir()
-    weights = export_run(args.run, args.name, out_dir, {"summary": args.summary})
+    overrides = {"min_level": args.min_level} if args.min_level is not None else None
+    weights = export_run(args.run, args.name, out_dir, {"summary": args.summary}, config_overrides=overrides)
     print(f"wrote {weights} and {weights.with_suffix('.json')}")
     if args.kodak:
         os.environ["EDGECODEC_MODEL_PATH"] = os.pathsep.join(
@@ -376,6 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary", default="", help="one line for `edgecodec models`")
     p.add_argument("--kodak", help="measure the model on this folder of PNGs and record it in the card")
     p.add_argument("--qualities", default="0,0.25,0.5,0.75,1", help="qualities to measure")
+    p.add_argument("--min-level", type=float, default=None,
+                   help="level that quality 0 maps to (< 0 extrapolates the gains below the lowest trained level)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_export_model)
 

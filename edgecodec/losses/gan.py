@@ -108,9 +108,10 @@ class GANRateDistortionLoss(nn.Module):
     def __init__(self, lambdas: list[float], discriminator: PatchDiscriminator,
                  perceptual: PerceptualDistance | None, distortion: str = "l1", perceptual_weight: float = 0.5,
                  gan_weight: float = 0.1, disc_start: int = 0, adaptive_weight: bool = True,
-                 lpips_crop: int | None = None, lpips_resize: bool = False, conditional: bool = False) -> None:
+                 lpips_crop: int | None = None, lpips_resize: bool = False, conditional: bool = False,
+                 min_level: float = 0.0) -> None:
         super().__init__()
-        self.rd = RateDistortionLoss(lambdas, distortion)
+        self.rd = RateDistortionLoss(lambdas, distortion, min_level)
         self.distortion = distortion
         self.scale = DISTORTION_SCALE[distortion]
         self.discriminator = discriminator

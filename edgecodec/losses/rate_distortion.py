@@ -11,6 +11,8 @@ import math
 import torch
 from torch import nn
 
+from ..models.codec_model import interpolate_levels
+
 # D is measured on [0, 1] images; scaling to 8-bit units keeps lambdas comparable to CompressAI's
 # (lambda * 255^2 * MSE).
 DISTORTION_SCALE = {"mse": 255.0**2, "l1": 255.0}
@@ -27,8 +29,9 @@ def psnr(mse: torch.Tensor) -> torch.Tensor:
 
 
 class RateDistortionLoss(nn.Module):
-    def __init__(self, lambdas: list[float], distortion: str = "mse") -> None:
+    def __init__(self, lambdas: list[float], distortion: str = "mse", min_level: float = 0.0) -> None:
         super().__init__()
+        self.min_level = min_level  # the model's ModelConfig.min_level
         if distortion not in DISTORTION_SCALE:
             raise ValueError(f"distortion must be one of {sorted(DISTORTION_SCALE)}")
         if len(lambdas) < 2:
@@ -37,11 +40,7 @@ class RateDistortionLoss(nn.Module):
         self.register_buffer("log_lambdas", torch.tensor([math.log(v) for v in lambdas]))
 
     def lambdas_for(self, quality: torch.Tensor) -> torch.Tensor:
-        k = len(self.log_lambdas)
-        pos = quality.clamp(0, 1) * (k - 1)
-        lower = pos.floor().long().clamp(max=k - 2)
-        t = pos - lower
-        return ((1 - t) * self.log_lambdas[lower] + t * self.log_lambdas[lower + 1]).exp()
+        return interpolate_levels(self.log_lambdas, quality, self.min_level).exp()
 
     def forward(self, out: dict, x: torch.Tensor, quality: torch.Tensor) -> dict[str, torch.Tensor]:
         num_pixels = x.shape[-2] * x.shape[-1]

@@ -46,6 +46,9 @@ class ModelConfig:
     prior: str = "meanscale"  # "factorized", "scale" or "meanscale"
     res_blocks: int = 1  # residual blocks per stage (crb only)
     levels: int = 6  # quality levels with their own gain vectors
+    # Level that quality 0 maps to; below 0 extrapolates the gains past the lowest trained level
+    # (quality 1 is always level K-1).
+    min_level: float = 0.0
     discriminator: bool = False  # trained with a PatchGAN (gcrb); not part of the codec
     disc_channels: int = 64
     disc_conditional: bool = False  # HiFiC-style discriminator conditioned on y_hat
@@ -63,9 +66,22 @@ class ModelConfig:
         return cls(**data)
 
 
+def interpolate_levels(table: torch.Tensor, quality: torch.Tensor, min_level: float = 0.0) -> torch.Tensor:
+    """Rows of a per-level table (K, ...) interpolated linearly at qualities (B,) in [0, 1].
+
+    Quality 0 sits at level ``min_level`` and quality 1 at level K-1; a negative ``min_level``
+    extrapolates the first segment. Gains (log) and lambdas (log) both use this, so a quality
+    means the same trade-off in training and in coding."""
+    k = table.shape[0]
+    pos = min_level + quality.clamp(0, 1).to(table.dtype) * (k - 1 - min_level)
+    lower = pos.floor().long().clamp(0, k - 2)
+    t = (pos - lower).reshape(-1, *[1] * (table.dim() - 1))
+    return (1 - t) * table[lower] + t * table[lower + 1]
+
+
 @contextlib.contextmanager
 def single_thread() -> Iterator[None]:
-    """Run the hyper-synthesis with one thread on both sides of the channel.
+    """Run on one thread: the hyper-synthesis on both sides of the channel, and the synthesis.
 
     The Gaussian scales chosen by the hyper-synthesis select the entropy coder's tables; if the
     encoder and decoder computed them with different float reduction orders (thread counts), one
@@ -124,14 +140,8 @@ class EdgeCodecModel(CompressionModel):
 
     def gains(self, quality: torch.Tensor) -> dict[str, torch.Tensor]:
         """Gain vectors for qualities in [0, 1] (shape (B,)), each shaped (B, C, 1, 1)."""
-        k = self.config.levels
-        pos = quality.clamp(0, 1).to(self.log_y_gain.dtype) * (k - 1)
-        lower = pos.floor().long().clamp(max=k - 2)
-        t = (pos - lower)[:, None]
-
         def interp(table: torch.Tensor) -> torch.Tensor:
-            value = (1 - t) * table[lower] + t * table[lower + 1]
-            return value.exp()[:, :, None, None]
+            return interpolate_levels(table, quality, self.config.min_level).exp()[:, :, None, None]
 
         return {
             "y_gain": interp(self.log_y_gain),
@@ -194,7 +204,11 @@ class EdgeCodecModel(CompressionModel):
                     [[strings[0]], [strings[1]]], {"y": shape, "hyper": z_shape},
                     y_gain_inv=g["y_gain_inv"], z_gain_inv=g["z_gain_inv"],
                 )["y_hat"]
-        return self._image(y_hat).clamp(0, 1)
+        # The synthesis also runs on one thread: with GDN, 1 and 2 threads gave pixels differing
+        # by one level in a few places (float reduction order), and decoding must not depend on
+        # the machine's thread count.
+        with single_thread():
+            return self._image(y_hat).clamp(0, 1)
 
     def _pad_streams(self, strings: list[bytes], shape: tuple[int, int]) -> list[bytes]:
         """Check each stream's length, then append enough zero bytes that the decoder never

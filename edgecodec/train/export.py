@@ -15,16 +15,17 @@ from ..zoo import MODEL_NAME_RULE, save_model, valid_model_name
 from .trainer import latest_checkpoint
 
 
-def load_checkpoint_model(path: str | Path) -> tuple[EdgeCodecModel, int]:
+def load_checkpoint_model(path: str | Path, config_overrides: dict[str, Any] | None = None
+                          ) -> tuple[EdgeCodecModel, int]:
     state = torch.load(path, map_location="cpu", weights_only=True)
-    model = EdgeCodecModel(ModelConfig.from_dict(state["model_config"]))
+    model = EdgeCodecModel(ModelConfig.from_dict({**state["model_config"], **(config_overrides or {})}))
     model.load_state_dict(state["model"])
     model.eval()
     return model, int(state["step"])
 
 
 def export_run(run_dir: str | Path, name: str, out_dir: str | Path, card: dict[str, Any] | None = None,
-               checkpoint: str | Path | None = None) -> Path:
+               checkpoint: str | Path | None = None, config_overrides: dict[str, Any] | None = None) -> Path:
     """Export the latest (or given) checkpoint of run_dir as model `name` into out_dir."""
     if not valid_model_name(name):  # before any work (save_model checks it again)
         raise ValueError(f"invalid model name {name!r}: a model name is {MODEL_NAME_RULE}")
@@ -32,7 +33,7 @@ def export_run(run_dir: str | Path, name: str, out_dir: str | Path, card: dict[s
     ckpt = Path(checkpoint) if checkpoint else latest_checkpoint(run_dir)
     if ckpt is None:
         raise FileNotFoundError(f"no checkpoint in {run_dir}")
-    model, step = load_checkpoint_model(ckpt)
+    model, step = load_checkpoint_model(ckpt, config_overrides)
     elapsed = torch.load(ckpt, map_location="cpu", weights_only=True).get("elapsed_s")
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     launches_path = run_dir / "launches.jsonl"

@@ -99,9 +99,9 @@ class Trainer:
                 perceptual_weight=gc["perceptual_weight"], gan_weight=gc["gan_weight"],
                 disc_start=gc["disc_start"], adaptive_weight=gc["adaptive_weight"],
                 lpips_crop=gc.get("lpips_crop"), lpips_resize=gc.get("lpips_resize", False),
-                conditional=mc.disc_conditional)
+                conditional=mc.disc_conditional, min_level=mc.min_level)
         else:
-            self.criterion = RateDistortionLoss(tc["lambdas"], tc["distortion"])
+            self.criterion = RateDistortionLoss(tc["lambdas"], tc["distortion"], mc.min_level)
         self._place_modules()
         main, aux = split_parameters(self.model)
         self.optimizer = torch.optim.Adam(main, lr=tc["lr"])
