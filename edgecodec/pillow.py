@@ -12,9 +12,9 @@ extension ``.edc`` and the MIME type ``image/x-edc``::
     img.save("copy.edc", quality=0.6)        # or target_size="40KB", model="fidelity"
 
 Like ``pillow-avif-plugin`` and ``pillow-jxl-plugin``: an ``ImageFile`` subclass with
-``_accept`` on the magic bytes, ``_open`` that reads the header, and ``_save``. This module
-imports only Pillow and the standard library: the codec (and torch) is imported on the first
-``load()`` or ``save()``, so registering the plugin costs nothing.
+``_accept`` on the magic bytes, ``_open`` that parses the container (checksum included), and
+``_save``. This module imports only Pillow and the container parser: the codec API (and torch)
+is imported on the first ``load()`` or ``save()``, so registering the plugin costs nothing.
 
 Save options: ``quality`` (0..1, default 0.5: edgecodec's scale, not Pillow's 0-100),
 ``model`` (a name from ``edgecodec models``), ``target_size`` (bytes, or a string like "40KB")
@@ -25,55 +25,22 @@ Opened images carry ``info["edc_model"]`` and ``info["edc_quality"]``.
 from __future__ import annotations
 
 import io
-import struct
-from typing import IO, Any
+from typing import IO
 
 from PIL import Image, ImageFile
+
+from .codec.container import MAGIC, Container  # no torch: the codec API is imported on load/save
+from .errors import FormatError
 
 FORMAT = "EDC"
 EXTENSION = ".edc"
 MIME = "image/x-edc"
 
-# The first fields of the container (see codec/container.py and docs/format.md). They are parsed
-# here without importing the codec package, which imports torch; the whole stream (checksum,
-# stream table) is validated by the decoder in load(). tests/test_pillow_plugin.py checks that
-# this reading agrees with codec.container.
-_MAGIC = b"\x89EDC"
-_PREFIX = struct.Struct("<4sBH")  # magic, version, header length
-_FIXED = struct.Struct("<HIIBBBB")  # quality, width, height, channels, bit depth, conversions, streams
-_WEIGHTS_HASH_BYTES = 8
-_QUALITY_SCALE = 65535
 _GRAYSCALE = 1  # container.CONVERSIONS bit: grayscale source, decoded as mode L
 
 
 def _accept(prefix: bytes) -> bool:
-    return prefix[:4] == _MAGIC
-
-
-def _read_header(fp: IO[bytes]) -> dict[str, Any]:
-    """Model, quality, size and conversions from the start of an .edc file; SyntaxError if it is not one."""
-    prefix = fp.read(_PREFIX.size)
-    if len(prefix) < _PREFIX.size:
-        raise SyntaxError("not an .edc file: too short")
-    magic, version, header_len = _PREFIX.unpack(prefix)
-    if magic != _MAGIC:
-        raise SyntaxError("not an .edc file: wrong magic bytes")
-    body = fp.read(header_len)
-    if len(body) != header_len or header_len < 1:
-        raise SyntaxError("truncated .edc file: header incomplete")
-    name_len = body[0]
-    if name_len == 0 or 1 + name_len + _WEIGHTS_HASH_BYTES + _FIXED.size != header_len:
-        raise SyntaxError("corrupted .edc file: header length does not match its fields")
-    try:
-        model = body[1:1 + name_len].decode("utf-8")
-    except UnicodeDecodeError:
-        raise SyntaxError("corrupted .edc file: model name is not UTF-8") from None
-    quality, width, height, _channels, _depth, conversions, _streams = _FIXED.unpack_from(
-        body, 1 + name_len + _WEIGHTS_HASH_BYTES)
-    if width == 0 or height == 0:
-        raise SyntaxError("corrupted .edc file: zero image size")
-    return {"version": version, "model": model, "quality": quality / _QUALITY_SCALE,
-            "width": width, "height": height, "conversions": conversions}
+    return prefix[:4] == MAGIC
 
 
 class EdgecodecImageFile(ImageFile.ImageFile):
@@ -81,21 +48,22 @@ class EdgecodecImageFile(ImageFile.ImageFile):
     format_description = "edgecodec learned image codec"
 
     def _open(self) -> None:
-        header = _read_header(self.fp)
-        self.fp.seek(0)
         # Decoding needs the whole stream; the file is small (it is compressed), and reading it
-        # now lets Pillow close the file when it wants to.
+        # now lets Pillow close the file when it wants to. Parsing checks the CRC and the layout.
         self._edc_data: bytes | None = self.fp.read()
-        self._size = (header["width"], header["height"])
-        self._mode = "L" if header["conversions"] & _GRAYSCALE else "RGB"
-        self.info["edc_model"] = header["model"]
-        self.info["edc_quality"] = header["quality"]
+        try:
+            header = Container.from_bytes(self._edc_data).header
+        except FormatError as exc:
+            raise SyntaxError(str(exc)) from None
+        self._size = (header.width, header.height)
+        self._mode = "L" if header.conversions & _GRAYSCALE else "RGB"
+        self.info["edc_model"] = header.model
+        self.info["edc_quality"] = header.quality
         self.tile = []
 
     def load(self):  # type: ignore[override]
         if self._edc_data is not None:
             from .codec.api import decompress
-            from .errors import FormatError
 
             try:
                 decoded = decompress(self._edc_data)
