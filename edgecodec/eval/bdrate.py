@@ -88,13 +88,20 @@ def _integral(x: np.ndarray, y: np.ndarray, lo: float, hi: float, method: str) -
     raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
 
 
-def bd_rate(anchor_rate: Sequence[float], anchor_quality: Sequence[float], test_rate: Sequence[float],
-            test_quality: Sequence[float], method: str = "pchip") -> float:
-    """Average rate difference of test vs anchor at equal quality, in percent (negative: test saves bits)."""
+def _curves(anchor_rate: Sequence[float], anchor_quality: Sequence[float], test_rate: Sequence[float],
+            test_quality: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Both curves prepared by _curve (log-rate, quality), each with at least 2 points."""
     la, qa = _curve(anchor_rate, anchor_quality)
     lt, qt = _curve(test_rate, test_quality)
     if len(qa) < 2 or len(qt) < 2:
         raise BDRateError("each curve needs at least 2 points with increasing quality")
+    return la, qa, lt, qt
+
+
+def bd_rate(anchor_rate: Sequence[float], anchor_quality: Sequence[float], test_rate: Sequence[float],
+            test_quality: Sequence[float], method: str = "pchip") -> float:
+    """Average rate difference of test vs anchor at equal quality, in percent (negative: test saves bits)."""
+    la, qa, lt, qt = _curves(anchor_rate, anchor_quality, test_rate, test_quality)
     lo, hi = max(qa[0], qt[0]), min(qa[-1], qt[-1])
     if not hi > lo:
         raise BDRateError(f"the curves share no quality range (anchor {qa[0]:.3f}-{qa[-1]:.3f}, "
@@ -106,10 +113,7 @@ def bd_rate(anchor_rate: Sequence[float], anchor_quality: Sequence[float], test_
 def bd_quality(anchor_rate: Sequence[float], anchor_quality: Sequence[float], test_rate: Sequence[float],
                test_quality: Sequence[float], method: str = "pchip") -> float:
     """Average quality difference of test vs anchor at equal rate (BD-PSNR for the PSNR axis)."""
-    la, qa = _curve(anchor_rate, anchor_quality)
-    lt, qt = _curve(test_rate, test_quality)
-    if len(qa) < 2 or len(qt) < 2:
-        raise BDRateError("each curve needs at least 2 points with increasing quality")
+    la, qa, lt, qt = _curves(anchor_rate, anchor_quality, test_rate, test_quality)
     # After _curve, log-rate is strictly increasing too, so quality is a function of it.
     lo, hi = max(la[0], lt[0]), min(la[-1], lt[-1])
     if not hi > lo:

@@ -165,6 +165,18 @@ def available_codecs() -> list[str]:
     return [name for name, codec in CODECS.items() if codec.available()]
 
 
+def _bisect(size: Callable[[int], float], lo: int, hi: int, limit: float) -> tuple[int, int]:
+    """Narrow integer qualities to neighbours lo, hi with size(lo) <= limit < size(hi)
+    (sizes are close to monotone in quality)."""
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if size(mid) > limit:
+            hi = mid
+        else:
+            lo = mid
+    return lo, hi
+
+
 def encode_to_bpp(codec: Codec, rgb: np.ndarray, target_bpp: float) -> tuple[int, bytes]:
     """The integer quality whose file is closest to ``target_bpp`` (bisection; sizes are close to
     monotone in quality), and that file."""
@@ -177,12 +189,7 @@ def encode_to_bpp(codec: Codec, rgb: np.ndarray, target_bpp: float) -> tuple[int
             tried[q] = codec.encode(rgb, q)
         return 8 * len(tried[q]) / pixels
 
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if size(mid) > target_bpp:
-            hi = mid
-        else:
-            lo = mid
+    lo, hi = _bisect(size, lo, hi, target_bpp)
     best = min((lo, hi), key=lambda q: abs(size(q) - target_bpp))
     return best, tried[best]
 
@@ -203,12 +210,7 @@ def encode_to_size(codec: Codec, rgb: np.ndarray, max_bytes: int) -> tuple[int, 
     if size(lo) > max_bytes:
         return lo, tried[lo], False
     if size(hi) > max_bytes:
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if size(mid) > max_bytes:
-                hi = mid
-            else:
-                lo = mid
+        _bisect(size, lo, hi, max_bytes)
     best = max((q for q, data in tried.items() if len(data) <= max_bytes), key=lambda q: (len(tried[q]), q))
     return best, tried[best], True
 

@@ -17,6 +17,16 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+def _rewrite_csv(path: Path, header: list[str], rows: list[dict[str, Any]]) -> None:
+    """Replace a CSV atomically (temporary file + rename), so a kill never leaves half a log."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=header, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
 def append_csv(path: Path, row: dict[str, Any]) -> None:
     row = {k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
     header: list[str] = []
@@ -28,12 +38,7 @@ def append_csv(path: Path, row: dict[str, Any]) -> None:
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))
         header = header + new_keys
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=header, restval="")
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
+        _rewrite_csv(path, header, rows)
     elif not header:
         header = list(row)
         with open(path, "w", newline="") as f:
@@ -54,12 +59,7 @@ def drop_rows_after(path: Path, step: int) -> int:
     keep = [r for r in rows if r.get("step") in ("", None) or float(r["step"]) <= step]
     if len(keep) == len(rows):
         return 0
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=header, restval="")
-        writer.writeheader()
-        writer.writerows(keep)
-    os.replace(tmp, path)
+    _rewrite_csv(path, header, keep)
     return len(rows) - len(keep)
 
 
