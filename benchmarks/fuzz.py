@@ -6,16 +6,22 @@
 Seeds: small real streams of two tiny random models (a mean-scale hyperprior "fuzzms", two
 streams, and a factorized "fuzzfact", one stream) at several sizes and qualities, written into a
 temporary model folder; the harness needs nothing of the package beyond its public API
-(``edgecodec.compress``, ``edgecodec.codec.api.decode_array``, ``edgecodec.zoo.save_model``).
+(``edgecodec.compress``, ``edgecodec.codec.api.decode_array``, ``edgecodec.zoo.save_model``, and
+``edgecodec.codec.api.Encoder(..., tile=16)`` for the tiled seeds). Tiled seeds (format version 2:
+the smallest tile the format allows, 16 latent pixels = 256 image pixels, so that images of a few
+hundred pixels have 2 to 4 tiles) make up about a third of the seeds.
 
 Mutations (one to three per case, chosen by a seeded RNG, so a run is reproducible from --seed):
 bit flips, random / 0x00 / 0xFF byte overwrites, truncation, insertion of random / 0x00 / 0xFF
 runs, deletion, every header field (version, header length, name length, name, weights hash,
-quality, width, height, channels, bit depth, conversions, stream count, each stream length) set to
-an edge value (0, 1, max, max - 1, original +- 1, random), a stream's content replaced by
+quality, width, height, channels, bit depth, conversions, stream count, tile size, each stream
+length) set to an edge value (0, 1, max, max - 1, original +- 1, random), a stream's content replaced by
 0x00 / 0xFF / random bytes of edge lengths (0, 1, 4, original, up to the decoder's length limit
 and past it), a larger declared image with a stream of 0xFF bytes up to that limit (the rANS
-bypass over-read worst case), streams swapped, dropped, duplicated or spliced from another seed. Structural
+bypass over-read worst case; for a tiled seed every tile's stream at its limit), streams swapped,
+dropped, duplicated or spliced from another seed, and for tiled seeds the tile table: a tile's
+stream replaced by 0x00 / 0xFF / random bytes of edge lengths (up to and past its limit), tiles
+swapped, dropped or duplicated, a tile length lying. Structural
 mutations are re-serialised with a valid CRC; then 3 cases in 4 get their CRC32 recomputed (so the mutation
 reaches the parser and the entropy decoder) and 1 in 4 keep the stale one (the checksum path).
 
@@ -57,6 +63,9 @@ _FIELDS_AFTER_NAME = [  # (name, offset from 8 + n, struct format)
     ("quality", 8, "<H"), ("width", 10, "<I"), ("height", 14, "<I"), ("channels", 18, "<B"),
     ("bit_depth", 19, "<B"), ("conversions", 20, "<B"), ("streams", 21, "<B"),
 ]
+# Version 2 adds a 16-bit tile field after them (offset 22); a tiled file's stream 1 is a table of
+# tile streams, each a 4-byte length and its bytes.
+TILE = 16  # latent pixels a side: the smallest tile the format allows
 
 
 # --- seeds ---------------------------------------------------------------------------------------
@@ -104,12 +113,24 @@ def _seed_streams(rng) -> list[bytes]:
         for i, img in enumerate(images):
             for q in ((0.0, 0.5, 1.0) if i == 0 else (0.5,)):
                 seeds.append(edgecodec.compress(img, quality=q, model=model))
+    # Tiled: 300x450 -> 2 x 2 tiles, 200x520 -> 1 x 3 tiles (both models).
+    from edgecodec.codec.api import Encoder
+    from edgecodec.codec.imageio import load_image
+
+    yy, xx = np.mgrid[0:200, 0:520]
+    tiled = [rng.randint(0, 256, (300, 450, 3), dtype=np.uint8),
+             np.stack([yy, xx % 256, (yy + xx) % 256], -1).astype(np.uint8)]
+    for model in ("fuzzms", "fuzzfact"):
+        for i, img in enumerate(tiled):
+            encoder = Encoder(load_image(img), model, tile=TILE)
+            for q in ((0, 32768) if i == 0 else (32768,)):
+                seeds.append(encoder.encode(q))
     return seeds
 
 
 # --- parsing / serialising (independent of the package, so the harness can build invalid files) --
 def parse(data: bytes) -> dict | None:
-    """Split a valid version-1 file into fields; None if it is not one."""
+    """Split a valid version-1 or -2 file into fields; None if it is not one."""
     try:
         n = data[7]
         fields = {"version": data[4], "header_len": struct.unpack_from("<H", data, 5)[0],
@@ -117,6 +138,9 @@ def parse(data: bytes) -> dict | None:
         for name, off, fmt in _FIELDS_AFTER_NAME:
             fields[name] = struct.unpack_from(fmt, data, 8 + n + off)[0]
         pos, streams = 30 + n, []
+        if fields["version"] >= 2:
+            (fields["tile"],) = struct.unpack_from("<H", data, pos)
+            pos += 2
         for _ in range(fields["streams"]):
             (length,) = struct.unpack_from("<I", data, pos)
             streams.append(data[pos + 4:pos + 4 + length])
@@ -129,17 +153,48 @@ def parse(data: bytes) -> dict | None:
 
 def serialise(f: dict, lengths: list[int] | None = None, name_len: int | None = None,
               header_len: int | None = None, count: int | None = None) -> bytes:
-    """Build a file from fields; the optional arguments override derived values (to lie)."""
+    """Build a file from fields; the optional arguments override derived values (to lie). The
+    tile field is written when ``f`` has one (the version-2 layout), whatever ``f["version"]`` says."""
     name = f["name"]
     body = (bytes([len(name) if name_len is None else name_len]) + name + f["hash"]
             + struct.pack("<HIIBBBB", f["quality"], f["width"], f["height"], f["channels"],
                           f["bit_depth"], f["conversions"],
                           len(f["stream_list"]) if count is None else count))
+    if "tile" in f:
+        body += struct.pack("<H", f["tile"])
     out = bytearray(b"\x89EDC" + bytes([f["version"]])
                     + struct.pack("<H", len(body) if header_len is None else header_len) + body)
     for i, s in enumerate(f["stream_list"]):
         out += struct.pack("<I", len(s) if lengths is None or lengths[i] is None else lengths[i]) + s
     return bytes(out) + struct.pack("<I", zlib.crc32(out))
+
+
+def tile_shapes(f: dict, streams: int) -> list[tuple[int, int]]:
+    """Latent (height, width) of each tile of a tiled file, in raster order (docs/format.md)."""
+    stride = 64 if streams == 2 else 16
+    lh = -(-f["height"] // stride) * stride // 16
+    lw = -(-f["width"] // stride) * stride // 16
+    t = f["tile"]
+    return [(min(t, lh - r), min(t, lw - c)) for r in range(0, lh, t) for c in range(0, lw, t)]
+
+
+def split_tiles(table: bytes) -> list[bytes] | None:
+    """A tiled file's stream 1 as its tile streams; None if it is not a valid table."""
+    tiles, pos = [], 0
+    while pos < len(table):
+        if pos + 4 > len(table):
+            return None
+        (length,) = struct.unpack_from("<I", table, pos)
+        if pos + 4 + length > len(table):
+            return None
+        tiles.append(table[pos + 4: pos + 4 + length])
+        pos += 4 + length
+    return tiles
+
+
+def join_tiles(tiles: list[bytes], lengths: list[int | None] | None = None) -> bytes:
+    return b"".join(struct.pack("<I", len(t) if lengths is None or lengths[i] is None else lengths[i]) + t
+                    for i, t in enumerate(tiles))
 
 
 def fix_crc(data: bytes) -> bytes:
@@ -197,8 +252,9 @@ def mutate_fields(rng: random.Random, data: bytes, seeds: list[bytes]) -> tuple[
     if f is None or not f["stream_list"]:
         return mutate_bytes(rng, data, seeds)
     streams = list(f["stream_list"])
+    tiled = f.get("tile", 0) > 0 and bool(split_tiles(streams[0]))
     op = rng.choice(["field", "field", "name", "hash", "stream_len", "stream_content", "stream_content",
-                     "streams", "ff_at_limit"])
+                     "streams", "ff_at_limit"] + ["tiles"] * (3 if tiled else 0))
     if op == "ff_at_limit":
         # A larger declared image and a stream of 0xFF bytes (every nibble 15: the rANS bypass
         # chain) as long as the decoder's length limit allows: the over-read worst case.
@@ -207,15 +263,25 @@ def mutate_fields(rng: random.Random, data: bytes, seeds: list[bytes]) -> tuple[
         stride = 64 if len(streams) == 2 else 16
         ph, pw = -(-f["height"] // stride) * stride, -(-f["width"] // stride) * stride
         n = (32 * (ph // 16) * (pw // 16)) if i == 0 else (16 * (ph // 64) * (pw // 64))
-        streams[i] = b"\xff" * rng.choice([8 * n, 8 * n + 64, 4 * n, n])
+        k = rng.choice([8, 8, 4, 1])
+        if tiled and i == 0:  # every tile's stream at its own limit
+            pad = 64 if k == 8 and rng.random() < 0.5 else 0
+            streams[0] = join_tiles([b"\xff" * (k * 32 * th * tw + pad) for th, tw in tile_shapes(f, len(streams))])
+        else:
+            streams[i] = b"\xff" * (k * n + (64 if k == 8 and rng.random() < 0.5 else 0))
         f["stream_list"] = streams
         return "ff_at_limit", serialise(f)
+    if op == "tiles":
+        return "tiles", serialise(_mutate_tiles(rng, f, streams))
     if op == "field":
-        key, bits = rng.choice([("version", 8), ("quality", 16), ("width", 32), ("height", 32),
-                                ("channels", 8), ("bit_depth", 8), ("conversions", 8)])
+        keys = [("version", 8), ("quality", 16), ("width", 32), ("height", 32), ("channels", 8),
+                ("bit_depth", 8), ("conversions", 8)] + ([("tile", 16)] * 2 if "tile" in f else [])
+        key, bits = rng.choice(keys)
         f[key] = _edge(rng, bits, f[key])
         if key in ("width", "height") and rng.random() < 0.5:  # stay under the pixel cap
             f[key] = rng.choice([1, 2, 15, 16, 17, 63, 64, 65, 255, 1000])
+        if key == "tile" and rng.random() < 0.5:  # valid sizes: other layouts of the same streams
+            f[key] = rng.choice([0, 16, 32, 48, 64, 65520])
         return f"field:{key}", serialise(f)
     if op == "name":
         f["name"] = rng.choice([b"", b"x", b"fuzzms", b"fuzzfact", b"../../etc/passwd", b"/etc/passwd",
@@ -260,8 +326,38 @@ def mutate_fields(rng: random.Random, data: bytes, seeds: list[bytes]) -> tuple[
     return "streams", serialise(f) if streams else serialise({**f, "stream_list": [b""]}, count=0)
 
 
-def make_case(rng: random.Random, seeds: list[bytes]) -> tuple[str, bytes]:
-    data = rng.choice(seeds)
+def _mutate_tiles(rng: random.Random, f: dict, streams: list[bytes]) -> dict:
+    """A tiled file's tile table: one tile's content, order, count, or a lying length."""
+    tiles = split_tiles(streams[0])
+    shapes = tile_shapes(f, len(streams))
+    kind = rng.choice(["content", "content", "swap", "drop", "duplicate", "length"])
+    i = rng.randrange(len(tiles))
+    lengths = None
+    if kind == "content":
+        th, tw = shapes[i] if i < len(shapes) else (16, 16)
+        n = 32 * th * tw  # symbols of the tile: 8 n + 64 bytes is the limit
+        size = rng.choice([0, 1, 4, len(tiles[i]), 2 * len(tiles[i]) + 3, 4 * n, 8 * n + 64, 8 * n + 65])
+        keep = tiles[i][:rng.randrange(len(tiles[i]) + 1)] if rng.random() < 0.5 else b""
+        tiles[i] = (keep + _blob(rng, size))[:max(size, len(keep))]
+    elif kind == "swap" and len(tiles) > 1:
+        j = rng.randrange(len(tiles))
+        tiles[i], tiles[j] = tiles[j], tiles[i]
+    elif kind == "drop":
+        tiles.pop(i)
+    elif kind == "duplicate":
+        tiles.insert(i, tiles[i])
+    else:
+        lengths = [None] * len(tiles)
+        lengths[i] = _edge(rng, 32, len(tiles[i]))
+    streams[0] = join_tiles(tiles, lengths)
+    f["stream_list"] = streams
+    return f
+
+
+def make_case(rng: random.Random, seeds: list[bytes]) -> tuple[str, bytes, int]:
+    """A mutated seed: (the mutations, the bytes, the seed's index)."""
+    index = rng.randrange(len(seeds))  # what rng.choice(seeds) draws
+    data = seeds[index]
     ops = []
     for _ in range(rng.choice([1, 1, 1, 2, 3])):
         op, data = (mutate_fields if rng.random() < 0.6 else mutate_bytes)(rng, data, seeds)
@@ -271,7 +367,7 @@ def make_case(rng: random.Random, seeds: list[bytes]) -> tuple[str, bytes]:
     if rng.random() < 0.75:
         data = fix_crc(data)
         ops.append("crc-fixed")
-    return "+".join(ops), data
+    return "+".join(ops), data, index
 
 
 # --- worker --------------------------------------------------------------------------------------
@@ -372,6 +468,8 @@ def run_campaign(cases: int, seed: int = 0, timeout: float = 2.0, max_rss_mb: in
         rng = random.Random(seed)
         counts: collections.Counter = collections.Counter()
         by_op: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+        tiled_seeds = {i for i, s in enumerate(seeds) if (parse(s) or {}).get("tile")}
+        tiled_counts: collections.Counter = collections.Counter()
         failures: list[dict] = []
         max_rss, max_abs_rss, slowest, restarts = 0, 0, 0.0, 0
         max_rss_case = slowest_case = ""
@@ -379,7 +477,7 @@ def run_campaign(cases: int, seed: int = 0, timeout: float = 2.0, max_rss_mb: in
         worker = Worker(str(model_dir))
         try:
             for i in range(cases):
-                ops, data = make_case(rng, seeds)
+                ops, data, index = make_case(rng, seeds)
                 outcome, detail, (rss, growth), elapsed = worker.run(data, timeout)
                 if growth > max_rss_mb * 2**20:
                     outcome, detail = "memory", f"case grew the worker's RSS by {growth / 2**20:.0f} MiB"
@@ -391,6 +489,8 @@ def run_campaign(cases: int, seed: int = 0, timeout: float = 2.0, max_rss_mb: in
                 max_rss, slowest = max(max_rss, growth), max(slowest, elapsed)
                 counts[outcome] += 1
                 by_op[ops.split("+")[0]][outcome.split(":")[0]] += 1
+                if index in tiled_seeds:
+                    tiled_counts[outcome.split(":")[0]] += 1
                 if outcome.split(":")[0] in FAILURE_KINDS:
                     failures.append({"case": i, "ops": ops, "outcome": outcome, "detail": detail,
                                      "size": len(data)})
@@ -405,7 +505,8 @@ def run_campaign(cases: int, seed: int = 0, timeout: float = 2.0, max_rss_mb: in
                     print(f"{i + 1} cases, {dict(counts)}", file=sys.stderr)
         finally:
             worker.kill()
-    return {"cases": cases, "seed": seed, "seeds": len(seeds), "timeout_s": timeout,
+    return {"cases": cases, "seed": seed, "seeds": len(seeds), "tiled_seeds": len(tiled_seeds),
+            "tiled_seed_cases": dict(sorted(tiled_counts.items())), "timeout_s": timeout,
             "max_pixels": MAX_PIXELS, "seconds": round(time.perf_counter() - started, 1),
             "counts": dict(sorted(counts.items())),
             "accepted": counts["accepted"],

@@ -24,9 +24,6 @@ busy, the 2-thread numbers understate what 2 free cores give.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import resource
 import statistics
 import sys
@@ -34,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import machine, write_results
 import torch
 from PIL import Image
 
@@ -166,16 +164,13 @@ def main(argv: list[str] | None = None) -> int:
 
     result = {
         "model": args.model, "weights": weights_hash.hex(), "quality": args.quality,
-        "kodak_images": [p.name for p in paths], "torch": torch.__version__, "python": platform.python_version(),
-        "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+        "kodak_images": [p.name for p in paths], "torch": torch.__version__, **machine(),
         "process_max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "notes": "enc = analysis + entropy coding + container; dec = decode_array; medians; "
                  "peak_rss_mb = peak RSS growth over one encode+decode; CUDA rows are transforms only",
         "results": rows,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    out = write_results(args.out, result)
 
     print(f"model {args.model} ({weights_hash.hex()}), quality {args.quality}, torch {torch.__version__}")
     print(f"{'set':<28} {'device':<10} {'thr':>3} {'MP':>6} {'enc ms':>9} {'dec ms':>9} {'enc MP/s':>8} "

@@ -222,6 +222,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("weights hash", h.weights_hash.hex()), ("quality", f"{h.quality:.6f} ({h.quality_q16}/65535)"),
         ("width", h.width), ("height", h.height), ("source channels", h.channels),
         ("source bit depth", h.bit_depth), ("conversions", ", ".join(h.conversion_names()) or "none"),
+        ("tiles", f"{h.tile}x{h.tile} latent pixels ({16 * h.tile} px)" if h.tile else "none"),
         ("streams", ", ".join(f"{len(s)} bytes" for s in c.streams)),
         ("file size", f"{len(data)} bytes"), ("bpp", f"{8 * len(data) / (h.width * h.height):.4f}"),
     ]

@@ -23,7 +23,7 @@ from .errors import UnknownModelError
 from .models import EdgeCodecModel, ModelConfig
 
 PACKAGE_WEIGHTS = Path(__file__).parent / "weights"
-DEFAULT_MODEL = "fidelity"
+DEFAULT_MODEL = "perceptual"  # best ST-LPIPS per bit; README, Models
 # A model name is a file stem in a model folder, and it arrives from untrusted .edc headers: no
 # path separators, no leading dot (so no "..", no hidden files), at most 64 characters.
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -122,6 +122,12 @@ def save_model(model: EdgeCodecModel, folder: str | Path, name: str, card: dict[
     return weights
 
 
+def shipped_models() -> list[str]:
+    """Names of the models shipped inside the package (``edgecodec/weights``), default first."""
+    names = sorted(p.stem for p in PACKAGE_WEIGHTS.glob("*.safetensors"))
+    return sorted(names, key=lambda n: n != DEFAULT_MODEL)
+
+
 def describe(entry: ModelEntry) -> dict[str, Any]:
     card = entry.card
     return {"name": entry.name, "config": card.get("config", {}).get("transform"),
@@ -129,5 +135,5 @@ def describe(entry: ModelEntry) -> dict[str, Any]:
             "parameters": card.get("parameters"), "summary": card.get("summary", "")}
 
 
-__all__ = ["DEFAULT_MODEL", "ModelEntry", "describe", "find_model", "list_models", "load_model",
+__all__ = ["DEFAULT_MODEL", "ModelEntry", "describe", "find_model", "list_models", "load_model", "shipped_models",
            "save_model", "valid_model_name"]

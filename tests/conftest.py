@@ -20,7 +20,7 @@ torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(channels=16, latent_channels=32, hyper_channels=16)
-SHIPPED = "fidelity"
+SHIPPED = "fidelity"  # the shipped model most tests use explicitly
 
 
 # --- data ----------------------------------------------------------------------------------------

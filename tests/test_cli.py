@@ -14,6 +14,7 @@ from PIL import Image
 import edgecodec
 from edgecodec import cli
 from edgecodec.codec.container import FORMAT_VERSION, Container
+from edgecodec.zoo import DEFAULT_MODEL, shipped_models
 
 LINE = re.compile(r"^(?P<src>.+) -> (?P<dst>.+): (?P<w>\d+)x(?P<h>\d+), (?P<bytes>\d+) bytes, "
                   r"(?P<bpp>[0-9.]+) bpp, quality (?P<q>[0-9.]+), model (?P<model>\S+)")
@@ -38,7 +39,7 @@ def small_edc(small_png, tmp_path):
 
 
 # --- real processes --------------------------------------------------------------------------------
-def test_process_compress_kodim23_with_shipped_model(kodim23, tmp_path):
+def test_process_compress_kodim23_with_default_model(kodim23, tmp_path):
     out = tmp_path / "k23.edc"
     result = run_cli("compress", kodim23, "-o", out, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -52,9 +53,9 @@ def test_process_compress_kodim23_with_shipped_model(kodim23, tmp_path):
     assert int(match["bytes"]) == size
     assert match["bpp"] == f"{8 * size / (768 * 512):.4f}"
     assert float(match["q"]) == pytest.approx(0.5, abs=1e-4)
-    assert match["model"] == SHIPPED
+    assert match["model"] == DEFAULT_MODEL
     header = edgecodec.read_header(out.read_bytes())
-    assert (header.model, header.width, header.height, header.quality_q16) == (SHIPPED, 768, 512, 32768)
+    assert (header.model, header.width, header.height, header.quality_q16) == (DEFAULT_MODEL, 768, 512, 32768)
     image = edgecodec.decompress(out.read_bytes())
     assert image.size == (768, 512) and image.mode == "RGB"
 
@@ -116,7 +117,8 @@ def test_info_prints_every_header_field(tmp_path, kodim23_rgb, capsys):
     assert fields["source channels"] == "1" and fields["source bit depth"] == "8"
     assert fields["conversions"] == "grayscale to RGB"
     assert fields["streams"] == ", ".join(f"{len(s)} bytes" for s in c.streams)
-    assert fields["format version"] == str(FORMAT_VERSION)
+    assert fields["format version"] == "1"  # one piece: version 1 (FORMAT_VERSION is the newest, tiled)
+    assert fields["tiles"] == "none"
     assert fields["file size"] == f"{size} bytes"
     assert fields["bpp"] == f"{8 * size / (96 * 64):.4f}"
 
@@ -134,7 +136,8 @@ def test_models_lists_shipped_and_path_models(capsys):
     assert main("models") == 0
     lines = capsys.readouterr().out.strip().splitlines()
     names = [line.split(":")[0] for line in lines]
-    assert f"{SHIPPED} (default)" in names
+    assert f"{DEFAULT_MODEL} (default)" in names
+    assert set(shipped_models()) <= {n.removesuffix(" (default)") for n in names}
     assert "tiny" in names
 
 

@@ -31,7 +31,10 @@ def test_round_trip_preserves_every_field():
     assert back.header == container.header
     assert back.streams == streams
     assert back.to_bytes() == data
-    assert back.header.version == FORMAT_VERSION
+    assert back.header.version == 1  # one-piece streams keep version 1 (tiled ones: tests/test_tiling.py)
+    tiled = Container(sample_header(tile=64), streams)
+    assert tiled.header.version == FORMAT_VERSION == 2
+    assert Container.from_bytes(tiled.to_bytes()).header == tiled.header
     assert back.header.quality == pytest.approx(12345 / 65535)
     assert back.header.conversion_names() == ["alpha dropped", "EXIF orientation applied"]
     assert read_header(data) == container.header
@@ -42,7 +45,7 @@ def test_layout_matches_format_doc():
     data = Container(sample_header(), [b"\x01\x02", b"\x03"]).to_bytes()
     n = len(name)
     assert data[:4] == MAGIC == b"\x89EDC"
-    assert data[4] == FORMAT_VERSION == 1
+    assert data[4] == 1  # a one-piece stream is version 1; version 2 adds the tile field (test_tiling)
     (header_len,) = struct.unpack_from("<H", data, 5)
     # The per-field table of docs/format.md: the header ends after the stream count at 29 + n.
     assert 7 + header_len == 30 + n

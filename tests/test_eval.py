@@ -133,6 +133,12 @@ def test_runner_writes_csv_and_json(sweep):
     assert all(p["images"] == 2 for p in learned["points"])
     assert {(r["test"], r["anchor"]) for r in summary["bd_rates"]} == {(SHIPPED, "jpeg"), (SHIPPED, "webp")}
     assert summary["models"][SHIPPED] == rows[0]["version"]
+    # matched-rate table: the learned curve at 0.3 bpp lies between its two measured points
+    at = {e["bpp"]: e for e in summary["matched_rates"][SHIPPED]}
+    lo, hi = learned["points"][0], learned["points"][-1]
+    assert lo["bpp"] < 0.3 < hi["bpp"] and lo["psnr"] < at[0.3]["psnr"] < hi["psnr"]
+    assert at[0.3]["st_lpips"] < lo["st_lpips"]
+    assert summary["bd_rate_range"] == [0.15, 1.0] and len(summary["bd_rates_in_range"]) == 2
 
 
 def test_runner_second_run_uses_cache(sweep, crops_dir, monkeypatch):
@@ -201,6 +207,8 @@ def test_report_writes_html_and_pngs(sweep):
     assert all(f"src='crops/{c.name}'" in html for c in crops)
     assert "BD-rate" in html and "<table>" in html
     assert html.count(" bpp, ") == 3  # each coded crop labelled with its bpp: learned, JPEG, WebP
+    table = (sweep.out / "table.md").read_text()
+    assert f"| 0.3 | {SHIPPED} |" in table and "BD-rate over the anchor's 0.15 to 1 bpp" in table
 
 
 def test_eval_command(sweep, crops_dir, capsys):
@@ -221,3 +229,28 @@ def test_eval_command(sweep, crops_dir, capsys):
         args.func(bad)
     with pytest.raises(SystemExit):
         parser.parse_args(["eval", str(crops_dir), "--out", "x", "--sweep", "jpeg"])
+
+
+@pytest.mark.parametrize("method", bdrate.METHODS)
+def test_bd_rate_in_a_rate_range(method):
+    half = bdrate.bd_rate(RATES, PSNRS, 0.5 * RATES, PSNRS, method, rate_range=(0.2, 0.8))
+    assert half == pytest.approx(-50, abs=0.5)
+    # a test curve that is better only at high rates: the range decides the sign
+    better_high = PSNRS + np.where(RATES > 0.5, 1.0, -1.0)
+    low = bdrate.bd_rate(RATES, PSNRS, RATES, better_high, method, rate_range=(RATES[0], 0.3))
+    high = bdrate.bd_rate(RATES, PSNRS, RATES, better_high, method, rate_range=(0.8, RATES[-1]))
+    assert low > 0 > high
+    with pytest.raises(ValueError):
+        bdrate.bd_rate(RATES, PSNRS, RATES, PSNRS, method, rate_range=(0.5, 0.2))
+
+
+def test_value_at_rate_interpolates_on_the_metric_axis():
+    bpp = [0.1, 0.2, 0.4, 0.8]
+    assert bdrate.value_at_rate("psnr", bpp, [25.0, 28.0, 31.0, 34.0], 0.4) == pytest.approx(31.0)
+    # linear in log-rate between neighbours on the PSNR axis
+    assert 28.0 < bdrate.value_at_rate("psnr", bpp, [25.0, 28.0, 31.0, 34.0], 0.3) < 31.0
+    lpips = [0.4, 0.2, 0.1, 0.05]
+    assert bdrate.value_at_rate("st_lpips", bpp, lpips, 0.2) == pytest.approx(0.2)
+    assert bdrate.value_at_rate("ms_ssim", bpp, [0.9, 0.95, 0.975, 0.99], 0.8) == pytest.approx(0.99)
+    assert math.isnan(bdrate.value_at_rate("psnr", bpp, [25.0, 28.0, 31.0, 34.0], 1.5))
+    assert math.isnan(bdrate.value_at_rate("psnr", bpp, [25.0, 28.0, 31.0, 34.0], 0.05))

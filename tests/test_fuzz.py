@@ -25,6 +25,9 @@ def test_fuzz_decoder_bounded(tmp_path):
     assert counts.get("rejected:FormatError", 0) > 500
     assert counts.get("accepted", 0) > 200
     assert result["by_first_mutation"]["ff_at_limit"]["accepted"] > 10
+    # Tiled (format version 2) seeds are mutated too, and reach the tile decoder.
+    assert result["tiled_seeds"] >= 4 and result["tiled_seed_cases"].get("accepted", 0) > 20
+    assert result["by_first_mutation"]["tiles"]["accepted"] > 5
     assert result["max_case_rss_growth_mb"] < 1024 and result["slowest_case_s"] < 2.0
 
 
@@ -92,3 +95,35 @@ def test_pixel_limit_counts_the_padded_size(tiny_stream):
     # Up to 4 x the limit in padded pixels is fine: 1 x 65536 pads to 64 x 65536 = 4 MP.
     rgb, _ = decode_array(_with(tiny_stream, width=1, height=65536), max_pixels=2**20)
     assert rgb.shape == (65536, 1, 3)
+
+
+def test_tile_streams_of_0xff_at_the_length_limit_decode_without_overread(tmp_path):
+    """Tiled streams: every tile's stream 0xFF up to its own length limit (the padding rule applies
+    per tile). In a child process, so a regression fails instead of killing pytest."""
+    import subprocess
+
+    from conftest import cli_env
+
+    code = f"""
+import dataclasses, numpy as np
+from edgecodec.codec import tiling
+from edgecodec.codec.api import Encoder, decode_array
+from edgecodec.codec.container import Container
+from edgecodec.codec.imageio import load_image
+from edgecodec.errors import FormatError
+x = np.random.RandomState(0).randint(0, 256, (300, 450, 3), dtype=np.uint8)
+c = Container.from_bytes(Encoder(load_image(x), "tiny", tile=16).encode(32768))
+header = dataclasses.replace(c.header, width=1000, height=640)  # latent 40x64: 3 x 4 tiles
+tiles = [b"\\xff" * (8 * 32 * (r.stop - r.start) * (k.stop - k.start) + 64)
+         for r, k in tiling.tile_grid(40, 64, 16)]
+for z in (c.streams[1], b"\\xff" * (8 * 16 * 10 * 16 + 64)):
+    data = Container(header, [tiling.pack_tiles(tiles), z]).to_bytes()
+    try:
+        rgb, _ = decode_array(data, max_pixels=2**20)
+        assert rgb.shape == (640, 1000, 3)
+    except FormatError:
+        pass
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "ok" in proc.stdout, (proc.returncode, proc.stderr[-2000:])

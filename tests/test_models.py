@@ -138,3 +138,14 @@ def test_patch_discriminator_shapes():
     assert conditional(torch.rand(1, 3, 64, 64), torch.rand(1, 4, 4, 4)).shape == (1, 1, 6, 6)
     with pytest.raises(ValueError):
         conditional(torch.rand(1, 3, 64, 64))
+
+
+def test_shipped_models_are_listed_default_first():
+    from edgecodec import zoo
+
+    names = zoo.shipped_models()
+    assert names[0] == zoo.DEFAULT_MODEL
+    assert set(names) == {p.stem for p in zoo.PACKAGE_WEIGHTS.glob("*.safetensors")}
+    assert {"fidelity", "perceptual"} <= set(names)
+    for name in names:  # every shipped model has its card
+        assert (zoo.PACKAGE_WEIGHTS / f"{name}.json").is_file()

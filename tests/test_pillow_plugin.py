@@ -13,6 +13,7 @@ from PIL import Image, UnidentifiedImageError
 import edgecodec
 from edgecodec import pillow as plugin
 from edgecodec.codec import api
+from edgecodec.zoo import DEFAULT_MODEL
 
 from conftest import SHIPPED
 
@@ -89,7 +90,7 @@ def test_save_target_size(crop, tmp_path):
     crop.save(path, target_size=target)
     size = path.stat().st_size
     assert size <= target
-    assert edgecodec.read_header(path.read_bytes()).model == SHIPPED  # the default model
+    assert edgecodec.read_header(path.read_bytes()).model == DEFAULT_MODEL
     with Image.open(path) as img:
         assert np.array(img).shape == (96, 128, 3)
 

@@ -71,9 +71,12 @@ def test_quality_validation(kodim23_rgb):
     assert edgecodec.read_header(edgecodec.compress(crop, quality=0.0, model="tiny")).quality_q16 == 0
 
 
-def test_default_model_is_the_shipped_one(kodim23_rgb):
+def test_default_model_is_a_shipped_one(kodim23_rgb):
+    from edgecodec import zoo
+
     data = edgecodec.compress(kodim23_rgb[:64, :64])
-    assert edgecodec.read_header(data).model == SHIPPED
+    assert edgecodec.read_header(data).model == zoo.DEFAULT_MODEL
+    assert (zoo.PACKAGE_WEIGHTS / f"{zoo.DEFAULT_MODEL}.safetensors").is_file()
 
 
 def test_shipped_size_grows_with_quality(shipped_kodim23):

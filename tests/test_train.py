@@ -193,7 +193,7 @@ def test_lambda_count_must_match_levels(image_folder, tmp_path):
 
 def test_no_training_on_kodak():
     """Kodak is the evaluation set: neither the shipped config nor the shipped model trained on it."""
-    for path in (REPO / "configs").glob("*.yaml"):
+    for path in (REPO / "configs").rglob("*.yaml"):  # configs/original/ too
         root = str(yaml.safe_load(path.read_text()).get("data", {}).get("root", ""))
         assert "kodak" not in root.lower(), path
     for card in (REPO / "edgecodec" / "weights").glob("*.json"):

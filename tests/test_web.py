@@ -22,6 +22,7 @@ from edgecodec.web import app as web  # noqa: E402
 from edgecodec.web.command import add_serve_parser  # noqa: E402
 
 from conftest import SHIPPED  # noqa: E402
+from edgecodec.zoo import DEFAULT_MODEL  # noqa: E402
 
 W, H = 192, 128
 UPLOAD_LIMIT = 300_000
@@ -69,7 +70,7 @@ def test_page_and_assets_are_local(client):
 def test_info_lists_models_and_limits(client):
     info = client.get("/api/info").json()
     assert SHIPPED in [m["name"] for m in info["models"]]
-    assert info["default_model"] == SHIPPED
+    assert info["default_model"] == DEFAULT_MODEL
     assert set(info["codecs"]) <= {"jpeg", "webp", "avif"}
     assert (info["max_upload_bytes"], info["max_pixels"]) == (UPLOAD_LIMIT, PIXEL_LIMIT)
 

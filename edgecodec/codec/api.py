@@ -12,9 +12,10 @@ from PIL import Image
 from .. import zoo
 from ..errors import FormatError, ImageTooLargeError, WeightsMismatchError
 from ..models import EdgeCodecModel
-from .container import QUALITY_SCALE, Container, Header
+from .container import QUALITY_SCALE, Container, Header, valid_tile
 from .imageio import ImageInput, PreparedImage, check_pixels, default_max_pixels, load_image
 from .rate_search import SearchResult, search_quality
+from .tiling import analyze_tiled, choose_tile, compress_tiled, decompress_tiled, tiling_supported
 
 DEFAULT_QUALITY = 0.5
 PADDED_PIXELS_FACTOR = 4  # decode work per declared pixel is bounded by this (see decode_array)
@@ -46,25 +47,40 @@ def _to_uint8(x: torch.Tensor, height: int, width: int) -> np.ndarray:
 
 
 class Encoder:
-    """One prepared image and model: the analysis transform runs once, any quality is then cheap."""
+    """One prepared image and model: the analysis transform runs once, any quality is then cheap.
 
-    def __init__(self, prepared: PreparedImage, model_name: str) -> None:
+    ``tile``: latent pixels per tile side (a multiple of 16), 0 for one piece, or None to tile only
+    images above ``tiling.TILE_PIXELS`` padded pixels (with ``tiling.TILE_LATENT``)."""
+
+    def __init__(self, prepared: PreparedImage, model_name: str, tile: int | None = None) -> None:
         self.prepared = prepared
         self.model_name = model_name
         self.model, self.weights_hash = zoo.load_model(model_name)
+        h, w = prepared.rgb.shape[:2]
+        if tile is None:
+            tile = choose_tile(self.model, h, w)
+        elif tile and (not valid_tile(tile) or not tiling_supported(self.model)):
+            raise ValueError(f"cannot tile by {tile} latent pixels with model {model_name!r}")
+        self.tile = tile
         with torch.no_grad():
-            self.y = self.model.analyze(_to_tensor(prepared.rgb, self.model.stride))
+            if tile:  # window by window: the full-resolution float image is never built
+                self.y = analyze_tiled(self.model, prepared.rgb, tile)
+            else:
+                self.y = self.model.analyze(_to_tensor(prepared.rgb, self.model.stride))
 
     @property
     def num_pixels(self) -> int:
         return self.prepared.rgb.shape[0] * self.prepared.rgb.shape[1]
 
     def encode(self, quality_q16: int) -> bytes:
-        out = self.model.compress_latent(self.y, quality_q16 / QUALITY_SCALE)
+        if self.tile:
+            strings = compress_tiled(self.model, self.y, quality_q16 / QUALITY_SCALE, self.tile)
+        else:
+            strings = self.model.compress_latent(self.y, quality_q16 / QUALITY_SCALE)["strings"]
         p = self.prepared
         header = Header(self.model_name, self.weights_hash, quality_q16, p.rgb.shape[1], p.rgb.shape[0],
-                        p.channels, p.bit_depth, p.conversions)
-        return Container(header, out["strings"]).to_bytes()
+                        p.channels, p.bit_depth, p.conversions, tile=self.tile)
+        return Container(header, strings).to_bytes()
 
     def encode_to_size(self, target_bytes: int) -> SearchResult:
         return search_quality(self.encode, target_bytes)
@@ -124,8 +140,12 @@ def decode_array(data: bytes, max_pixels: int | None = None) -> tuple[np.ndarray
             f"image of {h.width}x{h.height} pixels decodes at its padded size {padded[1]}x{padded[0]} = "
             f"{padded[0] * padded[1]} pixels, over {PADDED_PIXELS_FACTOR} x the limit of {limit} pixels "
             "(set EDGECODEC_MAX_PIXELS or max_pixels to raise it)")
+    if h.tile and not tiling_supported(model):
+        raise FormatError(f"corrupted .edc file: tiled stream for model {h.model!r}, which cannot decode tiles")
     shape = (padded[0] // 16, padded[1] // 16)
     try:
+        if h.tile:  # tile by tile into the uint8 image (edgecodec/codec/tiling.py)
+            return decompress_tiled(model, container.streams, h.height, h.width, h.quality, h.tile), h
         x_hat = model.decompress(container.streams, shape, h.quality)
     except (RuntimeError, ValueError, IndexError) as exc:  # the rANS decoder rejecting garbage
         raise FormatError(f"corrupted .edc file: entropy decoding failed ({exc})") from None

@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from ..errors import FormatError, VersionError
 
 MAGIC = b"\x89EDC"
-FORMAT_VERSION = 1
+# Newest version this code reads and writes. A writer uses the oldest version that can hold the
+# stream: 1 for an image coded in one piece, 2 (version 1 plus the tile field) for a tiled one, so
+# images below the tiling threshold keep the bytes (and the readers) of version 1.
+FORMAT_VERSION = 2
 WEIGHTS_HASH_BYTES = 8
 QUALITY_SCALE = 65535  # quality is stored as a 16-bit fixed-point fraction
 
@@ -30,8 +33,21 @@ CONVERSIONS = {
 
 _PREFIX = struct.Struct("<4sBH")  # magic, version, header length
 _FIXED = struct.Struct("<HIIBBBB")  # quality, width, height, channels, bit depth, conversions, streams
+_TILE = struct.Struct("<H")  # version 2: latent tile side (0: not tiled)
 _LENGTH = struct.Struct("<I")
 _CRC = struct.Struct("<I")
+
+
+# A tile side (latent pixels) is a multiple of this: a multiple of 4 lines each tile's hyper-latent
+# window up with z's grid (1/4 of the latent resolution), and at least 16 latent pixels (256 image
+# pixels) keeps the work that the tiles' halos add under about 3x even for a hostile file
+# (edgecodec/codec/tiling.py).
+TILE_MULTIPLE = 16
+
+
+def valid_tile(tile: int) -> bool:
+    """0 (one piece) or a multiple of TILE_MULTIPLE that fits the 16-bit field."""
+    return 0 <= tile < 65536 and tile % TILE_MULTIPLE == 0
 
 
 @dataclass(frozen=True)
@@ -44,7 +60,12 @@ class Header:
     channels: int = 3  # of the source image
     bit_depth: int = 8  # of the source image
     conversions: int = 0
-    version: int = FORMAT_VERSION
+    version: int = 1  # of the file it was read from; a tiled header is always version 2 or newer
+    tile: int = 0  # side of a latent tile in latent pixels (16 image pixels each); 0: not tiled
+
+    def __post_init__(self) -> None:
+        if self.tile and self.version < 2:
+            object.__setattr__(self, "version", 2)
 
     @property
     def quality(self) -> float:
@@ -68,10 +89,16 @@ class Container:
             raise ValueError(f"weights hash must be {WEIGHTS_HASH_BYTES} bytes")
         if not 0 < len(self.streams) < 256:
             raise ValueError("a container holds 1 to 255 streams")
+        if not 1 <= h.version <= FORMAT_VERSION:
+            raise ValueError(f"cannot write format version {h.version}")
+        if not valid_tile(h.tile):
+            raise ValueError(f"tile must be 0 or a multiple of {TILE_MULTIPLE} below 65536, not {h.tile}")
         body = (bytes([len(name)]) + name + h.weights_hash
                 + _FIXED.pack(h.quality_q16, h.width, h.height, h.channels, h.bit_depth, h.conversions,
                               len(self.streams)))
-        out = bytearray(_PREFIX.pack(MAGIC, FORMAT_VERSION, len(body)) + body)
+        if h.version >= 2:
+            body += _TILE.pack(h.tile)
+        out = bytearray(_PREFIX.pack(MAGIC, h.version, len(body)) + body)
         for stream in self.streams:
             out += _LENGTH.pack(len(stream)) + stream
         out += _CRC.pack(zlib.crc32(out))
@@ -106,7 +133,7 @@ def _parse_body(data: bytes, header_len: int, version: int) -> tuple[Header, lis
     end_of_header = pos + header_len
     name_len = data[pos]
     pos += 1
-    fixed_end = pos + name_len + WEIGHTS_HASH_BYTES + _FIXED.size
+    fixed_end = pos + name_len + WEIGHTS_HASH_BYTES + _FIXED.size + (_TILE.size if version >= 2 else 0)
     if name_len == 0 or fixed_end != end_of_header:
         raise FormatError("corrupted .edc file: header length does not match its fields")
     try:
@@ -118,6 +145,12 @@ def _parse_body(data: bytes, header_len: int, version: int) -> tuple[Header, lis
     pos += WEIGHTS_HASH_BYTES
     quality, width, height, channels, bit_depth, conversions, n_streams = _FIXED.unpack_from(data, pos)
     pos += _FIXED.size
+    tile = 0
+    if version >= 2:
+        (tile,) = _TILE.unpack_from(data, pos)
+        pos += _TILE.size
+        if not valid_tile(tile):
+            raise FormatError(f"corrupted .edc file: invalid tile size {tile}")
     if width == 0 or height == 0:
         raise FormatError("corrupted .edc file: zero image size")
     if channels not in (1, 2, 3, 4) or bit_depth not in (1, 8, 16, 32):
@@ -137,5 +170,5 @@ def _parse_body(data: bytes, header_len: int, version: int) -> tuple[Header, lis
         pos += length
     if pos != payload_end:
         raise FormatError("corrupted .edc file: trailing bytes after the last stream")
-    header = Header(model, weights_hash, quality, width, height, channels, bit_depth, conversions, version)
+    header = Header(model, weights_hash, quality, width, height, channels, bit_depth, conversions, version, tile)
     return header, streams

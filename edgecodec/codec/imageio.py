@@ -99,7 +99,8 @@ def prepare_pil(img: Image.Image, alpha: str = "refuse", max_pixels: int | None 
         flags |= 1
         rgb = img.convert("L").convert("RGB")
     elif img.mode in ("RGB", "RGBA", "RGBa"):
-        rgb = img.convert("RGB")
+        # convert() would copy an RGB image once more before np.array copies it (133 MB for 8K)
+        rgb = img if img.mode == "RGB" else img.convert("RGB")
     else:  # CMYK, YCbCr, LAB, HSV ...
         flags |= 32
         rgb = img.convert("RGB")

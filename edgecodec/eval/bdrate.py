@@ -19,7 +19,7 @@ matters.
 Quality axes (higher is better everywhere, so the same code serves all three):
 
 ``psnr``      PSNR in dB as it is.
-``ms_ssim``   ``-10 * log10(1 - MS-SSIM)`` dB, the usual way to spread MS-SSIM near 1.
+``ms_ssim``   ``-10 * log10(1 - MS-SSIM)`` dB, the usual way to spread MS-SSIM near 1 (``ssim`` alike).
 ``st_lpips``  ``-10 * log10(ST-LPIPS)`` dB. ST-LPIPS is a distance (lower is better); its log makes
               log-rate close to linear in quality, as PSNR does, so the cubic and PCHIP fits agree.
               The BD-rate on this axis is the bits saved (negative) at equal ST-LPIPS.
@@ -49,7 +49,7 @@ def quality_axis(metric: str, values: Sequence[float]) -> np.ndarray:
     v = np.asarray(values, dtype=np.float64)
     if metric == "psnr":
         return v
-    if metric == "ms_ssim":
+    if metric in ("ms_ssim", "ssim"):
         return -10 * np.log10(np.clip(1 - v, 1e-12, None))
     if metric == "st_lpips":
         return -10 * np.log10(np.clip(v, 1e-12, None))
@@ -99,10 +99,23 @@ def _curves(anchor_rate: Sequence[float], anchor_quality: Sequence[float], test_
 
 
 def bd_rate(anchor_rate: Sequence[float], anchor_quality: Sequence[float], test_rate: Sequence[float],
-            test_quality: Sequence[float], method: str = "pchip") -> float:
-    """Average rate difference of test vs anchor at equal quality, in percent (negative: test saves bits)."""
+            test_quality: Sequence[float], method: str = "pchip",
+            rate_range: tuple[float, float] | None = None) -> float:
+    """Average rate difference of test vs anchor at equal quality, in percent (negative: test saves bits).
+
+    ``rate_range`` (lo, hi) narrows the integration to the qualities the *anchor* reaches between
+    those rates (interpolated along its curve), still intersected with what both curves cover:
+    "BD-rate over 0.15 to 1.0 bpp" against a classical codec.
+    """
     la, qa, lt, qt = _curves(anchor_rate, anchor_quality, test_rate, test_quality)
     lo, hi = max(qa[0], qt[0]), min(qa[-1], qt[-1])
+    if rate_range is not None:
+        r_lo, r_hi = rate_range
+        if not 0 < r_lo < r_hi:
+            raise ValueError(f"rate_range must be 0 < lo < hi, got {rate_range}")
+        # quality as a function of log-rate along the anchor (after _curve both are increasing)
+        q_at = np.interp(np.log([r_lo, r_hi]), la, qa)
+        lo, hi = max(lo, float(q_at[0])), min(hi, float(q_at[1]))
     if not hi > lo:
         raise BDRateError(f"the curves share no quality range (anchor {qa[0]:.3f}-{qa[-1]:.3f}, "
                           f"test {qt[0]:.3f}-{qt[-1]:.3f})")
@@ -122,10 +135,11 @@ def bd_quality(anchor_rate: Sequence[float], anchor_quality: Sequence[float], te
 
 
 def bd_rate_metric(metric: str, anchor_bpp: Sequence[float], anchor_values: Sequence[float],
-                   test_bpp: Sequence[float], test_values: Sequence[float], method: str = "pchip") -> float:
+                   test_bpp: Sequence[float], test_values: Sequence[float], method: str = "pchip",
+                   rate_range: tuple[float, float] | None = None) -> float:
     """BD-rate on a named metric axis (see the module docstring for each axis)."""
     return bd_rate(anchor_bpp, quality_axis(metric, anchor_values), test_bpp, quality_axis(metric, test_values),
-                   method)
+                   method, rate_range)
 
 
 def bd_rate_or_nan(*args, **kwargs) -> float:
@@ -136,5 +150,32 @@ def bd_rate_or_nan(*args, **kwargs) -> float:
         return math.nan
 
 
+def value_at_rate(metric: str, bpp: Sequence[float], values: Sequence[float], rate: float) -> float:
+    """A curve's metric at ``rate`` bpp, PCHIP-interpolated on log-rate; NaN outside the measured range.
+
+    Same curve preparation as the BD-rate (points that spend more bits for no better quality are
+    dropped), interpolated on the metric's BD axis and mapped back, so MS-SSIM and ST-LPIPS
+    interpolate in their log domains.
+    """
+    try:
+        lr, q = _curve(bpp, quality_axis(metric, values))
+    except BDRateError:
+        return math.nan
+    x = math.log(rate)
+    if len(lr) == 0 or not lr[0] <= x <= lr[-1]:
+        return math.nan
+    if len(lr) == 1:
+        axis = float(q[0])
+    else:
+        from scipy.interpolate import PchipInterpolator
+
+        axis = float(PchipInterpolator(lr, q)(x))
+    if metric in ("ms_ssim", "ssim"):
+        return 1 - 10 ** (-axis / 10)
+    if metric == "st_lpips":
+        return 10 ** (-axis / 10)
+    return axis
+
+
 __all__ = ["METHODS", "METRICS", "BDRateError", "bd_quality", "bd_rate", "bd_rate_metric", "bd_rate_or_nan",
-           "quality_axis"]
+           "quality_axis", "value_at_rate"]

@@ -48,7 +48,7 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
                     "Rows already in OUT/cache.jsonl are not measured again.")
     p.add_argument("input", metavar="DIR", help="folder of lossless images (e.g. the 24 Kodak PNGs)")
     p.add_argument("--out", required=True, help="output folder (also holds the cache)")
-    p.add_argument("--models", default=None, help="comma-separated learned models (default: the default model; "
+    p.add_argument("--models", default=None, help="comma-separated learned models (default: every shipped model; "
                    "'none' for none)")
     p.add_argument("--codecs", default=DEFAULT_CODECS, help=f"classical codecs (default {DEFAULT_CODECS}; 'none')")
     p.add_argument("--qualities", type=_floats, default=_floats(DEFAULT_QUALITIES),
@@ -75,13 +75,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
     from ..errors import UsageError
-    from ..zoo import DEFAULT_MODEL
+    from ..zoo import shipped_models
     from .classical import CodecUnavailableError
     from .runner import run_sweep
 
     if getattr(args, "threads", None) is None:
         torch.set_num_threads(1)  # the measurement protocol: one thread, like the classical codecs
-    models = _names(args.models) if args.models is not None else [DEFAULT_MODEL]
+    models = _names(args.models) if args.models is not None else shipped_models()
     codecs = _names(args.codecs)
     if not models and not codecs:
         raise UsageError("nothing to evaluate: give --models or --codecs")
@@ -116,7 +116,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for r in summary["bd_rates"]:
             print(f"  {r['test']} vs {r['anchor']}: PSNR {_fmt(r['psnr_pchip'], 1)}, MS-SSIM "
                   f"{_fmt(r['ms_ssim_pchip'], 1)}, ST-LPIPS {_fmt(r['st_lpips_pchip'], 1)}")
-    print(f"wrote {result.csv_path} and {result.summary_path}")
+    from .report import write_markdown
+
+    print(f"wrote {result.csv_path}, {result.summary_path} and {write_markdown(args.out)}")
     if not args.no_report:
         from .report import write_report
 

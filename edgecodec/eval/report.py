@@ -14,6 +14,8 @@ Writes into the sweep's folder:
     file is closest to the target), each labelled with the whole image's bpp and metrics.
 ``report.html``
     the plots, the BD-rate table and the crops, referring to the PNGs by relative path.
+``table.md``
+    the matched-rate table and the BD-rates as Markdown (what the README's Kodak section shows).
 
 The anchor folder is ``$EDGECODEC_DATA/anchors``, else ``<repo>/../shared/data/anchors``.
 """
@@ -219,8 +221,8 @@ def _fmt(value: Any, digits: int = 2, suffix: str = "") -> str:
     return f"{value:+.{digits}f}{suffix}" if suffix == "%" else f"{value:.{digits}f}{suffix}"
 
 
-def _bd_table(summary: dict[str, Any]) -> str:
-    rows = summary.get("bd_rates") or []
+def _bd_table(summary: dict[str, Any], key: str = "bd_rates") -> str:
+    rows = summary.get(key) or []
     if not rows:
         return "<p>No BD-rates: the sweep needs at least one learned model and one classical codec.</p>"
     head = ("<tr><th>learned model</th><th>vs</th><th>PSNR BD-rate<br>PCHIP / cubic</th>"
@@ -274,6 +276,70 @@ def _crops_html(sections: list[dict[str, Any]], target_bpp: float) -> str:
     return "".join(out)
 
 
+def _nan(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and not math.isfinite(value))
+
+
+def markdown_tables(summary: dict[str, Any]) -> str:
+    """The matched-rate table and the BD-rate tables of a summary, as Markdown."""
+    curves, labels = summary["curves"], {n: c.get("label", n) for n, c in summary["curves"].items()}
+    matched = summary.get("matched_rates", {})
+    order = [n for n in curves if curves[n]["kind"] == "learned"] + [n for n in curves if curves[n]["kind"] != "learned"]
+    lines = [f"Mean over {len(summary.get('images', []))} image(s) of `{Path(summary.get('image_dir', '')).name}`, "
+             "each curve interpolated (PCHIP on log bpp) at the rate; - where the curve does not reach it.", "",
+             "| bpp | codec | PSNR (dB) | MS-SSIM | SSIM | ST-LPIPS |", "|---|---|---|---|---|---|"]
+    rates = sorted({e["bpp"] for rows in matched.values() for e in rows})
+    for rate in rates:
+        for name in order:
+            e = next((e for e in matched.get(name, []) if e["bpp"] == rate), None)
+            if e is None or _nan(e.get("psnr")):
+                continue
+            cells = [f"{e['psnr']:.2f}", f"{e['ms_ssim']:.4f}", f"{e['ssim']:.4f}",
+                     "-" if _nan(e.get("st_lpips")) else f"{e['st_lpips']:.4f}"]
+            lines.append(f"| {rate:g} | {labels[name]} | " + " | ".join(cells) + " |")
+    for key, title in (("bd_rates_in_range", "BD-rate over the anchor's {lo:g} to {hi:g} bpp"),
+                       ("bd_rates", "BD-rate over the whole shared range")):
+        rows = summary.get(key) or []
+        if not rows:
+            continue
+        lo, hi = (summary.get("bd_rate_range") or [0, 0])[:2]
+        lines += ["", f"{title.format(lo=lo, hi=hi)} (%, PCHIP; negative = fewer bits than the codec at equal "
+                  "quality; n/a = no common range):", "",
+                  "| model | vs | PSNR | MS-SSIM | ST-LPIPS |", "|---|---|---|---|---|"]
+        for r in rows:
+            lines.append(f"| {r['test']} | {labels.get(r['anchor'], r['anchor'])} | "
+                         + " | ".join(_fmt(r.get(f"{m}_pchip"), 1, "%") for m in ("psnr", "ms_ssim", "st_lpips"))
+                         + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(out: str | Path) -> Path:
+    """``table.md`` of the sweep folder ``out`` from its summary.json."""
+    out = Path(out)
+    path = out / "table.md"
+    path.write_text(markdown_tables(json.loads((out / "summary.json").read_text())))
+    return path
+
+
+def _matched_html(summary: dict[str, Any]) -> str:
+    matched = summary.get("matched_rates") or {}
+    if not matched:
+        return ""
+    labels = {n: c.get("label", n) for n, c in summary["curves"].items()}
+    out = ["<table><tr><th>bpp</th><th>codec</th><th>PSNR</th><th>MS-SSIM</th><th>SSIM</th><th>ST-LPIPS</th></tr>"]
+    rates = sorted({e["bpp"] for rows in matched.values() for e in rows})
+    for rate in rates:
+        for name, rows in matched.items():
+            e = next((e for e in rows if e["bpp"] == rate), None)
+            if e is None or _nan(e.get("psnr")):
+                continue
+            out.append(f"<tr><td>{rate:g}</td><td>{html.escape(labels.get(name, name))}</td><td>{_fmt(e['psnr'])}</td>"
+                       f"<td>{_fmt(e['ms_ssim'], 4)}</td><td>{_fmt(e['ssim'], 4)}</td>"
+                       f"<td>{_fmt(e.get('st_lpips'), 4)}</td></tr>")
+    return "<h2>At matched rates</h2><p>Mean metrics interpolated (PCHIP on log bpp) at each rate.</p>" + \
+        "".join(out) + "</table>"
+
+
 CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1500px;color:#222}
 table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th{background:#f3f3f3}td.good{color:#137a13}td.bad{color:#b01c1c}.plots img{max-width:32%;min-width:420px}
@@ -308,6 +374,9 @@ def write_report(out: str | Path, crops: int = 3, crop_bpp: float = DEFAULT_CROP
 over the quality range both curves cover (n/a: no overlap). MS-SSIM on -10&nbsp;log10(1&minus;MS-SSIM);
 ST-LPIPS on -10&nbsp;log10(ST-LPIPS), i.e. bits saved at equal ST-LPIPS.</p>
 {_bd_table(summary)}
+<p>Restricted to the qualities each codec reaches between {' and '.join(f'{r:g}' for r in summary.get('bd_rate_range', []))} bpp:</p>
+{_bd_table(summary, "bd_rates_in_range")}
+{_matched_html(summary)}
 <h2>Crops at matched rate</h2>
 {_crops_html(sections, crop_bpp)}
 <h2>Settings</h2><ul>{models}{settings}</ul><ul>{note_items}</ul>
@@ -317,6 +386,7 @@ ST-LPIPS on -10&nbsp;log10(ST-LPIPS), i.e. bits saved at equal ST-LPIPS.</p>
 """
     path = out / "report.html"
     path.write_text(doc)
+    write_markdown(out)
     return path
 
 

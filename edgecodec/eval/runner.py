@@ -58,6 +58,9 @@ DEFAULT_CODECS = ("jpeg", "webp", "avif", "jxl")
 CSV_FIELDS = ("image", "width", "height", "codec", "kind", "quality", "bytes", "bpp", "psnr", "ms_ssim", "ssim",
               "st_lpips", "enc_ms", "dec_ms", "peak_mb", "version")
 METRIC_FIELDS = ("bpp", "psnr", "ms_ssim", "ssim", "st_lpips")
+# The summary's matched-rate table (the README's Kodak table) and the BD-rate range of the targets.
+MATCHED_RATES = (0.15, 0.3, 0.6, 1.0)
+BD_RATE_RANGE = (0.15, 1.0)
 PEAK_MEMORY_NOTE = ("growth of peak RSS (VmHWM reset via /proc/self/clear_refs, after malloc_trim) over "
                     "the RSS before encode+decode of one image at one quality (learned: max with the analysis "
                     "transform); native allocations included; a close lower bound")
@@ -348,8 +351,12 @@ def summarize_rows(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return curves
 
 
-def bd_rate_table(curves: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """BD-rates (percent, PCHIP and cubic) of each learned model against each classical codec."""
+def bd_rate_table(curves: dict[str, dict[str, Any]],
+                  rate_range: tuple[float, float] | None = None) -> list[dict[str, Any]]:
+    """BD-rates (percent, PCHIP and cubic) of each learned model against each classical codec.
+
+    ``rate_range``: only the qualities the anchor codec reaches between those bpp (see bdrate.bd_rate).
+    """
     from .bdrate import METHODS, METRICS, bd_rate_or_nan
 
     table = []
@@ -364,8 +371,22 @@ def bd_rate_table(curves: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                 for method in METHODS:
                     entry[f"{metric}_{method}"] = bd_rate_or_nan(
                         metric, [p["bpp"] for p in ac["points"]], [p[metric] for p in ac["points"]],
-                        [p["bpp"] for p in tc["points"]], [p[metric] for p in tc["points"]], method=method)
+                        [p["bpp"] for p in tc["points"]], [p[metric] for p in tc["points"]], method=method,
+                        rate_range=rate_range)
             table.append(entry)
+    return table
+
+
+def matched_rate_table(curves: dict[str, dict[str, Any]],
+                       rates: Iterable[float] = MATCHED_RATES) -> dict[str, list[dict[str, Any]]]:
+    """Each curve's metrics at the given bpp (PCHIP on log-rate; NaN where the curve does not reach)."""
+    from .bdrate import value_at_rate
+
+    table = {}
+    for name, curve in curves.items():
+        bpp = [p["bpp"] for p in curve["points"]]
+        table[name] = [{"bpp": rate, **{m: value_at_rate(m, bpp, [p[m] for p in curve["points"]], rate)
+                                         for m in METRIC_FIELDS if m != "bpp"}} for rate in rates]
     return table
 
 
@@ -505,9 +526,16 @@ def build_summary(rows: list[dict[str, Any]], paths: list[Path], models: list[st
                   "times": "enc_ms / dec_ms: medians over images, one thread",
                   "peak_mb": PEAK_MEMORY_NOTE, "st_lpips": ST_LPIPS_NOTE if st_lpips else "not computed",
                   "bd_rates": "percent, negative = the learned model needs fewer bits than the anchor codec at "
-                              "equal quality; ms_ssim on -10log10(1-MS-SSIM), st_lpips on -10log10(ST-LPIPS)"},
+                              "equal quality; ms_ssim on -10log10(1-MS-SSIM), st_lpips on -10log10(ST-LPIPS); "
+                              "bd_rates over all shared qualities, bd_rates_in_range over the qualities the anchor "
+                              "reaches within bd_rate_range bpp",
+                  "matched_rates": "each curve's mean metrics interpolated (PCHIP on log bpp) at these bpp; "
+                                   "null where the curve does not reach the rate"},
         "curves": curves,
         "bd_rates": bd_rate_table(curves),
+        "bd_rate_range": list(BD_RATE_RANGE),
+        "bd_rates_in_range": bd_rate_table(curves, BD_RATE_RANGE),
+        "matched_rates": matched_rate_table(curves),
     }
 
 
@@ -521,5 +549,6 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     os.replace(tmp, path)
 
 
-__all__ = ["DEFAULT_CODECS", "DEFAULT_QUALITIES", "PeakRSS", "RunResult", "STLPIPS", "Task", "bd_rate_table",
-           "data_root", "list_images", "measure_image", "run_sweep", "summarize_rows"]
+__all__ = ["BD_RATE_RANGE", "DEFAULT_CODECS", "DEFAULT_QUALITIES", "MATCHED_RATES", "PeakRSS", "RunResult", "STLPIPS",
+           "Task", "bd_rate_table", "data_root", "list_images", "matched_rate_table", "measure_image", "run_sweep",
+           "summarize_rows"]

@@ -38,6 +38,16 @@ Discriminator loss (hinge): ``mean(relu(1 - Disc(x))) + mean(relu(1 + Disc(x_hat
 Before ``disc_start`` the GAN term is 0 (w is not computed) and the discriminator is not trained.
 A conditional discriminator (HiFiC) sees the detached quantized latent y_hat of the image in
 both passes.
+
+Without a rate term (``lambdas=None``, ``train.rate: none``: the original experiment's float-latent
+GCRB) the same objective reads, as in the original's GCRB_train.py::
+
+    L_G = S_1 * L1(x, x_hat) + lambda_LPIPS * LPIPS(x, x_hat) + lambda_GAN * w * L_GAN
+
+with S_1 = NO_RATE_SCALE["l1"] = 2 (its L1 is measured on [-1, 1] images), lambda_LPIPS = 0.7,
+lambda_GAN = 0.05. ``alternate=True`` reproduces its schedule: from ``disc_start`` on, steps
+alternate between a codec update (even steps counted from disc_start) and a discriminator update
+(odd ones), each on its own batch; before disc_start every step is a codec update.
 """
 
 from __future__ import annotations
@@ -51,7 +61,7 @@ from torch.nn import functional as F
 
 from ..models import EdgeCodecModel, PatchDiscriminator
 from .perceptual import PerceptualDistance
-from .rate_distortion import DISTORTION_SCALE, RateDistortionLoss, bits_per_pixel, psnr
+from .rate_distortion import DISTORTION_SCALE, NO_RATE_SCALE, RateDistortionLoss, bits_per_pixel, psnr
 
 ADAPTIVE_EPS = 1e-4
 ADAPTIVE_MAX = 1e4
@@ -91,7 +101,7 @@ class GANRateDistortionLoss(nn.Module):
     """Rate + lambda * (distortion + lambda_LPIPS * LPIPS) + lambda_GAN * w * hinge GAN loss.
 
     Args:
-        lambdas: per-quality-level lambdas (as RateDistortionLoss).
+        lambdas: per-quality-level lambdas (as RateDistortionLoss); None: no rate term.
         discriminator: the PatchGAN; its parameters are trained by the trainer's own optimizer.
         perceptual: frozen perceptual distance, or None for no perceptual term.
         distortion: "l1" (default) or "mse".
@@ -103,17 +113,21 @@ class GANRateDistortionLoss(nn.Module):
             batch) in training, or on the whole image downscaled to it when ``lpips_resize``;
             None uses the whole image. Validation always uses the whole image.
         conditional: the discriminator is conditioned on the detached y_hat.
+        alternate: from disc_start on, alternate codec and discriminator updates (see above)
+            instead of both on every step.
     """
 
-    def __init__(self, lambdas: list[float], discriminator: PatchDiscriminator,
+    def __init__(self, lambdas: list[float] | None, discriminator: PatchDiscriminator,
                  perceptual: PerceptualDistance | None, distortion: str = "l1", perceptual_weight: float = 0.5,
                  gan_weight: float = 0.1, disc_start: int = 0, adaptive_weight: bool = True,
                  lpips_crop: int | None = None, lpips_resize: bool = False, conditional: bool = False,
-                 min_level: float = 0.0) -> None:
+                 min_level: float = 0.0, alternate: bool = False) -> None:
         super().__init__()
         self.rd = RateDistortionLoss(lambdas, distortion, min_level)
+        self.rate = self.rd.rate
         self.distortion = distortion
-        self.scale = DISTORTION_SCALE[distortion]
+        self.scale = DISTORTION_SCALE[distortion] if self.rate else NO_RATE_SCALE[distortion]
+        self.alternate = bool(alternate)
         self.discriminator = discriminator
         self.perceptual = perceptual
         self.perceptual_weight = float(perceptual_weight)
@@ -128,6 +142,14 @@ class GANRateDistortionLoss(nn.Module):
     def gan_active(self, step: int) -> bool:
         """Adversarial term in the generator loss and discriminator updates from disc_start on."""
         return step >= self.disc_start and self.gan_weight > 0
+
+    def updates_codec(self, step: int) -> bool:
+        """Whether ``step`` updates the codec (always, unless alternating past disc_start on an odd step)."""
+        return not (self.alternate and self.gan_active(step) and (step - self.disc_start) % 2)
+
+    def updates_discriminator(self, step: int) -> bool:
+        """Whether ``step`` updates the discriminator."""
+        return self.gan_active(step) and (not self.alternate or (step - self.disc_start) % 2 == 1)
 
     def _cond(self, out: dict) -> torch.Tensor | None:
         return out["y_hat"].detach() if self.conditional else None
@@ -151,22 +173,24 @@ class GANRateDistortionLoss(nn.Module):
                 x, x_hat = (t[..., top:top + size, left:left + size] for t in (x, x_hat))
         return self.perceptual(x_hat, x)
 
-    def reconstruction_terms(self, out: dict, x: torch.Tensor, quality: torch.Tensor,
+    def reconstruction_terms(self, out: dict, x: torch.Tensor, quality: torch.Tensor | None,
                              crop: bool = True) -> dict[str, torch.Tensor]:
-        """Rate and lambda-weighted reconstruction: everything but the adversarial term."""
-        num_pixels = x.shape[-2] * x.shape[-1]
+        """Rate and lambda-weighted reconstruction: everything but the adversarial term. Without
+        rate: S * D + lambda_LPIPS * LPIPS (and no "rate" / "bpp" terms)."""
         x_hat = out["x_hat"]
-        bpp = bits_per_pixel(out["likelihoods"], num_pixels)
-        err = x_hat - x
-        mse = err.pow(2).flatten(1).mean(1)
-        l1 = err.abs().flatten(1).mean(1)
+        mse, l1 = self.rd.errors(x_hat, x)
         dist = l1 if self.distortion == "l1" else mse
         lp = self.perceptual_distance(x_hat, x, crop)
+        terms = {"distortion": dist.mean(), "mse": mse.mean(), "l1": l1.mean(), "lpips": lp.mean(),
+                 "psnr": psnr(mse).mean()}
+        if not self.rate:
+            rec = (self.scale * dist + self.perceptual_weight * lp).mean()
+            return {"loss": rec, "rec": rec, **terms}
+        bpp = bits_per_pixel(out["likelihoods"], x.shape[-2] * x.shape[-1])
         lam = self.rd.lambdas_for(quality)
         rec = (lam * self.scale * (dist + self.perceptual_weight * lp)).mean()
         rate = bpp.mean()
-        return {"loss": rate + rec, "rate": rate, "rec": rec, "bpp": rate, "distortion": dist.mean(),
-                "mse": mse.mean(), "l1": l1.mean(), "lpips": lp.mean(), "psnr": psnr(mse).mean()}
+        return {"loss": rate + rec, "rate": rate, "rec": rec, "bpp": rate, **terms}
 
     def adaptive(self, rec: torch.Tensor, g_loss: torch.Tensor, layer: torch.Tensor | None) -> torch.Tensor:
         """w = ||grad_layer rec|| / (||grad_layer g_loss|| + 1e-4), clamped to [0, 1e4], detached."""
@@ -184,7 +208,7 @@ class GANRateDistortionLoss(nn.Module):
                        layer: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """L_G and its terms. The discriminator's parameters get no gradient from it."""
         terms = self.reconstruction_terms(out, x, quality, crop=True)
-        zero = terms["rate"].new_zeros(())
+        zero = terms["rec"].new_zeros(())
         if self.gan_active(step):
             with frozen(self.discriminator):
                 g_loss = -self.discriminate(out["x_hat"], out).mean()

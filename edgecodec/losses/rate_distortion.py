@@ -2,6 +2,10 @@
 
 Each sample in a batch carries its own quality q in [0, 1]; its lambda is interpolated
 geometrically between the per-level lambdas, matching how the model interpolates its gains.
+
+Without lambdas (``train.rate: none``, the original experiment's float-latent autoencoders) there
+is no rate term and the loss is the distortion alone, measured as the original measured it: on
+images in [-1, 1], i.e. ``NO_RATE_SCALE`` times the distortion of [0, 1] images.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from ..models.codec_model import interpolate_levels
 # D is measured on [0, 1] images; scaling to 8-bit units keeps lambdas comparable to CompressAI's
 # (lambda * 255^2 * MSE).
 DISTORTION_SCALE = {"mse": 255.0**2, "l1": 255.0}
+# No rate term: D of [-1, 1] images (the original's F.l1_loss / F.mse_loss on its normalised tensors).
+NO_RATE_SCALE = {"mse": 4.0, "l1": 2.0}
 
 
 def bits_per_pixel(likelihoods: dict[str, torch.Tensor], num_pixels: int) -> torch.Tensor:
@@ -29,27 +35,37 @@ def psnr(mse: torch.Tensor) -> torch.Tensor:
 
 
 class RateDistortionLoss(nn.Module):
-    def __init__(self, lambdas: list[float], distortion: str = "mse", min_level: float = 0.0) -> None:
+    """``R + lambda(q) * S * D``; with ``lambdas=None`` (no rate) ``NO_RATE_SCALE * D``."""
+
+    def __init__(self, lambdas: list[float] | None, distortion: str = "mse", min_level: float = 0.0) -> None:
         super().__init__()
         self.min_level = min_level  # the model's ModelConfig.min_level
         if distortion not in DISTORTION_SCALE:
             raise ValueError(f"distortion must be one of {sorted(DISTORTION_SCALE)}")
-        if len(lambdas) < 2:
+        self.rate = lambdas is not None
+        if self.rate and len(lambdas) < 2:
             raise ValueError("need one lambda per quality level (at least 2)")
         self.distortion = distortion
-        self.register_buffer("log_lambdas", torch.tensor([math.log(v) for v in lambdas]))
+        self.register_buffer("log_lambdas", torch.tensor([math.log(v) for v in lambdas or []]))
 
     def lambdas_for(self, quality: torch.Tensor) -> torch.Tensor:
+        if not self.rate:
+            raise ValueError("a loss without rate term has no lambdas")
         return interpolate_levels(self.log_lambdas, quality, self.min_level).exp()
 
-    def forward(self, out: dict, x: torch.Tensor, quality: torch.Tensor) -> dict[str, torch.Tensor]:
-        num_pixels = x.shape[-2] * x.shape[-1]
-        bpp = bits_per_pixel(out["likelihoods"], num_pixels)
-        err = out["x_hat"] - x
-        mse = err.pow(2).flatten(1).mean(1)
-        l1 = err.abs().flatten(1).mean(1)
+    @staticmethod
+    def errors(x_hat: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-image MSE and L1 (B,) of [0, 1] images."""
+        err = x_hat - x
+        return err.pow(2).flatten(1).mean(1), err.abs().flatten(1).mean(1)
+
+    def forward(self, out: dict, x: torch.Tensor, quality: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        mse, l1 = self.errors(out["x_hat"], x)
         dist = mse if self.distortion == "mse" else l1
+        terms = {"distortion": dist.mean(), "mse": mse.mean(), "l1": l1.mean(), "psnr": psnr(mse).mean()}
+        if not self.rate:
+            return {"loss": NO_RATE_SCALE[self.distortion] * dist.mean(), **terms}
+        bpp = bits_per_pixel(out["likelihoods"], x.shape[-2] * x.shape[-1])
         lam = self.lambdas_for(quality)
         loss = (bpp + lam * DISTORTION_SCALE[self.distortion] * dist).mean()
-        return {"loss": loss, "bpp": bpp.mean(), "distortion": dist.mean(), "mse": mse.mean(), "l1": l1.mean(),
-                "psnr": psnr(mse).mean()}
+        return {"loss": loss, "bpp": bpp.mean(), **terms}

@@ -39,11 +39,13 @@ BYPASS_STATE_MARGIN = 64 * 1024  # zero padding for bypass runs fed by the decod
 class ModelConfig:
     """Everything that defines a model's architecture. Stored in model cards and checkpoints."""
 
-    transform: str = "crb"  # "cae" (plain), "crb" (residual blocks) or "gdn" (GDN instead of BN+ReLU)
+    # "cae" (plain), "crb" (residual blocks) or "gdn" (GDN instead of BN+ReLU); with prior "none",
+    # "original-cae" or "original-crb" (the original experiment's float-latent autoencoders, models/original.py)
+    transform: str = "crb"
     channels: int = 64  # width of the main transforms
     latent_channels: int = 128  # channels of y
     hyper_channels: int = 64  # channels of z (hyperprior only)
-    prior: str = "meanscale"  # "factorized", "scale" or "meanscale"
+    prior: str = "meanscale"  # "factorized", "scale" or "meanscale"; "none": float latent, no entropy model
     res_blocks: int = 1  # residual blocks per stage (crb only)
     levels: int = 6  # quality levels with their own gain vectors
     # Level that quality 0 maps to; below 0 extrapolates the gains past the lowest trained level

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from .codec_model import EdgeCodecModel, ModelConfig
+from .original import FloatLatentAutoencoder
 
 _CONFIGS: dict[str, Callable[[], ModelConfig]] = {}
 
@@ -30,8 +31,13 @@ def get_config(name: str, **overrides: Any) -> ModelConfig:
     return ModelConfig.from_dict(base)
 
 
-def create_model(name: str, **overrides: Any) -> EdgeCodecModel:
-    return EdgeCodecModel(get_config(name, **overrides))
+def build_model(config: ModelConfig) -> EdgeCodecModel | FloatLatentAutoencoder:
+    """The model a config describes: a codec, or (``prior: none``) a float-latent autoencoder."""
+    return FloatLatentAutoencoder(config) if config.prior == "none" else EdgeCodecModel(config)
+
+
+def create_model(name: str, **overrides: Any) -> EdgeCodecModel | FloatLatentAutoencoder:
+    return build_model(get_config(name, **overrides))
 
 
 @register_config
@@ -56,3 +62,26 @@ def gcrb() -> ModelConfig:
 def gdn_hp() -> ModelConfig:
     """GDN transforms (Balle et al.) with the gained mean-scale hyperprior: the fidelity default."""
     return ModelConfig(transform="gdn")
+
+
+# --- the original experiment (models/original.py): float latents, trained with `train.rate: none` ---
+@register_config
+def original_cae() -> ModelConfig:
+    """The original CAE: five stride-2 3x3 convs, BatchNorm + ReLU, 64x4x4 float latent (CR 48:1 at 128x128)."""
+    return ModelConfig(transform="original-cae", channels=64, latent_channels=64, hyper_channels=0, prior="none",
+                       res_blocks=0)
+
+
+@register_config
+def original_crb() -> ModelConfig:
+    """The original CRB: channels [32, 64, 128, 256], two residual blocks per level, 16x16x16 float latent
+    (CR 12:1 at 128x128; latent_channels=256 is the published code's 0.75:1, see models/original.py)."""
+    return ModelConfig(transform="original-crb", channels=32, latent_channels=16, hyper_channels=0, prior="none",
+                       res_blocks=2)
+
+
+@register_config
+def original_gcrb() -> ModelConfig:
+    """original-crb trained against the original PatchGAN (64, 128, 256, 512, 1; 4x4 convs)."""
+    return ModelConfig(transform="original-crb", channels=32, latent_channels=16, hyper_channels=0, prior="none",
+                       res_blocks=2, discriminator=True, disc_channels=64)

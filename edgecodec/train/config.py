@@ -11,12 +11,20 @@ import yaml
 DEFAULTS: dict[str, Any] = {
     "name": "run",
     "model": {"config": "crb", "overrides": {}},
-    "data": {"root": "../shared/data/train", "crop": 128, "scale": [0.5, 1.0], "val_fraction": 0.02,
-             "val_crop": 256, "val_images": 8},
+    # mode crop: random downscale + crop + flip (crop, scale); resize: whole images centre-cropped and
+    # resized to crop x crop once, no augmentation (validation: to val_crop). See train/data.py.
+    "data": {"root": "../shared/data/train", "mode": "crop", "crop": 128, "scale": [0.5, 1.0],
+             "val_fraction": 0.02, "val_crop": 256, "val_images": 8},
     "train": {
         "steps": 1000,
         "batch_size": 8,
         "lr": 3e-4,
+        "optimizer": "adam",  # adam or adamw (codec and discriminator)
+        "betas": [0.9, 0.999],
+        "weight_decay": 0.0,
+        # estimated: R from the entropy model's likelihoods (R + lambda * D); none: no rate term, for the
+        # float-latent models (prior none, e.g. original-cae): L = D (+ the GAN terms), lambdas unused
+        "rate": "estimated",
         "aux_lr": 1e-3,
         "lr_drop_at": 0.9,  # fraction of steps after which lr is divided by 10
         "grad_clip": 1.0,
@@ -50,7 +58,12 @@ DEFAULTS: dict[str, Any] = {
         "gan_weight": 0.1,  # lambda_GAN, outside lambda, scaled by the adaptive weight w
         "adaptive_weight": True,
         "disc_start": 0,  # first step with the adversarial term and discriminator updates
-        "disc_lr": 1.0e-4,  # Adam, betas (0.5, 0.999)
+        "disc_lr": 1.0e-4,
+        "disc_betas": [0.5, 0.999],
+        "disc_weight_decay": 0.0,
+        "disc_grad_clip": 0.0,  # gradient-norm clipping of the discriminator (0: none)
+        "disc_init_std": None,  # N(0, std) conv init as the original PatchGAN (0.2 there); null: PyTorch's
+        "alternate": False,  # from disc_start on, alternate codec and discriminator steps (see losses/gan.py)
         "disc_layers": 3,
         "lpips_crop": 64,  # LPIPS in training on a random crop of this side (null: whole crop)
         "lpips_resize": False,  # downscale the whole crop to lpips_crop instead of cropping

@@ -1,5 +1,9 @@
 """Training data: recursive image folders, decoded once into memory, random antialiased
-downscale + crop + flip per sample (the downscale removes the JPEG blocking of the training set)."""
+downscale + crop + flip per sample (the downscale removes the JPEG blocking of the training set).
+
+``data.mode: resize`` (the original experiment) instead centre-crops every image to a square and
+resizes it to ``crop`` x ``crop`` once, at load time, with no augmentation: training samples and
+validation images are then whole, fixed 128x128 pictures."""
 
 from __future__ import annotations
 
@@ -79,11 +83,62 @@ class CropDataset(Dataset):
         return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 
 
-def make_datasets(root: str | Path, crop: int, scale: tuple[float, float], val_fraction: float,
-                  val_crop: int = 256) -> tuple[CropDataset, CropDataset]:
+def load_square(path: Path, size: int) -> np.ndarray | None:
+    """Centre square of an image resized to size x size (antialiased bicubic), as an (H, W, 3)
+    uint8 array; None (with a warning) when Pillow cannot read it. JPEGs decode at a reduced
+    DCT scale no smaller than twice the target first (``draft``), which is fast and, being a
+    fixed function of the file, identical in training and evaluation."""
+    try:
+        with Image.open(path) as img:
+            img.draft("RGB", (2 * size, 2 * size))
+            img = ImageOps.exif_transpose(img).convert("RGB")
+    except Exception as exc:  # any decoder failure means "skip this file"
+        log.warning("skipping unreadable image %s: %s", path, exc)
+        return None
+    side = min(img.size)
+    left, top = (img.width - side) // 2, (img.height - side) // 2
+    img = img.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.BICUBIC,
+                                                                reducing_gap=None)
+    return np.array(img, dtype=np.uint8)
+
+
+class ResizedDataset(Dataset):
+    """Whole images, centre-cropped to a square and resized to ``size`` once (``data.mode: resize``)."""
+
+    def __init__(self, paths: list[Path], size: int) -> None:
+        arrays = (load_square(p, size) for p in paths)
+        self.paths = []
+        images = []
+        for path, arr in zip(paths, arrays):
+            if arr is not None:
+                self.paths.append(path)
+                images.append(torch.from_numpy(arr).permute(2, 0, 1))
+        if not images:
+            raise ValueError(f"no usable images among {len(paths)} files")
+        self.images = torch.stack(images)  # (N, 3, size, size) uint8: 48 KiB an image at 128 px
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.images[index].float() / 255.0
+
+
+def split_paths(root: str | Path, val_fraction: float) -> tuple[list[Path], list[Path]]:
+    """Training and held-out files of a folder (stable hash split, see is_validation)."""
     paths = find_images(root)
     train = [p for p in paths if not is_validation(p, val_fraction)]
     val = [p for p in paths if is_validation(p, val_fraction)]
     if not val:  # tiny folders: validate on a few training images rather than on nothing
         val = train[:8]
+    return train, val
+
+
+def make_datasets(root: str | Path, crop: int, scale: tuple[float, float], val_fraction: float,
+                  val_crop: int = 256, mode: str = "crop") -> tuple[Dataset, Dataset]:
+    train, val = split_paths(root, val_fraction)
+    if mode == "resize":
+        return ResizedDataset(train, crop), ResizedDataset(val, val_crop)
+    if mode != "crop":
+        raise ValueError(f"data.mode must be crop or resize, not {mode!r}")
     return CropDataset(train, crop, scale, train=True), CropDataset(val, val_crop, train=False)

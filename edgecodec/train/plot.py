@@ -3,8 +3,11 @@
 Values come from each run's val.csv (validation on the same held-out crops every
 ``train.val_every`` steps). All three validation qualities are drawn, as line styles of the
 run's colour: dotted q=0 (lowest rate), solid q=0.5, dashed q=1 (highest rate), so the charts
-show both how each run learns and how its rate range opens up. A run without val.csv (stopped
-before its first validation) is drawn from its training log.csv instead, as one thin line.
+show both how each run learns and how its rate range opens up. Runs without a rate
+(``train.rate: none``, the original experiment) validate once per step: one solid line each
+(``val_psnr``, ``val_ssim``). A run without val.csv (stopped before its first validation) is drawn
+from its training log.csv instead, as one thin line. A panel no run has values for (bpp, when
+every run is a float-latent one) is left out.
 """
 
 from __future__ import annotations
@@ -31,34 +34,43 @@ def plot_runs(runs: list[str | Path], out: str | Path, title: str | None = None)
 
     if not runs:
         raise ValueError("no run folders given")
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(5.2 * len(PANELS), 4.2))
+    lines: list[tuple[str, tuple, dict]] = []  # (panel metric, plot args, plot kwargs)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    drawn = 0
     for i, run in enumerate(runs):
         run = Path(run)
         colour = colours[i % len(colours)]
         name = run.name
         if (run / "val.csv").is_file():
             rows = read_csv(run / "val.csv")
-            for ax, (metric, _) in zip(axes, PANELS):
+            for metric, _ in PANELS:
+                steps, values = _series(rows, f"val_{metric}")  # a run without rate: no qualities
+                if steps:
+                    lines.append((metric, (steps, values, "-"), dict(
+                        color=colour, marker="." if len(steps) < 20 else None, label=name)))
                 for q, style in QUALITY_STYLES.items():
                     steps, values = _series(rows, f"val_{metric}_q{q}")
                     if steps:
-                        ax.plot(steps, values, style, color=colour, marker="." if len(steps) < 20 else None,
-                                label=f"{name} q={q}")
-                        drawn += 1
+                        lines.append((metric, (steps, values, style), dict(
+                            color=colour, marker="." if len(steps) < 20 else None, label=f"{name} q={q}")))
         elif (run / "log.csv").is_file():
             rows = read_csv(run / "log.csv")
-            for ax, (metric, _) in zip(axes, PANELS):
+            for metric, _ in PANELS:
                 steps, values = _series(rows, metric)
                 if steps:
-                    ax.plot(steps, values, "-", color=colour, linewidth=0.8, label=f"{name} (training batches)")
-                    drawn += 1
+                    lines.append((metric, (steps, values, "-"), dict(
+                        color=colour, linewidth=0.8, label=f"{name} (training batches)")))
         else:
             raise FileNotFoundError(f"{run}: no val.csv or log.csv (is it a training run folder?)")
-    if not drawn:
+    if not lines:
         raise ValueError("the runs have no logged validation or training points yet")
-    for ax, (_, label) in zip(axes, PANELS):
+    panels = [(metric, label) for metric, label in PANELS if any(line[0] == metric for line in lines)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
+    axes = list(axes[0])
+    for ax, (metric, _) in zip(axes, panels):
+        for line_metric, args, kwargs in lines:
+            if line_metric == metric:
+                ax.plot(*args, **kwargs)
+    for ax, (_, label) in zip(axes, panels):
         ax.set_xlabel("step")
         ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
@@ -69,7 +81,9 @@ def plot_runs(runs: list[str | Path], out: str | Path, title: str | None = None)
                 handles.append(h)
                 labels.append(lab)
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize="small", frameon=False)
-    fig.suptitle(title or "validation: dotted q=0, solid q=0.5, dashed q=1")
+    qualities = any(" q=" in str(kwargs.get("label")) for _, _, kwargs in lines)
+    fig.suptitle(title or ("validation: dotted q=0, solid q=0.5, dashed q=1" if qualities
+                           else "validation on the held-out images"))
     rows_of_legend = (len(labels) + 5) // 6
     fig.tight_layout(rect=(0, 0.05 * rows_of_legend + 0.02, 1, 1))
     out = Path(out)

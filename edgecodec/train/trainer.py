@@ -1,6 +1,12 @@
 """Training loop: rate-distortion (cae, crb, gdn-hp) and GAN (gcrb) objectives, checkpoints with
 exact resume, CSV + TensorBoard logs, and torchrun data parallelism.
 
+``train.rate: none`` trains the original experiment's float-latent autoencoders (models/original.py,
+configs/original/): no entropy model, no rate term, no auxiliary optimizer; the loss is the
+distortion (plus, with a discriminator, LPIPS and the adaptive GAN term, optionally alternating
+codec and discriminator steps), and validation logs one PSNR / SSIM / ST-LPIPS per step instead
+of one per quality.
+
 Batches are drawn in the main process from an in-memory dataset with RNGs that are saved in
 every checkpoint, so a resumed run sees the same data as an uninterrupted one.
 
@@ -32,6 +38,7 @@ import yaml
 from ..losses import GANRateDistortionLoss, RateDistortionLoss, build_perceptual, last_layer
 from ..losses.perceptual import PerceptualBackendError, PerceptualDistance
 from ..models import EdgeCodecModel, PatchDiscriminator, create_model
+from ..models.original import original_init_
 from . import distributed
 from .data import make_datasets
 from .monitor import Monitor, drop_rows_after
@@ -84,8 +91,17 @@ class Trainer:
         random.seed(seed)
         self.model = create_model(config["model"]["config"], **config["model"].get("overrides", {}))
         mc = self.model.config
-        if len(tc["lambdas"]) != mc.levels:
+        rate = tc.get("rate", "estimated")
+        if rate not in ("estimated", "none"):
+            raise ValueError(f"train.rate must be estimated or none, not {rate!r}")
+        self.rate = rate == "estimated"
+        if self.rate != (mc.prior != "none"):
+            raise ValueError(f"train.rate={rate} does not suit model {config['model']['config']!r} (prior "
+                             f"{mc.prior!r}): float-latent models (prior none) train with rate none, codecs "
+                             "with rate estimated")
+        if self.rate and len(tc["lambdas"]) != mc.levels:
             raise ValueError(f"{len(tc['lambdas'])} lambdas for {mc.levels} quality levels")
+        lambdas = tc["lambdas"] if self.rate else None
         self.gan = bool(mc.discriminator)
         self.discriminator: PatchDiscriminator | None = None
         if self.gan:
@@ -93,24 +109,28 @@ class Trainer:
             self.discriminator = PatchDiscriminator(
                 mc.disc_channels, layers=int(gc.get("disc_layers", 3)),
                 cond_channels=mc.latent_channels if mc.disc_conditional else 0)
+            if gc.get("disc_init_std"):
+                original_init_(self.discriminator, float(gc["disc_init_std"]))
             perceptual = build_perceptual(gc["perceptual"]) if float(gc["perceptual_weight"]) > 0 else None
             self.criterion: torch.nn.Module = GANRateDistortionLoss(
-                tc["lambdas"], self.discriminator, perceptual, distortion=tc["distortion"],
+                lambdas, self.discriminator, perceptual, distortion=tc["distortion"],
                 perceptual_weight=gc["perceptual_weight"], gan_weight=gc["gan_weight"],
                 disc_start=gc["disc_start"], adaptive_weight=gc["adaptive_weight"],
                 lpips_crop=gc.get("lpips_crop"), lpips_resize=gc.get("lpips_resize", False),
-                conditional=mc.disc_conditional, min_level=mc.min_level)
+                conditional=mc.disc_conditional, min_level=mc.min_level, alternate=gc.get("alternate", False))
         else:
-            self.criterion = RateDistortionLoss(tc["lambdas"], tc["distortion"], mc.min_level)
+            self.criterion = RateDistortionLoss(lambdas, tc["distortion"], mc.min_level)
         self._place_modules()
         main, aux = split_parameters(self.model)
-        self.optimizer = torch.optim.Adam(main, lr=tc["lr"])
-        self.aux_optimizer = torch.optim.Adam(aux, lr=tc["aux_lr"])
+        self.optimizer = _optimizer(tc, main, tc["lr"], tc.get("betas", (0.9, 0.999)), tc.get("weight_decay", 0.0))
+        # Float-latent models have no entropy bottleneck, hence no quantiles and no auxiliary optimizer.
+        self.aux_optimizer = torch.optim.Adam(aux, lr=tc["aux_lr"]) if aux else None
         self.aux_params = aux
         self.disc_optimizer = None
         if self.discriminator is not None:
-            self.disc_optimizer = torch.optim.Adam(self.discriminator.parameters(),
-                                                   lr=config["gan"]["disc_lr"], betas=(0.5, 0.999))
+            gc = config["gan"]
+            self.disc_optimizer = _optimizer(tc, self.discriminator.parameters(), gc["disc_lr"],
+                                             gc.get("disc_betas", (0.5, 0.999)), gc.get("disc_weight_decay", 0.0))
         self.step = 0
         self.elapsed_s = 0.0  # training wall time over all launches of this run
         self.best_val_loss = math.inf
@@ -120,7 +140,7 @@ class Trainer:
                 raise ValueError(f"data.{key}={dc[key]} must be a multiple of the model's stride "
                                  f"{self.model.stride}")
         self.train_set, self.val_set = make_datasets(dc["root"], dc["crop"], tuple(dc["scale"]),
-                                                     dc["val_fraction"], dc["val_crop"])
+                                                     dc["val_fraction"], dc["val_crop"], dc.get("mode", "crop"))
         if tc.get("init_from"):
             self._init_weights(tc["init_from"])
         if self.dist.rank:  # per-rank noise and augmentation streams (rank 0 keeps `seed`)
@@ -220,7 +240,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "model_config": self.model.config.to_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "aux_optimizer": self.aux_optimizer.state_dict(),
+            "aux_optimizer": self.aux_optimizer.state_dict() if self.aux_optimizer is not None else None,
             "step": self.step,
             "elapsed_s": self.elapsed_s,
             "best_val_loss": self.best_val_loss,
@@ -287,7 +307,8 @@ class Trainer:
             path, state = found
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.aux_optimizer.load_state_dict(state["aux_optimizer"])
+        if self.aux_optimizer is not None:
+            self.aux_optimizer.load_state_dict(state["aux_optimizer"])
         if self.discriminator is not None:
             if "disc" in state:
                 self.discriminator.load_state_dict(state["disc"])
@@ -336,7 +357,8 @@ class Trainer:
 
     def train_step(self) -> dict[str, float]:
         """One codec update (plus the auxiliary quantile update) and, for GCRB from
-        gan.disc_start on, one discriminator update on the same batch."""
+        gan.disc_start on, one discriminator update on the same batch (with gan.alternate, one
+        or the other, by the step's parity)."""
         tc = self.config["train"]
         self.net.train()
         for group in self.optimizer.param_groups:
@@ -345,6 +367,8 @@ class Trainer:
         x, quality = x.to(self.device, non_blocking=True), quality.to(self.device)
         if tc.get("channels_last"):
             x = x.contiguous(memory_format=torch.channels_last)
+        if self.gan and not self.criterion.updates_codec(self.step):
+            return self._discriminator_only_step(x, quality)
         with self._autocast():
             out = self.net(x, quality)
             out = {**out, "x_hat": out["x_hat"].float(), "y_hat": out["y_hat"].float()}
@@ -358,24 +382,44 @@ class Trainer:
         if tc["grad_clip"]:
             torch.nn.utils.clip_grad_norm_(self.optimizer.param_groups[0]["params"], tc["grad_clip"])
         self.optimizer.step()
-        aux_loss = self.model.aux_loss()
-        self.aux_optimizer.zero_grad(set_to_none=True)
-        aux_loss.backward()
-        distributed.all_reduce_grads(self.dist, self.aux_params)
-        self.aux_optimizer.step()
         record = {k: float(v.detach()) for k, v in terms.items() if k != "rate"}
-        record["aux_loss"] = float(aux_loss.detach())
+        if self.aux_optimizer is not None:
+            aux_loss = self.model.aux_loss()
+            self.aux_optimizer.zero_grad(set_to_none=True)
+            aux_loss.backward()
+            distributed.all_reduce_grads(self.dist, self.aux_params)
+            self.aux_optimizer.step()
+            record["aux_loss"] = float(aux_loss.detach())
         if self.gan:
             d_terms = {"d_loss": 0.0, "d_real": 0.0, "d_fake": 0.0}
-            if self.criterion.gan_active(self.step):
-                with self._autocast():
-                    d = self.criterion.discriminator_loss(out, x)
-                self.disc_optimizer.zero_grad(set_to_none=True)
-                d["d_loss"].backward()
-                distributed.all_reduce_grads(self.dist, self.discriminator.parameters())
-                self.disc_optimizer.step()
-                d_terms = {k: float(v.detach()) for k, v in d.items()}
-            record.update(d_terms)
+            if self.criterion.updates_discriminator(self.step):
+                d_terms = self._discriminator_update(out, x)
+            if not self.criterion.alternate:  # alternating: D terms are logged by the D steps only
+                record.update(d_terms)
+        self._last_batch = (x.detach(), out["x_hat"].detach())
+        self.step += 1
+        return record
+
+    def _discriminator_update(self, out: dict, x: torch.Tensor) -> dict[str, float]:
+        with self._autocast():
+            d = self.criterion.discriminator_loss(out, x)
+        self.disc_optimizer.zero_grad(set_to_none=True)
+        d["d_loss"].backward()
+        distributed.all_reduce_grads(self.dist, self.discriminator.parameters())
+        clip = float(self.config["gan"].get("disc_grad_clip") or 0)
+        if clip:
+            torch.nn.utils.clip_grad_norm_(self.discriminator.parameters(), clip)
+        self.disc_optimizer.step()
+        return {k: float(v.detach()) for k, v in d.items()}
+
+    def _discriminator_only_step(self, x: torch.Tensor, quality: torch.Tensor) -> dict[str, float]:
+        """A discriminator step of the alternating schedule: the codec runs forward in training
+        mode (its BatchNorm statistics update, as in the original) but is not updated."""
+        self.discriminator.train()
+        with torch.no_grad(), self._autocast():
+            out = self.net(x, quality)
+            out = {**out, "x_hat": out["x_hat"].float(), "y_hat": out["y_hat"].float()}
+        record = self._discriminator_update(out, x)
         self._last_batch = (x.detach(), out["x_hat"].detach())
         self.step += 1
         return record
@@ -406,6 +450,8 @@ class Trainer:
         x, x_hat = self._last_batch
         x_hat = x_hat.clamp(0, 1)
         metrics = {"ssim": float(ssim(x_hat, x, data_range=1.0))}
+        if not self.rate:  # the original's curves: PSNR of the batch's pixels (torchmetrics' definition)
+            metrics["batch_psnr"] = float(-10 * torch.log10((x_hat - x).pow(2).mean().clamp_min(1e-10)))
         if not self.gan and self.config["train"].get("log_lpips", True):
             net = self._metric_perceptual()
             if net is not None:
@@ -423,6 +469,8 @@ class Trainer:
         n = min(len(self.val_set), int(self.config["data"]["val_images"]))
         x = torch.stack([self.val_set[i] for i in range(n)]).to(self.device)
         metric_net = self._metric_perceptual() if self.config["train"].get("val_lpips", True) else None
+        if not self.rate:
+            return self._validate_float_latent(x, metric_net)
         result: dict[str, float] = {}
         losses = []
         for q in VAL_QUALITIES:
@@ -452,6 +500,29 @@ class Trainer:
         result["val_loss"] = sum(losses) / len(losses)
         return result
 
+    @torch.no_grad()
+    def _validate_float_latent(self, x: torch.Tensor, metric_net: PerceptualDistance | None) -> dict[str, float]:
+        """Validation without rate (one pass, no qualities): loss (for GCRB without the GAN term),
+        mean per-image PSNR, SSIM, MS-SSIM (crops over 160 px only) and ST-LPIPS."""
+        from pytorch_msssim import ms_ssim, ssim
+
+        with self._autocast():
+            out = self.model(x)
+            out = {**out, "x_hat": out["x_hat"].float()}
+            terms = (self.criterion.reconstruction_terms(out, x, None, crop=False) if self.gan
+                     else self.criterion(out, x, None))
+        x_hat = out["x_hat"].clamp(0, 1)
+        result = {"val_loss": float(terms["loss"]), "val_psnr": float(terms["psnr"]),
+                  "val_ssim": float(ssim(x_hat, x, data_range=1.0))}
+        if min(x.shape[-2:]) >= MS_SSIM_MIN_SIDE:
+            result["val_ms_ssim"] = float(ms_ssim(x_hat, x, data_range=1.0))
+        if self.gan and self.criterion.perceptual is not None and \
+                self.criterion.perceptual.name == self.config["train"].get("metrics_perceptual", "stlpips-alex"):
+            result["val_lpips"] = float(terms["lpips"])
+        elif metric_net is not None:
+            result["val_lpips"] = float(metric_net(x_hat, x).mean())
+        return result
+
     def _validate_and_keep_best(self, monitor: Monitor) -> None:
         """Rank 0 validates (other ranks wait) and writes best.pt when val_loss improves."""
         if self.is_main:
@@ -476,7 +547,7 @@ class Trainer:
         show = self.is_main and tc.get("progress", True)
         bar = tqdm(total=total, initial=self.step, unit="step", desc=str(self.config.get("name", "train")),
                    dynamic_ncols=True, disable=None if show else True)
-        running: dict[str, float] = {}
+        running: dict[str, list[float]] = {}  # key: [sum, count] (alternating GAN steps log different keys)
         count, t0, start = 0, time.time(), time.time()
         try:
             with logging_redirect_tqdm() if not bar.disable else contextlib.nullcontext():
@@ -485,7 +556,9 @@ class Trainer:
                     record = self.train_step()
                     self.elapsed_s += time.time() - step_start
                     for k, v in record.items():
-                        running[k] = running.get(k, 0.0) + v
+                        acc = running.setdefault(k, [0.0, 0])
+                        acc[0] += v
+                        acc[1] += 1
                     count += 1
                     bar.update(1)
                     if self.step % tc["log_every"] == 0 or self.step == total:
@@ -502,9 +575,9 @@ class Trainer:
         if tc.get("rank_hash"):
             self.write_rank_hash()
 
-    def _log_train(self, monitor: Monitor, bar: Any, running: dict[str, float], count: int, t0: float,
+    def _log_train(self, monitor: Monitor, bar: Any, running: dict[str, list[float]], count: int, t0: float,
                    start: float) -> None:
-        means = {k: v / count for k, v in running.items()}
+        means = {k: total / n for k, (total, n) in running.items()}
         if not all(math.isfinite(v) for v in means.values()):
             raise FloatingPointError(f"non-finite loss at step {self.step}: {means}")
         if not self.is_main:
@@ -512,11 +585,11 @@ class Trainer:
         row = {"time": round(time.time() - start, 1), "lr": self.lr_at(self.step - 1), **means,
                **self.batch_metrics(), "steps_per_s": count / (time.time() - t0)}
         monitor.log("train", self.step, row)
-        extra = f" w {row['w']:.3g} d_loss {row['d_loss']:.3f}" if self.gan else ""
-        log.info("step %d loss %.4f bpp %.3f psnr %.2f%s (%.2f steps/s)", self.step, row["loss"], row["bpp"],
-                 row["psnr"], extra, row["steps_per_s"])
-        bar.set_postfix(loss=f"{row['loss']:.3f}", bpp=f"{row['bpp']:.3f}", psnr=f"{row['psnr']:.2f}",
-                        refresh=False)
+        shown = {k: f"{row[k]:{fmt}}" for k, fmt in (("loss", ".4f"), ("bpp", ".3f"), ("psnr", ".2f"), ("w", ".3g"),
+                                                      ("d_loss", ".3f")) if k in row}  # no bpp without rate
+        log.info("step %d %s (%.2f steps/s)", self.step, " ".join(f"{k} {v}" for k, v in shown.items()),
+                 row["steps_per_s"])
+        bar.set_postfix({k: shown[k] for k in ("loss", "bpp", "psnr") if k in shown}, refresh=False)
 
     def write_rank_hash(self) -> str:
         """RUN/rank-hashes/rankN.json: sha256 of this rank's codec and discriminator state."""
@@ -533,6 +606,17 @@ class Trainer:
 
     def close(self) -> None:
         distributed.teardown(self.dist)
+
+
+def _optimizer(tc: dict, params: Any, lr: float, betas: Any, weight_decay: float) -> torch.optim.Optimizer:
+    """train.optimizer (adam or adamw) over ``params``."""
+    kind = str(tc.get("optimizer", "adam")).lower()
+    options = {"lr": float(lr), "betas": tuple(float(b) for b in betas), "weight_decay": float(weight_decay)}
+    if kind == "adam":
+        return torch.optim.Adam(params, **options)
+    if kind == "adamw":
+        return torch.optim.AdamW(params, **options)
+    raise ValueError(f"train.optimizer must be adam or adamw, not {kind!r}")
 
 
 def _keep_fp32(module: torch.nn.Module) -> None:

@@ -1,0 +1,296 @@
+"""Tiled coding of large images: bounded memory, no seams.
+
+Above ``TILE_PIXELS`` (padded) pixels an image is coded in tiles of ``TILE_LATENT`` x
+``TILE_LATENT`` latent pixels (512 x 512 image pixels), recorded in the container's tile field
+(format version 2, docs/format.md). The tiles change the entropy coding only, not the picture:
+
+- Encoder: the analysis transform g_a runs over each tile's image window widened by a halo at least
+  as large as g_a's receptive field, in whole latent pixels (so the convolution grids line up with
+  the whole image's), and only the tile's own latent pixels are kept. The stitched latent y is the
+  whole image's y up to float rounding: tiling creates no seam. The hyper-latent z (1/64 of the
+  image's side, 64 channels) is computed and coded whole.
+- Entropy coding: each tile's part of y is its own rANS stream, with Gaussian parameters from the
+  hyper-synthesis h_s over the tile's z window widened by ``HYPER_HALO`` z pixels. That window is
+  part of the format: encoder and decoder compute the parameters from the same tensors, on one
+  thread (``single_thread``), so the rANS tables agree bit for bit.
+- Decoder: z_hat whole, then per tile the parameters and y_hat (the whole latent is kept: 2 bytes
+  an image pixel for 128 latent channels); then g_s runs over each tile's latent window widened by
+  g_s's receptive field, and the tile's centre is written into the preallocated uint8 output. The
+  full-resolution float image never exists.
+
+Peak memory is then the uint8 image, the latent (y while encoding, y_hat while decoding) and one
+window's activations, instead of ~215 bytes an image pixel for a whole-image pass.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import numpy as np
+import torch
+from compressai.layers import GDN
+from torch import nn
+
+from ..errors import FormatError
+from ..models import EdgeCodecModel
+from ..models.codec_model import BYPASS_STATE_MARGIN, MAX_BYTES_PER_SYMBOL, single_thread
+
+# Images whose padded size exceeds this many pixels are tiled. A whole-image pass costs about
+# 215 bytes an image pixel (1.7 GB more for 3840x2160 with the shipped model), a tiled one about
+# 10 bytes a pixel (the uint8 image, the latent, the output) plus one window (< 0.1 GB): from 2 MP
+# on, tiling needs much less memory. Full HD (1920x1080, padded 1920x1088 = 2.09 MP) and smaller
+# stay in one piece, with version-1 streams exactly as before tiling existed.
+TILE_PIXELS = 1 << 21
+# Latent pixels per tile side: 32 -> 512x512 image pixels. One window's activations then cost
+# under 0.1 GB with the shipped model (64 tiles: ~0.3 GB, and 0.1-0.3 GB more peak RSS for 8K,
+# measured); the per-tile stream overhead (a 4-byte length and the rANS flush) is 0.05% of an 8K
+# file at 0.47 bpp; the halos add work (g_s windows (32+2*3)^2 / 32^2 = 1.4x) but the smaller
+# windows run faster per pixel, so encode and decode took no longer than with 64 tiles or in one
+# piece (benchmarks/large.py). The format allows any multiple of container.TILE_MULTIPLE (16).
+TILE_LATENT = 32
+# z pixels added on each side of a tile's hyper-latent window before h_s computes the tile's
+# Gaussian parameters. Part of the format: both sides must compute the parameters from the same
+# windows. h_s reaches 1.75 z pixels, so with 2 the parameters equal the whole-image ones
+# (measured: identical for the shipped model; 1 gives differences up to 1.4).
+HYPER_HALO = 2
+LATENT_STRIDE = 16  # image pixels per latent pixel
+_LENGTH = struct.Struct("<I")
+
+# Layers that act on each pixel alone (no spatial extent).
+_POINTWISE = (GDN, nn.BatchNorm2d, nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.Identity)
+
+
+# --- receptive fields ----------------------------------------------------------------------------
+def _layers(module: nn.Module):
+    """Spatial layers in order; pointwise layers are skipped. Parallel branches (a residual
+    block's skip) are counted as if in sequence: an over-estimate, which is safe."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        if module.padding_mode != "zeros" or isinstance(module.padding, str):
+            raise NotImplementedError(f"cannot tile through {module}")
+        yield module
+    elif isinstance(module, _POINTWISE):
+        return
+    elif any(True for _ in module.children()):
+        for child in module.children():
+            yield from _layers(child)
+    else:
+        raise NotImplementedError(f"cannot tile through {type(module).__name__}: unknown receptive field")
+
+
+def _reach(layer: nn.Module) -> int:
+    """Farthest input pixel (either side) a stride-1 output pixel of this layer sees."""
+    k, d, p = layer.kernel_size[0], layer.dilation[0], layer.padding[0]
+    return max(p, (k - 1) * d - p)
+
+
+def analysis_halo(model: EdgeCodecModel) -> int:
+    """Latent pixels of halo that make a g_a window's centre equal the whole image's."""
+    radius, jump = 0, 1  # image pixels; image pixels per feature pixel
+    for layer in _layers(model.g_a):
+        if isinstance(layer, nn.ConvTranspose2d):
+            raise NotImplementedError("upsampling in the analysis transform")
+        radius += _reach(layer) * jump
+        jump *= layer.stride[0]
+    if jump != LATENT_STRIDE:
+        raise NotImplementedError(f"analysis stride {jump}, expected {LATENT_STRIDE}")
+    # latent pixel i sees image pixels 16 i - radius .. 16 i + radius: a window starting h latent
+    # pixels before the tile (and ending h after it) covers that when 16 h >= radius.
+    return math.ceil(radius / LATENT_STRIDE)
+
+
+def synthesis_halo(model: EdgeCodecModel) -> int:
+    """Latent pixels of halo that make a g_s window's centre equal the whole image's."""
+    radius, scale = 0.0, 1  # latent pixels; feature pixels per latent pixel
+    for layer in _layers(model.g_s):
+        s = layer.stride[0]
+        if isinstance(layer, nn.ConvTranspose2d):
+            k, d, p = layer.kernel_size[0], layer.dilation[0], layer.padding[0]
+            radius += max((s - 1 + p) // s, ((k - 1) * d - p) // s) / scale
+            scale *= s
+        elif s == 1:
+            radius += _reach(layer) / scale
+        else:
+            raise NotImplementedError("strided convolution in the synthesis transform")
+    return math.ceil(radius) + 1  # + 1: an output pixel's position within its latent pixel
+
+
+def tiling_supported(model: object) -> bool:
+    if not isinstance(model, EdgeCodecModel):
+        return False
+    try:
+        analysis_halo(model)
+        synthesis_halo(model)
+    except NotImplementedError:
+        return False
+    return True
+
+
+def choose_tile(model: object, height: int, width: int) -> int:
+    """The tile size the encoder uses for an image: 0 (one piece) up to TILE_PIXELS padded pixels."""
+    s = model.stride
+    padded = (height + (-height % s)) * (width + (-width % s))
+    return TILE_LATENT if padded > TILE_PIXELS and tiling_supported(model) else 0
+
+
+# --- layout --------------------------------------------------------------------------------------
+def tile_grid(latent_h: int, latent_w: int, tile: int) -> list[tuple[slice, slice]]:
+    """Tiles of the latent in raster order (row of tiles by row); edge tiles are smaller."""
+    return [(slice(r, min(r + tile, latent_h)), slice(c, min(c + tile, latent_w)))
+            for r in range(0, latent_h, tile) for c in range(0, latent_w, tile)]
+
+
+def num_tiles(latent_h: int, latent_w: int, tile: int) -> int:
+    return -(-latent_h // tile) * -(-latent_w // tile)
+
+
+def _window(span: slice, halo: int, size: int) -> tuple[int, int]:
+    return max(0, span.start - halo), min(size, span.stop + halo)
+
+
+def pack_tiles(strings: list[bytes]) -> bytes:
+    """Stream 1 of a tiled file: each tile's stream as a 4-byte length and its bytes."""
+    return b"".join(_LENGTH.pack(len(s)) + s for s in strings)
+
+
+def unpack_tiles(data: bytes, count: int) -> list[bytes]:
+    """Split stream 1 into ``count`` tile streams, checking every length against the bytes present."""
+    if len(data) < _LENGTH.size * count:
+        raise FormatError(f"corrupted .edc file: {len(data)} bytes cannot hold {count} tile streams")
+    tiles, pos = [], 0
+    for _ in range(count):
+        if pos + _LENGTH.size > len(data):
+            raise FormatError("corrupted .edc file: tile table incomplete")
+        (length,) = _LENGTH.unpack_from(data, pos)
+        pos += _LENGTH.size
+        if pos + length > len(data):
+            raise FormatError("corrupted .edc file: tile stream shorter than declared")
+        tiles.append(data[pos: pos + length])
+        pos += length
+    if pos != len(data):
+        raise FormatError("corrupted .edc file: trailing bytes after the last tile stream")
+    return tiles
+
+
+def pad_stream(s: bytes, symbols: int) -> bytes:
+    """Check one stream's length against its symbol count, then append the zero bytes that keep
+    the rANS decoder inside the buffer: the rule of ``EdgeCodecModel._pad_streams``, for one stream."""
+    if len(s) > MAX_BYTES_PER_SYMBOL * symbols + 64:
+        raise FormatError(f"corrupted .edc file: a stream of {len(s)} bytes for {symbols} symbols "
+                          f"(at most {MAX_BYTES_PER_SYMBOL} bytes a symbol)")
+    b = np.frombuffer(s, dtype=np.uint8)
+    nibbles_15 = int(np.count_nonzero((b & 0x0F) == 0x0F) + np.count_nonzero(b >= 0xF0))
+    return s + bytes(4 * symbols + 8 * nibbles_15 + BYPASS_STATE_MARGIN)
+
+
+# --- encoder -------------------------------------------------------------------------------------
+@torch.no_grad()
+def analyze_tiled(model: EdgeCodecModel, rgb: np.ndarray, tile: int) -> torch.Tensor:
+    """The latent y (1, M, H'/16, W'/16) of an (H, W, 3) uint8 image padded on the right and bottom
+    by edge replication to the model's stride, computed window by window."""
+    h, w = rgb.shape[:2]
+    s = model.stride
+    lh, lw = (h + (-h % s)) // LATENT_STRIDE, (w + (-w % s)) // LATENT_STRIDE
+    halo = analysis_halo(model)
+    y = torch.empty(1, model.config.latent_channels, lh, lw)
+    for rows, cols in tile_grid(lh, lw, tile):
+        r0, r1 = _window(rows, halo, lh)
+        c0, c1 = _window(cols, halo, lw)
+        # Clipped indices replicate the last row / column: the padding of the whole-image path.
+        ri = np.minimum(np.arange(LATENT_STRIDE * r0, LATENT_STRIDE * r1), h - 1)
+        ci = np.minimum(np.arange(LATENT_STRIDE * c0, LATENT_STRIDE * c1), w - 1)
+        window = np.take(np.take(rgb[ri[0]: ri[-1] + 1], ri - ri[0], axis=0)[:, ci[0]: ci[-1] + 1],
+                         ci - ci[0], axis=1)
+        x = torch.from_numpy(window).permute(2, 0, 1)[None].float() / 255.0
+        y_win = model.analyze(x)
+        y[..., rows, cols] = y_win[..., rows.start - r0: rows.stop - r0, cols.start - c0: cols.stop - c0]
+        del x, y_win
+    return y
+
+
+def _tile_params(model: EdgeCodecModel, z_hat: torch.Tensor, rows: slice, cols: slice):
+    """rANS table indexes and means (or None) of one tile, from h_s over its z window."""
+    hyper, lc = model.latent_codec["hyper"], model.latent_codec["y"]
+    zh, zw = z_hat.shape[-2:]
+    r0, r1 = max(0, rows.start // 4 - HYPER_HALO), min(zh, -(-rows.stop // 4) + HYPER_HALO)
+    c0, c1 = max(0, cols.start // 4 - HYPER_HALO), min(zw, -(-cols.stop // 4) + HYPER_HALO)
+    params = hyper.h_s(z_hat[..., r0:r1, c0:c1])
+    params = params[..., rows.start - 4 * r0: rows.stop - 4 * r0, cols.start - 4 * c0: cols.stop - 4 * c0]
+    scales, means = lc._chunk(lc.entropy_parameters(params))
+    return lc.gaussian_conditional.build_indexes(scales), means
+
+
+@torch.no_grad()
+def compress_tiled(model: EdgeCodecModel, y: torch.Tensor, quality: float, tile: int) -> list[bytes]:
+    """The streams of a tiled file: [tile table of y, z] (hyperprior) or [tile table of y]."""
+    g = model.gains(torch.tensor([quality]))
+    tiles = tile_grid(y.shape[-2], y.shape[-1], tile)
+    if model.config.prior == "factorized":
+        strings = [model.latent_codec.compress(y[..., r, c] * g["y_gain"])["strings"][0][0] for r, c in tiles]
+        return [pack_tiles(strings)]
+    hyper, gc = model.latent_codec["hyper"], model.latent_codec["y"].gaussian_conditional
+    with single_thread():
+        z = hyper.h_a(y) * g["z_gain"]
+        z_strings = hyper.entropy_bottleneck.compress(z)
+        z_hat = hyper.entropy_bottleneck.decompress(z_strings, z.shape[-2:]) * g["z_gain_inv"]
+        strings = []
+        for rows, cols in tiles:
+            indexes, means = _tile_params(model, z_hat, rows, cols)
+            strings.append(gc.compress(y[..., rows, cols] * g["y_gain"], indexes, means)[0])
+    return [pack_tiles(strings), z_strings[0]]
+
+
+# --- decoder -------------------------------------------------------------------------------------
+@torch.no_grad()
+def decompress_tiled(model: EdgeCodecModel, streams: list[bytes], height: int, width: int, quality: float,
+                     tile: int) -> np.ndarray:
+    """Decode the streams of a tiled file into an (height, width, 3) uint8 array."""
+    s = model.stride
+    lh, lw = (height + (-height % s)) // LATENT_STRIDE, (width + (-width % s)) // LATENT_STRIDE
+    tiles = tile_grid(lh, lw, tile)
+    tile_streams = unpack_tiles(streams[0], len(tiles))
+    g = model.gains(torch.tensor([quality]))
+    m = model.config.latent_channels
+    y_hat = torch.empty(1, m, lh, lw)
+    with single_thread():
+        if model.config.prior == "factorized":
+            for (rows, cols), data in zip(tiles, tile_streams):
+                shape = (rows.stop - rows.start, cols.stop - cols.start)
+                data = pad_stream(data, m * shape[0] * shape[1])
+                y_hat[..., rows, cols] = model.latent_codec.decompress([[data]], shape)["y_hat"] * g["y_gain_inv"]
+        else:
+            hyper, gc = model.latent_codec["hyper"], model.latent_codec["y"].gaussian_conditional
+            z_shape = (lh // 4, lw // 4)
+            z_data = pad_stream(streams[1], model.config.hyper_channels * z_shape[0] * z_shape[1])
+            z_hat = hyper.entropy_bottleneck.decompress([z_data], z_shape) * g["z_gain_inv"]
+            del z_data
+            for (rows, cols), data in zip(tiles, tile_streams):
+                indexes, means = _tile_params(model, z_hat, rows, cols)
+                data = pad_stream(data, indexes.numel())
+                y_hat[..., rows, cols] = gc.decompress([data], indexes, means=means) * g["y_gain_inv"]
+    del tile_streams
+    return synthesize_tiled(model, y_hat, height, width, tile)
+
+
+@torch.no_grad()
+def synthesize_tiled(model: EdgeCodecModel, y_hat: torch.Tensor, height: int, width: int,
+                     tile: int) -> np.ndarray:
+    """g_s window by window into a preallocated uint8 image, cropped to height x width."""
+    lh, lw = y_hat.shape[-2:]
+    halo = synthesis_halo(model)
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    k = LATENT_STRIDE
+    # One thread, as in EdgeCodecModel.decompress: the pixels must not depend on the thread count.
+    with single_thread():
+        for rows, cols in tile_grid(lh, lw, tile):
+            top, left = k * rows.start, k * cols.start
+            if top >= height or left >= width:  # only padding: cannot happen for tiles >= 4, kept as a guard
+                continue
+            r0, r1 = _window(rows, halo, lh)
+            c0, c1 = _window(cols, halo, lw)
+            x = model._image(y_hat[..., r0:r1, c0:c1])
+            bottom, right = min(height, k * rows.stop), min(width, k * cols.stop)
+            x = x[0, :, top - k * r0: bottom - k * r0, left - k * c0: right - k * c0]
+            out[top:bottom, left:right] = x.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+            del x
+    return out

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The CAE / CRB / GCRB ablation, end to end: train the three with the same data pipeline, crop,
+# batch, rate range and step budget, export each as a model, evaluate them on Kodak next to the
+# classical codecs, and draw the training charts.
+#
+#   bash scripts/ablation.sh                 # the full schedule of configs/{cae,crb,gcrb}.yaml
+#   STEPS=6000 bash scripts/ablation.sh      # a shorter, equal budget for all three
+#   WARM_GCRB=1 bash scripts/ablation.sh     # GCRB starts from the trained CRB (its GAN phase only)
+#
+# Re-running continues: a run folder with checkpoints is resumed, eval only measures what is missing.
+# Outputs: runs/ablation/{cae,crb,gcrb} (checkpoints, logs; not committed), models exported to
+# runs/ablation/models, eval/ablation (per-image CSV, summary.json, table.md, plots, report.html
+# with side-by-side crops), docs/ablation_training.png (PSNR / SSIM / bpp against step).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+edgecodec=.venv/bin/edgecodec
+runs=${RUNS:-runs/ablation}
+data=${DATA:-../shared/data/train}
+kodak=${KODAK:-../shared/data/kodak}
+steps_args=()
+if [[ -n "${STEPS:-}" ]]; then
+  steps_args=(--steps "$STEPS")
+fi
+mkdir -p "$runs/models"
+
+train() {  # name, extra overrides...
+  local name=$1
+  shift
+  if compgen -G "$runs/$name/ckpt-*.pt" >/dev/null; then
+    "$edgecodec" train --resume "$runs/$name" "${steps_args[@]}"
+  else
+    "$edgecodec" train --config "configs/$name.yaml" --data "$data" --out "$runs/$name" "${steps_args[@]}" "$@"
+  fi
+}
+
+train cae
+train crb
+if [[ -n "${WARM_GCRB:-}" ]]; then
+  train gcrb train.init_from="$runs/crb/best.pt" gan.disc_start=0
+else
+  # the same share of pure rate-distortion steps as the full schedule (a third)
+  train gcrb ${STEPS:+gan.disc_start=$((STEPS / 3))}
+fi
+
+for name in cae crb gcrb; do
+  "$edgecodec" export-model "$runs/$name" --name "ablation-$name" --out "$runs/models" -q
+done
+export EDGECODEC_MODEL_PATH="$runs/models${EDGECODEC_MODEL_PATH:+:$EDGECODEC_MODEL_PATH}"
+"$edgecodec" eval "$kodak" --models ablation-cae,ablation-crb,ablation-gcrb --codecs jpeg,webp,avif,jxl \
+  --out eval/ablation --crop-bpp 0.3
+"$edgecodec" plot-training "$runs/cae" "$runs/crb" "$runs/gcrb" -o docs/ablation_training.png
+echo "ablation: eval/ablation/table.md, eval/ablation/report.html, docs/ablation_training.png"

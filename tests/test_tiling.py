@@ -1,0 +1,265 @@
+"""Tiled coding of large images (edgecodec/codec/tiling.py): no seams, deterministic, and the
+container's version-2 tile field. Tiles are made as small as the format allows here (16 latent
+pixels, 256 image pixels) so that a Kodak image has several and the tests stay fast."""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO, SHIPPED, TINY, fix_crc, psnr
+
+from edgecodec.codec import tiling
+from edgecodec.codec.api import Encoder, _to_tensor, decode_array
+from edgecodec.codec.container import Container
+from edgecodec.codec.imageio import load_image
+from edgecodec.errors import FormatError, ImageTooLargeError
+
+Q = 32768  # quality 0.5
+BORDER = 4
+
+
+def border_mask(height: int, width: int, tile_px: int) -> np.ndarray:
+    """Pixels within BORDER pixels of an interior tile border."""
+    rows = np.zeros(height, bool)
+    cols = np.zeros(width, bool)
+    for b in range(tile_px, height, tile_px):
+        rows[b - BORDER: b + BORDER] = True
+    for b in range(tile_px, width, tile_px):
+        cols[b - BORDER: b + BORDER] = True
+    return rows[:, None] | cols[None, :]
+
+
+def masked_psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    return psnr(a[mask], b[mask])
+
+
+@pytest.fixture(scope="module")
+def mosaic(kodak):
+    """1024x768 of Kodak images side by side, offset so that no image edge lies on a tile border
+    (benchmarks/large.py's test image, smaller): tile borders cross ordinary content."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import large
+
+    return large.make_mosaic(kodak, 1024, 768)
+
+
+@pytest.fixture(scope="module")
+def shipped_tiled(mosaic):
+    """The mosaic coded by the shipped model in one piece and in 16-latent-pixel (256 px) tiles:
+    latent 48x64, 3 x 4 tiles, borders at x = 256, 512, 768 and y = 256, 512."""
+    whole = Encoder(load_image(mosaic), SHIPPED, tile=0)
+    tiled = Encoder(load_image(mosaic), SHIPPED, tile=16)
+    return {"whole": whole, "tiled": tiled, "whole_data": whole.encode(Q), "tiled_data": tiled.encode(Q)}
+
+
+# --- no seams ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("model", [SHIPPED, "tiny"])
+def test_tiled_analysis_equals_whole_image_latent(model, kodim23_rgb, monkeypatch):
+    """The encoder's windows overlap by g_a's receptive field: the stitched latent is the whole
+    image's, so tiling cannot create a seam. Without the halo it is far off (the check can fail)."""
+    rgb = kodim23_rgb[:500, :700]  # odd size: the padding is replicated inside the windows too
+    enc = Encoder(load_image(rgb), model, tile=0)
+    m = enc.model
+    for tile in (16, 32):
+        y = tiling.analyze_tiled(m, rgb, tile)
+        assert y.shape == enc.y.shape
+        assert torch.allclose(y, enc.y, atol=1e-5, rtol=0), (tile, (y - enc.y).abs().max().item())
+    assert torch.equal(Encoder(load_image(rgb), model, tile=16).y, tiling.analyze_tiled(m, rgb, 16))
+    assert tiling.analysis_halo(m) > 1
+    monkeypatch.setattr(tiling, "analysis_halo", lambda _m: 1)
+    assert (tiling.analyze_tiled(m, rgb, 16) - enc.y).abs().max().item() > 1e-3
+
+
+def test_tile_borders_do_not_show(shipped_tiled, mosaic, monkeypatch):
+    """The issue's criterion: PSNR over the pixels within 4 px of tile borders is within 1 dB of
+    the whole image's. Content alone moves that figure (on kodim23 alone, tiled or not, its 3
+    borders cross feathers and read 1.8 dB low), so the seam test proper is against the one-piece
+    stream at the same pixels: equal. With too small a synthesis halo the borders do show."""
+    data = shipped_tiled["tiled_data"]
+    header = Container.from_bytes(data).header
+    assert (header.version, header.tile) == (2, 16)
+    assert tiling.num_tiles(48, 64, 16) == 12
+    out, _ = decode_array(data)
+    ref, _ = decode_array(shipped_tiled["whole_data"])
+    mask = border_mask(768, 1024, 16 * 16)
+    whole, border = psnr(mosaic, out), masked_psnr(mosaic, out, mask)
+    assert abs(border - whole) <= 1.0, (border, whole)
+    # Against the one-piece stream: the same quality everywhere, the tile borders included.
+    assert abs(whole - psnr(mosaic, ref)) < 0.02
+    assert abs(border - masked_psnr(mosaic, ref, mask)) < 0.02
+    assert psnr(out, ref) > 45
+    assert abs(len(data) - len(shipped_tiled["whole_data"])) < 0.01 * len(shipped_tiled["whole_data"])
+    # The checks can fail: without a synthesis halo the issue's criterion fails, and with 1 latent
+    # pixel (g_s reaches 1.875; the computed halo is 3) the comparison with the one-piece stream does.
+    assert tiling.synthesis_halo(shipped_tiled["tiled"].model) == 3
+    for halo, drop in ((1, 0.3), (0, 1.0)):
+        monkeypatch.setattr(tiling, "synthesis_halo", lambda _m, halo=halo: halo)
+        seamed, _ = decode_array(data)
+        assert border - masked_psnr(mosaic, seamed, mask) > drop
+    assert whole - masked_psnr(mosaic, seamed, mask) > 1.0
+
+
+def test_tiled_decoding_is_deterministic(shipped_tiled, mosaic):
+    data = shipped_tiled["tiled_data"]
+    first, _ = decode_array(data)
+    second, _ = decode_array(data)
+    assert np.array_equal(first, second)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        two, _ = decode_array(data)
+        encoded_with_two = Encoder(load_image(mosaic), SHIPPED, tile=16).encode(Q)
+    finally:
+        torch.set_num_threads(previous)
+    assert np.array_equal(first, two)
+    assert np.array_equal(decode_array(encoded_with_two)[0], decode_array(encoded_with_two)[0])
+    assert shipped_tiled["tiled"].encode(Q) == data  # encoding is deterministic too
+    assert Encoder(load_image(mosaic), SHIPPED, tile=16).encode(Q) == data
+
+
+@pytest.mark.parametrize("prior", ["meanscale", "scale", "factorized"])
+def test_tiled_round_trip_every_prior(prior, tmp_path, monkeypatch):
+    """Tiny crb models (residual blocks: a wider receptive field than gdn) of every prior, on an
+    odd-sized image: tiled and one-piece streams decode to nearly the same pixels."""
+    from edgecodec.models import create_model
+    from edgecodec.zoo import save_model
+
+    torch.manual_seed(3)
+    model = create_model("crb", prior=prior, **TINY).eval()
+    save_model(model, tmp_path, "tiler", {"summary": "tiling test"})
+    monkeypatch.setenv("EDGECODEC_MODEL_PATH", str(tmp_path))
+    yy, xx = np.mgrid[0:300, 0:410]
+    rgb = np.stack([yy, xx, (yy * xx) % 256], -1).astype(np.uint8)
+    whole, tiled = Encoder(load_image(rgb), "tiler", tile=0), Encoder(load_image(rgb), "tiler", tile=16)
+    a, _ = decode_array(whole.encode(Q))
+    data = tiled.encode(Q)
+    b, header = decode_array(data)
+    assert header.tile == 16 and b.shape == (300, 410, 3)
+    n = tiling.num_tiles(*tiled.y.shape[-2:], 16)
+    assert n == 4 and len(tiling.unpack_tiles(Container.from_bytes(data).streams[0], n)) == n
+    assert psnr(a, b) > 40
+
+
+# --- when to tile --------------------------------------------------------------------------------
+def test_tiling_threshold(monkeypatch, kodim23_rgb):
+    from edgecodec import zoo
+
+    model, _ = zoo.load_model(SHIPPED)
+    assert tiling.choose_tile(model, 512, 768) == 0  # Kodak
+    assert tiling.choose_tile(model, 1080, 1920) == 0  # Full HD stays in one piece
+    assert tiling.choose_tile(model, 1200, 1920) == tiling.TILE_LATENT
+    assert tiling.choose_tile(model, 4320, 7680) == tiling.TILE_LATENT
+    assert Container.from_bytes(Encoder(load_image(kodim23_rgb[:64, :64]), SHIPPED).encode(Q)).header.version == 1
+    monkeypatch.setattr(tiling, "TILE_PIXELS", 64 * 64)
+    monkeypatch.setattr(tiling, "TILE_LATENT", 16)
+    enc = Encoder(load_image(kodim23_rgb[:64, :300]), SHIPPED)
+    assert enc.tile == 16
+    header = Container.from_bytes(enc.encode(Q)).header
+    assert (header.version, header.tile) == (2, 16)
+    for bad in (4, 8, 24):
+        with pytest.raises(ValueError, match="tile"):
+            Encoder(load_image(kodim23_rgb[:64, :64]), SHIPPED, tile=bad)
+
+
+def test_halos_of_the_registered_transforms():
+    from edgecodec.models import create_model
+
+    gdn = create_model("gdn-hp", **TINY)
+    crb = create_model("crb", **TINY)
+    # gdn: four 5x5 stride-2 convolutions reach 30 image pixels -> 2 latent pixels; crb's residual
+    # blocks add 28 -> 58 -> 4.
+    assert (tiling.analysis_halo(gdn), tiling.analysis_halo(crb)) == (2, 4)
+    assert (tiling.synthesis_halo(gdn), tiling.synthesis_halo(crb)) == (3, 5)
+    assert tiling.tiling_supported(gdn) and not tiling.tiling_supported(object())
+
+
+# --- container and hostile tiled streams ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_tiled() -> bytes:
+    """A tiny-model stream of a 300x450 image in 16-latent-pixel tiles (latent 20x32: 2 x 2 tiles)."""
+    x = np.random.RandomState(1).randint(0, 256, (300, 450, 3), dtype=np.uint8)
+    return Encoder(load_image(x), "tiny", tile=16).encode(Q)
+
+
+def test_tiled_layout(tiny_tiled):
+    data = tiny_tiled
+    n = data[7]
+    assert data[4] == 2
+    (header_len,) = struct.unpack_from("<H", data, 5)
+    assert 7 + header_len == 32 + n  # version 1's fields, then the 2-byte tile field
+    assert struct.unpack_from("<H", data, 30 + n) == (16,)
+    c = Container.from_bytes(data)
+    assert c.header.tile == 16 and len(c.streams) == 2
+    tiles = tiling.unpack_tiles(c.streams[0], 4)
+    assert tiling.pack_tiles(tiles) == c.streams[0]
+    assert Container(c.header, c.streams).to_bytes() == data
+    # A version-2 header with tile 0 is a one-piece stream.
+    plain = Encoder(load_image(np.zeros((300, 450, 3), np.uint8)), "tiny", tile=0).encode(Q)
+    p = Container.from_bytes(plain)
+    assert p.header.version == 1
+    v2 = Container(dataclasses.replace(p.header, version=2), p.streams).to_bytes()
+    assert v2[4] == 2 and len(v2) == len(plain) + 2
+    assert np.array_equal(decode_array(v2)[0], decode_array(plain)[0])
+
+
+@pytest.mark.parametrize("tile", [1, 4, 8, 24, 65535])
+def test_invalid_tile_field(tiny_tiled, tile):
+    n = tiny_tiled[7]
+    bad = fix_crc(tiny_tiled[:30 + n] + struct.pack("<H", tile) + tiny_tiled[32 + n:])
+    with pytest.raises(FormatError, match="tile"):
+        Container.from_bytes(bad)
+    with pytest.raises(ValueError):
+        Container(dataclasses.replace(Container.from_bytes(tiny_tiled).header, tile=tile), [b"x"]).to_bytes()
+
+
+def _with_tiles(data: bytes, tiles: list[bytes] | None = None, raw: bytes | None = None, **header) -> bytes:
+    c = Container.from_bytes(data)
+    stream = raw if raw is not None else tiling.pack_tiles(tiles)
+    return Container(dataclasses.replace(c.header, **header), [stream, *c.streams[1:]]).to_bytes()
+
+
+def test_hostile_tile_tables_are_format_errors(tiny_tiled):
+    c = Container.from_bytes(tiny_tiled)
+    tiles = tiling.unpack_tiles(c.streams[0], 4)
+    table = c.streams[0]
+    cases = {
+        "too few tiles": _with_tiles(tiny_tiled, tiles[:3]),
+        "too many tiles": _with_tiles(tiny_tiled, tiles + [b""]),
+        "trailing": _with_tiles(tiny_tiled, raw=table + b"\x00"),
+        "truncated": _with_tiles(tiny_tiled, raw=table[:-1]),
+        "length past the end": _with_tiles(tiny_tiled, raw=struct.pack("<I", 1 << 31) + table[4:]),
+        "overlong tile": _with_tiles(tiny_tiled, [b"\xff" * (8 * 32 * 16 * 16 + 65)] + tiles[1:]),
+        "empty table": _with_tiles(tiny_tiled, raw=b""),
+        "other tile size": _with_tiles(tiny_tiled, tiles, tile=32),
+    }
+    for name, data in cases.items():
+        with pytest.raises(FormatError):
+            decode_array(data)
+            pytest.fail(name)
+
+
+def test_tiled_pixel_limit_before_allocation(tiny_tiled):
+    huge = _with_tiles(tiny_tiled, raw=b"", width=100_000, height=100_000)
+    with pytest.raises(ImageTooLargeError, match="100000x100000"):
+        decode_array(huge)
+    # Many tiles declared, few bytes: refused before the table is read.
+    many = _with_tiles(tiny_tiled, raw=b"\x00" * 12, width=4096, height=4096)
+    with pytest.raises(FormatError, match="tile"):
+        decode_array(many, max_pixels=1 << 24)
+
+
+def test_one_piece_path_is_unchanged(kodim23_rgb):
+    """Below the threshold nothing changes: version 1, the bytes of model.compress."""
+    from edgecodec import zoo
+
+    rgb = kodim23_rgb[:128, :192]
+    model, _ = zoo.load_model("tiny")
+    data = Encoder(load_image(rgb), "tiny").encode(Q)
+    c = Container.from_bytes(data)
+    assert c.header.version == 1 and c.header.tile == 0
+    assert c.streams == model.compress(_to_tensor(rgb, model.stride), Q / 65535)["strings"]
