@@ -7,6 +7,7 @@
 #   STEPS=6000 bash scripts/ablation.sh      # a shorter, equal budget for all three
 #   WARM_GCRB=1 bash scripts/ablation.sh     # GCRB starts from the trained CRB (its GAN phase only)
 #
+# RUNS, DATA, KODAK, EVAL_OUT and CHART move the run folders, the data and the outputs.
 # Re-running continues: a run folder with checkpoints is resumed, eval only measures what is missing.
 # Outputs: runs/ablation/{cae,crb,gcrb} (checkpoints, logs; not committed), models exported to
 # runs/ablation/models, eval/ablation (per-image CSV, summary.json, table.md, plots, report.html
@@ -18,6 +19,8 @@ edgecodec=.venv/bin/edgecodec
 runs=${RUNS:-runs/ablation}
 data=${DATA:-../shared/data/train}
 kodak=${KODAK:-../shared/data/kodak}
+eval_out=${EVAL_OUT:-eval/ablation}
+chart=${CHART:-docs/ablation_training.png}
 steps_args=()
 if [[ -n "${STEPS:-}" ]]; then
   steps_args=(--steps "$STEPS")
@@ -48,6 +51,6 @@ for name in cae crb gcrb; do
 done
 export EDGECODEC_MODEL_PATH="$runs/models${EDGECODEC_MODEL_PATH:+:$EDGECODEC_MODEL_PATH}"
 "$edgecodec" eval "$kodak" --models ablation-cae,ablation-crb,ablation-gcrb --codecs jpeg,webp,avif,jxl \
-  --out eval/ablation --crop-bpp 0.3
-"$edgecodec" plot-training "$runs/cae" "$runs/crb" "$runs/gcrb" -o docs/ablation_training.png
-echo "ablation: eval/ablation/table.md, eval/ablation/report.html, docs/ablation_training.png"
+  --out "$eval_out" --crop-bpp 0.3
+"$edgecodec" plot-training "$runs/cae" "$runs/crb" "$runs/gcrb" -o "$chart"
+echo "ablation: $eval_out/table.md, $eval_out/report.html, $chart"

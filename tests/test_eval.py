@@ -254,3 +254,19 @@ def test_value_at_rate_interpolates_on_the_metric_axis():
     assert bdrate.value_at_rate("ms_ssim", bpp, [0.9, 0.95, 0.975, 0.99], 0.8) == pytest.approx(0.99)
     assert math.isnan(bdrate.value_at_rate("psnr", bpp, [25.0, 28.0, 31.0, 34.0], 1.5))
     assert math.isnan(bdrate.value_at_rate("psnr", bpp, [25.0, 28.0, 31.0, 34.0], 0.05))
+
+
+def test_markdown_table_with_a_curve_that_reaches_only_some_metrics():
+    from edgecodec.eval.report import markdown_tables
+
+    # an untrained model: PSNR rises with the rate, SSIM falls (so it has no SSIM curve), no ST-LPIPS
+    points = [{"quality": q, "images": 1, "bpp": b, "psnr": p, "ms_ssim": 0.4, "ssim": s, "st_lpips": None}
+              for q, b, p, s in ((0.0, 0.1, 11.0, 0.56), (1.0, 0.4, 11.5, 0.55))]
+    curves = {"junk": {"kind": "learned", "label": "junk", "points": points}}
+    summary = {"images": ["a.png"], "image_dir": "/x/kodak", "curves": curves,
+               "matched_rates": runner.matched_rate_table(curves, (0.2, 1.0)), "bd_rates": []}
+    table = markdown_tables(summary)
+    row = next(line for line in table.splitlines() if line.startswith("| 0.2 | junk |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert float(cells[2]) == pytest.approx(11.25, abs=0.2) and cells[4:] == ["-", "-"]
+    assert "| 1 | junk |" not in table  # beyond the curve: no row

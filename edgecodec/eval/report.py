@@ -292,10 +292,10 @@ def markdown_tables(summary: dict[str, Any]) -> str:
     for rate in rates:
         for name in order:
             e = next((e for e in matched.get(name, []) if e["bpp"] == rate), None)
-            if e is None or _nan(e.get("psnr")):
+            if e is None or all(_nan(e.get(m)) for m in ("psnr", "ms_ssim", "ssim", "st_lpips")):
                 continue
-            cells = [f"{e['psnr']:.2f}", f"{e['ms_ssim']:.4f}", f"{e['ssim']:.4f}",
-                     "-" if _nan(e.get("st_lpips")) else f"{e['st_lpips']:.4f}"]
+            cells = ["-" if _nan(e.get(m)) else f"{e[m]:.{d}f}"
+                     for m, d in (("psnr", 2), ("ms_ssim", 4), ("ssim", 4), ("st_lpips", 4))]
             lines.append(f"| {rate:g} | {labels[name]} | " + " | ".join(cells) + " |")
     for key, title in (("bd_rates_in_range", "BD-rate over the anchor's {lo:g} to {hi:g} bpp"),
                        ("bd_rates", "BD-rate over the whole shared range")):
@@ -331,7 +331,7 @@ def _matched_html(summary: dict[str, Any]) -> str:
     for rate in rates:
         for name, rows in matched.items():
             e = next((e for e in rows if e["bpp"] == rate), None)
-            if e is None or _nan(e.get("psnr")):
+            if e is None or all(_nan(e.get(m)) for m in ("psnr", "ms_ssim", "ssim", "st_lpips")):
                 continue
             out.append(f"<tr><td>{rate:g}</td><td>{html.escape(labels.get(name, name))}</td><td>{_fmt(e['psnr'])}</td>"
                        f"<td>{_fmt(e['ms_ssim'], 4)}</td><td>{_fmt(e['ssim'], 4)}</td>"
