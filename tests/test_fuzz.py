@@ -127,3 +127,16 @@ print("ok")
 """
     proc = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "ok" in proc.stdout, (proc.returncode, proc.stderr[-2000:])
+
+
+def test_tile_shape_of_a_header_declaring_billions_of_tiles():
+    """The fuzz harness's own generator stalled on such a header (case 76,7xx of seed 1) when it
+    listed every tile; one tile's shape is computed directly."""
+    from fuzz import tile_shape, tile_shapes
+
+    small = {"width": 300, "height": 450, "tile": 16}
+    assert [tile_shape(small, 3, i) for i in range(len(tile_shapes(small, 3)))] == tile_shapes(small, 3)
+    assert tile_shape(small, 3, len(tile_shapes(small, 3))) is None
+    huge = {"width": 2**32 - 1, "height": 2**32 - 1, "tile": 16}
+    assert tile_shape(huge, 3, 5) == (16, 16)
+    assert tile_shape({**small, "tile": 0}, 3, 0) is None
