@@ -144,6 +144,14 @@ def png_rgb16(arr: np.ndarray) -> bytes:
             + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
+def synthetic_photo(rng: np.random.RandomState, size: int = 96) -> np.ndarray:
+    """A size x size RGB uint8 image (waves and gradients plus noise) for training tests: never Kodak."""
+    yy, xx = np.mgrid[0:size, 0:size] / (size - 1)
+    base = np.stack([np.sin(xx * rng.uniform(1, 6) + rng.uniform(0, 6)) * 0.5 + 0.5,
+                     yy * rng.uniform(0.2, 1.0), (xx + yy) / 2 * rng.uniform(0.2, 1.0)], axis=-1)
+    return np.clip(base * 255 + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)

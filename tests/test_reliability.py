@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, TINY, assert_one_error_line, cli_env, run_cli
+from conftest import REPO, TINY, assert_one_error_line, cli_env, run_cli, synthetic_photo
 from PIL import Image
 
 from edgecodec import cli, zoo
@@ -133,12 +133,8 @@ def train_images(tmp_path_factory) -> Path:
     """Six 96x96 synthetic images (never Kodak: it is the evaluation set)."""
     root = tmp_path_factory.mktemp("train_images")
     rng = np.random.RandomState(3)
-    yy, xx = np.mgrid[0:96, 0:96] / 95.0
     for i in range(6):
-        base = np.stack([np.sin(xx * rng.uniform(1, 6) + rng.uniform(0, 6)) * 0.5 + 0.5,
-                         yy * rng.uniform(0.2, 1.0), (xx + yy) / 2 * rng.uniform(0.2, 1.0)], axis=-1)
-        arr = np.clip(base * 255 + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
-        Image.fromarray(arr).save(root / f"img{i}.png")
+        Image.fromarray(synthetic_photo(rng)).save(root / f"img{i}.png")
     return root
 
 

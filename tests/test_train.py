@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import REPO, TINY
+from conftest import REPO, TINY, synthetic_photo
 from PIL import Image
 
 import edgecodec
@@ -26,14 +26,8 @@ def image_folder(tmp_path_factory) -> Path:
     """Six 96x96 synthetic images: smooth gradients and waves plus noise."""
     root = tmp_path_factory.mktemp("synthetic")
     rng = np.random.RandomState(0)
-    yy, xx = np.mgrid[0:96, 0:96] / 95.0
     for i in range(6):
-        base = np.stack([
-            np.sin(xx * rng.uniform(1, 6) + rng.uniform(0, 6)) * 0.5 + 0.5,
-            yy * rng.uniform(0.2, 1.0),
-            (xx + yy) / 2 * rng.uniform(0.2, 1.0),
-        ], axis=-1)
-        arr = np.clip(base * 255 + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
+        arr = synthetic_photo(rng)
         folder = root / ("nested" if i % 2 else "")
         folder.mkdir(exist_ok=True)
         Image.fromarray(arr).save(folder / f"img{i}.png")
