@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import sys
 import tempfile
@@ -119,11 +120,58 @@ def _decompress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
         data = src.read_bytes()
     except OSError as exc:
         raise InputImageError(f"cannot read {src}: {exc.strerror}") from None
-    image = decompress(data, max_pixels=args.max_pixels)
+    if getattr(args, "backend", "torch") == "onnx":
+        image = _decompress_lite(data, args)
+    else:
+        image = decompress(data, max_pixels=args.max_pixels)
     buf = io.BytesIO()
     image.save(buf, format=LOSSLESS_FORMATS[fmt])
     _write_atomic(dst, buf.getvalue(), args.force)
     return f"{src} -> {dst}: {image.width}x{image.height} {image.mode}"
+
+
+def _decompress_lite(data: bytes, args: argparse.Namespace):
+    """Decode with the torch-free decoder (edgecodec.lite) of the file's model, exported on first
+    use into the cache unless --onnx-dir names an export; one decoder per model in folder mode."""
+    from .codec import read_header
+    from .codec.imageio import to_pil
+    from .errors import UsageError
+    from .lite import LiteDecoder
+
+    header = read_header(data)
+    decoders = args.__dict__.setdefault("_lite_decoders", {})
+    if header.model not in decoders:
+        if args.onnx_dir:
+            model_dir = Path(args.onnx_dir)
+        else:
+            from .export.onnx import ensure_export
+
+            model_dir = ensure_export(header.model)
+        try:
+            decoders[header.model] = LiteDecoder(model_dir, threads=args.threads, int8=args.int8)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot load the exported model: {exc}") from None
+    rgb, header = decoders[header.model].decode(data, max_pixels=args.max_pixels)
+    return to_pil(rgb, bool(header.conversions & 1))
+
+
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    from .errors import UsageError
+    from .export.onnx import export_onnx
+    from .zoo import DEFAULT_MODEL
+
+    calibration = None
+    if args.int8:
+        folder = Path(args.int8)
+        calibration = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg")) \
+            if folder.is_dir() else []
+        if not calibration:
+            raise UsageError(f"--int8 needs a folder of calibration images (.png/.jpg): {folder}")
+    out = export_onnx(args.model or DEFAULT_MODEL, args.output, calibration)
+    manifest = json.loads((out / "manifest.json").read_text())
+    for name, entry in manifest["files"].items():
+        print(f"{out / name}: {entry['bytes'] / 1e6:.2f} MB")
+    return 0
 
 
 def cmd_decompress(args: argparse.Namespace) -> int:
@@ -347,7 +395,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("decompress", help=".edc to PNG")
     common(p)
+    p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                   help="onnx: the torch-free decoder (edgecodec.lite) with onnxruntime; format-3 files only")
+    p.add_argument("--onnx-dir", help="--backend onnx: an `edgecodec export onnx` folder "
+                                      "(default: export the file's model into the cache on first use)")
+    p.add_argument("--int8", action="store_true", help="--backend onnx: the int8 synthesis, if exported")
     p.set_defaults(func=cmd_decompress)
+
+    p = sub.add_parser("export", help="deployment exports")
+    export_sub = p.add_subparsers(dest="format", required=True)
+    p = export_sub.add_parser("onnx", help="ONNX graphs + entropy tables for the torch-free decoder")
+    p.add_argument("--model", help="model name (default: the default model)")
+    p.add_argument("-o", "--output", required=True, help="output folder (replaced if it exists)")
+    p.add_argument("--int8", metavar="IMAGES", help="also write decoder.int8.onnx, calibrated on this folder's "
+                                                    "images (not your test set), e.g. ../shared/data/train")
+    p.set_defaults(func=cmd_export_onnx)
 
     p = sub.add_parser("info", help="show every header field of an .edc file")
     p.add_argument("input")

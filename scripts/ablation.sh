@@ -7,6 +7,7 @@
 #   STEPS=6000 bash scripts/ablation.sh      # a shorter, equal budget for all three
 #   WARM_GCRB=1 bash scripts/ablation.sh     # GCRB starts from the trained CRB (its GAN phase only)
 #
+#   OVERRIDES="train.val_every=250" ...  # config overrides for all three runs (new runs only)
 # RUNS, DATA, KODAK, EVAL_OUT and CHART move the run folders, the data and the outputs.
 # Re-running continues: a run folder with checkpoints is resumed, eval only measures what is missing.
 # Outputs: runs/ablation/{cae,crb,gcrb} (checkpoints, logs; not committed), models exported to
@@ -22,6 +23,7 @@ kodak=${KODAK:-../shared/data/kodak}
 eval_out=${EVAL_OUT:-eval/ablation}
 chart=${CHART:-docs/ablation_training.png}
 steps_args=()
+read -r -a overrides <<< "${OVERRIDES:-}"
 if [[ -n "${STEPS:-}" ]]; then
   steps_args=(--steps "$STEPS")
 fi
@@ -33,7 +35,8 @@ train() {  # name, extra overrides...
   if compgen -G "$runs/$name/ckpt-*.pt" >/dev/null; then
     "$edgecodec" train --resume "$runs/$name" "${steps_args[@]}"
   else
-    "$edgecodec" train --config "configs/$name.yaml" --data "$data" --out "$runs/$name" "${steps_args[@]}" "$@"
+    "$edgecodec" train --config "configs/$name.yaml" --data "$data" --out "$runs/$name" "${steps_args[@]}" \
+      "${overrides[@]}" "$@"
   fi
 }
 

@@ -155,3 +155,15 @@ def synthetic_photo(rng: np.random.RandomState, size: int = 96) -> np.ndarray:
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def legacy_streams(model, rgb: np.ndarray, quality: float) -> list[bytes]:
+    """The streams of a format version 1/2 file (float hyper-synthesis), as edgecodec wrote them
+    before version 3: CompressAI's gained hyperprior codec on the whole latent."""
+    from edgecodec.codec.api import _to_tensor
+
+    with torch.no_grad():
+        y = model.analyze(_to_tensor(rgb, model.stride))
+        g = model.gains(torch.tensor([quality]))
+        out = model.latent_codec.compress(y, g["y_gain"], g["z_gain"], g["y_gain_inv"], g["z_gain_inv"])
+    return [s[0] for s in out["strings"]]

@@ -117,7 +117,7 @@ def test_info_prints_every_header_field(tmp_path, kodim23_rgb, capsys):
     assert fields["source channels"] == "1" and fields["source bit depth"] == "8"
     assert fields["conversions"] == "grayscale to RGB"
     assert fields["streams"] == ", ".join(f"{len(s)} bytes" for s in c.streams)
-    assert fields["format version"] == "1"  # one piece: version 1 (FORMAT_VERSION is the newest, tiled)
+    assert fields["format version"] == "3"  # every new file: version 3 (exact hyper-synthesis)
     assert fields["tiles"] == "none"
     assert fields["file size"] == f"{size} bytes"
     assert fields["bpp"] == f"{8 * size / (96 * 64):.4f}"

@@ -31,10 +31,10 @@ def test_round_trip_preserves_every_field():
     assert back.header == container.header
     assert back.streams == streams
     assert back.to_bytes() == data
-    assert back.header.version == 1  # one-piece streams keep version 1 (tiled ones: tests/test_tiling.py)
-    tiled = Container(sample_header(tile=64), streams)
-    assert tiled.header.version == FORMAT_VERSION == 2
-    assert Container.from_bytes(tiled.to_bytes()).header == tiled.header
+    assert back.header.version == FORMAT_VERSION == 3  # what the encoder writes
+    for version, tile in ((1, 0), (2, 0), (2, 64), (3, 64)):  # older versions still parse
+        c = Container(sample_header(version=version, tile=tile), streams)
+        assert Container.from_bytes(c.to_bytes()).header == c.header
     assert back.header.quality == pytest.approx(12345 / 65535)
     assert back.header.conversion_names() == ["alpha dropped", "EXIF orientation applied"]
     assert read_header(data) == container.header
@@ -42,13 +42,15 @@ def test_round_trip_preserves_every_field():
 
 def test_layout_matches_format_doc():
     name = "fidelity"
-    data = Container(sample_header(), [b"\x01\x02", b"\x03"]).to_bytes()
+    data = Container(sample_header(version=1), [b"\x01\x02", b"\x03"]).to_bytes()
     n = len(name)
     assert data[:4] == MAGIC == b"\x89EDC"
-    assert data[4] == 1  # a one-piece stream is version 1; version 2 adds the tile field (test_tiling)
+    assert data[4] == 1  # version 1; versions 2 and 3 add the tile field (below, and test_tiling)
     (header_len,) = struct.unpack_from("<H", data, 5)
     # The per-field table of docs/format.md: the header ends after the stream count at 29 + n.
     assert 7 + header_len == 30 + n
+    v3 = Container(sample_header(), [b"\x01\x02", b"\x03"]).to_bytes()
+    assert v3[4] == 3 and 7 + struct.unpack_from("<H", v3, 5)[0] == 32 + n and v3[30 + n:32 + n] == b"\x00\x00"
     assert data[7] == n and data[8:8 + n] == name.encode()
     assert data[8 + n:16 + n] == HASH
     assert struct.unpack_from("<HIIBBBB", data, 16 + n) == (12345, 640, 480, 4, 16, 24, 2)
@@ -165,7 +167,7 @@ def test_header_length_mismatch():
 
 
 def test_trailing_bytes_and_overlong_streams():
-    good = Container(sample_header(), [b"abc", b"de"]).to_bytes()
+    good = Container(sample_header(version=1), [b"abc", b"de"]).to_bytes()  # stream count ends the header
     with pytest.raises(FormatError, match="trailing"):
         Container.from_bytes(fix_crc(good[:-4] + b"\x00" + good[-4:]))
     header_end = 7 + struct.unpack_from("<H", good, 5)[0]

@@ -1,5 +1,5 @@
 """Tiled coding of large images (edgecodec/codec/tiling.py): no seams, deterministic, and the
-container's version-2 tile field. Tiles are made as small as the format allows here (16 latent
+container's tile field (format versions 2 and 3). Tiles are made as small as the format allows here (16 latent
 pixels, 256 image pixels) so that a Kodak image has several and the tests stay fast."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, SHIPPED, TINY, fix_crc, psnr
+from conftest import REPO, SHIPPED, TINY, fix_crc, legacy_streams, psnr
 
 from edgecodec.codec import tiling
 from edgecodec.codec.api import Encoder, _to_tensor, decode_array
-from edgecodec.codec.container import Container
+from edgecodec.codec.container import Container, Header
 from edgecodec.codec.imageio import load_image
 from edgecodec.errors import FormatError, ImageTooLargeError
 
@@ -82,7 +82,7 @@ def test_tile_borders_do_not_show(shipped_tiled, mosaic, monkeypatch):
     stream at the same pixels: equal. With too small a synthesis halo the borders do show."""
     data = shipped_tiled["tiled_data"]
     header = Container.from_bytes(data).header
-    assert (header.version, header.tile) == (2, 16)
+    assert (header.version, header.tile) == (3, 16)
     assert tiling.num_tiles(48, 64, 16) == 12
     out, _ = decode_array(data)
     ref, _ = decode_array(shipped_tiled["whole_data"])
@@ -154,13 +154,13 @@ def test_tiling_threshold(monkeypatch, kodim23_rgb):
     assert tiling.choose_tile(model, 1080, 1920) == 0  # Full HD stays in one piece
     assert tiling.choose_tile(model, 1200, 1920) == tiling.TILE_LATENT
     assert tiling.choose_tile(model, 4320, 7680) == tiling.TILE_LATENT
-    assert Container.from_bytes(Encoder(load_image(kodim23_rgb[:64, :64]), SHIPPED).encode(Q)).header.version == 1
+    assert Container.from_bytes(Encoder(load_image(kodim23_rgb[:64, :64]), SHIPPED).encode(Q)).header.version == 3
     monkeypatch.setattr(tiling, "TILE_PIXELS", 64 * 64)
     monkeypatch.setattr(tiling, "TILE_LATENT", 16)
     enc = Encoder(load_image(kodim23_rgb[:64, :300]), SHIPPED)
     assert enc.tile == 16
     header = Container.from_bytes(enc.encode(Q)).header
-    assert (header.version, header.tile) == (2, 16)
+    assert (header.version, header.tile) == (3, 16)
     for bad in (4, 8, 24):
         with pytest.raises(ValueError, match="tile"):
             Encoder(load_image(kodim23_rgb[:64, :64]), SHIPPED, tile=bad)
@@ -189,7 +189,7 @@ def tiny_tiled() -> bytes:
 def test_tiled_layout(tiny_tiled):
     data = tiny_tiled
     n = data[7]
-    assert data[4] == 2
+    assert data[4] == 3
     (header_len,) = struct.unpack_from("<H", data, 5)
     assert 7 + header_len == 32 + n  # version 1's fields, then the 2-byte tile field
     assert struct.unpack_from("<H", data, 30 + n) == (16,)
@@ -198,13 +198,15 @@ def test_tiled_layout(tiny_tiled):
     tiles = tiling.unpack_tiles(c.streams[0], 4)
     assert tiling.pack_tiles(tiles) == c.streams[0]
     assert Container(c.header, c.streams).to_bytes() == data
-    # A version-2 header with tile 0 is a one-piece stream.
-    plain = Encoder(load_image(np.zeros((300, 450, 3), np.uint8)), "tiny", tile=0).encode(Q)
-    p = Container.from_bytes(plain)
-    assert p.header.version == 1
-    v2 = Container(dataclasses.replace(p.header, version=2), p.streams).to_bytes()
-    assert v2[4] == 2 and len(v2) == len(plain) + 2
-    assert np.array_equal(decode_array(v2)[0], decode_array(plain)[0])
+    # A version-2 header with tile 0 is a one-piece stream, like version 1 (both: the float hyper path).
+    from edgecodec import zoo
+
+    rgb = np.random.RandomState(0).randint(0, 256, (300, 450, 3), dtype=np.uint8)
+    model, weights_hash = zoo.load_model("tiny")
+    v1 = Container(Header("tiny", weights_hash, Q, 450, 300, version=1), legacy_streams(model, rgb, Q / 65535))
+    v2 = Container(dataclasses.replace(v1.header, version=2), v1.streams).to_bytes()
+    assert v2[4] == 2 and len(v2) == len(v1.to_bytes()) + 2
+    assert np.array_equal(decode_array(v2)[0], decode_array(v1.to_bytes())[0])
 
 
 @pytest.mark.parametrize("tile", [1, 4, 8, 24, 65535])
@@ -254,12 +256,12 @@ def test_tiled_pixel_limit_before_allocation(tiny_tiled):
 
 
 def test_one_piece_path_is_unchanged(kodim23_rgb):
-    """Below the threshold nothing changes: version 1, the bytes of model.compress."""
+    """Below the threshold: one piece (tile 0), the bytes of model.compress."""
     from edgecodec import zoo
 
     rgb = kodim23_rgb[:128, :192]
     model, _ = zoo.load_model("tiny")
     data = Encoder(load_image(rgb), "tiny").encode(Q)
     c = Container.from_bytes(data)
-    assert c.header.version == 1 and c.header.tile == 0
+    assert c.header.version == 3 and c.header.tile == 0
     assert c.streams == model.compress(_to_tensor(rgb, model.stride), Q / 65535)["strings"]

@@ -13,7 +13,7 @@ from .. import zoo
 from ..errors import FormatError, ImageTooLargeError, WeightsMismatchError
 from ..models import EdgeCodecModel
 from .container import QUALITY_SCALE, Container, Header, valid_tile
-from .imageio import ImageInput, PreparedImage, check_pixels, default_max_pixels, load_image
+from .imageio import ImageInput, PreparedImage, check_pixels, default_max_pixels, load_image, to_pil
 from .rate_search import SearchResult, search_quality
 from .tiling import analyze_tiled, choose_tile, compress_tiled, decompress_tiled, tiling_supported
 
@@ -145,8 +145,8 @@ def decode_array(data: bytes, max_pixels: int | None = None) -> tuple[np.ndarray
     shape = (padded[0] // 16, padded[1] // 16)
     try:
         if h.tile:  # tile by tile into the uint8 image (edgecodec/codec/tiling.py)
-            return decompress_tiled(model, container.streams, h.height, h.width, h.quality, h.tile), h
-        x_hat = model.decompress(container.streams, shape, h.quality)
+            return decompress_tiled(model, container.streams, h.height, h.width, h.quality, h.tile, h.version), h
+        x_hat = model.decompress(container.streams, shape, h.quality, h.version)
     except (RuntimeError, ValueError, IndexError) as exc:  # the rANS decoder rejecting garbage
         raise FormatError(f"corrupted .edc file: entropy decoding failed ({exc})") from None
     return _to_uint8(x_hat, h.height, h.width), h
@@ -155,7 +155,4 @@ def decode_array(data: bytes, max_pixels: int | None = None) -> tuple[np.ndarray
 def decompress(data: bytes, max_pixels: int | None = None) -> Image.Image:
     """Decode .edc bytes into a PIL image (mode L for grayscale sources, else RGB)."""
     rgb, header = decode_array(data, max_pixels)
-    image = Image.fromarray(rgb, "RGB")
-    if header.conversions & 1:  # grayscale source: R = G = B up to coding error
-        image = image.convert("L")
-    return image
+    return to_pil(rgb, bool(header.conversions & 1))

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from ..errors import FormatError, VersionError
 
 MAGIC = b"\x89EDC"
-# Newest version this code reads and writes. A writer uses the oldest version that can hold the
-# stream: 1 for an image coded in one piece, 2 (version 1 plus the tile field) for a tiled one, so
-# images below the tiling threshold keep the bytes (and the readers) of version 1.
-FORMAT_VERSION = 2
+# Newest version this code reads and writes, and the one it writes:
+#   1: one-piece images; 2: version 1 plus the tile field (tiled images);
+#   3: version 2's layout, with y's Gaussian parameters from the integer hyper-synthesis
+#      (edgecodec/lite/hyper.py), so that every backend (PyTorch, onnxruntime) decodes the same
+#      latents. Versions 1 and 2 (float hyper-synthesis) still decode with the PyTorch backend.
+FORMAT_VERSION = 3
 WEIGHTS_HASH_BYTES = 8
 QUALITY_SCALE = 65535  # quality is stored as a 16-bit fixed-point fraction
 
@@ -60,7 +62,7 @@ class Header:
     channels: int = 3  # of the source image
     bit_depth: int = 8  # of the source image
     conversions: int = 0
-    version: int = 1  # of the file it was read from; a tiled header is always version 2 or newer
+    version: int = FORMAT_VERSION  # of the file it was read from; a tiled header is version 2 or newer
     tile: int = 0  # side of a latent tile in latent pixels (16 image pixels each); 0: not tiled
 
     def __post_init__(self) -> None:

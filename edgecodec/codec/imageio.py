@@ -150,3 +150,10 @@ def load_image(image: ImageInput, alpha: str = "refuse", max_pixels: int | None 
         raise InputImageError(f"{path}: not an image Pillow can read") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise InputImageError(f"{path}: cannot decode image ({exc})") from None
+
+
+def to_pil(rgb: np.ndarray, grayscale_source: bool) -> Image.Image:
+    """A decoded (H, W, 3) uint8 array as a PIL image: mode L for grayscale sources, else RGB."""
+    image = Image.fromarray(rgb, "RGB")
+    # A grayscale source was coded as R = G = B; the decoded channels agree up to coding error.
+    return image.convert("L") if grayscale_source else image

@@ -2,7 +2,7 @@
 
 Above ``TILE_PIXELS`` (padded) pixels an image is coded in tiles of ``TILE_LATENT`` x
 ``TILE_LATENT`` latent pixels (512 x 512 image pixels), recorded in the container's tile field
-(format version 2, docs/format.md). The tiles change the entropy coding only, not the picture:
+(format versions 2 and 3, docs/format.md). The tiles change the entropy coding only, not the picture:
 
 - Encoder: the analysis transform g_a runs over each tile's image window widened by a halo at least
   as large as g_a's receptive field, in whole latent pixels (so the convolution grids line up with
@@ -11,8 +11,9 @@ Above ``TILE_PIXELS`` (padded) pixels an image is coded in tiles of ``TILE_LATEN
   image's side, 64 channels) is computed and coded whole.
 - Entropy coding: each tile's part of y is its own rANS stream, with Gaussian parameters from the
   hyper-synthesis h_s over the tile's z window widened by ``HYPER_HALO`` z pixels. That window is
-  part of the format: encoder and decoder compute the parameters from the same tensors, on one
-  thread (``single_thread``), so the rANS tables agree bit for bit.
+  part of the format: encoder and decoder compute the parameters from the same z symbols with the
+  integer h_s (version 3, ``ExactEntropyModel.params``; version 2: the float h_s on one thread),
+  so the rANS tables agree bit for bit.
 - Decoder: z_hat whole, then per tile the parameters and y_hat (the whole latent is kept: 2 bytes
   an image pixel for 128 latent channels); then g_s runs over each tile's latent window widened by
   g_s's receptive field, and the tile's centre is written into the preallocated uint8 output. The
@@ -25,7 +26,6 @@ window's activations, instead of ~215 bytes an image pixel for a whole-image pas
 from __future__ import annotations
 
 import math
-import struct
 
 import numpy as np
 import torch
@@ -33,8 +33,11 @@ from compressai.layers import GDN
 from torch import nn
 
 from ..errors import FormatError
+from ..lite.entropy import HYPER_HALO
+from ..lite.rans import pad_stream
+from ..lite.tiles import LATENT_STRIDE, num_tiles, pack_tiles, tile_grid, unpack_tiles, tile_window  # noqa: F401
 from ..models import EdgeCodecModel
-from ..models.codec_model import BYPASS_STATE_MARGIN, MAX_BYTES_PER_SYMBOL, single_thread
+from ..models.codec_model import single_thread
 
 # Images whose padded size exceeds this many pixels are tiled. A whole-image pass costs about
 # 215 bytes an image pixel (1.7 GB more for 3840x2160 with the shipped model), a tiled one about
@@ -49,13 +52,6 @@ TILE_PIXELS = 1 << 21
 # windows run faster per pixel, so encode and decode took no longer than with 64 tiles or in one
 # piece (benchmarks/large.py). The format allows any multiple of container.TILE_MULTIPLE (16).
 TILE_LATENT = 32
-# z pixels added on each side of a tile's hyper-latent window before h_s computes the tile's
-# Gaussian parameters. Part of the format: both sides must compute the parameters from the same
-# windows. h_s reaches 1.75 z pixels, so with 2 the parameters equal the whole-image ones
-# (measured: identical for the shipped model; 1 gives differences up to 1.4).
-HYPER_HALO = 2
-LATENT_STRIDE = 16  # image pixels per latent pixel
-_LENGTH = struct.Struct("<I")
 
 # Layers that act on each pixel alone (no spatial extent).
 _POINTWISE = (GDN, nn.BatchNorm2d, nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.Identity)
@@ -133,56 +129,6 @@ def choose_tile(model: object, height: int, width: int) -> int:
     return TILE_LATENT if padded > TILE_PIXELS and tiling_supported(model) else 0
 
 
-# --- layout --------------------------------------------------------------------------------------
-def tile_grid(latent_h: int, latent_w: int, tile: int) -> list[tuple[slice, slice]]:
-    """Tiles of the latent in raster order (row of tiles by row); edge tiles are smaller."""
-    return [(slice(r, min(r + tile, latent_h)), slice(c, min(c + tile, latent_w)))
-            for r in range(0, latent_h, tile) for c in range(0, latent_w, tile)]
-
-
-def num_tiles(latent_h: int, latent_w: int, tile: int) -> int:
-    return -(-latent_h // tile) * -(-latent_w // tile)
-
-
-def _window(span: slice, halo: int, size: int) -> tuple[int, int]:
-    return max(0, span.start - halo), min(size, span.stop + halo)
-
-
-def pack_tiles(strings: list[bytes]) -> bytes:
-    """Stream 1 of a tiled file: each tile's stream as a 4-byte length and its bytes."""
-    return b"".join(_LENGTH.pack(len(s)) + s for s in strings)
-
-
-def unpack_tiles(data: bytes, count: int) -> list[bytes]:
-    """Split stream 1 into ``count`` tile streams, checking every length against the bytes present."""
-    if len(data) < _LENGTH.size * count:
-        raise FormatError(f"corrupted .edc file: {len(data)} bytes cannot hold {count} tile streams")
-    tiles, pos = [], 0
-    for _ in range(count):
-        if pos + _LENGTH.size > len(data):
-            raise FormatError("corrupted .edc file: tile table incomplete")
-        (length,) = _LENGTH.unpack_from(data, pos)
-        pos += _LENGTH.size
-        if pos + length > len(data):
-            raise FormatError("corrupted .edc file: tile stream shorter than declared")
-        tiles.append(data[pos: pos + length])
-        pos += length
-    if pos != len(data):
-        raise FormatError("corrupted .edc file: trailing bytes after the last tile stream")
-    return tiles
-
-
-def pad_stream(s: bytes, symbols: int) -> bytes:
-    """Check one stream's length against its symbol count, then append the zero bytes that keep
-    the rANS decoder inside the buffer: the rule of ``EdgeCodecModel._pad_streams``, for one stream."""
-    if len(s) > MAX_BYTES_PER_SYMBOL * symbols + 64:
-        raise FormatError(f"corrupted .edc file: a stream of {len(s)} bytes for {symbols} symbols "
-                          f"(at most {MAX_BYTES_PER_SYMBOL} bytes a symbol)")
-    b = np.frombuffer(s, dtype=np.uint8)
-    nibbles_15 = int(np.count_nonzero((b & 0x0F) == 0x0F) + np.count_nonzero(b >= 0xF0))
-    return s + bytes(4 * symbols + 8 * nibbles_15 + BYPASS_STATE_MARGIN)
-
-
 # --- encoder -------------------------------------------------------------------------------------
 @torch.no_grad()
 def analyze_tiled(model: EdgeCodecModel, rgb: np.ndarray, tile: int) -> torch.Tensor:
@@ -194,8 +140,8 @@ def analyze_tiled(model: EdgeCodecModel, rgb: np.ndarray, tile: int) -> torch.Te
     halo = analysis_halo(model)
     y = torch.empty(1, model.config.latent_channels, lh, lw)
     for rows, cols in tile_grid(lh, lw, tile):
-        r0, r1 = _window(rows, halo, lh)
-        c0, c1 = _window(cols, halo, lw)
+        r0, r1 = tile_window(rows, halo, lh)
+        c0, c1 = tile_window(cols, halo, lw)
         # Clipped indices replicate the last row / column: the padding of the whole-image path.
         ri = np.minimum(np.arange(LATENT_STRIDE * r0, LATENT_STRIDE * r1), h - 1)
         ci = np.minimum(np.arange(LATENT_STRIDE * c0, LATENT_STRIDE * c1), w - 1)
@@ -209,7 +155,8 @@ def analyze_tiled(model: EdgeCodecModel, rgb: np.ndarray, tile: int) -> torch.Te
 
 
 def _tile_params(model: EdgeCodecModel, z_hat: torch.Tensor, rows: slice, cols: slice):
-    """rANS table indexes and means (or None) of one tile, from h_s over its z window."""
+    """Format versions 1-2: rANS table indexes and means (or None) of one tile, from the float h_s
+    over its z window (version 3: ``ExactEntropyModel.params``)."""
     hyper, lc = model.latent_codec["hyper"], model.latent_codec["y"]
     zh, zw = z_hat.shape[-2:]
     r0, r1 = max(0, rows.start // 4 - HYPER_HALO), min(zh, -(-rows.stop // 4) + HYPER_HALO)
@@ -228,22 +175,19 @@ def compress_tiled(model: EdgeCodecModel, y: torch.Tensor, quality: float, tile:
     if model.config.prior == "factorized":
         strings = [model.latent_codec.compress(y[..., r, c] * g["y_gain"])["strings"][0][0] for r, c in tiles]
         return [pack_tiles(strings)]
-    hyper, gc = model.latent_codec["hyper"], model.latent_codec["y"].gaussian_conditional
-    with single_thread():
-        z = hyper.h_a(y) * g["z_gain"]
-        z_strings = hyper.entropy_bottleneck.compress(z)
-        z_hat = hyper.entropy_bottleneck.decompress(z_strings, z.shape[-2:]) * g["z_gain_inv"]
-        strings = []
-        for rows, cols in tiles:
-            indexes, means = _tile_params(model, z_hat, rows, cols)
-            strings.append(gc.compress(y[..., rows, cols] * g["y_gain"], indexes, means)[0])
-    return [pack_tiles(strings), z_strings[0]]
+    z_string, z_symbols = model.compress_hyper(y, g["z_gain"])
+    exact = model.exact_entropy()
+    strings = []
+    for rows, cols in tiles:
+        indexes, means = exact.params(z_symbols, quality, rows, cols)
+        strings.append(model.code_y(y[..., rows, cols], g["y_gain"], indexes, means))
+    return [pack_tiles(strings), z_string]
 
 
 # --- decoder -------------------------------------------------------------------------------------
 @torch.no_grad()
 def decompress_tiled(model: EdgeCodecModel, streams: list[bytes], height: int, width: int, quality: float,
-                     tile: int) -> np.ndarray:
+                     tile: int, version: int = 3) -> np.ndarray:
     """Decode the streams of a tiled file into an (height, width, 3) uint8 array."""
     s = model.stride
     lh, lw = (height + (-height % s)) // LATENT_STRIDE, (width + (-width % s)) // LATENT_STRIDE
@@ -253,7 +197,14 @@ def decompress_tiled(model: EdgeCodecModel, streams: list[bytes], height: int, w
     m = model.config.latent_channels
     y_hat = torch.empty(1, m, lh, lw)
     with single_thread():
-        if model.config.prior == "factorized":
+        if model.config.prior != "factorized" and version >= 3:
+            exact = model.exact_entropy()
+            z_symbols = exact.decode_z(streams[1], (lh // 4, lw // 4))
+            for (rows, cols), data in zip(tiles, tile_streams):
+                indexes, means = exact.params(z_symbols, quality, rows, cols)
+                y_hat[0, :, rows, cols] = torch.from_numpy(
+                    exact.dequantize(exact.y_table.decode(data, indexes), means, quality))
+        elif model.config.prior == "factorized":
             for (rows, cols), data in zip(tiles, tile_streams):
                 shape = (rows.stop - rows.start, cols.stop - cols.start)
                 data = pad_stream(data, m * shape[0] * shape[1])
@@ -286,8 +237,8 @@ def synthesize_tiled(model: EdgeCodecModel, y_hat: torch.Tensor, height: int, wi
             top, left = k * rows.start, k * cols.start
             if top >= height or left >= width:  # only padding: cannot happen for tiles >= 4, kept as a guard
                 continue
-            r0, r1 = _window(rows, halo, lh)
-            c0, c1 = _window(cols, halo, lw)
+            r0, r1 = tile_window(rows, halo, lh)
+            c0, c1 = tile_window(cols, halo, lw)
             x = model._image(y_hat[..., r0:r1, c0:c1])
             bottom, right = min(height, k * rows.stop), min(width, k * cols.stop)
             x = x[0, :, top - k * r0: bottom - k * r0, left - k * c0: right - k * c0]

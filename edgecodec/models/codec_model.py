@@ -26,13 +26,12 @@ from compressai.models import CompressionModel
 from torch import nn
 
 from ..errors import FormatError
+from ..lite.entropy import ExactEntropyModel
+from ..lite.rans import pad_stream
 from .transforms import STRIDE, analysis_transform, hyper_analysis, hyper_synthesis, synthesis_transform
 
 PRIORS = ("factorized", "scale", "meanscale")
 TRANSFORMS = ("cae", "crb", "gdn")
-# Stream sanity bounds for the rANS decoder (see EdgeCodecModel._pad_streams).
-MAX_BYTES_PER_SYMBOL = 8
-BYPASS_STATE_MARGIN = 64 * 1024  # zero padding for bypass runs fed by the decoder state alone
 
 
 @dataclass(frozen=True)
@@ -177,24 +176,82 @@ class EdgeCodecModel(CompressionModel):
 
     @torch.no_grad()
     def compress_latent(self, y: torch.Tensor, quality: float) -> dict[str, Any]:
-        """Entropy-code a latent at a quality. Returns the byte strings (y first, then z for
-        hyperprior models) and y's spatial shape."""
+        """Entropy-code a latent at a quality (format version 3). Returns the byte strings (y
+        first, then z for hyperprior models) and y's spatial shape."""
         g = self.gains(torch.tensor([quality]))
         if self.config.prior == "factorized":
-            out = self.latent_codec.compress(y * g["y_gain"])
+            strings = [self.latent_codec.compress(y * g["y_gain"])["strings"][0][0]]
         else:
-            with single_thread():
-                out = self.latent_codec.compress(y, g["y_gain"], g["z_gain"], g["y_gain_inv"], g["z_gain_inv"])
-        strings = [s[0] for s in out["strings"]]
+            z_string, z_symbols = self.compress_hyper(y, g["z_gain"])
+            indexes, means = self.exact_entropy().params(z_symbols, quality)
+            strings = [self.code_y(y, g["y_gain"], indexes, means), z_string]
         return {"strings": strings, "shape": tuple(y.shape[-2:])}
+
+    def compress_hyper(self, y: torch.Tensor, z_gain: torch.Tensor) -> tuple[bytes, np.ndarray]:
+        """The hyper-latent's stream and its symbols (C, h, w), which fix y's Gaussian parameters."""
+        hyper = self.latent_codec["hyper"]
+        eb = hyper.entropy_bottleneck
+        with single_thread():
+            z = hyper.h_a(y) * z_gain
+        (z_string,) = eb.compress(z)
+        symbols = eb.quantize(z, "symbols", eb.quantiles[:, 0, 1].reshape(1, -1, 1, 1))
+        return z_string, symbols[0].numpy()
+
+    def code_y(self, y: torch.Tensor, y_gain: torch.Tensor, indexes: np.ndarray, means: np.ndarray | None) -> bytes:
+        """One stream of (a tile of) y with the tables and means of the integer hyper-synthesis."""
+        gc = self.latent_codec["y"].gaussian_conditional
+        means_t = None if means is None else torch.from_numpy(means)[None]
+        return gc.compress(y * y_gain, torch.from_numpy(indexes)[None], means_t)[0]
+
+    def entropy_tables(self) -> dict[str, np.ndarray]:
+        """Everything entropy decoding needs, as numpy arrays: the rANS tables of z and y, the
+        hyper-synthesis (weights and geometry), the decoder's log gains. ``lite.ExactEntropyModel``
+        is built from these, here and (from an exported file) on devices without torch."""
+        if self.config.prior == "factorized":
+            raise ValueError("the exact entropy model needs a hyperprior model")
+        hyper, gc = self.latent_codec["hyper"], self.latent_codec["y"].gaussian_conditional
+        eb = hyper.entropy_bottleneck
+        t = {"z.quantized_cdf": eb._quantized_cdf, "z.cdf_length": eb._cdf_length, "z.offset": eb._offset,
+             "z.medians": eb.quantiles[:, 0, 1], "y.quantized_cdf": gc._quantized_cdf,
+             "y.cdf_length": gc._cdf_length, "y.offset": gc._offset, "y.scale_table": gc.scale_table,
+             "gain.log_y_gain_inv": self.log_y_gain_inv, "gain.log_z_gain_inv": self.log_z_gain_inv,
+             "gain.min_level": torch.tensor([self.config.min_level]),
+             "mean_scale": torch.tensor([int(self.config.prior == "meanscale")])}
+        convs = [m for m in hyper.h_s if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+        for i, conv in enumerate(convs):
+            position = list(hyper.h_s).index(conv)
+            relu = position + 1 < len(hyper.h_s) and isinstance(hyper.h_s[position + 1], nn.ReLU)
+            transposed = isinstance(conv, nn.ConvTranspose2d)
+            t[f"hs.{i}.weight"], t[f"hs.{i}.bias"] = conv.weight, conv.bias
+            t[f"hs.{i}.geometry"] = torch.tensor([conv.stride[0], conv.padding[0], int(transposed),
+                                                  conv.output_padding[0] if transposed else 0, int(relu)])
+        return {k: v.detach().cpu().numpy().copy() for k, v in t.items()}
+
+    def exact_entropy(self) -> ExactEntropyModel:
+        """The format-3 entropy model of these weights (built on first use; ``update`` rebuilds it)."""
+        if getattr(self, "_exact_entropy", None) is None:
+            self._exact_entropy = ExactEntropyModel.from_tables(self.entropy_tables())
+        return self._exact_entropy
+
+    def update(self, *args: Any, **kwargs: Any) -> bool:
+        self._exact_entropy = None
+        return super().update(*args, **kwargs)
 
     def compress(self, x: torch.Tensor, quality: float) -> dict[str, Any]:
         """Entropy-code one image (1, 3, H, W), H and W multiples of ``stride``."""
         return self.compress_latent(self.analyze(x), quality)
 
     @torch.no_grad()
-    def decompress(self, strings: list[bytes], shape: tuple[int, int], quality: float) -> torch.Tensor:
-        """Decode byte strings into an image (1, 3, H, W) in [0, 1]."""
+    def decompress(self, strings: list[bytes], shape: tuple[int, int], quality: float,
+                   version: int = 3) -> torch.Tensor:
+        """Decode byte strings into an image (1, 3, H, W) in [0, 1].
+
+        Format version 3 takes y's Gaussian parameters from the integer hyper-synthesis
+        (``exact_entropy``); versions 1 and 2 from the float h_s on one thread."""
+        if self.config.prior != "factorized" and version >= 3:
+            y_hat = torch.from_numpy(self.exact_entropy().decode(strings, shape, quality))[None]
+            with single_thread():
+                return self._image(y_hat).clamp(0, 1)
         strings = self._pad_streams(strings, shape)
         g = self.gains(torch.tensor([quality]))
         if self.config.prior == "factorized":
@@ -213,33 +270,11 @@ class EdgeCodecModel(CompressionModel):
             return self._image(y_hat).clamp(0, 1)
 
     def _pad_streams(self, strings: list[bytes], shape: tuple[int, int]) -> list[bytes]:
-        """Check each stream's length, then append enough zero bytes that the decoder never
-        reads past the buffer.
-
-        CompressAI's C++ rANS decoder reads 32-bit words without bounds checks. Outside its bypass
-        mode it reads at most one word per symbol (4 bytes a symbol). In bypass mode it first
-        reads 4-bit chunks while they equal 15, adding them up into ``n_bypass``, then reads
-        ``n_bypass`` more 4-bit chunks: every 0xF nibble the stream contains can make it read up
-        to 15 nibbles (7.5 bytes) further, so a stream of 0xFF bytes used to run megabytes past
-        its end and crash the process (found by benchmarks/fuzz.py). Zero padding ends every
-        such chain, so the over-read is bounded by 8 bytes per 0xF nibble in the stream, plus
-        the 64-bit decoder state (at most 16 nibbles of 15, i.e. 120 bytes a bypass symbol; a
-        long bypass read of zeros drives the state to 0, where it stays). Our encoder writes at
-        most 7 bytes per symbol (16 bits, or 16 + 10 four-bit bypass chunks for any int32), so a
-        longer stream is malformed; the length check also bounds the padding's memory.
-        """
+        """Each stream checked and padded for CompressAI's rANS decoder (``lite.rans.pad_stream``)."""
         symbols = [self.config.latent_channels * shape[0] * shape[1]]
         if self.config.prior != "factorized":
             symbols.append(self.config.hyper_channels * (shape[0] // 4) * (shape[1] // 4))
-        padded = []
-        for s, n in zip(strings, symbols):
-            if len(s) > MAX_BYTES_PER_SYMBOL * n + 64:
-                raise FormatError(f"corrupted .edc file: a stream of {len(s)} bytes for {n} symbols "
-                                  f"(at most {MAX_BYTES_PER_SYMBOL} bytes a symbol)")
-            b = np.frombuffer(s, dtype=np.uint8)
-            nibbles_15 = int(np.count_nonzero((b & 0x0F) == 0x0F) + np.count_nonzero(b >= 0xF0))
-            padded.append(s + bytes(4 * n + 8 * nibbles_15 + BYPASS_STATE_MARGIN))
-        return padded
+        return [pad_stream(s, n) for s, n in zip(strings, symbols)]
 
     @property
     def num_streams(self) -> int:

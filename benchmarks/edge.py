@@ -1,0 +1,210 @@
+"""Edge deployment figures: size, compute, speed and memory of each shipped model's decoder.
+
+    python benchmarks/edge.py [--models perceptual,fidelity] [--int8-images 24] [--no-install-size]
+
+Per model:
+- parameters of the encoder and decoder (``EdgeCodecModel.parameter_counts``: the decoder is
+  g_s + h_s + gains; g_s alone also shown);
+- MACs per image pixel of the decoder (g_s + h_s) and encoder (g_a + h_a + h_s), counted by
+  PyTorch's ``torch.utils.flop_counter.FlopCounterMode`` on a 768x512 input (FLOPs / 2);
+- ONNX file sizes: decoder.onnx (fp32), decoder.int8.onnx (onnxruntime static QDQ int8,
+  calibrated on 8 training images), tables.safetensors;
+- decode ms of kodim23 (768x512, quality 0.5; median of 5 after a warm-up): the lite decoder
+  (onnxruntime, entropy decoding included) at 1 and 2 threads, fp32 and int8, and the PyTorch
+  decoder (``decode_array``); encode ms: the PyTorch encoder end to end, and the ONNX encoder
+  graphs (g_a + h_a) alone at 1 and 2 threads (there is no torch-free entropy encoder);
+- peak RSS of a fresh process that imports the lite decoder and decodes kodim23 (VmHWM), and of
+  one that does the same with the PyTorch codec;
+- int8 quality drop: Kodak PSNR and ST-LPIPS of the int8 against the fp32 lite decoder at
+  qualities 0, 0.25, 0.5, 0.75, 1 (mean over ``--int8-images`` images; the worst rate is reported).
+
+Also the lite install size: a fresh venv with requirements-lite.txt plus CompressAI (--no-deps),
+site-packages measured on disk, plus the default model's decoder files.
+Writes benchmarks/results/edge.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import machine, write_results
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from edgecodec.codec import api  # noqa: E402
+from edgecodec.export.onnx import export_onnx  # noqa: E402
+from edgecodec.lite import LiteDecoder  # noqa: E402
+from edgecodec.zoo import load_model, shipped_models  # noqa: E402
+
+QUALITIES = (0.0, 0.25, 0.5, 0.75, 1.0)
+DATA = REPO.parent / "shared" / "data"
+
+
+def macs_per_pixel(module: torch.nn.Module, example: torch.Tensor, pixels: int) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        module(example)
+    return counter.get_total_flops() / 2 / pixels
+
+
+def median_ms(fn, repeats: int = 5) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def peak_rss_child(code: str) -> float:
+    script = code + "\nprint([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=str(REPO),
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    return int(out.stdout.strip().splitlines()[-1]) / 1024
+
+
+def int8_drop(dec32: LiteDecoder, dec8: LiteDecoder, model: str, images: list[Path]) -> dict:
+    from edgecodec.eval.metrics import psnr
+    from edgecodec.eval.runner import STLPIPS
+
+    lpips = STLPIPS()
+    per_q = {}
+    for q in QUALITIES:
+        rows = []
+        for path in images:
+            rgb = api.load_image(path).rgb
+            data = api.compress(rgb, quality=q, model=model)
+            a, b = dec32.decode(data)[0], dec8.decode(data)[0]
+            rows.append((psnr(rgb, a), psnr(rgb, b), lpips(rgb, a), lpips(rgb, b)))
+        m = np.mean(rows, axis=0)
+        per_q[q] = {"psnr_fp32": round(m[0], 3), "psnr_int8": round(m[1], 3), "psnr_drop": round(m[0] - m[1], 3),
+                    "st_lpips_fp32": round(m[2], 4), "st_lpips_int8": round(m[3], 4),
+                    "st_lpips_rise": round(m[3] - m[2], 4)}
+    worst_psnr = max(v["psnr_drop"] for v in per_q.values())
+    worst_lpips = max(v["st_lpips_rise"] for v in per_q.values())
+    return {"per_quality": per_q, "worst_psnr_drop": worst_psnr, "worst_st_lpips_rise": worst_lpips,
+            "images": len(images), "ship": bool(worst_psnr <= 0.1 and worst_lpips <= 0.005)}
+
+
+def lite_install_size(export_dir: Path) -> dict:
+    venv = Path(tempfile.mkdtemp(prefix="lite-venv-"))
+    try:
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        site = next((venv / "lib").glob("python*/site-packages"))
+        pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", str(site)]
+        subprocess.run(pip + ["-r", str(REPO / "requirements-lite.txt")], check=True)
+        subprocess.run(pip + ["--no-deps", "compressai==1.2.8"], check=True)
+        packages = sum(f.stat().st_size for f in site.rglob("*") if f.is_file())
+        code = sum(f.stat().st_size for f in (REPO / "edgecodec").rglob("*.py"))
+        model = sum((export_dir / n).stat().st_size for n in ("decoder.onnx", "tables.safetensors", "manifest.json"))
+        return {"site_packages_mb": round(packages / 1e6, 1), "edgecodec_code_mb": round(code / 1e6, 2),
+                "model_files_mb": round(model / 1e6, 2), "total_mb": round((packages + code + model) / 1e6, 1),
+                "packages": sorted(p.name for p in site.iterdir() if p.name.endswith(".dist-info"))}
+    finally:
+        shutil.rmtree(venv, ignore_errors=True)
+
+
+def bench_model(name: str, workdir: Path, int8_images: int) -> dict:
+    model, _ = load_model(name)
+    counts = model.parameter_counts()
+    hyper = model.latent_codec["hyper"]
+    h, w = 512, 768
+    m = model.config.latent_channels
+    g_s = macs_per_pixel(model.g_s, torch.zeros(1, m, h // 16, w // 16), h * w)
+    h_s = macs_per_pixel(hyper.h_s, torch.zeros(1, model.config.hyper_channels, h // 64, w // 64), h * w)
+    g_a = macs_per_pixel(model.g_a, torch.zeros(1, 3, h, w), h * w)
+    h_a = macs_per_pixel(hyper.h_a, torch.zeros(1, m, h // 16, w // 16), h * w)
+    calibration = sorted(p for p in (DATA / "train").rglob("*.jpg"))
+    out = export_onnx(name, workdir / name, calibration)
+    manifest = json.loads((out / "manifest.json").read_text())
+    sizes = {k: round(v["bytes"] / 1e6, 2) for k, v in manifest["files"].items()}
+
+    kodim23 = DATA / "kodak" / "kodim23.png"
+    rgb = api.load_image(kodim23).rgb
+    data = api.compress(rgb, quality=0.5, model=name)
+    dec = {(t, i8): LiteDecoder(out, threads=t, int8=i8) for t in (1, 2) for i8 in (False, True)}
+    times = {f"lite_{'int8' if i8 else 'fp32'}_{t}t": median_ms(lambda d=d: d.decode(data)) for (t, i8), d in dec.items()}
+    torch.set_num_threads(1)
+    times["torch_decode"] = median_ms(lambda: api.decode_array(data))
+    times["torch_encode_1t"] = median_ms(lambda: api.compress(rgb, quality=0.5, model=name))
+    torch.set_num_threads(2)
+    times["torch_encode_2t"] = median_ms(lambda: api.compress(rgb, quality=0.5, model=name))
+    torch.set_num_threads(1)
+    import onnxruntime as ort
+
+    x = (rgb.astype(np.float32) / 255).transpose(2, 0, 1)[None].copy()
+    for t in (1, 2):
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = t
+        enc = ort.InferenceSession(str(out / "encoder.onnx"), opts, providers=["CPUExecutionProvider"])
+        hyp = ort.InferenceSession(str(out / "hyper_encoder.onnx"), opts, providers=["CPUExecutionProvider"])
+        times[f"onnx_encoder_graphs_{t}t"] = median_ms(lambda: hyp.run(None, {"y": enc.run(None, {"x": x})[0]}))
+    edc = workdir / f"{name}.edc"
+    edc.write_bytes(data)
+    rss = {
+        "lite": peak_rss_child(f"import sys; sys.modules['torch'] = None\nfrom edgecodec.lite import LiteDecoder\n"
+                               f"LiteDecoder({str(out)!r}, threads=2).decode(open({str(edc)!r}, 'rb').read())"),
+        "torch": peak_rss_child(f"import torch; torch.set_num_threads(1)\nfrom edgecodec.codec import api\n"
+                                f"api.decode_array(open({str(edc)!r}, 'rb').read())"),
+    }
+    images = sorted((DATA / "kodak").glob("*.png"))[:int8_images]
+    drop = int8_drop(dec[(1, False)], dec[(1, True)], name, images) if images else None
+    return {"parameters": {**counts, "g_s": sum(p.numel() for p in model.g_s.parameters()),
+                           "h_s": sum(p.numel() for p in hyper.h_s.parameters())},
+            "kmac_per_pixel": {"decoder": round((g_s + h_s) / 1e3, 2), "g_s": round(g_s / 1e3, 2),
+                               "h_s": round(h_s / 1e3, 2), "encoder": round((g_a + h_a + h_s) / 1e3, 2)},
+            "onnx_mb": sizes, "ms": {k: round(v, 1) for k, v in times.items()},
+            "peak_rss_mb": {k: round(v, 1) for k, v in rss.items()}, "int8": drop,
+            "kodim23_bpp": round(len(data) * 8 / rgb.shape[0] / rgb.shape[1], 4)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", default=",".join(shipped_models()))
+    parser.add_argument("--int8-images", type=int, default=24, help="Kodak images for the int8 quality drop (0: skip)")
+    parser.add_argument("--no-install-size", action="store_true")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "edge.json"))
+    args = parser.parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="edge-bench-"))
+    try:
+        models = {name: bench_model(name, workdir, args.int8_images) for name in args.models.split(",")}
+        install = None if args.no_install_size else lite_install_size(workdir / args.models.split(",")[0])
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    result = {"machine": machine(), "models": models, "lite_install": install,
+              "mac_counter": "torch.utils.flop_counter.FlopCounterMode (FLOPs / 2), 768x512 input",
+              "image": "kodim23 768x512, quality 0.5"}
+    write_results(args.out, result)
+    print(f"{'model':<11} {'dec params':>10} {'dec kMAC/px':>11} {'dec.onnx MB':>11} {'int8 MB':>7} "
+          f"{'lite 1t':>7} {'lite 2t':>7} {'int8 2t':>7} {'torch dec':>9} {'torch enc':>9} {'lite RSS':>8} "
+          f"{'int8 dPSNR':>10} {'int8 dLPIPS':>11}")
+    for name, r in models.items():
+        ms, d = r["ms"], r["int8"] or {}
+        print(f"{name:<11} {r['parameters']['decoder']:>10,} {r['kmac_per_pixel']['decoder']:>11.1f} "
+              f"{r['onnx_mb']['decoder.onnx']:>11.2f} {r['onnx_mb'].get('decoder.int8.onnx', 0):>7.2f} "
+              f"{ms['lite_fp32_1t']:>7.0f} {ms['lite_fp32_2t']:>7.0f} {ms['lite_int8_2t']:>7.0f} "
+              f"{ms['torch_decode']:>9.0f} {ms['torch_encode_1t']:>9.0f} {r['peak_rss_mb']['lite']:>8.0f} "
+              f"{d.get('worst_psnr_drop', float('nan')):>10.3f} {d.get('worst_st_lpips_rise', float('nan')):>11.4f}")
+    if install:
+        print(f"lite install: {install['total_mb']} MB ({install['site_packages_mb']} MB packages, "
+              f"{install['model_files_mb']} MB model files)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""int8 synthesis: onnxruntime's static quantization (QDQ) of ``decoder.onnx``.
+
+Activations are calibrated on latents of real images (never Kodak, the evaluation set) at
+several qualities; weights are quantized per channel. The lite decoder uses the result only when
+asked (``--int8``); benchmarks/edge.py measures its quality drop and speed against fp32.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..codec.api import _to_tensor
+from ..codec.imageio import load_image
+from ..models import EdgeCodecModel
+
+CALIBRATION_QUALITIES = (0.0, 0.5, 1.0)
+CALIBRATION_CROP = 256
+
+
+def calibration_latents(model: EdgeCodecModel, images: list[Path], limit: int = 8) -> list[np.ndarray]:
+    """y_hat of centre crops of ``limit`` images spread over the list, at CALIBRATION_QUALITIES, as the
+    decoder sees them."""
+    latents = []
+    for path in images[:: max(1, len(images) // limit)][:limit]:
+        rgb = load_image(path).rgb
+        h, w = rgb.shape[:2]
+        c = min(CALIBRATION_CROP, h - h % 64, w - w % 64)
+        top, left = (h - c) // 2, (w - c) // 2
+        y = model.analyze(_to_tensor(rgb[top: top + c, left: left + c], model.stride))
+        for q in CALIBRATION_QUALITIES:
+            # The decoder's input: the y_hat that the format-3 entropy decoding reproduces.
+            g = model.gains(torch.tensor([q]))
+            z_string, z_symbols = model.compress_hyper(y, g["z_gain"])
+            indexes, means = model.exact_entropy().params(z_symbols, q)
+            y_string = model.code_y(y, g["y_gain"], indexes, means)
+            latents.append(model.exact_entropy().decode([y_string, z_string], tuple(y.shape[-2:]), q)[None])
+    return latents
+
+
+def quantize_synthesis(fp32_path: Path, out_path: Path, latents: list[np.ndarray]) -> None:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._items = iter([{"y_hat": y} for y in latents])
+
+        def get_next(self):
+            return next(self._items, None)
+
+    quantize_static(str(fp32_path), str(out_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)

@@ -1,0 +1,124 @@
+"""``edgecodec export onnx``: a shipped model as ONNX graphs + entropy tables + manifest.
+
+Graphs (dynamic height and width, opset 17): ``encoder.onnx`` (image in [0, 1] -> y),
+``hyper_encoder.onnx`` (y -> z), ``decoder.onnx`` (y_hat -> image in [0, 1], unclamped) and
+``hyper_decoder.onnx`` (z_hat -> Gaussian parameters, float: for reference and other runtimes;
+the lite decoder uses the exact integer version in the tables). ``tables.safetensors`` holds
+``EdgeCodecModel.entropy_tables()`` plus the encoder's log gains. ``manifest.json`` names the
+model, the weights hash that .edc headers record, the format version, and every file's SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .. import zoo
+from ..codec.container import FORMAT_VERSION
+from ..codec.tiling import synthesis_halo
+from ..lite.decoder import EXPORT_FORMAT, MANIFEST
+from ..models import EdgeCodecModel
+
+OPSET = 17
+
+
+class _Analysis(nn.Module):
+    def __init__(self, model: EdgeCodecModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model._latent(x)
+
+
+class _Synthesis(nn.Module):
+    def __init__(self, model: EdgeCodecModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, y_hat: torch.Tensor) -> torch.Tensor:
+        return self.model._image(y_hat)
+
+
+def _export_graph(module: nn.Module, example: torch.Tensor, path: Path, input_name: str, output_name: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        # dynamo=False: the TorchScript-based exporter handles these plain conv nets and needs no
+        # onnxscript; dynamic axes keep height and width free.
+        torch.onnx.export(module.eval(), (example,), str(path), input_names=[input_name], output_names=[output_name],
+                          dynamic_axes={input_name: {2: "height", 3: "width"}, output_name: {2: "height", 3: "width"}},
+                          opset_version=OPSET, dynamo=False)
+
+
+def _file_entry(path: Path) -> dict:
+    return {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size}
+
+
+def export_onnx(model_name: str, out_dir: str | os.PathLike, calibration: list[Path] | None = None) -> Path:
+    """Write the export of a model into out_dir (created; replaced atomically if it exists).
+
+    ``calibration``: images for an int8 synthesis (``decoder.int8.onnx``, export/int8.py); none: fp32 only."""
+    from safetensors.numpy import save_file
+
+    model, weights_hash = zoo.load_model(model_name)
+    if not isinstance(model, EdgeCodecModel) or model.config.prior == "factorized":
+        raise ValueError(f"model {model_name!r} cannot be exported: the lite decoder needs a hyperprior codec")
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        m, h = model.config.latent_channels, model.config.hyper_channels
+        hyper = model.latent_codec["hyper"]
+        with torch.no_grad():
+            _export_graph(_Analysis(model), torch.rand(1, 3, 128, 192), tmp / "encoder.onnx", "x", "y")
+            _export_graph(hyper.h_a, torch.randn(1, m, 8, 12), tmp / "hyper_encoder.onnx", "y", "z")
+            _export_graph(_Synthesis(model), torch.randn(1, m, 8, 12), tmp / "decoder.onnx", "y_hat", "x_hat")
+            _export_graph(hyper.h_s, torch.randn(1, h, 2, 3), tmp / "hyper_decoder.onnx", "z_hat", "params")
+        if calibration:
+            from .int8 import calibration_latents, quantize_synthesis
+
+            quantize_synthesis(tmp / "decoder.onnx", tmp / "decoder.int8.onnx",
+                               calibration_latents(model, calibration))
+        tables = model.entropy_tables()
+        tables["gain.log_y_gain"] = model.log_y_gain.detach().numpy().copy()
+        tables["gain.log_z_gain"] = model.log_z_gain.detach().numpy().copy()
+        save_file(tables, str(tmp / "tables.safetensors"))
+        files = sorted(p.name for p in tmp.iterdir())
+        manifest = {
+            "export_format": EXPORT_FORMAT, "model": model_name, "weights_hash": weights_hash.hex(),
+            "format_version": FORMAT_VERSION, "config": model.config.to_dict(), "stride": model.stride,
+            "synthesis_halo": synthesis_halo(model), "opset": OPSET, "torch": torch.__version__,
+            "parameters": model.parameter_counts(),
+            "files": {name: _file_entry(tmp / name) for name in files},
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def export_cache_dir(model_name: str, weights_hash: bytes) -> Path:
+    """Where ``decompress --backend onnx`` keeps a model's export ($EDGECODEC_CACHE or ~/.cache/edgecodec)."""
+    root = Path(os.environ.get("EDGECODEC_CACHE") or Path.home() / ".cache" / "edgecodec")
+    return root / "onnx" / f"{model_name}-{weights_hash.hex()}"
+
+
+def ensure_export(model_name: str) -> Path:
+    """The cached export of a model's installed weights, exported on first use."""
+    _, weights_hash = zoo.load_model(model_name)
+    out = export_cache_dir(model_name, weights_hash)
+    if not (out / MANIFEST).is_file():
+        export_onnx(model_name, out)
+    return out

@@ -1,0 +1,146 @@
+"""Decode .edc files without PyTorch: numpy, onnxruntime and CompressAI's rANS extension.
+
+A model exported by ``edgecodec export onnx`` is a folder with ``manifest.json``, the synthesis
+``decoder.onnx`` (and the encoder-side graphs, unused here) and ``tables.safetensors`` (rANS
+tables, integer hyper-synthesis, gains). Format-3 files decode to exactly the latents the PyTorch
+codec decodes (the entropy decoding is the same code, ``lite.entropy``); pixels may differ by one
+level where onnxruntime's float synthesis rounds differently from PyTorch's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..codec.container import Container, Header
+from ..errors import FormatError, ImageTooLargeError, UnknownModelError, WeightsMismatchError
+from .entropy import HYPER_STRIDE, ExactEntropyModel
+from .tiles import LATENT_STRIDE, tile_grid, tile_window, unpack_tiles
+
+MANIFEST = "manifest.json"
+EXPORT_FORMAT = "edgecodec-onnx-1"
+DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's default limit, as the PyTorch codec uses
+PADDED_PIXELS_FACTOR = 4  # as codec.api: decode work per declared pixel is bounded by this
+
+
+def _load_tables(path: Path) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file  # numpy-only API of the safetensors package
+
+    return load_file(str(path))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class DecodedLatent:
+    y_hat: np.ndarray  # (M, h, w) float32
+    header: Header
+
+
+class LiteDecoder:
+    """One exported model: decodes the .edc files written with its weights.
+
+    ``threads``: onnxruntime intra-op threads (None: its default, all cores). ``int8``: use the
+    quantized synthesis ``decoder.int8.onnx`` if the export has one."""
+
+    def __init__(self, model_dir: str | os.PathLike, threads: int | None = None, int8: bool = False) -> None:
+        import onnxruntime as ort
+
+        self.model_dir = Path(model_dir)
+        manifest_path = self.model_dir / MANIFEST
+        if not manifest_path.is_file():
+            raise FileNotFoundError(f"{self.model_dir} is not an exported model: no {MANIFEST} "
+                                    "(create one with `edgecodec export onnx --model NAME -o DIR`)")
+        self.manifest = json.loads(manifest_path.read_text())
+        if self.manifest.get("export_format") != EXPORT_FORMAT:
+            raise ValueError(f"{manifest_path}: unknown export format {self.manifest.get('export_format')!r}")
+        decoder_file = "decoder.int8.onnx" if int8 else "decoder.onnx"
+        if decoder_file not in self.manifest["files"]:
+            raise FileNotFoundError(f"{self.model_dir} has no {decoder_file}")
+        for name in ("tables.safetensors", decoder_file):  # files a stranger could have swapped
+            if _sha256(self.model_dir / name) != self.manifest["files"][name]["sha256"]:
+                raise ValueError(f"{self.model_dir / name} does not match its manifest (damaged or replaced)")
+        self.model_name: str = self.manifest["model"]
+        self.weights_hash = bytes.fromhex(self.manifest["weights_hash"])
+        self.synthesis_halo: int = self.manifest["synthesis_halo"]
+        self.entropy = ExactEntropyModel.from_tables(_load_tables(self.model_dir / "tables.safetensors"))
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(self.model_dir / decoder_file), options,
+                                            providers=["CPUExecutionProvider"])
+
+    def _check(self, data: bytes, max_pixels: int | None) -> tuple[Container, tuple[int, int]]:
+        container = Container.from_bytes(data)
+        h = container.header
+        if h.model != self.model_name:
+            raise UnknownModelError(f"stream was written by model {h.model!r}; this decoder holds {self.model_name!r}")
+        if h.weights_hash != self.weights_hash:
+            raise WeightsMismatchError(f"stream was written by weights {h.weights_hash.hex()} of model {h.model!r}, "
+                                       f"the exported model has {self.weights_hash.hex()}")
+        if h.version < 3:
+            raise FormatError(f"format version {h.version} streams use the float hyper-synthesis: decode them "
+                              "with the PyTorch backend (edgecodec decompress --backend torch)")
+        if len(container.streams) != 2:
+            raise FormatError(f"corrupted .edc file: {len(container.streams)} streams, the model needs 2")
+        limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+        stride = LATENT_STRIDE * HYPER_STRIDE
+        padded = (h.height + (-h.height % stride), h.width + (-h.width % stride))
+        if h.width * h.height > limit or padded[0] * padded[1] > PADDED_PIXELS_FACTOR * limit:
+            raise ImageTooLargeError(f"image of {h.width}x{h.height} pixels exceeds the limit of {limit} pixels")
+        return container, (padded[0] // LATENT_STRIDE, padded[1] // LATENT_STRIDE)
+
+    def decode_latent(self, data: bytes, max_pixels: int | None = None) -> DecodedLatent:
+        """The dequantized latent y_hat of a one-piece or tiled stream."""
+        container, shape = self._check(data, max_pixels)
+        h, (y_stream, z_stream) = container.header, container.streams
+        e = self.entropy
+        try:
+            if not h.tile:
+                return DecodedLatent(e.decode([y_stream, z_stream], shape, h.quality), h)
+            tiles = tile_grid(*shape, h.tile)
+            tile_streams = unpack_tiles(y_stream, len(tiles))
+            z = e.decode_z(z_stream, (shape[0] // HYPER_STRIDE, shape[1] // HYPER_STRIDE))
+            y_hat = np.empty((e.log_y_gain_inv.shape[1], *shape), dtype=np.float32)
+            for (rows, cols), stream in zip(tiles, tile_streams):
+                indexes, means = e.params(z, h.quality, rows, cols)
+                y_hat[:, rows, cols] = e.dequantize(e.y_table.decode(stream, indexes), means, h.quality)
+            return DecodedLatent(y_hat, h)
+        except (RuntimeError, ValueError, IndexError) as exc:  # the rANS decoder rejecting garbage
+            raise FormatError(f"corrupted .edc file: entropy decoding failed ({exc})") from None
+
+    def _synthesize(self, y_hat: np.ndarray) -> np.ndarray:
+        """(M, h, w) latent -> (3, 16h, 16w) float image in [0, 1], unclamped."""
+        return self.session.run(None, {"y_hat": y_hat[None]})[0][0]
+
+    def decode(self, data: bytes, max_pixels: int | None = None) -> tuple[np.ndarray, Header]:
+        """An (H, W, 3) uint8 array and the header."""
+        latent = self.decode_latent(data, max_pixels)
+        h, y_hat = latent.header, latent.y_hat
+        if not h.tile:
+            return _to_uint8(self._synthesize(y_hat)[:, : h.height, : h.width]), h
+        out = np.empty((h.height, h.width, 3), dtype=np.uint8)
+        k, (lh, lw) = LATENT_STRIDE, y_hat.shape[-2:]
+        for rows, cols in tile_grid(lh, lw, h.tile):  # as codec.tiling.synthesize_tiled
+            top, left = k * rows.start, k * cols.start
+            if top >= h.height or left >= h.width:
+                continue
+            r0, r1 = tile_window(rows, self.synthesis_halo, lh)
+            c0, c1 = tile_window(cols, self.synthesis_halo, lw)
+            x = self._synthesize(np.ascontiguousarray(y_hat[:, r0:r1, c0:c1]))
+            bottom, right = min(h.height, k * rows.stop), min(h.width, k * cols.stop)
+            out[top:bottom, left:right] = _to_uint8(x[:, top - k * r0: bottom - k * r0, left - k * c0: right - k * c0])
+        return out, h
+
+
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+    """(3, H, W) float in [0, 1] -> (H, W, 3) uint8, rounding half to even as torch.round does."""
+    return np.round(np.clip(x, 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0).copy()

@@ -1,0 +1,96 @@
+"""Entropy decoding of format-3 streams, shared by the PyTorch codec and the lite decoder.
+
+Everything here is numpy plus CompressAI's rANS extension: the hyper-latent z, the Gaussian
+parameters from the integer hyper-synthesis, then y. The PyTorch codec encodes with CompressAI's
+entropy models (whose tables ``EdgeCodecModel.entropy_tables`` exports) and decodes through this
+module, so there is one decoding path, and the lite decoder is that path without torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .hyper import IntegerHyperSynthesis, fixed_gain, gain
+from .rans import CdfTable
+
+# z pixels added on each side of a tile's hyper-latent window before h_s computes the tile's
+# Gaussian parameters. Part of the format: both sides must compute the parameters from the same
+# windows. h_s reaches 1.75 z pixels, so with 2 the parameters equal the whole-image ones.
+HYPER_HALO = 2
+HYPER_STRIDE = 4  # latent pixels per hyper-latent pixel
+
+
+@dataclass(frozen=True)
+class ExactEntropyModel:
+    """A hyperprior model's decoding side: rANS tables, the integer h_s and the gain tables."""
+
+    z_table: CdfTable
+    y_table: CdfTable
+    hyper: IntegerHyperSynthesis
+    log_y_gain_inv: np.ndarray  # (levels, M)
+    log_z_gain_inv: np.ndarray  # (levels, C)
+    min_level: float
+
+    @classmethod
+    def from_tables(cls, t: dict[str, np.ndarray]) -> "ExactEntropyModel":
+        """Build from the arrays of ``EdgeCodecModel.entropy_tables`` (or an exported tables file)."""
+        layers, i = [], 0
+        while f"hs.{i}.weight" in t:
+            stride, padding, transposed, output_padding, relu = (int(v) for v in t[f"hs.{i}.geometry"])
+            layers.append({"weight": t[f"hs.{i}.weight"], "bias": t[f"hs.{i}.bias"], "stride": stride,
+                           "padding": padding, "transposed": bool(transposed), "output_padding": output_padding,
+                           "relu": bool(relu)})
+            i += 1
+        hyper = IntegerHyperSynthesis.from_float(layers, t["z.medians"], t["y.scale_table"],
+                                                 bool(t["mean_scale"].item()))
+        table = lambda p: CdfTable(t[f"{p}.quantized_cdf"].astype(np.int32), t[f"{p}.cdf_length"].astype(np.int32),
+                                   t[f"{p}.offset"].astype(np.int32))  # noqa: E731
+        return cls(table("z"), table("y"), hyper, t["gain.log_y_gain_inv"].astype(np.float64),
+                   t["gain.log_z_gain_inv"].astype(np.float64), float(t["gain.min_level"].item()))
+
+    @property
+    def hyper_channels(self) -> int:
+        return len(self.z_table.cdf_length)
+
+    def y_gain_inv(self, quality: float) -> np.ndarray:
+        return gain(self.log_y_gain_inv, quality, self.min_level).astype(np.float32)
+
+    def z_gain_fixed(self, quality: float) -> np.ndarray:
+        return fixed_gain(self.log_z_gain_inv, quality, self.min_level)
+
+    def decode_z(self, stream: bytes, z_shape: tuple[int, int]) -> np.ndarray:
+        """z symbols (C, h, w): channel c uses table c (CompressAI's EntropyBottleneck layout)."""
+        c = self.hyper_channels
+        indexes = np.broadcast_to(np.arange(c, dtype=np.int32)[:, None, None], (c, *z_shape))
+        return self.z_table.decode(stream, indexes)
+
+    def params(self, z_symbols: np.ndarray, quality: float, rows: slice | None = None,
+               cols: slice | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Table indexes and means of y, for the whole latent or one tile (latent rows / cols),
+        computed from the tile's z window widened by HYPER_HALO."""
+        g = self.z_gain_fixed(quality)
+        if rows is None:
+            return self.hyper.params(z_symbols, g)
+        zh, zw = z_symbols.shape[-2:]
+        s = HYPER_STRIDE
+        r0, r1 = max(0, rows.start // s - HYPER_HALO), min(zh, -(-rows.stop // s) + HYPER_HALO)
+        c0, c1 = max(0, cols.start // s - HYPER_HALO), min(zw, -(-cols.stop // s) + HYPER_HALO)
+        indexes, means = self.hyper.params(z_symbols[:, r0:r1, c0:c1], g)
+        crop = (slice(None), slice(rows.start - s * r0, rows.stop - s * r0),
+                slice(cols.start - s * c0, cols.stop - s * c0))
+        return indexes[crop], None if means is None else means[crop]
+
+    def dequantize(self, symbols: np.ndarray, means: np.ndarray | None, quality: float) -> np.ndarray:
+        """y_hat = (symbols + means) * y_gain_inv, in float32 as CompressAI computes it."""
+        y = symbols.astype(np.float32)
+        if means is not None:
+            y += means
+        return y * self.y_gain_inv(quality)[:, None, None]
+
+    def decode(self, streams: list[bytes], shape: tuple[int, int], quality: float) -> np.ndarray:
+        """y_hat (M, h, w) of a one-piece stream pair [y, z]."""
+        z = self.decode_z(streams[1], (shape[0] // HYPER_STRIDE, shape[1] // HYPER_STRIDE))
+        indexes, means = self.params(z, quality)
+        return self.dequantize(self.y_table.decode(streams[0], indexes), means, quality)

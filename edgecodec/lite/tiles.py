@@ -1,0 +1,48 @@
+"""Tile layout of tiled streams (format versions 2 and 3): torch-free, shared by both decoders."""
+
+from __future__ import annotations
+
+import struct
+
+from ..errors import FormatError
+
+LATENT_STRIDE = 16  # image pixels per latent pixel
+_LENGTH = struct.Struct("<I")
+
+
+def tile_grid(latent_h: int, latent_w: int, tile: int) -> list[tuple[slice, slice]]:
+    """Tiles of the latent in raster order (row of tiles by row); edge tiles are smaller."""
+    return [(slice(r, min(r + tile, latent_h)), slice(c, min(c + tile, latent_w)))
+            for r in range(0, latent_h, tile) for c in range(0, latent_w, tile)]
+
+
+def num_tiles(latent_h: int, latent_w: int, tile: int) -> int:
+    return -(-latent_h // tile) * -(-latent_w // tile)
+
+
+def tile_window(span: slice, halo: int, size: int) -> tuple[int, int]:
+    return max(0, span.start - halo), min(size, span.stop + halo)
+
+
+def pack_tiles(strings: list[bytes]) -> bytes:
+    """Stream 1 of a tiled file: each tile's stream as a 4-byte length and its bytes."""
+    return b"".join(_LENGTH.pack(len(s)) + s for s in strings)
+
+
+def unpack_tiles(data: bytes, count: int) -> list[bytes]:
+    """Split stream 1 into ``count`` tile streams, checking every length against the bytes present."""
+    if len(data) < _LENGTH.size * count:
+        raise FormatError(f"corrupted .edc file: {len(data)} bytes cannot hold {count} tile streams")
+    tiles, pos = [], 0
+    for _ in range(count):
+        if pos + _LENGTH.size > len(data):
+            raise FormatError("corrupted .edc file: tile table incomplete")
+        (length,) = _LENGTH.unpack_from(data, pos)
+        pos += _LENGTH.size
+        if pos + length > len(data):
+            raise FormatError("corrupted .edc file: tile stream shorter than declared")
+        tiles.append(data[pos: pos + length])
+        pos += length
+    if pos != len(data):
+        raise FormatError("corrupted .edc file: trailing bytes after the last tile stream")
+    return tiles

@@ -1,0 +1,220 @@
+"""The torch-free decoder (edgecodec.lite) and the exact entropy path of format version 3."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import edgecodec
+from edgecodec.codec import Container, api
+from edgecodec.codec.api import _to_tensor
+from edgecodec.errors import FormatError, WeightsMismatchError
+from edgecodec.lite import LiteDecoder
+from edgecodec.lite.hyper import IntegerLayer, _conv, gain_margin
+from edgecodec.zoo import load_model, shipped_models
+
+from conftest import REPO, SHIPPED, assert_one_error_line, fix_crc, legacy_streams, psnr, run_cli, synthetic_photo
+
+QUALITIES = (0.0, 0.3, 0.7, 1.0)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from edgecodec.export.onnx import export_onnx
+
+    return export_onnx(SHIPPED, tmp_path_factory.mktemp("export") / SHIPPED)
+
+
+@pytest.fixture(scope="module")
+def lite(exported) -> LiteDecoder:
+    return LiteDecoder(exported, threads=1)
+
+
+@pytest.fixture(scope="module")
+def images(kodim23_rgb) -> list[np.ndarray]:
+    rng = np.random.RandomState(3)
+    return [kodim23_rgb[:192, :256], synthetic_photo(rng, 128), kodim23_rgb[200:, 300:700]]
+
+
+def encoder_latent(model, rgb: np.ndarray, quality: float) -> np.ndarray:
+    """y_hat as the encoder quantized it: (round(y * gain - means) + means) * gain_inv."""
+    y = model.analyze(_to_tensor(rgb, model.stride))
+    g = model.gains(torch.tensor([quality]))
+    _, z_symbols = model.compress_hyper(y, g["z_gain"])
+    exact = model.exact_entropy()
+    _, means = exact.params(z_symbols, quality)
+    symbols = torch.round(y * g["y_gain"] - torch.from_numpy(means)[None])[0].numpy()
+    return exact.dequantize(symbols, means, quality)
+
+
+def test_lite_latents_equal_the_encoders_and_pixels_the_torch_decoders(lite, images):
+    model, _ = load_model(SHIPPED)
+    for rgb in images:
+        for q in QUALITIES:
+            data = edgecodec.compress(rgb, quality=q, model=SHIPPED)
+            header = Container.from_bytes(data).header
+            assert header.version == 3
+            latent = lite.decode_latent(data).y_hat
+            # header.quality: the quality as stored (16-bit), which the encoder used too
+            assert np.array_equal(latent, encoder_latent(model, rgb, header.quality)), (rgb.shape, q)
+            torch_rgb, _ = api.decode_array(data)
+            lite_rgb, header = lite.decode(data)
+            assert lite_rgb.shape == torch_rgb.shape == rgb.shape
+            assert np.abs(lite_rgb.astype(int) - torch_rgb).max() <= 1, (rgb.shape, q)
+
+
+def test_lite_decodes_tiled_streams(lite, kodim23_rgb):
+    encoder = api.Encoder(api.load_image(kodim23_rgb[:320, :448]), SHIPPED, tile=16)
+    data = encoder.encode(api.quality_to_q16(0.6))
+    header = Container.from_bytes(data).header
+    assert header.tile == 16 and header.version == 3
+    torch_rgb, _ = api.decode_array(data)
+    lite_rgb, _ = lite.decode(data)
+    assert np.abs(lite_rgb.astype(int) - torch_rgb).max() <= 1
+    assert psnr(lite_rgb, kodim23_rgb[:320, :448]) > 25
+
+
+def test_lite_imports_and_decodes_with_torch_blocked(exported, lite, kodim23_rgb, tmp_path):
+    data = edgecodec.compress(kodim23_rgb[:128, :192], quality=0.5, model=SHIPPED)
+    (tmp_path / "in.edc").write_bytes(data)
+    script = f"""
+import sys
+sys.modules["torch"] = None  # any `import torch` now raises ImportError
+sys.modules["torchvision"] = None
+import numpy as np
+from edgecodec.lite import LiteDecoder
+rgb, header = LiteDecoder({str(exported)!r}, threads=1).decode(open({str(tmp_path / 'in.edc')!r}, "rb").read())
+np.save({str(tmp_path / 'out.npy')!r}, rgb)
+assert not any(m == "torch" or m.startswith("torch.") for m, v in sys.modules.items() if v is not None)
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=str(tmp_path), capture_output=True, text=True,
+                            timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert np.array_equal(np.load(tmp_path / "out.npy"), lite.decode(data)[0])
+
+
+def test_ans_loaded_by_file_coexists_with_compressai(tmp_path):
+    script = """
+from edgecodec.lite.rans import load_ans
+ans = load_ans()
+import torch
+from compressai import ans as imported
+from compressai.entropy_models import EntropyBottleneck
+assert imported is ans
+eb = EntropyBottleneck(4)
+eb.update(force=True)
+x = torch.randint(-3, 4, (1, 4, 5, 6)).float()
+assert torch.equal(eb.decompress(eb.compress(x), x.shape[-2:]), x)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                            cwd=str(REPO))
+    assert result.returncode == 0, result.stderr
+
+
+def test_lite_refuses_old_versions_other_weights_and_garbage(lite, kodim23_rgb):
+    model, weights_hash = load_model(SHIPPED)
+    header = api.Header(SHIPPED, weights_hash, api.quality_to_q16(0.5), 128, 128, version=1)
+    v1 = Container(header, legacy_streams(model, kodim23_rgb[:128, :128], header.quality)).to_bytes()
+    with pytest.raises(FormatError, match="torch"):
+        lite.decode(v1)
+    assert psnr(api.decode_array(v1)[0], kodim23_rgb[:128, :128]) > 25  # the PyTorch backend still reads v1
+
+    data = bytearray(edgecodec.compress(kodim23_rgb[:64, :64], quality=0.5, model=SHIPPED))
+    name_len = data[7]
+    data[8 + name_len] ^= 0xFF  # first byte of the weights hash
+    with pytest.raises(WeightsMismatchError):
+        lite.decode(fix_crc(bytes(data)))
+    with pytest.raises(FormatError):
+        lite.decode(b"\x89EDC" + bytes(40))
+
+
+def test_damaged_export_is_refused(exported, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(exported, copy)
+    tables = copy / "tables.safetensors"
+    raw = bytearray(tables.read_bytes())
+    raw[-1] ^= 1
+    tables.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="manifest"):
+        LiteDecoder(copy)
+
+
+def test_manifest_records_the_weights_hash_and_files(exported):
+    manifest = json.loads((exported / "manifest.json").read_text())
+    _, weights_hash = load_model(SHIPPED)
+    assert manifest["weights_hash"] == weights_hash.hex() and manifest["format_version"] == 3
+    assert {"encoder.onnx", "decoder.onnx", "hyper_encoder.onnx", "hyper_decoder.onnx",
+            "tables.safetensors"} <= set(manifest["files"])
+
+
+def test_integer_convolution_is_exact(rng=np.random.RandomState(0)):
+    """The float64 convolution on integers equals an int64 reference, whatever the summation order."""
+    w = rng.randint(-2**14, 2**14, (5, 4, 3, 3)).astype(np.float64)
+    b = rng.randint(-2**20, 2**20, 5).astype(np.float64)
+    x = rng.randint(-2**24, 2**24, (4, 6, 7)).astype(np.float64)
+    for transposed, stride in ((False, 1), (False, 2), (True, 2)):
+        layer = IntegerLayer(w, b, stride, 1, transposed, 1 if transposed else 0)
+        out = _conv(x, layer)
+        # int64 reference: direct loops over the same zero-inserted / padded input
+        xi = x.astype(np.int64)
+        if transposed:
+            up = np.zeros((4, 11, 13), dtype=np.int64)
+            up[:, ::2, ::2] = xi
+            xi, s = np.pad(up, ((0, 0), (1, 2), (1, 2))), 1
+        else:
+            xi, s = np.pad(xi, ((0, 0), (1, 1), (1, 1))), stride
+        oh, ow = (xi.shape[1] - 3) // s + 1, (xi.shape[2] - 3) // s + 1
+        ref = np.zeros((5, oh, ow), dtype=np.int64)
+        for i in range(oh):
+            for j in range(ow):
+                patch = xi[:, i * s: i * s + 3, j * s: j * s + 3]
+                ref[:, i, j] = (w.astype(np.int64) * patch[None]).sum(axis=(1, 2, 3)) + b.astype(np.int64)
+        assert out.shape == ref.shape and np.array_equal(out.astype(np.int64), ref), (transposed, stride)
+
+
+def test_integer_hyper_synthesis_matches_the_float_one():
+    model, _ = load_model(SHIPPED)
+    hyper = model.latent_codec["hyper"]
+    z_symbols = np.random.RandomState(1).randint(-3, 4, (model.config.hyper_channels, 3, 4)).astype(np.int32)
+    exact = model.exact_entropy()
+    raw = exact.hyper.raw(z_symbols, exact.z_gain_fixed(0.5)) / 2.0**12
+    g = torch.from_numpy(exact.z_gain_fixed(0.5) / 2.0**16).float()
+    z_hat = (torch.from_numpy(z_symbols).float() + hyper.entropy_bottleneck.quantiles[:, 0, 1, None, None]) * g[:, None, None]
+    with torch.no_grad():
+        ref = hyper.h_s(z_hat[None])[0].numpy()
+    assert np.abs(raw - ref).max() < 0.02 * max(1.0, np.abs(ref).max() / 10)
+
+
+@pytest.mark.parametrize("name", shipped_models())
+def test_fixed_point_gains_are_far_from_rounding_boundaries(name):
+    """A platform whose exp() differs by a few ulps must still get the same fixed-point gains."""
+    model, _ = load_model(name)
+    assert gain_margin(model.log_z_gain_inv.detach().numpy(), model.config.min_level) > 1e-9
+
+
+def test_cli_decompress_with_the_onnx_backend(exported, kodim23_rgb, tmp_path):
+    from PIL import Image
+
+    src = tmp_path / "k.png"
+    Image.fromarray(kodim23_rgb[:128, :192]).save(src)
+    assert run_cli("compress", src, "-o", tmp_path / "k.edc", "--model", SHIPPED).returncode == 0
+    result = run_cli("decompress", tmp_path / "k.edc", "-o", tmp_path / "k_onnx.png", "--backend", "onnx",
+                     "--onnx-dir", exported)
+    assert result.returncode == 0, result.stderr
+    assert run_cli("decompress", tmp_path / "k.edc", "-o", tmp_path / "k_torch.png").returncode == 0
+    a = np.array(Image.open(tmp_path / "k_onnx.png"))
+    b = np.array(Image.open(tmp_path / "k_torch.png"))
+    assert np.abs(a.astype(int) - b).max() <= 1
+    (tmp_path / "bad.edc").write_bytes(b"\x89EDC\x03" + bytes(30))
+    bad = run_cli("decompress", tmp_path / "bad.edc", "-o", tmp_path / "bad.png", "--backend", "onnx",
+                  "--onnx-dir", exported)
+    assert bad.returncode == 4
+    assert_one_error_line(bad.stderr, "edc")
+    assert not (tmp_path / "bad.png").exists()
