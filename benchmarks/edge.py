@@ -19,7 +19,8 @@ Per model:
   qualities 0, 0.25, 0.5, 0.75, 1 (mean over ``--int8-images`` images; the worst rate is reported).
 
 Also the lite install size: a fresh venv with requirements-lite.txt plus CompressAI (--no-deps),
-site-packages measured on disk, plus the default model's decoder files.
+site-packages measured on disk, plus the default model's decoder files; and the download (the
+same packages' wheels, plus the model files).
 Writes benchmarks/results/edge.json and prints a table.
 """
 
@@ -110,9 +111,15 @@ def lite_install_size(export_dir: Path) -> dict:
         subprocess.run(pip + ["-r", str(REPO / "requirements-lite.txt")], check=True)
         subprocess.run(pip + ["--no-deps", "compressai==1.2.8"], check=True)
         packages = sum(f.stat().st_size for f in site.rglob("*") if f.is_file())
+        wheels = venv / "wheels"  # what a device downloads: the same packages as wheel files
+        download = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "-d", str(wheels)]
+        subprocess.run(download + ["-r", str(REPO / "requirements-lite.txt")], check=True)
+        subprocess.run(download + ["--no-deps", "compressai==1.2.8"], check=True)
+        wheel_bytes = sum(f.stat().st_size for f in wheels.iterdir())
         code = sum(f.stat().st_size for f in (REPO / "edgecodec").rglob("*.py"))
         model = sum((export_dir / n).stat().st_size for n in ("decoder.onnx", "tables.safetensors", "manifest.json"))
-        return {"site_packages_mb": round(packages / 1e6, 1), "edgecodec_code_mb": round(code / 1e6, 2),
+        return {"site_packages_mb": round(packages / 1e6, 1), "wheels_mb": round(wheel_bytes / 1e6, 1),
+                "download_mb": round((wheel_bytes + model) / 1e6, 1), "edgecodec_code_mb": round(code / 1e6, 2),
                 "model_files_mb": round(model / 1e6, 2), "total_mb": round((packages + code + model) / 1e6, 1),
                 "packages": sorted(p.name for p in site.iterdir() if p.name.endswith(".dist-info"))}
     finally:
@@ -201,8 +208,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{ms['torch_decode']:>9.0f} {ms['torch_encode_1t']:>9.0f} {r['peak_rss_mb']['lite']:>8.0f} "
               f"{d.get('worst_psnr_drop', float('nan')):>10.3f} {d.get('worst_st_lpips_rise', float('nan')):>11.4f}")
     if install:
-        print(f"lite install: {install['total_mb']} MB ({install['site_packages_mb']} MB packages, "
-              f"{install['model_files_mb']} MB model files)")
+        print(f"lite install: {install['total_mb']} MB on disk ({install['site_packages_mb']} MB packages, "
+              f"{install['model_files_mb']} MB model files); download {install['download_mb']} MB "
+              f"({install['wheels_mb']} MB wheels)")
     return 0
 
 

@@ -14,7 +14,11 @@ __version__ = "0.1.0"
 __all__ = ["EdgecodecError", "__version__", "compress", "decompress", "read_header"]
 
 # The Pillow plugin ("EDC" format, .edc): registering imports only Pillow; the codec loads on use.
-from . import pillow as _pillow  # noqa: E402,F401
+# Devices running only the torch-free decoder (edgecodec.lite) may not have Pillow.
+import importlib.util  # noqa: E402
+
+if importlib.util.find_spec("PIL") is not None:
+    from . import pillow as _pillow  # noqa: F401
 
 _LAZY = {"compress": "codec", "decompress": "codec", "read_header": "codec", "EdgecodecError": "errors"}
 

@@ -79,13 +79,13 @@ def test_lite_decodes_tiled_streams(lite, kodim23_rgb):
     assert psnr(lite_rgb, kodim23_rgb[:320, :448]) > 25
 
 
-def test_lite_imports_and_decodes_with_torch_blocked(exported, lite, kodim23_rgb, tmp_path):
+def test_lite_imports_and_decodes_with_torch_and_pillow_blocked(exported, lite, kodim23_rgb, tmp_path):
     data = edgecodec.compress(kodim23_rgb[:128, :192], quality=0.5, model=SHIPPED)
     (tmp_path / "in.edc").write_bytes(data)
     script = f"""
 import sys
-sys.modules["torch"] = None  # any `import torch` now raises ImportError
-sys.modules["torchvision"] = None
+for blocked in ("torch", "torchvision", "PIL", "scipy"):  # any `import torch` now raises ImportError
+    sys.modules[blocked] = None
 import numpy as np
 from edgecodec.lite import LiteDecoder
 rgb, header = LiteDecoder({str(exported)!r}, threads=1).decode(open({str(tmp_path / 'in.edc')!r}, "rb").read())
