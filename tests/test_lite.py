@@ -155,27 +155,33 @@ def test_manifest_records_the_weights_hash_and_files(exported):
 
 
 def test_integer_convolution_is_exact(rng=np.random.RandomState(0)):
-    """The float64 convolution on integers equals an int64 reference, whatever the summation order."""
-    w = rng.randint(-2**14, 2**14, (5, 4, 3, 3)).astype(np.float64)
-    b = rng.randint(-2**20, 2**20, 5).astype(np.float64)
-    x = rng.randint(-2**24, 2**24, (4, 6, 7)).astype(np.float64)
-    for transposed, stride in ((False, 1), (False, 2), (True, 2)):
-        layer = IntegerLayer(w, b, stride, 1, transposed, 1 if transposed else 0)
-        out = _conv(x, layer)
-        # int64 reference: direct loops over the same zero-inserted / padded input
-        xi = x.astype(np.int64)
-        if transposed:
-            up = np.zeros((4, 11, 13), dtype=np.int64)
-            up[:, ::2, ::2] = xi
-            xi, s = np.pad(up, ((0, 0), (1, 2), (1, 2))), 1
-        else:
-            xi, s = np.pad(xi, ((0, 0), (1, 1), (1, 1))), stride
-        oh, ow = (xi.shape[1] - 3) // s + 1, (xi.shape[2] - 3) // s + 1
-        ref = np.zeros((5, oh, ow), dtype=np.int64)
-        for i in range(oh):
-            for j in range(ow):
-                patch = xi[:, i * s: i * s + 3, j * s: j * s + 3]
-                ref[:, i, j] = (w.astype(np.int64) * patch[None]).sum(axis=(1, 2, 3)) + b.astype(np.int64)
+    """The float64 (transposed) convolution of integers equals an int64 loop over PyTorch's definition."""
+    b = rng.randint(-2**20, 2**20, 5).astype(np.int64)
+    x = rng.randint(-2**24, 2**24, (4, 6, 7)).astype(np.int64)
+    for transposed, stride, padding, output_padding in ((False, 1, 1, 0), (False, 2, 2, 0), (True, 2, 2, 1)):
+        k = 5 if padding == 2 else 3
+        shape = (4, 5, k, k) if transposed else (5, 4, k, k)
+        w = rng.randint(-2**14, 2**14, shape).astype(np.int64)
+        layer = IntegerLayer(w.astype(np.float64), b.astype(np.float64), stride, padding, transposed, output_padding)
+        out = _conv(x.astype(np.float64), layer)
+        if transposed:  # out[o, i*s - p + ky, j*s - p + kx] += x[c, i, j] * w[c, o, ky, kx]
+            oh, ow = (6 - 1) * stride - 2 * padding + k + output_padding, (7 - 1) * stride - 2 * padding + k + output_padding
+            ref = np.tile(b[:, None, None], (1, oh, ow))
+            for i in range(6):
+                for j in range(7):
+                    for ky in range(k):
+                        for kx in range(k):
+                            yy, xx = i * stride - padding + ky, j * stride - padding + kx
+                            if 0 <= yy < oh and 0 <= xx < ow:
+                                ref[:, yy, xx] += (x[:, i, j, None] * w[:, :, ky, kx]).sum(axis=0)
+        else:  # out[o, y, x] = sum x_padded[c, y*s + ky, x*s + kx] * w[o, c, ky, kx]
+            xp = np.pad(x, ((0, 0), (padding, padding), (padding, padding)))
+            oh, ow = (xp.shape[1] - k) // stride + 1, (xp.shape[2] - k) // stride + 1
+            ref = np.zeros((5, oh, ow), dtype=np.int64)
+            for i in range(oh):
+                for j in range(ow):
+                    patch = xp[:, i * stride: i * stride + k, j * stride: j * stride + k]
+                    ref[:, i, j] = (w * patch[None]).sum(axis=(1, 2, 3)) + b
         assert out.shape == ref.shape and np.array_equal(out.astype(np.int64), ref), (transposed, stride)
 
 
@@ -218,3 +224,15 @@ def test_cli_decompress_with_the_onnx_backend(exported, kodim23_rgb, tmp_path):
     assert bad.returncode == 4
     assert_one_error_line(bad.stderr, "edc")
     assert not (tmp_path / "bad.png").exists()
+
+
+@pytest.mark.parametrize("name", [SHIPPED, "tiny"])
+def test_subpixel_synthesis_equals_the_transposed_one(name):
+    from edgecodec.export.onnx import _Synthesis
+
+    model, _ = load_model(name)
+    y = torch.randn(1, model.config.latent_channels, 5, 7)
+    synthesis = _Synthesis(model).eval()
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in synthesis.modules())
+    with torch.no_grad():
+        assert torch.allclose(synthesis(y), model._image(y), atol=1e-5)

@@ -10,8 +10,10 @@ model, the weights hash that .edc headers record, the format version, and every 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -39,13 +41,56 @@ class _Analysis(nn.Module):
         return self.model._latent(x)
 
 
+def subpixel_conv(deconv: nn.ConvTranspose2d) -> nn.Module:
+    """A stride-s transposed convolution as a convolution to s*s times the channels followed by
+    PixelShuffle(s) (Shi et al. 2016): the same function with no multiplications by inserted
+    zeros, and onnxruntime's fast Conv kernels instead of ConvTranspose (1.3x faster synthesis
+    measured here). Output pixel s*m + r takes input pixels m - D .. m + D with kernel tap
+    r + p + s * (D - d). Returned unchanged when the layer is not of that form."""
+    square = all(v[0] == v[1] for v in (deconv.kernel_size, deconv.stride, deconv.padding, deconv.output_padding))
+    if not square or deconv.groups != 1 or deconv.dilation != (1, 1):
+        return deconv
+    k, s, p, op = deconv.kernel_size[0], deconv.stride[0], deconv.padding[0], deconv.output_padding[0]
+    # Output exactly s times the input, with the same reach D on both sides for every phase r.
+    reach = {math.ceil((k - 1 - r - p) / s) for r in range(s)} | {(r + p) // s for r in range(s)}
+    if k + op - 2 * p != s or len(reach) != 1:
+        return deconv
+    d_max = reach.pop()
+    w = deconv.weight.detach()  # (in, out, k, k)
+    cin, cout = w.shape[:2]
+    taps = 2 * d_max + 1
+    weight = torch.zeros(cout, s, s, cin, taps, taps, dtype=w.dtype)
+    for ry in range(s):
+        for rx in range(s):
+            for dy in range(taps):
+                for dx in range(taps):
+                    jy, jx = ry + p + s * (d_max - dy), rx + p + s * (d_max - dx)
+                    if 0 <= jy < k and 0 <= jx < k:
+                        weight[:, ry, rx, :, dy, dx] = w[:, :, jy, jx].T
+    conv = nn.Conv2d(cin, cout * s * s, taps, padding=d_max, bias=deconv.bias is not None)
+    conv.weight.data = weight.reshape(cout * s * s, cin, taps, taps)
+    if deconv.bias is not None:
+        conv.bias.data = deconv.bias.detach().repeat_interleave(s * s)
+    return nn.Sequential(conv, nn.PixelShuffle(s))
+
+
+def _with_subpixel_convs(module: nn.Module) -> nn.Module:
+    module = copy.deepcopy(module)
+    for name, child in list(module.named_children()):
+        replacement = subpixel_conv(child) if isinstance(child, nn.ConvTranspose2d) else _with_subpixel_convs(child)
+        setattr(module, name, replacement)
+    return module
+
+
 class _Synthesis(nn.Module):
+    """y_hat -> image in [0, 1] (unclamped): the model's synthesis with sub-pixel convolutions."""
+
     def __init__(self, model: EdgeCodecModel) -> None:
         super().__init__()
-        self.model = model
+        self.g_s = _with_subpixel_convs(model.g_s)
 
     def forward(self, y_hat: torch.Tensor) -> torch.Tensor:
-        return self.model._image(y_hat)
+        return (self.g_s(y_hat) + 1) / 2
 
 
 def _export_graph(module: nn.Module, example: torch.Tensor, path: Path, input_name: str, output_name: str) -> None:

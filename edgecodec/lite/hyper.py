@@ -75,7 +75,8 @@ def gain_margin(log_table: np.ndarray, min_level: float, steps: int = 65535) -> 
 
 @dataclass(frozen=True)
 class IntegerLayer:
-    weight: np.ndarray  # (out, in, k, k) integers (float64), WEIGHT_BITS fractional bits; transposed: flipped
+    weight: np.ndarray  # integers (float64), WEIGHT_BITS fractional bits; PyTorch layout:
+    # (out, in, k, k) for a convolution, (in, out, k, k) for a transposed one
     bias: np.ndarray  # (out,) integers (float64), ACT_BITS + WEIGHT_BITS fractional bits
     stride: int
     padding: int
@@ -85,24 +86,26 @@ class IntegerLayer:
 
 
 def _conv(x: np.ndarray, layer: IntegerLayer) -> np.ndarray:
-    """Integer-valued convolution (C, H, W) -> (out, H', W') in float64 (exact, see module doc)."""
-    k = layer.weight.shape[-1]
+    """Integer-valued (transposed) convolution (C, H, W) -> (out, H', W') in float64, as PyTorch
+    defines it; exact (see module doc), so any summation order gives the same result."""
+    k, s, p = layer.weight.shape[-1], layer.stride, layer.padding
     if layer.transposed:
-        # A transposed convolution is a stride-1 convolution of the input with (stride - 1) zeros
-        # between pixels, padded by k - 1 - padding (+ output_padding at the end), with the kernel
-        # flipped and its in/out axes swapped (done when quantizing).
+        # Each input pixel adds weight x value to a k x k patch of the output, s pixels apart:
+        # products for every tap at once, then k * k strided adds (no multiplications by zeros).
         c, h, w = x.shape
-        s = layer.stride
-        up = np.zeros((c, (h - 1) * s + 1, (w - 1) * s + 1))
-        up[:, ::s, ::s] = x
-        lo, hi = k - 1 - layer.padding, k - 1 - layer.padding + layer.output_padding
-        x, stride = np.pad(up, ((0, 0), (lo, hi), (lo, hi))), 1
+        taps = np.tensordot(layer.weight, x, axes=([0], [0]))  # (out, k, k, h, w)
+        full = np.zeros((taps.shape[0], (h - 1) * s + k + layer.output_padding,
+                         (w - 1) * s + k + layer.output_padding))
+        for ky in range(k):
+            for kx in range(k):
+                full[:, ky: ky + (h - 1) * s + 1: s, kx: kx + (w - 1) * s + 1: s] += taps[:, ky, kx]
+        out_h, out_w = (h - 1) * s - 2 * p + k + layer.output_padding, (w - 1) * s - 2 * p + k + layer.output_padding
+        out = full[:, p: p + out_h, p: p + out_w]
     else:
-        p = layer.padding
-        x, stride = np.pad(x, ((0, 0), (p, p), (p, p))), layer.stride
-    windows = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(1, 2))[:, ::stride, ::stride]
-    # (C, H', W', k, k) x (out, C, k, k) -> (out, H', W')
-    out = np.tensordot(layer.weight, windows, axes=([1, 2, 3], [0, 3, 4]))
+        x = np.pad(x, ((0, 0), (p, p), (p, p)))
+        windows = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(1, 2))[:, ::s, ::s]
+        # (C, H', W', k, k) x (out, C, k, k) -> (out, H', W')
+        out = np.tensordot(layer.weight, windows, axes=([1, 2, 3], [0, 3, 4]))
     return out + layer.bias[:, None, None]
 
 
@@ -122,12 +125,12 @@ class IntegerHyperSynthesis:
         transposed, output_padding, relu) and check that no sum can exceed 2^53."""
         out, bound = [], ACT_LIMIT * 2.0**ACT_BITS  # largest |input| in fixed point
         for spec in layers:
-            w = np.asarray(spec["weight"], dtype=np.float64)
-            if spec["transposed"]:  # (in, out, k, k) -> (out, in, k, k), spatially flipped
-                w = np.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
-            w_int = np.round(w * 2.0**WEIGHT_BITS)
+            w_int = np.round(np.asarray(spec["weight"], dtype=np.float64) * 2.0**WEIGHT_BITS)
             b_int = np.round(np.asarray(spec["bias"], dtype=np.float64) * 2.0**(WEIGHT_BITS + ACT_BITS))
-            worst = float(np.max(np.abs(w_int).sum(axis=(1, 2, 3)) * bound + np.abs(b_int)))
+            # Largest |sum| per output channel: every weight of the channel times the largest input
+            # (a transposed convolution uses only some taps per output pixel: an over-estimate).
+            per_output = np.abs(w_int).sum(axis=(0, 2, 3) if spec["transposed"] else (1, 2, 3))
+            worst = float(np.max(per_output * bound + np.abs(b_int)))
             if worst >= EXACT_LIMIT:
                 raise ValueError(f"hyper-synthesis sums could reach {worst:.3g} >= 2^53: not exact in float64")
             out.append(IntegerLayer(w_int, b_int, int(spec["stride"]), int(spec["padding"]),
