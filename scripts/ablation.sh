@@ -11,8 +11,10 @@
 # RUNS, DATA, KODAK, EVAL_OUT and CHART move the run folders, the data and the outputs.
 # Re-running continues: a run folder with checkpoints is resumed, eval only measures what is missing.
 # Outputs: runs/ablation/{cae,crb,gcrb} (checkpoints, logs; not committed), models exported to
-# runs/ablation/models, eval/ablation (per-image CSV, summary.json, table.md, plots, report.html
-# with side-by-side crops), docs/ablation_training.png (PSNR / SSIM / bpp against step).
+# runs/ablation/models, results/ablation (per-image CSV, summary.json, table.md, plots, report.html
+# with side-by-side crops, the runs' configs / logs / commands and model cards),
+# docs/ablation_training.png (PSNR / SSIM / bpp against step), docs/ablation_crops.png (kodim01).
+# EVAL_JOBS=2 evaluates two images at a time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -20,7 +22,7 @@ edgecodec=.venv/bin/edgecodec
 runs=${RUNS:-runs/ablation}
 data=${DATA:-../shared/data/train}
 kodak=${KODAK:-../shared/data/kodak}
-eval_out=${EVAL_OUT:-eval/ablation}
+eval_out=${EVAL_OUT:-results/ablation}
 chart=${CHART:-docs/ablation_training.png}
 steps_args=()
 read -r -a overrides <<< "${OVERRIDES:-}"
@@ -54,6 +56,14 @@ for name in cae crb gcrb; do
 done
 export EDGECODEC_MODEL_PATH="$runs/models${EDGECODEC_MODEL_PATH:+:$EDGECODEC_MODEL_PATH}"
 "$edgecodec" eval "$kodak" --models ablation-cae,ablation-crb,ablation-gcrb --codecs jpeg,webp,avif,jxl \
-  --out "$eval_out" --crop-bpp 0.3
+  --out "$eval_out" --crop-bpp 0.3 --jobs "${EVAL_JOBS:-1}"
+# What the repository keeps of the runs: configs, logs, command lines, model cards (not weights).
+for name in cae crb gcrb; do
+  mkdir -p "$eval_out/runs/$name"
+  cp "$runs/$name"/{config.yaml,log.csv,val.csv,launches.jsonl} "$eval_out/runs/$name/"
+done
+mkdir -p "$eval_out/models"
+cp "$runs"/models/ablation-*.json "$eval_out/models/"
+cp "$eval_out/crops/kodim01_strip.png" "$(dirname "$chart")/ablation_crops.png"
 "$edgecodec" plot-training "$runs/cae" "$runs/crb" "$runs/gcrb" -o "$chart"
 echo "ablation: $eval_out/table.md, $eval_out/report.html, $chart"

@@ -201,9 +201,13 @@ def test_report_writes_html_and_pngs(sweep):
     for name in ("rd_psnr.png", "rd_ms_ssim.png", "rd_st_lpips.png"):
         assert (sweep.out / name).stat().st_size > 5000
         assert f"src='{name}'" in html
-    crops = sorted((sweep.out / "crops").glob("a_kodim23_*.png"))
+    crops = sorted(c for c in (sweep.out / "crops").glob("a_kodim23_*.png") if not c.stem.endswith("_strip"))
     assert {c.stem for c in crops} == {"a_kodim23_original", f"a_kodim23_learned_{SHIPPED}", "a_kodim23_jpeg",
                                        "a_kodim23_webp"}
+    from PIL import Image
+
+    with Image.open(crops[0]) as one, Image.open(sweep.out / "crops" / "a_kodim23_strip.png") as strip:
+        assert strip.width == 4 * one.width + 3 * 4 and strip.height > one.height  # the 4 crops, labelled
     assert all(f"src='crops/{c.name}'" in html for c in crops)
     assert "BD-rate" in html and "<table>" in html
     assert html.count(" bpp, ") == 3  # each coded crop labelled with its bpp: learned, JPEG, WebP

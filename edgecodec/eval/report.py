@@ -168,7 +168,6 @@ def make_crops(summary: dict[str, Any], out_dir: Path, n_images: int = 3, target
     from PIL import Image
 
     from ..codec.api import Encoder, decode_array
-    from ..codec.container import QUALITY_SCALE
     from ..codec.imageio import load_image
     from .classical import CODECS, encode_to_bpp
     from .metrics import ms_ssim, psnr
@@ -205,13 +204,32 @@ def make_crops(summary: dict[str, Any], out_dir: Path, n_images: int = 3, target
         for model in learned:
             result = Encoder(prepared, model).encode_to_size(max(1, int(target_bpp * w * h / 8)))
             decoded, header = decode_array(result.data)
-            add(model, f"learned_{model}", decoded, len(result.data), f"quality {header.quality / QUALITY_SCALE:.3f}")
+            add(model, f"learned_{model}", decoded, len(result.data), f"quality {header.quality:.3f}")
         for codec_name in classical:
             codec = CODECS[codec_name]
             quality, data = encode_to_bpp(codec, rgb, target_bpp)
             add(codec.label, codec_name, codec.decode(data), len(data), f"quality {quality}")
-        sections.append({"image": name, "entries": entries})
+        strip = crop_dir / f"{stem}_strip.png"
+        _write_strip(out_dir, entries, strip)
+        sections.append({"image": name, "entries": entries, "strip": strip.relative_to(out_dir).as_posix()})
     return sections
+
+
+def _write_strip(out_dir: Path, entries: list[dict[str, Any]], path: Path) -> None:
+    """The crops side by side in one PNG, each labelled with its codec and bpp (for READMEs)."""
+    from PIL import Image, ImageDraw
+
+    crops = [Image.open(out_dir / e["file"]).convert("RGB") for e in entries]
+    gap, label_h = 4, 18
+    w, h = crops[0].size
+    strip = Image.new("RGB", (len(crops) * (w + gap) - gap, h + label_h), "white")
+    draw = ImageDraw.Draw(strip)
+    for i, (crop, e) in enumerate(zip(crops, entries)):
+        x = i * (w + gap)
+        strip.paste(crop, (x, label_h))
+        text = e["label"] if "bpp" not in e else f"{e['label']} {e['bpp']:.3f} bpp"
+        draw.text((x + 2, 3), text, fill="black")
+    strip.save(path)
 
 
 # --- HTML ----------------------------------------------------------------------------------------
