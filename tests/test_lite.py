@@ -236,3 +236,26 @@ def test_subpixel_synthesis_equals_the_transposed_one(name):
     assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in synthesis.modules())
     with torch.no_grad():
         assert torch.allclose(synthesis(y), model._image(y), atol=1e-5)
+
+
+def test_lite_decoder_survives_mutated_files(lite, kodim23_rgb):
+    """The fuzzer's mutations (benchmarks/fuzz.py) fed to the lite decoder: every case decodes or
+    raises one of edgecodec's own errors (the long campaign covers the shared PyTorch path)."""
+    import random
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import fuzz
+
+    from edgecodec.errors import EdgecodecError
+
+    seeds = [edgecodec.compress(kodim23_rgb[:64, :128], quality=0.3, model=SHIPPED),
+             api.Encoder(api.load_image(kodim23_rgb[:320, :320]), SHIPPED, tile=16).encode(30000)]
+    rng, outcomes = random.Random(11), {"decoded": 0, "rejected": 0}
+    for _ in range(300):
+        ops, data, _ = fuzz.make_case(rng, seeds)
+        try:
+            lite.decode(data, max_pixels=1 << 20)
+            outcomes["decoded"] += 1
+        except EdgecodecError:
+            outcomes["rejected"] += 1
+    assert outcomes["decoded"] > 0 and outcomes["rejected"] > 0, outcomes

@@ -42,7 +42,8 @@ def _to_tensor(rgb: np.ndarray, stride: int) -> torch.Tensor:
 
 
 def _to_uint8(x: torch.Tensor, height: int, width: int) -> np.ndarray:
-    x = x[0, :, :height, :width].clamp(0, 1).mul(255).round().to(torch.uint8)
+    # NaN (a hostile file's latents can overflow the synthesis) becomes 0, as in edgecodec.lite.
+    x = x[0, :, :height, :width].nan_to_num(0.0).clamp(0, 1).mul(255).round().to(torch.uint8)
     return x.permute(1, 2, 0).contiguous().numpy()
 
 

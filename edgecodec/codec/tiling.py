@@ -242,6 +242,7 @@ def synthesize_tiled(model: EdgeCodecModel, y_hat: torch.Tensor, height: int, wi
             x = model._image(y_hat[..., r0:r1, c0:c1])
             bottom, right = min(height, k * rows.stop), min(width, k * cols.stop)
             x = x[0, :, top - k * r0: bottom - k * r0, left - k * c0: right - k * c0]
-            out[top:bottom, left:right] = x.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+            x = x.nan_to_num(0.0).clamp(0, 1).mul(255).round().to(torch.uint8)  # NaN: 0, as in _to_uint8
+            out[top:bottom, left:right] = x.permute(1, 2, 0).numpy()
             del x
     return out

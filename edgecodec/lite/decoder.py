@@ -142,5 +142,7 @@ class LiteDecoder:
 
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:
-    """(3, H, W) float in [0, 1] -> (H, W, 3) uint8, rounding half to even as torch.round does."""
+    """(3, H, W) float in [0, 1] -> (H, W, 3) uint8, rounding half to even as torch.round does.
+    NaN (a hostile file's latents can overflow the synthesis) becomes 0, as in the PyTorch decoder."""
+    x = np.nan_to_num(x, nan=0.0)
     return np.round(np.clip(x, 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0).copy()
