@@ -10,15 +10,15 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .. import zoo
-from ..errors import FormatError, ImageTooLargeError, WeightsMismatchError
+from ..errors import FormatError, WeightsMismatchError
 from ..models import EdgeCodecModel
 from .container import QUALITY_SCALE, Container, Header, valid_tile
-from .imageio import ImageInput, PreparedImage, check_pixels, default_max_pixels, load_image, to_pil
+from .imageio import ImageInput, PreparedImage, load_image, to_pil
+from .limits import check_padded_pixels, check_pixels
 from .rate_search import SearchResult, search_quality
 from .tiling import analyze_tiled, choose_tile, compress_tiled, decompress_tiled, tiling_supported
 
 DEFAULT_QUALITY = 0.5
-PADDED_PIXELS_FACTOR = 4  # decode work per declared pixel is bounded by this (see decode_array)
 
 
 def parse_size(text: str) -> int:
@@ -130,17 +130,7 @@ def decode_array(data: bytes, max_pixels: int | None = None) -> tuple[np.ndarray
             f"weights are {weights_hash.hex()}: decode it with the edgecodec version that wrote it")
     if len(container.streams) != model.num_streams:
         raise FormatError(f"corrupted .edc file: {len(container.streams)} streams, model needs {model.num_streams}")
-    stride = model.stride
-    padded = (h.height + (-h.height % stride), h.width + (-h.width % stride))
-    # Decoding works on the padded size: a 1-pixel-wide header costs 64 times its pixel count
-    # (found by benchmarks/fuzz.py: a 1 x 642817 header took 16 s under a 1 MP limit). The limit
-    # itself stays exact for the image; its padded size may exceed it at most PADDED_PIXELS_FACTOR times.
-    limit = default_max_pixels() if max_pixels is None else max_pixels
-    if padded[0] * padded[1] > PADDED_PIXELS_FACTOR * limit:
-        raise ImageTooLargeError(
-            f"image of {h.width}x{h.height} pixels decodes at its padded size {padded[1]}x{padded[0]} = "
-            f"{padded[0] * padded[1]} pixels, over {PADDED_PIXELS_FACTOR} x the limit of {limit} pixels "
-            "(set EDGECODEC_MAX_PIXELS or max_pixels to raise it)")
+    padded = check_padded_pixels(h.width, h.height, model.stride, max_pixels)  # decoding works on it
     if h.tile and not tiling_supported(model):
         raise FormatError(f"corrupted .edc file: tiled stream for model {h.model!r}, which cannot decode tiles")
     shape = (padded[0] // 16, padded[1] // 16)

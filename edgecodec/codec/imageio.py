@@ -12,18 +12,13 @@ from typing import Iterator, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..errors import ImageTooLargeError, InputImageError
+from ..errors import InputImageError
+from .limits import check_pixels, default_max_pixels  # noqa: F401 (part of this module's API)
 
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
 
 ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 ALPHA_POLICIES = ("refuse", "drop")
-
-
-def default_max_pixels() -> int:
-    """Pixel limit for inputs and decoded headers: $EDGECODEC_MAX_PIXELS, else Pillow's limit."""
-    value = os.environ.get("EDGECODEC_MAX_PIXELS")
-    return int(value) if value else int(Image.MAX_IMAGE_PIXELS or 89_478_485)
 
 
 @dataclass(frozen=True)
@@ -32,13 +27,6 @@ class PreparedImage:
     channels: int  # of the source
     bit_depth: int  # of the source
     conversions: int  # container.CONVERSIONS flags
-
-
-def check_pixels(width: int, height: int, max_pixels: int | None) -> None:
-    limit = default_max_pixels() if max_pixels is None else max_pixels
-    if width * height > limit:
-        raise ImageTooLargeError(f"image of {width}x{height} = {width * height} pixels exceeds the limit of "
-                                 f"{limit} pixels (set EDGECODEC_MAX_PIXELS or max_pixels to raise it)")
 
 
 def source_bit_depth(img: Image.Image) -> int:

@@ -35,7 +35,8 @@ from torch import nn
 from ..errors import FormatError
 from ..lite.entropy import HYPER_HALO
 from ..lite.rans import pad_stream
-from ..lite.tiles import LATENT_STRIDE, num_tiles, pack_tiles, tile_grid, unpack_tiles, tile_window  # noqa: F401
+from ..lite.tiles import (LATENT_STRIDE, num_tiles, pack_tiles, synthesis_windows, tile_grid,  # noqa: F401
+                          tile_window, unpack_tiles)
 from ..models import EdgeCodecModel
 from ..models.codec_model import single_thread
 
@@ -191,20 +192,16 @@ def decompress_tiled(model: EdgeCodecModel, streams: list[bytes], height: int, w
     """Decode the streams of a tiled file into an (height, width, 3) uint8 array."""
     s = model.stride
     lh, lw = (height + (-height % s)) // LATENT_STRIDE, (width + (-width % s)) // LATENT_STRIDE
+    if model.config.prior != "factorized" and version >= 3:  # the shared format-3 path (lite.entropy)
+        y_hat = torch.from_numpy(model.exact_entropy().decode(streams, (lh, lw), quality, tile))[None]
+        return synthesize_tiled(model, y_hat, height, width, tile)
     tiles = tile_grid(lh, lw, tile)
     tile_streams = unpack_tiles(streams[0], len(tiles))
     g = model.gains(torch.tensor([quality]))
     m = model.config.latent_channels
     y_hat = torch.empty(1, m, lh, lw)
     with single_thread():
-        if model.config.prior != "factorized" and version >= 3:
-            exact = model.exact_entropy()
-            z_symbols = exact.decode_z(streams[1], (lh // 4, lw // 4))
-            for (rows, cols), data in zip(tiles, tile_streams):
-                indexes, means = exact.params(z_symbols, quality, rows, cols)
-                y_hat[0, :, rows, cols] = torch.from_numpy(
-                    exact.dequantize(exact.y_table.decode(data, indexes), means, quality))
-        elif model.config.prior == "factorized":
+        if model.config.prior == "factorized":
             for (rows, cols), data in zip(tiles, tile_streams):
                 shape = (rows.stop - rows.start, cols.stop - cols.start)
                 data = pad_stream(data, m * shape[0] * shape[1])
@@ -228,21 +225,13 @@ def synthesize_tiled(model: EdgeCodecModel, y_hat: torch.Tensor, height: int, wi
                      tile: int) -> np.ndarray:
     """g_s window by window into a preallocated uint8 image, cropped to height x width."""
     lh, lw = y_hat.shape[-2:]
-    halo = synthesis_halo(model)
     out = np.empty((height, width, 3), dtype=np.uint8)
-    k = LATENT_STRIDE
     # One thread, as in EdgeCodecModel.decompress: the pixels must not depend on the thread count.
     with single_thread():
-        for rows, cols in tile_grid(lh, lw, tile):
-            top, left = k * rows.start, k * cols.start
-            if top >= height or left >= width:  # only padding: cannot happen for tiles >= 4, kept as a guard
-                continue
-            r0, r1 = tile_window(rows, halo, lh)
-            c0, c1 = tile_window(cols, halo, lw)
-            x = model._image(y_hat[..., r0:r1, c0:c1])
-            bottom, right = min(height, k * rows.stop), min(width, k * cols.stop)
-            x = x[0, :, top - k * r0: bottom - k * r0, left - k * c0: right - k * c0]
+        for (rows, cols), crop, (out_rows, out_cols) in synthesis_windows(lh, lw, height, width, tile,
+                                                                          synthesis_halo(model)):
+            x = model._image(y_hat[..., rows, cols])[0, :, crop[0], crop[1]]
             x = x.nan_to_num(0.0).clamp(0, 1).mul(255).round().to(torch.uint8)  # NaN: 0, as in _to_uint8
-            out[top:bottom, left:right] = x.permute(1, 2, 0).numpy()
+            out[out_rows, out_cols] = x.permute(1, 2, 0).numpy()
             del x
     return out

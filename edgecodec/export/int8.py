@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..codec.api import _to_tensor
 from ..codec.imageio import load_image
@@ -32,11 +31,8 @@ def calibration_latents(model: EdgeCodecModel, images: list[Path], limit: int = 
         y = model.analyze(_to_tensor(rgb[top: top + c, left: left + c], model.stride))
         for q in CALIBRATION_QUALITIES:
             # The decoder's input: the y_hat that the format-3 entropy decoding reproduces.
-            g = model.gains(torch.tensor([q]))
-            z_string, z_symbols = model.compress_hyper(y, g["z_gain"])
-            indexes, means = model.exact_entropy().params(z_symbols, q)
-            y_string = model.code_y(y, g["y_gain"], indexes, means)
-            latents.append(model.exact_entropy().decode([y_string, z_string], tuple(y.shape[-2:]), q)[None])
+            strings = model.compress_latent(y, q)["strings"]
+            latents.append(model.exact_entropy().decode(strings, tuple(y.shape[-2:]), q)[None])
     return latents
 
 

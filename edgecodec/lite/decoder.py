@@ -18,14 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from ..codec.container import Container, Header
-from ..errors import FormatError, ImageTooLargeError, UnknownModelError, WeightsMismatchError
+from ..codec.limits import check_padded_pixels, check_pixels
+from ..errors import FormatError, UnknownModelError, WeightsMismatchError
 from .entropy import HYPER_STRIDE, ExactEntropyModel
-from .tiles import LATENT_STRIDE, tile_grid, tile_window, unpack_tiles
+from .tiles import LATENT_STRIDE, synthesis_windows
 
 MANIFEST = "manifest.json"
 EXPORT_FORMAT = "edgecodec-onnx-1"
-DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's default limit, as the PyTorch codec uses
-PADDED_PIXELS_FACTOR = 4  # as codec.api: decode work per declared pixel is bounded by this
 
 
 def _load_tables(path: Path) -> dict[str, np.ndarray]:
@@ -79,8 +78,10 @@ class LiteDecoder:
                                             providers=["CPUExecutionProvider"])
 
     def _check(self, data: bytes, max_pixels: int | None) -> tuple[Container, tuple[int, int]]:
+        """The parsed file and its latent shape, after the checks codec.api.decode_array makes."""
         container = Container.from_bytes(data)
         h = container.header
+        check_pixels(h.width, h.height, max_pixels)
         if h.model != self.model_name:
             raise UnknownModelError(f"stream was written by model {h.model!r}; this decoder holds {self.model_name!r}")
         if h.weights_hash != self.weights_hash:
@@ -91,29 +92,15 @@ class LiteDecoder:
                               "with the PyTorch backend (edgecodec decompress --backend torch)")
         if len(container.streams) != 2:
             raise FormatError(f"corrupted .edc file: {len(container.streams)} streams, the model needs 2")
-        limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
-        stride = LATENT_STRIDE * HYPER_STRIDE
-        padded = (h.height + (-h.height % stride), h.width + (-h.width % stride))
-        if h.width * h.height > limit or padded[0] * padded[1] > PADDED_PIXELS_FACTOR * limit:
-            raise ImageTooLargeError(f"image of {h.width}x{h.height} pixels exceeds the limit of {limit} pixels")
+        padded = check_padded_pixels(h.width, h.height, LATENT_STRIDE * HYPER_STRIDE, max_pixels)
         return container, (padded[0] // LATENT_STRIDE, padded[1] // LATENT_STRIDE)
 
     def decode_latent(self, data: bytes, max_pixels: int | None = None) -> DecodedLatent:
         """The dequantized latent y_hat of a one-piece or tiled stream."""
         container, shape = self._check(data, max_pixels)
-        h, (y_stream, z_stream) = container.header, container.streams
-        e = self.entropy
+        h = container.header
         try:
-            if not h.tile:
-                return DecodedLatent(e.decode([y_stream, z_stream], shape, h.quality), h)
-            tiles = tile_grid(*shape, h.tile)
-            tile_streams = unpack_tiles(y_stream, len(tiles))
-            z = e.decode_z(z_stream, (shape[0] // HYPER_STRIDE, shape[1] // HYPER_STRIDE))
-            y_hat = np.empty((e.log_y_gain_inv.shape[1], *shape), dtype=np.float32)
-            for (rows, cols), stream in zip(tiles, tile_streams):
-                indexes, means = e.params(z, h.quality, rows, cols)
-                y_hat[:, rows, cols] = e.dequantize(e.y_table.decode(stream, indexes), means, h.quality)
-            return DecodedLatent(y_hat, h)
+            return DecodedLatent(self.entropy.decode(container.streams, shape, h.quality, h.tile), h)
         except (RuntimeError, ValueError, IndexError) as exc:  # the rANS decoder rejecting garbage
             raise FormatError(f"corrupted .edc file: entropy decoding failed ({exc})") from None
 
@@ -128,16 +115,10 @@ class LiteDecoder:
         if not h.tile:
             return _to_uint8(self._synthesize(y_hat)[:, : h.height, : h.width]), h
         out = np.empty((h.height, h.width, 3), dtype=np.uint8)
-        k, (lh, lw) = LATENT_STRIDE, y_hat.shape[-2:]
-        for rows, cols in tile_grid(lh, lw, h.tile):  # as codec.tiling.synthesize_tiled
-            top, left = k * rows.start, k * cols.start
-            if top >= h.height or left >= h.width:
-                continue
-            r0, r1 = tile_window(rows, self.synthesis_halo, lh)
-            c0, c1 = tile_window(cols, self.synthesis_halo, lw)
-            x = self._synthesize(np.ascontiguousarray(y_hat[:, r0:r1, c0:c1]))
-            bottom, right = min(h.height, k * rows.stop), min(h.width, k * cols.stop)
-            out[top:bottom, left:right] = _to_uint8(x[:, top - k * r0: bottom - k * r0, left - k * c0: right - k * c0])
+        for (rows, cols), crop, (out_rows, out_cols) in synthesis_windows(*y_hat.shape[-2:], h.height, h.width,
+                                                                          h.tile, self.synthesis_halo):
+            x = self._synthesize(np.ascontiguousarray(y_hat[:, rows, cols]))
+            out[out_rows, out_cols] = _to_uint8(x[:, crop[0], crop[1]])
         return out, h
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from .hyper import IntegerHyperSynthesis, fixed_gain, gain
 from .rans import CdfTable
+from .tiles import tile_grid, unpack_tiles
 
 # z pixels added on each side of a tile's hyper-latent window before h_s computes the tile's
 # Gaussian parameters. Part of the format: both sides must compute the parameters from the same
@@ -89,8 +90,17 @@ class ExactEntropyModel:
             y += means
         return y * self.y_gain_inv(quality)[:, None, None]
 
-    def decode(self, streams: list[bytes], shape: tuple[int, int], quality: float) -> np.ndarray:
-        """y_hat (M, h, w) of a one-piece stream pair [y, z]."""
+    def decode(self, streams: list[bytes], shape: tuple[int, int], quality: float, tile: int = 0) -> np.ndarray:
+        """y_hat (M, h, w) of a stream pair [y, z]; tiled (``tile`` latent pixels a side): stream 1
+        is the tile table, each tile's parameters come from its own z window."""
+        tiles = tile_grid(*shape, tile) if tile else None
+        tile_streams = unpack_tiles(streams[0], len(tiles)) if tile else None
         z = self.decode_z(streams[1], (shape[0] // HYPER_STRIDE, shape[1] // HYPER_STRIDE))
-        indexes, means = self.params(z, quality)
-        return self.dequantize(self.y_table.decode(streams[0], indexes), means, quality)
+        if not tile:
+            indexes, means = self.params(z, quality)
+            return self.dequantize(self.y_table.decode(streams[0], indexes), means, quality)
+        y_hat = np.empty((self.log_y_gain_inv.shape[1], *shape), dtype=np.float32)
+        for (rows, cols), stream in zip(tiles, tile_streams):
+            indexes, means = self.params(z, quality, rows, cols)
+            y_hat[:, rows, cols] = self.dequantize(self.y_table.decode(stream, indexes), means, quality)
+        return y_hat

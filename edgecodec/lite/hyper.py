@@ -34,16 +34,17 @@ GAIN_BITS = 16
 EXACT_LIMIT = 2.0**53  # integers up to this are exact in float64
 
 
-def interpolate_levels(table: np.ndarray, quality: float, min_level: float) -> np.ndarray:
-    """Row of a per-level table (K, C) at quality in [0, 1], linear in the level position (float64).
+def interpolate_levels(table: np.ndarray, quality, min_level: float) -> np.ndarray:
+    """Row(s) of a per-level table (K, C) at quality (a float, or an array of them) in [0, 1], linear
+    in the level position, in float64.
 
     The same rule as models.codec_model.interpolate_levels (quality 0 at ``min_level``, 1 at K-1),
     in float64 with IEEE operations only, so every platform computes the same bits."""
     table = np.asarray(table, dtype=np.float64)
     k = table.shape[0]
-    pos = min_level + min(max(quality, 0.0), 1.0) * (k - 1 - min_level)
-    lower = int(min(max(np.floor(pos), 0), k - 2))
-    t = pos - lower
+    pos = min_level + np.clip(np.asarray(quality, dtype=np.float64), 0.0, 1.0) * (k - 1 - min_level)
+    lower = np.clip(np.floor(pos), 0, k - 2).astype(np.int64)
+    t = (pos - lower)[..., None]
     return (1 - t) * table[lower] + t * table[lower + 1]
 
 
@@ -63,13 +64,8 @@ def fixed_gain(log_table: np.ndarray, quality: float, min_level: float) -> np.nd
 def gain_margin(log_table: np.ndarray, min_level: float, steps: int = 65535) -> float:
     """Smallest distance (in units of 2^-GAIN_BITS) between a fixed-point gain's exact value and
     a rounding boundary, over every quality a file can store (q16 / 65535)."""
-    table = np.asarray(log_table, dtype=np.float64)
-    k = table.shape[0]
-    q = np.arange(steps + 1) / steps
-    pos = min_level + q * (k - 1 - min_level)
-    lower = np.clip(np.floor(pos), 0, k - 2).astype(np.int64)
-    t = (pos - lower)[:, None]
-    scaled = np.exp((1 - t) * table[lower] + t * table[lower + 1]) * 2.0**GAIN_BITS
+    qualities = np.arange(steps + 1) / steps
+    scaled = np.exp(interpolate_levels(log_table, qualities, min_level)) * 2.0**GAIN_BITS
     return float(np.min(np.abs(scaled - np.floor(scaled) - 0.5)))
 
 

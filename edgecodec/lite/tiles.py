@@ -46,3 +46,20 @@ def unpack_tiles(data: bytes, count: int) -> list[bytes]:
     if pos != len(data):
         raise FormatError("corrupted .edc file: trailing bytes after the last tile stream")
     return tiles
+
+
+def synthesis_windows(latent_h: int, latent_w: int, height: int, width: int, tile: int, halo: int):
+    """For each tile that covers image pixels: the latent window to synthesise (tile widened by
+    ``halo``), the part of the synthesised window that is the tile's own, and where that part goes
+    in the (height, width) image. Shared by the PyTorch and the onnxruntime decoders."""
+    k = LATENT_STRIDE
+    for rows, cols in tile_grid(latent_h, latent_w, tile):
+        top, left = k * rows.start, k * cols.start
+        if top >= height or left >= width:  # only padding: cannot happen for tiles >= 4, kept as a guard
+            continue
+        r0, r1 = tile_window(rows, halo, latent_h)
+        c0, c1 = tile_window(cols, halo, latent_w)
+        bottom, right = min(height, k * rows.stop), min(width, k * cols.stop)
+        yield ((slice(r0, r1), slice(c0, c1)),
+               (slice(top - k * r0, bottom - k * r0), slice(left - k * c0, right - k * c0)),
+               (slice(top, bottom), slice(left, right)))

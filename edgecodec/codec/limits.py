@@ -1,0 +1,47 @@
+"""Pixel limits for inputs and decoded headers. Imports neither torch nor Pillow (the torch-free
+decoder, edgecodec.lite, applies the same limits as the PyTorch codec)."""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import ImageTooLargeError
+
+PILLOW_DEFAULT_MAX_PIXELS = 89_478_485
+PADDED_PIXELS_FACTOR = 4  # decode work per declared pixel is bounded by this (see check_padded_pixels)
+
+
+def default_max_pixels() -> int:
+    """Pixel limit for inputs and decoded headers: $EDGECODEC_MAX_PIXELS, else Pillow's limit
+    (its default where Pillow is not installed)."""
+    value = os.environ.get("EDGECODEC_MAX_PIXELS")
+    if value:
+        return int(value)
+    try:
+        from PIL import Image
+    except ImportError:
+        return PILLOW_DEFAULT_MAX_PIXELS
+    return int(Image.MAX_IMAGE_PIXELS or PILLOW_DEFAULT_MAX_PIXELS)
+
+
+def check_pixels(width: int, height: int, max_pixels: int | None) -> None:
+    limit = default_max_pixels() if max_pixels is None else max_pixels
+    if width * height > limit:
+        raise ImageTooLargeError(f"image of {width}x{height} = {width * height} pixels exceeds the limit of "
+                                 f"{limit} pixels (set EDGECODEC_MAX_PIXELS or max_pixels to raise it)")
+
+
+def check_padded_pixels(width: int, height: int, stride: int, max_pixels: int | None) -> tuple[int, int]:
+    """The padded (height, width) that decoding works on, refused above PADDED_PIXELS_FACTOR x the limit.
+
+    A 1-pixel-wide header costs 64 times its pixel count at stride 64 (found by benchmarks/fuzz.py:
+    a 1 x 642817 header took 16 s under a 1 MP limit). The limit itself stays exact for the image;
+    its padded size may exceed it at most PADDED_PIXELS_FACTOR times."""
+    padded = (height + (-height % stride), width + (-width % stride))
+    limit = default_max_pixels() if max_pixels is None else max_pixels
+    if padded[0] * padded[1] > PADDED_PIXELS_FACTOR * limit:
+        raise ImageTooLargeError(
+            f"image of {width}x{height} pixels decodes at its padded size {padded[1]}x{padded[0]} = "
+            f"{padded[0] * padded[1]} pixels, over {PADDED_PIXELS_FACTOR} x the limit of {limit} pixels "
+            "(set EDGECODEC_MAX_PIXELS or max_pixels to raise it)")
+    return padded
