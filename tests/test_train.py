@@ -193,3 +193,54 @@ def test_no_training_on_kodak():
     for card in (REPO / "edgecodec" / "weights").glob("*.json"):
         data_root = json.loads(card.read_text()).get("training", {}).get("data", {}).get("root", "")
         assert "kodak" not in str(data_root).lower(), card
+
+
+def test_partial_warm_start_and_trainable_subset(image_folder, tmp_path):
+    """A narrower hyper-synthesis warm-started from a wider model: every tensor whose shape
+    matches is loaded, the rest stay fresh; with ``train.trainable`` only those parameters (and the
+    quantiles) change, and a strict warm start refuses the mismatch."""
+    from safetensors.torch import save_file
+
+    wide = Trainer(make_config(image_folder, "model.config=gdn-hp"), tmp_path / "wide")
+    for _ in range(3):
+        wide.train_step()
+    source = tmp_path / "wide.safetensors"
+    save_file({k: v.contiguous() for k, v in wide.model.state_dict().items()}, str(source))
+
+    narrow_overrides = "model.overrides={" + ", ".join(f"{k}: {v}" for k, v in TINY.items()) + \
+        ", hyper_mid_channels: 8, hyper_out_kernel: 1}"
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        Trainer(make_config(image_folder, "model.config=gdn-hp", narrow_overrides,
+                            f"train.init_from={source}"), tmp_path / "strict")
+    config = make_config(image_folder, "model.config=gdn-hp", narrow_overrides, f"train.init_from={source}",
+                         "train.init_strict=false", "train.trainable=[latent_codec.hyper.h_s]")
+    narrow = Trainer(config, tmp_path / "narrow")
+    h_s = narrow.model.latent_codec["hyper"].h_s
+    assert h_s[2].weight.shape[1] == 8 and h_s[4].kernel_size == (1, 1)
+    loaded = wide.model.state_dict()
+    before = {k: v.clone() for k, v in narrow.model.state_dict().items()}
+    assert torch.equal(before["g_s.0.weight"], loaded["g_s.0.weight"])
+    assert torch.equal(before["latent_codec.hyper.h_s.0.weight"], loaded["latent_codec.hyper.h_s.0.weight"])
+    for _ in range(3):
+        narrow.train_step()
+    changed = {k for k, v in narrow.model.state_dict().items() if v.dtype.is_floating_point and
+               v.shape == before[k].shape and not torch.equal(v, before[k])}
+    assert {"latent_codec.hyper.h_s.2.weight", "latent_codec.hyper.h_s.4.weight"} <= changed
+    assert all(k.startswith("latent_codec.hyper.") for k in changed), changed
+    assert not any(k.startswith(("g_a.", "g_s.", "log_", "latent_codec.hyper.h_a.")) for k in changed)
+
+    # The model card traces the warm start: the file's hash, and through a checkpoint its run.
+    narrow.save_checkpoint()
+    card = json.loads(export_run(tmp_path / "narrow", "narrow", tmp_path / "models").with_suffix(".json").read_text())
+    warm = card["training"]["warm_start"]
+    assert warm["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+    staged = make_config(image_folder, "model.config=gdn-hp", narrow_overrides,
+                         f"train.init_from={tmp_path / 'narrow' / 'ckpt-00000003.pt'}")
+    Trainer(staged, tmp_path / "stage2").save_checkpoint()
+    card = json.loads(export_run(tmp_path / "stage2", "stage2", tmp_path / "models").with_suffix(".json").read_text())
+    warm = card["training"]["warm_start"]
+    assert warm["steps"] == 3 and warm["train"]["trainable"] == ["latent_codec.hyper.h_s"]
+    assert warm["warm_start"]["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+
+    with pytest.raises(ValueError, match="trainable"):
+        Trainer(make_config(image_folder, "train.trainable=[no_such_module]"), tmp_path / "bad")

@@ -44,6 +44,9 @@ class ModelConfig:
     channels: int = 64  # width of the main transforms
     latent_channels: int = 128  # channels of y
     hyper_channels: int = 64  # channels of z (hyperprior only)
+    # width of the hyper-synthesis' middle layer; 0: (hyper_channels + its output channels) // 2
+    hyper_mid_channels: int = 0
+    hyper_out_kernel: int = 3  # kernel of the hyper-synthesis' last (stride-1) convolution
     prior: str = "meanscale"  # "factorized", "scale" or "meanscale"; "none": float latent, no entropy model
     res_blocks: int = 1  # residual blocks per stage (crb only)
     levels: int = 6  # quality levels with their own gain vectors
@@ -122,7 +125,8 @@ class EdgeCodecModel(CompressionModel):
                         quantizer="ste", chunks=("scales", "means") if mean_scale else ("scales",)
                     ),
                     "hyper": GainHyperLatentCodec(
-                        EntropyBottleneck(h), hyper_analysis(m, h), hyper_synthesis(m, h, mean_scale)
+                        EntropyBottleneck(h), hyper_analysis(m, h),
+                        hyper_synthesis(m, h, mean_scale, config.hyper_mid_channels, config.hyper_out_kernel)
                     ),
                 }
             )

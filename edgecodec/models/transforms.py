@@ -65,14 +65,16 @@ def hyper_analysis(latent_channels: int, hyper_channels: int) -> nn.Sequential:
     )
 
 
-def hyper_synthesis(latent_channels: int, hyper_channels: int, mean_scale: bool) -> nn.Sequential:
-    """z_hat to Gaussian parameters of y: scales, or scales and means."""
+def hyper_synthesis(latent_channels: int, hyper_channels: int, mean_scale: bool,
+                    mid_channels: int = 0, out_kernel: int = 3) -> nn.Sequential:
+    """z_hat to Gaussian parameters of y: scales, or scales and means. ``mid_channels`` 0 takes
+    the midpoint of input and output widths (Minnen et al. 2018)."""
     out_ch = latent_channels * (2 if mean_scale else 1)
-    mid = (hyper_channels + out_ch) // 2
+    mid = mid_channels or (hyper_channels + out_ch) // 2
     return nn.Sequential(
         deconv_up(hyper_channels, hyper_channels),
         nn.ReLU(inplace=True),
         deconv_up(hyper_channels, mid),
         nn.ReLU(inplace=True),
-        nn.Conv2d(mid, out_ch, 3, padding=1),
+        nn.Conv2d(mid, out_ch, out_kernel, padding=out_kernel // 2),
     )

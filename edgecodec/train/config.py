@@ -37,6 +37,11 @@ DEFAULTS: dict[str, Any] = {
         "keep_checkpoints": 3,
         "val_every": 1000,
         "init_from": None,  # weights (.safetensors) or checkpoint to start from
+        # false: load only the tensors of init_from whose name and shape match (the rest keep their
+        # fresh initialisation and are listed in the log), e.g. to warm-start a narrower hyper-synthesis
+        "init_strict": True,
+        # parameter-name prefixes to train, the rest frozen (e.g. [latent_codec.hyper.h_s]); null: all
+        "trainable": None,
         # --- observability
         "tensorboard": True,  # SummaryWriter in RUN/tb (skipped with a warning if tensorboard is missing)
         "progress": True,  # tqdm bar with ETA on rank 0 (off automatically when stderr is no TTY)

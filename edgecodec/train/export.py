@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,36 @@ def load_checkpoint_model(path: str | Path, config_overrides: dict[str, Any] | N
     model.load_state_dict(state["model"])
     model.eval()
     return model, int(state["step"])
+
+
+def warm_start_record(path: str | Path, depth: int = 0) -> dict[str, Any]:
+    """Where a run's ``train.init_from`` weights came from, for the model card: the file and its
+    SHA-256; for a checkpoint, its run's steps, launches, config and (recursively) its own warm
+    start; for a .safetensors model, the name and training steps in the card beside it."""
+    path = Path(path)
+    record: dict[str, Any] = {"path": str(path)}
+    if not path.is_file():
+        return {**record, "note": "not found at export time"}
+    record["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    if path.suffix == ".safetensors":
+        card_path = path.with_suffix(".json")
+        if card_path.is_file():
+            card = json.loads(card_path.read_text())
+            record["card"] = {"name": card.get("name"), "steps": card.get("training", {}).get("steps"),
+                              "weights_sha256": card.get("weights_sha256")}
+        return record
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    record.update(steps=int(state["step"]), wall_time_s=state.get("elapsed_s"))
+    run_dir = path.parent
+    if (run_dir / "config.yaml").is_file():
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        record.update(model_config_name=config["model"]["config"], data=config["data"], train=config["train"])
+        init = config["train"].get("init_from")
+        if init and depth < 8:
+            record["warm_start"] = warm_start_record(init, depth + 1)
+    if (run_dir / "launches.jsonl").is_file():
+        record["launches"] = [json.loads(line) for line in (run_dir / "launches.jsonl").read_text().splitlines()]
+    return record
 
 
 def export_run(run_dir: str | Path, name: str, out_dir: str | Path, card: dict[str, Any] | None = None,
@@ -47,6 +78,8 @@ def export_run(run_dir: str | Path, name: str, out_dir: str | Path, card: dict[s
             "data": config["data"],
             "train": {k: v for k, v in config["train"].items()},
             "model_config_name": config["model"]["config"],
+            **({"warm_start": warm_start_record(config["train"]["init_from"])}
+               if config["train"].get("init_from") else {}),
         },
         **(card or {}),
     }

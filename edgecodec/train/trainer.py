@@ -71,7 +71,7 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 def split_parameters(model: EdgeCodecModel) -> tuple[list, list]:
     """Main parameters and the entropy bottlenecks' quantiles (trained by the auxiliary loss)."""
-    main = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
+    main = [p for n, p in model.named_parameters() if not n.endswith(".quantiles") and p.requires_grad]
     aux = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
     return main, aux
 
@@ -121,6 +121,10 @@ class Trainer:
         else:
             self.criterion = RateDistortionLoss(lambdas, tc["distortion"], mc.min_level)
         self._place_modules()
+        if tc.get("init_from"):
+            self._init_weights(tc["init_from"], strict=bool(tc.get("init_strict", True)))
+        if tc.get("trainable"):
+            self._freeze_all_but(list(tc["trainable"]))
         main, aux = split_parameters(self.model)
         self.optimizer = _optimizer(tc, main, tc["lr"], tc.get("betas", (0.9, 0.999)), tc.get("weight_decay", 0.0))
         # Float-latent models have no entropy bottleneck, hence no quantiles and no auxiliary optimizer.
@@ -141,8 +145,6 @@ class Trainer:
                                  f"{self.model.stride}")
         self.train_set, self.val_set = make_datasets(dc["root"], dc["crop"], tuple(dc["scale"]),
                                                      dc["val_fraction"], dc["val_crop"], dc.get("mode", "crop"))
-        if tc.get("init_from"):
-            self._init_weights(tc["init_from"])
         if self.dist.rank:  # per-rank noise and augmentation streams (rank 0 keeps `seed`)
             torch.manual_seed(seed + self.dist.rank)
             random.seed(seed + self.dist.rank)
@@ -195,19 +197,42 @@ class Trainer:
         return DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                    find_unused_parameters=bool(self.config["train"].get("find_unused_parameters")))
 
-    def _init_weights(self, path: str) -> None:
+    def _init_weights(self, path: str, strict: bool = True) -> None:
         """Warm start: codec weights from a .safetensors model or a checkpoint (a CRB checkpoint for
-        GCRB); a GCRB checkpoint also provides the discriminator."""
+        GCRB); a GCRB checkpoint also provides the discriminator. Not ``strict``: only tensors whose
+        name and shape match are loaded."""
         if str(path).endswith(".safetensors"):
             from safetensors.torch import load_file
             state, disc = load_file(path), None
         else:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
             state, disc = ckpt["model"], ckpt.get("disc")
+        if not strict:
+            own = self.model.state_dict()
+            kept = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+            fresh = sorted(set(own) - set(kept))
+            if not kept:
+                raise ValueError(f"{path}: no tensor matches the model {self.config['model']['config']!r}")
+            log.info("partial warm start: %d tensors loaded, %d kept fresh: %s", len(kept), len(fresh),
+                     ", ".join(fresh))
+            state = {**own, **kept}
         self.model.load_state_dict(state)
         if disc is not None and self.discriminator is not None:
             self.discriminator.load_state_dict(disc)
         log.info("initialised weights from %s%s", path, " (with discriminator)" if disc and self.gan else "")
+
+    def _freeze_all_but(self, prefixes: list[str]) -> None:
+        """Train only the parameters whose names start with one of ``prefixes`` (the entropy
+        bottleneck's quantiles always keep their auxiliary update)."""
+        names = [n for n, _ in self.model.named_parameters()]
+        unmatched = [p for p in prefixes if not any(n.startswith(p) for n in names)]
+        if unmatched:
+            raise ValueError(f"train.trainable: no parameter starts with {unmatched}")
+        for name, param in self.model.named_parameters():
+            param.requires_grad_(name.endswith(".quantiles") or any(name.startswith(p) for p in prefixes))
+        log.info("training only %s (%d of %d parameters)", ", ".join(prefixes),
+                 sum(p.numel() for p in self.model.parameters() if p.requires_grad),
+                 sum(p.numel() for p in self.model.parameters()))
 
     @contextlib.contextmanager
     def _autocast(self) -> Iterator[None]:
