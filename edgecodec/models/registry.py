@@ -68,7 +68,7 @@ def gdn_hp() -> ModelConfig:
 def gdn_hp_edge() -> ModelConfig:
     """gdn-hp with a lighter hyper-synthesis: its last layer is a 1x1 instead of a 3x3 convolution.
     The decoder (synthesis + hyper-synthesis + gains) falls from 1.16 M to 0.83 M parameters and the
-    integer hyper-synthesis, which both sides run, from 1.7 to 0.5 kMAC per pixel. The shipped
+    integer hyper-synthesis, which both sides run, from 1.7 to 0.4 kMAC per pixel. The shipped
     models' configuration (configs/edge/)."""
     return ModelConfig(transform="gdn", hyper_out_kernel=1)
 
