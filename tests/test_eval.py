@@ -6,7 +6,6 @@ import argparse
 import csv
 import json
 import math
-import os
 
 import numpy as np
 import pytest
@@ -154,20 +153,22 @@ def test_runner_second_run_uses_cache(sweep, crops_dir, monkeypatch):
     assert again.csv_path.read_text() == before
 
 
-def test_runner_cache_key_follows_the_file(sweep, crops_dir, tmp_path):
-    # Copy the folder; touching one image invalidates only that image's rows.
+def test_runner_cache_key_follows_the_content(sweep, crops_dir, tmp_path):
+    # A copy of the folder (new times) reuses the rows; editing one image redoes only its rows.
     import shutil
 
     folder = tmp_path / "imgs"
-    shutil.copytree(crops_dir, folder)
+    shutil.copytree(crops_dir, folder, copy_function=shutil.copy)  # copy: new modification times
     out = tmp_path / "out"
     out.mkdir()
     shutil.copy(sweep.out / "cache.jsonl", out / "cache.jsonl")
-    for p in folder.iterdir():
-        src = crops_dir / p.name
-        os.utime(p, ns=(src.stat().st_atime_ns, src.stat().st_mtime_ns))
-    stat = (folder / "b_kodim05.png").stat()
-    os.utime(folder / "b_kodim05.png", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    result = runner.run_sweep(folder, out, models=[], codecs=["jpeg"], codec_qualities={"jpeg": [10]},
+                              st_lpips=False, progress=False)
+    assert result.computed == 0 and result.cached == 2
+    edited = folder / "b_kodim05.png"
+    rgb = np.asarray(Image.open(edited).convert("RGB")).copy()
+    rgb[0, 0] ^= 1
+    Image.fromarray(rgb).save(edited)
     result = runner.run_sweep(folder, out, models=[], codecs=["jpeg"], codec_qualities={"jpeg": [10]},
                               st_lpips=False, progress=False)
     assert result.computed == 1 and result.cached == 1

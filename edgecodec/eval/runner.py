@@ -11,7 +11,7 @@ Outputs in the ``out`` folder:
                    images, the field's convention; times as medians; peak memory as the maximum),
                    the settings and versions, and BD-rates of each learned model against each
                    classical codec (see :mod:`.bdrate`)
-``cache.jsonl``    every row ever measured, keyed by image file name + size + mtime, codec, quality
+``cache.jsonl``    every row ever measured, keyed by image file name + content hash, codec, quality
                    and codec version (the weights hash for learned models; library versions and
                    settings for classical ones). A re-run only measures rows missing from it.
 
@@ -35,6 +35,7 @@ import csv
 import ctypes
 import datetime as _dt
 import functools
+import hashlib
 import json
 import math
 import os
@@ -183,8 +184,9 @@ def list_images(image_dir: str | Path, limit: int | None = None) -> list[Path]:
 
 
 def image_id(path: Path) -> str:
-    st = path.stat()
-    return f"{path.name}|{st.st_size}|{st.st_mtime_ns}"
+    """Name and content hash: a copy of the same images (another clone, a fresh data folder, whose
+    times differ) reuses the rows; an edited image gets new ones."""
+    return f"{path.name}|{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"
 
 
 def row_key(image: str, codec: str, quality: float, version: str) -> str:
@@ -461,8 +463,9 @@ def run_sweep(image_dir: str | Path, out: str | Path, models: Iterable[str] = ("
     out.mkdir(parents=True, exist_ok=True)
     cache = Cache(out / "cache.jsonl")
     pending: dict[Path, list[Task]] = {}
+    ids = {path: image_id(path) for path in paths}  # measured rows are keyed by the content read here
     for path in paths:
-        iid = image_id(path)
+        iid = ids[path]
         missing = [t for t in tasks if cache.get(row_key(iid, t.codec, t.quality, t.version), st_lpips) is None]
         if missing:
             pending[path] = missing
@@ -475,7 +478,7 @@ def run_sweep(image_dir: str | Path, out: str | Path, models: Iterable[str] = ("
 
     def store(path: Path, task: Task, row: dict[str, Any]) -> None:
         nonlocal computed
-        cache.put(row_key(image_id(path), task.codec, task.quality, task.version), row)
+        cache.put(row_key(ids[path], task.codec, task.quality, task.version), row)
         computed += 1
         bar.update(1)
         bar.set_postfix_str(f"{path.name} {task.codec} q{task.quality:g}", refresh=False)
@@ -497,7 +500,7 @@ def run_sweep(image_dir: str | Path, out: str | Path, models: Iterable[str] = ("
 
     rows = []
     for path in paths:
-        iid = image_id(path)
+        iid = ids[path]
         for t in tasks:
             row = cache.get(row_key(iid, t.codec, t.quality, t.version), st_lpips)
             if row is not None:

@@ -1,0 +1,121 @@
+"""The shipped models' quality targets (the train-and-ship issue), read from a Kodak evaluation.
+
+    edgecodec eval ../shared/data/kodak --out results/kodak --jobs 2   # measures (cached rows reused)
+    python benchmarks/targets.py [--summary results/kodak/summary.json] [--fidelity fidelity] [--perceptual perceptual]
+
+No measuring here: every figure comes from the evaluation's ``summary.json`` (24-image means per
+quality) and the models' cards, with the same curve rules as the evaluation's own tables
+(``edgecodec.eval.bdrate``: BD-rate over 0.15-1 bpp, values at a rate by PCHIP on log-rate).
+
+- fidelity: BD-rate on PSNR <= -40% against JPEG and <= 0% against WebP over 0.15-1 bpp;
+- perceptual: at 0.15, 0.3 and 0.5 bpp, ST-LPIPS below AVIF's at the same rate and below JPEG's
+  at twice the rate;
+- both: decoder <= 2 M parameters.
+
+Prints each target with the measured figures and writes ``benchmarks/results/targets.json``.
+Exit status 0 whatever the outcome (a target not met is a finding, not an error); 2 when the
+summary lacks a curve the targets need.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from common import write_results
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from edgecodec.eval.bdrate import value_at_rate  # noqa: E402
+from edgecodec.zoo import find_model  # noqa: E402
+
+PERCEPTUAL_RATES = (0.15, 0.3, 0.5)
+DECODER_LIMIT = 2_000_000
+
+
+def _curve(summary: dict[str, Any], name: str, metric: str) -> tuple[list[float], list[float]]:
+    points = summary["curves"][name]["points"]
+    return [p["bpp"] for p in points], [p[metric] for p in points]
+
+
+def _bd_rate(summary: dict[str, Any], test: str, anchor: str) -> float:
+    for row in summary["bd_rates_in_range"]:
+        if row["test"] == test and row["anchor"] == anchor:
+            return float(row["psnr_pchip"])
+    raise KeyError(f"no BD-rate of {test} against {anchor} in the summary")
+
+
+def fidelity_targets(summary: dict[str, Any], model: str) -> list[dict[str, Any]]:
+    rows = []
+    for anchor, limit in (("jpeg", -40.0), ("webp", 0.0)):
+        value = _bd_rate(summary, model, anchor)
+        rows.append({"model": model, "target": f"BD-rate PSNR vs {anchor} over "
+                     f"{summary['bd_rate_range'][0]}-{summary['bd_rate_range'][1]} bpp <= {limit:g}%",
+                     "measured": round(value, 2), "limit": limit, "met": value <= limit})
+    return rows
+
+
+def perceptual_targets(summary: dict[str, Any], model: str) -> list[dict[str, Any]]:
+    rows = []
+    ours = _curve(summary, model, "st_lpips")
+    for rate in PERCEPTUAL_RATES:
+        mine = value_at_rate("st_lpips", *ours, rate)
+        for anchor, anchor_rate in (("avif", rate), ("jpeg", 2 * rate)):
+            theirs = value_at_rate("st_lpips", *_curve(summary, anchor, "st_lpips"), anchor_rate)
+            met = not (math.isnan(mine) or math.isnan(theirs)) and mine < theirs
+            rows.append({"model": model, "target": f"ST-LPIPS at {rate} bpp < {anchor} at {anchor_rate:g} bpp",
+                         "measured": round(mine, 4), "limit": round(theirs, 4), "met": met})
+    return rows
+
+
+def decoder_targets(models: list[str]) -> list[dict[str, Any]]:
+    rows = []
+    for name in models:
+        entry = find_model(name)
+        decoder = int(entry.card["parameters"]["decoder"])
+        rows.append({"model": name, "target": f"decoder parameters <= {DECODER_LIMIT:,}", "measured": decoder,
+                     "limit": DECODER_LIMIT, "met": decoder <= DECODER_LIMIT,
+                     "weights_sha256": entry.card["weights_sha256"]})
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--summary", default=str(REPO / "results" / "kodak" / "summary.json"))
+    parser.add_argument("--fidelity", default="fidelity")
+    parser.add_argument("--perceptual", default="perceptual")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "targets.json"))
+    args = parser.parse_args()
+    summary = json.loads(Path(args.summary).read_text())
+    try:
+        rows = (fidelity_targets(summary, args.fidelity) + perceptual_targets(summary, args.perceptual)
+                + decoder_targets([args.perceptual, args.fidelity]))
+    except KeyError as exc:
+        print(f"error: {args.summary} lacks what the targets need: {exc}", file=sys.stderr)
+        return 2
+    # The summary names the weights it measured (first 16 hex digits): say so if they are not the
+    # ones installed now, since the decoder rows read the installed cards.
+    measured = summary.get("models", {})
+    for row in rows:
+        sha = row.pop("weights_sha256", None)
+        if sha and measured.get(row["model"]) and not sha.startswith(measured[row["model"]]):
+            print(f"warning: {args.summary} measured other {row['model']} weights than the installed ones",
+                  file=sys.stderr)
+    width = max(len(r["model"]) for r in rows)
+    for r in rows:
+        print(f"{r['model']:<{width}}  {r['target']:<48} {r['measured']!s:>10} vs {r['limit']!s:<10} "
+              f"{'met' if r['met'] else 'NOT met'}")
+    print(f"{sum(r['met'] for r in rows)} of {len(rows)} targets met")
+    out = write_results(args.out, {"summary": str(Path(args.summary)), "summary_created": summary.get("created"),
+                                   "models": measured, "targets": rows})
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
