@@ -31,16 +31,11 @@ from common import write_results
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edgecodec.eval.bdrate import value_at_rate  # noqa: E402
+from edgecodec.eval.runner import matched_rate_table  # noqa: E402
 from edgecodec.zoo import find_model  # noqa: E402
 
 PERCEPTUAL_RATES = (0.15, 0.3, 0.5)
 DECODER_LIMIT = 2_000_000
-
-
-def _curve(summary: dict[str, Any], name: str, metric: str) -> tuple[list[float], list[float]]:
-    points = summary["curves"][name]["points"]
-    return [p["bpp"] for p in points], [p[metric] for p in points]
 
 
 def _bd_rate(summary: dict[str, Any], test: str, anchor: str) -> float:
@@ -62,25 +57,34 @@ def fidelity_targets(summary: dict[str, Any], model: str) -> list[dict[str, Any]
 
 def perceptual_targets(summary: dict[str, Any], model: str) -> list[dict[str, Any]]:
     rows = []
-    ours = _curve(summary, model, "st_lpips")
+    rates = sorted({*PERCEPTUAL_RATES, *(2 * r for r in PERCEPTUAL_RATES)})
+    # The evaluation's own matched-rate interpolation, at every rate a target reads.
+    table = matched_rate_table({n: summary["curves"][n] for n in (model, "avif", "jpeg")}, rates)
+
+    def st_lpips(name: str, rate: float) -> float:
+        return table[name][rates.index(rate)]["st_lpips"]
+
     for rate in PERCEPTUAL_RATES:
-        mine = value_at_rate("st_lpips", *ours, rate)
+        mine = st_lpips(model, rate)
         for anchor, anchor_rate in (("avif", rate), ("jpeg", 2 * rate)):
-            theirs = value_at_rate("st_lpips", *_curve(summary, anchor, "st_lpips"), anchor_rate)
+            theirs = st_lpips(anchor, anchor_rate)
             met = not (math.isnan(mine) or math.isnan(theirs)) and mine < theirs
             rows.append({"model": model, "target": f"ST-LPIPS at {rate} bpp < {anchor} at {anchor_rate:g} bpp",
                          "measured": round(mine, 4), "limit": round(theirs, 4), "met": met})
     return rows
 
 
-def decoder_targets(models: list[str]) -> list[dict[str, Any]]:
+def decoder_targets(models: list[str], measured: dict[str, str]) -> list[dict[str, Any]]:
+    """From the installed cards; ``measured``: the summary's weights (first 16 hex digits of the
+    SHA-256) per model, to warn when the evaluation measured other weights than these."""
     rows = []
     for name in models:
         entry = find_model(name)
+        if measured.get(name) and not entry.card["weights_sha256"].startswith(measured[name]):
+            print(f"warning: the summary measured other {name} weights than the installed ones", file=sys.stderr)
         decoder = int(entry.card["parameters"]["decoder"])
         rows.append({"model": name, "target": f"decoder parameters <= {DECODER_LIMIT:,}", "measured": decoder,
-                     "limit": DECODER_LIMIT, "met": decoder <= DECODER_LIMIT,
-                     "weights_sha256": entry.card["weights_sha256"]})
+                     "limit": DECODER_LIMIT, "met": decoder <= DECODER_LIMIT})
     return rows
 
 
@@ -92,20 +96,13 @@ def main() -> int:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "targets.json"))
     args = parser.parse_args()
     summary = json.loads(Path(args.summary).read_text())
+    measured = summary.get("models", {})
     try:
         rows = (fidelity_targets(summary, args.fidelity) + perceptual_targets(summary, args.perceptual)
-                + decoder_targets([args.perceptual, args.fidelity]))
+                + decoder_targets([args.perceptual, args.fidelity], measured))
     except KeyError as exc:
         print(f"error: {args.summary} lacks what the targets need: {exc}", file=sys.stderr)
         return 2
-    # The summary names the weights it measured (first 16 hex digits): say so if they are not the
-    # ones installed now, since the decoder rows read the installed cards.
-    measured = summary.get("models", {})
-    for row in rows:
-        sha = row.pop("weights_sha256", None)
-        if sha and measured.get(row["model"]) and not sha.startswith(measured[row["model"]]):
-            print(f"warning: {args.summary} measured other {row['model']} weights than the installed ones",
-                  file=sys.stderr)
     width = max(len(r["model"]) for r in rows)
     for r in rows:
         print(f"{r['model']:<{width}}  {r['target']:<48} {r['measured']!s:>10} vs {r['limit']!s:<10} "
