@@ -241,6 +241,14 @@ def test_partial_warm_start_and_trainable_subset(image_folder, tmp_path):
     warm = card["training"]["warm_start"]
     assert warm["steps"] == 3 and warm["train"]["trainable"] == ["latent_codec.hyper.h_s"]
     assert warm["warm_start"]["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+    # ... and through an exported model: its card's own warm start is carried on.
+    exported = tmp_path / "models" / "narrow.safetensors"
+    staged = make_config(image_folder, "model.config=gdn-hp", narrow_overrides, f"train.init_from={exported}")
+    Trainer(staged, tmp_path / "stage3").save_checkpoint()
+    card = json.loads(export_run(tmp_path / "stage3", "stage3", tmp_path / "models").with_suffix(".json").read_text())
+    warm = card["training"]["warm_start"]
+    assert warm["card"]["name"] == "narrow" and warm["card"]["steps"] == 3
+    assert warm["card"]["warm_start"]["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
 
     with pytest.raises(ValueError, match="trainable"):
         Trainer(make_config(image_folder, "train.trainable=[no_such_module]"), tmp_path / "bad")

@@ -49,7 +49,8 @@ def run_record(state: dict[str, Any], run_dir: Path, depth: int = 0) -> dict[str
 def warm_start_record(path: str | Path, depth: int = 0) -> dict[str, Any]:
     """Where a run's ``train.init_from`` weights came from, for the model card: the file and its
     SHA-256; for a checkpoint, its run's record (``run_record``); for a .safetensors model, the
-    name and training steps in the card beside it."""
+    name, training steps and warm start in the card beside it, so the chain continues through
+    exported models."""
     path = Path(path)
     record: dict[str, Any] = {"path": str(path)}
     if not path.is_file():
@@ -60,8 +61,11 @@ def warm_start_record(path: str | Path, depth: int = 0) -> dict[str, Any]:
         card_path = path.with_suffix(".json")
         if card_path.is_file():
             card = json.loads(card_path.read_text())
-            record["card"] = {"name": card.get("name"), "steps": card.get("training", {}).get("steps"),
+            training = card.get("training", {})
+            record["card"] = {"name": card.get("name"), "steps": training.get("steps"),
                               "weights_sha256": card.get("weights_sha256")}
+            if training.get("warm_start"):
+                record["card"]["warm_start"] = training["warm_start"]
         return record
     state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     if (path.parent / "config.yaml").is_file():
