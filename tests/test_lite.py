@@ -15,6 +15,8 @@ from edgecodec.codec import Container, api
 from edgecodec.codec.api import _to_tensor
 from edgecodec.errors import FormatError, WeightsMismatchError
 from edgecodec.lite import LiteDecoder
+from edgecodec.lite import hyper
+from edgecodec.lite.decoder import _to_uint8
 from edgecodec.lite.hyper import IntegerLayer, _conv, gain_margin
 from edgecodec.zoo import load_model, shipped_models
 
@@ -183,6 +185,62 @@ def test_integer_convolution_is_exact(rng=np.random.RandomState(0)):
                     patch = xp[:, i * stride: i * stride + k, j * stride: j * stride + k]
                     ref[:, i, j] = (w * patch[None]).sum(axis=(1, 2, 3)) + b
         assert out.shape == ref.shape and np.array_equal(out.astype(np.int64), ref), (transposed, stride)
+
+
+def test_matmul_graph_is_a_single_float64_matmul():
+    """The shipped graph file is what onnx.helper builds for c = a @ b in float64 (rebuild it with this)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "exact_matmul_f64",
+                              [helper.make_tensor_value_info("a", TensorProto.DOUBLE, ["m", "k"]),
+                               helper.make_tensor_value_info("b", TensorProto.DOUBLE, ["k", "n"])],
+                              [helper.make_tensor_value_info("c", TensorProto.DOUBLE, ["m", "n"])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="edgecodec")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    assert hyper.MATMUL_GRAPH.read_bytes() == model.SerializeToString()
+
+
+def test_exact_matmul_gives_numpy_bits_through_onnxruntime(monkeypatch, rng=np.random.RandomState(4)):
+    """Integer products near the exactness bound: onnxruntime's kernels, numpy's and an int64
+    reference agree bit for bit; without onnxruntime the numpy fallback is used."""
+    a = rng.randint(-2**17, 2**17, (300, 1600)).astype(np.int64)
+    b = rng.randint(-2**27, 2**27, (1600, 70)).astype(np.int64)
+    reference = a @ b
+    assert np.abs(reference).max() > 2**40
+    assert hyper._onnxruntime_matmul() is not None
+    assert np.array_equal(hyper.exact_matmul(a.astype(np.float64), b.astype(np.float64)), reference)
+    monkeypatch.setattr(hyper, "_onnxruntime_matmul", lambda: None)
+    assert np.array_equal(hyper.exact_matmul(a.astype(np.float64), b.astype(np.float64)), reference)
+
+
+def test_index_lookup_equals_compressai_build_indexes():
+    """Every fixed-point scale near each table boundary, and far outside the table, gets the index
+    CompressAI's GaussianConditional.build_indexes gives."""
+    from compressai.entropy_models import GaussianConditional
+
+    model = load_model(SHIPPED)[0]
+    entropy = model.exact_entropy()
+    exact = entropy.hyper
+    table = exact.scale_table
+    boundaries = np.floor(table * 2.0**12)
+    v = np.concatenate([(boundaries[:, None] + np.arange(-2, 3)).ravel(), [-2.0**27, -1, 0, 1, 2.0**27]])
+    lowest, lookup = exact.index_lookup
+    got = lookup[np.clip(v, lowest, lowest + len(lookup) - 1).astype(np.int64) - lowest]
+    gc = GaussianConditional(table.tolist())
+    expected = gc.build_indexes(torch.from_numpy(v / 2.0**12)).numpy()
+    assert np.array_equal(got, expected)
+    indexes, _ = exact.params(np.zeros((model.config.hyper_channels, 1, 1), np.int32), entropy.z_gain_fixed(0.5))
+    assert indexes.dtype == np.int32 and indexes.min() >= 0 and indexes.max() < len(table)
+
+
+def test_uint8_conversion_matches_the_torch_decoder():
+    """Halves round to even, NaN becomes 0, infinities clip: the same bytes as codec.api's conversion."""
+    x = np.concatenate([np.arange(-2, 514) / 510.0, [np.nan, np.inf, -np.inf, 0.5 / 255, 1.5 / 255]])
+    x = np.tile(x.astype(np.float32), (3, 2, 1))
+    expected = api._to_uint8(torch.from_numpy(x.copy())[None], 2, x.shape[2])
+    assert np.array_equal(_to_uint8(x.copy()), expected)
 
 
 def test_integer_hyper_synthesis_matches_the_float_one():

@@ -74,6 +74,7 @@ class LiteDecoder:
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(self.model_dir / decoder_file), options,
                                             providers=["CPUExecutionProvider"])
 
@@ -124,6 +125,10 @@ class LiteDecoder:
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:
     """(3, H, W) float in [0, 1] -> (H, W, 3) uint8, rounding half to even as torch.round does.
-    NaN (a hostile file's latents can overflow the synthesis) becomes 0, as in the PyTorch decoder."""
-    x = np.nan_to_num(x, nan=0.0)
-    return np.round(np.clip(x, 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0).copy()
+    NaN (a hostile file's latents can overflow the synthesis) becomes 0, as in the PyTorch decoder.
+    In place (x is the synthesis output, used once): fmax/fmin drop NaN, so no separate pass."""
+    np.fmax(x, 0, out=x)
+    np.fmin(x, 1, out=x)
+    x *= 255
+    np.rint(x, out=x)
+    return x.astype(np.uint8).transpose(1, 2, 0).copy()

@@ -19,11 +19,20 @@ parameters with integer arithmetic, so every backend gets the same bits:
 This is post-training quantization of the trained h_s, not retraining: the parameters differ
 from the float ones by about 2^-12, far below the scale table's 12% steps. No library computes
 convolutions in exact integer arithmetic on both torch and numpy, hence this module.
+
+The matrix products run in onnxruntime's float64 MatMul where onnxruntime is installed (the lite
+decoder's own runtime): numpy's bundled OpenBLAS 0.3.23 does not recognise some current CPUs (on
+this project's machines, AVX-512 Xeons, it reports "Prescott") and falls back to SSE3 kernels,
+4-6x slower. Exactness makes the two interchangeable: every product is an integer below 2^53.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -69,6 +78,36 @@ def gain_margin(log_table: np.ndarray, min_level: float, steps: int = 65535) -> 
     return float(np.min(np.abs(scaled - np.floor(scaled) - 0.5)))
 
 
+# A one-node graph: c = a @ b in float64 with dynamic shapes (tests/test_lite.py rebuilds it with
+# onnx.helper and checks it is this file).
+MATMUL_GRAPH = Path(__file__).with_name("matmul_f64.onnx")
+_matmul_sessions: dict[int, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {}
+
+
+def _onnxruntime_matmul() -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
+    """onnxruntime's float64 MatMul (one session per process: sessions do not survive a fork), or
+    None where onnxruntime is not installed."""
+    session = _matmul_sessions.get(os.getpid())
+    if session is None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            return None
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1  # small products
+        ort_session = ort.InferenceSession(str(MATMUL_GRAPH), options, providers=["CPUExecutionProvider"])
+        session = _matmul_sessions[os.getpid()] = lambda a, b: ort_session.run(None, {"a": a, "b": b})[0]
+    return session
+
+
+def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b of integer-valued float64 matrices whose products and sums stay below 2^53: exact in
+    any summation order, so onnxruntime's and numpy's kernels give the same bits."""
+    matmul = _onnxruntime_matmul()
+    a, b = np.ascontiguousarray(a, dtype=np.float64), np.ascontiguousarray(b, dtype=np.float64)
+    return matmul(a, b) if matmul is not None else a @ b
+
+
 @dataclass(frozen=True)
 class IntegerLayer:
     weight: np.ndarray  # integers (float64), WEIGHT_BITS fractional bits; PyTorch layout:
@@ -80,28 +119,39 @@ class IntegerLayer:
     output_padding: int = 0
     relu: bool = False
 
+    @cached_property
+    def matrix(self) -> np.ndarray:
+        """The weight as the left factor of one matrix product: (k*k*out, in) rows ordered (ky, kx,
+        out) for a transposed convolution, (out, in*k*k) for a convolution."""
+        if self.transposed:
+            return np.ascontiguousarray(self.weight.transpose(2, 3, 1, 0).reshape(-1, self.weight.shape[0]))
+        return np.ascontiguousarray(self.weight.reshape(self.weight.shape[0], -1))
+
 
 def _conv(x: np.ndarray, layer: IntegerLayer) -> np.ndarray:
     """Integer-valued (transposed) convolution (C, H, W) -> (out, H', W') in float64, as PyTorch
     defines it; exact (see module doc), so any summation order gives the same result."""
     k, s, p = layer.weight.shape[-1], layer.stride, layer.padding
+    c, h, w = x.shape
     if layer.transposed:
         # Each input pixel adds weight x value to a k x k patch of the output, s pixels apart:
-        # products for every tap at once, then k * k strided adds (no multiplications by zeros).
-        c, h, w = x.shape
-        taps = np.tensordot(layer.weight, x, axes=([0], [0]))  # (out, k, k, h, w)
-        full = np.zeros((taps.shape[0], (h - 1) * s + k + layer.output_padding,
-                         (w - 1) * s + k + layer.output_padding))
+        # products for every tap in one matrix product, then k * k strided adds (no
+        # multiplications by zeros).
+        out_channels = layer.weight.shape[1]
+        taps = exact_matmul(layer.matrix, x.reshape(c, h * w)).reshape(k, k, out_channels, h, w)
+        full = np.zeros((out_channels, (h - 1) * s + k + layer.output_padding, (w - 1) * s + k + layer.output_padding))
         for ky in range(k):
             for kx in range(k):
-                full[:, ky: ky + (h - 1) * s + 1: s, kx: kx + (w - 1) * s + 1: s] += taps[:, ky, kx]
+                full[:, ky: ky + (h - 1) * s + 1: s, kx: kx + (w - 1) * s + 1: s] += taps[ky, kx]
         out_h, out_w = (h - 1) * s - 2 * p + k + layer.output_padding, (w - 1) * s - 2 * p + k + layer.output_padding
         out = full[:, p: p + out_h, p: p + out_w]
     else:
-        x = np.pad(x, ((0, 0), (p, p), (p, p)))
+        x = np.pad(x, ((0, 0), (p, p), (p, p))) if p else x
         windows = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(1, 2))[:, ::s, ::s]
-        # (C, H', W', k, k) x (out, C, k, k) -> (out, H', W')
-        out = np.tensordot(layer.weight, windows, axes=([1, 2, 3], [0, 3, 4]))
+        out_h, out_w = windows.shape[1:3]
+        # im2col: (C, k, k, H', W') rows in the weight matrix's (in, ky, kx) order
+        columns = windows.transpose(0, 3, 4, 1, 2).reshape(c * k * k, out_h * out_w)
+        out = exact_matmul(layer.matrix, columns).reshape(-1, out_h, out_w)
     return out + layer.bias[:, None, None]
 
 
@@ -153,9 +203,26 @@ class IntegerHyperSynthesis:
 
     def params(self, z_symbols: np.ndarray, z_gain_fixed: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """rANS table indexes (int32) and means (float32, or None) of y, each (M, 4h, 4w)."""
-        raw = self.raw(z_symbols, z_gain_fixed) / 2.0**ACT_BITS  # exact: a power-of-two scaling
+        raw = self.raw(z_symbols, z_gain_fixed)
         scales, means = (raw[: raw.shape[0] // 2], raw[raw.shape[0] // 2:]) if self.mean_scale else (raw, None)
-        # CompressAI's GaussianConditional.build_indexes: the number of table entries (but the
-        # last) below the scale, after the lower bound (which cannot change the count).
-        indexes = np.searchsorted(self.scale_table[:-1], scales, side="left").astype(np.int32)
-        return indexes, None if means is None else means.astype(np.float32)
+        lowest, lookup = self.index_lookup
+        indexes = lookup[np.clip(scales, lowest, lowest + len(lookup) - 1).astype(np.int64) - lowest].astype(np.int32)
+        # means: exact, a power-of-two scaling
+        return indexes, None if means is None else (means / 2.0**ACT_BITS).astype(np.float32)
+
+    @cached_property
+    def index_lookup(self) -> tuple[int, np.ndarray]:
+        """(lowest, table): the rANS table index of a fixed-point scale v is table[v - lowest],
+        v clipped to the table's range.
+
+        CompressAI's GaussianConditional.build_indexes counts the scale table's entries (but the
+        last) below the scale (the lower bound it applies first cannot change the count). For an
+        integer v, t < v / 2^ACT_BITS exactly when floor(t * 2^ACT_BITS) < v, so the count is a
+        function of the integer v alone; tabulated once, it is a lookup per element instead of a
+        binary search (5x faster here)."""
+        thresholds = np.floor(self.scale_table[:-1] * 2.0**ACT_BITS).astype(np.int64)
+        lowest = int(thresholds[0])
+        if thresholds[-1] - lowest > 2**24:  # CompressAI's table spans 0.11 to 256: 2^20 entries
+            raise ValueError("scale table too wide for the index lookup")
+        values = np.arange(lowest, int(thresholds[-1]) + 2)
+        return lowest, np.searchsorted(thresholds, values, side="left").astype(np.min_scalar_type(len(thresholds)))
