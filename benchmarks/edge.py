@@ -9,9 +9,10 @@ Per model:
   PyTorch's ``torch.utils.flop_counter.FlopCounterMode`` on a 768x512 input (FLOPs / 2);
 - ONNX file sizes: decoder.onnx (fp32), decoder.int8.onnx (onnxruntime static QDQ int8,
   calibrated on 8 training images), tables.safetensors;
-- decode ms of kodim23 (768x512, quality 0.5; median of 5 after a warm-up): the lite decoder
-  (onnxruntime, entropy decoding included) at 1 and 2 threads, fp32 and int8, and the PyTorch
-  decoder (``decode_array``); encode ms: the PyTorch encoder end to end, and the ONNX encoder
+- decode ms of kodim23 (768x512, quality 0.5; median of 11 after a warm-up: this VM is noisy):
+  the lite decoder (onnxruntime, entropy decoding included) at 1 and 2 threads, fp32 and int8
+  (fp32 at 2 threads also split into entropy decoding with the integer h_s, synthesis and 8-bit
+  conversion), and the PyTorch decoder (``decode_array``); encode ms: the PyTorch encoder end to end, and the ONNX encoder
   graphs (g_a + h_a) alone at 1 and 2 threads (there is no torch-free entropy encoder);
 - peak RSS of a fresh process that imports the lite decoder and decodes kodim23 (VmHWM), and of
   one that does the same with the PyTorch codec;
@@ -47,6 +48,7 @@ sys.path.insert(0, str(REPO))
 from edgecodec.codec import api  # noqa: E402
 from edgecodec.export.onnx import export_onnx  # noqa: E402
 from edgecodec.lite import LiteDecoder  # noqa: E402
+from edgecodec.lite.decoder import _to_uint8  # noqa: E402
 from edgecodec.zoo import load_model, shipped_models  # noqa: E402
 
 QUALITIES = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -62,7 +64,7 @@ def macs_per_pixel(module: torch.nn.Module, example: torch.Tensor, pixels: int) 
     return counter.get_total_flops() / 2 / pixels
 
 
-def median_ms(fn, repeats: int = 5) -> float:
+def median_ms(fn, repeats: int = 11) -> float:
     fn()
     times = []
     for _ in range(repeats):
@@ -146,6 +148,15 @@ def bench_model(name: str, workdir: Path, int8_images: int) -> dict:
     data = api.compress(rgb, quality=0.5, model=name)
     dec = {(t, i8): LiteDecoder(out, threads=t, int8=i8) for t in (1, 2) for i8 in (False, True)}
     times = {f"lite_{'int8' if i8 else 'fp32'}_{t}t": median_ms(lambda d=d: d.decode(data)) for (t, i8), d in dec.items()}
+    # Where the fp32 lite decode's time goes, 2 threads: rANS + integer h_s + dequantization,
+    # the onnxruntime synthesis, and the conversion to 8-bit pixels (in place, so on fresh copies).
+    lite2 = dec[(2, False)]
+    y_hat = lite2.decode_latent(data).y_hat
+    x_hat = lite2._synthesize(y_hat)
+    copies = [x_hat.copy() for _ in range(12)]
+    stages = {"entropy_and_hyper": median_ms(lambda: lite2.decode_latent(data)),
+              "synthesis": median_ms(lambda: lite2._synthesize(y_hat)),
+              "to_uint8": median_ms(lambda: _to_uint8(copies.pop()))}
     torch.set_num_threads(1)
     times["torch_decode"] = median_ms(lambda: api.decode_array(data))
     times["torch_encode_1t"] = median_ms(lambda: api.compress(rgb, quality=0.5, model=name))
@@ -176,6 +187,7 @@ def bench_model(name: str, workdir: Path, int8_images: int) -> dict:
             "kmac_per_pixel": {"decoder": round((g_s + h_s) / 1e3, 2), "g_s": round(g_s / 1e3, 2),
                                "h_s": round(h_s / 1e3, 2), "encoder": round((g_a + h_a + h_s) / 1e3, 2)},
             "onnx_mb": sizes, "ms": {k: round(v, 1) for k, v in times.items()},
+            "lite_fp32_2t_stages_ms": {k: round(v, 1) for k, v in stages.items()},
             "peak_rss_mb": {k: round(v, 1) for k, v in rss.items()}, "int8": drop,
             "kodim23_bpp": round(len(data) * 8 / rgb.shape[0] / rgb.shape[1], 4)}
 
@@ -207,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{ms['lite_fp32_1t']:>7.0f} {ms['lite_fp32_2t']:>7.0f} {ms['lite_int8_2t']:>7.0f} "
               f"{ms['torch_decode']:>9.0f} {ms['torch_encode_1t']:>9.0f} {r['peak_rss_mb']['lite']:>8.0f} "
               f"{d.get('worst_psnr_drop', float('nan')):>10.3f} {d.get('worst_st_lpips_rise', float('nan')):>11.4f}")
+    for name, r in models.items():
+        print(f"{name} lite decode stages, 2 threads: "
+              + ", ".join(f"{k} {v:.0f} ms" for k, v in r["lite_fp32_2t_stages_ms"].items()))
     if install:
         print(f"lite install: {install['total_mb']} MB on disk ({install['site_packages_mb']} MB packages, "
               f"{install['model_files_mb']} MB model files); download {install['download_mb']} MB "
