@@ -219,7 +219,7 @@ class IntegerHyperSynthesis:
         last) below the scale (the lower bound it applies first cannot change the count). For an
         integer v, t < v / 2^ACT_BITS exactly when floor(t * 2^ACT_BITS) < v, so the count is a
         function of the integer v alone; tabulated once, it is a lookup per element instead of a
-        binary search (5x faster here)."""
+        binary search (4x faster here: 1.3 against 5.5 ms for a Kodak latent)."""
         thresholds = np.floor(self.scale_table[:-1] * 2.0**ACT_BITS).astype(np.int64)
         lowest = int(thresholds[0])
         if thresholds[-1] - lowest > 2**24:  # CompressAI's table spans 0.11 to 256: 2^20 entries
