@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -81,23 +81,24 @@ def gain_margin(log_table: np.ndarray, min_level: float, steps: int = 65535) -> 
 # A one-node graph: c = a @ b in float64 with dynamic shapes (tests/test_lite.py rebuilds it with
 # onnx.helper and checks it is this file).
 MATMUL_GRAPH = Path(__file__).with_name("matmul_f64.onnx")
-_matmul_sessions: dict[int, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {}
+
+
+@lru_cache(maxsize=None)
+def _onnxruntime_matmul_in(pid: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
+    """onnxruntime's float64 MatMul, or None where onnxruntime is not installed (cached either way)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1  # small products
+    session = ort.InferenceSession(str(MATMUL_GRAPH), options, providers=["CPUExecutionProvider"])
+    return lambda a, b: session.run(None, {"a": a, "b": b})[0]
 
 
 def _onnxruntime_matmul() -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
-    """onnxruntime's float64 MatMul (one session per process: sessions do not survive a fork), or
-    None where onnxruntime is not installed."""
-    session = _matmul_sessions.get(os.getpid())
-    if session is None:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            return None
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = options.inter_op_num_threads = 1  # small products
-        ort_session = ort.InferenceSession(str(MATMUL_GRAPH), options, providers=["CPUExecutionProvider"])
-        session = _matmul_sessions[os.getpid()] = lambda a, b: ort_session.run(None, {"a": a, "b": b})[0]
-    return session
+    """This process's MatMul session (keyed by process id: sessions do not survive a fork)."""
+    return _onnxruntime_matmul_in(os.getpid())
 
 
 def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -205,10 +206,13 @@ class IntegerHyperSynthesis:
         """rANS table indexes (int32) and means (float32, or None) of y, each (M, 4h, 4w)."""
         raw = self.raw(z_symbols, z_gain_fixed)
         scales, means = (raw[: raw.shape[0] // 2], raw[raw.shape[0] // 2:]) if self.mean_scale else (raw, None)
-        lowest, lookup = self.index_lookup
-        indexes = lookup[np.clip(scales, lowest, lowest + len(lookup) - 1).astype(np.int64) - lowest].astype(np.int32)
         # means: exact, a power-of-two scaling
-        return indexes, None if means is None else (means / 2.0**ACT_BITS).astype(np.float32)
+        return self.table_indexes(scales), None if means is None else (means / 2.0**ACT_BITS).astype(np.float32)
+
+    def table_indexes(self, scales: np.ndarray) -> np.ndarray:
+        """rANS table indexes (int32) of fixed-point scales (integers, ACT_BITS fractional bits)."""
+        lowest, lookup = self.index_lookup
+        return lookup[np.clip(scales, lowest, lowest + len(lookup) - 1).astype(np.int64) - lowest].astype(np.int32)
 
     @cached_property
     def index_lookup(self) -> tuple[int, np.ndarray]:
