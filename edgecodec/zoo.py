@@ -2,7 +2,8 @@
 
 A model is found by name in the folders listed in the ``EDGECODEC_MODEL_PATH`` environment
 variable (``os.pathsep``-separated), then in the user model folder that ``export-model`` writes
-to, then in the package's ``weights/`` folder. The first 8 bytes of the SHA-256 of the weights file identify the weights in every stream.
+to, then in the package's ``weights/`` folder. The first 8 bytes of the SHA-256 of the weights file identify the weights in every stream;
+the file also holds the model config (safetensors metadata), so that hash covers the config too.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
-from .errors import UnknownModelError
+from .errors import UnknownModelError, WeightsMismatchError
 from .models import EdgeCodecModel, ModelConfig
 
 PACKAGE_WEIGHTS = Path(__file__).parent / "weights"
@@ -80,10 +82,25 @@ def find_model(name: str) -> ModelEntry:
     raise UnknownModelError(f"unknown model {name!r}; available: {known}")
 
 
+CONFIG_METADATA = "edgecodec.config"
+
+
+def _saved_config(weights: Path) -> ModelConfig | None:
+    """The config saved inside the weights file (files exported before 2026-12-02 have none)."""
+    with safe_open(str(weights), "pt") as f:
+        text = (f.metadata() or {}).get(CONFIG_METADATA)
+    return None if text is None else ModelConfig.from_dict(json.loads(text))
+
+
 @functools.lru_cache(maxsize=8)
 def _load(weights: Path, mtime: float) -> tuple[EdgeCodecModel, bytes]:
     card = json.loads(weights.with_suffix(".json").read_text())
-    model = EdgeCodecModel(ModelConfig.from_dict(card["config"]))
+    config = ModelConfig.from_dict(card["config"])
+    saved = _saved_config(weights)
+    if saved is not None and saved != config:
+        raise WeightsMismatchError(f"{weights.with_suffix('.json')} describes another configuration than the one "
+                                   f"saved in {weights.name} ({saved.to_dict()}): export the model again")
+    model = EdgeCodecModel(config)
     model.load_state_dict(load_file(str(weights)))
     model.eval()
     for p in model.parameters():
@@ -112,7 +129,10 @@ def save_model(model: EdgeCodecModel, folder: str | Path, name: str, card: dict[
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     weights = folder / f"{name}.safetensors"
     tmp = weights.with_name(weights.name + ".tmp")
-    save_file(state, str(tmp))
+    # The config rides in the file's metadata, so the weights hash that every stream records covers
+    # everything decoding depends on: the same tensors with another min_level (quality -> gain
+    # mapping) are another file, and a card edited apart from its weights is caught on load.
+    save_file(state, str(tmp), metadata={CONFIG_METADATA: json.dumps(model.config.to_dict(), sort_keys=True)})
     os.chmod(tmp, 0o644)
     os.replace(tmp, weights)
     card = {**card, "name": name, "config": model.config.to_dict(),

@@ -34,7 +34,7 @@ mkdir -p "$runs/models"
 train() {  # name, extra overrides...
   local name=$1
   shift
-  if compgen -G "$runs/$name/ckpt-*.pt" >/dev/null; then
+  if [ -f "$runs/$name/config.yaml" ]; then  # started before: continue it (from step 0 if it has no checkpoint)
     "$edgecodec" train --resume "$runs/$name" "${steps_args[@]}"
   else
     "$edgecodec" train --config "configs/$name.yaml" --data "$data" --out "$runs/$name" "${steps_args[@]}" \

@@ -149,3 +149,35 @@ def test_shipped_models_are_listed_default_first():
     assert {"fidelity", "perceptual"} <= set(names)
     for name in names:  # every shipped model has its card
         assert (zoo.PACKAGE_WEIGHTS / f"{name}.json").is_file()
+
+
+def test_weights_file_holds_its_config(tmp_path):
+    """The config is saved inside the .safetensors, so the weights hash streams record covers it:
+    the same tensors with another quality -> gain mapping are another file, and a card whose
+    config was changed apart from its weights is refused instead of decoding garbage."""
+    import dataclasses
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from edgecodec import zoo
+    from edgecodec.errors import WeightsMismatchError
+
+    model = make_tiny(0)
+    zoo.save_model(model, tmp_path / "a", "tiny", {})
+    shifted = EdgeCodecModel(dataclasses.replace(model.config, min_level=-1.0))
+    shifted.load_state_dict(model.state_dict())
+    zoo.save_model(shifted, tmp_path / "b", "tiny", {})
+    hash_a = zoo._load(tmp_path / "a" / "tiny.safetensors", 0.0)[1]
+    assert hash_a != zoo._load(tmp_path / "b" / "tiny.safetensors", 0.0)[1]
+
+    card = tmp_path / "a" / "tiny.json"
+    edited = json.loads(card.read_text())
+    edited["config"]["min_level"] = -1.0
+    card.write_text(json.dumps(edited))
+    with pytest.raises(WeightsMismatchError, match="export the model again"):
+        zoo._load(tmp_path / "a" / "tiny.safetensors", 1.0)
+
+    legacy = tmp_path / "a" / "tiny.safetensors"  # exported before the config was saved inside
+    save_file(load_file(str(legacy)), str(legacy))
+    assert zoo._load(legacy, 2.0)[0].config.min_level == -1.0

@@ -16,6 +16,7 @@ from conftest import REPO, TINY, synthetic_photo
 from PIL import Image
 
 import edgecodec
+from edgecodec.errors import OutputExistsError
 from edgecodec.train.config import apply_override, load_config
 from edgecodec.train.export import export_run
 from edgecodec.train.trainer import Trainer, latest_checkpoint, run
@@ -170,6 +171,29 @@ def test_resume_through_run(image_folder, tmp_path):
     assert not state_equal(straight.model.state_dict(), resumed.model.state_dict())
 
 
+def test_fresh_start_refuses_a_folder_holding_a_run(image_folder, tmp_path):
+    """Without --resume, an old run's folder is refused before anything is written: its newer
+    checkpoints would make the new run's be pruned first, and the logs would mix."""
+    config = make_config(image_folder, "train.steps=4", "train.ckpt_every=4", "train.log_every=2")
+    run(config, tmp_path / "run", steps=4)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()}
+    with pytest.raises(OutputExistsError, match="--resume"):
+        run(config, tmp_path / "run")
+    after = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()}
+    assert after == before
+
+
+def test_resume_without_checkpoint_redoes_the_logged_steps(image_folder, tmp_path):
+    """A run killed before its first checkpoint restarts from step 0: its logged rows go."""
+    config = make_config(image_folder, "train.steps=4", "train.ckpt_every=100", "train.log_every=2")
+    run(config, tmp_path / "run", steps=4)
+    for ckpt in (tmp_path / "run").glob("ckpt-*.pt"):
+        ckpt.unlink()
+    assert (tmp_path / "run" / "log.csv").read_text().count("\n") == 3  # header + steps 2, 4
+    assert Trainer(config, tmp_path / "run").resume() is False
+    assert (tmp_path / "run" / "log.csv").read_text().count("\n") == 1
+
+
 def test_crop_must_suit_the_model_stride(image_folder, tmp_path):
     """A crop that is no multiple of the model's stride (64 for hyperprior models) cannot train:
     the trainer must say so clearly (ValueError naming the crop), not fail with a tensor shape
@@ -249,6 +273,13 @@ def test_partial_warm_start_and_trainable_subset(image_folder, tmp_path):
     warm = card["training"]["warm_start"]
     assert warm["card"]["name"] == "narrow" and warm["card"]["steps"] == 3
     assert warm["card"]["warm_start"]["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+    # ... recorded when the run read the file: shipping the result over the file it started from
+    # (how the shipped models are trained further) leaves the card naming what was loaded.
+    loaded_sha = hashlib.sha256(exported.read_bytes()).hexdigest()
+    exported.write_bytes(source.read_bytes())  # another model now lies at that path
+    card = json.loads(export_run(tmp_path / "stage3", "stage3", tmp_path / "models").with_suffix(".json").read_text())
+    assert card["training"]["warm_start"]["sha256"] == loaded_sha
+    assert card["training"]["warm_start"]["card"]["name"] == "narrow"
 
     with pytest.raises(ValueError, match="trainable"):
         Trainer(make_config(image_folder, "train.trainable=[no_such_module]"), tmp_path / "bad")

@@ -41,8 +41,8 @@ def run_record(state: dict[str, Any], run_dir: Path, depth: int = 0) -> dict[str
         "model_config_name": config["model"]["config"],
     }
     init = config["train"].get("init_from")
-    if init and depth < 8:
-        record["warm_start"] = warm_start_record(init, depth + 1)
+    if init and depth < 8:  # recorded by the trainer at launch; older checkpoints: the file as it is now
+        record["warm_start"] = state.get("warm_start") or warm_start_record(init, depth + 1)
     return record
 
 

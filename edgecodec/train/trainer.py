@@ -35,6 +35,7 @@ from typing import Any, Iterator
 import torch
 import yaml
 
+from ..errors import OutputExistsError
 from ..losses import GANRateDistortionLoss, RateDistortionLoss, build_perceptual, last_layer
 from ..losses.perceptual import PerceptualBackendError, PerceptualDistance
 from ..models import EdgeCodecModel, PatchDiscriminator, create_model
@@ -121,7 +122,13 @@ class Trainer:
         else:
             self.criterion = RateDistortionLoss(lambdas, tc["distortion"], mc.min_level)
         self._place_modules()
+        self.warm_start: dict[str, Any] | None = None
         if tc.get("init_from"):
+            from .export import warm_start_record  # (export imports this module)
+
+            # Taken as the file is read: the card must name these weights even if the file is
+            # replaced before export (a shipped model trained further in place, then shipped).
+            self.warm_start = warm_start_record(tc["init_from"], 1)
             self._init_weights(tc["init_from"], strict=bool(tc.get("init_strict", True)))
         if tc.get("trainable"):
             self._freeze_all_but(list(tc["trainable"]))
@@ -272,6 +279,8 @@ class Trainer:
             "world_size": self.dist.world_size,
             **rng,
         }
+        if self.warm_start is not None:
+            state["warm_start"] = self.warm_start
         if gather and self.dist.enabled:
             state["rank_rng"] = distributed.gather_objects(self.dist, rng)
         if self.discriminator is not None:
@@ -327,7 +336,10 @@ class Trainer:
             state = torch.load(path, map_location="cpu", weights_only=True)
         else:
             found = self._load_latest()
-            if found is None:
+            if found is None:  # killed before its first checkpoint: what it logged is redone
+                if self.is_main:
+                    for name in ("log.csv", "val.csv"):
+                        drop_rows_after(self.run_dir / name, 0)
                 return False
             path, state = found
         self.model.load_state_dict(state["model"])
@@ -342,6 +354,7 @@ class Trainer:
                 log.warning("%s has no discriminator state: the discriminator starts afresh", path)
         self.step = int(state["step"])
         self.elapsed_s = float(state.get("elapsed_s", 0.0))
+        self.warm_start = state.get("warm_start", self.warm_start)  # the first launch's record
         self.best_val_loss = float(state.get("best_val_loss", math.inf))
         rng: dict[str, Any] | None = state
         if self.dist.enabled:
@@ -671,7 +684,21 @@ def _record_launch(path: Path, threads: int, world_size: int = 1) -> None:
         f.write(json.dumps(record) + "\n")
 
 
+def _check_fresh(run_dir: Path) -> None:
+    """A fresh start must not land in another run's folder: its checkpoints would be pruned in
+    favour of the old run's (they sort after the new ones) and its logs would mix with the old."""
+    found = [p.name for p in (*checkpoints(run_dir), run_dir / "best.pt", run_dir / "log.csv", run_dir / "val.csv")
+             if p.is_file()]
+    if found:
+        raise OutputExistsError(f"{run_dir} already holds a run ({', '.join(found[:3])}"
+                                f"{', ...' if len(found) > 3 else ''}): continue it with --resume {run_dir}, "
+                                "or give a new --out")
+
+
 def run(config: dict, run_dir: str | Path, resume: bool = False, steps: int | None = None) -> Trainer:
+    """Train ``config`` in ``run_dir``: a new folder, or with ``resume`` one to continue."""
+    if not resume:
+        _check_fresh(Path(run_dir))
     trainer = Trainer(config, run_dir)
     try:
         if resume:
