@@ -337,9 +337,7 @@ class Trainer:
         else:
             found = self._load_latest()
             if found is None:  # killed before its first checkpoint: what it logged is redone
-                if self.is_main:
-                    for name in ("log.csv", "val.csv"):
-                        drop_rows_after(self.run_dir / name, 0)
+                self._drop_logged_after(0)
                 return False
             path, state = found
         self.model.load_state_dict(state["model"])
@@ -371,14 +369,18 @@ class Trainer:
                 self.data_rng.manual_seed(seed)
         if rng is not None:
             self._set_rng_state(rng)
-        if self.is_main:
-            for name in ("log.csv", "val.csv"):
-                dropped = drop_rows_after(self.run_dir / name, self.step)
-                if dropped:
-                    log.info("%s: dropped %d row(s) logged after step %d (they are redone)", name, dropped,
-                             self.step)
+        self._drop_logged_after(self.step)
         log.info("resumed from %s at step %d", path, self.step)
         return True
+
+    def _drop_logged_after(self, step: int) -> None:
+        """Rows logged past ``step`` are redone by this launch: drop them so each step is logged once."""
+        if not self.is_main:
+            return
+        for name in ("log.csv", "val.csv"):
+            dropped = drop_rows_after(self.run_dir / name, step)
+            if dropped:
+                log.info("%s: dropped %d row(s) logged after step %d (they are redone)", name, dropped, step)
 
     # --- training ----------------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
