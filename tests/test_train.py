@@ -194,6 +194,29 @@ def test_resume_without_checkpoint_redoes_the_logged_steps(image_folder, tmp_pat
     assert (tmp_path / "run" / "log.csv").read_text().count("\n") == 1
 
 
+def test_resume_needs_no_warm_start_file(image_folder, tmp_path):
+    """A resumed run continues from its checkpoint: the init_from file it started from may be gone
+    (a pruned checkpoint, a replaced model) without stopping it. With no checkpoint yet, resume
+    starts afresh from that file, as the first launch did."""
+    source = tmp_path / "source"
+    run(make_config(image_folder, "train.steps=2", "train.ckpt_every=2"), source, steps=2)
+    start = source / "ckpt-00000002.pt"
+    config = make_config(image_folder, f"train.init_from={start}", "train.steps=4", "train.ckpt_every=2")
+    loaded = torch.load(start, map_location="cpu", weights_only=True)["model"]
+
+    fresh = Trainer(config, tmp_path / "fresh", defer_warm_start=True)
+    assert state_equal(fresh.model.state_dict(), loaded)  # deferred: not loaded yet
+    assert fresh.resume() is False  # no checkpoint: the warm start applies now
+    assert not state_equal(fresh.model.state_dict(), loaded)
+    assert fresh.warm_start["sha256"] == hashlib.sha256(start.read_bytes()).hexdigest()
+
+    run(config, tmp_path / "run", steps=2)
+    recorded = torch.load(tmp_path / "run" / "ckpt-00000002.pt", map_location="cpu", weights_only=True)
+    start.unlink()
+    resumed = run(config, tmp_path / "run", resume=True)
+    assert resumed.step == 4 and resumed.warm_start == recorded["warm_start"]
+
+
 def test_crop_must_suit_the_model_stride(image_folder, tmp_path):
     """A crop that is no multiple of the model's stride (64 for hyperprior models) cannot train:
     the trainer must say so clearly (ValueError naming the crop), not fail with a tensor shape

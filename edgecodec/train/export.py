@@ -46,16 +46,17 @@ def run_record(state: dict[str, Any], run_dir: Path, depth: int = 0) -> dict[str
     return record
 
 
-def warm_start_record(path: str | Path, depth: int = 0) -> dict[str, Any]:
+def warm_start_record(path: str | Path, depth: int = 0, data: bytes | None = None) -> dict[str, Any]:
     """Where a run's ``train.init_from`` weights came from, for the model card: the file and its
     SHA-256; for a checkpoint, its run's record (``run_record``); for a .safetensors model, the
     name, training steps and warm start in the card beside it, so the chain continues through
-    exported models."""
+    exported models. ``data``: the file's bytes, when the caller has read them already."""
     path = Path(path)
     record: dict[str, Any] = {"path": str(path)}
-    if not path.is_file():
-        return {**record, "note": "not found at export time"}
-    data = path.read_bytes()
+    if data is None:
+        if not path.is_file():
+            return {**record, "note": "not found at export time"}
+        data = path.read_bytes()
     record["sha256"] = hashlib.sha256(data).hexdigest()
     if path.suffix == ".safetensors":
         card_path = path.with_suffix(".json")

@@ -23,6 +23,7 @@ the trainer before checkpoints and at the end), so all ranks end with identical 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import math
@@ -78,7 +79,9 @@ def split_parameters(model: EdgeCodecModel) -> tuple[list, list]:
 
 
 class Trainer:
-    def __init__(self, config: dict, run_dir: str | Path) -> None:
+    def __init__(self, config: dict, run_dir: str | Path, defer_warm_start: bool = False) -> None:
+        """``defer_warm_start``: leave ``train.init_from`` to ``resume``, which applies it only
+        when the run has no checkpoint to continue from."""
         self.config = config
         self.run_dir = Path(run_dir)
         tc, dc = config["train"], config["data"]
@@ -123,13 +126,11 @@ class Trainer:
             self.criterion = RateDistortionLoss(lambdas, tc["distortion"], mc.min_level)
         self._place_modules()
         self.warm_start: dict[str, Any] | None = None
-        if tc.get("init_from"):
-            from .export import warm_start_record  # (export imports this module)
-
-            # Taken as the file is read: the card must name these weights even if the file is
-            # replaced before export (a shipped model trained further in place, then shipped).
-            self.warm_start = warm_start_record(tc["init_from"], 1)
-            self._init_weights(tc["init_from"], strict=bool(tc.get("init_strict", True)))
+        # A resumed run takes its weights from its checkpoint: it must not need (or read) the
+        # init_from file, which may have been replaced or deleted since the first launch.
+        self._warm_start_pending = bool(tc.get("init_from"))
+        if not defer_warm_start:
+            self._apply_warm_start()
         if tc.get("trainable"):
             self._freeze_all_but(list(tc["trainable"]))
         main, aux = split_parameters(self.model)
@@ -204,15 +205,30 @@ class Trainer:
         return DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                    find_unused_parameters=bool(self.config["train"].get("find_unused_parameters")))
 
-    def _init_weights(self, path: str, strict: bool = True) -> None:
+    def _apply_warm_start(self) -> None:
+        """Load ``train.init_from`` (once) and record where it came from."""
+        if not self._warm_start_pending:
+            return
+        from .export import warm_start_record  # (export imports this module)
+
+        tc = self.config["train"]
+        path = Path(tc["init_from"])
+        data = path.read_bytes()  # read once: the record's hash is of the bytes loaded
+        # Taken as the file is read: the card must name these weights even if the file is
+        # replaced before export (a shipped model trained further in place, then shipped).
+        self.warm_start = warm_start_record(path, 1, data=data)
+        self._init_weights(path, data, strict=bool(tc.get("init_strict", True)))
+        self._warm_start_pending = False
+
+    def _init_weights(self, path: Path, data: bytes, strict: bool = True) -> None:
         """Warm start: codec weights from a .safetensors model or a checkpoint (a CRB checkpoint for
-        GCRB); a GCRB checkpoint also provides the discriminator. Not ``strict``: only tensors whose
-        name and shape match are loaded."""
-        if str(path).endswith(".safetensors"):
-            from safetensors.torch import load_file
-            state, disc = load_file(path), None
+        GCRB), given as the file's bytes; a GCRB checkpoint also provides the discriminator. Not
+        ``strict``: only tensors whose name and shape match are loaded."""
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load as load_safetensors
+            state, disc = load_safetensors(data), None
         else:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
             state, disc = ckpt["model"], ckpt.get("disc")
         if not strict:
             own = self.model.state_dict()
@@ -338,6 +354,7 @@ class Trainer:
             found = self._load_latest()
             if found is None:  # killed before its first checkpoint: what it logged is redone
                 self._drop_logged_after(0)
+                self._apply_warm_start()
                 return False
             path, state = found
         self.model.load_state_dict(state["model"])
@@ -701,7 +718,7 @@ def run(config: dict, run_dir: str | Path, resume: bool = False, steps: int | No
     """Train ``config`` in ``run_dir``: a new folder, or with ``resume`` one to continue."""
     if not resume:
         _check_fresh(Path(run_dir))
-    trainer = Trainer(config, run_dir)
+    trainer = Trainer(config, run_dir, defer_warm_start=resume)
     try:
         if resume:
             trainer.resume()
