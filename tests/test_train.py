@@ -171,6 +171,20 @@ def test_resume_through_run(image_folder, tmp_path):
     assert not state_equal(straight.model.state_dict(), resumed.model.state_dict())
 
 
+def test_steps_stops_a_run_without_changing_its_schedule(image_folder, tmp_path, caplog):
+    """``--steps`` (run's ``steps``) moves the stop, not the lr drop, and says so; overriding
+    ``train.steps`` on resume lengthens the schedule and the run folder keeps it."""
+    config = make_config(image_folder, "train.steps=8", "train.ckpt_every=2", "train.lr_drop_at=0.5")
+    with caplog.at_level("INFO", logger="edgecodec.train.trainer"):
+        cut = run(config, tmp_path / "run", steps=2)
+    assert "stopping at step 2 of a train.steps=8 schedule (lr drop at step 4)" in caplog.text
+    assert cut.lr_at(3) == config["train"]["lr"] and cut.lr_at(4) == config["train"]["lr"] * 0.1
+    longer = load_config(tmp_path / "run" / "config.yaml", ["train.steps=12"])
+    resumed = run(longer, tmp_path / "run", resume=True, steps=4)
+    assert resumed.step == 4 and resumed.lr_at(5) == config["train"]["lr"]
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["train"]["steps"] == 12
+
+
 def test_fresh_start_refuses_a_folder_holding_a_run(image_folder, tmp_path):
     """Without --resume, an old run's folder is refused before anything is written: its newer
     checkpoints would make the new run's be pruned first, and the logs would mix."""

@@ -600,6 +600,9 @@ class Trainer:
 
         tc = self.config["train"]
         total = int(steps or tc["steps"])
+        if total != int(tc["steps"]) and self.is_main:  # a budget cut (or stretch), the schedule unchanged
+            log.info("stopping at step %d of a train.steps=%d schedule (lr drop at step %d)", total,
+                     int(tc["steps"]), math.ceil(tc["lr_drop_at"] * tc["steps"]))
         monitor = Monitor(self.run_dir, enabled=self.is_main, tensorboard=bool(tc.get("tensorboard", True)))
         show = self.is_main and tc.get("progress", True)
         bar = tqdm(total=total, initial=self.step, unit="step", desc=str(self.config.get("name", "train")),
