@@ -67,6 +67,23 @@ def test_config_overrides(image_folder):
         apply_override(config, "train.lr")
 
 
+def test_exponent_numbers_are_floats(tmp_path):
+    """PyYAML (YAML 1.1) reads ``6e-5`` as a string, which reached the optimizer as text (an
+    internal error at the first step); configs and overrides read it as the float it means."""
+    config = load_config(None, ["train.lr=6e-5", "train.aux_lr=-1E3", "gan.disc_lr=.5e-1", "name=1e5x"])
+    assert config["train"]["lr"] == 6e-5 and config["train"]["aux_lr"] == -1000.0
+    assert config["gan"]["disc_lr"] == 0.05 and config["name"] == "1e5x"
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  lr: 2e-4\n  lambdas: [1e-3, 0.01]\n  steps: 10\n")
+    config = load_config(path)
+    assert config["train"]["lr"] == 2e-4 and config["train"]["lambdas"] == [1e-3, 0.01]
+    assert isinstance(config["train"]["steps"], int)
+    with pytest.raises(ValueError, match=r"train\.lr='fast': expected a number"):
+        load_config(None, ["train.lr=fast"])
+    with pytest.raises(ValueError, match=r"gan\.disc_start=True"):
+        load_config(None, ["gan.disc_start=yes"])
+
+
 def test_loss_decreases(image_folder, tmp_path):
     trainer = Trainer(make_config(image_folder), tmp_path / "run")
     assert torch.get_num_threads() == 1

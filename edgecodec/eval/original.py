@@ -128,11 +128,10 @@ def final_checkpoint(run: Path, which: str = "last") -> Path:
 
 def load_run(run: Path, which: str = "last") -> tuple[torch.nn.Module, dict, dict]:
     """Float-latent model of a run (eval mode), its config.yaml and checkpoint facts."""
-    import yaml
-
     from ..models import ModelConfig, build_model
+    from ..train.config import parse_yaml
 
-    config = yaml.safe_load((run / "config.yaml").read_text())
+    config = parse_yaml((run / "config.yaml").read_text())
     path = final_checkpoint(run, which)
     state = torch.load(path, map_location="cpu", weights_only=True)
     model_config = ModelConfig.from_dict(state["model_config"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,22 @@ def _merge(base: dict, update: dict) -> dict:
     return out
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML follows YAML 1.1, where ``1e-4`` (no dot) is a string, not a float: ``train.lr=1e-4``
+    would reach the optimizer as text. This loader reads such numbers as floats, as YAML 1.2 does."""
+
+
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
+def parse_yaml(text: Any) -> Any:
+    """YAML text or stream as config values (``_ConfigLoader``)."""
+    return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def apply_override(config: dict, assignment: str) -> None:
     """Apply ``section.key=value`` (value parsed as YAML) in place."""
     if "=" not in assignment:
@@ -95,14 +112,27 @@ def apply_override(config: dict, assignment: str) -> None:
     node = config
     for part in parents:
         node = node.setdefault(part, {})
-    node[leaf] = yaml.safe_load(raw)
+    node[leaf] = parse_yaml(raw)
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> dict:
     config = copy.deepcopy(DEFAULTS)
     if path is not None:
         with open(path) as f:
-            config = _merge(config, yaml.safe_load(f) or {})
+            config = _merge(config, parse_yaml(f) or {})
     for assignment in overrides:
         apply_override(config, assignment)
+    _check_numbers(config, DEFAULTS)
     return config
+
+
+def _check_numbers(config: dict, defaults: dict, prefix: str = "") -> None:
+    """A setting whose default is a number must be one (or null): text such as ``lr: fast`` would
+    otherwise fail deep inside the optimizer."""
+    for key, default in defaults.items():
+        value = config.get(key)
+        if isinstance(default, dict) and isinstance(value, dict) and key != "overrides":
+            _check_numbers(value, default, f"{prefix}{key}.")
+        elif (isinstance(default, (int, float)) and not isinstance(default, bool) and value is not None
+              and (isinstance(value, bool) or not isinstance(value, (int, float)))):
+            raise ValueError(f"{prefix}{key}={value!r}: expected a number (default {default!r})")

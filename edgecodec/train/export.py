@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from ..models import EdgeCodecModel, ModelConfig
 from ..zoo import MODEL_NAME_RULE, save_model, valid_model_name
+from .config import parse_yaml
 from .trainer import latest_checkpoint
 
 
@@ -28,7 +28,7 @@ def checkpoint_model(state: dict[str, Any], config_overrides: dict[str, Any] | N
 def run_record(state: dict[str, Any], run_dir: Path, depth: int = 0) -> dict[str, Any]:
     """What the card says of the run behind a checkpoint: steps, wall time, launches, data and train
     config, model config name and (recursively) the run's own warm start."""
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config = parse_yaml((run_dir / "config.yaml").read_text())
     launches_path = run_dir / "launches.jsonl"
     launches = [json.loads(line) for line in launches_path.read_text().splitlines()] if launches_path.exists() else []
     elapsed = state.get("elapsed_s")
