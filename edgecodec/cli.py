@@ -484,6 +484,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # bad argument values caught inside the library
         print(f"edgecodec: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except FileNotFoundError as exc:  # a path given on the command line or in a config
+        print(f"edgecodec: error: not found: {exc.filename or exc}", file=sys.stderr)
+        return EXIT_USAGE
     except Exception as exc:  # never show users a traceback; EDGECODEC_DEBUG=1 shows it
         if os.environ.get("EDGECODEC_DEBUG"):
             raise

@@ -443,3 +443,26 @@ def test_models_ignores_missing_model_folders(tmp_path, capsys, monkeypatch):
     assert main("models") == 0
     out = capsys.readouterr().out
     assert SHIPPED in out and "tiny" in out
+
+
+def test_train_refuses_bad_configs_before_writing(tmp_path, capsys):
+    """A training that cannot start says why in one line, exits 2 and leaves no run folder: a
+    missing config, data folder or warm-start file, an unknown model, a zero batch."""
+    data = tmp_path / "photos"
+    data.mkdir()
+    rng = np.random.RandomState(0)
+    for i in range(2):
+        Image.fromarray(rng.randint(0, 256, (96, 96, 3), dtype=np.uint8)).save(data / f"{i}.png")
+    config = "configs/cae.yaml"
+    cases = {
+        "no-config": (["--config", tmp_path / "none.yaml"], "none.yaml"),
+        "no-data": (["--config", config, "--data", tmp_path / "none"], "none"),
+        "model": (["--config", config, "--data", data, "model.config=no-such"], "no-such"),
+        "batch": (["--config", config, "--data", data, "train.batch_size=0"], "batch_size"),
+        "init": (["--config", config, "--data", data, f"train.init_from={tmp_path / 'none.pt'}"], "none.pt"),
+    }
+    for name, (args, fragment) in cases.items():
+        out = tmp_path / "runs" / name
+        assert main("--threads", 1, "train", *args, "--out", out, "--steps", 1) == 2, name
+        assert_one_error_line(capsys.readouterr().err, fragment)
+        assert not out.exists(), name

@@ -88,12 +88,16 @@ class Trainer:
         self.dist = distributed.setup(str(tc.get("device", "auto")))
         self.device = self.dist.device
         self.is_main = self.dist.is_main
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         torch.set_num_threads(int(tc["threads"]))
         seed = int(tc["seed"])
         torch.manual_seed(seed)  # the same initial weights on every rank
         random.seed(seed)
-        self.model = create_model(config["model"]["config"], **config["model"].get("overrides", {}))
+        if int(tc["batch_size"]) < 1:
+            raise ValueError(f"train.batch_size={tc['batch_size']} must be at least 1")
+        try:
+            self.model = create_model(config["model"]["config"], **config["model"].get("overrides", {}))
+        except KeyError as exc:  # the registry's lookup error: a bad config, said plainly
+            raise ValueError(exc.args[0]) from exc
         mc = self.model.config
         rate = tc.get("rate", "estimated")
         if rate not in ("estimated", "none"):
@@ -160,6 +164,8 @@ class Trainer:
         self._metric_net: PerceptualDistance | None | bool = None  # built on first use; False: unavailable
         self._last_batch: tuple[torch.Tensor, torch.Tensor] | None = None
         self.net = self._wrap_ddp()
+        # Only now, every check passed: a config that cannot train leaves no run folder behind.
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.is_main:
             with open(self.run_dir / "config.yaml", "w") as f:
                 yaml.safe_dump(config, f, sort_keys=False)
