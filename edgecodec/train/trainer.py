@@ -129,10 +129,9 @@ class Trainer:
         else:
             self.criterion = RateDistortionLoss(lambdas, tc["distortion"], mc.min_level)
         self._place_modules()
-        self.warm_start: dict[str, Any] | None = None
+        self.warm_start: dict[str, Any] | None = None  # set when init_from is loaded, or by resume
         # A resumed run takes its weights from its checkpoint: it must not need (or read) the
         # init_from file, which may have been replaced or deleted since the first launch.
-        self._warm_start_pending = bool(tc.get("init_from"))
         if not defer_warm_start:
             self._apply_warm_start()
         if tc.get("trainable"):
@@ -213,18 +212,17 @@ class Trainer:
 
     def _apply_warm_start(self) -> None:
         """Load ``train.init_from`` (once) and record where it came from."""
-        if not self._warm_start_pending:
+        tc = self.config["train"]
+        if not tc.get("init_from") or self.warm_start is not None:  # none asked, or loaded already
             return
         from .export import warm_start_record  # (export imports this module)
 
-        tc = self.config["train"]
         path = Path(tc["init_from"])
         data = path.read_bytes()  # read once: the record's hash is of the bytes loaded
         # Taken as the file is read: the card must name these weights even if the file is
         # replaced before export (a shipped model trained further in place, then shipped).
         self.warm_start = warm_start_record(path, 1, data=data)
         self._init_weights(path, data, strict=bool(tc.get("init_strict", True)))
-        self._warm_start_pending = False
 
     def _init_weights(self, path: Path, data: bytes, strict: bool = True) -> None:
         """Warm start: codec weights from a .safetensors model or a checkpoint (a CRB checkpoint for
@@ -406,10 +404,13 @@ class Trainer:
                 log.info("%s: dropped %d row(s) logged after step %d (they are redone)", name, dropped, step)
 
     # --- training ----------------------------------------------------------------------------
-    def lr_at(self, step: int) -> float:
+    def lr_drop_step(self) -> int:
+        """First step at the lowered learning rate: train.lr_drop_at of train.steps."""
         tc = self.config["train"]
-        drop = step >= tc["lr_drop_at"] * tc["steps"]
-        return tc["lr"] * (0.1 if drop else 1.0)
+        return math.ceil(tc["lr_drop_at"] * tc["steps"])
+
+    def lr_at(self, step: int) -> float:
+        return self.config["train"]["lr"] * (0.1 if step >= self.lr_drop_step() else 1.0)
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         bs = int(self.config["train"]["batch_size"])
@@ -608,7 +609,7 @@ class Trainer:
         total = int(steps or tc["steps"])
         if total != int(tc["steps"]) and self.is_main:  # a budget cut (or stretch), the schedule unchanged
             log.info("stopping at step %d of a train.steps=%d schedule (lr drop at step %d)", total,
-                     int(tc["steps"]), math.ceil(tc["lr_drop_at"] * tc["steps"]))
+                     int(tc["steps"]), self.lr_drop_step())
         monitor = Monitor(self.run_dir, enabled=self.is_main, tensorboard=bool(tc.get("tensorboard", True)))
         show = self.is_main and tc.get("progress", True)
         bar = tqdm(total=total, initial=self.step, unit="step", desc=str(self.config.get("name", "train")),
