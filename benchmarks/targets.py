@@ -31,7 +31,7 @@ from common import write_results
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edgecodec.eval.runner import matched_rate_table  # noqa: E402
+from edgecodec.eval.runner import matched_rate_table, parse_model_label  # noqa: E402
 from edgecodec.zoo import find_model  # noqa: E402
 
 PERCEPTUAL_RATES = (0.15, 0.3, 0.5)
@@ -91,15 +91,19 @@ def decoder_targets(models: list[str], measured: dict[str, str]) -> list[dict[st
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--summary", default=str(REPO / "results" / "kodak" / "summary.json"))
-    parser.add_argument("--fidelity", default="fidelity")
+    parser.add_argument("--fidelity", default="fidelity",
+                        help="fidelity model label(s), comma-separated: e.g. fidelity,fidelity+refine50 (the "
+                             "model with encoder refinement, evaluated under that label)")
     parser.add_argument("--perceptual", default="perceptual")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "targets.json"))
     args = parser.parse_args()
     summary = json.loads(Path(args.summary).read_text())
     measured = summary.get("models", {})
     try:
-        rows = (fidelity_targets(summary, args.fidelity) + perceptual_targets(summary, args.perceptual)
-                + decoder_targets([args.perceptual, args.fidelity], measured))
+        fidelity = [label.strip() for label in args.fidelity.split(",") if label.strip()]
+        models = dict.fromkeys(parse_model_label(label)[0] for label in [args.perceptual, *fidelity])
+        rows = ([row for label in fidelity for row in fidelity_targets(summary, label)]
+                + perceptual_targets(summary, args.perceptual) + decoder_targets(list(models), measured))
     except KeyError as exc:
         print(f"error: {args.summary} lacks what the targets need: {exc}", file=sys.stderr)
         return 2

@@ -53,6 +53,13 @@ def _umask() -> int:
     return mask
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)  # argparse turns the ValueError into a usage error
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def _fmt_metric(value: float, digits: int) -> str:
     import math
 
@@ -70,7 +77,7 @@ def _compress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
         from .errors import OutputExistsError
         raise OutputExistsError(f"{dst} exists: pass --force to overwrite")
     prepared = load_image(src, alpha=args.alpha, max_pixels=args.max_pixels)
-    encoder = Encoder(prepared, args.model or DEFAULT_MODEL)
+    encoder = Encoder(prepared, args.model or DEFAULT_MODEL, refine_steps=args.refine)
     note = ""
     if args.target_bpp is not None or args.target_size is not None:
         from .codec.api import parse_size
@@ -98,6 +105,12 @@ def _compress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
 
 def cmd_compress(args: argparse.Namespace) -> int:
     src = Path(args.input)
+    if args.refine:  # refused up front (e.g. a perceptual model), not once per file of a folder
+        from . import zoo
+        from .codec.refine import refinement_objective
+
+        name = args.model or zoo.DEFAULT_MODEL
+        refinement_objective(zoo.load_model(name)[0], zoo.find_model(name).card)
     if src.is_dir():
         from .train.data import IMAGE_SUFFIXES
         return _run_folder(src, args, IMAGE_SUFFIXES, ".edc", _compress_one)
@@ -390,6 +403,11 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument("--target-size", help="search the quality for this file size, e.g. 40KB")
     p.add_argument("--model", help="model name (see `edgecodec models`)")
     p.add_argument("--alpha", choices=("refuse", "drop"), default="refuse", help="what to do with transparency")
+    p.add_argument("--refine", type=_non_negative_int, default=0, metavar="STEPS",
+                   help="optimise the latent for each image for STEPS gradient steps: fewer bytes at the same "
+                        "quality, decodable by every decoder, but slower encoding (about 0.25 s a step for a "
+                        "Kodak image at 2 threads; 50 is a good start). Fidelity models, images up to 2 MP. "
+                        "Default 0 (off)")
     p.add_argument("--metrics", action="store_true", help="decode again and print PSNR and MS-SSIM")
     p.set_defaults(func=cmd_compress)
 

@@ -16,7 +16,8 @@ from .container import QUALITY_SCALE, Container, Header, valid_tile
 from .imageio import ImageInput, PreparedImage, load_image, to_pil
 from .limits import check_padded_pixels, check_pixels
 from .rate_search import SearchResult, search_quality
-from .tiling import analyze_tiled, choose_tile, compress_tiled, decompress_tiled, tiling_supported
+from .refine import encode_refined, refinement_objective
+from .tiling import TILE_PIXELS, analyze_tiled, choose_tile, compress_tiled, decompress_tiled, tiling_supported
 
 DEFAULT_QUALITY = 0.5
 
@@ -51,9 +52,13 @@ class Encoder:
     """One prepared image and model: the analysis transform runs once, any quality is then cheap.
 
     ``tile``: latent pixels per tile side (a multiple of 16), 0 for one piece, or None to tile only
-    images above ``tiling.TILE_PIXELS`` padded pixels (with ``tiling.TILE_LATENT``)."""
+    images above ``tiling.TILE_PIXELS`` padded pixels (with ``tiling.TILE_LATENT``).
 
-    def __init__(self, prepared: PreparedImage, model_name: str, tile: int | None = None) -> None:
+    ``refine_steps`` > 0 optimises the latent for this image at each quality it is encoded at
+    (``refine.py``: slower encoding, fewer bytes, the same decoders); untiled images only."""
+
+    def __init__(self, prepared: PreparedImage, model_name: str, tile: int | None = None,
+                 refine_steps: int = 0) -> None:
         self.prepared = prepared
         self.model_name = model_name
         self.model, self.weights_hash = zoo.load_model(model_name)
@@ -62,12 +67,24 @@ class Encoder:
             tile = choose_tile(self.model, h, w)
         elif tile and (not valid_tile(tile) or not tiling_supported(self.model)):
             raise ValueError(f"cannot tile by {tile} latent pixels with model {model_name!r}")
+        if refine_steps < 0:
+            raise ValueError(f"refinement steps must be 0 or more, got {refine_steps}")
+        self.refine_steps = refine_steps
+        if refine_steps:
+            self.objective = refinement_objective(self.model, zoo.find_model(model_name).card)
+            if tile:
+                raise ValueError(f"encoder refinement works on images of up to {TILE_PIXELS:,} padded pixels "
+                                 f"(coded in one piece); this one is {w}x{h}")
         self.tile = tile
+        self.x: torch.Tensor | None = None
         with torch.no_grad():
             if tile:  # window by window: the full-resolution float image is never built
                 self.y = analyze_tiled(self.model, prepared.rgb, tile)
             else:
-                self.y = self.model.analyze(_to_tensor(prepared.rgb, self.model.stride))
+                x = _to_tensor(prepared.rgb, self.model.stride)
+                self.y = self.model.analyze(x)
+                if refine_steps:  # only refinement needs the float image again
+                    self.x = x
 
     @property
     def num_pixels(self) -> int:
@@ -76,6 +93,9 @@ class Encoder:
     def encode(self, quality_q16: int) -> bytes:
         if self.tile:
             strings = compress_tiled(self.model, self.y, quality_q16 / QUALITY_SCALE, self.tile)
+        elif self.refine_steps:
+            strings = encode_refined(self.model, self.objective, self.x, self.y, self.prepared.rgb,
+                                     quality_q16 / QUALITY_SCALE, self.refine_steps).strings
         else:
             strings = self.model.compress_latent(self.y, quality_q16 / QUALITY_SCALE)["strings"]
         p = self.prepared
@@ -95,15 +115,19 @@ def quality_to_q16(quality: float) -> int:
 
 def compress(image: ImageInput, quality: float = DEFAULT_QUALITY, model: str | None = None, *,
              target_bpp: float | None = None, target_size: int | str | None = None,
-             alpha: str = "refuse", max_pixels: int | None = None) -> bytes:
+             alpha: str = "refuse", max_pixels: int | None = None, refine_steps: int = 0) -> bytes:
     """Compress an image (path, PIL image or HxWx3 uint8 array) into .edc bytes.
 
     ``target_bpp`` or ``target_size`` (bytes, or a string like "40KB") searches the quality
     instead; the result is the largest quality that fits, within 3% of the target when reachable.
+    ``refine_steps`` > 0 optimises the latent for this image (codec/refine.py; fidelity models,
+    images up to 2 MP): fewer bytes for the same quality, any decoder; with a target, every quality
+    the search tries is refined.
     """
     if target_bpp is not None and target_size is not None:
         raise ValueError("give target_bpp or target_size, not both")
-    encoder = Encoder(load_image(image, alpha=alpha, max_pixels=max_pixels), model or zoo.DEFAULT_MODEL)
+    encoder = Encoder(load_image(image, alpha=alpha, max_pixels=max_pixels), model or zoo.DEFAULT_MODEL,
+                      refine_steps=refine_steps)
     if target_bpp is not None:
         if target_bpp <= 0:
             raise ValueError("target bpp must be positive")

@@ -27,14 +27,14 @@ def _floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
-def _sweep(text: str) -> tuple[str, list[int]]:
+def _sweep(text: str) -> tuple[str, list[float]]:
     name, sep, values = text.partition("=")
     try:
-        qualities = [int(v) for v in _names(values)]
+        qualities = [float(v) for v in _names(values)]
     except ValueError:
         qualities = []
-    if not sep or not name or not qualities:
-        raise argparse.ArgumentTypeError(f"expected CODEC=Q1,Q2,... (integer qualities), got {text!r}")
+    if not sep or not name.strip() or not qualities:
+        raise argparse.ArgumentTypeError(f"expected CODEC=Q1,Q2,... or MODEL=Q1,Q2,..., got {text!r}")
     return name.strip(), qualities
 
 
@@ -49,12 +49,14 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     p.add_argument("input", metavar="DIR", help="folder of lossless images (e.g. the 24 Kodak PNGs)")
     p.add_argument("--out", required=True, help="output folder (also holds the cache)")
     p.add_argument("--models", default=None, help="comma-separated learned models (default: every shipped model; "
-                   "'none' for none)")
+                   "'none' for none); NAME+refineN: the model with N steps of encoder refinement (compress "
+                   "--refine N)")
     p.add_argument("--codecs", default=DEFAULT_CODECS, help=f"classical codecs (default {DEFAULT_CODECS}; 'none')")
     p.add_argument("--qualities", type=_floats, default=_floats(DEFAULT_QUALITIES),
                    help=f"learned-model qualities in [0, 1] (default {DEFAULT_QUALITIES})")
     p.add_argument("--sweep", type=_sweep, action="append", default=[], metavar="CODEC=Q1,Q2,...",
-                   help="replace a classical codec's quality sweep, e.g. jpeg=10,50,90 (repeatable)")
+                   help="replace a classical codec's or a learned model's qualities, e.g. jpeg=10,50,90 or "
+                        "fidelity+refine50=0,0.25,0.5,0.75,1 (repeatable)")
     p.add_argument("--limit", type=int, default=None, help="only the first N images (sorted by name)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes, one image each (default 1)")
     p.add_argument("--no-st-lpips", action="store_true", help="skip ST-LPIPS (the slowest metric)")
@@ -90,25 +92,31 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
     sweeps = dict(args.sweep)
-    unknown = set(sweeps) - set(codecs)
+    unknown = set(sweeps) - set(codecs) - set(models)
     if unknown:
-        raise UsageError(f"--sweep for codec(s) not in --codecs: {', '.join(sorted(unknown))}")
+        raise UsageError(f"--sweep for codec(s) not in --codecs or --models: {', '.join(sorted(unknown))}")
+    for name in set(sweeps) & set(codecs):
+        if any(q != int(q) for q in sweeps[name]):
+            raise UsageError(f"--sweep {name}=...: a classical codec's qualities are integers")
+    codec_sweeps = {k: [int(q) for q in v] for k, v in sweeps.items() if k in codecs}
+    model_sweeps = {k: v for k, v in sweeps.items() if k in models}
     if not Path(args.input).is_dir():
         raise UsageError(f"{args.input} is not a folder")
     try:
         result = run_sweep(args.input, args.out, models=models, qualities=args.qualities, codecs=codecs,
-                           codec_qualities=sweeps, limit=args.limit, jobs=args.jobs,
-                           st_lpips=not args.no_st_lpips, progress=not args.quiet)
+                           codec_qualities=codec_sweeps, limit=args.limit, jobs=args.jobs,
+                           st_lpips=not args.no_st_lpips, progress=not args.quiet, model_qualities=model_sweeps)
     except (FileNotFoundError, CodecUnavailableError) as exc:
         raise UsageError(str(exc)) from None
 
     summary = result.summary
     print(f"{len(summary['images'])} image(s): {result.computed} rows measured, {result.cached} from the cache")
-    print(f"{'codec':>12} {'quality':>7} {'bpp':>7} {'PSNR':>6} {'MS-SSIM':>7} {'ST-LPIPS':>8} {'enc ms':>8} "
+    width = max([12] + [len(name) for name in summary["curves"]])
+    print(f"{'codec':>{width}} {'quality':>7} {'bpp':>7} {'PSNR':>6} {'MS-SSIM':>7} {'ST-LPIPS':>8} {'enc ms':>8} "
           f"{'dec ms':>7} {'peak MiB':>8}")
     for name, curve in summary["curves"].items():
         for p in curve["points"]:
-            print(f"{name:>12} {p['quality']:>7g} {_fmt(p['bpp'], 4):>7} {_fmt(p['psnr'], 2):>6} "
+            print(f"{name:>{width}} {p['quality']:>7g} {_fmt(p['bpp'], 4):>7} {_fmt(p['psnr'], 2):>6} "
                   f"{_fmt(p['ms_ssim'], 4):>7} {_fmt(p['st_lpips'], 4):>8} {_fmt(p['enc_ms'], 1):>8} "
                   f"{_fmt(p['dec_ms'], 1):>7} {_fmt(p['peak_mb'], 1):>8}")
     if summary["bd_rates"]:

@@ -39,6 +39,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import resource
 import statistics
 import sys
@@ -59,6 +60,7 @@ DEFAULT_CODECS = ("jpeg", "webp", "avif", "jxl")
 CSV_FIELDS = ("image", "width", "height", "codec", "kind", "quality", "bytes", "bpp", "psnr", "ms_ssim", "ssim",
               "st_lpips", "enc_ms", "dec_ms", "peak_mb", "version")
 METRIC_FIELDS = ("bpp", "psnr", "ms_ssim", "ssim", "st_lpips")
+REFINE_LABEL = re.compile(r"(?P<model>[^+]+)\+refine(?P<steps>[1-9][0-9]*)")
 # The summary's matched-rate table (the README's Kodak table) and the BD-rate range of the targets.
 MATCHED_RATES = (0.15, 0.3, 0.6, 1.0)
 BD_RATE_RANGE = (0.15, 1.0)
@@ -189,6 +191,27 @@ def image_id(path: Path) -> str:
     return f"{path.name}|{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"
 
 
+def parse_model_label(label: str) -> tuple[str, int]:
+    """A learned model's label in the sweep: ``NAME`` or ``NAME+refineN`` (the model with N steps of
+    encoder refinement, codec/refine.py) -> (NAME, N). Model names cannot contain '+'."""
+    match = REFINE_LABEL.fullmatch(label)
+    return (match["model"], int(match["steps"])) if match else (label, 0)
+
+
+def model_version(label: str) -> str:
+    """What a learned model's rows are keyed by: its weights hash, and the refinement settings of a
+    ``+refineN`` label (a model that cannot be refined is refused here, before anything runs)."""
+    from ..codec.refine import SETTINGS_ID, refinement_objective
+    from ..zoo import find_model, load_model
+
+    name, steps = parse_model_label(label)
+    model, weights_hash = load_model(name)
+    if not steps:
+        return weights_hash.hex()
+    refinement_objective(model, find_model(name).card)
+    return f"{weights_hash.hex()}+refine{steps}-{SETTINGS_ID}"
+
+
 def row_key(image: str, codec: str, quality: float, version: str) -> str:
     return f"{image}|{codec}|{quality!r}|{version}"
 
@@ -280,10 +303,11 @@ def measure_image(path: Path, tasks: list[Task], st_lpips: bool = True,
             row, decoded = _classical_row(rgb, task)
         else:
             if task.codec not in encoders:
-                _warm_up(task.codec)
+                model, refine_steps = parse_model_label(task.codec)
+                _warm_up(model)
                 with PeakRSS() as mem:
                     t0 = time.perf_counter()
-                    encoder = Encoder(prepared, task.codec)
+                    encoder = Encoder(prepared, model, refine_steps=refine_steps)
                     analysis_ms = 1000 * (time.perf_counter() - t0)
                 encoders[task.codec] = (encoder, analysis_ms, mem.mb)
             encoder, analysis_ms, analysis_mb = encoders[task.codec]
@@ -429,19 +453,22 @@ class RunResult:
 def run_sweep(image_dir: str | Path, out: str | Path, models: Iterable[str] = ("fidelity",),
               qualities: Iterable[float] = DEFAULT_QUALITIES, codecs: Iterable[str] = DEFAULT_CODECS,
               codec_qualities: dict[str, Iterable[int]] | None = None, limit: int | None = None, jobs: int = 1,
-              st_lpips: bool = True, progress: bool = True) -> RunResult:
+              st_lpips: bool = True, progress: bool = True,
+              model_qualities: dict[str, Iterable[float]] | None = None) -> RunResult:
     """Measure what is missing from the cache, then write ``per_image.csv`` and ``summary.json``.
 
-    ``jobs`` > 1 measures images in that many spawned worker processes (one thread each); a script
-    calling it that way needs the usual ``if __name__ == "__main__":`` guard.
+    ``models`` are labels (:func:`parse_model_label`: ``fidelity+refine50`` is fidelity with encoder
+    refinement); ``model_qualities`` replaces ``qualities`` for some of them. ``jobs`` > 1 measures
+    images in that many spawned worker processes (one thread each); a script calling it that way
+    needs the usual ``if __name__ == "__main__":`` guard.
     """
     from ..codec.api import quality_to_q16
-    from ..zoo import load_model
 
     out = Path(out)
     models, codecs = list(models), list(codecs)
     qualities = [float(q) for q in qualities]
-    for q in qualities:
+    model_qualities = {k: [float(q) for q in v] for k, v in (model_qualities or {}).items()}
+    for q in qualities + [q for v in model_qualities.values() for q in v]:
         quality_to_q16(q)  # validates the range
     for name in models:
         if name in CODECS:
@@ -452,9 +479,9 @@ def run_sweep(image_dir: str | Path, out: str | Path, models: Iterable[str] = ("
             codec._check()  # raises CodecUnavailableError with the reason
     paths = list_images(image_dir, limit)
     tasks: list[Task] = []
-    for name in models:
-        _, weights_hash = load_model(name)
-        tasks += [Task(name, "learned", q, weights_hash.hex()) for q in qualities]
+    for label in models:
+        version = model_version(label)
+        tasks += [Task(label, "learned", q, version) for q in model_qualities.get(label, qualities)]
     for name in codecs:
         codec = get_codec(name)
         sweep = list((codec_qualities or {}).get(name, codec.sweep))
@@ -514,14 +541,13 @@ def run_sweep(image_dir: str | Path, out: str | Path, models: Iterable[str] = ("
 
 def build_summary(rows: list[dict[str, Any]], paths: list[Path], models: list[str], codecs: list[str],
                   image_dir: str | Path, st_lpips: bool) -> dict[str, Any]:
-    from ..zoo import load_model
 
     curves = summarize_rows(rows)
     return {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "image_dir": str(Path(image_dir).resolve()),
         "images": [p.name for p in paths],
-        "models": {m: load_model(m)[1].hex() for m in models},
+        "models": {m: model_version(m) for m in models},
         "codecs": {c: {"label": CODECS[c].label, "settings": CODECS[c].settings, "library": library_version(c)}
                    for c in codecs},
         "notes": {"bpp": "8 * file bytes (container/headers included) / pixels, averaged over images",
