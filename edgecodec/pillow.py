@@ -9,7 +9,7 @@ extension ``.edc`` and the MIME type ``image/x-edc``::
     with Image.open("photo.edc") as img:   # reads the header only: size and mode
         print(img.size, img.mode)
         img.load()                           # decodes (this is where torch is imported)
-    img.save("copy.edc", quality=0.6)        # or target_size="40KB", model="fidelity"
+    img.save("copy.edc", quality=0.6)        # or target_size="40KB", model="fidelity", refine_steps=50
 
 Like ``pillow-avif-plugin`` and ``pillow-jxl-plugin``: an ``ImageFile`` subclass with
 ``_accept`` on the magic bytes, ``_open`` that parses the container (checksum included), and
@@ -88,7 +88,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     info = im.encoderinfo
     data = compress(im, quality=info.get("quality", DEFAULT_QUALITY), model=info.get("model"),
                     target_size=info.get("target_size"), target_bpp=info.get("target_bpp"),
-                    alpha=info.get("alpha", "refuse"))
+                    alpha=info.get("alpha", "refuse"), refine_steps=info.get("refine_steps", 0))
     fp.write(data)
 
 

@@ -95,6 +95,13 @@ def test_save_target_size(crop, tmp_path):
         assert np.array(img).shape == (96, 128, 3)
 
 
+def test_save_with_refinement(crop):
+    buf = io.BytesIO()
+    crop.save(buf, format="EDC", quality=1.0, model=SHIPPED, refine_steps=5)
+    assert buf.getvalue() == edgecodec.compress(crop, quality=1.0, model=SHIPPED, refine_steps=5)
+    assert buf.getvalue() != edgecodec.compress(crop, quality=1.0, model=SHIPPED)  # the refined latent was kept
+
+
 def test_grayscale_opens_as_L(crop, tmp_path):
     path = tmp_path / "g.edc"
     crop.convert("L").save(path, quality=0.3)
