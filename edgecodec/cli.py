@@ -405,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", choices=("refuse", "drop"), default="refuse", help="what to do with transparency")
     p.add_argument("--refine", type=_non_negative_int, default=0, metavar="STEPS",
                    help="optimise the latent for each image for STEPS gradient steps: fewer bytes at the same "
-                        "quality, decodable by every decoder, but slower encoding (about 0.25 s a step for a "
+                        "quality, decodable by every decoder, but slower encoding (about 0.4 s a step for a "
                         "Kodak image at 2 threads; 50 is a good start). Fidelity models, images up to 2 MP. "
                         "Default 0 (off)")
     p.add_argument("--metrics", action="store_true", help="decode again and print PSNR and MS-SSIM")

@@ -171,10 +171,12 @@ def make_crops(summary: dict[str, Any], out_dir: Path, n_images: int = 3, target
     from ..codec.imageio import load_image
     from .classical import CODECS, encode_to_bpp
     from .metrics import ms_ssim, psnr
-    from .runner import _st_lpips
+    from .runner import _st_lpips, parse_model_label
 
     image_dir = Path(summary["image_dir"])
-    learned = [n for n, c in summary["curves"].items() if c["kind"] == "learned"]
+    # Refined labels (NAME+refineN) are left out: matching a rate would refine at every quality the
+    # search tries (about ten times the refinement's minutes per image).
+    learned = [n for n, c in summary["curves"].items() if c["kind"] == "learned" and not parse_model_label(n)[1]]
     classical = [n for n in CODECS if summary["curves"].get(n, {}).get("kind") == "classical"]
     crop_dir = out_dir / "crops"
     crop_dir.mkdir(exist_ok=True)
@@ -396,6 +398,7 @@ ST-LPIPS on -10&nbsp;log10(ST-LPIPS), i.e. bits saved at equal ST-LPIPS.</p>
 {_bd_table(summary, "bd_rates_in_range")}
 {_matched_html(summary)}
 <h2>Crops at matched rate</h2>
+<p>Models with encoder refinement (NAME+refineN) are not cropped: matching the rate would refine at every quality the search tries.</p>
 {_crops_html(sections, crop_bpp)}
 <h2>Settings</h2><ul>{models}{settings}</ul><ul>{note_items}</ul>
 <h2>All points</h2>
