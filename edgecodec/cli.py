@@ -106,11 +106,10 @@ def _compress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
 def cmd_compress(args: argparse.Namespace) -> int:
     src = Path(args.input)
     if args.refine:  # refused up front (e.g. a perceptual model), not once per file of a folder
-        from . import zoo
         from .codec.refine import refinement_objective
+        from .zoo import DEFAULT_MODEL
 
-        name = args.model or zoo.DEFAULT_MODEL
-        refinement_objective(zoo.load_model(name)[0], zoo.find_model(name).card)
+        refinement_objective(args.model or DEFAULT_MODEL)
     if src.is_dir():
         from .train.data import IMAGE_SUFFIXES
         return _run_folder(src, args, IMAGE_SUFFIXES, ".edc", _compress_one)

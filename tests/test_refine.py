@@ -21,7 +21,7 @@ def crop(kodim23_rgb) -> np.ndarray:
 
 def _objective(name: str = SHIPPED):
     model, _ = zoo.load_model(name)
-    return model, refine.refinement_objective(model, zoo.find_model(name).card)
+    return model, refine.refinement_objective(name)
 
 
 @pytest.mark.parametrize("quality", [0.5, 1.0])

@@ -71,7 +71,7 @@ class Encoder:
             raise ValueError(f"refinement steps must be 0 or more, got {refine_steps}")
         self.refine_steps = refine_steps
         if refine_steps:
-            self.objective = refinement_objective(self.model, zoo.find_model(model_name).card)
+            self.objective = refinement_objective(model_name)
             if tile:
                 raise ValueError(f"encoder refinement works on images of up to {TILE_PIXELS:,} padded pixels "
                                  f"(coded in one piece); this one is {w}x{h}")

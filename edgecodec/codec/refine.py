@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 from compressai.ops import quantize_ste
 
+from .. import zoo
 from ..losses.rate_distortion import DISTORTION_SCALE, RateDistortionLoss
 from ..models import EdgeCodecModel
 
@@ -47,12 +47,14 @@ class RefinementUnsupported(ValueError):
     """The model cannot be refined (no rate-distortion training objective to optimise)."""
 
 
-def refinement_objective(model: EdgeCodecModel, card: dict[str, Any]) -> RateDistortionLoss:
-    """The rate-distortion objective a model was trained with, from its model card.
+def refinement_objective(model_name: str) -> RateDistortionLoss:
+    """The rate-distortion objective the named model was trained with, from its model card.
 
     Models trained against a discriminator are refused: their objective includes a perceptual and
     an adversarial term that cannot be evaluated here (the discriminator is not shipped), and
     optimising the distortion term alone would trade their texture for PSNR."""
+    model, _ = zoo.load_model(model_name)
+    card = zoo.find_model(model_name).card
     if not isinstance(model, EdgeCodecModel) or model.config.prior == "factorized":
         raise RefinementUnsupported("encoder refinement needs a hyperprior model")
     if model.config.discriminator:

@@ -202,13 +202,13 @@ def model_version(label: str) -> str:
     """What a learned model's rows are keyed by: its weights hash, and the refinement settings of a
     ``+refineN`` label (a model that cannot be refined is refused here, before anything runs)."""
     from ..codec.refine import SETTINGS_ID, refinement_objective
-    from ..zoo import find_model, load_model
+    from ..zoo import load_model
 
     name, steps = parse_model_label(label)
-    model, weights_hash = load_model(name)
+    _, weights_hash = load_model(name)
     if not steps:
         return weights_hash.hex()
-    refinement_objective(model, find_model(name).card)
+    refinement_objective(name)
     return f"{weights_hash.hex()}+refine{steps}-{SETTINGS_ID}"
 
 
