@@ -6,6 +6,7 @@ never Kodak."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import socket
@@ -186,11 +187,17 @@ def test_gcrb_resume_is_exact(image_folder, tmp_path):
     assert opt_a.keys() == opt_b.keys() and all(torch.equal(opt_a[k]["exp_avg"], opt_b[k]["exp_avg"]) for k in opt_a)
 
 
-def test_gcrb_warm_start_from_crb(image_folder, tmp_path):
+def test_gcrb_warm_start_from_crb(image_folder, tmp_path, monkeypatch):
     crb = run(tiny_config("crb", image_folder, "train.steps=2"), tmp_path / "crb")
     ckpt = tmp_path / "crb" / "ckpt-00000002.pt"
+    loads = []  # checkpoint loads (from bytes); the ST-LPIPS backend loads its own file by path
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda f, *a, **k: loads.append(isinstance(f, io.BytesIO))
+                        or real_load(f, *a, **k))
     gcrb = Trainer(tiny_config("gcrb", image_folder, f"train.init_from={ckpt}"), tmp_path / "gcrb")
-    assert not state_equal(crb.model.state_dict(), gcrb.model.state_dict())
+    assert sum(loads) == 1  # the checkpoint is deserialised once, for the weights and the card's record
+    assert not state_equal(crb.model.state_dict(), gcrb.model.state_dict())  # no tensor differs
+    assert gcrb.warm_start["sha256"] and gcrb.warm_start["steps"] == 2
 
 
 def test_conditional_discriminator(image_folder, tmp_path):

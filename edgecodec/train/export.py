@@ -46,11 +46,13 @@ def run_record(state: dict[str, Any], run_dir: Path, depth: int = 0) -> dict[str
     return record
 
 
-def warm_start_record(path: str | Path, depth: int = 0, data: bytes | None = None) -> dict[str, Any]:
+def warm_start_record(path: str | Path, depth: int = 0, data: bytes | None = None,
+                      checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
     """Where a run's ``train.init_from`` weights came from, for the model card: the file and its
     SHA-256; for a checkpoint, its run's record (``run_record``); for a .safetensors model, the
     name, training steps and warm start in the card beside it, so the chain continues through
-    exported models. ``data``: the file's bytes, when the caller has read them already."""
+    exported models. ``data``: the file's bytes, and ``checkpoint``: a checkpoint's contents, when
+    the caller has read them already (a checkpoint is then not deserialised a second time)."""
     path = Path(path)
     record: dict[str, Any] = {"path": str(path)}
     if data is None:
@@ -68,7 +70,8 @@ def warm_start_record(path: str | Path, depth: int = 0, data: bytes | None = Non
             if training.get("warm_start"):
                 record["card"]["warm_start"] = training["warm_start"]
         return record
-    state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    state = checkpoint if checkpoint is not None else torch.load(io.BytesIO(data), map_location="cpu",
+                                                                  weights_only=True)
     if (path.parent / "config.yaml").is_file():
         return {**record, **run_record(state, path.parent, depth)}
     return {**record, "steps": int(state["step"]), "wall_time_s": state.get("elapsed_s")}

@@ -219,21 +219,22 @@ class Trainer:
 
         path = Path(tc["init_from"])
         data = path.read_bytes()  # read once: the record's hash is of the bytes loaded
-        # Taken as the file is read: the card must name these weights even if the file is
-        # replaced before export (a shipped model trained further in place, then shipped).
-        self.warm_start = warm_start_record(path, 1, data=data)
-        self._init_weights(path, data, strict=bool(tc.get("init_strict", True)))
-
-    def _init_weights(self, path: Path, data: bytes, strict: bool = True) -> None:
-        """Warm start: codec weights from a .safetensors model or a checkpoint (a CRB checkpoint for
-        GCRB), given as the file's bytes; a GCRB checkpoint also provides the discriminator. Not
-        ``strict``: only tensors whose name and shape match are loaded."""
         if path.suffix == ".safetensors":
             from safetensors.torch import load as load_safetensors
-            state, disc = load_safetensors(data), None
+            checkpoint, state, disc = None, load_safetensors(data), None
         else:
-            ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-            state, disc = ckpt["model"], ckpt.get("disc")
+            checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            state, disc = checkpoint["model"], checkpoint.get("disc")
+        # Taken as the file is read: the card must name these weights even if the file is
+        # replaced before export (a shipped model trained further in place, then shipped).
+        self.warm_start = warm_start_record(path, 1, data=data, checkpoint=checkpoint)
+        self._init_weights(path, state, disc, strict=bool(tc.get("init_strict", True)))
+
+    def _init_weights(self, path: Path, state: dict[str, torch.Tensor],
+                      disc: dict[str, torch.Tensor] | None, strict: bool = True) -> None:
+        """Warm start: codec weights (and, from a GCRB checkpoint, the discriminator's) read from
+        ``path``, a .safetensors model or a checkpoint (a CRB checkpoint for GCRB). Not ``strict``:
+        only tensors whose name and shape match are loaded."""
         if not strict:
             own = self.model.state_dict()
             kept = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
