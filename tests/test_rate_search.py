@@ -77,6 +77,44 @@ def test_step_curve_takes_the_size_just_above_when_within_tolerance():
     assert result.reached
 
 
+@pytest.mark.parametrize("target", [150, 1000, 3000, 4567, 5600])
+def test_estimate_guides_the_search_in_few_tries(target):
+    # A costly encoder (refinement) whose sizes are the cheap estimate's times a slowly varying
+    # factor (0.8 .. 0.9): the guided search lands in the band in at most 3 tries, where plain
+    # bisection takes many more.
+    def refined(q: int) -> int:
+        return int(linear(q) * (0.8 + 0.1 * q / MAX_Q))
+
+    guided, plain = Counting(refined), Counting(refined)
+    result = search_quality(guided, target, estimate=linear)
+    assert (1 - TOLERANCE) * target <= len(result.data) <= target, (target, len(result.data))
+    assert len(result.data) == refined(result.quality_q16)
+    assert search_quality(plain, target) == result or plain.calls > guided.calls
+    assert guided.calls <= 3, guided.calls
+    assert plain.calls >= 5, plain.calls
+
+
+@pytest.mark.parametrize("target", [250, 1000, 4000, 9000])
+def test_misleading_estimate_still_finds_the_target(target):
+    # An estimate off by a factor that swings from 0.5 to 2 across the range: the guided tries
+    # miss, bisection inside the bracket finishes the job.
+    def estimate(q: int) -> int:
+        return int(linear(q) * (0.5 + 1.5 * (q / MAX_Q) ** 3))
+
+    exact = Counting(lambda q: int(200 * math.exp(4 * q / MAX_Q)))
+    result = search_quality(exact, target, estimate=estimate)
+    assert (1 - TOLERANCE) * target <= len(result.data) <= target, (target, len(result.data))
+    assert exact.calls <= 18
+
+
+def test_estimate_respects_unreachable_targets():
+    refined = Counting(lambda q: int(linear(q) * 0.9))
+    top = search_quality(refined, 100_000, estimate=linear)
+    assert top.quality_q16 == MAX_Q and not top.reached
+    bottom = search_quality(Counting(lambda q: int(linear(q) * 0.9)), 10, estimate=linear)
+    assert bottom.quality_q16 == 0 and len(bottom.data) == 90 and not bottom.reached
+
+
 def test_invalid_target():
     for target in (0, -5):
         with pytest.raises(ValueError):

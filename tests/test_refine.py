@@ -118,11 +118,15 @@ def test_eval_labels_refined_models(crop, tmp_path):
     assert rows[(label, 0.5)]["version"] == result.summary["models"][label]
     assert rows[(label, 0.5)]["version"].startswith(rows[(SHIPPED, 0.5)]["version"] + "+refine3-")
     assert rows[(label, 0.5)]["bytes"] == len(edgecodec.compress(crop, model=SHIPPED, quality=0.5, refine_steps=3))
-    # The report's matched-rate crops leave refined labels out (a rate search would refine each try).
-    from edgecodec.eval.report import make_crops
+    # The report's matched-rate crops include the refined label, matched with refinement.
+    from edgecodec.eval.report import DEFAULT_CROP_BPP, make_crops
 
     sections = make_crops(result.summary, tmp_path / "out", n_images=1, st_lpips=False)
-    assert [e["label"] for e in sections[0]["entries"]] == ["original", SHIPPED]
+    entries = {e["label"]: e for e in sections[0]["entries"]}
+    assert list(entries) == ["original", SHIPPED, label]
+    target = int(DEFAULT_CROP_BPP * crop.shape[0] * crop.shape[1] / 8)
+    refined = edgecodec.compress(crop, model=SHIPPED, target_size=target, refine_steps=3)
+    assert entries[label]["bpp"] == 8 * len(refined) / (crop.shape[0] * crop.shape[1])
     with pytest.raises(refine.RefinementUnsupported):
         runner.run_sweep(folder, tmp_path / "out2", models=["perceptual+refine3"], qualities=[0.5], codecs=[],
                          st_lpips=False, progress=False)

@@ -91,9 +91,12 @@ class Encoder:
         return self.prepared.rgb.shape[0] * self.prepared.rgb.shape[1]
 
     def encode(self, quality_q16: int) -> bytes:
+        return self._encode(quality_q16, refine=bool(self.refine_steps))
+
+    def _encode(self, quality_q16: int, refine: bool) -> bytes:
         if self.tile:
             strings = compress_tiled(self.model, self.y, quality_q16 / QUALITY_SCALE, self.tile)
-        elif self.refine_steps:
+        elif refine:
             strings = encode_refined(self.model, self.objective, self.x, self.y, self.prepared.rgb,
                                      quality_q16 / QUALITY_SCALE, self.refine_steps).strings
         else:
@@ -104,7 +107,10 @@ class Encoder:
         return Container(header, strings).to_bytes()
 
     def encode_to_size(self, target_bytes: int) -> SearchResult:
-        return search_quality(self.encode, target_bytes)
+        """With refinement, the unrefined stream's size (one entropy-coding pass) guides the
+        search, so it refines at a few qualities instead of one per halving."""
+        estimate = (lambda q: len(self._encode(q, refine=False))) if self.refine_steps else None
+        return search_quality(self.encode, target_bytes, estimate=estimate)
 
 
 def quality_to_q16(quality: float) -> int:

@@ -1,4 +1,4 @@
-"""Find the quality that meets a target size: bisection over the 16-bit quality grid."""
+"""Find the quality that meets a target size: a search over the 16-bit quality grid."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Callable
 from .container import QUALITY_SCALE
 
 TOLERANCE = 0.03
+GUIDED_TRIES = 4  # tries led by the estimate before plain bisection takes over
 
 
 @dataclass(frozen=True)
@@ -22,36 +23,64 @@ class SearchResult:
         return abs(len(self.data) - self.target_bytes) <= TOLERANCE * self.target_bytes
 
 
-def search_quality(encode: Callable[[int], bytes], target_bytes: int, max_iter: int = 16) -> SearchResult:
+def search_quality(encode: Callable[[int], bytes], target_bytes: int, max_tries: int = 18,
+                   estimate: Callable[[int], int] | None = None) -> SearchResult:
     """The highest quality whose stream fits in target_bytes, or the closest stream within
     TOLERANCE above it when none below lands within TOLERANCE. Size grows with quality
-    (gains increase monotonically by construction of the training), so bisection applies."""
+    (gains increase monotonically by construction of the training), so bisection applies: the
+    top quality first, then the bottom, then the midpoint of the qualities still open.
+
+    ``estimate``: a cheap function of the quality that follows len(encode(q)) up to a slowly
+    varying factor, for an ``encode`` that is costly (with encoder refinement, the unrefined
+    stream's size). The first GUIDED_TRIES tries then go where the estimate, scaled by the ratio
+    measured at the last try, lands in the middle of the tolerance band below the target (a
+    secant-like step, so a refined search takes a few refinements instead of one per halving);
+    a guess outside the qualities still open, and every later try, bisects."""
     if target_bytes <= 0:
         raise ValueError("target size must be positive")
-    lo, hi = 0, QUALITY_SCALE
     tried: dict[int, bytes] = {}
+    estimated: dict[int, int] = {}
+    fits, over = -1, QUALITY_SCALE + 1  # the highest tried quality that fits, the lowest that does not
 
-    def size(q: int) -> int:
-        if q not in tried:
-            tried[q] = encode(q)
-        return len(tried[q])
+    def estimated_size(q: int) -> int:
+        if q not in estimated:
+            estimated[q] = estimate(q)
+        return estimated[q]
 
-    if size(hi) <= target_bytes:
-        return SearchResult(hi, tried[hi], target_bytes)
-    if size(lo) >= target_bytes:
-        return SearchResult(lo, tried[lo], target_bytes)
-    for _ in range(max_iter):
-        if hi - lo <= 1:
+    def guided(ratio: float) -> int:
+        """The highest quality whose scaled estimate fits the middle of the tolerance band."""
+        aim = (1 - TOLERANCE / 2) * target_bytes
+        lo, hi = 0, QUALITY_SCALE
+        if ratio * estimated_size(lo) > aim:
+            return lo
+        while hi - lo > 1:  # bisection on the cheap estimate
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if ratio * estimated_size(mid) <= aim else (lo, mid)
+        return hi if ratio * estimated_size(hi) <= aim else lo
+
+    ratio = 1.0
+    for attempt in range(max_tries):
+        if over - fits <= 1:
             break
-        mid = (lo + hi) // 2
-        if size(mid) <= target_bytes:
-            lo = mid
-            if size(mid) >= (1 - TOLERANCE) * target_bytes:
+        q = guided(ratio) if estimate is not None and attempt < GUIDED_TRIES else -1
+        if not fits < q < over:  # bisect: the ends first (unless guided), then the midpoint
+            if estimate is None and over > QUALITY_SCALE:
+                q = QUALITY_SCALE
+            elif estimate is None and fits < 0:
+                q = 0
+            else:
+                q = (fits + over) // 2
+        tried[q] = encode(q)
+        if estimate is not None:
+            ratio = len(tried[q]) / max(1, estimated_size(q))
+        if len(tried[q]) <= target_bytes:
+            fits = q
+            if len(tried[q]) >= (1 - TOLERANCE) * target_bytes:
                 break
         else:
-            hi = mid
-    below = SearchResult(lo, tried[lo], target_bytes)
-    above = SearchResult(hi, tried[hi], target_bytes)
-    if not below.reached and above.reached:
+            over = q
+    below = SearchResult(fits, tried[fits], target_bytes) if fits >= 0 else None
+    above = SearchResult(over, tried[over], target_bytes) if over <= QUALITY_SCALE else None
+    if below is None or (above is not None and not below.reached and above.reached):
         return above
     return below
