@@ -89,7 +89,8 @@ def test_estimate_guides_the_search_in_few_tries(target):
     result = search_quality(guided, target, estimate=linear)
     assert (1 - TOLERANCE) * target <= len(result.data) <= target, (target, len(result.data))
     assert len(result.data) == refined(result.quality_q16)
-    assert search_quality(plain, target) == result or plain.calls > guided.calls
+    unguided = search_quality(plain, target)
+    assert (1 - TOLERANCE) * target <= len(unguided.data) <= target
     assert guided.calls <= 3, guided.calls
     assert plain.calls >= 5, plain.calls
 
