@@ -39,6 +39,22 @@ def test_refinement_lowers_the_real_objective(crop, quality):
         refine.real_objective(model, objective, result.strings, shape, quality, crop))
 
 
+def test_relaxed_objective_at_low_temperature_is_the_training_objective(crop):
+    # Near-hard rounding, the objective refinement descends must be the one the model was trained
+    # on (the rate of y and z per pixel plus lambda times the distortion), evaluated on the rounded
+    # latents of the model's own forward pass.
+    model, objective = _objective()
+    x = _to_tensor(crop, model.stride)
+    quality = torch.tensor([0.5])
+    with torch.no_grad():
+        expected = objective(model.eval()(x, quality), x, quality)["loss"]
+        gains = model.gains(quality)
+        u = model.analyze(x) * gains["y_gain"]
+        relaxed = refine._relaxed_loss(model, objective, u, x, gains, quality, crop.shape[:2], 1e-4,
+                                       torch.Generator().manual_seed(0))
+    assert float(relaxed) == pytest.approx(float(expected), rel=1e-3)
+
+
 def test_a_worse_refinement_is_not_kept(crop, monkeypatch):
     model, objective = _objective()
     x = _to_tensor(crop, model.stride)

@@ -83,25 +83,25 @@ def _soft_round(v: torch.Tensor, tau: float, generator: torch.Generator) -> torc
 
 
 def _relaxed_loss(model: EdgeCodecModel, objective: RateDistortionLoss, u: torch.Tensor, x: torch.Tensor,
-                  gains: dict[str, torch.Tensor], lam: torch.Tensor, size: tuple[int, int], tau: float,
+                  gains: dict[str, torch.Tensor], quality: torch.Tensor, size: tuple[int, int], tau: float,
                   generator: torch.Generator) -> torch.Tensor:
-    """``R + lambda * S * D`` of the gained latent ``u`` with soft-rounded y and straight-through z."""
+    """The training objective ``R + lambda * S * D`` of the gained latent ``u``, with soft-rounded y and
+    straight-through z; the padding is not scored."""
     hyper = model.latent_codec["hyper"]
     eb, gc = hyper.entropy_bottleneck, model.latent_codec["y"].gaussian_conditional
     medians = eb.quantiles[:, 0, 1].reshape(1, -1, 1, 1)
     z = hyper.h_a(u / gains["y_gain"]) * gains["z_gain"]
     z_hat = quantize_ste(z - medians) + medians  # z is small: rounded as coded, gradients straight through
+    # EntropyBottleneck._likelihood takes (channels, 1, values); reshaped back to one sample below
     z_lik = eb.likelihood_lower_bound(eb._likelihood(z_hat.transpose(0, 1).reshape(z.shape[1], 1, -1))[0])
     params = hyper.h_s(z_hat * gains["z_gain_inv"])
     scales, means = params.chunk(2, 1) if model.config.prior == "meanscale" else (params, torch.zeros_like(u))
     y_soft = _soft_round(u - means, tau, generator) + means
     y_lik = gc.likelihood_lower_bound(gc._likelihood(y_soft, scales, means))
     h, w = size
-    bpp = (-torch.log2(z_lik).sum() - torch.log2(y_lik).sum()) / (h * w)
     x_hat = model._image(y_soft * gains["y_gain_inv"])[..., :h, :w]
-    err = x_hat - x[..., :h, :w]
-    distortion = err.pow(2).mean() if objective.distortion == "mse" else err.abs().mean()
-    return bpp + lam * DISTORTION_SCALE[objective.distortion] * distortion
+    out = {"x_hat": x_hat, "likelihoods": {"y": y_lik, "z": z_lik.reshape(1, -1)}}
+    return objective(out, x[..., :h, :w], quality)["loss"]
 
 
 def refine_latent(model: EdgeCodecModel, objective: RateDistortionLoss, x: torch.Tensor, y: torch.Tensor,
@@ -111,7 +111,6 @@ def refine_latent(model: EdgeCodecModel, objective: RateDistortionLoss, x: torch
     quality_t = torch.tensor([quality])
     with torch.no_grad():
         gains = model.gains(quality_t)
-        lam = objective.lambdas_for(quality_t)[0]
     frozen = [p for p in model.parameters() if p.requires_grad]
     for p in frozen:
         p.requires_grad_(False)
@@ -124,7 +123,7 @@ def refine_latent(model: EdgeCodecModel, objective: RateDistortionLoss, x: torch
                 progress = step / steps
                 optimizer.param_groups[0]["lr"] = LEARNING_RATE * 0.5 * (1 + math.cos(math.pi * progress))
                 tau = TAU_START * (TAU_END / TAU_START) ** progress
-                loss = _relaxed_loss(model, objective, u, x, gains, lam, size, tau, generator)
+                loss = _relaxed_loss(model, objective, u, x, gains, quality_t, size, tau, generator)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
