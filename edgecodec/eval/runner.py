@@ -478,9 +478,9 @@ def run_sweep(image_dir: str | Path, out: str | Path, models: Iterable[str] = ("
         if not codec.available():
             codec._check()  # raises CodecUnavailableError with the reason
     paths = list_images(image_dir, limit)
+    versions = {label: model_version(label) for label in models}
     tasks: list[Task] = []
-    for label in models:
-        version = model_version(label)
+    for label, version in versions.items():
         tasks += [Task(label, "learned", q, version) for q in model_qualities.get(label, qualities)]
     for name in codecs:
         codec = get_codec(name)
@@ -532,22 +532,22 @@ def run_sweep(image_dir: str | Path, out: str | Path, models: Iterable[str] = ("
             row = cache.get(row_key(iid, t.codec, t.quality, t.version), st_lpips)
             if row is not None:
                 rows.append(row)
-    summary = build_summary(rows, paths, models, codecs, image_dir, st_lpips)
+    summary = build_summary(rows, paths, versions, codecs, image_dir, st_lpips)
     result = RunResult(rows, summary, computed, len(rows) - computed, out)
     write_csv(result.csv_path, rows)
     result.summary_path.write_text(json.dumps(_json_safe(summary), indent=1) + "\n")
     return result
 
 
-def build_summary(rows: list[dict[str, Any]], paths: list[Path], models: list[str], codecs: list[str],
+def build_summary(rows: list[dict[str, Any]], paths: list[Path], versions: dict[str, str], codecs: list[str],
                   image_dir: str | Path, st_lpips: bool) -> dict[str, Any]:
-
+    """``versions``: each learned model label's :func:`model_version`."""
     curves = summarize_rows(rows)
     return {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "image_dir": str(Path(image_dir).resolve()),
         "images": [p.name for p in paths],
-        "models": {m: model_version(m) for m in models},
+        "models": versions,
         "codecs": {c: {"label": CODECS[c].label, "settings": CODECS[c].settings, "library": library_version(c)}
                    for c in codecs},
         "notes": {"bpp": "8 * file bytes (container/headers included) / pixels, averaged over images",
