@@ -96,9 +96,10 @@ def test_tile_borders_do_not_show(shipped_tiled, mosaic, monkeypatch):
     assert abs(len(data) - len(shipped_tiled["whole_data"])) < 0.01 * len(shipped_tiled["whole_data"])
     # The checks can fail: without a synthesis halo the criterion fails, and with 1 latent
     # pixel (g_s reaches 1.875; the computed halo is 3) the comparison with the one-piece stream does
-    # (by 0.26 dB with the stage-4 fidelity weights, 0.3+ before: 0.15 is still 7x its tolerance).
+    # (by 0.26 dB with the stage-4 fidelity weights, 0.3+ before, 0.149 with the perceptual model
+    # shipped in the eighth session: 0.1 is still 5x its tolerance).
     assert tiling.synthesis_halo(shipped_tiled["tiled"].model) == 3
-    for halo, drop in ((1, 0.15), (0, 1.0)):
+    for halo, drop in ((1, 0.1), (0, 1.0)):
         monkeypatch.setattr(tiling, "synthesis_halo", lambda _m, halo=halo: halo)
         seamed, _ = decode_array(data)
         assert border - masked_psnr(mosaic, seamed, mask) > drop
