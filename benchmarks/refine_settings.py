@@ -6,8 +6,8 @@
 Each setting is ``LR,TAU_START,TAU_END`` (codec/refine.py). Every image (every 160th photo of
 ``../shared/data/train``, a centre crop of 384 x 256 or 256 x 384) is refined at qualities 0, 0.5
 and 1, and the change of the real objective (bytes of the actual streams + lambda * distortion of
-the decoded 8-bit image) against the unrefined latent is recorded; the keep-best guard of
-``encode_refined`` is bypassed so a worse setting shows as worse. Prints and writes
+the decoded 8-bit image) against the unrefined latent is recorded: the refined streams' objective
+whether ``encode_refined`` keeps them or not, so a worse setting shows as worse. Prints and writes
 ``benchmarks/results/refine_settings.json``: the mean change per setting (percent, negative =
 better) and every image's.
 """
@@ -68,14 +68,9 @@ def main() -> None:
         for _, crop in crops:
             x = _to_tensor(crop, model.stride)
             y = model.analyze(x)
-            shape = tuple(y.shape[-2:])
             for q in QUALITIES:
-                plain = refine.real_objective(model, objective, model.compress_latent(y, q)["strings"], shape, q,
-                                              crop)
-                refined_y = refine.refine_latent(model, objective, x, y, q, args.steps, crop.shape[:2])
-                refined = refine.real_objective(model, objective, model.compress_latent(refined_y, q)["strings"],
-                                                shape, q, crop)
-                changes.append(100 * (refined / plain - 1))
+                result = refine.encode_refined(model, objective, x, y, crop, q, args.steps)
+                changes.append(100 * (result.refined_objective / result.unrefined_objective - 1))
         row = {"lr": lr, "tau_start": tau_start, "tau_end": tau_end, "mean_change_pct": round(float(np.mean(changes)), 3),
                "changes_pct": [round(c, 2) for c in changes], "seconds": round(time.perf_counter() - start, 1)}
         rows.append(row)

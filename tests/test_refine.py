@@ -63,6 +63,7 @@ def test_a_worse_refinement_is_not_kept(crop, monkeypatch):
     result = refine.encode_refined(model, objective, x, y, crop, 0.5, steps=5)
     assert not result.refined
     assert result.strings == model.compress_latent(y, 0.5)["strings"]
+    assert result.refined_objective > result.unrefined_objective == result.objective  # measured, not kept
 
 
 def test_refined_file_decodes_and_is_smaller_or_better(crop):

@@ -139,8 +139,13 @@ def refine_latent(model: EdgeCodecModel, objective: RateDistortionLoss, x: torch
 class RefinedStreams:
     strings: list[bytes]
     refined: bool  # False: the unrefined latent measured better and was kept
-    objective: float  # real R + lambda * S * D of the streams kept (bits per pixel units)
+    refined_objective: float  # real R + lambda * S * D of the refined streams (bits per pixel units), kept or not
     unrefined_objective: float
+
+    @property
+    def objective(self) -> float:
+        """Real ``R + lambda * S * D`` of the streams kept."""
+        return self.refined_objective if self.refined else self.unrefined_objective
 
 
 def real_objective(model: EdgeCodecModel, objective: RateDistortionLoss, strings: list[bytes],
@@ -166,4 +171,4 @@ def encode_refined(model: EdgeCodecModel, objective: RateDistortionLoss, x: torc
     refined_j = real_objective(model, objective, refined, shape, quality, rgb)
     if refined_j < plain_j:
         return RefinedStreams(refined, True, refined_j, plain_j)
-    return RefinedStreams(plain, False, plain_j, plain_j)
+    return RefinedStreams(plain, False, refined_j, plain_j)
