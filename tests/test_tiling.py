@@ -21,6 +21,7 @@ from edgecodec.errors import FormatError, ImageTooLargeError
 
 Q = 32768  # quality 0.5
 BORDER = 4
+SEAM_TOLERANCE_DB = 0.02  # tiled against one-piece stream, same pixels
 
 
 def border_mask(height: int, width: int, tile_px: int) -> np.ndarray:
@@ -90,20 +91,21 @@ def test_tile_borders_do_not_show(shipped_tiled, mosaic, monkeypatch):
     whole, border = psnr(mosaic, out), masked_psnr(mosaic, out, mask)
     assert abs(border - whole) <= 1.0, (border, whole)
     # Against the one-piece stream: the same quality everywhere, the tile borders included.
-    assert abs(whole - psnr(mosaic, ref)) < 0.02
-    assert abs(border - masked_psnr(mosaic, ref, mask)) < 0.02
+    one_piece_border = masked_psnr(mosaic, ref, mask)
+    assert abs(whole - psnr(mosaic, ref)) < SEAM_TOLERANCE_DB
+    assert abs(border - one_piece_border) < SEAM_TOLERANCE_DB
     assert psnr(out, ref) > 45
     assert abs(len(data) - len(shipped_tiled["whole_data"])) < 0.01 * len(shipped_tiled["whole_data"])
-    # The checks can fail: without a synthesis halo the criterion fails, and with 1 latent
-    # pixel (g_s reaches 1.875; the computed halo is 3) the comparison with the one-piece stream does
-    # (by 0.26 dB with the stage-4 fidelity weights, 0.3+ before, 0.149 with the perceptual model
-    # shipped in the eighth session: 0.1 is still 5x its tolerance).
+    # The checks can fail, whatever the weights: with 1 latent pixel of synthesis halo (g_s reaches
+    # 1.875; the computed halo is 3) the seam check above fails at its own tolerance, and without a
+    # halo the criterion fails too.
     assert tiling.synthesis_halo(shipped_tiled["tiled"].model) == 3
-    for halo, drop in ((1, 0.1), (0, 1.0)):
+    for halo in (1, 0):
         monkeypatch.setattr(tiling, "synthesis_halo", lambda _m, halo=halo: halo)
         seamed, _ = decode_array(data)
-        assert border - masked_psnr(mosaic, seamed, mask) > drop
-    assert whole - masked_psnr(mosaic, seamed, mask) > 1.0
+        seamed_border = masked_psnr(mosaic, seamed, mask)
+        assert abs(seamed_border - one_piece_border) >= SEAM_TOLERANCE_DB, (halo, seamed_border)
+    assert whole - seamed_border > 1.0
 
 
 def test_tiled_decoding_is_deterministic(shipped_tiled, mosaic):
