@@ -96,15 +96,16 @@ def test_tile_borders_do_not_show(shipped_tiled, mosaic, monkeypatch):
     assert abs(border - one_piece_border) < SEAM_TOLERANCE_DB
     assert psnr(out, ref) > 45
     assert abs(len(data) - len(shipped_tiled["whole_data"])) < 0.01 * len(shipped_tiled["whole_data"])
-    # The checks can fail, whatever the weights: with 1 latent pixel of synthesis halo (g_s reaches
-    # 1.875; the computed halo is 3) the seam check above fails at its own tolerance, and without a
-    # halo the criterion fails too.
+    # The checks can fail: with 1 latent pixel of synthesis halo (g_s reaches 1.875; the computed
+    # halo is 3) the borders lose more than 5x the seam check's tolerance (0.147 dB with the ninth
+    # session's perceptual weights, 0.26 with stage-4 fidelity), and without a halo more than 1 dB
+    # (the criterion). This bar depends on the weights; it is kept, not lowered further.
     assert tiling.synthesis_halo(shipped_tiled["tiled"].model) == 3
-    for halo in (1, 0):
+    for halo, drop in ((1, 5 * SEAM_TOLERANCE_DB), (0, 1.0)):
         monkeypatch.setattr(tiling, "synthesis_halo", lambda _m, halo=halo: halo)
         seamed, _ = decode_array(data)
         seamed_border = masked_psnr(mosaic, seamed, mask)
-        assert abs(seamed_border - one_piece_border) >= SEAM_TOLERANCE_DB, (halo, seamed_border)
+        assert border - seamed_border > drop, (halo, seamed_border)
     assert whole - seamed_border > 1.0
 
 
