@@ -308,6 +308,26 @@ def test_subpixel_synthesis_equals_the_transposed_one(name):
         assert torch.allclose(synthesis(y), model._image(y), atol=1e-5)
 
 
+def test_exported_synthesis_shuffles_with_col2im_and_equals_torchs(exported):
+    """The exporter rewrites PixelShuffle's DepthToSpace as Col2Im (faster in onnxruntime): no
+    DepthToSpace is left, and the graph still computes the model's synthesis at odd, non-square
+    sizes (the Col2Im output size comes from the input's shape)."""
+    import onnx
+    import onnxruntime as ort
+
+    ops = [node.op_type for node in onnx.load(str(exported / "decoder.onnx")).graph.node]
+    assert "DepthToSpace" not in ops and ops.count("Col2Im") == 4  # one per synthesis upsampling
+    model, _ = load_model(SHIPPED)
+    session = ort.InferenceSession(str(exported / "decoder.onnx"), providers=["CPUExecutionProvider"])
+    for shape in ((5, 7), (3, 2)):
+        y = torch.randn(1, model.config.latent_channels, *shape)
+        with torch.no_grad():
+            expected = model._image(y).numpy()
+        out = session.run(None, {"y_hat": y.numpy()})[0]
+        assert out.shape == expected.shape
+        np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
 def test_lite_decoder_survives_mutated_files(lite, kodim23_rgb):
     """The fuzzer's mutations (benchmarks/fuzz.py) fed to the lite decoder: every case decodes or
     raises one of edgecodec's own errors (the long campaign covers the shared PyTorch path)."""
