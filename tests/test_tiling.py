@@ -96,17 +96,43 @@ def test_tile_borders_do_not_show(shipped_tiled, mosaic, monkeypatch):
     assert abs(border - one_piece_border) < SEAM_TOLERANCE_DB
     assert psnr(out, ref) > 45
     assert abs(len(data) - len(shipped_tiled["whole_data"])) < 0.01 * len(shipped_tiled["whole_data"])
-    # The checks can fail: with 1 latent pixel of synthesis halo (g_s reaches 1.875; the computed
-    # halo is 3) the borders lose more than 5x the seam check's tolerance (0.147 dB with the ninth
-    # session's perceptual weights, 0.26 with stage-4 fidelity), and without a halo more than 1 dB
-    # (the issue's criterion). This bar depends on the weights; it is kept, not lowered further.
-    assert tiling.synthesis_halo(shipped_tiled["tiled"].model) == 3
-    for halo, drop in ((1, 5 * SEAM_TOLERANCE_DB), (0, 1.0)):
-        monkeypatch.setattr(tiling, "synthesis_halo", lambda _m, halo=halo: halo)
-        seamed, _ = decode_array(data)
-        seamed_border = masked_psnr(mosaic, seamed, mask)
-        assert border - seamed_border > drop, (halo, seamed_border)
+    # The checks can fail: without a synthesis halo the borders lose more than 1 dB (the issue's
+    # criterion; 6.3 dB with the ninth session's perceptual weights). The halo's exactness, which
+    # does not depend on the weights, is test_tiled_synthesis_equals_one_piece_synthesis.
+    monkeypatch.setattr(tiling, "synthesis_halo", lambda _m: 0)
+    seamed, _ = decode_array(data)
+    seamed_border = masked_psnr(mosaic, seamed, mask)
+    assert border - seamed_border > 1.0, seamed_border
     assert whole - seamed_border > 1.0
+
+
+def test_tiled_synthesis_equals_one_piece_synthesis(shipped_tiled, monkeypatch):
+    """The synthesis windows overlap by g_s's reach, so the tiled decode is the one-piece synthesis
+    of the same latent, within one level (float summation order): no seam, whatever the weights.
+    With a 1-latent-pixel halo (g_s reaches 1.875) pixels near the borders are off by more (up to
+    10 levels here; 128-145 on random latents, tenth session's weights): the check can fail."""
+    data = shipped_tiled["tiled_data"]
+    container = Container.from_bytes(data)
+    h = container.header
+    model = shipped_tiled["tiled"].model
+    y_hat = torch.from_numpy(model.exact_entropy().decode(container.streams, (48, 64), h.quality, h.tile))[None]
+    with torch.no_grad():
+        one_piece = model._image(y_hat)[0, :, : h.height, : h.width].clamp(0, 1).mul(255).round()
+    one_piece = one_piece.to(torch.uint8).permute(1, 2, 0).numpy().astype(int)
+    tiled, _ = decode_array(data)
+    assert np.abs(tiled.astype(int) - one_piece).max() <= 1
+    assert tiling.synthesis_halo(model) == 3
+    monkeypatch.setattr(tiling, "synthesis_halo", lambda _m: 1)
+    seamed, _ = decode_array(data)
+    off = np.abs(seamed.astype(int) - one_piece) > 1
+    assert off.any()  # the first check fails with too small a halo
+    # and only near the tile borders: within g_s's reach (2 latent pixels = 32 px) of one
+    near = np.zeros_like(off[..., 0])
+    for b in (256, 512, 768):
+        near[:, b - 32: b + 32] = True
+    for b in (256, 512):
+        near[b - 32: b + 32] = True
+    assert off.any(axis=-1)[~near].sum() == 0
 
 
 def test_tiled_decoding_is_deterministic(shipped_tiled, mosaic):
