@@ -174,6 +174,52 @@ def test_runner_cache_key_follows_the_content(sweep, crops_dir, tmp_path):
     assert result.computed == 1 and result.cached == 1
 
 
+def test_runner_reuses_rows_of_the_folders_csv_without_a_cache(sweep, crops_dir, tmp_path, monkeypatch):
+    # A fresh clone has the committed per_image.csv but not the (git-ignored) cache.jsonl.
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "per_image.csv").write_text(sweep.csv_path.read_text())
+    monkeypatch.setattr(classical.Codec, "encode", lambda *a, **k: pytest.fail("a codec ran for a row in the CSV"))
+    monkeypatch.setattr("edgecodec.codec.api.Encoder.__init__", lambda *a, **k: pytest.fail("a model ran"))
+    again = runner.run_sweep(crops_dir, out, models=[SHIPPED], qualities=QUALITIES, codecs=list(SWEEPS),
+                             codec_qualities=SWEEPS, progress=False)
+    assert again.computed == 0 and again.cached == again.from_csv == 10
+    assert again.csv_path.read_text() == sweep.csv_path.read_text()
+    curves = json.loads(again.summary_path.read_text())["curves"]
+    for name, curve in json.loads(sweep.summary_path.read_text())["curves"].items():  # the CSV keeps 6 digits
+        for metric in runner.METRIC_FIELDS:
+            assert [p[metric] for p in curves[name]["points"]] == pytest.approx([p[metric] for p in curve["points"]],
+                                                                                rel=1e-5)
+
+
+def test_runner_csv_rows_follow_the_content_and_need_the_hash_column(sweep, crops_dir, tmp_path):
+    import shutil
+
+    with open(sweep.csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    folder = tmp_path / "imgs"
+    shutil.copytree(crops_dir, folder)
+    edited = folder / "b_kodim05.png"
+    rgb = np.asarray(Image.open(edited).convert("RGB")).copy()
+    rgb[0, 0] ^= 1
+    Image.fromarray(rgb).save(edited)
+
+    def run(csv_rows, fields):
+        out = tmp_path / f"out{len(fields)}"
+        out.mkdir()
+        with open(out / "per_image.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(csv_rows)
+        return runner.run_sweep(folder, out, models=[], codecs=["jpeg"], codec_qualities={"jpeg": [10]},
+                                progress=False)
+
+    result = run(rows, list(runner.CSV_FIELDS))  # the edited image's row no longer matches
+    assert result.computed == 1 and result.from_csv == 1
+    result = run(rows, [k for k in runner.CSV_FIELDS if k != "image_hash"])  # an old CSV: nothing to match
+    assert result.computed == 2 and result.from_csv == 0
+
+
 def test_st_lpips_split_matches_module(kodim23_rgb):
     import torch
 

@@ -110,7 +110,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
 
     summary = result.summary
-    print(f"{len(summary['images'])} image(s): {result.computed} rows measured, {result.cached} from the cache")
+    reused = f" ({result.from_csv} of them from the folder's earlier per_image.csv)" if result.from_csv else ""
+    print(f"{len(summary['images'])} image(s): {result.computed} rows measured, {result.cached} from the cache"
+          + reused)
     width = max([12] + [len(name) for name in summary["curves"]])
     print(f"{'codec':>{width}} {'quality':>7} {'bpp':>7} {'PSNR':>6} {'MS-SSIM':>7} {'ST-LPIPS':>8} {'enc ms':>8} "
           f"{'dec ms':>7} {'peak MiB':>8}")

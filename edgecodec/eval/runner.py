@@ -14,6 +14,10 @@ Outputs in the ``out`` folder:
 ``cache.jsonl``    every row ever measured, keyed by image file name + content hash, codec, quality
                    and codec version (the weights hash for learned models; library versions and
                    settings for classical ones). A re-run only measures rows missing from it.
+                   Where it lacks a row that the folder's ``per_image.csv`` holds under the same key
+                   (the CSV records each image's content hash), the CSV's row is reused: a fresh
+                   clone, which has the committed CSV but not the ignored cache, re-measures only
+                   what changed.
 
 Timing: ``enc_ms`` of a learned model is its analysis transform plus entropy coding at that quality
 (the analysis runs once per image, but each quality's time includes it, as for a real encode);
@@ -58,7 +62,9 @@ IMAGE_SUFFIXES = (".png", ".ppm", ".bmp", ".tif", ".tiff")
 DEFAULT_QUALITIES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 DEFAULT_CODECS = ("jpeg", "webp", "avif", "jxl")
 CSV_FIELDS = ("image", "width", "height", "codec", "kind", "quality", "bytes", "bpp", "psnr", "ms_ssim", "ssim",
-              "st_lpips", "enc_ms", "dec_ms", "peak_mb", "version")
+              "st_lpips", "enc_ms", "dec_ms", "peak_mb", "version", "image_hash")
+CSV_INT_FIELDS = ("width", "height", "bytes")
+CSV_FLOAT_FIELDS = ("bpp", "psnr", "ms_ssim", "ssim", "st_lpips", "enc_ms", "dec_ms", "peak_mb")
 METRIC_FIELDS = ("bpp", "psnr", "ms_ssim", "ssim", "st_lpips")
 REFINE_LABEL = re.compile(r"(?P<model>[^+]+)\+refine(?P<steps>[1-9][0-9]*)")
 # The summary's matched-rate table (the README's Kodak table) and the BD-rate range of the targets.
@@ -191,6 +197,10 @@ def image_id(path: Path) -> str:
     return f"{path.name}|{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"
 
 
+def _image_hash(image_id_: str) -> str:
+    return image_id_.rsplit("|", 1)[1]
+
+
 def parse_model_label(label: str) -> tuple[str, int]:
     """A learned model's label in the sweep: ``NAME`` or ``NAME+refineN`` (the model with N steps of
     encoder refinement, codec/refine.py) -> (NAME, N). Model names cannot contain '+'."""
@@ -230,6 +240,7 @@ class Cache:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.rows: dict[str, dict[str, Any]] = {}
+        self.from_csv: set[str] = set()  # keys adopted by seed_from_csv
         if path.is_file():
             with open(path) as f:
                 for line in f:
@@ -245,8 +256,32 @@ class Cache:
             return None
         return row
 
+    def seed_from_csv(self, csv_path: Path) -> None:
+        """Adopt the rows of an earlier run's ``per_image.csv`` that the cache lacks (values at the
+        CSV's 6 significant digits). Kept in memory only: the CSV this run writes carries them on.
+        Rows of a CSV without the ``image_hash`` column (written before it existed) cannot be
+        matched to image contents and are left out."""
+        if not csv_path.is_file():
+            return
+        with open(csv_path, newline="") as f:
+            for entry in csv.DictReader(f):
+                try:
+                    if not entry.get("image_hash"):
+                        continue
+                    row: dict[str, Any] = {k: entry[k] for k in ("image", "codec", "kind", "version")}
+                    row["quality"] = float(entry["quality"]) if entry["kind"] == "learned" else int(entry["quality"])
+                    row.update({k: int(entry[k]) for k in CSV_INT_FIELDS})
+                    row.update({k: float(entry[k]) if entry[k] else None for k in CSV_FLOAT_FIELDS})
+                except (KeyError, ValueError, TypeError):
+                    continue  # a row this version cannot read is measured again
+                key = row_key(f"{row['image']}|{entry['image_hash']}", row["codec"], row["quality"], row["version"])
+                if key not in self.rows:
+                    self.rows[key] = row
+                    self.from_csv.add(key)
+
     def put(self, key: str, row: dict[str, Any]) -> None:
         self.rows[key] = row
+        self.from_csv.discard(key)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a") as f:
             f.write(json.dumps({"key": key, "row": row}, allow_nan=True) + "\n")
@@ -440,8 +475,9 @@ class RunResult:
     rows: list[dict[str, Any]]
     summary: dict[str, Any]
     computed: int
-    cached: int
+    cached: int  # rows not measured by this run, from_csv of them from an earlier per_image.csv
     out: Path
+    from_csv: int = 0
     csv_path: Path = field(init=False)
     summary_path: Path = field(init=False)
 
@@ -489,6 +525,7 @@ def run_sweep(image_dir: str | Path, out: str | Path, models: Iterable[str] = ("
 
     out.mkdir(parents=True, exist_ok=True)
     cache = Cache(out / "cache.jsonl")
+    cache.seed_from_csv(out / "per_image.csv")
     pending: dict[Path, list[Task]] = {}
     ids = {path: image_id(path) for path in paths}  # measured rows are keyed by the content read here
     for path in paths:
@@ -525,15 +562,17 @@ def run_sweep(image_dir: str | Path, out: str | Path, models: Iterable[str] = ("
     finally:
         bar.close()
 
-    rows = []
+    rows, from_csv = [], 0
     for path in paths:
         iid = ids[path]
         for t in tasks:
-            row = cache.get(row_key(iid, t.codec, t.quality, t.version), st_lpips)
+            key = row_key(iid, t.codec, t.quality, t.version)
+            row = cache.get(key, st_lpips)
             if row is not None:
-                rows.append(row)
+                rows.append({**row, "image_hash": _image_hash(iid)})
+                from_csv += key in cache.from_csv
     summary = build_summary(rows, paths, versions, codecs, image_dir, st_lpips)
-    result = RunResult(rows, summary, computed, len(rows) - computed, out)
+    result = RunResult(rows, summary, computed, len(rows) - computed, out, from_csv)
     write_csv(result.csv_path, rows)
     result.summary_path.write_text(json.dumps(_json_safe(summary), indent=1) + "\n")
     return result
