@@ -1,0 +1,65 @@
+"""Compare two model cards' Kodak points: is a candidate better than what is shipped?
+
+    git show HEAD:edgecodec/weights/fidelity.json > /tmp/shipped.json
+    edgecodec export-model RUN --name fidelity --out /tmp/cand --kodak ../shared/data/kodak ...
+    .venv/bin/python scripts/compare_cards.py /tmp/shipped.json /tmp/cand/fidelity.json
+
+Prints, per quality both cards measured, the candidate's change in bytes and in each metric, then
+its BD-rate against the shipped card on PSNR, MS-SSIM and ST-LPIPS (``edgecodec.eval.bdrate``, the
+evaluation's PCHIP rule; negative: the candidate needs fewer bits at equal quality). The card
+points are 24-image Kodak means written by ``export-model --kodak``; nothing is measured here.
+Exit status 2 when a card lacks Kodak points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from edgecodec.eval.bdrate import BDRateError, bd_rate, quality_axis  # noqa: E402
+
+METRICS = ("psnr", "ms_ssim", "st_lpips")
+
+
+def kodak_points(path: str) -> dict[float, dict]:
+    card = json.loads(Path(path).read_text())
+    points = (card.get("kodak") or {}).get("points") or []
+    if not points:
+        raise ValueError(f"{path}: no Kodak points (export the model with --kodak)")
+    return {p["quality"]: p for p in points}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("shipped", help="the shipped model's card (JSON)")
+    parser.add_argument("candidate", help="the candidate's card (JSON)")
+    args = parser.parse_args(argv)
+    try:
+        old, new = kodak_points(args.shipped), kodak_points(args.candidate)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    shared = sorted(set(old) & set(new))
+    print(f"{'quality':>7} {'bpp':>8} {'bytes':>7} {'dPSNR':>7} {'dMS-SSIM':>9} {'dST-LPIPS':>9}")
+    for q in shared:
+        a, b = old[q], new[q]
+        print(f"{q:>7g} {b['bpp']:>8.4f} {100 * (b['bpp'] / a['bpp'] - 1):>+6.2f}% {b['psnr'] - a['psnr']:>+7.3f} "
+              f"{b['ms_ssim'] - a['ms_ssim']:>+9.5f} {b['st_lpips'] - a['st_lpips']:>+9.5f}")
+    for metric in METRICS:
+        curves = [([p["bpp"] for p in pts.values()], list(quality_axis(metric, [p[metric] for p in pts.values()])))
+                  for pts in (old, new)]
+        try:
+            value = f"{bd_rate(*curves[0], *curves[1]):+.2f}%"
+        except BDRateError as exc:
+            value = f"n/a ({exc})"
+        print(f"BD-rate on {metric} vs shipped: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""scripts/compare_cards.py: a candidate card's Kodak points against the shipped card's."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "scripts"))
+import compare_cards  # noqa: E402
+
+
+def _card(path, bpp_scale: float) -> str:
+    points = [{"quality": q, "bpp": bpp_scale * (0.1 + q), "psnr": 25 + 8 * q, "ms_ssim": 0.85 + 0.1 * q,
+               "st_lpips": 0.3 - 0.25 * q} for q in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    path.write_text(json.dumps({"name": "m", "kodak": {"points": points}}))
+    return str(path)
+
+
+def test_same_quality_with_fewer_bytes_is_a_negative_bd_rate(tmp_path, capsys):
+    shipped, candidate = _card(tmp_path / "a.json", 1.0), _card(tmp_path / "b.json", 0.9)
+    assert compare_cards.main([shipped, candidate]) == 0
+    out = capsys.readouterr().out
+    bd = dict(re.findall(r"BD-rate on (\w+) vs shipped: ([-+0-9.]+)%", out))
+    assert set(bd) == {"psnr", "ms_ssim", "st_lpips"}
+    assert all(abs(float(v) + 10.0) < 0.01 for v in bd.values()), out
+    assert out.count("-10.00%  +0.000") == 5  # each quality: 10% fewer bytes, the same PSNR
+
+
+def test_a_card_without_kodak_points_is_refused(tmp_path, capsys):
+    (tmp_path / "bare.json").write_text(json.dumps({"name": "m"}))
+    assert compare_cards.main([_card(tmp_path / "a.json", 1.0), str(tmp_path / "bare.json")]) == 2
+    assert "no Kodak points" in capsys.readouterr().err
