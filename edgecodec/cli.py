@@ -355,9 +355,13 @@ def cmd_plot_training(args: argparse.Namespace) -> int:
 
 def cmd_export_model(args: argparse.Namespace) -> int:
     from .eval.runner import run_sweep
-    from .train.export import add_kodak_metrics, export_run
+    from .errors import UsageError
+    from .train.export import add_kodak_metrics, append_stage_history, export_run
     from .zoo import user_model_dir
 
+    previous = Path(args.previous) if args.previous else None
+    if previous is not None and not previous.is_file():
+        raise UsageError(f"--previous {previous}: no such model card")
     out_dir = Path(args.out) if args.out else user_model_dir()
     overrides = {"min_level": args.min_level} if args.min_level is not None else None
     weights = export_run(args.run, args.name, out_dir, {"summary": args.summary}, config_overrides=overrides)
@@ -373,6 +377,8 @@ def cmd_export_model(args: argparse.Namespace) -> int:
         for p in points:
             print(f"quality {p['quality']:.2f}: {p['bpp']:.4f} bpp, PSNR {p['psnr']:.2f} dB, "
                   f"MS-SSIM {p['ms_ssim']:.4f}, ST-LPIPS {p['st_lpips']:.4f} ({p['images']} images)")
+    if previous is not None:
+        print("history: " + append_stage_history(weights.with_suffix(".json"), previous, Path(args.run)))
     return 0
 
 
@@ -460,6 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--qualities", default="0,0.25,0.5,0.75,1", help="qualities to measure")
     p.add_argument("--min-level", type=float, default=None,
                    help="level that quality 0 maps to (< 0 extrapolates the gains below the lowest trained level)")
+    p.add_argument("--previous", metavar="CARD",
+                   help="the card of the model this run continues (e.g. the shipped one): its training history "
+                        "is carried over and this run's stage appended, compared on the Kodak points with --kodak")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_export_model)
 

@@ -466,3 +466,11 @@ def test_train_refuses_bad_configs_before_writing(tmp_path, capsys):
         assert main("--threads", 1, "train", *args, "--out", out, "--steps", 1) == 2, name
         assert_one_error_line(capsys.readouterr().err, fragment)
         assert not out.exists(), name
+
+
+def test_export_model_refuses_a_missing_previous_card_before_writing(tmp_path, capsys):
+    out = tmp_path / "models"
+    assert main("export-model", tmp_path / "run", "--name", "m", "--out", out,
+                "--previous", tmp_path / "none.json") == 2
+    assert_one_error_line(capsys.readouterr().err, "none.json")
+    assert not out.exists()

@@ -6,6 +6,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from PIL import Image
 import edgecodec
 from edgecodec.errors import OutputExistsError
 from edgecodec.train.config import apply_override, load_config
-from edgecodec.train.export import export_run
+from edgecodec.train.export import add_kodak_metrics, append_stage_history, export_run
 from edgecodec.train.trainer import Trainer, latest_checkpoint, run
 
 
@@ -144,6 +145,38 @@ def test_fit_writes_checkpoints_logs_and_exports(image_folder, tmp_path, monkeyp
 
     with pytest.raises(WeightsMismatchError):
         edgecodec.decompress(data)
+
+
+def _kodak_points(bpp_scale: float) -> list[dict[str, float]]:
+    return [{"quality": q, "bpp": bpp_scale * (0.1 + q), "psnr": 25 + 8 * q, "ms_ssim": 0.85 + 0.1 * q,
+             "st_lpips": 0.3 - 0.25 * q} for q in (0.0, 0.5, 1.0)]
+
+
+def test_a_continued_run_carries_the_previous_cards_history_and_adds_its_stage(image_folder, tmp_path):
+    models, nxt = tmp_path / "models", tmp_path / "next"
+    run(make_config(image_folder, "train.steps=2"), tmp_path / "base")
+    base = export_run(tmp_path / "base", "m", models).with_suffix(".json")
+    add_kodak_metrics(base, _kodak_points(1.0), "measured elsewhere")
+    card = json.loads(base.read_text())
+    card["training"]["history"] = ["an earlier stage"]
+    base.write_text(json.dumps(card))
+
+    run(make_config(image_folder, "train.steps=4", "train.val_every=2", "train.ckpt_every=2",
+                    f"train.init_from={models / 'm.safetensors'}"), tmp_path / "continued")
+    cont = export_run(tmp_path / "continued", "m", nxt).with_suffix(".json")
+    add_kodak_metrics(cont, _kodak_points(0.9), "measured elsewhere")  # same qualities, 10% fewer bytes
+    line = append_stage_history(cont, base, tmp_path / "continued")
+
+    history = json.loads(cont.read_text())["training"]["history"]
+    assert history == ["an earlier stage", line]
+    assert "from run continued:" in line and "the previous card's weights" in line and "4 steps" in line
+    assert re.search(r"validation loss [0-9.]+ \(step 2\) -> [0-9.]+ \(step 4\)", line), line
+    assert line.count("-10.0% bytes +0.00 dB +0.0000 ST-LPIPS") == 3
+    assert "BD-rate psnr -10.0%, ms_ssim -10.0%, st_lpips -10.0%" in line
+    # a stage that did not start from the previous card's weights says so
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**card, "weights_sha256": "0" * 64}))
+    assert "not the previous card's weights" in append_stage_history(cont, other, tmp_path / "continued")
 
 
 def test_export_without_checkpoint(tmp_path):

@@ -6,14 +6,17 @@ import datetime
 import hashlib
 import io
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..eval.bdrate import METRICS, bd_rate_or_nan
 from ..models import EdgeCodecModel, ModelConfig
 from ..zoo import MODEL_NAME_RULE, save_model, valid_model_name
 from .config import parse_yaml
+from .monitor import read_csv
 from .trainer import latest_checkpoint
 
 
@@ -101,3 +104,63 @@ def add_kodak_metrics(card_path: Path, rows: list[dict[str, float]], command: st
     card["kodak"] = {"command": command, "points": rows}
     card["bpp_range"] = [min(r["bpp"] for r in rows), max(r["bpp"] for r in rows)]
     card_path.write_text(json.dumps(card, indent=2) + "\n")
+
+
+def _validation_losses(run_dir: Path) -> str:
+    rows = [r for r in read_csv(run_dir / "val.csv") if "val_loss" in r] if (run_dir / "val.csv").is_file() else []
+    if not rows:
+        return "no validation logged"
+    first, last = rows[0], rows[-1]
+    return (f"validation loss {first['val_loss']:.3f} (step {int(first['step']):,}) -> "
+            f"{last['val_loss']:.3f} (step {int(last['step']):,})")
+
+
+def _against_previous(points: list[dict[str, Any]], previous_points: list[dict[str, Any]]) -> str:
+    """Per-quality byte and metric changes and BD-rates of this card's Kodak points against the previous card's."""
+    old = {p["quality"]: p for p in previous_points}
+    shared = [p for p in points if p["quality"] in old]
+    if not shared:
+        return "no Kodak quality in common with the previous card"
+    per_quality = ", ".join(
+        f"q{p['quality']:g} {100 * (p['bpp'] / old[p['quality']]['bpp'] - 1):+.1f}% bytes "
+        f"{p['psnr'] - old[p['quality']]['psnr']:+.2f} dB {p['st_lpips'] - old[p['quality']]['st_lpips']:+.4f} ST-LPIPS"
+        for p in shared)
+    bd = []
+    for metric in METRICS:
+        value = bd_rate_or_nan(metric, [p["bpp"] for p in previous_points], [p[metric] for p in previous_points],
+                               [p["bpp"] for p in points], [p[metric] for p in points])
+        bd.append(f"{metric} {'n/a' if math.isnan(value) else f'{value:+.1f}%'}")
+    return f"{per_quality}; BD-rate {', '.join(bd)}"
+
+
+def append_stage_history(card_path: Path, previous_card_path: Path, run_dir: Path) -> str:
+    """Carry the previous card's ``training.history`` into this card and add this run's stage.
+
+    The stage line says what a reader needs to trust and repeat the step: the run folder, the
+    weights it started from (and whether they are the previous card's), every launch command, the
+    steps, learning-rate schedule and wall time, the first and last validation loss, and the
+    change on the Kodak card points against the previous card (bytes, PSNR and ST-LPIPS per
+    quality; BD-rate on PSNR, MS-SSIM and ST-LPIPS, negative = fewer bits at equal quality).
+    Returns the line.
+    """
+    card, previous = json.loads(card_path.read_text()), json.loads(previous_card_path.read_text())
+    training = card["training"]
+    train = training["train"]
+    start = training.get("warm_start") or {}
+    origin = "from scratch"
+    if start:
+        whose = "the previous card's" if start.get("sha256") == previous.get("weights_sha256") else "not the previous card's"
+        origin = f"from {start['path']} (sha256 {str(start.get('sha256'))[:12]}, {whose} weights)"
+    drop = math.ceil(train["lr_drop_at"] * train["steps"])
+    launches = "; ".join(f"`{launch['command']}`" for launch in training.get("launches", [])) or "no launch recorded"
+    wall = f"{training['wall_time_s']:,.0f} s" if training.get("wall_time_s") is not None else "wall time unknown"
+    kodak = _against_previous(card["kodak"]["points"], previous["kodak"]["points"]) \
+        if card.get("kodak") and previous.get("kodak") else "no Kodak points to compare"
+    line = (f"stage exported {card.get('exported', '?')[:10]} from run {run_dir.name}: {origin}, "
+            f"{training['steps']:,} steps of {train['batch_size']} x {training['data']['crop']}^2 crops "
+            f"(lr {train['lr']:g}, {train['lr'] * 0.1:g} from step {drop:,}; {wall}); launches: {launches}; "
+            f"{_validation_losses(run_dir)}; against the previous card (weights sha256 "
+            f"{str(previous.get('weights_sha256'))[:12]}) on the Kodak points: {kodak}")
+    training["history"] = [*previous.get("training", {}).get("history", []), line]
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    return line
