@@ -112,7 +112,9 @@ def main() -> int:
         print(f"{r['model']:<{width}}  {r['target']:<48} {r['measured']!s:>10} vs {r['limit']!s:<10} "
               f"{'met' if r['met'] else 'NOT met'}")
     print(f"{sum(r['met'] for r in rows)} of {len(rows)} targets met")
-    out = write_results(args.out, {"summary": str(Path(args.summary)), "summary_created": summary.get("created"),
+    summary_path = Path(args.summary).resolve()  # recorded relative to the repository when inside it
+    shown = summary_path.relative_to(REPO) if summary_path.is_relative_to(REPO) else summary_path
+    out = write_results(args.out, {"summary": str(shown), "summary_created": summary.get("created"),
                                    "models": measured, "targets": rows})
     print(f"wrote {out}")
     return 0

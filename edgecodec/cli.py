@@ -6,6 +6,7 @@ import argparse
 import io
 import json
 import os
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -373,7 +374,7 @@ def cmd_export_model(args: argparse.Namespace) -> int:
         result = run_sweep(args.kodak, Path(args.run) / f"eval-{args.name}", models=[args.name],
                            qualities=qualities, codecs=[], progress=not args.quiet)
         points = result.summary["curves"][args.name]["points"]
-        add_kodak_metrics(weights.with_suffix(".json"), points, " ".join(["edgecodec", *sys.argv[1:]]))
+        add_kodak_metrics(weights.with_suffix(".json"), points, shlex.join(["edgecodec", *sys.argv[1:]]))
         for p in points:
             print(f"quality {p['quality']:.2f}: {p['bpp']:.4f} bpp, PSNR {p['psnr']:.2f} dB, "
                   f"MS-SSIM {p['ms_ssim']:.4f}, ST-LPIPS {p['st_lpips']:.4f} ({p['images']} images)")
