@@ -17,7 +17,7 @@ from ..models import EdgeCodecModel, ModelConfig
 from ..zoo import MODEL_NAME_RULE, save_model, valid_model_name
 from .config import parse_yaml
 from .monitor import read_csv
-from .trainer import latest_checkpoint
+from .trainer import LR_DROP_FACTOR, latest_checkpoint, lr_drop_step
 
 
 def checkpoint_model(state: dict[str, Any], config_overrides: dict[str, Any] | None = None) -> EdgeCodecModel:
@@ -151,14 +151,14 @@ def append_stage_history(card_path: Path, previous_card_path: Path, run_dir: Pat
     if start:
         whose = "the previous card's" if start.get("sha256") == previous.get("weights_sha256") else "not the previous card's"
         origin = f"from {start['path']} (sha256 {str(start.get('sha256'))[:12]}, {whose} weights)"
-    drop = math.ceil(train["lr_drop_at"] * train["steps"])
+    drop = lr_drop_step(train)
     launches = "; ".join(f"`{launch['command']}`" for launch in training.get("launches", [])) or "no launch recorded"
     wall = f"{training['wall_time_s']:,.0f} s" if training.get("wall_time_s") is not None else "wall time unknown"
     kodak = _against_previous(card["kodak"]["points"], previous["kodak"]["points"]) \
         if card.get("kodak") and previous.get("kodak") else "no Kodak points to compare"
     line = (f"stage exported {card.get('exported', '?')[:10]} from run {run_dir.name}: {origin}, "
             f"{training['steps']:,} steps of {train['batch_size']} x {training['data']['crop']}^2 crops "
-            f"(lr {train['lr']:g}, {train['lr'] * 0.1:g} from step {drop:,}; {wall}); launches: {launches}; "
+            f"(lr {train['lr']:g}, {train['lr'] * LR_DROP_FACTOR:g} from step {drop:,}; {wall}); launches: {launches}; "
             f"{_validation_losses(run_dir)}; against the previous card (weights sha256 "
             f"{str(previous.get('weights_sha256'))[:12]}) on the Kodak points: {kodak}")
     training["history"] = [*previous.get("training", {}).get("history", []), line]

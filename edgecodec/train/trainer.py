@@ -78,6 +78,14 @@ def split_parameters(model: EdgeCodecModel) -> tuple[list, list]:
     return main, aux
 
 
+LR_DROP_FACTOR = 0.1  # the learning rate from lr_drop_step on, as a fraction of train.lr
+
+
+def lr_drop_step(train: dict[str, Any]) -> int:
+    """First step at the lowered learning rate: train.lr_drop_at of train.steps (a train config section)."""
+    return math.ceil(train["lr_drop_at"] * train["steps"])
+
+
 class Trainer:
     def __init__(self, config: dict, run_dir: str | Path, defer_warm_start: bool = False) -> None:
         """``defer_warm_start``: leave ``train.init_from`` to ``resume``, which applies it only
@@ -406,12 +414,10 @@ class Trainer:
 
     # --- training ----------------------------------------------------------------------------
     def lr_drop_step(self) -> int:
-        """First step at the lowered learning rate: train.lr_drop_at of train.steps."""
-        tc = self.config["train"]
-        return math.ceil(tc["lr_drop_at"] * tc["steps"])
+        return lr_drop_step(self.config["train"])
 
     def lr_at(self, step: int) -> float:
-        return self.config["train"]["lr"] * (0.1 if step >= self.lr_drop_step() else 1.0)
+        return self.config["train"]["lr"] * (LR_DROP_FACTOR if step >= self.lr_drop_step() else 1.0)
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         bs = int(self.config["train"]["batch_size"])
