@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED_MODELS = ("perceptual", "fidelity")  # the README's order: the default first
+sys.path.insert(0, str(REPO))
+
+from edgecodec.zoo import shipped_models  # noqa: E402  (the README's order: the default first)
 
 
 def kodak_eval(root: Path) -> str:
@@ -57,7 +59,7 @@ def targets(root: Path) -> str:
 
 def model_cards(root: Path) -> str:
     rows = ["| model | quality | bpp | PSNR (dB) | MS-SSIM | ST-LPIPS |", "|---|---|---|---|---|---|"]
-    for name in SHIPPED_MODELS:
+    for name in shipped_models():
         card = json.loads((root / "edgecodec" / "weights" / f"{name}.json").read_text())
         rows += [f"| {name} | {p['quality']:.2f} | {p['bpp']:.3f} | {p['psnr']:.2f} | {p['ms_ssim']:.4f} | "
                  f"{p['st_lpips']:.4f} |" for p in card["kodak"]["points"]]
