@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edgecodec.eval.bdrate import BDRateError, bd_rate, quality_axis  # noqa: E402
-
-METRICS = ("psnr", "ms_ssim", "st_lpips")
-
+from edgecodec.eval.bdrate import bd_rates_between  # noqa: E402
 
 def kodak_points(path: str) -> dict[float, dict]:
     card = json.loads(Path(path).read_text())
@@ -50,14 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         a, b = old[q], new[q]
         print(f"{q:>7g} {b['bpp']:>8.4f} {100 * (b['bpp'] / a['bpp'] - 1):>+6.2f}% {b['psnr'] - a['psnr']:>+7.3f} "
               f"{b['ms_ssim'] - a['ms_ssim']:>+9.5f} {b['st_lpips'] - a['st_lpips']:>+9.5f}")
-    for metric in METRICS:
-        curves = [([p["bpp"] for p in pts.values()], list(quality_axis(metric, [p[metric] for p in pts.values()])))
-                  for pts in (old, new)]
-        try:
-            value = f"{bd_rate(*curves[0], *curves[1]):+.2f}%"
-        except BDRateError as exc:
-            value = f"n/a ({exc})"
-        print(f"BD-rate on {metric} vs shipped: {value}")
+    for metric, value in bd_rates_between(list(old.values()), list(new.values())).items():
+        shown = "n/a (the curves cannot be compared)" if math.isnan(value) else f"{value:+.2f}%"
+        print(f"BD-rate on {metric} vs shipped: {shown}")
     return 0
 
 

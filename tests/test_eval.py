@@ -88,6 +88,18 @@ def test_bd_rate_errors_and_axes():
         bdrate.quality_axis("vmaf", [1])
 
 
+def test_bd_rates_between_points_per_metric():
+    msssim, lpips = 1 - 10 ** (-PSNRS / 20), 10 ** (-PSNRS / 25)
+    anchor = [{"bpp": r, "psnr": p, "ms_ssim": m, "st_lpips": s} for r, p, m, s in zip(RATES, PSNRS, msssim, lpips)]
+    cheaper = [dict(p, bpp=0.8 * p["bpp"]) for p in anchor]
+    got = bdrate.bd_rates_between(anchor, cheaper)
+    assert list(got) == list(bdrate.METRICS)
+    assert all(v == pytest.approx(-20, abs=0.5) for v in got.values())
+    # A curve that shares no quality range with the anchor gives NaN, not an exception.
+    better = [dict(p, psnr=p["psnr"] + 20) for p in anchor]
+    assert math.isnan(bdrate.bd_rates_between(anchor, better, ["psnr"])["psnr"])
+
+
 # --- runner, cache, report, command ----------------------------------------------------------------
 QUALITIES = [0.0, 1.0]
 SWEEPS = {"jpeg": [10, 50], "webp": [50]}

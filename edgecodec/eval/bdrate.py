@@ -32,7 +32,7 @@ no better quality adds nothing to its curve.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -150,6 +150,15 @@ def bd_rate_or_nan(*args, **kwargs) -> float:
         return math.nan
 
 
+def bd_rates_between(anchor_points: Sequence[Mapping[str, float]], test_points: Sequence[Mapping[str, float]],
+                     metrics: Sequence[str] = METRICS) -> dict[str, float]:
+    """BD-rate (NaN where not comparable) on each metric of two curves given as points, each a mapping
+    with ``bpp`` and the metrics (a model card's Kodak points)."""
+    return {metric: bd_rate_or_nan(metric, [p["bpp"] for p in anchor_points], [p[metric] for p in anchor_points],
+                                   [p["bpp"] for p in test_points], [p[metric] for p in test_points])
+            for metric in metrics}
+
+
 def value_at_rate(metric: str, bpp: Sequence[float], values: Sequence[float], rate: float) -> float:
     """A curve's metric at ``rate`` bpp, PCHIP-interpolated on log-rate; NaN outside the measured range.
 
@@ -178,4 +187,4 @@ def value_at_rate(metric: str, bpp: Sequence[float], values: Sequence[float], ra
 
 
 __all__ = ["METHODS", "METRICS", "BDRateError", "bd_quality", "bd_rate", "bd_rate_metric", "bd_rate_or_nan",
-           "quality_axis", "value_at_rate"]
+           "bd_rates_between", "quality_axis", "value_at_rate"]

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ..eval.bdrate import METRICS, bd_rate_or_nan
+from ..eval.bdrate import bd_rates_between
 from ..models import EdgeCodecModel, ModelConfig
 from ..zoo import MODEL_NAME_RULE, save_model, valid_model_name
 from .config import parse_yaml
@@ -125,12 +125,9 @@ def _against_previous(points: list[dict[str, Any]], previous_points: list[dict[s
         f"q{p['quality']:g} {100 * (p['bpp'] / old[p['quality']]['bpp'] - 1):+.1f}% bytes "
         f"{p['psnr'] - old[p['quality']]['psnr']:+.2f} dB {p['st_lpips'] - old[p['quality']]['st_lpips']:+.4f} ST-LPIPS"
         for p in shared)
-    bd = []
-    for metric in METRICS:
-        value = bd_rate_or_nan(metric, [p["bpp"] for p in previous_points], [p[metric] for p in previous_points],
-                               [p["bpp"] for p in points], [p[metric] for p in points])
-        bd.append(f"{metric} {'n/a' if math.isnan(value) else f'{value:+.1f}%'}")
-    return f"{per_quality}; BD-rate {', '.join(bd)}"
+    bd = ", ".join(f"{metric} {'n/a' if math.isnan(value) else f'{value:+.1f}%'}"
+                   for metric, value in bd_rates_between(previous_points, points).items())
+    return f"{per_quality}; BD-rate {bd}"
 
 
 def append_stage_history(card_path: Path, previous_card_path: Path, run_dir: Path) -> str:
