@@ -24,6 +24,7 @@ sys.path.insert(0, str(REPO))
 
 from edgecodec.eval.bdrate import bd_rates_between  # noqa: E402
 
+
 def kodak_points(path: str) -> dict[float, dict]:
     card = json.loads(Path(path).read_text())
     points = (card.get("kodak") or {}).get("points") or []
