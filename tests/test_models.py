@@ -77,6 +77,28 @@ def test_invalid_configs():
     assert ModelConfig.from_dict(config.to_dict()) == config
 
 
+def test_encoder_residual_blocks_warm_start_as_identities():
+    """A model trained without encoder_res_blocks loads into one with them (the plain layers keep
+    their names) and encodes exactly as before; the decoder's parameters are unchanged."""
+    torch.manual_seed(0)
+    plain = create_model("gdn-hp-edge", **TINY).eval()
+    deeper = create_model("gdn-hp-edge", encoder_res_blocks=2, **TINY).eval()
+    result = deeper.load_state_dict(plain.state_dict(), strict=False)
+    assert not result.unexpected_keys
+    assert sorted({k.split(".")[1] for k in result.missing_keys}) == ["3r0", "3r1", "5r0", "5r1"]
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(deeper.g_a(x), plain.g_a(x))
+        for name, param in deeper.named_parameters():
+            if name.startswith("g_a.3r0.conv2"):
+                param.normal_()
+        assert not torch.equal(deeper.g_a(x), plain.g_a(x))
+    counts, plain_counts = deeper.parameter_counts(), plain.parameter_counts()
+    assert counts["decoder"] == plain_counts["decoder"] and counts["encoder"] > plain_counts["encoder"]
+    with pytest.raises(ValueError):
+        create_model("crb", encoder_res_blocks=1, **TINY)
+
+
 def test_gain_interpolation_hits_the_table_at_levels():
     torch.manual_seed(0)
     model = make_tiny(0)

@@ -202,6 +202,10 @@ def test_halos_of_the_registered_transforms():
     # blocks add 28 -> 58 -> 4.
     assert (tiling.analysis_halo(gdn), tiling.analysis_halo(crb)) == (2, 4)
     assert (tiling.synthesis_halo(gdn), tiling.synthesis_halo(crb)) == (3, 5)
+    # encoder_res_blocks=2: eight 3x3 convolutions, four at 1/4 and four at 1/8 resolution, add
+    # 4 * 4 + 4 * 8 = 48 -> 78 -> 5; the synthesis is untouched.
+    deeper = create_model("gdn-hp", encoder_res_blocks=2, **TINY)
+    assert (tiling.analysis_halo(deeper), tiling.synthesis_halo(deeper)) == (5, 3)
     assert tiling.tiling_supported(gdn) and not tiling.tiling_supported(object())
 
 

@@ -49,6 +49,8 @@ class ModelConfig:
     hyper_out_kernel: int = 3  # kernel of the hyper-synthesis' last (stride-1) convolution
     prior: str = "meanscale"  # "factorized", "scale" or "meanscale"; "none": float latent, no entropy model
     res_blocks: int = 1  # residual blocks per stage (crb only)
+    # residual blocks after the analysis transform's 2nd and 3rd GDN (gdn only; see transforms.py)
+    encoder_res_blocks: int = 0
     levels: int = 6  # quality levels with their own gain vectors
     # Level that quality 0 maps to; below 0 extrapolates the gains past the lowest trained level
     # (quality 1 is always level K-1).
@@ -113,7 +115,7 @@ class EdgeCodecModel(CompressionModel):
             raise ValueError("need at least 2 quality levels")
         self.config = config
         n, m, h, k = config.channels, config.latent_channels, config.hyper_channels, config.levels
-        self.g_a = analysis_transform(config.transform, n, m, config.res_blocks)
+        self.g_a = analysis_transform(config.transform, n, m, config.res_blocks, config.encoder_res_blocks)
         self.g_s = synthesis_transform(config.transform, n, m, config.res_blocks)
         if config.prior == "factorized":
             self.latent_codec = EntropyBottleneckLatentCodec(EntropyBottleneck(m))

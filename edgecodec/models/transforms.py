@@ -12,7 +12,10 @@ first shipped model uses it while the CAE/CRB ablation runs train longer.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from compressai.layers import GDN
+from compressai.layers import ResidualBlock as PlainResidualBlock
 from torch import nn
 
 from .layers import ResidualBlock, conv_down, deconv_up
@@ -20,11 +23,27 @@ from .layers import ResidualBlock, conv_down, deconv_up
 STRIDE = 16  # spatial downsampling of the analysis transform
 
 
-def analysis_transform(kind: str, channels: int, latent_channels: int, res_blocks: int = 1) -> nn.Sequential:
-    """Image (3 channels, [-1, 1]) to latent y at 1/16 resolution."""
+def analysis_transform(kind: str, channels: int, latent_channels: int, res_blocks: int = 1,
+                       encoder_res_blocks: int = 0) -> nn.Sequential:
+    """Image (3 channels, [-1, 1]) to latent y at 1/16 resolution.
+
+    ``encoder_res_blocks`` (gdn only) adds that many of CompressAI's residual blocks after the
+    second and third GDN (1/4 and 1/8 resolution): encoder capacity, which costs the decoder
+    nothing. Their layers are named "3r0", "5r1", ... so the plain layers keep their indices and
+    a model trained without the blocks warm-starts into one with them, and their last convolution
+    starts at zero, so that warm start changes nothing until training moves it."""
     if kind == "gdn":
-        return nn.Sequential(conv_down(3, channels), GDN(channels), conv_down(channels, channels), GDN(channels),
-                             conv_down(channels, channels), GDN(channels), conv_down(channels, latent_channels))
+        layers = [conv_down(3, channels), GDN(channels), conv_down(channels, channels), GDN(channels),
+                  conv_down(channels, channels), GDN(channels), conv_down(channels, latent_channels)]
+        named: list[tuple[str, nn.Module]] = []
+        for index, layer in enumerate(layers):
+            named.append((str(index), layer))
+            if index in (3, 5):
+                named += [(f"{index}r{i}", _identity_at_start(PlainResidualBlock(channels, channels)))
+                          for i in range(encoder_res_blocks)]
+        return nn.Sequential(OrderedDict(named))
+    if encoder_res_blocks:
+        raise ValueError("encoder_res_blocks applies to the gdn transform only")
     layers: list[nn.Module] = []
     in_ch = 3
     for stage in range(3):
@@ -34,6 +53,13 @@ def analysis_transform(kind: str, channels: int, latent_channels: int, res_block
         in_ch = channels
     layers.append(conv_down(channels, latent_channels))
     return nn.Sequential(*layers)
+
+
+def _identity_at_start(block: PlainResidualBlock) -> PlainResidualBlock:
+    """Zero the block's last convolution: LeakyReLU(0) = 0, so the block passes its input through."""
+    nn.init.zeros_(block.conv2.weight)
+    nn.init.zeros_(block.conv2.bias)
+    return block
 
 
 def synthesis_transform(kind: str, channels: int, latent_channels: int, res_blocks: int = 1) -> nn.Sequential:
