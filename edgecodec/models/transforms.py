@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from compressai.layers import GDN
-from compressai.layers import ResidualBlock as PlainResidualBlock
+from compressai.layers import ResidualBlock as PlainResidualBlock  # no BatchNorm, unlike .layers'
 from torch import nn
 
 from .layers import ResidualBlock, conv_down, deconv_up
