@@ -44,13 +44,21 @@ def images(kodim23_rgb) -> list[np.ndarray]:
 
 
 def encoder_latent(model, rgb: np.ndarray, quality: float) -> np.ndarray:
-    """y_hat as the encoder quantized it: (round(y * gain - means) + means) * gain_inv."""
+    """y_hat as the encoder quantized it: (round(y * gain - means) + means) * gain_inv, the means
+    of context models from the anchors quantized the same way."""
     y = model.analyze(_to_tensor(rgb, model.stride))
     g = model.gains(torch.tensor([quality]))
     _, z_symbols = model.compress_hyper(y, g["z_gain"])
     exact = model.exact_entropy()
-    _, means = exact.params(z_symbols, quality)
-    symbols = torch.round(y * g["y_gain"] - torch.from_numpy(means)[None])[0].numpy()
+    side = exact.side(z_symbols, quality)
+    y_gained = (y * g["y_gain"])[0]
+    if exact.context is None:
+        _, means = exact.hyper.params_from_raw(side)
+        symbols = torch.round(y_gained - torch.from_numpy(means)).numpy()
+    else:
+        symbols, means = exact.context.run(
+            side, exact.hyper.table_indexes,
+            lambda selected, _, mu: torch.round(y_gained[:, torch.from_numpy(selected)] - torch.from_numpy(mu)).numpy())
     return exact.dequantize(symbols, means, quality)
 
 
@@ -132,12 +140,16 @@ assert torch.equal(eb.decompress(eb.compress(x), x.shape[-2:]), x)
 
 
 def test_lite_refuses_old_versions_other_weights_and_garbage(lite, kodim23_rgb):
-    model, weights_hash = load_model(SHIPPED)
-    header = api.Header(SHIPPED, weights_hash, api.quality_to_q16(0.5), 128, 128, version=1)
-    v1 = Container(header, legacy_streams(model, kodim23_rgb[:128, :128], header.quality)).to_bytes()
-    with pytest.raises(FormatError, match="torch"):
-        lite.decode(v1)
+    # Version 1 streams are a plain hyperprior model's: perceptual's (fidelity has context since stage 15)
+    model, weights_hash = load_model("perceptual")
+    header = api.Header("perceptual", weights_hash, api.quality_to_q16(0.5), 128, 128, version=1)
+    streams = legacy_streams(model, kodim23_rgb[:128, :128], header.quality)
+    v1 = Container(header, streams).to_bytes()
     assert psnr(api.decode_array(v1)[0], kodim23_rgb[:128, :128]) > 25  # the PyTorch backend still reads v1
+    shipped_hash = load_model(SHIPPED)[1]
+    v1_shipped = Container(api.Header(SHIPPED, shipped_hash, header.quality_q16, 128, 128, version=1), streams)
+    with pytest.raises(FormatError, match="torch"):
+        lite.decode(v1_shipped.to_bytes())
 
     data = bytearray(edgecodec.compress(kodim23_rgb[:64, :64], quality=0.5, model=SHIPPED))
     name_len = data[7]

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from compressai.latent_codecs import CheckerboardLatentCodec
 from compressai.ops import quantize_ste
 
 from .. import zoo
@@ -84,21 +85,38 @@ def _soft_round(v: torch.Tensor, tau: float, generator: torch.Generator) -> torc
     return floor + weights[..., 1]
 
 
+def _checkerboard_soft(codec: CheckerboardLatentCodec, side: torch.Tensor, u: torch.Tensor, tau: float,
+                      generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Scales, means and soft-rounded y of a checkerboard model: the anchors' from the hyper
+    parameters alone, the others' also from the soft-rounded anchors (the coding order)."""
+    anchor = codec._keep_only(torch.ones_like(u[:, :1]), "anchor").bool()
+    no_context = side.new_zeros((side.shape[0], codec.context_prediction.out_channels, *side.shape[2:]))
+    scales_a, means_a = codec.entropy_parameters(codec.merge(no_context, side)).chunk(2, 1)
+    y_anchor = torch.where(anchor, _soft_round(u - means_a, tau, generator) + means_a, 0.0)
+    scales_n, means_n = codec.entropy_parameters(codec.merge(codec.context_prediction(y_anchor), side)).chunk(2, 1)
+    means = torch.where(anchor, means_a, means_n)
+    y_soft = torch.where(anchor, y_anchor, _soft_round(u - means_n, tau, generator) + means_n)
+    return torch.where(anchor, scales_a, scales_n), means, y_soft
+
+
 def _relaxed_loss(model: EdgeCodecModel, objective: RateDistortionLoss, u: torch.Tensor, x: torch.Tensor,
                   gains: dict[str, torch.Tensor], quality: torch.Tensor, size: tuple[int, int], tau: float,
                   generator: torch.Generator) -> torch.Tensor:
     """The training objective ``R + lambda * S * D`` of the gained latent ``u``, with soft-rounded y and
     straight-through z; the padding is not scored."""
     hyper = model.latent_codec["hyper"]
-    eb, gc = hyper.entropy_bottleneck, model.latent_codec["y"].gaussian_conditional
+    eb, gc = hyper.entropy_bottleneck, model.gaussian_conditional
     medians = eb.quantiles[:, 0, 1].reshape(1, -1, 1, 1)
     z = hyper.h_a(u / gains["y_gain"]) * gains["z_gain"]
     z_hat = quantize_ste(z - medians) + medians  # z is small: rounded as coded, gradients straight through
     # EntropyBottleneck._likelihood takes (channels, 1, values); reshaped back to one sample below
     z_lik = eb.likelihood_lower_bound(eb._likelihood(z_hat.transpose(0, 1).reshape(z.shape[1], 1, -1))[0])
     params = hyper.h_s(z_hat * gains["z_gain_inv"])
-    scales, means = params.chunk(2, 1) if model.config.prior == "meanscale" else (params, torch.zeros_like(u))
-    y_soft = _soft_round(u - means, tau, generator) + means
+    if model.config.context == "checkerboard":
+        scales, means, y_soft = _checkerboard_soft(model.latent_codec["y"], params, u, tau, generator)
+    else:
+        scales, means = params.chunk(2, 1) if model.config.prior == "meanscale" else (params, torch.zeros_like(u))
+        y_soft = _soft_round(u - means, tau, generator) + means
     y_lik = gc.likelihood_lower_bound(gc._likelihood(y_soft, scales, means))
     h, w = size
     x_hat = model._image(y_soft * gains["y_gain_inv"])[..., :h, :w]

@@ -12,7 +12,7 @@ Above ``TILE_PIXELS`` (padded) pixels an image is coded in tiles of ``TILE_LATEN
 - Entropy coding: each tile's part of y is its own rANS stream, with Gaussian parameters from the
   hyper-synthesis h_s over the tile's z window widened by ``HYPER_HALO`` z pixels. That window is
   part of the format: encoder and decoder compute the parameters from the same z symbols with the
-  integer h_s (version 3, ``ExactEntropyModel.params``; version 2: the float h_s on one thread),
+  integer h_s (version 3, ``ExactEntropyModel.side``; version 2: the float h_s on one thread),
   so the rANS tables agree bit for bit.
 - Decoder: z_hat whole, then per tile the parameters and y_hat (the whole latent is kept: 2 bytes
   an image pixel for 128 latent channels); then g_s runs over each tile's latent window widened by
@@ -157,7 +157,7 @@ def analyze_tiled(model: EdgeCodecModel, rgb: np.ndarray, tile: int) -> torch.Te
 
 def _tile_params(model: EdgeCodecModel, z_hat: torch.Tensor, rows: slice, cols: slice):
     """Format versions 1-2: rANS table indexes and means (or None) of one tile, from the float h_s
-    over its z window (version 3: ``ExactEntropyModel.params``)."""
+    over its z window (version 3: ``ExactEntropyModel.side``)."""
     hyper, lc = model.latent_codec["hyper"], model.latent_codec["y"]
     zh, zw = z_hat.shape[-2:]
     r0, r1 = max(0, rows.start // 4 - HYPER_HALO), min(zh, -(-rows.stop // 4) + HYPER_HALO)
@@ -180,8 +180,7 @@ def compress_tiled(model: EdgeCodecModel, y: torch.Tensor, quality: float, tile:
     exact = model.exact_entropy()
     strings = []
     for rows, cols in tiles:
-        indexes, means = exact.params(z_symbols, quality, rows, cols)
-        strings.append(model.code_y(y[..., rows, cols], g["y_gain"], indexes, means))
+        strings.append(model.code_y(y[..., rows, cols], g["y_gain"], exact.side(z_symbols, quality, rows, cols)))
     return [pack_tiles(strings), z_string]
 
 

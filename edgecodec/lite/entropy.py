@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .context import IntegerCheckerboard
 from .hyper import IntegerHyperSynthesis, fixed_gain, gain
 from .rans import CdfTable
 from .tiles import tile_grid, unpack_tiles
@@ -33,23 +34,28 @@ class ExactEntropyModel:
     log_y_gain_inv: np.ndarray  # (levels, M)
     log_z_gain_inv: np.ndarray  # (levels, C)
     min_level: float
+    context: IntegerCheckerboard | None = None  # checkerboard context models
 
     @classmethod
     def from_tables(cls, t: dict[str, np.ndarray]) -> "ExactEntropyModel":
         """Build from the arrays of ``EdgeCodecModel.entropy_tables`` (or an exported tables file)."""
-        layers, i = [], 0
-        while f"hs.{i}.weight" in t:
-            stride, padding, transposed, output_padding, relu = (int(v) for v in t[f"hs.{i}.geometry"])
-            layers.append({"weight": t[f"hs.{i}.weight"], "bias": t[f"hs.{i}.bias"], "stride": stride,
-                           "padding": padding, "transposed": bool(transposed), "output_padding": output_padding,
-                           "relu": bool(relu)})
-            i += 1
-        hyper = IntegerHyperSynthesis.from_float(layers, t["z.medians"], t["y.scale_table"],
+        def layer_specs(prefix: str) -> list[dict]:
+            layers, i = [], 0
+            while f"{prefix}.{i}.weight" in t:
+                stride, padding, transposed, output_padding, relu = (int(v) for v in t[f"{prefix}.{i}.geometry"])
+                layers.append({"weight": t[f"{prefix}.{i}.weight"], "bias": t[f"{prefix}.{i}.bias"],
+                               "stride": stride, "padding": padding, "transposed": bool(transposed),
+                               "output_padding": output_padding, "relu": bool(relu)})
+                i += 1
+            return layers
+
+        hyper = IntegerHyperSynthesis.from_float(layer_specs("hs"), t["z.medians"], t["y.scale_table"],
                                                  bool(t["mean_scale"].item()))
+        context = IntegerCheckerboard.from_tables(t, layer_specs) if "ctx.0.weight" in t else None
         table = lambda p: CdfTable(t[f"{p}.quantized_cdf"].astype(np.int32), t[f"{p}.cdf_length"].astype(np.int32),
                                    t[f"{p}.offset"].astype(np.int32))  # noqa: E731
         return cls(table("z"), table("y"), hyper, t["gain.log_y_gain_inv"].astype(np.float64),
-                   t["gain.log_z_gain_inv"].astype(np.float64), float(t["gain.min_level"].item()))
+                   t["gain.log_z_gain_inv"].astype(np.float64), float(t["gain.min_level"].item()), context)
 
     @property
     def hyper_channels(self) -> int:
@@ -67,21 +73,29 @@ class ExactEntropyModel:
         indexes = np.broadcast_to(np.arange(c, dtype=np.int32)[:, None, None], (c, *z_shape))
         return self.z_table.decode(stream, indexes)
 
-    def params(self, z_symbols: np.ndarray, quality: float, rows: slice | None = None,
-               cols: slice | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """Table indexes and means of y, for the whole latent or one tile (latent rows / cols),
-        computed from the tile's z window widened by HYPER_HALO."""
+    def side(self, z_symbols: np.ndarray, quality: float, rows: slice | None = None,
+             cols: slice | None = None) -> np.ndarray:
+        """The integer hyper-synthesis output over the whole latent or one tile (latent rows /
+        cols), computed from the tile's z window widened by HYPER_HALO."""
         g = self.z_gain_fixed(quality)
         if rows is None:
-            return self.hyper.params(z_symbols, g)
+            return self.hyper.raw(z_symbols, g)
         zh, zw = z_symbols.shape[-2:]
         s = HYPER_STRIDE
         r0, r1 = max(0, rows.start // s - HYPER_HALO), min(zh, -(-rows.stop // s) + HYPER_HALO)
         c0, c1 = max(0, cols.start // s - HYPER_HALO), min(zw, -(-cols.stop // s) + HYPER_HALO)
-        indexes, means = self.hyper.params(z_symbols[:, r0:r1, c0:c1], g)
-        crop = (slice(None), slice(rows.start - s * r0, rows.stop - s * r0),
-                slice(cols.start - s * c0, cols.stop - s * c0))
-        return indexes[crop], None if means is None else means[crop]
+        raw = self.hyper.raw(z_symbols[:, r0:r1, c0:c1], g)
+        return raw[:, rows.start - s * r0: rows.stop - s * r0, cols.start - s * c0: cols.stop - s * c0]
+
+    def decode_y(self, stream: bytes, side: np.ndarray, quality: float) -> np.ndarray:
+        """y_hat of one stream (whole latent or tile) whose hyper-synthesis output is ``side``."""
+        if self.context is None:
+            indexes, means = self.hyper.params_from_raw(side)
+            return self.dequantize(self.y_table.decode(stream, indexes), means, quality)
+        passes = iter(unpack_tiles(stream, 2))  # anchors, then the other half
+        symbols, means = self.context.run(side, self.hyper.table_indexes,
+                                          lambda selected, indexes, _: self.y_table.decode(next(passes), indexes))
+        return self.dequantize(symbols, means, quality)
 
     def dequantize(self, symbols: np.ndarray, means: np.ndarray | None, quality: float) -> np.ndarray:
         """y_hat = (symbols + means) * y_gain_inv, in float32 as CompressAI computes it."""
@@ -97,10 +111,8 @@ class ExactEntropyModel:
         tile_streams = unpack_tiles(streams[0], len(tiles)) if tile else None
         z = self.decode_z(streams[1], (shape[0] // HYPER_STRIDE, shape[1] // HYPER_STRIDE))
         if not tile:
-            indexes, means = self.params(z, quality)
-            return self.dequantize(self.y_table.decode(streams[0], indexes), means, quality)
+            return self.decode_y(streams[0], self.side(z, quality), quality)
         y_hat = np.empty((self.log_y_gain_inv.shape[1], *shape), dtype=np.float32)
         for (rows, cols), stream in zip(tiles, tile_streams):
-            indexes, means = self.params(z, quality, rows, cols)
-            y_hat[:, rows, cols] = self.dequantize(self.y_table.decode(stream, indexes), means, quality)
+            y_hat[:, rows, cols] = self.decode_y(stream, self.side(z, quality, rows, cols), quality)
         return y_hat

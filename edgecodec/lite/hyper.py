@@ -156,6 +156,37 @@ def _conv(x: np.ndarray, layer: IntegerLayer) -> np.ndarray:
     return out + layer.bias[:, None, None]
 
 
+def quantize_layers(layers: list[dict], name: str) -> tuple[IntegerLayer, ...]:
+    """Float layers (dicts: weight in PyTorch layout, bias, stride, padding, transposed,
+    output_padding, relu) in fixed point, checked so that no sum can exceed 2^53."""
+    out, bound = [], ACT_LIMIT * 2.0**ACT_BITS  # largest |input| in fixed point
+    for spec in layers:
+        w_int = np.round(np.asarray(spec["weight"], dtype=np.float64) * 2.0**WEIGHT_BITS)
+        b_int = np.round(np.asarray(spec["bias"], dtype=np.float64) * 2.0**(WEIGHT_BITS + ACT_BITS))
+        # Largest |sum| per output channel: every weight of the channel times the largest input
+        # (a transposed convolution uses only some taps per output pixel: an over-estimate).
+        per_output = np.abs(w_int).sum(axis=(0, 2, 3) if spec["transposed"] else (1, 2, 3))
+        worst = float(np.max(per_output * bound + np.abs(b_int)))
+        if worst >= EXACT_LIMIT:
+            raise ValueError(f"{name} sums could reach {worst:.3g} >= 2^53: not exact in float64")
+        out.append(IntegerLayer(w_int, b_int, int(spec["stride"]), int(spec["padding"]),
+                                bool(spec["transposed"]), int(spec.get("output_padding", 0)),
+                                bool(spec["relu"])))
+    return tuple(out)
+
+
+def run_layers(x: np.ndarray, layers: tuple[IntegerLayer, ...]) -> np.ndarray:
+    """Fixed-point input (C, H, W) through integer layers: each output floored back to ACT_BITS
+    fractional bits, ReLU where the layer has one, clamped to +-ACT_LIMIT."""
+    limit = ACT_LIMIT * 2.0**ACT_BITS
+    for layer in layers:
+        x = np.floor(_conv(x, layer) / 2.0**WEIGHT_BITS)
+        if layer.relu:
+            x = np.maximum(x, 0.0)
+        x = np.clip(x, -limit, limit)
+    return x
+
+
 @dataclass(frozen=True)
 class IntegerHyperSynthesis:
     """h_s in fixed point: z symbols -> rANS table indexes (and means) of y."""
@@ -168,24 +199,10 @@ class IntegerHyperSynthesis:
     @classmethod
     def from_float(cls, layers: list[dict], medians: np.ndarray, scale_table: np.ndarray,
                    mean_scale: bool) -> "IntegerHyperSynthesis":
-        """Quantize float layers (dicts: weight in PyTorch layout, bias, stride, padding,
-        transposed, output_padding, relu) and check that no sum can exceed 2^53."""
-        out, bound = [], ACT_LIMIT * 2.0**ACT_BITS  # largest |input| in fixed point
-        for spec in layers:
-            w_int = np.round(np.asarray(spec["weight"], dtype=np.float64) * 2.0**WEIGHT_BITS)
-            b_int = np.round(np.asarray(spec["bias"], dtype=np.float64) * 2.0**(WEIGHT_BITS + ACT_BITS))
-            # Largest |sum| per output channel: every weight of the channel times the largest input
-            # (a transposed convolution uses only some taps per output pixel: an over-estimate).
-            per_output = np.abs(w_int).sum(axis=(0, 2, 3) if spec["transposed"] else (1, 2, 3))
-            worst = float(np.max(per_output * bound + np.abs(b_int)))
-            if worst >= EXACT_LIMIT:
-                raise ValueError(f"hyper-synthesis sums could reach {worst:.3g} >= 2^53: not exact in float64")
-            out.append(IntegerLayer(w_int, b_int, int(spec["stride"]), int(spec["padding"]),
-                                    bool(spec["transposed"]), int(spec.get("output_padding", 0)),
-                                    bool(spec["relu"])))
+        """Quantize float layers (``quantize_layers``) and the z medians."""
         medians_int = np.round(np.asarray(medians, dtype=np.float64) * 2.0**ACT_BITS)
-        return cls(tuple(out), medians_int, np.asarray(scale_table, dtype=np.float32).astype(np.float64),
-                   mean_scale)
+        return cls(quantize_layers(layers, "hyper-synthesis"), medians_int,
+                   np.asarray(scale_table, dtype=np.float32).astype(np.float64), mean_scale)
 
     def raw(self, z_symbols: np.ndarray, z_gain_fixed: np.ndarray) -> np.ndarray:
         """h_s output (channels, 4h, 4w) as integers with ACT_BITS fractional bits (float64).
@@ -195,16 +212,14 @@ class IntegerHyperSynthesis:
         z = z_symbols.astype(np.int64) * (1 << ACT_BITS) + self.medians.astype(np.int64)[:, None, None]
         z = np.clip(z, -limit, limit).astype(np.int64)  # bounds the product below 2^63
         x = ((z * z_gain_fixed[:, None, None]) >> GAIN_BITS).astype(np.float64)
-        for layer in self.layers:
-            x = np.floor(_conv(x, layer) / 2.0**WEIGHT_BITS)
-            if layer.relu:
-                x = np.maximum(x, 0.0)
-            x = np.clip(x, -limit, limit)
-        return x
+        return run_layers(x, self.layers)
 
     def params(self, z_symbols: np.ndarray, z_gain_fixed: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """rANS table indexes (int32) and means (float32, or None) of y, each (M, 4h, 4w)."""
-        raw = self.raw(z_symbols, z_gain_fixed)
+        return self.params_from_raw(self.raw(z_symbols, z_gain_fixed))
+
+    def params_from_raw(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Table indexes and means of an output of ``raw`` (or a crop of one)."""
         scales, means = (raw[: raw.shape[0] // 2], raw[raw.shape[0] // 2:]) if self.mean_scale else (raw, None)
         # means: exact, a power-of-two scaling
         return self.table_indexes(scales), None if means is None else (means / 2.0**ACT_BITS).astype(np.float32)

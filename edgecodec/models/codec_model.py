@@ -28,10 +28,13 @@ from torch import nn
 from ..errors import FormatError
 from ..lite.entropy import ExactEntropyModel
 from ..lite.rans import pad_stream
+from ..lite.tiles import pack_tiles
+from .context import checkerboard_latent_codec
 from .transforms import STRIDE, analysis_transform, hyper_analysis, hyper_synthesis, synthesis_transform
 
 PRIORS = ("factorized", "scale", "meanscale")
 TRANSFORMS = ("cae", "crb", "gdn")
+CONTEXTS = ("none", "checkerboard")
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,9 @@ class ModelConfig:
     res_blocks: int = 1  # residual blocks per stage (crb only)
     # residual blocks after the analysis transform's 2nd and 3rd GDN (gdn only; see transforms.py)
     encoder_res_blocks: int = 0
+    # "checkerboard": y's parameters also see the decoded half of y (models/context.py; meanscale only)
+    context: str = "none"
+    context_channels: int = 0  # output channels of the context convolution; 0: latent_channels
     levels: int = 6  # quality levels with their own gain vectors
     # Level that quality 0 maps to; below 0 extrapolates the gains past the lowest trained level
     # (quality 1 is always level K-1).
@@ -111,6 +117,10 @@ class EdgeCodecModel(CompressionModel):
             raise ValueError(f"transform must be one of {TRANSFORMS}, not {config.transform!r}")
         if config.prior not in PRIORS:
             raise ValueError(f"prior must be one of {PRIORS}, not {config.prior!r}")
+        if config.context not in CONTEXTS:
+            raise ValueError(f"context must be one of {CONTEXTS}, not {config.context!r}")
+        if config.context != "none" and config.prior != "meanscale":
+            raise ValueError("a context model needs the meanscale prior")
         if config.levels < 2:
             raise ValueError("need at least 2 quality levels")
         self.config = config
@@ -121,11 +131,14 @@ class EdgeCodecModel(CompressionModel):
             self.latent_codec = EntropyBottleneckLatentCodec(EntropyBottleneck(m))
         else:
             mean_scale = config.prior == "meanscale"
+            if config.context == "checkerboard":
+                y_codec = checkerboard_latent_codec(m, config.context_channels or m)
+            else:
+                y_codec = GaussianConditionalLatentCodec(
+                    quantizer="ste", chunks=("scales", "means") if mean_scale else ("scales",))
             self.latent_codec = GainHyperpriorLatentCodec(
                 latent_codec={
-                    "y": GaussianConditionalLatentCodec(
-                        quantizer="ste", chunks=("scales", "means") if mean_scale else ("scales",)
-                    ),
+                    "y": y_codec,
                     "hyper": GainHyperLatentCodec(
                         EntropyBottleneck(h), hyper_analysis(m, h),
                         hyper_synthesis(m, h, mean_scale, config.hyper_mid_channels, config.hyper_out_kernel)
@@ -139,6 +152,12 @@ class EdgeCodecModel(CompressionModel):
         self.log_y_gain_inv = nn.Parameter(-init.repeat(1, m))
         self.log_z_gain = nn.Parameter(torch.zeros(k, h))
         self.log_z_gain_inv = nn.Parameter(torch.zeros(k, h))
+
+    @property
+    def gaussian_conditional(self) -> nn.Module:
+        """The GaussianConditional coding y (inside the checkerboard codec for context models)."""
+        y_codec = self.latent_codec["y"]
+        return (y_codec["y"] if self.config.context != "none" else y_codec).gaussian_conditional
 
     @property
     def stride(self) -> int:
@@ -189,8 +208,7 @@ class EdgeCodecModel(CompressionModel):
             strings = [self.latent_codec.compress(y * g["y_gain"])["strings"][0][0]]
         else:
             z_string, z_symbols = self.compress_hyper(y, g["z_gain"])
-            indexes, means = self.exact_entropy().params(z_symbols, quality)
-            strings = [self.code_y(y, g["y_gain"], indexes, means), z_string]
+            strings = [self.code_y(y, g["y_gain"], self.exact_entropy().side(z_symbols, quality)), z_string]
         return {"strings": strings, "shape": tuple(y.shape[-2:])}
 
     def compress_hyper(self, y: torch.Tensor, z_gain: torch.Tensor) -> tuple[bytes, np.ndarray]:
@@ -203,11 +221,26 @@ class EdgeCodecModel(CompressionModel):
         symbols = eb.quantize(z, "symbols", eb.quantiles[:, 0, 1].reshape(1, -1, 1, 1))
         return z_string, symbols[0].numpy()
 
-    def code_y(self, y: torch.Tensor, y_gain: torch.Tensor, indexes: np.ndarray, means: np.ndarray | None) -> bytes:
-        """One stream of (a tile of) y with the tables and means of the integer hyper-synthesis."""
-        gc = self.latent_codec["y"].gaussian_conditional
-        means_t = None if means is None else torch.from_numpy(means)[None]
-        return gc.compress(y * y_gain, torch.from_numpy(indexes)[None], means_t)[0]
+    def code_y(self, y: torch.Tensor, y_gain: torch.Tensor, side: np.ndarray) -> bytes:
+        """One stream of (a tile of) y, its tables and means from ``side``, the integer
+        hyper-synthesis output over the same pixels (``ExactEntropyModel.side``). With checkerboard
+        context: the anchors' and the other half's streams, packed as two tiles."""
+        gc, exact = self.gaussian_conditional, self.exact_entropy()
+        y_gained = (y * y_gain)[0]
+        if exact.context is None:
+            indexes, means = exact.hyper.params_from_raw(side)
+            means_t = None if means is None else torch.from_numpy(means)[None]
+            return gc.compress(y_gained[None], torch.from_numpy(indexes)[None], means_t)[0]
+        strings = []
+
+        def code(selected: np.ndarray, indexes: np.ndarray, means: np.ndarray) -> np.ndarray:
+            # rounded as CompressAI's GaussianConditional rounds (float32 y - means), then coded as is
+            symbols = torch.round(y_gained[:, torch.from_numpy(selected)] - torch.from_numpy(means))
+            strings.append(gc.compress(symbols[None], torch.from_numpy(indexes)[None])[0])
+            return symbols.numpy().astype(np.int32)
+
+        exact.context.run(side, exact.hyper.table_indexes, code)
+        return pack_tiles(strings)
 
     def entropy_tables(self) -> dict[str, np.ndarray]:
         """Everything entropy decoding needs, as numpy arrays: the rANS tables of z and y, the
@@ -215,7 +248,7 @@ class EdgeCodecModel(CompressionModel):
         is built from these, here and (from an exported file) on devices without torch."""
         if self.config.prior == "factorized":
             raise ValueError("the exact entropy model needs a hyperprior model")
-        hyper, gc = self.latent_codec["hyper"], self.latent_codec["y"].gaussian_conditional
+        hyper, gc = self.latent_codec["hyper"], self.gaussian_conditional
         eb = hyper.entropy_bottleneck
         t = {"z.quantized_cdf": eb._quantized_cdf, "z.cdf_length": eb._cdf_length, "z.offset": eb._offset,
              "z.medians": eb.quantiles[:, 0, 1], "y.quantized_cdf": gc._quantized_cdf,
@@ -223,14 +256,13 @@ class EdgeCodecModel(CompressionModel):
              "gain.log_y_gain_inv": self.log_y_gain_inv, "gain.log_z_gain_inv": self.log_z_gain_inv,
              "gain.min_level": torch.tensor([self.config.min_level]),
              "mean_scale": torch.tensor([int(self.config.prior == "meanscale")])}
-        convs = [m for m in hyper.h_s if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
-        for i, conv in enumerate(convs):
-            position = list(hyper.h_s).index(conv)
-            relu = position + 1 < len(hyper.h_s) and isinstance(hyper.h_s[position + 1], nn.ReLU)
-            transposed = isinstance(conv, nn.ConvTranspose2d)
-            t[f"hs.{i}.weight"], t[f"hs.{i}.bias"] = conv.weight, conv.bias
-            t[f"hs.{i}.geometry"] = torch.tensor([conv.stride[0], conv.padding[0], int(transposed),
-                                                  conv.output_padding[0] if transposed else 0, int(relu)])
+        t.update(_layer_tables("hs", hyper.h_s))
+        if self.config.context == "checkerboard":
+            y_codec = self.latent_codec["y"]
+            ctx = y_codec.context_prediction
+            t["ctx.0.weight"], t["ctx.0.bias"] = ctx.weight * ctx.mask, ctx.bias  # masked taps are zeros
+            t["ctx.0.geometry"] = torch.tensor([ctx.stride[0], ctx.padding[0], 0, 0, 0])
+            t.update(_layer_tables("ep", y_codec.entropy_parameters.net))
         return {k: v.detach().cpu().numpy().copy() for k, v in t.items()}
 
     def exact_entropy(self) -> ExactEntropyModel:
@@ -254,6 +286,8 @@ class EdgeCodecModel(CompressionModel):
 
         Format version 3 takes y's Gaussian parameters from the integer hyper-synthesis
         (``exact_entropy``); versions 1 and 2 from the float h_s on one thread."""
+        if self.config.context != "none" and version < 3:
+            raise FormatError(f"format version {version} has no context models")
         if self.config.prior != "factorized" and version >= 3:
             y_hat = torch.from_numpy(self.exact_entropy().decode(strings, shape, quality))[None]
             with single_thread():
@@ -297,4 +331,21 @@ class EdgeCodecModel(CompressionModel):
         decoder = count(self.g_s) + self.log_y_gain_inv.numel() + self.log_z_gain_inv.numel()
         if self.config.prior != "factorized":
             decoder += count(self.latent_codec["hyper"].h_s)
+        if self.config.context != "none":  # the context convolution counts whole, masked taps included
+            decoder += count(self.latent_codec["y"])
         return {"encoder": count(self) - count(self.g_s), "decoder": decoder, "total": count(self)}
+
+
+def _layer_tables(prefix: str, layers: nn.Sequential) -> dict[str, torch.Tensor]:
+    """The (transposed) convolutions of a Sequential as integer-path tables: weight, bias and
+    geometry (stride, padding, transposed, output padding, followed by a ReLU) per layer."""
+    t, modules = {}, list(layers)
+    convs = [m for m in modules if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    for i, conv in enumerate(convs):
+        position = modules.index(conv)
+        relu = position + 1 < len(modules) and isinstance(modules[position + 1], nn.ReLU)
+        transposed = isinstance(conv, nn.ConvTranspose2d)
+        t[f"{prefix}.{i}.weight"], t[f"{prefix}.{i}.bias"] = conv.weight, conv.bias
+        t[f"{prefix}.{i}.geometry"] = torch.tensor([conv.stride[0], conv.padding[0], int(transposed),
+                                                    conv.output_padding[0] if transposed else 0, int(relu)])
+    return t

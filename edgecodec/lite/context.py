@@ -1,0 +1,72 @@
+"""Checkerboard context (models/context.py) in exact integer arithmetic, shared by both coders.
+
+A context model's non-anchor parameters depend on decoded latents, so they must be computed
+identically on both sides for the same reason as the hyper-synthesis's (see ``hyper``): the
+context convolution and the entropy-parameters network run in the same fixed point. The
+decoded anchors enter as symbols + means, integers with ACT_BITS fractional bits, exactly the
+y_hat that training saw. The coding pass itself is a callback, so the encoder (which codes
+symbols it computes) and the decoder (which reads them) share every other step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .hyper import ACT_BITS, ACT_LIMIT, IntegerLayer, quantize_layers, run_layers
+
+# code(selected (h, w) bool, table indexes (M, N) int32, means (M, N) float32) -> symbols (M, N)
+# int32 of the selected positions (N of them, raster order), channel by channel
+CodePass = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+def anchor_mask(height: int, width: int) -> np.ndarray:
+    """True where row + column is even: the half of y coded first (CompressAI's "even" parity)."""
+    rows, cols = np.indices((height, width))
+    return (rows + cols) % 2 == 0
+
+
+@dataclass(frozen=True)
+class IntegerCheckerboard:
+    """The context convolution and the residual entropy-parameters network in fixed point."""
+
+    context: IntegerLayer  # masked 5x5 convolution of the decoded anchors
+    parameters: tuple[IntegerLayer, ...]  # 1x1 layers: [context, side] -> correction of side
+
+    @classmethod
+    def from_tables(cls, t: dict[str, np.ndarray], layer_specs: Callable[[str], list[dict]]) -> "IntegerCheckerboard":
+        (context,) = quantize_layers(layer_specs("ctx"), "context convolution")
+        return cls(context, quantize_layers(layer_specs("ep"), "entropy parameters"))
+
+    def _corrected(self, side: np.ndarray, context: np.ndarray) -> np.ndarray:
+        """Parameters (2M, N) of N positions: side + network([context, side])."""
+        x = np.concatenate([context, side])[:, :, None]  # (C, N, 1): a 1-pixel-wide image
+        limit = ACT_LIMIT * 2.0**ACT_BITS
+        return np.clip(side + run_layers(x, self.parameters)[:, :, 0], -limit, limit)
+
+    def run(self, side: np.ndarray, table_indexes: Callable[[np.ndarray], np.ndarray],
+            code: CodePass) -> tuple[np.ndarray, np.ndarray]:
+        """Both passes over one latent (or tile) whose hyper-synthesis output is ``side`` (2M, h, w):
+        returns the symbols (M, h, w) int32 and means (M, h, w) float32 of y."""
+        m, (h, w) = side.shape[0] // 2, side.shape[1:]
+        limit = ACT_LIMIT * 2.0**ACT_BITS
+        anchors = anchor_mask(h, w)
+        y_hat = np.zeros((m, h, w))  # decoded values in fixed point, zero where not decoded yet
+        symbols, means = np.zeros((m, h, w), dtype=np.int32), np.zeros((m, h, w), dtype=np.float32)
+        for selected in (anchors, ~anchors):
+            side_sel = side[:, selected]
+            if selected is anchors:  # nothing decoded yet: the context is zero, not the bias
+                context = np.zeros((self.context.weight.shape[0], side_sel.shape[1]))
+            else:
+                context = run_layers(y_hat, (self.context,))[:, selected]
+            params = self._corrected(side_sel, context)
+            indexes, means_fixed = table_indexes(params[:m]), params[m:]
+            means_sel = (means_fixed / 2.0**ACT_BITS).astype(np.float32)
+            symbols_sel = code(selected, indexes, means_sel)
+            symbols[:, selected], means[:, selected] = symbols_sel, means_sel
+            # symbols + means in fixed point; float32 means times 2^ACT_BITS are integers
+            y_hat[:, selected] = np.clip(symbols_sel * 2.0**ACT_BITS + means_sel.astype(np.float64) * 2.0**ACT_BITS,
+                                         -limit, limit)
+        return symbols, means
