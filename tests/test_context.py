@@ -112,3 +112,19 @@ def test_lite_decoder_reads_checkerboard_files_whole_and_tiled(context_model, ko
     # tiles see only their own anchors, so the tiled latent differs a little from the whole one
     whole_rgb, tiled_rgb = api.decode_array(whole)[0], api.decode_array(tiled)[0]
     assert abs(psnr(whole_rgb, rgb) - psnr(tiled_rgb, rgb)) < 1.0
+
+
+def test_sparse_context_convolution_equals_the_full_one(rng=np.random.RandomState(7)):
+    """The decoder convolves only the unmasked taps at the non-anchor positions: the same integers
+    as the whole masked convolution (exact sums)."""
+    from edgecodec.lite.hyper import run_layers
+
+    _, context = plain_and_context(3)
+    perturb(context)
+    cb = context.exact_entropy().context
+    m = context.config.latent_channels
+    y_hat = np.round(rng.normal(0, 3, (m, 7, 9)) * 4096) * (anchor_mask(7, 9) > 0)
+    selected = ~anchor_mask(7, 9)
+    full = run_layers(y_hat, (cb.context,))[:, selected]
+    assert np.array_equal(cb.context_at(y_hat, selected), full)
+    assert np.count_nonzero(full)

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from .hyper import ACT_BITS, ACT_LIMIT, IntegerLayer, quantize_layers, run_layers
+from .hyper import ACT_BITS, ACT_LIMIT, WEIGHT_BITS, IntegerLayer, exact_matmul, quantize_layers, run_layers
 
 # code(selected (h, w) bool, table indexes (M, N) int32, means (M, N) float32) -> symbols (M, N)
 # int32 of the selected positions (N of them, raster order), channel by channel
@@ -40,6 +40,21 @@ class IntegerCheckerboard:
         (context,) = quantize_layers(layer_specs("ctx"), "context convolution")
         return cls(context, quantize_layers(layer_specs("ep"), "entropy parameters"))
 
+    def context_at(self, y_hat: np.ndarray, selected: np.ndarray) -> np.ndarray:
+        """The context convolution of ``y_hat`` (M, h, w) at the selected positions only (Cc, N),
+        over the taps the mask keeps (12 of 25): the same integers as ``run_layers`` over the whole
+        latent (every sum is exact, so leaving out zero products changes nothing), 4x fewer products."""
+        layer = self.context
+        k, p = layer.weight.shape[-1], layer.padding
+        taps = np.argwhere(np.any(layer.weight != 0, axis=(0, 1)))  # (T, 2): (ky, kx)
+        padded = np.pad(y_hat, ((0, 0), (p, p), (p, p)))
+        rows, cols = np.nonzero(selected)
+        columns = np.stack([padded[:, rows + ky, cols + kx] for ky, kx in taps], axis=1)  # (M, T, N)
+        weight = layer.weight[:, :, taps[:, 0], taps[:, 1]].reshape(layer.weight.shape[0], -1)  # (Cc, M*T)
+        out = exact_matmul(weight, columns.reshape(-1, len(rows))) + layer.bias[:, None]
+        limit = ACT_LIMIT * 2.0**ACT_BITS
+        return np.clip(np.floor(out / 2.0**WEIGHT_BITS), -limit, limit)
+
     def _corrected(self, side: np.ndarray, context: np.ndarray) -> np.ndarray:
         """Parameters (2M, N) of N positions: side + network([context, side])."""
         x = np.concatenate([context, side])[:, :, None]  # (C, N, 1): a 1-pixel-wide image
@@ -60,7 +75,7 @@ class IntegerCheckerboard:
             if selected is anchors:  # nothing decoded yet: the context is zero, not the bias
                 context = np.zeros((self.context.weight.shape[0], side_sel.shape[1]))
             else:
-                context = run_layers(y_hat, (self.context,))[:, selected]
+                context = self.context_at(y_hat, selected)
             params = self._corrected(side_sel, context)
             indexes, means_fixed = table_indexes(params[:m]), params[m:]
             means_sel = (means_fixed / 2.0**ACT_BITS).astype(np.float32)
