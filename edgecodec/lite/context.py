@@ -11,6 +11,7 @@ symbols it computes) and the decoder (which reads them) share every other step.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable
 
 import numpy as np
@@ -36,22 +37,29 @@ class IntegerCheckerboard:
     parameters: tuple[IntegerLayer, ...]  # 1x1 layers: [context, side] -> correction of side
 
     @classmethod
-    def from_tables(cls, t: dict[str, np.ndarray], layer_specs: Callable[[str], list[dict]]) -> "IntegerCheckerboard":
+    def from_layers(cls, layer_specs: Callable[[str], list[dict]]) -> "IntegerCheckerboard":
+        """Quantize the float layers that ``layer_specs`` reads from the tables ("ctx", "ep")."""
         (context,) = quantize_layers(layer_specs("ctx"), "context convolution")
         return cls(context, quantize_layers(layer_specs("ep"), "entropy parameters"))
+
+    @cached_property
+    def _taps(self) -> tuple[np.ndarray, np.ndarray]:
+        """The context convolution's unmasked taps (T, 2) as (ky, kx), and its weight over them
+        as one matrix (Cc, M*T): computed once per model, not per pass."""
+        weight = self.context.weight
+        taps = np.argwhere(np.any(weight != 0, axis=(0, 1)))
+        return taps, np.ascontiguousarray(weight[:, :, taps[:, 0], taps[:, 1]].reshape(weight.shape[0], -1))
 
     def context_at(self, y_hat: np.ndarray, selected: np.ndarray) -> np.ndarray:
         """The context convolution of ``y_hat`` (M, h, w) at the selected positions only (Cc, N),
         over the taps the mask keeps (12 of 25): the same integers as ``run_layers`` over the whole
         latent (every sum is exact, so leaving out zero products changes nothing), 4x fewer products."""
-        layer = self.context
-        k, p = layer.weight.shape[-1], layer.padding
-        taps = np.argwhere(np.any(layer.weight != 0, axis=(0, 1)))  # (T, 2): (ky, kx)
+        taps, weight = self._taps
+        p = self.context.padding
         padded = np.pad(y_hat, ((0, 0), (p, p), (p, p)))
         rows, cols = np.nonzero(selected)
         columns = np.stack([padded[:, rows + ky, cols + kx] for ky, kx in taps], axis=1)  # (M, T, N)
-        weight = layer.weight[:, :, taps[:, 0], taps[:, 1]].reshape(layer.weight.shape[0], -1)  # (Cc, M*T)
-        out = exact_matmul(weight, columns.reshape(-1, len(rows))) + layer.bias[:, None]
+        out = exact_matmul(weight, columns.reshape(-1, len(rows))) + self.context.bias[:, None]
         limit = ACT_LIMIT * 2.0**ACT_BITS
         return np.clip(np.floor(out / 2.0**WEIGHT_BITS), -limit, limit)
 

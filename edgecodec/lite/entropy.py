@@ -51,7 +51,7 @@ class ExactEntropyModel:
 
         hyper = IntegerHyperSynthesis.from_float(layer_specs("hs"), t["z.medians"], t["y.scale_table"],
                                                  bool(t["mean_scale"].item()))
-        context = IntegerCheckerboard.from_tables(t, layer_specs) if "ctx.0.weight" in t else None
+        context = IntegerCheckerboard.from_layers(layer_specs) if "ctx.0.weight" in t else None
         table = lambda p: CdfTable(t[f"{p}.quantized_cdf"].astype(np.int32), t[f"{p}.cdf_length"].astype(np.int32),
                                    t[f"{p}.offset"].astype(np.int32))  # noqa: E731
         return cls(table("z"), table("y"), hyper, t["gain.log_y_gain_inv"].astype(np.float64),

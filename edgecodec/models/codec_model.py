@@ -260,8 +260,8 @@ class EdgeCodecModel(CompressionModel):
         if self.config.context == "checkerboard":
             y_codec = self.latent_codec["y"]
             ctx = y_codec.context_prediction
-            t["ctx.0.weight"], t["ctx.0.bias"] = ctx.weight * ctx.mask, ctx.bias  # masked taps are zeros
-            t["ctx.0.geometry"] = torch.tensor([ctx.stride[0], ctx.padding[0], 0, 0, 0])
+            t.update(_layer_tables("ctx", nn.Sequential(ctx)))
+            t["ctx.0.weight"] = ctx.weight * ctx.mask  # masked taps are zeros
             t.update(_layer_tables("ep", y_codec.entropy_parameters.net))
         return {k: v.detach().cpu().numpy().copy() for k, v in t.items()}
 
