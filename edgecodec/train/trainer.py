@@ -236,6 +236,13 @@ class Trainer:
         # Taken as the file is read: the card must name these weights even if the file is
         # replaced before export (a shipped model trained further in place, then shipped).
         self.warm_start = warm_start_record(path, 1, data=data, checkpoint=checkpoint)
+        if tc.get("init_widen"):
+            from ..models.widen import widen_state_dict
+
+            narrow = state
+            state = widen_state_dict(self.model, narrow)
+            log.info("widened %d tensors of %s into the model's shapes",
+                     sum(v.shape != narrow[k].shape for k, v in state.items()), path)
         self._init_weights(path, state, disc, strict=bool(tc.get("init_strict", True)))
 
     def _init_weights(self, path: Path, state: dict[str, torch.Tensor],

@@ -1,0 +1,80 @@
+"""Function-preserving widening (models/widen.py, ``train.init_widen``)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import TINY
+from test_train import image_folder, make_config  # noqa: F401 (pytest fixture)
+
+from edgecodec.models import create_model
+from edgecodec.models.widen import widen_state_dict
+from edgecodec.train.trainer import Trainer
+
+WIDER = {**TINY, "channels": TINY["channels"] + 8}
+
+
+def trained_like(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Move every weight off its initialisation (GDN cross terms included, which start at zero),
+    so that a widening that ignored one of them would change the output."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("gamma"):
+                p.add_(torch.rand(p.shape, generator=gen) * 0.1)
+            elif p.dim() > 1 or name.endswith("bias"):
+                p.add_(torch.randn(p.shape, generator=gen) * 0.02)
+    return model.eval()
+
+
+@pytest.mark.parametrize("context", ["none", "checkerboard"])
+def test_widened_model_computes_what_the_narrow_one_did(context):
+    torch.manual_seed(0)
+    narrow = trained_like(create_model("gdn-hp-edge", context=context, **TINY))
+    wide = create_model("gdn-hp-edge", context=context, **WIDER).eval()
+    state = widen_state_dict(wide, narrow.state_dict())
+    widened = {k for k, v in state.items() if v.shape != narrow.state_dict()[k].shape}
+    assert {"g_a.0.weight", "g_a.1.gamma", "g_s.5.gamma", "g_s.6.weight"} <= widened
+    wide.load_state_dict({**wide.state_dict(), **state})
+    x = torch.rand(2, 3, 128, 192)
+    quality = torch.tensor([0.0, 1.0])
+    with torch.no_grad():
+        a, b = narrow(x, quality), wide(x, quality)
+    torch.testing.assert_close(b["y_hat"], a["y_hat"], rtol=0, atol=1e-5)
+    torch.testing.assert_close(b["x_hat"], a["x_hat"], rtol=0, atol=1e-5)
+    for key in a["likelihoods"]:
+        torch.testing.assert_close(b["likelihoods"][key], a["likelihoods"][key], rtol=0, atol=1e-6)
+
+    # The new channels can grow: the zeroed weights out of them get gradients.
+    wide.train()
+    out = wide(x, quality)
+    ((out["x_hat"] - x) ** 2).mean().backward()
+    new_in = TINY["channels"]
+    assert wide.g_s[6].weight.grad[new_in:].abs().sum() > 0  # ConvTranspose2d: (in, out, k, k)
+    assert wide.g_a[6].weight.grad[:, new_in:].abs().sum() > 0  # Conv2d: (out, in, k, k)
+
+
+def test_narrowing_is_refused():
+    wide = create_model("gdn-hp-edge", **WIDER)
+    narrow = create_model("gdn-hp-edge", **TINY)
+    with pytest.raises(ValueError, match="cannot widen"):
+        widen_state_dict(narrow, wide.state_dict())
+
+
+def test_trainer_widens_the_warm_start(image_folder, tmp_path):  # noqa: F811
+    """``train.init_widen`` loads a narrower model's weights into the wider one's leading block."""
+    from safetensors.torch import save_file
+
+    narrow = trained_like(create_model("gdn-hp-edge", **TINY))
+    source = tmp_path / "narrow.safetensors"
+    save_file({k: v.contiguous() for k, v in narrow.state_dict().items()}, str(source))
+    overrides = "model.overrides={" + ", ".join(f"{k}: {v}" for k, v in WIDER.items()) + "}"
+    config = make_config(image_folder, "model.config=gdn-hp-edge", overrides, f"train.init_from={source}",
+                         "train.init_strict=false", "train.init_widen=true")
+    trainer = Trainer(config, tmp_path / "wide")
+    g_s0 = trainer.model.g_s[0].weight
+    c = TINY["channels"]
+    assert g_s0.shape[1] == WIDER["channels"]
+    assert torch.equal(g_s0[:, :c], narrow.g_s[0].weight)
+    assert torch.equal(trainer.model.g_s[2].weight[c:, :c], torch.zeros_like(trainer.model.g_s[2].weight[c:, :c]))
+    trainer.train_step()
