@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from .hyper import ACT_BITS, ACT_LIMIT, WEIGHT_BITS, IntegerLayer, exact_matmul, quantize_layers, run_layers
+from .hyper import ACT_BITS, ACT_LIMIT_FIXED, WEIGHT_BITS, IntegerLayer, exact_matmul, quantize_layers, run_layers
 
 # code(selected (h, w) bool, table indexes (M, N) int32, means (M, N) float32) -> symbols (M, N)
 # int32 of the selected positions (N of them, raster order), channel by channel
@@ -60,21 +60,19 @@ class IntegerCheckerboard:
         rows, cols = np.nonzero(selected)
         columns = np.stack([padded[:, rows + ky, cols + kx] for ky, kx in taps], axis=1)  # (M, T, N)
         out = exact_matmul(weight, columns.reshape(-1, len(rows))) + self.context.bias[:, None]
-        limit = ACT_LIMIT * 2.0**ACT_BITS
-        return np.clip(np.floor(out / 2.0**WEIGHT_BITS), -limit, limit)
+        return np.clip(np.floor(out / 2.0**WEIGHT_BITS), -ACT_LIMIT_FIXED, ACT_LIMIT_FIXED)
 
     def _corrected(self, side: np.ndarray, context: np.ndarray) -> np.ndarray:
         """Parameters (2M, N) of N positions: side + network([context, side])."""
         x = np.concatenate([context, side])[:, :, None]  # (C, N, 1): a 1-pixel-wide image
-        limit = ACT_LIMIT * 2.0**ACT_BITS
-        return np.clip(side + run_layers(x, self.parameters)[:, :, 0], -limit, limit)
+        return np.clip(side + run_layers(x, self.parameters)[:, :, 0], -ACT_LIMIT_FIXED, ACT_LIMIT_FIXED)
 
     def run(self, side: np.ndarray, table_indexes: Callable[[np.ndarray], np.ndarray],
             code: CodePass) -> tuple[np.ndarray, np.ndarray]:
         """Both passes over one latent (or tile) whose hyper-synthesis output is ``side`` (2M, h, w):
         returns the symbols (M, h, w) int32 and means (M, h, w) float32 of y."""
         m, (h, w) = side.shape[0] // 2, side.shape[1:]
-        limit = ACT_LIMIT * 2.0**ACT_BITS
+        limit = ACT_LIMIT_FIXED
         anchors = anchor_mask(h, w)
         y_hat = np.zeros((m, h, w))  # decoded values in fixed point, zero where not decoded yet
         symbols, means = np.zeros((m, h, w), dtype=np.int32), np.zeros((m, h, w), dtype=np.float32)

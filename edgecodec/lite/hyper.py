@@ -39,6 +39,7 @@ import numpy as np
 WEIGHT_BITS = 14
 ACT_BITS = 12
 ACT_LIMIT = 2.0**15  # activations and inputs are clamped to +- this (real units)
+ACT_LIMIT_FIXED = ACT_LIMIT * 2.0**ACT_BITS  # the same bound in fixed point
 GAIN_BITS = 16
 EXACT_LIMIT = 2.0**53  # integers up to this are exact in float64
 
@@ -159,7 +160,7 @@ def _conv(x: np.ndarray, layer: IntegerLayer) -> np.ndarray:
 def quantize_layers(layers: list[dict], name: str) -> tuple[IntegerLayer, ...]:
     """Float layers (dicts: weight in PyTorch layout, bias, stride, padding, transposed,
     output_padding, relu) in fixed point, checked so that no sum can exceed 2^53."""
-    out, bound = [], ACT_LIMIT * 2.0**ACT_BITS  # largest |input| in fixed point
+    out, bound = [], ACT_LIMIT_FIXED  # largest |input| in fixed point
     for spec in layers:
         w_int = np.round(np.asarray(spec["weight"], dtype=np.float64) * 2.0**WEIGHT_BITS)
         b_int = np.round(np.asarray(spec["bias"], dtype=np.float64) * 2.0**(WEIGHT_BITS + ACT_BITS))
@@ -178,7 +179,7 @@ def quantize_layers(layers: list[dict], name: str) -> tuple[IntegerLayer, ...]:
 def run_layers(x: np.ndarray, layers: tuple[IntegerLayer, ...]) -> np.ndarray:
     """Fixed-point input (C, H, W) through integer layers: each output floored back to ACT_BITS
     fractional bits, ReLU where the layer has one, clamped to +-ACT_LIMIT."""
-    limit = ACT_LIMIT * 2.0**ACT_BITS
+    limit = ACT_LIMIT_FIXED
     for layer in layers:
         x = np.floor(_conv(x, layer) / 2.0**WEIGHT_BITS)
         if layer.relu:
@@ -208,7 +209,7 @@ class IntegerHyperSynthesis:
         """h_s output (channels, 4h, 4w) as integers with ACT_BITS fractional bits (float64).
 
         z_symbols: (C, h, w) integers; z_gain_fixed: (C,) from ``fixed_gain``."""
-        limit = ACT_LIMIT * 2.0**ACT_BITS
+        limit = ACT_LIMIT_FIXED
         z = z_symbols.astype(np.int64) * (1 << ACT_BITS) + self.medians.astype(np.int64)[:, None, None]
         z = np.clip(z, -limit, limit).astype(np.int64)  # bounds the product below 2^63
         x = ((z * z_gain_fixed[:, None, None]) >> GAIN_BITS).astype(np.float64)
