@@ -20,21 +20,30 @@ def trained_like(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if name.endswith("gamma"):
+            if name.endswith(("gamma", "beta")):  # GDN's, kept positive
                 p.add_(torch.rand(p.shape, generator=gen) * 0.1)
-            elif p.dim() > 1 or name.endswith("bias"):
+            elif not name.endswith("quantiles"):
                 p.add_(torch.randn(p.shape, generator=gen) * 0.02)
+        for name, b in model.named_buffers():
+            if name.endswith("running_mean"):
+                b.add_(torch.randn(b.shape, generator=gen) * 0.1)
+            elif name.endswith("running_var"):
+                b.mul_(1 + torch.rand(b.shape, generator=gen))
     return model.eval()
 
 
-@pytest.mark.parametrize("context", ["none", "checkerboard"])
-def test_widened_model_computes_what_the_narrow_one_did(context):
+@pytest.mark.parametrize("config, options, widened_names", [
+    ("gdn-hp-edge", {}, {"g_a.0.weight", "g_a.1.gamma", "g_s.5.gamma", "g_s.6.weight"}),
+    ("gdn-hp-edge", {"context": "checkerboard", "encoder_res_blocks": 1}, {"g_a.3r0.conv1.weight", "g_s.6.weight"}),
+    ("crb", {}, {"g_a.1.running_var", "g_a.3.body.0.weight", "g_s.12.weight"}),  # BatchNorm, residual blocks
+])
+def test_widened_model_computes_what_the_narrow_one_did(config, options, widened_names):
     torch.manual_seed(0)
-    narrow = trained_like(create_model("gdn-hp-edge", context=context, **TINY))
-    wide = create_model("gdn-hp-edge", context=context, **WIDER).eval()
+    narrow = trained_like(create_model(config, **options, **TINY))
+    wide = create_model(config, **options, **WIDER).eval()
     state = widen_state_dict(wide, narrow.state_dict())
     widened = {k for k, v in state.items() if v.shape != narrow.state_dict()[k].shape}
-    assert {"g_a.0.weight", "g_a.1.gamma", "g_s.5.gamma", "g_s.6.weight"} <= widened
+    assert widened_names <= widened
     wide.load_state_dict({**wide.state_dict(), **state})
     x = torch.rand(2, 3, 128, 192)
     quality = torch.tensor([0.0, 1.0])
@@ -50,8 +59,8 @@ def test_widened_model_computes_what_the_narrow_one_did(context):
     out = wide(x, quality)
     ((out["x_hat"] - x) ** 2).mean().backward()
     new_in = TINY["channels"]
-    assert wide.g_s[6].weight.grad[new_in:].abs().sum() > 0  # ConvTranspose2d: (in, out, k, k)
-    assert wide.g_a[6].weight.grad[:, new_in:].abs().sum() > 0  # Conv2d: (out, in, k, k)
+    assert wide.g_s[-2 if config == "crb" else -1].weight.grad[new_in:].abs().sum() > 0  # ConvTranspose2d: (in, out, k, k)
+    assert wide.g_a[-1].weight.grad[:, new_in:].abs().sum() > 0  # Conv2d: (out, in, k, k)
 
 
 def test_narrowing_is_refused():

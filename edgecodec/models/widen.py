@@ -27,7 +27,7 @@ def _embed(fresh: torch.Tensor, old: torch.Tensor, name: str) -> torch.Tensor:
 def widen_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """``state`` (a narrower model of the same architecture) resized to ``model``'s shapes.
 
-    Only convolution weights and biases and GDN parameters are widened; a tensor of any other
+    Only convolutions, BatchNorms and GDNs are widened; a tensor of any other
     module whose shape differs is left out, so that the caller's non-strict loading keeps it fresh
     (the entropy models' tables, rebuilt on export anyway). Tensors absent from ``state`` are
     absent from the result too."""
@@ -51,6 +51,10 @@ def widen_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[s
             out[key] = weight
             if module.bias is not None and f"{dot}bias" in state:
                 out[f"{dot}bias"] = _embed(own[f"{dot}bias"], state[f"{dot}bias"], f"{dot}bias")
+        elif isinstance(module, nn.BatchNorm2d):  # per-channel: new channels keep their fresh values
+            for key in (f"{dot}weight", f"{dot}bias", f"{dot}running_mean", f"{dot}running_var"):
+                if key in state and state[key].shape != own[key].shape:
+                    out[key] = _embed(own[key], state[key], key)
         elif isinstance(module, GDN):
             beta, gamma = f"{dot}beta", f"{dot}gamma"
             if gamma not in state or state[gamma].shape == own[gamma].shape:
