@@ -27,12 +27,11 @@ def _embed(fresh: torch.Tensor, old: torch.Tensor, name: str) -> torch.Tensor:
 def widen_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """``state`` (a narrower model of the same architecture) resized to ``model``'s shapes.
 
-    Only convolutions, BatchNorms and GDNs are widened; a tensor of any other
-    module whose shape differs is left out, so that the caller's non-strict loading keeps it fresh
-    (the entropy models' tables, rebuilt on export anyway). Tensors absent from ``state`` are
-    absent from the result too."""
+    Only convolutions, BatchNorms and GDNs are widened; every other tensor passes through as it
+    is (the entropy models' tables are resized by the model's own loading, as in any warm start).
+    Tensors absent from ``state`` are absent from the result too."""
     own = model.state_dict()
-    out = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    out = {k: v for k, v in state.items() if k in own}
     for prefix, module in model.named_modules():
         dot = f"{prefix}." if prefix else ""
         if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):

@@ -42,7 +42,7 @@ DEFAULTS: dict[str, Any] = {
         # fresh initialisation and are listed in the log), e.g. to warm-start a narrower hyper-synthesis
         "init_strict": True,
         # true: init_from is a narrower model of the same architecture (fewer `channels`): its
-        # convolutions and GDNs are embedded so the wider model starts as the narrow one's function
+        # convolutions, BatchNorms and GDNs are embedded so the wider model starts as the narrow one's function
         # (models/widen.py) and the new channels train from there
         "init_widen": False,
         # parameter-name prefixes to train, the rest frozen (e.g. [latent_codec.hyper.h_s]); null: all
