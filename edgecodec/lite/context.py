@@ -72,7 +72,6 @@ class IntegerCheckerboard:
         """Both passes over one latent (or tile) whose hyper-synthesis output is ``side`` (2M, h, w):
         returns the symbols (M, h, w) int32 and means (M, h, w) float32 of y."""
         m, (h, w) = side.shape[0] // 2, side.shape[1:]
-        limit = ACT_LIMIT_FIXED
         anchors = anchor_mask(h, w)
         y_hat = np.zeros((m, h, w))  # decoded values in fixed point, zero where not decoded yet
         symbols, means = np.zeros((m, h, w), dtype=np.int32), np.zeros((m, h, w), dtype=np.float32)
@@ -89,5 +88,5 @@ class IntegerCheckerboard:
             symbols[:, selected], means[:, selected] = symbols_sel, means_sel
             # symbols + means in fixed point; float32 means times 2^ACT_BITS are integers
             y_hat[:, selected] = np.clip(symbols_sel * 2.0**ACT_BITS + means_sel.astype(np.float64) * 2.0**ACT_BITS,
-                                         -limit, limit)
+                                         -ACT_LIMIT_FIXED, ACT_LIMIT_FIXED)
         return symbols, means
