@@ -9,10 +9,34 @@ from pathlib import Path
 from typing import Any
 
 
+# instruction sets that change onnxruntime's and PyTorch's CPU kernels (VNNI: the int8 convolutions)
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "amx_tile")
+
+
+def _cpuinfo() -> dict[str, Any]:
+    """Model name, clock and speed-relevant flags of the first CPU in /proc/cpuinfo (Linux; {} elsewhere).
+    The development VMs differ between sessions (the same benchmark has run twice as fast on one
+    as on another), so a figure is only comparable with the CPU it was measured on."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    fields: dict[str, str] = {}
+    for line in text.split("\n\n")[0].splitlines():
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    flags = set(fields.get("flags", "").split())
+    info: dict[str, Any] = {"cpu_model": fields.get("model name"),
+                            "cpu_flags": [f for f in SPEED_FLAGS if f in flags]}
+    if "cpu MHz" in fields:
+        info["cpu_mhz"] = round(float(fields["cpu MHz"]))
+    return info
+
+
 def machine() -> dict[str, Any]:
-    """Python version, CPU and core count: the context a benchmark figure needs."""
+    """Python version, CPU (model, clock, vector flags) and core count: the context a benchmark figure needs."""
     return {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count()}
+            "cpu_count": os.cpu_count(), **_cpuinfo()}
 
 
 def write_results(path: str | Path, result: dict[str, Any]) -> Path:

@@ -296,6 +296,21 @@ def test_lambda_count_must_match_levels(image_folder, tmp_path):
         Trainer(make_config(image_folder, "train.lambdas=[0.01, 0.1]"), tmp_path / "run")
 
 
+def test_quality_exponent_reshapes_the_quality_draws_only(image_folder, tmp_path):
+    """quality = U^exponent from the same generator: the images drawn stay the same (runs with
+    different exponents see the same batches), the qualities are the uniform ones raised to it."""
+    # one trainer after the other: the crops' positions come from the process-wide `random`, seeded per run
+    plain = Trainer(make_config(image_folder), tmp_path / "plain")
+    plain_batches = [plain.next_batch() for _ in range(3)]
+    high = Trainer(make_config(image_folder, "train.quality_exponent=0.5"), tmp_path / "high")
+    for x_plain, q_plain in plain_batches:
+        x_high, q_high = high.next_batch()
+        assert torch.equal(x_plain, x_high)
+        assert torch.allclose(q_high, q_plain.sqrt()) and (q_high >= q_plain).all()
+    with pytest.raises(ValueError, match="quality_exponent"):
+        Trainer(make_config(image_folder, "train.quality_exponent=0"), tmp_path / "zero")
+
+
 def test_no_training_on_kodak():
     """Kodak is the evaluation set: neither the shipped config nor the shipped model trained on it."""
     for path in (REPO / "configs").rglob("*.yaml"):  # configs/original/ too

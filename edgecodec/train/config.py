@@ -31,6 +31,9 @@ DEFAULTS: dict[str, Any] = {
         "grad_clip": 1.0,
         "distortion": "mse",
         "lambdas": [0.0013, 0.0031, 0.0072, 0.0168, 0.0395, 0.0932],
+        # each sample's quality is U^exponent, U uniform on [0, 1): 1 trains every rate alike; below 1
+        # favours the high qualities (density of q is q^(1/e - 1) / e), e.g. to spend a stage on the top rates
+        "quality_exponent": 1.0,
         "threads": 1,
         "seed": 0,
         "log_every": 50,
