@@ -117,7 +117,8 @@ class Trainer:
                              "with rate estimated")
         if self.rate and len(tc["lambdas"]) != mc.levels:
             raise ValueError(f"{len(tc['lambdas'])} lambdas for {mc.levels} quality levels")
-        if not float(tc["quality_exponent"]) > 0:
+        self.quality_exponent = float(tc["quality_exponent"])
+        if not self.quality_exponent > 0:
             raise ValueError(f"train.quality_exponent must be positive, not {tc['quality_exponent']!r}")
         lambdas = tc["lambdas"] if self.rate else None
         self.gan = bool(mc.discriminator)
@@ -432,7 +433,7 @@ class Trainer:
         bs = int(self.config["train"]["batch_size"])
         idx = torch.randint(len(self.train_set), (bs,), generator=self.data_rng)
         x = torch.stack([self.train_set[int(i)] for i in idx])
-        quality = torch.rand(bs, generator=self.data_rng) ** float(self.config["train"]["quality_exponent"])
+        quality = torch.rand(bs, generator=self.data_rng) ** self.quality_exponent
         return x, quality
 
     def train_step(self) -> dict[str, float]:
