@@ -179,6 +179,18 @@ def test_a_continued_run_carries_the_previous_cards_history_and_adds_its_stage(i
     assert "not the previous card's weights" in append_stage_history(cont, other, tmp_path / "continued")
 
 
+def test_a_stage_with_its_parents_seed_is_warned_that_it_replays_the_same_batches(image_folder, tmp_path, caplog):
+    run(make_config(image_folder, "train.steps=2", "train.seed=3"), tmp_path / "base")
+    weights = export_run(tmp_path / "base", "m", tmp_path / "models")
+    for source in (weights, tmp_path / "base" / "ckpt-00000002.pt"):  # an exported model, a checkpoint
+        for seed, replays in ((3, True), (4, False)):
+            caplog.clear()
+            trainer = Trainer(make_config(image_folder, f"train.init_from={source}", f"train.seed={seed}"),
+                              tmp_path / f"{source.suffix[1:]}-{seed}")
+            assert trainer.warm_start is not None
+            assert ("replays its batch sequence" in caplog.text) is replays, (source, seed)
+
+
 def test_export_without_checkpoint(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError):

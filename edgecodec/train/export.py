@@ -69,6 +69,7 @@ def warm_start_record(path: str | Path, depth: int = 0, data: bytes | None = Non
             card = json.loads(card_path.read_text())
             training = card.get("training", {})
             record["card"] = {"name": card.get("name"), "steps": training.get("steps"),
+                              "seed": training.get("train", {}).get("seed"),
                               "weights_sha256": card.get("weights_sha256")}
             if training.get("warm_start"):
                 record["card"]["warm_start"] = training["warm_start"]

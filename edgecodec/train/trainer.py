@@ -239,6 +239,12 @@ class Trainer:
         # Taken as the file is read: the card must name these weights even if the file is
         # replaced before export (a shipped model trained further in place, then shipped).
         self.warm_start = warm_start_record(path, 1, data=data, checkpoint=checkpoint)
+        parent_seed = self.warm_start.get("card", self.warm_start.get("train", {})).get("seed")
+        if parent_seed is not None and int(parent_seed) == int(tc["seed"]):
+            # Data order is a function of the seed alone, so a stage that continues a model with
+            # its own seed sees the very crops, in the same order, that the model started on.
+            log.warning("%s was trained with train.seed=%s too: this run replays its batch sequence "
+                        "from the start; set train.seed to a new value for fresh batches", path, parent_seed)
         if tc.get("init_widen"):
             from ..models.widen import widen_state_dict
 
