@@ -70,9 +70,10 @@ def test_a_worse_refinement_is_not_kept(crop, monkeypatch):
 
 def test_refined_file_decodes_and_is_smaller_or_better(crop):
     plain = edgecodec.compress(crop, model=SHIPPED, quality=0.5)
-    refined = edgecodec.compress(crop, model=SHIPPED, quality=0.5, refine_steps=20)
+    # 30 steps: with fidelity stage 22, 20 found nothing better on this crop (keep-best kept the plain one)
+    refined = edgecodec.compress(crop, model=SHIPPED, quality=0.5, refine_steps=30)
     assert refined != plain
-    assert edgecodec.compress(crop, model=SHIPPED, quality=0.5, refine_steps=20) == refined  # seeded
+    assert edgecodec.compress(crop, model=SHIPPED, quality=0.5, refine_steps=30) == refined  # seeded
     assert edgecodec.compress(crop, model=SHIPPED, quality=0.5, refine_steps=0) == plain
     header = edgecodec.read_header(refined)
     assert (header.model, header.width, header.height) == (SHIPPED, 192, 128)
