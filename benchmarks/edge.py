@@ -5,8 +5,10 @@
 Per model:
 - parameters of the encoder and decoder (``EdgeCodecModel.parameter_counts``: the decoder is
   g_s + h_s + gains; g_s alone also shown);
-- MACs per image pixel of the decoder (g_s + h_s) and encoder (g_a + h_a + h_s), counted by
-  PyTorch's ``torch.utils.flop_counter.FlopCounterMode`` on a 768x512 input (FLOPs / 2);
+- MACs per image pixel of the decoder (g_s + h_s, plus the checkerboard context model where there
+  is one) and encoder (g_a + h_a + h_s + context), counted by PyTorch's
+  ``torch.utils.flop_counter.FlopCounterMode`` on a 768x512 input (FLOPs / 2; the context
+  convolution scaled to the taps and positions the coders compute, ``context_macs_per_pixel``);
 - ONNX file sizes: decoder.onnx (fp32), decoder.int8.onnx (onnxruntime static QDQ int8,
   calibrated on 8 training images), tables.safetensors;
 - decode ms of kodim23 (768x512, quality 0.5; median of 11 after a warm-up: this VM is noisy):
@@ -62,6 +64,23 @@ def macs_per_pixel(module: torch.nn.Module, example: torch.Tensor, pixels: int) 
     with counter, torch.no_grad():
         module(example)
     return counter.get_total_flops() / 2 / pixels
+
+
+def context_macs_per_pixel(model, h: int, w: int) -> float:
+    """MACs per pixel of a checkerboard context model (0 without one), counted as both coders run
+    it (lite/context.py): the entropy-parameters network once per latent position, and the masked
+    5x5 context convolution over its unmasked taps (12 of 25) at the non-anchor half of the
+    positions only. FlopCounterMode alone would count all 25 taps at every position."""
+    if model.config.context != "checkerboard":
+        return 0.0
+    codec = model.latent_codec["y"]
+    conv = codec.context_prediction
+    latent = torch.zeros(1, conv.in_channels, h // 16, w // 16)
+    params = macs_per_pixel(codec.entropy_parameters, torch.zeros(1, conv.out_channels + 2 * conv.in_channels,
+                                                                   h // 16, w // 16), h * w)
+    taps = int((conv.mask[0, 0] != 0).sum())
+    full_conv = macs_per_pixel(conv, latent, h * w)
+    return params + full_conv * taps / conv.mask[0, 0].numel() / 2
 
 
 def median_ms(fn, repeats: int = 11) -> float:
@@ -138,6 +157,7 @@ def bench_model(name: str, workdir: Path, int8_images: int) -> dict:
     h_s = macs_per_pixel(hyper.h_s, torch.zeros(1, model.config.hyper_channels, h // 64, w // 64), h * w)
     g_a = macs_per_pixel(model.g_a, torch.zeros(1, 3, h, w), h * w)
     h_a = macs_per_pixel(hyper.h_a, torch.zeros(1, m, h // 16, w // 16), h * w)
+    context = context_macs_per_pixel(model, h, w)
     calibration = sorted(p for p in (DATA / "train").rglob("*.jpg"))
     out = export_onnx(name, workdir / name, calibration)
     manifest = json.loads((out / "manifest.json").read_text())
@@ -184,8 +204,9 @@ def bench_model(name: str, workdir: Path, int8_images: int) -> dict:
     drop = int8_drop(dec[(1, False)], dec[(1, True)], name, images) if images else None
     return {"parameters": {**counts, "g_s": sum(p.numel() for p in model.g_s.parameters()),
                            "h_s": sum(p.numel() for p in hyper.h_s.parameters())},
-            "kmac_per_pixel": {"decoder": round((g_s + h_s) / 1e3, 2), "g_s": round(g_s / 1e3, 2),
-                               "h_s": round(h_s / 1e3, 2), "encoder": round((g_a + h_a + h_s) / 1e3, 2)},
+            "kmac_per_pixel": {"decoder": round((g_s + h_s + context) / 1e3, 2), "g_s": round(g_s / 1e3, 2),
+                               "h_s": round(h_s / 1e3, 2), "context": round(context / 1e3, 2),
+                               "encoder": round((g_a + h_a + h_s + context) / 1e3, 2)},
             "onnx_mb": sizes, "ms": {k: round(v, 1) for k, v in times.items()},
             "lite_fp32_2t_stages_ms": {k: round(v, 1) for k, v in stages.items()},
             "peak_rss_mb": {k: round(v, 1) for k, v in rss.items()}, "int8": drop,
