@@ -66,7 +66,7 @@ def macs_per_pixel(module: torch.nn.Module, example: torch.Tensor, pixels: int) 
     return counter.get_total_flops() / 2 / pixels
 
 
-def context_macs_per_pixel(model, h: int, w: int) -> float:
+def context_macs_per_pixel(model: torch.nn.Module, h: int, w: int) -> float:
     """MACs per pixel of a checkerboard context model (0 without one), counted as both coders run
     it (lite/context.py): the entropy-parameters network once per latent position, and the masked
     5x5 context convolution over its unmasked taps (12 of 25) at the non-anchor half of the
