@@ -247,6 +247,33 @@ def test_steps_stops_a_run_without_changing_its_schedule(image_folder, tmp_path,
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["train"]["steps"] == 12
 
 
+def test_max_seconds_stops_the_run_and_moves_the_lr_drop(image_folder, tmp_path, monkeypatch):
+    """A wall-clock budget ends the run early with a checkpoint, and the lr drop comes at lr_drop_at
+    of the budget when that is earlier than lr_drop_at of the steps; resume and the card keep it."""
+    clock = iter(range(10**6))  # every time.time() call is one second later
+    monkeypatch.setattr("edgecodec.train.trainer.time.time", lambda: float(next(clock)))
+    config = make_config(image_folder, "train.steps=100", "train.lr_drop_at=0.5", "train.max_seconds=8",
+                         "train.ckpt_every=1000")
+    trainer = run(config, tmp_path / "run")
+    assert 4 <= trainer.step <= 8  # at least 1 s a step, so the 8 s budget ends it long before step 100
+    assert trainer.elapsed_s >= 8
+    drop = trainer.time_drop_step
+    assert drop is not None and 2 <= drop < trainer.step
+    lr = config["train"]["lr"]
+    assert trainer.lr_at(drop - 1) == lr and trainer.lr_at(drop) == lr * 0.1
+    ckpt = latest_checkpoint(tmp_path / "run")
+    assert ckpt.name == f"ckpt-{trainer.step:08d}.pt"
+    resumed = Trainer(config, tmp_path / "run")
+    resumed.resume()
+    assert resumed.time_drop_step == drop and resumed.lr_drop_step() == drop
+    models = tmp_path / "models"
+    export_run(tmp_path / "run", "timed", models)
+    assert json.loads((models / "timed.json").read_text())["training"]["lr_drop_step"] == drop
+    # Without a budget the schedule is the steps' alone.
+    plain = run(make_config(image_folder, "train.steps=4", "train.lr_drop_at=0.5"), tmp_path / "plain")
+    assert plain.step == 4 and plain.time_drop_step is None and plain.lr_drop_step() == 2
+
+
 def test_fresh_start_refuses_a_folder_holding_a_run(image_folder, tmp_path):
     """Without --resume, an old run's folder is refused before anything is written: its newer
     checkpoints would make the new run's be pruned first, and the logs would mix."""

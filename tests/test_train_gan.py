@@ -294,3 +294,23 @@ def test_torchrun_two_processes_keep_identical_weights(image_folder, tmp_path):
     header, rows = read_rows(out / "log.csv")
     assert [int(r["step"]) for r in rows] == [3] and float(rows[0]["d_loss"]) > 0
     assert proc.stdout.count("run folder:") == 1
+
+
+def test_torchrun_ranks_agree_on_the_time_budget(image_folder, tmp_path):
+    """`train.max_seconds` under torchrun: each rank's clock differs, yet all must stop after the same
+    step (a rank that stopped alone would leave the other waiting in a collective)."""
+    out = tmp_path / "ddp-budget"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "edgecodec.cli", "train", "--config", str(REPO / "configs" / "crb.yaml"),
+           "--data", str(image_folder), "--out", str(out), TINY_OVERRIDE, "data.crop=64", "data.val_crop=64",
+           "train.batch_size=2", "train.threads=1", "train.steps=100000", "train.max_seconds=2",
+           "train.log_every=1000", "train.val_every=100000", "train.ckpt_every=100000", "train.rank_hash=true",
+           "train.tensorboard=false", "train.log_lpips=false", "train.val_lpips=false", "data.val_images=2"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    hashes = [json.loads((out / "rank-hashes" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert hashes[0]["step"] == hashes[1]["step"] < 100000
+    assert hashes[0]["sha256"] == hashes[1]["sha256"]
+    state = torch.load(out / f"ckpt-{hashes[0]['step']:08d}.pt", map_location="cpu", weights_only=True)
+    assert state["elapsed_s"] >= 2 and state["time_drop_step"] is not None

@@ -28,6 +28,10 @@ DEFAULTS: dict[str, Any] = {
         "rate": "estimated",
         "aux_lr": 1e-3,
         "lr_drop_at": 0.9,  # fraction of steps after which lr is divided by 10
+        # wall-clock budget of the training steps over all launches (null: none): the run stops with a
+        # checkpoint once it is spent, and the lr drop comes at lr_drop_at of it if that is earlier than
+        # lr_drop_at of the steps; for a lent accelerator or a job slot whose speed is unknown beforehand
+        "max_seconds": None,
         "grad_clip": 1.0,
         "distortion": "mse",
         "lambdas": [0.0013, 0.0031, 0.0072, 0.0168, 0.0395, 0.0932],

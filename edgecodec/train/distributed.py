@@ -110,6 +110,14 @@ def gather_objects(info: DistInfo, obj: Any) -> list[Any]:
     return out
 
 
+def any_rank(info: DistInfo, flag: bool) -> bool:
+    """True on every rank when ``flag`` is true on any: ranks must agree on when to stop (a
+    collective; each rank's wall clock differs)."""
+    if not info.enabled:
+        return flag
+    return any(gather_objects(info, bool(flag)))
+
+
 def state_hash(*states: dict[str, torch.Tensor]) -> str:
     """sha256 over the names, dtypes, shapes and bytes of state dicts (bitwise identity check)."""
     h = hashlib.sha256()

@@ -38,6 +38,8 @@ def run_record(state: dict[str, Any], run_dir: Path, depth: int = 0) -> dict[str
     record = {
         "steps": int(state["step"]),
         "wall_time_s": round(elapsed, 1) if elapsed is not None else None,
+        "lr_drop_step": int(state["time_drop_step"]) if state.get("time_drop_step") is not None
+        else lr_drop_step(config["train"]),
         "launches": launches,
         "data": config["data"],
         "train": dict(config["train"]),
@@ -149,7 +151,7 @@ def append_stage_history(card_path: Path, previous_card_path: Path, run_dir: Pat
     if start:
         whose = "the previous card's" if start.get("sha256") == previous.get("weights_sha256") else "not the previous card's"
         origin = f"from {start['path']} (sha256 {str(start.get('sha256'))[:12]}, {whose} weights)"
-    drop = lr_drop_step(train)
+    drop = training.get("lr_drop_step", lr_drop_step(train))  # cards before max_seconds: from the config
     launches = "; ".join(f"`{launch['command']}`" for launch in training.get("launches", [])) or "no launch recorded"
     wall = f"{training['wall_time_s']:,.0f} s" if training.get("wall_time_s") is not None else "wall time unknown"
     kodak = _against_previous(card["kodak"]["points"], previous["kodak"]["points"]) \

@@ -159,6 +159,7 @@ class Trainer:
                                              gc.get("disc_betas", (0.5, 0.999)), gc.get("disc_weight_decay", 0.0))
         self.step = 0
         self.elapsed_s = 0.0  # training wall time over all launches of this run
+        self.time_drop_step: int | None = None  # where train.max_seconds moved the lr drop, if it did
         self.best_val_loss = math.inf
         self.data_rng = torch.Generator().manual_seed(seed + self.dist.rank)
         for key in ("crop", "val_crop"):
@@ -320,6 +321,7 @@ class Trainer:
             "aux_optimizer": self.aux_optimizer.state_dict() if self.aux_optimizer is not None else None,
             "step": self.step,
             "elapsed_s": self.elapsed_s,
+            "time_drop_step": self.time_drop_step,
             "best_val_loss": self.best_val_loss,
             "world_size": self.dist.world_size,
             **rng,
@@ -398,6 +400,7 @@ class Trainer:
                 log.warning("%s has no discriminator state: the discriminator starts afresh", path)
         self.step = int(state["step"])
         self.elapsed_s = float(state.get("elapsed_s", 0.0))
+        self.time_drop_step = state.get("time_drop_step")
         self.warm_start = state.get("warm_start", self.warm_start)  # the first launch's record
         self.best_val_loss = float(state.get("best_val_loss", math.inf))
         rng: dict[str, Any] | None = state
@@ -430,7 +433,8 @@ class Trainer:
 
     # --- training ----------------------------------------------------------------------------
     def lr_drop_step(self) -> int:
-        return lr_drop_step(self.config["train"])
+        by_steps = lr_drop_step(self.config["train"])
+        return by_steps if self.time_drop_step is None else min(by_steps, self.time_drop_step)
 
     def lr_at(self, step: int) -> float:
         return self.config["train"]["lr"] * (LR_DROP_FACTOR if step >= self.lr_drop_step() else 1.0)
@@ -639,6 +643,7 @@ class Trainer:
                    dynamic_ncols=True, disable=None if show else True)
         running: dict[str, list[float]] = {}  # key: [sum, count] (alternating GAN steps log different keys)
         count, t0, start = 0, time.time(), time.time()
+        budget = float(tc["max_seconds"]) if tc.get("max_seconds") is not None else None
         try:
             with logging_redirect_tqdm() if not bar.disable else contextlib.nullcontext():
                 while self.step < total:
@@ -651,13 +656,24 @@ class Trainer:
                         acc[1] += 1
                     count += 1
                     bar.update(1)
-                    if self.step % tc["log_every"] == 0 or self.step == total:
+                    out_of_time = budget is not None and distributed.any_rank(self.dist, self.elapsed_s >= budget)
+                    if budget is not None and self.time_drop_step is None and self.step < self.lr_drop_step() \
+                            and distributed.any_rank(self.dist, self.elapsed_s >= tc["lr_drop_at"] * budget):
+                        self.time_drop_step = self.step  # every later step runs at the lowered rate
+                        if self.is_main:
+                            log.info("train.max_seconds: lr drop at step %d", self.step)
+                    last = self.step == total or out_of_time
+                    if self.step % tc["log_every"] == 0 or last:
                         self._log_train(monitor, bar, running, count, t0, start)
                         running, count, t0 = {}, 0, time.time()
-                    if self.step % tc["val_every"] == 0 or self.step == total:
+                    if self.step % tc["val_every"] == 0 or last:
                         self._validate_and_keep_best(monitor)
-                    if self.step % tc["ckpt_every"] == 0 or self.step == total:
+                    if self.step % tc["ckpt_every"] == 0 or last:
                         self.save_checkpoint()
+                    if out_of_time:
+                        if self.is_main:
+                            log.info("train.max_seconds=%g spent: stopping at step %d", budget, self.step)
+                        break
         finally:
             bar.close()
             monitor.close()

@@ -1,0 +1,42 @@
+#!/bin/bash
+# On the lent GPU machine, in a device call carrying .gpu (scripts/gpu/bundle.sh): every line of
+# JOBS is "NAME CONFIG-AND-OVERRIDES..." of an `edgecodec train` run; all run side by side (one
+# process each: the crops are cut on the CPU in each process, so one process does not fill the GPU)
+# on 16 x 256² crops of .gpu/data, each stopped by train.max_seconds=SECS. Each run's last
+# checkpoint, without optimizer states, is then packed with its logs into $OUT/NAME.tgz (8 files
+# come back from a call: at most 7 jobs). Export here with `edgecodec export-model RUN`.
+#   SECS=420 bash scripts/gpu/train.sh JOBS
+set -u
+SECS=${SECS:-420}
+JOBS=${1:?usage: SECS=S bash scripts/gpu/train.sh JOBS}
+export PYTHONPATH=${SITE:-$PWD/.gpu/site}:$PWD PYTHONUNBUFFERED=1
+LOG=$OUT/driver.log
+date -u >> "$LOG"
+python3 -c "import torch, compressai, stlpips_pytorch, edgecodec.cli, pytorch_msssim; print(torch.__version__, torch.cuda.is_available())" \
+  >> "$LOG" 2>&1 || { echo "IMPORT FAILED" >> "$LOG"; exit 3; }
+R=/tmp/runs; mkdir -p $R
+C="train.batch_size=16 data.crop=256 data.scale=[0.714,1.0] data.root=.gpu/data train.steps=100000 train.max_seconds=$SECS train.log_every=100 train.val_every=2000 train.ckpt_every=1000 train.keep_checkpoints=1 train.progress=false"
+names=()
+while read -r name args; do
+  [ -z "$name" ] && continue
+  names+=("$name")
+  timeout $((SECS + 120)) python3 -m edgecodec.cli --threads 1 train $args $C --out $R/$name > $R/$name.log 2>&1 &
+done < "$JOBS"
+sleep 60; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv >> "$LOG" 2>&1
+wait
+date -u >> "$LOG"
+for run in "${names[@]}"; do
+  cp $R/$run.log $R/$run/train.log 2>/dev/null
+  python3 - "$R/$run" >> "$LOG" 2>&1 <<'PY'
+import glob, sys, torch
+cks = sorted(glob.glob(sys.argv[1] + "/ckpt-*.pt"))
+if cks:
+    s = torch.load(cks[-1], map_location="cpu", weights_only=True)
+    for k in ("optimizer", "aux_optimizer", "disc", "disc_optimizer", "rank_rng"):
+        s.pop(k, None)
+    torch.save(s, cks[-1])
+    print(sys.argv[1], "step", s["step"], "elapsed", round(s["elapsed_s"]), "lr drop", s.get("time_drop_step"))
+PY
+  tar czf "$OUT/$run.tgz" -C $R --exclude=tb --exclude=best.pt "$run"
+  tail -n 2 $R/$run.log >> "$LOG"
+done
