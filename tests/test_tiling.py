@@ -22,6 +22,11 @@ from edgecodec.errors import FormatError, ImageTooLargeError
 Q = 32768  # quality 0.5
 BORDER = 4
 SEAM_TOLERANCE_DB = 0.02  # tiled against one-piece stream, same pixels
+# At the tile borders themselves: tiles cut the checkerboard context at their edges, so the latents
+# next to an edge get other Gaussian means and so other rounding offsets; their pixels then differ
+# by a few hundredths of a dB (0.037 with fidelity stage 25, under 0.02 before), where a real seam
+# (no synthesis halo, below) costs more than 1 dB.
+BORDER_TOLERANCE_DB = 0.06
 
 
 def border_mask(height: int, width: int, tile_px: int, reach: int = BORDER) -> np.ndarray:
@@ -93,7 +98,7 @@ def test_tile_borders_do_not_show(shipped_tiled, mosaic, monkeypatch):
     # Against the one-piece stream: the same quality everywhere, the tile borders included.
     one_piece_border = masked_psnr(mosaic, ref, mask)
     assert abs(whole - psnr(mosaic, ref)) < SEAM_TOLERANCE_DB
-    assert abs(border - one_piece_border) < SEAM_TOLERANCE_DB
+    assert abs(border - one_piece_border) < BORDER_TOLERANCE_DB
     assert psnr(out, ref) > 45
     # Tiles cut the checkerboard context at their edges, so the stream grows a little, and more as
     # the context model learns to exploit neighbours (1.1% with fidelity stage 21, under 1% before).
