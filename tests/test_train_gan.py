@@ -313,4 +313,5 @@ def test_torchrun_ranks_agree_on_the_time_budget(image_folder, tmp_path):
     assert hashes[0]["step"] == hashes[1]["step"] < 100000
     assert hashes[0]["sha256"] == hashes[1]["sha256"]
     state = torch.load(out / f"ckpt-{hashes[0]['step']:08d}.pt", map_location="cpu", weights_only=True)
-    assert state["elapsed_s"] >= 2 and state["time_drop_step"] is not None
+    # Rank 0's own clock may stop short of the budget: the other rank spent it first, and both stopped.
+    assert state["elapsed_s"] > 1 and state["time_drop_step"] is not None
