@@ -110,12 +110,12 @@ def gather_objects(info: DistInfo, obj: Any) -> list[Any]:
     return out
 
 
-def any_rank(info: DistInfo, flag: bool) -> bool:
-    """True on every rank when ``flag`` is true on any: ranks must agree on when to stop (a
-    collective; each rank's wall clock differs)."""
+def max_over_ranks(info: DistInfo, value: float) -> float:
+    """The largest of every rank's ``value``, on every rank (a collective): e.g. so that ranks,
+    whose wall clocks differ, agree on when a time budget is spent."""
     if not info.enabled:
-        return flag
-    return any(gather_objects(info, bool(flag)))
+        return value
+    return max(gather_objects(info, float(value)))
 
 
 def state_hash(*states: dict[str, torch.Tensor]) -> str:

@@ -656,12 +656,15 @@ class Trainer:
                         acc[1] += 1
                     count += 1
                     bar.update(1)
-                    out_of_time = budget is not None and distributed.any_rank(self.dist, self.elapsed_s >= budget)
-                    if budget is not None and self.time_drop_step is None and self.step < self.lr_drop_step() \
-                            and distributed.any_rank(self.dist, self.elapsed_s >= tc["lr_drop_at"] * budget):
-                        self.time_drop_step = self.step  # every later step runs at the lowered rate
-                        if self.is_main:
-                            log.info("train.max_seconds: lr drop at step %d", self.step)
+                    out_of_time = False
+                    if budget is not None:  # one collective a step: the rank that has spent the most decides
+                        spent = distributed.max_over_ranks(self.dist, self.elapsed_s)
+                        out_of_time = spent >= budget
+                        if self.time_drop_step is None and self.step < self.lr_drop_step() \
+                                and spent >= tc["lr_drop_at"] * budget:
+                            self.time_drop_step = self.step  # every later step runs at the lowered rate
+                            if self.is_main:
+                                log.info("train.max_seconds: lr drop at step %d", self.step)
                     last = self.step == total or out_of_time
                     if self.step % tc["log_every"] == 0 or last:
                         self._log_train(monitor, bar, running, count, t0, start)
