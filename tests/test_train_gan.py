@@ -200,6 +200,22 @@ def test_gcrb_warm_start_from_crb(image_folder, tmp_path, monkeypatch):
     assert gcrb.warm_start["sha256"] and gcrb.warm_start["steps"] == 2
 
 
+def test_stripped_checkpoint_carries_the_discriminator_to_the_next_stage(image_folder, tmp_path):
+    """scripts/gpu/strip_checkpoint.py drops the optimizer states a GPU run's checkpoint carries
+    back, keeps the discriminator, and a stage started from the stripped file gets both nets."""
+    first = run(tiny_config("gcrb", image_folder, "gan.disc_start=1", "train.steps=3"), tmp_path / "a")
+    subprocess.run([sys.executable, str(REPO / "scripts" / "gpu" / "strip_checkpoint.py"), str(tmp_path / "a"),
+                    str(tmp_path / "init" / "a.pt")], check=True, capture_output=True)
+    stripped = torch.load(tmp_path / "init" / "a.pt", map_location="cpu", weights_only=True)
+    assert "disc" in stripped and not {"optimizer", "aux_optimizer", "disc_optimizer"} & set(stripped)
+    second = Trainer(tiny_config("gcrb", image_folder, f"train.init_from={tmp_path / 'init' / 'a.pt'}"),
+                     tmp_path / "b")
+    assert not state_equal(first.discriminator.state_dict(), second.discriminator.state_dict())
+    assert not state_equal(first.model.state_dict(), second.model.state_dict())
+    fresh = Trainer(tiny_config("gcrb", image_folder), tmp_path / "c")
+    assert state_equal(first.discriminator.state_dict(), fresh.discriminator.state_dict())
+
+
 def test_conditional_discriminator(image_folder, tmp_path):
     config = tiny_config("gcrb", image_folder, "gan.disc_start=0",
                          "model.overrides={channels: 16, latent_channels: 32, hyper_channels: 16, "

@@ -8,6 +8,9 @@
 #   .gpu/data  the training photos cut to MB megabytes (scripts/gpu/prepare_data.py).
 # Then, in one device call carrying .gpu: `SECS=420 bash scripts/gpu/train.sh JOBS` (see there).
 # If the tracked files and .gpu pass 64 MiB, move results/ and docs/ aside for the call.
+# To continue a GCRB run with its discriminator, carry its checkpoint without optimizer states:
+#   python scripts/gpu/strip_checkpoint.py /root/runs/RUN .gpu/init/RUN.pt   (18 MB: the codec and the 2.8 M-parameter PatchGAN)
+# and start the job with train.init_from=.gpu/init/RUN.pt (bundle.sh rebuilds .gpu: do this after).
 #   bash scripts/gpu/bundle.sh [MB]
 set -euo pipefail
 cd "$(dirname "$0")/../.."

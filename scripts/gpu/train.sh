@@ -3,7 +3,8 @@
 # JOBS is "NAME CONFIG-AND-OVERRIDES..." of an `edgecodec train` run; all run side by side (one
 # process each: the crops are cut on the CPU in each process, so one process does not fill the GPU)
 # on 16 x 256² crops of .gpu/data, each stopped by train.max_seconds=SECS. Each run's last
-# checkpoint, without optimizer states, is then packed with its logs into $OUT/NAME.tgz (8 files
+# checkpoint, without optimizer states (scripts/gpu/strip_checkpoint.py; a GCRB run's
+# discriminator stays), is then packed with its logs into $OUT/NAME.tgz (8 files
 # come back from a call: at most 7 jobs). Export here with `edgecodec export-model RUN`.
 #   SECS=420 bash scripts/gpu/train.sh JOBS
 set -u
@@ -27,16 +28,7 @@ wait
 date -u >> "$LOG"
 for run in "${names[@]}"; do
   cp $R/$run.log $R/$run/train.log 2>/dev/null
-  python3 - "$R/$run" >> "$LOG" 2>&1 <<'PY'
-import glob, sys, torch
-cks = sorted(glob.glob(sys.argv[1] + "/ckpt-*.pt"))
-if cks:
-    s = torch.load(cks[-1], map_location="cpu", weights_only=True)
-    for k in ("optimizer", "aux_optimizer", "disc", "disc_optimizer", "rank_rng"):
-        s.pop(k, None)
-    torch.save(s, cks[-1])
-    print(sys.argv[1], "step", s["step"], "elapsed", round(s["elapsed_s"]), "lr drop", s.get("time_drop_step"))
-PY
+  python3 scripts/gpu/strip_checkpoint.py "$R/$run" >> "$LOG" 2>&1
   tar czf "$OUT/$run.tgz" -C $R --exclude=tb --exclude=best.pt "$run"
   tail -n 2 $R/$run.log >> "$LOG"
 done
