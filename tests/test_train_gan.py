@@ -216,6 +216,28 @@ def test_stripped_checkpoint_carries_the_discriminator_to_the_next_stage(image_f
     assert state_equal(first.discriminator.state_dict(), fresh.discriminator.state_dict())
 
 
+def test_discriminator_from_one_checkpoint_codec_from_another(image_folder, tmp_path):
+    """gan.disc_init_from takes only the discriminator (over init_from's own), and the card says so."""
+    from edgecodec.train.export import run_record
+
+    disc_run = run(tiny_config("gcrb", image_folder, "gan.disc_start=1", "train.steps=3"), tmp_path / "d")
+    codec_run = run(tiny_config("gcrb", image_folder, "gan.disc_start=1", "train.steps=2", "train.seed=5"),
+                    tmp_path / "c")
+    disc_ckpt, codec_ckpt = tmp_path / "d" / "ckpt-00000003.pt", tmp_path / "c" / "ckpt-00000002.pt"
+    trainer = run(tiny_config("gcrb", image_folder, f"train.init_from={codec_ckpt}", f"gan.disc_init_from={disc_ckpt}",
+                              "gan.disc_start=100", "train.steps=1"), tmp_path / "e")
+    assert not state_equal(disc_run.discriminator.state_dict(), trainer.discriminator.state_dict())
+    assert state_equal(codec_run.discriminator.state_dict(), trainer.discriminator.state_dict())
+    state = torch.load(tmp_path / "e" / "ckpt-00000001.pt", map_location="cpu", weights_only=True)
+    record = run_record(state, tmp_path / "e")
+    assert record["disc_warm_start"]["path"] == str(disc_ckpt) and record["disc_warm_start"]["step"] == 3
+    assert record["gan"]["disc_init_from"] == str(disc_ckpt) and record["warm_start"]["path"] == str(codec_ckpt)
+    run(tiny_config("crb", image_folder, "train.steps=1"), tmp_path / "crb")
+    with pytest.raises(ValueError, match="not a checkpoint with a discriminator"):
+        Trainer(tiny_config("gcrb", image_folder, f"gan.disc_init_from={tmp_path / 'crb' / 'ckpt-00000001.pt'}"),
+                tmp_path / "f")
+
+
 def test_conditional_discriminator(image_folder, tmp_path):
     config = tiny_config("gcrb", image_folder, "gan.disc_start=0",
                          "model.overrides={channels: 16, latent_channels: 32, hyper_channels: 16, "

@@ -79,6 +79,7 @@ DEFAULTS: dict[str, Any] = {
         "disc_betas": [0.5, 0.999],
         "disc_weight_decay": 0.0,
         "disc_grad_clip": 0.0,  # gradient-norm clipping of the discriminator (0: none)
+        "disc_init_from": None,  # a GCRB checkpoint whose discriminator (only) starts this run's
         "disc_init_std": None,  # N(0, std) conv init as the original PatchGAN (0.2 there); null: PyTorch's
         "alternate": False,  # from disc_start on, alternate codec and discriminator steps (see losses/gan.py)
         "disc_layers": 3,

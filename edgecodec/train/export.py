@@ -45,6 +45,10 @@ def run_record(state: dict[str, Any], run_dir: Path, depth: int = 0) -> dict[str
         "train": dict(config["train"]),
         "model_config_name": config["model"]["config"],
     }
+    if state.get("model_config", {}).get("discriminator") and config.get("gan"):
+        record["gan"] = config["gan"]  # the GCRB objective's settings (perceptual weight, crops, ...)
+    if state.get("disc_warm_start"):
+        record["disc_warm_start"] = state["disc_warm_start"]
     init = config["train"].get("init_from")
     if init and depth < 8:  # recorded by the trainer at launch; older checkpoints: the file as it is now
         record["warm_start"] = state.get("warm_start") or warm_start_record(init, depth + 1)

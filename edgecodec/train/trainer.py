@@ -23,6 +23,7 @@ the trainer before checkpoints and at the end), so all ranks end with identical 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import logging
@@ -141,6 +142,7 @@ class Trainer:
             self.criterion = RateDistortionLoss(lambdas, tc["distortion"], mc.min_level)
         self._place_modules()
         self.warm_start: dict[str, Any] | None = None  # set when init_from is loaded, or by resume
+        self.disc_warm_start: dict[str, Any] | None = None  # likewise for gan.disc_init_from
         # A resumed run takes its weights from its checkpoint: it must not need (or read) the
         # init_from file, which may have been replaced or deleted since the first launch.
         if not defer_warm_start:
@@ -223,7 +225,8 @@ class Trainer:
                    find_unused_parameters=bool(self.config["train"].get("find_unused_parameters")))
 
     def _apply_warm_start(self) -> None:
-        """Load ``train.init_from`` (once) and record where it came from."""
+        """Load ``train.init_from`` and ``gan.disc_init_from`` (once) and record where they came from."""
+        self._apply_disc_warm_start()
         tc = self.config["train"]
         if not tc.get("init_from") or self.warm_start is not None:  # none asked, or loaded already
             return
@@ -255,6 +258,23 @@ class Trainer:
                      sum(v.shape != narrow[k].shape for k, v in state.items()), path)
         self._init_weights(path, state, disc, strict=bool(tc.get("init_strict", True)))
 
+    def _apply_disc_warm_start(self) -> None:
+        """``gan.disc_init_from``: the discriminator of a GCRB checkpoint, the codec from elsewhere
+        (``train.init_from``, applied after this and overriding any discriminator it carries). A fresh
+        PatchGAN needed 1,000-1,800 steps before it told real from decoded crops
+        (results/shipped-runs/perceptual-cpu-s8), a whole short stage."""
+        path = (self.config.get("gan") or {}).get("disc_init_from")
+        if not path or self.discriminator is None or self.disc_warm_start is not None:
+            return
+        data = Path(path).read_bytes()
+        checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        if not isinstance(checkpoint, dict) or "disc" not in checkpoint:
+            raise ValueError(f"gan.disc_init_from={path}: not a checkpoint with a discriminator")
+        self.discriminator.load_state_dict(checkpoint["disc"])
+        self.disc_warm_start = {"path": str(path), "sha256": hashlib.sha256(data).hexdigest(),
+                                "step": checkpoint.get("step")}
+        log.info("discriminator from %s (step %s)", path, checkpoint.get("step"))
+
     def _init_weights(self, path: Path, state: dict[str, torch.Tensor],
                       disc: dict[str, torch.Tensor] | None, strict: bool = True) -> None:
         """Warm start: codec weights (and, from a GCRB checkpoint, the discriminator's) read from
@@ -270,9 +290,10 @@ class Trainer:
                      ", ".join(fresh))
             state = {**own, **kept}
         self.model.load_state_dict(state)
-        if disc is not None and self.discriminator is not None:
+        if disc is not None and self.discriminator is not None and self.disc_warm_start is None:
             self.discriminator.load_state_dict(disc)
-        log.info("initialised weights from %s%s", path, " (with discriminator)" if disc and self.gan else "")
+        with_disc = disc is not None and self.gan and self.disc_warm_start is None
+        log.info("initialised weights from %s%s", path, " (with discriminator)" if with_disc else "")
 
     def _freeze_all_but(self, prefixes: list[str]) -> None:
         """Train only the parameters whose names start with one of ``prefixes`` (the entropy
@@ -328,6 +349,8 @@ class Trainer:
         }
         if self.warm_start is not None:
             state["warm_start"] = self.warm_start
+        if self.disc_warm_start is not None:
+            state["disc_warm_start"] = self.disc_warm_start
         if gather and self.dist.enabled:
             state["rank_rng"] = distributed.gather_objects(self.dist, rng)
         if self.discriminator is not None:
@@ -402,6 +425,7 @@ class Trainer:
         self.elapsed_s = float(state.get("elapsed_s", 0.0))
         self.time_drop_step = state.get("time_drop_step")
         self.warm_start = state.get("warm_start", self.warm_start)  # the first launch's record
+        self.disc_warm_start = state.get("disc_warm_start", self.disc_warm_start)
         self.best_val_loss = float(state.get("best_val_loss", math.inf))
         rng: dict[str, Any] | None = state
         if self.dist.enabled:
