@@ -230,7 +230,7 @@ def test_discriminator_from_one_checkpoint_codec_from_another(image_folder, tmp_
     assert state_equal(codec_run.discriminator.state_dict(), trainer.discriminator.state_dict())
     state = torch.load(tmp_path / "e" / "ckpt-00000001.pt", map_location="cpu", weights_only=True)
     record = run_record(state, tmp_path / "e")
-    assert record["disc_warm_start"]["path"] == str(disc_ckpt) and record["disc_warm_start"]["step"] == 3
+    assert record["disc_warm_start"]["path"] == str(disc_ckpt) and record["disc_warm_start"]["steps"] == 3
     assert record["gan"]["disc_init_from"] == str(disc_ckpt) and record["warm_start"]["path"] == str(codec_ckpt)
     run(tiny_config("crb", image_folder, "train.steps=1"), tmp_path / "crb")
     with pytest.raises(ValueError, match="not a checkpoint with a discriminator"):

@@ -23,7 +23,6 @@ the trainer before checkpoints and at the end), so all ranks end with identical 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import logging
@@ -263,16 +262,18 @@ class Trainer:
         (``train.init_from``, applied after this and overriding any discriminator it carries). A fresh
         PatchGAN needed 1,000-1,800 steps before it told real from decoded crops
         (results/shipped-runs/perceptual-cpu-s8), a whole short stage."""
-        path = (self.config.get("gan") or {}).get("disc_init_from")
-        if not path or self.discriminator is None or self.disc_warm_start is not None:
+        name = (self.config.get("gan") or {}).get("disc_init_from")
+        if not name or self.discriminator is None or self.disc_warm_start is not None:
             return
-        data = Path(path).read_bytes()
+        from .export import warm_start_record  # (export imports this module)
+
+        path = Path(name)
+        data = path.read_bytes()
         checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         if not isinstance(checkpoint, dict) or "disc" not in checkpoint:
             raise ValueError(f"gan.disc_init_from={path}: not a checkpoint with a discriminator")
         self.discriminator.load_state_dict(checkpoint["disc"])
-        self.disc_warm_start = {"path": str(path), "sha256": hashlib.sha256(data).hexdigest(),
-                                "step": checkpoint.get("step")}
+        self.disc_warm_start = warm_start_record(path, 1, data=data, checkpoint=checkpoint)
         log.info("discriminator from %s (step %s)", path, checkpoint.get("step"))
 
     def _init_weights(self, path: Path, state: dict[str, torch.Tensor],
@@ -290,9 +291,9 @@ class Trainer:
                      ", ".join(fresh))
             state = {**own, **kept}
         self.model.load_state_dict(state)
-        if disc is not None and self.discriminator is not None and self.disc_warm_start is None:
+        with_disc = disc is not None and self.discriminator is not None and self.disc_warm_start is None
+        if with_disc:
             self.discriminator.load_state_dict(disc)
-        with_disc = disc is not None and self.gan and self.disc_warm_start is None
         log.info("initialised weights from %s%s", path, " (with discriminator)" if with_disc else "")
 
     def _freeze_all_but(self, prefixes: list[str]) -> None:
