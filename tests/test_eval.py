@@ -232,10 +232,12 @@ def test_runner_csv_rows_follow_the_content_and_need_the_hash_column(sweep, crop
     assert result.computed == 2 and result.from_csv == 0
 
 
-def test_st_lpips_split_matches_module(kodim23_rgb):
+@pytest.mark.parametrize("backend", ["stlpips-alex", "stlpips-vgg"])
+def test_st_lpips_split_matches_module(kodim23_rgb, backend):
     import torch
 
-    metric = runner._st_lpips()
+    metric = runner.STLPIPS(backend)
+    assert metric.module.name == backend and metric._split  # the cached-reference path, not the fallback
     ref = np.ascontiguousarray(kodim23_rgb[:96, :128])
     noisy = np.clip(ref + np.random.RandomState(0).normal(0, 12, ref.shape), 0, 255).astype(np.uint8)
     with torch.no_grad():

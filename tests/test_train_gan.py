@@ -249,14 +249,15 @@ def test_conditional_discriminator(image_folder, tmp_path):
 
 
 # --- perceptual backends --------------------------------------------------------------------------
-def test_stlpips_is_offline_and_frozen(monkeypatch):
+@pytest.mark.parametrize("backend", ["stlpips-alex", "stlpips-vgg"])
+def test_stlpips_is_offline_and_frozen(monkeypatch, backend):
     def no_network(*args, **kwargs):
         raise AssertionError("the perceptual backend tried to reach the network")
 
     monkeypatch.setattr(socket.socket, "connect", no_network)
     monkeypatch.setattr(socket, "create_connection", no_network)
     rng_before = torch.get_rng_state()
-    net = build_perceptual("stlpips-alex")
+    net = build_perceptual(backend)
     assert torch.equal(rng_before, torch.get_rng_state())  # building it draws no random numbers
     assert not net.training and not any(p.requires_grad for p in net.parameters())
     net.train()

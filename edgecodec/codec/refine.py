@@ -53,9 +53,13 @@ class RefinementUnsupported(ValueError):
 def refinement_objective(model_name: str) -> RateDistortionLoss:
     """The rate-distortion objective the named model was trained with, from its model card.
 
-    Models trained against a discriminator are refused: their objective includes a perceptual and
-    an adversarial term that cannot be evaluated here (the discriminator is not shipped), and
-    optimising the distortion term alone would trade their texture for PSNR."""
+    Models trained against a discriminator are refused: their objective includes an adversarial
+    term that cannot be evaluated here (the discriminator is not shipped), and optimising the
+    distortion term alone would trade their texture for PSNR. Keeping their perceptual term
+    (``R + lambda * S * (MSE + 0.6 * ST-LPIPS)``) was tried and attacks the metric instead: over 25
+    steps on three Kodak images at quality 0.3, ST-LPIPS with the AlexNet trunk it optimises fell
+    49-64% while ST-LPIPS with the VGG trunk, held out, rose 3-14%, with 4-21% more bytes and
+    0.5-0.9 dB less PSNR (benchmarks/refine_perceptual.py)."""
     model, _ = zoo.load_model(model_name)
     card = zoo.find_model(model_name).card
     if not isinstance(model, EdgeCodecModel) or model.config.prior == "factorized":

@@ -130,7 +130,8 @@ class PeakRSS:
 
 # --- ST-LPIPS ------------------------------------------------------------------------------------
 class STLPIPS:
-    """ST-LPIPS (AlexNet, shift-tolerant) of uint8 RGB arrays, with the reference's features cached.
+    """ST-LPIPS (shift-tolerant; AlexNet trunk unless ``backend`` says otherwise) of uint8 RGB
+    arrays, with the reference's features cached.
 
     Built on :func:`edgecodec.losses.perceptual.build_perceptual`; the distance is computed from
     the same module's trunk, calibration layers and normalisation as its ``forward``, split so that
@@ -138,13 +139,13 @@ class STLPIPS:
     module does not have the expected layout, each call runs the whole forward.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, backend: str = "stlpips-alex") -> None:
         import torch
 
         from ..losses.perceptual import build_perceptual
 
         self._torch = torch
-        self.module = build_perceptual("stlpips-alex")
+        self.module = build_perceptual(backend)
         net = self.module.net
         self._split = (all(hasattr(net, a) for a in ("net", "lins", "scaling_layer", "L", "version"))
                        and getattr(net, "lpips", False) and not getattr(net, "spatial", True))
