@@ -42,6 +42,7 @@ def main() -> None:
     from PIL import Image
 
     import edgecodec
+    from edgecodec import zoo
     from edgecodec.codec.api import decode_array
     from edgecodec.eval.classical import encode_to_size, get_codec
     from edgecodec.eval.metrics import psnr
@@ -82,7 +83,8 @@ def main() -> None:
             summary.setdefault(str(rate), {})[label] = mean
             print(f"{rate:5.2f} {label:>11} {mean['bpp']:6.3f} {mean['psnr']:6.2f} "
                   f"{mean['st_lpips_alex']:7.4f} {mean['st_lpips_vgg']:7.4f}")
-    write_results(args.out, {"machine": machine(), "threads": args.threads, "images": args.images,
+    weights = {name: zoo.load_model(name)[1].hex() for name in args.models}
+    write_results(args.out, {"machine": machine(), "threads": args.threads, "images": args.images, "weights": weights,
                              "seconds": round(time.perf_counter() - start), "summary": summary, "rows": rows})
 
 
