@@ -51,7 +51,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     alex, vgg = STLPIPS("stlpips-alex"), STLPIPS("stlpips-vgg")
 
-    # label -> (how to code an image within a byte budget, the budget's multiple of the rate)
+    # label -> (encode within a byte budget, decode, the budget as a multiple of the rate)
     coders = {name: (lambda rgb, size, name=name: edgecodec.compress(rgb, model=name, target_size=size),
                      lambda data: decode_array(data)[0], 1) for name in args.models}
     for codec_name in args.codecs:
