@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--rates", type=float, nargs="+", default=[0.15, 0.3, 0.5])
     parser.add_argument("--images", type=int, default=24, help="the first N Kodak images")
     parser.add_argument("--models", nargs="+", default=["perceptual", "fidelity"])
-    parser.add_argument("--codecs", nargs="+", default=["jpeg", "webp", "avif"])
+    parser.add_argument("--codecs", nargs="*", default=["jpeg", "webp", "avif"], help="none: only JPEG at 2x")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/perceptual_heldout.json"))
     args = parser.parse_args()
