@@ -40,18 +40,17 @@ def main() -> None:
 
     from edgecodec import zoo
     from edgecodec.codec import refine
-    from edgecodec.codec.api import _to_tensor
+    from edgecodec.codec.api import _to_tensor, _to_uint8
     from edgecodec.eval.metrics import psnr
+    from edgecodec.eval.runner import STLPIPS
     from edgecodec.losses.gan import GANRateDistortionLoss
-    from edgecodec.losses.perceptual import build_perceptual
 
     torch.set_num_threads(args.threads)
     model, weights_hash = zoo.load_model("perceptual")
     lambdas = zoo.find_model("perceptual").card["training"]["train"]["lambdas"]
-    alex = build_perceptual("stlpips-alex")
-    vgg = build_perceptual("stlpips-vgg")
+    alex, vgg = STLPIPS("stlpips-alex"), STLPIPS("stlpips-vgg")
     # The GCRB objective's rate and reconstruction terms, without a discriminator (never called).
-    loss = GANRateDistortionLoss(lambdas, None, alex, distortion="mse", perceptual_weight=args.weight,
+    loss = GANRateDistortionLoss(lambdas, None, alex.module, distortion="mse", perceptual_weight=args.weight,
                                  min_level=model.config.min_level)
 
     def objective(out: dict, x: torch.Tensor, quality: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -61,13 +60,9 @@ def main() -> None:
         h, w = rgb.shape[:2]
         strings = model.compress_latent(y, args.quality)["strings"]
         with torch.no_grad():
-            decoded = model.decompress(strings, tuple(y.shape[-2:]), args.quality)[0, :, :h, :w]
-            decoded = decoded.mul(255).round().to(torch.uint8)
-            a = decoded[None].float() / 255
-            b = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 255
-            return {"bpp": 8 * sum(map(len, strings)) / (h * w), "st_lpips_alex": float(alex(a, b)[0]),
-                    "st_lpips_vgg": float(vgg(a, b)[0]),
-                    "psnr": psnr(rgb, decoded.permute(1, 2, 0).numpy())}
+            decoded = _to_uint8(model.decompress(strings, tuple(y.shape[-2:]), args.quality), h, w)
+        return {"bpp": 8 * sum(map(len, strings)) / (h * w), "st_lpips_alex": alex(rgb, decoded),
+                "st_lpips_vgg": vgg(rgb, decoded), "psnr": psnr(rgb, decoded)}
 
     rows = []
     for name in args.images:
