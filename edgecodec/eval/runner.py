@@ -153,7 +153,10 @@ class STLPIPS:
         self._ref: Any = None
 
     def _tensor(self, rgb: np.ndarray) -> Any:
-        t = self._torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float()
+        arr = np.ascontiguousarray(rgb)
+        if not arr.flags.writeable:  # np.asarray(PIL image) is read-only, and from_numpy warns about it
+            arr = arr.copy()
+        t = self._torch.from_numpy(arr).permute(2, 0, 1)[None].float()
         return t / 255.0
 
     def _features(self, x: Any) -> list[Any]:
