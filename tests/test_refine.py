@@ -29,13 +29,14 @@ def test_refinement_lowers_the_real_objective(crop, quality):
     model, objective = _objective()
     x = _to_tensor(crop, model.stride)
     y = model.analyze(x)
-    result = refine.encode_refined(model, objective, x, y, crop, quality, steps=30)
+    result = refine.encode_refined(model, objective, x, y, crop, quality, steps=60)
     # The optimiser, not only the keep-best guard: the refined streams were kept because they
     # measured better on real bytes and the real decoded image.
     assert result.refined
-    # 0.9-9% measured; the better trained the model, the less 30 steps find on this small crop
-    # (0.9% at quality 0.5 with fidelity stage 21, 1.3% before).
-    assert result.objective < 0.995 * result.unrefined_objective
+    # 3.2% / 8.4% measured with fidelity stage 28. The better trained the model, the less a short
+    # run finds on this small crop: 30 steps found 1.3% at quality 0.5 before stage 21, 0.9% at
+    # stage 21 and 0.4% at stage 28, so the test now runs 60.
+    assert result.objective < 0.99 * result.unrefined_objective
     shape = tuple(y.shape[-2:])
     assert result.objective == pytest.approx(
         refine.real_objective(model, objective, result.strings, shape, quality, crop))
