@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..codec.api import _to_tensor
 from .metrics import psnr, ssim
 
 MODES = ("tensor", "channel")
@@ -160,10 +161,6 @@ def held_out_images(root: str | Path, val_fraction: float, size: int) -> tuple[l
     return names, images
 
 
-def _to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255.0
-
-
 def _to_uint8(x: torch.Tensor) -> np.ndarray:
     return x[0].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
@@ -181,7 +178,7 @@ def evaluate_run(model: torch.nn.Module, images: list[np.ndarray]) -> dict[str, 
     per_mode = {m: {"bytes": [], "bpp": [], "psnr": [], "ssim": []} for m in MODES}
     cr, shape = None, None
     for rgb in images:
-        x = _to_tensor(rgb)
+        x = _to_tensor(rgb, 1)  # 128x128: no padding
         y = model.analyze(x)
         cr = x.numel() / y.numel()
         shape = list(y.shape[1:])

@@ -153,11 +153,9 @@ class STLPIPS:
         self._ref: Any = None
 
     def _tensor(self, rgb: np.ndarray) -> Any:
-        arr = np.ascontiguousarray(rgb)
-        if not arr.flags.writeable:  # np.asarray(PIL image) is read-only, and from_numpy warns about it
-            arr = arr.copy()
-        t = self._torch.from_numpy(arr).permute(2, 0, 1)[None].float()
-        return t / 255.0
+        from ..codec.api import _to_tensor
+
+        return _to_tensor(rgb, 1)  # the codec's conversion (it copies read-only arrays), no padding
 
     def _features(self, x: Any) -> list[Any]:
         from stlpips_pytorch import utils
