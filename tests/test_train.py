@@ -179,6 +179,25 @@ def test_a_continued_run_carries_the_previous_cards_history_and_adds_its_stage(i
     assert "not the previous card's weights" in append_stage_history(cont, other, tmp_path / "continued")
 
 
+def test_a_stage_started_from_a_copy_without_its_card_links_the_previous_card(image_folder, tmp_path):
+    models = tmp_path / "models"
+    run(make_config(image_folder, "train.steps=2", "train.seed=3"), tmp_path / "base")
+    base_weights = export_run(tmp_path / "base", "m", models)
+    base = base_weights.with_suffix(".json")
+    copy = tmp_path / "elsewhere" / "stage.safetensors"  # the weights alone, no card beside them
+    copy.parent.mkdir()
+    copy.write_bytes(base_weights.read_bytes())
+    run(make_config(image_folder, "train.steps=2", "train.seed=4", f"train.init_from={copy}"), tmp_path / "continued")
+    cont = export_run(tmp_path / "continued", "m", tmp_path / "next").with_suffix(".json")
+    assert "card" not in json.loads(cont.read_text())["training"]["warm_start"]
+
+    assert "the previous card's weights" in append_stage_history(cont, base, tmp_path / "continued")
+    start = json.loads(cont.read_text())["training"]["warm_start"]
+    previous = json.loads(base.read_text())
+    assert start["path"] == str(copy) and start["sha256"] == previous["weights_sha256"]
+    assert start["card"] == {"name": "m", "steps": 2, "seed": 3, "weights_sha256": previous["weights_sha256"]}
+
+
 def test_a_stage_with_its_parents_seed_is_warned_that_it_replays_the_same_batches(image_folder, tmp_path, caplog):
     run(make_config(image_folder, "train.steps=2", "train.seed=3"), tmp_path / "base")
     weights = export_run(tmp_path / "base", "m", tmp_path / "models")

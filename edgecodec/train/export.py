@@ -72,19 +72,24 @@ def warm_start_record(path: str | Path, depth: int = 0, data: bytes | None = Non
     if path.suffix == ".safetensors":
         card_path = path.with_suffix(".json")
         if card_path.is_file():
-            card = json.loads(card_path.read_text())
-            training = card.get("training", {})
-            record["card"] = {"name": card.get("name"), "steps": training.get("steps"),
-                              "seed": training.get("train", {}).get("seed"),
-                              "weights_sha256": card.get("weights_sha256")}
-            if training.get("warm_start"):
-                record["card"]["warm_start"] = training["warm_start"]
+            record["card"] = card_summary(json.loads(card_path.read_text()))
         return record
     state = checkpoint if checkpoint is not None else torch.load(io.BytesIO(data), map_location="cpu",
                                                                   weights_only=True)
     if (path.parent / "config.yaml").is_file():
         return {**record, **run_record(state, path.parent, depth)}
     return {**record, "steps": int(state["step"]), "wall_time_s": state.get("elapsed_s")}
+
+
+def card_summary(card: dict[str, Any]) -> dict[str, Any]:
+    """What a warm start records of the card of the weights it loaded: name, steps, seed, weights
+    hash and that card's own warm start, so the chain of stages can be followed back."""
+    training = card.get("training", {})
+    summary = {"name": card.get("name"), "steps": training.get("steps"),
+               "seed": training.get("train", {}).get("seed"), "weights_sha256": card.get("weights_sha256")}
+    if training.get("warm_start"):
+        summary["warm_start"] = training["warm_start"]
+    return summary
 
 
 def export_run(run_dir: str | Path, name: str, out_dir: str | Path, card: dict[str, Any] | None = None,
@@ -153,7 +158,10 @@ def append_stage_history(card_path: Path, previous_card_path: Path, run_dir: Pat
     start = training.get("warm_start") or {}
     origin = "from scratch"
     if start:
-        whose = "the previous card's" if start.get("sha256") == previous.get("weights_sha256") else "not the previous card's"
+        is_previous = start.get("sha256") == previous.get("weights_sha256")
+        whose = "the previous card's" if is_previous else "not the previous card's"
+        if is_previous and "card" not in start:  # started from a copy without its card beside it
+            start["card"] = card_summary(previous)
         origin = f"from {start['path']} (sha256 {str(start.get('sha256'))[:12]}, {whose} weights)"
     drop = training.get("lr_drop_step", lr_drop_step(train))  # cards before max_seconds: from the config
     launches = "; ".join(f"`{launch['command']}`" for launch in training.get("launches", [])) or "no launch recorded"
