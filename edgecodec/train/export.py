@@ -150,7 +150,9 @@ def append_stage_history(card_path: Path, previous_card_path: Path, run_dir: Pat
     steps, learning-rate schedule and wall time, the first and last validation loss, and the
     change on the Kodak card points against the previous card (bytes, PSNR and ST-LPIPS per
     quality; BD-rate on PSNR, MS-SSIM and ST-LPIPS, negative = fewer bits at equal quality).
-    Returns the line.
+    When the run started from the previous card's weights copied without that card beside them,
+    the warm start gets the previous card's summary (``card_summary``), so the chain of stages
+    continues. Returns the line.
     """
     card, previous = json.loads(card_path.read_text()), json.loads(previous_card_path.read_text())
     training = card["training"]
