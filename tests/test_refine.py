@@ -71,10 +71,11 @@ def test_a_worse_refinement_is_not_kept(crop, monkeypatch):
 
 def test_refined_file_decodes_and_is_smaller_or_better(crop):
     plain = edgecodec.compress(crop, model=SHIPPED, quality=0.5)
-    # 30 steps: with fidelity stage 22, 20 found nothing better on this crop (keep-best kept the plain one)
-    refined = edgecodec.compress(crop, model=SHIPPED, quality=0.5, refine_steps=30)
+    # 60 steps: on this crop 20 found nothing better with fidelity stage 22, and 30 nothing with
+    # stage 32 (keep-best kept the plain file); the objective test above finds 1% with 60
+    refined = edgecodec.compress(crop, model=SHIPPED, quality=0.5, refine_steps=60)
     assert refined != plain
-    assert edgecodec.compress(crop, model=SHIPPED, quality=0.5, refine_steps=30) == refined  # seeded
+    assert edgecodec.compress(crop, model=SHIPPED, quality=0.5, refine_steps=60) == refined  # seeded
     assert edgecodec.compress(crop, model=SHIPPED, quality=0.5, refine_steps=0) == plain
     header = edgecodec.read_header(refined)
     assert (header.model, header.width, header.height) == (SHIPPED, 192, 128)
