@@ -16,6 +16,7 @@ LOSSLESS_FORMATS = {"png": "PNG", "bmp": "BMP", "tif": "TIFF", "tiff": "TIFF", "
 EXIT_USAGE = 2
 EXIT_PARTIAL = 10  # folder mode: some files failed, the rest were written
 EXIT_INTERRUPTED = 130
+STDIO = "-"  # as an input: standard input; as an output: standard output (pipes)
 
 EPILOG = """exit codes: 0 ok, 1 internal error, 2 usage, 3 bad input image, 4 corrupted or truncated .edc,
 5 .edc from a newer format version, 6 weights mismatch, 7 image over the pixel limit,
@@ -48,6 +49,52 @@ def _write_atomic(path: Path, data: bytes, force: bool) -> None:
         raise
 
 
+def _is_stdio(path: Path) -> bool:
+    return str(path) == STDIO
+
+
+def _read_input(path: Path) -> bytes:
+    """The bytes of an input file, or of standard input for "-"."""
+    from .errors import InputImageError, UsageError
+
+    if _is_stdio(path):
+        if sys.stdin.isatty():
+            raise UsageError("standard input is a terminal: pipe the data in (< FILE) or name the input file")
+        return sys.stdin.buffer.read()
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputImageError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _check_output(path: Path, force: bool) -> None:
+    """Refuse an output before any work: an existing file without --force, or binary data for a terminal."""
+    from .errors import OutputExistsError, UsageError
+
+    if _is_stdio(path):
+        if sys.stdout.isatty():
+            raise UsageError("refusing to write binary data to a terminal: redirect standard output or give -o FILE")
+    elif path.exists() and not force:
+        raise OutputExistsError(f"{path} exists: pass --force to overwrite")
+
+
+def _write_output(path: Path, data: bytes, force: bool) -> None:
+    if _is_stdio(path):
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        _write_atomic(path, data, force)
+
+
+def _shown(path: Path, stream: str) -> str:
+    return stream if _is_stdio(path) else str(path)
+
+
+def _report(line: str, dst: Path) -> None:
+    """The one-line summary of a file: on standard error when standard output carries the data."""
+    print(line, file=sys.stderr if _is_stdio(dst) else sys.stdout)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -74,10 +121,9 @@ def _compress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
     from .codec.rate_search import SearchResult
     from .zoo import DEFAULT_MODEL
 
-    if dst.exists() and not args.force:
-        from .errors import OutputExistsError
-        raise OutputExistsError(f"{dst} exists: pass --force to overwrite")
-    prepared = load_image(src, alpha=args.alpha, max_pixels=args.max_pixels)
+    _check_output(dst, args.force)
+    source = _read_input(src) if _is_stdio(src) else src
+    prepared = load_image(source, alpha=args.alpha, max_pixels=args.max_pixels)
     encoder = Encoder(prepared, args.model or DEFAULT_MODEL, refine_steps=args.refine)
     note = ""
     if args.target_bpp is not None or args.target_size is not None:
@@ -90,12 +136,12 @@ def _compress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
             note = f" (target {target} bytes not reachable: closest is {len(data)} bytes)"
     else:
         data = encoder.encode(quality_to_q16(args.quality))
-    _write_atomic(dst, data, args.force)
+    _write_output(dst, data, args.force)
     from .codec import read_header
     header = read_header(data)
     h, w = prepared.rgb.shape[:2]
-    line = (f"{src} -> {dst}: {w}x{h}, {len(data)} bytes, {8 * len(data) / (w * h):.4f} bpp, "
-            f"quality {header.quality:.4f}, model {header.model}{note}")
+    line = (f"{_shown(src, 'stdin')} -> {_shown(dst, 'stdout')}: {w}x{h}, {len(data)} bytes, "
+            f"{8 * len(data) / (w * h):.4f} bpp, quality {header.quality:.4f}, model {header.model}{note}")
     if args.metrics:
         from .eval.metrics import ms_ssim, psnr
         decoded, _ = decode_array(data, args.max_pixels)
@@ -114,33 +160,34 @@ def cmd_compress(args: argparse.Namespace) -> int:
     if src.is_dir():
         from .train.data import IMAGE_SUFFIXES
         return _run_folder(src, args, IMAGE_SUFFIXES, ".edc", _compress_one)
-    dst = Path(args.output) if args.output else src.with_suffix(".edc")
-    print(_compress_one(src, dst, args))
+    dst = Path(args.output) if args.output else _default_output(src, ".edc")
+    _report(_compress_one(src, dst, args), dst)
     return 0
+
+
+def _default_output(src: Path, suffix: str) -> Path:
+    """Beside the input with the command's suffix; standard output when reading standard input."""
+    return src if _is_stdio(src) else src.with_suffix(suffix)
 
 
 # --- decompress ----------------------------------------------------------------------------------
 def _decompress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
     from .codec import decompress
-    from .errors import InputImageError, OutputExistsError, UsageError
+    from .errors import UsageError
 
-    fmt = dst.suffix.lower().lstrip(".")
+    fmt = "png" if _is_stdio(dst) else dst.suffix.lower().lstrip(".")
     if fmt not in LOSSLESS_FORMATS:
         raise UsageError(f"output {dst} must be a lossless format: .png, .bmp, .tif or .ppm")
-    if dst.exists() and not args.force:
-        raise OutputExistsError(f"{dst} exists: pass --force to overwrite")
-    try:
-        data = src.read_bytes()
-    except OSError as exc:
-        raise InputImageError(f"cannot read {src}: {exc.strerror}") from None
+    _check_output(dst, args.force)
+    data = _read_input(src)
     if getattr(args, "backend", "torch") == "onnx":
         image = _decompress_lite(data, args)
     else:
         image = decompress(data, max_pixels=args.max_pixels)
     buf = io.BytesIO()
     image.save(buf, format=LOSSLESS_FORMATS[fmt])
-    _write_atomic(dst, buf.getvalue(), args.force)
-    return f"{src} -> {dst}: {image.width}x{image.height} {image.mode}"
+    _write_output(dst, buf.getvalue(), args.force)
+    return f"{_shown(src, 'stdin')} -> {_shown(dst, 'stdout')}: {image.width}x{image.height} {image.mode}"
 
 
 def _decompress_lite(data: bytes, args: argparse.Namespace):
@@ -191,8 +238,8 @@ def cmd_decompress(args: argparse.Namespace) -> int:
     src = Path(args.input)
     if src.is_dir():
         return _run_folder(src, args, {".edc"}, ".png", _decompress_one)
-    dst = Path(args.output) if args.output else src.with_suffix(".png")
-    print(_decompress_one(src, dst, args))
+    dst = Path(args.output) if args.output else _default_output(src, ".png")
+    _report(_decompress_one(src, dst, args), dst)
     return 0
 
 
@@ -203,7 +250,7 @@ def _run_folder(src: Path, args: argparse.Namespace, suffixes: set[str], out_suf
 
     from .errors import EdgecodecError, UsageError
 
-    if not args.output:
+    if not args.output or args.output == STDIO:
         raise UsageError("a folder input needs -o OUTPUT_FOLDER")
     out_root = Path(args.output)
     files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
@@ -269,17 +316,13 @@ def _mirror_paths(src: Path, files: list[Path], out_root: Path, out_suffix: str)
 # --- info / models -------------------------------------------------------------------------------
 def cmd_info(args: argparse.Namespace) -> int:
     from .codec.container import Container
-    from .errors import InputImageError
 
     path = Path(args.input)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputImageError(f"cannot read {path}: {exc.strerror}") from None
+    data = _read_input(path)
     c = Container.from_bytes(data)
     h = c.header
     rows = [
-        ("file", str(path)), ("format version", h.version), ("model", h.model),
+        ("file", _shown(path, "stdin")), ("format version", h.version), ("model", h.model),
         ("weights hash", h.weights_hash.hex()), ("quality", f"{h.quality:.6f} ({h.quality_q16}/65535)"),
         ("width", h.width), ("height", h.height), ("source channels", h.channels),
         ("source bit depth", h.bit_depth), ("conversions", ", ".join(h.conversion_names()) or "none"),
@@ -392,8 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("input", help="file, or a folder to process every file inside")
-        p.add_argument("-o", "--output", help="output file (or folder, for a folder input)")
+        p.add_argument("input", help="file, a folder to process every file inside, or - for standard input")
+        p.add_argument("-o", "--output", help="output file, - for standard output (the default for a standard "
+                                              "input), or a folder for a folder input")
         p.add_argument("--force", action="store_true", help="overwrite existing outputs")
         p.add_argument("--skip-existing", action="store_true", help="folder mode: skip outputs that exist")
         p.add_argument("--max-pixels", type=int, default=None,
@@ -436,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export_onnx)
 
     p = sub.add_parser("info", help="show every header field of an .edc file")
-    p.add_argument("input")
+    p.add_argument("input", help=".edc file, or - for standard input")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("models", help="list installed models")

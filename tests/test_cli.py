@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
-from conftest import SHIPPED, assert_one_error_line, run_cli
+from conftest import SHIPPED, assert_one_error_line, cli_env, run_cli
 from PIL import Image
 
 import edgecodec
@@ -82,6 +85,51 @@ def test_process_existing_output_exits_8(small_png, tmp_path):
     assert out.read_bytes() == b"precious"
     assert out.stat().st_mtime_ns == 1_000_000_000_000_000_000
     assert result.stdout == ""
+
+
+def test_process_pipes_through_standard_input_and_output(small_png, tmp_path):
+    """"-" is standard input or output, so the CLI works in a pipe; the summary line then goes to
+    stderr, and nothing is written to a file named "-"."""
+    edgecodec_cli = [sys.executable, "-m", "edgecodec.cli"]
+
+    def piped(*args, data: bytes) -> subprocess.CompletedProcess:
+        return subprocess.run([*edgecodec_cli, *args], input=data, capture_output=True, cwd=tmp_path,
+                              env=cli_env(), timeout=120)
+
+    before = sorted(tmp_path.iterdir())
+    coded = piped("compress", "-", "-o", "-", "--model", "tiny", "--quality", "0.25", data=small_png.read_bytes())
+    assert coded.returncode == 0, coded.stderr
+    header = edgecodec.read_header(coded.stdout)
+    assert (header.model, header.width, header.height, header.quality_q16) == ("tiny", 96, 64, 16384)
+    assert coded.stderr.decode().startswith("stdin -> stdout: 96x64, ")
+    decoded = piped("decompress", "-", data=coded.stdout)  # standard input: standard output by default
+    assert decoded.returncode == 0, decoded.stderr
+    with Image.open(io.BytesIO(decoded.stdout)) as image:
+        assert image.format == "PNG"
+        assert np.array_equal(np.asarray(image), np.asarray(edgecodec.decompress(coded.stdout)))
+    info = piped("info", "-", data=coded.stdout)
+    assert info.returncode == 0 and f"file size: {len(coded.stdout)} bytes" in info.stdout.decode()
+    assert sorted(tmp_path.iterdir()) == before
+    bad = piped("decompress", "-", "-o", "bad.png", data=b"garbage")
+    assert bad.returncode == 4
+    assert_one_error_line(bad.stderr.decode(), "not an .edc")
+    empty = piped("compress", "-", "-o", "empty.edc", "--model", "tiny", data=b"")
+    assert empty.returncode == 3
+    assert_one_error_line(empty.stderr.decode(), "empty")
+    assert sorted(tmp_path.iterdir()) == before
+
+
+def test_terminals_are_refused_for_binary_data(small_png, small_edc, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert main("compress", small_png, "-o", "-", "--model", "tiny") == 2
+    assert_one_error_line(capsys.readouterr().err, "terminal")
+    assert main("decompress", small_edc, "-o", "-") == 2
+    assert_one_error_line(capsys.readouterr().err, "terminal")
+    assert main("compress", tmp_path, "-o", "-", "--model", "tiny") == 2  # a folder needs an output folder
+    assert_one_error_line(capsys.readouterr().err, "OUTPUT_FOLDER")
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)  # nobody is piping anything in: do not wait
+    assert main("decompress", "-", "-o", tmp_path / "out.png") == 2
+    assert_one_error_line(capsys.readouterr().err, "terminal")
 
 
 def test_process_crafted_header_does_not_crash(tiny_stream, tmp_path):

@@ -200,6 +200,20 @@ def test_pil_images_in_memory(crop):
     assert header_of(edgecodec.compress(rgb.convert("L"), model="tiny")).conversions == 1
 
 
+def test_encoded_bytes_in_memory(crop, tmp_path):
+    """An image file's bytes (an upload, standard input) code exactly as the file does."""
+    path = tmp_path / "crop.png"
+    Image.fromarray(crop).save(path)
+    assert edgecodec.compress(path.read_bytes(), model="tiny") == edgecodec.compress(path, model="tiny")
+    gray = tmp_path / "gray.jpg"
+    Image.fromarray(crop).convert("L").save(gray)
+    assert header_of(edgecodec.compress(gray.read_bytes(), model="tiny")).conversions == 1
+    with pytest.raises(InputImageError, match="empty"):
+        edgecodec.compress(b"", model="tiny")
+    with pytest.raises(InputImageError, match="not an image"):
+        edgecodec.compress(b"this is not an image\n" * 10, model="tiny")
+
+
 @pytest.mark.parametrize("name,content", [
     ("x.png", b"this is not an image\n" * 10),
     ("empty.png", b""),

@@ -122,7 +122,7 @@ def quality_to_q16(quality: float) -> int:
 def compress(image: ImageInput, quality: float = DEFAULT_QUALITY, model: str | None = None, *,
              target_bpp: float | None = None, target_size: int | str | None = None,
              alpha: str = "refuse", max_pixels: int | None = None, refine_steps: int = 0) -> bytes:
-    """Compress an image (path, PIL image or HxWx3 uint8 array) into .edc bytes.
+    """Compress an image (path, an image file's bytes, PIL image or HxWx3 uint8 array) into .edc bytes.
 
     ``target_bpp`` or ``target_size`` (bytes, or a string like "40KB") searches the quality
     instead; the result is the largest quality that fits, within 3% of the target when reachable.

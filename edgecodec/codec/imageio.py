@@ -1,8 +1,9 @@
-"""Turning user input (path, PIL image, HxWx3 array) into 8-bit RGB, recording what was converted."""
+"""Turning user input (path, encoded bytes, PIL image, HxWx3 array) into 8-bit RGB, recording what was converted."""
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import threading
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ..errors import InputImageError
 from .limits import check_pixels, default_max_pixels  # noqa: F401 (part of this module's API)
 
-ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
+ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
 ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 ALPHA_POLICIES = ("refuse", "drop")
@@ -113,7 +114,7 @@ def _pillow_pixel_limit() -> Iterator[None]:
 
 
 def load_image(image: ImageInput, alpha: str = "refuse", max_pixels: int | None = None) -> PreparedImage:
-    """Read a path, PIL image or HxWx3 uint8 array into 8-bit RGB."""
+    """Read a path, an image file's bytes, a PIL image or an HxWx3 uint8 array into 8-bit RGB."""
     _check_alpha_policy(alpha)
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
@@ -122,22 +123,28 @@ def load_image(image: ImageInput, alpha: str = "refuse", max_pixels: int | None 
         return PreparedImage(np.ascontiguousarray(image), 3, 8, 0)
     if isinstance(image, Image.Image):
         return prepare_pil(image, alpha, max_pixels)
-    path = Path(image)
-    if not path.exists():
-        raise InputImageError(f"no such file: {path}")
-    if path.is_dir():
-        raise InputImageError(f"{path} is a folder, not an image")
+    if isinstance(image, bytes):
+        if not image:
+            raise InputImageError("the image data is empty")
+        source, label = io.BytesIO(image), "the image data"
+    else:
+        path = Path(image)
+        if not path.exists():
+            raise InputImageError(f"no such file: {path}")
+        if path.is_dir():
+            raise InputImageError(f"{path} is a folder, not an image")
+        source, label = path, str(path)
     limit = default_max_pixels() if max_pixels is None else max_pixels
     try:
-        with _pillow_pixel_limit(), Image.open(path) as img:
+        with _pillow_pixel_limit(), Image.open(source) as img:
             check_pixels(img.width, img.height, limit)
             depth = source_bit_depth(img)
             img.load()
             return prepare_pil(img, alpha, limit, bit_depth=depth)
     except UnidentifiedImageError:
-        raise InputImageError(f"{path}: not an image Pillow can read") from None
+        raise InputImageError(f"{label}: not an image Pillow can read") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise InputImageError(f"{path}: cannot decode image ({exc})") from None
+        raise InputImageError(f"{label}: cannot decode image ({exc})") from None
 
 
 def to_pil(rgb: np.ndarray, grayscale_source: bool) -> Image.Image:
