@@ -20,7 +20,7 @@ STDIO = "-"  # as an input: standard input; as an output: standard output (pipes
 
 EPILOG = """exit codes: 0 ok, 1 internal error, 2 usage, 3 bad input image, 4 corrupted or truncated .edc,
 5 .edc from a newer format version, 6 weights mismatch, 7 image over the pixel limit,
-8 output exists (use --force), 9 unknown model, 10 some files of a folder failed"""
+8 output exists (use --force), 9 unknown model, 10 some files of a folder failed, 11 output cannot be written"""
 
 
 # _write_atomic's temporary files: ".NAME.XXXXXXXX.tmp" next to NAME (tempfile.mkstemp's 8 random
@@ -31,12 +31,15 @@ TEMP_PATTERN = r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp"
 def _write_atomic(path: Path, data: bytes, force: bool) -> None:
     """Write via a temporary file and rename, so a crash never leaves a half-written output
     (only, after a kill, a hidden temporary file ``.NAME.XXXXXXXX.tmp``)."""
-    from .errors import OutputExistsError
+    from .errors import OutputExistsError, OutputWriteError
 
     if path.exists() and not force:
         raise OutputExistsError(f"{path} exists: pass --force to overwrite")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OutputWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs follow the umask
         with os.fdopen(fd, "wb") as f:
@@ -44,8 +47,10 @@ def _write_atomic(path: Path, data: bytes, force: bool) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # e.g. a full disk, or a folder where the file should go
+            raise OutputWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
 
 
@@ -79,9 +84,16 @@ def _check_output(path: Path, force: bool) -> None:
 
 
 def _write_output(path: Path, data: bytes, force: bool) -> None:
+    from .errors import OutputWriteError
+
     if _is_stdio(path):
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+        try:
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        except BrokenPipeError:
+            raise  # the reader went away: main() ends quietly, as for printed lines
+        except OSError as exc:
+            raise OutputWriteError(f"cannot write standard output: {exc.strerror or exc}") from None
     else:
         _write_atomic(path, data, force)
 
@@ -105,6 +117,13 @@ def _non_negative_int(text: str) -> int:
     value = int(text)  # argparse turns the ValueError into a usage error
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
     return value
 
 
@@ -431,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgecodec", description="Learned image codec with real bitstreams.",
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for the transforms")
+    parser.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for the transforms")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:

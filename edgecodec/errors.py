@@ -56,3 +56,9 @@ class UnknownModelError(EdgecodecError):
     """No model of that name is registered or shipped."""
 
     exit_code = 9
+
+
+class OutputWriteError(EdgecodecError):
+    """The output cannot be written (no permission, read-only or full file system, ...)."""
+
+    exit_code = 11

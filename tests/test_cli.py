@@ -256,6 +256,32 @@ def test_usage_errors_exit_2(small_png, tmp_path, capsys, args):
     assert not (tmp_path / "u.edc").exists()
 
 
+@pytest.mark.parametrize("threads", ["0", "-1", "two"])
+def test_threads_must_be_a_positive_count(small_png, tmp_path, capsys, threads):
+    with pytest.raises(SystemExit) as info:
+        main("--threads", threads, "compress", small_png, "-o", tmp_path / "t.edc", "--model", "tiny")
+    assert info.value.code == 2
+    assert "--threads" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (tmp_path / "t.edc").exists()
+
+
+def test_unwritable_output_exits_11(small_png, small_edc, tmp_path, capsys):
+    """An output that cannot be created (here its parent is a file; elsewhere no permission or a
+    full disk): one error line naming it, exit code 11, nothing left behind."""
+    blocker = tmp_path / "blocker"
+    blocker.write_bytes(b"a file, not a folder")
+    assert main("compress", small_png, "-o", blocker / "x.edc", "--model", "tiny") == 11
+    assert_one_error_line(capsys.readouterr().err, "cannot write", "x.edc")
+    assert main("decompress", small_edc, "-o", blocker / "x.png") == 11
+    assert_one_error_line(capsys.readouterr().err, "cannot write", "x.png")
+    assert blocker.read_bytes() == b"a file, not a folder"
+    # A folder where the file should go: the data reaches a temporary file, and the rename fails.
+    (tmp_path / "folder.edc").mkdir()
+    assert main("compress", small_png, "-o", tmp_path / "folder.edc", "--model", "tiny", "--force") == 11
+    assert_one_error_line(capsys.readouterr().err, "cannot write", "folder.edc")
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
 def test_usage_without_command(capsys):
     with pytest.raises(SystemExit) as info:
         cli.main([])
