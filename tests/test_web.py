@@ -6,8 +6,13 @@ import argparse
 import base64
 import io
 import re
+import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import numpy as np
 import pytest
@@ -21,7 +26,8 @@ from edgecodec.eval import classical  # noqa: E402
 from edgecodec.web import app as web  # noqa: E402
 from edgecodec.web.command import add_serve_parser  # noqa: E402
 
-from conftest import SHIPPED  # noqa: E402
+from conftest import SHIPPED, assert_one_error_line, cli_env  # noqa: E402
+from edgecodec import cli  # noqa: E402
 from edgecodec.zoo import DEFAULT_MODEL  # noqa: E402
 
 W, H = 192, 128
@@ -203,6 +209,40 @@ def test_serve_parser_defaults_to_loopback():
     assert args.max_pixels > 0 and callable(args.func)
     args = parser.parse_args(["serve", "--port", "0", "--max-upload-mb", "5", "--max-pixels", "1000"])
     assert (args.port, args.max_upload_mb, args.max_pixels) == (0, 5.0, 1000)
+
+
+def test_serve_refuses_a_port_in_use(capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert cli.main(["serve", "--port", str(port)]) == 2
+    assert_one_error_line(capsys.readouterr().err, "in use", f"127.0.0.1:{port}")
+    assert capsys.readouterr().out == ""  # no "open http://..." line for a server that never ran
+
+
+def test_process_serve_on_port_0_prints_the_port_it_got(tmp_path):
+    """`serve --port 0` takes a free port and its first line names it; the page answers there."""
+    proc = subprocess.Popen([sys.executable, "-m", "edgecodec.cli", "--threads", "1", "serve", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(), cwd=tmp_path)
+    try:
+        line = proc.stdout.readline()
+        match = re.fullmatch(r"edgecodec serve: open http://127\.0\.0\.1:(\d+)/ \(Ctrl\+C stops\)\n", line)
+        assert match, (line, proc.stderr.read() if proc.poll() is not None else "")
+        assert int(match[1]) > 0
+        no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        for _ in range(100):  # the socket listens once uvicorn has started
+            try:
+                page = no_proxy.open(f"http://127.0.0.1:{match[1]}/", timeout=10).read()
+                break
+            except urllib.error.URLError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("the server never answered")
+        assert b"<html" in page
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def test_encode_to_size_is_closest_not_exceeding(crop_rgb):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -45,8 +46,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError("edgecodec serve needs fastapi and uvicorn (pip install fastapi uvicorn)") from None
     from .app import create_app  # (it sets torch to one thread a request: see create_app)
 
+    sock = listening_socket(args.host, args.port)
     app = create_app(max_upload_bytes=int(args.max_upload_mb * 1e6), max_pixels=args.max_pixels,
                      workers=args.workers)
-    print(f"edgecodec serve: open http://{args.host}:{args.port}/ (Ctrl+C stops)", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    print(f"edgecodec serve: open http://{shown}:{port}/ (Ctrl+C stops)", flush=True)
+    with sock:
+        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
     return 0
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The server's socket, bound before anything is printed, so a port in use is one clear error
+    (not uvicorn's log line after our "open http://..." line) and --port 0 shows the port it got."""
+    from ..errors import UsageError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, _, _, _, address = infos[0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restart at once
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (choose another --port)") from None
+    return sock
