@@ -124,13 +124,13 @@ def test_invalid_target():
 
 @pytest.mark.parametrize("text,expected", [
     ("40KB", 40_000), ("40kb", 40_000), ("40k", 40_000), ("1.5MiB", 1_572_864), ("2MB", 2_000_000),
-    ("1200", 1200), (" 3 KiB ", 3072), ("0.5", 1), ("12B", 12),
+    ("1200", 1200), (" 3 KiB ", 3072), ("1.5", 1), ("12B", 12),
 ])
 def test_parse_size(text, expected):
     assert parse_size(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "abc", "40 GB", "-3KB", "1.2.3", "KB"])
+@pytest.mark.parametrize("text", ["", "abc", "40 GB", "-3KB", "1.2.3", "KB", "0", "0.5", "0KB"])
 def test_parse_size_rejects(text):
     with pytest.raises(ValueError):
         parse_size(text)

@@ -29,7 +29,10 @@ def parse_size(text: str) -> int:
         raise ValueError(f"cannot parse size {text!r}: use e.g. 40KB, 1.5MB, 2MiB or 1200")
     number, unit = float(match.group(1)), (match.group(2) or "").lower()
     scale = {"": 1, "k": 1000, "ki": 1024, "m": 1000**2, "mi": 1024**2}[unit]
-    return max(1, int(number * scale))
+    size = int(number * scale)
+    if size < 1:
+        raise ValueError(f"size {text!r} is under one byte")
+    return size
 
 
 def _to_tensor(rgb: np.ndarray, stride: int) -> torch.Tensor:
