@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
+import struct
+
 import numpy as np
 import pytest
 from conftest import SHIPPED, png_rgb16
-from PIL import Image
+from PIL import Image, ImageCms
 
 import edgecodec
 from edgecodec.codec.imageio import load_image, prepare_pil
@@ -191,6 +194,70 @@ def test_cmyk_source(crop, tmp_path):
     prepared = load_image(path)
     assert prepared.conversions == 32 and prepared.channels == 4
     assert np.abs(prepared.rgb.astype(int) - crop).mean() < 12
+
+
+def rgb_icc_profile(description: str, colorants: list[tuple[float, float, float]], gamma: float) -> bytes:
+    """A minimal ICC v2 matrix/TRC display profile (what Adobe RGB and Display P3 files carry). Built
+    here because Pillow can create only sRGB, LAB and XYZ profiles, and tests download nothing."""
+    def s15(v: float) -> bytes:
+        return struct.pack(">i", round(v * 65536))
+
+    def xyz(v: tuple[float, float, float]) -> bytes:
+        return b"XYZ " + bytes(4) + b"".join(s15(c) for c in v)
+
+    ascii_ = description.encode() + b"\0"
+    desc = b"desc" + bytes(4) + struct.pack(">I", len(ascii_)) + ascii_ + bytes(4 + 4 + 2 + 1 + 67)
+    curve = b"curv" + bytes(4) + struct.pack(">IH", 1, round(gamma * 256)) + bytes(2)
+    d50 = (0.9642, 1.0, 0.8249)
+    tags = [(b"desc", desc), (b"wtpt", xyz(d50)), (b"rXYZ", xyz(colorants[0])), (b"gXYZ", xyz(colorants[1])),
+            (b"bXYZ", xyz(colorants[2])), (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve),
+            (b"cprt", b"text" + bytes(4) + b"none\0\0\0\0")]
+    offset = 128 + 4 + 12 * len(tags)
+    table, body = struct.pack(">I", len(tags)), b""
+    for signature, data in tags:
+        data += bytes(-len(data) % 4)
+        table += signature + struct.pack(">II", offset + len(body), len(data))
+        body += data
+    size = offset + len(body)
+    header = (struct.pack(">I", size) + bytes(4) + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ " + bytes(12)
+              + b"acsp" + bytes(24) + struct.pack(">I", 0) + b"".join(s15(c) for c in d50) + bytes(48))
+    assert len(header) == 128
+    return header + table + body
+
+
+# Adobe RGB (1998): its D50-adapted colorants and gamma 563/256.
+ADOBE_RGB = rgb_icc_profile("Adobe RGB (1998) test profile",
+                            [(0.6097, 0.3111, 0.0195), (0.2053, 0.6257, 0.0609), (0.1492, 0.0632, 0.7446)],
+                            563 / 256)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_icc_profile_is_converted_to_srgb(crop, tmp_path, suffix):
+    """A photo tagged Adobe RGB is coded as the sRGB image it shows (flag 128), not as its raw
+    numbers, which an untagged decoded PNG would display desaturated."""
+    path = tmp_path / f"adobe{suffix}"
+    Image.fromarray(crop).save(path, icc_profile=ADOBE_RGB, **({"quality": 95} if suffix == ".jpg" else {}))
+    with Image.open(path) as img:
+        raw = np.asarray(img.convert("RGB"))
+        expected = np.asarray(ImageCms.profileToProfile(img, ImageCms.ImageCmsProfile(io.BytesIO(ADOBE_RGB)),
+                                                        ImageCms.createProfile("sRGB"), outputMode="RGB"))
+    prepared = load_image(path)
+    assert prepared.conversions == 128
+    assert np.array_equal(prepared.rgb, expected)
+    assert np.abs(prepared.rgb.astype(int) - raw).mean() > 2  # the profile really changed the numbers
+    data = edgecodec.compress(path, model="tiny")
+    assert "ICC profile converted to sRGB" in header_of(data).conversion_names()
+    assert edgecodec.decompress(data).mode == "RGB"
+
+
+def test_srgb_and_broken_profiles_leave_pixels_alone(crop, tmp_path):
+    for name, profile in [("srgb", ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()),
+                          ("broken", b"not an ICC profile" * 8)]:
+        path = tmp_path / f"{name}.png"
+        Image.fromarray(crop).save(path, icc_profile=profile)
+        prepared = load_image(path)
+        assert prepared.conversions == 0, name
+        assert np.array_equal(prepared.rgb, crop), name
 
 
 def test_pil_images_in_memory(crop):

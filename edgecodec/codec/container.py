@@ -31,6 +31,7 @@ CONVERSIONS = {
     16: "EXIF orientation applied",
     32: "colour space converted to RGB",
     64: "1-bit to 8-bit",
+    128: "ICC profile converted to sRGB",
 }
 
 _PREFIX = struct.Struct("<4sBH")  # magic, version, header length

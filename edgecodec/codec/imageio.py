@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import threading
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Iterator, Union
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from ..errors import InputImageError
 from .limits import check_pixels, default_max_pixels  # noqa: F401 (part of this module's API)
@@ -56,6 +57,7 @@ def prepare_pil(img: Image.Image, alpha: str = "refuse", max_pixels: int | None 
     check_pixels(img.width, img.height, max_pixels)
     flags = 0
     depth = bit_depth or source_bit_depth(img)
+    icc = img.info.get("icc_profile")
     orientation = img.getexif().get(0x0112, 1) if hasattr(img, "getexif") else 1
     if orientation not in (0, 1):
         img = ImageOps.exif_transpose(img)
@@ -87,13 +89,37 @@ def prepare_pil(img: Image.Image, alpha: str = "refuse", max_pixels: int | None 
     if img.mode in ("L", "LA", "La"):
         flags |= 1
         rgb = img.convert("L").convert("RGB")
-    elif img.mode in ("RGB", "RGBA", "RGBa"):
-        # convert() would copy an RGB image once more before np.array copies it (133 MB for 8K)
-        rgb = img if img.mode == "RGB" else img.convert("RGB")
-    else:  # CMYK, YCbCr, LAB, HSV ...
-        flags |= 32
-        rgb = img.convert("RGB")
+    else:
+        if img.mode not in ("RGB", "RGBA", "RGBa"):  # CMYK, YCbCr, LAB, HSV ...
+            flags |= 32
+        source = img.convert("RGB") if img.mode in ("RGBA", "RGBa") else img
+        rgb = icc_to_srgb(source, icc)
+        if rgb is not None:
+            flags |= 128
+        else:  # convert() would copy an RGB image once more before np.array copies it (133 MB for 8K)
+            rgb = source if source.mode == "RGB" else source.convert("RGB")
     return PreparedImage(np.array(rgb, dtype=np.uint8), channels, depth, flags)
+
+
+def icc_to_srgb(img: Image.Image, icc: bytes | None) -> Image.Image | None:
+    """An RGB or CMYK image converted from its embedded ICC profile to 8-bit sRGB, which is what
+    the models were trained on and what an untagged decoded PNG means (a Display P3 or Adobe RGB
+    photo read as sRGB looks washed out). None when there is nothing to do: no profile, an sRGB one,
+    another mode, or a profile LittleCMS cannot use (then ignored, as browsers do)."""
+    if not icc or img.mode not in ("RGB", "CMYK"):
+        return None
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if img.mode == "RGB" and "srgb" in ImageCms.getProfileDescription(profile).lower():
+            return None
+        return ImageCms.profileToProfile(img, profile, _srgb_profile(), outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def _srgb_profile() -> ImageCms.ImageCmsProfile:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 
 
 _PILLOW_LIMIT_LOCK = threading.Lock()
