@@ -250,6 +250,19 @@ def test_icc_profile_is_converted_to_srgb(crop, tmp_path, suffix):
     assert edgecodec.decompress(data).mode == "RGB"
 
 
+def test_training_loader_prepares_images_as_the_codec_does(crop, tmp_path):
+    """Models train on the colours and orientation the codec will give them."""
+    from edgecodec.train.data import load_rgb
+
+    path = tmp_path / "adobe-rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(crop).save(path, icc_profile=ADOBE_RGB, exif=exif, quality=95)
+    prepared = load_image(path)
+    assert prepared.conversions == 16 | 128
+    assert np.array_equal(np.asarray(load_rgb(path)), prepared.rgb)
+
+
 def test_srgb_and_broken_profiles_leave_pixels_alone(crop, tmp_path):
     for name, profile in [("srgb", ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()),
                           ("broken", b"not an ICC profile" * 8)]:

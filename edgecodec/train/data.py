@@ -17,6 +17,8 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
+from ..codec.imageio import icc_to_srgb
+
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm"}
@@ -36,12 +38,18 @@ def is_validation(path: Path, fraction: float) -> bool:
     return int.from_bytes(digest[:4], "big") / 2**32 < fraction
 
 
+def to_srgb(img: Image.Image) -> Image.Image:
+    """Upright 8-bit sRGB, as the codec prepares its inputs (EXIF orientation, ICC profile): the
+    models train on the colours they will be given."""
+    img = ImageOps.exif_transpose(img)
+    return icc_to_srgb(img, img.info.get("icc_profile")) or img.convert("RGB")
+
+
 def load_rgb(path: Path) -> Image.Image | None:
     """Decode an image to RGB, or None (with a warning) when Pillow cannot read it."""
     try:
         with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            return img.convert("RGB")
+            return to_srgb(img)
     except Exception as exc:  # any decoder failure means "skip this file"
         log.warning("skipping unreadable image %s: %s", path, exc)
         return None
@@ -91,7 +99,7 @@ def load_square(path: Path, size: int) -> np.ndarray | None:
     try:
         with Image.open(path) as img:
             img.draft("RGB", (2 * size, 2 * size))
-            img = ImageOps.exif_transpose(img).convert("RGB")
+            img = to_srgb(img)
     except Exception as exc:  # any decoder failure means "skip this file"
         log.warning("skipping unreadable image %s: %s", path, exc)
         return None
