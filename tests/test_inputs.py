@@ -311,6 +311,21 @@ def test_unreadable_files(crop, tmp_path, name, content):
     assert str(path.name) in str(info.value)
 
 
+@pytest.mark.parametrize("suffix", [".gif", ".png", ".webp", ".tif"])
+def test_animated_and_multi_page_files_are_refused(crop, tmp_path, suffix):
+    """Coding the first frame would silently lose the others; a single frame of the format is fine."""
+    first, second = Image.fromarray(crop), Image.fromarray(crop[::-1].copy())
+    path = tmp_path / f"two{suffix}"
+    first.save(path, save_all=True, append_images=[second])
+    with pytest.raises(InputImageError, match="2 frames"):
+        edgecodec.compress(path, model="tiny")
+    with pytest.raises(InputImageError, match="2 frames"):
+        edgecodec.compress(path.read_bytes(), model="tiny")
+    single = tmp_path / f"one{suffix}"
+    first.save(single)
+    assert edgecodec.decompress(edgecodec.compress(single, model="tiny")).size == first.size
+
+
 def test_missing_file_and_folder(tmp_path):
     with pytest.raises(InputImageError, match="no such file"):
         edgecodec.compress(tmp_path / "missing.png", model="tiny")

@@ -21,6 +21,9 @@ ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
 ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 ALPHA_POLICIES = ("refuse", "drop")
+# Formats whose extra frames are images of their own (animation frames, pages), which coding only
+# the first would silently lose. (A JPEG's MPO frames are previews or stereo views: not refused.)
+MULTI_FRAME_FORMATS = ("GIF", "PNG", "WEBP", "TIFF")
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,10 @@ def load_image(image: ImageInput, alpha: str = "refuse", max_pixels: int | None 
     limit = default_max_pixels() if max_pixels is None else max_pixels
     try:
         with _pillow_pixel_limit(), Image.open(source) as img:
+            frames = getattr(img, "n_frames", 1)
+            if frames > 1 and img.format in MULTI_FRAME_FORMATS:
+                raise InputImageError(f"{label}: {frames} frames (an animated or multi-page {img.format}); edgecodec "
+                                      "codes still images: save the frame you want as its own file")
             check_pixels(img.width, img.height, limit)
             depth = source_bit_depth(img)
             img.load()
