@@ -31,10 +31,9 @@ TEMP_PATTERN = r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp"
 def _write_atomic(path: Path, data: bytes, force: bool) -> None:
     """Write via a temporary file and rename, so a crash never leaves a half-written output
     (only, after a kill, a hidden temporary file ``.NAME.XXXXXXXX.tmp``)."""
-    from .errors import OutputExistsError, OutputWriteError
+    from .errors import OutputWriteError
 
-    if path.exists() and not force:
-        raise OutputExistsError(f"{path} exists: pass --force to overwrite")
+    _check_output(path, force)  # again: the file may have appeared while the output was computed
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -113,18 +112,16 @@ def _umask() -> int:
     return mask
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)  # argparse turns the ValueError into a usage error
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least ``minimum``."""
+    def parse(text: str) -> int:
+        value = int(text)  # argparse turns the ValueError into a usage error
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum} or more, got {value}")
+        return value
 
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
+    parse.__name__ = "int"  # argparse names the type in "invalid int value: 'x'"
+    return parse
 
 
 def _fmt_metric(value: float, digits: int) -> str:
@@ -450,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgecodec", description="Learned image codec with real bitstreams.",
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    parser.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for the transforms")
+    parser.add_argument("--threads", type=_int_at_least(1), default=None, help="CPU threads for the transforms")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
@@ -472,7 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument("--target-size", help="search the quality for this file size, e.g. 40KB")
     p.add_argument("--model", help="model name (see `edgecodec models`)")
     p.add_argument("--alpha", choices=("refuse", "drop"), default="refuse", help="what to do with transparency")
-    p.add_argument("--refine", type=_non_negative_int, default=0, metavar="STEPS",
+    p.add_argument("--refine", type=_int_at_least(0), default=0, metavar="STEPS",
                    help="optimise the latent for each image for STEPS gradient steps: fewer bytes at the same "
                         "quality, decodable by every decoder, but slower encoding (about 0.4 s a step for a "
                         "Kodak image at 2 threads; 50 is a good start). Fidelity models, images up to 2 MP. "
