@@ -139,7 +139,7 @@ def _compress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
 
     _check_output(dst, args.force)
     source = _read_input(src) if _is_stdio(src) else src
-    prepared = load_image(source, alpha=args.alpha, max_pixels=args.max_pixels)
+    prepared = load_image(source, alpha=args.alpha, max_pixels=args.max_pixels, metadata=args.metadata)
     encoder = Encoder(prepared, args.model or DEFAULT_MODEL, refine_steps=args.refine)
     note = ""
     if args.target_bpp is not None or args.target_size is not None:
@@ -200,21 +200,42 @@ def _decompress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
         image = _decompress_lite(data, args)
     else:
         image = decompress(data, max_pixels=args.max_pixels)
-    buf = io.BytesIO()
-    image.save(buf, format=LOSSLESS_FORMATS[fmt])
-    _write_output(dst, buf.getvalue(), args.force)
+    if image.mode in ("LA", "RGBA") and fmt in ("bmp", "ppm"):  # Pillow's BMP reads back without it
+        raise UsageError(f"{_shown(src, 'stdin')} has an alpha channel, which {fmt.upper()} does not hold: "
+                         "write .png or .tif")
+    _write_output(dst, _encoded_image(image, LOSSLESS_FORMATS[fmt]), args.force)
     return f"{_shown(src, 'stdin')} -> {_shown(dst, 'stdout')}: {image.width}x{image.height} {image.mode}"
+
+
+def _encoded_image(image, fmt: str) -> bytes:
+    """A decoded image as a lossless file, with the EXIF and XMP the .edc kept where the format holds them."""
+    from PIL import PngImagePlugin
+
+    options = {}
+    exif, xmp = image.info.get("exif"), image.info.get("xmp")
+    if exif and fmt in ("PNG", "TIFF"):
+        options["exif"] = exif
+    if xmp and fmt == "PNG":
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8", "replace"))
+        options["pnginfo"] = info
+    if xmp and fmt == "TIFF":
+        options["tiffinfo"] = {700: xmp}  # TIFF tag 700: XMP
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **options)
+    return buf.getvalue()
 
 
 def _decompress_lite(data: bytes, args: argparse.Namespace):
     """Decode with the torch-free decoder (edgecodec.lite) of the file's model, exported on first
     use into the cache unless --onnx-dir names an export; one decoder per model in folder mode."""
-    from .codec import read_header
-    from .codec.imageio import to_pil
+    from .codec.container import Container
+    from .codec.extras import decoded_image
     from .errors import UsageError
     from .lite import LiteDecoder
 
-    header = read_header(data)
+    container = Container.from_bytes(data)
+    header = container.header
     decoders = args.__dict__.setdefault("_lite_decoders", {})
     if header.model not in decoders:
         if args.onnx_dir:
@@ -227,8 +248,8 @@ def _decompress_lite(data: bytes, args: argparse.Namespace):
             decoders[header.model] = LiteDecoder(model_dir, threads=args.threads, int8=args.int8)
         except (OSError, ValueError) as exc:
             raise UsageError(f"cannot load the exported model: {exc}") from None
-    rgb, header = decoders[header.model].decode(data, max_pixels=args.max_pixels)
-    return to_pil(rgb, bool(header.conversions & 1))
+    rgb, _ = decoders[header.model].decode(data, max_pixels=args.max_pixels)
+    return decoded_image(rgb, container)
 
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:
@@ -332,6 +353,7 @@ def _mirror_paths(src: Path, files: list[Path], out_root: Path, out_suffix: str)
 # --- info / models -------------------------------------------------------------------------------
 def cmd_info(args: argparse.Namespace) -> int:
     from .codec.container import Container
+    from .codec.extras import EXTRA_NAMES
 
     path = Path(args.input)
     data = _read_input(path)
@@ -344,6 +366,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("source bit depth", h.bit_depth), ("conversions", ", ".join(h.conversion_names()) or "none"),
         ("tiles", f"{h.tile}x{h.tile} latent pixels ({16 * h.tile} px)" if h.tile else "none"),
         ("streams", ", ".join(f"{len(s)} bytes" for s in c.streams)),
+        ("extras", ", ".join(f"{EXTRA_NAMES.get(tag, repr(tag))} {len(v)} bytes" for tag, v in c.extras.items())
+         or "none"),
         ("file size", f"{len(data)} bytes"), ("bpp", f"{8 * len(data) / (h.width * h.height):.4f}"),
     ]
     for key, value in rows:
@@ -468,7 +492,12 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument("--target-bpp", type=float, help="search the quality for this many bits per pixel")
     rate.add_argument("--target-size", help="search the quality for this file size, e.g. 40KB")
     p.add_argument("--model", help="model name (see `edgecodec models`)")
-    p.add_argument("--alpha", choices=("refuse", "drop"), default="refuse", help="what to do with transparency")
+    p.add_argument("--alpha", choices=("keep", "drop", "refuse"), default="keep",
+                   help="transparency: keep it (coded losslessly beside the picture; the default), drop it, "
+                        "or refuse such images")
+    p.add_argument("--metadata", choices=("strip", "keep"), default="strip",
+                   help="the source's EXIF and XMP (camera, date, GPS position): strip them (the default) or "
+                        "keep them in the file; decompress writes them into PNG and TIFF outputs")
     p.add_argument("--refine", type=_int_at_least(0), default=0, metavar="STEPS",
                    help="optimise the latent for each image for STEPS gradient steps: fewer bytes at the same "
                         "quality, decodable by every decoder, but slower encoding (about 0.4 s a step for a "

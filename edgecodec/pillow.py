@@ -13,13 +13,15 @@ extension ``.edc`` and the MIME type ``image/x-edc``::
 
 Like ``pillow-avif-plugin`` and ``pillow-jxl-plugin``: an ``ImageFile`` subclass with
 ``_accept`` on the magic bytes, ``_open`` that parses the container (checksum included), and
-``_save``. This module imports only Pillow and the container parser: the codec API (and torch)
+``_save``. This module imports only Pillow, numpy and the container parser: the codec API (and torch)
 is imported on the first ``load()`` or ``save()``, so registering the plugin costs nothing.
 
 Save options: ``quality`` (0..1, default 0.5: edgecodec's scale, not Pillow's 0-100),
 ``model`` (a name from ``edgecodec models``), ``target_size`` (bytes, or a string like "40KB")
-or ``target_bpp`` (instead of quality), and ``alpha`` ("refuse", the default, or "drop").
-Opened images carry ``info["edc_model"]`` and ``info["edc_quality"]``.
+or ``target_bpp`` (instead of quality), ``alpha`` ("keep", the default, "drop" or "refuse") and
+``metadata`` ("strip", the default, or "keep": the image's ``info["exif"]`` and ``info["xmp"]``).
+Opened images carry ``info["edc_model"]`` and ``info["edc_quality"]``, mode LA or RGBA when the
+file kept an alpha channel, and the kept metadata in ``info["exif"]`` and ``info["xmp"]``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from typing import IO
 from PIL import Image, ImageFile
 
 from .codec.container import MAGIC, Container  # no torch: the codec API is imported on load/save
+from .codec.extras import ALPHA, EXIF, XMP
+from .codec.imageio import EXIF_PREFIX
 from .errors import FormatError
 
 FORMAT = "EDC"
@@ -52,13 +56,18 @@ class EdgecodecImageFile(ImageFile.ImageFile):
         # now lets Pillow close the file when it wants to. Parsing checks the CRC and the layout.
         self._edc_data: bytes | None = self.fp.read()
         try:
-            header = Container.from_bytes(self._edc_data).header
+            container = Container.from_bytes(self._edc_data)
         except FormatError as exc:
             raise SyntaxError(str(exc)) from None
+        header = container.header
         self._size = (header.width, header.height)
-        self._mode = "L" if header.conversions & _GRAYSCALE else "RGB"
+        self._mode = ("L" if header.conversions & _GRAYSCALE else "RGB") + ("A" if ALPHA in container.extras else "")
         self.info["edc_model"] = header.model
         self.info["edc_quality"] = header.quality
+        if container.extras.get(EXIF):
+            self.info["exif"] = EXIF_PREFIX + container.extras[EXIF]
+        if container.extras.get(XMP):
+            self.info["xmp"] = container.extras[XMP]
         self.tile = []
 
     def load(self):  # type: ignore[override]
@@ -88,7 +97,8 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     info = im.encoderinfo
     data = compress(im, quality=info.get("quality", DEFAULT_QUALITY), model=info.get("model"),
                     target_size=info.get("target_size"), target_bpp=info.get("target_bpp"),
-                    alpha=info.get("alpha", "refuse"), refine_steps=info.get("refine_steps", 0))
+                    alpha=info.get("alpha", "keep"), metadata=info.get("metadata", "strip"),
+                    refine_steps=info.get("refine_steps", 0))
     fp.write(data)
 
 

@@ -165,10 +165,45 @@ def test_info_prints_every_header_field(tmp_path, kodim23_rgb, capsys):
     assert fields["source channels"] == "1" and fields["source bit depth"] == "8"
     assert fields["conversions"] == "grayscale to RGB"
     assert fields["streams"] == ", ".join(f"{len(s)} bytes" for s in c.streams)
-    assert fields["format version"] == "3"  # every new file: version 3 (exact hyper-synthesis)
+    assert fields["format version"] == "3"  # every new file without extras: version 3 (exact hyper-synthesis)
     assert fields["tiles"] == "none"
+    assert fields["extras"] == "none"
     assert fields["file size"] == f"{size} bytes"
     assert fields["bpp"] == f"{8 * size / (96 * 64):.4f}"
+
+
+def test_alpha_and_metadata_through_the_command_line(tmp_path, kodim23_rgb, capsys):
+    alpha = np.zeros((64, 96), np.uint8)
+    alpha[8:56, 16:80] = 200
+    src = tmp_path / "logo.png"
+    exif = Image.Exif()
+    exif[0x010F] = "TestMaker"
+    Image.fromarray(np.dstack([kodim23_rgb[:64, :96], alpha]), "RGBA").save(src, exif=exif.tobytes())
+    edc = tmp_path / "logo.edc"
+    assert main("compress", src, "-o", edc, "--model", "tiny", "--metadata", "keep") == 0
+    capsys.readouterr()
+    assert main("info", edc) == 0
+    fields = dict(line.strip().split(": ", 1) for line in capsys.readouterr().out.strip().splitlines())
+    extras = Container.from_bytes(edc.read_bytes()).extras
+    assert fields["format version"] == "4"
+    assert fields["extras"] == f"alpha (lossless) {len(extras['alph'])} bytes, EXIF {len(extras['exif'])} bytes"
+    for suffix in ("png", "tif"):
+        out = tmp_path / f"decoded.{suffix}"
+        assert main("decompress", edc, "-o", out) == 0
+        with Image.open(out) as img:
+            assert img.mode == "RGBA" and np.array_equal(np.array(img)[..., 3], alpha), suffix
+            assert img.getexif().get(0x010F) == "TestMaker", suffix
+    for suffix in ("bmp", "ppm"):  # formats that do not keep alpha are refused, not written without it
+        assert main("decompress", edc, "-o", tmp_path / f"decoded.{suffix}") == 2
+        assert_one_error_line(capsys.readouterr().err, "alpha", suffix.upper())
+        assert not (tmp_path / f"decoded.{suffix}").exists()
+    # A grayscale source with alpha comes back LA.
+    gray = tmp_path / "gray.png"
+    Image.fromarray(np.dstack([kodim23_rgb[:64, :96, 0], alpha]), "LA").save(gray)
+    assert main("compress", gray, "-o", tmp_path / "gray.edc", "--model", "tiny") == 0
+    assert main("decompress", tmp_path / "gray.edc", "-o", tmp_path / "gray_decoded.png") == 0
+    with Image.open(tmp_path / "gray_decoded.png") as img:
+        assert img.mode == "LA" and np.array_equal(np.array(img)[..., -1], alpha)
 
 
 def test_info_on_bad_files(tmp_path, capsys):
@@ -243,7 +278,7 @@ def test_target_size_and_bpp_flags(small_png, tmp_path, capsys):
 
 @pytest.mark.parametrize("args", [
     ["--quality", "2"], ["--quality", "-0.5"], ["--quality", "0.5", "--target-bpp", "1"],
-    ["--alpha", "keep"], ["--quality", "high"],
+    ["--alpha", "blend"], ["--metadata", "all"], ["--quality", "high"],
 ])
 def test_usage_errors_exit_2(small_png, tmp_path, capsys, args):
     with pytest.raises(SystemExit) as info:
@@ -307,8 +342,9 @@ def test_bad_input_image_exits_3(tmp_path, capsys, kodim23_rgb):
     assert_one_error_line(capsys.readouterr().err, "no such file")
     rgba = tmp_path / "rgba.png"
     Image.fromarray(np.zeros((16, 16, 4), np.uint8), "RGBA").save(rgba)
-    assert main("compress", rgba, "--model", "tiny") == 3
+    assert main("compress", rgba, "--model", "tiny", "--alpha", "refuse") == 3
     assert_one_error_line(capsys.readouterr().err, "--alpha drop")
+    assert not (tmp_path / "rgba.edc").exists()
     assert main("compress", rgba, "--model", "tiny", "--alpha", "drop") == 0
     assert edgecodec.read_header((tmp_path / "rgba.edc").read_bytes()).conversions == 8
 
@@ -374,7 +410,8 @@ def tree(kodim23_rgb, tmp_path):
     Image.fromarray(kodim23_rgb[:64, :96]).save(src / "a.png")
     Image.fromarray(kodim23_rgb[64:128, 96:160]).save(src / "sub" / "deeper" / "b.png")
     (src / "sub" / "corrupt.png").write_bytes(np.random.RandomState(0).bytes(3000))
-    Image.fromarray(np.zeros((16, 16, 4), np.uint8), "RGBA").save(src / "sub" / "rgba.png")
+    frames = [Image.new("RGB", (16, 16), colour) for colour in ("red", "blue")]
+    frames[0].save(src / "sub" / "anim.png", save_all=True, append_images=frames[1:])  # refused: 2 frames
     (src / "notes.txt").write_text("not an image, ignored\n")
     return src
 
@@ -389,7 +426,7 @@ def test_folder_compress_partial_failure(tree, tmp_path, capsys):
     failed = [line for line in captured.err.splitlines() if line.startswith("failed: ")]
     assert len(failed) == 2, captured.err
     assert any("corrupt.png" in line and "image" in line for line in failed), failed
-    assert any("rgba.png" in line and "--alpha" in line for line in failed), failed
+    assert any("anim.png" in line and "frames" in line for line in failed), failed
     assert "Traceback" not in captured.err
     for name, size in (("a.edc", (96, 64)), ("sub/deeper/b.edc", (64, 64))):
         assert edgecodec.decompress((out / name).read_bytes()).size == size
@@ -415,7 +452,7 @@ def test_folder_compress_partial_failure(tree, tmp_path, capsys):
 
     # With --force they are rewritten; with only good files the exit code is 0.
     (tree / "sub" / "corrupt.png").unlink()
-    (tree / "sub" / "rgba.png").unlink()
+    (tree / "sub" / "anim.png").unlink()
     assert main("compress", tree, "-o", out, "--model", "tiny", "-q", "--force", "--quality", "1") == 0
     assert "2 written, 0 skipped (existing), 0 failed" in capsys.readouterr().out
     for path in before:
@@ -425,7 +462,7 @@ def test_folder_compress_partial_failure(tree, tmp_path, capsys):
 
 def test_folder_decompress(tree, tmp_path, capsys):
     (tree / "sub" / "corrupt.png").unlink()
-    (tree / "sub" / "rgba.png").unlink()
+    (tree / "sub" / "anim.png").unlink()
     edc = tmp_path / "edc"
     assert main("compress", tree, "-o", edc, "--model", "tiny", "-q") == 0
     dec = tmp_path / "dec"

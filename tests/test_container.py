@@ -11,7 +11,7 @@ import pytest
 from conftest import fix_crc
 
 from edgecodec.codec.api import decode_array, read_header
-from edgecodec.codec.container import FORMAT_VERSION, MAGIC, Container, Header
+from edgecodec.codec.container import FORMAT_VERSION, MAGIC, STREAM_VERSION, Container, Header
 from edgecodec.errors import FormatError, ImageTooLargeError, UnknownModelError, VersionError
 
 HASH = bytes(range(1, 9))
@@ -31,7 +31,8 @@ def test_round_trip_preserves_every_field():
     assert back.header == container.header
     assert back.streams == streams
     assert back.to_bytes() == data
-    assert back.header.version == FORMAT_VERSION == 3  # what the encoder writes
+    assert back.header.version == STREAM_VERSION == 3  # what the encoder writes for a file without extras
+    assert FORMAT_VERSION == 4
     for version, tile in ((1, 0), (2, 0), (2, 64), (3, 64)):  # older versions still parse
         c = Container(sample_header(version=version, tile=tile), streams)
         assert Container.from_bytes(c.to_bytes()).header == c.header
@@ -59,6 +60,52 @@ def test_layout_matches_format_doc():
     assert struct.unpack_from("<I", data, pos + 6) == (1,) and data[pos + 10:pos + 11] == b"\x03"
     assert len(data) == pos + 11 + 4
     assert struct.unpack_from("<I", data, len(data) - 4) == (zlib.crc32(data[:-4]),)
+
+
+def test_extras_make_version_4_and_round_trip_in_order():
+    extras = {"xmp ": b"<x/>", "alph": b"\x00\xff", "zzzz": b""}
+    container = Container(sample_header(), [b"\x01\x02", b"\x03"], extras)
+    data = container.to_bytes()
+    back = Container.from_bytes(data)
+    assert data[4] == 4 and back.header.version == 4
+    assert back.extras == extras and list(back.extras) == list(extras) and back.streams == container.streams
+    # Layout (docs/format.md): after the last stream, a count byte, then each tag, length and bytes.
+    plain = Container(sample_header(), [b"\x01\x02", b"\x03"]).to_bytes()
+    assert data[5:-4 - (1 + 3 * 8 + 4 + 2)] == plain[5:-4]
+    table = data[len(plain) - 4:-4]
+    assert table[0] == 3 and table[1:9] == b"xmp " + struct.pack("<I", 4) and table[9:13] == b"<x/>"
+    assert table[13:21] == b"alph" + struct.pack("<I", 2) and table[23:31] == b"zzzz" + bytes(4)
+    # A version-4 header without extras writes an empty table, and reads back the same.
+    empty = Container(dataclasses.replace(back.header, version=4), [b"x"])
+    assert Container.from_bytes(empty.to_bytes()) == empty and empty.to_bytes()[-5] == 0
+
+
+@pytest.mark.parametrize("tag", ["alp", "alpha", "al\x00h", "\u00e9t\u00e9"])
+def test_to_bytes_rejects_invalid_extra_tags(tag):
+    with pytest.raises(ValueError):
+        Container(sample_header(), [b"x"], {tag: b""}).to_bytes()
+
+
+def test_malformed_extras_tables_are_format_errors():
+    good = Container(sample_header(), [b"abc"], {"alph": b"\x00\xff", "exif": b"II*\x00"}).to_bytes()
+    body = good[:-4]
+    table_start = len(Container(sample_header(), [b"abc"]).to_bytes()) - 4
+    cases = {
+        "missing table": body[:table_start],
+        "count past the table": body[:table_start] + b"\x03" + body[table_start + 1:],
+        "extra shorter than declared": body[:-1],
+        "trailing bytes": body + b"\x00",
+        "repeated tag": body[:table_start] + b"\x02" + (b"alph" + struct.pack("<I", 1) + b"\x00") * 2,
+        "unprintable tag": body[:table_start] + b"\x01" + b"al\x00h" + struct.pack("<I", 0),
+    }
+    for name, damaged in cases.items():
+        with pytest.raises(FormatError) as info:
+            Container.from_bytes(fix_crc(damaged + bytes(4)))
+        assert type(info.value) is FormatError, name
+    # A version-3 file has no table: bytes after its streams are still trailing garbage.
+    v3 = Container(sample_header(), [b"abc"]).to_bytes()
+    with pytest.raises(FormatError, match="trailing"):
+        Container.from_bytes(fix_crc(v3[:-4] + b"\x00" + bytes(4)))
 
 
 @pytest.mark.parametrize("bad", [

@@ -11,8 +11,9 @@ from conftest import SHIPPED, png_rgb16
 from PIL import Image, ImageCms
 
 import edgecodec
+from edgecodec.codec.container import Container
 from edgecodec.codec.imageio import load_image, prepare_pil
-from edgecodec.errors import ImageTooLargeError, InputImageError
+from edgecodec.errors import FormatError, ImageTooLargeError, InputImageError
 
 
 @pytest.fixture(scope="module")
@@ -138,45 +139,114 @@ def test_sixteen_bit_rgb_png_records_its_depth(tmp_path):
     assert prepared.conversions & 4
 
 
-def test_alpha_is_refused_by_default(crop, tmp_path):
-    rgba = np.dstack([crop, np.full(crop.shape[:2], 128, np.uint8)])
+def test_alpha_is_kept_losslessly_by_default(crop, tmp_path):
+    alpha = np.zeros(crop.shape[:2], np.uint8)
+    alpha[10:50, 20:80] = 255
+    alpha[20:30, 30:60] = np.arange(30, dtype=np.uint8)[None] * 8  # a soft edge
     path = tmp_path / "rgba.png"
-    Image.fromarray(rgba, "RGBA").save(path)
-    with pytest.raises(InputImageError, match="--alpha"):
-        edgecodec.compress(path, model="tiny")
-    data = edgecodec.compress(path, model="tiny", alpha="drop")
-    header = header_of(data)
-    assert header.conversions == 8 and header.channels == 4
-    assert "alpha dropped" in header.conversion_names()
-    assert np.array_equal(load_image(path, alpha="drop").rgb, crop)
-    assert edgecodec.decompress(data).mode == "RGB"
+    Image.fromarray(np.dstack([crop, alpha]), "RGBA").save(path)
+    data = edgecodec.compress(path, model="tiny")
+    container = Container.from_bytes(data)
+    assert container.header.version == 4 and list(container.extras) == ["alph"]
+    assert container.header.conversions == 0 and container.header.channels == 4
+    decoded = edgecodec.decompress(data)
+    assert decoded.mode == "RGBA" and np.array_equal(np.array(decoded)[..., 3], alpha)
+    # The picture is coded as without alpha: the same streams, and the alpha's bytes are in the file.
+    dropped = edgecodec.compress(path, model="tiny", alpha="drop")
+    assert Container.from_bytes(dropped).streams == container.streams
+    assert len(data) == len(dropped) + 1 + 8 + len(container.extras["alph"])
+    # Extras a decoder does not know (a later version's) are skipped.
+    future = Container(container.header, container.streams, {"futr": b"\x01\x02", **container.extras}).to_bytes()
+    assert np.array_equal(np.array(edgecodec.decompress(future)), np.array(edgecodec.decompress(data)))
+    assert np.array_equal(np.array(decoded)[..., :3], np.array(edgecodec.decompress(dropped)))
+    header = header_of(dropped)
+    assert header.version == 3 and header.conversions == 8 and "alpha dropped" in header.conversion_names()
+    assert edgecodec.decompress(dropped).mode == "RGB"
+    with pytest.raises(InputImageError, match="--alpha keep"):
+        edgecodec.compress(path, model="tiny", alpha="refuse")
+    # An opaque alpha channel costs two bytes of extra, and comes back opaque.
+    opaque = edgecodec.compress(Image.fromarray(crop).convert("RGBA"), model="tiny")
+    assert Container.from_bytes(opaque).extras == {"alph": b"\x00\xff"}
+    assert np.array(edgecodec.decompress(opaque))[..., 3].min() == 255
+    # An HxWx4 array is an RGBA image.
+    assert Container.from_bytes(edgecodec.compress(np.dstack([crop, alpha]), model="tiny")).extras == container.extras
 
 
-def test_invalid_alpha_policy_is_a_value_error(crop, tmp_path):
+def test_invalid_alpha_or_metadata_policy_is_a_value_error(crop, tmp_path):
     """A wrong argument is the caller's error (ValueError), not a broken image file."""
     path = tmp_path / "crop.png"
     Image.fromarray(crop).save(path)
-    with Image.open(path) as img:
-        with pytest.raises(ValueError):
-            prepare_pil(img, alpha="keep")
-    with pytest.raises(ValueError) as info:
-        load_image(path, alpha="keep")
-    assert not isinstance(info.value, InputImageError), info.value
+    for bad in (dict(alpha="blend"), dict(metadata="all")):
+        with Image.open(path) as img:
+            with pytest.raises(ValueError):
+                prepare_pil(img, **bad)
+        with pytest.raises(ValueError) as info:
+            load_image(path, **bad)
+        assert not isinstance(info.value, InputImageError), info.value
 
 
-@pytest.mark.parametrize("kind", ["LA", "P-transparency"])
+@pytest.mark.parametrize("kind", ["LA", "P-transparency", "RGB-colour-key"])
 def test_other_alpha_sources(crop, tmp_path, kind):
     path = tmp_path / "alpha.png"
     if kind == "LA":
-        Image.fromarray(crop).convert("LA").save(path)
-        flags = 8 | 1
-    else:
+        img = Image.fromarray(crop).convert("L")
+        img.putalpha(Image.fromarray((crop[..., 0] > 100).astype(np.uint8) * 255))
+        flags, mode = 8 | 1, "LA"
+    elif kind == "P-transparency":
         img = Image.fromarray(crop).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
-        img.save(path, transparency=0)
-        flags = 8 | 2
+        img.info["transparency"] = 0
+        flags, mode = 8 | 2, "RGBA"
+    else:
+        img = Image.fromarray(crop)
+        img.info["transparency"] = tuple(int(v) for v in crop[0, 0])
+        flags, mode = 8, "RGBA"
+    img.save(path, transparency=img.info.get("transparency"))
+    with Image.open(path) as source:
+        expected = np.array(source.convert("RGBA" if mode == "RGBA" else "LA"))[..., -1]
+    assert 0 < expected.sum() < 255 * expected.size  # both transparent and opaque pixels
     with pytest.raises(InputImageError, match="alpha"):
-        load_image(path)
+        load_image(path, alpha="refuse")
     assert load_image(path, alpha="drop").conversions == flags
+    assert np.array_equal(load_image(path).alpha, expected)
+    decoded = edgecodec.decompress(edgecodec.compress(path, model="tiny"))
+    assert decoded.mode == mode and np.array_equal(np.array(decoded)[..., -1], expected)
+
+
+def test_metadata_is_stripped_unless_kept(crop, tmp_path):
+    exif = Image.Exif()
+    exif[0x010F] = "TestMaker"  # Make
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+    xmp = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+           '<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" xmlns:dc="http://purl.org/dc/elements/1.1/"'
+           ' tiff:Orientation="6" dc:format="image/jpeg"/></rdf:RDF></x:xmpmeta>')
+    path = tmp_path / "camera.jpg"
+    Image.fromarray(crop).save(path, quality=95, exif=exif.tobytes(), xmp=xmp.encode())
+    stripped = edgecodec.compress(path, model="tiny")
+    assert header_of(stripped).version == 3 and not Container.from_bytes(stripped).extras
+    assert "exif" not in edgecodec.decompress(stripped).info
+    kept = edgecodec.compress(path, model="tiny", metadata="keep")
+    container = Container.from_bytes(kept)
+    assert container.header.version == 4 and set(container.extras) == {"exif", "xmp "}
+    decoded = edgecodec.decompress(kept)
+    assert decoded.size == (64, 96)  # the orientation was applied ...
+    assert decoded.getexif().get(0x010F) == "TestMaker"
+    assert 0x0112 not in decoded.getexif()  # ... and removed, so viewers do not rotate it again
+    assert b"dc:format" in decoded.info["xmp"] and b"tiff:Orientation" not in decoded.info["xmp"]
+    assert decoded.info["exif"].startswith(b"Exif\x00\x00")
+
+
+def test_damaged_alpha_planes_are_format_errors(crop):
+    data = edgecodec.compress(np.dstack([crop, (crop[..., :1] > 90).astype(np.uint8) * 255]), model="tiny")
+    container = Container.from_bytes(data)
+    small = io.BytesIO()
+    Image.new("L", (8, 8)).save(small, format="PNG")
+    rgb_png = io.BytesIO()
+    Image.fromarray(crop).save(rgb_png, format="PNG")
+    for bad in (b"", b"\x00", b"\x07\x00", b"\x01garbage", b"\x01" + small.getvalue(), b"\x01" + rgb_png.getvalue(),
+                container.extras["alph"][: len(container.extras["alph"]) // 2]):
+        damaged = Container(container.header, container.streams, {"alph": bad}).to_bytes()
+        with pytest.raises(FormatError, match="alpha"):
+            edgecodec.decompress(damaged)
 
 
 def test_one_bit_source(crop, tmp_path):
@@ -337,13 +407,13 @@ def test_missing_file_and_folder(tmp_path):
     np.zeros((8, 8, 3), np.float32),
     np.zeros((8, 8, 3), np.uint16),
     np.zeros((8, 8), np.uint8),
-    np.zeros((8, 8, 4), np.uint8),
+    np.zeros((8, 8, 2), np.uint8),
     np.zeros((8, 8, 1), np.uint8),
     np.zeros((0, 8, 3), np.uint8),
     np.zeros((2, 8, 8, 3), np.uint8),
 ])
 def test_bad_arrays(array):
-    with pytest.raises(InputImageError, match="HxWx3 uint8"):
+    with pytest.raises(InputImageError, match="HxWx3 or HxWx4 uint8"):
         edgecodec.compress(array, model="tiny")
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import edgecodec
-from edgecodec.codec import Container, api
+from edgecodec.codec import FORMAT_VERSION, Container, api
 from edgecodec.codec.api import _to_tensor
 from edgecodec.errors import FormatError, WeightsMismatchError
 from edgecodec.lite import LiteDecoder
@@ -103,7 +103,9 @@ def test_lite_decodes_tiled_streams(lite, kodim23_rgb):
 
 
 def test_lite_imports_and_decodes_with_torch_and_pillow_blocked(exported, lite, kodim23_rgb, tmp_path):
-    data = edgecodec.compress(kodim23_rgb[:128, :192], quality=0.5, model=SHIPPED)
+    rgba = np.dstack([kodim23_rgb[:128, :192], (kodim23_rgb[:128, :192, :1] > 100).astype(np.uint8) * 255])
+    data = edgecodec.compress(rgba, quality=0.5, model=SHIPPED)  # format version 4: its extras need no Pillow
+    assert Container.from_bytes(data).header.version == 4
     (tmp_path / "in.edc").write_bytes(data)
     script = f"""
 import sys
@@ -176,7 +178,7 @@ def test_damaged_export_is_refused(exported, tmp_path):
 def test_manifest_records_the_weights_hash_and_files(exported):
     manifest = json.loads((exported / "manifest.json").read_text())
     _, weights_hash = load_model(SHIPPED)
-    assert manifest["weights_hash"] == weights_hash.hex() and manifest["format_version"] == 3
+    assert manifest["weights_hash"] == weights_hash.hex() and manifest["format_version"] == FORMAT_VERSION == 4
     assert {"encoder.onnx", "decoder.onnx", "hyper_encoder.onnx", "hyper_decoder.onnx",
             "tables.safetensors"} <= set(manifest["files"])
 
@@ -291,15 +293,20 @@ def test_cli_decompress_with_the_onnx_backend(exported, kodim23_rgb, tmp_path):
     from PIL import Image
 
     src = tmp_path / "k.png"
-    Image.fromarray(kodim23_rgb[:128, :192]).save(src)
+    alpha = np.zeros((128, 192), np.uint8)
+    alpha[20:100, 30:170] = 255  # a kept alpha plane (format version 4) decodes on both backends
+    Image.fromarray(np.dstack([kodim23_rgb[:128, :192], alpha]), "RGBA").save(src)
     assert run_cli("compress", src, "-o", tmp_path / "k.edc", "--model", SHIPPED).returncode == 0
+    assert (tmp_path / "k.edc").read_bytes()[4] == 4
     result = run_cli("decompress", tmp_path / "k.edc", "-o", tmp_path / "k_onnx.png", "--backend", "onnx",
                      "--onnx-dir", exported)
     assert result.returncode == 0, result.stderr
     assert run_cli("decompress", tmp_path / "k.edc", "-o", tmp_path / "k_torch.png").returncode == 0
     a = np.array(Image.open(tmp_path / "k_onnx.png"))
     b = np.array(Image.open(tmp_path / "k_torch.png"))
+    assert a.shape == b.shape == (128, 192, 4)
     assert np.abs(a.astype(int) - b).max() <= 1
+    assert np.array_equal(a[..., 3], alpha) and np.array_equal(b[..., 3], alpha)
     (tmp_path / "bad.edc").write_bytes(b"\x89EDC\x03" + bytes(30))
     bad = run_cli("decompress", tmp_path / "bad.edc", "-o", tmp_path / "bad.png", "--backend", "onnx",
                   "--onnx-dir", exported)

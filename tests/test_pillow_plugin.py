@@ -111,6 +111,28 @@ def test_grayscale_opens_as_L(crop, tmp_path):
         assert np.array(img).shape == (96, 128)
 
 
+def test_alpha_and_metadata_open_and_save(crop, tmp_path):
+    rgba = crop.copy()
+    alpha = np.zeros((96, 128), np.uint8)
+    alpha[16:80, 24:104] = 255
+    rgba.putalpha(Image.fromarray(alpha))
+    exif = Image.Exif()
+    exif[0x010F] = "TestMaker"
+    rgba.info["exif"] = exif.tobytes()
+    path = tmp_path / "a.edc"
+    rgba.save(path, quality=0.3, metadata="keep")
+    with Image.open(path) as img:
+        assert img.mode == "RGBA" and img.getexif().get(0x010F) == "TestMaker"  # before decoding
+        img.load()
+        assert np.array_equal(np.array(img)[..., 3], alpha)
+    rgba.save(path, quality=0.3)  # metadata stripped by default
+    with Image.open(path) as img:
+        assert "exif" not in img.info
+    rgba.save(path, quality=0.3, alpha="drop")
+    with Image.open(path) as img:
+        assert img.mode == "RGB"
+
+
 def test_bad_quality_is_an_error(crop):
     with pytest.raises(ValueError, match="quality"):
         crop.save(io.BytesIO(), format="EDC", quality=60)

@@ -67,7 +67,8 @@ def test_folder_run_killed_then_resumed_with_skip_existing(tiny_models, tmp_path
         Image.fromarray(arr).save(src / f"img{i:02d}.png")
         good.append(f"img{i:02d}.edc")
     (src / "sub" / "corrupt.png").write_bytes(rng.bytes(2000))
-    Image.fromarray(np.zeros((16, 16, 4), np.uint8), "RGBA").save(src / "sub" / "rgba.png")
+    frames = [Image.new("RGB", (16, 16), colour) for colour in ("red", "blue")]
+    frames[0].save(src / "sub" / "anim.png", save_all=True, append_images=frames[1:])  # refused: 2 frames
     env = cli_env(tiny_models["a"])
 
     proc = _popen_cli("compress", src, "-o", out, "--model", "tiny", "-q", cwd=tmp_path, env=env)
@@ -98,7 +99,7 @@ def test_folder_run_killed_then_resumed_with_skip_existing(tiny_models, tmp_path
     removed = re.search(r"removed (\d+) temporary file", result.stdout)
     assert removed and int(removed[1]) >= 2, result.stdout  # a real one, if the kill hit a write
     failed = [line for line in result.stderr.splitlines() if line.startswith("failed: ")]
-    assert len(failed) == 2 and any("corrupt.png" in f for f in failed) and any("rgba.png" in f for f in failed)
+    assert len(failed) == 2 and any("corrupt.png" in f for f in failed) and any("anim.png" in f for f in failed)
     assert not [p for p in out.rglob("*") if re.fullmatch(cli.TEMP_PATTERN, p.name) and p not in theirs]
     assert all(p.read_bytes() == b"partial" for p in theirs)
     assert sorted(p.name for p in out.glob("*.edc")) == good

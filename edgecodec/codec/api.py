@@ -13,7 +13,8 @@ from .. import zoo
 from ..errors import FormatError, WeightsMismatchError
 from ..models import EdgeCodecModel
 from .container import QUALITY_SCALE, Container, Header, valid_tile
-from .imageio import ImageInput, PreparedImage, load_image, to_pil
+from .extras import decoded_image, source_extras
+from .imageio import ImageInput, PreparedImage, load_image
 from .limits import check_padded_pixels, check_pixels
 from .rate_search import SearchResult, search_quality
 from .refine import encode_refined, refinement_objective
@@ -79,6 +80,7 @@ class Encoder:
                 raise ValueError(f"encoder refinement works on images of up to {TILE_PIXELS:,} padded pixels "
                                  f"(coded in one piece); this one is {w}x{h}")
         self.tile = tile
+        self.extras = source_extras(prepared)  # alpha plane, kept metadata: the same at every quality
         self.x: torch.Tensor | None = None
         with torch.no_grad():
             if tile:  # window by window: the full-resolution float image is never built
@@ -107,7 +109,7 @@ class Encoder:
         p = self.prepared
         header = Header(self.model_name, self.weights_hash, quality_q16, p.rgb.shape[1], p.rgb.shape[0],
                         p.channels, p.bit_depth, p.conversions, tile=self.tile)
-        return Container(header, strings).to_bytes()
+        return Container(header, strings, self.extras).to_bytes()
 
     def encode_to_size(self, target_bytes: int) -> SearchResult:
         """With refinement, the unrefined stream's size (one entropy-coding pass) guides the
@@ -124,8 +126,13 @@ def quality_to_q16(quality: float) -> int:
 
 def compress(image: ImageInput, quality: float = DEFAULT_QUALITY, model: str | None = None, *,
              target_bpp: float | None = None, target_size: int | str | None = None,
-             alpha: str = "refuse", max_pixels: int | None = None, refine_steps: int = 0) -> bytes:
-    """Compress an image (path, an image file's bytes, PIL image or HxWx3 uint8 array) into .edc bytes.
+             alpha: str = "keep", metadata: str = "strip", max_pixels: int | None = None,
+             refine_steps: int = 0) -> bytes:
+    """Compress an image (path, an image file's bytes, PIL image or HxWx3 / HxWx4 uint8 array) into .edc bytes.
+
+    ``alpha``: "keep" codes an alpha channel losslessly beside the picture (its bytes count in the
+    file's rate), "drop" discards it, "refuse" raises InputImageError. ``metadata``: "keep" stores
+    the source's EXIF and XMP, "strip" (the default) does not.
 
     ``target_bpp`` or ``target_size`` (bytes, or a string like "40KB") searches the quality
     instead; the result is the largest quality that fits, within 3% of the target when reachable.
@@ -135,8 +142,8 @@ def compress(image: ImageInput, quality: float = DEFAULT_QUALITY, model: str | N
     """
     if target_bpp is not None and target_size is not None:
         raise ValueError("give target_bpp or target_size, not both")
-    encoder = Encoder(load_image(image, alpha=alpha, max_pixels=max_pixels), model or zoo.DEFAULT_MODEL,
-                      refine_steps=refine_steps)
+    prepared = load_image(image, alpha=alpha, max_pixels=max_pixels, metadata=metadata)
+    encoder = Encoder(prepared, model or zoo.DEFAULT_MODEL, refine_steps=refine_steps)
     if target_bpp is not None:
         if target_bpp <= 0:
             raise ValueError("target bpp must be positive")
@@ -152,7 +159,13 @@ def read_header(data: bytes) -> Header:
 
 
 def decode_array(data: bytes, max_pixels: int | None = None) -> tuple[np.ndarray, Header]:
-    """Decode .edc bytes into an (H, W, 3) uint8 array and the header."""
+    """Decode .edc bytes into an (H, W, 3) uint8 array (the coded picture; ``decompress`` adds a
+    kept alpha plane) and the header."""
+    rgb, container = _decode(data, max_pixels)
+    return rgb, container.header
+
+
+def _decode(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, Container]:
     container = Container.from_bytes(data)
     h = container.header
     check_pixels(h.width, h.height, max_pixels)
@@ -169,14 +182,16 @@ def decode_array(data: bytes, max_pixels: int | None = None) -> tuple[np.ndarray
     shape = (padded[0] // 16, padded[1] // 16)
     try:
         if h.tile:  # tile by tile into the uint8 image (edgecodec/codec/tiling.py)
-            return decompress_tiled(model, container.streams, h.height, h.width, h.quality, h.tile, h.version), h
+            return decompress_tiled(model, container.streams, h.height, h.width, h.quality, h.tile,
+                                    h.version), container
         x_hat = model.decompress(container.streams, shape, h.quality, h.version)
     except (RuntimeError, ValueError, IndexError) as exc:  # the rANS decoder rejecting garbage
         raise FormatError(f"corrupted .edc file: entropy decoding failed ({exc})") from None
-    return _to_uint8(x_hat, h.height, h.width), h
+    return _to_uint8(x_hat, h.height, h.width), container
 
 
 def decompress(data: bytes, max_pixels: int | None = None) -> Image.Image:
-    """Decode .edc bytes into a PIL image (mode L for grayscale sources, else RGB)."""
-    rgb, header = decode_array(data, max_pixels)
-    return to_pil(rgb, bool(header.conversions & 1))
+    """Decode .edc bytes into a PIL image: mode L or RGB, LA or RGBA when the file kept the
+    source's alpha; kept metadata in ``info["exif"]`` and ``info["xmp"]`` (pass them to ``save``)."""
+    rgb, container = _decode(data, max_pixels)
+    return decoded_image(rgb, container)

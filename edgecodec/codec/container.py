@@ -6,6 +6,7 @@ field against the bytes actually present before anything is allocated from it.
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -13,12 +14,17 @@ from dataclasses import dataclass, field
 from ..errors import FormatError, VersionError
 
 MAGIC = b"\x89EDC"
-# Newest version this code reads and writes, and the one it writes:
+# Newest version this code reads and writes:
 #   1: one-piece images; 2: version 1 plus the tile field (tiled images);
 #   3: version 2's layout, with y's Gaussian parameters from the integer hyper-synthesis
 #      (edgecodec/lite/hyper.py), so that every backend (PyTorch, onnxruntime) decodes the same
 #      latents. Versions 1 and 2 (float hyper-synthesis) still decode with the PyTorch backend.
-FORMAT_VERSION = 3
+#   4: version 3 plus a table of tagged extras after the streams (alpha plane, EXIF, XMP:
+#      codec/extras.py). Written only for files that carry extras, so that every other file stays
+#      version 3 and decodes with edgecodec versions that predate 4.
+FORMAT_VERSION = 4
+STREAM_VERSION = 3  # the stream semantics the encoder writes; the version of a file without extras
+EXTRAS_VERSION = 4
 WEIGHTS_HASH_BYTES = 8
 QUALITY_SCALE = 65535  # quality is stored as a 16-bit fixed-point fraction
 
@@ -39,6 +45,9 @@ _FIXED = struct.Struct("<HIIBBBB")  # quality, width, height, channels, bit dept
 _TILE = struct.Struct("<H")  # version 2: latent tile side (0: not tiled)
 _LENGTH = struct.Struct("<I")
 _CRC = struct.Struct("<I")
+_EXTRA = struct.Struct("<4sI")  # version 4: an extra's tag and length
+# An extra's tag: four printable ASCII characters, as PNG's chunk types (e.g. "alph", "xmp ").
+_TAG_RULE = re.compile(r"[\x20-\x7e]{4}")
 
 
 # A tile side (latent pixels) is a multiple of this: a multiple of 4 lines each tile's hyper-latent
@@ -63,7 +72,7 @@ class Header:
     channels: int = 3  # of the source image
     bit_depth: int = 8  # of the source image
     conversions: int = 0
-    version: int = FORMAT_VERSION  # of the file it was read from; a tiled header is version 2 or newer
+    version: int = STREAM_VERSION  # of the file it was read from; a tiled header is version 2 or newer
     tile: int = 0  # side of a latent tile in latent pixels (16 image pixels each); 0: not tiled
 
     def __post_init__(self) -> None:
@@ -80,11 +89,16 @@ class Header:
 
 @dataclass(frozen=True)
 class Container:
+    """A header, its entropy-coded streams and (version 4) its extras: tag -> bytes, in file order.
+    Writing extras makes the file version 4 whatever the header's version says."""
+
     header: Header
     streams: list[bytes] = field(default_factory=list)
+    extras: dict[str, bytes] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
         h = self.header
+        version = max(h.version, EXTRAS_VERSION) if self.extras else h.version
         name = h.model.encode("utf-8")
         if not 0 < len(name) < 256:
             raise ValueError("model name must be 1 to 255 bytes of UTF-8")
@@ -92,18 +106,24 @@ class Container:
             raise ValueError(f"weights hash must be {WEIGHTS_HASH_BYTES} bytes")
         if not 0 < len(self.streams) < 256:
             raise ValueError("a container holds 1 to 255 streams")
-        if not 1 <= h.version <= FORMAT_VERSION:
-            raise ValueError(f"cannot write format version {h.version}")
+        if not 1 <= version <= FORMAT_VERSION:
+            raise ValueError(f"cannot write format version {version}")
+        if len(self.extras) > 255 or not all(_TAG_RULE.fullmatch(tag) for tag in self.extras):
+            raise ValueError("a container holds up to 255 extras, each tagged by 4 printable ASCII characters")
         if not valid_tile(h.tile):
             raise ValueError(f"tile must be 0 or a multiple of {TILE_MULTIPLE} below 65536, not {h.tile}")
         body = (bytes([len(name)]) + name + h.weights_hash
                 + _FIXED.pack(h.quality_q16, h.width, h.height, h.channels, h.bit_depth, h.conversions,
                               len(self.streams)))
-        if h.version >= 2:
+        if version >= 2:
             body += _TILE.pack(h.tile)
-        out = bytearray(_PREFIX.pack(MAGIC, h.version, len(body)) + body)
+        out = bytearray(_PREFIX.pack(MAGIC, version, len(body)) + body)
         for stream in self.streams:
             out += _LENGTH.pack(len(stream)) + stream
+        if version >= EXTRAS_VERSION:
+            out.append(len(self.extras))
+            for tag, value in self.extras.items():
+                out += _EXTRA.pack(tag.encode("ascii"), len(value)) + value
         out += _CRC.pack(zlib.crc32(out))
         return bytes(out)
 
@@ -127,11 +147,11 @@ class Container:
         (stored_crc,) = _CRC.unpack_from(data, len(data) - _CRC.size)
         if zlib.crc32(data[: -_CRC.size]) != stored_crc:
             raise FormatError("corrupted .edc file: checksum mismatch (truncated or damaged)")
-        header, streams = _parse_body(data, header_len, version)
-        return cls(header, streams)
+        header, streams, extras = _parse_body(data, header_len, version)
+        return cls(header, streams, extras)
 
 
-def _parse_body(data: bytes, header_len: int, version: int) -> tuple[Header, list[bytes]]:
+def _parse_body(data: bytes, header_len: int, version: int) -> tuple[Header, list[bytes], dict[str, bytes]]:
     pos = _PREFIX.size
     end_of_header = pos + header_len
     name_len = data[pos]
@@ -171,7 +191,33 @@ def _parse_body(data: bytes, header_len: int, version: int) -> tuple[Header, lis
             raise FormatError("truncated .edc file: stream shorter than declared")
         streams.append(data[pos: pos + length])
         pos += length
-    if pos != payload_end:
+    extras = _parse_extras(data, pos, payload_end) if version >= EXTRAS_VERSION else {}
+    if version < EXTRAS_VERSION and pos != payload_end:
         raise FormatError("corrupted .edc file: trailing bytes after the last stream")
     header = Header(model, weights_hash, quality, width, height, channels, bit_depth, conversions, version, tile)
-    return header, streams
+    return header, streams, extras
+
+
+def _parse_extras(data: bytes, pos: int, payload_end: int) -> dict[str, bytes]:
+    """Version 4's extras table, which must end exactly at the CRC. Only its layout is checked
+    here; what an extra holds is checked by whoever reads it (codec/extras.py)."""
+    if pos >= payload_end:
+        raise FormatError("truncated .edc file: extras table missing")
+    count = data[pos]
+    pos += 1
+    extras: dict[str, bytes] = {}
+    for _ in range(count):
+        if pos + _EXTRA.size > payload_end:
+            raise FormatError("truncated .edc file: extras table incomplete")
+        raw_tag, length = _EXTRA.unpack_from(data, pos)
+        pos += _EXTRA.size
+        tag = raw_tag.decode("latin-1")
+        if not _TAG_RULE.fullmatch(tag) or tag in extras:
+            raise FormatError(f"corrupted .edc file: invalid or repeated extra tag {tag!r}")
+        if pos + length > payload_end:
+            raise FormatError("truncated .edc file: extra shorter than declared")
+        extras[tag] = data[pos: pos + length]
+        pos += length
+    if pos != payload_end:
+        raise FormatError("corrupted .edc file: trailing bytes after the last extra")
+    return extras

@@ -1,4 +1,5 @@
-"""Turning user input (path, encoded bytes, PIL image, HxWx3 array) into 8-bit RGB, recording what was converted."""
+"""Turning user input (path, encoded bytes, PIL image, HxWx3 array) into 8-bit RGB, recording what was
+converted, with the alpha plane and metadata the file keeps beside it (codec/extras.py)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ from .limits import check_pixels, default_max_pixels  # noqa: F401 (part of this
 ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
 ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
-ALPHA_POLICIES = ("refuse", "drop")
+ALPHA_POLICIES = ("keep", "drop", "refuse")  # keep: coded losslessly beside the picture (codec/extras.py)
+METADATA_POLICIES = ("strip", "keep")  # EXIF and XMP; stripped by default, as cwebp does (GPS positions, bytes)
+EXIF_PREFIX = b"Exif\x00\x00"  # of a JPEG's APP1 segment, and of Pillow's info["exif"]
 # Formats whose extra frames are images of their own (animation frames, pages), which coding only
 # the first would silently lose. (A JPEG's MPO frames are previews or stereo views: not refused.)
 MULTI_FRAME_FORMATS = ("GIF", "PNG", "WEBP", "TIFF")
@@ -32,6 +35,9 @@ class PreparedImage:
     channels: int  # of the source
     bit_depth: int  # of the source
     conversions: int  # container.CONVERSIONS flags
+    alpha: np.ndarray | None = None  # (H, W) uint8, kept (alpha="keep") from a source with transparency
+    exif: bytes | None = None  # kept EXIF block (metadata="keep"), TIFF-structured, orientation removed if applied
+    xmp: bytes | None = None  # kept XMP packet, UTF-8
 
 
 def source_bit_depth(img: Image.Image) -> int:
@@ -48,15 +54,40 @@ def source_bit_depth(img: Image.Image) -> int:
     return 8
 
 
-def _check_alpha_policy(alpha: str) -> None:
+def _check_policies(alpha: str, metadata: str) -> None:
     if alpha not in ALPHA_POLICIES:
         raise ValueError(f"alpha must be one of {ALPHA_POLICIES}, not {alpha!r}")
+    if metadata not in METADATA_POLICIES:
+        raise ValueError(f"metadata must be one of {METADATA_POLICIES}, not {metadata!r}")
 
 
-def prepare_pil(img: Image.Image, alpha: str = "refuse", max_pixels: int | None = None,
-                bit_depth: int | None = None) -> PreparedImage:
-    """Convert a PIL image to 8-bit RGB; flags follow ``container.CONVERSIONS``."""
-    _check_alpha_policy(alpha)
+def _alpha_plane(img: Image.Image) -> np.ndarray:
+    """The (H, W) uint8 alpha of an image with transparency (an alpha band, a palette's or a colour key's)."""
+    if img.mode in ("RGBa", "La"):  # premultiplied: the stored alpha is the same
+        return np.array(img.getchannel("a"))
+    if "A" in img.getbands():
+        return np.array(img.getchannel("A"))
+    return np.array(img.convert("RGBA").getchannel("A"))  # palette or colour-key transparency
+
+
+def _metadata(img: Image.Image) -> tuple[bytes | None, bytes | None]:
+    """The EXIF block (without the APP1 prefix) and XMP packet of a JPEG, PNG, WebP, AVIF or JPEG XL
+    source, as Pillow read them; after ``exif_transpose`` they no longer claim a rotation."""
+    exif, xmp = img.info.get("exif"), img.info.get("xmp") or img.info.get("XML:com.adobe.xmp")
+    if isinstance(exif, bytes) and exif.startswith(EXIF_PREFIX):
+        exif = exif[len(EXIF_PREFIX):]
+    if isinstance(xmp, str):
+        xmp = xmp.encode("utf-8")
+    return (bytes(exif) if isinstance(exif, bytes) and exif else None,
+            bytes(xmp) if isinstance(xmp, bytes) and xmp else None)
+
+
+def prepare_pil(img: Image.Image, alpha: str = "keep", max_pixels: int | None = None,
+                bit_depth: int | None = None, metadata: str = "strip") -> PreparedImage:
+    """Convert a PIL image to 8-bit RGB; flags follow ``container.CONVERSIONS``. ``alpha``: keep
+    the alpha plane (coded losslessly), drop it, or refuse the image; ``metadata``: keep or strip
+    EXIF and XMP."""
+    _check_policies(alpha, metadata)
     check_pixels(img.width, img.height, max_pixels)
     flags = 0
     depth = bit_depth or source_bit_depth(img)
@@ -69,10 +100,12 @@ def prepare_pil(img: Image.Image, alpha: str = "refuse", max_pixels: int | None 
     has_alpha = mode in ALPHA_MODES or (mode == "P" and "transparency" in img.info) \
         or (mode in ("L", "RGB") and "transparency" in img.info)
     if has_alpha and alpha == "refuse":
-        raise InputImageError(f"image has an alpha channel (mode {mode}); edgecodec codes RGB only: "
-                              "pass --alpha drop (alpha='drop') to discard it")
-    if has_alpha:
+        raise InputImageError(f"image has an alpha channel (mode {mode}): pass --alpha keep (alpha='keep') to "
+                              "code it losslessly, or --alpha drop (alpha='drop') to discard it")
+    alpha_plane = _alpha_plane(img) if has_alpha and alpha == "keep" else None
+    if has_alpha and alpha == "drop":
         flags |= 8
+    exif, xmp = _metadata(img) if metadata == "keep" else (None, None)
     channels = len(img.getbands())
     if mode == "P":
         flags |= 2
@@ -101,7 +134,7 @@ def prepare_pil(img: Image.Image, alpha: str = "refuse", max_pixels: int | None 
             flags |= 128
         else:  # convert() would copy an RGB image once more before np.array copies it (133 MB for 8K)
             rgb = source if source.mode == "RGB" else source.convert("RGB")
-    return PreparedImage(np.array(rgb, dtype=np.uint8), channels, depth, flags)
+    return PreparedImage(np.array(rgb, dtype=np.uint8), channels, depth, flags, alpha_plane, exif, xmp)
 
 
 def icc_to_srgb(img: Image.Image, icc: bytes | None) -> Image.Image | None:
@@ -129,7 +162,7 @@ _PILLOW_LIMIT_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
-def _pillow_pixel_limit() -> Iterator[None]:
+def pillow_pixel_limit() -> Iterator[None]:
     """Let our limit (checked right after the header is read, before decoding) govern instead of
     Pillow's global decompression-bomb limit, which would refuse images the user explicitly
     allowed. Pillow only offers the global, hence the lock."""
@@ -142,16 +175,20 @@ def _pillow_pixel_limit() -> Iterator[None]:
             Image.MAX_IMAGE_PIXELS = previous
 
 
-def load_image(image: ImageInput, alpha: str = "refuse", max_pixels: int | None = None) -> PreparedImage:
-    """Read a path, an image file's bytes, a PIL image or an HxWx3 uint8 array into 8-bit RGB."""
-    _check_alpha_policy(alpha)
+def load_image(image: ImageInput, alpha: str = "keep", max_pixels: int | None = None,
+               metadata: str = "strip") -> PreparedImage:
+    """Read a path, an image file's bytes, a PIL image or an HxWx3 (RGB) or HxWx4 (RGBA) uint8
+    array into 8-bit RGB, with its alpha plane and metadata as ``alpha`` and ``metadata`` say."""
+    _check_policies(alpha, metadata)
     if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
-            raise InputImageError(f"arrays must be HxWx3 uint8, got shape {image.shape} dtype {image.dtype}")
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (3, 4) or 0 in image.shape:
+            raise InputImageError(f"arrays must be HxWx3 or HxWx4 uint8, got shape {image.shape} dtype {image.dtype}")
         check_pixels(image.shape[1], image.shape[0], max_pixels)
+        if image.shape[2] == 4:
+            return prepare_pil(Image.fromarray(image, "RGBA"), alpha, max_pixels)
         return PreparedImage(np.ascontiguousarray(image), 3, 8, 0)
     if isinstance(image, Image.Image):
-        return prepare_pil(image, alpha, max_pixels)
+        return prepare_pil(image, alpha, max_pixels, metadata=metadata)
     if isinstance(image, bytes):
         if not image:
             raise InputImageError("the image data is empty")
@@ -165,7 +202,7 @@ def load_image(image: ImageInput, alpha: str = "refuse", max_pixels: int | None 
         source, label = path, str(path)
     limit = default_max_pixels() if max_pixels is None else max_pixels
     try:
-        with _pillow_pixel_limit(), Image.open(source) as img:
+        with pillow_pixel_limit(), Image.open(source) as img:
             frames = getattr(img, "n_frames", 1)
             if frames > 1 and img.format in MULTI_FRAME_FORMATS:
                 raise InputImageError(f"{label}: {frames} frames (an animated or multi-page {img.format}); edgecodec "
@@ -173,7 +210,7 @@ def load_image(image: ImageInput, alpha: str = "refuse", max_pixels: int | None 
             check_pixels(img.width, img.height, limit)
             depth = source_bit_depth(img)
             img.load()
-            return prepare_pil(img, alpha, limit, bit_depth=depth)
+            return prepare_pil(img, alpha, limit, bit_depth=depth, metadata=metadata)
     except UnidentifiedImageError:
         raise InputImageError(f"{label}: not an image Pillow can read") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
