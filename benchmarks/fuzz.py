@@ -6,10 +6,11 @@
 Seeds: small real streams of two tiny random models (a mean-scale hyperprior "fuzzms", two
 streams, and a factorized "fuzzfact", one stream) at several sizes and qualities, written into a
 temporary model folder; the harness needs nothing of the package beyond its public API
-(``edgecodec.compress``, ``edgecodec.codec.api.decode_array``, ``edgecodec.zoo.save_model``, and
+(``edgecodec.compress``, ``edgecodec.codec.api.decompress``, ``edgecodec.zoo.save_model``, and
 ``edgecodec.codec.api.Encoder(..., tile=16)`` for the tiled seeds). Tiled seeds (format version 2:
 the smallest tile the format allows, 16 latent pixels = 256 image pixels, so that images of a few
-hundred pixels have 2 to 4 tiles) make up about a third of the seeds.
+hundred pixels have 2 to 4 tiles) make up about a third of the seeds. Format-4 seeds carry extras
+(docs/format.md): an alpha plane coded as a PNG or as a constant, EXIF and XMP.
 
 Mutations (one to three per case, chosen by a seeded RNG, so a run is reproducible from --seed):
 bit flips, random / 0x00 / 0xFF byte overwrites, truncation, insertion of random / 0x00 / 0xFF
@@ -21,11 +22,15 @@ and past it), a larger declared image with a stream of 0xFF bytes up to that lim
 bypass over-read worst case; for a tiled seed every tile's stream at its limit), streams swapped,
 dropped, duplicated or spliced from another seed, and for tiled seeds the tile table: a tile's
 stream replaced by 0x00 / 0xFF / random bytes of edge lengths (up to and past its limit), tiles
-swapped, dropped or duplicated, a tile length lying. Structural
+swapped, dropped or duplicated, a tile length lying, and for format-4 seeds the extras table: an
+alpha plane replaced by random bytes, cut short, a PNG of another size or mode, or a constant of the
+wrong length, a tag repeated, renamed, unknown or unprintable, an extra's length or the count
+lying, the table dropped or an extra added. Structural
 mutations are re-serialised with a valid CRC; then 3 cases in 4 get their CRC32 recomputed (so the mutation
 reaches the parser and the entropy decoder) and 1 in 4 keep the stale one (the checksum path).
 
-Each case runs ``decode_array(data, max_pixels=2**20)`` in a worker process (a 1-megapixel cap: the
+Each case runs ``decompress(data, max_pixels=2**20)`` (the picture, then the extras) in a worker
+process (a 1-megapixel cap: the
 pixel limit is the defence against a header declaring a huge image, and with the default limit a
 fuzzed 89-megapixel header would measure decode time, not robustness). Outcomes: ``accepted``,
 ``rejected:<ErrorType>`` for edgecodec's own errors, ``error:<Type>`` for any other exception (a
@@ -125,12 +130,23 @@ def _seed_streams(rng) -> list[bytes]:
             encoder = Encoder(load_image(img), model, tile=TILE)
             for q in ((0, 32768) if i == 0 else (32768,)):
                 seeds.append(encoder.encode(q))
+    # Format 4: an alpha plane (a PNG; a constant one with EXIF and XMP kept).
+    from PIL import Image
+
+    mask = (rng.randint(0, 4, (40, 70)) * 85).astype(np.uint8)
+    with_metadata = Image.fromarray(images[1]).convert("RGBA")
+    exif = Image.Exif()
+    exif[0x010F] = "fuzz"
+    with_metadata.info.update(exif=exif.tobytes(), xmp=b"<x:xmpmeta xmlns:x='adobe:ns:meta/'/>")
+    for model in ("fuzzms", "fuzzfact"):
+        seeds.append(edgecodec.compress(np.dstack([images[0], mask]), quality=0.5, model=model))
+        seeds.append(edgecodec.compress(with_metadata, quality=0.5, model=model, metadata="keep"))
     return seeds
 
 
 # --- parsing / serialising (independent of the package, so the harness can build invalid files) --
 def parse(data: bytes) -> dict | None:
-    """Split a valid version-1 or -2 file into fields; None if it is not one."""
+    """Split a valid file (versions 1 to 4) into fields; None if it is not one."""
     try:
         n = data[7]
         fields = {"version": data[4], "header_len": struct.unpack_from("<H", data, 5)[0],
@@ -146,15 +162,24 @@ def parse(data: bytes) -> dict | None:
             streams.append(data[pos + 4:pos + 4 + length])
             pos += 4 + length
         fields["stream_list"] = streams
+        if fields["version"] >= 4:  # the extras table: a count, then (tag, length, bytes) each
+            extras = []
+            for _ in range(data[pos]):
+                tag, (length,) = data[pos + 1:pos + 5], struct.unpack_from("<I", data, pos + 5)
+                extras.append((tag, data[pos + 9:pos + 9 + length]))
+                pos += 8 + length
+            fields["extras"] = extras
         return fields
     except (IndexError, struct.error):
         return None
 
 
 def serialise(f: dict, lengths: list[int] | None = None, name_len: int | None = None,
-              header_len: int | None = None, count: int | None = None) -> bytes:
+              header_len: int | None = None, count: int | None = None,
+              extra_lengths: list[int | None] | None = None, extra_count: int | None = None) -> bytes:
     """Build a file from fields; the optional arguments override derived values (to lie). The
-    tile field is written when ``f`` has one (the version-2 layout), whatever ``f["version"]`` says."""
+    tile field is written when ``f`` has one (the version-2 layout), and the extras table when
+    ``f["extras"]`` is not None, whatever ``f["version"]`` says."""
     name = f["name"]
     body = (bytes([len(name) if name_len is None else name_len]) + name + f["hash"]
             + struct.pack("<HIIBBBB", f["quality"], f["width"], f["height"], f["channels"],
@@ -166,6 +191,11 @@ def serialise(f: dict, lengths: list[int] | None = None, name_len: int | None = 
                     + struct.pack("<H", len(body) if header_len is None else header_len) + body)
     for i, s in enumerate(f["stream_list"]):
         out += struct.pack("<I", len(s) if lengths is None or lengths[i] is None else lengths[i]) + s
+    if f.get("extras") is not None:
+        out.append(len(f["extras"]) if extra_count is None else extra_count)
+        for i, (tag, value) in enumerate(f["extras"]):
+            length = len(value) if extra_lengths is None or extra_lengths[i] is None else extra_lengths[i]
+            out += tag + struct.pack("<I", length) + value
     return bytes(out) + struct.pack("<I", zlib.crc32(out))
 
 
@@ -254,7 +284,10 @@ def mutate_fields(rng: random.Random, data: bytes, seeds: list[bytes]) -> tuple[
     streams = list(f["stream_list"])
     tiled = f.get("tile", 0) > 0 and bool(split_tiles(streams[0]))
     op = rng.choice(["field", "field", "name", "hash", "stream_len", "stream_content", "stream_content",
-                     "streams", "ff_at_limit"] + ["tiles"] * (3 if tiled else 0))
+                     "streams", "ff_at_limit"] + ["tiles"] * (3 if tiled else 0)
+                    + ["extras"] * (4 if f.get("extras") else 0))
+    if op == "extras":
+        return "extras", _mutate_extras(rng, f)
     if op == "ff_at_limit":
         # A larger declared image and a stream of 0xFF bytes (every nibble 15: the rANS bypass
         # chain) as long as the decoder's length limit allows: the over-read worst case.
@@ -368,6 +401,61 @@ def _mutate_tiles(rng: random.Random, f: dict, streams: list[bytes]) -> dict:
     return f
 
 
+def _png(mode: str, size: tuple[int, int], claim: tuple[int, int] | None = None) -> bytes:
+    """A small PNG; ``claim``: the size its header declares instead (the IHDR's CRC kept valid)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new(mode, size, 7).save(buf, format="PNG")
+    png = bytearray(buf.getvalue())
+    if claim is not None:  # IHDR: length, type, then width and height at bytes 16-24, its CRC at 29
+        png[16:24] = struct.pack(">II", *claim)
+        png[29:33] = struct.pack(">I", zlib.crc32(bytes(png[12:29])))
+    return bytes(png)
+
+
+def _mutate_extras(rng: random.Random, f: dict) -> bytes:
+    """A format-4 file's extras table: an alpha plane's content, a tag, a length, the count."""
+    extras = list(f["extras"])
+    i = rng.randrange(len(extras))
+    tag, value = extras[i]
+    kind = rng.choice(["alpha", "alpha", "alpha", "tag", "length", "count", "drop_table", "add"])
+    if kind == "alpha":
+        w, h = f["width"], f["height"]
+        if not 0 < w * h <= MAX_PIXELS:  # a header mutated earlier: build no empty or huge PNGs
+            w, h = 16, 16
+        value = rng.choice([  # built lazily: only the chosen one
+            lambda: b"", lambda: b"\x00", lambda: b"\x00\x00\x00", lambda: b"\x01", lambda: b"\x02\x00",
+            lambda: _blob(rng, rng.choice([2, 16, 300])), lambda: b"\x01" + _blob(rng, 64),
+            lambda: value[:rng.randrange(len(value) + 1)],
+            lambda: b"\x01" + _png("L", (w + 1, h)), lambda: b"\x01" + _png("L", (w, max(1, h - 1))),
+            lambda: b"\x01" + _png("RGB", (w, h)), lambda: b"\x01" + _png("I;16", (w, h)),
+            lambda: b"\x01" + _png("L", (w, h)),
+            lambda: b"\x01" + _png("L", (w, h), claim=(w, h + 1)),  # the header's size, then too few rows
+            lambda: b"\x01" + _png("L", (8, 8), claim=(1 << 16, 1 << 16)),  # a decompression bomb's header
+            lambda: b"\x01" + _png("L", (8, 8), claim=(w, h))])()
+        extras[i] = (b"alph", value)
+    elif kind == "tag":
+        extras[i] = (rng.choice([b"alph", b"exif", b"xmp ", b"zzzz", b"al\x00h", b"\xff\xff\xff\xff"]), value)
+    elif kind == "length":
+        lengths: list[int | None] = [None] * len(extras)
+        lengths[i] = _edge(rng, 32, len(value))
+        f["extras"] = extras
+        return serialise(f, extra_lengths=lengths)
+    elif kind == "count":
+        f["extras"] = extras
+        return serialise(f, extra_count=_edge(rng, 8, len(extras)))
+    elif kind == "drop_table":
+        f["extras"] = None
+        return serialise(f)
+    else:
+        extras.insert(rng.randrange(len(extras) + 1), (rng.choice([b"alph", b"futr"]), _blob(rng, 8)))
+    f["extras"] = extras
+    return serialise(f)
+
+
 def make_case(rng: random.Random, seeds: list[bytes]) -> tuple[str, bytes, int]:
     """A mutated seed: (the mutations, the bytes, the seed's index)."""
     index = rng.randrange(len(seeds))  # what rng.choice(seeds) draws
@@ -409,7 +497,7 @@ def worker_main(conn, model_dir: str) -> None:
     import torch
 
     torch.set_num_threads(1)
-    from edgecodec.codec.api import decode_array
+    from edgecodec.codec.api import decompress
     from edgecodec.errors import EdgecodecError
 
     try:  # a runaway allocation then fails here instead of taking the machine down
@@ -427,7 +515,7 @@ def worker_main(conn, model_dir: str) -> None:
         per_case = _reset_peak_rss()
         start = time.perf_counter()
         try:
-            decode_array(data, max_pixels=MAX_PIXELS)
+            decompress(data, max_pixels=MAX_PIXELS)
             outcome, detail = "accepted", ""
         except EdgecodecError as exc:
             outcome, detail = f"rejected:{type(exc).__name__}", str(exc)[:200]
@@ -483,6 +571,7 @@ def run_campaign(cases: int, seed: int = 0, timeout: float = 2.0, max_rss_mb: in
         counts: collections.Counter = collections.Counter()
         by_op: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
         tiled_seeds = {i for i, s in enumerate(seeds) if (parse(s) or {}).get("tile")}
+        extras_seeds = {i for i, s in enumerate(seeds) if (parse(s) or {}).get("extras")}
         tiled_counts: collections.Counter = collections.Counter()
         failures: list[dict] = []
         max_rss, max_abs_rss, slowest, restarts = 0, 0, 0.0, 0
@@ -520,6 +609,7 @@ def run_campaign(cases: int, seed: int = 0, timeout: float = 2.0, max_rss_mb: in
         finally:
             worker.kill()
     return {"cases": cases, "seed": seed, "seeds": len(seeds), "tiled_seeds": len(tiled_seeds),
+            "extras_seeds": len(extras_seeds),
             "tiled_seed_cases": dict(sorted(tiled_counts.items())), "timeout_s": timeout,
             "max_pixels": MAX_PIXELS, "seconds": round(time.perf_counter() - started, 1),
             "counts": dict(sorted(counts.items())),

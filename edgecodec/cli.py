@@ -82,6 +82,20 @@ def _check_output(path: Path, force: bool) -> None:
         raise OutputExistsError(f"{path} exists: pass --force to overwrite")
 
 
+def _check_not_input(src: Path, dst: Path) -> None:
+    """Refuse to write over the input itself (even with --force): that would lose it."""
+    from .errors import UsageError
+
+    if _is_stdio(src) or _is_stdio(dst):
+        return
+    try:
+        same = os.path.samefile(src, dst)
+    except OSError:  # no output yet (or no input: reported when it is read)
+        return
+    if same:
+        raise UsageError(f"output {dst} is the input file: writing it would lose the input; choose another output")
+
+
 def _write_output(path: Path, data: bytes, force: bool) -> None:
     from .errors import OutputWriteError
 
@@ -138,6 +152,7 @@ def _compress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
     from .zoo import DEFAULT_MODEL
 
     _check_output(dst, args.force)
+    _check_not_input(src, dst)
     source = _read_input(src) if _is_stdio(src) else src
     prepared = load_image(source, alpha=args.alpha, max_pixels=args.max_pixels, metadata=args.metadata)
     encoder = Encoder(prepared, args.model or DEFAULT_MODEL, refine_steps=args.refine)
@@ -195,6 +210,7 @@ def _decompress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
     if fmt not in LOSSLESS_FORMATS:
         raise UsageError(f"output {dst} must be a lossless format: .png, .bmp, .tif or .ppm")
     _check_output(dst, args.force)
+    _check_not_input(src, dst)
     data = _read_input(src)
     if getattr(args, "backend", "torch") == "onnx":
         image = _decompress_lite(data, args)

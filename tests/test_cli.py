@@ -206,6 +206,34 @@ def test_alpha_and_metadata_through_the_command_line(tmp_path, kodim23_rgb, caps
         assert img.mode == "LA" and np.array_equal(np.array(img)[..., -1], alpha)
 
 
+def test_the_input_is_never_overwritten(small_png, small_edc, tmp_path, capsys):
+    original = small_png.read_bytes()
+    link = tmp_path / "link.png"
+    link.symlink_to(small_png)
+    for output in (small_png, link, tmp_path / "." / "small.png"):
+        assert main("compress", small_png, "-o", output, "--model", "tiny", "--force") == 2
+        assert_one_error_line(capsys.readouterr().err, "is the input file")
+        assert small_png.read_bytes() == original
+    misnamed = tmp_path / "misnamed.png"  # an .edc file under an image's name
+    misnamed.write_bytes(small_edc.read_bytes())
+    assert main("decompress", misnamed, "-o", misnamed, "--force") == 2
+    assert_one_error_line(capsys.readouterr().err, "is the input file")
+    assert misnamed.read_bytes() == small_edc.read_bytes()
+
+
+def test_an_edc_with_alpha_is_a_valid_input(tmp_path, kodim23_rgb):
+    """Pillow reads .edc files through the plugin, so compress can take one; decoding its alpha
+    plane nests the Pillow pixel-limit context (a non-reentrant lock there once deadlocked)."""
+    alpha = np.zeros((64, 96), np.uint8)
+    alpha[10:40, 20:70] = 255
+    edc = tmp_path / "in.edc"
+    edc.write_bytes(edgecodec.compress(np.dstack([kodim23_rgb[:64, :96], alpha]), model="tiny"))
+    result = run_cli("compress", edc, "-o", tmp_path / "again.edc", "--model", "tiny", timeout=60)
+    assert result.returncode == 0, result.stderr
+    again = edgecodec.decompress((tmp_path / "again.edc").read_bytes())
+    assert again.mode == "RGBA" and np.array_equal(np.array(again)[..., 3], alpha)
+
+
 def test_info_on_bad_files(tmp_path, capsys):
     bad = tmp_path / "bad.edc"
     bad.write_bytes(b"hello world, not an edc")

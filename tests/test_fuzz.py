@@ -28,6 +28,9 @@ def test_fuzz_decoder_bounded(tmp_path):
     # Tiled (format version 2) seeds are mutated too, and reach the tile decoder.
     assert result["tiled_seeds"] >= 4 and result["tiled_seed_cases"].get("accepted", 0) > 20
     assert result["by_first_mutation"]["tiles"]["accepted"] > 5
+    # Format-4 seeds (an alpha plane, metadata) get their extras table mutated, decoded by decompress.
+    extras = result["by_first_mutation"]["extras"]
+    assert result["extras_seeds"] >= 4 and extras.get("accepted", 0) > 2 and extras.get("rejected", 0) > 20
     assert result["max_case_rss_growth_mb"] < 1024 and result["slowest_case_s"] < 2.0
 
 

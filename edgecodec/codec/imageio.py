@@ -158,7 +158,9 @@ def _srgb_profile() -> ImageCms.ImageCmsProfile:
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 
 
-_PILLOW_LIMIT_LOCK = threading.Lock()
+# Reentrant: decoding an .edc input through the Pillow plugin decodes its alpha plane (a PNG) inside
+# the same context, in the same thread.
+_PILLOW_LIMIT_LOCK = threading.RLock()
 
 
 @contextlib.contextmanager
