@@ -185,7 +185,7 @@ def test_invalid_alpha_or_metadata_policy_is_a_value_error(crop, tmp_path):
         assert not isinstance(info.value, InputImageError), info.value
 
 
-@pytest.mark.parametrize("kind", ["LA", "P-transparency", "RGB-colour-key"])
+@pytest.mark.parametrize("kind", ["LA", "P-transparency", "RGB-colour-key", "16-bit-gray-colour-key"])
 def test_other_alpha_sources(crop, tmp_path, kind):
     path = tmp_path / "alpha.png"
     if kind == "LA":
@@ -196,10 +196,14 @@ def test_other_alpha_sources(crop, tmp_path, kind):
         img = Image.fromarray(crop).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
         img.info["transparency"] = 0
         flags, mode = 8 | 2, "RGBA"
-    else:
+    elif kind == "RGB-colour-key":
         img = Image.fromarray(crop)
         img.info["transparency"] = tuple(int(v) for v in crop[0, 0])
         flags, mode = 8, "RGBA"
+    else:  # a 16-bit grayscale PNG whose tRNS chunk names one value (here 0) as transparent
+        img = Image.fromarray((crop[..., 0].astype(np.uint16) * 256 + 1) * (crop[..., 1] > np.median(crop[..., 1])))
+        img.info["transparency"] = 0
+        flags, mode = 8 | 4 | 1, "LA"
     img.save(path, transparency=img.info.get("transparency"))
     with Image.open(path) as source:
         expected = np.array(source.convert("RGBA" if mode == "RGBA" else "LA"))[..., -1]
@@ -210,6 +214,21 @@ def test_other_alpha_sources(crop, tmp_path, kind):
     assert np.array_equal(load_image(path).alpha, expected)
     decoded = edgecodec.decompress(edgecodec.compress(path, model="tiny"))
     assert decoded.mode == mode and np.array_equal(np.array(decoded)[..., -1], expected)
+
+
+def test_in_memory_alpha_modes(crop):
+    """Premultiplied (RGBa, La) and palette + alpha (PA) images, which only the API can be given."""
+    rgba = Image.fromarray(np.dstack([crop, np.full(crop.shape[:2], 128, np.uint8)]), "RGBA")
+    cases = [(rgba.convert("RGBa"), rgba, 0), (rgba.convert("LA").convert("La"), rgba.convert("LA"), 1),
+             (rgba.convert("RGB").convert("P").convert("PA"), None, 2)]
+    for image, straight, flags in cases:
+        prepared = load_image(image)
+        assert prepared.conversions == flags and prepared.alpha is not None, image.mode
+        if straight is not None:  # un-premultiplied, as Pillow converts it
+            assert np.array_equal(prepared.alpha, np.array(straight)[..., -1])
+            expected = np.array(image.convert(straight.mode).convert("RGB"))
+            assert np.array_equal(prepared.rgb, expected), image.mode
+        assert load_image(image, alpha="drop").conversions == flags | 8
 
 
 def test_metadata_is_stripped_unless_kept(crop, tmp_path):

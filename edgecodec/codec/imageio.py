@@ -20,7 +20,7 @@ from .limits import check_pixels, default_max_pixels  # noqa: F401 (part of this
 
 ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
-ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+ALPHA_MODES = {"RGBA", "LA", "PA"}  # and the premultiplied RGBa and La, converted to these first
 ALPHA_POLICIES = ("keep", "drop", "refuse")  # keep: coded losslessly beside the picture (codec/extras.py)
 METADATA_POLICIES = ("strip", "keep")  # EXIF and XMP; stripped by default, as cwebp does (GPS positions, bytes)
 EXIF_PREFIX = b"Exif\x00\x00"  # of a JPEG's APP1 segment, and of Pillow's info["exif"]
@@ -63,8 +63,6 @@ def _check_policies(alpha: str, metadata: str) -> None:
 
 def _alpha_plane(img: Image.Image) -> np.ndarray:
     """The (H, W) uint8 alpha of an image with transparency (an alpha band, a palette's or a colour key's)."""
-    if img.mode in ("RGBa", "La"):  # premultiplied: the stored alpha is the same
-        return np.array(img.getchannel("a"))
     if "A" in img.getbands():
         return np.array(img.getchannel("A"))
     return np.array(img.convert("RGBA").getchannel("A"))  # palette or colour-key transparency
@@ -96,9 +94,11 @@ def prepare_pil(img: Image.Image, alpha: str = "keep", max_pixels: int | None = 
     if orientation not in (0, 1):
         img = ImageOps.exif_transpose(img)
         flags |= 16
+    if img.mode in ("La", "RGBa"):  # premultiplied (in-memory images only): LA / RGBA, which convert() knows
+        img = img.convert(img.mode.upper())
     mode = img.mode
-    has_alpha = mode in ALPHA_MODES or (mode == "P" and "transparency" in img.info) \
-        or (mode in ("L", "RGB") and "transparency" in img.info)
+    # An alpha band, or a palette's or a colour key's transparency (PNG tRNS, GIF), in any mode.
+    has_alpha = mode in ALPHA_MODES or "transparency" in img.info
     if has_alpha and alpha == "refuse":
         raise InputImageError(f"image has an alpha channel (mode {mode}): pass --alpha keep (alpha='keep') to "
                               "code it losslessly, or --alpha drop (alpha='drop') to discard it")
@@ -107,7 +107,7 @@ def prepare_pil(img: Image.Image, alpha: str = "keep", max_pixels: int | None = 
         flags |= 8
     exif, xmp = _metadata(img) if metadata == "keep" else (None, None)
     channels = len(img.getbands())
-    if mode == "P":
+    if mode in ("P", "PA"):
         flags |= 2
         img = img.convert("RGBA" if has_alpha else "RGB")
         channels = 4 if has_alpha else 3
@@ -122,13 +122,13 @@ def prepare_pil(img: Image.Image, alpha: str = "keep", max_pixels: int | None = 
         img = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
     elif depth == 16:
         flags |= 4
-    if img.mode in ("L", "LA", "La"):
+    if img.mode in ("L", "LA"):
         flags |= 1
         rgb = img.convert("L").convert("RGB")
     else:
-        if img.mode not in ("RGB", "RGBA", "RGBa"):  # CMYK, YCbCr, LAB, HSV ...
+        if img.mode not in ("RGB", "RGBA"):  # CMYK, YCbCr, LAB, HSV ...
             flags |= 32
-        source = img.convert("RGB") if img.mode in ("RGBA", "RGBa") else img
+        source = img.convert("RGB") if img.mode == "RGBA" else img
         rgb = icc_to_srgb(source, icc)
         if rgb is not None:
             flags |= 128
