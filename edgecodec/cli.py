@@ -138,6 +138,19 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def _positive_number(text: str) -> float:
+    """An argparse type: a finite number above 0 (e.g. bits per pixel)."""
+    import math
+
+    value = float(text)  # argparse turns the ValueError into a usage error
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+_positive_number.__name__ = "number"  # argparse names the type in "invalid number value: 'x'"
+
+
 def _fmt_metric(value: float, digits: int) -> str:
     import math
 
@@ -306,6 +319,8 @@ def _run_folder(src: Path, args: argparse.Namespace, suffixes: set[str], out_suf
     if not args.output or args.output == STDIO:
         raise UsageError("a folder input needs -o OUTPUT_FOLDER")
     out_root = Path(args.output)
+    if out_root.exists() and not out_root.is_dir():
+        raise UsageError(f"output {out_root} is a file: a folder input needs an output folder")
     files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
     if not files:
         raise UsageError(f"no input files ({', '.join(sorted(suffixes))}) in {src}")
@@ -496,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
                                               "input), or a folder for a folder input")
         p.add_argument("--force", action="store_true", help="overwrite existing outputs")
         p.add_argument("--skip-existing", action="store_true", help="folder mode: skip outputs that exist")
-        p.add_argument("--max-pixels", type=int, default=None,
+        p.add_argument("--max-pixels", type=_int_at_least(1), default=None,
                        help="refuse images above this many pixels (default: $EDGECODEC_MAX_PIXELS or Pillow's)")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
         p.add_argument("-v", "--verbose", action="store_true", help="folder mode: a line per file")
@@ -505,7 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     rate = p.add_mutually_exclusive_group()
     rate.add_argument("--quality", type=float, default=0.5, help="0 (smallest) to 1 (best), default 0.5")
-    rate.add_argument("--target-bpp", type=float, help="search the quality for this many bits per pixel")
+    rate.add_argument("--target-bpp", type=_positive_number, help="search the quality for this many bits per pixel")
     rate.add_argument("--target-size", help="search the quality for this file size, e.g. 40KB")
     p.add_argument("--model", help="model name (see `edgecodec models`)")
     p.add_argument("--alpha", choices=("keep", "drop", "refuse"), default="keep",

@@ -234,6 +234,19 @@ def test_an_edc_with_alpha_is_a_valid_input(tmp_path, kodim23_rgb):
     assert again.mode == "RGBA" and np.array_equal(np.array(again)[..., 3], alpha)
 
 
+def test_bad_pixel_limit_and_folder_output_are_usage_errors(small_png, tree, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("EDGECODEC_MAX_PIXELS", "lots")
+    assert main("compress", small_png, "-o", tmp_path / "x.edc", "--model", "tiny") == 2
+    assert_one_error_line(capsys.readouterr().err, "EDGECODEC_MAX_PIXELS", "'lots'")
+    monkeypatch.delenv("EDGECODEC_MAX_PIXELS")
+    (tmp_path / "file.edc").write_bytes(b"x")
+    assert main("compress", tree, "-o", tmp_path / "file.edc", "--model", "tiny", "-q") == 2
+    assert_one_error_line(capsys.readouterr().err, "is a file")
+    assert (tmp_path / "file.edc").read_bytes() == b"x"
+    with pytest.raises(ValueError, match="positive"):
+        edgecodec.compress(small_png, model="tiny", target_bpp=float("inf"))
+
+
 def test_info_on_bad_files(tmp_path, capsys):
     bad = tmp_path / "bad.edc"
     bad.write_bytes(b"hello world, not an edc")
@@ -300,13 +313,15 @@ def test_target_size_and_bpp_flags(small_png, tmp_path, capsys):
     bpp = 8 * out.stat().st_size / (96 * 64)
     line = capsys.readouterr().out
     assert abs(bpp - 1.0) <= 0.03 or "not reachable" in line
-    assert main("compress", small_png, "-o", out, "--force", "--target-bpp", "-1") == 2
-    assert_one_error_line(capsys.readouterr().err)
+    with pytest.raises(SystemExit) as info:  # argparse refuses it (test_usage_errors_exit_2)
+        main("compress", small_png, "-o", out, "--force", "--target-bpp", "-1")
+    assert info.value.code == 2
 
 
 @pytest.mark.parametrize("args", [
     ["--quality", "2"], ["--quality", "-0.5"], ["--quality", "0.5", "--target-bpp", "1"],
-    ["--alpha", "blend"], ["--metadata", "all"], ["--quality", "high"],
+    ["--alpha", "blend"], ["--metadata", "all"], ["--quality", "high"], ["--target-bpp", "inf"],
+    ["--target-bpp", "nan"], ["--target-bpp", "0"], ["--max-pixels", "0"],
 ])
 def test_usage_errors_exit_2(small_png, tmp_path, capsys, args):
     with pytest.raises(SystemExit) as info:

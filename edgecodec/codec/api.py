@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
@@ -145,8 +146,8 @@ def compress(image: ImageInput, quality: float = DEFAULT_QUALITY, model: str | N
     prepared = load_image(image, alpha=alpha, max_pixels=max_pixels, metadata=metadata)
     encoder = Encoder(prepared, model or zoo.DEFAULT_MODEL, refine_steps=refine_steps)
     if target_bpp is not None:
-        if target_bpp <= 0:
-            raise ValueError("target bpp must be positive")
+        if not (math.isfinite(target_bpp) and target_bpp > 0):
+            raise ValueError(f"target bpp must be a positive number, not {target_bpp}")
         target_size = int(target_bpp * encoder.num_pixels / 8)
     if target_size is not None:
         target = parse_size(target_size) if isinstance(target_size, str) else int(target_size)

@@ -16,7 +16,13 @@ def default_max_pixels() -> int:
     (its default where Pillow is not installed)."""
     value = os.environ.get("EDGECODEC_MAX_PIXELS")
     if value:
-        return int(value)
+        try:
+            limit = int(value)
+        except ValueError:
+            limit = 0
+        if limit < 1:
+            raise ValueError(f"EDGECODEC_MAX_PIXELS must be a whole number of pixels, 1 or more, not {value!r}")
+        return limit
     try:
         from PIL import Image
     except ImportError:
