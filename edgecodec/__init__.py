@@ -17,7 +17,8 @@ __all__ = ["EdgecodecError", "__version__", "compress", "decompress", "read_head
 # Devices running only the torch-free decoder (edgecodec.lite) may not have Pillow.
 import importlib.util  # noqa: E402
 
-if importlib.util.find_spec("PIL") is not None:
+# A device may also carry only the files the lite decoder needs (README, On the edge): no plugin then.
+if importlib.util.find_spec("PIL") is not None and importlib.util.find_spec(f"{__name__}.pillow") is not None:
     from . import pillow as _pillow  # noqa: F401
 
 _LAZY = {"compress": "codec", "decompress": "codec", "read_header": "codec", "EdgecodecError": "errors"}

@@ -123,6 +123,48 @@ assert not any(m == "torch" or m.startswith("torch.") for m, v in sys.modules.it
     assert np.array_equal(np.load(tmp_path / "out.npy"), lite.decode(data)[0])
 
 
+# What README "On the edge" tells a device to copy instead of installing the package.
+DEVICE_FILES = ["__init__.py", "errors.py", "codec/__init__.py", "codec/container.py", "codec/limits.py", "lite/"]
+
+
+def test_lite_decodes_from_a_copy_of_only_the_device_files(exported, lite, kodim23_rgb, tmp_path):
+    import shutil
+
+    readme = (REPO / "README.md").read_text()
+    device = tmp_path / "device"
+    for name in DEVICE_FILES:
+        assert name.rstrip("/") in readme, name
+        src, dst = REPO / "edgecodec" / name, device / "edgecodec" / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__")) if src.is_dir()
+         else shutil.copy(src, dst))
+    rgba = np.dstack([kodim23_rgb[:128, :192], (kodim23_rgb[:128, :192, 1:2] > 90).astype(np.uint8) * 255])
+    data = edgecodec.compress(rgba, quality=0.5, model=SHIPPED)
+    (tmp_path / "in.edc").write_bytes(data)
+    script = f"""
+import sys
+# The development install finds edgecodec's modules in the repository whatever sys.path says: drop
+# its finder, so that only the copied files can be imported. Pillow stays importable (devices may
+# have it); torch does not.
+sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
+sys.path.insert(0, {str(device)!r})
+for blocked in ("torch", "torchvision"):
+    sys.modules[blocked] = None
+import numpy as np
+import edgecodec
+from edgecodec.lite import LiteDecoder
+rgb, header = LiteDecoder({str(exported)!r}, threads=1).decode(open({str(tmp_path / 'in.edc')!r}, "rb").read())
+np.save({str(tmp_path / 'out.npy')!r}, rgb)
+outside = [m.__file__ for n, m in sys.modules.items() if n.startswith("edgecodec") and m is not None
+           and not m.__file__.startswith({str(device)!r})]
+assert not outside, outside
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=str(tmp_path), capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert np.array_equal(np.load(tmp_path / "out.npy"), lite.decode(data)[0])
+
+
 def test_ans_loaded_by_file_coexists_with_compressai(tmp_path):
     script = """
 from edgecodec.lite.rans import load_ans
