@@ -469,8 +469,8 @@ def cmd_plot_training(args: argparse.Namespace) -> int:
 
 
 def cmd_export_model(args: argparse.Namespace) -> int:
+    from .errors import OutputExistsError, UsageError
     from .eval.runner import run_sweep
-    from .errors import UsageError
     from .train.export import add_kodak_metrics, append_stage_history, export_run
     from .zoo import user_model_dir
 
@@ -478,6 +478,10 @@ def cmd_export_model(args: argparse.Namespace) -> int:
     if previous is not None and not previous.is_file():
         raise UsageError(f"--previous {previous}: no such model card")
     out_dir = Path(args.out) if args.out else user_model_dir()
+    existing = out_dir / f"{args.name}.safetensors"
+    if existing.exists() and not args.force:  # the files written with those weights need them to decode
+        raise OutputExistsError(f"{existing} exists: pass --force to replace it (.edc files written with it then "
+                                "decode only where it is kept)")
     overrides = {"min_level": args.min_level} if args.min_level is not None else None
     weights = export_run(args.run, args.name, out_dir, {"summary": args.summary}, config_overrides=overrides)
     print(f"wrote {weights} and {weights.with_suffix('.json')}")
@@ -550,7 +554,8 @@ def build_parser() -> argparse.ArgumentParser:
     export_sub = p.add_subparsers(dest="format", required=True)
     p = export_sub.add_parser("onnx", help="ONNX graphs + entropy tables for the torch-free decoder")
     p.add_argument("--model", help="model name (default: the default model)")
-    p.add_argument("-o", "--output", required=True, help="output folder (replaced if it exists)")
+    p.add_argument("-o", "--output", required=True,
+                   help="output folder: new, empty, or an earlier export (replaced); any other folder is refused")
     p.add_argument("--int8", metavar="IMAGES", help="also write decoder.int8.onnx, calibrated on this folder's "
                                                     "images (not your test set), e.g. ../shared/data/train")
     p.set_defaults(func=cmd_export_onnx)
@@ -590,6 +595,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--previous", metavar="CARD",
                    help="the card of the model this run continues (e.g. the shipped one): its training history "
                         "is carried over and this run's stage appended, compared on the Kodak points with --kodak")
+    p.add_argument("--force", action="store_true", help="replace a model of that name in the output folder")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_export_model)
 

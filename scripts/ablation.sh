@@ -52,7 +52,7 @@ else
 fi
 
 for name in cae crb gcrb; do
-  "$edgecodec" export-model "$runs/$name" --name "ablation-$name" --out "$runs/models" -q
+  "$edgecodec" export-model "$runs/$name" --name "ablation-$name" --out "$runs/models" --force -q
 done
 export EDGECODEC_MODEL_PATH="$runs/models${EDGECODEC_MODEL_PATH:+:$EDGECODEC_MODEL_PATH}"
 "$edgecodec" eval "$kodak" --models ablation-cae,ablation-crb,ablation-gcrb --codecs jpeg,webp,avif,jxl \

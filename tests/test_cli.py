@@ -628,3 +628,15 @@ def test_export_model_refuses_a_missing_previous_card_before_writing(tmp_path, c
                 "--previous", tmp_path / "none.json") == 2
     assert_one_error_line(capsys.readouterr().err, "none.json")
     assert not out.exists()
+
+
+def test_export_model_refuses_to_replace_a_model_without_force(tmp_path, capsys):
+    out = tmp_path / "models"
+    out.mkdir()
+    (out / "m.safetensors").write_bytes(b"weights that .edc files were written with")
+    assert main("export-model", tmp_path / "run", "--name", "m", "--out", out) == 8
+    assert_one_error_line(capsys.readouterr().err, "--force")
+    assert (out / "m.safetensors").read_bytes() == b"weights that .edc files were written with"
+    # With --force it goes on to the export (which fails here: the run folder has no checkpoint).
+    assert main("export-model", tmp_path / "run", "--name", "m", "--out", out, "--force") == 2
+    assert_one_error_line(capsys.readouterr().err, "checkpoint")

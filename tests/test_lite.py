@@ -123,6 +123,33 @@ assert not any(m == "torch" or m.startswith("torch.") for m, v in sys.modules.it
     assert np.array_equal(np.load(tmp_path / "out.npy"), lite.decode(data)[0])
 
 
+def test_export_replaces_only_an_earlier_export(exported, tmp_path):
+    import shutil
+
+    from edgecodec.cli import main
+    from edgecodec.errors import OutputExistsError
+    from edgecodec.export.onnx import export_onnx
+
+    documents = tmp_path / "documents"
+    documents.mkdir()
+    (documents / "thesis.txt").write_text("years of work")
+    assert main(["export", "onnx", "--model", SHIPPED, "-o", str(documents)]) == 8
+    assert (documents / "thesis.txt").read_text() == "years of work"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputExistsError, match="not a folder"):
+        export_onnx(SHIPPED, tmp_path / "file")
+    again = tmp_path / "again"
+    shutil.copytree(exported, again)
+    (again / "notes.txt").write_text("mine")  # an export with a file of the user's: not replaced
+    with pytest.raises(OutputExistsError, match="not an edgecodec export"):
+        export_onnx(SHIPPED, again)
+    (again / "notes.txt").unlink()
+    before = json.loads((again / "manifest.json").read_text())
+    assert export_onnx(SHIPPED, again) == again  # an earlier export is replaced, as is an empty folder
+    assert json.loads((again / "manifest.json").read_text())["files"] == before["files"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".again-")]
+
+
 # What README "On the edge" tells a device to copy instead of installing the package.
 DEVICE_FILES = ["__init__.py", "errors.py", "codec/__init__.py", "codec/container.py", "codec/limits.py", "lite/"]
 

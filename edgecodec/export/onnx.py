@@ -27,6 +27,7 @@ from torch import nn
 from .. import zoo
 from ..codec.container import FORMAT_VERSION
 from ..codec.tiling import synthesis_halo
+from ..errors import OutputExistsError
 from ..lite.decoder import EXPORT_FORMAT, MANIFEST
 from ..models import EdgeCodecModel
 
@@ -151,6 +152,7 @@ def export_onnx(model_name: str, out_dir: str | os.PathLike, calibration: list[P
     if not isinstance(model, EdgeCodecModel) or model.config.prior == "factorized":
         raise ValueError(f"model {model_name!r} cannot be exported: the lite decoder needs a hyperprior codec")
     out_dir = Path(out_dir)
+    _check_replaceable(out_dir)  # before any work
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:
@@ -181,12 +183,33 @@ def export_onnx(model_name: str, out_dir: str | os.PathLike, calibration: list[P
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         if out_dir.exists():
+            _check_replaceable(out_dir)  # again: the folder may have changed during the export
             shutil.rmtree(out_dir)
         tmp.rename(out_dir)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    """An existing output folder is replaced only when it is empty or holds exactly an earlier
+    export (its manifest and the files the manifest lists): ``-o ~/Documents`` must never delete it."""
+    if not out_dir.exists() and not out_dir.is_symlink():
+        return
+    if out_dir.is_symlink() or not out_dir.is_dir():
+        raise OutputExistsError(f"{out_dir} exists and is not a folder: choose another output folder")
+    names = {p.name for p in out_dir.iterdir()}
+    if not names:
+        return
+    try:
+        manifest = json.loads((out_dir / MANIFEST).read_text())
+        ours = manifest.get("export_format") == EXPORT_FORMAT and names <= {MANIFEST, *manifest["files"]}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        ours = False
+    if not ours:
+        raise OutputExistsError(f"{out_dir} exists and is not an edgecodec export (it would be replaced): "
+                                "choose a new or empty output folder")
 
 
 def export_cache_dir(model_name: str, weights_hash: bytes) -> Path:
