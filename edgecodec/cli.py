@@ -447,6 +447,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         config_path = saved
     config = load_config(config_path, overrides)
     run_dir = Path(args.resume or args.out or Path("runs") / config["name"])
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"run folder {run_dir} is a file: choose another --out")
     rank = env_rank()
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format="%(asctime)s " + (f"[rank {rank}] " if rank else "") + "%(message)s")

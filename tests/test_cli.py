@@ -601,7 +601,8 @@ def test_models_ignores_missing_model_folders(tmp_path, capsys, monkeypatch):
 
 def test_train_refuses_bad_configs_before_writing(tmp_path, capsys):
     """A training that cannot start says why in one line, exits 2 and leaves no run folder: a
-    missing config, data folder or warm-start file, an unknown model, a zero batch."""
+    missing config, data folder or warm-start file, an unknown model, a zero batch, a config or an
+    override that is not YAML or not shaped like one, an --out that is a file."""
     data = tmp_path / "photos"
     data.mkdir()
     rng = np.random.RandomState(0)
@@ -614,12 +615,25 @@ def test_train_refuses_bad_configs_before_writing(tmp_path, capsys):
         "model": (["--config", config, "--data", data, "model.config=no-such"], "no-such"),
         "batch": (["--config", config, "--data", data, "train.batch_size=0"], "batch_size"),
         "init": (["--config", config, "--data", data, f"train.init_from={tmp_path / 'none.pt'}"], "none.pt"),
+        "yaml": (["--config", _text(tmp_path / "bad.yaml", "model: [\n")], "not valid YAML"),
+        "list": (["--config", _text(tmp_path / "list.yaml", "- a\n- b\n")], "mapping of sections"),
+        "section": (["--config", _text(tmp_path / "section.yaml", "model: 5\n")], "model=5"),
+        "override-yaml": (["--config", config, "--data", data, "train.lr=["], "train.lr=["),
+        "override-section": (["--config", config, "--data", data, "train.lr.x=1"], "lr is a value"),
     }
     for name, (args, fragment) in cases.items():
         out = tmp_path / "runs" / name
         assert main("--threads", 1, "train", *args, "--out", out, "--steps", 1) == 2, name
         assert_one_error_line(capsys.readouterr().err, fragment)
         assert not out.exists(), name
+    (tmp_path / "a-file").write_text("x")
+    assert main("--threads", 1, "train", "--config", config, "--data", data, "--out", tmp_path / "a-file") == 2
+    assert_one_error_line(capsys.readouterr().err, "is a file")
+
+
+def _text(path, text: str):
+    path.write_text(text)
+    return path
 
 
 def test_export_model_refuses_a_missing_previous_card_before_writing(tmp_path, capsys):

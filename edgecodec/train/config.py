@@ -110,9 +110,15 @@ _ConfigLoader.add_implicit_resolver(
     list("-+0123456789."))
 
 
-def parse_yaml(text: Any) -> Any:
-    """YAML text or stream as config values (``_ConfigLoader``)."""
-    return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 (a SafeLoader subclass)
+def parse_yaml(text: Any, source: str = "") -> Any:
+    """YAML text or stream as config values (``_ConfigLoader``); ValueError naming ``source`` if it is not YAML."""
+    try:
+        return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "cannot parse"
+        raise ValueError(f"{source or 'value'}: not valid YAML ({problem}{where})") from None
 
 
 def apply_override(config: dict, assignment: str) -> None:
@@ -124,14 +130,20 @@ def apply_override(config: dict, assignment: str) -> None:
     node = config
     for part in parents:
         node = node.setdefault(part, {})
-    node[leaf] = parse_yaml(raw)
+        if not isinstance(node, dict):
+            raise ValueError(f"override {assignment!r}: {part} is a value, not a section")
+    node[leaf] = parse_yaml(raw, f"override {assignment!r}")
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> dict:
     config = copy.deepcopy(DEFAULTS)
     if path is not None:
         with open(path) as f:
-            config = _merge(config, parse_yaml(f) or {})
+            loaded = parse_yaml(f, str(path)) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: a config is a mapping of sections (model, data, train, ...), "
+                             f"not a {type(loaded).__name__}")
+        config = _merge(config, loaded)
     for assignment in overrides:
         apply_override(config, assignment)
     _check_numbers(config, DEFAULTS)
@@ -143,6 +155,8 @@ def _check_numbers(config: dict, defaults: dict, prefix: str = "") -> None:
     otherwise fail deep inside the optimizer."""
     for key, default in defaults.items():
         value = config.get(key)
+        if isinstance(default, dict) and value is not None and not isinstance(value, dict):
+            raise ValueError(f"{prefix}{key}={value!r}: expected a section (a mapping of settings)")
         if isinstance(default, dict) and isinstance(value, dict) and key != "overrides":
             _check_numbers(value, default, f"{prefix}{key}.")
         elif (isinstance(default, (int, float)) and not isinstance(default, bool) and value is not None
