@@ -414,6 +414,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         print("no models installed")
         return 1
     for entry in entries:
+        if entry.problem:
+            print(f"{entry.name}: cannot be used: {entry.problem}")
+            continue
         d = describe(entry)
         params = d["parameters"] or {}
         bpp = d["bpp_range"]

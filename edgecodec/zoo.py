@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from .errors import UnknownModelError, WeightsMismatchError
@@ -52,6 +52,7 @@ class ModelEntry:
     name: str
     weights: Path
     card: dict[str, Any]
+    problem: str | None = None  # why the model cannot be used (its card does not read); None if it can
 
     @functools.cached_property
     def weights_hash(self) -> bytes:
@@ -65,9 +66,20 @@ def list_models() -> list[ModelEntry]:
         for card_path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
             weights = card_path.with_suffix(".safetensors")
             if weights.exists() and card_path.stem not in found and valid_model_name(card_path.stem):
-                with open(card_path) as f:
-                    found[card_path.stem] = ModelEntry(card_path.stem, weights, json.load(f))
+                found[card_path.stem] = _entry(card_path, weights)
     return list(found.values())
+
+
+def _entry(card_path: Path, weights: Path) -> ModelEntry:
+    """A folder's model; one whose card does not read is listed with the reason, so that it is
+    reported where it is used instead of breaking every command (a name still resolves to it)."""
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, ValueError) as exc:
+        return ModelEntry(card_path.stem, weights, {}, f"{card_path} is not a readable model card ({exc})")
+    if not isinstance(card, dict):
+        return ModelEntry(card_path.stem, weights, {}, f"{card_path} is not a model card (not a JSON object)")
+    return ModelEntry(card_path.stem, weights, card)
 
 
 def find_model(name: str) -> ModelEntry:
@@ -77,8 +89,10 @@ def find_model(name: str) -> ModelEntry:
         raise UnknownModelError(f"invalid model name {name!r}: a model name is {MODEL_NAME_RULE}")
     for entry in list_models():
         if entry.name == name:
+            if entry.problem:
+                raise UnknownModelError(f"model {name!r} cannot be used: {entry.problem}")
             return entry
-    known = ", ".join(e.name for e in list_models()) or "none"
+    known = ", ".join(e.name for e in list_models() if not e.problem) or "none"
     raise UnknownModelError(f"unknown model {name!r}; available: {known}")
 
 
@@ -95,6 +109,8 @@ def _saved_config(weights: Path) -> ModelConfig | None:
 @functools.lru_cache(maxsize=8)
 def _load(weights: Path, mtime: float) -> tuple[EdgeCodecModel, bytes]:
     card = json.loads(weights.with_suffix(".json").read_text())
+    if "config" not in card:
+        raise ValueError(f"its card {weights.with_suffix('.json').name} has no model config")
     config = ModelConfig.from_dict(card["config"])
     saved = _saved_config(weights)
     if saved is not None and saved != config:
@@ -111,7 +127,14 @@ def _load(weights: Path, mtime: float) -> tuple[EdgeCodecModel, bytes]:
 def load_model(name: str) -> tuple[EdgeCodecModel, bytes]:
     """The model in eval mode and its 8-byte weights hash (cached per process)."""
     entry = find_model(name)
-    return _load(entry.weights, entry.weights.stat().st_mtime)
+    try:
+        return _load(entry.weights, entry.weights.stat().st_mtime)
+    except WeightsMismatchError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as exc:
+        # A damaged or foreign file in a model folder: name it, not a traceback from deep inside.
+        raise UnknownModelError(f"model {name!r} cannot be loaded from {entry.weights}: "
+                                f"{type(exc).__name__}: {exc}") from None
 
 
 def save_model(model: EdgeCodecModel, folder: str | Path, name: str, card: dict[str, Any]) -> Path:

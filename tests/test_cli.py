@@ -17,7 +17,7 @@ from PIL import Image
 import edgecodec
 from edgecodec import cli
 from edgecodec.codec.container import FORMAT_VERSION, Container
-from edgecodec.zoo import DEFAULT_MODEL, shipped_models
+from edgecodec.zoo import DEFAULT_MODEL, PACKAGE_WEIGHTS as SHIPPED_WEIGHTS, shipped_models
 
 LINE = re.compile(r"^(?P<src>.+) -> (?P<dst>.+): (?P<w>\d+)x(?P<h>\d+), (?P<bytes>\d+) bytes, "
                   r"(?P<bpp>[0-9.]+) bpp, quality (?P<q>[0-9.]+), model (?P<model>\S+)")
@@ -654,3 +654,26 @@ def test_export_model_refuses_to_replace_a_model_without_force(tmp_path, capsys)
     # With --force it goes on to the export (which fails here: the run folder has no checkpoint).
     assert main("export-model", tmp_path / "run", "--name", "m", "--out", out, "--force") == 2
     assert_one_error_line(capsys.readouterr().err, "checkpoint")
+
+
+def test_a_broken_model_folder_entry_breaks_only_itself(small_png, tmp_path, capsys, monkeypatch):
+    """A damaged card or weights file on the model path is reported where it is used; every other
+    model (and `models`) keeps working. Before, one unreadable card failed every command."""
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "broken.json").write_text("{not json")
+    (junk / "broken.safetensors").write_bytes(b"x")
+    (junk / "garbage.json").write_text((SHIPPED_WEIGHTS / f"{SHIPPED}.json").read_text())
+    (junk / "garbage.safetensors").write_bytes(b"not safetensors")
+    (junk / "nocfg.json").write_text("{}")
+    (junk / "nocfg.safetensors").write_bytes((SHIPPED_WEIGHTS / f"{SHIPPED}.safetensors").read_bytes())
+    monkeypatch.setenv("EDGECODEC_MODEL_PATH", os.pathsep.join([str(junk), os.environ["EDGECODEC_MODEL_PATH"]]))
+    assert main("models") == 0
+    out = capsys.readouterr().out
+    assert "broken: cannot be used:" in out and "broken.json" in out and "tiny" in out
+    assert main("compress", small_png, "-o", tmp_path / "ok.edc", "--model", "tiny") == 0
+    capsys.readouterr()
+    for name, fragment in (("broken", "broken.json"), ("garbage", "garbage.safetensors"), ("nocfg", "no model config")):
+        assert main("compress", small_png, "-o", tmp_path / f"{name}.edc", "--model", name) == 9, name
+        assert_one_error_line(capsys.readouterr().err, fragment)
+        assert not (tmp_path / f"{name}.edc").exists()

@@ -220,6 +220,8 @@ def create_app(max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1e6), max_pix
 
             models = []
             for entry in zoo.list_models():
+                if entry.problem:  # an unreadable card: not offered
+                    continue
                 card = entry.card
                 models.append({"name": entry.name, "summary": card.get("summary", ""),
                                "default": entry.name == zoo.DEFAULT_MODEL})
