@@ -269,12 +269,21 @@ def _decompress_lite(data: bytes, args: argparse.Namespace):
     if header.model not in decoders:
         if args.onnx_dir:
             model_dir = Path(args.onnx_dir)
+        elif args.int8:  # the cache holds fp32 exports only
+            raise UsageError("--int8 needs --onnx-dir: an export made with `edgecodec export onnx --int8 IMAGES`")
         else:
             from .export.onnx import ensure_export
 
             model_dir = ensure_export(header.model)
         try:
-            decoders[header.model] = LiteDecoder(model_dir, threads=args.threads, int8=args.int8)
+            try:
+                decoders[header.model] = LiteDecoder(model_dir, threads=args.threads, int8=args.int8)
+            except (OSError, ValueError):
+                if args.onnx_dir:
+                    raise
+                # The cache's own export is damaged (a file changed or missing): export it again.
+                decoders[header.model] = LiteDecoder(ensure_export(header.model, refresh=True),
+                                                     threads=args.threads)
         except (OSError, ValueError) as exc:
             raise UsageError(f"cannot load the exported model: {exc}") from None
     rgb, _ = decoders[header.model].decode(data, max_pixels=args.max_pixels)

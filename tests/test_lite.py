@@ -437,3 +437,19 @@ def test_lite_decoder_survives_mutated_files(lite, kodim23_rgb):
         except EdgecodecError:
             outcomes["rejected"] += 1
     assert outcomes["decoded"] > 0 and outcomes["rejected"] > 0, outcomes
+
+
+def test_a_damaged_cached_export_is_exported_again(kodim23_rgb, tmp_path, monkeypatch):
+    from edgecodec.cli import main
+
+    monkeypatch.setenv("EDGECODEC_CACHE", str(tmp_path / "cache"))
+    edc = tmp_path / "k.edc"
+    edc.write_bytes(edgecodec.compress(kodim23_rgb[:64, :128], quality=0.5, model=SHIPPED))
+    assert main(["decompress", str(edc), "-o", str(tmp_path / "a.png"), "--backend", "onnx"]) == 0
+    (decoder,) = (tmp_path / "cache").rglob("decoder.onnx")
+    with open(decoder, "ab") as f:
+        f.write(b"damage")
+    assert main(["decompress", str(edc), "-o", str(tmp_path / "b.png"), "--backend", "onnx"]) == 0
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    assert not decoder.read_bytes().endswith(b"damage")
+    assert main(["decompress", str(edc), "-o", str(tmp_path / "c.png"), "--backend", "onnx", "--int8"]) == 2

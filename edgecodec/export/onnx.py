@@ -218,10 +218,10 @@ def export_cache_dir(model_name: str, weights_hash: bytes) -> Path:
     return root / "onnx" / f"{model_name}-{weights_hash.hex()}"
 
 
-def ensure_export(model_name: str) -> Path:
-    """The cached export of a model's installed weights, exported on first use."""
+def ensure_export(model_name: str, refresh: bool = False) -> Path:
+    """The cached export of a model's installed weights, exported on first use (or again: ``refresh``)."""
     _, weights_hash = zoo.load_model(model_name)
     out = export_cache_dir(model_name, weights_hash)
-    if not (out / MANIFEST).is_file():
+    if refresh or not (out / MANIFEST).is_file():
         export_onnx(model_name, out)
     return out
