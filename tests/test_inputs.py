@@ -13,7 +13,7 @@ from PIL import Image, ImageCms
 import edgecodec
 from edgecodec.codec.container import Container
 from edgecodec.codec.imageio import load_image, prepare_pil
-from edgecodec.errors import FormatError, ImageTooLargeError, InputImageError
+from edgecodec.errors import FormatError, ImageTooLargeError, InputImageError, UnknownModelError
 
 
 @pytest.fixture(scope="module")
@@ -467,3 +467,29 @@ def test_explicit_pixel_limit_overrides_pillows(crop, tmp_path, monkeypatch):
     assert load_image(path, max_pixels=pixels).rgb.shape == (64, 96, 3)
     monkeypatch.setenv("EDGECODEC_MAX_PIXELS", str(pixels))
     assert load_image(path).rgb.shape == (64, 96, 3)
+
+
+def test_api_argument_types(crop, tmp_path):
+    """Bytes-like inputs work, paths decode, and wrong types say what was expected."""
+    path = tmp_path / "crop.png"
+    Image.fromarray(crop).save(path)
+    raw = path.read_bytes()
+    data = edgecodec.compress(raw, model="tiny")
+    for same in (bytearray(raw), memoryview(raw)):
+        assert edgecodec.compress(same, model="tiny") == data
+    edc = tmp_path / "crop.edc"
+    edc.write_bytes(data)
+    for source in (edc, str(edc), bytearray(data), memoryview(data)):  # a path or the bytes
+        assert np.array_equal(np.array(edgecodec.decompress(source)), np.array(edgecodec.decompress(data)))
+        assert edgecodec.read_header(source) == edgecodec.read_header(data)
+    with pytest.raises(InputImageError, match="cannot read"):
+        edgecodec.decompress(tmp_path / "missing.edc")
+    for bad, message in ((dict(image=None), "image path"), (dict(image=3), "image path"),
+                         (dict(image=path, quality="0.5"), "quality must be a number"),
+                         (dict(image=path, refine_steps=1.5), "whole number")):
+        with pytest.raises(TypeError, match=message):
+            edgecodec.compress(**{"model": "tiny", **bad})
+    with pytest.raises(TypeError, match="path of an .edc file"):
+        edgecodec.decompress(None)
+    with pytest.raises(UnknownModelError, match="invalid model name"):
+        edgecodec.compress(path, model="")  # not silently the default model

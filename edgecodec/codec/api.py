@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
 import re
+from pathlib import Path
+from typing import Union
 
 import numpy as np
 import torch
@@ -11,7 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .. import zoo
-from ..errors import FormatError, WeightsMismatchError
+from ..errors import FormatError, InputImageError, WeightsMismatchError
 from ..models import EdgeCodecModel
 from .container import QUALITY_SCALE, Container, Header, valid_tile
 from .extras import decoded_image, source_extras
@@ -72,6 +75,8 @@ class Encoder:
             tile = choose_tile(self.model, h, w)
         elif tile and (not valid_tile(tile) or not tiling_supported(self.model)):
             raise ValueError(f"cannot tile by {tile} latent pixels with model {model_name!r}")
+        if isinstance(refine_steps, bool) or not isinstance(refine_steps, (int, np.integer)):
+            raise TypeError(f"refinement steps must be a whole number, not {refine_steps!r}")
         if refine_steps < 0:
             raise ValueError(f"refinement steps must be 0 or more, got {refine_steps}")
         self.refine_steps = refine_steps
@@ -120,6 +125,8 @@ class Encoder:
 
 
 def quality_to_q16(quality: float) -> int:
+    if isinstance(quality, bool) or not isinstance(quality, (int, float, np.floating, np.integer)):
+        raise TypeError(f"quality must be a number in [0, 1], not {type(quality).__name__}")
     if not 0.0 <= quality <= 1.0:
         raise ValueError(f"quality must be in [0, 1], got {quality}")
     return int(round(quality * QUALITY_SCALE))
@@ -144,7 +151,7 @@ def compress(image: ImageInput, quality: float = DEFAULT_QUALITY, model: str | N
     if target_bpp is not None and target_size is not None:
         raise ValueError("give target_bpp or target_size, not both")
     prepared = load_image(image, alpha=alpha, max_pixels=max_pixels, metadata=metadata)
-    encoder = Encoder(prepared, model or zoo.DEFAULT_MODEL, refine_steps=refine_steps)
+    encoder = Encoder(prepared, zoo.DEFAULT_MODEL if model is None else model, refine_steps=refine_steps)
     if target_bpp is not None:
         if not (math.isfinite(target_bpp) and target_bpp > 0):
             raise ValueError(f"target bpp must be a positive number, not {target_bpp}")
@@ -155,19 +162,34 @@ def compress(image: ImageInput, quality: float = DEFAULT_QUALITY, model: str | N
     return encoder.encode(quality_to_q16(quality))
 
 
-def read_header(data: bytes) -> Header:
-    return Container.from_bytes(data).header
+EdcInput = Union[bytes, bytearray, memoryview, str, os.PathLike]
 
 
-def decode_array(data: bytes, max_pixels: int | None = None) -> tuple[np.ndarray, Header]:
+def _edc_bytes(data: EdcInput) -> bytes:
+    """The bytes of an .edc stream given as bytes, or as the path of an .edc file."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    if isinstance(data, (str, os.PathLike)):
+        try:
+            return Path(data).read_bytes()
+        except OSError as exc:
+            raise InputImageError(f"cannot read {data}: {exc.strerror or exc}") from None
+    raise TypeError(f"expected .edc bytes or the path of an .edc file, not {type(data).__name__}")
+
+
+def read_header(data: EdcInput) -> Header:
+    return Container.from_bytes(_edc_bytes(data)).header
+
+
+def decode_array(data: EdcInput, max_pixels: int | None = None) -> tuple[np.ndarray, Header]:
     """Decode .edc bytes into an (H, W, 3) uint8 array (the coded picture; ``decompress`` adds a
     kept alpha plane) and the header."""
     rgb, container = _decode(data, max_pixels)
     return rgb, container.header
 
 
-def _decode(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, Container]:
-    container = Container.from_bytes(data)
+def _decode(data: EdcInput, max_pixels: int | None) -> tuple[np.ndarray, Container]:
+    container = Container.from_bytes(_edc_bytes(data))
     h = container.header
     check_pixels(h.width, h.height, max_pixels)
     model, weights_hash = zoo.load_model(h.model)
@@ -191,8 +213,8 @@ def _decode(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, Container]
     return _to_uint8(x_hat, h.height, h.width), container
 
 
-def decompress(data: bytes, max_pixels: int | None = None) -> Image.Image:
-    """Decode .edc bytes into a PIL image: mode L or RGB, LA or RGBA when the file kept the
+def decompress(data: EdcInput, max_pixels: int | None = None) -> Image.Image:
+    """Decode .edc bytes (or an .edc file's path) into a PIL image: mode L or RGB, LA or RGBA when the file kept the
     source's alpha; kept metadata in ``info["exif"]`` and ``info["xmp"]`` (pass them to ``save``)."""
     rgb, container = _decode(data, max_pixels)
     return decoded_image(rgb, container)

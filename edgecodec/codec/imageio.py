@@ -18,7 +18,7 @@ from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 from ..errors import InputImageError
 from .limits import check_pixels, default_max_pixels  # noqa: F401 (part of this module's API)
 
-ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
+ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
 
 ALPHA_MODES = {"RGBA", "LA", "PA"}  # and the premultiplied RGBa and La, converted to these first
 ALPHA_POLICIES = ("keep", "drop", "refuse")  # keep: coded losslessly beside the picture (codec/extras.py)
@@ -191,6 +191,11 @@ def load_image(image: ImageInput, alpha: str = "keep", max_pixels: int | None = 
         return PreparedImage(np.ascontiguousarray(image), 3, 8, 0)
     if isinstance(image, Image.Image):
         return prepare_pil(image, alpha, max_pixels, metadata=metadata)
+    if isinstance(image, (bytearray, memoryview)):
+        image = bytes(image)
+    if not isinstance(image, (bytes, str, os.PathLike)):
+        raise TypeError(f"expected an image path, an image file's bytes, a PIL image or a uint8 array, "
+                        f"not {type(image).__name__}")
     if isinstance(image, bytes):
         if not image:
             raise InputImageError("the image data is empty")
