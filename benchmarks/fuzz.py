@@ -10,7 +10,7 @@ temporary model folder; the harness needs nothing of the package beyond its publ
 ``edgecodec.codec.api.Encoder(..., tile=16)`` for the tiled seeds). Tiled seeds (format version 2:
 the smallest tile the format allows, 16 latent pixels = 256 image pixels, so that images of a few
 hundred pixels have 2 to 4 tiles) make up about a third of the seeds. Format-4 seeds carry extras
-(docs/format.md): an alpha plane coded as a PNG or as a constant, EXIF and XMP.
+(docs/format.md): an alpha plane coded with zlib or as a constant, EXIF and XMP.
 
 Mutations (one to three per case, chosen by a seeded RNG, so a run is reproducible from --seed):
 bit flips, random / 0x00 / 0xFF byte overwrites, truncation, insertion of random / 0x00 / 0xFF
@@ -23,8 +23,8 @@ bypass over-read worst case; for a tiled seed every tile's stream at its limit),
 dropped, duplicated or spliced from another seed, and for tiled seeds the tile table: a tile's
 stream replaced by 0x00 / 0xFF / random bytes of edge lengths (up to and past its limit), tiles
 swapped, dropped or duplicated, a tile length lying, and for format-4 seeds the extras table: an
-alpha plane replaced by random bytes, cut short, a PNG of another size or mode, or a constant of the
-wrong length, a tag repeated, renamed, unknown or unprintable, an extra's length or the count
+alpha plane replaced by random bytes, cut short or lengthened, a zlib stream of the wrong size (or
+a bomb) or without its checksum, or a constant of the wrong length, a tag repeated, renamed, unknown or unprintable, an extra's length or the count
 lying, the table dropped or an extra added. Structural
 mutations are re-serialised with a valid CRC; then 3 cases in 4 get their CRC32 recomputed (so the mutation
 reaches the parser and the entropy decoder) and 1 in 4 keep the stale one (the checksum path).
@@ -130,7 +130,7 @@ def _seed_streams(rng) -> list[bytes]:
             encoder = Encoder(load_image(img), model, tile=TILE)
             for q in ((0, 32768) if i == 0 else (32768,)):
                 seeds.append(encoder.encode(q))
-    # Format 4: an alpha plane (a PNG; a constant one with EXIF and XMP kept).
+    # Format 4: an alpha plane (zlib; a constant one with EXIF and XMP kept).
     from PIL import Image
 
     mask = (rng.randint(0, 4, (40, 70)) * 85).astype(np.uint8)
@@ -401,21 +401,6 @@ def _mutate_tiles(rng: random.Random, f: dict, streams: list[bytes]) -> dict:
     return f
 
 
-def _png(mode: str, size: tuple[int, int], claim: tuple[int, int] | None = None) -> bytes:
-    """A small PNG; ``claim``: the size its header declares instead (the IHDR's CRC kept valid)."""
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new(mode, size, 7).save(buf, format="PNG")
-    png = bytearray(buf.getvalue())
-    if claim is not None:  # IHDR: length, type, then width and height at bytes 16-24, its CRC at 29
-        png[16:24] = struct.pack(">II", *claim)
-        png[29:33] = struct.pack(">I", zlib.crc32(bytes(png[12:29])))
-    return bytes(png)
-
-
 def _mutate_extras(rng: random.Random, f: dict) -> bytes:
     """A format-4 file's extras table: an alpha plane's content, a tag, a length, the count."""
     extras = list(f["extras"])
@@ -423,19 +408,17 @@ def _mutate_extras(rng: random.Random, f: dict) -> bytes:
     tag, value = extras[i]
     kind = rng.choice(["alpha", "alpha", "alpha", "tag", "length", "count", "drop_table", "add"])
     if kind == "alpha":
-        w, h = f["width"], f["height"]
-        if not 0 < w * h <= MAX_PIXELS:  # a header mutated earlier: build no empty or huge PNGs
-            w, h = 16, 16
+        n = f["width"] * f["height"]
+        if not 0 < n <= MAX_PIXELS:  # a header mutated earlier: build no empty or huge planes
+            n = 256
         value = rng.choice([  # built lazily: only the chosen one
             lambda: b"", lambda: b"\x00", lambda: b"\x00\x00\x00", lambda: b"\x01", lambda: b"\x02\x00",
             lambda: _blob(rng, rng.choice([2, 16, 300])), lambda: b"\x01" + _blob(rng, 64),
-            lambda: value[:rng.randrange(len(value) + 1)],
-            lambda: b"\x01" + _png("L", (w + 1, h)), lambda: b"\x01" + _png("L", (w, max(1, h - 1))),
-            lambda: b"\x01" + _png("RGB", (w, h)), lambda: b"\x01" + _png("I;16", (w, h)),
-            lambda: b"\x01" + _png("L", (w, h)),
-            lambda: b"\x01" + _png("L", (w, h), claim=(w, h + 1)),  # the header's size, then too few rows
-            lambda: b"\x01" + _png("L", (8, 8), claim=(1 << 16, 1 << 16)),  # a decompression bomb's header
-            lambda: b"\x01" + _png("L", (8, 8), claim=(w, h))])()
+            lambda: value[:rng.randrange(len(value) + 1)], lambda: value + _blob(rng, rng.choice([1, 8])),
+            lambda: b"\x01" + zlib.compress(_blob(rng, n)), lambda: b"\x01" + zlib.compress(bytes(n - 1)),
+            lambda: b"\x01" + zlib.compress(bytes(n + 1)),
+            lambda: b"\x01" + zlib.compress(bytes(64 * n)),  # a zlib bomb for this size
+            lambda: b"\x01" + zlib.compress(_blob(rng, n))[:-4]])()  # no Adler-32
         extras[i] = (b"alph", value)
     elif kind == "tag":
         extras[i] = (rng.choice([b"alph", b"exif", b"xmp ", b"zzzz", b"al\x00h", b"\xff\xff\xff\xff"]), value)

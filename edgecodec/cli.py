@@ -286,8 +286,8 @@ def _decompress_lite(data: bytes, args: argparse.Namespace):
                                                      threads=args.threads)
         except (OSError, ValueError) as exc:
             raise UsageError(f"cannot load the exported model: {exc}") from None
-    rgb, _ = decoders[header.model].decode(data, max_pixels=args.max_pixels)
-    return decoded_image(rgb, container)
+    pixels, _ = decoders[header.model].decode(data, max_pixels=args.max_pixels)
+    return decoded_image(pixels[..., :3], container)
 
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:

@@ -31,8 +31,7 @@ from typing import IO
 
 from PIL import Image, ImageFile
 
-from .codec.container import MAGIC, Container  # no torch: the codec API is imported on load/save
-from .codec.extras import ALPHA, EXIF, XMP
+from .codec.container import ALPHA, EXIF, MAGIC, XMP, Container  # no torch: the API is imported on load/save
 from .codec.imageio import EXIF_PREFIX
 from .errors import FormatError
 

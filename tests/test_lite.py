@@ -120,7 +120,11 @@ assert not any(m == "torch" or m.startswith("torch.") for m, v in sys.modules.it
     result = subprocess.run([sys.executable, "-c", script], cwd=str(tmp_path), capture_output=True, text=True,
                             timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr
-    assert np.array_equal(np.load(tmp_path / "out.npy"), lite.decode(data)[0])
+    decoded = np.load(tmp_path / "out.npy")
+    assert np.array_equal(decoded, lite.decode(data)[0])
+    # The kept alpha plane comes back without Pillow, exactly; the picture as the PyTorch decoder's.
+    assert decoded.shape == (128, 192, 4) and np.array_equal(decoded[..., 3], rgba[..., 3])
+    assert np.abs(decoded[..., :3].astype(int) - api.decode_array(data)[0]).max() <= 1
 
 
 def test_export_replaces_only_an_earlier_export(exported, tmp_path):

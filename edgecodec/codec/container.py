@@ -20,7 +20,7 @@ MAGIC = b"\x89EDC"
 #      (edgecodec/lite/hyper.py), so that every backend (PyTorch, onnxruntime) decodes the same
 #      latents. Versions 1 and 2 (float hyper-synthesis) still decode with the PyTorch backend.
 #   4: version 3 plus a table of tagged extras after the streams (alpha plane, EXIF, XMP:
-#      codec/extras.py). Written only for files that carry extras, so that every other file stays
+#      codec/extras.py, lite/alpha.py). Written only for files that carry extras, so that every other file stays
 #      version 3 and decodes with edgecodec versions that predate 4.
 FORMAT_VERSION = 4
 STREAM_VERSION = 3  # the stream semantics the encoder writes; the version of a file without extras
@@ -46,6 +46,10 @@ _TILE = struct.Struct("<H")  # version 2: latent tile side (0: not tiled)
 _LENGTH = struct.Struct("<I")
 _CRC = struct.Struct("<I")
 _EXTRA = struct.Struct("<4sI")  # version 4: an extra's tag and length
+# The extras this version knows (docs/format.md, Extras); a decoder skips tags it does not know.
+ALPHA = "alph"  # the alpha plane, lossless (edgecodec/lite/alpha.py)
+EXIF = "exif"  # the TIFF-structured EXIF block, without the "Exif\0\0" prefix of a JPEG APP1 segment
+XMP = "xmp "  # the XMP packet, UTF-8
 # An extra's tag: four printable ASCII characters, as PNG's chunk types (e.g. "alph", "xmp ").
 _TAG_RULE = re.compile(r"[\x20-\x7e]{4}")
 

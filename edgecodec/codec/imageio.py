@@ -158,8 +158,8 @@ def _srgb_profile() -> ImageCms.ImageCmsProfile:
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 
 
-# Reentrant: decoding an .edc input through the Pillow plugin decodes its alpha plane (a PNG) inside
-# the same context, in the same thread.
+# Reentrant: an .edc input is decoded by the Pillow plugin inside this context, and the codec must
+# not deadlock if it opens an image again in the same thread (an alpha plane once was a PNG).
 _PILLOW_LIMIT_LOCK = threading.RLock()
 
 

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..codec.container import Container, Header
+from ..codec.container import ALPHA, Container, Header
 from ..codec.limits import check_padded_pixels, check_pixels
 from ..errors import FormatError, UnknownModelError, WeightsMismatchError
+from .alpha import decode_alpha
 from .entropy import HYPER_STRIDE, ExactEntropyModel
 from .tiles import LATENT_STRIDE, synthesis_windows
 
@@ -41,6 +42,7 @@ def _sha256(path: Path) -> str:
 class DecodedLatent:
     y_hat: np.ndarray  # (M, h, w) float32
     header: Header
+    extras: dict[str, bytes]  # format 4: the file's extras (docs/format.md)
 
 
 class LiteDecoder:
@@ -101,7 +103,8 @@ class LiteDecoder:
         container, shape = self._check(data, max_pixels)
         h = container.header
         try:
-            return DecodedLatent(self.entropy.decode(container.streams, shape, h.quality, h.tile), h)
+            return DecodedLatent(self.entropy.decode(container.streams, shape, h.quality, h.tile), h,
+                                 container.extras)
         except (RuntimeError, ValueError, IndexError) as exc:  # the rANS decoder rejecting garbage
             raise FormatError(f"corrupted .edc file: entropy decoding failed ({exc})") from None
 
@@ -110,16 +113,21 @@ class LiteDecoder:
         return self.session.run(None, {"y_hat": y_hat[None]})[0][0]
 
     def decode(self, data: bytes, max_pixels: int | None = None) -> tuple[np.ndarray, Header]:
-        """An (H, W, 3) uint8 array and the header."""
+        """An (H, W, 3) uint8 array, (H, W, 4) when the file kept the source's alpha, and the header."""
         latent = self.decode_latent(data, max_pixels)
-        h, y_hat = latent.header, latent.y_hat
-        if not h.tile:
+        h, y_hat, alpha = latent.header, latent.y_hat, latent.extras.get(ALPHA)
+        if not h.tile and alpha is None:
             return _to_uint8(self._synthesize(y_hat)[:, : h.height, : h.width]), h
-        out = np.empty((h.height, h.width, 3), dtype=np.uint8)
+        out = np.empty((h.height, h.width, 3 if alpha is None else 4), dtype=np.uint8)
+        if alpha is not None:  # checked before the synthesis, the costly part
+            out[..., 3] = decode_alpha(alpha, h.width, h.height)
+        if not h.tile:
+            out[..., :3] = _to_uint8(self._synthesize(y_hat)[:, : h.height, : h.width])
+            return out, h
         for (rows, cols), crop, (out_rows, out_cols) in synthesis_windows(*y_hat.shape[-2:], h.height, h.width,
                                                                           h.tile, self.synthesis_halo):
             x = self._synthesize(np.ascontiguousarray(y_hat[:, rows, cols]))
-            out[out_rows, out_cols] = _to_uint8(x[:, crop[0], crop[1]])
+            out[out_rows, out_cols, :3] = _to_uint8(x[:, crop[0], crop[1]])
         return out, h
 
 
