@@ -229,9 +229,11 @@ def _decompress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
         image = _decompress_lite(data, args)
     else:
         image = decompress(data, max_pixels=args.max_pixels)
+    if image.mode in ("LA", "RGBA") and args.alpha == "drop":
+        image = image.convert(image.mode[:-1])
     if image.mode in ("LA", "RGBA") and fmt in ("bmp", "ppm"):  # Pillow's BMP reads back without it
         raise UsageError(f"{_shown(src, 'stdin')} has an alpha channel, which {fmt.upper()} does not hold: "
-                         "write .png or .tif")
+                         "write .png or .tif, or pass --alpha drop")
     _write_output(dst, _encoded_image(image, LOSSLESS_FORMATS[fmt]), args.force)
     return f"{_shown(src, 'stdin')} -> {_shown(dst, 'stdout')}: {image.width}x{image.height} {image.mode}"
 
@@ -558,7 +560,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("decompress", help=".edc to PNG")
     common(p)
     p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
-                   help="onnx: the torch-free decoder (edgecodec.lite) with onnxruntime; format-3 files only")
+                   help="onnx: the torch-free decoder (edgecodec.lite) with onnxruntime; format 3 and later")
+    p.add_argument("--alpha", choices=("keep", "drop"), default="keep",
+                   help="a kept alpha channel: write it (the default; PNG and TIFF hold it) or drop it")
     p.add_argument("--onnx-dir", help="--backend onnx: an `edgecodec export onnx` folder "
                                       "(default: export the file's model into the cache on first use)")
     p.add_argument("--int8", action="store_true", help="--backend onnx: the int8 synthesis, if exported")

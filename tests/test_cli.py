@@ -195,8 +195,11 @@ def test_alpha_and_metadata_through_the_command_line(tmp_path, kodim23_rgb, caps
             assert img.getexif().get(0x010F) == "TestMaker", suffix
     for suffix in ("bmp", "ppm"):  # formats that do not keep alpha are refused, not written without it
         assert main("decompress", edc, "-o", tmp_path / f"decoded.{suffix}") == 2
-        assert_one_error_line(capsys.readouterr().err, "alpha", suffix.upper())
+        assert_one_error_line(capsys.readouterr().err, "alpha", suffix.upper(), "--alpha drop")
         assert not (tmp_path / f"decoded.{suffix}").exists()
+        assert main("decompress", edc, "-o", tmp_path / f"decoded.{suffix}", "--alpha", "drop") == 0
+        with Image.open(tmp_path / f"decoded.{suffix}") as img:
+            assert img.mode == "RGB"
     # A grayscale source with alpha comes back LA.
     gray = tmp_path / "gray.png"
     Image.fromarray(np.dstack([kodim23_rgb[:64, :96, 0], alpha]), "LA").save(gray)
