@@ -288,8 +288,8 @@ def _decompress_lite(data: bytes, args: argparse.Namespace):
                                                      threads=args.threads)
         except (OSError, ValueError) as exc:
             raise UsageError(f"cannot load the exported model: {exc}") from None
-    pixels, _ = decoders[header.model].decode(data, max_pixels=args.max_pixels)
-    return decoded_image(pixels[..., :3], container)
+    pixels, _ = decoders[header.model].decode(data, max_pixels=args.max_pixels)  # RGBA if alpha was kept
+    return decoded_image(pixels, container)
 
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:

@@ -225,8 +225,9 @@ def test_the_input_is_never_overwritten(small_png, small_edc, tmp_path, capsys):
 
 
 def test_an_edc_with_alpha_is_a_valid_input(tmp_path, kodim23_rgb):
-    """Pillow reads .edc files through the plugin, so compress can take one; decoding its alpha
-    plane nests the Pillow pixel-limit context (a non-reentrant lock there once deadlocked)."""
+    """Pillow reads .edc files through the plugin, so compress can take one: it is decoded, alpha
+    included, inside the Pillow pixel-limit context (when alpha planes were PNGs, decoding one
+    re-entered that context's lock and deadlocked)."""
     alpha = np.zeros((64, 96), np.uint8)
     alpha[10:40, 20:70] = 255
     edc = tmp_path / "in.edc"

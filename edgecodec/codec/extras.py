@@ -27,13 +27,15 @@ def source_extras(prepared: PreparedImage) -> dict[str, bytes]:
     return extras
 
 
-def decoded_image(rgb: np.ndarray, container: Container) -> Image.Image:
+def decoded_image(pixels: np.ndarray, container: Container) -> Image.Image:
     """The decoded picture as the source was: L or RGB, LA or RGBA with its alpha plane, and the
-    kept metadata in ``info["exif"]`` (with the APP1 prefix, as Pillow reads a JPEG's) and ``info["xmp"]``."""
+    kept metadata in ``info["exif"]`` (with the APP1 prefix, as Pillow reads a JPEG's) and ``info["xmp"]``.
+    ``pixels``: (H, W, 3), or (H, W, 4) with the file's alpha already decoded (``edgecodec.lite``)."""
     h, extras = container.header, container.extras
-    image = to_pil(rgb, bool(h.conversions & 1))
+    image = to_pil(np.ascontiguousarray(pixels[..., :3]), bool(h.conversions & 1))
     if ALPHA in extras:
-        image.putalpha(Image.fromarray(decode_alpha(extras[ALPHA], h.width, h.height), "L"))
+        alpha = pixels[..., 3] if pixels.shape[-1] == 4 else decode_alpha(extras[ALPHA], h.width, h.height)
+        image.putalpha(Image.fromarray(np.ascontiguousarray(alpha), "L"))
     if extras.get(EXIF):
         image.info["exif"] = EXIF_PREFIX + extras[EXIF]
     if extras.get(XMP):

@@ -1,5 +1,5 @@
-"""Turning user input (path, encoded bytes, PIL image, HxWx3 array) into 8-bit RGB, recording what was
-converted, with the alpha plane and metadata the file keeps beside it (codec/extras.py)."""
+"""Turning user input (path, encoded bytes, PIL image, HxWx3 or HxWx4 array) into 8-bit RGB, recording
+what was converted, with the alpha plane and metadata the file keeps beside it (codec/extras.py)."""
 
 from __future__ import annotations
 
@@ -158,13 +158,14 @@ def _srgb_profile() -> ImageCms.ImageCmsProfile:
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 
 
-# Reentrant: an .edc input is decoded by the Pillow plugin inside this context, and the codec must
-# not deadlock if it opens an image again in the same thread (an alpha plane once was a PNG).
+# Reentrant: an .edc input is decoded by the Pillow plugin inside this context, so anything the codec
+# opens with Pillow there re-enters it in the same thread (when kept alpha planes were PNGs, that
+# deadlocked).
 _PILLOW_LIMIT_LOCK = threading.RLock()
 
 
 @contextlib.contextmanager
-def pillow_pixel_limit() -> Iterator[None]:
+def _pillow_pixel_limit() -> Iterator[None]:
     """Let our limit (checked right after the header is read, before decoding) govern instead of
     Pillow's global decompression-bomb limit, which would refuse images the user explicitly
     allowed. Pillow only offers the global, hence the lock."""
@@ -209,7 +210,7 @@ def load_image(image: ImageInput, alpha: str = "keep", max_pixels: int | None = 
         source, label = path, str(path)
     limit = default_max_pixels() if max_pixels is None else max_pixels
     try:
-        with pillow_pixel_limit(), Image.open(source) as img:
+        with _pillow_pixel_limit(), Image.open(source) as img:
             frames = getattr(img, "n_frames", 1)
             if frames > 1 and img.format in MULTI_FRAME_FORMATS:
                 raise InputImageError(f"{label}: {frames} frames (an animated or multi-page {img.format}); edgecodec "
