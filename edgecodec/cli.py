@@ -167,7 +167,8 @@ def _compress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
     _check_output(dst, args.force)
     _check_not_input(src, dst)
     source = _read_input(src) if _is_stdio(src) else src
-    prepared = load_image(source, alpha=args.alpha, max_pixels=args.max_pixels, metadata=args.metadata)
+    prepared = load_image(source, alpha=args.alpha, max_pixels=args.max_pixels, metadata=args.metadata,
+                          icc=args.icc)
     encoder = Encoder(prepared, args.model or DEFAULT_MODEL, refine_steps=args.refine)
     note = ""
     if args.target_bpp is not None or args.target_size is not None:
@@ -239,10 +240,19 @@ def _decompress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
 
 
 def _encoded_image(image, fmt: str) -> bytes:
-    """A decoded image as a lossless file, with the EXIF and XMP the .edc kept where the format holds them."""
+    """A decoded image as a lossless file, with the ICC profile, EXIF and XMP the .edc kept where the
+    format holds them; a format without ICC profiles gets the image converted to sRGB instead."""
     from PIL import PngImagePlugin
 
     options = {}
+    profile = image.info.get("icc_profile")
+    if profile and fmt in ("PNG", "TIFF"):
+        options["icc_profile"] = profile
+    elif profile:
+        from .codec.imageio import icc_to_srgb
+
+        converted = icc_to_srgb(image.convert("RGB"), profile)
+        image = converted if converted is not None else image
     exif, xmp = image.info.get("exif"), image.info.get("xmp")
     if exif and fmt in ("PNG", "TIFF"):
         options["exif"] = exif
@@ -549,6 +559,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metadata", choices=("strip", "keep"), default="strip",
                    help="the source's EXIF and XMP (camera, date, GPS position): strip them (the default) or "
                         "keep them in the file; decompress writes them into PNG and TIFF outputs")
+    p.add_argument("--icc", choices=("keep", "convert"), default="keep",
+                   help="an RGB image's colour profile other than sRGB (Display P3, Adobe RGB): keep it with the "
+                        "image's numbers (the default; decompress writes it into PNG and TIFF outputs) or convert "
+                        "the image to sRGB. CMYK images are always converted")
     p.add_argument("--refine", type=_int_at_least(0), default=0, metavar="STEPS",
                    help="optimise the latent for each image for STEPS gradient steps: fewer bytes at the same "
                         "quality, decodable by every decoder, but slower encoding (about 0.4 s a step for a "

@@ -19,9 +19,11 @@ is imported on the first ``load()`` or ``save()``, so registering the plugin cos
 Save options: ``quality`` (0..1, default 0.5: edgecodec's scale, not Pillow's 0-100),
 ``model`` (a name from ``edgecodec models``), ``target_size`` (bytes, or a string like "40KB")
 or ``target_bpp`` (instead of quality), ``alpha`` ("keep", the default, "drop" or "refuse") and
-``metadata`` ("strip", the default, or "keep": the image's ``info["exif"]`` and ``info["xmp"]``).
+``metadata`` ("strip", the default, or "keep": the image's ``info["exif"]`` and ``info["xmp"]``)
+and ``icc`` ("keep", the default, or "convert" to sRGB: an RGB image's ``info["icc_profile"]``).
 Opened images carry ``info["edc_model"]`` and ``info["edc_quality"]``, mode LA or RGBA when the
-file kept an alpha channel, and the kept metadata in ``info["exif"]`` and ``info["xmp"]``.
+file kept an alpha channel, a kept profile in ``info["icc_profile"]`` and kept metadata in
+``info["exif"]`` and ``info["xmp"]``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import IO
 
 from PIL import Image, ImageFile
 
-from .codec.container import ALPHA, EXIF, MAGIC, XMP, Container  # no torch: the API is imported on load/save
+from .codec.container import ALPHA, EXIF, ICC, MAGIC, XMP, Container  # no torch: the API is imported on load/save
 from .codec.imageio import EXIF_PREFIX
 from .errors import FormatError
 
@@ -63,6 +65,8 @@ class EdgecodecImageFile(ImageFile.ImageFile):
         self._mode = ("L" if header.conversions & _GRAYSCALE else "RGB") + ("A" if ALPHA in container.extras else "")
         self.info["edc_model"] = header.model
         self.info["edc_quality"] = header.quality
+        if container.extras.get(ICC):
+            self.info["icc_profile"] = container.extras[ICC]
         if container.extras.get(EXIF):
             self.info["exif"] = EXIF_PREFIX + container.extras[EXIF]
         if container.extras.get(XMP):
@@ -97,6 +101,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     data = compress(im, quality=info.get("quality", DEFAULT_QUALITY), model=info.get("model"),
                     target_size=info.get("target_size"), target_bpp=info.get("target_bpp"),
                     alpha=info.get("alpha", "keep"), metadata=info.get("metadata", "strip"),
+                    icc=info.get("icc", "keep"),
                     refine_steps=info.get("refine_steps", 0))
     fp.write(data)
 

@@ -167,3 +167,38 @@ def legacy_streams(model, rgb: np.ndarray, quality: float) -> list[bytes]:
         g = model.gains(torch.tensor([quality]))
         out = model.latent_codec.compress(y, g["y_gain"], g["z_gain"], g["y_gain_inv"], g["z_gain_inv"])
     return [s[0] for s in out["strings"]]
+
+
+def rgb_icc_profile(description: str, colorants: list[tuple[float, float, float]], gamma: float) -> bytes:
+    """A minimal ICC v2 matrix/TRC display profile (what Adobe RGB and Display P3 files carry). Built
+    here because Pillow can create only sRGB, LAB and XYZ profiles, and tests download nothing."""
+    def s15(v: float) -> bytes:
+        return struct.pack(">i", round(v * 65536))
+
+    def xyz(v: tuple[float, float, float]) -> bytes:
+        return b"XYZ " + bytes(4) + b"".join(s15(c) for c in v)
+
+    ascii_ = description.encode() + b"\0"
+    desc = b"desc" + bytes(4) + struct.pack(">I", len(ascii_)) + ascii_ + bytes(4 + 4 + 2 + 1 + 67)
+    curve = b"curv" + bytes(4) + struct.pack(">IH", 1, round(gamma * 256)) + bytes(2)
+    d50 = (0.9642, 1.0, 0.8249)
+    tags = [(b"desc", desc), (b"wtpt", xyz(d50)), (b"rXYZ", xyz(colorants[0])), (b"gXYZ", xyz(colorants[1])),
+            (b"bXYZ", xyz(colorants[2])), (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve),
+            (b"cprt", b"text" + bytes(4) + b"none\0\0\0\0")]
+    offset = 128 + 4 + 12 * len(tags)
+    table, body = struct.pack(">I", len(tags)), b""
+    for signature, data in tags:
+        data += bytes(-len(data) % 4)
+        table += signature + struct.pack(">II", offset + len(body), len(data))
+        body += data
+    size = offset + len(body)
+    header = (struct.pack(">I", size) + bytes(4) + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ " + bytes(12)
+              + b"acsp" + bytes(24) + struct.pack(">I", 0) + b"".join(s15(c) for c in d50) + bytes(48))
+    assert len(header) == 128
+    return header + table + body
+
+
+# Adobe RGB (1998): its D50-adapted colorants and gamma 563/256.
+ADOBE_RGB = rgb_icc_profile("Adobe RGB (1998) test profile",
+                            [(0.6097, 0.3111, 0.0195), (0.2053, 0.6257, 0.0609), (0.1492, 0.0632, 0.7446)],
+                            563 / 256)

@@ -324,7 +324,7 @@ def test_target_size_and_bpp_flags(small_png, tmp_path, capsys):
 
 @pytest.mark.parametrize("args", [
     ["--quality", "2"], ["--quality", "-0.5"], ["--quality", "0.5", "--target-bpp", "1"],
-    ["--alpha", "blend"], ["--metadata", "all"], ["--quality", "high"], ["--target-bpp", "inf"],
+    ["--alpha", "blend"], ["--metadata", "all"], ["--icc", "ignore"], ["--quality", "high"], ["--target-bpp", "inf"],
     ["--target-bpp", "nan"], ["--target-bpp", "0"], ["--max-pixels", "0"],
 ])
 def test_usage_errors_exit_2(small_png, tmp_path, capsys, args):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import io
-import struct
 
 import numpy as np
 import pytest
-from conftest import SHIPPED, png_rgb16
+from conftest import ADOBE_RGB, SHIPPED, png_rgb16
 from PIL import Image, ImageCms
 
 import edgecodec
@@ -172,11 +171,11 @@ def test_alpha_is_kept_losslessly_by_default(crop, tmp_path):
     assert Container.from_bytes(edgecodec.compress(np.dstack([crop, alpha]), model="tiny")).extras == container.extras
 
 
-def test_invalid_alpha_or_metadata_policy_is_a_value_error(crop, tmp_path):
+def test_invalid_alpha_metadata_or_icc_policy_is_a_value_error(crop, tmp_path):
     """A wrong argument is the caller's error (ValueError), not a broken image file."""
     path = tmp_path / "crop.png"
     Image.fromarray(crop).save(path)
-    for bad in (dict(alpha="blend"), dict(metadata="all")):
+    for bad in (dict(alpha="blend"), dict(metadata="all"), dict(icc="ignore")):
         with Image.open(path) as img:
             with pytest.raises(ValueError):
                 prepare_pil(img, **bad)
@@ -290,71 +289,62 @@ def test_cmyk_source(crop, tmp_path):
     assert np.abs(prepared.rgb.astype(int) - crop).mean() < 12
 
 
-def rgb_icc_profile(description: str, colorants: list[tuple[float, float, float]], gamma: float) -> bytes:
-    """A minimal ICC v2 matrix/TRC display profile (what Adobe RGB and Display P3 files carry). Built
-    here because Pillow can create only sRGB, LAB and XYZ profiles, and tests download nothing."""
-    def s15(v: float) -> bytes:
-        return struct.pack(">i", round(v * 65536))
-
-    def xyz(v: tuple[float, float, float]) -> bytes:
-        return b"XYZ " + bytes(4) + b"".join(s15(c) for c in v)
-
-    ascii_ = description.encode() + b"\0"
-    desc = b"desc" + bytes(4) + struct.pack(">I", len(ascii_)) + ascii_ + bytes(4 + 4 + 2 + 1 + 67)
-    curve = b"curv" + bytes(4) + struct.pack(">IH", 1, round(gamma * 256)) + bytes(2)
-    d50 = (0.9642, 1.0, 0.8249)
-    tags = [(b"desc", desc), (b"wtpt", xyz(d50)), (b"rXYZ", xyz(colorants[0])), (b"gXYZ", xyz(colorants[1])),
-            (b"bXYZ", xyz(colorants[2])), (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve),
-            (b"cprt", b"text" + bytes(4) + b"none\0\0\0\0")]
-    offset = 128 + 4 + 12 * len(tags)
-    table, body = struct.pack(">I", len(tags)), b""
-    for signature, data in tags:
-        data += bytes(-len(data) % 4)
-        table += signature + struct.pack(">II", offset + len(body), len(data))
-        body += data
-    size = offset + len(body)
-    header = (struct.pack(">I", size) + bytes(4) + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ " + bytes(12)
-              + b"acsp" + bytes(24) + struct.pack(">I", 0) + b"".join(s15(c) for c in d50) + bytes(48))
-    assert len(header) == 128
-    return header + table + body
-
-
-# Adobe RGB (1998): its D50-adapted colorants and gamma 563/256.
-ADOBE_RGB = rgb_icc_profile("Adobe RGB (1998) test profile",
-                            [(0.6097, 0.3111, 0.0195), (0.2053, 0.6257, 0.0609), (0.1492, 0.0632, 0.7446)],
-                            563 / 256)
-
-
 @pytest.mark.parametrize("suffix", [".png", ".jpg"])
-def test_icc_profile_is_converted_to_srgb(crop, tmp_path, suffix):
-    """A photo tagged Adobe RGB is coded as the sRGB image it shows (flag 128), not as its raw
-    numbers, which an untagged decoded PNG would display desaturated."""
+def test_icc_profile_is_kept_or_converted_to_srgb(crop, tmp_path, suffix):
+    """A photo tagged Adobe RGB is coded as its numbers with the profile kept (the decoded image is
+    tagged with it, so it shows as the source did), or with icc="convert" as the sRGB image it
+    shows (flag 128), not as untagged raw numbers, which viewers would display desaturated."""
     path = tmp_path / f"adobe{suffix}"
     Image.fromarray(crop).save(path, icc_profile=ADOBE_RGB, **({"quality": 95} if suffix == ".jpg" else {}))
     with Image.open(path) as img:
         raw = np.asarray(img.convert("RGB"))
         expected = np.asarray(ImageCms.profileToProfile(img, ImageCms.ImageCmsProfile(io.BytesIO(ADOBE_RGB)),
                                                         ImageCms.createProfile("sRGB"), outputMode="RGB"))
-    prepared = load_image(path)
-    assert prepared.conversions == 128
-    assert np.array_equal(prepared.rgb, expected)
-    assert np.abs(prepared.rgb.astype(int) - raw).mean() > 2  # the profile really changed the numbers
+    kept = load_image(path)
+    assert kept.conversions == 0 and kept.icc == ADOBE_RGB and np.array_equal(kept.rgb, raw)
     data = edgecodec.compress(path, model="tiny")
+    assert Container.from_bytes(data).extras == {"iccp": ADOBE_RGB}
+    assert edgecodec.decompress(data).info["icc_profile"] == ADOBE_RGB
+    converted = load_image(path, icc="convert")
+    assert converted.conversions == 128 and converted.icc is None
+    assert np.array_equal(converted.rgb, expected)
+    assert np.abs(converted.rgb.astype(int) - raw).mean() > 2  # the profile really changed the numbers
+    data = edgecodec.compress(path, model="tiny", icc="convert")
     assert "ICC profile converted to sRGB" in header_of(data).conversion_names()
-    assert edgecodec.decompress(data).mode == "RGB"
+    assert not Container.from_bytes(data).extras and "icc_profile" not in edgecodec.decompress(data).info
 
 
-def test_training_loader_prepares_images_as_the_codec_does(crop, tmp_path):
-    """Models train on the colours and orientation the codec will give them."""
-    from edgecodec.train.data import load_rgb
+def test_cmyk_sources_never_keep_a_profile(crop, tmp_path):
+    """The models code RGB: a CMYK image is converted (with its print profile when LittleCMS reads
+    one), never coded as CMYK numbers under a kept profile. (Pillow cannot write CMYK profiles; a
+    mismatched RGB profile on a CMYK image is not kept either.)"""
+    for name, profile in (("plain", None), ("mismatched", ADOBE_RGB)):
+        path = tmp_path / f"{name}.tif"
+        Image.fromarray(crop).convert("CMYK").save(path, **({"icc_profile": profile} if profile else {}))
+        for icc in ("keep", "convert"):
+            prepared = load_image(path, icc=icc)
+            assert prepared.icc is None and prepared.conversions & 32, (name, icc)
 
-    path = tmp_path / "adobe-rotated.jpg"
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    Image.fromarray(crop).save(path, icc_profile=ADOBE_RGB, exif=exif, quality=95)
-    prepared = load_image(path)
-    assert prepared.conversions == 16 | 128
-    assert np.array_equal(np.asarray(load_rgb(path)), prepared.rgb)
+
+def test_kept_profiles_reach_png_and_tiff_outputs_and_others_get_srgb(crop, tmp_path):
+    from edgecodec.cli import main
+
+    path = tmp_path / "adobe.png"
+    Image.fromarray(crop).save(path, icc_profile=ADOBE_RGB)
+    edc = tmp_path / "adobe.edc"
+    edc.write_bytes(edgecodec.compress(path, model="tiny"))
+    decoded = edgecodec.decompress(edc)
+    for suffix in ("png", "tif", "bmp"):
+        out = tmp_path / f"out.{suffix}"
+        assert main(["decompress", str(edc), "-o", str(out)]) == 0
+        with Image.open(out) as img:
+            if suffix == "bmp":  # no profile in a BMP: the sRGB image it shows instead
+                assert "icc_profile" not in img.info
+                srgb = ImageCms.profileToProfile(decoded, ImageCms.ImageCmsProfile(io.BytesIO(ADOBE_RGB)),
+                                                 ImageCms.createProfile("sRGB"), outputMode="RGB")
+                assert np.array_equal(np.asarray(img), np.asarray(srgb))
+            else:
+                assert img.info["icc_profile"] == ADOBE_RGB and np.array_equal(np.asarray(img), np.asarray(decoded))
 
 
 def test_srgb_and_broken_profiles_leave_pixels_alone(crop, tmp_path):
@@ -363,7 +353,7 @@ def test_srgb_and_broken_profiles_leave_pixels_alone(crop, tmp_path):
         path = tmp_path / f"{name}.png"
         Image.fromarray(crop).save(path, icc_profile=profile)
         prepared = load_image(path)
-        assert prepared.conversions == 0, name
+        assert prepared.conversions == 0 and prepared.icc is None, name  # nothing to keep
         assert np.array_equal(prepared.rgb, crop), name
 
 

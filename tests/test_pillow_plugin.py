@@ -8,14 +8,14 @@ import sys
 
 import numpy as np
 import pytest
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageCms, UnidentifiedImageError
 
 import edgecodec
 from edgecodec import pillow as plugin
 from edgecodec.codec import api
 from edgecodec.zoo import DEFAULT_MODEL
 
-from conftest import SHIPPED
+from conftest import ADOBE_RGB, SHIPPED
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +131,20 @@ def test_alpha_and_metadata_open_and_save(crop, tmp_path):
     rgba.save(path, quality=0.3, alpha="drop")
     with Image.open(path) as img:
         assert img.mode == "RGB"
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()  # not sRGB, not RGB: not kept
+    p3_like = crop.copy()
+    p3_like.info["icc_profile"] = ADOBE_RGB
+    p3_like.save(path, quality=0.3)
+    with Image.open(path) as img:
+        assert img.info["icc_profile"] == p3_like.info["icc_profile"]  # kept, before decoding
+    p3_like.save(path, quality=0.3, icc="convert")
+    with Image.open(path) as img:
+        assert "icc_profile" not in img.info
+    crop_lab = crop.copy()
+    crop_lab.info["icc_profile"] = profile
+    crop_lab.save(path, quality=0.3)
+    with Image.open(path) as img:
+        assert "icc_profile" not in img.info
 
 
 def test_bad_quality_is_an_error(crop):

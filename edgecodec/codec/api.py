@@ -134,13 +134,15 @@ def quality_to_q16(quality: float) -> int:
 
 def compress(image: ImageInput, quality: float = DEFAULT_QUALITY, model: str | None = None, *,
              target_bpp: float | None = None, target_size: int | str | None = None,
-             alpha: str = "keep", metadata: str = "strip", max_pixels: int | None = None,
+             alpha: str = "keep", metadata: str = "strip", icc: str = "keep", max_pixels: int | None = None,
              refine_steps: int = 0) -> bytes:
     """Compress an image (path, an image file's bytes, PIL image or HxWx3 / HxWx4 uint8 array) into .edc bytes.
 
     ``alpha``: "keep" codes an alpha channel losslessly beside the picture (its bytes count in the
     file's rate), "drop" discards it, "refuse" raises InputImageError. ``metadata``: "keep" stores
-    the source's EXIF and XMP, "strip" (the default) does not.
+    the source's EXIF and XMP, "strip" (the default) does not. ``icc``: an RGB source's colour
+    profile other than sRGB is kept with its numbers ("keep", the default: the decoded image carries
+    it) or the image is converted to sRGB ("convert"); CMYK sources are always converted.
 
     ``target_bpp`` or ``target_size`` (bytes, or a string like "40KB") searches the quality
     instead; the result is the largest quality that fits, within 3% of the target when reachable.
@@ -150,7 +152,7 @@ def compress(image: ImageInput, quality: float = DEFAULT_QUALITY, model: str | N
     """
     if target_bpp is not None and target_size is not None:
         raise ValueError("give target_bpp or target_size, not both")
-    prepared = load_image(image, alpha=alpha, max_pixels=max_pixels, metadata=metadata)
+    prepared = load_image(image, alpha=alpha, max_pixels=max_pixels, metadata=metadata, icc=icc)
     encoder = Encoder(prepared, zoo.DEFAULT_MODEL if model is None else model, refine_steps=refine_steps)
     if target_bpp is not None:
         if not (math.isfinite(target_bpp) and target_bpp > 0):
@@ -215,6 +217,7 @@ def _decode(data: EdcInput, max_pixels: int | None) -> tuple[np.ndarray, Contain
 
 def decompress(data: EdcInput, max_pixels: int | None = None) -> Image.Image:
     """Decode .edc bytes (or an .edc file's path) into a PIL image: mode L or RGB, LA or RGBA when the file kept the
-    source's alpha; kept metadata in ``info["exif"]`` and ``info["xmp"]`` (pass them to ``save``)."""
+    source's alpha; a kept ICC profile in ``info["icc_profile"]``, kept metadata in ``info["exif"]``
+    and ``info["xmp"]`` (pass them to ``save``)."""
     rgb, container = _decode(data, max_pixels)
     return decoded_image(rgb, container)

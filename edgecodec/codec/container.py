@@ -19,7 +19,7 @@ MAGIC = b"\x89EDC"
 #   3: version 2's layout, with y's Gaussian parameters from the integer hyper-synthesis
 #      (edgecodec/lite/hyper.py), so that every backend (PyTorch, onnxruntime) decodes the same
 #      latents. Versions 1 and 2 (float hyper-synthesis) still decode with the PyTorch backend.
-#   4: version 3 plus a table of tagged extras after the streams (alpha plane, EXIF, XMP:
+#   4: version 3 plus a table of tagged extras after the streams (alpha plane, ICC profile, EXIF, XMP:
 #      codec/extras.py, lite/alpha.py). Written only for files that carry extras, so that every other file stays
 #      version 3 and decodes with edgecodec versions that predate 4.
 FORMAT_VERSION = 4
@@ -50,6 +50,7 @@ _EXTRA = struct.Struct("<4sI")  # version 4: an extra's tag and length
 ALPHA = "alph"  # the alpha plane, lossless (edgecodec/lite/alpha.py)
 EXIF = "exif"  # the TIFF-structured EXIF block, without the "Exif\0\0" prefix of a JPEG APP1 segment
 XMP = "xmp "  # the XMP packet, UTF-8
+ICC = "iccp"  # the ICC profile the picture's numbers are in (an RGB source's, kept), as PNG's iCCP
 # An extra's tag: four printable ASCII characters, as PNG's chunk types (e.g. "alph", "xmp ").
 _TAG_RULE = re.compile(r"[\x20-\x7e]{4}")
 

@@ -1,6 +1,6 @@
 """What a file carries besides the coded RGB picture (format version 4's extras, docs/format.md):
 the source's alpha plane, coded losslessly (``edgecodec/lite/alpha.py``, which the torch-free
-decoder shares), and its EXIF and XMP metadata.
+decoder shares), the ICC profile its numbers are in, and its EXIF and XMP metadata.
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import numpy as np
 from PIL import Image
 
 from ..lite.alpha import decode_alpha, encode_alpha
-from .container import ALPHA, EXIF, XMP, Container
+from .container import ALPHA, EXIF, ICC, XMP, Container
 from .imageio import EXIF_PREFIX, PreparedImage, to_pil
 
-EXTRA_NAMES = {ALPHA: "alpha (lossless)", EXIF: "EXIF", XMP: "XMP"}  # as `edgecodec info` shows them
+EXTRA_NAMES = {ALPHA: "alpha (lossless)", ICC: "ICC profile", EXIF: "EXIF", XMP: "XMP"}  # as `info` shows them
 
 
 def source_extras(prepared: PreparedImage) -> dict[str, bytes]:
@@ -20,6 +20,8 @@ def source_extras(prepared: PreparedImage) -> dict[str, bytes]:
     extras: dict[str, bytes] = {}
     if prepared.alpha is not None:
         extras[ALPHA] = encode_alpha(prepared.alpha)
+    if prepared.icc:
+        extras[ICC] = prepared.icc
     if prepared.exif:
         extras[EXIF] = prepared.exif
     if prepared.xmp:
@@ -28,14 +30,17 @@ def source_extras(prepared: PreparedImage) -> dict[str, bytes]:
 
 
 def decoded_image(pixels: np.ndarray, container: Container) -> Image.Image:
-    """The decoded picture as the source was: L or RGB, LA or RGBA with its alpha plane, and the
-    kept metadata in ``info["exif"]`` (with the APP1 prefix, as Pillow reads a JPEG's) and ``info["xmp"]``.
+    """The decoded picture as the source was: L or RGB, LA or RGBA with its alpha plane, its kept
+    ICC profile in ``info["icc_profile"]``, and the kept metadata in ``info["exif"]`` (with the APP1
+    prefix, as Pillow reads a JPEG's) and ``info["xmp"]``.
     ``pixels``: (H, W, 3), or (H, W, 4) with the file's alpha already decoded (``edgecodec.lite``)."""
     h, extras = container.header, container.extras
     image = to_pil(np.ascontiguousarray(pixels[..., :3]), bool(h.conversions & 1))
     if ALPHA in extras:
         alpha = pixels[..., 3] if pixels.shape[-1] == 4 else decode_alpha(extras[ALPHA], h.width, h.height)
         image.putalpha(Image.fromarray(np.ascontiguousarray(alpha), "L"))
+    if extras.get(ICC):
+        image.info["icc_profile"] = extras[ICC]
     if extras.get(EXIF):
         image.info["exif"] = EXIF_PREFIX + extras[EXIF]
     if extras.get(XMP):

@@ -23,6 +23,10 @@ ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, 
 ALPHA_MODES = {"RGBA", "LA", "PA"}  # and the premultiplied RGBa and La, converted to these first
 ALPHA_POLICIES = ("keep", "drop", "refuse")  # keep: coded losslessly beside the picture (codec/extras.py)
 METADATA_POLICIES = ("strip", "keep")  # EXIF and XMP; stripped by default, as cwebp does (GPS positions, bytes)
+# An RGB source's ICC profile other than sRGB: kept (its numbers coded as they are, the profile
+# stored, so the decoded image is tagged with it, as JPEG, AVIF and JPEG XL files keep theirs: a
+# Display P3 photo keeps its gamut) or converted to sRGB. CMYK sources are always converted.
+ICC_POLICIES = ("keep", "convert")
 EXIF_PREFIX = b"Exif\x00\x00"  # of a JPEG's APP1 segment, and of Pillow's info["exif"]
 # Formats whose extra frames are images of their own (animation frames, pages), which coding only
 # the first would silently lose. (A JPEG's MPO frames are previews or stereo views: not refused.)
@@ -38,6 +42,7 @@ class PreparedImage:
     alpha: np.ndarray | None = None  # (H, W) uint8, kept (alpha="keep") from a source with transparency
     exif: bytes | None = None  # kept EXIF block (metadata="keep"), TIFF-structured, orientation removed if applied
     xmp: bytes | None = None  # kept XMP packet, UTF-8
+    icc: bytes | None = None  # kept ICC profile of an RGB source (icc="keep"), which ``rgb``'s numbers are in
 
 
 def source_bit_depth(img: Image.Image) -> int:
@@ -54,11 +59,13 @@ def source_bit_depth(img: Image.Image) -> int:
     return 8
 
 
-def _check_policies(alpha: str, metadata: str) -> None:
+def _check_policies(alpha: str, metadata: str, icc: str) -> None:
     if alpha not in ALPHA_POLICIES:
         raise ValueError(f"alpha must be one of {ALPHA_POLICIES}, not {alpha!r}")
     if metadata not in METADATA_POLICIES:
         raise ValueError(f"metadata must be one of {METADATA_POLICIES}, not {metadata!r}")
+    if icc not in ICC_POLICIES:
+        raise ValueError(f"icc must be one of {ICC_POLICIES}, not {icc!r}")
 
 
 def _alpha_plane(img: Image.Image) -> np.ndarray:
@@ -81,15 +88,15 @@ def _metadata(img: Image.Image) -> tuple[bytes | None, bytes | None]:
 
 
 def prepare_pil(img: Image.Image, alpha: str = "keep", max_pixels: int | None = None,
-                bit_depth: int | None = None, metadata: str = "strip") -> PreparedImage:
+                bit_depth: int | None = None, metadata: str = "strip", icc: str = "keep") -> PreparedImage:
     """Convert a PIL image to 8-bit RGB; flags follow ``container.CONVERSIONS``. ``alpha``: keep
     the alpha plane (coded losslessly), drop it, or refuse the image; ``metadata``: keep or strip
-    EXIF and XMP."""
-    _check_policies(alpha, metadata)
+    EXIF and XMP; ``icc``: keep an RGB source's profile or convert to sRGB (``ICC_POLICIES``)."""
+    _check_policies(alpha, metadata, icc)
     check_pixels(img.width, img.height, max_pixels)
     flags = 0
     depth = bit_depth or source_bit_depth(img)
-    icc = img.info.get("icc_profile")
+    profile = img.info.get("icc_profile")
     orientation = img.getexif().get(0x0112, 1) if hasattr(img, "getexif") else 1
     if orientation not in (0, 1):
         img = ImageOps.exif_transpose(img)
@@ -106,6 +113,7 @@ def prepare_pil(img: Image.Image, alpha: str = "keep", max_pixels: int | None = 
     if has_alpha and alpha == "drop":
         flags |= 8
     exif, xmp = _metadata(img) if metadata == "keep" else (None, None)
+    kept_profile = None
     channels = len(img.getbands())
     if mode in ("P", "PA"):
         flags |= 2
@@ -129,12 +137,18 @@ def prepare_pil(img: Image.Image, alpha: str = "keep", max_pixels: int | None = 
         if img.mode not in ("RGB", "RGBA"):  # CMYK, YCbCr, LAB, HSV ...
             flags |= 32
         source = img.convert("RGB") if img.mode == "RGBA" else img
-        rgb = icc_to_srgb(source, icc)
-        if rgb is not None:
+        if icc == "keep" and source.mode == "RGB" and _foreign_profile(profile, "RGB") is not None:
+            kept_profile = bytes(profile)  # the numbers stay in the profile's space
+            converted = None
+        else:
+            converted = icc_to_srgb(source, profile)
+        if converted is not None:
             flags |= 128
+            rgb = converted
         else:  # convert() would copy an RGB image once more before np.array copies it (133 MB for 8K)
             rgb = source if source.mode == "RGB" else source.convert("RGB")
-    return PreparedImage(np.array(rgb, dtype=np.uint8), channels, depth, flags, alpha_plane, exif, xmp)
+    return PreparedImage(np.array(rgb, dtype=np.uint8), channels, depth, flags, alpha_plane, exif, xmp,
+                         kept_profile)
 
 
 def icc_to_srgb(img: Image.Image, icc: bytes | None) -> Image.Image | None:
@@ -142,15 +156,29 @@ def icc_to_srgb(img: Image.Image, icc: bytes | None) -> Image.Image | None:
     the models were trained on and what an untagged decoded PNG means (a Display P3 or Adobe RGB
     photo read as sRGB looks washed out). None when there is nothing to do: no profile, an sRGB one,
     another mode, or a profile LittleCMS cannot use (then ignored, as browsers do)."""
-    if not icc or img.mode not in ("RGB", "CMYK"):
+    profile = _foreign_profile(icc, img.mode)
+    if profile is None:
         return None
     try:
-        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        if img.mode == "RGB" and "srgb" in ImageCms.getProfileDescription(profile).lower():
-            return None
         return ImageCms.profileToProfile(img, profile, _srgb_profile(), outputMode="RGB")
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
         return None
+
+
+def _foreign_profile(icc: bytes | None, mode: str) -> ImageCms.ImageCmsProfile | None:
+    """An embedded profile that matters: one LittleCMS reads, for this RGB or CMYK mode's colour
+    space, and not sRGB (an sRGB image's numbers need nothing). None otherwise."""
+    if not icc or mode not in ("RGB", "CMYK"):
+        return None
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if profile.profile.xcolor_space.strip() != mode:
+            return None
+        if mode == "RGB" and "srgb" in ImageCms.getProfileDescription(profile).lower():
+            return None
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError, AttributeError):
+        return None
+    return profile
 
 
 @functools.lru_cache(maxsize=1)
@@ -179,10 +207,11 @@ def _pillow_pixel_limit() -> Iterator[None]:
 
 
 def load_image(image: ImageInput, alpha: str = "keep", max_pixels: int | None = None,
-               metadata: str = "strip") -> PreparedImage:
+               metadata: str = "strip", icc: str = "keep") -> PreparedImage:
     """Read a path, an image file's bytes, a PIL image or an HxWx3 (RGB) or HxWx4 (RGBA) uint8
-    array into 8-bit RGB, with its alpha plane and metadata as ``alpha`` and ``metadata`` say."""
-    _check_policies(alpha, metadata)
+    array into 8-bit RGB, with its alpha plane, metadata and colour profile as ``alpha``,
+    ``metadata`` and ``icc`` say (``prepare_pil``)."""
+    _check_policies(alpha, metadata, icc)
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (3, 4) or 0 in image.shape:
             raise InputImageError(f"arrays must be HxWx3 or HxWx4 uint8, got shape {image.shape} dtype {image.dtype}")
@@ -191,7 +220,7 @@ def load_image(image: ImageInput, alpha: str = "keep", max_pixels: int | None = 
             return prepare_pil(Image.fromarray(image, "RGBA"), alpha, max_pixels)
         return PreparedImage(np.ascontiguousarray(image), 3, 8, 0)
     if isinstance(image, Image.Image):
-        return prepare_pil(image, alpha, max_pixels, metadata=metadata)
+        return prepare_pil(image, alpha, max_pixels, metadata=metadata, icc=icc)
     if isinstance(image, (bytearray, memoryview)):
         image = bytes(image)
     if not isinstance(image, (bytes, str, os.PathLike)):
@@ -218,7 +247,7 @@ def load_image(image: ImageInput, alpha: str = "keep", max_pixels: int | None = 
             check_pixels(img.width, img.height, limit)
             depth = source_bit_depth(img)
             img.load()
-            return prepare_pil(img, alpha, limit, bit_depth=depth, metadata=metadata)
+            return prepare_pil(img, alpha, limit, bit_depth=depth, metadata=metadata, icc=icc)
     except UnidentifiedImageError:
         raise InputImageError(f"{label}: not an image Pillow can read") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:

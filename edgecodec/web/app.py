@@ -121,7 +121,8 @@ def read_image(data: bytes, max_pixels: int):
             raise WebError(413, f"image of {img.width}x{img.height} = {pixels:,} pixels is over this server's "
                                 f"limit of {max_pixels:,} pixels (edgecodec serve --max-pixels)")
         try:
-            return load_image(img, alpha="drop", max_pixels=max_pixels), img.format
+            # sRGB numbers: the page shows untagged PNGs next to the classical codecs' decodes
+            return load_image(img, alpha="drop", max_pixels=max_pixels, icc="convert"), img.format
         except ImageTooLargeError as exc:
             raise WebError(413, str(exc)) from None
         except (InputImageError, OSError, ValueError, SyntaxError) as exc:
