@@ -19,9 +19,9 @@ MAGIC = b"\x89EDC"
 #   3: version 2's layout, with y's Gaussian parameters from the integer hyper-synthesis
 #      (edgecodec/lite/hyper.py), so that every backend (PyTorch, onnxruntime) decodes the same
 #      latents. Versions 1 and 2 (float hyper-synthesis) still decode with the PyTorch backend.
-#   4: version 3 plus a table of tagged extras after the streams (alpha plane, ICC profile, EXIF, XMP:
-#      codec/extras.py, lite/alpha.py). Written only for files that carry extras, so that every other file stays
-#      version 3 and decodes with edgecodec versions that predate 4.
+#   4: version 3 plus a table of tagged extras after the streams (alpha plane, ICC profile, EXIF,
+#      XMP: codec/extras.py, lite/alpha.py). Written only for files that carry extras, so that
+#      every other file stays version 3 and decodes with edgecodec versions that predate 4.
 FORMAT_VERSION = 4
 STREAM_VERSION = 3  # the stream semantics the encoder writes; the version of a file without extras
 EXTRAS_VERSION = 4
@@ -205,7 +205,7 @@ def _parse_body(data: bytes, header_len: int, version: int) -> tuple[Header, lis
 
 def _parse_extras(data: bytes, pos: int, payload_end: int) -> dict[str, bytes]:
     """Version 4's extras table, which must end exactly at the CRC. Only its layout is checked
-    here; what an extra holds is checked by whoever reads it (codec/extras.py)."""
+    here; what an extra holds is checked by whoever reads it (lite/alpha.py for the alpha plane)."""
     if pos >= payload_end:
         raise FormatError("truncated .edc file: extras table missing")
     count = data[pos]
