@@ -17,7 +17,7 @@ class UsageError(EdgecodecError):
 
 
 class InputImageError(EdgecodecError):
-    """The input image cannot be read or is not supported (e.g. alpha without --alpha drop)."""
+    """The input image cannot be read or is not supported (e.g. an animated GIF, or alpha with --alpha refuse)."""
 
     exit_code = 3
 
