@@ -211,6 +211,13 @@ def test_serve_parser_defaults_to_loopback():
     assert (args.port, args.max_upload_mb, args.max_pixels) == (0, 5.0, 1000)
 
 
+@pytest.mark.parametrize("args", [["--max-upload-mb", "0"], ["--max-upload-mb", "nan"], ["--max-upload-mb", "inf"],
+                                  ["--max-pixels", "0"], ["--workers", "0"], ["--port", "70000"]])
+def test_serve_refuses_bad_limits(args, capsys):
+    assert cli.main(["serve", *args]) == 2
+    assert_one_error_line(capsys.readouterr().err, args[0])
+
+
 def test_serve_refuses_a_port_in_use(capsys):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

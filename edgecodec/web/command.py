@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import socket
 
 DEFAULT_HOST = "127.0.0.1"
@@ -34,8 +35,8 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 def cmd_serve(args: argparse.Namespace) -> int:
     from ..errors import UsageError
 
-    if args.max_upload_mb <= 0 or args.max_pixels <= 0:
-        raise UsageError("--max-upload-mb and --max-pixels must be positive")
+    if not (math.isfinite(args.max_upload_mb) and args.max_upload_mb > 0) or args.max_pixels <= 0:
+        raise UsageError("--max-upload-mb and --max-pixels must be positive numbers")
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be in 0..65535, got {args.port}")
     if args.workers is not None and args.workers < 1:
