@@ -12,6 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .argtypes import finite_number, int_at_least, numbers, positive_number
+
 LOSSLESS_FORMATS = {"png": "PNG", "bmp": "BMP", "tif": "TIFF", "tiff": "TIFF", "ppm": "PPM"}
 EXIT_USAGE = 2
 EXIT_PARTIAL = 10  # folder mode: some files failed, the rest were written
@@ -124,31 +126,6 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def _int_at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse type: an integer of at least ``minimum``."""
-    def parse(text: str) -> int:
-        value = int(text)  # argparse turns the ValueError into a usage error
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be {minimum} or more, got {value}")
-        return value
-
-    parse.__name__ = "int"  # argparse names the type in "invalid int value: 'x'"
-    return parse
-
-
-def _positive_number(text: str) -> float:
-    """An argparse type: a finite number above 0 (e.g. bits per pixel)."""
-    import math
-
-    value = float(text)  # argparse turns the ValueError into a usage error
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-_positive_number.__name__ = "number"  # argparse names the type in "invalid number value: 'x'"
 
 
 def _fmt_metric(value: float, digits: int) -> str:
@@ -514,7 +491,7 @@ def cmd_export_model(args: argparse.Namespace) -> int:
     if args.kodak:
         os.environ["EDGECODEC_MODEL_PATH"] = os.pathsep.join(
             [str(out_dir), *filter(None, os.environ.get("EDGECODEC_MODEL_PATH", "").split(os.pathsep))])
-        qualities = [float(q) for q in args.qualities.split(",")]
+        qualities = args.qualities
         result = run_sweep(args.kodak, Path(args.run) / f"eval-{args.name}", models=[args.name],
                            qualities=qualities, codecs=[], progress=not args.quiet)
         points = result.summary["curves"][args.name]["points"]
@@ -532,7 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgecodec", description="Learned image codec with real bitstreams.",
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    parser.add_argument("--threads", type=_int_at_least(1), default=None, help="CPU threads for the transforms")
+    parser.add_argument("--threads", type=int_at_least(1), default=None, help="CPU threads for the transforms")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
@@ -541,7 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
                                               "input), or a folder for a folder input")
         p.add_argument("--force", action="store_true", help="overwrite existing outputs")
         p.add_argument("--skip-existing", action="store_true", help="folder mode: skip outputs that exist")
-        p.add_argument("--max-pixels", type=_int_at_least(1), default=None,
+        p.add_argument("--max-pixels", type=int_at_least(1), default=None,
                        help="refuse images above this many pixels (default: $EDGECODEC_MAX_PIXELS or Pillow's)")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
         p.add_argument("-v", "--verbose", action="store_true", help="folder mode: a line per file")
@@ -550,7 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     rate = p.add_mutually_exclusive_group()
     rate.add_argument("--quality", type=float, default=0.5, help="0 (smallest) to 1 (best), default 0.5")
-    rate.add_argument("--target-bpp", type=_positive_number, help="search the quality for this many bits per pixel")
+    rate.add_argument("--target-bpp", type=positive_number, help="search the quality for this many bits per pixel")
     rate.add_argument("--target-size", help="search the quality for this file size, e.g. 40KB")
     p.add_argument("--model", help="model name (see `edgecodec models`)")
     p.add_argument("--alpha", choices=("keep", "drop", "refuse"), default="keep",
@@ -563,7 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an RGB image's colour profile other than sRGB (Display P3, Adobe RGB): keep it with the "
                         "image's numbers (the default; decompress writes it into PNG and TIFF outputs) or convert "
                         "the image to sRGB. CMYK images are always converted")
-    p.add_argument("--refine", type=_int_at_least(0), default=0, metavar="STEPS",
+    p.add_argument("--refine", type=int_at_least(0), default=0, metavar="STEPS",
                    help="optimise the latent for each image for STEPS gradient steps: fewer bytes at the same "
                         "quality, decodable by every decoder, but slower encoding (about 0.4 s a step for a "
                         "Kodak image at 2 threads; 50 is a good start). Fidelity models, images up to 2 MP. "
@@ -621,8 +598,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for NAME.safetensors/.json (default: the user model folder)")
     p.add_argument("--summary", default="", help="one line for `edgecodec models`")
     p.add_argument("--kodak", help="measure the model on this folder of PNGs and record it in the card")
-    p.add_argument("--qualities", default="0,0.25,0.5,0.75,1", help="qualities to measure")
-    p.add_argument("--min-level", type=float, default=None,
+    p.add_argument("--qualities", type=numbers, default=numbers("0,0.25,0.5,0.75,1"), help="qualities to measure")
+    p.add_argument("--min-level", type=finite_number, default=None,
                    help="level that quality 0 maps to (< 0 extrapolates the gains below the lowest trained level)")
     p.add_argument("--previous", metavar="CARD",
                    help="the card of the model this run continues (e.g. the shipped one): its training history "

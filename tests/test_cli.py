@@ -681,3 +681,13 @@ def test_a_broken_model_folder_entry_breaks_only_itself(small_png, tmp_path, cap
         assert main("compress", small_png, "-o", tmp_path / f"{name}.edc", "--model", name) == 9, name
         assert_one_error_line(capsys.readouterr().err, fragment)
         assert not (tmp_path / f"{name}.edc").exists()
+
+
+@pytest.mark.parametrize("args", [["--min-level", "nan"], ["--qualities", "abc"], ["--qualities", "0,nan"]])
+def test_export_model_refuses_bad_numbers_before_exporting(tmp_path, capsys, args):
+    """A NaN min_level would have been exported into a model whose every gain is NaN."""
+    with pytest.raises(SystemExit) as info:
+        main("export-model", tmp_path / "run", "--name", "m", "--out", tmp_path / "models", *args)
+    assert info.value.code == 2
+    assert args[0] in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (tmp_path / "models").exists()

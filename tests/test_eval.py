@@ -292,8 +292,10 @@ def test_eval_command(sweep, crops_dir, capsys):
                              "--sweep", "avif=10"])
     with pytest.raises(UsageError, match="avif"):
         args.func(bad)
-    with pytest.raises(SystemExit):
-        parser.parse_args(["eval", str(crops_dir), "--out", "x", "--sweep", "jpeg"])
+    for wrong in (["--sweep", "jpeg"], ["--sweep", "jpeg=nan"], ["--qualities", "0,inf"], ["--crop-bpp", "nan"],
+                  ["--crop-bpp", "0"], ["--crops", "-1"]):  # refused before anything is measured
+        with pytest.raises(SystemExit):
+            parser.parse_args(["eval", str(crops_dir), "--out", "x", *wrong])
 
 
 @pytest.mark.parametrize("method", bdrate.METHODS)

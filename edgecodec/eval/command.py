@@ -10,28 +10,17 @@ import argparse
 import math
 from pathlib import Path
 
+from ..argtypes import int_at_least, names, numbers, positive_number
+
 DEFAULT_CODECS = "jpeg,webp,avif,jxl"
 DEFAULT_QUALITIES = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1"
-
-
-def _names(text: str) -> list[str]:
-    if text.strip().lower() in ("", "none"):
-        return []
-    return [t.strip() for t in text.split(",") if t.strip()]
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(t) for t in _names(text)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
 def _sweep(text: str) -> tuple[str, list[float]]:
     name, sep, values = text.partition("=")
     try:
-        qualities = [float(v) for v in _names(values)]
-    except ValueError:
+        qualities = numbers(values)
+    except argparse.ArgumentTypeError:
         qualities = []
     if not sep or not name.strip() or not qualities:
         raise argparse.ArgumentTypeError(f"expected CODEC=Q1,Q2,... or MODEL=Q1,Q2,..., got {text!r}")
@@ -52,7 +41,7 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
                    "'none' for none); NAME+refineN: the model with N steps of encoder refinement (compress "
                    "--refine N)")
     p.add_argument("--codecs", default=DEFAULT_CODECS, help=f"classical codecs (default {DEFAULT_CODECS}; 'none')")
-    p.add_argument("--qualities", type=_floats, default=_floats(DEFAULT_QUALITIES),
+    p.add_argument("--qualities", type=numbers, default=numbers(DEFAULT_QUALITIES),
                    help=f"learned-model qualities in [0, 1] (default {DEFAULT_QUALITIES})")
     p.add_argument("--sweep", type=_sweep, action="append", default=[], metavar="CODEC=Q1,Q2,...",
                    help="replace a classical codec's or a learned model's qualities, e.g. jpeg=10,50,90 or "
@@ -61,8 +50,8 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     p.add_argument("--jobs", type=int, default=1, help="worker processes, one image each (default 1)")
     p.add_argument("--no-st-lpips", action="store_true", help="skip ST-LPIPS (the slowest metric)")
     p.add_argument("--no-report", action="store_true", help="only the CSV and JSON, no plots or HTML")
-    p.add_argument("--crops", type=int, default=3, help="images with side-by-side crops in the report (default 3)")
-    p.add_argument("--crop-bpp", type=float, default=0.25, help="rate the crops are matched at (default 0.25)")
+    p.add_argument("--crops", type=int_at_least(0), default=3, help="images with side-by-side crops in the report (default 3)")
+    p.add_argument("--crop-bpp", type=positive_number, default=0.25, help="rate the crops are matched at (default 0.25)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval)
     return p
@@ -83,8 +72,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if getattr(args, "threads", None) is None:
         torch.set_num_threads(1)  # the measurement protocol: one thread, like the classical codecs
-    models = _names(args.models) if args.models is not None else shipped_models()
-    codecs = _names(args.codecs)
+    models = names(args.models) if args.models is not None else shipped_models()
+    codecs = names(args.codecs)
     if not models and not codecs:
         raise UsageError("nothing to evaluate: give --models or --codecs")
     if args.limit is not None and args.limit < 1:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import math
 import socket
+
+from ..argtypes import positive_number
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -22,7 +23,7 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}; "
                    "0.0.0.0 exposes the page to the network)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
-    p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
+    p.add_argument("--max-upload-mb", type=positive_number, default=DEFAULT_MAX_UPLOAD_MB,
                    help=f"largest upload in MB (default {DEFAULT_MAX_UPLOAD_MB:g})")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help=f"largest image in pixels (default {DEFAULT_MAX_PIXELS:,})")
@@ -35,8 +36,8 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 def cmd_serve(args: argparse.Namespace) -> int:
     from ..errors import UsageError
 
-    if not (math.isfinite(args.max_upload_mb) and args.max_upload_mb > 0) or args.max_pixels <= 0:
-        raise UsageError("--max-upload-mb and --max-pixels must be positive numbers")
+    if args.max_pixels <= 0:
+        raise UsageError("--max-pixels must be positive")
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be in 0..65535, got {args.port}")
     if args.workers is not None and args.workers < 1:

@@ -1,0 +1,58 @@
+"""argparse types shared by the command modules (cli.py, eval/command.py, web/command.py): a bad
+value becomes argparse's usage error naming the option, before any work is done."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Callable
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An integer of at least ``minimum``."""
+    def parse(text: str) -> int:
+        value = int(text)  # argparse turns the ValueError into a usage error
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum} or more, got {value}")
+        return value
+
+    parse.__name__ = "int"  # argparse names the type in "invalid int value: 'x'"
+    return parse
+
+
+def finite_number(text: str) -> float:
+    """A number that is not NaN or infinite."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def positive_number(text: str) -> float:
+    """A finite number above 0 (bits per pixel, megabytes)."""
+    value = finite_number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def names(text: str) -> list[str]:
+    """Comma-separated names; "" or "none" for none."""
+    if text.strip().lower() in ("", "none"):
+        return []
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def numbers(text: str) -> list[float]:
+    """Comma-separated finite numbers."""
+    try:
+        values = [float(t) for t in names(text)]
+    except ValueError:
+        values = [math.nan]
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
+    return values
+
+
+for _type in (finite_number, positive_number, numbers):
+    _type.__name__ = "number"  # argparse names the type in "invalid number value: 'x'"
