@@ -73,6 +73,9 @@ def test_invalid_configs():
             EdgeCodecModel(ModelConfig(**{**TINY, **bad}))
     with pytest.raises(ValueError):
         ModelConfig.from_dict({"channels": 8, "bogus": 1})
+    for min_level in (float("nan"), float("inf"), 5.0):  # NaN made every gain NaN; 5 = levels - 1 is quality 1's
+        with pytest.raises(ValueError, match="min_level"):
+            ModelConfig(**{**TINY, "levels": 6, "min_level": min_level})
     config = get_config("crb", **TINY)
     assert ModelConfig.from_dict(config.to_dict()) == config
 

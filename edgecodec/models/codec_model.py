@@ -10,6 +10,7 @@ implements the gained hyperprior; we only own the gain tables and their interpol
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator
 
@@ -65,6 +66,13 @@ class ModelConfig:
     disc_channels: int = 64
     disc_conditional: bool = False  # HiFiC-style discriminator conditioned on y_hat
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Quality 1 is level K-1, so quality 0 must sit below it; NaN would make every gain NaN.
+        if not (isinstance(self.min_level, (int, float)) and math.isfinite(self.min_level)
+                and self.min_level < self.levels - 1):
+            raise ValueError(f"min_level must be a finite number below levels - 1 = {self.levels - 1}, "
+                             f"got {self.min_level!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
