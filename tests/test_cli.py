@@ -624,6 +624,8 @@ def test_train_refuses_bad_configs_before_writing(tmp_path, capsys):
         "section": (["--config", _text(tmp_path / "section.yaml", "model: 5\n")], "model=5"),
         "override-yaml": (["--config", config, "--data", data, "train.lr=["], "train.lr=["),
         "override-section": (["--config", config, "--data", data, "train.lr.x=1"], "lr is a value"),
+        "steps": (["--config", config, "--data", data, "train.steps=-5"], "train.steps"),
+        "crop": (["--config", config, "--data", data, "data.crop=0"], "data.crop"),
     }
     for name, (args, fragment) in cases.items():
         out = tmp_path / "runs" / name

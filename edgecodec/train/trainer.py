@@ -102,6 +102,8 @@ class Trainer:
         random.seed(seed)
         if int(tc["batch_size"]) < 1:
             raise ValueError(f"train.batch_size={tc['batch_size']} must be at least 1")
+        if int(tc["steps"]) < 1:  # else a run folder with nothing in it, and exit status 0
+            raise ValueError(f"train.steps={tc['steps']} must be at least 1")
         try:
             self.model = create_model(config["model"]["config"], **config["model"].get("overrides", {}))
         except KeyError as exc:  # the registry's lookup error: a bad config, said plainly
@@ -164,8 +166,8 @@ class Trainer:
         self.best_val_loss = math.inf
         self.data_rng = torch.Generator().manual_seed(seed + self.dist.rank)
         for key in ("crop", "val_crop"):
-            if dc[key] % self.model.stride:
-                raise ValueError(f"data.{key}={dc[key]} must be a multiple of the model's stride "
+            if dc[key] < self.model.stride or dc[key] % self.model.stride:
+                raise ValueError(f"data.{key}={dc[key]} must be a positive multiple of the model's stride "
                                  f"{self.model.stride}")
         self.train_set, self.val_set = make_datasets(dc["root"], dc["crop"], tuple(dc["scale"]),
                                                      dc["val_fraction"], dc["val_crop"], dc.get("mode", "crop"))
