@@ -625,6 +625,11 @@ def test_train_refuses_bad_configs_before_writing(tmp_path, capsys):
         "override-yaml": (["--config", config, "--data", data, "train.lr=["], "train.lr=["),
         "override-section": (["--config", config, "--data", data, "train.lr.x=1"], "lr is a value"),
         "steps": (["--config", config, "--data", data, "train.steps=-5"], "train.steps"),
+        "log_every": (["--config", config, "--data", data, "train.log_every=0"], "train.log_every"),
+        "threads": (["--config", config, "--data", data, "train.threads=0"], "train.threads"),
+        "max_seconds": (["--config", config, "--data", data, "train.max_seconds=-1"], "max_seconds"),
+        "val_fraction": (["--config", config, "--data", data, "data.val_fraction=2"], "val_fraction"),
+        "scale": (["--config", config, "--data", data, "data.scale=[2,1]"], "data.scale"),
         "crop": (["--config", config, "--data", data, "data.crop=0"], "data.crop"),
     }
     for name, (args, fragment) in cases.items():

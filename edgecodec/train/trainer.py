@@ -96,14 +96,11 @@ class Trainer:
         self.dist = distributed.setup(str(tc.get("device", "auto")))
         self.device = self.dist.device
         self.is_main = self.dist.is_main
+        _check_settings(tc, dc)
         torch.set_num_threads(int(tc["threads"]))
         seed = int(tc["seed"])
         torch.manual_seed(seed)  # the same initial weights on every rank
         random.seed(seed)
-        if int(tc["batch_size"]) < 1:
-            raise ValueError(f"train.batch_size={tc['batch_size']} must be at least 1")
-        if int(tc["steps"]) < 1:  # else a run folder with nothing in it, and exit status 0
-            raise ValueError(f"train.steps={tc['steps']} must be at least 1")
         try:
             self.model = create_model(config["model"]["config"], **config["model"].get("overrides", {}))
         except KeyError as exc:  # the registry's lookup error: a bad config, said plainly
@@ -791,6 +788,21 @@ def _check_fresh(run_dir: Path) -> None:
         raise OutputExistsError(f"{run_dir} already holds a run ({', '.join(found[:3])}"
                                 f"{', ...' if len(found) > 3 else ''}): continue it with --resume {run_dir}, "
                                 "or give a new --out")
+
+
+def _check_settings(tc: dict, dc: dict) -> None:
+    """Settings that would otherwise fail mid-run (a modulo by zero at the first log step), or
+    silently do nothing (no steps: an empty run folder and exit status 0), refused up front."""
+    for key in ("steps", "batch_size", "threads", "log_every", "val_every", "ckpt_every", "keep_checkpoints"):
+        if int(tc[key]) < 1:
+            raise ValueError(f"train.{key}={tc[key]} must be at least 1")
+    if tc.get("max_seconds") is not None and not tc["max_seconds"] > 0:
+        raise ValueError(f"train.max_seconds={tc['max_seconds']} must be positive (or null: no limit)")
+    if not 0 <= dc["val_fraction"] < 1:
+        raise ValueError(f"data.val_fraction={dc['val_fraction']} must be at least 0 and below 1")
+    scale = dc["scale"]
+    if not (isinstance(scale, (list, tuple)) and len(scale) == 2 and 0 < scale[0] <= scale[1]):
+        raise ValueError(f"data.scale={scale} must be [low, high] with 0 < low <= high")
 
 
 def run(config: dict, run_dir: str | Path, resume: bool = False, steps: int | None = None) -> Trainer:
