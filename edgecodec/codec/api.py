@@ -15,7 +15,6 @@ from PIL import Image
 
 from .. import zoo
 from ..errors import FormatError, InputImageError, WeightsMismatchError
-from ..models import EdgeCodecModel
 from .container import QUALITY_SCALE, Container, Header, valid_tile
 from .extras import decoded_image, source_extras
 from .imageio import ImageInput, PreparedImage, load_image
