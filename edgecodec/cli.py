@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .argtypes import finite_number, int_at_least, numbers, positive_number
+from .codec.container import MAGIC
 
 LOSSLESS_FORMATS = {"png": "PNG", "bmp": "BMP", "tif": "TIFF", "tiff": "TIFF", "ppm": "PPM"}
 EXIT_USAGE = 2
@@ -59,18 +60,30 @@ def _is_stdio(path: Path) -> bool:
     return str(path) == STDIO
 
 
-def _read_input(path: Path) -> bytes:
-    """The bytes of an input file, or of standard input for "-"."""
+def _read_input(path: Path, magic: bytes = b"") -> bytes:
+    """The bytes of an input file, or of standard input for "-". With ``magic``, input whose first
+    bytes differ is refused before the rest is read, so that `edgecodec info /dev/zero` (or an
+    endless pipe) stops at once instead of reading until memory runs out."""
     from .errors import InputImageError, UsageError
 
     if _is_stdio(path):
         if sys.stdin.isatty():
             raise UsageError("standard input is a terminal: pipe the data in (< FILE) or name the input file")
-        return sys.stdin.buffer.read()
+        return _read_stream(sys.stdin.buffer, magic, "standard input")
     try:
-        return path.read_bytes()
+        with open(path, "rb") as f:
+            return _read_stream(f, magic, str(path))
     except OSError as exc:
-        raise InputImageError(f"cannot read {path}: {exc.strerror}") from None
+        raise InputImageError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _read_stream(f, magic: bytes, name: str) -> bytes:
+    from .errors import FormatError
+
+    head = f.read(len(magic))
+    if head != magic and not (len(head) < len(magic) and magic.startswith(head)):  # short: the parser says so
+        raise FormatError(f"{name} is not an .edc file: wrong magic bytes")
+    return head + f.read()
 
 
 def _check_output(path: Path, force: bool) -> None:
@@ -202,7 +215,7 @@ def _decompress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
         raise UsageError(f"output {dst} must be a lossless format: .png, .bmp, .tif or .ppm")
     _check_output(dst, args.force)
     _check_not_input(src, dst)
-    data = _read_input(src)
+    data = _read_input(src, MAGIC)
     if getattr(args, "backend", "torch") == "onnx":
         image = _decompress_lite(data, args)
     else:
@@ -385,7 +398,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .codec.extras import EXTRA_NAMES
 
     path = Path(args.input)
-    data = _read_input(path)
+    data = _read_input(path, MAGIC)
     c = Container.from_bytes(data)
     h = c.header
     rows = [
