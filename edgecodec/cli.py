@@ -412,6 +412,15 @@ def cmd_info(args: argparse.Namespace) -> int:
          or "none"),
         ("file size", f"{len(data)} bytes"), ("bpp", f"{8 * len(data) / (h.width * h.height):.4f}"),
     ]
+    if args.json:  # the same fields as numbers and lists, for scripts
+        print(json.dumps({
+            "file": _shown(path, "-"), "format_version": h.version, "model": h.model,
+            "weights_hash": h.weights_hash.hex(), "quality": h.quality, "quality_q16": h.quality_q16,
+            "width": h.width, "height": h.height, "source_channels": h.channels, "source_bit_depth": h.bit_depth,
+            "conversions": h.conversion_names(), "tile": h.tile, "stream_bytes": [len(s) for s in c.streams],
+            "extras": {tag: len(v) for tag, v in c.extras.items()}, "file_bytes": len(data),
+            "bpp": 8 * len(data) / (h.width * h.height)}, indent=2))
+        return 0
     for key, value in rows:
         print(f"{key:>17}: {value}")
     return 0
@@ -584,6 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="show every header field of an .edc file")
     p.add_argument("input", help=".edc file, or - for standard input")
+    p.add_argument("--json", action="store_true", help="print the fields as JSON (extras: tag -> bytes)")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("models", help="list installed models")

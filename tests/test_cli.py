@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import os
 import re
 import subprocess
@@ -187,6 +188,11 @@ def test_alpha_and_metadata_through_the_command_line(tmp_path, kodim23_rgb, caps
     extras = Container.from_bytes(edc.read_bytes()).extras
     assert fields["format version"] == "4"
     assert fields["extras"] == f"alpha (lossless) {len(extras['alph'])} bytes, EXIF {len(extras['exif'])} bytes"
+    assert main("info", edc, "--json") == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["format_version"] == 4 and info["extras"] == {"alph": len(extras["alph"]), "exif": len(extras["exif"])}
+    assert info["file_bytes"] == edc.stat().st_size and info["bpp"] == 8 * info["file_bytes"] / (96 * 64)
+    assert (info["width"], info["height"], info["model"], info["conversions"]) == (96, 64, "tiny", [])
     for suffix in ("png", "tif"):
         out = tmp_path / f"decoded.{suffix}"
         assert main("decompress", edc, "-o", out) == 0
