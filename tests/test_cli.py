@@ -257,13 +257,14 @@ def test_bad_pixel_limit_and_folder_output_are_usage_errors(small_png, tree, tmp
         edgecodec.compress(small_png, model="tiny", target_bpp=float("inf"))
 
 
-def test_endless_inputs_stop_at_the_magic_bytes():
+def test_endless_inputs_stop_at_the_magic_bytes(tmp_path):
     """`info` / `decompress` of a device or pipe that never ends used to read until memory ran out;
     a wrong start is refused at once (a child process, with a timeout, so a regression fails)."""
-    for args in (["info", "/dev/zero"], ["decompress", "/dev/zero", "-o", "/tmp/never-written.png"]):
+    for args in (["info", "/dev/zero"], ["decompress", "/dev/zero", "-o", tmp_path / "never-written.png"]):
         result = run_cli(*args, timeout=60)
         assert result.returncode == 4, result.stderr
         assert_one_error_line(result.stderr, "/dev/zero", "not an .edc file")
+    assert not (tmp_path / "never-written.png").exists()
 
 
 def test_info_on_bad_files(tmp_path, capsys):
