@@ -24,10 +24,11 @@ dropped, duplicated or spliced from another seed, and for tiled seeds the tile t
 stream replaced by 0x00 / 0xFF / random bytes of edge lengths (up to and past its limit), tiles
 swapped, dropped or duplicated, a tile length lying, and for format-4 seeds the extras table: an
 alpha plane replaced by random bytes, cut short or lengthened, a zlib stream of the wrong size (or
-a bomb) or without its checksum, or a constant of the wrong length, a tag repeated, renamed, unknown or unprintable, an extra's length or the count
-lying, the table dropped or an extra added. Structural
-mutations are re-serialised with a valid CRC; then 3 cases in 4 get their CRC32 recomputed (so the mutation
-reaches the parser and the entropy decoder) and 1 in 4 keep the stale one (the checksum path).
+a bomb) or without its checksum, or a constant of the wrong length, a tag repeated, renamed,
+unknown or unprintable, an extra's length or the count lying, the table dropped or an extra added.
+Structural mutations are re-serialised with a valid CRC; then 3 cases in 4 get their CRC32
+recomputed (so the mutation reaches the parser and the entropy decoder) and 1 in 4 keep the stale
+one (the checksum path).
 
 Each case runs ``decompress(data, max_pixels=2**20)`` (the picture, then the extras) in a worker
 process (a 1-megapixel cap: the

@@ -602,8 +602,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model from a YAML config")
     p.add_argument("--config", help="configs/NAME.yaml (with --resume: default RUN/config.yaml)")
     p.add_argument("--data", help="training image folder (overrides data.root)")
-    p.add_argument("--steps", type=int_at_least(1), help="stop at this step; the learning-rate schedule still follows train.steps "
-                   "(to lengthen a run's schedule, override train.steps=N)")
+    p.add_argument("--steps", type=int_at_least(1),
+                   help="stop at this step; the learning-rate schedule still follows train.steps "
+                        "(to lengthen a run's schedule, override train.steps=N)")
     p.add_argument("--out", help="run folder (default runs/NAME)")
     p.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.lr=1e-4")

@@ -33,8 +33,8 @@ from typing import IO
 
 from PIL import Image, ImageFile
 
-from .codec.container import ALPHA, EXIF, ICC, MAGIC, XMP, Container  # no torch: the API is imported on load/save
-from .codec.imageio import EXIF_PREFIX
+from .codec.container import ALPHA, MAGIC, Container  # no torch: the API is imported on load/save
+from .codec.imageio import image_info
 from .errors import FormatError
 
 FORMAT = "EDC"
@@ -65,12 +65,7 @@ class EdgecodecImageFile(ImageFile.ImageFile):
         self._mode = ("L" if header.conversions & _GRAYSCALE else "RGB") + ("A" if ALPHA in container.extras else "")
         self.info["edc_model"] = header.model
         self.info["edc_quality"] = header.quality
-        if container.extras.get(ICC):
-            self.info["icc_profile"] = container.extras[ICC]
-        if container.extras.get(EXIF):
-            self.info["exif"] = EXIF_PREFIX + container.extras[EXIF]
-        if container.extras.get(XMP):
-            self.info["xmp"] = container.extras[XMP]
+        self.info.update(image_info(container.extras))
         self.tile = []
 
     def load(self):  # type: ignore[override]

@@ -86,12 +86,13 @@ def find_model(name: str) -> ModelEntry:
     from an untrusted stream header, and must never be able to name a path."""
     if not valid_model_name(name):
         raise UnknownModelError(f"invalid model name {name!r}: a model name is {MODEL_NAME_RULE}")
-    for entry in list_models():
+    entries = list_models()
+    for entry in entries:
         if entry.name == name:
             if entry.problem:
                 raise UnknownModelError(f"model {name!r} cannot be used: {entry.problem}")
             return entry
-    known = ", ".join(e.name for e in list_models() if not e.problem) or "none"
+    known = ", ".join(e.name for e in entries if not e.problem) or "none"
     raise UnknownModelError(f"unknown model {name!r}; available: {known}")
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 
 from ..lite.alpha import decode_alpha, encode_alpha
 from .container import ALPHA, EXIF, ICC, XMP, Container
-from .imageio import EXIF_PREFIX, PreparedImage, to_pil
+from .imageio import PreparedImage, image_info, to_pil
 
 EXTRA_NAMES = {ALPHA: "alpha (lossless)", ICC: "ICC profile", EXIF: "EXIF", XMP: "XMP"}  # as `info` shows them
 
@@ -39,10 +39,6 @@ def decoded_image(pixels: np.ndarray, container: Container) -> Image.Image:
     if ALPHA in extras:
         alpha = pixels[..., 3] if pixels.shape[-1] == 4 else decode_alpha(extras[ALPHA], h.width, h.height)
         image.putalpha(Image.fromarray(np.ascontiguousarray(alpha), "L"))
-    if extras.get(ICC):
-        image.info["icc_profile"] = extras[ICC]
-    if extras.get(EXIF):
-        image.info["exif"] = EXIF_PREFIX + extras[EXIF]
-    if extras.get(XMP):
-        image.info["xmp"] = extras[XMP]
+    image.info.update(image_info(extras))
     return image
+

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from ..errors import InputImageError
+from .container import EXIF, ICC, XMP
 from .limits import check_pixels, default_max_pixels  # noqa: F401 (part of this module's API)
 
 ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
@@ -252,6 +253,19 @@ def load_image(image: ImageInput, alpha: str = "keep", max_pixels: int | None = 
         raise InputImageError(f"{label}: not an image Pillow can read") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise InputImageError(f"{label}: cannot decode image ({exc})") from None
+
+
+def image_info(extras: dict[str, bytes]) -> dict[str, bytes]:
+    """A decoded image's PIL ``info`` entries for a file's kept profile and metadata (the Pillow
+    plugin sets them when it opens a file, ``extras.decoded_image`` when it decodes one)."""
+    info = {}
+    if extras.get(ICC):
+        info["icc_profile"] = extras[ICC]
+    if extras.get(EXIF):
+        info["exif"] = EXIF_PREFIX + extras[EXIF]
+    if extras.get(XMP):
+        info["xmp"] = extras[XMP]
+    return info
 
 
 def to_pil(rgb: np.ndarray, grayscale_source: bool) -> Image.Image:

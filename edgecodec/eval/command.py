@@ -50,8 +50,10 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     p.add_argument("--jobs", type=int, default=1, help="worker processes, one image each (default 1)")
     p.add_argument("--no-st-lpips", action="store_true", help="skip ST-LPIPS (the slowest metric)")
     p.add_argument("--no-report", action="store_true", help="only the CSV and JSON, no plots or HTML")
-    p.add_argument("--crops", type=int_at_least(0), default=3, help="images with side-by-side crops in the report (default 3)")
-    p.add_argument("--crop-bpp", type=positive_number, default=0.25, help="rate the crops are matched at (default 0.25)")
+    p.add_argument("--crops", type=int_at_least(0), default=3,
+                   help="images with side-by-side crops in the report (default 3)")
+    p.add_argument("--crop-bpp", type=positive_number, default=0.25,
+                   help="rate the crops are matched at (default 0.25)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval)
     return p
