@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .argtypes import finite_number, int_at_least, numbers, positive_number
-from .codec.container import MAGIC
 
 LOSSLESS_FORMATS = {"png": "PNG", "bmp": "BMP", "tif": "TIFF", "tiff": "TIFF", "ppm": "PPM"}
 EXIT_USAGE = 2
@@ -60,30 +59,25 @@ def _is_stdio(path: Path) -> bool:
     return str(path) == STDIO
 
 
-def _read_input(path: Path, magic: bytes = b"") -> bytes:
-    """The bytes of an input file, or of standard input for "-". With ``magic``, input whose first
-    bytes differ is refused before the rest is read, so that `edgecodec info /dev/zero` (or an
-    endless pipe) stops at once instead of reading until memory runs out."""
+def _read_input(path: Path, max_pixels: int | None, edc: bool = False) -> bytes:
+    """The bytes of an input file, or of standard input for "-": an .edc file (``edc``, for
+    decompress and info), read no further than its header allows (``container.read_file``), or an
+    image, read no further than any image within the pixel limit needs (``read_image_stream``).
+    Endless input (`edgecodec info /dev/zero`, an endless pipe) is refused instead of filling the memory."""
+    from .codec.container import read_file
+    from .codec.imageio import read_image_stream
     from .errors import InputImageError, UsageError
 
+    read = read_file if edc else read_image_stream
     if _is_stdio(path):
         if sys.stdin.isatty():
             raise UsageError("standard input is a terminal: pipe the data in (< FILE) or name the input file")
-        return _read_stream(sys.stdin.buffer, magic, "standard input")
+        return read(sys.stdin.buffer, "standard input", max_pixels)
     try:
         with open(path, "rb") as f:
-            return _read_stream(f, magic, str(path))
+            return read(f, str(path), max_pixels)
     except OSError as exc:
         raise InputImageError(f"cannot read {path}: {exc.strerror or exc}") from None
-
-
-def _read_stream(f, magic: bytes, name: str) -> bytes:
-    from .errors import FormatError
-
-    head = f.read(len(magic))
-    if head != magic and not (len(head) < len(magic) and magic.startswith(head)):  # short: the parser says so
-        raise FormatError(f"{name} is not an .edc file: wrong magic bytes")
-    return head + f.read()
 
 
 def _check_output(path: Path, force: bool) -> None:
@@ -156,7 +150,7 @@ def _compress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
 
     _check_output(dst, args.force)
     _check_not_input(src, dst)
-    source = _read_input(src) if _is_stdio(src) else src
+    source = _read_input(src, args.max_pixels) if _is_stdio(src) else src
     prepared = load_image(source, alpha=args.alpha, max_pixels=args.max_pixels, metadata=args.metadata,
                           icc=args.icc)
     encoder = Encoder(prepared, args.model or DEFAULT_MODEL, refine_steps=args.refine)
@@ -215,7 +209,7 @@ def _decompress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
         raise UsageError(f"output {dst} must be a lossless format: .png, .bmp, .tif or .ppm")
     _check_output(dst, args.force)
     _check_not_input(src, dst)
-    data = _read_input(src, MAGIC)
+    data = _read_input(src, args.max_pixels, edc=True)
     if getattr(args, "backend", "torch") == "onnx":
         image = _decompress_lite(data, args)
     else:
@@ -398,7 +392,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .codec.extras import EXTRA_NAMES
 
     path = Path(args.input)
-    data = _read_input(path, MAGIC)
+    data = _read_input(path, None, edc=True)
     c = Container.from_bytes(data)
     h = c.header
     rows = [

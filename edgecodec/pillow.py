@@ -33,7 +33,7 @@ from typing import IO
 
 from PIL import Image, ImageFile
 
-from .codec.container import ALPHA, MAGIC, Container  # no torch: the API is imported on load/save
+from .codec.container import ALPHA, MAGIC, Container, read_file  # no torch: the API is imported on load/save
 from .codec.imageio import image_info
 from .errors import FormatError
 
@@ -54,9 +54,10 @@ class EdgecodecImageFile(ImageFile.ImageFile):
 
     def _open(self) -> None:
         # Decoding needs the whole stream; the file is small (it is compressed), and reading it
-        # now lets Pillow close the file when it wants to. Parsing checks the CRC and the layout.
-        self._edc_data: bytes | None = self.fp.read()
+        # now lets Pillow close the file when it wants to. Reading stops where the header says the
+        # file must have ended (read_file); parsing checks the CRC and the layout.
         try:
+            self._edc_data: bytes | None = read_file(self.fp, str(self.filename or "the .edc data"))
             container = Container.from_bytes(self._edc_data)
         except FormatError as exc:
             raise SyntaxError(str(exc)) from None

@@ -267,6 +267,25 @@ def test_endless_inputs_stop_at_the_magic_bytes(tmp_path):
     assert not (tmp_path / "never-written.png").exists()
 
 
+def test_endless_inputs_that_start_like_an_edc_file_or_image_stop_at_a_bound(small_png, small_edc, tmp_path):
+    """Endless standard input that starts with a real .edc file or image used to be read until
+    memory ran out; it is refused once it passes limits.max_input_bytes (64 MiB here: the base plus
+    32 bytes a pixel under a 1,000-pixel limit), with nothing written."""
+    env = cli_env()
+    env["EDGECODEC_MAX_PIXELS"] = "1000"
+    out = tmp_path / "never-written"
+    for first, command, code, fragment in (
+            (small_edc, "info -", 4, "standard input is larger than the pixel limit of 1000 pixels allows"),
+            (small_edc, f"decompress - -o {out}.png", 4, "standard input is larger than the pixel limit"),
+            (small_png, f"compress - -o {out}.edc --model tiny", 3, "standard input holds more than"),
+            (small_png, f"compress /dev/stdin -o {out}.edc --model tiny", 3, "/dev/stdin holds more than")):  # a pipe
+        result = subprocess.run(f"cat {first} /dev/zero | {sys.executable} -m edgecodec.cli {command}", shell=True,
+                                env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == code, result.stderr
+        assert_one_error_line(result.stderr, fragment)
+    assert not list(tmp_path.glob("never-written*"))
+
+
 def test_info_on_bad_files(tmp_path, capsys):
     bad = tmp_path / "bad.edc"
     bad.write_bytes(b"hello world, not an edc")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import struct
 import tracemalloc
 import zlib
@@ -11,7 +12,7 @@ import pytest
 from conftest import fix_crc
 
 from edgecodec.codec.api import decode_array, read_header
-from edgecodec.codec.container import FORMAT_VERSION, MAGIC, STREAM_VERSION, Container, Header
+from edgecodec.codec.container import FORMAT_VERSION, MAGIC, STREAM_VERSION, Container, Header, read_file
 from edgecodec.errors import FormatError, ImageTooLargeError, UnknownModelError, VersionError
 
 HASH = bytes(range(1, 9))
@@ -273,3 +274,39 @@ def test_pixel_limit_on_decode_is_exact(tiny_stream, monkeypatch):
     monkeypatch.setenv("EDGECODEC_MAX_PIXELS", str(pixels - 1))
     with pytest.raises(ImageTooLargeError):
         decode_array(tiny_stream)
+
+
+def test_read_file_stops_where_the_header_bounds_the_file(monkeypatch):
+    """read_file reads an .edc file from a stream no further than an .edc file of the image its
+    header declares can be (limits.max_input_bytes, its base lowered here to keep the test small)."""
+    import edgecodec.codec.limits as limits
+
+    monkeypatch.setattr(limits, "INPUT_BYTES_BASE", 1000)
+    data = Container(sample_header(width=10, height=10), [b"abc"]).to_bytes()
+    bound = 1000 + 32 * 100
+    assert read_file(io.BytesIO(data), "x") == data
+    assert read_file(io.BytesIO(data + bytes(bound - len(data))), "x") == data + bytes(bound - len(data))
+    endless = io.BytesIO(data + bytes(10 * bound))
+    with pytest.raises(FormatError, match=r"x is larger than an \.edc file of its 10x10 image can be"):
+        read_file(endless, "x")
+    assert endless.tell() <= bound + 1  # stopped at the bound, not at the end
+    with pytest.raises(FormatError, match="checksum"):  # within the bound: the parser names the damage
+        Container.from_bytes(read_file(io.BytesIO(data + bytes(100)), "x"))
+    # A header over the pixel limit is bounded by the limit, and the message says how to raise it.
+    big = Container(sample_header(width=100_000, height=100_000), [b"abc"]).to_bytes()
+    with pytest.raises(FormatError, match="pixel limit of 50 pixels"):
+        read_file(io.BytesIO(big + bytes(10_000)), "x", max_pixels=50)
+    assert read_file(io.BytesIO(big), "x", max_pixels=50) == big
+
+
+def test_read_file_refuses_a_wrong_start_at_once_and_leaves_short_files_to_the_parser():
+    f = io.BytesIO(b"GIF89a" + bytes(10_000))
+    with pytest.raises(FormatError, match="wrong magic"):
+        read_file(f, "x")
+    assert f.tell() <= 7
+    data = Container(sample_header(), [b"abc"]).to_bytes()
+    for cut in (0, 2, 6, 9, 20, len(data) - 1):
+        short = read_file(io.BytesIO(data[:cut]), "x")
+        assert short == data[:cut]
+        with pytest.raises(FormatError, match="truncated|too short|checksum"):
+            Container.from_bytes(short)

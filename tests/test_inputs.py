@@ -253,6 +253,32 @@ def test_metadata_is_stripped_unless_kept(crop, tmp_path):
     assert decoded.info["exif"].startswith(b"Exif\x00\x00")
 
 
+def test_metadata_over_the_format_limit_is_refused_not_written(crop, tmp_path, monkeypatch):
+    """Readers refuse a file over limits.max_input_bytes, so the encoder refuses to keep metadata
+    over MAX_METADATA_BYTES rather than write a file nothing reads (the limit is lowered here)."""
+    import edgecodec.codec.imageio as imageio
+
+    path = tmp_path / "notes.jpg"
+    Image.fromarray(crop).save(path, quality=90, xmp=b"<x:xmpmeta>" + b" " * 5000 + b"</x:xmpmeta>")
+    monkeypatch.setattr(imageio, "MAX_METADATA_BYTES", 4000)
+    with pytest.raises(InputImageError, match="metadata='strip'"):
+        edgecodec.compress(path, model="tiny", metadata="keep")
+    assert Container.from_bytes(edgecodec.compress(path, model="tiny")).extras == {}  # stripped: fine
+
+
+def test_worst_known_inputs_stay_far_under_the_per_pixel_read_bound():
+    """limits.INPUT_BYTES_PER_PIXEL bounds how much of an .edc input is read. Uniform RGBA noise at
+    the best quality (noise defeats the transforms, and its alpha plane does not compress) must
+    stay far under it with every shipped model, or readers would refuse real files."""
+    from edgecodec.codec.limits import INPUT_BYTES_PER_PIXEL
+    from edgecodec.zoo import shipped_models
+
+    noise = np.random.default_rng(0).integers(0, 256, (128, 192, 4), dtype=np.uint8)
+    for model in shipped_models():
+        data = edgecodec.compress(noise, model=model, quality=1.0)
+        assert 8 * len(data) / noise[..., 0].size < 8 * INPUT_BYTES_PER_PIXEL / 10, model  # 10x margin
+
+
 def test_damaged_alpha_planes_are_format_errors(crop):
     import zlib
 

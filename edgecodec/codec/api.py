@@ -15,7 +15,7 @@ from PIL import Image
 
 from .. import zoo
 from ..errors import FormatError, InputImageError, WeightsMismatchError
-from .container import QUALITY_SCALE, Container, Header, valid_tile
+from .container import QUALITY_SCALE, Container, Header, read_file, valid_tile
 from .extras import decoded_image, source_extras
 from .imageio import ImageInput, PreparedImage, load_image
 from .limits import check_padded_pixels, check_pixels
@@ -166,13 +166,15 @@ def compress(image: ImageInput, quality: float = DEFAULT_QUALITY, model: str | N
 EdcInput = Union[bytes, bytearray, memoryview, str, os.PathLike]
 
 
-def _edc_bytes(data: EdcInput) -> bytes:
-    """The bytes of an .edc stream given as bytes, or as the path of an .edc file."""
+def _edc_bytes(data: EdcInput, max_pixels: int | None = None) -> bytes:
+    """The bytes of an .edc stream given as bytes, or as the path of an .edc file (read no further
+    than its header allows: ``container.read_file``)."""
     if isinstance(data, (bytes, bytearray, memoryview)):
         return bytes(data)
     if isinstance(data, (str, os.PathLike)):
         try:
-            return Path(data).read_bytes()
+            with open(data, "rb") as f:
+                return read_file(f, str(data), max_pixels)
         except OSError as exc:
             raise InputImageError(f"cannot read {data}: {exc.strerror or exc}") from None
     raise TypeError(f"expected .edc bytes or the path of an .edc file, not {type(data).__name__}")
@@ -190,7 +192,7 @@ def decode_array(data: EdcInput, max_pixels: int | None = None) -> tuple[np.ndar
 
 
 def _decode(data: EdcInput, max_pixels: int | None) -> tuple[np.ndarray, Container]:
-    container = Container.from_bytes(_edc_bytes(data))
+    container = Container.from_bytes(_edc_bytes(data, max_pixels))
     h = container.header
     check_pixels(h.width, h.height, max_pixels)
     model, weights_hash = zoo.load_model(h.model)

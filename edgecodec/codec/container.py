@@ -10,8 +10,10 @@ import re
 import struct
 import zlib
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from ..errors import FormatError, VersionError
+from .limits import default_max_pixels, max_input_bytes, read_limited
 
 MAGIC = b"\x89EDC"
 # Newest version this code reads and writes:
@@ -154,6 +156,34 @@ class Container:
             raise FormatError("corrupted .edc file: checksum mismatch (truncated or damaged)")
         header, streams, extras = _parse_body(data, header_len, version)
         return cls(header, streams, extras)
+
+
+def read_file(f: BinaryIO, name: str, max_pixels: int | None = None) -> bytes:
+    """The bytes of one .edc file from a binary stream, for ``Container.from_bytes``, which validates
+    them. Reading stops early for input that is no .edc file (its first bytes) or larger than an .edc
+    file of the image its header declares can be (``limits.max_input_bytes``), so that an endless
+    input is refused instead of filling the memory. ``name`` names the input in errors."""
+    head = f.read(_PREFIX.size)
+    if head[: len(MAGIC)] != MAGIC[: len(head)]:
+        raise FormatError(f"{name} is not an .edc file: wrong magic bytes")
+    if len(head) < _PREFIX.size:
+        return head  # from_bytes says how it is short
+    header = f.read(_PREFIX.unpack(head)[2])
+    pixels = 0
+    try:  # the fields before the image size are the name (with its length byte), the hash and the quality
+        width, height = struct.unpack_from("<II", header, 1 + header[0] + WEIGHTS_HASH_BYTES + 2)
+        pixels = width * height
+    except (IndexError, struct.error):
+        pass  # a header too short for its fields: the rest may still be read, as from_bytes reports it
+    limit = max_input_bytes(pixels, max_pixels)
+    rest = read_limited(f, limit - len(head) - len(header))
+    if rest is None:
+        pixel_limit = default_max_pixels() if max_pixels is None else max_pixels
+        why = (f"the pixel limit of {pixel_limit} pixels allows (set EDGECODEC_MAX_PIXELS or max_pixels to raise it)"
+               if pixels > pixel_limit else f"an .edc file of its {width}x{height} image can be" if pixels
+               else "an .edc file with a damaged header can be")
+        raise FormatError(f"{name} is larger than {why}: over {limit} bytes")
+    return head + header + rest
 
 
 def _parse_body(data: bytes, header_len: int, version: int) -> tuple[Header, list[bytes], dict[str, bytes]]:

@@ -10,14 +10,15 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Union
+from typing import BinaryIO, Iterator, Union
 
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from ..errors import InputImageError
 from .container import EXIF, ICC, XMP
-from .limits import check_pixels, default_max_pixels  # noqa: F401 (part of this module's API)
+from .limits import (MAX_METADATA_BYTES, check_pixels, default_max_pixels,  # noqa: F401 (part of this module's API)
+                     max_input_bytes, read_limited)
 
 ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
 
@@ -148,6 +149,11 @@ def prepare_pil(img: Image.Image, alpha: str = "keep", max_pixels: int | None = 
             rgb = converted
         else:  # convert() would copy an RGB image once more before np.array copies it (133 MB for 8K)
             rgb = source if source.mode == "RGB" else source.convert("RGB")
+    kept = sum(len(block) for block in (exif, xmp, kept_profile) if block)
+    if kept > MAX_METADATA_BYTES:  # a reader would refuse the file (limits.max_input_bytes)
+        raise InputImageError(f"the image's metadata and colour profile to keep take {kept} bytes, over the limit "
+                              f"of {MAX_METADATA_BYTES} bytes an .edc file holds: pass --metadata strip "
+                              "(metadata='strip') or --icc convert (icc='convert')")
     return PreparedImage(np.array(rgb, dtype=np.uint8), channels, depth, flags, alpha_plane, exif, xmp,
                          kept_profile)
 
@@ -207,6 +213,33 @@ def _pillow_pixel_limit() -> Iterator[None]:
             Image.MAX_IMAGE_PIXELS = previous
 
 
+def read_image_stream(f: BinaryIO, name: str, max_pixels: int | None = None) -> bytes:
+    """An image file's bytes from a stream (standard input, a pipe), read no further than an image
+    within the pixel limit can be (``limits.max_input_bytes``): an endless stream is refused instead
+    of filling the memory. ``name`` names the stream in the error."""
+    pixel_limit = default_max_pixels() if max_pixels is None else max_pixels
+    limit = max_input_bytes(pixel_limit, pixel_limit)
+    data = read_limited(f, limit)
+    if data is None:
+        raise InputImageError(f"{name} holds more than {limit} bytes, more than an image within the pixel limit "
+                              f"of {pixel_limit} pixels can (set EDGECODEC_MAX_PIXELS or max_pixels to raise it)")
+    return data
+
+
+def _pillow_source(path: Path, max_pixels: int | None) -> Path | io.BytesIO:
+    """What Image.open reads for a path: the path itself for a regular file or a seekable device
+    (Pillow reads those lazily, and refuses /dev/zero at its first bytes); a pipe's bytes, read
+    within ``read_image_stream``'s bound (Pillow would read a pipe whole, `<(cat x.png /dev/zero)`
+    until memory ran out)."""
+    if path.is_file():
+        return path
+    try:
+        with open(path, "rb") as f:
+            return path if f.seekable() else io.BytesIO(read_image_stream(f, str(path), max_pixels))
+    except OSError as exc:
+        raise InputImageError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
 def load_image(image: ImageInput, alpha: str = "keep", max_pixels: int | None = None,
                metadata: str = "strip", icc: str = "keep") -> PreparedImage:
     """Read a path, an image file's bytes, a PIL image or an HxWx3 (RGB) or HxWx4 (RGBA) uint8
@@ -237,7 +270,7 @@ def load_image(image: ImageInput, alpha: str = "keep", max_pixels: int | None = 
             raise InputImageError(f"no such file: {path}")
         if path.is_dir():
             raise InputImageError(f"{path} is a folder, not an image")
-        source, label = path, str(path)
+        source, label = _pillow_source(path, max_pixels), str(path)
     limit = default_max_pixels() if max_pixels is None else max_pixels
     try:
         with _pillow_pixel_limit(), Image.open(source) as img:

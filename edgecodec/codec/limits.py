@@ -1,9 +1,11 @@
-"""Pixel limits for inputs and decoded headers. Imports neither torch nor Pillow (the torch-free
-decoder, edgecodec.lite, applies the same limits as the PyTorch codec)."""
+"""Pixel limits for inputs and decoded headers, and the byte limits of inputs that follow from them.
+Imports neither torch nor Pillow (the torch-free decoder, edgecodec.lite, applies the same limits as
+the PyTorch codec)."""
 
 from __future__ import annotations
 
 import os
+from typing import BinaryIO
 
 from ..errors import ImageTooLargeError
 
@@ -51,3 +53,34 @@ def check_padded_pixels(width: int, height: int, stride: int, max_pixels: int | 
             f"{padded[0] * padded[1]} pixels, over {PADDED_PIXELS_FACTOR} x the limit of {limit} pixels "
             "(set EDGECODEC_MAX_PIXELS or max_pixels to raise it)")
     return padded
+
+
+# Inputs are read into memory, so their size is bounded by the pixel limit too: an endless input
+# (`cat x.edc /dev/zero | edgecodec decompress -`) is refused once it passes the bound instead of
+# filling the memory. 32 bytes a pixel is 25x the largest .edc file the encoder has made (10.3 bpp:
+# RGBA noise at quality 1; RGB noise is 2.3 bpp) and twice a float32 RGBA image's raw size; the base
+# covers what does not grow with the pixels: headers, and the kept metadata (at most
+# MAX_METADATA_BYTES, which the encoder enforces, so every .edc file it writes fits the bound).
+INPUT_BYTES_PER_PIXEL = 32
+INPUT_BYTES_BASE = 64 << 20
+MAX_METADATA_BYTES = 32 << 20  # a file's kept ICC profile, EXIF and XMP together
+_READ_CHUNK = 1 << 20
+
+
+def max_input_bytes(pixels: int, max_pixels: int | None = None) -> int:
+    """The most bytes an input of an image of ``pixels`` pixels may hold (an .edc file, or an image
+    file on standard input); ``pixels`` over the pixel limit count as the limit."""
+    limit = default_max_pixels() if max_pixels is None else max_pixels
+    return INPUT_BYTES_BASE + INPUT_BYTES_PER_PIXEL * min(pixels, limit)
+
+
+def read_limited(f: BinaryIO, limit: int) -> bytes | None:
+    """The rest of a binary stream, or None as soon as it passes ``limit`` bytes (read in chunks, so a
+    short stream never costs an allocation of ``limit`` bytes)."""
+    chunks, total = [], 0
+    while chunk := f.read(min(_READ_CHUNK, limit + 1 - total)):
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > limit:
+            return None
+    return b"".join(chunks)
