@@ -505,6 +505,21 @@ def test_api_argument_types(crop, tmp_path):
         assert edgecodec.read_header(source) == edgecodec.read_header(data)
     with pytest.raises(InputImageError, match="cannot read"):
         edgecodec.decompress(tmp_path / "missing.edc")
+    # Binary file objects, as Image.open takes them; a text-mode file says to open it in binary mode.
+    with open(path, "rb") as f:
+        assert edgecodec.compress(f, model="tiny") == data
+    assert edgecodec.compress(io.BytesIO(raw), model="tiny") == data
+    with open(edc, "rb") as f:
+        assert edgecodec.read_header(f) == edgecodec.read_header(data)
+    assert np.array_equal(np.array(edgecodec.decompress(io.BytesIO(data))), np.array(edgecodec.decompress(data)))
+    with pytest.raises(FormatError, match="the .edc stream is not an .edc file"):
+        edgecodec.decompress(io.BytesIO(raw))
+    with pytest.raises(InputImageError, match="the image stream: not an image"):
+        edgecodec.compress(io.BytesIO(b"not an image"), model="tiny")
+    with open(path, encoding="latin-1") as text, pytest.raises(TypeError, match="binary mode"):
+        edgecodec.compress(text, model="tiny")
+    with open(edc, encoding="latin-1") as text, pytest.raises(TypeError, match="binary mode"):
+        edgecodec.decompress(text)
     for bad, message in ((dict(image=None), "image path"), (dict(image=3), "image path"),
                          (dict(image=path, quality="0.5"), "quality must be a number"),
                          (dict(image=path, refine_steps=1.5), "whole number")):

@@ -6,7 +6,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Union
+from typing import BinaryIO, Union
 
 import numpy as np
 import torch
@@ -18,7 +18,7 @@ from ..errors import FormatError, InputImageError, WeightsMismatchError
 from .container import QUALITY_SCALE, Container, Header, read_file, valid_tile
 from .extras import decoded_image, source_extras
 from .imageio import ImageInput, PreparedImage, load_image
-from .limits import check_padded_pixels, check_pixels
+from .limits import check_padded_pixels, check_pixels, is_binary_stream
 from .rate_search import SearchResult, search_quality
 from .refine import encode_refined, refinement_objective
 from .tiling import TILE_PIXELS, analyze_tiled, choose_tile, compress_tiled, decompress_tiled, tiling_supported
@@ -135,7 +135,8 @@ def compress(image: ImageInput, quality: float = DEFAULT_QUALITY, model: str | N
              target_bpp: float | None = None, target_size: int | str | None = None,
              alpha: str = "keep", metadata: str = "strip", icc: str = "keep", max_pixels: int | None = None,
              refine_steps: int = 0) -> bytes:
-    """Compress an image (path, an image file's bytes, PIL image or HxWx3 / HxWx4 uint8 array) into .edc bytes.
+    """Compress an image (path, an image file's bytes or binary file object, PIL image or HxWx3 /
+    HxWx4 uint8 array) into .edc bytes.
 
     ``alpha``: "keep" codes an alpha channel losslessly beside the picture (its bytes count in the
     file's rate), "drop" discards it, "refuse" raises InputImageError. ``metadata``: "keep" stores
@@ -163,21 +164,23 @@ def compress(image: ImageInput, quality: float = DEFAULT_QUALITY, model: str | N
     return encoder.encode(quality_to_q16(quality))
 
 
-EdcInput = Union[bytes, bytearray, memoryview, str, os.PathLike]
+EdcInput = Union[bytes, bytearray, memoryview, str, os.PathLike, BinaryIO]
 
 
 def _edc_bytes(data: EdcInput, max_pixels: int | None = None) -> bytes:
-    """The bytes of an .edc stream given as bytes, or as the path of an .edc file (read no further
-    than its header allows: ``container.read_file``)."""
+    """The bytes of an .edc stream given as bytes, as the path of an .edc file, or as a binary file
+    object (both read no further than the header allows: ``container.read_file``)."""
     if isinstance(data, (bytes, bytearray, memoryview)):
         return bytes(data)
+    if is_binary_stream(data):
+        return read_file(data, str(getattr(data, "name", "the .edc stream")), max_pixels)
     if isinstance(data, (str, os.PathLike)):
         try:
             with open(data, "rb") as f:
                 return read_file(f, str(data), max_pixels)
         except OSError as exc:
             raise InputImageError(f"cannot read {data}: {exc.strerror or exc}") from None
-    raise TypeError(f"expected .edc bytes or the path of an .edc file, not {type(data).__name__}")
+    raise TypeError(f"expected .edc bytes, the path of an .edc file or a binary file object, not {type(data).__name__}")
 
 
 def read_header(data: EdcInput) -> Header:
@@ -217,7 +220,7 @@ def _decode(data: EdcInput, max_pixels: int | None) -> tuple[np.ndarray, Contain
 
 
 def decompress(data: EdcInput, max_pixels: int | None = None) -> Image.Image:
-    """Decode .edc bytes (or an .edc file's path) into a PIL image: mode L or RGB, LA or RGBA when the file kept the
+    """Decode .edc bytes (or an .edc file's path or binary file object) into a PIL image: mode L or RGB, LA or RGBA when the file kept the
     source's alpha; a kept ICC profile in ``info["icc_profile"]``, kept metadata in ``info["exif"]``
     and ``info["xmp"]`` (pass them to ``save``)."""
     rgb, container = _decode(data, max_pixels)

@@ -18,9 +18,9 @@ from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 from ..errors import InputImageError
 from .container import EXIF, ICC, XMP
 from .limits import (MAX_METADATA_BYTES, check_pixels, default_max_pixels,  # noqa: F401 (part of this module's API)
-                     max_input_bytes, read_limited)
+                     is_binary_stream, max_input_bytes, read_limited)
 
-ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
+ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, Image.Image, np.ndarray]
 
 ALPHA_MODES = {"RGBA", "LA", "PA"}  # and the premultiplied RGBa and La, converted to these first
 ALPHA_POLICIES = ("keep", "drop", "refuse")  # keep: coded losslessly beside the picture (codec/extras.py)
@@ -242,8 +242,8 @@ def _pillow_source(path: Path, max_pixels: int | None) -> Path | io.BytesIO:
 
 def load_image(image: ImageInput, alpha: str = "keep", max_pixels: int | None = None,
                metadata: str = "strip", icc: str = "keep") -> PreparedImage:
-    """Read a path, an image file's bytes, a PIL image or an HxWx3 (RGB) or HxWx4 (RGBA) uint8
-    array into 8-bit RGB, with its alpha plane, metadata and colour profile as ``alpha``,
+    """Read a path, an image file's bytes or binary file object, a PIL image or an HxWx3 (RGB) or
+    HxWx4 (RGBA) uint8 array into 8-bit RGB, with its alpha plane, metadata and colour profile as ``alpha``,
     ``metadata`` and ``icc`` say (``prepare_pil``)."""
     _check_policies(alpha, metadata, icc)
     if isinstance(image, np.ndarray):
@@ -255,15 +255,19 @@ def load_image(image: ImageInput, alpha: str = "keep", max_pixels: int | None = 
         return PreparedImage(np.ascontiguousarray(image), 3, 8, 0)
     if isinstance(image, Image.Image):
         return prepare_pil(image, alpha, max_pixels, metadata=metadata, icc=icc)
+    label = "the image data"
     if isinstance(image, (bytearray, memoryview)):
         image = bytes(image)
+    elif is_binary_stream(image):  # an open file, sys.stdin.buffer, a response body
+        label = str(getattr(image, "name", "the image stream"))
+        image = read_image_stream(image, label, max_pixels)
     if not isinstance(image, (bytes, str, os.PathLike)):
-        raise TypeError(f"expected an image path, an image file's bytes, a PIL image or a uint8 array, "
-                        f"not {type(image).__name__}")
+        raise TypeError(f"expected an image path, an image file's bytes, a binary file object, a PIL image or a "
+                        f"uint8 array, not {type(image).__name__}")
     if isinstance(image, bytes):
         if not image:
-            raise InputImageError("the image data is empty")
-        source, label = io.BytesIO(image), "the image data"
+            raise InputImageError(f"{label} is empty")
+        source = io.BytesIO(image)
     else:
         path = Path(image)
         if not path.exists():

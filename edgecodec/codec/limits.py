@@ -4,8 +4,9 @@ the PyTorch codec)."""
 
 from __future__ import annotations
 
+import io
 import os
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ..errors import ImageTooLargeError
 
@@ -84,3 +85,11 @@ def read_limited(f: BinaryIO, limit: int) -> bytes | None:
         if total > limit:
             return None
     return b"".join(chunks)
+
+
+def is_binary_stream(obj: Any) -> bool:
+    """Whether an API input is an open file (or any object with ``read``) to read bytes from; a
+    text-mode file is a TypeError, since images and .edc files are bytes."""
+    if isinstance(obj, io.TextIOBase):
+        raise TypeError("open the file in binary mode ('rb'), not text mode")
+    return callable(getattr(obj, "read", None))
