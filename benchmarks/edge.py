@@ -101,7 +101,7 @@ def peak_rss_child(code: str) -> float:
 
 
 def int8_drop(dec32: LiteDecoder, dec8: LiteDecoder, model: str, images: list[Path]) -> dict:
-    from edgecodec.eval.metrics import psnr
+    from edgecodec.metrics import psnr
     from edgecodec.eval.runner import STLPIPS
 
     lpips = STLPIPS()

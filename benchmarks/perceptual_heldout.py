@@ -45,7 +45,7 @@ def main() -> None:
     from edgecodec import zoo
     from edgecodec.codec.api import decode_array
     from edgecodec.eval.classical import encode_to_size, get_codec
-    from edgecodec.eval.metrics import psnr
+    from edgecodec.metrics import psnr
     from edgecodec.eval.runner import STLPIPS
 
     torch.set_num_threads(args.threads)

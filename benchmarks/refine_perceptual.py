@@ -41,7 +41,7 @@ def main() -> None:
     from edgecodec import zoo
     from edgecodec.codec import refine
     from edgecodec.codec.api import _to_tensor, _to_uint8
-    from edgecodec.eval.metrics import psnr
+    from edgecodec.metrics import psnr
     from edgecodec.eval.runner import STLPIPS
     from edgecodec.losses.gan import GANRateDistortionLoss
 

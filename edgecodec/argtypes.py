@@ -36,6 +36,14 @@ def positive_number(text: str) -> float:
     return value
 
 
+def fraction(text: str) -> float:
+    """A number above 0 and at most 1 (an MS-SSIM)."""
+    value = finite_number(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1, got {text}")
+    return value
+
+
 def names(text: str) -> list[str]:
     """Comma-separated names; "" or "none" for none."""
     if text.strip().lower() in ("", "none"):
@@ -54,5 +62,5 @@ def numbers(text: str) -> list[float]:
     return values
 
 
-for _type in (finite_number, positive_number, numbers):
+for _type in (finite_number, positive_number, fraction, numbers):
     _type.__name__ = "number"  # argparse names the type in "invalid number value: 'x'"

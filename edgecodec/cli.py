@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .argtypes import finite_number, int_at_least, numbers, positive_number
+from .argtypes import finite_number, fraction, int_at_least, numbers, positive_number
 
 LOSSLESS_FORMATS = {"png": "PNG", "bmp": "BMP", "tif": "TIFF", "tiff": "TIFF", "ppm": "PPM"}
 EXIT_USAGE = 2
@@ -163,6 +163,14 @@ def _compress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
         data = result.data
         if not result.reached:
             note = f" (target {target} bytes not reachable: closest is {len(data)} bytes)"
+    elif args.target_psnr is not None or args.target_ms_ssim is not None:
+        metric, target, shown = (("psnr", args.target_psnr, lambda v: f"{v:.2f} dB") if args.target_psnr is not None
+                                 else ("ms-ssim", args.target_ms_ssim, lambda v: f"{v:.4f}"))
+        scored = encoder.encode_to_score(metric, target)
+        data = scored.data
+        name = "PSNR" if metric == "psnr" else "MS-SSIM"
+        note = (f" ({name} {shown(scored.score)}, target {shown(target)})" if scored.reached else
+                f" (target {name} {shown(target)} not reachable: {shown(scored.score)} at the best quality)")
     else:
         data = encoder.encode(quality_to_q16(args.quality))
     _write_output(dst, data, args.force)
@@ -172,7 +180,7 @@ def _compress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
     line = (f"{_shown(src, 'stdin')} -> {_shown(dst, 'stdout')}: {w}x{h}, {len(data)} bytes, "
             f"{8 * len(data) / (w * h):.4f} bpp, quality {header.quality:.4f}, model {header.model}{note}")
     if args.metrics:
-        from .eval.metrics import ms_ssim, psnr
+        from .metrics import ms_ssim, psnr
         decoded, _ = decode_array(data, args.max_pixels)
         line += (f", PSNR {_fmt_metric(psnr(prepared.rgb, decoded), 2)} dB, "
                  f"MS-SSIM {_fmt_metric(ms_ssim(prepared.rgb, decoded), 4)}")
@@ -545,6 +553,12 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument("--quality", type=float, default=0.5, help="0 (smallest) to 1 (best), default 0.5")
     rate.add_argument("--target-bpp", type=positive_number, help="search the quality for this many bits per pixel")
     rate.add_argument("--target-size", help="search the quality for this file size, e.g. 40KB")
+    rate.add_argument("--target-psnr", type=positive_number, metavar="DB",
+                      help="search the lowest quality whose decoded image has this PSNR (about 10 encodes and "
+                           "decodes)")
+    rate.add_argument("--target-ms-ssim", type=fraction, metavar="VALUE",
+                      help="search the lowest quality whose decoded image has this MS-SSIM, e.g. 0.98 (images of "
+                           "at least 161 x 161 pixels)")
     p.add_argument("--model", help="model name (see `edgecodec models`)")
     p.add_argument("--alpha", choices=("keep", "drop", "refuse"), default="keep",
                    help="transparency: keep it (coded losslessly beside the picture; the default), drop it, "

@@ -17,8 +17,8 @@ Like ``pillow-avif-plugin`` and ``pillow-jxl-plugin``: an ``ImageFile`` subclass
 is imported on the first ``load()`` or ``save()``, so registering the plugin costs nothing.
 
 Save options: ``quality`` (0..1, default 0.5: edgecodec's scale, not Pillow's 0-100),
-``model`` (a name from ``edgecodec models``), ``target_size`` (bytes, or a string like "40KB")
-or ``target_bpp`` (instead of quality), ``alpha`` ("keep", the default, "drop" or "refuse") and
+``model`` (a name from ``edgecodec models``), ``target_size`` (bytes, or a string like "40KB"),
+``target_bpp``, ``target_psnr`` (dB) or ``target_ms_ssim`` (instead of quality), ``alpha`` ("keep", the default, "drop" or "refuse") and
 ``metadata`` ("strip", the default, or "keep": the image's ``info["exif"]`` and ``info["xmp"]``)
 and ``icc`` ("keep", the default, or "convert" to sRGB: an RGB image's ``info["icc_profile"]``).
 Opened images carry ``info["edc_model"]`` and ``info["edc_quality"]``, mode LA or RGBA when the
@@ -96,6 +96,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     info = im.encoderinfo
     data = compress(im, quality=info.get("quality", DEFAULT_QUALITY), model=info.get("model"),
                     target_size=info.get("target_size"), target_bpp=info.get("target_bpp"),
+                    target_psnr=info.get("target_psnr"), target_ms_ssim=info.get("target_ms_ssim"),
                     alpha=info.get("alpha", "keep"), metadata=info.get("metadata", "strip"),
                     icc=info.get("icc", "keep"),
                     refine_steps=info.get("refine_steps", 0))

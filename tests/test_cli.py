@@ -357,10 +357,29 @@ def test_target_size_and_bpp_flags(small_png, tmp_path, capsys):
     assert info.value.code == 2
 
 
+def test_target_psnr_and_ms_ssim_flags(small_png, tmp_path, capsys):
+    from edgecodec.codec.api import decode_array
+    from edgecodec.metrics import psnr
+
+    out = tmp_path / "t.edc"
+    assert main("compress", small_png, "-o", out, "--model", SHIPPED, "--target-psnr", "30") == 0
+    line = capsys.readouterr().out
+    reached = re.search(r"\(PSNR ([0-9.]+) dB, target 30.00 dB\)", line)
+    assert reached, line
+    decoded = decode_array(out.read_bytes())[0]
+    assert psnr(np.array(Image.open(small_png)), decoded) == pytest.approx(float(reached[1]), abs=0.005)
+    assert float(reached[1]) >= 30
+    assert main("compress", small_png, "-o", out, "--force", "--model", SHIPPED, "--target-psnr", "80") == 0
+    assert re.search(r"\(target PSNR 80.00 dB not reachable: [0-9.]+ dB at the best quality\)", capsys.readouterr().out)
+    assert main("compress", small_png, "-o", out, "--force", "--target-ms-ssim", "0.9") == 3  # 96 x 64: too small
+    assert_one_error_line(capsys.readouterr().err, "MS-SSIM needs both sides of at least 161 pixels")
+
+
 @pytest.mark.parametrize("args", [
     ["--quality", "2"], ["--quality", "-0.5"], ["--quality", "0.5", "--target-bpp", "1"],
     ["--alpha", "blend"], ["--metadata", "all"], ["--icc", "ignore"], ["--quality", "high"], ["--target-bpp", "inf"],
-    ["--target-bpp", "nan"], ["--target-bpp", "0"], ["--max-pixels", "0"],
+    ["--target-bpp", "nan"], ["--target-bpp", "0"], ["--max-pixels", "0"], ["--target-psnr", "0"],
+    ["--target-psnr", "30", "--target-size", "1KB"], ["--target-ms-ssim", "1.2"], ["--target-ms-ssim", "0"],
 ])
 def test_usage_errors_exit_2(small_png, tmp_path, capsys, args):
     with pytest.raises(SystemExit) as info:

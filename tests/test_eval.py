@@ -13,7 +13,7 @@ from conftest import SHIPPED
 from PIL import Image
 
 from edgecodec.eval import bdrate, classical, runner
-from edgecodec.eval.metrics import psnr
+from edgecodec.metrics import psnr
 
 MAGIC = {"jpeg": (0, b"\xff\xd8\xff"), "webp": (8, b"WEBP"), "avif": (4, b"ftypavif"), "jxl": (0, b"\xff\x0a")}
 

@@ -95,6 +95,15 @@ def test_save_target_size(crop, tmp_path):
         assert np.array(img).shape == (96, 128, 3)
 
 
+def test_save_target_psnr(crop, tmp_path):
+    from edgecodec.metrics import psnr
+
+    path = tmp_path / "t.edc"
+    crop.save(path, target_psnr=29.0, model=SHIPPED)
+    with Image.open(path) as img:
+        assert psnr(np.array(crop), np.array(img.convert("RGB"))) >= 29.0
+
+
 def test_save_with_refinement(crop):
     buf = io.BytesIO()
     crop.save(buf, format="EDC", quality=1.0, model=SHIPPED, refine_steps=5)

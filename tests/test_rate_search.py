@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pytest
 from conftest import SHIPPED
 
 import edgecodec
-from edgecodec.codec.api import parse_size
-from edgecodec.codec.rate_search import TOLERANCE, search_quality
+from edgecodec.codec.api import decode_array, parse_size
+from edgecodec.codec.rate_search import SCORE_RESOLUTION, TOLERANCE, search_quality, search_score
 
 MAX_Q = 65535
 
@@ -166,3 +168,77 @@ def test_shipped_unreachable_targets(kodim23_rgb, shipped_kodim23):
     largest = edgecodec.compress(crop, model=SHIPPED, quality=1.0)
     assert edgecodec.compress(crop, model=SHIPPED, target_size=len(largest) * 10) == largest
     assert edgecodec.compress(crop, model=SHIPPED, target_size=max(1, len(smallest) // 2)) == smallest
+
+
+# --- quality targets (PSNR, MS-SSIM): search_score -------------------------------------------------
+def quality_bytes(q: int) -> bytes:
+    return q.to_bytes(2, "little")  # the synthetic "file" is its quality
+
+
+def score_of(curve):
+    calls = []
+
+    def score(data: bytes) -> float:
+        calls.append(data)
+        return curve(int.from_bytes(data, "little"))
+    return score, calls
+
+
+@pytest.mark.parametrize("target", [20.5, 25.0, 31.7, 39.9])
+def test_score_search_finds_the_lowest_quality_that_meets_the_target(target):
+    curve = lambda q: 20 + 20 * math.sqrt(q / MAX_Q)  # noqa: E731 (PSNR-like: steep at the low end)
+    score, calls = score_of(curve)
+    result = search_score(quality_bytes, score, target)
+    assert result.reached and result.score == curve(result.quality_q16) >= target
+    assert curve(max(0, result.quality_q16 - SCORE_RESOLUTION)) < target  # one step lower misses it
+    assert result.data == quality_bytes(result.quality_q16)
+    assert len(calls) <= 2 + math.ceil(math.log2(MAX_Q / SCORE_RESOLUTION))
+
+
+def test_score_search_ends_of_the_range():
+    curve = lambda q: 30 + q / MAX_Q  # noqa: E731
+    score, calls = score_of(curve)
+    top = search_score(quality_bytes, score, 35.0)
+    assert (top.quality_q16, top.reached, len(calls)) == (MAX_Q, False, 1)  # unreachable: the best, tried once
+    assert top.score == pytest.approx(31.0)
+    bottom = search_score(quality_bytes, score_of(curve)[0], 29.0)
+    assert (bottom.quality_q16, bottom.reached) == (0, True)
+
+
+def test_score_search_returns_a_file_that_meets_the_target_on_a_bumpy_curve():
+    rng = np.random.default_rng(0)
+    bumps = rng.normal(0, 0.3, MAX_Q + 1)
+    curve = lambda q: 20 + 15 * q / MAX_Q + bumps[q]  # noqa: E731 (not monotonic)
+    for target in (22.0, 27.5, 33.0):
+        result = search_score(quality_bytes, score_of(curve)[0], target)
+        assert result.reached and curve(result.quality_q16) >= target
+
+
+def test_shipped_target_psnr_and_ms_ssim(kodim23_rgb):
+    from edgecodec.metrics import ms_ssim, psnr
+
+    image = kodim23_rgb[160:352, 256:512]
+    ends = [decode_array(edgecodec.compress(image, model=SHIPPED, quality=q))[0] for q in (0.0, 1.0)]
+    for name, metric in (("target_psnr", psnr), ("target_ms_ssim", ms_ssim)):
+        target = round(float(np.mean([metric(image, decoded) for decoded in ends])), 4)  # mid-range
+        data = edgecodec.compress(image, model=SHIPPED, **{name: target})
+        q = edgecodec.read_header(data).quality_q16
+        assert metric(image, decode_array(data)[0]) >= target
+        assert 0 < q < MAX_Q
+        lower = edgecodec.compress(image, model=SHIPPED, quality=(q - SCORE_RESOLUTION) / MAX_Q)
+        assert metric(image, decode_array(lower)[0]) < target  # and not much more than needed
+        assert len(lower) < len(data)
+
+
+def test_quality_target_arguments(kodim23_rgb):
+    image = kodim23_rgb[:64, :96]
+    for kwargs, error, message in ((dict(target_psnr=30, target_size=1000), ValueError, "not several"),
+                                   (dict(target_psnr=-1), ValueError, "positive"),
+                                   (dict(target_psnr=math.inf), ValueError, "positive"),
+                                   (dict(target_ms_ssim=1.5), ValueError, r"\(0, 1\]"),
+                                   (dict(target_psnr="30"), TypeError, "number")):
+        with pytest.raises(error, match=message):
+            edgecodec.compress(image, model="tiny", **kwargs)
+    from edgecodec.errors import InputImageError
+    with pytest.raises(InputImageError, match="at least 161 pixels"):
+        edgecodec.compress(image, model="tiny", target_ms_ssim=0.9)

@@ -6,7 +6,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO, Callable, Union
 
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ from .container import QUALITY_SCALE, Container, Header, read_file, valid_tile
 from .extras import decoded_image, source_extras
 from .imageio import ImageInput, PreparedImage, load_image
 from .limits import check_padded_pixels, check_pixels, is_binary_stream
-from .rate_search import SearchResult, search_quality
+from .rate_search import ScoreResult, SearchResult, search_quality, search_score
 from .refine import encode_refined, refinement_objective
 from .tiling import TILE_PIXELS, analyze_tiled, choose_tile, compress_tiled, decompress_tiled, tiling_supported
 
@@ -53,6 +53,27 @@ def _to_uint8(x: torch.Tensor, height: int, width: int) -> np.ndarray:
     # NaN (a hostile file's latents can overflow the synthesis) becomes 0, as in edgecodec.lite.
     x = x[0, :, :height, :width].nan_to_num(0.0).clamp(0, 1).mul(255).round().to(torch.uint8)
     return x.permute(1, 2, 0).contiguous().numpy()
+
+
+def score_metric(metric: str, target: float, shape: tuple[int, ...]) -> Callable[[np.ndarray, np.ndarray], float]:
+    """The function that scores a decoded image for a quality target (``edgecodec.metrics``), after
+    checking that the target can be met and that the image suits the metric."""
+    from ..metrics import MS_SSIM_MIN_SIDE, ms_ssim, psnr
+
+    if isinstance(target, bool) or not isinstance(target, (int, float, np.floating, np.integer)):
+        raise TypeError(f"a target {metric} must be a number, not {type(target).__name__}")
+    if metric == "psnr":
+        if not (math.isfinite(target) and target > 0):
+            raise ValueError(f"target PSNR must be a positive number of dB, not {target}")
+        return psnr
+    if metric == "ms-ssim":
+        if not 0 < target <= 1:
+            raise ValueError(f"target MS-SSIM must be in (0, 1], not {target}")
+        if min(shape[:2]) < MS_SSIM_MIN_SIDE:
+            raise InputImageError(f"MS-SSIM needs both sides of at least {MS_SSIM_MIN_SIDE} pixels; this image is "
+                                  f"{shape[1]}x{shape[0]}: target PSNR instead")
+        return ms_ssim
+    raise ValueError(f"unknown quality metric {metric!r}: use 'psnr' or 'ms-ssim'")
 
 
 class Encoder:
@@ -116,6 +137,12 @@ class Encoder:
                         p.channels, p.bit_depth, p.conversions, tile=self.tile)
         return Container(header, strings, self.extras).to_bytes()
 
+    def encode_to_score(self, metric: str, target: float) -> ScoreResult:
+        """The smallest file whose decoded image scores at least ``target`` in ``metric`` ("psnr" in
+        dB or "ms-ssim", against the prepared RGB image): about 10 encodes and decodes."""
+        measure = score_metric(metric, target, self.prepared.rgb.shape)
+        return search_score(self.encode, lambda data: measure(self.prepared.rgb, decode_array(data)[0]), target)
+
     def encode_to_size(self, target_bytes: int) -> SearchResult:
         """With refinement, the unrefined stream's size (one entropy-coding pass) guides the
         search, so it refines at a few qualities instead of one per halving."""
@@ -133,6 +160,7 @@ def quality_to_q16(quality: float) -> int:
 
 def compress(image: ImageInput, quality: float = DEFAULT_QUALITY, model: str | None = None, *,
              target_bpp: float | None = None, target_size: int | str | None = None,
+             target_psnr: float | None = None, target_ms_ssim: float | None = None,
              alpha: str = "keep", metadata: str = "strip", icc: str = "keep", max_pixels: int | None = None,
              refine_steps: int = 0) -> bytes:
     """Compress an image (path, an image file's bytes or binary file object, PIL image or HxWx3 /
@@ -146,14 +174,22 @@ def compress(image: ImageInput, quality: float = DEFAULT_QUALITY, model: str | N
 
     ``target_bpp`` or ``target_size`` (bytes, or a string like "40KB") searches the quality
     instead; the result is the largest quality that fits, within 3% of the target when reachable.
+    ``target_psnr`` (dB) or ``target_ms_ssim`` searches the lowest quality whose decoded image
+    scores at least that against the source's RGB (about 10 encodes and decodes); the best quality
+    when the model cannot reach it.
     ``refine_steps`` > 0 optimises the latent for this image (codec/refine.py; fidelity models,
     images up to 2 MP): fewer bytes for the same quality, any decoder; with a target, every quality
     the search tries is refined.
     """
-    if target_bpp is not None and target_size is not None:
-        raise ValueError("give target_bpp or target_size, not both")
+    targets = {"target_bpp": target_bpp, "target_size": target_size, "target_psnr": target_psnr,
+               "target_ms_ssim": target_ms_ssim}
+    if sum(value is not None for value in targets.values()) > 1:
+        raise ValueError(f"give one of {', '.join(targets)}, not several")
     prepared = load_image(image, alpha=alpha, max_pixels=max_pixels, metadata=metadata, icc=icc)
     encoder = Encoder(prepared, zoo.DEFAULT_MODEL if model is None else model, refine_steps=refine_steps)
+    if target_psnr is not None or target_ms_ssim is not None:
+        metric, target = ("psnr", target_psnr) if target_psnr is not None else ("ms-ssim", target_ms_ssim)
+        return encoder.encode_to_score(metric, target).data
     if target_bpp is not None:
         if not (math.isfinite(target_bpp) and target_bpp > 0):
             raise ValueError(f"target bpp must be a positive number, not {target_bpp}")

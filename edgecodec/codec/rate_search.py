@@ -1,4 +1,5 @@
-"""Find the quality that meets a target size: a search over the 16-bit quality grid."""
+"""Find the quality that meets a target: a file size, or a quality score of the decoded image (PSNR,
+MS-SSIM); searches over the 16-bit quality grid."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from .container import QUALITY_SCALE
 
 TOLERANCE = 0.03
 GUIDED_TRIES = 4  # tries led by the estimate before plain bisection takes over
+# A score search stops when the qualities that miss and meet the target are this close (1/256 of
+# the range: about 10 encodes and decodes, and a file within about 1% of the smallest that meets it).
+SCORE_RESOLUTION = 256
 
 
 @dataclass(frozen=True)
@@ -84,3 +88,38 @@ def search_quality(encode: Callable[[int], bytes], target_bytes: int, max_tries:
     if below is None or (above is not None and not below.reached and above.reached):
         return above
     return below
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    quality_q16: int
+    data: bytes
+    score: float  # of the image the file decodes to
+    target: float
+
+    @property
+    def reached(self) -> bool:
+        return self.score >= self.target
+
+
+def search_score(encode: Callable[[int], bytes], score: Callable[[bytes], float], target: float,
+                 resolution: int = SCORE_RESOLUTION) -> ScoreResult:
+    """The lowest quality whose file scores at least ``target`` (``score`` decodes the file and
+    measures it), within ``resolution`` on the quality grid; the top quality when none does. The
+    score grows with the quality (more bits, less distortion), so bisection applies: the top
+    quality first, then the bottom, then midpoints. Only files that were scored are returned, so
+    a reached target holds for the returned file even where the score is not quite monotonic."""
+    top = encode(QUALITY_SCALE)
+    best = ScoreResult(QUALITY_SCALE, top, score(top), target)
+    if not best.reached:
+        return best
+    misses = -1  # the highest quality tried that misses the target
+    while best.quality_q16 - misses > resolution:
+        q = 0 if misses < 0 else (misses + best.quality_q16) // 2
+        data = encode(q)
+        value = score(data)
+        if value >= target:
+            best = ScoreResult(q, data, value, target)
+        else:
+            misses = q
+    return best

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from ..codec.api import _to_tensor
-from .metrics import psnr, ssim
+from ..metrics import psnr, ssim
 
 MODES = ("tensor", "channel")
 _MODE_CODES = {"tensor": 0, "channel": 1}

@@ -170,7 +170,7 @@ def make_crops(summary: dict[str, Any], out_dir: Path, n_images: int = 3, target
     from ..codec.api import Encoder, decode_array
     from ..codec.imageio import load_image
     from .classical import CODECS, encode_to_bpp
-    from .metrics import ms_ssim, psnr
+    from ..metrics import ms_ssim, psnr
     from .runner import _st_lpips, parse_model_label
 
     image_dir = Path(summary["image_dir"])

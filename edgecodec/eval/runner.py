@@ -56,7 +56,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from .classical import CODECS, get_codec, library_version
-from .metrics import ms_ssim, psnr, ssim
+from ..metrics import ms_ssim, psnr, ssim
 
 IMAGE_SUFFIXES = (".png", ".ppm", ".bmp", ".tif", ".tiff")
 DEFAULT_QUALITIES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)

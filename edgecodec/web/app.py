@@ -78,7 +78,7 @@ class _Metrics:
         self._lock = threading.Lock()
 
     def __call__(self, reference: np.ndarray, decoded: np.ndarray, lpips: bool) -> dict[str, float | None]:
-        from ..eval.metrics import ms_ssim, psnr
+        from ..metrics import ms_ssim, psnr
 
         out: dict[str, float | None] = {"psnr": _finite(psnr(reference, decoded)),
                                         "ms_ssim": _finite(ms_ssim(reference, decoded)), "st_lpips": None}
