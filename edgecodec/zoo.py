@@ -8,6 +8,7 @@ the file also holds the model config (safetensors metadata), so that hash covers
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import json
@@ -135,6 +136,14 @@ def load_model(name: str) -> tuple[EdgeCodecModel, bytes]:
         # A damaged or foreign file in a model folder: name it, not a traceback from deep inside.
         raise UnknownModelError(f"model {name!r} cannot be loaded from {entry.weights}: "
                                 f"{type(exc).__name__}: {exc}") from None
+
+
+def load_pretrained(name: str) -> EdgeCodecModel:
+    """A model's own copy, for research: its forward pass (``model(x, quality)``: ``x_hat``,
+    ``likelihoods``), gradients, fine-tuning. Eval mode with frozen parameters, as the codec uses
+    it (``requires_grad_(True)`` and ``train()`` to train); ``load_model``'s instance is shared by
+    every compress and decompress in the process, so it is not handed out for changes."""
+    return copy.deepcopy(load_model(name)[0])
 
 
 def save_model(model: EdgeCodecModel, folder: str | Path, name: str, card: dict[str, Any]) -> Path:

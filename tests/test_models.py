@@ -204,3 +204,28 @@ def test_weights_file_holds_its_config(tmp_path):
     legacy = tmp_path / "a" / "tiny.safetensors"  # exported before the config was saved inside
     save_file(load_file(str(legacy)), str(legacy))
     assert zoo._load(legacy, 2.0)[0].config.min_level == -1.0
+
+
+def test_load_pretrained_gives_an_own_copy_whose_rate_estimate_matches_the_files(kodim23_rgb):
+    """README, Models, "From PyTorch": the shipped model's forward pass estimates the rate that
+    compress writes (the real file adds its header and the coder's overhead), and changing the copy
+    leaves the codec's instance alone."""
+    import edgecodec
+    from edgecodec.zoo import load_model, load_pretrained
+
+    model = load_pretrained("fidelity")
+    shared, _ = load_model("fidelity")
+    assert model is not shared and not model.training and not any(p.requires_grad for p in model.parameters())
+    image = kodim23_rgb[128:384, 256:512]
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    for quality in (0.0, 0.5, 1.0):
+        with torch.no_grad():
+            out = model(x, torch.tensor([quality]))
+        estimated = sum(-torch.log2(lik).sum() for lik in out["likelihoods"].values()).item() / x[0, 0].numel()
+        real = 8 * len(edgecodec.compress(image, model="fidelity", quality=quality)) / x[0, 0].numel()
+        assert estimated < real < 1.05 * estimated + 8 * 64 / x[0, 0].numel(), (quality, estimated, real)
+        assert out["x_hat"].shape == x.shape
+    before = {k: v.clone() for k, v in shared.state_dict().items()}
+    for p in model.parameters():
+        p.data.zero_()
+    assert all(torch.equal(v, before[k]) for k, v in shared.state_dict().items())
