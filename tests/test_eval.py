@@ -35,6 +35,12 @@ def test_classical_round_trip(name, kodim23_rgb):
     assert len(codec.encode(rgb, codec.sweep[0])) < len(data)
     with pytest.raises(ValueError):
         codec.encode(rgb, 101)
+    # Every quality of the declared range encodes: the size searches (web page, report crops) may
+    # try either end. JPEG XL at 100 failed inside libjxl ("The encoder API is used in an incorrect way").
+    lo, hi = codec.quality_range
+    assert len(codec.encode(rgb, lo)) < len(codec.encode(rgb, hi))
+    quality, data, fits = classical.encode_to_size(codec, rgb, 10**7)  # more than any quality needs
+    assert (quality, fits) == (hi, True)
 
 
 def test_classical_registry_and_encode_to_bpp(kodim23_rgb):

@@ -150,7 +150,9 @@ CODECS: dict[str, Codec] = {
     "jpeg": Codec("jpeg", "JPEG", ".jpg", "JPEG", JPEG_SETTINGS, JPEG_SWEEP, (1, 100), _check_pillow("jpg")),
     "webp": Codec("webp", "WebP", ".webp", "WEBP", WEBP_SETTINGS, WEBP_SWEEP, (0, 100), _check_pillow("webp")),
     "avif": Codec("avif", "AVIF", ".avif", "AVIF", AVIF_SETTINGS, AVIF_SWEEP, (0, 100), _check_pillow("avif")),
-    "jxl": Codec("jxl", "JPEG XL", ".jxl", "JXL", JXL_SETTINGS, JXL_SWEEP, (1, 100), _check_jxl),
+    # JPEG XL stops at 99: quality 100 is distance 0, which libjxl encodes only in lossless mode (it
+    # raised "The encoder API is used in an incorrect way" with lossless=False).
+    "jxl": Codec("jxl", "JPEG XL", ".jxl", "JXL", JXL_SETTINGS, JXL_SWEEP, (1, 99), _check_jxl),
 }
 
 

@@ -6,7 +6,7 @@ Routes:
 ``GET /api/info``         models, available classical codecs and the server's limits
 ``POST /api/compress``    the image file as the raw request body; query parameters ``model``,
                           ``quality`` (0..1) or ``target_size`` (bytes or "40KB"), ``lpips`` (0/1).
-                          Answers JSON: the edgecodec stream and the JPEG, WebP and AVIF files of at
+                          Answers JSON: the edgecodec stream and the JPEG, WebP, AVIF and JPEG XL files of at
                           most its size, each with bytes, bpp, PSNR, MS-SSIM, ST-LPIPS (when asked),
                           the file and its decoded PNG (base64).
 
@@ -39,8 +39,9 @@ from .command import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB
 
 # Formats the server reads; Pillow knows more, but untrusted uploads get the common ones only.
 UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP", "AVIF", "GIF", "BMP", "TIFF", "PPM", "JXL")
-CLASSICAL = ("jpeg", "webp", "avif")
-MIME = {"edgecodec": "application/x-edc", "jpeg": "image/jpeg", "webp": "image/webp", "avif": "image/avif"}
+CLASSICAL = ("jpeg", "webp", "avif", "jxl")  # those the Pillow build has
+MIME = {"edgecodec": "application/x-edc", "jpeg": "image/jpeg", "webp": "image/webp", "avif": "image/avif",
+        "jxl": "image/jxl"}
 
 STATIC = Path(__file__).parent / "static"
 
