@@ -12,6 +12,11 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
 from .argtypes import finite_number, fraction, int_at_least, numbers, positive_number
 
 LOSSLESS_FORMATS = {"png": "PNG", "bmp": "BMP", "tif": "TIFF", "tiff": "TIFF", "ppm": "PPM"}
@@ -32,27 +37,64 @@ TEMP_PATTERN = r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp"
 
 def _write_atomic(path: Path, data: bytes, force: bool) -> None:
     """Write via a temporary file and rename, so a crash never leaves a half-written output
-    (only, after a kill, a hidden temporary file ``.NAME.XXXXXXXX.tmp``)."""
-    from .errors import OutputWriteError
+    (only, after a kill, a hidden temporary file ``.NAME.XXXXXXXX.tmp``). The temporary file is
+    locked while it is written (``_locked_temp``), and without ``force`` it is linked to its name
+    rather than renamed over it, so that a file that appeared meanwhile (another run) is kept."""
+    from .errors import OutputExistsError, OutputWriteError
 
     _check_output(path, force)  # again: the file may have appeared while the output was computed
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = _locked_temp(path)
     except OSError as exc:
         raise OutputWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs follow the umask
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(fd, "wb") as f:  # closing it releases the lock: only after the rename
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+            if force or not _link_no_clobber(tmp, path):
+                os.replace(tmp, path)
+    except FileExistsError:
+        raise OutputExistsError(f"output {path} appeared while it was computed (another run?): kept it; "
+                                "use --force to overwrite") from None
     except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError):  # e.g. a full disk, or a folder where the file should go
             raise OutputWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _locked_temp(path: Path) -> tuple[int, str]:
+    """A new temporary file beside ``path`` under an exclusive flock, which its writer holds until
+    the file has its final name: a folder run's cleanup (``_remove_stale_temps``) then removes only
+    the temporary files of killed runs, whose locks died with them, never a live run's."""
+    while True:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        if fcntl is None:  # no flock (Windows): cleanup cannot tell live from stale
+            return fd, tmp
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            ours = os.path.samestat(os.stat(tmp), os.fstat(fd))
+        except FileNotFoundError:
+            ours = False
+        if ours:
+            return fd, tmp
+        os.close(fd)  # a cleanup removed it between its creation and the lock: take another
+
+
+def _link_no_clobber(tmp: str, path: Path) -> bool:
+    """Give the written file its name only if the name is free (a hard link fails on an existing
+    name, where a rename replaces it); False where the file system has no hard links."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:  # e.g. FAT or some network file systems: fall back to the rename
+        return False
+    return True
 
 
 def _is_stdio(path: Path) -> bool:
@@ -364,8 +406,8 @@ def _run_folder(src: Path, args: argparse.Namespace, suffixes: set[str], out_suf
 def _remove_stale_temps(out_root: Path, out_suffix: str) -> int:
     """Delete the temporary files an interrupted (killed) folder run of this command left in the
     output tree: only regular files named like _write_atomic's, for this command's outputs
-    (``.NAME{out_suffix}.XXXXXXXX.tmp``). Two runs writing into one output folder at the same time
-    are not supported (they would also race on the outputs themselves)."""
+    (``.NAME{out_suffix}.XXXXXXXX.tmp``), and only those no live process holds locked
+    (``_locked_temp``), so another run writing into the same folder keeps its files."""
     import re
 
     pattern = re.compile(TEMP_PATTERN)
@@ -374,12 +416,16 @@ def _remove_stale_temps(out_root: Path, out_suffix: str) -> int:
         return 0
     for path in out_root.rglob(".*.tmp"):
         match = pattern.fullmatch(path.name)
-        if match and match["name"].lower().endswith(out_suffix) and path.is_file() and not path.is_symlink():
-            try:
+        if not (match and match["name"].lower().endswith(out_suffix) and path.is_file() and not path.is_symlink()):
+            continue
+        try:
+            with open(path, "rb") as f:
+                if fcntl is not None:
+                    fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # held by a live run: BlockingIOError
                 path.unlink()
-                removed += 1
-            except FileNotFoundError:
-                pass
+            removed += 1
+        except (BlockingIOError, FileNotFoundError):
+            pass
     return removed
 
 

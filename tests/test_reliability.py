@@ -128,6 +128,48 @@ def test_folder_run_removes_only_its_own_stale_temp_files(tmp_path, capsys):
     assert not stale.exists() and other.exists() and (out / "a.png").exists()
 
 
+def test_folder_runs_into_one_output_folder_keep_each_others_files(tmp_path, monkeypatch, capsys):
+    """Two runs writing into one output folder: the cleanup at a folder run's start removes only
+    temporary files no live process holds locked (a killed run's), and an output that appears
+    while another run computed it is kept, not replaced (exit 8 for a single file)."""
+    import fcntl
+
+    import edgecodec
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    arr = np.random.RandomState(2).randint(0, 256, (32, 48, 3), dtype=np.uint8)
+    (src / "a.edc").write_bytes(edgecodec.compress(arr, model="tiny"))
+    live, stale = out / ".b.png.live0000.tmp", out / ".c.png.dead0000.tmp"
+    live.write_bytes(b"being written by another run")
+    stale.write_bytes(b"left by a killed run")
+    with open(live, "rb") as held:  # as _locked_temp holds it while writing
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        assert cli.main(["decompress", str(src), "-o", str(out), "-q"]) == 0
+    assert "removed 1 temporary file(s)" in capsys.readouterr().out
+    assert live.read_bytes() == b"being written by another run" and not stale.exists()
+
+    # The output appears after this run's last check, while it writes: the other run's file stays,
+    # and nothing is left behind.
+    target = tmp_path / "race.png"
+    real_temp = cli._locked_temp
+
+    def temp_then_race(path):
+        opened = real_temp(path)
+        path.write_bytes(b"the other run's output")
+        return opened
+    monkeypatch.setattr(cli, "_locked_temp", temp_then_race)
+    assert cli.main(["decompress", str(src / "a.edc"), "-o", str(target)]) == 8
+    assert_one_error_line(capsys.readouterr().err, "appeared while it was computed", "kept it")
+    assert target.read_bytes() == b"the other run's output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out", "race.png"]
+    # With --force the new output replaces it, as before.
+    monkeypatch.setattr(cli, "_locked_temp", real_temp)
+    assert cli.main(["decompress", str(src / "a.edc"), "-o", str(target), "--force"]) == 0
+    assert Image.open(target).size == (48, 32)
+
+
 # --- training faults -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def train_images(tmp_path_factory) -> Path:
