@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ import edgecodec
 from edgecodec.errors import OutputExistsError
 from edgecodec.train.config import apply_override, load_config
 from edgecodec.train.export import add_kodak_metrics, append_stage_history, export_run
+from edgecodec.train.monitor import read_csv
 from edgecodec.train.trainer import Trainer, latest_checkpoint, run
 
 
@@ -314,6 +316,23 @@ def test_resume_without_checkpoint_redoes_the_logged_steps(image_folder, tmp_pat
     assert (tmp_path / "run" / "log.csv").read_text().count("\n") == 3  # header + steps 2, 4
     assert Trainer(config, tmp_path / "run").resume() is False
     assert (tmp_path / "run" / "log.csv").read_text().count("\n") == 1
+
+
+def test_resumed_run_logs_each_step_once_in_tensorboard_too(image_folder, tmp_path):
+    """Steps a killed launch logged after its last checkpoint are logged again on resume: the CSV
+    drops the old rows, and TensorBoard hides the old events (SummaryWriter's purge_step)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = make_config(image_folder, "train.steps=6", "train.ckpt_every=3", "train.log_every=1",
+                         "train.tensorboard=true")
+    run(config, tmp_path / "run")
+    (tmp_path / "run" / "ckpt-00000006.pt").unlink()  # as if killed after logging steps 4 to 6
+    time.sleep(1.1)  # event files are named by the second: the resumed launch gets its own
+    run(config, tmp_path / "run", resume=True)
+    events = EventAccumulator(str(tmp_path / "run" / "tb"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3, 4, 5, 6]
+    assert [int(r["step"]) for r in read_csv(tmp_path / "run" / "log.csv")] == [1, 2, 3, 4, 5, 6]
 
 
 def test_resume_needs_no_warm_start_file(image_folder, tmp_path):

@@ -73,7 +73,11 @@ class Monitor:
     """Writes training and validation rows to CSV and TensorBoard; a no-op when disabled
     (ranks other than 0)."""
 
-    def __init__(self, run_dir: Path, enabled: bool = True, tensorboard: bool = True) -> None:
+    def __init__(self, run_dir: Path, enabled: bool = True, tensorboard: bool = True,
+                 purge_step: int | None = None) -> None:
+        """``purge_step``: a resumed run's first step to come; TensorBoard hides the events an
+        earlier launch logged from that step on (SummaryWriter's purge_step), as ``drop_rows_after``
+        drops those CSV rows, since the resumed run logs those steps again."""
         self.run_dir = Path(run_dir)
         self.enabled = enabled
         self.writer = None
@@ -83,7 +87,7 @@ class Monitor:
             except ImportError as exc:  # tensorboard is a declared dependency; be lenient anyway
                 log.warning("TensorBoard logging off: %s", exc)
             else:
-                self.writer = SummaryWriter(log_dir=str(self.run_dir / "tb"))
+                self.writer = SummaryWriter(log_dir=str(self.run_dir / "tb"), purge_step=purge_step)
 
     def log(self, kind: str, step: int, row: dict[str, Any]) -> None:
         """kind "train" -> log.csv and train/*, "val" -> val.csv and val/*."""

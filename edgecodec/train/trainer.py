@@ -661,7 +661,8 @@ class Trainer:
         if total != int(tc["steps"]) and self.is_main:  # a budget cut (or stretch), the schedule unchanged
             log.info("stopping at step %d of a train.steps=%d schedule (lr drop at step %d)", total,
                      int(tc["steps"]), self.lr_drop_step())
-        monitor = Monitor(self.run_dir, enabled=self.is_main, tensorboard=bool(tc.get("tensorboard", True)))
+        monitor = Monitor(self.run_dir, enabled=self.is_main, tensorboard=bool(tc.get("tensorboard", True)),
+                          purge_step=self.step + 1)  # what a killed launch logged after this step is redone
         show = self.is_main and tc.get("progress", True)
         bar = tqdm(total=total, initial=self.step, unit="step", desc=str(self.config.get("name", "train")),
                    dynamic_ncols=True, disable=None if show else True)
