@@ -19,7 +19,9 @@ except ImportError:  # Windows
 
 from .argtypes import finite_number, fraction, int_at_least, numbers, positive_number
 
-LOSSLESS_FORMATS = {"png": "PNG", "bmp": "BMP", "tif": "TIFF", "tiff": "TIFF", "ppm": "PPM"}
+LOSSLESS_FORMATS = {"png": "PNG", "bmp": "BMP", "tif": "TIFF", "tiff": "TIFF", "ppm": "PPM", "webp": "WEBP"}
+# The formats that hold an ICC profile, EXIF and XMP (the others get sRGB pixels and no metadata).
+_TAGGED_FORMATS = ("PNG", "TIFF", "WEBP")
 EXIT_USAGE = 2
 EXIT_PARTIAL = 10  # folder mode: some files failed, the rest were written
 EXIT_INTERRUPTED = 130
@@ -256,7 +258,7 @@ def _decompress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
 
     fmt = "png" if _is_stdio(dst) else dst.suffix.lower().lstrip(".")
     if fmt not in LOSSLESS_FORMATS:
-        raise UsageError(f"output {dst} must be a lossless format: .png, .bmp, .tif or .ppm")
+        raise UsageError(f"output {dst} must be a lossless format: .png, .tif, .webp (written lossless), .bmp or .ppm")
     _check_output(dst, args.force)
     _check_not_input(src, dst)
     data = _read_input(src, args.max_pixels, edc=True)
@@ -268,7 +270,7 @@ def _decompress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
         image = image.convert(image.mode[:-1])
     if image.mode in ("LA", "RGBA") and fmt in ("bmp", "ppm"):  # Pillow's BMP reads back without it
         raise UsageError(f"{_shown(src, 'stdin')} has an alpha channel, which {fmt.upper()} does not hold: "
-                         "write .png or .tif, or pass --alpha drop")
+                         "write .png, .tif or .webp, or pass --alpha drop")
     _write_output(dst, _encoded_image(image, LOSSLESS_FORMATS[fmt]), args.force)
     return f"{_shown(src, 'stdin')} -> {_shown(dst, 'stdout')}: {image.width}x{image.height} {image.mode}"
 
@@ -278,9 +280,10 @@ def _encoded_image(image, fmt: str) -> bytes:
     format holds them; a format without ICC profiles gets the image converted to sRGB instead."""
     from PIL import PngImagePlugin
 
-    options = {}
+    # WebP: lossless, and exact keeps the colour under fully transparent pixels as decoded.
+    options: dict = {"lossless": True, "exact": True} if fmt == "WEBP" else {}
     profile = image.info.get("icc_profile")
-    if profile and fmt in ("PNG", "TIFF"):
+    if profile and fmt in _TAGGED_FORMATS:
         options["icc_profile"] = profile
     elif profile:
         from .codec.imageio import icc_to_srgb
@@ -288,7 +291,7 @@ def _encoded_image(image, fmt: str) -> bytes:
         converted = icc_to_srgb(image.convert("RGB"), profile)
         image = converted if converted is not None else image
     exif, xmp = image.info.get("exif"), image.info.get("xmp")
-    if exif and fmt in ("PNG", "TIFF"):
+    if exif and fmt in _TAGGED_FORMATS:
         options["exif"] = exif
     if xmp and fmt == "PNG":
         info = PngImagePlugin.PngInfo()
@@ -296,6 +299,8 @@ def _encoded_image(image, fmt: str) -> bytes:
         options["pnginfo"] = info
     if xmp and fmt == "TIFF":
         options["tiffinfo"] = {700: xmp}  # TIFF tag 700: XMP
+    if xmp and fmt == "WEBP":
+        options["xmp"] = xmp
     buf = io.BytesIO()
     image.save(buf, format=fmt, **options)
     return buf.getvalue()
@@ -478,6 +483,11 @@ def cmd_models(args: argparse.Namespace) -> int:
     from .zoo import DEFAULT_MODEL, describe, list_models
 
     entries = list_models()
+    if args.json:  # the same for scripts: the card's fields, where the weights are, why one is unusable
+        print(json.dumps([{**({} if entry.problem else describe(entry)), "name": entry.name,
+                           "default": entry.name == DEFAULT_MODEL, "weights": str(entry.weights),
+                           "problem": entry.problem} for entry in entries], indent=2))
+        return 0 if entries else 1
     if not entries:
         print("no models installed")
         return 1
@@ -611,10 +621,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "or refuse such images")
     p.add_argument("--metadata", choices=("strip", "keep"), default="strip",
                    help="the source's EXIF and XMP (camera, date, GPS position): strip them (the default) or "
-                        "keep them in the file; decompress writes them into PNG and TIFF outputs")
+                        "keep them in the file; decompress writes them into PNG, TIFF and WebP outputs")
     p.add_argument("--icc", choices=("keep", "convert"), default="keep",
                    help="an RGB image's colour profile other than sRGB (Display P3, Adobe RGB): keep it with the "
-                        "image's numbers (the default; decompress writes it into PNG and TIFF outputs) or convert "
+                        "image's numbers (the default; decompress writes it into PNG, TIFF and WebP outputs) or convert "
                         "the image to sRGB. CMYK images are always converted")
     p.add_argument("--refine", type=int_at_least(0), default=0, metavar="STEPS",
                    help="optimise the latent for each image for STEPS gradient steps: fewer bytes at the same "
@@ -624,12 +634,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", action="store_true", help="decode again and print PSNR and MS-SSIM")
     p.set_defaults(func=cmd_compress)
 
-    p = sub.add_parser("decompress", help=".edc to PNG")
+    p = sub.add_parser("decompress", help=".edc to PNG (or TIFF, lossless WebP, BMP, PPM by the output's suffix)")
     common(p)
     p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                    help="onnx: the torch-free decoder (edgecodec.lite) with onnxruntime; format 3 and later")
     p.add_argument("--alpha", choices=("keep", "drop"), default="keep",
-                   help="a kept alpha channel: write it (the default; PNG and TIFF hold it) or drop it")
+                   help="a kept alpha channel: write it (the default; PNG, TIFF and WebP hold it) or drop it")
     p.add_argument("--onnx-dir", help="--backend onnx: an `edgecodec export onnx` folder "
                                       "(default: export the file's model into the cache on first use)")
     p.add_argument("--int8", action="store_true", help="--backend onnx: the int8 synthesis, if exported")
@@ -651,6 +661,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("models", help="list installed models")
+    p.add_argument("--json", action="store_true", help="print them as JSON (name, default, weights, parameters, "
+                                                      "bpp range on Kodak, summary; problem: why one cannot be used)")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("train", help="train a model from a YAML config")

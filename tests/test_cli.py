@@ -193,12 +193,13 @@ def test_alpha_and_metadata_through_the_command_line(tmp_path, kodim23_rgb, caps
     assert info["format_version"] == 4 and info["extras"] == {"alph": len(extras["alph"]), "exif": len(extras["exif"])}
     assert info["file_bytes"] == edc.stat().st_size and info["bpp"] == 8 * info["file_bytes"] / (96 * 64)
     assert (info["width"], info["height"], info["model"], info["conversions"]) == (96, 64, "tiny", [])
-    for suffix in ("png", "tif"):
+    for suffix in ("png", "tif", "webp"):
         out = tmp_path / f"decoded.{suffix}"
         assert main("decompress", edc, "-o", out) == 0
         with Image.open(out) as img:
             assert img.mode == "RGBA" and np.array_equal(np.array(img)[..., 3], alpha), suffix
             assert img.getexif().get(0x010F) == "TestMaker", suffix
+            assert np.array_equal(np.array(img), np.array(Image.open(tmp_path / "decoded.png"))), suffix  # lossless
     for suffix in ("bmp", "ppm"):  # formats that do not keep alpha are refused, not written without it
         assert main("decompress", edc, "-o", tmp_path / f"decoded.{suffix}") == 2
         assert_one_error_line(capsys.readouterr().err, "alpha", suffix.upper(), "--alpha drop")
@@ -302,6 +303,14 @@ def test_models_lists_shipped_and_path_models(capsys):
     assert f"{DEFAULT_MODEL} (default)" in names
     assert set(shipped_models()) <= {n.removesuffix(" (default)") for n in names}
     assert "tiny" in names
+    assert main("models", "--json") == 0  # the same models, for scripts
+    listed = json.loads(capsys.readouterr().out)
+    assert [m["name"] for m in listed] == [n.removesuffix(" (default)") for n in names]
+    assert [m["name"] for m in listed if m["default"]] == [DEFAULT_MODEL]
+    card = json.loads((SHIPPED_WEIGHTS / f"{SHIPPED}.json").read_text())
+    shipped = next(m for m in listed if m["name"] == SHIPPED)
+    assert (shipped["parameters"], shipped["bpp_range"]) == (card["parameters"], card["bpp_range"])
+    assert shipped["weights"] == str(SHIPPED_WEIGHTS / f"{SHIPPED}.safetensors") and shipped["problem"] is None
 
 
 def test_compress_default_output_name_and_force(small_png, tmp_path, capsys):
@@ -493,10 +502,11 @@ def test_decompress_refuses_lossy_output_format(small_edc, tmp_path, capsys):
     assert code != 0
     assert_one_error_line(capsys.readouterr().err, "lossless")
     assert not (tmp_path / "out.jpg").exists()
-    for ext in ("png", "bmp", "tif", "ppm"):
+    for ext in ("png", "bmp", "tif", "ppm", "webp"):
         assert main("decompress", small_edc, "-o", tmp_path / f"out.{ext}") == 0
         with Image.open(tmp_path / f"out.{ext}") as img:
             assert img.size == (96, 64)
+            assert np.array_equal(np.array(img.convert("RGB")), np.array(Image.open(tmp_path / "out.png"))), ext
 
 
 # --- folder mode -----------------------------------------------------------------------------------
@@ -736,6 +746,9 @@ def test_a_broken_model_folder_entry_breaks_only_itself(small_png, tmp_path, cap
     assert main("models") == 0
     out = capsys.readouterr().out
     assert "broken: cannot be used:" in out and "broken.json" in out and "tiny" in out
+    assert main("models", "--json") == 0
+    listed = {m["name"]: m for m in json.loads(capsys.readouterr().out)}
+    assert "broken.json" in listed["broken"]["problem"] and listed["tiny"]["problem"] is None
     assert main("compress", small_png, "-o", tmp_path / "ok.edc", "--model", "tiny") == 0
     capsys.readouterr()
     for name, fragment in (("broken", "broken.json"), ("garbage", "garbage.safetensors"), ("nocfg", "no model config")):

@@ -352,7 +352,7 @@ def test_cmyk_sources_never_keep_a_profile(crop, tmp_path):
             assert prepared.icc is None and prepared.conversions & 32, (name, icc)
 
 
-def test_kept_profiles_reach_png_and_tiff_outputs_and_others_get_srgb(crop, tmp_path):
+def test_kept_profiles_reach_png_tiff_and_webp_outputs_and_others_get_srgb(crop, tmp_path):
     from edgecodec.cli import main
 
     path = tmp_path / "adobe.png"
@@ -360,7 +360,7 @@ def test_kept_profiles_reach_png_and_tiff_outputs_and_others_get_srgb(crop, tmp_
     edc = tmp_path / "adobe.edc"
     edc.write_bytes(edgecodec.compress(path, model="tiny"))
     decoded = edgecodec.decompress(edc)
-    for suffix in ("png", "tif", "bmp"):
+    for suffix in ("png", "tif", "webp", "bmp"):
         out = tmp_path / f"out.{suffix}"
         assert main(["decompress", str(edc), "-o", str(out)]) == 0
         with Image.open(out) as img:
