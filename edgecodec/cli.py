@@ -624,8 +624,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "keep them in the file; decompress writes them into PNG, TIFF and WebP outputs")
     p.add_argument("--icc", choices=("keep", "convert"), default="keep",
                    help="an RGB image's colour profile other than sRGB (Display P3, Adobe RGB): keep it with the "
-                        "image's numbers (the default; decompress writes it into PNG, TIFF and WebP outputs) or convert "
-                        "the image to sRGB. CMYK images are always converted")
+                        "image's numbers (the default; decompress writes it into PNG, TIFF and WebP outputs) or "
+                        "convert the image to sRGB. CMYK images are always converted")
     p.add_argument("--refine", type=int_at_least(0), default=0, metavar="STEPS",
                    help="optimise the latent for each image for STEPS gradient steps: fewer bytes at the same "
                         "quality, decodable by every decoder, but slower encoding (about 0.4 s a step for a "

@@ -256,8 +256,9 @@ def _decode(data: EdcInput, max_pixels: int | None) -> tuple[np.ndarray, Contain
 
 
 def decompress(data: EdcInput, max_pixels: int | None = None) -> Image.Image:
-    """Decode .edc bytes (or an .edc file's path or binary file object) into a PIL image: mode L or RGB, LA or RGBA when the file kept the
-    source's alpha; a kept ICC profile in ``info["icc_profile"]``, kept metadata in ``info["exif"]``
-    and ``info["xmp"]`` (pass them to ``save``)."""
+    """Decode .edc bytes (or an .edc file's path or binary file object) into a PIL image: mode L or
+    RGB, LA or RGBA when the file kept the source's alpha; a kept ICC profile in
+    ``info["icc_profile"]``, kept metadata in ``info["exif"]`` and ``info["xmp"]`` (pass them to
+    ``save``)."""
     rgb, container = _decode(data, max_pixels)
     return decoded_image(rgb, container)

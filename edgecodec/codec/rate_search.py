@@ -11,7 +11,8 @@ from .container import QUALITY_SCALE
 TOLERANCE = 0.03
 GUIDED_TRIES = 4  # tries led by the estimate before plain bisection takes over
 # A score search stops when the qualities that miss and meet the target are this close (1/256 of
-# the range: about 10 encodes and decodes, and a file within about 1% of the smallest that meets it).
+# the range: about 10 encodes and decodes; a step of 1/256 changes a shipped model's file by about
+# 1%, its rate spanning 15 to 20 times from quality 0 to 1).
 SCORE_RESOLUTION = 256
 
 
