@@ -21,7 +21,9 @@ Save options: ``quality`` (0..1, default 0.5: edgecodec's scale, not Pillow's 0-
 ``target_bpp``, ``target_psnr`` (dB) or ``target_ms_ssim`` (instead of quality), ``alpha``
 ("keep", the default, "drop" or "refuse"), ``metadata`` ("strip", the default, or "keep": the
 image's ``info["exif"]`` and ``info["xmp"]``) and ``icc`` ("keep", the default, or "convert" to
-sRGB: an RGB image's ``info["icc_profile"]``). Opened images carry ``info["edc_model"]`` and ``info["edc_quality"]``, mode LA or RGBA when the
+sRGB: an RGB image's ``info["icc_profile"]``).
+
+Opened images carry ``info["edc_model"]`` and ``info["edc_quality"]``, mode LA or RGBA when the
 file kept an alpha channel, a kept profile in ``info["icc_profile"]`` and kept metadata in
 ``info["exif"]`` and ``info["xmp"]``.
 """
