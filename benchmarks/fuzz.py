@@ -30,8 +30,9 @@ Structural mutations are re-serialised with a valid CRC; then 3 cases in 4 get t
 recomputed (so the mutation reaches the parser and the entropy decoder) and 1 in 4 keep the stale
 one (the checksum path).
 
-Each case runs ``decompress(data, max_pixels=2**20)`` (the picture, then the extras) in a worker
-process (a 1-megapixel cap: the
+Each case runs ``decompress(io.BytesIO(data), max_pixels=2**20)`` (read as a file, as the command
+line and paths read it: ``container.read_file`` frames it first; then the picture, then the
+extras) in a worker process (a 1-megapixel cap: the
 pixel limit is the defence against a header declaring a huge image, and with the default limit a
 fuzzed 89-megapixel header would measure decode time, not robustness). Outcomes: ``accepted``,
 ``rejected:<ErrorType>`` for edgecodec's own errors, ``error:<Type>`` for any other exception (a
@@ -48,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import io
 import json
 import multiprocessing as mp
 import os
@@ -499,7 +501,7 @@ def worker_main(conn, model_dir: str) -> None:
         per_case = _reset_peak_rss()
         start = time.perf_counter()
         try:
-            decompress(data, max_pixels=MAX_PIXELS)
+            decompress(io.BytesIO(data), max_pixels=MAX_PIXELS)  # as a file: through container.read_file
             outcome, detail = "accepted", ""
         except EdgecodecError as exc:
             outcome, detail = f"rejected:{type(exc).__name__}", str(exc)[:200]
