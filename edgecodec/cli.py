@@ -698,8 +698,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_export_model)
 
-    from .eval.command import add_eval_parser
+    from .eval.command import add_eval_parser, add_metrics_parser
     add_eval_parser(sub)
+    add_metrics_parser(sub)
 
     from .web.command import add_serve_parser
     add_serve_parser(sub)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import math
 import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -765,3 +767,31 @@ def test_export_model_refuses_bad_numbers_before_exporting(tmp_path, capsys, arg
     assert info.value.code == 2
     assert args[0] in capsys.readouterr().err.strip().splitlines()[-1]
     assert not (tmp_path / "models").exists()
+
+
+def test_metrics_measures_files_of_any_codec_against_the_original(small_png, small_edc, tmp_path, capsys):
+    """`edgecodec metrics ORIGINAL FILES`: each file's bytes and its decoded image's quality, as
+    `edgecodec eval` measures them (the same functions on the same RGB arrays)."""
+    from edgecodec.codec.api import decode_array
+    from edgecodec.eval.runner import STLPIPS
+    from edgecodec.metrics import ms_ssim, psnr, ssim
+
+    reference = np.array(Image.open(small_png))
+    jpeg = tmp_path / "small.jpg"
+    Image.fromarray(reference).save(jpeg, quality=40)
+    assert main("metrics", small_png, small_edc, jpeg, "--json", "--st-lpips") == 0
+    rows = {Path(r["file"]).name: r for r in json.loads(capsys.readouterr().out)}
+    lpips = STLPIPS()
+    for path, decoded in ((small_edc, decode_array(small_edc.read_bytes())[0]), (jpeg, np.array(Image.open(jpeg)))):
+        row = rows[path.name]
+        assert row["bytes"] == path.stat().st_size and row["bpp"] == 8 * row["bytes"] / (96 * 64)
+        assert row["psnr"] == psnr(reference, decoded) and row["ssim"] == ssim(reference, decoded)
+        assert row["ms_ssim"] is None and math.isnan(ms_ssim(reference, decoded))  # 96 x 64: too small for it
+        assert row["st_lpips"] == pytest.approx(lpips(reference, decoded), abs=1e-6)
+    # A file of another size or one that cannot be read is named, after the others are printed.
+    other = tmp_path / "other.png"
+    Image.fromarray(reference[:32]).save(other)
+    assert main("metrics", small_png, other, jpeg, tmp_path / "missing.png") == 3
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"{jpeg}: {jpeg.stat().st_size:,} bytes")
+    assert_one_error_line(captured.err, "other.png is 96x32, the reference 96x64", "no such file")

@@ -128,4 +128,64 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["add_eval_parser", "cmd_eval"]
+def add_metrics_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``metrics`` sub-command: one original against decoded or coded files of any codec."""
+    p = subparsers.add_parser(
+        "metrics", help="bpp (file bytes), PSNR, SSIM, MS-SSIM and ST-LPIPS of files against their original",
+        description="Compare files of any codec that Pillow reads (.edc, JPEG, WebP, AVIF, JPEG XL, PNG ...) with "
+                    "the original they were made from, as `edgecodec eval` measures: bits per pixel of each "
+                    "file's bytes, and the quality of its decoded RGB image. Both sides are read as compress "
+                    "reads images (EXIF orientation applied, alpha dropped).")
+    p.add_argument("reference", help="the original image")
+    p.add_argument("files", nargs="+", help="coded or decoded images of the same size")
+    p.add_argument("--st-lpips", action="store_true", help="also ST-LPIPS (AlexNet, shift-tolerant; slower)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON, a list with one entry a file")
+    p.set_defaults(func=cmd_metrics)
+    return p
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    """Measure each file against the reference; an unreadable file or one of another size is an
+    error (exit 3) naming it, after the others are printed."""
+    import json
+
+    from ..codec.imageio import load_image
+    from ..errors import EdgecodecError, InputImageError
+    from ..metrics import ms_ssim, psnr, ssim
+
+    reference = load_image(args.reference, alpha="drop").rgb
+    height, width = reference.shape[:2]
+    lpips = None
+    if args.st_lpips:
+        from .runner import STLPIPS
+
+        lpips = STLPIPS()
+    rows, failures = [], []
+    for name in args.files:
+        try:
+            decoded = load_image(name, alpha="drop").rgb
+            if decoded.shape != reference.shape:
+                raise InputImageError(f"{name} is {decoded.shape[1]}x{decoded.shape[0]}, the reference "
+                                      f"{width}x{height}")
+            size = Path(name).stat().st_size
+        except EdgecodecError as exc:  # load_image's errors name the file
+            failures.append(str(exc))
+            continue
+        rows.append({"file": name, "bytes": size, "bpp": 8 * size / (width * height),
+                     "psnr": psnr(reference, decoded), "ssim": ssim(reference, decoded),
+                     "ms_ssim": ms_ssim(reference, decoded),
+                     "st_lpips": lpips(reference, decoded) if lpips is not None else None})
+    if args.json:
+        finite = [{k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in r.items()}
+                  for r in rows]
+        print(json.dumps(finite, indent=2))
+    for r in rows if not args.json else []:
+        lpips_text = f", ST-LPIPS {_fmt(r['st_lpips'], 4)}" if lpips is not None else ""
+        print(f"{r['file']}: {r['bytes']:,} bytes, {r['bpp']:.4f} bpp, PSNR {_fmt(r['psnr'], 2)} dB, "
+              f"SSIM {_fmt(r['ssim'], 4)}, MS-SSIM {_fmt(r['ms_ssim'], 4)}{lpips_text}")
+    if failures:
+        raise InputImageError("; ".join(failures))
+    return 0
+
+
+__all__ = ["add_eval_parser", "add_metrics_parser", "cmd_eval", "cmd_metrics"]
