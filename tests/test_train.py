@@ -8,6 +8,7 @@ import json
 import os
 import re
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -271,8 +272,9 @@ def test_steps_stops_a_run_without_changing_its_schedule(image_folder, tmp_path,
 def test_max_seconds_stops_the_run_and_moves_the_lr_drop(image_folder, tmp_path, monkeypatch):
     """A wall-clock budget ends the run early with a checkpoint, and the lr drop comes at lr_drop_at
     of the budget when that is earlier than lr_drop_at of the steps; resume and the card keep it."""
-    clock = iter(range(10**6))  # every time.time() call is one second later
-    monkeypatch.setattr("edgecodec.train.trainer.time.time", lambda: float(next(clock)))
+    clock = iter(range(10**6))  # every time.time() call of the trainer's is one second later
+    fake_time = types.SimpleNamespace(time=lambda: float(next(clock)), strftime=time.strftime)
+    monkeypatch.setattr("edgecodec.train.trainer.time", fake_time)  # the trainer's clock only, not TensorBoard's
     config = make_config(image_folder, "train.steps=100", "train.lr_drop_at=0.5", "train.max_seconds=8",
                          "train.ckpt_every=1000")
     trainer = run(config, tmp_path / "run")
