@@ -457,3 +457,75 @@ def test_a_damaged_cached_export_is_exported_again(kodim23_rgb, tmp_path, monkey
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
     assert not decoder.read_bytes().endswith(b"damage")
     assert main(["decompress", str(edc), "-o", str(tmp_path / "c.png"), "--backend", "onnx", "--int8"]) == 2
+
+
+# --- the torch-free encoder -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def exported_perceptual(tmp_path_factory):
+    from edgecodec.export.onnx import export_onnx
+
+    return export_onnx("perceptual", tmp_path_factory.mktemp("export") / "perceptual")
+
+
+def test_lite_encoder_writes_the_pytorch_encoders_files(exported, exported_perceptual, lite, images):
+    """LiteEncoder's files decode with both decoders, and are the PyTorch encoder's files but for
+    latent values whose float analysis lands on a rounding boundary (none here; on all of Kodak
+    at three qualities, 5 values in 983,040 for perceptual, and 1,868 in 1,179,648 for fidelity, whose
+    context passes a changed anchor on to its neighbours: benchmarks/lite_encoder.py)."""
+    from edgecodec.lite import LiteEncoder
+
+    for folder, model in ((exported, SHIPPED), (exported_perceptual, "perceptual")):
+        encoder, decoder = LiteEncoder(folder, threads=1), LiteDecoder(folder, threads=1)
+        for rgb in images:
+            for q in (0.0, 0.6, 1.0):
+                data, reference = encoder.encode(rgb, q), edgecodec.compress(rgb, quality=q, model=model)
+                header = Container.from_bytes(data).header
+                assert (header.model, header.version, header.quality_q16) == (model, 3, round(q * 65535))
+                ours, theirs = decoder.decode_latent(data).y_hat, decoder.decode_latent(reference).y_hat
+                assert np.count_nonzero(ours != theirs) <= ours.size // 1000, (model, rgb.shape, q)
+                assert abs(len(data) - len(reference)) <= len(reference) // 100 + 4
+                torch_rgb, _ = api.decode_array(data)  # the PyTorch decoder reads it too
+                assert np.abs(decoder.decode(data)[0].astype(int) - torch_rgb).max() <= 1
+                assert abs(psnr(torch_rgb, rgb) - psnr(api.decode_array(reference)[0], rgb)) < 0.05
+
+
+def test_lite_encoder_keeps_or_drops_alpha_and_refuses_what_it_cannot_code(exported, lite, kodim23_rgb):
+    from edgecodec.lite import LiteEncoder
+
+    encoder = LiteEncoder(exported, threads=1)
+    rgba = np.dstack([kodim23_rgb[:64, :96], (kodim23_rgb[:64, :96, :1] > 100).astype(np.uint8) * 255])
+    kept = encoder.encode(rgba, 0.5)
+    assert Container.from_bytes(kept).header.version == 4
+    assert np.array_equal(lite.decode(kept)[0][..., 3], rgba[..., 3])
+    assert np.array_equal(np.array(edgecodec.decompress(kept))[..., 3], rgba[..., 3])
+    dropped = Container.from_bytes(encoder.encode(rgba, 0.5, alpha="drop"))
+    assert not dropped.extras and dropped.header.conversion_names() == ["alpha dropped"]
+    for bad in (kodim23_rgb[..., 0], kodim23_rgb.astype(np.float32), kodim23_rgb[:0]):
+        with pytest.raises(ValueError, match="uint8 array"):
+            encoder.encode(bad)
+    with pytest.raises(ValueError, match="quality"):
+        encoder.encode(kodim23_rgb, 1.5)
+    with pytest.raises(ValueError, match="PyTorch encoder"):  # above 2 MP the PyTorch encoder tiles
+        encoder.encode(np.zeros((1200, 1800, 3), np.uint8))
+
+
+def test_lite_encoder_runs_with_torch_and_pillow_blocked(exported, kodim23_rgb, tmp_path):
+    rgb = kodim23_rgb[:128, :192]
+    np.save(tmp_path / "in.npy", rgb)
+    script = f"""
+import sys
+for blocked in ("torch", "torchvision", "PIL", "scipy"):  # any `import torch` now raises ImportError
+    sys.modules[blocked] = None
+import numpy as np
+from edgecodec.lite import LiteDecoder, LiteEncoder
+data = LiteEncoder({str(exported)!r}, threads=1).encode(np.load({str(tmp_path / 'in.npy')!r}), 0.4)
+open({str(tmp_path / 'out.edc')!r}, "wb").write(data)
+LiteDecoder({str(exported)!r}, threads=1).decode(data)
+assert not any(m == "torch" or m.startswith("torch.") for m, v in sys.modules.items() if v is not None)
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=str(tmp_path), capture_output=True, text=True,
+                            timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    data = (tmp_path / "out.edc").read_bytes()
+    assert psnr(api.decode_array(data)[0], rgb) > 25
+    assert len(data) <= len(edgecodec.compress(rgb, quality=0.4, model=SHIPPED)) * 1.01 + 4

@@ -35,17 +35,11 @@ from torch import nn
 from ..errors import FormatError
 from ..lite.entropy import HYPER_HALO
 from ..lite.rans import pad_stream
-from ..lite.tiles import (LATENT_STRIDE, num_tiles, pack_tiles, synthesis_windows, tile_grid,  # noqa: F401
-                          tile_window, unpack_tiles)
+from ..lite.tiles import (LATENT_STRIDE, TILE_PIXELS, num_tiles, pack_tiles, synthesis_windows,  # noqa: F401
+                          tile_grid, tile_window, unpack_tiles)
 from ..models import EdgeCodecModel
 from ..models.codec_model import single_thread
 
-# Images whose padded size exceeds this many pixels are tiled. A whole-image pass costs about
-# 215 bytes an image pixel (1.7 GB more for 3840x2160 with the shipped model), a tiled one about
-# 10 bytes a pixel (the uint8 image, the latent, the output) plus one window (< 0.1 GB): from 2 MP
-# on, tiling needs much less memory. Full HD (1920x1080, padded 1920x1088 = 2.09 MP) and smaller
-# stay in one piece, with version-1 streams exactly as before tiling existed.
-TILE_PIXELS = 1 << 21
 # Latent pixels per tile side: 32 -> 512x512 image pixels. One window's activations then cost
 # under 0.1 GB with the shipped model (64 tiles: ~0.3 GB, and 0.1-0.3 GB more peak RSS for 8K,
 # measured); the per-tile stream overhead (a 4-byte length and the rANS flush) is 0.05% of an 8K

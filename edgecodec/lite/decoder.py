@@ -1,8 +1,8 @@
 """Decode .edc files without PyTorch: numpy, onnxruntime and CompressAI's rANS extension.
 
 A model exported by ``edgecodec export onnx`` is a folder with ``manifest.json``, the synthesis
-``decoder.onnx`` (and the encoder-side graphs, unused here) and ``tables.safetensors`` (rANS
-tables, integer hyper-synthesis, gains). Format-3 files decode to exactly the latents the PyTorch
+``decoder.onnx`` (and the encoder-side graphs, which ``LiteEncoder`` runs) and
+``tables.safetensors`` (rANS tables, integer hyper-synthesis, gains). Format-3 files decode to exactly the latents the PyTorch
 codec decodes (the entropy decoding is the same code, ``lite.entropy``); pixels may differ by one
 level where onnxruntime's float synthesis rounds differently from PyTorch's.
 """
@@ -38,6 +38,36 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def read_export(model_dir: Path, graphs: list[str]) -> tuple[dict, dict[str, np.ndarray]]:
+    """An export's manifest and tables, after checking that the tables and ``graphs`` are the files
+    its manifest lists (a stranger could have swapped them)."""
+    manifest_path = model_dir / MANIFEST
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"{model_dir} is not an exported model: no {MANIFEST} "
+                                "(create one with `edgecodec export onnx --model NAME -o DIR`)")
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("export_format") != EXPORT_FORMAT:
+        raise ValueError(f"{manifest_path}: unknown export format {manifest.get('export_format')!r}")
+    for name in ("tables.safetensors", *graphs):
+        if name not in manifest["files"]:
+            raise FileNotFoundError(f"{model_dir} has no {name}")
+        if _sha256(model_dir / name) != manifest["files"][name]["sha256"]:
+            raise ValueError(f"{model_dir / name} does not match its manifest (damaged or replaced)")
+    return manifest, _load_tables(model_dir / "tables.safetensors")
+
+
+def onnx_session(path: Path, threads: int | None):
+    """An onnxruntime CPU session; ``threads``: intra-op threads (None: its default, all cores)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 @dataclass(frozen=True)
 class DecodedLatent:
     y_hat: np.ndarray  # (M, h, w) float32
@@ -52,33 +82,14 @@ class LiteDecoder:
     quantized synthesis ``decoder.int8.onnx`` if the export has one."""
 
     def __init__(self, model_dir: str | os.PathLike, threads: int | None = None, int8: bool = False) -> None:
-        import onnxruntime as ort
-
         self.model_dir = Path(model_dir)
-        manifest_path = self.model_dir / MANIFEST
-        if not manifest_path.is_file():
-            raise FileNotFoundError(f"{self.model_dir} is not an exported model: no {MANIFEST} "
-                                    "(create one with `edgecodec export onnx --model NAME -o DIR`)")
-        self.manifest = json.loads(manifest_path.read_text())
-        if self.manifest.get("export_format") != EXPORT_FORMAT:
-            raise ValueError(f"{manifest_path}: unknown export format {self.manifest.get('export_format')!r}")
         decoder_file = "decoder.int8.onnx" if int8 else "decoder.onnx"
-        if decoder_file not in self.manifest["files"]:
-            raise FileNotFoundError(f"{self.model_dir} has no {decoder_file}")
-        for name in ("tables.safetensors", decoder_file):  # files a stranger could have swapped
-            if _sha256(self.model_dir / name) != self.manifest["files"][name]["sha256"]:
-                raise ValueError(f"{self.model_dir / name} does not match its manifest (damaged or replaced)")
+        self.manifest, tables = read_export(self.model_dir, [decoder_file])
         self.model_name: str = self.manifest["model"]
         self.weights_hash = bytes.fromhex(self.manifest["weights_hash"])
         self.synthesis_halo: int = self.manifest["synthesis_halo"]
-        self.entropy = ExactEntropyModel.from_tables(_load_tables(self.model_dir / "tables.safetensors"))
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(self.model_dir / decoder_file), options,
-                                            providers=["CPUExecutionProvider"])
+        self.entropy = ExactEntropyModel.from_tables(tables)
+        self.session = onnx_session(self.model_dir / decoder_file, threads)
 
     def _check(self, data: bytes, max_pixels: int | None) -> tuple[Container, tuple[int, int]]:
         """The parsed file and its latent shape, after the checks codec.api.decode_array makes."""

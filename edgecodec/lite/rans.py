@@ -86,6 +86,14 @@ class CdfTable:
         object.__setattr__(self, "_lists", (self.quantized_cdf.tolist(), self.cdf_length.reshape(-1).tolist(),
                                             self.offset.reshape(-1).tolist()))
 
+    def encode(self, symbols: np.ndarray, indexes: np.ndarray) -> bytes:
+        """One stream of ``symbols`` (integers, as CompressAI's entropy models quantize them), each
+        coded with table ``indexes[i]``: what ``decode`` reads back (the lite encoder's coder)."""
+        cdfs, lengths, offsets = self._lists
+        return load_ans().RansEncoder().encode_with_indexes(
+            symbols.reshape(-1).astype(np.int32).tolist(), indexes.reshape(-1).astype(np.int32).tolist(),
+            cdfs, lengths, offsets)
+
     def decode(self, stream: bytes, indexes: np.ndarray) -> np.ndarray:
         """Symbols (int32, shaped like ``indexes``) of one stream; each symbol uses table ``indexes[i]``."""
         if indexes.size and (indexes.min() < 0 or indexes.max() >= len(self.cdf_length)):

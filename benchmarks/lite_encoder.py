@@ -1,0 +1,81 @@
+"""The torch-free encoder (edgecodec.lite.LiteEncoder) against the PyTorch encoder, on Kodak.
+
+    python benchmarks/lite_encoder.py [--models perceptual,fidelity] [--qualities 0,0.5,1]
+
+For every Kodak image, model and quality: whether the lite encoder's file is byte-identical to
+``edgecodec.compress``'s, and where it is not, how many latent values differ (both files decoded by
+the lite decoder) and the size ratio. Then the encode time of kodim23 at quality 0.5 (median of 11,
+after a warm-up), lite at 1 and 2 onnxruntime threads and PyTorch at 1 and 2 torch threads. Prints
+a summary and writes ``benchmarks/results/lite_encoder.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import machine, write_results
+from PIL import Image
+
+import edgecodec
+from edgecodec.export.onnx import ensure_export
+from edgecodec.lite import LiteDecoder, LiteEncoder
+
+KODAK = Path(__file__).resolve().parents[2] / "shared/data/kodak"
+
+
+def median_ms(fn, runs: int = 11) -> float:
+    fn()  # warm-up: sessions, first kernels
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(1000 * (time.perf_counter() - start))
+    return round(statistics.median(times), 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="perceptual,fidelity")
+    parser.add_argument("--qualities", default="0,0.5,1")
+    args = parser.parse_args()
+    qualities = [float(q) for q in args.qualities.split(",")]
+    images = {p.name: np.array(Image.open(p).convert("RGB")) for p in sorted(KODAK.glob("*.png"))}
+    result = {"machine": machine(), "images": len(images), "qualities": qualities, "models": {}}
+    for model in args.models.split(","):
+        export = ensure_export(model)
+        encoder, decoder = LiteEncoder(export, threads=2), LiteDecoder(export, threads=2)
+        identical, differing_values, values, ratios = 0, 0, 0, []
+        for rgb in images.values():
+            for q in qualities:
+                lite, reference = encoder.encode(rgb, q), edgecodec.compress(rgb, quality=q, model=model)
+                if lite == reference:
+                    identical += 1
+                    continue
+                a, b = decoder.decode_latent(lite).y_hat, decoder.decode_latent(reference).y_hat
+                differing_values += int((a != b).sum())
+                values += a.size
+                ratios.append(len(lite) / len(reference))
+        rgb = images["kodim23.png"]
+        times = {f"lite_{t}t": median_ms(lambda e=LiteEncoder(export, threads=t): e.encode(rgb, 0.5)) for t in (1, 2)}
+        for t in (1, 2):
+            torch.set_num_threads(t)
+            times[f"torch_{t}t"] = median_ms(lambda: edgecodec.compress(rgb, quality=0.5, model=model))
+        runs = len(images) * len(qualities)
+        result["models"][model] = {
+            "files": runs, "identical_files": identical, "differing_latent_values": differing_values,
+            "latent_values_of_differing_files": values,
+            "size_ratio_of_differing_files": [min(ratios), max(ratios)] if ratios else None,
+            "kodim23_q0.5_encode_ms": times}
+        print(f"{model}: {identical}/{runs} files byte-identical; the others differ in {differing_values} of "
+              f"{values} latent values, size ratio {result['models'][model]['size_ratio_of_differing_files']}; "
+              f"kodim23 encode ms: {times}")
+    write_results(Path(__file__).resolve().parent / "results/lite_encoder.json", result)
+
+
+if __name__ == "__main__":
+    main()
