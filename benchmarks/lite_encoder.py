@@ -5,8 +5,10 @@
 For every Kodak image, model and quality: whether the lite encoder's file is byte-identical to
 ``edgecodec.compress``'s, and where it is not, how many latent values differ (both files decoded by
 the lite decoder) and the size ratio. Then the encode time of kodim23 at quality 0.5 (median of 11,
-after a warm-up), lite at 1 and 2 onnxruntime threads and PyTorch at 1 and 2 torch threads. Prints
-a summary and writes ``benchmarks/results/lite_encoder.json``.
+after a warm-up), lite at 1 and 2 onnxruntime threads and PyTorch at 1 and 2 torch threads; and
+of kodim23 scaled to 2048 x 1366 (bicubic; coded in tiles by both encoders), median of 3 at 2
+threads, with whether the two files are identical. Prints a summary and writes
+``benchmarks/results/lite_encoder.json``.
 """
 
 from __future__ import annotations
@@ -65,15 +67,20 @@ def main() -> None:
         for t in (1, 2):
             torch.set_num_threads(t)
             times[f"torch_{t}t"] = median_ms(lambda: edgecodec.compress(rgb, quality=0.5, model=model))
+        large = np.array(Image.fromarray(rgb).resize((2048, 1366), Image.BICUBIC))
+        lite_large = LiteEncoder(export, threads=2)
+        times["large_lite_2t"] = median_ms(lambda: lite_large.encode(large, 0.5), runs=3)
+        times["large_torch_2t"] = median_ms(lambda: edgecodec.compress(large, quality=0.5, model=model), runs=3)
+        large_identical = lite_large.encode(large, 0.5) == edgecodec.compress(large, quality=0.5, model=model)
         runs = len(images) * len(qualities)
         result["models"][model] = {
             "files": runs, "identical_files": identical, "differing_latent_values": differing_values,
             "latent_values_of_differing_files": values,
             "size_ratio_of_differing_files": [min(ratios), max(ratios)] if ratios else None,
-            "kodim23_q0.5_encode_ms": times}
+            "kodim23_q0.5_encode_ms": times, "large_2048x1366_identical": large_identical}
         print(f"{model}: {identical}/{runs} files byte-identical; the others differ in {differing_values} of "
               f"{values} latent values, size ratio {result['models'][model]['size_ratio_of_differing_files']}; "
-              f"kodim23 encode ms: {times}")
+              f"encode ms: {times}; 2048 x 1366 (tiled) identical: {large_identical}")
     write_results(Path(__file__).resolve().parent / "results/lite_encoder.json", result)
 
 

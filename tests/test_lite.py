@@ -505,8 +505,32 @@ def test_lite_encoder_keeps_or_drops_alpha_and_refuses_what_it_cannot_code(expor
             encoder.encode(bad)
     with pytest.raises(ValueError, match="quality"):
         encoder.encode(kodim23_rgb, 1.5)
-    with pytest.raises(ValueError, match="PyTorch encoder"):  # above 2 MP the PyTorch encoder tiles
-        encoder.encode(np.zeros((1200, 1800, 3), np.uint8))
+
+
+def test_lite_encoder_tiles_large_images_as_the_pytorch_encoder_does(exported, kodim23_rgb, tmp_path):
+    """Above 2 MP padded, both encoders code 32 x 32-latent tiles, the analysis window by window."""
+    import shutil
+
+    from edgecodec.lite import LiteEncoder
+
+    big = np.tile(kodim23_rgb, (3, 3, 1))[:1300, :1900]  # 1344 x 1920 padded: 2.6 MP
+    data = LiteEncoder(exported, threads=2).encode(big, 0.3)
+    reference = edgecodec.compress(big, quality=0.3, model=SHIPPED)
+    assert Container.from_bytes(data).header.tile == Container.from_bytes(reference).header.tile == 32
+    decoder = LiteDecoder(exported, threads=2)
+    ours, theirs = decoder.decode_latent(data).y_hat, decoder.decode_latent(reference).y_hat
+    assert np.count_nonzero(ours != theirs) <= ours.size // 1000
+    assert abs(len(data) - len(reference)) <= len(reference) // 100
+    assert abs(psnr(api.decode_array(data)[0], big) - psnr(api.decode_array(reference)[0], big)) < 0.05
+    # An export made before the manifest recorded the analysis halo cannot tile: it says so.
+    old = tmp_path / "old-export"
+    shutil.copytree(exported, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    del manifest["analysis_halo"]
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="export the model again"):
+        LiteEncoder(old, threads=1).encode(big, 0.3)
+    assert LiteEncoder(old, threads=1).encode(kodim23_rgb[:64, :64], 0.3)  # one piece still works
 
 
 def test_lite_encoder_runs_with_torch_and_pillow_blocked(exported, kodim23_rgb, tmp_path):
@@ -529,3 +553,16 @@ assert not any(m == "torch" or m.startswith("torch.") for m, v in sys.modules.it
     data = (tmp_path / "out.edc").read_bytes()
     assert psnr(api.decode_array(data)[0], rgb) > 25
     assert len(data) <= len(edgecodec.compress(rgb, quality=0.4, model=SHIPPED)) * 1.01 + 4
+
+
+def test_the_export_cache_renews_exports_that_predate_the_analysis_halo(tmp_path, monkeypatch):
+    from edgecodec.export.onnx import ensure_export
+
+    monkeypatch.setenv("EDGECODEC_CACHE", str(tmp_path))
+    folder = ensure_export(SHIPPED)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    halo = manifest.pop("analysis_halo")
+    assert halo >= 1
+    (folder / "manifest.json").write_text(json.dumps(manifest))  # as the cache holds exports made before it
+    assert ensure_export(SHIPPED) == folder
+    assert json.loads((folder / "manifest.json").read_text())["analysis_halo"] == halo  # exported again

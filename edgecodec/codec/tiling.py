@@ -35,18 +35,11 @@ from torch import nn
 from ..errors import FormatError
 from ..lite.entropy import HYPER_HALO
 from ..lite.rans import pad_stream
-from ..lite.tiles import (LATENT_STRIDE, TILE_PIXELS, num_tiles, pack_tiles, synthesis_windows,  # noqa: F401
-                          tile_grid, tile_window, unpack_tiles)
+from ..lite.tiles import (LATENT_STRIDE, TILE_LATENT, TILE_PIXELS, num_tiles, pack_tiles,  # noqa: F401
+                          synthesis_windows, tile_grid, tile_window, unpack_tiles)
 from ..models import EdgeCodecModel
 from ..models.codec_model import single_thread
 
-# Latent pixels per tile side: 32 -> 512x512 image pixels. One window's activations then cost
-# under 0.1 GB with the shipped model (64 tiles: ~0.3 GB, and 0.1-0.3 GB more peak RSS for 8K,
-# measured); the per-tile stream overhead (a 4-byte length and the rANS flush) is 0.05% of an 8K
-# file at 0.47 bpp; the halos add work (g_s windows (32+2*3)^2 / 32^2 = 1.4x) but the smaller
-# windows run faster per pixel, so encode and decode took no longer than with 64 tiles or in one
-# piece (benchmarks/large.py). The format allows any multiple of container.TILE_MULTIPLE (16).
-TILE_LATENT = 32
 
 # Layers that act on each pixel alone (no spatial extent).
 _POINTWISE = (GDN, nn.BatchNorm2d, nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.Identity)

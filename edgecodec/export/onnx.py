@@ -26,7 +26,7 @@ from torch import nn
 
 from .. import zoo
 from ..codec.container import FORMAT_VERSION
-from ..codec.tiling import synthesis_halo
+from ..codec.tiling import analysis_halo, synthesis_halo
 from ..errors import OutputExistsError
 from ..lite.decoder import EXPORT_FORMAT, MANIFEST
 from ..models import EdgeCodecModel
@@ -177,7 +177,8 @@ def export_onnx(model_name: str, out_dir: str | os.PathLike, calibration: list[P
         manifest = {
             "export_format": EXPORT_FORMAT, "model": model_name, "weights_hash": weights_hash.hex(),
             "format_version": FORMAT_VERSION, "config": model.config.to_dict(), "stride": model.stride,
-            "synthesis_halo": synthesis_halo(model), "opset": OPSET, "torch": torch.__version__,
+            "synthesis_halo": synthesis_halo(model), "analysis_halo": analysis_halo(model),  # tiles' windows
+            "opset": OPSET, "torch": torch.__version__,
             "parameters": model.parameter_counts(),
             "files": {name: _file_entry(tmp / name) for name in files},
         }
@@ -219,9 +220,15 @@ def export_cache_dir(model_name: str, weights_hash: bytes) -> Path:
 
 
 def ensure_export(model_name: str, refresh: bool = False) -> Path:
-    """The cached export of a model's installed weights, exported on first use (or again: ``refresh``)."""
+    """The cached export of a model's installed weights, exported on first use, again when the
+    cached one predates a manifest field the lite coders read (``analysis_halo``, for tiled
+    encoding), or on ``refresh``."""
     _, weights_hash = zoo.load_model(model_name)
     out = export_cache_dir(model_name, weights_hash)
-    if refresh or not (out / MANIFEST).is_file():
+    try:
+        current = "analysis_halo" in json.loads((out / MANIFEST).read_text())
+    except (OSError, ValueError):
+        current = False
+    if refresh or not current:
         export_onnx(model_name, out)
     return out

@@ -11,8 +11,10 @@ the last bits, and a latent value that lands on a rounding boundary then rounds 
 the 24 Kodak images at qualities 0, 0.5 and 1, 67 of 72 files were identical with ``perceptual``
 (5 latent values of 983,040 differed in the other 5) and 66 of 72 with ``fidelity`` (1,868 of
 1,179,648: its context passes a changed anchor on to its neighbours), at the same sizes
-(``python benchmarks/lite_encoder.py``). Images are coded in one piece, up to ``TILE_PIXELS``
-padded pixels (Full HD); larger ones need the PyTorch encoder, which tiles them.
+(``python benchmarks/lite_encoder.py``). Above ``TILE_PIXELS`` padded pixels (Full HD) images
+are coded in tiles of ``TILE_LATENT`` latent pixels, as the PyTorch encoder codes them
+(codec/tiling.py): the analysis runs window by window (each window widened by the export's
+``analysis_halo``, its centre kept), so memory stays bounded, and each tile's y is its own stream.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from .alpha import encode_alpha
 from .decoder import onnx_session, read_export
 from .entropy import HYPER_STRIDE, ExactEntropyModel
 from .hyper import gain
-from .tiles import LATENT_STRIDE, TILE_PIXELS, pack_tiles
+from .tiles import LATENT_STRIDE, TILE_LATENT, TILE_PIXELS, pack_tiles, tile_grid, tile_window
 
 STRIDE = LATENT_STRIDE * HYPER_STRIDE  # image sides are padded to a multiple of this (64)
 ALPHA_DROPPED = 8  # container.CONVERSIONS bit
@@ -43,6 +45,7 @@ class LiteEncoder:
         self.model_dir = Path(model_dir)
         manifest, tables = read_export(self.model_dir, ["encoder.onnx", "hyper_encoder.onnx"])
         self.model_name: str = manifest["model"]
+        self.analysis_halo: int | None = manifest.get("analysis_halo")  # exports before 2026-12-05 lack it
         self.weights_hash = bytes.fromhex(manifest["weights_hash"])
         self.entropy = ExactEntropyModel.from_tables(tables)
         self.log_y_gain = tables["gain.log_y_gain"].astype(np.float64)
@@ -67,38 +70,68 @@ class LiteEncoder:
         height, width, channels = image.shape
         check_pixels(width, height, max_pixels)
         padded = (height + (-height % STRIDE), width + (-width % STRIDE))
-        if padded[0] * padded[1] > TILE_PIXELS:
-            raise ValueError(f"the lite encoder codes images of up to {TILE_PIXELS:,} padded pixels in one piece; "
-                             f"this one is {width}x{height}: larger images are tiled by the PyTorch encoder")
+        tile = TILE_LATENT if padded[0] * padded[1] > TILE_PIXELS else 0
+        if tile and self.analysis_halo is None:
+            raise ValueError(f"{self.model_dir} predates tiled encoding (no analysis_halo in its manifest): export "
+                             "the model again (edgecodec export onnx) to encode images above "
+                             f"{TILE_PIXELS:,} padded pixels")
         q16 = int(round(quality * QUALITY_SCALE))
-        strings = self._code(image[..., :3], padded, q16 / QUALITY_SCALE)
+        strings = self._code(self._analyze(image[..., :3], padded, tile), q16 / QUALITY_SCALE, tile)
         extras = {}
         if channels == 4 and alpha == "keep":
             extras["alph"] = encode_alpha(image[..., 3])
         header = Header(self.model_name, self.weights_hash, q16, width, height, channels, 8,
-                        ALPHA_DROPPED if channels == 4 and alpha == "drop" else 0)
+                        ALPHA_DROPPED if channels == 4 and alpha == "drop" else 0, tile=tile)
         return Container(header, strings, extras).to_bytes()
 
-    def _code(self, rgb: np.ndarray, padded: tuple[int, int], quality: float) -> list[bytes]:
-        """The y and z streams, as ``EdgeCodecModel.compress_latent`` writes them."""
+    def _analyze(self, rgb: np.ndarray, padded: tuple[int, int], tile: int) -> np.ndarray:
+        """y (M, H'/16, W'/16) of the image padded by edge replication, as the PyTorch encoder pads
+        (fewer bits than zeros; cropped on decode); tiled: window by window (codec/tiling.py's
+        ``analyze_tiled``), so the float image of a large picture never exists whole."""
         height, width = rgb.shape[:2]
-        # Edge replication, as the PyTorch encoder pads (fewer bits than zeros; cropped on decode).
-        x = np.pad(rgb, ((0, padded[0] - height), (0, padded[1] - width), (0, 0)), mode="edge")
-        x = (x.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
-        y = self.analysis.run(None, {"x": x})[0]
+        if not tile:
+            x = np.pad(rgb, ((0, padded[0] - height), (0, padded[1] - width), (0, 0)), mode="edge")
+            return self.analysis.run(None, {"x": (x.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]})[0][0]
+        lh, lw = padded[0] // LATENT_STRIDE, padded[1] // LATENT_STRIDE
+        y = None
+        for rows, cols in tile_grid(lh, lw, tile):
+            r0, r1 = tile_window(rows, self.analysis_halo, lh)
+            c0, c1 = tile_window(cols, self.analysis_halo, lw)
+            # Clipped indices replicate the last row / column: the padding of the whole-image path.
+            ri = np.minimum(np.arange(LATENT_STRIDE * r0, LATENT_STRIDE * r1), height - 1)
+            ci = np.minimum(np.arange(LATENT_STRIDE * c0, LATENT_STRIDE * c1), width - 1)
+            window = rgb[ri][:, ci].astype(np.float32) / 255.0
+            y_win = self.analysis.run(None, {"x": window.transpose(2, 0, 1)[None]})[0][0]
+            if y is None:
+                y = np.empty((y_win.shape[0], lh, lw), dtype=np.float32)
+            y[:, rows, cols] = y_win[:, rows.start - r0: rows.stop - r0, cols.start - c0: cols.stop - c0]
+        return y
+
+    def _code(self, y: np.ndarray, quality: float, tile: int) -> list[bytes]:
+        """The y and z streams, as ``EdgeCodecModel.compress_latent`` (one piece) and
+        ``tiling.compress_tiled`` (a tile table of y streams, each tile's parameters from its own
+        z window) write them."""
         y_gain = gain(self.log_y_gain, quality, self.entropy.min_level).astype(np.float32)
         z_gain = gain(self.log_z_gain, quality, self.entropy.min_level).astype(np.float32)
-        z = self.hyper_analysis.run(None, {"y": y})[0][0] * z_gain[:, None, None]
+        z = self.hyper_analysis.run(None, {"y": y[None]})[0][0] * z_gain[:, None, None]
         z_symbols = np.rint(z - self.z_medians).astype(np.int32)  # EntropyBottleneck's "symbols"
         c = self.entropy.hyper_channels
         z_string = self.entropy.z_table.encode(z_symbols, np.broadcast_to(
             np.arange(c, dtype=np.int32)[:, None, None], z_symbols.shape))
-        side = self.entropy.side(z_symbols, quality)
-        y_gained = y[0] * y_gain[:, None, None]
+        y_gained = y * y_gain[:, None, None]
+        if not tile:
+            return [self._code_y(y_gained, self.entropy.side(z_symbols, quality)), z_string]
+        tiles = [self._code_y(y_gained[:, rows, cols], self.entropy.side(z_symbols, quality, rows, cols))
+                 for rows, cols in tile_grid(*y.shape[1:], tile)]
+        return [pack_tiles(tiles), z_string]
+
+    def _code_y(self, y_gained: np.ndarray, side: np.ndarray) -> bytes:
+        """One stream of (a tile of) the gained y whose hyper-synthesis output is ``side``; with the
+        checkerboard context, the anchors' and the other half's streams packed as two tiles."""
         if self.entropy.context is None:
             indexes, means = self.entropy.hyper.params_from_raw(side)
             symbols = np.rint(y_gained if means is None else y_gained - means)  # GaussianConditional's
-            return [self.entropy.y_table.encode(symbols, indexes), z_string]
+            return self.entropy.y_table.encode(symbols, indexes)
         passes: list[bytes] = []
 
         def code(selected: np.ndarray, indexes: np.ndarray, means: np.ndarray) -> np.ndarray:
@@ -107,4 +140,4 @@ class LiteEncoder:
             return symbols
 
         self.entropy.context.run(side, self.entropy.hyper.table_indexes, code)
-        return [pack_tiles(passes), z_string]
+        return pack_tiles(passes)
