@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import os
 import re
-from pathlib import Path
 from typing import BinaryIO, Callable, Union
 
 import numpy as np

@@ -32,7 +32,6 @@ import torch
 from compressai.layers import GDN
 from torch import nn
 
-from ..errors import FormatError
 from ..lite.entropy import HYPER_HALO
 from ..lite.rans import pad_stream
 from ..lite.tiles import (LATENT_STRIDE, TILE_LATENT, TILE_PIXELS, num_tiles, pack_tiles,  # noqa: F401
