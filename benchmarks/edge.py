@@ -14,8 +14,8 @@ Per model:
 - decode ms of kodim23 (768x512, quality 0.5; median of 11 after a warm-up: this VM is noisy):
   the lite decoder (onnxruntime, entropy decoding included) at 1 and 2 threads, fp32 and int8
   (fp32 at 2 threads also split into entropy decoding with the integer h_s, synthesis and 8-bit
-  conversion), and the PyTorch decoder (``decode_array``); encode ms: the PyTorch encoder end to end, and the ONNX encoder
-  graphs (g_a + h_a) alone at 1 and 2 threads (there is no torch-free entropy encoder);
+  conversion), and the PyTorch decoder (``decode_array``); encode ms, end to end: the PyTorch
+  encoder and the torch-free ``LiteEncoder`` (onnxruntime) at 1 and 2 threads;
 - peak RSS of a fresh process that imports the lite decoder and decodes kodim23 (VmHWM), and of
   one that does the same with the PyTorch codec;
 - int8 quality drop: Kodak PSNR and ST-LPIPS of the int8 against the fp32 lite decoder at
@@ -183,15 +183,10 @@ def bench_model(name: str, workdir: Path, int8_images: int) -> dict:
     torch.set_num_threads(2)
     times["torch_encode_2t"] = median_ms(lambda: api.compress(rgb, quality=0.5, model=name))
     torch.set_num_threads(1)
-    import onnxruntime as ort
+    from edgecodec.lite import LiteEncoder
 
-    x = (rgb.astype(np.float32) / 255).transpose(2, 0, 1)[None].copy()
     for t in (1, 2):
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = t
-        enc = ort.InferenceSession(str(out / "encoder.onnx"), opts, providers=["CPUExecutionProvider"])
-        hyp = ort.InferenceSession(str(out / "hyper_encoder.onnx"), opts, providers=["CPUExecutionProvider"])
-        times[f"onnx_encoder_graphs_{t}t"] = median_ms(lambda: hyp.run(None, {"y": enc.run(None, {"x": x})[0]}))
+        times[f"lite_encode_{t}t"] = median_ms(lambda e=LiteEncoder(out, threads=t): e.encode(rgb, 0.5))
     edc = workdir / f"{name}.edc"
     edc.write_bytes(data)
     rss = {
@@ -231,14 +226,16 @@ def main(argv: list[str] | None = None) -> int:
               "image": "kodim23 768x512, quality 0.5"}
     write_results(args.out, result)
     print(f"{'model':<11} {'dec params':>10} {'dec kMAC/px':>11} {'dec.onnx MB':>11} {'int8 MB':>7} "
-          f"{'lite 1t':>7} {'lite 2t':>7} {'int8 2t':>7} {'torch dec':>9} {'torch enc':>9} {'lite RSS':>8} "
+          f"{'lite 1t':>7} {'lite 2t':>7} {'int8 2t':>7} {'torch dec':>9} {'torch enc':>9} {'lite enc':>8} "
+          f"{'lite RSS':>8} "
           f"{'int8 dPSNR':>10} {'int8 dLPIPS':>11}")
     for name, r in models.items():
         ms, d = r["ms"], r["int8"] or {}
         print(f"{name:<11} {r['parameters']['decoder']:>10,} {r['kmac_per_pixel']['decoder']:>11.1f} "
               f"{r['onnx_mb']['decoder.onnx']:>11.2f} {r['onnx_mb'].get('decoder.int8.onnx', 0):>7.2f} "
               f"{ms['lite_fp32_1t']:>7.0f} {ms['lite_fp32_2t']:>7.0f} {ms['lite_int8_2t']:>7.0f} "
-              f"{ms['torch_decode']:>9.0f} {ms['torch_encode_1t']:>9.0f} {r['peak_rss_mb']['lite']:>8.0f} "
+              f"{ms['torch_decode']:>9.0f} {ms['torch_encode_1t']:>9.0f} {ms['lite_encode_1t']:>8.0f} "
+              f"{r['peak_rss_mb']['lite']:>8.0f} "
               f"{d.get('worst_psnr_drop', float('nan')):>10.3f} {d.get('worst_st_lpips_rise', float('nan')):>11.4f}")
     for name, r in models.items():
         print(f"{name} lite decode stages, 2 threads: "
