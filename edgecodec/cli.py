@@ -187,43 +187,31 @@ def _fmt_metric(value: float, digits: int) -> str:
 
 # --- compress ------------------------------------------------------------------------------------
 def _compress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
-    from .codec.api import Encoder, decode_array, quality_to_q16
+    from .codec.container import Container
     from .codec.imageio import load_image
-    from .codec.rate_search import SearchResult
-    from .zoo import DEFAULT_MODEL
 
     _check_output(dst, args.force)
     _check_not_input(src, dst)
     source = _read_input(src, args.max_pixels) if _is_stdio(src) else src
     prepared = load_image(source, alpha=args.alpha, max_pixels=args.max_pixels, metadata=args.metadata,
                           icc=args.icc)
-    encoder = Encoder(prepared, args.model or DEFAULT_MODEL, refine_steps=args.refine)
     note = ""
-    if args.target_bpp is not None or args.target_size is not None:
-        from .codec.api import parse_size
-        target = (int(args.target_bpp * encoder.num_pixels / 8) if args.target_bpp is not None
-                  else parse_size(args.target_size))
-        result: SearchResult = encoder.encode_to_size(target)
-        data = result.data
-        if not result.reached:
-            note = f" (target {target} bytes not reachable: closest is {len(data)} bytes)"
-    elif args.target_psnr is not None or args.target_ms_ssim is not None:
-        metric, target, shown = (("psnr", args.target_psnr, lambda v: f"{v:.2f} dB") if args.target_psnr is not None
-                                 else ("ms-ssim", args.target_ms_ssim, lambda v: f"{v:.4f}"))
-        scored = encoder.encode_to_score(metric, target)
-        data = scored.data
-        name = "PSNR" if metric == "psnr" else "MS-SSIM"
-        note = (f" ({name} {shown(scored.score)}, target {shown(target)})" if scored.reached else
-                f" (target {name} {shown(target)} not reachable: {shown(scored.score)} at the best quality)")
+    if args.backend == "onnx":  # the torch-free encoder (edgecodec.lite): no torch import on this path
+        from .codec.extras import source_extras
+
+        encoder = _lite_coder("encoder", args.model, args)
+        data = encoder.encode_picture(prepared.rgb, args.quality, channels=prepared.channels,
+                                      bit_depth=prepared.bit_depth, conversions=prepared.conversions,
+                                      extras=source_extras(prepared), max_pixels=args.max_pixels)
     else:
-        data = encoder.encode(quality_to_q16(args.quality))
+        data, note = _compress_torch(prepared, args)
     _write_output(dst, data, args.force)
-    from .codec import read_header
-    header = read_header(data)
+    header = Container.from_bytes(data).header
     h, w = prepared.rgb.shape[:2]
     line = (f"{_shown(src, 'stdin')} -> {_shown(dst, 'stdout')}: {w}x{h}, {len(data)} bytes, "
             f"{8 * len(data) / (w * h):.4f} bpp, quality {header.quality:.4f}, model {header.model}{note}")
     if args.metrics:
+        from .codec.api import decode_array
         from .metrics import ms_ssim, psnr
         decoded, _ = decode_array(data, args.max_pixels)
         line += (f", PSNR {_fmt_metric(psnr(prepared.rgb, decoded), 2)} dB, "
@@ -231,15 +219,50 @@ def _compress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
     return line
 
 
+def _compress_torch(prepared, args: argparse.Namespace) -> tuple[bytes, str]:
+    """The file, and a note for the summary line, from the PyTorch encoder: at a quality, or
+    searched for a target size, bpp or score."""
+    from .codec.api import Encoder, quality_to_q16
+    from .codec.rate_search import SearchResult
+    from .zoo import DEFAULT_MODEL
+
+    encoder = Encoder(prepared, args.model or DEFAULT_MODEL, refine_steps=args.refine)
+    if args.target_bpp is not None or args.target_size is not None:
+        from .codec.api import parse_size
+        target = (int(args.target_bpp * encoder.num_pixels / 8) if args.target_bpp is not None
+                  else parse_size(args.target_size))
+        result: SearchResult = encoder.encode_to_size(target)
+        note = "" if result.reached else f" (target {target} bytes not reachable: closest is {len(result.data)} bytes)"
+        return result.data, note
+    if args.target_psnr is not None or args.target_ms_ssim is not None:
+        metric, target, shown = (("psnr", args.target_psnr, lambda v: f"{v:.2f} dB") if args.target_psnr is not None
+                                 else ("ms-ssim", args.target_ms_ssim, lambda v: f"{v:.4f}"))
+        scored = encoder.encode_to_score(metric, target)
+        name = "PSNR" if metric == "psnr" else "MS-SSIM"
+        note = (f" ({name} {shown(scored.score)}, target {shown(target)})" if scored.reached else
+                f" (target {name} {shown(target)} not reachable: {shown(scored.score)} at the best quality)")
+        return scored.data, note
+    return encoder.encode(quality_to_q16(args.quality)), ""
+
+
 def cmd_compress(args: argparse.Namespace) -> int:
+    from .errors import UsageError
+
     src = Path(args.input)
+    if args.backend == "onnx" and (args.refine or args.metrics or args.target_bpp is not None
+                                   or args.target_size is not None or args.target_psnr is not None
+                                   or args.target_ms_ssim is not None):
+        raise UsageError("--backend onnx encodes at a --quality: --target-*, --refine and --metrics need the "
+                         "PyTorch encoder (--backend torch)")
+    if args.onnx_dir and args.backend != "onnx":
+        raise UsageError("--onnx-dir goes with --backend onnx")
     if args.refine:  # refused up front (e.g. a perceptual model), not once per file of a folder
         from .codec.refine import refinement_objective
         from .zoo import DEFAULT_MODEL
 
         refinement_objective(args.model or DEFAULT_MODEL)
     if src.is_dir():
-        from .train.data import IMAGE_SUFFIXES
+        from .codec.imageio import IMAGE_SUFFIXES
         return _run_folder(src, args, IMAGE_SUFFIXES, ".edc", _compress_one)
     dst = Path(args.output) if args.output else _default_output(src, ".edc")
     _report(_compress_one(src, dst, args), dst)
@@ -253,7 +276,6 @@ def _default_output(src: Path, suffix: str) -> Path:
 
 # --- decompress ----------------------------------------------------------------------------------
 def _decompress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
-    from .codec import decompress
     from .errors import UsageError
 
     fmt = "png" if _is_stdio(dst) else dst.suffix.lower().lstrip(".")
@@ -265,6 +287,8 @@ def _decompress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
     if getattr(args, "backend", "torch") == "onnx":
         image = _decompress_lite(data, args)
     else:
+        from .codec.api import decompress  # imports torch: not for the onnx backend
+
         image = decompress(data, max_pixels=args.max_pixels)
     if image.mode in ("LA", "RGBA") and args.alpha == "drop":
         image = image.convert(image.mode[:-1])
@@ -307,38 +331,53 @@ def _encoded_image(image, fmt: str) -> bytes:
 
 
 def _decompress_lite(data: bytes, args: argparse.Namespace):
-    """Decode with the torch-free decoder (edgecodec.lite) of the file's model, exported on first
-    use into the cache unless --onnx-dir names an export; one decoder per model in folder mode."""
+    """Decode with the torch-free decoder (edgecodec.lite) of the file's model."""
     from .codec.container import Container
     from .codec.extras import decoded_image
-    from .errors import UsageError
-    from .lite import LiteDecoder
 
     container = Container.from_bytes(data)
-    header = container.header
-    decoders = args.__dict__.setdefault("_lite_decoders", {})
-    if header.model not in decoders:
+    decoder = _lite_coder("decoder", container.header.model, args)
+    pixels, _ = decoder.decode(data, max_pixels=args.max_pixels)  # RGBA if alpha was kept
+    return decoded_image(pixels, container)
+
+
+def _lite_coder(kind: str, model: str | None, args: argparse.Namespace):
+    """The torch-free decoder or encoder (edgecodec.lite) of ``model``: from --onnx-dir (no torch
+    needed; an encoder's model is then the export's, unless --model names another), else the
+    model's export in the cache, exported on first use and again if damaged. One per kind and model
+    in folder mode."""
+    from .errors import UsageError
+    from .lite import LiteDecoder, LiteEncoder
+
+    coders = args.__dict__.setdefault("_lite_coders", {})
+    if (kind, model) in coders:
+        return coders[kind, model]
+    int8 = kind == "decoder" and args.int8
+
+    def load(folder: Path):
+        return (LiteDecoder(folder, threads=args.threads, int8=int8) if kind == "decoder"
+                else LiteEncoder(folder, threads=args.threads))
+
+    try:
         if args.onnx_dir:
-            model_dir = Path(args.onnx_dir)
-        elif args.int8:  # the cache holds fp32 exports only
+            coder = load(Path(args.onnx_dir))
+        elif int8:  # the cache holds fp32 exports only
             raise UsageError("--int8 needs --onnx-dir: an export made with `edgecodec export onnx --int8 IMAGES`")
         else:
             from .export.onnx import ensure_export
+            from .zoo import DEFAULT_MODEL
 
-            model_dir = ensure_export(header.model)
-        try:
+            model = model or DEFAULT_MODEL
             try:
-                decoders[header.model] = LiteDecoder(model_dir, threads=args.threads, int8=args.int8)
-            except (OSError, ValueError):
-                if args.onnx_dir:
-                    raise
-                # The cache's own export is damaged (a file changed or missing): export it again.
-                decoders[header.model] = LiteDecoder(ensure_export(header.model, refresh=True),
-                                                     threads=args.threads)
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"cannot load the exported model: {exc}") from None
-    pixels, _ = decoders[header.model].decode(data, max_pixels=args.max_pixels)  # RGBA if alpha was kept
-    return decoded_image(pixels, container)
+                coder = load(ensure_export(model))
+            except (OSError, ValueError):  # the cache's own export is damaged (a file changed or missing)
+                coder = load(ensure_export(model, refresh=True))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot load the exported model: {exc}") from None
+    if kind == "encoder" and model and coder.model_name != model:
+        raise UsageError(f"{args.onnx_dir} is an export of model {coder.model_name!r}, not {model!r}")
+    coders[kind, model] = coder
+    return coder
 
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:
@@ -626,6 +665,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an RGB image's colour profile other than sRGB (Display P3, Adobe RGB): keep it with the "
                         "image's numbers (the default; decompress writes it into PNG, TIFF and WebP outputs) or "
                         "convert the image to sRGB. CMYK images are always converted")
+    p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                   help="onnx: the torch-free encoder (edgecodec.lite) with onnxruntime, at a --quality; "
+                        "images above 2 MP are tiled as by the PyTorch encoder")
+    p.add_argument("--onnx-dir", help="--backend onnx: an `edgecodec export onnx` folder (then torch is not "
+                                      "needed; default: export the model into the cache on first use)")
     p.add_argument("--refine", type=int_at_least(0), default=0, metavar="STEPS",
                    help="optimise the latent for each image for STEPS gradient steps: fewer bytes at the same "
                         "quality, decodable by every decoder, but slower encoding (about 0.4 s a step for a "
@@ -719,7 +763,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .errors import EdgecodecError
 
     try:
-        if args.threads:
+        if args.threads and getattr(args, "backend", "torch") != "onnx":  # the lite coders take it themselves
             import torch
             torch.set_num_threads(args.threads)
         if getattr(args, "quality", None) is not None and not 0 <= args.quality <= 1:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+from PIL import Image
 import pytest
 import torch
 
@@ -566,3 +567,52 @@ def test_the_export_cache_renews_exports_that_predate_the_analysis_halo(tmp_path
     (folder / "manifest.json").write_text(json.dumps(manifest))  # as the cache holds exports made before it
     assert ensure_export(SHIPPED) == folder
     assert json.loads((folder / "manifest.json").read_text())["analysis_halo"] == halo  # exported again
+
+
+def test_command_line_compress_and_decompress_with_the_onnx_backend_need_no_torch(exported, kodim23_rgb, tmp_path):
+    """`compress --backend onnx --onnx-dir DIR` and `decompress --backend onnx --onnx-dir DIR` run in a
+    process where torch cannot be imported; the file keeps the source's header fields and extras as
+    the PyTorch encoder's does, and decodes with it."""
+    exif = Image.Exif()
+    exif[0x010F] = "TestMaker"
+    rgba = np.dstack([kodim23_rgb[:96, :128], (kodim23_rgb[:96, :128, :1] > 100).astype(np.uint8) * 255])
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "in.png", exif=exif.tobytes())
+    script = f"""
+import sys
+for blocked in ("torch", "torchvision"):
+    sys.modules[blocked] = None
+from edgecodec.cli import main
+common = ["--backend", "onnx", "--onnx-dir", {str(exported)!r}]
+code = main(["--threads", "1", "compress", {str(tmp_path / 'in.png')!r}, "-o", {str(tmp_path / 'lite.edc')!r},
+             "--metadata", "keep", "--quality", "0.4", *common])
+code = code or main(["--threads", "1", "decompress", {str(tmp_path / 'lite.edc')!r}, "-o",
+                     {str(tmp_path / 'out.png')!r}, *common])
+assert not any(m == "torch" or m.startswith("torch.") for m, v in sys.modules.items() if v is not None)
+sys.exit(code)
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=str(tmp_path), capture_output=True, text=True,
+                            timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    lite_file = Container.from_bytes((tmp_path / "lite.edc").read_bytes())
+    reference = Container.from_bytes(edgecodec.compress(tmp_path / "in.png", quality=0.4, model=SHIPPED,
+                                                        metadata="keep"))
+    assert lite_file.header == reference.header and lite_file.extras == reference.extras
+    assert set(lite_file.extras) == {"alph", "exif"}
+    with Image.open(tmp_path / "out.png") as out:
+        assert out.mode == "RGBA" and np.array_equal(np.array(out)[..., 3], rgba[..., 3])
+        assert out.getexif().get(0x010F) == "TestMaker"
+        assert np.abs(np.array(out)[..., :3].astype(int) - np.array(edgecodec.decompress(tmp_path / "lite.edc"))[..., :3]).max() <= 1
+
+
+def test_onnx_backend_compress_refuses_what_it_does_not_do(exported, kodim23, tmp_path, capsys):
+    from edgecodec.cli import main
+
+    out = tmp_path / "x.edc"
+    for extra, fragment in ((["--target-psnr", "30"], "at a --quality"), (["--refine", "5"], "at a --quality"),
+                            (["--metrics"], "at a --quality"),
+                            (["--onnx-dir", str(exported), "--model", "perceptual"], "not 'perceptual'")):
+        assert main(["compress", str(kodim23), "-o", str(out), "--backend", "onnx", *extra]) == 2, extra
+        assert_one_error_line(capsys.readouterr().err, fragment)
+    assert main(["compress", str(kodim23), "-o", str(out), "--onnx-dir", str(exported)]) == 2
+    assert_one_error_line(capsys.readouterr().err, "--onnx-dir goes with --backend onnx")
+    assert not out.exists()

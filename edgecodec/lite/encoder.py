@@ -65,9 +65,22 @@ class LiteEncoder:
                              f"{getattr(image, 'shape', type(image).__name__)} {getattr(image, 'dtype', '')}")
         if alpha not in ("keep", "drop"):
             raise ValueError(f"alpha must be 'keep' or 'drop', not {alpha!r}")
+        channels = image.shape[2]
+        extras = {"alph": encode_alpha(image[..., 3])} if channels == 4 and alpha == "keep" else {}
+        return self.encode_picture(np.ascontiguousarray(image[..., :3]), quality, channels=channels,
+                                   conversions=ALPHA_DROPPED if channels == 4 and alpha == "drop" else 0,
+                                   extras=extras, max_pixels=max_pixels)
+
+    def encode_picture(self, rgb: np.ndarray, quality: float, *, channels: int = 3, bit_depth: int = 8,
+                       conversions: int = 0, extras: dict[str, bytes] | None = None,
+                       max_pixels: int | None = None) -> bytes:
+        """The file of an (H, W, 3) uint8 picture whose source had ``channels``, ``bit_depth`` and
+        went through ``conversions`` (container.CONVERSIONS), with the source's ``extras``: what
+        edgecodec's image preparation (codec.imageio, codec.extras) reports, for ``compress
+        --backend onnx``."""
         if isinstance(quality, bool) or not isinstance(quality, (int, float)) or not 0 <= quality <= 1:
             raise ValueError(f"quality must be a number in [0, 1], not {quality!r}")
-        height, width, channels = image.shape
+        height, width = rgb.shape[:2]
         check_pixels(width, height, max_pixels)
         padded = (height + (-height % STRIDE), width + (-width % STRIDE))
         tile = TILE_LATENT if padded[0] * padded[1] > TILE_PIXELS else 0
@@ -76,13 +89,10 @@ class LiteEncoder:
                              "the model again (edgecodec export onnx) to encode images above "
                              f"{TILE_PIXELS:,} padded pixels")
         q16 = int(round(quality * QUALITY_SCALE))
-        strings = self._code(self._analyze(image[..., :3], padded, tile), q16 / QUALITY_SCALE, tile)
-        extras = {}
-        if channels == 4 and alpha == "keep":
-            extras["alph"] = encode_alpha(image[..., 3])
-        header = Header(self.model_name, self.weights_hash, q16, width, height, channels, 8,
-                        ALPHA_DROPPED if channels == 4 and alpha == "drop" else 0, tile=tile)
-        return Container(header, strings, extras).to_bytes()
+        strings = self._code(self._analyze(rgb, padded, tile), q16 / QUALITY_SCALE, tile)
+        header = Header(self.model_name, self.weights_hash, q16, width, height, channels, bit_depth, conversions,
+                        tile=tile)
+        return Container(header, strings, extras or {}).to_bytes()
 
     def _analyze(self, rgb: np.ndarray, padded: tuple[int, int], tile: int) -> np.ndarray:
         """y (M, H'/16, W'/16) of the image padded by edge replication, as the PyTorch encoder pads

@@ -17,11 +17,10 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
-from ..codec.imageio import icc_to_srgb
+from ..codec.imageio import IMAGE_SUFFIXES, icc_to_srgb
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm"}
 
 
 def find_images(root: str | Path) -> list[Path]:
