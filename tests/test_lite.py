@@ -506,6 +506,8 @@ def test_lite_encoder_keeps_or_drops_alpha_and_refuses_what_it_cannot_code(expor
             encoder.encode(bad)
     with pytest.raises(ValueError, match="quality"):
         encoder.encode(kodim23_rgb, 1.5)
+    with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8 array"):
+        encoder.encode_picture(rgba, 0.5)
 
 
 def test_lite_encoder_tiles_large_images_as_the_pytorch_encoder_does(exported, kodim23_rgb, tmp_path):

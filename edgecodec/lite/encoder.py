@@ -78,6 +78,10 @@ class LiteEncoder:
         went through ``conversions`` (container.CONVERSIONS), with the source's ``extras``: what
         edgecodec's image preparation (codec.imageio, codec.extras) reports, for ``compress
         --backend onnx``."""
+        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3 \
+                or 0 in rgb.shape:
+            raise ValueError(f"expected an (H, W, 3) uint8 array, got {getattr(rgb, 'shape', type(rgb).__name__)} "
+                             f"{getattr(rgb, 'dtype', '')}")
         if isinstance(quality, bool) or not isinstance(quality, (int, float)) or not 0 <= quality <= 1:
             raise ValueError(f"quality must be a number in [0, 1], not {quality!r}")
         height, width = rgb.shape[:2]
