@@ -129,29 +129,10 @@ class LiteEncoder:
         z_gain = gain(self.log_z_gain, quality, self.entropy.min_level).astype(np.float32)
         z = self.hyper_analysis.run(None, {"y": y[None]})[0][0] * z_gain[:, None, None]
         z_symbols = np.rint(z - self.z_medians).astype(np.int32)  # EntropyBottleneck's "symbols"
-        c = self.entropy.hyper_channels
-        z_string = self.entropy.z_table.encode(z_symbols, np.broadcast_to(
-            np.arange(c, dtype=np.int32)[:, None, None], z_symbols.shape))
         y_gained = y * y_gain[:, None, None]
         if not tile:
-            return [self._code_y(y_gained, self.entropy.side(z_symbols, quality)), z_string]
-        tiles = [self._code_y(y_gained[:, rows, cols], self.entropy.side(z_symbols, quality, rows, cols))
+            return [self.entropy.encode_y(y_gained, self.entropy.side(z_symbols, quality)),
+                    self.entropy.encode_z(z_symbols)]
+        tiles = [self.entropy.encode_y(y_gained[:, rows, cols], self.entropy.side(z_symbols, quality, rows, cols))
                  for rows, cols in tile_grid(*y.shape[1:], tile)]
-        return [pack_tiles(tiles), z_string]
-
-    def _code_y(self, y_gained: np.ndarray, side: np.ndarray) -> bytes:
-        """One stream of (a tile of) the gained y whose hyper-synthesis output is ``side``; with the
-        checkerboard context, the anchors' and the other half's streams packed as two tiles."""
-        if self.entropy.context is None:
-            indexes, means = self.entropy.hyper.params_from_raw(side)
-            symbols = np.rint(y_gained if means is None else y_gained - means)  # GaussianConditional's
-            return self.entropy.y_table.encode(symbols, indexes)
-        passes: list[bytes] = []
-
-        def code(selected: np.ndarray, indexes: np.ndarray, means: np.ndarray) -> np.ndarray:
-            symbols = np.rint(y_gained[:, selected] - means).astype(np.int32)
-            passes.append(self.entropy.y_table.encode(symbols, indexes))
-            return symbols
-
-        self.entropy.context.run(side, self.entropy.hyper.table_indexes, code)
-        return pack_tiles(passes)
+        return [pack_tiles(tiles), self.entropy.encode_z(z_symbols)]

@@ -1,9 +1,10 @@
-"""Entropy decoding of format-3 streams, shared by the PyTorch codec and the lite decoder.
+"""Entropy coding of format-3 streams, shared by the PyTorch codec and the lite coders.
 
 Everything here is numpy plus CompressAI's rANS extension: the hyper-latent z, the Gaussian
-parameters from the integer hyper-synthesis, then y. The PyTorch codec encodes with CompressAI's
-entropy models (whose tables ``EdgeCodecModel.entropy_tables`` exports) and decodes through this
-module, so there is one decoding path, and the lite decoder is that path without torch.
+parameters from the integer hyper-synthesis, then y. Both encoders (PyTorch's and
+``LiteEncoder``) code z and y through this module with the tables of CompressAI's entropy models
+(``EdgeCodecModel.entropy_tables`` exports them), and both decoders decode through it: one coding
+path, which the lite coders run without torch.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 from .context import IntegerCheckerboard
 from .hyper import IntegerHyperSynthesis, fixed_gain, gain
 from .rans import CdfTable
-from .tiles import tile_grid, unpack_tiles
+from .tiles import pack_tiles, tile_grid, unpack_tiles
 
 # z pixels added on each side of a tile's hyper-latent window before h_s computes the tile's
 # Gaussian parameters. Part of the format: both sides must compute the parameters from the same
@@ -86,6 +87,32 @@ class ExactEntropyModel:
         c0, c1 = max(0, cols.start // s - HYPER_HALO), min(zw, -(-cols.stop // s) + HYPER_HALO)
         raw = self.hyper.raw(z_symbols[:, r0:r1, c0:c1], g)
         return raw[:, rows.start - s * r0: rows.stop - s * r0, cols.start - s * c0: cols.stop - s * c0]
+
+    def encode_z(self, z_symbols: np.ndarray) -> bytes:
+        """The stream of z's symbols (C, h, w) (CompressAI's EntropyBottleneck: round(z - medians)),
+        channel c coded with table c: what ``decode_z`` reads back."""
+        c = self.hyper_channels
+        return self.z_table.encode(z_symbols, np.broadcast_to(np.arange(c, dtype=np.int32)[:, None, None],
+                                                              z_symbols.shape))
+
+    def encode_y(self, y_gained: np.ndarray, side: np.ndarray) -> bytes:
+        """One stream of (a tile of) y times its gain (M, h, w, float32), whose hyper-synthesis
+        output is ``side``: symbols rounded as CompressAI's GaussianConditional rounds them (half to
+        even, y - means in float32); with the checkerboard context, the anchors' and the other
+        half's streams packed as two tiles. What ``decode_y`` reads back; both encoders (PyTorch's
+        ``EdgeCodecModel.code_y`` and ``LiteEncoder``) code y with it."""
+        if self.context is None:
+            indexes, means = self.hyper.params_from_raw(side)
+            return self.y_table.encode(np.rint(y_gained if means is None else y_gained - means), indexes)
+        passes: list[bytes] = []
+
+        def code(selected: np.ndarray, indexes: np.ndarray, means: np.ndarray) -> np.ndarray:
+            symbols = np.rint(y_gained[:, selected] - means).astype(np.int32)
+            passes.append(self.y_table.encode(symbols, indexes))
+            return symbols
+
+        self.context.run(side, self.hyper.table_indexes, code)
+        return pack_tiles(passes)
 
     def decode_y(self, stream: bytes, side: np.ndarray, quality: float) -> np.ndarray:
         """y_hat of one stream (whole latent or tile) whose hyper-synthesis output is ``side``."""

@@ -29,7 +29,6 @@ from torch import nn
 from ..errors import FormatError
 from ..lite.entropy import ExactEntropyModel
 from ..lite.rans import pad_stream
-from ..lite.tiles import pack_tiles
 from .context import checkerboard_latent_codec
 from .transforms import STRIDE, analysis_transform, hyper_analysis, hyper_synthesis, synthesis_transform
 
@@ -225,30 +224,14 @@ class EdgeCodecModel(CompressionModel):
         eb = hyper.entropy_bottleneck
         with single_thread():
             z = hyper.h_a(y) * z_gain
-        (z_string,) = eb.compress(z)
-        symbols = eb.quantize(z, "symbols", eb.quantiles[:, 0, 1].reshape(1, -1, 1, 1))
-        return z_string, symbols[0].numpy()
+        symbols = eb.quantize(z, "symbols", eb.quantiles[:, 0, 1].reshape(1, -1, 1, 1))[0].numpy()
+        return self.exact_entropy().encode_z(symbols), symbols
 
     def code_y(self, y: torch.Tensor, y_gain: torch.Tensor, side: np.ndarray) -> bytes:
         """One stream of (a tile of) y, its tables and means from ``side``, the integer
-        hyper-synthesis output over the same pixels (``ExactEntropyModel.side``). With checkerboard
-        context: the anchors' and the other half's streams, packed as two tiles."""
-        gc, exact = self.gaussian_conditional, self.exact_entropy()
-        y_gained = (y * y_gain)[0]
-        if exact.context is None:
-            indexes, means = exact.hyper.params_from_raw(side)
-            means_t = None if means is None else torch.from_numpy(means)[None]
-            return gc.compress(y_gained[None], torch.from_numpy(indexes)[None], means_t)[0]
-        strings = []
-
-        def code(selected: np.ndarray, indexes: np.ndarray, means: np.ndarray) -> np.ndarray:
-            # rounded as CompressAI's GaussianConditional rounds (float32 y - means), then coded as is
-            symbols = torch.round(y_gained[:, torch.from_numpy(selected)] - torch.from_numpy(means))
-            strings.append(gc.compress(symbols[None], torch.from_numpy(indexes)[None])[0])
-            return symbols.numpy().astype(np.int32)
-
-        exact.context.run(side, exact.hyper.table_indexes, code)
-        return pack_tiles(strings)
+        hyper-synthesis output over the same pixels (``ExactEntropyModel.side``); coded by
+        ``ExactEntropyModel.encode_y``, which the torch-free encoder uses too."""
+        return self.exact_entropy().encode_y((y * y_gain)[0].numpy(), side)
 
     def entropy_tables(self) -> dict[str, np.ndarray]:
         """Everything entropy decoding needs, as numpy arrays: the rANS tables of z and y, the
