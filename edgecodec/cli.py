@@ -200,9 +200,12 @@ def _compress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
         from .codec.extras import source_extras
 
         encoder = _lite_coder("encoder", args.model, args)
+        target = _target_bytes(args, prepared.rgb.shape[0] * prepared.rgb.shape[1])
         data = encoder.encode_picture(prepared.rgb, args.quality, channels=prepared.channels,
                                       bit_depth=prepared.bit_depth, conversions=prepared.conversions,
-                                      extras=source_extras(prepared), max_pixels=args.max_pixels)
+                                      extras=source_extras(prepared), max_pixels=args.max_pixels,
+                                      target_bytes=target)
+        note = _size_note(target, data)
     else:
         data, note = _compress_torch(prepared, args)
     _write_output(dst, data, args.force)
@@ -219,6 +222,24 @@ def _compress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
     return line
 
 
+def _target_bytes(args: argparse.Namespace, pixels: int) -> int | None:
+    """--target-size, or --target-bpp for an image of ``pixels`` pixels, in bytes (None: neither)."""
+    from .codec.rate_search import parse_size
+
+    if args.target_bpp is not None:
+        return int(args.target_bpp * pixels / 8)
+    return parse_size(args.target_size) if args.target_size is not None else None
+
+
+def _size_note(target: int | None, data: bytes) -> str:
+    """The summary line's note when a target size was missed (rate_search's tolerance)."""
+    from .codec.rate_search import SearchResult
+
+    if target is None or SearchResult(0, data, target).reached:
+        return ""
+    return f" (target {target} bytes not reachable: closest is {len(data)} bytes)"
+
+
 def _compress_torch(prepared, args: argparse.Namespace) -> tuple[bytes, str]:
     """The file, and a note for the summary line, from the PyTorch encoder: at a quality, or
     searched for a target size, bpp or score."""
@@ -227,13 +248,10 @@ def _compress_torch(prepared, args: argparse.Namespace) -> tuple[bytes, str]:
     from .zoo import DEFAULT_MODEL
 
     encoder = Encoder(prepared, args.model or DEFAULT_MODEL, refine_steps=args.refine)
-    if args.target_bpp is not None or args.target_size is not None:
-        from .codec.api import parse_size
-        target = (int(args.target_bpp * encoder.num_pixels / 8) if args.target_bpp is not None
-                  else parse_size(args.target_size))
+    target = _target_bytes(args, encoder.num_pixels)
+    if target is not None:
         result: SearchResult = encoder.encode_to_size(target)
-        note = "" if result.reached else f" (target {target} bytes not reachable: closest is {len(result.data)} bytes)"
-        return result.data, note
+        return result.data, _size_note(target, result.data)
     if args.target_psnr is not None or args.target_ms_ssim is not None:
         metric, target, shown = (("psnr", args.target_psnr, lambda v: f"{v:.2f} dB") if args.target_psnr is not None
                                  else ("ms-ssim", args.target_ms_ssim, lambda v: f"{v:.4f}"))
@@ -249,11 +267,10 @@ def cmd_compress(args: argparse.Namespace) -> int:
     from .errors import UsageError
 
     src = Path(args.input)
-    if args.backend == "onnx" and (args.refine or args.metrics or args.target_bpp is not None
-                                   or args.target_size is not None or args.target_psnr is not None
+    if args.backend == "onnx" and (args.refine or args.metrics or args.target_psnr is not None
                                    or args.target_ms_ssim is not None):
-        raise UsageError("--backend onnx encodes at a --quality: --target-*, --refine and --metrics need the "
-                         "PyTorch encoder (--backend torch)")
+        raise UsageError("--backend onnx encodes at a --quality, --target-size or --target-bpp: --target-psnr, "
+                         "--target-ms-ssim, --refine and --metrics need the PyTorch encoder (--backend torch)")
     if args.onnx_dir and args.backend != "onnx":
         raise UsageError("--onnx-dir goes with --backend onnx")
     if args.refine:  # refused up front (e.g. a perceptual model), not once per file of a folder
@@ -666,8 +683,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "image's numbers (the default; decompress writes it into PNG, TIFF and WebP outputs) or "
                         "convert the image to sRGB. CMYK images are always converted")
     p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
-                   help="onnx: the torch-free encoder (edgecodec.lite) with onnxruntime, at a --quality; "
-                        "images above 2 MP are tiled as by the PyTorch encoder")
+                   help="onnx: the torch-free encoder (edgecodec.lite) with onnxruntime, at a --quality, "
+                        "--target-size or --target-bpp; images above 2 MP are tiled as by the PyTorch encoder")
     p.add_argument("--onnx-dir", help="--backend onnx: an `edgecodec export onnx` folder (then torch is not "
                                       "needed; default: export the model into the cache on first use)")
     p.add_argument("--refine", type=int_at_least(0), default=0, metavar="STEPS",

@@ -156,7 +156,8 @@ def test_export_replaces_only_an_earlier_export(exported, tmp_path):
 
 
 # What README "On the edge" tells a device to copy instead of installing the package.
-DEVICE_FILES = ["__init__.py", "errors.py", "codec/__init__.py", "codec/container.py", "codec/limits.py", "lite/"]
+DEVICE_FILES = ["__init__.py", "errors.py", "codec/__init__.py", "codec/container.py", "codec/limits.py",
+                "codec/rate_search.py", "lite/"]
 
 
 def test_lite_decodes_from_a_copy_of_only_the_device_files(exported, lite, kodim23_rgb, tmp_path):
@@ -184,9 +185,11 @@ for blocked in ("torch", "torchvision"):
     sys.modules[blocked] = None
 import numpy as np
 import edgecodec
-from edgecodec.lite import LiteDecoder
+from edgecodec.lite import LiteDecoder, LiteEncoder
 rgb, header = LiteDecoder({str(exported)!r}, threads=1).decode(open({str(tmp_path / 'in.edc')!r}, "rb").read())
 np.save({str(tmp_path / 'out.npy')!r}, rgb)
+encoded = LiteEncoder({str(exported)!r}, threads=1).encode(rgb, target_bytes=2000)  # the encoder, too
+assert 0 < len(encoded) <= 2000
 outside = [m.__file__ for n, m in sys.modules.items() if n.startswith("edgecodec") and m is not None
            and not m.__file__.startswith({str(device)!r})]
 assert not outside, outside
@@ -490,6 +493,22 @@ def test_lite_encoder_writes_the_pytorch_encoders_files(exported, exported_perce
                 assert abs(psnr(torch_rgb, rgb) - psnr(api.decode_array(reference)[0], rgb)) < 0.05
 
 
+def test_lite_encoder_searches_a_target_size_as_compress_does(exported, kodim23_rgb):
+    from edgecodec.codec.rate_search import TOLERANCE
+    from edgecodec.lite import LiteEncoder
+
+    encoder, image = LiteEncoder(exported, threads=1), kodim23_rgb[:192, :256]
+    low, high = len(encoder.encode(image, 0.0)), len(encoder.encode(image, 1.0))
+    target = int((low * high) ** 0.5)
+    data = encoder.encode(image, target_bytes=target)
+    assert (1 - TOLERANCE) * target <= len(data) <= target
+    assert data == edgecodec.compress(image, model=SHIPPED, target_size=target) or \
+        abs(len(data) - len(edgecodec.compress(image, model=SHIPPED, target_size=target))) <= TOLERANCE * target
+    assert encoder.encode(image, target_bytes=10**7) == encoder.encode(image, 1.0)  # unreachable: the best
+    with pytest.raises(ValueError, match="target_bytes"):
+        encoder.encode(image, target_bytes=0)
+
+
 def test_lite_encoder_keeps_or_drops_alpha_and_refuses_what_it_cannot_code(exported, lite, kodim23_rgb):
     from edgecodec.lite import LiteEncoder
 
@@ -618,3 +637,8 @@ def test_onnx_backend_compress_refuses_what_it_does_not_do(exported, kodim23, tm
     assert main(["compress", str(kodim23), "-o", str(out), "--onnx-dir", str(exported)]) == 2
     assert_one_error_line(capsys.readouterr().err, "--onnx-dir goes with --backend onnx")
     assert not out.exists()
+    # A target size is searched on the lite encoder's files, as the PyTorch encoder's are.
+    assert main(["compress", str(kodim23), "-o", str(out), "--backend", "onnx", "--onnx-dir", str(exported),
+                 "--target-size", "12KB"]) == 0
+    assert 12000 * 0.97 <= out.stat().st_size <= 12000
+    assert "not reachable" not in capsys.readouterr().out

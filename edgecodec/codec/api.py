@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from typing import BinaryIO, Callable, Union
 
 import numpy as np
@@ -18,24 +17,11 @@ from .container import QUALITY_SCALE, Container, Header, read_file, valid_tile
 from .extras import decoded_image, source_extras
 from .imageio import ImageInput, PreparedImage, load_image
 from .limits import check_padded_pixels, check_pixels, is_binary_stream
-from .rate_search import ScoreResult, SearchResult, search_quality, search_score
+from .rate_search import ScoreResult, SearchResult, parse_size, search_quality, search_score  # noqa: F401
 from .refine import encode_refined, refinement_objective
 from .tiling import TILE_PIXELS, analyze_tiled, choose_tile, compress_tiled, decompress_tiled, tiling_supported
 
 DEFAULT_QUALITY = 0.5
-
-
-def parse_size(text: str) -> int:
-    """'40KB' -> 40000, '1.5MiB' -> 1572864, '1200' -> 1200 bytes."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmM]i?)?[bB]?\s*", text)
-    if not match:
-        raise ValueError(f"cannot parse size {text!r}: use e.g. 40KB, 1.5MB, 2MiB or 1200")
-    number, unit = float(match.group(1)), (match.group(2) or "").lower()
-    scale = {"": 1, "k": 1000, "ki": 1024, "m": 1000**2, "mi": 1024**2}[unit]
-    size = int(number * scale)
-    if size < 1:
-        raise ValueError(f"size {text!r} is under one byte")
-    return size
 
 
 def _to_tensor(rgb: np.ndarray, stride: int) -> torch.Tensor:

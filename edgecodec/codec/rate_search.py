@@ -3,6 +3,7 @@ MS-SSIM); searches over the 16-bit quality grid."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -14,6 +15,19 @@ GUIDED_TRIES = 4  # tries led by the estimate before plain bisection takes over
 # the range: about 10 encodes and decodes; a step of 1/256 changes a shipped model's file by about
 # 1%, its rate spanning 15 to 20 times from quality 0 to 1).
 SCORE_RESOLUTION = 256
+
+
+def parse_size(text: str) -> int:
+    """'40KB' -> 40000, '1.5MiB' -> 1572864, '1200' -> 1200 bytes."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmM]i?)?[bB]?\s*", text)
+    if not match:
+        raise ValueError(f"cannot parse size {text!r}: use e.g. 40KB, 1.5MB, 2MiB or 1200")
+    number, unit = float(match.group(1)), (match.group(2) or "").lower()
+    scale = {"": 1, "k": 1000, "ki": 1024, "m": 1000**2, "mi": 1024**2}[unit]
+    size = int(number * scale)
+    if size < 1:
+        raise ValueError(f"size {text!r} is under one byte")
+    return size
 
 
 @dataclass(frozen=True)

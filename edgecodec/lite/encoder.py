@@ -26,6 +26,7 @@ import numpy as np
 
 from ..codec.container import QUALITY_SCALE, Container, Header
 from ..codec.limits import check_pixels
+from ..codec.rate_search import search_quality
 from .alpha import encode_alpha
 from .decoder import onnx_session, read_export
 from .entropy import HYPER_STRIDE, ExactEntropyModel
@@ -55,10 +56,12 @@ class LiteEncoder:
         self.hyper_analysis = onnx_session(self.model_dir / "hyper_encoder.onnx", threads)
 
     def encode(self, image: np.ndarray, quality: float = 0.5, alpha: str = "keep",
-               max_pixels: int | None = None) -> bytes:
+               max_pixels: int | None = None, target_bytes: int | None = None) -> bytes:
         """An (H, W, 3) RGB or (H, W, 4) RGBA uint8 array at ``quality`` in [0, 1] (stored, as by
-        ``edgecodec compress``, in 1/65535 steps). ``alpha``: "keep" codes an RGBA image's alpha
-        plane losslessly beside the picture, "drop" discards it."""
+        ``edgecodec compress``, in 1/65535 steps), or at the largest quality whose file fits
+        ``target_bytes`` (``codec.rate_search``, as ``compress --target-size``: within 3% of the
+        target when the model reaches it; the analysis runs once). ``alpha``: "keep" codes an
+        RGBA image's alpha plane losslessly beside the picture, "drop" discards it."""
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 \
                 or image.shape[2] not in (3, 4) or 0 in image.shape:
             raise ValueError(f"expected an (H, W, 3) or (H, W, 4) uint8 array, got "
@@ -69,15 +72,15 @@ class LiteEncoder:
         extras = {"alph": encode_alpha(image[..., 3])} if channels == 4 and alpha == "keep" else {}
         return self.encode_picture(np.ascontiguousarray(image[..., :3]), quality, channels=channels,
                                    conversions=ALPHA_DROPPED if channels == 4 and alpha == "drop" else 0,
-                                   extras=extras, max_pixels=max_pixels)
+                                   extras=extras, max_pixels=max_pixels, target_bytes=target_bytes)
 
-    def encode_picture(self, rgb: np.ndarray, quality: float, *, channels: int = 3, bit_depth: int = 8,
+    def encode_picture(self, rgb: np.ndarray, quality: float = 0.5, *, channels: int = 3, bit_depth: int = 8,
                        conversions: int = 0, extras: dict[str, bytes] | None = None,
-                       max_pixels: int | None = None) -> bytes:
+                       max_pixels: int | None = None, target_bytes: int | None = None) -> bytes:
         """The file of an (H, W, 3) uint8 picture whose source had ``channels``, ``bit_depth`` and
         went through ``conversions`` (container.CONVERSIONS), with the source's ``extras``: what
         edgecodec's image preparation (codec.imageio, codec.extras) reports, for ``compress
-        --backend onnx``."""
+        --backend onnx``. ``target_bytes``: as in ``encode``."""
         if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3 \
                 or 0 in rgb.shape:
             raise ValueError(f"expected an (H, W, 3) uint8 array, got {getattr(rgb, 'shape', type(rgb).__name__)} "
@@ -92,11 +95,19 @@ class LiteEncoder:
             raise ValueError(f"{self.model_dir} predates tiled encoding (no analysis_halo in its manifest): export "
                              "the model again (edgecodec export onnx) to encode images above "
                              f"{TILE_PIXELS:,} padded pixels")
-        q16 = int(round(quality * QUALITY_SCALE))
-        strings = self._code(self._analyze(rgb, padded, tile), q16 / QUALITY_SCALE, tile)
-        header = Header(self.model_name, self.weights_hash, q16, width, height, channels, bit_depth, conversions,
-                        tile=tile)
-        return Container(header, strings, extras or {}).to_bytes()
+        y = self._analyze(rgb, padded, tile)
+        z_raw = self.hyper_analysis.run(None, {"y": y[None]})[0][0]  # h_a(y): the gain scales it per quality
+
+        def file(q16: int) -> bytes:
+            header = Header(self.model_name, self.weights_hash, q16, width, height, channels, bit_depth,
+                            conversions, tile=tile)
+            return Container(header, self._code(y, z_raw, q16 / QUALITY_SCALE, tile), extras or {}).to_bytes()
+
+        if target_bytes is not None:
+            if isinstance(target_bytes, bool) or not isinstance(target_bytes, (int, np.integer)) or target_bytes < 1:
+                raise ValueError(f"target_bytes must be a whole number of bytes, 1 or more, not {target_bytes!r}")
+            return search_quality(file, int(target_bytes)).data
+        return file(int(round(quality * QUALITY_SCALE)))
 
     def _analyze(self, rgb: np.ndarray, padded: tuple[int, int], tile: int) -> np.ndarray:
         """y (M, H'/16, W'/16) of the image padded by edge replication, as the PyTorch encoder pads
@@ -121,13 +132,13 @@ class LiteEncoder:
             y[:, rows, cols] = y_win[:, rows.start - r0: rows.stop - r0, cols.start - c0: cols.stop - c0]
         return y
 
-    def _code(self, y: np.ndarray, quality: float, tile: int) -> list[bytes]:
-        """The y and z streams, as ``EdgeCodecModel.compress_latent`` (one piece) and
-        ``tiling.compress_tiled`` (a tile table of y streams, each tile's parameters from its own
-        z window) write them."""
+    def _code(self, y: np.ndarray, z_raw: np.ndarray, quality: float, tile: int) -> list[bytes]:
+        """The y and z streams of y and ``z_raw`` = h_a(y), as ``EdgeCodecModel.compress_latent``
+        (one piece) and ``tiling.compress_tiled`` (a tile table of y streams, each tile's parameters
+        from its own z window) write them."""
         y_gain = gain(self.log_y_gain, quality, self.entropy.min_level).astype(np.float32)
         z_gain = gain(self.log_z_gain, quality, self.entropy.min_level).astype(np.float32)
-        z = self.hyper_analysis.run(None, {"y": y[None]})[0][0] * z_gain[:, None, None]
+        z = z_raw * z_gain[:, None, None]
         z_symbols = np.rint(z - self.z_medians).astype(np.int32)  # EntropyBottleneck's "symbols"
         y_gained = y * y_gain[:, None, None]
         if not tile:
