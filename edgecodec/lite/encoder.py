@@ -87,6 +87,9 @@ class LiteEncoder:
                              f"{getattr(rgb, 'dtype', '')}")
         if isinstance(quality, bool) or not isinstance(quality, (int, float)) or not 0 <= quality <= 1:
             raise ValueError(f"quality must be a number in [0, 1], not {quality!r}")
+        whole = isinstance(target_bytes, (int, np.integer)) and not isinstance(target_bytes, bool)
+        if target_bytes is not None and (not whole or target_bytes < 1):
+            raise ValueError(f"target_bytes must be a whole number of bytes, 1 or more, not {target_bytes!r}")
         height, width = rgb.shape[:2]
         check_pixels(width, height, max_pixels)
         padded = (height + (-height % STRIDE), width + (-width % STRIDE))
@@ -104,8 +107,6 @@ class LiteEncoder:
             return Container(header, self._code(y, z_raw, q16 / QUALITY_SCALE, tile), extras or {}).to_bytes()
 
         if target_bytes is not None:
-            if isinstance(target_bytes, bool) or not isinstance(target_bytes, (int, np.integer)) or target_bytes < 1:
-                raise ValueError(f"target_bytes must be a whole number of bytes, 1 or more, not {target_bytes!r}")
             return search_quality(file, int(target_bytes)).data
         return file(int(round(quality * QUALITY_SCALE)))
 
