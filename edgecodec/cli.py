@@ -77,7 +77,10 @@ def _locked_temp(path: Path) -> tuple[int, str]:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         if fcntl is None:  # no flock (Windows): cleanup cannot tell live from stale
             return fd, tmp
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # a file system without locks (some network mounts): write unlocked
+            return fd, tmp
         try:
             ours = os.path.samestat(os.stat(tmp), os.fstat(fd))
         except FileNotFoundError:
@@ -485,7 +488,7 @@ def _remove_stale_temps(out_root: Path, out_suffix: str) -> int:
                     fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # held by a live run: BlockingIOError
                 path.unlink()
             removed += 1
-        except (BlockingIOError, FileNotFoundError):
+        except OSError:  # held by a live run, gone meanwhile, or not lockable here: left as it is
             pass
     return removed
 

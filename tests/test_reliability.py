@@ -328,3 +328,26 @@ def test_save_and_list_refuse_invalid_names(tmp_path):
     finally:
         os.environ["EDGECODEC_MODEL_PATH"] = old
     assert "ok" in names and "bad name" not in names
+
+
+def test_outputs_are_written_where_files_cannot_be_locked(tmp_path, monkeypatch, capsys):
+    """Some network file systems refuse flock (ENOLCK): outputs are still written, and a folder
+    run's cleanup leaves temporary files it cannot lock."""
+    import errno
+    import fcntl
+
+    import edgecodec
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    arr = np.random.RandomState(4).randint(0, 256, (32, 48, 3), dtype=np.uint8)
+    (src / "a.edc").write_bytes(edgecodec.compress(arr, model="tiny"))
+    unknown = out / ".b.png.zzzz0000.tmp"
+    unknown.write_bytes(b"x")
+    assert cli.main(["decompress", str(src), "-o", str(out), "-q"]) == 0
+    assert (out / "a.png").is_file() and unknown.exists()
+    assert "removed" not in capsys.readouterr().out
