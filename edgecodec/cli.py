@@ -506,10 +506,34 @@ def _mirror_paths(src: Path, files: list[Path], out_root: Path, out_suffix: str)
 
 # --- info / models -------------------------------------------------------------------------------
 def cmd_info(args: argparse.Namespace) -> int:
+    """Every header field of each input. One input fails as any command does; of several, the
+    readable ones are shown and the others listed on stderr (exit 10, as in folder mode)."""
+    from .errors import EdgecodecError
+
+    if len(args.input) == 1:
+        fields, text = _info_fields(Path(args.input[0]))
+        print(json.dumps(fields, indent=2) if args.json else text)
+        return 0
+    shown, failures = [], []
+    for name in args.input:
+        try:
+            shown.append(_info_fields(Path(name)))
+        except EdgecodecError as exc:
+            failures.append(f"failed: {name}: {exc}")
+    if args.json:
+        print(json.dumps([fields for fields, _ in shown], indent=2))
+    else:
+        print("\n\n".join(text for _, text in shown))
+    for line in failures:
+        print(line, file=sys.stderr)
+    return EXIT_PARTIAL if failures else 0
+
+
+def _info_fields(path: Path) -> tuple[dict, str]:
+    """An .edc file's header fields: as numbers and lists (for --json), and as aligned text."""
     from .codec.container import Container
     from .codec.extras import EXTRA_NAMES
 
-    path = Path(args.input)
     data = _read_input(path, None, edc=True)
     c = Container.from_bytes(data)
     h = c.header
@@ -524,18 +548,14 @@ def cmd_info(args: argparse.Namespace) -> int:
          or "none"),
         ("file size", f"{len(data)} bytes"), ("bpp", f"{8 * len(data) / (h.width * h.height):.4f}"),
     ]
-    if args.json:  # the same fields as numbers and lists, for scripts
-        print(json.dumps({
-            "file": _shown(path, "-"), "format_version": h.version, "model": h.model,
-            "weights_hash": h.weights_hash.hex(), "quality": h.quality, "quality_q16": h.quality_q16,
-            "width": h.width, "height": h.height, "source_channels": h.channels, "source_bit_depth": h.bit_depth,
-            "conversions": h.conversion_names(), "tile": h.tile, "stream_bytes": [len(s) for s in c.streams],
-            "extras": {tag: len(v) for tag, v in c.extras.items()}, "file_bytes": len(data),
-            "bpp": 8 * len(data) / (h.width * h.height)}, indent=2))
-        return 0
-    for key, value in rows:
-        print(f"{key:>17}: {value}")
-    return 0
+    fields = {
+        "file": _shown(path, "-"), "format_version": h.version, "model": h.model,
+        "weights_hash": h.weights_hash.hex(), "quality": h.quality, "quality_q16": h.quality_q16,
+        "width": h.width, "height": h.height, "source_channels": h.channels, "source_bit_depth": h.bit_depth,
+        "conversions": h.conversion_names(), "tile": h.tile, "stream_bytes": [len(s) for s in c.streams],
+        "extras": {tag: len(v) for tag, v in c.extras.items()}, "file_bytes": len(data),
+        "bpp": 8 * len(data) / (h.width * h.height)}
+    return fields, "\n".join(f"{key:>17}: {value}" for key, value in rows)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -719,9 +739,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "images (not your test set), e.g. ../shared/data/train")
     p.set_defaults(func=cmd_export_onnx)
 
-    p = sub.add_parser("info", help="show every header field of an .edc file")
-    p.add_argument("input", help=".edc file, or - for standard input")
-    p.add_argument("--json", action="store_true", help="print the fields as JSON (extras: tag -> bytes)")
+    p = sub.add_parser("info", help="show every header field of .edc files")
+    p.add_argument("input", nargs="+", help=".edc file(s), or - for standard input")
+    p.add_argument("--json", action="store_true", help="print the fields as JSON (extras: tag -> bytes; a list "
+                                                       "for several files)")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("models", help="list installed models")

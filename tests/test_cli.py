@@ -289,6 +289,23 @@ def test_endless_inputs_that_start_like_an_edc_file_or_image_stop_at_a_bound(sma
     assert not list(tmp_path.glob("never-written*"))
 
 
+def test_info_on_several_files(small_edc, tmp_path, capsys):
+    """`edgecodec info *.edc`: each readable file's fields (a JSON list with --json); the others
+    are listed on stderr and the exit code is 10, as in folder mode."""
+    other = tmp_path / "other.edc"
+    other.write_bytes(edgecodec.compress(np.zeros((40, 50, 3), np.uint8), model="tiny", quality=1.0))
+    bad = tmp_path / "bad.edc"
+    bad.write_bytes(b"not an edc")
+    assert main("info", small_edc, other, "--json") == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(f["file"], f["width"], f["quality_q16"]) for f in listed] == [(str(small_edc), 96, 16384),
+                                                                          (str(other), 50, 65535)]
+    assert main("info", small_edc, bad, other) == 10
+    captured = capsys.readouterr()
+    assert captured.out.count("format version: 3") == 2 and str(other) in captured.out
+    assert captured.err.strip() == f"failed: {bad}: {bad} is not an .edc file: wrong magic bytes"
+
+
 def test_info_on_bad_files(tmp_path, capsys):
     bad = tmp_path / "bad.edc"
     bad.write_bytes(b"hello world, not an edc")
