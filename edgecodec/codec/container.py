@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from ..errors import FormatError, VersionError
-from .limits import default_max_pixels, max_input_bytes, read_limited
+from .limits import max_input_bytes, pixel_limit, read_limited
 
 MAGIC = b"\x89EDC"
 # Newest version this code reads and writes:
@@ -178,9 +178,9 @@ def read_file(f: BinaryIO, name: str, max_pixels: int | None = None) -> bytes:
     limit = max_input_bytes(pixels, max_pixels)
     rest = read_limited(f, limit - len(head) - len(header))
     if rest is None:
-        pixel_limit = default_max_pixels() if max_pixels is None else max_pixels
-        why = (f"the pixel limit of {pixel_limit} pixels allows (set EDGECODEC_MAX_PIXELS or max_pixels to raise it)"
-               if pixels > pixel_limit else f"an .edc file of its {width}x{height} image can be" if pixels
+        allowed = pixel_limit(max_pixels)
+        why = (f"the pixel limit of {allowed} pixels allows (set EDGECODEC_MAX_PIXELS or max_pixels to raise it)"
+               if pixels > allowed else f"an .edc file of its {width}x{height} image can be" if pixels
                else "an .edc file with a damaged header can be")
         raise FormatError(f"{name} is larger than {why}: over {limit} bytes")
     return head + header + rest

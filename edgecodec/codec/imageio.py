@@ -17,8 +17,8 @@ from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from ..errors import InputImageError
 from .container import EXIF, ICC, XMP
-from .limits import (MAX_METADATA_BYTES, check_pixels, default_max_pixels,  # noqa: F401 (part of this module's API)
-                     is_binary_stream, max_input_bytes, read_limited)
+from .limits import (MAX_METADATA_BYTES, check_pixels, is_binary_stream, max_input_bytes, pixel_limit,
+                     read_limited)
 
 ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, Image.Image, np.ndarray]
 
@@ -219,12 +219,12 @@ def read_image_stream(f: BinaryIO, name: str, max_pixels: int | None = None) -> 
     """An image file's bytes from a stream (standard input, a pipe), read no further than an image
     within the pixel limit can be (``limits.max_input_bytes``): an endless stream is refused instead
     of filling the memory. ``name`` names the stream in the error."""
-    pixel_limit = default_max_pixels() if max_pixels is None else max_pixels
-    limit = max_input_bytes(pixel_limit, pixel_limit)
+    allowed = pixel_limit(max_pixels)
+    limit = max_input_bytes(allowed, allowed)
     data = read_limited(f, limit)
     if data is None:
         raise InputImageError(f"{name} holds more than {limit} bytes, more than an image within the pixel limit "
-                              f"of {pixel_limit} pixels can (set EDGECODEC_MAX_PIXELS or max_pixels to raise it)")
+                              f"of {allowed} pixels can (set EDGECODEC_MAX_PIXELS or max_pixels to raise it)")
     return data
 
 
@@ -277,7 +277,7 @@ def load_image(image: ImageInput, alpha: str = "keep", max_pixels: int | None = 
         if path.is_dir():
             raise InputImageError(f"{path} is a folder, not an image")
         source, label = _pillow_source(path, max_pixels), str(path)
-    limit = default_max_pixels() if max_pixels is None else max_pixels
+    limit = pixel_limit(max_pixels)
     try:
         with _pillow_pixel_limit(), Image.open(source) as img:
             frames = getattr(img, "n_frames", 1)

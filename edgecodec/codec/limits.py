@@ -33,8 +33,13 @@ def default_max_pixels() -> int:
     return int(Image.MAX_IMAGE_PIXELS or PILLOW_DEFAULT_MAX_PIXELS)
 
 
+def pixel_limit(max_pixels: int | None) -> int:
+    """The pixel limit in force: ``max_pixels`` when given (a caller's --max-pixels), else the default."""
+    return default_max_pixels() if max_pixels is None else max_pixels
+
+
 def check_pixels(width: int, height: int, max_pixels: int | None) -> None:
-    limit = default_max_pixels() if max_pixels is None else max_pixels
+    limit = pixel_limit(max_pixels)
     if width * height > limit:
         raise ImageTooLargeError(f"image of {width}x{height} = {width * height} pixels exceeds the limit of "
                                  f"{limit} pixels (set EDGECODEC_MAX_PIXELS or max_pixels to raise it)")
@@ -47,7 +52,7 @@ def check_padded_pixels(width: int, height: int, stride: int, max_pixels: int | 
     a 1 x 642817 header took 16 s under a 1 MP limit). The limit itself stays exact for the image;
     its padded size may exceed it at most PADDED_PIXELS_FACTOR times."""
     padded = (height + (-height % stride), width + (-width % stride))
-    limit = default_max_pixels() if max_pixels is None else max_pixels
+    limit = pixel_limit(max_pixels)
     if padded[0] * padded[1] > PADDED_PIXELS_FACTOR * limit:
         raise ImageTooLargeError(
             f"image of {width}x{height} pixels decodes at its padded size {padded[1]}x{padded[0]} = "
@@ -71,8 +76,7 @@ _READ_CHUNK = 1 << 20
 def max_input_bytes(pixels: int, max_pixels: int | None = None) -> int:
     """The most bytes an input of an image of ``pixels`` pixels may hold (an .edc file, or an image
     file on standard input); ``pixels`` over the pixel limit count as the limit."""
-    limit = default_max_pixels() if max_pixels is None else max_pixels
-    return INPUT_BYTES_BASE + INPUT_BYTES_PER_PIXEL * min(pixels, limit)
+    return INPUT_BYTES_BASE + INPUT_BYTES_PER_PIXEL * min(pixels, pixel_limit(max_pixels))
 
 
 def read_limited(f: BinaryIO, limit: int) -> bytes | None:
