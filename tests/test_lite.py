@@ -44,6 +44,16 @@ def images(kodim23_rgb) -> list[np.ndarray]:
     return [kodim23_rgb[:192, :256], synthetic_photo(rng, 128), kodim23_rgb[200:, 300:700]]
 
 
+def run_without(script: str, cwd, blocked: tuple[str, ...] = ("torch", "torchvision", "PIL", "scipy")):
+    """Run ``script`` in a fresh interpreter where importing any of ``blocked`` fails, then check
+    that no torch module was loaded: the completed process."""
+    code = (f"import sys\nfor name in {blocked!r}:  # any import of these now raises ImportError\n"
+            "    sys.modules[name] = None\n" + script + "\nassert not any(m == 'torch' or m.startswith('torch.')"
+            " for m, v in sys.modules.items() if v is not None)\n")
+    return subprocess.run([sys.executable, "-c", code], cwd=str(cwd), capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+
+
 def encoder_latent(model, rgb: np.ndarray, quality: float) -> np.ndarray:
     """y_hat as the encoder quantized it: (round(y * gain - means) + means) * gain_inv, the means
     of context models from the anchors quantized the same way."""
@@ -108,18 +118,12 @@ def test_lite_imports_and_decodes_with_torch_and_pillow_blocked(exported, lite, 
     data = edgecodec.compress(rgba, quality=0.5, model=SHIPPED)  # format version 4: its extras need no Pillow
     assert Container.from_bytes(data).header.version == 4
     (tmp_path / "in.edc").write_bytes(data)
-    script = f"""
-import sys
-for blocked in ("torch", "torchvision", "PIL", "scipy"):  # any `import torch` now raises ImportError
-    sys.modules[blocked] = None
+    result = run_without(f"""
 import numpy as np
 from edgecodec.lite import LiteDecoder
 rgb, header = LiteDecoder({str(exported)!r}, threads=1).decode(open({str(tmp_path / 'in.edc')!r}, "rb").read())
 np.save({str(tmp_path / 'out.npy')!r}, rgb)
-assert not any(m == "torch" or m.startswith("torch.") for m, v in sys.modules.items() if v is not None)
-"""
-    result = subprocess.run([sys.executable, "-c", script], cwd=str(tmp_path), capture_output=True, text=True,
-                            timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+""", tmp_path)
     assert result.returncode == 0, result.stderr
     decoded = np.load(tmp_path / "out.npy")
     assert np.array_equal(decoded, lite.decode(data)[0])
@@ -558,19 +562,13 @@ def test_lite_encoder_tiles_large_images_as_the_pytorch_encoder_does(exported, k
 def test_lite_encoder_runs_with_torch_and_pillow_blocked(exported, kodim23_rgb, tmp_path):
     rgb = kodim23_rgb[:128, :192]
     np.save(tmp_path / "in.npy", rgb)
-    script = f"""
-import sys
-for blocked in ("torch", "torchvision", "PIL", "scipy"):  # any `import torch` now raises ImportError
-    sys.modules[blocked] = None
+    result = run_without(f"""
 import numpy as np
 from edgecodec.lite import LiteDecoder, LiteEncoder
 data = LiteEncoder({str(exported)!r}, threads=1).encode(np.load({str(tmp_path / 'in.npy')!r}), 0.4)
 open({str(tmp_path / 'out.edc')!r}, "wb").write(data)
 LiteDecoder({str(exported)!r}, threads=1).decode(data)
-assert not any(m == "torch" or m.startswith("torch.") for m, v in sys.modules.items() if v is not None)
-"""
-    result = subprocess.run([sys.executable, "-c", script], cwd=str(tmp_path), capture_output=True, text=True,
-                            timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+""", tmp_path)
     assert result.returncode == 0, result.stderr
     data = (tmp_path / "out.edc").read_bytes()
     assert psnr(api.decode_array(data)[0], rgb) > 25
@@ -598,21 +596,15 @@ def test_command_line_compress_and_decompress_with_the_onnx_backend_need_no_torc
     exif[0x010F] = "TestMaker"
     rgba = np.dstack([kodim23_rgb[:96, :128], (kodim23_rgb[:96, :128, :1] > 100).astype(np.uint8) * 255])
     Image.fromarray(rgba, "RGBA").save(tmp_path / "in.png", exif=exif.tobytes())
-    script = f"""
-import sys
-for blocked in ("torch", "torchvision"):
-    sys.modules[blocked] = None
+    result = run_without(f"""
 from edgecodec.cli import main
 common = ["--backend", "onnx", "--onnx-dir", {str(exported)!r}]
 code = main(["--threads", "1", "compress", {str(tmp_path / 'in.png')!r}, "-o", {str(tmp_path / 'lite.edc')!r},
              "--metadata", "keep", "--quality", "0.4", *common])
 code = code or main(["--threads", "1", "decompress", {str(tmp_path / 'lite.edc')!r}, "-o",
                      {str(tmp_path / 'out.png')!r}, *common])
-assert not any(m == "torch" or m.startswith("torch.") for m, v in sys.modules.items() if v is not None)
-sys.exit(code)
-"""
-    result = subprocess.run([sys.executable, "-c", script], cwd=str(tmp_path), capture_output=True, text=True,
-                            timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+assert code == 0, f"exit code {{code}}"
+""", tmp_path, blocked=("torch", "torchvision"))
     assert result.returncode == 0, result.stderr
     lite_file = Container.from_bytes((tmp_path / "lite.edc").read_bytes())
     reference = Container.from_bytes(edgecodec.compress(tmp_path / "in.png", quality=0.4, model=SHIPPED,
@@ -622,7 +614,8 @@ sys.exit(code)
     with Image.open(tmp_path / "out.png") as out:
         assert out.mode == "RGBA" and np.array_equal(np.array(out)[..., 3], rgba[..., 3])
         assert out.getexif().get(0x010F) == "TestMaker"
-        assert np.abs(np.array(out)[..., :3].astype(int) - np.array(edgecodec.decompress(tmp_path / "lite.edc"))[..., :3]).max() <= 1
+        torch_decoded = np.array(edgecodec.decompress(tmp_path / "lite.edc"))
+        assert np.abs(np.array(out)[..., :3].astype(int) - torch_decoded[..., :3]).max() <= 1
 
 
 def test_onnx_backend_compress_refuses_what_it_does_not_do(exported, kodim23, tmp_path, capsys):

@@ -2,9 +2,10 @@
 
 A model exported by ``edgecodec export onnx`` is a folder with ``manifest.json``, the synthesis
 ``decoder.onnx`` (and the encoder-side graphs, which ``LiteEncoder`` runs) and
-``tables.safetensors`` (rANS tables, integer hyper-synthesis, gains). Format-3 files decode to exactly the latents the PyTorch
-codec decodes (the entropy decoding is the same code, ``lite.entropy``); pixels may differ by one
-level where onnxruntime's float synthesis rounds differently from PyTorch's.
+``tables.safetensors`` (rANS tables, integer hyper-synthesis, gains). Format-3 files decode to
+exactly the latents the PyTorch codec decodes (the entropy decoding is the same code,
+``lite.entropy``); pixels may differ by one level where onnxruntime's float synthesis rounds
+differently from PyTorch's.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..codec.container import QUALITY_SCALE, Container, Header
+from ..codec.container import ALPHA, QUALITY_SCALE, Container, Header
 from ..codec.limits import check_pixels
 from ..codec.rate_search import search_quality
 from .alpha import encode_alpha
@@ -69,7 +69,7 @@ class LiteEncoder:
         if alpha not in ("keep", "drop"):
             raise ValueError(f"alpha must be 'keep' or 'drop', not {alpha!r}")
         channels = image.shape[2]
-        extras = {"alph": encode_alpha(image[..., 3])} if channels == 4 and alpha == "keep" else {}
+        extras = {ALPHA: encode_alpha(image[..., 3])} if channels == 4 and alpha == "keep" else {}
         return self.encode_picture(np.ascontiguousarray(image[..., :3]), quality, channels=channels,
                                    conversions=ALPHA_DROPPED if channels == 4 and alpha == "drop" else 0,
                                    extras=extras, max_pixels=max_pixels, target_bytes=target_bytes)
