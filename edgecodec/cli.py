@@ -369,6 +369,10 @@ def _lite_coder(kind: str, model: str | None, args: argparse.Namespace):
     from .errors import UsageError
     from .lite import LiteDecoder, LiteEncoder
 
+    if model is None and not args.onnx_dir:
+        from .zoo import DEFAULT_MODEL  # imports torch, which exporting into the cache needs anyway
+
+        model = DEFAULT_MODEL
     coders = args.__dict__.setdefault("_lite_coders", {})
     if (kind, model) in coders:
         return coders[kind, model]
@@ -385,9 +389,7 @@ def _lite_coder(kind: str, model: str | None, args: argparse.Namespace):
             raise UsageError("--int8 needs --onnx-dir: an export made with `edgecodec export onnx --int8 IMAGES`")
         else:
             from .export.onnx import ensure_export
-            from .zoo import DEFAULT_MODEL
 
-            model = model or DEFAULT_MODEL
             try:
                 coder = load(ensure_export(model))
             except (OSError, ValueError):  # the cache's own export is damaged (a file changed or missing)

@@ -635,3 +635,29 @@ def test_onnx_backend_compress_refuses_what_it_does_not_do(exported, kodim23, tm
                  "--target-size", "12KB"]) == 0
     assert 12000 * 0.97 <= out.stat().st_size <= 12000
     assert "not reachable" not in capsys.readouterr().out
+
+
+def test_a_folder_run_with_the_onnx_backend_loads_the_encoder_once(exported_perceptual, kodim23_rgb, tmp_path,
+                                                                    monkeypatch):
+    """Without --model the default model's export is loaded for the first file and reused (the
+    cache of coders was keyed by the name before the default filled it in: one load a file)."""
+    import edgecodec.export.onnx as onnx_export
+    import edgecodec.lite as lite_package
+    from edgecodec.cli import main
+
+    loads = []
+
+    class CountingEncoder(lite_package.LiteEncoder):
+        def __init__(self, *args, **kwargs):
+            loads.append(args[0])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(lite_package, "LiteEncoder", CountingEncoder)
+    monkeypatch.setattr(onnx_export, "ensure_export", lambda model, refresh=False: exported_perceptual)
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        Image.fromarray(kodim23_rgb[64 * i: 64 * i + 64, :96]).save(src / f"{i}.png")
+    assert main(["compress", str(src), "-o", str(tmp_path / "out"), "--backend", "onnx", "-q"]) == 0
+    assert len(list((tmp_path / "out").glob("*.edc"))) == 3
+    assert loads == [exported_perceptual]
