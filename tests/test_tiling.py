@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 import struct
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -154,6 +156,40 @@ def test_tiled_decoding_is_deterministic(shipped_tiled, mosaic):
     assert np.array_equal(decode_array(encoded_with_two)[0], decode_array(encoded_with_two)[0])
     assert shipped_tiled["tiled"].encode(Q) == data  # encoding is deterministic too
     assert Encoder(load_image(mosaic), SHIPPED, tile=16).encode(Q) == data
+
+
+def test_tile_windows_run_in_parallel_with_the_same_result(shipped_tiled, mosaic, monkeypatch):
+    """Analysis and synthesis windows run ``workers`` at once, each on one torch thread, so a large
+    image uses every core and the latent and pixels do not depend on the worker count."""
+    model = shipped_tiled["tiled"].model
+    data = shipped_tiled["tiled_data"]
+    container = Container.from_bytes(data)
+    h = container.header
+    latent_shape = tuple(shipped_tiled["tiled"].y.shape[-2:])
+    y_hat = torch.from_numpy(model.exact_entropy().decode(container.streams, latent_shape, h.quality, h.tile))[None]
+    rgb = load_image(mosaic).rgb
+    threads = torch.get_num_threads()
+    sequential = (tiling.analyze_tiled(model, rgb, 16, workers=1),
+                  tiling.synthesize_tiled(model, y_hat, h.height, h.width, 16, workers=1))
+
+    seen = []  # (thread, torch's thread count there) of every window
+    for name in ("analyze", "_image"):
+        original = getattr(model, name)
+
+        def window(x, _original=original):
+            seen.append((threading.get_ident(), torch.get_num_threads()))
+            time.sleep(0.05)  # keep the window busy so that the pool's other threads take the next ones
+            return _original(x)
+
+        monkeypatch.setattr(model, name, window)
+    parallel = (tiling.analyze_tiled(model, rgb, 16, workers=3),
+                tiling.synthesize_tiled(model, y_hat, h.height, h.width, 16, workers=3))
+    assert torch.equal(sequential[0], parallel[0])
+    assert np.array_equal(sequential[1], parallel[1])
+    assert len(seen) == 2 * 12  # 3 x 4 tiles, analysed and synthesised
+    assert len({thread for thread, _ in seen}) == 3
+    assert {count for _, count in seen} == {1}
+    assert torch.get_num_threads() == threads  # restored after the pool
 
 
 @pytest.mark.parametrize("prior", ["meanscale", "scale", "factorized"])
