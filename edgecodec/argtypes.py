@@ -62,5 +62,18 @@ def numbers(text: str) -> list[float]:
     return values
 
 
+def region(text: str) -> tuple[int, int, int, int]:
+    """LEFT,TOP,WIDTH,HEIGHT in pixels: a part of an image (whether it lies within the image is
+    checked against the file)."""
+    try:
+        values = tuple(int(t) for t in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4 or min(values[:2]) < 0 or min(values[2:]) < 1:
+        raise argparse.ArgumentTypeError(f"expected LEFT,TOP,WIDTH,HEIGHT (whole pixels; left and top 0 or more, "
+                                         f"width and height 1 or more), got {text!r}")
+    return values  # type: ignore[return-value]
+
+
 for _type in (finite_number, positive_number, fraction, numbers):
     _type.__name__ = "number"  # argparse names the type in "invalid number value: 'x'"

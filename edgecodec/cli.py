@@ -17,7 +17,7 @@ try:
 except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
-from .argtypes import finite_number, fraction, int_at_least, numbers, positive_number
+from .argtypes import finite_number, fraction, int_at_least, numbers, positive_number, region
 
 LOSSLESS_FORMATS = {"png": "PNG", "bmp": "BMP", "tif": "TIFF", "tiff": "TIFF", "ppm": "PPM", "webp": "WEBP"}
 # The formats that hold an ICC profile, EXIF and XMP (the others get sRGB pixels and no metadata).
@@ -309,7 +309,7 @@ def _decompress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
     else:
         from .codec.api import decompress  # imports torch: not for the onnx backend
 
-        image = decompress(data, max_pixels=args.max_pixels)
+        image = decompress(data, max_pixels=args.max_pixels, region=args.region)
     if image.mode in ("LA", "RGBA") and args.alpha == "drop":
         image = image.convert(image.mode[:-1])
     if image.mode in ("LA", "RGBA") and fmt in ("bmp", "ppm"):  # Pillow's BMP reads back without it
@@ -357,8 +357,8 @@ def _decompress_lite(data: bytes, args: argparse.Namespace):
 
     container = Container.from_bytes(data)
     decoder = _lite_coder("decoder", container.header.model, args)
-    pixels, _ = decoder.decode(data, max_pixels=args.max_pixels)  # RGBA if alpha was kept
-    return decoded_image(pixels, container)
+    pixels, _ = decoder.decode(data, max_pixels=args.max_pixels, region=args.region)  # RGBA if alpha was kept
+    return decoded_image(pixels, container, args.region)
 
 
 def _lite_coder(kind: str, model: str | None, args: argparse.Namespace):
@@ -729,6 +729,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx-dir", help="--backend onnx: an `edgecodec export onnx` folder "
                                       "(default: export the file's model into the cache on first use)")
     p.add_argument("--int8", action="store_true", help="--backend onnx: the int8 synthesis, if exported")
+    p.add_argument("--region", type=region, metavar="LEFT,TOP,WIDTH,HEIGHT",
+                   help="decode only this part of the image (pixels); a large (tiled) image decodes only "
+                        "the tiles it needs. The pixels equal the whole image's crop")
     p.set_defaults(func=cmd_decompress)
 
     p = sub.add_parser("export", help="deployment exports")

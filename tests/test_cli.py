@@ -528,6 +528,24 @@ def test_decompress_refuses_lossy_output_format(small_edc, tmp_path, capsys):
             assert np.array_equal(np.array(img.convert("RGB")), np.array(Image.open(tmp_path / "out.png"))), ext
 
 
+def test_decompress_region_writes_the_crop_of_the_whole_image(small_edc, tmp_path, capsys):
+    assert main("decompress", small_edc, "-o", tmp_path / "whole.png") == 0
+    assert main("decompress", small_edc, "-o", tmp_path / "part.png", "--region", "10,5,40,30") == 0
+    assert "40x30" in capsys.readouterr().out
+    whole = np.array(Image.open(tmp_path / "whole.png"))
+    assert np.array_equal(np.array(Image.open(tmp_path / "part.png")), whole[5:35, 10:50])
+    # Outside the 96 x 64 image: one error line, exit 2, nothing written.
+    assert main("decompress", small_edc, "-o", tmp_path / "out.png", "--region", "90,0,7,1") == 2
+    assert_one_error_line(capsys.readouterr().err, "region 90,0,7,1", "96x64")
+    assert not (tmp_path / "out.png").exists()
+    for text in ("1,2,3", "0,0,0,5", "-1,0,5,5", "a,b,c,d"):
+        with pytest.raises(SystemExit) as info:
+            main("decompress", small_edc, "-o", tmp_path / "out.png", "--region", text)
+        assert info.value.code == 2
+        assert "--region" in capsys.readouterr().err
+    assert not (tmp_path / "out.png").exists()
+
+
 # --- folder mode -----------------------------------------------------------------------------------
 def all_files(root):
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())

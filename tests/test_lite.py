@@ -14,10 +14,11 @@ import torch
 import edgecodec
 from edgecodec.codec import FORMAT_VERSION, Container, api
 from edgecodec.codec.api import _to_tensor
-from edgecodec.errors import FormatError, WeightsMismatchError
+from edgecodec.errors import FormatError, UsageError, WeightsMismatchError
 from edgecodec.lite import LiteDecoder
 from edgecodec.lite import hyper
 from edgecodec.lite.decoder import _to_uint8
+from edgecodec.lite.entropy import ExactEntropyModel
 from edgecodec.lite.hyper import IntegerLayer, _conv, gain_margin
 from edgecodec.zoo import load_model, shipped_models
 
@@ -111,6 +112,43 @@ def test_lite_decodes_tiled_streams(lite, kodim23_rgb):
     lite_rgb, _ = lite.decode(data)
     assert np.abs(lite_rgb.astype(int) - torch_rgb).max() <= 1
     assert psnr(lite_rgb, kodim23_rgb[:320, :448]) > 25
+
+
+def test_region_decoding_gives_the_whole_images_crop_from_the_tiles_it_needs(lite, kodim23_rgb, monkeypatch):
+    """``region``: a tiled file decodes only the tiles its synthesis windows read, and both decoders
+    give exactly the pixels of their whole-image decode's crop (alpha included); one-piece files
+    decode whole and are cropped. A tile left undecoded would show as wrong pixels."""
+    rgba = np.dstack([kodim23_rgb, (kodim23_rgb[..., :1] > 100).astype(np.uint8) * 255])  # 768 x 512
+    tiled = api.Encoder(api.load_image(rgba), SHIPPED, tile=16).encode(api.quality_to_q16(0.6))  # 3 x 2 tiles
+    one_piece = edgecodec.compress(rgba, quality=0.6, model=SHIPPED)
+    assert Container.from_bytes(tiled).header.tile == 16 and Container.from_bytes(one_piece).header.tile == 0
+    decoded_tiles = []
+    decode_y = ExactEntropyModel.decode_y
+    monkeypatch.setattr(ExactEntropyModel, "decode_y", lambda self, *a: decoded_tiles.append(1) or decode_y(self, *a))
+    for data in (tiled, one_piece):
+        whole_torch = np.asarray(api.decompress(data))
+        whole_lite, _ = lite.decode(data)
+        assert whole_torch.shape == whole_lite.shape == (512, 768, 4)
+        # region: tiles its windows read (a tile and the neighbours its 3-latent-pixel halo reaches)
+        for region, tiles in [((0, 0, 768, 512), 6), ((10, 20, 100, 50), 4), ((250, 250, 20, 20), 6),
+                              ((767, 511, 1, 1), 4)]:
+            decoded_tiles.clear()
+            part_torch = np.asarray(api.decompress(data, region=region))
+            torch_tiles = len(decoded_tiles)
+            part_lite, _ = lite.decode(data, region=region)
+            lite_tiles = len(decoded_tiles) - torch_tiles
+            left, top, width, height = region
+            crop = np.s_[top: top + height, left: left + width]
+            assert np.array_equal(part_torch, whole_torch[crop])
+            assert np.array_equal(part_lite, whole_lite[crop])
+            assert np.array_equal(part_torch[..., 3], rgba[crop][..., 3])  # the lossless alpha, cropped
+            assert torch_tiles == lite_tiles == (1 if data is one_piece else tiles)
+    for bad in [(0, 0, 769, 1), (-1, 0, 5, 5), (0, 0, 0, 5), (768, 0, 1, 1), ("a", 0, 1, 1), (0.5, 0, 1, 1),
+                (0, 0, 1)]:
+        with pytest.raises(UsageError, match="region"):
+            api.decode_array(tiled, region=bad)
+        with pytest.raises(UsageError, match="region"):
+            lite.decode(tiled, region=bad)
 
 
 def test_lite_imports_and_decodes_with_torch_and_pillow_blocked(exported, lite, kodim23_rgb, tmp_path):
@@ -388,6 +426,10 @@ def test_cli_decompress_with_the_onnx_backend(exported, kodim23_rgb, tmp_path):
     assert a.shape == b.shape == (128, 192, 4)
     assert np.abs(a.astype(int) - b).max() <= 1
     assert np.array_equal(a[..., 3], alpha) and np.array_equal(b[..., 3], alpha)
+    part = run_cli("decompress", tmp_path / "k.edc", "-o", tmp_path / "part.png", "--backend", "onnx",
+                   "--onnx-dir", exported, "--region", "25,15,100,90")
+    assert part.returncode == 0, part.stderr
+    assert np.array_equal(np.array(Image.open(tmp_path / "part.png")), a[15:105, 25:125])
     (tmp_path / "bad.edc").write_bytes(b"\x89EDC\x03" + bytes(30))
     bad = run_cli("decompress", tmp_path / "bad.edc", "-o", tmp_path / "bad.png", "--backend", "onnx",
                   "--onnx-dir", exported)

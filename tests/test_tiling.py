@@ -172,12 +172,12 @@ def test_tile_windows_run_in_parallel_with_the_same_result(shipped_tiled, mosaic
     sequential = (tiling.analyze_tiled(model, rgb, 16, workers=1),
                   tiling.synthesize_tiled(model, y_hat, h.height, h.width, 16, workers=1))
 
-    seen = []  # (thread, torch's thread count there) of every window
+    seen = []  # (transform, thread, torch's thread count there) of every window
     for name in ("analyze", "_image"):
         original = getattr(model, name)
 
-        def window(x, _original=original):
-            seen.append((threading.get_ident(), torch.get_num_threads()))
+        def window(x, _original=original, _name=name):
+            seen.append((_name, threading.get_ident(), torch.get_num_threads()))
             time.sleep(0.05)  # keep the window busy so that the pool's other threads take the next ones
             return _original(x)
 
@@ -187,8 +187,9 @@ def test_tile_windows_run_in_parallel_with_the_same_result(shipped_tiled, mosaic
     assert torch.equal(sequential[0], parallel[0])
     assert np.array_equal(sequential[1], parallel[1])
     assert len(seen) == 2 * 12  # 3 x 4 tiles, analysed and synthesised
-    assert len({thread for thread, _ in seen}) == 3
-    assert {count for _, count in seen} == {1}
+    for name in ("analyze", "_image"):
+        assert len({thread for transform, thread, _ in seen if transform == name}) == 3
+    assert {count for _, _, count in seen} == {1}
     assert torch.get_num_threads() == threads  # restored after the pool
 
 

@@ -13,6 +13,7 @@ from PIL import Image
 
 from .. import zoo
 from ..errors import FormatError, InputImageError, WeightsMismatchError
+from ..lite.tiles import Region, check_region, crop_region
 from .container import QUALITY_SCALE, Container, Header, read_file, valid_tile
 from .extras import decoded_image, source_extras
 from .imageio import ImageInput, PreparedImage, load_image
@@ -208,17 +209,23 @@ def read_header(data: EdcInput) -> Header:
     return Container.from_bytes(_edc_bytes(data)).header
 
 
-def decode_array(data: EdcInput, max_pixels: int | None = None) -> tuple[np.ndarray, Header]:
+def decode_array(data: EdcInput, max_pixels: int | None = None,
+                 region: Region | None = None) -> tuple[np.ndarray, Header]:
     """Decode .edc bytes into an (H, W, 3) uint8 array (the coded picture; ``decompress`` adds a
-    kept alpha plane) and the header."""
-    rgb, container = _decode(data, max_pixels)
+    kept alpha plane) and the header. ``region``: (left, top, width, height) in pixels, only that
+    part of the image (tiled files decode only the tiles it needs), the same pixels as the whole
+    image's crop."""
+    rgb, container, _ = _decode(data, max_pixels, region)
     return rgb, container.header
 
 
-def _decode(data: EdcInput, max_pixels: int | None) -> tuple[np.ndarray, Container]:
+def _decode(data: EdcInput, max_pixels: int | None,
+            region: Region | None = None) -> tuple[np.ndarray, Container, Region | None]:
     container = Container.from_bytes(_edc_bytes(data, max_pixels))
     h = container.header
     check_pixels(h.width, h.height, max_pixels)
+    if region is not None:
+        region = check_region(region, h.width, h.height)
     model, weights_hash = zoo.load_model(h.model)
     if weights_hash != h.weights_hash:
         raise WeightsMismatchError(
@@ -233,17 +240,18 @@ def _decode(data: EdcInput, max_pixels: int | None) -> tuple[np.ndarray, Contain
     try:
         if h.tile:  # tile by tile into the uint8 image (edgecodec/codec/tiling.py)
             return decompress_tiled(model, container.streams, h.height, h.width, h.quality, h.tile,
-                                    h.version), container
+                                    h.version, region), container, region
         x_hat = model.decompress(container.streams, shape, h.quality, h.version)
     except (RuntimeError, ValueError, IndexError) as exc:  # the rANS decoder rejecting garbage
         raise FormatError(f"corrupted .edc file: entropy decoding failed ({exc})") from None
-    return _to_uint8(x_hat, h.height, h.width), container
+    # One piece: the whole synthesis, then the crop, so that a region has the whole image's pixels.
+    return crop_region(_to_uint8(x_hat, h.height, h.width), region), container, region
 
 
-def decompress(data: EdcInput, max_pixels: int | None = None) -> Image.Image:
+def decompress(data: EdcInput, max_pixels: int | None = None, region: Region | None = None) -> Image.Image:
     """Decode .edc bytes (or an .edc file's path or binary file object) into a PIL image: mode L or
     RGB, LA or RGBA when the file kept the source's alpha; a kept ICC profile in
     ``info["icc_profile"]``, kept metadata in ``info["exif"]`` and ``info["xmp"]`` (pass them to
-    ``save``)."""
-    rgb, container = _decode(data, max_pixels)
-    return decoded_image(rgb, container)
+    ``save``). ``region``: (left, top, width, height), as in ``decode_array``."""
+    rgb, container, region = _decode(data, max_pixels, region)
+    return decoded_image(rgb, container, region)

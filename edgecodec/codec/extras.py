@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from ..lite.alpha import decode_alpha, encode_alpha
+from ..lite.tiles import Region, crop_region
 from .container import ALPHA, EXIF, ICC, XMP, Container
 from .imageio import PreparedImage, image_info, to_pil
 
@@ -29,16 +30,17 @@ def source_extras(prepared: PreparedImage) -> dict[str, bytes]:
     return extras
 
 
-def decoded_image(pixels: np.ndarray, container: Container) -> Image.Image:
+def decoded_image(pixels: np.ndarray, container: Container, region: Region | None = None) -> Image.Image:
     """The decoded picture as the source was: L or RGB, LA or RGBA with its alpha plane, its kept
     ICC profile in ``info["icc_profile"]``, and the kept metadata in ``info["exif"]`` (with the APP1
     prefix, as Pillow reads a JPEG's) and ``info["xmp"]``.
-    ``pixels``: (H, W, 3), or (H, W, 4) with the file's alpha already decoded (``edgecodec.lite``)."""
+    ``pixels``: (H, W, 3), or (H, W, 4) with the file's alpha already decoded (``edgecodec.lite``);
+    the ``region`` (left, top, width, height) of the image when they hold only that part."""
     h, extras = container.header, container.extras
     image = to_pil(np.ascontiguousarray(pixels[..., :3]), bool(h.conversions & 1))
     if ALPHA in extras:
-        alpha = pixels[..., 3] if pixels.shape[-1] == 4 else decode_alpha(extras[ALPHA], h.width, h.height)
+        alpha = pixels[..., 3] if pixels.shape[-1] == 4 else crop_region(
+            decode_alpha(extras[ALPHA], h.width, h.height), region)
         image.putalpha(Image.fromarray(np.ascontiguousarray(alpha), "L"))
     image.info.update(image_info(extras))
     return image
-

@@ -38,8 +38,8 @@ from torch import nn
 
 from ..lite.entropy import HYPER_HALO
 from ..lite.rans import pad_stream
-from ..lite.tiles import (LATENT_STRIDE, TILE_LATENT, TILE_PIXELS, num_tiles, pack_tiles,  # noqa: F401
-                          synthesis_windows, tile_grid, tile_window, unpack_tiles)
+from ..lite.tiles import (LATENT_STRIDE, TILE_LATENT, TILE_PIXELS, Region, latent_span, num_tiles,  # noqa: F401
+                          pack_tiles, synthesis_windows, tile_grid, tile_window, unpack_tiles)
 from ..models import EdgeCodecModel
 from ..models.codec_model import single_thread
 
@@ -199,13 +199,16 @@ def compress_tiled(model: EdgeCodecModel, y: torch.Tensor, quality: float, tile:
 # --- decoder -------------------------------------------------------------------------------------
 @torch.no_grad()
 def decompress_tiled(model: EdgeCodecModel, streams: list[bytes], height: int, width: int, quality: float,
-                     tile: int, version: int = 3) -> np.ndarray:
-    """Decode the streams of a tiled file into an (height, width, 3) uint8 array."""
+                     tile: int, version: int = 3, region: Region | None = None) -> np.ndarray:
+    """Decode the streams of a tiled file into an (height, width, 3) uint8 array, or only the
+    ``region`` (left, top, width, height; checked by the caller): the tiles it needs, the same
+    pixels as the whole image's crop."""
     s = model.stride
     lh, lw = (height + (-height % s)) // LATENT_STRIDE, (width + (-width % s)) // LATENT_STRIDE
     if model.config.prior != "factorized" and version >= 3:  # the shared format-3 path (lite.entropy)
-        y_hat = torch.from_numpy(model.exact_entropy().decode(streams, (lh, lw), quality, tile))[None]
-        return synthesize_tiled(model, y_hat, height, width, tile)
+        span = latent_span(list(synthesis_windows(lh, lw, height, width, tile, synthesis_halo(model), region)))
+        y_hat = torch.from_numpy(model.exact_entropy().decode(streams, (lh, lw), quality, tile, span))[None]
+        return synthesize_tiled(model, y_hat, height, width, tile, region=region)
     tiles = tile_grid(lh, lw, tile)
     tile_streams = unpack_tiles(streams[0], len(tiles))
     g = model.gains(torch.tensor([quality]))
@@ -228,20 +231,21 @@ def decompress_tiled(model: EdgeCodecModel, streams: list[bytes], height: int, w
                 data = pad_stream(data, indexes.numel())
                 y_hat[..., rows, cols] = gc.decompress([data], indexes, means=means) * g["y_gain_inv"]
     del tile_streams
-    return synthesize_tiled(model, y_hat, height, width, tile)
+    return synthesize_tiled(model, y_hat, height, width, tile, region=region)
 
 
 def synthesize_tiled(model: EdgeCodecModel, y_hat: torch.Tensor, height: int, width: int,
-                     tile: int, workers: int | None = None) -> np.ndarray:
-    """g_s window by window into a preallocated uint8 image, cropped to height x width.
+                     tile: int, workers: int | None = None, region: Region | None = None) -> np.ndarray:
+    """g_s window by window into a preallocated uint8 image, cropped to height x width (or to the
+    ``region``: only the windows that cover it).
 
     ``workers`` windows run at once (default: torch's thread count on entry), each on one thread,
     so the pixels do not depend on the thread count (as in EdgeCodecModel.decompress) while a
     large image still uses every core. Each window in flight holds its activations (< 0.1 GB).
     """
     lh, lw = y_hat.shape[-2:]
-    out = np.empty((height, width, 3), dtype=np.uint8)
-    windows = list(synthesis_windows(lh, lw, height, width, tile, synthesis_halo(model)))
+    out = np.empty((height, width, 3) if region is None else (region[3], region[2], 3), dtype=np.uint8)
+    windows = list(synthesis_windows(lh, lw, height, width, tile, synthesis_halo(model), region))
     workers = min(workers or torch.get_num_threads(), len(windows))
 
     def synthesize(latent: tuple[slice, slice], crop: tuple[slice, slice], place: tuple[slice, slice]) -> None:

@@ -23,7 +23,7 @@ from ..codec.limits import check_padded_pixels, check_pixels
 from ..errors import FormatError, UnknownModelError, WeightsMismatchError
 from .alpha import decode_alpha
 from .entropy import HYPER_STRIDE, ExactEntropyModel
-from .tiles import LATENT_STRIDE, synthesis_windows
+from .tiles import LATENT_STRIDE, Region, check_region, crop_region, latent_span, synthesis_windows
 
 MANIFEST = "manifest.json"
 EXPORT_FORMAT = "edgecodec-onnx-1"
@@ -112,10 +112,15 @@ class LiteDecoder:
 
     def decode_latent(self, data: bytes, max_pixels: int | None = None) -> DecodedLatent:
         """The dequantized latent y_hat of a one-piece or tiled stream."""
-        container, shape = self._check(data, max_pixels)
+        return self._latent(*self._check(data, max_pixels))
+
+    def _latent(self, container: Container, shape: tuple[int, int],
+                span: tuple[slice, slice] | None = None) -> DecodedLatent:
+        """y_hat of a checked file (tiled, with ``span``: only the tiles that meet those latent
+        rows and columns, the rest 0)."""
         h = container.header
         try:
-            return DecodedLatent(self.entropy.decode(container.streams, shape, h.quality, h.tile), h,
+            return DecodedLatent(self.entropy.decode(container.streams, shape, h.quality, h.tile, span), h,
                                  container.extras)
         except (RuntimeError, ValueError, IndexError) as exc:  # the rANS decoder rejecting garbage
             raise FormatError(f"corrupted .edc file: entropy decoding failed ({exc})") from None
@@ -124,20 +129,30 @@ class LiteDecoder:
         """(M, h, w) latent -> (3, 16h, 16w) float image in [0, 1], unclamped."""
         return self.session.run(None, {"y_hat": y_hat[None]})[0][0]
 
-    def decode(self, data: bytes, max_pixels: int | None = None) -> tuple[np.ndarray, Header]:
-        """An (H, W, 3) uint8 array, (H, W, 4) when the file kept the source's alpha, and the header."""
-        latent = self.decode_latent(data, max_pixels)
-        h, y_hat, alpha = latent.header, latent.y_hat, latent.extras.get(ALPHA)
-        if not h.tile and alpha is None:
-            return _to_uint8(self._synthesize(y_hat)[:, : h.height, : h.width]), h
-        out = np.empty((h.height, h.width, 3 if alpha is None else 4), dtype=np.uint8)
+    def decode(self, data: bytes, max_pixels: int | None = None,
+               region: Region | None = None) -> tuple[np.ndarray, Header]:
+        """An (H, W, 3) uint8 array, (H, W, 4) when the file kept the source's alpha, and the header.
+        ``region``: (left, top, width, height), only that part of the image (of a tiled file, only
+        the tiles it needs), the same pixels as the whole image's crop."""
+        container, shape = self._check(data, max_pixels)
+        h = container.header
+        if region is not None:
+            region = check_region(region, h.width, h.height)
+        windows = (list(synthesis_windows(*shape, h.height, h.width, h.tile, self.synthesis_halo, region))
+                   if h.tile else None)
+        latent = self._latent(container, shape, latent_span(windows) if windows else None)
+        y_hat, alpha = latent.y_hat, latent.extras.get(ALPHA)
+        height, width = (h.height, h.width) if region is None else (region[3], region[2])
+        out = np.empty((height, width, 3 if alpha is None else 4), dtype=np.uint8)
         if alpha is not None:  # checked before the synthesis, the costly part
-            out[..., 3] = decode_alpha(alpha, h.width, h.height)
-        if not h.tile:
-            out[..., :3] = _to_uint8(self._synthesize(y_hat)[:, : h.height, : h.width])
+            out[..., 3] = crop_region(decode_alpha(alpha, h.width, h.height), region)
+        if not h.tile:  # one piece: the whole synthesis, then the crop
+            rgb = _to_uint8(self._synthesize(y_hat)[:, : h.height, : h.width])
+            if alpha is None and region is None:
+                return rgb, h
+            out[..., :3] = crop_region(rgb, region)
             return out, h
-        for (rows, cols), crop, (out_rows, out_cols) in synthesis_windows(*y_hat.shape[-2:], h.height, h.width,
-                                                                          h.tile, self.synthesis_halo):
+        for (rows, cols), crop, (out_rows, out_cols) in windows:
             x = self._synthesize(np.ascontiguousarray(y_hat[:, rows, cols]))
             out[out_rows, out_cols, :3] = _to_uint8(x[:, crop[0], crop[1]])
         return out, h

@@ -131,15 +131,19 @@ class ExactEntropyModel:
             y += means
         return y * self.y_gain_inv(quality)[:, None, None]
 
-    def decode(self, streams: list[bytes], shape: tuple[int, int], quality: float, tile: int = 0) -> np.ndarray:
+    def decode(self, streams: list[bytes], shape: tuple[int, int], quality: float, tile: int = 0,
+               span: tuple[slice, slice] | None = None) -> np.ndarray:
         """y_hat (M, h, w) of a stream pair [y, z]; tiled (``tile`` latent pixels a side): stream 1
-        is the tile table, each tile's parameters come from its own z window."""
+        is the tile table, each tile's parameters come from its own z window. ``span`` (latent
+        rows, cols; tiled streams): decode only the tiles that meet it, the rest of y_hat is 0."""
         tiles = tile_grid(*shape, tile) if tile else None
         tile_streams = unpack_tiles(streams[0], len(tiles)) if tile else None
         z = self.decode_z(streams[1], (shape[0] // HYPER_STRIDE, shape[1] // HYPER_STRIDE))
         if not tile:
             return self.decode_y(streams[0], self.side(z, quality), quality)
-        y_hat = np.empty((self.log_y_gain_inv.shape[1], *shape), dtype=np.float32)
+        y_hat = np.zeros((self.log_y_gain_inv.shape[1], *shape), dtype=np.float32)
         for (rows, cols), stream in zip(tiles, tile_streams):
-            y_hat[:, rows, cols] = self.decode_y(stream, self.side(z, quality, rows, cols), quality)
+            if span is None or (rows.start < span[0].stop and span[0].start < rows.stop
+                                and cols.start < span[1].stop and span[1].start < cols.stop):
+                y_hat[:, rows, cols] = self.decode_y(stream, self.side(z, quality, rows, cols), quality)
         return y_hat

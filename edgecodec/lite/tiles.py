@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import operator
 import struct
 
-from ..errors import FormatError
+from ..errors import FormatError, UsageError
 
 LATENT_STRIDE = 16  # image pixels per latent pixel
 # Images whose padded size exceeds this many pixels are tiled (codec/tiling.py). A whole-image pass
@@ -61,18 +62,53 @@ def unpack_tiles(data: bytes, count: int) -> list[bytes]:
     return tiles
 
 
-def synthesis_windows(latent_h: int, latent_w: int, height: int, width: int, tile: int, halo: int):
-    """For each tile that covers image pixels: the latent window to synthesise (tile widened by
-    ``halo``), the part of the synthesised window that is the tile's own, and where that part goes
-    in the (height, width) image. Shared by the PyTorch and the onnxruntime decoders."""
+Region = tuple[int, int, int, int]  # left, top, width, height in image pixels
+
+
+def check_region(region: Region, width: int, height: int) -> Region:
+    """``region`` as four ints, or a UsageError unless it is a non-empty part of the image."""
+    try:
+        left, top, w, h = (operator.index(v) for v in region)  # ints (numpy's too), not 1.5 or "1"
+    except (TypeError, ValueError):
+        raise UsageError(f"region must be four integers (left, top, width, height), not {region!r}") from None
+    if left < 0 or top < 0 or w < 1 or h < 1 or left + w > width or top + h > height:
+        raise UsageError(f"region {left},{top},{w},{h} (left, top, width, height) is not within the "
+                         f"{width}x{height} image")
+    return left, top, w, h
+
+
+def crop_region(pixels, region: Region | None):
+    """The (H, W, ...) array's part in ``region`` (the whole array for None)."""
+    if region is None:
+        return pixels
+    left, top, width, height = region
+    return pixels[top: top + height, left: left + width]
+
+
+def synthesis_windows(latent_h: int, latent_w: int, height: int, width: int, tile: int, halo: int,
+                      region: Region | None = None):
+    """For each tile that covers image pixels (of ``region``, if given): the latent window to
+    synthesise (tile widened by ``halo``), the part of the synthesised window that is the tile's
+    own (within the region), and where that part goes in the (height, width) image (the region's
+    (height, width) output). Shared by the PyTorch and the onnxruntime decoders."""
     k = LATENT_STRIDE
+    left, top, region_w, region_h = region or (0, 0, width, height)
     for rows, cols in tile_grid(latent_h, latent_w, tile):
-        top, left = k * rows.start, k * cols.start
-        if top >= height or left >= width:  # only padding: cannot happen for tiles >= 4, kept as a guard
+        y0, x0 = max(top, k * rows.start), max(left, k * cols.start)
+        y1, x1 = min(top + region_h, k * rows.stop), min(left + region_w, k * cols.stop)
+        if y0 >= y1 or x0 >= x1:  # outside the region, or only padding
             continue
         r0, r1 = tile_window(rows, halo, latent_h)
         c0, c1 = tile_window(cols, halo, latent_w)
-        bottom, right = min(height, k * rows.stop), min(width, k * cols.stop)
         yield ((slice(r0, r1), slice(c0, c1)),
-               (slice(top - k * r0, bottom - k * r0), slice(left - k * c0, right - k * c0)),
-               (slice(top, bottom), slice(left, right)))
+               (slice(y0 - k * r0, y1 - k * r0), slice(x0 - k * c0, x1 - k * c0)),
+               (slice(y0 - top, y1 - top), slice(x0 - left, x1 - left)))
+
+
+def latent_span(windows: list) -> tuple[slice, slice]:
+    """The latent rows and columns that ``synthesis_windows``' windows read: a region decode
+    entropy-decodes only the tiles that meet them."""
+    rows = [w[0][0] for w in windows]
+    cols = [w[0][1] for w in windows]
+    return (slice(min(r.start for r in rows), max(r.stop for r in rows)),
+            slice(min(c.start for c in cols), max(c.stop for c in cols)))
