@@ -9,6 +9,7 @@ import os
 import shlex
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -361,11 +362,19 @@ def _decompress_lite(data: bytes, args: argparse.Namespace):
     return decoded_image(pixels, container, args.region)
 
 
+_LITE_CODERS_LOCK = threading.Lock()
+
+
 def _lite_coder(kind: str, model: str | None, args: argparse.Namespace):
     """The torch-free decoder or encoder (edgecodec.lite) of ``model``: from --onnx-dir (no torch
     needed; an encoder's model is then the export's, unless --model names another), else the
     model's export in the cache, exported on first use and again if damaged. One per kind and model
-    in folder mode."""
+    in folder mode, shared by its --jobs threads (onnxruntime sessions run concurrently)."""
+    with _LITE_CODERS_LOCK:  # one export and one load for the files of parallel jobs
+        return _load_lite_coder(kind, model, args)
+
+
+def _load_lite_coder(kind: str, model: str | None, args: argparse.Namespace):
     from .errors import UsageError
     from .lite import LiteDecoder, LiteEncoder
 
@@ -448,25 +457,71 @@ def _run_folder(src: Path, args: argparse.Namespace, suffixes: set[str], out_suf
     removed = _remove_stale_temps(out_root, out_suffix)
     if removed:
         print(f"removed {removed} temporary file(s) left in {out_root} by an interrupted run")
-    failures: list[tuple[Path, str]] = []
-    written = skipped = 0
     targets = _mirror_paths(src, files, out_root, out_suffix)
-    for path in tqdm(files, desc=args.command, unit="file", disable=args.quiet or None):
-        dst = targets[path]
-        if dst.exists() and args.skip_existing:
-            skipped += 1
-            continue
-        try:
-            line = one(path, dst, args)
+    pending = [path for path in files if not (args.skip_existing and targets[path].exists())]
+    failures: list[tuple[Path, str]] = []
+    written, skipped = 0, len(files) - len(pending)
+    jobs = _folder_jobs(args, len(pending))
+    with tqdm(total=len(files), initial=skipped, desc=args.command, unit="file",
+              disable=args.quiet or None) as progress:
+        for path, result in _each_file(pending, lambda path: one(path, targets[path], args), jobs):
+            progress.update()
+            if isinstance(result, EdgecodecError):
+                failures.append((path, str(result)))
+                continue
             written += 1
             if args.verbose:
-                tqdm.write(line)
-        except EdgecodecError as exc:
-            failures.append((path, str(exc)))
+                tqdm.write(result)
     print(f"{written} written, {skipped} skipped (existing), {len(failures)} failed")
-    for path, reason in failures:
+    for path, reason in sorted(failures):
         print(f"failed: {path}: {reason}", file=sys.stderr)
     return EXIT_PARTIAL if failures else 0
+
+
+def _folder_jobs(args: argparse.Namespace, count: int) -> int:
+    """Files coded at once (``--jobs``), each on one thread: torch's thread count is process-wide,
+    and the codec's single_thread() sections in parallel files must not change it under each
+    other (see web/app.py), so the PyTorch backend runs on one thread; the onnx backend's
+    sessions take --threads each (default 1)."""
+    from .errors import UsageError
+
+    jobs = min(getattr(args, "jobs", 1) or 1, max(1, count))
+    if jobs == 1:
+        return 1
+    if getattr(args, "backend", "torch") == "onnx":
+        args.threads = args.threads or 1
+        return jobs
+    if args.threads and args.threads > 1:
+        raise UsageError("--jobs runs each file on one thread with the PyTorch backend: drop --threads")
+    import torch
+
+    torch.set_num_threads(1)
+    return jobs
+
+
+def _each_file(paths: list[Path], one: Callable[[Path], str], jobs: int):
+    """(path, summary line or the EdgecodecError it raised) for each path, in completion order,
+    ``jobs`` files at once. Other exceptions and Ctrl-C stop the run: files being written finish
+    (their outputs are atomic), the ones not started are dropped."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    from .errors import EdgecodecError
+
+    def run(path: Path):
+        try:
+            return path, one(path)
+        except EdgecodecError as exc:
+            return path, exc
+
+    if jobs == 1:
+        yield from map(run, paths)
+        return
+    pool = ThreadPoolExecutor(jobs)
+    try:
+        for future in as_completed([pool.submit(run, path) for path in paths]):
+            yield future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _remove_stale_temps(out_root: Path, out_suffix: str) -> int:
@@ -683,6 +738,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="refuse images above this many pixels (default: $EDGECODEC_MAX_PIXELS or Pillow's)")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
         p.add_argument("-v", "--verbose", action="store_true", help="folder mode: a line per file")
+        p.add_argument("--jobs", type=int_at_least(1), default=1,
+                       help="folder mode: files coded at once, each on one thread (default 1)")
 
     p = sub.add_parser("compress", help="image(s) to .edc")
     common(p)

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,9 @@ def _saved_config(weights: Path) -> ModelConfig | None:
     return None if text is None else ModelConfig.from_dict(json.loads(text))
 
 
+_LOAD_LOCK = threading.Lock()
+
+
 @functools.lru_cache(maxsize=8)
 def _load(weights: Path, mtime: float) -> tuple[EdgeCodecModel, bytes]:
     card = json.loads(weights.with_suffix(".json").read_text())
@@ -129,7 +133,8 @@ def load_model(name: str) -> tuple[EdgeCodecModel, bytes]:
     """The model in eval mode and its 8-byte weights hash (cached per process)."""
     entry = find_model(name)
     try:
-        return _load(entry.weights, entry.weights.stat().st_mtime)
+        with _LOAD_LOCK:  # threads (compress --jobs, the web page) share one instance per file
+            return _load(entry.weights, entry.weights.stat().st_mtime)
     except WeightsMismatchError:
         raise
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as exc:

@@ -10,10 +10,13 @@ import os
 import re
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import SHIPPED, assert_one_error_line, cli_env, run_cli
 from PIL import Image
 
@@ -626,6 +629,43 @@ def test_folder_decompress(tree, tmp_path, capsys):
     captured = capsys.readouterr()
     assert all_files(dec2) == ["a.png", "sub/deeper/b.png"]
     assert "broken.edc" in captured.err
+
+
+def test_folder_jobs_code_files_in_parallel_as_one_thread_would(tree, tmp_path, capsys, monkeypatch):
+    """--jobs N: N files at once, each on one torch thread, so the outputs are --threads 1's, byte
+    for byte; failures are collected and listed as without --jobs."""
+    for i in range(4):  # six good images, two bad ones
+        Image.fromarray(np.roll(np.asarray(Image.open(tree / "a.png")), 7 * i, axis=1)).save(tree / f"c{i}.png")
+    serial, parallel = tmp_path / "serial", tmp_path / "parallel"
+    assert main("--threads", "1", "compress", tree, "-o", serial, "--model", "tiny", "-q") == 10
+    serial_out = capsys.readouterr()
+    threads = []
+    one = cli._compress_one
+    monkeypatch.setattr(cli, "_compress_one", lambda *a: threads.append(threading.get_ident())
+                        or time.sleep(0.05) or one(*a))
+    assert main("compress", tree, "-o", parallel, "--model", "tiny", "-q", "--jobs", "3", "-v") == 10
+    captured = capsys.readouterr()
+    assert len(threads) == 8 and len(set(threads)) == 3
+    assert all_files(parallel) == all_files(serial) == ["a.edc", *(f"c{i}.edc" for i in range(4)),
+                                                        "sub/deeper/b.edc"]
+    for name in all_files(serial):
+        assert (parallel / name).read_bytes() == (serial / name).read_bytes(), name
+    assert "6 written, 0 skipped (existing), 2 failed" in captured.out
+    assert sum(" -> " in line for line in captured.out.splitlines()) == 6  # -v: a line per file
+    failed = [line for line in captured.err.splitlines() if line.startswith("failed: ")]
+    assert failed == [line for line in serial_out.err.splitlines() if line.startswith("failed: ")]
+    assert len(failed) == 2 and "Traceback" not in captured.err
+
+    # Decoding: the same pixels with --jobs (the synthesis is single-threaded either way).
+    assert main("decompress", serial, "-o", tmp_path / "png1", "-q") == 0
+    assert main("decompress", serial, "-o", tmp_path / "png2", "-q", "--jobs", "2") == 0
+    for name in all_files(tmp_path / "png1"):
+        assert (tmp_path / "png1" / name).read_bytes() == (tmp_path / "png2" / name).read_bytes()
+    # torch's thread count is process-wide: more than one thread per job is refused.
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # main's --threads: not for later tests
+    assert main("--threads", "2", "compress", tree, "-o", tmp_path / "x", "--jobs", "2", "-q") == 2
+    assert_one_error_line(capsys.readouterr().err, "--jobs", "--threads")
+    assert not (tmp_path / "x").exists()
 
 
 def test_folder_errors(tree, tmp_path, capsys):

@@ -52,10 +52,12 @@ def _kill_when(proc: subprocess.Popen, ready, timeout: float = 120.0) -> bool:
 
 
 # --- batch runs ----------------------------------------------------------------------------------
-def test_folder_run_killed_then_resumed_with_skip_existing(tiny_models, tmp_path):
+@pytest.mark.parametrize("jobs", ["1", "3"])
+def test_folder_run_killed_then_resumed_with_skip_existing(tiny_models, tmp_path, jobs):
     """`compress DIR -o OUT` killed (SIGKILL) after its first outputs: every visible .edc is
     complete; the rerun with --skip-existing removes our stale temporary files (only those), keeps
-    the finished files untouched, writes the rest, reports the bad inputs and exits 10."""
+    the finished files untouched, writes the rest, reports the bad inputs and exits 10. With
+    --jobs 3 the kill lands while several files are being written."""
     src, out = tmp_path / "in", tmp_path / "out"
     (src / "sub").mkdir(parents=True)
     rng = np.random.RandomState(0)
@@ -71,7 +73,7 @@ def test_folder_run_killed_then_resumed_with_skip_existing(tiny_models, tmp_path
     frames[0].save(src / "sub" / "anim.png", save_all=True, append_images=frames[1:])  # refused: 2 frames
     env = cli_env(tiny_models["a"])
 
-    proc = _popen_cli("compress", src, "-o", out, "--model", "tiny", "-q", cwd=tmp_path, env=env)
+    proc = _popen_cli("compress", src, "-o", out, "--model", "tiny", "-q", "--jobs", jobs, cwd=tmp_path, env=env)
     visible = lambda: sorted(p for p in out.rglob("*.edc") if not p.name.startswith("."))  # noqa: E731
     assert _kill_when(proc, lambda: out.is_dir() and visible()), "the run ended before the kill"
     assert proc.returncode == -signal.SIGKILL
@@ -92,7 +94,8 @@ def test_folder_run_killed_then_resumed_with_skip_existing(tiny_models, tmp_path
     for path in ours + theirs:
         path.write_bytes(b"partial")
 
-    result = run_cli("compress", src, "-o", out, "--model", "tiny", "-q", "--skip-existing", cwd=tmp_path, env=env)
+    result = run_cli("compress", src, "-o", out, "--model", "tiny", "-q", "--skip-existing", "--jobs", jobs,
+                     cwd=tmp_path, env=env)
     assert result.returncode == 10, (result.returncode, result.stderr)
     assert "Traceback" not in result.stderr
     assert f"{30 - len(done)} written, {len(done)} skipped (existing), 2 failed" in result.stdout, result.stdout
