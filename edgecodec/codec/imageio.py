@@ -23,7 +23,9 @@ from .limits import (MAX_METADATA_BYTES, check_pixels, is_binary_stream, max_inp
 ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, Image.Image, np.ndarray]
 
 # File suffixes read as images: by folder runs of `compress` and by the training data loader.
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm"}
+# JPEG XL and HEIC / HEIF (phones' photos) through the plugins ``register_plugins`` loads.
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".gif", ".avif", ".jxl",
+                  ".heic", ".heif"}
 ALPHA_MODES = {"RGBA", "LA", "PA"}  # and the premultiplied RGBa and La, converted to these first
 ALPHA_POLICIES = ("keep", "drop", "refuse")  # keep: coded losslessly beside the picture (codec/extras.py)
 METADATA_POLICIES = ("strip", "keep")  # EXIF and XMP; stripped by default, as cwebp does (GPS positions, bytes)
@@ -34,7 +36,22 @@ ICC_POLICIES = ("keep", "convert")
 EXIF_PREFIX = b"Exif\x00\x00"  # of a JPEG's APP1 segment, and of Pillow's info["exif"]
 # Formats whose extra frames are images of their own (animation frames, pages), which coding only
 # the first would silently lose. (A JPEG's MPO frames are previews or stereo views: not refused.)
-MULTI_FRAME_FORMATS = ("GIF", "PNG", "WEBP", "TIFF")
+MULTI_FRAME_FORMATS = ("GIF", "PNG", "WEBP", "TIFF", "AVIF", "JXL", "HEIF")
+
+
+@functools.cache
+def register_plugins() -> None:
+    """Teach Pillow JPEG XL (pillow-jxl-plugin) and HEIC / HEIF (pillow-heif), where installed
+    (requirements-lite.txt installs neither); once, before the first image is opened."""
+    try:
+        import pillow_jxl  # noqa: F401  (registers the JXL format)
+    except ImportError:
+        pass
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        return
+    register_heif_opener()
 
 
 @dataclass(frozen=True)
@@ -278,6 +295,7 @@ def load_image(image: ImageInput, alpha: str = "keep", max_pixels: int | None = 
             raise InputImageError(f"{path} is a folder, not an image")
         source, label = _pillow_source(path, max_pixels), str(path)
     limit = pixel_limit(max_pixels)
+    register_plugins()
     try:
         with _pillow_pixel_limit(), Image.open(source) as img:
             frames = getattr(img, "n_frames", 1)

@@ -17,7 +17,7 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
-from ..codec.imageio import IMAGE_SUFFIXES, icc_to_srgb
+from ..codec.imageio import IMAGE_SUFFIXES, icc_to_srgb, register_plugins
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ def find_images(root: str | Path) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"data folder not found: {root}")
+    register_plugins()  # JPEG XL, HEIC
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
