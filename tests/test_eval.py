@@ -15,7 +15,8 @@ from PIL import Image
 from edgecodec.eval import bdrate, classical, runner
 from edgecodec.metrics import psnr
 
-MAGIC = {"jpeg": (0, b"\xff\xd8\xff"), "webp": (8, b"WEBP"), "avif": (4, b"ftypavif"), "jxl": (0, b"\xff\x0a")}
+MAGIC = {"jpeg": (0, b"\xff\xd8\xff"), "webp": (8, b"WEBP"), "avif": (4, b"ftypavif"), "jxl": (0, b"\xff\x0a"),
+         "heic": (4, b"ftypheic")}
 
 
 # --- classical codecs ----------------------------------------------------------------------------
@@ -25,7 +26,9 @@ def test_classical_round_trip(name, kodim23_rgb):
     if not codec.available():
         pytest.skip(f"{name} not available in this Pillow build")
     rgb = np.ascontiguousarray(kodim23_rgb[100:196, 200:328])
+    settings = codec.settings_id()
     data = codec.encode(rgb, 60)
+    assert codec.settings_id() == settings  # encoding leaves the settings (a cache key) as they were
     offset, magic = MAGIC[name]
     assert data[offset:offset + len(magic)] == magic  # a complete file, container/header included
     decoded = codec.decode(data)
@@ -44,7 +47,9 @@ def test_classical_round_trip(name, kodim23_rgb):
 
 
 def test_classical_registry_and_encode_to_bpp(kodim23_rgb):
-    assert set(classical.CODECS) == {"jpeg", "webp", "avif", "jxl"}
+    assert set(classical.CODECS) == {"jpeg", "webp", "avif", "jxl", "heic"}
+    assert set(runner.DEFAULT_CODECS) == {"jpeg", "webp", "avif", "jxl"}  # the anchors' codecs
+    assert classical.HEIC_SETTINGS["enc_params"]["x265:pools"] == "1"
     assert classical.JPEG_SETTINGS["subsampling"] == "4:2:0" and classical.JPEG_SETTINGS["optimize"]
     assert classical.WEBP_SETTINGS["method"] == 6
     assert classical.AVIF_SETTINGS["speed"] == 6 and classical.AVIF_SETTINGS["max_threads"] == 1

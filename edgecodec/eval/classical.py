@@ -10,10 +10,13 @@ webp      libwebp (Pillow's), lossy, ``method=6`` (slowest, best), default sharp
 avif      libavif (Pillow >= 11's built-in plugin) with the aom encoder, ``speed=6``, 4:2:0,
           full range; decoded with whichever AV1 decoder libavif offers (dav1d here)
 jxl       libjxl through ``pillow-jxl-plugin``, ``effort=7``, no container box
+heic      libheif through ``pillow-heif`` with x265 (HEVC) at its default preset, 4:2:0: what
+          phones write (not in ``anchors/``, nor in ``eval``'s default codecs; ``--codecs ...,heic``)
 ========  =====================================================================================
 
-Everything runs single-threaded (``max_threads=1`` for AVIF, ``num_threads=0`` for JPEG XL; JPEG
-and WebP are single-threaded in Pillow), so timings compare with the learned codec on one core.
+Everything runs single-threaded (``max_threads=1`` for AVIF, ``num_threads=0`` for JPEG XL, one
+x265 pool thread and libde265 on one thread for HEIC; JPEG and WebP are single-threaded in
+Pillow), so timings compare with the learned codec on one core.
 
 Quality scales are each codec's own (0-100, higher is better). ``Codec.sweep`` lists qualities
 that cover about 0.05-2 bpp on Kodak where the codec can reach it: JPEG cannot go far below
@@ -22,6 +25,7 @@ that cover about 0.05-2 bpp on Kodak where the codec can reach it: JPEG cannot g
 
 from __future__ import annotations
 
+import copy
 import functools
 import io
 from dataclasses import dataclass, field
@@ -35,12 +39,14 @@ WEBP_SETTINGS: dict[str, Any] = {"method": 6, "lossless": False}
 AVIF_SETTINGS: dict[str, Any] = {"codec": "aom", "speed": 6, "subsampling": "4:2:0", "range": "full",
                                  "max_threads": 1}
 JXL_SETTINGS: dict[str, Any] = {"effort": 7, "num_threads": 0, "use_container": False, "lossless": False}
+HEIC_SETTINGS: dict[str, Any] = {"chroma": 420, "enc_params": {"x265:pools": "1", "x265:frame-threads": "1"}}
 
 # Qualities per codec: about 0.05 (or the codec's floor) to 2+ bpp on Kodak, denser where curves bend.
 JPEG_SWEEP = (2, 3, 5, 7, 10, 15, 20, 30, 40, 50, 60, 70, 80, 85, 90)
 WEBP_SWEEP = (0, 2, 5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 85, 90)
 AVIF_SWEEP = (0, 5, 10, 15, 20, 30, 40, 50, 60, 70, 75, 80, 85)
 JXL_SWEEP = (1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 85, 90)
+HEIC_SWEEP = (0, 3, 6, 10, 14, 18, 22, 26, 30, 35, 40, 45, 50, 55)
 
 
 class CodecUnavailableError(RuntimeError):
@@ -78,7 +84,8 @@ class Codec:
         if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"expected an (H, W, 3) uint8 array, got {rgb.dtype} {rgb.shape}")
         buf = io.BytesIO()
-        Image.fromarray(rgb, "RGB").save(buf, format=self.pil_format, quality=int(quality), **self.settings)
+        settings = copy.deepcopy(self.settings)  # pillow-heif writes into the enc_params it is given
+        Image.fromarray(rgb, "RGB").save(buf, format=self.pil_format, quality=int(quality), **settings)
         return buf.getvalue()
 
     def decode(self, data: bytes) -> np.ndarray:
@@ -126,6 +133,22 @@ def _load_jxl() -> None:
     JpegXLImagePlugin.DECODE_THREADS = 0  # 0 disables the decoder's thread pool
 
 
+def _check_heic() -> None:
+    _load_heif()
+
+
+@functools.lru_cache(maxsize=None)
+def _load_heif() -> None:
+    try:
+        import pillow_heif
+    except ImportError:
+        raise CodecUnavailableError("HEIC needs the pillow-heif package (pip install pillow-heif)") from None
+    if "x265" not in pillow_heif.libheif_info().get("encoders", {}):
+        raise CodecUnavailableError("pillow-heif's libheif has no x265 encoder")
+    pillow_heif.register_heif_opener()
+    pillow_heif.options.DECODE_THREADS = 1
+
+
 @functools.lru_cache(maxsize=None)
 def library_version(name: str) -> str:
     from PIL import features
@@ -141,6 +164,10 @@ def library_version(name: str) -> str:
         if name == "jxl":
             from importlib.metadata import version
             return f"pillow-jxl-plugin {version('pillow-jxl-plugin')}"
+        if name == "heic":
+            import pillow_heif
+            info = pillow_heif.libheif_info()
+            return f"libheif {info['libheif']} ({info['encoders']['x265']}), pillow-heif {pillow_heif.__version__}"
     except Exception:  # noqa: BLE001 - a version string is informative only
         pass
     return "unknown"
@@ -153,6 +180,7 @@ CODECS: dict[str, Codec] = {
     # JPEG XL stops at 99: quality 100 is distance 0, which libjxl encodes only in lossless mode (it
     # raised "The encoder API is used in an incorrect way" with lossless=False).
     "jxl": Codec("jxl", "JPEG XL", ".jxl", "JXL", JXL_SETTINGS, JXL_SWEEP, (1, 99), _check_jxl),
+    "heic": Codec("heic", "HEIC", ".heic", "HEIF", HEIC_SETTINGS, HEIC_SWEEP, (0, 100), _check_heic),
 }
 
 
