@@ -93,12 +93,12 @@ def test_rejects_a_text_file_with_a_message(page, tmp_path):
 def test_upload_compare_drag_download(page, crop_path, tmp_path):
     page.set_input_files("#file", str(crop_path))
     assert page.is_visible("#status")  # progress is shown while the server works
-    page.wait_for_function("document.querySelectorAll('#results tr').length === 5")
+    page.wait_for_function("document.querySelectorAll('#results tr').length === 6")
     page.wait_for_selector("#status", state="hidden")
     assert page.is_hidden("#error")
     assert _edgecodec_setting(page) == "quality 0.500"
     labels = page.eval_on_selector_all("#results tr td:first-child", "tds => tds.map(t => t.textContent)")
-    assert labels[1:] == ["JPEG", "WebP", "AVIF", "JPEG XL"] and labels[0].startswith("edgecodec")
+    assert labels[1:] == ["JPEG", "WebP", "AVIF", "JPEG XL", "HEIC"] and labels[0].startswith("edgecodec")
 
     # change the quality: a new comparison runs when the slider is released
     page.eval_on_selector("#quality", "el => { el.value = '0.8'; el.dispatchEvent(new Event('input'));"

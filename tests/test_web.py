@@ -88,7 +88,8 @@ def test_compress_at_quality(client, crop_png, crop_rgb):
     assert (data["width"], data["height"]) == (W, H)
     results = {e["codec"]: e for e in data["results"]}
     assert set(results) == {"edgecodec", *classical.available_codecs()}
-    assert {"jpeg", "webp", "avif", "jxl"} <= set(results)  # the pinned Pillow and pillow-jxl-plugin have all four
+    # the pinned Pillow, pillow-jxl-plugin and pillow-heif have all five
+    assert {"jpeg", "webp", "avif", "jxl", "heic"} <= set(results)
     edc = base64.b64decode(results["edgecodec"]["file"])
     assert data["target_bytes"] == len(edc) == results["edgecodec"]["bytes"]
     assert results["edgecodec"]["quality"] == pytest.approx(0.6, abs=1e-4)
@@ -96,7 +97,7 @@ def test_compress_at_quality(client, crop_png, crop_rgb):
     decoded = edgecodec.decompress(edc)
     assert decoded.size == (W, H)
     assert np.array_equal(np.array(decoded), _decoded(results["edgecodec"]))
-    for name in ("jpeg", "webp", "avif", "jxl"):
+    for name in ("jpeg", "webp", "avif", "jxl", "heic"):
         e = results[name]
         file = base64.b64decode(e["file"])
         assert e["bytes"] == len(file) <= data["target_bytes"] and e["fits"]

@@ -6,8 +6,8 @@ Routes:
 ``GET /api/info``         models, available classical codecs and the server's limits
 ``POST /api/compress``    the image file as the raw request body; query parameters ``model``,
                           ``quality`` (0..1) or ``target_size`` (bytes or "40KB"), ``lpips`` (0/1).
-                          Answers JSON: the edgecodec stream and the JPEG, WebP, AVIF and JPEG XL files of at
-                          most its size, each with bytes, bpp, PSNR, MS-SSIM, ST-LPIPS (when asked),
+                          Answers JSON: the edgecodec stream and the JPEG, WebP, AVIF, JPEG XL and
+                          HEIC files of at most its size, each with bytes, bpp, PSNR, MS-SSIM, ST-LPIPS (when asked),
                           the file and its decoded PNG (base64).
 
 Errors are JSON ``{"error": message}``: 413 for an upload or an image over the limits, 400 for
@@ -38,10 +38,10 @@ from .. import __version__
 from .command import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB
 
 # Formats the server reads; Pillow knows more, but untrusted uploads get the common ones only.
-UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP", "AVIF", "GIF", "BMP", "TIFF", "PPM", "JXL")
-CLASSICAL = ("jpeg", "webp", "avif", "jxl")  # those the Pillow build has
+UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP", "AVIF", "GIF", "BMP", "TIFF", "PPM", "JXL", "HEIF")
+CLASSICAL = ("jpeg", "webp", "avif", "jxl", "heic")  # those the Pillow build has
 MIME = {"edgecodec": "application/x-edc", "jpeg": "image/jpeg", "webp": "image/webp", "avif": "image/avif",
-        "jxl": "image/jxl"}
+        "jxl": "image/jxl", "heic": "image/heic"}
 
 STATIC = Path(__file__).parent / "static"
 
@@ -94,10 +94,9 @@ class _Metrics:
 
 
 def _upload_formats() -> list[str]:
-    try:
-        import pillow_jxl  # noqa: F401  (registers JPEG XL with Pillow, where installed)
-    except ImportError:
-        pass
+    from ..codec.imageio import register_plugins
+
+    register_plugins()  # JPEG XL and HEIC, where installed
     Image.init()
     return [f for f in UPLOAD_FORMATS if f in Image.OPEN]
 
@@ -115,7 +114,7 @@ def read_image(data: bytes, max_pixels: int):
         raise WebError(413, f"image too large: {exc}") from None
     except UnidentifiedImageError:
         raise WebError(400, "not an image this server can read: upload a PNG, JPEG, WebP, AVIF, GIF, BMP, "
-                            "TIFF, PPM or JPEG XL file") from None
+                            "TIFF, PPM, JPEG XL or HEIC file") from None
     with img:
         pixels = img.width * img.height
         if pixels > max_pixels:

@@ -17,7 +17,7 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     """Add the ``serve`` subcommand to the CLI's subparsers (it sets ``func``). Imports nothing
     heavy: FastAPI, uvicorn and torch load when the command runs."""
     p = subparsers.add_parser(
-        "serve", help="local web page comparing edgecodec with JPEG, WebP, AVIF and JPEG XL at the same size",
+        "serve", help="local web page comparing edgecodec with JPEG, WebP, AVIF, JPEG XL and HEIC at the same size",
         description="Serve the comparison page. It binds to 127.0.0.1 (this machine only) unless --host "
                     "says otherwise; everything runs locally and uploads are kept in memory.")
     p.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}; "

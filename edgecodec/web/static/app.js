@@ -76,7 +76,7 @@ async function run() {
   if ($("lpips").checked) params.set("lpips", "1");
   showError("");
   $("run").disabled = true;
-  setBusy("Encoding with edgecodec, then JPEG, WebP, AVIF and JPEG XL at the same size…");
+  setBusy("Encoding with edgecodec, then JPEG, WebP, AVIF, JPEG XL and HEIC at the same size…");
   try {
     const resp = await fetch(`/api/compress?${params}`, {
       method: "POST", body: state.file, signal: controller.signal,
