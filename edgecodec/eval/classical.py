@@ -118,12 +118,8 @@ def _single_thread_avif() -> None:
     AvifImagePlugin.DEFAULT_MAX_THREADS = 1  # the decoder reads this module global
 
 
+@functools.lru_cache(maxsize=None)  # a failure is not cached: it raises again
 def _check_jxl() -> None:
-    _load_jxl()
-
-
-@functools.lru_cache(maxsize=None)
-def _load_jxl() -> None:
     try:
         import pillow_jxl  # noqa: F401  (registers the JXL format with Pillow)
         from pillow_jxl import JpegXLImagePlugin
@@ -133,12 +129,8 @@ def _load_jxl() -> None:
     JpegXLImagePlugin.DECODE_THREADS = 0  # 0 disables the decoder's thread pool
 
 
-def _check_heic() -> None:
-    _load_heif()
-
-
 @functools.lru_cache(maxsize=None)
-def _load_heif() -> None:
+def _check_heic() -> None:
     try:
         import pillow_heif
     except ImportError:
