@@ -668,6 +668,21 @@ def test_folder_jobs_code_files_in_parallel_as_one_thread_would(tree, tmp_path, 
     assert not (tmp_path / "x").exists()
 
 
+def test_folder_compress_reads_phone_and_modern_formats(kodim23_rgb, tmp_path, capsys):
+    """HEIC (phones' photos), JPEG XL, AVIF and GIF files of a folder are coded, not skipped."""
+    import pillow_heif
+    import pillow_jxl  # noqa: F401  (for Pillow to write JPEG XL here)
+
+    pillow_heif.register_heif_opener()
+    src = tmp_path / "photos"
+    src.mkdir()
+    for suffix in ("heic", "jxl", "avif", "gif"):
+        Image.fromarray(kodim23_rgb[:64, :96]).save(src / f"a.{suffix}")
+    assert main("compress", src, "-o", tmp_path / "out", "--model", "tiny", "-q") == 0
+    assert "4 written, 0 skipped (existing), 0 failed" in capsys.readouterr().out
+    assert all_files(tmp_path / "out") == ["a.avif.edc", "a.gif.edc", "a.heic.edc", "a.jxl.edc"]
+
+
 def test_folder_errors(tree, tmp_path, capsys):
     assert main("compress", tree, "--model", "tiny", "-q") != 0  # a folder needs -o
     assert_one_error_line(capsys.readouterr().err, "-o")
