@@ -123,6 +123,23 @@ def test_compress_to_target_size(client, crop_png):
     assert all(e["st_lpips"] is None for e in data["results"])  # not asked for
 
 
+@pytest.mark.parametrize("fmt", ["HEIF", "JXL"])
+def test_phone_and_jpeg_xl_uploads_are_read(client, crop_rgb, fmt):
+    """A HEIC photo (what phones save) and a JPEG XL file upload like a PNG."""
+    import pillow_heif
+    import pillow_jxl  # noqa: F401  (for Pillow to write JPEG XL here)
+
+    pillow_heif.register_heif_opener()
+    buf = io.BytesIO()
+    Image.fromarray(crop_rgb).save(buf, format=fmt, quality=90)
+    r = client.post(f"/api/compress?quality=0.3&model={SHIPPED}", content=buf.getvalue())
+    assert r.status_code == 200, r.text
+    data = r.json()
+    assert (data["width"], data["height"]) == (W, H)
+    original = np.array(Image.open(io.BytesIO(base64.b64decode(data["original_png"]))))
+    assert np.abs(original.astype(int) - crop_rgb).mean() < 3  # the upload's own (lossy) pixels
+
+
 def test_oversize_upload_is_413(client, crop_rgb):
     big = np.random.default_rng(0).integers(0, 256, (400, 400, 3), dtype=np.uint8)
     buf = io.BytesIO()
