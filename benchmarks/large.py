@@ -1,12 +1,12 @@
 """Time and peak memory of compressing and decompressing 4K and 8K images (tiled coding).
 
-    python benchmarks/large.py [--model fidelity] [--quality 0.5] [--sizes 4k,8k] [--no-untiled]
+    python benchmarks/large.py [--model fidelity] [--quality 0.5] [--sizes 4k,8k] [--no-untiled] [--threads 1]
 
 Each image is coded in a fresh process (``python benchmarks/large.py --child ...``) that imports
 edgecodec, compresses the image from a PNG file (``edgecodec.compress(path)``: reading the PNG,
-analysis, entropy coding, container) and decodes the bytes (``decode_array``), on one thread. Peak
-RSS is that process's high-water mark (``VmHWM`` in /proc/self/status), read right after the
-decode, so it includes importing torch and CompressAI (about 0.85 GB here) and reading the PNG;
+analysis, entropy coding, container) and decodes the bytes (``decode_array``), on one thread
+(``--threads N``: N threads, which tiled images use one window each). Peak RSS is that process's
+high-water mark (``VmHWM`` in /proc/self/status), read right after the decode, so it includes importing torch and CompressAI (about 0.85 GB here) and reading the PNG;
 the import-only figure is reported too. (Not ``getrusage().ru_maxrss``: Linux carries it across
 ``exec``, so a child started by a large parent reports the parent's size. The parent here imports
 neither torch nor edgecodec for the same reason.) Quality metrics are computed afterwards, in row
@@ -110,10 +110,10 @@ def peak_rss_mib() -> float:
 
 def child(args: argparse.Namespace) -> int:
     """One image in this fresh process: compress from the PNG, decode, then measure."""
-    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     import edgecodec
     from edgecodec import zoo
     from edgecodec.codec.api import Encoder, decode_array, quality_to_q16
@@ -150,10 +150,11 @@ def child(args: argparse.Namespace) -> int:
 
 
 def run_child(png: Path, args: argparse.Namespace, tile: int | None) -> dict:
-    cmd = [sys.executable, __file__, "--child", str(png), "--model", args.model, "--quality", str(args.quality)]
+    cmd = [sys.executable, __file__, "--child", str(png), "--model", args.model, "--quality", str(args.quality),
+           "--threads", str(args.threads)]
     if tile is not None:
         cmd += ["--tile", str(tile)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads),
            "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
@@ -167,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quality", type=float, default=0.5)
     parser.add_argument("--sizes", default="4k,8k", help=f"comma-separated, of {', '.join(SIZES)}")
     parser.add_argument("--no-untiled", action="store_true", help="skip the one-piece 4K reference row")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (tiled images run one window per thread)")
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--tile", type=int, default=None, help=argparse.SUPPRESS)
@@ -199,8 +202,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {label} done ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
 
     result = {
-        "model": args.model, "quality": args.quality, "threads": 1, **info, **machine(),
-        "notes": "one fresh process per row: compress(PNG path) + decode_array, 1 thread; peak_rss_mb = the "
+        "model": args.model, "quality": args.quality, "threads": args.threads, **info, **machine(),
+        "notes": f"one fresh process per row: compress(PNG path) + decode_array, {args.threads} thread(s); "
+                 "peak_rss_mb = the "
                  "process's VmHWM after decoding (torch import included, import_rss_mb alone); "
                  f"psnr_border over pixels within {BORDER} px of interior tile borders; images: offset mosaic "
                  "of the 24 Kodak images",
@@ -208,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     out = write_results(args.out, result)
 
-    print(f"model {args.model}, quality {args.quality}, torch {result['torch']}, 1 thread")
+    print(f"model {args.model}, quality {args.quality}, torch {result['torch']}, {args.threads} thread(s)")
     print(f"{'set':<12} {'size':>10} {'tile':>4} {'enc s':>7} {'dec s':>7} {'bpp':>6} {'PSNR':>6} "
           f"{'border':>6} {'diff':>6} {'import MiB':>10} {'peak MiB':>8}")
     for r in rows:
