@@ -38,8 +38,8 @@ from torch import nn
 
 from ..lite.entropy import HYPER_HALO
 from ..lite.rans import pad_stream
-from ..lite.tiles import (LATENT_STRIDE, TILE_LATENT, TILE_PIXELS, Region, latent_span, num_tiles,  # noqa: F401
-                          pack_tiles, synthesis_windows, tile_grid, tile_window, unpack_tiles)
+from ..lite.tiles import (LATENT_STRIDE, TILE_LATENT, TILE_PIXELS, Region, analysis_window, latent_span,  # noqa: F401
+                          num_tiles, pack_tiles, synthesis_windows, tile_grid, unpack_tiles)
 from ..models import EdgeCodecModel
 from ..models.codec_model import single_thread
 
@@ -137,17 +137,10 @@ def analyze_tiled(model: EdgeCodecModel, rgb: np.ndarray, tile: int, workers: in
     workers = min(workers or torch.get_num_threads(), len(tiles))
 
     def analyze(rows: slice, cols: slice) -> None:
-        r0, r1 = tile_window(rows, halo, lh)
-        c0, c1 = tile_window(cols, halo, lw)
-        # Clipped indices replicate the last row / column: the padding of the whole-image path.
-        ri = np.minimum(np.arange(LATENT_STRIDE * r0, LATENT_STRIDE * r1), h - 1)
-        ci = np.minimum(np.arange(LATENT_STRIDE * c0, LATENT_STRIDE * c1), w - 1)
-        window = np.take(np.take(rgb[ri[0]: ri[-1] + 1], ri - ri[0], axis=0)[:, ci[0]: ci[-1] + 1],
-                         ci - ci[0], axis=1)
+        window, own = analysis_window(rgb, rows, cols, halo, lh, lw)
         x = torch.from_numpy(window).permute(2, 0, 1)[None].float() / 255.0
         with torch.no_grad():  # grad mode is per thread
-            y_win = model.analyze(x)
-        y[..., rows, cols] = y_win[..., rows.start - r0: rows.stop - r0, cols.start - c0: cols.stop - c0]
+            y[..., rows, cols] = model.analyze(x)[..., own[0], own[1]]
 
     _run_windows(analyze, tiles, workers)
     return y

@@ -31,7 +31,7 @@ from .alpha import encode_alpha
 from .decoder import onnx_session, read_export
 from .entropy import HYPER_STRIDE, ExactEntropyModel
 from .hyper import gain
-from .tiles import LATENT_STRIDE, TILE_LATENT, TILE_PIXELS, pack_tiles, tile_grid, tile_window
+from .tiles import LATENT_STRIDE, TILE_LATENT, TILE_PIXELS, analysis_window, pack_tiles, tile_grid
 
 STRIDE = LATENT_STRIDE * HYPER_STRIDE  # image sides are padded to a multiple of this (64)
 ALPHA_DROPPED = 8  # container.CONVERSIONS bit
@@ -121,16 +121,12 @@ class LiteEncoder:
         lh, lw = padded[0] // LATENT_STRIDE, padded[1] // LATENT_STRIDE
         y = None
         for rows, cols in tile_grid(lh, lw, tile):
-            r0, r1 = tile_window(rows, self.analysis_halo, lh)
-            c0, c1 = tile_window(cols, self.analysis_halo, lw)
-            # Clipped indices replicate the last row / column: the padding of the whole-image path.
-            ri = np.minimum(np.arange(LATENT_STRIDE * r0, LATENT_STRIDE * r1), height - 1)
-            ci = np.minimum(np.arange(LATENT_STRIDE * c0, LATENT_STRIDE * c1), width - 1)
-            window = rgb[ri][:, ci].astype(np.float32) / 255.0
-            y_win = self.analysis.run(None, {"x": window.transpose(2, 0, 1)[None]})[0][0]
+            window, own = analysis_window(rgb, rows, cols, self.analysis_halo, lh, lw)
+            x = (window.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
+            y_win = self.analysis.run(None, {"x": x})[0][0]
             if y is None:
                 y = np.empty((y_win.shape[0], lh, lw), dtype=np.float32)
-            y[:, rows, cols] = y_win[:, rows.start - r0: rows.stop - r0, cols.start - c0: cols.stop - c0]
+            y[:, rows, cols] = y_win[:, own[0], own[1]]
         return y
 
     def _code(self, y: np.ndarray, z_raw: np.ndarray, quality: float, tile: int) -> list[bytes]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import operator
 import struct
 
+import numpy as np
+
 from ..errors import FormatError, UsageError
 
 LATENT_STRIDE = 16  # image pixels per latent pixel
@@ -36,6 +38,20 @@ def num_tiles(latent_h: int, latent_w: int, tile: int) -> int:
 
 def tile_window(span: slice, halo: int, size: int) -> tuple[int, int]:
     return max(0, span.start - halo), min(size, span.stop + halo)
+
+
+def analysis_window(rgb: np.ndarray, rows: slice, cols: slice, halo: int, latent_h: int,
+                    latent_w: int) -> tuple[np.ndarray, tuple[slice, slice]]:
+    """The (h, w, 3) uint8 image window the analysis transform reads for one tile of the latent
+    (latent ``rows`` x ``cols``, widened by ``halo`` latent pixels), and the part of the window's
+    latent that is the tile's own. Shared by the PyTorch and the onnxruntime encoders."""
+    height, width = rgb.shape[:2]
+    r0, r1 = tile_window(rows, halo, latent_h)
+    c0, c1 = tile_window(cols, halo, latent_w)
+    # Clipped indices replicate the last row / column: the padding of the whole-image path.
+    ri = np.minimum(np.arange(LATENT_STRIDE * r0, LATENT_STRIDE * r1), height - 1)
+    ci = np.minimum(np.arange(LATENT_STRIDE * c0, LATENT_STRIDE * c1), width - 1)
+    return rgb[np.ix_(ri, ci)], (slice(rows.start - r0, rows.stop - r0), slice(cols.start - c0, cols.stop - c0))
 
 
 def pack_tiles(strings: list[bytes]) -> bytes:
