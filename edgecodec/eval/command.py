@@ -132,7 +132,7 @@ def add_metrics_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     """Add the ``metrics`` sub-command: one original against decoded or coded files of any codec."""
     p = subparsers.add_parser(
         "metrics", help="bpp (file bytes), PSNR, SSIM, MS-SSIM and ST-LPIPS of files against their original",
-        description="Compare files of any codec that Pillow reads (.edc, JPEG, WebP, AVIF, JPEG XL, PNG ...) with "
+        description="Compare files of any codec that Pillow reads (.edc, JPEG, WebP, AVIF, JPEG XL, HEIC, PNG ...) with "
                     "the original they were made from, as `edgecodec eval` measures: bits per pixel of each "
                     "file's bytes, and the quality of its decoded RGB image. Both sides are read as compress "
                     "reads images (EXIF orientation applied, alpha dropped).")

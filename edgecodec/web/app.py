@@ -7,8 +7,8 @@ Routes:
 ``POST /api/compress``    the image file as the raw request body; query parameters ``model``,
                           ``quality`` (0..1) or ``target_size`` (bytes or "40KB"), ``lpips`` (0/1).
                           Answers JSON: the edgecodec stream and the JPEG, WebP, AVIF, JPEG XL and
-                          HEIC files of at most its size, each with bytes, bpp, PSNR, MS-SSIM, ST-LPIPS (when asked),
-                          the file and its decoded PNG (base64).
+                          HEIC files of at most its size, each with bytes, bpp, PSNR, MS-SSIM,
+                          ST-LPIPS (when asked), the file and its decoded PNG (base64).
 
 Errors are JSON ``{"error": message}``: 413 for an upload or an image over the limits, 400 for
 anything that is not a readable image or a bad parameter. Uploads are read into memory (never
