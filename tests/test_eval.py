@@ -348,3 +348,117 @@ def test_markdown_table_with_a_curve_that_reaches_only_some_metrics():
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert float(cells[2]) == pytest.approx(11.25, abs=0.2) and cells[4:] == ["-", "-"]
     assert "| 1 | junk |" not in table  # beyond the curve: no row
+
+
+# --- CompressAI's results format -----------------------------------------------------------------
+def _sweep_copy(sweep, tmp_path):
+    import shutil
+
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copy(sweep.out / "cache.jsonl", out / "cache.jsonl")
+    return out
+
+
+def test_sweep_writes_each_curve_in_compressais_format_and_reads_it_back(sweep, crops_dir, tmp_path):
+    from compressai.utils.plot.__main__ import parse_json_file
+
+    from edgecodec.eval.compressai_format import read_curves
+
+    out = _sweep_copy(sweep, tmp_path)
+    (out / "compressai").mkdir()
+    (out / "compressai" / "gone.json").write_text("{}")  # a curve this sweep no longer has
+    result = runner.run_sweep(crops_dir, out, models=[SHIPPED], qualities=QUALITIES, codecs=list(SWEEPS),
+                              codec_qualities=SWEEPS, progress=False)
+    files = sorted(p.name for p in (out / "compressai").glob("*.json"))
+    assert files == sorted(f"{name}.json" for name in (SHIPPED, "jpeg", "webp"))
+    measured = result.summary["curves"][SHIPPED]["points"]
+    doc = json.loads((out / "compressai" / f"{SHIPPED}.json").read_text())
+    assert doc["name"] == SHIPPED and "2 image(s)" in doc["description"]
+    assert doc["results"]["bpp"] == pytest.approx([p["bpp"] for p in measured])
+    assert doc["results"]["decoding_time"] == pytest.approx([p["dec_ms"] / 1000 for p in measured])
+    # CompressAI's own plot tool reads the files (MS-SSIM as -10 log10(1 - x), as it plots it)
+    plotted = parse_json_file(str(out / "compressai" / f"{SHIPPED}.json"), "ms-ssim")
+    assert plotted["xs"] == pytest.approx([p["bpp"] for p in measured])
+    assert plotted["ys"] == pytest.approx([-10 * math.log10(1 - p["ms_ssim"]) for p in measured])
+    back = read_curves(out / "compressai" / f"{SHIPPED}.json", name="again")["again"]
+    assert back["kind"] == "external" and [p["quality"] for p in back["points"]] == QUALITIES
+    for field in ("bpp", "psnr", "ms_ssim", "ssim", "st_lpips", "dec_ms"):
+        assert [p[field] for p in back["points"]] == pytest.approx([p[field] for p in measured]), field
+
+
+def test_eval_compare_gives_the_bd_rates_of_the_measured_curve(sweep, crops_dir, tmp_path, capsys):
+    from edgecodec.eval.command import add_eval_parser
+    from edgecodec.eval.report import markdown_tables, write_report
+
+    out = _sweep_copy(sweep, tmp_path)
+    parser = argparse.ArgumentParser()
+    add_eval_parser(parser.add_subparsers(dest="command"))
+    base = ["eval", str(crops_dir), "--out", str(out), "--models", SHIPPED, "--codecs", "jpeg,webp", "--qualities",
+            "0,1", "--sweep", "jpeg=10,50", "--sweep", "webp=50", "--no-report", "-q"]
+    args = parser.parse_args(base)
+    assert args.func(args) == 0
+    jpeg_file = tmp_path / "jpeg-elsewhere.json"  # the JPEG curve as another tool would hand it over
+    jpeg_file.write_text((out / "compressai" / "jpeg.json").read_text())
+    args = parser.parse_args(base + ["--compare", f"theirs={jpeg_file}"])
+    assert args.func(args) == 0
+    assert "theirs" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["curves"]["theirs"]["kind"] == "external" and "external" in summary["notes"]
+    assert "theirs.json" not in {p.name for p in (out / "compressai").iterdir()}  # not ours to re-publish
+    rows = {(r["test"], r["anchor"]): r for r in summary["bd_rates"]}
+    for key in ("psnr_pchip", "ms_ssim_pchip", "st_lpips_pchip", "psnr_cubic"):
+        assert rows[(SHIPPED, "theirs")][key] == pytest.approx(rows[(SHIPPED, "jpeg")][key], abs=1e-4), key
+    table = markdown_tables(summary)
+    assert "| theirs |" in table and "| 0.3 | theirs |" not in table  # its own BD table, no matched rows
+    html = write_report(out, crops=0, st_lpips=False).read_text()
+    assert "theirs" in html and str(jpeg_file) in html
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "no such file"), ("{not json", "not a JSON file"), ("[1, 2]", "expected a JSON object"),
+    ('{"results": {"psnr-rgb": [30, 32]}}', "no 'bpp' list"),
+    ('{"results": {"bpp": [0.2, -0.4], "psnr-rgb": [30, 32]}}', "at least two positive"),
+    ('{"results": {"bpp": [0.2, 0.4], "lpips": [0.2, 0.1]}}', "none of psnr-rgb"),
+    ('{"results": {"bpp": [0.2, 0.4], "psnr-rgb": [30, 32, 34]}}', "3 psnr values for 2 bpp"),
+    ('{"results": {"bpp": [0.2, 0.4], "psnr-rgb": ["30", 32]}}', "not a list of numbers"),
+])
+def test_eval_compare_refuses_unreadable_files(sweep, crops_dir, tmp_path, content, message):
+    from edgecodec.errors import UsageError
+    from edgecodec.eval.command import add_eval_parser
+
+    path = tmp_path / "theirs.json"
+    if content is not None:
+        path.write_text(content)
+    parser = argparse.ArgumentParser()
+    add_eval_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["eval", str(crops_dir), "--out", str(tmp_path / "out"), "--codecs", "jpeg",
+                              "--models", "none", "--compare", str(path)])
+    with pytest.raises(UsageError, match=message):
+        args.func(args)
+    assert not (tmp_path / "out").exists()  # refused before anything is measured
+
+
+def test_eval_compare_names(tmp_path, crops_dir):
+    from edgecodec.errors import UsageError
+    from edgecodec.eval.command import _compared_curves
+
+    flat = tmp_path / "run.json"
+    flat.write_text('{"bpp": [0.2, 0.4], "psnr": [30, 32]}')  # bare lists, as CompressAI's plot also reads
+    named = tmp_path / "named.json"
+    named.write_text('{"name": "mine", "results": {"bpp": [0.4, 0.2], "ms-ssim-rgb": [0.97, 0.95]}}')
+    several = tmp_path / "several.json"
+    several.write_text('{"curves": {"a": {"bpp": [0.2, 0.4], "psnr_rgb": [30, 32]}, '
+                       '"b": {"bpp": [0.2, 0.4], "psnr_rgb": [31, 33]}}}')
+    curves = _compared_curves([str(flat), str(named), str(several)], {"jpeg"})
+    assert list(curves) == ["run", "mine", "a", "b"]
+    assert [p["bpp"] for p in curves["mine"]["points"]] == [0.2, 0.4]  # sorted by rate
+    assert [p["ms_ssim"] for p in curves["mine"]["points"]] == [0.95, 0.97]
+    assert math.isnan(curves["run"]["points"][0]["ms_ssim"])
+    with pytest.raises(UsageError, match="'run' is already"):
+        _compared_curves([str(flat), str(flat)], set())
+    with pytest.raises(UsageError, match="'jpeg' is already"):
+        _compared_curves([f"jpeg={flat}"], {"jpeg"})
+    assert list(_compared_curves([str(flat), f"other={flat}"], set())) == ["run", "other"]
+    with pytest.raises(UsageError, match="cannot take one name"):
+        _compared_curves([f"x={several}"], set())

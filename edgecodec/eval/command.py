@@ -33,7 +33,8 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
         "eval", help="rate-distortion sweep of learned models and classical codecs, with an HTML report",
         description="Measure learned models and JPEG / WebP / AVIF / JPEG XL on a folder of images: bpp from "
                     "real file bytes, PSNR, MS-SSIM, SSIM, ST-LPIPS, times and peak memory. Writes "
-                    "OUT/per_image.csv, OUT/summary.json (with BD-rates), RD plots and OUT/report.html. "
+                    "OUT/per_image.csv, OUT/summary.json (with BD-rates), each curve in CompressAI's results format "
+                    "(OUT/compressai/NAME.json), RD plots and OUT/report.html. "
                     "Rows already in OUT/cache.jsonl are not measured again.")
     p.add_argument("input", metavar="DIR", help="folder of lossless images (e.g. the 24 Kodak PNGs)")
     p.add_argument("--out", required=True, help="output folder (also holds the cache)")
@@ -46,6 +47,11 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     p.add_argument("--sweep", type=_sweep, action="append", default=[], metavar="CODEC=Q1,Q2,...",
                    help="replace a classical codec's or a learned model's qualities, e.g. jpeg=10,50,90 or "
                         "fidelity+refine50=0,0.25,0.5,0.75,1 (repeatable)")
+    p.add_argument("--compare", action="append", default=[], metavar="[NAME=]FILE",
+                   help="also set the models against the curve(s) of a results file in CompressAI's format (what "
+                        "compressai.utils.eval_model writes, or its published Kodak results; a file with several "
+                        "under \"curves\" gives them all): BD-rates, tables and plots, with the file's numbers "
+                        "as they are (repeatable; NAME renames a one-curve file)")
     p.add_argument("--limit", type=int, default=None, help="only the first N images (sorted by name)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes, one image each (default 1)")
     p.add_argument("--no-st-lpips", action="store_true", help="skip ST-LPIPS (the slowest metric)")
@@ -61,6 +67,30 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
 
 def _fmt(value: float | None, digits: int) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _compared_curves(specs: list[str], measured: set[str]) -> dict[str, dict]:
+    """The curves of the ``--compare`` files, each name used once; UsageError for a bad file or name."""
+    from ..errors import UsageError
+    from .compressai_format import ResultsFormatError, read_curves
+
+    curves: dict[str, dict] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or Path(spec).is_file():  # a path holding "=" is a path
+            name, path = None, spec
+        elif not name.strip():
+            raise UsageError(f"--compare {spec}: empty NAME")
+        try:
+            found = read_curves(path, name.strip() if name else None)
+        except ResultsFormatError as exc:
+            raise UsageError(f"--compare: {exc}") from None
+        for key in found:
+            if key in curves or key in measured:
+                raise UsageError(f"--compare {spec}: a curve named {key!r} is already in the evaluation; "
+                                 "rename it with --compare NAME=FILE")
+        curves.update(found)
+    return curves
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -93,10 +123,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     model_sweeps = {k: v for k, v in sweeps.items() if k in models}
     if not Path(args.input).is_dir():
         raise UsageError(f"{args.input} is not a folder")
+    external = _compared_curves(args.compare, set(models) | set(codecs))
     try:
         result = run_sweep(args.input, args.out, models=models, qualities=args.qualities, codecs=codecs,
                            codec_qualities=codec_sweeps, limit=args.limit, jobs=args.jobs,
-                           st_lpips=not args.no_st_lpips, progress=not args.quiet, model_qualities=model_sweeps)
+                           st_lpips=not args.no_st_lpips, progress=not args.quiet, model_qualities=model_sweeps,
+                           external=external)
     except (FileNotFoundError, CodecUnavailableError) as exc:
         raise UsageError(str(exc)) from None
 
@@ -119,7 +151,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                   f"{_fmt(r['ms_ssim_pchip'], 1)}, ST-LPIPS {_fmt(r['st_lpips_pchip'], 1)}")
     from .report import write_markdown
 
-    print(f"wrote {result.csv_path}, {result.summary_path} and {write_markdown(args.out)}")
+    print(f"wrote {result.csv_path}, {result.summary_path}, {result.out / 'compressai'}/*.json and "
+          f"{write_markdown(args.out)}")
     if not args.no_report:
         from .report import write_report
 

@@ -42,6 +42,7 @@ METRIC_TITLES = {"psnr": "PSNR (dB, 8-bit RGB)", "ms_ssim": "MS-SSIM (dB: -10 lo
                  "st_lpips": "ST-LPIPS (AlexNet, shift-tolerant; lower is better)"}
 CLASSICAL_COLORS = {"jpeg": "#d62728", "webp": "#2ca02c", "avif": "#9467bd", "jxl": "#8c564b"}
 LEARNED_COLORS = ("#1f77b4", "#ff7f0e", "#17becf", "#e377c2", "#bcbd22", "#7f7f7f")
+EXTERNAL_COLORS = ("#393b79", "#5254a3", "#637939", "#8c6d31", "#843c39", "#7b4173", "#a55194", "#6b6ecf")
 
 
 def _metric_axis(metric: str, values: list[float]) -> list[float]:
@@ -74,10 +75,15 @@ def load_anchors(root: Path | None = None) -> dict[str, dict[str, Any]]:
     return anchors
 
 
-def _style(name: str, curve: dict[str, Any], learned_index: dict[str, int]) -> dict[str, Any]:
+def _style(name: str, curves: dict[str, dict[str, Any]], learned_index: dict[str, int]) -> dict[str, Any]:
+    curve = curves[name]
     if curve["kind"] == "learned":
         color = LEARNED_COLORS[learned_index.setdefault(name, len(learned_index)) % len(LEARNED_COLORS)]
         return {"color": color, "marker": "o", "linestyle": "-", "linewidth": 2.0, "markersize": 4}
+    if curve["kind"] == "external":  # thin and muted: context for the measured curves, not the subject
+        external = [n for n, c in curves.items() if c["kind"] == "external"]
+        color = EXTERNAL_COLORS[external.index(name) % len(EXTERNAL_COLORS)]
+        return {"color": color, "marker": "^", "linestyle": ":", "linewidth": 1.1, "markersize": 3, "alpha": 0.75}
     return {"color": CLASSICAL_COLORS.get(name, "#333333"), "marker": "s", "linestyle": "--", "linewidth": 1.4,
             "markersize": 3}
 
@@ -93,12 +99,13 @@ def plot_rd(summary: dict[str, Any], out_dir: Path, anchors: dict[str, dict[str,
     anchors = load_anchors() if anchors is None else anchors
     paths = {}
     n_images = len(summary.get("images", []))
+    crowded = any(c["kind"] == "external" for c in summary["curves"].values())
     for metric, title in METRIC_TITLES.items():
-        fig, ax = plt.subplots(figsize=(7.5, 5.5), dpi=110)
+        fig, ax = plt.subplots(figsize=(10.5 if crowded else 7.5, 5.5), dpi=110)
         learned_index: dict[str, int] = {}
         ys_in_range: list[float] = []  # y limits: every curve's points up to max_bpp
         for name, a in anchors.items():
-            if a.get(metric) is None:
+            if a.get(metric) is None or name in summary["curves"]:  # a --compare file may hold the same curve
                 continue
             y = _metric_axis(metric, a[metric])
             ys_in_range += [v for xv, v in zip(a["bpp"], y) if xv <= max_bpp and math.isfinite(v)]
@@ -115,8 +122,9 @@ def plot_rd(summary: dict[str, Any], out_dir: Path, anchors: dict[str, dict[str,
             x = [p["bpp"] for p in pts]
             y = _metric_axis(metric, [p[metric] for p in pts])
             ys_in_range += [v for xv, v in zip(x, y) if xv <= max_bpp and math.isfinite(v)]
-            label = curve.get("label", name) + (" (this model)" if curve["kind"] == "learned" else "")
-            ax.plot(x, y, label=label, **_style(name, curve, learned_index))
+            label = curve.get("label", name) + {"learned": " (this model)", "external": " (compared)"}.get(
+                curve["kind"], "")
+            ax.plot(x, y, label=label, **_style(name, summary["curves"], learned_index))
         ax.set_xlim(0, max_bpp)
         if ys_in_range:
             lo, hi = min(ys_in_range), max(ys_in_range)
@@ -132,7 +140,10 @@ def plot_rd(summary: dict[str, Any], out_dir: Path, anchors: dict[str, dict[str,
         ax.set_ylabel(title)
         ax.set_title(f"{title.split(' (')[0]} vs rate, {n_images} image(s)")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right" if metric != "st_lpips" else "upper right")
+        if crowded:  # beside the axes, where it hides no curve
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+        else:
+            ax.legend(fontsize=7, loc="lower right" if metric != "st_lpips" else "upper right")
         fig.tight_layout()
         path = out_dir / f"rd_{metric}.png"
         fig.savefig(path)
@@ -246,7 +257,8 @@ def _fmt(value: Any, digits: int = 2, suffix: str = "") -> str:
 def _bd_table(summary: dict[str, Any], key: str = "bd_rates") -> str:
     rows = summary.get(key) or []
     if not rows:
-        return "<p>No BD-rates: the sweep needs at least one learned model and one classical codec.</p>"
+        return ("<p>No BD-rates: the sweep needs at least one learned model and one classical codec or "
+                "compared curve.</p>")
     head = ("<tr><th>learned model</th><th>vs</th><th>PSNR BD-rate<br>PCHIP / cubic</th>"
             "<th>MS-SSIM BD-rate<br>PCHIP / cubic</th><th>ST-LPIPS bits saved<br>PCHIP / cubic</th></tr>")
     body = []
@@ -269,7 +281,7 @@ def _points_table(summary: dict[str, Any]) -> str:
                    "<th>images</th><th>bpp</th><th>PSNR</th><th>MS-SSIM</th><th>SSIM</th><th>ST-LPIPS</th>"
                    "<th>enc ms</th><th>dec ms</th><th>peak MiB</th></tr>")
         for p in curve["points"]:
-            out.append(f"<tr><td>{p['quality']}</td><td>{p['images']}</td><td>{_fmt(p['bpp'], 4)}</td>"
+            out.append(f"<tr><td>{p['quality']}</td><td>{p.get('images') or '-'}</td><td>{_fmt(p['bpp'], 4)}</td>"
                        f"<td>{_fmt(p['psnr'], 2)}</td><td>{_fmt(p['ms_ssim'], 4)}</td><td>{_fmt(p['ssim'], 4)}</td>"
                        f"<td>{_fmt(p.get('st_lpips'), 4)}</td><td>{_fmt(p['enc_ms'], 1)}</td>"
                        f"<td>{_fmt(p['dec_ms'], 1)}</td><td>{_fmt(p.get('peak_mb'), 1)}</td></tr>")
@@ -306,7 +318,8 @@ def markdown_tables(summary: dict[str, Any]) -> str:
     """The matched-rate table and the BD-rate tables of a summary, as Markdown."""
     curves, labels = summary["curves"], {n: c.get("label", n) for n, c in summary["curves"].items()}
     matched = summary.get("matched_rates", {})
-    order = [n for n in curves if curves[n]["kind"] == "learned"] + [n for n in curves if curves[n]["kind"] != "learned"]
+    # compared curves get their own BD-rate table below, not rows in these (their numbers are not measured here)
+    order = [n for n in curves if curves[n]["kind"] == "learned"] + [n for n in curves if curves[n]["kind"] == "classical"]
     lines = [f"Mean over {len(summary.get('images', []))} image(s) of `{Path(summary.get('image_dir', '')).name}`, "
              "each curve interpolated (PCHIP on log bpp) at the rate; - where the curve does not reach it.", "",
              "| bpp | codec | PSNR (dB) | MS-SSIM | SSIM | ST-LPIPS |", "|---|---|---|---|---|---|"]
@@ -321,7 +334,7 @@ def markdown_tables(summary: dict[str, Any]) -> str:
             lines.append(f"| {rate:g} | {labels[name]} | " + " | ".join(cells) + " |")
     for key, title in (("bd_rates_in_range", "BD-rate over the anchor's {lo:g} to {hi:g} bpp"),
                        ("bd_rates", "BD-rate over the whole shared range")):
-        rows = summary.get(key) or []
+        rows = [r for r in summary.get(key) or [] if curves.get(r["anchor"], {}).get("kind") != "external"]
         if not rows:
             continue
         lo, hi = (summary.get("bd_rate_range") or [0, 0])[:2]
@@ -332,7 +345,29 @@ def markdown_tables(summary: dict[str, Any]) -> str:
             lines.append(f"| {r['test']} | {labels.get(r['anchor'], r['anchor'])} | "
                          + " | ".join(_fmt(r.get(f"{m}_pchip"), 1, "%") for m in ("psnr", "ms_ssim", "st_lpips"))
                          + " |")
+    lines += _compared_markdown(summary)
     return "\n".join(lines) + "\n"
+
+
+def _compared_markdown(summary: dict[str, Any]) -> list[str]:
+    """BD-rates against the ``--compare`` curves: a row per compared curve, a column per learned model."""
+    curves = summary["curves"]
+    compared = [n for n, c in curves.items() if c["kind"] == "external"]
+    rows = {(r["test"], r["anchor"]): r for r in summary.get("bd_rates_in_range") or []}
+    models = [n for n, c in curves.items() if c["kind"] == "learned"]
+    if not compared or not models:
+        return []
+    lo, hi = (summary.get("bd_rate_range") or [0, 0])[:2]
+    lines = ["", f"BD-rate against the compared curves (`--compare`; their own numbers, not measured here), over each "
+             f"curve's {lo:g} to {hi:g} bpp (%, PCHIP; PSNR / MS-SSIM; negative = fewer bits):", "",
+             "| vs | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+    for anchor in compared:
+        cells = []
+        for model in models:
+            r = rows.get((model, anchor), {})
+            cells.append(" / ".join(_fmt(r.get(f"{m}_pchip"), 1, "%") for m in ("psnr", "ms_ssim")))
+        lines.append(f"| {curves[anchor].get('label', anchor)} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def write_markdown(out: str | Path) -> Path:
@@ -383,6 +418,9 @@ def write_report(out: str | Path, crops: int = 3, crop_bpp: float = DEFAULT_CROP
     models = "".join(f"<li><b>{html.escape(m)}</b>: weights {h}</li>" for m, h in summary.get("models", {}).items())
     note_items = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in notes.items())
     images = summary.get("images", [])
+    external = {n: c for n, c in summary["curves"].items() if c["kind"] == "external"}
+    compared = "".join(f"<li><b>{html.escape(n)}</b>: <code>{html.escape(c.get('source', ''))}</code> "
+                       f"{html.escape(c.get('description', ''))}</li>" for n, c in external.items())
     doc = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>edgecodec evaluation</title><style>{CSS}</style></head><body>
 <h1>edgecodec evaluation</h1>
@@ -391,7 +429,7 @@ def write_report(out: str | Path, crops: int = 3, crop_bpp: float = DEFAULT_CROP
 (CompressAI) and this project's classical anchors (faint): they compare directly only with a full Kodak run.</p>
 <h2>Rate-distortion</h2>
 <div class="plots">{''.join(f"<img src='{p.name}' alt='{m}'>" for m, p in plots.items())}</div>
-<h2>BD-rate: learned models against classical codecs</h2>
+<h2>BD-rate: learned models against classical codecs{" and compared curves" if external else ""}</h2>
 <p>Percent of bits the learned model needs more (+) or fewer (&minus;) than the codec at equal quality,
 over the quality range both curves cover (n/a: no overlap). MS-SSIM on -10&nbsp;log10(1&minus;MS-SSIM);
 ST-LPIPS on -10&nbsp;log10(ST-LPIPS), i.e. bits saved at equal ST-LPIPS.</p>
@@ -401,7 +439,7 @@ ST-LPIPS on -10&nbsp;log10(ST-LPIPS), i.e. bits saved at equal ST-LPIPS.</p>
 {_matched_html(summary)}
 <h2>Crops at matched rate</h2>
 {_crops_html(sections, crop_bpp)}
-<h2>Settings</h2><ul>{models}{settings}</ul><ul>{note_items}</ul>
+<h2>Settings</h2><ul>{models}{settings}{compared}</ul><ul>{note_items}</ul>
 <h2>All points</h2>
 {_points_table(summary)}
 </body></html>

@@ -10,7 +10,9 @@ Outputs in the ``out`` folder:
 ``summary.json``   per codec: mean curves (bpp, PSNR, MS-SSIM, SSIM and ST-LPIPS averaged over
                    images, the field's convention; times as medians; peak memory as the maximum),
                    the settings and versions, and BD-rates of each learned model against each
-                   classical codec (see :mod:`.bdrate`)
+                   classical codec and each external curve (see :mod:`.bdrate`)
+``compressai/``    each measured curve as CompressAI's results JSON (:mod:`.compressai_format`),
+                   for ``python -m compressai.utils.plot`` and other tools that read that format
 ``cache.jsonl``    every row ever measured, keyed by image file name + content hash, codec, quality
                    and codec version (the weights hash for learned models; library versions and
                    settings for classical ones). A re-run only measures rows missing from it.
@@ -56,6 +58,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from .classical import CODECS, get_codec, library_version
+from .compressai_format import write_curves
 from ..metrics import ms_ssim, psnr, ssim
 
 IMAGE_SUFFIXES = (".png", ".ppm", ".bmp", ".tif", ".tiff")
@@ -416,7 +419,7 @@ def summarize_rows(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def bd_rate_table(curves: dict[str, dict[str, Any]],
                   rate_range: tuple[float, float] | None = None) -> list[dict[str, Any]]:
-    """BD-rates (percent, PCHIP and cubic) of each learned model against each classical codec.
+    """BD-rates (percent, PCHIP and cubic) of each learned model against each classical codec and external curve.
 
     ``rate_range``: only the qualities the anchor codec reaches between those bpp (see bdrate.bd_rate).
     """
@@ -427,7 +430,7 @@ def bd_rate_table(curves: dict[str, dict[str, Any]],
         if tc["kind"] != "learned":
             continue
         for anchor, ac in curves.items():
-            if ac["kind"] != "classical":
+            if ac["kind"] not in ("classical", "external"):
                 continue
             entry: dict[str, Any] = {"test": test, "anchor": anchor}
             for metric in METRICS:
@@ -492,11 +495,15 @@ def run_sweep(image_dir: str | Path, out: str | Path, models: Iterable[str] = ("
               qualities: Iterable[float] = DEFAULT_QUALITIES, codecs: Iterable[str] = DEFAULT_CODECS,
               codec_qualities: dict[str, Iterable[int]] | None = None, limit: int | None = None, jobs: int = 1,
               st_lpips: bool = True, progress: bool = True,
-              model_qualities: dict[str, Iterable[float]] | None = None) -> RunResult:
-    """Measure what is missing from the cache, then write ``per_image.csv`` and ``summary.json``.
+              model_qualities: dict[str, Iterable[float]] | None = None,
+              external: dict[str, dict[str, Any]] | None = None) -> RunResult:
+    """Measure what is missing from the cache, then write ``per_image.csv``, ``summary.json`` and
+    ``compressai/NAME.json`` (each measured curve in CompressAI's results format).
 
     ``models`` are labels (:func:`parse_model_label`: ``fidelity+refine50`` is fidelity with encoder
-    refinement); ``model_qualities`` replaces ``qualities`` for some of them. ``jobs`` > 1 measures
+    refinement); ``model_qualities`` replaces ``qualities`` for some of them. ``external``: curves read
+    by :func:`.compressai_format.read_curves`, added to the summary (BD-rates, tables, plots) as they
+    are, not measured. ``jobs`` > 1 measures
     images in that many spawned worker processes (one thread each); a script calling it that way
     needs the usual ``if __name__ == "__main__":`` guard.
     """
@@ -511,6 +518,10 @@ def run_sweep(image_dir: str | Path, out: str | Path, models: Iterable[str] = ("
     for name in models:
         if name in CODECS:
             raise ValueError(f"model name {name!r} clashes with a classical codec name")
+    external = dict(external or {})
+    for name in external:
+        if name in models or name in codecs:
+            raise ValueError(f"compared curve {name!r} has the name of a measured model or codec")
     for name in codecs:
         codec = get_codec(name)
         if not codec.available():
@@ -573,17 +584,22 @@ def run_sweep(image_dir: str | Path, out: str | Path, models: Iterable[str] = ("
             if row is not None:
                 rows.append({**row, "image_hash": _image_hash(iid)})
                 from_csv += key in cache.from_csv
-    summary = build_summary(rows, paths, versions, codecs, image_dir, st_lpips)
+    summary = build_summary(rows, paths, versions, codecs, image_dir, st_lpips, external)
     result = RunResult(rows, summary, computed, len(rows) - computed, out, from_csv)
     write_csv(result.csv_path, rows)
     result.summary_path.write_text(json.dumps(_json_safe(summary), indent=1) + "\n")
+    write_curves(summary, out / "compressai")
     return result
 
 
 def build_summary(rows: list[dict[str, Any]], paths: list[Path], versions: dict[str, str], codecs: list[str],
-                  image_dir: str | Path, st_lpips: bool) -> dict[str, Any]:
-    """``versions``: each learned model label's :func:`model_version`."""
-    curves = summarize_rows(rows)
+                  image_dir: str | Path, st_lpips: bool,
+                  external: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """``versions``: each learned model label's :func:`model_version`; ``external``: compared curves."""
+    curves = {**summarize_rows(rows), **(external or {})}
+    notes = {"external": "curves of kind external come from --compare files (CompressAI's results format): "
+                         "their bpp and metrics as the files give them, not measured here; compare them only "
+                         "with a sweep of the same images"} if external else {}
     return {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "image_dir": str(Path(image_dir).resolve()),
@@ -600,7 +616,7 @@ def build_summary(rows: list[dict[str, Any]], paths: list[Path], versions: dict[
                               "bd_rates over all shared qualities, bd_rates_in_range over the qualities the anchor "
                               "reaches within bd_rate_range bpp",
                   "matched_rates": "each curve's mean metrics interpolated (PCHIP on log bpp) at these bpp; "
-                                   "null where the curve does not reach the rate"},
+                                   "null where the curve does not reach the rate", **notes},
         "curves": curves,
         "bd_rates": bd_rate_table(curves),
         "bd_rate_range": list(BD_RATE_RANGE),
