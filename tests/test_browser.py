@@ -119,11 +119,22 @@ def test_upload_compare_drag_download(page, crop_path, tmp_path):
     assert "75" in page.eval_on_selector("#left", "el => el.style.clipPath")
 
     # show AVIF on the right, zoom in
+    original = page.get_attribute("#left", "src")
     page.click("#pick-avif")
     assert "AVIF" in page.inner_text("#tag-right")
+    avif = page.get_attribute("#right", "src")
     page.select_option("#zoom", "2")
     assert page.locator("#stage").bounding_box()["width"] > box["width"] * 0.99
     page.click("#pick-edgecodec")
+
+    # two codecs side by side: AVIF on the left, against edgecodec on the right; then back
+    page.click("#left-avif")
+    assert page.get_attribute("#left", "src") == avif != original
+    assert page.inner_text("#tag-left").startswith("AVIF: ") and page.inner_text("#tag-right").startswith("edgecodec")
+    assert page.get_attribute("#left-avif", "class") == "on" and page.get_attribute("#left-original", "class") == ""
+    assert "75" in page.eval_on_selector("#left", "el => el.style.clipPath")  # the split stays where it was
+    page.click("#left-original")
+    assert page.get_attribute("#left", "src") == original and page.inner_text("#tag-left") == "original"
 
     # download the .edc: it decodes to the uploaded image's size, at the chosen quality
     with page.expect_download() as info:
@@ -141,6 +152,7 @@ def test_upload_compare_drag_download(page, crop_path, tmp_path):
     with Image.open(info.value.path()) as png:
         assert np.array_equal(np.array(png.convert("RGB")), np.array(decoded))
 
+    page.click("#left-jpeg")  # the screenshot: JPEG against edgecodec, files of the same size
     page.select_option("#zoom", "2")
     page.fill("#split", "50")
     page.dispatch_event("#split", "input")

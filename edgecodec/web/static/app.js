@@ -2,7 +2,9 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { file: null, result: null, shown: "edgecodec", urls: [], controller: null, info: null };
+// shown / shownLeft: the codec on each side of the split ("original": the uploaded image)
+const state = { file: null, result: null, shown: "edgecodec", shownLeft: "original", originalUrl: null, urls: [],
+  controller: null, info: null };
 
 function fmt(value, digits) {
   return value === null || value === undefined ? "–" : Number(value).toFixed(digits);
@@ -106,23 +108,16 @@ function show(data) {
   state.urls = [];
   state.result = data;
   const stem = (state.file.name.replace(/\.[^.]*$/, "") || "image").replace(/[^\w.-]+/g, "_");
-  $("left").src = blobUrl(data.original_png, "image/png");
+  state.originalUrl = blobUrl(data.original_png, "image/png");
   for (const r of data.results) {
     r.pngUrl = blobUrl(r.png, "image/png");
     r.fileUrl = blobUrl(r.file, r.mime);
   }
-  if (!data.results.some((r) => r.codec === state.shown)) state.shown = "edgecodec";
-
-  const pick = $("pick");
-  pick.textContent = "";
-  for (const r of data.results) {
-    const b = document.createElement("button");
-    b.type = "button";
-    b.id = `pick-${r.codec}`;
-    b.textContent = r.label;
-    b.addEventListener("click", () => { state.shown = r.codec; showRight(); });
-    pick.appendChild(b);
-  }
+  const known = (codec) => codec === "original" || data.results.some((r) => r.codec === codec);
+  if (!known(state.shown)) state.shown = "edgecodec";
+  if (!known(state.shownLeft)) state.shownLeft = "original";
+  buildPicker("pick-left", "left", (codec) => { state.shownLeft = codec; showSides(); });
+  buildPicker("pick", "pick", (codec) => { state.shown = codec; showSides(); });
 
   const tbody = $("results");
   tbody.textContent = "";
@@ -156,14 +151,38 @@ function show(data) {
   $("placeholder").hidden = true;
   $("stage").hidden = false;
   applyZoom();
-  showRight();
+  showSides();
 }
 
-function showRight() {
-  const r = state.result.results.find((x) => x.codec === state.shown);
-  $("right").src = r.pngUrl;
-  $("tag-right").textContent = `${r.label}: ${r.bytes.toLocaleString()} B, ${fmt(r.psnr, 2)} dB`;
-  for (const b of $("pick").children) b.classList.toggle("on", b.id === `pick-${r.codec}`);
+// One button per image a side can show: the original, then each codec's decoded file.
+function buildPicker(containerId, prefix, choose) {
+  const pick = $(containerId);
+  pick.textContent = "";
+  for (const r of [{ codec: "original", label: "original" }, ...state.result.results]) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.id = `${prefix}-${r.codec}`;
+    b.textContent = r.label;
+    b.addEventListener("click", () => choose(r.codec));
+    pick.appendChild(b);
+  }
+}
+
+function sideImage(codec) {
+  if (codec === "original") return { url: state.originalUrl, caption: "original" };
+  const r = state.result.results.find((x) => x.codec === codec);
+  return { url: r.pngUrl, caption: `${r.label}: ${r.bytes.toLocaleString()} B, ${fmt(r.psnr, 2)} dB` };
+}
+
+function showSides() {
+  for (const [img, tag, picker, prefix, codec] of [["left", "tag-left", "pick-left", "left", state.shownLeft],
+                                                   ["right", "tag-right", "pick", "pick", state.shown]]) {
+    const side = sideImage(codec);
+    $(img).src = side.url;
+    $(img).alt = side.caption;
+    $(tag).textContent = side.caption;
+    for (const b of $(picker).children) b.classList.toggle("on", b.id === `${prefix}-${codec}`);
+  }
 }
 
 function setSplit(percent) {
