@@ -68,3 +68,22 @@ def test_an_unknown_block_is_an_error():
     bogus = "<!-- generated: nonsense (scripts/readme_tables.py) -->\nx\n<!-- end generated: nonsense -->\n"
     with pytest.raises(ValueError, match="unknown generated block"):
         readme_tables.regenerate((REPO / "README.md").read_text() + bogus)
+
+
+def test_the_records_the_docs_say_are_kept_are_not_git_ignored():
+    # A `runs/` pattern once matched results/ablation/runs/ too, so the ablation's configs and logs,
+    # which the README says the repository keeps, were never committed.
+    import subprocess
+
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    kept = ["results/ablation/runs/cae/log.csv", "results/ablation/runs/gcrb/launches.jsonl",
+            "results/ablation/models/ablation-crb.json", "results/shipped-runs/fidelity-edge/log.csv",
+            "results/kodak/compressai/fidelity.json", "results/kodak/per_image.csv"]
+    ignored = subprocess.run(["git", "-C", str(REPO), "check-ignore", "--no-index", *kept],
+                             capture_output=True, text=True).stdout.split()
+    assert ignored == []
+    # while a training run's own folder and the evaluation cache stay out of the repository
+    scratch = ["runs/crb/ckpt-00001000.pt", "results/kodak/cache.jsonl"]
+    assert subprocess.run(["git", "-C", str(REPO), "check-ignore", "--no-index", *scratch],
+                          capture_output=True, text=True).stdout.split() == scratch
