@@ -319,7 +319,7 @@ def markdown_tables(summary: dict[str, Any]) -> str:
     curves, labels = summary["curves"], {n: c.get("label", n) for n, c in summary["curves"].items()}
     matched = summary.get("matched_rates", {})
     # compared curves get their own BD-rate table below, not rows in these (their numbers are not measured here)
-    order = [n for n in curves if curves[n]["kind"] == "learned"] + [n for n in curves if curves[n]["kind"] == "classical"]
+    order = [n for kind in ("learned", "classical") for n in curves if curves[n]["kind"] == kind]
     lines = [f"Mean over {len(summary.get('images', []))} image(s) of `{Path(summary.get('image_dir', '')).name}`, "
              "each curve interpolated (PCHIP on log bpp) at the rate; - where the curve does not reach it.", "",
              "| bpp | codec | PSNR (dB) | MS-SSIM | SSIM | ST-LPIPS |", "|---|---|---|---|---|---|"]
