@@ -6,7 +6,8 @@ Each image is coded in a fresh process (``python benchmarks/large.py --child ...
 edgecodec, compresses the image from a PNG file (``edgecodec.compress(path)``: reading the PNG,
 analysis, entropy coding, container) and decodes the bytes (``decode_array``), on one thread
 (``--threads N``: N threads, which tiled images use one window each). Peak RSS is that process's
-high-water mark (``VmHWM`` in /proc/self/status), read right after the decode, so it includes importing torch and CompressAI (about 0.85 GB here) and reading the PNG;
+high-water mark (``VmHWM`` in /proc/self/status), read right after the decode, so it includes
+importing torch and CompressAI (about 0.85 GB here) and reading the PNG;
 the import-only figure is reported too. (Not ``getrusage().ru_maxrss``: Linux carries it across
 ``exec``, so a child started by a large parent reports the parent's size. The parent here imports
 neither torch nor edgecodec for the same reason.) Quality metrics are computed afterwards, in row
@@ -204,8 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "model": args.model, "quality": args.quality, "threads": args.threads, **info, **machine(),
         "notes": f"one fresh process per row: compress(PNG path) + decode_array, {args.threads} thread(s); "
-                 "peak_rss_mb = the "
-                 "process's VmHWM after decoding (torch import included, import_rss_mb alone); "
+                 "peak_rss_mb = the process's VmHWM after decoding (torch import included, import_rss_mb alone); "
                  f"psnr_border over pixels within {BORDER} px of interior tile borders; images: offset mosaic "
                  "of the 24 Kodak images",
         "results": rows,

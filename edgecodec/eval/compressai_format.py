@@ -24,11 +24,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-# CompressAI's result keys for the summary's metric fields; times are seconds there, ms here
-WRITE_KEYS = {"bpp": "bpp", "psnr": "psnr-rgb", "ms_ssim": "ms-ssim-rgb", "ssim": "ssim-rgb", "st_lpips": "st-lpips"}
-# what a file may call each field (keys compared lower-case, "_" read as "-")
-READ_KEYS = {"bpp": ("bpp",), "psnr": ("psnr-rgb", "psnr"), "ms_ssim": ("ms-ssim-rgb", "ms-ssim"),
-             "ssim": ("ssim-rgb", "ssim"), "st_lpips": ("st-lpips",)}
+# Each summary field: CompressAI's key for it (written), other names a file may give it (keys are
+# read lower-case, "_" as "-"), and its value here per unit there (times: ms here, seconds there).
+FIELDS = {"bpp": ("bpp", (), 1), "psnr": ("psnr-rgb", ("psnr",), 1), "ms_ssim": ("ms-ssim-rgb", ("ms-ssim",), 1),
+          "ssim": ("ssim-rgb", ("ssim",), 1), "st_lpips": ("st-lpips", (), 1),
+          "enc_ms": ("encoding_time", (), 1000), "dec_ms": ("decoding_time", (), 1000)}
 QUALITY_METRICS = ("psnr", "ms_ssim", "st_lpips")  # the ones BD-rates use; a curve needs one of them
 POINT_FIELDS = ("bpp", "psnr", "ms_ssim", "ssim", "st_lpips", "enc_ms", "dec_ms", "peak_mb")
 
@@ -47,14 +47,10 @@ def to_results(name: str, curve: dict[str, Any], description: str) -> dict[str, 
     """One summary curve (``{"points": [...]}``) as a CompressAI results document."""
     points = curve["points"]
     results: dict[str, list[Any]] = {}
-    for field, key in WRITE_KEYS.items():
+    for field, (key, _, scale) in FIELDS.items():
         values = [_finite(p.get(field)) for p in points]
         if any(v is not None for v in values):
-            results[key] = values
-    for field, key in (("enc_ms", "encoding_time"), ("dec_ms", "decoding_time")):
-        values = [_finite(p.get(field)) for p in points]
-        if any(v is not None for v in values):
-            results[key] = [None if v is None else v / 1000 for v in values]
+            results[key] = [None if v is None else v / scale for v in values]
     results["quality"] = [p["quality"] for p in points]
     return {"name": name, "description": description, "results": results}
 
@@ -86,30 +82,19 @@ def write_curves(summary: dict[str, Any], folder: str | Path) -> list[Path]:
     return written
 
 
-def _field(results: dict[str, Any], field: str) -> list[Any] | None:
-    for key in READ_KEYS[field]:
-        if key in results:
-            return results[key]
-    return None
-
-
 def _curve(name: str, results: Any, source: Path, description: str = "") -> dict[str, Any]:
     where = f"{source}: curve {name!r}"
     if not isinstance(results, dict):
         raise ResultsFormatError(f"{where}: expected an object of metric lists")
     results = {str(k).lower().replace("_", "-"): v for k, v in results.items()}
     columns: dict[str, list[float]] = {}
-    for field in (*READ_KEYS, "enc_ms", "dec_ms"):
-        if field in READ_KEYS:
-            values = _field(results, field)
-        else:
-            values = results.get("encoding-time" if field == "enc_ms" else "decoding-time")
+    for field, (key, aliases, scale) in FIELDS.items():
+        values = next((results[k] for k in (key.replace("_", "-"), *aliases) if k in results), None)
         if values is None:
             continue
         if not isinstance(values, list) or not all(v is None or isinstance(v, (int, float)) for v in values):
             raise ResultsFormatError(f"{where}: {field} is not a list of numbers")
-        columns[field] = [math.nan if v is None else float(v) * (1000 if field in ("enc_ms", "dec_ms") else 1)
-                          for v in values]
+        columns[field] = [math.nan if v is None else float(v) * scale for v in values]
     bpp = columns.get("bpp")
     if bpp is None:
         raise ResultsFormatError(f"{where}: no 'bpp' list")
