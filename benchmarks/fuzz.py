@@ -10,7 +10,8 @@ temporary model folder; the harness needs nothing of the package beyond its publ
 ``edgecodec.codec.api.Encoder(..., tile=16)`` for the tiled seeds). Tiled seeds (format version 2:
 the smallest tile the format allows, 16 latent pixels = 256 image pixels, so that images of a few
 hundred pixels have 2 to 4 tiles) make up about a third of the seeds. Format-4 seeds carry extras
-(docs/format.md): an alpha plane coded with zlib or as a constant, EXIF and XMP.
+(docs/format.md): an alpha plane coded with zlib or as a constant, EXIF and XMP. Format-5 seeds
+carry a quality map (regions of interest), one piece and tiled.
 
 Mutations (one to three per case, chosen by a seeded RNG, so a run is reproducible from --seed):
 bit flips, random / 0x00 / 0xFF byte overwrites, truncation, insertion of random / 0x00 / 0xFF
@@ -25,7 +26,8 @@ stream replaced by 0x00 / 0xFF / random bytes of edge lengths (up to and past it
 swapped, dropped or duplicated, a tile length lying, and for format-4 seeds the extras table: an
 alpha plane replaced by random bytes, cut short or lengthened, a zlib stream of the wrong size (or
 a bomb) or without its checksum, or a constant of the wrong length, a tag repeated, renamed,
-unknown or unprintable, an extra's length or the count lying, the table dropped or an extra added.
+unknown or unprintable, an extra's length or the count lying, the table dropped or an extra added;
+a quality map given another shape, too few or too many values (or a bomb), random values or bytes.
 Structural mutations are re-serialised with a valid CRC; then 3 cases in 4 get their CRC32
 recomputed (so the mutation reaches the parser and the entropy decoder) and 1 in 4 keep the stale
 one (the checksum path).
@@ -144,12 +146,15 @@ def _seed_streams(rng) -> list[bytes]:
     for model in ("fuzzms", "fuzzfact"):
         seeds.append(edgecodec.compress(np.dstack([images[0], mask]), quality=0.5, model=model))
         seeds.append(edgecodec.compress(with_metadata, quality=0.5, model=model, metadata="keep"))
+    # Format 5: quality maps (regions of interest; hyperprior models only), one piece and tiled.
+    seeds.append(edgecodec.compress(images[3], quality=0.2, model="fuzzms", roi=[(0, 0, 10, 10)]))
+    seeds.append(Encoder(load_image(tiled[0]), "fuzzms", tile=TILE, roi=[(200, 100, 100, 80)]).encode(0))
     return seeds
 
 
 # --- parsing / serialising (independent of the package, so the harness can build invalid files) --
 def parse(data: bytes) -> dict | None:
-    """Split a valid file (versions 1 to 4) into fields; None if it is not one."""
+    """Split a valid file (versions 1 to 5) into fields; None if it is not one."""
     try:
         n = data[7]
         fields = {"version": data[4], "header_len": struct.unpack_from("<H", data, 5)[0],
@@ -409,8 +414,18 @@ def _mutate_extras(rng: random.Random, f: dict) -> bytes:
     extras = list(f["extras"])
     i = rng.randrange(len(extras))
     tag, value = extras[i]
-    kind = rng.choice(["alpha", "alpha", "alpha", "tag", "length", "count", "drop_table", "add"])
-    if kind == "alpha":
+    kind = rng.choice(["alpha", "alpha", "alpha", "tag", "length", "count", "drop_table", "add"]
+                      + ["qmap"] * (3 if tag == b"qmap" else 0))
+    if kind == "qmap":  # the quality map: its shape, its length, its values (any 16-bit value is valid)
+        rows, cols = struct.unpack_from("<HH", value) if len(value) >= 4 else (1, 1)
+        shape = rng.choice([(rows, cols), (rows, cols), (cols, rows), (rows + 1, cols), (0, 0), (65535, 65535)])
+        size = 2 * max(1, min(rows * cols, 1 << 16))  # a map mutated earlier may claim no cells
+        value = struct.pack("<HH", *shape) + rng.choice([  # built lazily: only the chosen one
+            lambda: zlib.compress(_blob(rng, size)), lambda: zlib.compress(bytes(size - 2)),
+            lambda: zlib.compress(bytes(size + 2)), lambda: zlib.compress(bytes(64 * size)),
+            lambda: _blob(rng, 16), lambda: b"", lambda: zlib.compress(_blob(rng, size))[:-4]])()
+        extras[i] = (b"qmap", value)
+    elif kind == "alpha":
         n = f["width"] * f["height"]
         if not 0 < n <= MAX_PIXELS:  # a header mutated earlier: build no empty or huge planes
             n = 256
@@ -424,7 +439,7 @@ def _mutate_extras(rng: random.Random, f: dict) -> bytes:
             lambda: b"\x01" + zlib.compress(_blob(rng, n))[:-4]])()  # no Adler-32
         extras[i] = (b"alph", value)
     elif kind == "tag":
-        extras[i] = (rng.choice([b"alph", b"exif", b"xmp ", b"zzzz", b"al\x00h", b"\xff\xff\xff\xff"]), value)
+        extras[i] = (rng.choice([b"alph", b"exif", b"xmp ", b"qmap", b"zzzz", b"al\x00h", b"\xff\xff\xff\xff"]), value)
     elif kind == "length":
         lengths: list[int | None] = [None] * len(extras)
         lengths[i] = _edge(rng, 32, len(value))
@@ -558,7 +573,9 @@ def run_campaign(cases: int, seed: int = 0, timeout: float = 2.0, max_rss_mb: in
         by_op: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
         tiled_seeds = {i for i, s in enumerate(seeds) if (parse(s) or {}).get("tile")}
         extras_seeds = {i for i, s in enumerate(seeds) if (parse(s) or {}).get("extras")}
+        qmap_seeds = {i for i, s in enumerate(seeds) if b"qmap" in dict((parse(s) or {}).get("extras") or [])}
         tiled_counts: collections.Counter = collections.Counter()
+        qmap_counts: collections.Counter = collections.Counter()
         failures: list[dict] = []
         max_rss, max_abs_rss, slowest, restarts = 0, 0, 0.0, 0
         max_rss_case = slowest_case = ""
@@ -580,6 +597,8 @@ def run_campaign(cases: int, seed: int = 0, timeout: float = 2.0, max_rss_mb: in
                 by_op[ops.split("+")[0]][outcome.split(":")[0]] += 1
                 if index in tiled_seeds:
                     tiled_counts[outcome.split(":")[0]] += 1
+                if index in qmap_seeds:
+                    qmap_counts[outcome.split(":")[0]] += 1
                 if outcome.split(":")[0] in FAILURE_KINDS:
                     failures.append({"case": i, "ops": ops, "outcome": outcome, "detail": detail,
                                      "size": len(data)})
@@ -595,7 +614,7 @@ def run_campaign(cases: int, seed: int = 0, timeout: float = 2.0, max_rss_mb: in
         finally:
             worker.kill()
     return {"cases": cases, "seed": seed, "seeds": len(seeds), "tiled_seeds": len(tiled_seeds),
-            "extras_seeds": len(extras_seeds),
+            "extras_seeds": len(extras_seeds), "qmap_seeds": len(qmap_seeds), "qmap_seed_cases": dict(qmap_counts),
             "tiled_seed_cases": dict(sorted(tiled_counts.items())), "timeout_s": timeout,
             "max_pixels": MAX_PIXELS, "seconds": round(time.perf_counter() - started, 1),
             "counts": dict(sorted(counts.items())),

@@ -44,6 +44,14 @@ def fraction(text: str) -> float:
     return value
 
 
+def unit_interval(text: str) -> float:
+    """A number from 0 to 1 (a quality)."""
+    value = finite_number(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
 def names(text: str) -> list[str]:
     """Comma-separated names; "" or "none" for none."""
     if text.strip().lower() in ("", "none"):

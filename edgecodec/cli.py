@@ -18,7 +18,7 @@ try:
 except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
-from .argtypes import finite_number, fraction, int_at_least, numbers, positive_number, region
+from .argtypes import finite_number, fraction, int_at_least, numbers, positive_number, region, unit_interval
 
 LOSSLESS_FORMATS = {"png": "PNG", "bmp": "BMP", "tif": "TIFF", "tiff": "TIFF", "ppm": "PPM", "webp": "WEBP"}
 # The formats that hold an ICC profile, EXIF and XMP (the others get sRGB pixels and no metadata).
@@ -191,7 +191,7 @@ def _fmt_metric(value: float, digits: int) -> str:
 
 # --- compress ------------------------------------------------------------------------------------
 def _compress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
-    from .codec.container import Container
+    from .codec.container import QMAP, Container
     from .codec.imageio import load_image
 
     _check_output(dst, args.force)
@@ -200,6 +200,7 @@ def _compress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
     prepared = load_image(source, alpha=args.alpha, max_pixels=args.max_pixels, metadata=args.metadata,
                           icc=args.icc)
     note = ""
+    roi = _regions_of_interest(args, prepared.rgb.shape[:2])
     if args.backend == "onnx":  # the torch-free encoder (edgecodec.lite): no torch import on this path
         from .codec.extras import source_extras
 
@@ -208,13 +209,16 @@ def _compress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
         data = encoder.encode_picture(prepared.rgb, args.quality, channels=prepared.channels,
                                       bit_depth=prepared.bit_depth, conversions=prepared.conversions,
                                       extras=source_extras(prepared), max_pixels=args.max_pixels,
-                                      target_bytes=target)
+                                      target_bytes=target, roi=roi, roi_quality=args.roi_quality)
         note = _size_note(target, data)
     else:
-        data, note = _compress_torch(prepared, args)
+        data, note = _compress_torch(prepared, args, roi)
     _write_output(dst, data, args.force)
-    header = Container.from_bytes(data).header
+    container = Container.from_bytes(data)
+    header = container.header
     h, w = prepared.rgb.shape[:2]
+    if QMAP in container.extras:
+        note = f", regions of interest at quality {round(args.roi_quality * 65535) / 65535:.4f}{note}"
     line = (f"{_shown(src, 'stdin')} -> {_shown(dst, 'stdout')}: {w}x{h}, {len(data)} bytes, "
             f"{8 * len(data) / (w * h):.4f} bpp, quality {header.quality:.4f}, model {header.model}{note}")
     if args.metrics:
@@ -224,6 +228,27 @@ def _compress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
         line += (f", PSNR {_fmt_metric(psnr(prepared.rgb, decoded), 2)} dB, "
                  f"MS-SSIM {_fmt_metric(ms_ssim(prepared.rgb, decoded), 4)}")
     return line
+
+
+def _regions_of_interest(args: argparse.Namespace, shape: tuple[int, int]):
+    """--roi's rectangles, --roi-mask's image as an (H, W) uint8 array (checked against the input's
+    ``shape``), or None."""
+    if not args.roi_mask:
+        return args.roi
+    import numpy as np
+    from PIL import Image
+
+    from .errors import InputImageError, UsageError
+
+    try:
+        with Image.open(args.roi_mask) as mask:
+            mask = np.asarray(mask.convert("L"))
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise InputImageError(f"cannot read the mask {args.roi_mask}: {exc}") from None
+    if mask.shape != tuple(shape):
+        raise UsageError(f"the mask {args.roi_mask} is {mask.shape[1]}x{mask.shape[0]}; the image is "
+                         f"{shape[1]}x{shape[0]}")
+    return mask
 
 
 def _target_bytes(args: argparse.Namespace, pixels: int) -> int | None:
@@ -244,14 +269,15 @@ def _size_note(target: int | None, data: bytes) -> str:
     return f" (target {target} bytes not reachable: closest is {len(data)} bytes)"
 
 
-def _compress_torch(prepared, args: argparse.Namespace) -> tuple[bytes, str]:
+def _compress_torch(prepared, args: argparse.Namespace, roi) -> tuple[bytes, str]:
     """The file, and a note for the summary line, from the PyTorch encoder: at a quality, or
-    searched for a target size, bpp or score."""
+    searched for a target size, bpp or score; ``roi``: regions of interest, or None."""
     from .codec.api import Encoder, quality_to_q16
     from .codec.rate_search import SearchResult
     from .zoo import DEFAULT_MODEL
 
-    encoder = Encoder(prepared, args.model or DEFAULT_MODEL, refine_steps=args.refine)
+    encoder = Encoder(prepared, args.model or DEFAULT_MODEL, refine_steps=args.refine, roi=roi,
+                      roi_quality=args.roi_quality)
     target = _target_bytes(args, encoder.num_pixels)
     if target is not None:
         result: SearchResult = encoder.encode_to_size(target)
@@ -277,6 +303,11 @@ def cmd_compress(args: argparse.Namespace) -> int:
                          "--target-ms-ssim, --refine and --metrics need the PyTorch encoder (--backend torch)")
     if args.onnx_dir and args.backend != "onnx":
         raise UsageError("--onnx-dir goes with --backend onnx")
+    if args.roi and args.roi_mask:
+        raise UsageError("give the regions of interest as --roi rectangles or as a --roi-mask, not both")
+    if (args.roi or args.roi_mask) and (src.is_dir() or args.refine):
+        raise UsageError("--roi and --roi-mask describe one image: give an image file, not a folder"
+                         if src.is_dir() else "--refine optimises one quality: it does not take --roi or --roi-mask")
     if args.refine:  # refused up front (e.g. a perceptual model), not once per file of a folder
         from .codec.refine import refinement_objective
         from .zoo import DEFAULT_MODEL
@@ -590,10 +621,12 @@ def _info_fields(path: Path) -> tuple[dict, str]:
     """An .edc file's header fields: as numbers and lists (for --json), and as aligned text."""
     from .codec.container import Container
     from .codec.extras import EXTRA_NAMES
+    from .lite.qmap import quality_map_summary
 
     data = _read_input(path, None, edc=True)
     c = Container.from_bytes(data)
     h = c.header
+    qmap = quality_map_summary(c)
     rows = [
         ("file", _shown(path, "stdin")), ("format version", h.version), ("model", h.model),
         ("weights hash", h.weights_hash.hex()), ("quality", f"{h.quality:.6f} ({h.quality_q16}/65535)"),
@@ -603,6 +636,8 @@ def _info_fields(path: Path) -> tuple[dict, str]:
         ("streams", ", ".join(f"{len(s)} bytes" for s in c.streams)),
         ("extras", ", ".join(f"{EXTRA_NAMES.get(tag, repr(tag))} {len(v)} bytes" for tag, v in c.extras.items())
          or "none"),
+        ("quality map", f"{qmap['cells'][1]}x{qmap['cells'][0]} cells of 64x64 px, quality {qmap['min']:.4f} to "
+                        f"{qmap['max']:.4f} (mean {qmap['mean']:.4f})" if qmap else "none"),
         ("file size", f"{len(data)} bytes"), ("bpp", f"{8 * len(data) / (h.width * h.height):.4f}"),
     ]
     fields = {
@@ -610,7 +645,7 @@ def _info_fields(path: Path) -> tuple[dict, str]:
         "weights_hash": h.weights_hash.hex(), "quality": h.quality, "quality_q16": h.quality_q16,
         "width": h.width, "height": h.height, "source_channels": h.channels, "source_bit_depth": h.bit_depth,
         "conversions": h.conversion_names(), "tile": h.tile, "stream_bytes": [len(s) for s in c.streams],
-        "extras": {tag: len(v) for tag, v in c.extras.items()}, "file_bytes": len(data),
+        "extras": {tag: len(v) for tag, v in c.extras.items()}, "quality_map": qmap, "file_bytes": len(data),
         "bpp": 8 * len(data) / (h.width * h.height)}
     return fields, "\n".join(f"{key:>17}: {value}" for key, value in rows)
 
@@ -774,6 +809,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "quality, decodable by every decoder, but slower encoding (about 0.4 s a step for a "
                         "Kodak image at 2 threads; 50 is a good start). Fidelity models, images up to 2 MP. "
                         "Default 0 (off)")
+    p.add_argument("--roi", type=region, action="append", metavar="LEFT,TOP,WIDTH,HEIGHT",
+                   help="a region of interest, coded at --roi-quality while the rest gets --quality (or the "
+                        "quality a target finds); repeat for several. In cells of 64 x 64 pixels: a cell that a "
+                        "region touches gets its quality. One image, hyperprior models")
+    p.add_argument("--roi-mask", metavar="IMAGE",
+                   help="regions of interest as a grayscale image of the input's size: white is coded at "
+                        "--roi-quality, black at --quality, grays between")
+    p.add_argument("--roi-quality", type=unit_interval, default=1.0, metavar="Q",
+                   help="quality of the regions of interest, 0 to 1 (default 1)")
     p.add_argument("--metrics", action="store_true", help="decode again and print PSNR and MS-SSIM")
     p.set_defaults(func=cmd_compress)
 

@@ -100,8 +100,8 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
                     target_size=info.get("target_size"), target_bpp=info.get("target_bpp"),
                     target_psnr=info.get("target_psnr"), target_ms_ssim=info.get("target_ms_ssim"),
                     alpha=info.get("alpha", "keep"), metadata=info.get("metadata", "strip"),
-                    icc=info.get("icc", "keep"),
-                    refine_steps=info.get("refine_steps", 0))
+                    icc=info.get("icc", "keep"), refine_steps=info.get("refine_steps", 0),
+                    roi=info.get("roi"), roi_quality=info.get("roi_quality", 1.0))
     fp.write(data)
 
 

@@ -411,6 +411,7 @@ def test_target_psnr_and_ms_ssim_flags(small_png, tmp_path, capsys):
     ["--alpha", "blend"], ["--metadata", "all"], ["--icc", "ignore"], ["--quality", "high"], ["--target-bpp", "inf"],
     ["--target-bpp", "nan"], ["--target-bpp", "0"], ["--max-pixels", "0"], ["--target-psnr", "0"],
     ["--target-psnr", "30", "--target-size", "1KB"], ["--target-ms-ssim", "1.2"], ["--target-ms-ssim", "0"],
+    ["--roi", "1,2,3"], ["--roi", "0,0,0,5"], ["--roi", "1,1,5,5", "--roi-quality", "1.5"],
 ])
 def test_usage_errors_exit_2(small_png, tmp_path, capsys, args):
     with pytest.raises(SystemExit) as info:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from typing import BinaryIO, Callable, Union
 
 import numpy as np
@@ -13,6 +14,7 @@ from PIL import Image
 
 from .. import zoo
 from ..errors import FormatError, InputImageError, WeightsMismatchError
+from ..lite.qmap import Quality, RegionsOfInterest, file_quality
 from ..lite.tiles import Region, check_region, crop_region
 from .container import QUALITY_SCALE, Container, Header, read_file, valid_tile
 from .extras import decoded_image, source_extras
@@ -69,10 +71,15 @@ class Encoder:
     images above ``tiling.TILE_PIXELS`` padded pixels (with ``tiling.TILE_LATENT``).
 
     ``refine_steps`` > 0 optimises the latent for this image at each quality it is encoded at
-    (``refine.py``: slower encoding, fewer bytes, the same decoders); untiled images only."""
+    (``refine.py``: slower encoding, fewer bytes, the same decoders); untiled images only.
+
+    ``roi``: regions of interest (rectangles or a mask, ``lite.qmap.region_mask``) coded at
+    ``roi_quality`` while the quality given to ``encode`` is the background's: the file carries a
+    quality map (format version 5), one quality per 64 x 64 pixels."""
 
     def __init__(self, prepared: PreparedImage, model_name: str, tile: int | None = None,
-                 refine_steps: int = 0) -> None:
+                 refine_steps: int = 0, roi: Sequence[Region] | np.ndarray | None = None,
+                 roi_quality: float = 1.0) -> None:
         self.prepared = prepared
         self.model_name = model_name
         self.model, self.weights_hash = zoo.load_model(model_name)
@@ -93,6 +100,13 @@ class Encoder:
                                  f"(coded in one piece); this one is {w}x{h}")
         self.tile = tile
         self.extras = source_extras(prepared)  # alpha plane, kept metadata: the same at every quality
+        self.roi: RegionsOfInterest | None = None
+        if roi is not None:
+            if refine_steps:
+                raise ValueError("encoder refinement does not take regions of interest (it optimises one quality)")
+            if getattr(self.model, "config", None) is None or self.model.config.prior == "factorized":
+                raise ValueError(f"model {model_name!r} cannot code regions of interest: they need a hyperprior model")
+            self.roi = RegionsOfInterest.of(roi, w, h, roi_quality)
         self.x: torch.Tensor | None = None
         with torch.no_grad():
             if tile:  # window by window: the full-resolution float image is never built
@@ -111,17 +125,22 @@ class Encoder:
         return self._encode(quality_q16, refine=bool(self.refine_steps))
 
     def _encode(self, quality_q16: int, refine: bool) -> bytes:
+        quality: Quality = quality_q16 / QUALITY_SCALE
+        extras = self.extras
+        if self.roi is not None:  # a quality map; the header keeps the background's quality
+            quality_q16, quality, qmap = self.roi.at(quality_q16)
+            extras = {**extras, **qmap}
         if self.tile:
-            strings = compress_tiled(self.model, self.y, quality_q16 / QUALITY_SCALE, self.tile)
+            strings = compress_tiled(self.model, self.y, quality, self.tile)
         elif refine:
             strings = encode_refined(self.model, self.objective, self.x, self.y, self.prepared.rgb,
-                                     quality_q16 / QUALITY_SCALE, self.refine_steps).strings
+                                     quality, self.refine_steps).strings
         else:
-            strings = self.model.compress_latent(self.y, quality_q16 / QUALITY_SCALE)["strings"]
+            strings = self.model.compress_latent(self.y, quality)["strings"]
         p = self.prepared
         header = Header(self.model_name, self.weights_hash, quality_q16, p.rgb.shape[1], p.rgb.shape[0],
                         p.channels, p.bit_depth, p.conversions, tile=self.tile)
-        return Container(header, strings, self.extras).to_bytes()
+        return Container(header, strings, extras).to_bytes()
 
     def encode_to_score(self, metric: str, target: float) -> ScoreResult:
         """The smallest file whose decoded image scores at least ``target`` in ``metric`` ("psnr" in
@@ -148,7 +167,8 @@ def compress(image: ImageInput, quality: float = DEFAULT_QUALITY, model: str | N
              target_bpp: float | None = None, target_size: int | str | None = None,
              target_psnr: float | None = None, target_ms_ssim: float | None = None,
              alpha: str = "keep", metadata: str = "strip", icc: str = "keep", max_pixels: int | None = None,
-             refine_steps: int = 0) -> bytes:
+             refine_steps: int = 0, roi: Sequence[Region] | np.ndarray | Image.Image | None = None,
+             roi_quality: float = 1.0) -> bytes:
     """Compress an image (path, an image file's bytes or binary file object, PIL image or HxWx3 /
     HxWx4 uint8 array) into .edc bytes.
 
@@ -166,13 +186,22 @@ def compress(image: ImageInput, quality: float = DEFAULT_QUALITY, model: str | N
     ``refine_steps`` > 0 optimises the latent for this image (codec/refine.py; fidelity models,
     images up to 2 MP): fewer bytes for the same quality, any decoder; with a target, every quality
     the search tries is refined.
+    ``roi``: regions of interest, a list of (left, top, width, height) rectangles or a mask of the
+    image's size (an (H, W) uint8 or bool array, or a PIL image: 0 background, 255 region, values
+    between grade it), in the image's displayed orientation. They are coded at ``roi_quality``
+    and the rest at ``quality`` (or the quality a target search finds, which then searches the
+    background's), in cells of 64 x 64 pixels: every cell that a region touches gets its
+    quality. The file carries the map (format version 5; hyperprior models).
     """
     targets = {"target_bpp": target_bpp, "target_size": target_size, "target_psnr": target_psnr,
                "target_ms_ssim": target_ms_ssim}
     if sum(value is not None for value in targets.values()) > 1:
         raise ValueError(f"give one of {', '.join(targets)}, not several")
     prepared = load_image(image, alpha=alpha, max_pixels=max_pixels, metadata=metadata, icc=icc)
-    encoder = Encoder(prepared, zoo.DEFAULT_MODEL if model is None else model, refine_steps=refine_steps)
+    if isinstance(roi, Image.Image):
+        roi = np.asarray(roi.convert("L"))
+    encoder = Encoder(prepared, zoo.DEFAULT_MODEL if model is None else model, refine_steps=refine_steps,
+                      roi=roi, roi_quality=roi_quality)
     if target_psnr is not None or target_ms_ssim is not None:
         metric, target = ("psnr", target_psnr) if target_psnr is not None else ("ms-ssim", target_ms_ssim)
         return encoder.encode_to_score(metric, target).data
@@ -237,11 +266,12 @@ def _decode(data: EdcInput, max_pixels: int | None,
     if h.tile and not tiling_supported(model):
         raise FormatError(f"corrupted .edc file: tiled stream for model {h.model!r}, which cannot decode tiles")
     shape = (padded[0] // 16, padded[1] // 16)
+    quality = file_quality(container, shape)
     try:
         if h.tile:  # tile by tile into the uint8 image (edgecodec/codec/tiling.py)
-            return decompress_tiled(model, container.streams, h.height, h.width, h.quality, h.tile,
+            return decompress_tiled(model, container.streams, h.height, h.width, quality, h.tile,
                                     h.version, region), container, region
-        x_hat = model.decompress(container.streams, shape, h.quality, h.version)
+        x_hat = model.decompress(container.streams, shape, quality, h.version)
     except (RuntimeError, ValueError, IndexError) as exc:  # the rANS decoder rejecting garbage
         raise FormatError(f"corrupted .edc file: entropy decoding failed ({exc})") from None
     # One piece: the whole synthesis, then the crop, so that a region has the whole image's pixels.

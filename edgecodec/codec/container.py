@@ -24,9 +24,13 @@ MAGIC = b"\x89EDC"
 #   4: version 3 plus a table of tagged extras after the streams (alpha plane, ICC profile, EXIF,
 #      XMP: codec/extras.py, lite/alpha.py). Written only for files that carry extras, so that
 #      every other file stays version 3 and decodes with edgecodec versions that predate 4.
-FORMAT_VERSION = 4
+#   5: version 4 with a quality map extra ("qmap": a quality per 64 x 64 pixels, lite/qmap.py),
+#      which changes how the streams decode, so a decoder that would skip it must refuse the file.
+#      Written only for files with a quality map.
+FORMAT_VERSION = 5
 STREAM_VERSION = 3  # the stream semantics the encoder writes; the version of a file without extras
 EXTRAS_VERSION = 4
+QMAP_VERSION = 5
 WEIGHTS_HASH_BYTES = 8
 QUALITY_SCALE = 65535  # quality is stored as a 16-bit fixed-point fraction
 
@@ -53,6 +57,7 @@ ALPHA = "alph"  # the alpha plane, lossless (edgecodec/lite/alpha.py)
 EXIF = "exif"  # the TIFF-structured EXIF block, without the "Exif\0\0" prefix of a JPEG APP1 segment
 XMP = "xmp "  # the XMP packet, UTF-8
 ICC = "iccp"  # the ICC profile the picture's numbers are in (an RGB source's, kept), as PNG's iCCP
+QMAP = "qmap"  # a quality per hyper-latent pixel (lite/qmap.py); only in version 5 and later
 # An extra's tag: four printable ASCII characters, as PNG's chunk types (e.g. "alph", "xmp ").
 _TAG_RULE = re.compile(r"[\x20-\x7e]{4}")
 
@@ -97,7 +102,7 @@ class Header:
 @dataclass(frozen=True)
 class Container:
     """A header, its entropy-coded streams and (version 4) its extras: tag -> bytes, in file order.
-    Writing extras makes the file version 4 whatever the header's version says."""
+    Writing extras makes the file version 4 whatever the header's version says (5 with a quality map)."""
 
     header: Header
     streams: list[bytes] = field(default_factory=list)
@@ -105,7 +110,7 @@ class Container:
 
     def to_bytes(self) -> bytes:
         h = self.header
-        version = max(h.version, EXTRAS_VERSION) if self.extras else h.version
+        version = max(h.version, QMAP_VERSION if QMAP in self.extras else EXTRAS_VERSION) if self.extras else h.version
         name = h.model.encode("utf-8")
         if not 0 < len(name) < 256:
             raise ValueError("model name must be 1 to 255 bytes of UTF-8")
@@ -227,6 +232,8 @@ def _parse_body(data: bytes, header_len: int, version: int) -> tuple[Header, lis
         streams.append(data[pos: pos + length])
         pos += length
     extras = _parse_extras(data, pos, payload_end) if version >= EXTRAS_VERSION else {}
+    if QMAP in extras and version < QMAP_VERSION:  # its decoders skip the tag and decode wrongly
+        raise FormatError(f"corrupted .edc file: a quality map in a version-{version} file")
     if version < EXTRAS_VERSION and pos != payload_end:
         raise FormatError("corrupted .edc file: trailing bytes after the last stream")
     header = Header(model, weights_hash, quality, width, height, channels, bit_depth, conversions, version, tile)

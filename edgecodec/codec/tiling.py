@@ -36,7 +36,9 @@ import torch
 from compressai.layers import GDN
 from torch import nn
 
+from ..errors import FormatError
 from ..lite.entropy import HYPER_HALO
+from ..lite.qmap import Quality
 from ..lite.rans import pad_stream
 from ..lite.tiles import (LATENT_STRIDE, TILE_LATENT, TILE_PIXELS, Region, analysis_window, latent_span,  # noqa: F401
                           num_tiles, pack_tiles, synthesis_windows, tile_grid, unpack_tiles)
@@ -174,34 +176,39 @@ def _tile_params(model: EdgeCodecModel, z_hat: torch.Tensor, rows: slice, cols: 
 
 
 @torch.no_grad()
-def compress_tiled(model: EdgeCodecModel, y: torch.Tensor, quality: float, tile: int) -> list[bytes]:
-    """The streams of a tiled file: [tile table of y, z] (hyperprior) or [tile table of y]."""
-    g = model.gains(torch.tensor([quality]))
+def compress_tiled(model: EdgeCodecModel, y: torch.Tensor, quality: Quality, tile: int) -> list[bytes]:
+    """The streams of a tiled file: [tile table of y, z] (hyperprior) or [tile table of y].
+    ``quality``: one, or a quality map (lite/qmap.py)."""
+    y_gain, z_gain = model.encoder_gains(quality)
+    per_pixel = isinstance(quality, np.ndarray)  # y_gain is then a map over y's pixels
     tiles = tile_grid(y.shape[-2], y.shape[-1], tile)
     if model.config.prior == "factorized":
-        strings = [model.latent_codec.compress(y[..., r, c] * g["y_gain"])["strings"][0][0] for r, c in tiles]
+        strings = [model.latent_codec.compress(y[..., r, c] * y_gain)["strings"][0][0] for r, c in tiles]
         return [pack_tiles(strings)]
-    z_string, z_symbols = model.compress_hyper(y, g["z_gain"])
+    z_string, z_symbols = model.compress_hyper(y, z_gain)
     exact = model.exact_entropy()
     strings = []
     for rows, cols in tiles:
-        strings.append(model.code_y(y[..., rows, cols], g["y_gain"], exact.side(z_symbols, quality, rows, cols)))
+        strings.append(model.code_y(y[..., rows, cols], y_gain[..., rows, cols] if per_pixel else y_gain,
+                                    exact.side(z_symbols, quality, rows, cols)))
     return [pack_tiles(strings), z_string]
 
 
 # --- decoder -------------------------------------------------------------------------------------
 @torch.no_grad()
-def decompress_tiled(model: EdgeCodecModel, streams: list[bytes], height: int, width: int, quality: float,
+def decompress_tiled(model: EdgeCodecModel, streams: list[bytes], height: int, width: int, quality: Quality,
                      tile: int, version: int = 3, region: Region | None = None) -> np.ndarray:
     """Decode the streams of a tiled file into an (height, width, 3) uint8 array, or only the
     ``region`` (left, top, width, height; checked by the caller): the tiles it needs, the same
-    pixels as the whole image's crop."""
+    pixels as the whole image's crop. ``quality``: the file's, or (version 5) its quality map."""
     s = model.stride
     lh, lw = (height + (-height % s)) // LATENT_STRIDE, (width + (-width % s)) // LATENT_STRIDE
     if model.config.prior != "factorized" and version >= 3:  # the shared format-3 path (lite.entropy)
         span = latent_span(list(synthesis_windows(lh, lw, height, width, tile, synthesis_halo(model), region)))
         y_hat = torch.from_numpy(model.exact_entropy().decode(streams, (lh, lw), quality, tile, span))[None]
         return synthesize_tiled(model, y_hat, height, width, tile, region=region)
+    if isinstance(quality, np.ndarray):
+        raise FormatError("corrupted .edc file: a quality map for a model or version without an exact hyperprior")
     tiles = tile_grid(lh, lw, tile)
     tile_streams = unpack_tiles(streams[0], len(tiles))
     g = model.gains(torch.tensor([quality]))

@@ -20,6 +20,7 @@ are coded in tiles of ``TILE_LATENT`` latent pixels, as the PyTorch encoder code
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,8 @@ from .alpha import encode_alpha
 from .decoder import onnx_session, read_export
 from .entropy import HYPER_STRIDE, ExactEntropyModel
 from .hyper import gain
-from .tiles import LATENT_STRIDE, TILE_LATENT, TILE_PIXELS, analysis_window, pack_tiles, tile_grid
+from .qmap import Quality, RegionsOfInterest, per_latent_pixel
+from .tiles import LATENT_STRIDE, TILE_LATENT, TILE_PIXELS, Region, analysis_window, pack_tiles, tile_grid
 
 STRIDE = LATENT_STRIDE * HYPER_STRIDE  # image sides are padded to a multiple of this (64)
 ALPHA_DROPPED = 8  # container.CONVERSIONS bit
@@ -56,12 +58,15 @@ class LiteEncoder:
         self.hyper_analysis = onnx_session(self.model_dir / "hyper_encoder.onnx", threads)
 
     def encode(self, image: np.ndarray, quality: float = 0.5, alpha: str = "keep",
-               max_pixels: int | None = None, target_bytes: int | None = None) -> bytes:
+               max_pixels: int | None = None, target_bytes: int | None = None,
+               roi: Sequence[Region] | np.ndarray | None = None, roi_quality: float = 1.0) -> bytes:
         """An (H, W, 3) RGB or (H, W, 4) RGBA uint8 array at ``quality`` in [0, 1] (stored, as by
         ``edgecodec compress``, in 1/65535 steps), or at the largest quality whose file fits
         ``target_bytes`` (``codec.rate_search``, as ``compress --target-size``: within 3% of the
         target when the model reaches it; the analysis runs once). ``alpha``: "keep" codes an
-        RGBA image's alpha plane losslessly beside the picture, "drop" discards it."""
+        RGBA image's alpha plane losslessly beside the picture, "drop" discards it. ``roi``:
+        regions of interest coded at ``roi_quality`` (rectangles or a mask, as ``edgecodec.compress``
+        takes them; ``quality`` or the target's search is then the background's)."""
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 \
                 or image.shape[2] not in (3, 4) or 0 in image.shape:
             raise ValueError(f"expected an (H, W, 3) or (H, W, 4) uint8 array, got "
@@ -72,15 +77,17 @@ class LiteEncoder:
         extras = {ALPHA: encode_alpha(image[..., 3])} if channels == 4 and alpha == "keep" else {}
         return self.encode_picture(np.ascontiguousarray(image[..., :3]), quality, channels=channels,
                                    conversions=ALPHA_DROPPED if channels == 4 and alpha == "drop" else 0,
-                                   extras=extras, max_pixels=max_pixels, target_bytes=target_bytes)
+                                   extras=extras, max_pixels=max_pixels, target_bytes=target_bytes,
+                                   roi=roi, roi_quality=roi_quality)
 
     def encode_picture(self, rgb: np.ndarray, quality: float = 0.5, *, channels: int = 3, bit_depth: int = 8,
                        conversions: int = 0, extras: dict[str, bytes] | None = None,
-                       max_pixels: int | None = None, target_bytes: int | None = None) -> bytes:
+                       max_pixels: int | None = None, target_bytes: int | None = None,
+                       roi: Sequence[Region] | np.ndarray | None = None, roi_quality: float = 1.0) -> bytes:
         """The file of an (H, W, 3) uint8 picture whose source had ``channels``, ``bit_depth`` and
         went through ``conversions`` (container.CONVERSIONS), with the source's ``extras``: what
         edgecodec's image preparation (codec.imageio, codec.extras) reports, for ``compress
-        --backend onnx``. ``target_bytes``: as in ``encode``."""
+        --backend onnx``. ``target_bytes``, ``roi`` and ``roi_quality``: as in ``encode``."""
         if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3 \
                 or 0 in rgb.shape:
             raise ValueError(f"expected an (H, W, 3) uint8 array, got {getattr(rgb, 'shape', type(rgb).__name__)} "
@@ -92,6 +99,7 @@ class LiteEncoder:
             raise ValueError(f"target_bytes must be a whole number of bytes, 1 or more, not {target_bytes!r}")
         height, width = rgb.shape[:2]
         check_pixels(width, height, max_pixels)
+        regions = None if roi is None else RegionsOfInterest.of(roi, width, height, roi_quality)
         padded = (height + (-height % STRIDE), width + (-width % STRIDE))
         tile = TILE_LATENT if padded[0] * padded[1] > TILE_PIXELS else 0
         if tile and self.analysis_halo is None:
@@ -102,9 +110,12 @@ class LiteEncoder:
         z_raw = self.hyper_analysis.run(None, {"y": y[None]})[0][0]  # h_a(y): the gain scales it per quality
 
         def file(q16: int) -> bytes:
+            quality, qmap = q16 / QUALITY_SCALE, {}
+            if regions is not None:  # a quality map; the header keeps the background's quality
+                q16, quality, qmap = regions.at(q16)
             header = Header(self.model_name, self.weights_hash, q16, width, height, channels, bit_depth,
                             conversions, tile=tile)
-            return Container(header, self._code(y, z_raw, q16 / QUALITY_SCALE, tile), extras or {}).to_bytes()
+            return Container(header, self._code(y, z_raw, quality, tile), {**(extras or {}), **qmap}).to_bytes()
 
         if target_bytes is not None:
             return search_quality(file, int(target_bytes)).data
@@ -129,15 +140,19 @@ class LiteEncoder:
             y[:, rows, cols] = y_win[:, own[0], own[1]]
         return y
 
-    def _code(self, y: np.ndarray, z_raw: np.ndarray, quality: float, tile: int) -> list[bytes]:
+    def _code(self, y: np.ndarray, z_raw: np.ndarray, quality: Quality, tile: int) -> list[bytes]:
         """The y and z streams of y and ``z_raw`` = h_a(y), as ``EdgeCodecModel.compress_latent``
         (one piece) and ``tiling.compress_tiled`` (a tile table of y streams, each tile's parameters
-        from its own z window) write them."""
+        from its own z window) write them; ``quality``: one, or a quality map (``lite.qmap``)."""
         y_gain = gain(self.log_y_gain, quality, self.entropy.min_level).astype(np.float32)
         z_gain = gain(self.log_z_gain, quality, self.entropy.min_level).astype(np.float32)
-        z = z_raw * z_gain[:, None, None]
+        if isinstance(quality, np.ndarray):  # per cell: y's gains over its latent pixels, z's one a cell
+            y_gain, z_gain = per_latent_pixel(y_gain), np.moveaxis(z_gain, -1, 0)
+        else:
+            y_gain, z_gain = y_gain[:, None, None], z_gain[:, None, None]
+        z = z_raw * z_gain
         z_symbols = np.rint(z - self.z_medians).astype(np.int32)  # EntropyBottleneck's "symbols"
-        y_gained = y * y_gain[:, None, None]
+        y_gained = y * y_gain
         if not tile:
             return [self.entropy.encode_y(y_gained, self.entropy.side(z_symbols, quality)),
                     self.entropy.encode_z(z_symbols)]

@@ -16,13 +16,13 @@ import numpy as np
 from .context import IntegerCheckerboard
 from .hyper import IntegerHyperSynthesis, fixed_gain, gain
 from .rans import CdfTable
-from .tiles import pack_tiles, tile_grid, unpack_tiles
+from .qmap import Quality, cells_of, per_latent_pixel
+from .tiles import HYPER_STRIDE, pack_tiles, tile_grid, unpack_tiles
 
 # z pixels added on each side of a tile's hyper-latent window before h_s computes the tile's
 # Gaussian parameters. Part of the format: both sides must compute the parameters from the same
 # windows. h_s reaches 1.75 z pixels, so with 2 the parameters equal the whole-image ones.
 HYPER_HALO = 2
-HYPER_STRIDE = 4  # latent pixels per hyper-latent pixel
 
 
 @dataclass(frozen=True)
@@ -62,11 +62,15 @@ class ExactEntropyModel:
     def hyper_channels(self) -> int:
         return len(self.z_table.cdf_length)
 
-    def y_gain_inv(self, quality: float) -> np.ndarray:
-        return gain(self.log_y_gain_inv, quality, self.min_level).astype(np.float32)
+    def y_gain_inv(self, quality: Quality) -> np.ndarray:
+        """y's inverse gain (float32): (M, 1, 1), or (M, h, w) per latent pixel of a quality map."""
+        g = gain(self.log_y_gain_inv, quality, self.min_level).astype(np.float32)
+        return per_latent_pixel(g) if isinstance(quality, np.ndarray) else g[:, None, None]
 
-    def z_gain_fixed(self, quality: float) -> np.ndarray:
-        return fixed_gain(self.log_z_gain_inv, quality, self.min_level)
+    def z_gain_fixed(self, quality: Quality) -> np.ndarray:
+        """z's inverse gain in fixed point (int64): (C,), or (C, rows, cols) per cell of a quality map."""
+        g = fixed_gain(self.log_z_gain_inv, quality, self.min_level)
+        return np.moveaxis(g, -1, 0) if isinstance(quality, np.ndarray) else g
 
     def decode_z(self, stream: bytes, z_shape: tuple[int, int]) -> np.ndarray:
         """z symbols (C, h, w): channel c uses table c (CompressAI's EntropyBottleneck layout)."""
@@ -74,10 +78,11 @@ class ExactEntropyModel:
         indexes = np.broadcast_to(np.arange(c, dtype=np.int32)[:, None, None], (c, *z_shape))
         return self.z_table.decode(stream, indexes)
 
-    def side(self, z_symbols: np.ndarray, quality: float, rows: slice | None = None,
+    def side(self, z_symbols: np.ndarray, quality: Quality, rows: slice | None = None,
              cols: slice | None = None) -> np.ndarray:
         """The integer hyper-synthesis output over the whole latent or one tile (latent rows /
-        cols), computed from the tile's z window widened by HYPER_HALO."""
+        cols), computed from the tile's z window widened by HYPER_HALO (and, with a quality map,
+        the z gains of that window's cells)."""
         g = self.z_gain_fixed(quality)
         if rows is None:
             return self.hyper.raw(z_symbols, g)
@@ -85,7 +90,7 @@ class ExactEntropyModel:
         s = HYPER_STRIDE
         r0, r1 = max(0, rows.start // s - HYPER_HALO), min(zh, -(-rows.stop // s) + HYPER_HALO)
         c0, c1 = max(0, cols.start // s - HYPER_HALO), min(zw, -(-cols.stop // s) + HYPER_HALO)
-        raw = self.hyper.raw(z_symbols[:, r0:r1, c0:c1], g)
+        raw = self.hyper.raw(z_symbols[:, r0:r1, c0:c1], g[:, r0:r1, c0:c1] if g.ndim == 3 else g)
         return raw[:, rows.start - s * r0: rows.stop - s * r0, cols.start - s * c0: cols.stop - s * c0]
 
     def encode_z(self, z_symbols: np.ndarray) -> bytes:
@@ -114,8 +119,9 @@ class ExactEntropyModel:
         self.context.run(side, self.hyper.table_indexes, code)
         return pack_tiles(passes)
 
-    def decode_y(self, stream: bytes, side: np.ndarray, quality: float) -> np.ndarray:
-        """y_hat of one stream (whole latent or tile) whose hyper-synthesis output is ``side``."""
+    def decode_y(self, stream: bytes, side: np.ndarray, quality: Quality) -> np.ndarray:
+        """y_hat of one stream (whole latent or tile) whose hyper-synthesis output is ``side``
+        (``quality``: the tile's, or the cells of the map under it)."""
         if self.context is None:
             indexes, means = self.hyper.params_from_raw(side)
             return self.dequantize(self.y_table.decode(stream, indexes), means, quality)
@@ -124,18 +130,19 @@ class ExactEntropyModel:
                                           lambda selected, indexes, _: self.y_table.decode(next(passes), indexes))
         return self.dequantize(symbols, means, quality)
 
-    def dequantize(self, symbols: np.ndarray, means: np.ndarray | None, quality: float) -> np.ndarray:
+    def dequantize(self, symbols: np.ndarray, means: np.ndarray | None, quality: Quality) -> np.ndarray:
         """y_hat = (symbols + means) * y_gain_inv, in float32 as CompressAI computes it."""
         y = symbols.astype(np.float32)
         if means is not None:
             y += means
-        return y * self.y_gain_inv(quality)[:, None, None]
+        return y * self.y_gain_inv(quality)
 
-    def decode(self, streams: list[bytes], shape: tuple[int, int], quality: float, tile: int = 0,
+    def decode(self, streams: list[bytes], shape: tuple[int, int], quality: Quality, tile: int = 0,
                span: tuple[slice, slice] | None = None) -> np.ndarray:
         """y_hat (M, h, w) of a stream pair [y, z]; tiled (``tile`` latent pixels a side): stream 1
-        is the tile table, each tile's parameters come from its own z window. ``span`` (latent
-        rows, cols; tiled streams): decode only the tiles that meet it, the rest of y_hat is 0."""
+        is the tile table, each tile's parameters come from its own z window. ``quality``: the
+        file's, or its quality map (``lite.qmap``). ``span`` (latent rows, cols; tiled streams):
+        decode only the tiles that meet it, the rest of y_hat is 0."""
         tiles = tile_grid(*shape, tile) if tile else None
         tile_streams = unpack_tiles(streams[0], len(tiles)) if tile else None
         z = self.decode_z(streams[1], (shape[0] // HYPER_STRIDE, shape[1] // HYPER_STRIDE))
@@ -145,5 +152,6 @@ class ExactEntropyModel:
         for (rows, cols), stream in zip(tiles, tile_streams):
             if span is None or (rows.start < span[0].stop and span[0].start < rows.stop
                                 and cols.start < span[1].stop and span[1].start < cols.stop):
-                y_hat[:, rows, cols] = self.decode_y(stream, self.side(z, quality, rows, cols), quality)
+                y_hat[:, rows, cols] = self.decode_y(stream, self.side(z, quality, rows, cols),
+                                                     cells_of(quality, rows, cols))
         return y_hat

@@ -208,11 +208,13 @@ class IntegerHyperSynthesis:
     def raw(self, z_symbols: np.ndarray, z_gain_fixed: np.ndarray) -> np.ndarray:
         """h_s output (channels, 4h, 4w) as integers with ACT_BITS fractional bits (float64).
 
-        z_symbols: (C, h, w) integers; z_gain_fixed: (C,) from ``fixed_gain``."""
+        z_symbols: (C, h, w) integers; z_gain_fixed: (C,) from ``fixed_gain``, or (C, h, w), a
+        gain per pixel (a quality map)."""
         limit = ACT_LIMIT_FIXED
         z = z_symbols.astype(np.int64) * (1 << ACT_BITS) + self.medians.astype(np.int64)[:, None, None]
         z = np.clip(z, -limit, limit).astype(np.int64)  # bounds the product below 2^63
-        x = ((z * z_gain_fixed[:, None, None]) >> GAIN_BITS).astype(np.float64)
+        g = z_gain_fixed if z_gain_fixed.ndim == 3 else z_gain_fixed[:, None, None]
+        x = ((z * g) >> GAIN_BITS).astype(np.float64)
         return run_layers(x, self.layers)
 
     def params(self, z_symbols: np.ndarray, z_gain_fixed: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

@@ -10,6 +10,7 @@ import numpy as np
 from ..errors import FormatError, UsageError
 
 LATENT_STRIDE = 16  # image pixels per latent pixel
+HYPER_STRIDE = 4  # latent pixels per hyper-latent pixel
 # Images whose padded size exceeds this many pixels are tiled (codec/tiling.py). A whole-image pass
 # costs about 215 bytes an image pixel (1.7 GB more for 3840x2160 with the shipped model), a tiled
 # one about 10 bytes a pixel (the uint8 image, the latent, the output) plus one window (< 0.1 GB):

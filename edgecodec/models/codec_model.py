@@ -28,6 +28,7 @@ from torch import nn
 
 from ..errors import FormatError
 from ..lite.entropy import ExactEntropyModel
+from ..lite.qmap import Quality, per_latent_pixel
 from ..lite.rans import pad_stream
 from .context import checkerboard_latent_codec
 from .transforms import STRIDE, analysis_transform, hyper_analysis, hyper_synthesis, synthesis_transform
@@ -206,16 +207,30 @@ class EdgeCodecModel(CompressionModel):
         """Analysis transform of one image (1, 3, H, W) in [0, 1], H and W multiples of ``stride``."""
         return self._latent(x)
 
-    @torch.no_grad()
-    def compress_latent(self, y: torch.Tensor, quality: float) -> dict[str, Any]:
-        """Entropy-code a latent at a quality (format version 3). Returns the byte strings (y
-        first, then z for hyperprior models) and y's spatial shape."""
-        g = self.gains(torch.tensor([quality]))
+    def encoder_gains(self, quality: Quality) -> tuple[torch.Tensor, torch.Tensor]:
+        """y's and z's gains at a quality, (1, C, 1, 1) each, or at each cell of a quality map
+        (lite/qmap.py; hyperprior models): y's per latent pixel (1, M, h, w), z's per hyper-latent
+        pixel (1, C, h/4, w/4)."""
+        if not isinstance(quality, np.ndarray):
+            g = self.gains(torch.tensor([quality]))
+            return g["y_gain"], g["z_gain"]
         if self.config.prior == "factorized":
-            strings = [self.latent_codec.compress(y * g["y_gain"])["strings"][0][0]]
+            raise ValueError("quality maps need a hyperprior model")
+        g = self.gains(torch.from_numpy(quality.ravel()))  # one row per cell: (cells, C, 1, 1)
+        cells = lambda t: t[:, :, 0, 0].detach().reshape(*quality.shape, -1).numpy()  # noqa: E731
+        return (torch.from_numpy(per_latent_pixel(cells(g["y_gain"])))[None],
+                torch.from_numpy(np.moveaxis(cells(g["z_gain"]), -1, 0).copy())[None])
+
+    @torch.no_grad()
+    def compress_latent(self, y: torch.Tensor, quality: Quality) -> dict[str, Any]:
+        """Entropy-code a latent at a quality, or with a quality map (format version 3; 5 with a
+        map). Returns the byte strings (y first, then z for hyperprior models) and y's spatial shape."""
+        y_gain, z_gain = self.encoder_gains(quality)
+        if self.config.prior == "factorized":
+            strings = [self.latent_codec.compress(y * y_gain)["strings"][0][0]]
         else:
-            z_string, z_symbols = self.compress_hyper(y, g["z_gain"])
-            strings = [self.code_y(y, g["y_gain"], self.exact_entropy().side(z_symbols, quality)), z_string]
+            z_string, z_symbols = self.compress_hyper(y, z_gain)
+            strings = [self.code_y(y, y_gain, self.exact_entropy().side(z_symbols, quality)), z_string]
         return {"strings": strings, "shape": tuple(y.shape[-2:])}
 
     def compress_hyper(self, y: torch.Tensor, z_gain: torch.Tensor) -> tuple[bytes, np.ndarray]:
@@ -271,14 +286,17 @@ class EdgeCodecModel(CompressionModel):
         return self.compress_latent(self.analyze(x), quality)
 
     @torch.no_grad()
-    def decompress(self, strings: list[bytes], shape: tuple[int, int], quality: float,
+    def decompress(self, strings: list[bytes], shape: tuple[int, int], quality: Quality,
                    version: int = 3) -> torch.Tensor:
         """Decode byte strings into an image (1, 3, H, W) in [0, 1].
 
         Format version 3 takes y's Gaussian parameters from the integer hyper-synthesis
-        (``exact_entropy``); versions 1 and 2 from the float h_s on one thread."""
+        (``exact_entropy``); versions 1 and 2 from the float h_s on one thread. ``quality``: the
+        file's, or (version 5) its quality map."""
         if self.config.context != "none" and version < 3:
             raise FormatError(f"format version {version} has no context models")
+        if isinstance(quality, np.ndarray) and (self.config.prior == "factorized" or version < 3):
+            raise FormatError("corrupted .edc file: a quality map for a model or version without an exact hyperprior")
         if self.config.prior != "factorized" and version >= 3:
             y_hat = torch.from_numpy(self.exact_entropy().decode(strings, shape, quality))[None]
             with single_thread():

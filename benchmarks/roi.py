@@ -1,0 +1,115 @@
+"""What a region of interest costs and buys: Kodak images coded with a quality map.
+
+    python benchmarks/roi.py [--models fidelity,perceptual] [--background 0.2] [--region 0.8]
+                             [--limit N] [--threads 1]
+
+Each image's region is its central rectangle, a third of its width and height (on a 768 x 512
+image 256 x 171 pixels, which the map covers with 4 x 4 cells of 64 x 64: 17% of the area). Three
+files per image and model: the whole image at the background quality, at the region's quality,
+and at the background's with the region at its own (``compress(..., roi=...)``); and a fourth at
+one quality with the roi file's size (``target_size``), what the same bytes buy without a map.
+Measured: bytes; PSNR inside the rectangle and in the background (the pixels outside the region's
+cells). Prints the means and writes ``benchmarks/results/roi.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+from common import machine, write_results
+
+REPO = Path(__file__).resolve().parent.parent
+NAMES = ("background", "roi", "region", "same_size")
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / mse))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kodak", default=str(REPO.parent / "shared/data/kodak"))
+    parser.add_argument("--models", default="fidelity,perceptual")
+    parser.add_argument("--background", type=float, default=0.2)
+    parser.add_argument("--region", type=float, default=0.8)
+    parser.add_argument("--limit", type=int, default=None, help="only the first N images")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default=str(REPO / "benchmarks/results/roi.json"))
+    args = parser.parse_args()
+
+    import torch
+    from PIL import Image
+
+    import edgecodec
+    from edgecodec.codec import api
+    from edgecodec.lite.qmap import CELL
+
+    torch.set_num_threads(args.threads)
+    paths = sorted(Path(args.kodak).glob("*.png"))[: args.limit]
+    rows = []
+    for model in args.models.split(","):
+        for path in paths:
+            rgb = np.asarray(Image.open(path).convert("RGB"))
+            h, w = rgb.shape[:2]
+            rect = (w // 3, h // 3, w // 3, h // 3)
+            inside = (slice(rect[1], rect[1] + rect[3]), slice(rect[0], rect[0] + rect[2]))
+            cells = np.zeros((h, w), bool)  # the pixels of the cells the region touches
+            top, left = rect[1] // CELL * CELL, rect[0] // CELL * CELL
+            cells[top: -(-(rect[1] + rect[3]) // CELL) * CELL, left: -(-(rect[0] + rect[2]) // CELL) * CELL] = True
+            started = time.perf_counter()
+            files = {"background": edgecodec.compress(rgb, quality=args.background, model=model),
+                     "region": edgecodec.compress(rgb, quality=args.region, model=model),
+                     "roi": edgecodec.compress(rgb, quality=args.background, model=model, roi=[rect],
+                                               roi_quality=args.region)}
+            # the whole image at one quality, with as many bytes as the roi file
+            files["same_size"] = edgecodec.compress(rgb, model=model, target_size=len(files["roi"]))
+            decoded = {name: api.decode_array(data)[0] for name, data in files.items()}
+            row = {"model": model, "image": path.name, "rect": rect, "cells_fraction": float(cells.mean()),
+                   "seconds": time.perf_counter() - started}
+            for name, data in files.items():
+                row[f"{name}_bytes"] = len(data)
+                row[f"{name}_psnr_inside"] = psnr(decoded[name][inside], rgb[inside])
+                row[f"{name}_psnr_background"] = psnr(decoded[name][~cells], rgb[~cells])
+            rows.append(row)
+            print(f"{model} {path.name}: bytes {row['background_bytes']} / {row['roi_bytes']} / "
+                  f"{row['region_bytes']}, inside {row['roi_psnr_inside']:.2f} dB "
+                  f"(uniform {row['region_psnr_inside']:.2f}), background {row['roi_psnr_background']:.2f} dB "
+                  f"(uniform {row['background_psnr_background']:.2f})", flush=True)
+    summary = {}
+    for model in args.models.split(","):
+        mine = [r for r in rows if r["model"] == model]
+        mean = lambda key: float(np.mean([r[key] for r in mine]))  # noqa: E731
+        pixels = [r["rect"][2] * r["rect"][3] * 9 for r in mine]  # the image's pixels (the rect is a ninth)
+        summary[model] = {
+            "bpp": {name: float(np.mean([8 * r[f"{name}_bytes"] / p for r, p in zip(mine, pixels)]))
+                    for name in NAMES},
+            "psnr_inside": {name: mean(f"{name}_psnr_inside") for name in NAMES},
+            "psnr_background": {name: mean(f"{name}_psnr_background") for name in NAMES},
+            "cells_fraction": mean("cells_fraction"),
+            # bytes of the roi file above the background file, as a share of what the region-quality
+            # file adds over the background file
+            "extra_bytes_share": float(np.mean([(r["roi_bytes"] - r["background_bytes"])
+                                                / (r["region_bytes"] - r["background_bytes"]) for r in mine])),
+        }
+        s = summary[model]
+        print(f"{model}: bpp {s['bpp']['background']:.3f} / {s['bpp']['roi']:.3f} / {s['bpp']['region']:.3f} "
+              f"(background / roi / region quality); PSNR inside {s['psnr_inside']['roi']:.2f} dB "
+              f"(uniform region quality {s['psnr_inside']['region']:.2f}, background quality "
+              f"{s['psnr_inside']['background']:.2f}); background {s['psnr_background']['roi']:.2f} dB (uniform "
+              f"{s['psnr_background']['background']:.2f}); {100 * s['extra_bytes_share']:.0f}% of the extra bytes "
+              f"for {100 * s['cells_fraction']:.0f}% of the area; one quality at the roi file's size: "
+              f"{s['bpp']['same_size']:.3f} bpp, inside {s['psnr_inside']['same_size']:.2f} dB, background "
+              f"{s['psnr_background']['same_size']:.2f} dB")
+    result = {"command": "python benchmarks/roi.py " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "kodak") and v is not None),
+        "machine": machine(), "background_quality": args.background, "region_quality": args.region,
+        "summary": summary, "images": rows}
+    print(f"wrote {write_results(args.out, result)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""Regions of interest: a quality per 64 x 64 cell (format version 5's quality map, lite/qmap.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import edgecodec
+from edgecodec.codec import api
+from edgecodec.codec.container import QMAP, Container
+from edgecodec.errors import FormatError, UsageError
+from edgecodec.lite.qmap import (RegionsOfInterest, decode_quality_map, encode_quality_map, file_quality,
+                                 quality_map_summary)
+from edgecodec.zoo import load_model
+
+from conftest import SHIPPED, TINY, assert_one_error_line, fix_crc, psnr, run_cli
+
+RECT = (140, 70, 100, 90)  # cells (1..3, 2..3) of the 384 x 256 crop: rows 64-191, columns 128-255
+CELLS = (slice(64, 192), slice(128, 256))
+FAR = (slice(0, 64), slice(320, 384))  # a background cell two cells from the region
+
+
+@pytest.fixture(scope="module")
+def crop(kodim23_rgb) -> np.ndarray:
+    return np.ascontiguousarray(kodim23_rgb[96:352, 192:576])
+
+
+def test_quality_map_extra_round_trips_and_refuses_damage():
+    q16 = np.array([[0, 65535, 3], [7, 7, 40000]])
+    data = encode_quality_map(q16)
+    assert np.array_equal(decode_quality_map(data, (2, 3)), q16 / 65535)
+    with pytest.raises(FormatError, match="quality map of 2x3 cells, the image has 3x2"):
+        decode_quality_map(data, (3, 2))
+    for bad in (data[:3], data[:4] + b"not zlib", data[:-1], data + b"x",
+                data[:4] + __import__("zlib").compress(bytes(14))):  # one byte too many
+        with pytest.raises(FormatError, match="corrupted"):
+            decode_quality_map(bad, (2, 3))
+    with pytest.raises(ValueError, match="16-bit"):
+        encode_quality_map(np.array([[70000]]))
+
+
+def test_a_map_makes_the_file_version_5_and_version_4_files_cannot_hold_one(crop):
+    data = edgecodec.compress(crop, quality=0.2, model=SHIPPED, roi=[RECT], roi_quality=0.8)
+    container = Container.from_bytes(data)
+    assert container.header.version == 5 and container.header.quality_q16 == round(0.2 * 65535)
+    q = file_quality(container, (16, 24))
+    expected = np.full((4, 6), round(0.2 * 65535))
+    expected[1:3, 2:4] = round(0.8 * 65535)
+    assert np.array_equal(q, expected / 65535)
+    assert quality_map_summary(container) == {"cells": [4, 6], "min": expected.min() / 65535,
+                                              "max": expected.max() / 65535, "mean": expected.mean() / 65535}
+    as_version_4 = bytearray(data)
+    as_version_4[4] = 4  # a decoder of version 4 would skip the map and decode wrongly
+    with pytest.raises(FormatError, match="quality map in a version-4 file"):
+        Container.from_bytes(fix_crc(as_version_4))
+
+
+def test_regions_get_their_quality_and_the_background_keeps_its_own(crop):
+    low, high = (edgecodec.compress(crop, quality=q, model=SHIPPED) for q in (0.2, 0.8))
+    roi = edgecodec.compress(crop, quality=0.2, model=SHIPPED, roi=[RECT], roi_quality=0.8)
+    (a, _), (b, _), (c, _) = (api.decode_array(d) for d in (low, high, roi))
+    assert len(low) < len(roi) < len(high)
+    assert psnr(c[CELLS], crop[CELLS]) > psnr(a[CELLS], crop[CELLS]) + 3
+    assert abs(psnr(c[CELLS], crop[CELLS]) - psnr(b[CELLS], crop[CELLS])) < 0.3
+    assert abs(psnr(c[FAR], crop[FAR]) - psnr(a[FAR], crop[FAR])) < 0.1
+
+
+def test_a_uniform_map_codes_exactly_as_one_quality(crop):
+    """The gains per cell are the gains per image where every cell has the same quality; a map that
+    comes out uniform is written as a plain file."""
+    model, _ = load_model(SHIPPED)
+    y = model.analyze(api._to_tensor(crop, model.stride))
+    q = 21845 / 65535
+    assert model.compress_latent(y, np.full((4, 6), q))["strings"] == model.compress_latent(y, q)["strings"]
+    plain = edgecodec.compress(crop, quality=0.3, model=SHIPPED)
+    everywhere = edgecodec.compress(crop, quality=0.1, model=SHIPPED, roi=[(0, 0, 384, 256)], roi_quality=0.3)
+    below = edgecodec.compress(crop, quality=0.3, model=SHIPPED, roi=[RECT], roi_quality=0.1)
+    assert everywhere == below == plain and Container.from_bytes(plain).header.version == 3
+
+
+def test_masks_grade_the_quality_and_bool_masks_are_full_weight(crop):
+    mask = np.zeros(crop.shape[:2], np.uint8)
+    mask[10, 10] = 102  # 40% of the way: one pixel makes its cell's weight
+    mask[200:, 300:] = 255
+    roi = RegionsOfInterest.of(mask, 384, 256, 0.7)
+    assert roi.weights[0, 0] == pytest.approx(0.4) and roi.weights[3, 5] == 1 and roi.weights.sum() == pytest.approx(2.4)
+    q16, quality, extras = roi.at(13107)
+    assert q16 == 13107 and QMAP in extras
+    assert round(quality[0, 0] * 65535) == round(13107 + 0.4 * (roi.region_q16 - 13107))
+    pil = Image.fromarray(mask > 0)  # mode "1"
+    data = edgecodec.compress(crop, quality=0.2, model=SHIPPED, roi=pil, roi_quality=0.7)
+    assert file_quality(Container.from_bytes(data), (16, 24))[0, 0] == roi.region_q16 / 65535
+    with pytest.raises(UsageError, match="image's size"):
+        RegionsOfInterest.of(mask[:-1], 384, 256, 0.7)
+    with pytest.raises(UsageError, match="uint8"):
+        RegionsOfInterest.of(mask.astype(np.float32), 384, 256, 0.7)
+    with pytest.raises(UsageError, match="not within the 384x256 image"):
+        RegionsOfInterest.of([(300, 0, 100, 10)], 384, 256, 0.7)
+    with pytest.raises(UsageError, match="non-empty list"):
+        RegionsOfInterest.of([], 384, 256, 0.7)
+    with pytest.raises(ValueError, match="region quality"):
+        RegionsOfInterest.of([RECT], 384, 256, 1.5)
+
+
+def test_tiled_files_with_a_map_decode_by_region_as_whole(crop):
+    encoder = api.Encoder(api.load_image(crop), SHIPPED, tile=16, roi=[RECT], roi_quality=0.8)
+    data = encoder.encode(api.quality_to_q16(0.2))
+    header = Container.from_bytes(data).header
+    assert header.tile == 16 and header.version == 5
+    whole, _ = api.decode_array(data)
+    one_piece, _ = api.decode_array(edgecodec.compress(crop, quality=0.2, model=SHIPPED, roi=[RECT], roi_quality=0.8))
+    assert psnr(whole, one_piece) > 40  # tiles change the entropy coding, not the picture
+    region = (100, 40, 200, 150)
+    part, _ = api.decode_array(data, region=region)
+    assert np.array_equal(part, whole[40:190, 100:300])
+
+
+def test_a_target_size_searches_the_background_quality(crop):
+    low = len(edgecodec.compress(crop, quality=0.0, model=SHIPPED, roi=[RECT], roi_quality=0.9))
+    target = 2 * low
+    data = edgecodec.compress(crop, model=SHIPPED, target_size=target, roi=[RECT], roi_quality=0.9)
+    assert 0.97 * target <= len(data) <= target
+    container = Container.from_bytes(data)
+    assert 0 < container.header.quality < 0.9 and quality_map_summary(container)["max"] == round(0.9 * 65535) / 65535
+
+
+def test_models_and_modes_that_cannot_take_regions_refuse_them(crop, tmp_path, monkeypatch):
+    from edgecodec.models import create_model
+    from edgecodec.zoo import save_model
+
+    with pytest.raises(ValueError, match="refinement does not take regions"):
+        edgecodec.compress(crop, model=SHIPPED, roi=[RECT], refine_steps=2)
+    torch.manual_seed(0)
+    save_model(create_model("cae", prior="factorized", **TINY).eval(), tmp_path, "flat", {"summary": "test"})
+    monkeypatch.setenv("EDGECODEC_MODEL_PATH", str(tmp_path))
+    with pytest.raises(ValueError, match="need a hyperprior model"):
+        edgecodec.compress(crop, model="flat", roi=[RECT])
+
+
+def test_a_map_of_the_wrong_size_is_a_corrupted_file(crop):
+    data = edgecodec.compress(crop, quality=0.2, model=SHIPPED, roi=[RECT], roi_quality=0.8)
+    c = Container.from_bytes(data)
+    damaged = Container(c.header, c.streams, {QMAP: encode_quality_map(np.zeros((4, 5), np.int64))}).to_bytes()
+    with pytest.raises(FormatError, match="quality map of 4x5 cells, the image has 4x6"):
+        api.decode_array(damaged)
+
+
+def test_command_line_regions(kodim23, tmp_path):
+    out = tmp_path / "r.edc"
+    result = run_cli("--threads", "1", "compress", kodim23, "-o", out, "--model", SHIPPED, "--quality", "0.2",
+                     "--roi", "300,100,200,200", "--roi", "0,0,10,10", "--roi-quality", "0.8")
+    assert result.returncode == 0, result.stderr
+    assert "quality 0.2000" in result.stdout and "regions of interest at quality 0.8000" in result.stdout
+    info = json.loads(run_cli("info", "--json", out).stdout)
+    assert info["format_version"] == 5 and info["quality_map"]["cells"] == [8, 12]
+    assert "quality map: 12x8 cells of 64x64 px, quality 0.2000 to 0.8000" in run_cli("info", out).stdout
+    mask = tmp_path / "mask.png"
+    Image.new("L", (512, 768)).save(mask)  # kodim23 is 768 x 512
+    for args, code, fragments in [
+        (["--roi", "700,100,200,200"], 2, ("not within the 768x512 image",)),
+        (["--roi", "1,1,5,5", "--roi-mask", mask], 2, ("not both",)),
+        (["--roi-mask", mask], 2, ("the mask", "is 512x768; the image is 768x512")),
+        (["--roi-mask", tmp_path / "none.png"], 3, ("cannot read the mask",)),
+        (["--roi", "1,1,5,5", "--refine", "3"], 2, ("--refine optimises one quality",)),
+    ]:
+        bad = tmp_path / "bad.edc"
+        result = run_cli("compress", kodim23, "-o", bad, "--model", SHIPPED, *args)
+        assert result.returncode == code, (args, result.stderr)
+        assert_one_error_line(result.stderr, *fragments)
+        assert not bad.exists()
+    result = run_cli("compress", kodim23.parent, "-o", tmp_path / "dir", "--roi", "1,1,5,5")
+    assert result.returncode == 2 and not (tmp_path / "dir").exists()
+    assert_one_error_line(result.stderr, "give an image file, not a folder")
+
+
+def test_pillow_saves_with_regions(crop, tmp_path):
+    Image.fromarray(crop).save(tmp_path / "p.edc", quality=0.2, model=SHIPPED, roi=[RECT], roi_quality=0.8)
+    assert (tmp_path / "p.edc").read_bytes() == edgecodec.compress(crop, quality=0.2, model=SHIPPED, roi=[RECT],
+                                                                   roi_quality=0.8)
