@@ -158,6 +158,13 @@ def test_command_line_regions(kodim23, tmp_path):
     info = json.loads(run_cli("info", "--json", out).stdout)
     assert info["format_version"] == 5 and info["quality_map"]["cells"] == [8, 12]
     assert "quality map: 12x8 cells of 64x64 px, quality 0.2000 to 0.8000" in run_cli("info", out).stdout
+    # metrics --region measures the region alone: higher than the whole image, and what the crop gives
+    whole, part = (json.loads(run_cli("metrics", kodim23, out, "--json", *extra).stdout)[0]
+                   for extra in ((), ("--region", "300,100,200,200")))
+    decoded = edgecodec.decompress(out.read_bytes())
+    reference = np.asarray(Image.open(kodim23).convert("RGB"))
+    assert part["psnr"] == pytest.approx(psnr(np.asarray(decoded)[100:300, 300:500], reference[100:300, 300:500]))
+    assert part["psnr"] > whole["psnr"] + 3 and part["bpp"] == whole["bpp"] and part["region"] == [300, 100, 200, 200]
     mask = tmp_path / "mask.png"
     Image.new("L", (512, 768)).save(mask)  # kodim23 is 768 x 512
     for args, code, fragments in [

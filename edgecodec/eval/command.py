@@ -10,7 +10,7 @@ import argparse
 import math
 from pathlib import Path
 
-from ..argtypes import int_at_least, names, numbers, positive_number
+from ..argtypes import int_at_least, names, numbers, positive_number, region
 
 DEFAULT_CODECS = "jpeg,webp,avif,jxl"
 DEFAULT_QUALITIES = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1"
@@ -172,6 +172,9 @@ def add_metrics_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument("reference", help="the original image")
     p.add_argument("files", nargs="+", help="coded or decoded images of the same size")
     p.add_argument("--st-lpips", action="store_true", help="also ST-LPIPS (AlexNet, shift-tolerant; slower)")
+    p.add_argument("--region", type=region, metavar="LEFT,TOP,WIDTH,HEIGHT",
+                   help="measure the quality in this part of the images only (e.g. a region of interest coded "
+                        "with compress --roi); bpp stays the whole file's")
     p.add_argument("--json", action="store_true", help="print the figures as JSON, a list with one entry a file")
     p.set_defaults(func=cmd_metrics)
     return p
@@ -184,10 +187,12 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
     from ..codec.imageio import load_image
     from ..errors import EdgecodecError, InputImageError
+    from ..lite.tiles import check_region, crop_region
     from ..metrics import ms_ssim, psnr, ssim
 
     reference = load_image(args.reference, alpha="drop").rgb
     height, width = reference.shape[:2]
+    part = check_region(args.region, width, height) if args.region else None
     lpips = None
     if args.st_lpips:
         from .runner import STLPIPS
@@ -204,17 +209,19 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         except EdgecodecError as exc:  # load_image's errors name the file
             failures.append(str(exc))
             continue
+        ref, decoded = crop_region(reference, part), crop_region(decoded, part)
         rows.append({"file": name, "bytes": size, "bpp": 8 * size / (width * height),
-                     "psnr": psnr(reference, decoded), "ssim": ssim(reference, decoded),
-                     "ms_ssim": ms_ssim(reference, decoded),
-                     "st_lpips": lpips(reference, decoded) if lpips is not None else None})
+                     "psnr": psnr(ref, decoded), "ssim": ssim(ref, decoded), "ms_ssim": ms_ssim(ref, decoded),
+                     "st_lpips": lpips(ref, decoded) if lpips is not None else None,
+                     **({"region": list(part)} if part else {})})
     if args.json:
         finite = [{k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in r.items()}
                   for r in rows]
         print(json.dumps(finite, indent=2))
     for r in rows if not args.json else []:
         lpips_text = f", ST-LPIPS {_fmt(r['st_lpips'], 4)}" if lpips is not None else ""
-        print(f"{r['file']}: {r['bytes']:,} bytes, {r['bpp']:.4f} bpp, PSNR {_fmt(r['psnr'], 2)} dB, "
+        where = f" in {','.join(map(str, part))}" if part else ""
+        print(f"{r['file']}: {r['bytes']:,} bytes, {r['bpp']:.4f} bpp, PSNR{where} {_fmt(r['psnr'], 2)} dB, "
               f"SSIM {_fmt(r['ssim'], 4)}, MS-SSIM {_fmt(r['ms_ssim'], 4)}{lpips_text}")
     if failures:
         raise InputImageError("; ".join(failures))
