@@ -39,6 +39,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="only the first N images")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/roi.json"))
+    parser.add_argument("--figure", metavar="PNG", help="only draw the README's figure (docs/roi.png): kodim23 "
+                                                        "with a region on the parrots' heads, --models' first model")
     args = parser.parse_args()
 
     import torch
@@ -49,6 +51,10 @@ def main() -> None:
     from edgecodec.lite.qmap import CELL
 
     torch.set_num_threads(args.threads)
+    if args.figure:
+        write_figure(Path(args.figure), Path(args.kodak) / "kodim23.png", (400, 130, 150, 150),
+                     args.models.split(",")[0], args.background, args.region)
+        return
     paths = sorted(Path(args.kodak).glob("*.png"))[: args.limit]
     rows = []
     for model in args.models.split(","):
@@ -109,6 +115,45 @@ def main() -> None:
         "machine": machine(), "background_quality": args.background, "region_quality": args.region,
         "summary": summary, "images": rows}
     print(f"wrote {write_results(args.out, result)}")
+
+
+def write_figure(path: Path, image: Path, rect: tuple[int, int, int, int], model: str, background: float,
+                 region: float) -> None:
+    """The image coded with the region at ``region`` and the rest at ``background``, beside it at
+    one quality with as many bytes (both halved, the region outlined); below, the region's crops
+    at twice the size: original, one quality, with the region."""
+    from PIL import Image, ImageDraw
+
+    import edgecodec
+    from edgecodec.codec import api
+
+    rgb = np.asarray(Image.open(image).convert("RGB"))
+    roi = edgecodec.compress(rgb, quality=background, model=model, roi=[rect], roi_quality=region)
+    same = edgecodec.compress(rgb, model=model, target_size=len(roi))
+    left, top, w, h = rect
+    panels = [(f"one quality, {len(same):,} bytes", api.decode_array(same)[0]),
+              (f"background {background} + region {region}, {len(roi):,} bytes", api.decode_array(roi)[0])]
+    crops = [("original", rgb)] + [(label.split(",")[0], pixels) for label, pixels in panels]
+    gap, label_h = 4, 18
+    half = (rgb.shape[1] // 2, rgb.shape[0] // 2)
+    width = max(2 * half[0] + gap, 3 * 2 * w + 2 * gap)
+    figure = Image.new("RGB", (width, 2 * label_h + half[1] + 2 * h + gap), "white")
+    draw = ImageDraw.Draw(figure)
+    for i, (label, pixels) in enumerate(panels):
+        x = i * (half[0] + gap)
+        figure.paste(Image.fromarray(pixels).resize(half, Image.LANCZOS), (x, label_h))
+        draw.rectangle((x + left // 2, label_h + top // 2, x + (left + w) // 2, label_h + (top + h) // 2),
+                       outline="red")
+        draw.text((x + 2, 3), label, fill="black")
+    y = 2 * label_h + half[1] + gap
+    for i, (label, pixels) in enumerate(crops):
+        x = i * (2 * w + gap)
+        crop = Image.fromarray(np.ascontiguousarray(pixels[top: top + h, left: left + w]))
+        figure.paste(crop.resize((2 * w, 2 * h), Image.NEAREST), (x, y))
+        draw.text((x + 2, y - label_h + 3), f"region: {label}", fill="black")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.save(path)
+    print(f"wrote {path} ({model}: {len(same)} and {len(roi)} bytes)")
 
 
 if __name__ == "__main__":
