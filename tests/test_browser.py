@@ -7,6 +7,7 @@ used. Set EDGECODEC_WEB_SCREENSHOT=docs/web.png to refresh the screenshot in the
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 import time
@@ -161,3 +162,22 @@ def test_upload_compare_drag_download(page, crop_path, tmp_path):
     page.screenshot(path=str(shot), full_page=True)
     with Image.open(shot) as img:
         assert img.width >= 1000
+
+
+def test_a_region_of_interest_typed_on_the_page(page):
+    """After the comparison above (quality 0.8): a region coded at its own quality, and every
+    codec's PSNR in it beside its whole-image PSNR."""
+    page.fill("#roi", "64, 0, 64, 64")
+    page.eval_on_selector("#roi-quality", "el => { el.value = '0.95'; el.dispatchEvent(new Event('input')); }")
+    assert page.inner_text("#roi-quality-value") == "0.95"
+    page.press("#roi", "Enter")
+    page.wait_for_function("document.querySelector('#results tr td:nth-child(7)').textContent"
+                           " === 'quality 0.800, region 0.95'")
+    page.wait_for_selector("#status", state="hidden")
+    psnr_cells = page.eval_on_selector_all("#results tr td:nth-child(4)", "tds => tds.map(t => t.textContent)")
+    assert len(psnr_cells) == 6 and all(re.fullmatch(r"[0-9.]+ \(region [0-9.]+\)", c) for c in psnr_cells)
+    page.fill("#roi", "5000,0,1,1")  # outside the image: the server's reason is shown
+    page.press("#roi", "Enter")
+    page.wait_for_selector("#error", state="visible")
+    assert "not within the" in page.inner_text("#error")
+    page.fill("#roi", "")

@@ -87,7 +87,8 @@ def test_masks_grade_the_quality_and_bool_masks_are_full_weight(crop):
     mask[10, 10] = 102  # 40% of the way: one pixel makes its cell's weight
     mask[200:, 300:] = 255
     roi = RegionsOfInterest.of(mask, 384, 256, 0.7)
-    assert roi.weights[0, 0] == pytest.approx(0.4) and roi.weights[3, 5] == 1 and roi.weights.sum() == pytest.approx(2.4)
+    assert roi.weights[0, 0] == pytest.approx(0.4) and roi.weights[3, 5] == 1
+    assert roi.weights.sum() == pytest.approx(2.4)
     q16, quality, extras = roi.at(13107)
     assert q16 == 13107 and QMAP in extras
     assert round(quality[0, 0] * 65535) == round(13107 + 0.4 * (roi.region_q16 - 13107))

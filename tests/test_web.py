@@ -26,7 +26,7 @@ from edgecodec.eval import classical  # noqa: E402
 from edgecodec.web import app as web  # noqa: E402
 from edgecodec.web.command import add_serve_parser  # noqa: E402
 
-from conftest import SHIPPED, assert_one_error_line, cli_env  # noqa: E402
+from conftest import SHIPPED, assert_one_error_line, cli_env, psnr  # noqa: E402
 from edgecodec import cli  # noqa: E402
 from edgecodec.zoo import DEFAULT_MODEL  # noqa: E402
 
@@ -110,6 +110,24 @@ def test_compress_at_quality(client, crop_png, crop_rgb):
     assert np.array_equal(np.array(Image.open(io.BytesIO(base64.b64decode(data["original_png"])))), crop_rgb)
 
 
+def test_a_region_of_interest_is_coded_at_its_quality_and_measured_alone(client, crop_png, crop_rgb):
+    plain = {e["codec"]: e for e in client.post(f"/api/compress?quality=0.2&model={SHIPPED}",
+                                                content=crop_png).json()["results"]}
+    r = client.post(f"/api/compress?quality=0.2&model={SHIPPED}&roi=64,0,64,64&roi_quality=0.9", content=crop_png)
+    assert r.status_code == 200, r.text
+    data = r.json()
+    assert data["roi"] == [64, 0, 64, 64] and data["roi_quality"] == 0.9
+    results = {e["codec"]: e for e in data["results"]}
+    edc = base64.b64decode(results["edgecodec"]["file"])
+    assert edgecodec.codec.Container.from_bytes(edc).header.version == 5  # the file carries the map
+    assert results["edgecodec"]["bytes"] > plain["edgecodec"]["bytes"]
+    region = _decoded(results["edgecodec"])[:64, 64:128]
+    assert results["edgecodec"]["region_psnr"] == pytest.approx(psnr(region, crop_rgb[:64, 64:128]))
+    assert results["edgecodec"]["region_psnr"] > plain["edgecodec"]["psnr"] + 2
+    assert all(e["region_psnr"] is not None for e in results.values())
+    assert all(e["region_psnr"] is None for e in plain.values())
+
+
 def test_compress_to_target_size(client, crop_png):
     target = 2000
     r = client.post(f"/api/compress?target_size={target}", content=crop_png)
@@ -177,6 +195,9 @@ def test_text_file_is_400(client):
     ("target_size=lots", "cannot parse size"),
     ("model=nope", "unknown model"),
     ("model=..%2F..%2Fetc", "invalid model name"),
+    ("roi=1,2,3", "roi: expected LEFT,TOP,WIDTH,HEIGHT"),
+    ("roi=0,0,5000,10", "not within the"),
+    ("roi=0,0,5,5&roi_quality=2", "roi_quality must be between 0 and 1"),
 ])
 def test_bad_parameters_are_400(client, crop_png, query, message):
     r = client.post(f"/api/compress?{query}", content=crop_png)

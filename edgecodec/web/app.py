@@ -5,7 +5,9 @@ Routes:
 ``GET /``                 the page (``static/index.html``; ``/static/*`` its script and style)
 ``GET /api/info``         models, available classical codecs and the server's limits
 ``POST /api/compress``    the image file as the raw request body; query parameters ``model``,
-                          ``quality`` (0..1) or ``target_size`` (bytes or "40KB"), ``lpips`` (0/1).
+                          ``quality`` (0..1) or ``target_size`` (bytes or "40KB"), ``lpips`` (0/1),
+                          ``roi`` ("left,top,width,height": a region of interest coded at
+                          ``roi_quality``, default 1, and measured alone as ``region_psnr``).
                           Answers JSON: the edgecodec stream and the JPEG, WebP, AVIF, JPEG XL and
                           HEIC files of at most its size, each with bytes, bpp, PSNR, MS-SSIM,
                           ST-LPIPS (when asked), the file and its decoded PNG (base64).
@@ -18,6 +20,7 @@ requests do not wait for one another (up to ``workers`` at once); the event loop
 
 from __future__ import annotations
 
+import argparse
 import base64
 import io
 import math
@@ -34,7 +37,8 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image, UnidentifiedImageError
 
-from .. import __version__
+from .. import __version__, argtypes
+from ..lite.tiles import Region
 from .command import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB
 
 # Formats the server reads; Pillow knows more, but untrusted uploads get the common ones only.
@@ -130,13 +134,16 @@ def read_image(data: bytes, max_pixels: int):
 
 
 def compare(data: bytes, *, model: str | None, quality: float | None, target_size: str | None, lpips: bool,
-            max_pixels: int, metrics: _Metrics) -> dict[str, Any]:
-    """The whole comparison for one upload (CPU work: run it in a worker thread)."""
+            max_pixels: int, metrics: _Metrics, roi: Region | None = None, roi_quality: float = 1.0) -> dict[str, Any]:
+    """The whole comparison for one upload (CPU work: run it in a worker thread). ``roi``: a region
+    of interest, coded by edgecodec at ``roi_quality`` and measured alone in every entry."""
     from .. import zoo
     from ..codec.api import Encoder, decode_array, parse_size, quality_to_q16
     from ..codec.container import CONVERSIONS
     from ..errors import EdgecodecError
     from ..eval import classical
+    from ..lite.tiles import check_region, crop_region
+    from ..metrics import psnr
 
     start = time.perf_counter()
     model = model or zoo.DEFAULT_MODEL
@@ -145,7 +152,9 @@ def compare(data: bytes, *, model: str | None, quality: float | None, target_siz
     height, width = rgb.shape[:2]
     pixels = width * height
     try:
-        encoder = Encoder(prepared, model)
+        if roi is not None:
+            roi = check_region(roi, width, height)
+        encoder = Encoder(prepared, model, roi=None if roi is None else [roi], roi_quality=roi_quality)
         t0 = time.perf_counter()
         if target_size is not None:
             requested = parse_size(target_size)
@@ -166,7 +175,8 @@ def compare(data: bytes, *, model: str | None, quality: float | None, target_siz
               seconds: float, extension: str) -> dict[str, Any]:
         return {"codec": name, "label": label, "bytes": len(file), "bpp": 8 * len(file) / pixels,
                 "quality": quality_value, "fits": fits, "encode_s": seconds, "extension": extension,
-                "mime": MIME[name], **metrics(rgb, dec, lpips), "file": _b64(file), "png": _b64(_png(dec))}
+                "mime": MIME[name], **metrics(rgb, dec, lpips), "file": _b64(file), "png": _b64(_png(dec)),
+                "region_psnr": None if roi is None else _finite(psnr(crop_region(rgb, roi), crop_region(dec, roi)))}
 
     results = [entry("edgecodec", f"edgecodec ({model})", edc, decoded, round(q16 / 65535, 4),
                      requested is None or len(edc) <= requested, encode_s, ".edc")]
@@ -182,7 +192,8 @@ def compare(data: bytes, *, model: str | None, quality: float | None, target_siz
     return {"width": width, "height": height, "pixels": pixels, "model": model,
             "source": {"format": source_format, "conversions": [n for b, n in CONVERSIONS.items()
                                                                   if prepared.conversions & b]},
-            "requested_bytes": requested, "target_bytes": target, "original_png": _b64(_png(rgb)),
+            "requested_bytes": requested, "target_bytes": target, "roi": roi,
+            "roi_quality": None if roi is None else roi_quality, "original_png": _b64(_png(rgb)),
             "results": results, "elapsed_s": time.perf_counter() - start}
 
 
@@ -233,11 +244,17 @@ def create_app(max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1e6), max_pix
 
     @app.post("/api/compress")
     async def compress(request: Request, model: str | None = None, quality: float | None = None,
-                       target_size: str | None = None, lpips: bool = False) -> JSONResponse:
+                       target_size: str | None = None, lpips: bool = False, roi: str | None = None,
+                       roi_quality: float = 1.0) -> JSONResponse:
         if quality is not None and target_size:
             raise WebError(400, "give a quality or a target size, not both")
-        if quality is not None and not 0.0 <= quality <= 1.0:
-            raise WebError(400, f"quality must be between 0 and 1, got {quality}")
+        for name, value in (("quality", quality), ("roi_quality", roi_quality)):
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise WebError(400, f"{name} must be between 0 and 1, got {value}")
+        try:
+            region_of_interest = argtypes.region(roi) if roi else None
+        except argparse.ArgumentTypeError as exc:
+            raise WebError(400, f"roi: {exc}") from None
         limit = f"{_size(max_upload_bytes)} (edgecodec serve --max-upload-mb)"
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > max_upload_bytes:
@@ -250,7 +267,7 @@ def create_app(max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1e6), max_pix
         result = await anyio.to_thread.run_sync(
             lambda: compare(bytes(body), model=model, quality=quality,
                             target_size=target_size or None, lpips=lpips, max_pixels=max_pixels,
-                            metrics=metrics),
+                            metrics=metrics, roi=region_of_interest, roi_quality=roi_quality),
             limiter=limiter)
         return JSONResponse(result)
 

@@ -76,6 +76,11 @@ async function run() {
   if ($("mode-target").checked) params.set("target_size", $("target").value.trim());
   else params.set("quality", $("quality").value);
   if ($("lpips").checked) params.set("lpips", "1");
+  const roi = $("roi").value.replace(/\s+/g, "");
+  if (roi) {
+    params.set("roi", roi);
+    params.set("roi_quality", $("roi-quality").value);
+  }
   showError("");
   $("run").disabled = true;
   setBusy("Encoding with edgecodec, then JPEG, WebP, AVIF, JPEG XL and HEIC at the same size…");
@@ -125,10 +130,12 @@ function show(data) {
   for (const r of data.results) {
     const tr = document.createElement("tr");
     if (r.psnr === bestPsnr) tr.className = "best-row";
-    const setting = r.codec === "edgecodec" ? `quality ${r.quality.toFixed(3)}` : `q ${r.quality}`;
+    const region = data.roi ? `, region ${data.roi_quality.toFixed(2)}` : "";
+    const setting = r.codec === "edgecodec" ? `quality ${r.quality.toFixed(3)}${region}` : `q ${r.quality}`;
     const fits = r.fits ? "" : ' <span class="warn" title="even the lowest quality is larger than the target">over</span>';
     tr.innerHTML = `<td></td><td>${r.bytes.toLocaleString()}${fits}</td><td>${fmt(r.bpp, 3)}</td>` +
-      `<td>${fmt(r.psnr, 2)}</td><td>${fmt(r.ms_ssim, 4)}</td><td>${fmt(r.st_lpips, 4)}</td><td>${setting}</td><td></td>`;
+      `<td>${fmt(r.psnr, 2)}${data.roi ? ` <span class="muted">(region ${fmt(r.region_psnr, 2)})</span>` : ""}</td>` +
+      `<td>${fmt(r.ms_ssim, 4)}</td><td>${fmt(r.st_lpips, 4)}</td><td>${setting}</td><td></td>`;
     tr.cells[0].textContent = r.label;
     const file = document.createElement("a");
     file.href = r.fileUrl;
@@ -238,6 +245,9 @@ function setupInputs() {
   document.addEventListener("drop", (e) => { e.preventDefault(); pickFile(e.dataTransfer.files[0]); });
   const q = $("quality");
   q.addEventListener("input", () => { $("quality-value").textContent = Number(q.value).toFixed(2); });
+  const rq = $("roi-quality");
+  rq.addEventListener("input", () => { $("roi-quality-value").textContent = Number(rq.value).toFixed(2); });
+  $("roi").addEventListener("keydown", (e) => { if (e.key === "Enter") run(); });
   q.addEventListener("change", run);  // on release: one request per choice, not per pixel dragged
   for (const radio of document.querySelectorAll("input[name=mode]")) {
     radio.addEventListener("change", () => {
