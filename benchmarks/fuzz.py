@@ -418,7 +418,8 @@ def _mutate_extras(rng: random.Random, f: dict) -> bytes:
                       + ["qmap"] * (3 if tag == b"qmap" else 0))
     if kind == "qmap":  # the quality map: its shape, its length, its values (any 16-bit value is valid)
         rows, cols = struct.unpack_from("<HH", value) if len(value) >= 4 else (1, 1)
-        shape = rng.choice([(rows, cols), (rows, cols), (cols, rows), (rows + 1, cols), (0, 0), (65535, 65535)])
+        shape = rng.choice([(rows, cols), (rows, cols), (cols, rows), (min(rows + 1, 65535), cols), (0, 0),
+                            (65535, 65535)])
         size = 2 * max(1, min(rows * cols, 1 << 16))  # a map mutated earlier may claim no cells
         value = struct.pack("<HH", *shape) + rng.choice([  # built lazily: only the chosen one
             lambda: zlib.compress(_blob(rng, size)), lambda: zlib.compress(bytes(size - 2)),

@@ -101,7 +101,7 @@ class Header:
 
 @dataclass(frozen=True)
 class Container:
-    """A header, its entropy-coded streams and (version 4) its extras: tag -> bytes, in file order.
+    """A header, its entropy-coded streams and (versions 4 and 5) its extras: tag -> bytes, in file order.
     Writing extras makes the file version 4 whatever the header's version says (5 with a quality map)."""
 
     header: Header
