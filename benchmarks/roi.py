@@ -25,11 +25,6 @@ REPO = Path(__file__).resolve().parent.parent
 NAMES = ("background", "roi", "region", "same_size")
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255.0**2 / mse))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kodak", default=str(REPO.parent / "shared/data/kodak"))
@@ -49,6 +44,7 @@ def main() -> None:
     import edgecodec
     from edgecodec.codec import api
     from edgecodec.lite.qmap import CELL
+    from edgecodec.metrics import psnr
 
     torch.set_num_threads(args.threads)
     if args.figure:

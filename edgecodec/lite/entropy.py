@@ -64,13 +64,11 @@ class ExactEntropyModel:
 
     def y_gain_inv(self, quality: Quality) -> np.ndarray:
         """y's inverse gain (float32): (M, 1, 1), or (M, h, w) per latent pixel of a quality map."""
-        g = gain(self.log_y_gain_inv, quality, self.min_level).astype(np.float32)
-        return per_latent_pixel(g) if isinstance(quality, np.ndarray) else g[:, None, None]
+        return per_latent_pixel(gain(self.log_y_gain_inv, quality, self.min_level).astype(np.float32))
 
     def z_gain_fixed(self, quality: Quality) -> np.ndarray:
         """z's inverse gain in fixed point (int64): (C,), or (C, rows, cols) per cell of a quality map."""
-        g = fixed_gain(self.log_z_gain_inv, quality, self.min_level)
-        return np.moveaxis(g, -1, 0) if isinstance(quality, np.ndarray) else g
+        return np.moveaxis(fixed_gain(self.log_z_gain_inv, quality, self.min_level), -1, 0)  # (C,): unchanged
 
     def decode_z(self, stream: bytes, z_shape: tuple[int, int]) -> np.ndarray:
         """z symbols (C, h, w): channel c uses table c (CompressAI's EntropyBottleneck layout)."""

@@ -70,9 +70,18 @@ def cells_of(quality: Quality, rows: slice, cols: slice) -> Quality:
                    cols.start // HYPER_STRIDE: -(-cols.stop // HYPER_STRIDE)]
 
 
-def per_latent_pixel(cell_values: np.ndarray) -> np.ndarray:
-    """(rows, cols, C) values per cell -> (C, 4 rows, 4 cols): each cell's over its latent pixels."""
-    return np.repeat(np.repeat(np.moveaxis(cell_values, -1, 0), HYPER_STRIDE, axis=1), HYPER_STRIDE, axis=2)
+def per_latent_pixel(values: np.ndarray) -> np.ndarray:
+    """Per-channel values laid over y: (C,) (one quality) -> (C, 1, 1); (rows, cols, C), one row a
+    map cell -> (C, 4 rows, 4 cols), each cell's over its latent pixels."""
+    if values.ndim == 1:
+        return values[:, None, None]
+    return np.repeat(np.repeat(np.moveaxis(values, -1, 0), HYPER_STRIDE, axis=1), HYPER_STRIDE, axis=2)
+
+
+def per_cell(values: np.ndarray) -> np.ndarray:
+    """Per-channel values laid over z: (C,) (one quality) -> (C, 1, 1); (rows, cols, C), one row a
+    map cell -> (C, rows, cols)."""
+    return values[:, None, None] if values.ndim == 1 else np.moveaxis(values, -1, 0)
 
 
 def file_quality(container: Container, latent_shape: tuple[int, int]) -> Quality:

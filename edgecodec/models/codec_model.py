@@ -28,7 +28,7 @@ from torch import nn
 
 from ..errors import FormatError
 from ..lite.entropy import ExactEntropyModel
-from ..lite.qmap import Quality, per_latent_pixel
+from ..lite.qmap import Quality, per_cell, per_latent_pixel
 from ..lite.rans import pad_stream
 from .context import checkerboard_latent_codec
 from .transforms import STRIDE, analysis_transform, hyper_analysis, hyper_synthesis, synthesis_transform
@@ -219,7 +219,7 @@ class EdgeCodecModel(CompressionModel):
         g = self.gains(torch.from_numpy(quality.ravel()))  # one row per cell: (cells, C, 1, 1)
         cells = lambda t: t[:, :, 0, 0].detach().reshape(*quality.shape, -1).numpy()  # noqa: E731
         return (torch.from_numpy(per_latent_pixel(cells(g["y_gain"])))[None],
-                torch.from_numpy(np.moveaxis(cells(g["z_gain"]), -1, 0).copy())[None])
+                torch.from_numpy(per_cell(cells(g["z_gain"])).copy())[None])
 
     @torch.no_grad()
     def compress_latent(self, y: torch.Tensor, quality: Quality) -> dict[str, Any]:
