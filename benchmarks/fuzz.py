@@ -10,7 +10,7 @@ temporary model folder; the harness needs nothing of the package beyond its publ
 ``edgecodec.codec.api.Encoder(..., tile=16)`` for the tiled seeds). Tiled seeds (format version 2:
 the smallest tile the format allows, 16 latent pixels = 256 image pixels, so that images of a few
 hundred pixels have 2 to 4 tiles) make up about a third of the seeds. Format-4 seeds carry extras
-(docs/format.md): an alpha plane coded with zlib or as a constant, EXIF and XMP. Format-5 seeds
+(docs/format.md): an alpha plane coded with zlib or as a constant, EXIF and XMP. Format-5 and -6 seeds
 carry a quality map (regions of interest), one piece and tiled.
 
 Mutations (one to three per case, chosen by a seeded RNG, so a run is reproducible from --seed):
@@ -76,6 +76,7 @@ _FIELDS_AFTER_NAME = [  # (name, offset from 8 + n, struct format)
 # Version 2 adds a 16-bit tile field after them (offset 22); a tiled file's stream 1 is a table of
 # tile streams, each a 4-byte length and its bytes.
 TILE = 16  # latent pixels a side: the smallest tile the format allows
+QUALITY_MAPS = {b"qmap", b"qlat"}  # the extras that hold a quality map (versions 5 and 6)
 
 
 # --- seeds ---------------------------------------------------------------------------------------
@@ -146,7 +147,10 @@ def _seed_streams(rng) -> list[bytes]:
     for model in ("fuzzms", "fuzzfact"):
         seeds.append(edgecodec.compress(np.dstack([images[0], mask]), quality=0.5, model=model))
         seeds.append(edgecodec.compress(with_metadata, quality=0.5, model=model, metadata="keep"))
-    # Format 5: quality maps (regions of interest; hyperprior models only), one piece and tiled.
+    # Formats 5 and 6: quality maps (regions of interest; hyperprior models only), per 64-pixel cell
+    # (a region that fills one cell with its margin) and per latent pixel, one piece and tiled.
+    seeds.append(edgecodec.compress(np.hstack([images[1], images[1]]), quality=0.2, model="fuzzms",
+                                    roi=[(8, 8, 48, 48)]))
     seeds.append(edgecodec.compress(images[3], quality=0.2, model="fuzzms", roi=[(0, 0, 10, 10)]))
     seeds.append(Encoder(load_image(tiled[0]), "fuzzms", tile=TILE, roi=[(200, 100, 100, 80)]).encode(0))
     return seeds
@@ -154,7 +158,7 @@ def _seed_streams(rng) -> list[bytes]:
 
 # --- parsing / serialising (independent of the package, so the harness can build invalid files) --
 def parse(data: bytes) -> dict | None:
-    """Split a valid file (versions 1 to 5) into fields; None if it is not one."""
+    """Split a valid file (versions 1 to 6) into fields; None if it is not one."""
     try:
         n = data[7]
         fields = {"version": data[4], "header_len": struct.unpack_from("<H", data, 5)[0],
@@ -415,7 +419,7 @@ def _mutate_extras(rng: random.Random, f: dict) -> bytes:
     i = rng.randrange(len(extras))
     tag, value = extras[i]
     kind = rng.choice(["alpha", "alpha", "alpha", "tag", "length", "count", "drop_table", "add"]
-                      + ["qmap"] * (3 if tag == b"qmap" else 0))
+                      + ["qmap"] * (3 if tag in QUALITY_MAPS else 0))
     if kind == "qmap":  # the quality map: its shape, its length, its values (any 16-bit value is valid)
         rows, cols = struct.unpack_from("<HH", value) if len(value) >= 4 else (1, 1)
         shape = rng.choice([(rows, cols), (rows, cols), (cols, rows), (min(rows + 1, 65535), cols), (0, 0),
@@ -425,7 +429,7 @@ def _mutate_extras(rng: random.Random, f: dict) -> bytes:
             lambda: zlib.compress(_blob(rng, size)), lambda: zlib.compress(bytes(size - 2)),
             lambda: zlib.compress(bytes(size + 2)), lambda: zlib.compress(bytes(64 * size)),
             lambda: _blob(rng, 16), lambda: b"", lambda: zlib.compress(_blob(rng, size))[:-4]])()
-        extras[i] = (b"qmap", value)
+        extras[i] = (tag, value)
     elif kind == "alpha":
         n = f["width"] * f["height"]
         if not 0 < n <= MAX_PIXELS:  # a header mutated earlier: build no empty or huge planes
@@ -440,7 +444,8 @@ def _mutate_extras(rng: random.Random, f: dict) -> bytes:
             lambda: b"\x01" + zlib.compress(_blob(rng, n))[:-4]])()  # no Adler-32
         extras[i] = (b"alph", value)
     elif kind == "tag":
-        extras[i] = (rng.choice([b"alph", b"exif", b"xmp ", b"qmap", b"zzzz", b"al\x00h", b"\xff\xff\xff\xff"]), value)
+        extras[i] = (rng.choice([b"alph", b"exif", b"xmp ", *QUALITY_MAPS, b"zzzz", b"al\x00h", b"\xff\xff\xff\xff"]),
+                     value)
     elif kind == "length":
         lengths: list[int | None] = [None] * len(extras)
         lengths[i] = _edge(rng, 32, len(value))
@@ -574,7 +579,7 @@ def run_campaign(cases: int, seed: int = 0, timeout: float = 2.0, max_rss_mb: in
         by_op: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
         tiled_seeds = {i for i, s in enumerate(seeds) if (parse(s) or {}).get("tile")}
         extras_seeds = {i for i, s in enumerate(seeds) if (parse(s) or {}).get("extras")}
-        qmap_seeds = {i for i, s in enumerate(seeds) if b"qmap" in dict((parse(s) or {}).get("extras") or [])}
+        qmap_seeds = {i for i, s in enumerate(seeds) if set(dict((parse(s) or {}).get("extras") or [])) & QUALITY_MAPS}
         tiled_counts: collections.Counter = collections.Counter()
         qmap_counts: collections.Counter = collections.Counter()
         failures: list[dict] = []

@@ -1,15 +1,21 @@
 """What a region of interest costs and buys: Kodak images coded with a quality map.
 
     python benchmarks/roi.py [--models fidelity,perceptual] [--background 0.2] [--region 0.8]
-                             [--limit N] [--threads 1]
+                             [--small 48,96,160] [--limit N] [--threads 1]
 
 Each image's region is its central rectangle, a third of its width and height (on a 768 x 512
-image 256 x 171 pixels, which the map covers with 4 x 4 cells of 64 x 64: 17% of the area). Three
-files per image and model: the whole image at the background quality, at the region's quality,
-and at the background's with the region at its own (``compress(..., roi=...)``); and a fourth at
-one quality with the roi file's size (``target_size``), what the same bytes buy without a map.
-Measured: bytes; PSNR inside the rectangle and in the background (the pixels outside the region's
-cells). Prints the means and writes ``benchmarks/results/roi.json``.
+image 256 x 171 pixels, which the map covers, with its 8-pixel margin, with 12 x 13 latent pixels
+of 16 x 16: 18% of the area). Three files per image and model: the whole image at the background
+quality, at the region's quality, and at the background's with the region at its own
+(``compress(..., roi=...)``); and a fourth at one quality with the roi file's size
+(``target_size``), what the same bytes buy without a map. Measured: bytes; PSNR inside the
+rectangle and in the background (the pixels outside the map's region).
+
+Small regions (``--small``, squares of these sides at seeded random places, one of each per image):
+the map per latent pixel with its margin (format version 6, what ``compress`` writes) against
+the map per 64 x 64 cell that format version 5 held (every cell the square touches, no margin):
+the bytes each adds to the background file, and the square's PSNR, beside the whole image at the
+region's quality. Prints the means and writes ``benchmarks/results/roi.json``.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ def main() -> None:
     parser.add_argument("--models", default="fidelity,perceptual")
     parser.add_argument("--background", type=float, default=0.2)
     parser.add_argument("--region", type=float, default=0.8)
+    parser.add_argument("--small", default="48,96,160", help="sides of the small square regions (empty: none)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/roi.json"))
@@ -43,7 +50,7 @@ def main() -> None:
 
     import edgecodec
     from edgecodec.codec import api
-    from edgecodec.lite.qmap import CELL
+    from edgecodec.lite.qmap import CELL, LATENT_STRIDE, RegionsOfInterest
     from edgecodec.metrics import psnr
 
     torch.set_num_threads(args.threads)
@@ -52,6 +59,7 @@ def main() -> None:
                      args.models.split(",")[0], args.background, args.region)
         return
     paths = sorted(Path(args.kodak).glob("*.png"))[: args.limit]
+    sides = [int(v) for v in args.small.split(",") if v]
     rows = []
     for model in args.models.split(","):
         for path in paths:
@@ -59,9 +67,8 @@ def main() -> None:
             h, w = rgb.shape[:2]
             rect = (w // 3, h // 3, w // 3, h // 3)
             inside = (slice(rect[1], rect[1] + rect[3]), slice(rect[0], rect[0] + rect[2]))
-            cells = np.zeros((h, w), bool)  # the pixels of the cells the region touches
-            top, left = rect[1] // CELL * CELL, rect[0] // CELL * CELL
-            cells[top: -(-(rect[1] + rect[3]) // CELL) * CELL, left: -(-(rect[0] + rect[2]) // CELL) * CELL] = True
+            weights = RegionsOfInterest.of([rect], w, h, args.region).weights
+            cells = np.kron(weights > 0, np.ones((LATENT_STRIDE, LATENT_STRIDE), bool))[:h, :w]  # the map's region
             started = time.perf_counter()
             files = {"background": edgecodec.compress(rgb, quality=args.background, model=model),
                      "region": edgecodec.compress(rgb, quality=args.region, model=model),
@@ -76,6 +83,26 @@ def main() -> None:
                 row[f"{name}_bytes"] = len(data)
                 row[f"{name}_psnr_inside"] = psnr(decoded[name][inside], rgb[inside])
                 row[f"{name}_psnr_background"] = psnr(decoded[name][~cells], rgb[~cells])
+            rng = np.random.RandomState(len(rows))
+            row["small"] = []
+            for side in sides:  # the same squares for every model: the seed is the image's index
+                square = (int(rng.randint(0, w - side)), int(rng.randint(0, h - side)), side, side)
+                part = (slice(square[1], square[1] + side), slice(square[0], square[0] + side))
+                encoder = api.Encoder(api.load_image(rgb), model, roi=[square], roi_quality=args.region)
+                fine = encoder.encode(api.quality_to_q16(args.background))
+                touched = np.zeros((-(-h // CELL), -(-w // CELL)))
+                touched[square[1] // CELL: -(-(square[1] + side) // CELL), square[0] // CELL: -(-(square[0] + side) // CELL)] = 1
+                encoder.roi = RegionsOfInterest(np.kron(touched, np.ones((CELL // LATENT_STRIDE,) * 2)),
+                                                encoder.roi.region_q16)
+                coarse = encoder.encode(api.quality_to_q16(args.background))
+                entry = {"side": side, "rect": square}
+                for name, data in (("latent16", fine), ("cells64", coarse)):
+                    entry[f"{name}_extra_bytes"] = len(data) - len(files["background"])
+                    entry[f"{name}_psnr"] = psnr(api.decode_array(data)[0][part], rgb[part])
+                entry["region_psnr"] = psnr(decoded["region"][part], rgb[part])
+                entry["background_psnr"] = psnr(decoded["background"][part], rgb[part])
+                row["small"].append(entry)
+            row["seconds"] = time.perf_counter() - started
             rows.append(row)
             print(f"{model} {path.name}: bytes {row['background_bytes']} / {row['roi_bytes']} / "
                   f"{row['region_bytes']}, inside {row['roi_psnr_inside']:.2f} dB "
@@ -106,6 +133,15 @@ def main() -> None:
               f"for {100 * s['cells_fraction']:.0f}% of the area; one quality at the roi file's size: "
               f"{s['bpp']['same_size']:.3f} bpp, inside {s['psnr_inside']['same_size']:.2f} dB, background "
               f"{s['psnr_background']['same_size']:.2f} dB")
+        s["small"] = {}
+        for side in sides:
+            entries = [e for r in mine for e in r["small"] if e["side"] == side]
+            m = {key: float(np.mean([e[key] for e in entries])) for key in entries[0] if key not in ("side", "rect")}
+            s["small"][side] = m
+            print(f"{model}, {side}x{side} squares: extra bytes {m['latent16_extra_bytes']:.0f} per latent pixel, "
+                  f"{m['cells64_extra_bytes']:.0f} per 64-pixel cell ({m['latent16_extra_bytes'] / m['cells64_extra_bytes'] - 1:+.0%}); "
+                  f"PSNR {m['latent16_psnr']:.2f} / {m['cells64_psnr']:.2f} dB (whole image at the region's "
+                  f"quality {m['region_psnr']:.2f}, at the background's {m['background_psnr']:.2f})")
     result = {"command": "python benchmarks/roi.py " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "kodak") and v is not None),
         "machine": machine(), "background_quality": args.background, "region_quality": args.region,

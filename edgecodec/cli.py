@@ -191,7 +191,7 @@ def _fmt_metric(value: float, digits: int) -> str:
 
 # --- compress ------------------------------------------------------------------------------------
 def _compress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
-    from .codec.container import QMAP, Container
+    from .codec.container import STREAM_EXTRAS, Container
     from .codec.imageio import load_image
 
     _check_output(dst, args.force)
@@ -200,7 +200,7 @@ def _compress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
     prepared = load_image(source, alpha=args.alpha, max_pixels=args.max_pixels, metadata=args.metadata,
                           icc=args.icc)
     note = ""
-    roi = _regions_of_interest(args, prepared.rgb.shape[:2])
+    roi = _regions_of_interest(args, src, prepared.rgb.shape[:2])
     if args.backend == "onnx":  # the torch-free encoder (edgecodec.lite): no torch import on this path
         from .codec.extras import source_extras
 
@@ -217,7 +217,7 @@ def _compress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
     container = Container.from_bytes(data)
     header = container.header
     h, w = prepared.rgb.shape[:2]
-    if QMAP in container.extras:
+    if STREAM_EXTRAS.keys() & container.extras.keys():  # a quality map
         note = f", regions of interest at quality {round(args.roi_quality * 65535) / 65535:.4f}{note}"
     line = (f"{_shown(src, 'stdin')} -> {_shown(dst, 'stdout')}: {w}x{h}, {len(data)} bytes, "
             f"{8 * len(data) / (w * h):.4f} bpp, quality {header.quality:.4f}, model {header.model}{note}")
@@ -230,23 +230,36 @@ def _compress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
     return line
 
 
-def _regions_of_interest(args: argparse.Namespace, shape: tuple[int, int]):
-    """--roi's rectangles, --roi-mask's image as an (H, W) uint8 array (checked against the input's
-    ``shape``), or None."""
+def _mask_path(args: argparse.Namespace, src: Path) -> Path | None:
+    """The --roi-mask of the input ``src``: the mask file, or in a folder of masks the one at the
+    image's path relative to the input folder with the suffix .png (None when there is none)."""
+    mask = Path(args.roi_mask)
+    if not mask.is_dir():
+        return mask
+    path = (mask / src.relative_to(args.input)).with_suffix(".png")
+    return path if path.is_file() else None
+
+
+def _regions_of_interest(args: argparse.Namespace, src: Path, shape: tuple[int, int]):
+    """--roi's rectangles, the input's --roi-mask as an (H, W) uint8 array (checked against the
+    input's ``shape``), or None."""
     if not args.roi_mask:
         return args.roi
+    path = _mask_path(args, src)
+    if path is None:  # a folder of masks without one for this image: no region in it
+        return None
     import numpy as np
     from PIL import Image
 
     from .errors import InputImageError, UsageError
 
     try:
-        with Image.open(args.roi_mask) as mask:
+        with Image.open(path) as mask:
             mask = np.asarray(mask.convert("L"))
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise InputImageError(f"cannot read the mask {args.roi_mask}: {exc}") from None
+        raise InputImageError(f"cannot read the mask {path}: {exc}") from None
     if mask.shape != tuple(shape):
-        raise UsageError(f"the mask {args.roi_mask} is {mask.shape[1]}x{mask.shape[0]}; the image is "
+        raise UsageError(f"the mask {path} is {mask.shape[1]}x{mask.shape[0]}; the image is "
                          f"{shape[1]}x{shape[0]}")
     return mask
 
@@ -305,9 +318,10 @@ def cmd_compress(args: argparse.Namespace) -> int:
         raise UsageError("--onnx-dir goes with --backend onnx")
     if args.roi and args.roi_mask:
         raise UsageError("give the regions of interest as --roi rectangles or as a --roi-mask, not both")
-    if (args.roi or args.roi_mask) and (src.is_dir() or args.refine):
-        raise UsageError("--roi and --roi-mask describe one image: give an image file, not a folder"
-                         if src.is_dir() else "--refine optimises one quality: it does not take --roi or --roi-mask")
+    if (args.roi or args.roi_mask) and args.refine:
+        raise UsageError("--refine optimises one quality: it does not take --roi or --roi-mask")
+    if args.roi_mask and Path(args.roi_mask).is_dir() and not src.is_dir():
+        raise UsageError(f"--roi-mask {args.roi_mask} is a folder of masks: give a folder of images")
     if args.refine:  # refused up front (e.g. a perceptual model), not once per file of a folder
         from .codec.refine import refinement_objective
         from .zoo import DEFAULT_MODEL
@@ -315,6 +329,10 @@ def cmd_compress(args: argparse.Namespace) -> int:
         refinement_objective(args.model or DEFAULT_MODEL)
     if src.is_dir():
         from .codec.imageio import IMAGE_SUFFIXES
+        if args.roi_mask and Path(args.roi_mask).is_dir() and not any(
+                _mask_path(args, path) for path in src.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES):
+            raise UsageError(f"no mask in {args.roi_mask} matches an image of {src} (the mask of {src}/a/b.jpg is "
+                             f"{args.roi_mask}/a/b.png)")
         return _run_folder(src, args, IMAGE_SUFFIXES, ".edc", _compress_one)
     dst = Path(args.output) if args.output else _default_output(src, ".edc")
     _report(_compress_one(src, dst, args), dst)
@@ -636,7 +654,8 @@ def _info_fields(path: Path) -> tuple[dict, str]:
         ("streams", ", ".join(f"{len(s)} bytes" for s in c.streams)),
         ("extras", ", ".join(f"{EXTRA_NAMES.get(tag, repr(tag))} {len(v)} bytes" for tag, v in c.extras.items())
          or "none"),
-        ("quality map", f"{qmap['cells'][1]}x{qmap['cells'][0]} cells of 64x64 px, quality {qmap['min']:.4f} to "
+        ("quality map", f"{qmap['cells'][1]}x{qmap['cells'][0]} cells of {qmap['cell_pixels']}x{qmap['cell_pixels']} px, "
+                        f"quality {qmap['min']:.4f} to "
                         f"{qmap['max']:.4f} (mean {qmap['mean']:.4f})" if qmap else "none"),
         ("file size", f"{len(data)} bytes"), ("bpp", f"{8 * len(data) / (h.width * h.height):.4f}"),
     ]
@@ -811,11 +830,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "Default 0 (off)")
     p.add_argument("--roi", type=region, action="append", metavar="LEFT,TOP,WIDTH,HEIGHT",
                    help="a region of interest, coded at --roi-quality while the rest gets --quality (or the "
-                        "quality a target finds); repeat for several. In cells of 64 x 64 pixels: a cell that a "
-                        "region touches gets its quality. One image, hyperprior models")
+                        "quality a target finds); repeat for several. In cells of 16 x 16 pixels: a cell within 8 "
+                        "pixels of a region gets its quality; with a folder, the same rectangles in every image. "
+                        "Hyperprior models")
     p.add_argument("--roi-mask", metavar="IMAGE",
                    help="regions of interest as a grayscale image of the input's size: white is coded at "
-                        "--roi-quality, black at --quality, grays between")
+                        "--roi-quality, black at --quality, grays between. With a folder of images, a folder "
+                        "of masks: the mask of IN/a/b.jpg is MASKS/a/b.png, and an image without one is coded "
+                        "without regions")
     p.add_argument("--roi-quality", type=unit_interval, default=1.0, metavar="Q",
                    help="quality of the regions of interest, 0 to 1 (default 1)")
     p.add_argument("--metrics", action="store_true", help="decode again and print PSNR and MS-SSIM")

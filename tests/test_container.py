@@ -33,7 +33,7 @@ def test_round_trip_preserves_every_field():
     assert back.streams == streams
     assert back.to_bytes() == data
     assert back.header.version == STREAM_VERSION == 3  # what the encoder writes for a file without extras
-    assert FORMAT_VERSION == 5
+    assert FORMAT_VERSION == 6
     for version, tile in ((1, 0), (2, 0), (2, 64), (3, 64)):  # older versions still parse
         c = Container(sample_header(version=version, tile=tile), streams)
         assert Container.from_bytes(c.to_bytes()).header == c.header

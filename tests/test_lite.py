@@ -297,7 +297,7 @@ def test_damaged_export_is_refused(exported, tmp_path):
 def test_manifest_records_the_weights_hash_and_files(exported):
     manifest = json.loads((exported / "manifest.json").read_text())
     _, weights_hash = load_model(SHIPPED)
-    assert manifest["weights_hash"] == weights_hash.hex() and manifest["format_version"] == FORMAT_VERSION == 5
+    assert manifest["weights_hash"] == weights_hash.hex() and manifest["format_version"] == FORMAT_VERSION == 6
     assert {"encoder.onnx", "decoder.onnx", "hyper_encoder.onnx", "hyper_decoder.onnx",
             "tables.safetensors"} <= set(manifest["files"])
 
@@ -540,20 +540,21 @@ def test_lite_encoder_writes_the_pytorch_encoders_files(exported, exported_perce
 
 
 def test_lite_coders_read_and_write_quality_maps_as_the_pytorch_coders(exported, lite, kodim23_rgb):
-    """Regions of interest (format 5): the lite decoder decodes the PyTorch encoder's files, one piece
-    and tiled, to the PyTorch decoder's pixels (within a level), and the lite encoder writes the same
-    map and nearly the same file."""
+    """Regions of interest (formats 6 and 5): the lite decoder decodes the PyTorch encoder's files,
+    one piece and tiled, to the PyTorch decoder's pixels (within a level), and the lite encoder
+    writes the same map and nearly the same file."""
     from edgecodec.lite import LiteEncoder
 
     rgb, roi = np.ascontiguousarray(kodim23_rgb[:320, :448]), [(200, 60, 120, 100), (0, 250, 30, 30)]
     one_piece = edgecodec.compress(rgb, quality=0.1, model=SHIPPED, roi=roi, roi_quality=0.9)
     tiled = api.Encoder(api.load_image(rgb), SHIPPED, tile=16, roi=roi, roi_quality=0.9).encode(api.quality_to_q16(0.1))
-    for data in (one_piece, tiled):
-        assert Container.from_bytes(data).header.version == 5
+    in_cells = edgecodec.compress(rgb, quality=0.1, model=SHIPPED, roi=[(72, 72, 112, 112)], roi_quality=0.9)
+    for data, version in ((one_piece, 6), (tiled, 6), (in_cells, 5)):
+        assert Container.from_bytes(data).header.version == version
         torch_rgb, _ = api.decode_array(data)
         assert np.abs(lite.decode(data)[0].astype(int) - torch_rgb).max() <= 1
     ours = LiteEncoder(exported, threads=1).encode(rgb, 0.1, roi=roi, roi_quality=0.9)
-    assert Container.from_bytes(ours).extras["qmap"] == Container.from_bytes(one_piece).extras["qmap"]
+    assert Container.from_bytes(ours).extras["qlat"] == Container.from_bytes(one_piece).extras["qlat"]
     a, b = lite.decode_latent(ours).y_hat, lite.decode_latent(one_piece).y_hat
     assert np.count_nonzero(a != b) <= a.size // 1000
     assert abs(len(ours) - len(one_piece)) <= len(one_piece) // 100

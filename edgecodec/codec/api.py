@@ -75,7 +75,7 @@ class Encoder:
 
     ``roi``: regions of interest (rectangles or a mask, ``lite.qmap.region_mask``) coded at
     ``roi_quality`` while the quality given to ``encode`` is the background's: the file carries a
-    quality map (format version 5), one quality per 64 x 64 pixels."""
+    quality map (format version 5 or 6), one quality per 16 x 16 pixels."""
 
     def __init__(self, prepared: PreparedImage, model_name: str, tile: int | None = None,
                  refine_steps: int = 0, roi: Sequence[Region] | np.ndarray | None = None,
@@ -190,8 +190,9 @@ def compress(image: ImageInput, quality: float = DEFAULT_QUALITY, model: str | N
     image's size (an (H, W) uint8 or bool array, or a PIL image: 0 background, 255 region, values
     between grade it), in the image's displayed orientation. They are coded at ``roi_quality``
     and the rest at ``quality`` (or the quality a target search finds, which then searches the
-    background's), in cells of 64 x 64 pixels: every cell that a region touches gets its
-    quality. The file carries the map (format version 5; hyperprior models).
+    background's), in cells of 16 x 16 pixels (one latent pixel): every cell within 8 pixels of a
+    region gets its quality. The file carries the map (format version 6, or 5 when the map
+    holds one quality per 64 x 64 pixels; hyperprior models).
     """
     targets = {"target_bpp": target_bpp, "target_size": target_size, "target_psnr": target_psnr,
                "target_ms_ssim": target_ms_ssim}

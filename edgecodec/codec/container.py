@@ -27,10 +27,11 @@ MAGIC = b"\x89EDC"
 #   5: version 4 with a quality map extra ("qmap": a quality per 64 x 64 pixels, lite/qmap.py),
 #      which changes how the streams decode, so a decoder that would skip it must refuse the file.
 #      Written only for files with a quality map.
-FORMAT_VERSION = 5
+#   6: version 5 with a finer quality map ("qlat": a quality per 16 x 16 pixels, one latent pixel),
+#      written only for maps that version 5's cells cannot hold.
+FORMAT_VERSION = 6
 STREAM_VERSION = 3  # the stream semantics the encoder writes; the version of a file without extras
 EXTRAS_VERSION = 4
-QMAP_VERSION = 5
 WEIGHTS_HASH_BYTES = 8
 QUALITY_SCALE = 65535  # quality is stored as a 16-bit fixed-point fraction
 
@@ -58,6 +59,10 @@ EXIF = "exif"  # the TIFF-structured EXIF block, without the "Exif\0\0" prefix o
 XMP = "xmp "  # the XMP packet, UTF-8
 ICC = "iccp"  # the ICC profile the picture's numbers are in (an RGB source's, kept), as PNG's iCCP
 QMAP = "qmap"  # a quality per hyper-latent pixel (lite/qmap.py); only in version 5 and later
+QMAP_LATENT = "qlat"  # a quality per latent pixel (lite/qmap.py); only in version 6 and later
+# Extras that change how the streams decode, and the first version that may hold each: a decoder of
+# an older version would skip the tag and decode wrongly, so the file must refuse it.
+STREAM_EXTRAS = {QMAP: 5, QMAP_LATENT: 6}
 # An extra's tag: four printable ASCII characters, as PNG's chunk types (e.g. "alph", "xmp ").
 _TAG_RULE = re.compile(r"[\x20-\x7e]{4}")
 
@@ -101,8 +106,9 @@ class Header:
 
 @dataclass(frozen=True)
 class Container:
-    """A header, its entropy-coded streams and (versions 4 and 5) its extras: tag -> bytes, in file order.
-    Writing extras makes the file version 4 whatever the header's version says (5 with a quality map)."""
+    """A header, its entropy-coded streams and (versions 4 to 6) its extras: tag -> bytes, in file order.
+    Writing extras makes the file version 4 whatever the header's version says (5 or 6 with a
+    quality map: ``STREAM_EXTRAS``)."""
 
     header: Header
     streams: list[bytes] = field(default_factory=list)
@@ -110,7 +116,8 @@ class Container:
 
     def to_bytes(self) -> bytes:
         h = self.header
-        version = max(h.version, QMAP_VERSION if QMAP in self.extras else EXTRAS_VERSION) if self.extras else h.version
+        version = max(h.version, EXTRAS_VERSION, *(STREAM_EXTRAS.get(tag, 0) for tag in self.extras)) \
+            if self.extras else h.version
         name = h.model.encode("utf-8")
         if not 0 < len(name) < 256:
             raise ValueError("model name must be 1 to 255 bytes of UTF-8")
@@ -232,8 +239,11 @@ def _parse_body(data: bytes, header_len: int, version: int) -> tuple[Header, lis
         streams.append(data[pos: pos + length])
         pos += length
     extras = _parse_extras(data, pos, payload_end) if version >= EXTRAS_VERSION else {}
-    if QMAP in extras and version < QMAP_VERSION:  # its decoders skip the tag and decode wrongly
-        raise FormatError(f"corrupted .edc file: a quality map in a version-{version} file")
+    for tag, first in STREAM_EXTRAS.items():
+        if tag in extras and version < first:  # its decoders skip the tag and decode wrongly
+            raise FormatError(f"corrupted .edc file: a {tag!r} quality map in a version-{version} file")
+    if QMAP in extras and QMAP_LATENT in extras:
+        raise FormatError("corrupted .edc file: two quality maps")
     if version < EXTRAS_VERSION and pos != payload_end:
         raise FormatError("corrupted .edc file: trailing bytes after the last stream")
     header = Header(model, weights_hash, quality, width, height, channels, bit_depth, conversions, version, tile)

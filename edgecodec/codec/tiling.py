@@ -200,7 +200,7 @@ def decompress_tiled(model: EdgeCodecModel, streams: list[bytes], height: int, w
                      tile: int, version: int = 3, region: Region | None = None) -> np.ndarray:
     """Decode the streams of a tiled file into an (height, width, 3) uint8 array, or only the
     ``region`` (left, top, width, height; checked by the caller): the tiles it needs, the same
-    pixels as the whole image's crop. ``quality``: the file's, or (version 5) its quality map."""
+    pixels as the whole image's crop. ``quality``: the file's, or (versions 5 and 6) its quality map."""
     s = model.stride
     lh, lw = (height + (-height % s)) // LATENT_STRIDE, (width + (-width % s)) // LATENT_STRIDE
     if model.config.prior != "factorized" and version >= 3:  # the shared format-3 path (lite.entropy)

@@ -16,7 +16,7 @@ import numpy as np
 from .context import IntegerCheckerboard
 from .hyper import IntegerHyperSynthesis, fixed_gain, gain
 from .rans import CdfTable
-from .qmap import Quality, cells_of, per_latent_pixel
+from .qmap import Quality, hyper_quality, map_under, over_grid, per_pixel
 from .tiles import HYPER_STRIDE, pack_tiles, tile_grid, unpack_tiles
 
 # z pixels added on each side of a tile's hyper-latent window before h_s computes the tile's
@@ -64,11 +64,12 @@ class ExactEntropyModel:
 
     def y_gain_inv(self, quality: Quality) -> np.ndarray:
         """y's inverse gain (float32): (M, 1, 1), or (M, h, w) per latent pixel of a quality map."""
-        return per_latent_pixel(gain(self.log_y_gain_inv, quality, self.min_level).astype(np.float32))
+        return over_grid(per_pixel(lambda q: gain(self.log_y_gain_inv, q, self.min_level).astype(np.float32), quality))
 
     def z_gain_fixed(self, quality: Quality) -> np.ndarray:
-        """z's inverse gain in fixed point (int64): (C,), or (C, rows, cols) per cell of a quality map."""
-        return np.moveaxis(fixed_gain(self.log_z_gain_inv, quality, self.min_level), -1, 0)  # (C,): unchanged
+        """z's inverse gain in fixed point (int64): (C,), or (C, rows, cols) per z pixel of a quality
+        map (``hyper_quality``)."""
+        return per_pixel(lambda q: fixed_gain(self.log_z_gain_inv, q, self.min_level), hyper_quality(quality))
 
     def decode_z(self, stream: bytes, z_shape: tuple[int, int]) -> np.ndarray:
         """z symbols (C, h, w): channel c uses table c (CompressAI's EntropyBottleneck layout)."""
@@ -80,7 +81,7 @@ class ExactEntropyModel:
              cols: slice | None = None) -> np.ndarray:
         """The integer hyper-synthesis output over the whole latent or one tile (latent rows /
         cols), computed from the tile's z window widened by HYPER_HALO (and, with a quality map,
-        the z gains of that window's cells)."""
+        the z gains of that window's pixels)."""
         g = self.z_gain_fixed(quality)
         if rows is None:
             return self.hyper.raw(z_symbols, g)
@@ -119,7 +120,7 @@ class ExactEntropyModel:
 
     def decode_y(self, stream: bytes, side: np.ndarray, quality: Quality) -> np.ndarray:
         """y_hat of one stream (whole latent or tile) whose hyper-synthesis output is ``side``
-        (``quality``: the tile's, or the cells of the map under it)."""
+        (``quality``: the tile's, or the part of the map under it)."""
         if self.context is None:
             indexes, means = self.hyper.params_from_raw(side)
             return self.dequantize(self.y_table.decode(stream, indexes), means, quality)
@@ -151,5 +152,5 @@ class ExactEntropyModel:
             if span is None or (rows.start < span[0].stop and span[0].start < rows.stop
                                 and cols.start < span[1].stop and span[1].start < cols.stop):
                 y_hat[:, rows, cols] = self.decode_y(stream, self.side(z, quality, rows, cols),
-                                                     cells_of(quality, rows, cols))
+                                                     map_under(quality, rows, cols))
         return y_hat

@@ -1,56 +1,63 @@
-"""Quality maps: a quality per hyper-latent pixel, so that parts of an image (a region of interest)
-get more bits than the rest (format version 5's ``qmap`` extra, docs/format.md).
+"""Quality maps: a quality per latent pixel (16 x 16 image pixels), so that parts of an image (a
+region of interest) get more bits than the rest (the ``qmap`` extra of format version 5, one
+quality per 64 x 64 cell, and the ``qlat`` extra of version 6, one per latent pixel; docs/format.md).
 
 The gain units that make one model variable-rate (Cui et al., CVPR 2021) are per channel; a map
-applies the gains of each cell's quality to that cell's latent pixels instead: y's gain and inverse
-gain at latent resolution (4 x 4 latent pixels a cell) and z's at hyper-latent resolution (one a
-cell). Both sides compute the Gaussian parameters from the same z symbols and the same fixed-point
-z gains (``ExactEntropyModel.side``), so decoding stays exact; where the quality changes the
-hyper-synthesis sees mixed gains, which costs bits there, not correctness. Torch-free: the lite
-coders use it too.
+applies the gains of each latent pixel's quality to that pixel instead. y's gain and inverse gain
+follow the map; z has one pixel per 4 x 4 latent pixels and takes their mean quality. Both sides compute the Gaussian parameters
+from the same z symbols and the same fixed-point z gains (``ExactEntropyModel.side``), so decoding
+stays exact; where the quality changes, the hyper-synthesis sees mixed gains, which costs bits
+there, not correctness. In memory a map is always at latent resolution (a version-5 map is
+expanded), and the encoder writes the coarser ``qmap`` when the map allows it, so that the file
+still decodes with version-5 decoders. Torch-free: the lite coders use it too.
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Union
 
 import numpy as np
 
-from ..codec.container import QMAP, QUALITY_SCALE, Container
+from ..codec.container import QMAP, QMAP_LATENT, QUALITY_SCALE, Container
 from ..errors import FormatError, UsageError
 from .tiles import HYPER_STRIDE, LATENT_STRIDE, Region, check_region
 
-CELL = LATENT_STRIDE * HYPER_STRIDE  # image pixels per side of a map cell (64)
-_SHAPE = struct.Struct("<HH")  # cell rows, cell columns
+CELL = LATENT_STRIDE * HYPER_STRIDE  # image pixels per side of a version-5 map cell (one z pixel, 64)
+# A region's quality reaches this many pixels beyond it: the synthesis draws each decoded pixel
+# from latent pixels around it, and without the margin regions' edges decoded 0.07 dB below the
+# whole image at the region's quality (fidelity, 16- to 160-pixel squares on 8 Kodak images).
+MARGIN = 8
+_SHAPE = struct.Struct("<HH")  # rows, columns
 
-# One quality for the whole image, or a (cell rows, cell columns) float64 array of them.
+# One quality for the whole image, or a (latent rows, latent columns) float64 array of them.
 Quality = Union[float, np.ndarray]
 
 
 def encode_quality_map(q16: np.ndarray) -> bytes:
-    """The ``qmap`` extra of a (rows, cols) map of 16-bit qualities (quality * 65535): the shape,
-    then the values as little-endian uint16 in raster order, zlib-compressed (a map is mostly runs
-    of a few values)."""
+    """A ``qmap`` or ``qlat`` extra of a (rows, cols) map of 16-bit qualities (quality * 65535):
+    the shape, then the values as little-endian uint16 in raster order, zlib-compressed (a map is
+    mostly runs of a few values)."""
     q16 = np.asarray(q16)
     if q16.ndim != 2 or 0 in q16.shape or max(q16.shape) > 0xFFFF:
-        raise ValueError(f"a quality map is a 2-D array of cells, not shape {q16.shape}")
+        raise ValueError(f"a quality map is a 2-D array, not shape {q16.shape}")
     if q16.min() < 0 or q16.max() > QUALITY_SCALE:
         raise ValueError("quality map values are 16-bit qualities, 0 to 65535")
     return _SHAPE.pack(*q16.shape) + zlib.compress(q16.astype("<u2").tobytes(), 9)
 
 
-def decode_quality_map(data: bytes, cells: tuple[int, int]) -> np.ndarray:
-    """The qualities (float64, in [0, 1]) of a ``qmap`` extra, which must have ``cells`` (the
-    file's hyper-latent shape). Inflates at most one byte more than the map holds, so a hostile
-    extra cannot expand beyond it."""
-    if len(data) < _SHAPE.size or _SHAPE.unpack_from(data) != tuple(cells):
+def decode_quality_map(data: bytes, shape: tuple[int, int]) -> np.ndarray:
+    """The qualities (float64, in [0, 1]) of a ``qmap`` or ``qlat`` extra, which must have
+    ``shape`` (the file's hyper-latent or latent shape). Inflates at most one byte more than the
+    map holds, so a hostile extra cannot expand beyond it."""
+    if len(data) < _SHAPE.size or _SHAPE.unpack_from(data) != tuple(shape):
         found = "x".join(map(str, _SHAPE.unpack_from(data))) if len(data) >= _SHAPE.size else "no shape"
-        raise FormatError(f"corrupted .edc file: quality map of {found} cells, the image has {cells[0]}x{cells[1]}")
-    size = 2 * cells[0] * cells[1]
+        raise FormatError(f"corrupted .edc file: quality map of {found} values, the image needs "
+                          f"{shape[0]}x{shape[1]}")
+    size = 2 * shape[0] * shape[1]
     inflater = zlib.decompressobj()
     try:
         raw = inflater.decompress(data[_SHAPE.size:], size + 1)
@@ -58,46 +65,73 @@ def decode_quality_map(data: bytes, cells: tuple[int, int]) -> np.ndarray:
         raise FormatError("corrupted .edc file: quality map is not a zlib stream") from None
     if len(raw) != size or not inflater.eof or inflater.unused_data:
         raise FormatError("corrupted .edc file: quality map of the wrong length")
-    return np.frombuffer(raw, dtype="<u2").reshape(cells).astype(np.float64) / QUALITY_SCALE
+    return np.frombuffer(raw, dtype="<u2").reshape(shape).astype(np.float64) / QUALITY_SCALE
 
 
-def cells_of(quality: Quality, rows: slice, cols: slice) -> Quality:
-    """The part of a map under latent ``rows`` and ``cols`` (a tile, whose edges lie on the cell
-    grid), or the one quality."""
+def map_under(quality: Quality, rows: slice, cols: slice) -> Quality:
+    """The part of a map under latent ``rows`` and ``cols`` (a tile), or the one quality."""
+    return quality[rows, cols] if isinstance(quality, np.ndarray) else quality
+
+
+def hyper_quality(quality: Quality) -> Quality:
+    """The quality of z's pixels: the mean of each one's 4 x 4 latent pixels' 16-bit qualities,
+    rounded half up in integers (so every platform gets the same), or the one quality. The map's
+    sides are multiples of 4 (the latent of a padded image). The mean, because z's gains set the
+    scales that the hyper-synthesis predicts for all 16 of them: with the highest quality instead,
+    the central-third regions of benchmarks/roi.py took 16% more bytes on 6 Kodak images
+    (fidelity, 0.2 / 0.8), and with the lowest 18% more."""
     if not isinstance(quality, np.ndarray):
         return quality
-    return quality[rows.start // HYPER_STRIDE: -(-rows.stop // HYPER_STRIDE),
-                   cols.start // HYPER_STRIDE: -(-cols.stop // HYPER_STRIDE)]
+    rows, cols = quality.shape[0] // HYPER_STRIDE, quality.shape[1] // HYPER_STRIDE
+    q16 = np.rint(quality * QUALITY_SCALE).astype(np.int64)  # exact: a map holds multiples of 1/65535
+    total = q16.reshape(rows, HYPER_STRIDE, cols, HYPER_STRIDE).sum(axis=(1, 3))
+    return (total + HYPER_STRIDE**2 // 2) // HYPER_STRIDE**2 / QUALITY_SCALE
 
 
-def per_latent_pixel(values: np.ndarray) -> np.ndarray:
-    """Per-channel values laid over y: (C,) (one quality) -> (C, 1, 1); (rows, cols, C), one row a
-    map cell -> (C, 4 rows, 4 cols), each cell's over its latent pixels."""
-    if values.ndim == 1:
-        return values[:, None, None]
-    return np.repeat(np.repeat(np.moveaxis(values, -1, 0), HYPER_STRIDE, axis=1), HYPER_STRIDE, axis=2)
+def per_pixel(values_of: Callable[[Quality], np.ndarray], quality: Quality) -> np.ndarray:
+    """Per-channel values of one quality, (C,), or of each pixel of a map, (C, h, w).
+    ``values_of`` maps qualities (any shape) to values (..., C); a map's distinct qualities are
+    evaluated once each, so a large map costs no more than its output."""
+    if not isinstance(quality, np.ndarray):
+        return values_of(quality)
+    distinct, index = np.unique(quality, return_inverse=True)
+    return np.moveaxis(values_of(distinct), -1, 0)[:, index.reshape(quality.shape)]
 
 
-def per_cell(values: np.ndarray) -> np.ndarray:
-    """Per-channel values laid over z: (C,) (one quality) -> (C, 1, 1); (rows, cols, C), one row a
-    map cell -> (C, rows, cols)."""
-    return values[:, None, None] if values.ndim == 1 else np.moveaxis(values, -1, 0)
+def over_grid(values: np.ndarray) -> np.ndarray:
+    """``per_pixel``'s values, shaped to multiply a (C, h, w) latent: (C,) -> (C, 1, 1)."""
+    return values[:, None, None] if values.ndim == 1 else values
 
 
 def file_quality(container: Container, latent_shape: tuple[int, int]) -> Quality:
-    """The quality a file's streams decode with: its quality map (version 5), else the header's."""
+    """The quality a file's streams decode with: its quality map at latent resolution (version 6,
+    or version 5's expanded), else the header's."""
+    if QMAP_LATENT in container.extras:
+        return decode_quality_map(container.extras[QMAP_LATENT], latent_shape)
     data = container.extras.get(QMAP)
     if data is None:
         return container.header.quality
-    return decode_quality_map(data, (latent_shape[0] // HYPER_STRIDE, latent_shape[1] // HYPER_STRIDE))
+    cells = decode_quality_map(data, (latent_shape[0] // HYPER_STRIDE, latent_shape[1] // HYPER_STRIDE))
+    return np.repeat(np.repeat(cells, HYPER_STRIDE, axis=0), HYPER_STRIDE, axis=1)
+
+
+def map_extra(q16: np.ndarray) -> dict[str, bytes]:
+    """The extra that carries a (latent rows, cols) map of 16-bit qualities: ``qmap`` (version 5)
+    when each 4 x 4 block holds one quality, else ``qlat`` (version 6)."""
+    rows, cols = q16.shape[0] // HYPER_STRIDE, q16.shape[1] // HYPER_STRIDE
+    blocks = q16.reshape(rows, HYPER_STRIDE, cols, HYPER_STRIDE)
+    cells = blocks[:, 0, :, 0]
+    if np.array_equal(blocks, np.broadcast_to(cells[:, None, :, None], blocks.shape)):
+        return {QMAP: encode_quality_map(cells)}
+    return {QMAP_LATENT: encode_quality_map(q16)}
 
 
 @dataclass(frozen=True)
 class RegionsOfInterest:
     """Regions of an image coded at their own quality, the rest at a background quality that the
-    encoder chooses (``at``): the weight of each quality-map cell, 0 (background) to 1 (region)."""
+    encoder chooses (``at``): the weight of each latent pixel, 0 (background) to 1 (region)."""
 
-    weights: np.ndarray  # (cell rows, cell cols) float64
+    weights: np.ndarray  # (latent rows, latent cols) float64
     region_q16: int
 
     @classmethod
@@ -109,7 +143,8 @@ class RegionsOfInterest:
                 or not 0 <= region_quality <= 1:
             raise ValueError(f"region quality must be a number in [0, 1], not {region_quality!r}")
         padded = (height + (-height % CELL), width + (-width % CELL))
-        return cls(cell_weights(region_mask(roi, width, height), padded), int(round(region_quality * QUALITY_SCALE)))
+        return cls(latent_weights(region_mask(roi, width, height), padded),
+                   int(round(region_quality * QUALITY_SCALE)))
 
     def at(self, background_q16: int) -> tuple[int, Quality, dict[str, bytes]]:
         """For a background quality: the header's quality (q16), the quality to code with (a map, or
@@ -117,18 +152,29 @@ class RegionsOfInterest:
         q16 = np.round(background_q16 + self.weights * max(0, self.region_q16 - background_q16)).astype(np.int64)
         if q16.min() == q16.max():  # one quality after all: a plain file
             return int(q16.flat[0]), int(q16.flat[0]) / QUALITY_SCALE, {}
-        return background_q16, q16 / QUALITY_SCALE, {QMAP: encode_quality_map(q16)}
+        return background_q16, q16 / QUALITY_SCALE, map_extra(q16)
 
 
-def cell_weights(mask: np.ndarray, padded: tuple[int, int]) -> np.ndarray:
-    """Per-cell weights in [0, 1] of an (H, W) uint8 mask: each cell takes the largest value among
-    its pixels, so every pixel of a region lies in a cell of its full weight. ``padded``: the
-    image's size padded to a multiple of ``CELL``; padding counts as background."""
+def latent_weights(mask: np.ndarray, padded: tuple[int, int]) -> np.ndarray:
+    """Per-latent-pixel weights in [0, 1] of an (H, W) uint8 mask: each latent pixel (16 x 16 image
+    pixels) takes the largest value within ``MARGIN`` pixels of it, so every pixel of a region, and
+    the pixels around it that its decoded pixels draw on, lie in latent pixels of its full weight.
+    ``padded``: the image's size padded to a multiple of ``CELL`` (the latent of a hyperprior
+    model); padding counts as background."""
     h, w = mask.shape
-    full = np.zeros(padded, dtype=np.uint8)
-    full[:h, :w] = mask
-    rows, cols = padded[0] // CELL, padded[1] // CELL
-    return full.reshape(rows, CELL, cols, CELL).max(axis=(1, 3)).astype(np.float64) / 255.0
+    step = MARGIN  # the latent stride is a multiple of the margin: pool MARGIN-pixel blocks first
+    full = np.zeros((padded[0] + 2 * step, padded[1] + 2 * step), dtype=np.uint8)  # a MARGIN frame
+    full[step: step + h, step: step + w] = mask
+    rows, cols = full.shape[0] // step, full.shape[1] // step
+    blocks = full.reshape(rows, step, cols, step).max(axis=(1, 3))
+    k = LATENT_STRIDE // step + 2  # blocks per latent pixel and its margin, each way
+    latent = (padded[0] // LATENT_STRIDE, padded[1] // LATENT_STRIDE)
+    out = np.zeros(latent, dtype=np.uint8)
+    s = LATENT_STRIDE // step
+    for i in range(k):
+        for j in range(k):
+            out = np.maximum(out, blocks[i: i + s * latent[0]: s, j: j + s * latent[1]: s])
+    return out.astype(np.float64) / 255.0
 
 
 def region_mask(roi: Sequence[Region] | np.ndarray, width: int, height: int) -> np.ndarray:
@@ -153,12 +199,15 @@ def region_mask(roi: Sequence[Region] | np.ndarray, width: int, height: int) -> 
 
 
 def quality_map_summary(container: Container) -> dict | None:
-    """What ``edgecodec info`` shows of a file's quality map: its cells (rows, cols) and the
-    lowest, highest and mean quality; None without one."""
-    data = container.extras.get(QMAP)
-    if data is None:
+    """What ``edgecodec info`` shows of a file's quality map: its cells (rows, cols), their side
+    in pixels (64 in version 5, 16 in version 6) and the lowest, highest and mean quality (over
+    the padded image); None without one."""
+    if QMAP not in container.extras and QMAP_LATENT not in container.extras:
         return None
     h = container.header
-    cells = (-(-h.height // CELL), -(-h.width // CELL))
-    q = decode_quality_map(data, cells)
-    return {"cells": list(cells), "min": float(q.min()), "max": float(q.max()), "mean": float(q.mean())}
+    latent = (-(-h.height // CELL) * HYPER_STRIDE, -(-h.width // CELL) * HYPER_STRIDE)
+    q = file_quality(container, latent)
+    side = LATENT_STRIDE if QMAP_LATENT in container.extras else CELL
+    stored = q[::side // LATENT_STRIDE, ::side // LATENT_STRIDE]
+    return {"cells": list(stored.shape), "cell_pixels": side, "min": float(stored.min()),
+            "max": float(stored.max()), "mean": float(stored.mean())}

@@ -28,7 +28,7 @@ from torch import nn
 
 from ..errors import FormatError
 from ..lite.entropy import ExactEntropyModel
-from ..lite.qmap import Quality, per_cell, per_latent_pixel
+from ..lite.qmap import Quality, hyper_quality, over_grid, per_pixel
 from ..lite.rans import pad_stream
 from .context import checkerboard_latent_codec
 from .transforms import STRIDE, analysis_transform, hyper_analysis, hyper_synthesis, synthesis_transform
@@ -208,18 +208,20 @@ class EdgeCodecModel(CompressionModel):
         return self._latent(x)
 
     def encoder_gains(self, quality: Quality) -> tuple[torch.Tensor, torch.Tensor]:
-        """y's and z's gains at a quality, (1, C, 1, 1) each, or at each cell of a quality map
-        (lite/qmap.py; hyperprior models): y's per latent pixel (1, M, h, w), z's per hyper-latent
-        pixel (1, C, h/4, w/4)."""
+        """y's and z's gains at a quality, (1, C, 1, 1) each, or with a quality map (lite/qmap.py;
+        hyperprior models): y's per latent pixel (1, M, h, w), z's per hyper-latent pixel
+        (1, C, h/4, w/4)."""
         if not isinstance(quality, np.ndarray):
             g = self.gains(torch.tensor([quality]))
             return g["y_gain"], g["z_gain"]
         if self.config.prior == "factorized":
             raise ValueError("quality maps need a hyperprior model")
-        g = self.gains(torch.from_numpy(quality.ravel()))  # one row per cell: (cells, C, 1, 1)
-        cells = lambda t: t[:, :, 0, 0].detach().reshape(*quality.shape, -1).numpy()  # noqa: E731
-        return (torch.from_numpy(per_latent_pixel(cells(g["y_gain"])))[None],
-                torch.from_numpy(per_cell(cells(g["z_gain"])).copy())[None])
+
+        def laid_out(name: str, q: np.ndarray) -> torch.Tensor:
+            values = per_pixel(lambda v: self.gains(torch.from_numpy(v))[name][:, :, 0, 0].detach().numpy(), q)
+            return torch.from_numpy(np.ascontiguousarray(over_grid(values)))[None]
+
+        return laid_out("y_gain", quality), laid_out("z_gain", hyper_quality(quality))
 
     @torch.no_grad()
     def compress_latent(self, y: torch.Tensor, quality: Quality) -> dict[str, Any]:
@@ -292,7 +294,7 @@ class EdgeCodecModel(CompressionModel):
 
         Format version 3 takes y's Gaussian parameters from the integer hyper-synthesis
         (``exact_entropy``); versions 1 and 2 from the float h_s on one thread. ``quality``: the
-        file's, or (version 5) its quality map."""
+        file's, or (versions 5 and 6) its quality map."""
         if self.config.context != "none" and version < 3:
             raise FormatError(f"format version {version} has no context models")
         if isinstance(quality, np.ndarray) and (self.config.prior == "factorized" or version < 3):
