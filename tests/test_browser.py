@@ -181,3 +181,31 @@ def test_a_region_of_interest_typed_on_the_page(page):
     page.wait_for_selector("#error", state="visible")
     assert "not within the" in page.inner_text("#error")
     page.fill("#roi", "")
+
+
+def test_a_region_dragged_with_shift_is_outlined_and_coded(page):
+    """Shift + drag over the image chooses the region (a plain drag moves the split): the field gets
+    its rectangle in image pixels, the comparison runs with it, and the outline shows it."""
+    page.fill("#roi", "")
+    split = page.input_value("#split")
+    box = page.locator("#stage").bounding_box()
+    x0, y0 = box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.25
+    page.keyboard.down("Shift")
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x0 + box["width"] * 0.4, y0 + box["height"] * 0.5, steps=4)
+    page.mouse.up()
+    page.keyboard.up("Shift")
+    page.wait_for_function("document.querySelector('#results tr td:nth-child(7)').textContent.includes('region')")
+    page.wait_for_selector("#status", state="hidden")
+    left, top, width, height = (int(v) for v in page.input_value("#roi").split(","))
+    expected = (W * 0.25, H * 0.25, W * 0.4, H * 0.5)
+    assert all(abs(a - b) <= 2 for a, b in zip((left, top, width, height), expected)), (left, top, width, height)
+    assert page.input_value("#split") == split
+    assert page.is_visible("#roi-box")
+    outline = page.locator("#roi-box").bounding_box()
+    assert abs(outline["x"] - x0) <= 3 and abs(outline["width"] - box["width"] * 0.4) <= 3
+    page.fill("#roi", "")
+    page.press("#roi", "Enter")  # no region: no outline
+    page.wait_for_function("!document.querySelector('#results tr td:nth-child(7)').textContent.includes('region')")
+    assert page.is_hidden("#roi-box")

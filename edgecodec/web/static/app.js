@@ -159,6 +159,26 @@ function show(data) {
   $("stage").hidden = false;
   applyZoom();
   showSides();
+  outlineRegion(data.roi);
+}
+
+// The region of interest drawn over the images, in percent of the stage, so that it follows the zoom.
+function outlineRegion(roi) {
+  const box = $("roi-box");
+  box.hidden = !roi;
+  if (!roi) return;
+  const [left, top, width, height] = roi;
+  const w = state.result.width, h = state.result.height;
+  Object.assign(box.style, { left: `${(100 * left) / w}%`, top: `${(100 * top) / h}%`,
+                             width: `${(100 * width) / w}%`, height: `${(100 * height) / h}%` });
+}
+
+// A pointer position in the image's pixels, within the image.
+function imagePoint(e) {
+  const rect = $("stage").getBoundingClientRect();
+  const w = state.result.width, h = state.result.height;
+  return [Math.min(w, Math.max(0, ((e.clientX - rect.left) / rect.width) * w)),
+          Math.min(h, Math.max(0, ((e.clientY - rect.top) / rect.height) * h))];
 }
 
 // One button per image a side can show: the original, then each codec's decoded file.
@@ -216,14 +236,39 @@ function applyZoom() {
 function setupDrag() {
   const stage = $("stage");
   let dragging = false;
+  let corner = null;  // Shift + drag: the first corner of a region of interest, in image pixels
   const move = (e) => {
     const rect = stage.getBoundingClientRect();
     setSplit(((e.clientX - rect.left) / rect.width) * 100);
   };
-  stage.addEventListener("pointerdown", (e) => { dragging = true; stage.setPointerCapture(e.pointerId); move(e); });
-  stage.addEventListener("pointermove", (e) => { if (dragging) move(e); });
-  stage.addEventListener("pointerup", () => { dragging = false; });
-  stage.addEventListener("pointercancel", () => { dragging = false; });
+  const region = (e) => {
+    const [x, y] = imagePoint(e);
+    const left = Math.floor(Math.min(x, corner[0])), top = Math.floor(Math.min(y, corner[1]));
+    return [left, top, Math.ceil(Math.max(x, corner[0])) - left, Math.ceil(Math.max(y, corner[1])) - top];
+  };
+  stage.addEventListener("pointerdown", (e) => {
+    stage.setPointerCapture(e.pointerId);
+    if (e.shiftKey && state.result) corner = imagePoint(e);
+    else { dragging = true; move(e); }
+  });
+  stage.addEventListener("pointermove", (e) => {
+    if (corner) outlineRegion(region(e));
+    else if (dragging) move(e);
+  });
+  stage.addEventListener("pointerup", (e) => {
+    dragging = false;
+    if (!corner) return;
+    const roi = region(e);
+    corner = null;
+    if (roi[2] > 0 && roi[3] > 0) {
+      $("roi").value = roi.join(",");
+      run();
+    } else outlineRegion(state.result.roi);
+  });
+  stage.addEventListener("pointercancel", () => {
+    dragging = false;
+    if (corner) { corner = null; outlineRegion(state.result.roi); }
+  });
   $("split").addEventListener("input", (e) => setSplit(Number(e.target.value)));
   // Ctrl/Cmd + wheel over the image zooms through the steps of the zoom menu.
   $("viewer").addEventListener("wheel", (e) => {
