@@ -31,8 +31,7 @@ from ..codec.rate_search import search_quality
 from .alpha import encode_alpha
 from .decoder import onnx_session, read_export
 from .entropy import HYPER_STRIDE, ExactEntropyModel
-from .hyper import gain
-from .qmap import Quality, RegionsOfInterest, hyper_quality, over_grid, per_pixel
+from .qmap import Quality, RegionsOfInterest, gains_over, hyper_quality
 from .tiles import LATENT_STRIDE, TILE_LATENT, TILE_PIXELS, Region, analysis_window, pack_tiles, tile_grid
 
 STRIDE = LATENT_STRIDE * HYPER_STRIDE  # image sides are padded to a multiple of this (64)
@@ -144,10 +143,9 @@ class LiteEncoder:
         """The y and z streams of y and ``z_raw`` = h_a(y), as ``EdgeCodecModel.compress_latent``
         (one piece) and ``tiling.compress_tiled`` (a tile table of y streams, each tile's parameters
         from its own z window) write them; ``quality``: one, or a quality map (``lite.qmap``)."""
-        def gains(log_table: np.ndarray, q: Quality) -> np.ndarray:
-            return over_grid(per_pixel(lambda v: gain(log_table, v, self.entropy.min_level).astype(np.float32), q))
-
-        y_gain, z_gain = gains(self.log_y_gain, quality), gains(self.log_z_gain, hyper_quality(quality))
+        min_level = self.entropy.min_level
+        y_gain = gains_over(self.log_y_gain, quality, min_level)
+        z_gain = gains_over(self.log_z_gain, hyper_quality(quality), min_level)
         z = z_raw * z_gain
         z_symbols = np.rint(z - self.z_medians).astype(np.int32)  # EntropyBottleneck's "symbols"
         y_gained = y * y_gain

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .context import IntegerCheckerboard
-from .hyper import IntegerHyperSynthesis, fixed_gain, gain
+from .hyper import IntegerHyperSynthesis, fixed_gain
 from .rans import CdfTable
-from .qmap import Quality, hyper_quality, map_under, over_grid, per_pixel
+from .qmap import Quality, gains_over, hyper_quality, map_under, per_pixel
 from .tiles import HYPER_STRIDE, pack_tiles, tile_grid, unpack_tiles
 
 # z pixels added on each side of a tile's hyper-latent window before h_s computes the tile's
@@ -64,7 +64,7 @@ class ExactEntropyModel:
 
     def y_gain_inv(self, quality: Quality) -> np.ndarray:
         """y's inverse gain (float32): (M, 1, 1), or (M, h, w) per latent pixel of a quality map."""
-        return over_grid(per_pixel(lambda q: gain(self.log_y_gain_inv, q, self.min_level).astype(np.float32), quality))
+        return gains_over(self.log_y_gain_inv, quality, self.min_level)
 
     def z_gain_fixed(self, quality: Quality) -> np.ndarray:
         """z's inverse gain in fixed point (int64): (C,), or (C, rows, cols) per z pixel of a quality

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..codec.container import QMAP, QMAP_LATENT, QUALITY_SCALE, Container
 from ..errors import FormatError, UsageError
+from .hyper import gain
 from .tiles import HYPER_STRIDE, LATENT_STRIDE, Region, check_region
 
 CELL = LATENT_STRIDE * HYPER_STRIDE  # image pixels per side of a version-5 map cell (one z pixel, 64)
@@ -102,6 +103,12 @@ def per_pixel(values_of: Callable[[Quality], np.ndarray], quality: Quality) -> n
 def over_grid(values: np.ndarray) -> np.ndarray:
     """``per_pixel``'s values, shaped to multiply a (C, h, w) latent: (C,) -> (C, 1, 1)."""
     return values[:, None, None] if values.ndim == 1 else values
+
+
+def gains_over(log_table: np.ndarray, quality: Quality, min_level: float) -> np.ndarray:
+    """The float32 gains (from a table of log gains) of one quality, (C, 1, 1), or of each pixel
+    of a map, (C, h, w): what multiplies a latent."""
+    return over_grid(per_pixel(lambda q: gain(log_table, q, min_level).astype(np.float32), quality))
 
 
 def file_quality(container: Container, latent_shape: tuple[int, int]) -> Quality:
