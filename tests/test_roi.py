@@ -15,7 +15,7 @@ from edgecodec.codec import api
 from edgecodec.codec.container import QMAP, QMAP_LATENT, Container
 from edgecodec.errors import FormatError, UsageError
 from edgecodec.lite.qmap import (RegionsOfInterest, decode_quality_map, encode_quality_map, file_quality,
-                                 quality_map_summary)
+                                 hyper_quality, quality_map_summary)
 from edgecodec.zoo import load_model
 
 from conftest import SHIPPED, TINY, assert_one_error_line, fix_crc, psnr, run_cli
@@ -67,6 +67,15 @@ def test_a_map_makes_the_file_version_6_and_older_versions_cannot_hold_one(crop)
                      {QMAP: encode_quality_map(expected[::4, ::4]), **container.extras}).to_bytes()
     with pytest.raises(FormatError, match="two quality maps"):
         Container.from_bytes(both)
+
+
+def test_z_takes_the_mean_quality_of_its_latent_pixels_in_integers():
+    q16 = np.zeros((4, 8), np.int64)
+    q16[:2, :4] = 1  # 8 of 16 at 1/65535: the mean 0.5 rounds half up, to 1
+    q16[:, 4:] = 65535
+    q16[0, 4] = 0  # 15 of 16 at 65535: 61439.06 rounds to 61439
+    assert np.array_equal(np.rint(hyper_quality(q16 / 65535) * 65535), [[1, 61439]])
+    assert hyper_quality(0.25) == 0.25
 
 
 def test_maps_of_64_pixel_cells_stay_version_5_and_decode_as_their_version_6_form(crop):
