@@ -80,8 +80,8 @@ def hyper_quality(quality: Quality) -> Quality:
     rounded half up in integers (so every platform gets the same), or the one quality. The map's
     sides are multiples of 4 (the latent of a padded image). The mean, because z's gains set the
     scales that the hyper-synthesis predicts for all 16 of them: with the highest quality instead,
-    the central-third regions of benchmarks/roi.py took 16% more bytes on 6 Kodak images
-    (fidelity, 0.2 / 0.8), and with the lowest 18% more."""
+    the central-third regions of benchmarks/roi.py added 16% more bytes to the background's file
+    on 6 Kodak images (fidelity, 0.2 / 0.8), and with the lowest 18% more."""
     if not isinstance(quality, np.ndarray):
         return quality
     rows, cols = quality.shape[0] // HYPER_STRIDE, quality.shape[1] // HYPER_STRIDE
