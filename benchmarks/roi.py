@@ -16,6 +16,10 @@ the map per latent pixel with its margin (format version 6, what ``compress`` wr
 the map per 64 x 64 cell that format version 5 held (every cell the square touches, no margin):
 the bytes each adds to the background file, and the square's PSNR, beside the whole image at the
 region's quality. Prints the means and writes ``benchmarks/results/roi.json``.
+
+``--margin M`` measures another margin than ``compress``'s 8 pixels (``lite.qmap.MARGIN``): the
+rectangles given to the encoder grow (or shrink) by M - 8 pixels a side, which for rectangles is
+the same map as that margin; the PSNR is still measured on the original rectangles.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ def main() -> None:
     parser.add_argument("--background", type=float, default=0.2)
     parser.add_argument("--region", type=float, default=0.8)
     parser.add_argument("--small", default="48,96,160", help="sides of the small square regions (empty: none)")
+    parser.add_argument("--margin", type=int, default=None, help="pixels of margin around the regions "
+                                                                  "(default: compress's)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/roi.json"))
@@ -50,7 +56,7 @@ def main() -> None:
 
     import edgecodec
     from edgecodec.codec import api
-    from edgecodec.lite.qmap import CELL, LATENT_STRIDE, RegionsOfInterest
+    from edgecodec.lite.qmap import CELL, LATENT_STRIDE, MARGIN, RegionsOfInterest
     from edgecodec.metrics import psnr
 
     torch.set_num_threads(args.threads)
@@ -60,6 +66,12 @@ def main() -> None:
         return
     paths = sorted(Path(args.kodak).glob("*.png"))[: args.limit]
     sides = [int(v) for v in args.small.split(",") if v]
+    grow = 0 if args.margin is None else args.margin - MARGIN
+
+    def coded(r: tuple[int, int, int, int], w: int, h: int) -> tuple[int, int, int, int]:
+        """The rectangle given to the encoder for ``r`` with the measured margin, within the image."""
+        left, top = max(0, r[0] - grow), max(0, r[1] - grow)
+        return left, top, min(w, r[0] + r[2] + grow) - left, min(h, r[1] + r[3] + grow) - top
     rows = []
     for model in args.models.split(","):
         for index, path in enumerate(paths):
@@ -67,12 +79,12 @@ def main() -> None:
             h, w = rgb.shape[:2]
             rect = (w // 3, h // 3, w // 3, h // 3)
             inside = (slice(rect[1], rect[1] + rect[3]), slice(rect[0], rect[0] + rect[2]))
-            weights = RegionsOfInterest.of([rect], w, h, args.region).weights
+            weights = RegionsOfInterest.of([coded(rect, w, h)], w, h, args.region).weights
             cells = np.kron(weights > 0, np.ones((LATENT_STRIDE, LATENT_STRIDE), bool))[:h, :w]  # the map's region
             started = time.perf_counter()
             files = {"background": edgecodec.compress(rgb, quality=args.background, model=model),
                      "region": edgecodec.compress(rgb, quality=args.region, model=model),
-                     "roi": edgecodec.compress(rgb, quality=args.background, model=model, roi=[rect],
+                     "roi": edgecodec.compress(rgb, quality=args.background, model=model, roi=[coded(rect, w, h)],
                                                roi_quality=args.region)}
             # the whole image at one quality, with as many bytes as the roi file
             files["same_size"] = edgecodec.compress(rgb, model=model, target_size=len(files["roi"]))
@@ -88,10 +100,11 @@ def main() -> None:
             for side in sides:  # the same squares for every model: the seed is the image's index
                 square = (int(rng.randint(0, w - side)), int(rng.randint(0, h - side)), side, side)
                 part = (slice(square[1], square[1] + side), slice(square[0], square[0] + side))
-                encoder = api.Encoder(api.load_image(rgb), model, roi=[square], roi_quality=args.region)
+                encoder = api.Encoder(api.load_image(rgb), model, roi=[coded(square, w, h)], roi_quality=args.region)
                 fine = encoder.encode(api.quality_to_q16(args.background))
                 touched = np.zeros((-(-h // CELL), -(-w // CELL)))
-                touched[square[1] // CELL: -(-(square[1] + side) // CELL), square[0] // CELL: -(-(square[0] + side) // CELL)] = 1
+                touched[square[1] // CELL: -(-(square[1] + side) // CELL),
+                        square[0] // CELL: -(-(square[0] + side) // CELL)] = 1
                 encoder.roi = RegionsOfInterest(np.kron(touched, np.ones((CELL // LATENT_STRIDE,) * 2)),
                                                 encoder.roi.region_q16)
                 coarse = encoder.encode(api.quality_to_q16(args.background))
@@ -139,7 +152,8 @@ def main() -> None:
             m = {key: float(np.mean([e[key] for e in entries])) for key in entries[0] if key not in ("side", "rect")}
             s["small"][side] = m
             print(f"{model}, {side}x{side} squares: extra bytes {m['latent16_extra_bytes']:.0f} per latent pixel, "
-                  f"{m['cells64_extra_bytes']:.0f} per 64-pixel cell ({m['latent16_extra_bytes'] / m['cells64_extra_bytes'] - 1:+.0%}); "
+                  f"{m['cells64_extra_bytes']:.0f} per 64-pixel cell "
+                  f"({m['latent16_extra_bytes'] / m['cells64_extra_bytes'] - 1:+.0%}); "
                   f"PSNR {m['latent16_psnr']:.2f} / {m['cells64_psnr']:.2f} dB (whole image at the region's "
                   f"quality {m['region_psnr']:.2f}, at the background's {m['background_psnr']:.2f})")
     result = {"command": "python benchmarks/roi.py " + " ".join(
