@@ -330,7 +330,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     if src.is_dir():
         from .codec.imageio import IMAGE_SUFFIXES
         if args.roi_mask and Path(args.roi_mask).is_dir() and not any(
-                _mask_path(args, path) for path in src.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES):
+                _mask_path(args, path) for path in _input_files(src, IMAGE_SUFFIXES)):
             raise UsageError(f"no mask in {args.roi_mask} matches an image of {src} (the mask of {src}/a/b.jpg is "
                              f"{args.roi_mask}/a/b.png)")
         return _run_folder(src, args, IMAGE_SUFFIXES, ".edc", _compress_one)
@@ -489,6 +489,11 @@ def cmd_decompress(args: argparse.Namespace) -> int:
 
 
 # --- folder mode ---------------------------------------------------------------------------------
+def _input_files(src: Path, suffixes: set[str]) -> list[Path]:
+    """The files of a folder input that a folder run codes, in order."""
+    return sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+
+
 def _run_folder(src: Path, args: argparse.Namespace, suffixes: set[str], out_suffix: str,
                 one: Callable[[Path, Path, argparse.Namespace], str]) -> int:
     from tqdm import tqdm
@@ -500,7 +505,7 @@ def _run_folder(src: Path, args: argparse.Namespace, suffixes: set[str], out_suf
     out_root = Path(args.output)
     if out_root.exists() and not out_root.is_dir():
         raise UsageError(f"output {out_root} is a file: a folder input needs an output folder")
-    files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+    files = _input_files(src, suffixes)
     if not files:
         raise UsageError(f"no input files ({', '.join(sorted(suffixes))}) in {src}")
     removed = _remove_stale_temps(out_root, out_suffix)

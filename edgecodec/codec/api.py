@@ -14,7 +14,7 @@ from PIL import Image
 
 from .. import zoo
 from ..errors import FormatError, InputImageError, WeightsMismatchError
-from ..lite.qmap import Quality, RegionsOfInterest, file_quality
+from ..lite.qmap import RegionsOfInterest, coding_quality, file_quality
 from ..lite.tiles import Region, check_region, crop_region
 from .container import QUALITY_SCALE, Container, Header, read_file, valid_tile
 from .extras import decoded_image, source_extras
@@ -125,11 +125,8 @@ class Encoder:
         return self._encode(quality_q16, refine=bool(self.refine_steps))
 
     def _encode(self, quality_q16: int, refine: bool) -> bytes:
-        quality: Quality = quality_q16 / QUALITY_SCALE
-        extras = self.extras
-        if self.roi is not None:  # a quality map; the header keeps the background's quality
-            quality_q16, quality, qmap = self.roi.at(quality_q16)
-            extras = {**extras, **qmap}
+        quality_q16, quality, qmap = coding_quality(self.roi, quality_q16)  # with regions: the background's q16
+        extras = {**self.extras, **qmap}
         if self.tile:
             strings = compress_tiled(self.model, self.y, quality, self.tile)
         elif refine:

@@ -180,7 +180,7 @@ def compress_tiled(model: EdgeCodecModel, y: torch.Tensor, quality: Quality, til
     """The streams of a tiled file: [tile table of y, z] (hyperprior) or [tile table of y].
     ``quality``: one, or a quality map (lite/qmap.py)."""
     y_gain, z_gain = model.encoder_gains(quality)
-    per_pixel = isinstance(quality, np.ndarray)  # y_gain is then a map over y's pixels
+    is_map = isinstance(quality, np.ndarray)  # y_gain is then a map over y's pixels
     tiles = tile_grid(y.shape[-2], y.shape[-1], tile)
     if model.config.prior == "factorized":
         strings = [model.latent_codec.compress(y[..., r, c] * y_gain)["strings"][0][0] for r, c in tiles]
@@ -189,7 +189,7 @@ def compress_tiled(model: EdgeCodecModel, y: torch.Tensor, quality: Quality, til
     exact = model.exact_entropy()
     strings = []
     for rows, cols in tiles:
-        strings.append(model.code_y(y[..., rows, cols], y_gain[..., rows, cols] if per_pixel else y_gain,
+        strings.append(model.code_y(y[..., rows, cols], y_gain[..., rows, cols] if is_map else y_gain,
                                     exact.side(z_symbols, quality, rows, cols)))
     return [pack_tiles(strings), z_string]
 

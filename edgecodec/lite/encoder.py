@@ -31,7 +31,7 @@ from ..codec.rate_search import search_quality
 from .alpha import encode_alpha
 from .decoder import onnx_session, read_export
 from .entropy import HYPER_STRIDE, ExactEntropyModel
-from .qmap import Quality, RegionsOfInterest, gains_over, hyper_quality
+from .qmap import Quality, RegionsOfInterest, coding_quality, gains_over, hyper_quality
 from .tiles import LATENT_STRIDE, TILE_LATENT, TILE_PIXELS, Region, analysis_window, pack_tiles, tile_grid
 
 STRIDE = LATENT_STRIDE * HYPER_STRIDE  # image sides are padded to a multiple of this (64)
@@ -109,9 +109,7 @@ class LiteEncoder:
         z_raw = self.hyper_analysis.run(None, {"y": y[None]})[0][0]  # h_a(y): the gain scales it per quality
 
         def file(q16: int) -> bytes:
-            quality, qmap = q16 / QUALITY_SCALE, {}
-            if regions is not None:  # a quality map; the header keeps the background's quality
-                q16, quality, qmap = regions.at(q16)
+            q16, quality, qmap = coding_quality(regions, q16)  # with regions: the background's q16
             header = Header(self.model_name, self.weights_hash, q16, width, height, channels, bit_depth,
                             conversions, tile=tile)
             return Container(header, self._code(y, z_raw, quality, tile), {**(extras or {}), **qmap}).to_bytes()

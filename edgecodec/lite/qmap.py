@@ -6,8 +6,8 @@ The gain units that make one model variable-rate (Cui et al., CVPR 2021) are per
 applies the gains of each latent pixel's quality to that pixel instead. y's gain and inverse gain
 follow the map; z has one pixel per 4 x 4 latent pixels and takes their mean quality. Both sides
 compute the Gaussian parameters from the same z symbols and the same fixed-point z gains
-(``ExactEntropyModel.side``), so decoding stays exact; where the quality changes, the hyper-synthesis sees mixed gains, which costs bits
-there, not correctness. In memory a map is always at latent resolution (a version-5 map is
+(``ExactEntropyModel.side``), so decoding stays exact; where the quality changes, the
+hyper-synthesis sees mixed gains, which costs bits there, not correctness. In memory a map is always at latent resolution (a version-5 map is
 expanded), and the encoder writes the coarser ``qmap`` when the map allows it, so that the file
 still decodes with version-5 decoders. Torch-free: the lite coders use it too.
 """
@@ -162,6 +162,12 @@ class RegionsOfInterest:
         if q16.min() == q16.max():  # one quality after all: a plain file
             return int(q16.flat[0]), int(q16.flat[0]) / QUALITY_SCALE, {}
         return background_q16, q16 / QUALITY_SCALE, map_extra(q16)
+
+
+def coding_quality(regions: RegionsOfInterest | None, q16: int) -> tuple[int, Quality, dict[str, bytes]]:
+    """For a quality (q16), with regions of interest or without: the header's quality (q16), the
+    quality to code with (one, or a map) and the extras that carry the map (``RegionsOfInterest.at``)."""
+    return (q16, q16 / QUALITY_SCALE, {}) if regions is None else regions.at(q16)
 
 
 def latent_weights(mask: np.ndarray, padded: tuple[int, int]) -> np.ndarray:

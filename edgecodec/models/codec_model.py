@@ -225,8 +225,8 @@ class EdgeCodecModel(CompressionModel):
 
     @torch.no_grad()
     def compress_latent(self, y: torch.Tensor, quality: Quality) -> dict[str, Any]:
-        """Entropy-code a latent at a quality, or with a quality map (format version 3; 5 with a
-        map). Returns the byte strings (y first, then z for hyperprior models) and y's spatial shape."""
+        """Entropy-code a latent at a quality, or with a quality map (format version 3; 5 or 6 with
+        a map). Returns the byte strings (y first, then z for hyperprior models) and y's spatial shape."""
         y_gain, z_gain = self.encoder_gains(quality)
         if self.config.prior == "factorized":
             strings = [self.latent_codec.compress(y * y_gain)["strings"][0][0]]
