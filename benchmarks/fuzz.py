@@ -10,8 +10,8 @@ temporary model folder; the harness needs nothing of the package beyond its publ
 ``edgecodec.codec.api.Encoder(..., tile=16)`` for the tiled seeds). Tiled seeds (format version 2:
 the smallest tile the format allows, 16 latent pixels = 256 image pixels, so that images of a few
 hundred pixels have 2 to 4 tiles) make up about a third of the seeds. Format-4 seeds carry extras
-(docs/format.md): an alpha plane coded with zlib or as a constant, EXIF and XMP. Format-5 and -6 seeds
-carry a quality map (regions of interest), one piece and tiled.
+(docs/format.md): an alpha plane coded with zlib or as a constant, EXIF and XMP. Format-5, -6 and -7
+seeds carry a quality map (regions of interest), one piece and tiled.
 
 Mutations (one to three per case, chosen by a seeded RNG, so a run is reproducible from --seed):
 bit flips, random / 0x00 / 0xFF byte overwrites, truncation, insertion of random / 0x00 / 0xFF
@@ -76,7 +76,7 @@ _FIELDS_AFTER_NAME = [  # (name, offset from 8 + n, struct format)
 # Version 2 adds a 16-bit tile field after them (offset 22); a tiled file's stream 1 is a table of
 # tile streams, each a 4-byte length and its bytes.
 TILE = 16  # latent pixels a side: the smallest tile the format allows
-QUALITY_MAPS = {b"qmap", b"qlat"}  # the extras that hold a quality map (versions 5 and 6)
+QUALITY_MAPS = {b"qmap", b"qlat"}  # the extras that hold a quality map (versions 5 to 7)
 
 
 # --- seeds ---------------------------------------------------------------------------------------
@@ -147,18 +147,23 @@ def _seed_streams(rng) -> list[bytes]:
     for model in ("fuzzms", "fuzzfact"):
         seeds.append(edgecodec.compress(np.dstack([images[0], mask]), quality=0.5, model=model))
         seeds.append(edgecodec.compress(with_metadata, quality=0.5, model=model, metadata="keep"))
-    # Formats 5 and 6: quality maps (regions of interest; hyperprior models only), per 64-pixel cell
+    # Formats 5 and 7: quality maps (regions of interest; hyperprior models only), per 64-pixel cell
     # (a region that fills one cell with its margin) and per latent pixel, one piece and tiled.
     seeds.append(edgecodec.compress(np.hstack([images[1], images[1]]), quality=0.2, model="fuzzms",
                                     roi=[(8, 8, 48, 48)]))
     seeds.append(edgecodec.compress(images[3], quality=0.2, model="fuzzms", roi=[(0, 0, 10, 10)]))
     seeds.append(Encoder(load_image(tiled[0]), "fuzzms", tile=TILE, roi=[(200, 100, 100, 80)]).encode(0))
+    # Format 6: the same layout as 7, decoded without rescaling y's parameters (its streams here
+    # were coded with it: what matters is that any bytes decode or are refused cleanly).
+    version_6 = bytearray(seeds[-2][:-4])
+    version_6[4] = 6
+    seeds.append(bytes(version_6) + struct.pack("<I", zlib.crc32(version_6)))
     return seeds
 
 
 # --- parsing / serialising (independent of the package, so the harness can build invalid files) --
 def parse(data: bytes) -> dict | None:
-    """Split a valid file (versions 1 to 6) into fields; None if it is not one."""
+    """Split a valid file (versions 1 to 7) into fields; None if it is not one."""
     try:
         n = data[7]
         fields = {"version": data[4], "header_len": struct.unpack_from("<H", data, 5)[0],

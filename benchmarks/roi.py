@@ -12,7 +12,7 @@ quality, at the region's quality, and at the background's with the region at its
 rectangle and in the background (the pixels outside the map's region).
 
 Small regions (``--small``, squares of these sides at seeded random places, one of each per image):
-the map per latent pixel with its margin (format version 6, what ``compress`` writes) against
+the map per latent pixel with its margin (format version 7, what ``compress`` writes) against
 the map per 64 x 64 cell that format version 5 held (every cell the square touches, no margin):
 the bytes each adds to the background file, and the square's PSNR, beside the whole image at the
 region's quality. Prints the means and writes ``benchmarks/results/roi.json``.

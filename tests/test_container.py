@@ -33,7 +33,7 @@ def test_round_trip_preserves_every_field():
     assert back.streams == streams
     assert back.to_bytes() == data
     assert back.header.version == STREAM_VERSION == 3  # what the encoder writes for a file without extras
-    assert FORMAT_VERSION == 6
+    assert FORMAT_VERSION == 7
     for version, tile in ((1, 0), (2, 0), (2, 64), (3, 64)):  # older versions still parse
         c = Container(sample_header(version=version, tile=tile), streams)
         assert Container.from_bytes(c.to_bytes()).header == c.header
@@ -79,6 +79,19 @@ def test_extras_make_version_4_and_round_trip_in_order():
     # A version-4 header without extras writes an empty table, and reads back the same.
     empty = Container(dataclasses.replace(back.header, version=4), [b"x"])
     assert Container.from_bytes(empty.to_bytes()) == empty and empty.to_bytes()[-5] == 0
+
+
+def test_quality_maps_set_the_version_a_new_file_is_written_in_and_a_read_one_keeps():
+    """A new file with a per-latent-pixel map is version 7 (its streams rescaled, lite/qmap.py), one
+    with 64-pixel cells version 5; a version-6 file written again stays version 6, whose streams
+    decode without rescaling."""
+    streams = [b"\x01", b"\x02"]
+    for tag, version in (("qlat", 7), ("qmap", 5)):
+        data = Container(sample_header(), streams, {tag: b"map"}).to_bytes()
+        assert data[4] == version and Container.from_bytes(data).header.version == version
+    read = Container(sample_header(version=6), streams, {"qlat": b"map"})
+    assert Container.from_bytes(read.to_bytes()) == read
+    assert Container(sample_header(version=6), streams, {"qmap": b"map"}).to_bytes()[4] == 6
 
 
 @pytest.mark.parametrize("tag", ["alp", "alpha", "al\x00h", "\u00e9t\u00e9"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -297,7 +298,7 @@ def test_damaged_export_is_refused(exported, tmp_path):
 def test_manifest_records_the_weights_hash_and_files(exported):
     manifest = json.loads((exported / "manifest.json").read_text())
     _, weights_hash = load_model(SHIPPED)
-    assert manifest["weights_hash"] == weights_hash.hex() and manifest["format_version"] == FORMAT_VERSION == 6
+    assert manifest["weights_hash"] == weights_hash.hex() and manifest["format_version"] == FORMAT_VERSION == 7
     assert {"encoder.onnx", "decoder.onnx", "hyper_encoder.onnx", "hyper_decoder.onnx",
             "tables.safetensors"} <= set(manifest["files"])
 
@@ -405,7 +406,8 @@ def test_integer_hyper_synthesis_matches_the_float_one():
 def test_fixed_point_gains_are_far_from_rounding_boundaries(name):
     """A platform whose exp() differs by a few ulps must still get the same fixed-point gains."""
     model, _ = load_model(name)
-    assert gain_margin(model.log_z_gain_inv.detach().numpy(), model.config.min_level) > 1e-9
+    for table in (model.log_z_gain_inv, model.log_y_gain_inv):  # y's: format 7's ratios (lite/qmap.py)
+        assert gain_margin(table.detach().numpy(), model.config.min_level) > 1e-9
 
 
 def test_cli_decompress_with_the_onnx_backend(exported, kodim23_rgb, tmp_path):
@@ -540,16 +542,18 @@ def test_lite_encoder_writes_the_pytorch_encoders_files(exported, exported_perce
 
 
 def test_lite_coders_read_and_write_quality_maps_as_the_pytorch_coders(exported, lite, kodim23_rgb):
-    """Regions of interest (formats 6 and 5): the lite decoder decodes the PyTorch encoder's files,
-    one piece and tiled, to the PyTorch decoder's pixels (within a level), and the lite encoder
-    writes the same map and nearly the same file."""
+    """Regions of interest (formats 7 and 5, and 6's files): the lite decoder decodes the PyTorch
+    encoder's files, one piece and tiled, to the PyTorch decoder's pixels (within a level), and the
+    lite encoder writes the same map and nearly the same file."""
     from edgecodec.lite import LiteEncoder
 
     rgb, roi = np.ascontiguousarray(kodim23_rgb[:320, :448]), [(200, 60, 120, 100), (0, 250, 30, 30)]
     one_piece = edgecodec.compress(rgb, quality=0.1, model=SHIPPED, roi=roi, roi_quality=0.9)
     tiled = api.Encoder(api.load_image(rgb), SHIPPED, tile=16, roi=roi, roi_quality=0.9).encode(api.quality_to_q16(0.1))
     in_cells = edgecodec.compress(rgb, quality=0.1, model=SHIPPED, roi=[(72, 72, 112, 112)], roi_quality=0.9)
-    for data, version in ((one_piece, 6), (tiled, 6), (in_cells, 5)):
+    format6 = [(p.read_bytes(), 6) for p in sorted((Path(__file__).parent / "data/format6").glob(f"{SHIPPED}-*.edc"))]
+    assert len(format6) == 2  # one piece and tiled: see test_roi.py
+    for data, version in ((one_piece, 7), (tiled, 7), (in_cells, 5), *format6):
         assert Container.from_bytes(data).header.version == version
         torch_rgb, _ = api.decode_array(data)
         assert np.abs(lite.decode(data)[0].astype(int) - torch_rgb).max() <= 1

@@ -1,9 +1,12 @@
-"""Regions of interest: a quality per latent pixel (16 x 16 image pixels; format version 6's quality
-map, or version 5's, one per 64 x 64 cell, when the map allows it; lite/qmap.py)."""
+"""Regions of interest: a quality per latent pixel (16 x 16 image pixels; format version 7's quality
+map, or version 5's, one per 64 x 64 cell, when the map allows it; lite/qmap.py). Version 6 held
+the same map without rescaling y's parameters (``qmap.matched_ratio``); its files still decode."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,10 +49,10 @@ def test_quality_map_extra_round_trips_and_refuses_damage():
         encode_quality_map(np.array([[70000]]))
 
 
-def test_a_map_makes_the_file_version_6_and_older_versions_cannot_hold_one(crop):
+def test_a_map_makes_the_file_version_7_and_older_versions_cannot_hold_one(crop):
     data = edgecodec.compress(crop, quality=0.2, model=SHIPPED, roi=[RECT], roi_quality=0.8)
     container = Container.from_bytes(data)
-    assert container.header.version == 6 and container.header.quality_q16 == round(0.2 * 65535)
+    assert container.header.version == 7 and container.header.quality_q16 == round(0.2 * 65535)
     assert set(container.extras) == {QMAP_LATENT}
     q = file_quality(container, (16, 24))
     expected = np.full((16, 24), round(0.2 * 65535))
@@ -78,9 +81,10 @@ def test_z_takes_the_mean_quality_of_its_latent_pixels_in_integers():
     assert hyper_quality(0.25) == 0.25
 
 
-def test_maps_of_64_pixel_cells_stay_version_5_and_decode_as_their_version_6_form(crop):
+def test_maps_of_64_pixel_cells_stay_version_5_and_decode_as_their_per_latent_pixel_form(crop):
     """A map that holds one quality per 64 x 64 cell is written as version 5, which edgecodec
-    versions that predate 6 decode; the same map at latent resolution codes the same streams."""
+    versions that predate 6 decode; the same map at latent resolution (version 7: every z pixel's
+    latent pixels share its quality, so nothing is rescaled) codes the same streams."""
     data = edgecodec.compress(crop, quality=0.2, model=SHIPPED, roi=[ALIGNED], roi_quality=0.8)
     c = Container.from_bytes(data)
     assert c.header.version == 5 and set(c.extras) == {QMAP}
@@ -89,17 +93,60 @@ def test_maps_of_64_pixel_cells_stay_version_5_and_decode_as_their_version_6_for
     assert np.array_equal(decode_quality_map(c.extras[QMAP], (4, 6)), cells / 65535)
     assert quality_map_summary(c)["cells"] == [4, 6] and quality_map_summary(c)["cell_pixels"] == 64
     fine = np.repeat(np.repeat(cells, 4, axis=0), 4, axis=1)
-    as_version_6 = Container(c.header, c.streams, {QMAP_LATENT: encode_quality_map(fine)}).to_bytes()
-    assert Container.from_bytes(as_version_6).header.version == 6
-    assert np.array_equal(api.decode_array(as_version_6)[0], api.decode_array(data)[0])
+    per_latent_pixel = Container(c.header, c.streams, {QMAP_LATENT: encode_quality_map(fine)}).to_bytes()
+    assert Container.from_bytes(per_latent_pixel).header.version == 7
+    assert np.array_equal(api.decode_array(per_latent_pixel)[0], api.decode_array(data)[0])
     as_version_4 = bytearray(data)
     as_version_4[4] = 4
     with pytest.raises(FormatError, match="'qmap' quality map in a version-4 file"):
         Container.from_bytes(fix_crc(as_version_4))
 
 
+# Version-6 files that edgecodec 9950a5f wrote (format 6, before matched_ratio) from kodim23's
+# [100:356, 200:584] at 0.2 with regions (150, 60, 48, 48) and (30, 150, 100, 70) at 0.8; the SHA-256
+# of the pixels it decoded them to. Files are bound to the weights that wrote them: a shipped
+# model with new weights cannot decode its old files at all (WeightsMismatchError).
+FORMAT6 = Path(__file__).parent / "data/format6"
+FORMAT6_PIXELS = {
+    "fidelity-whole.edc": "cf8a2cb88de20a34a470c72b2773a7ee651066bda809e3ab66a00a41fb837d8d",
+    "fidelity-tiled.edc": "2191693cc95c30a84651463b8ab419f1f257422dfbfde7b6455ed3ecc62e5460",
+    "perceptual-whole.edc": "89d4e6759fc6966136352569face4bdd661757a8d7381002348325998cfbd441",
+}
+
+
+@pytest.mark.parametrize("name", sorted(FORMAT6_PIXELS))
+def test_version_6_files_decode_to_the_pixels_they_did(name):
+    data = (FORMAT6 / name).read_bytes()
+    assert Container.from_bytes(data).header.version == 6 and QMAP_LATENT in Container.from_bytes(data).extras
+    pixels, _ = api.decode_array(data)
+    assert hashlib.sha256(pixels.tobytes()).hexdigest() == FORMAT6_PIXELS[name]
+
+
+def test_matched_parameters_cost_fewer_bytes_and_the_version_says_which_were_used(crop, monkeypatch):
+    """Version 7 rescales y's parameters where a z pixel mixes qualities: the same map and picture
+    for fewer bytes than version 6 coded it with, and the file's version picks the decoding."""
+    roi = [(150, 60, 48, 48), (30, 150, 100, 70)]
+    matched = edgecodec.compress(crop, quality=0.2, model=SHIPPED, roi=roi, roi_quality=0.8)
+    with monkeypatch.context() as m:  # code as version 6 did: no rescaling
+        m.setattr("edgecodec.lite.entropy.matched_ratio", lambda *args: None)
+        unmatched = edgecodec.compress(crop, quality=0.2, model=SHIPPED, roi=roi, roi_quality=0.8)
+    as_version_6 = bytearray(unmatched)
+    as_version_6[4] = 6
+    as_version_6 = fix_crc(as_version_6)
+    assert Container.from_bytes(as_version_6).extras == Container.from_bytes(matched).extras
+    assert len(matched) < 0.95 * len(unmatched)  # 2,960 and 3,196 bytes when written
+    (a, _), (b, _) = api.decode_array(matched), api.decode_array(as_version_6)
+    square = (slice(60, 108), slice(150, 198))
+    assert abs(psnr(a, crop) - psnr(b, crop)) < 0.05 and abs(psnr(a[square], crop[square]) - psnr(b[square], crop[square])) < 0.2
+    try:  # version 6's streams decoded as version 7's go wrong (or fail)
+        wrong, _ = api.decode_array(unmatched)
+    except FormatError:
+        return
+    assert psnr(wrong, crop) < psnr(b, crop) - 1
+
+
 def test_latent_pixel_maps_cost_fewer_bytes_than_64_pixel_cells_for_the_same_region(crop):
-    """The reason for version 6: a small region's latent pixels cover less than 64-pixel cells, and
+    """The reason for versions 6 and 7: a small region's latent pixels cover less than 64-pixel cells, and
     the margin keeps the region as sharp."""
     small = (176, 104, 40, 40)  # with the margin, latent pixels (6..9, 10..13); 64-pixel cells (1..2, 2..3)
     encoder = api.Encoder(api.load_image(crop), SHIPPED, roi=[small], roi_quality=0.9)
@@ -108,11 +155,11 @@ def test_latent_pixel_maps_cost_fewer_bytes_than_64_pixel_cells_for_the_same_reg
     cells[1:3, 2:4] = 1  # what version 5 coded: the cells the region touches
     encoder.roi = RegionsOfInterest(np.repeat(np.repeat(cells, 4, axis=0), 4, axis=1), encoder.roi.region_q16)
     coarse = encoder.encode(api.quality_to_q16(0.1))
-    assert Container.from_bytes(fine).header.version == 6 and Container.from_bytes(coarse).header.version == 5
+    assert Container.from_bytes(fine).header.version == 7 and Container.from_bytes(coarse).header.version == 5
     (a, _), (b, _) = api.decode_array(fine), api.decode_array(coarse)
     part = (slice(104, 144), slice(176, 216))
     background, _ = api.decode_array(edgecodec.compress(crop, quality=0.1, model=SHIPPED))
-    assert len(fine) < len(coarse)  # 1,841 and 2,401 bytes when written
+    assert len(fine) < len(coarse)  # 1,505 and 2,401 bytes when written (version 6: 1,841)
     # 39.8, 40.4 and 30.4 dB: on 24 Kodak images such squares measured the same in both (benchmarks/roi.py)
     assert psnr(b[part], crop[part]) - 1 < psnr(a[part], crop[part]) and \
         psnr(a[part], crop[part]) > psnr(background[part], crop[part]) + 8
@@ -171,7 +218,7 @@ def test_tiled_files_with_a_map_decode_by_region_as_whole(crop):
     encoder = api.Encoder(api.load_image(crop), SHIPPED, tile=16, roi=[RECT], roi_quality=0.8)
     data = encoder.encode(api.quality_to_q16(0.2))
     header = Container.from_bytes(data).header
-    assert header.tile == 16 and header.version == 6
+    assert header.tile == 16 and header.version == 7
     whole, _ = api.decode_array(data)
     one_piece, _ = api.decode_array(edgecodec.compress(crop, quality=0.2, model=SHIPPED, roi=[RECT], roi_quality=0.8))
     assert psnr(whole, one_piece) > 40  # tiles change the entropy coding, not the picture
@@ -220,7 +267,7 @@ def test_command_line_regions(kodim23, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "quality 0.2000" in result.stdout and "regions of interest at quality 0.8000" in result.stdout
     info = json.loads(run_cli("info", "--json", out).stdout)
-    assert info["format_version"] == 6 and info["quality_map"]["cells"] == [32, 48]
+    assert info["format_version"] == 7 and info["quality_map"]["cells"] == [32, 48]
     assert "quality map: 48x32 cells of 16x16 px, quality 0.2000 to 0.8000" in run_cli("info", out).stdout
     # metrics --region measures the region alone: higher than the whole image, and what the crop gives
     whole, part = (json.loads(run_cli("metrics", kodim23, out, "--json", *extra).stdout)[0]
@@ -267,7 +314,7 @@ def test_folders_take_a_mask_per_image_or_the_same_rectangles(crop, tmp_path):
     plain = Container.from_bytes((tmp_path / "out/a.edc").read_bytes())
     mapped = Container.from_bytes((tmp_path / "out/sub/b.edc").read_bytes())
     assert plain.header.version == 3 and not plain.extras and not (tmp_path / "out/c.edc").exists()
-    assert mapped.header.version == 6 and quality_map_summary(mapped)["max"] == round(0.9 * 65535) / 65535
+    assert mapped.header.version == 7 and quality_map_summary(mapped)["max"] == round(0.9 * 65535) / 65535
     # the same rectangles in every image; one that does not fit an image fails that image alone
     Image.fromarray(crop[:100]).save(images / "c.png")
     result = run_cli("compress", images, "-o", tmp_path / "rects", "--model", SHIPPED, "--roi", "100,100,60,40")

@@ -119,7 +119,7 @@ def test_a_region_of_interest_is_coded_at_its_quality_and_measured_alone(client,
     assert data["roi"] == [64, 0, 64, 64] and data["roi_quality"] == 0.9
     results = {e["codec"]: e for e in data["results"]}
     edc = base64.b64decode(results["edgecodec"]["file"])
-    assert edgecodec.codec.Container.from_bytes(edc).header.version == 6  # the file carries the map
+    assert edgecodec.codec.Container.from_bytes(edc).header.version == 7  # the file carries the map
     assert results["edgecodec"]["bytes"] > plain["edgecodec"]["bytes"]
     region = _decoded(results["edgecodec"])[:64, 64:128]
     assert results["edgecodec"]["region_psnr"] == pytest.approx(psnr(region, crop_rgb[:64, 64:128]))

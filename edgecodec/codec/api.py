@@ -75,7 +75,7 @@ class Encoder:
 
     ``roi``: regions of interest (rectangles or a mask, ``lite.qmap.region_mask``) coded at
     ``roi_quality`` while the quality given to ``encode`` is the background's: the file carries a
-    quality map (format version 5 or 6), one quality per 16 x 16 pixels."""
+    quality map (format version 5 or 7), one quality per 16 x 16 pixels."""
 
     def __init__(self, prepared: PreparedImage, model_name: str, tile: int | None = None,
                  refine_steps: int = 0, roi: Sequence[Region] | np.ndarray | None = None,
@@ -188,7 +188,7 @@ def compress(image: ImageInput, quality: float = DEFAULT_QUALITY, model: str | N
     between grade it), in the image's displayed orientation. They are coded at ``roi_quality``
     and the rest at ``quality`` (or the quality a target search finds, which then searches the
     background's), in cells of 16 x 16 pixels (one latent pixel): every cell within 8 pixels of a
-    region gets its quality. The file carries the map (format version 6, or 5 when the map
+    region gets its quality. The file carries the map (format version 7, or 5 when the map
     holds one quality per 64 x 64 pixels; hyperprior models).
     """
     targets = {"target_bpp": target_bpp, "target_size": target_size, "target_psnr": target_psnr,

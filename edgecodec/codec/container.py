@@ -29,7 +29,11 @@ MAGIC = b"\x89EDC"
 #      Written only for files with a quality map.
 #   6: version 5 with a finer quality map ("qlat": a quality per 16 x 16 pixels, one latent pixel),
 #      written only for maps that version 5's cells cannot hold.
-FORMAT_VERSION = 6
+#   7: version 6 whose y parameters are rescaled to each latent pixel's quality where a z pixel's
+#      latent pixels mix qualities (lite/qmap.py, matched_ratio): the same layout, fewer bytes.
+#      What the encoder writes for "qlat" maps; version 6 files still decode as they did.
+FORMAT_VERSION = 7
+GAIN_MATCHED_VERSION = 7  # the first version whose streams were coded with matched_ratio
 STREAM_VERSION = 3  # the stream semantics the encoder writes; the version of a file without extras
 EXTRAS_VERSION = 4
 WEIGHTS_HASH_BYTES = 8
@@ -60,9 +64,10 @@ XMP = "xmp "  # the XMP packet, UTF-8
 ICC = "iccp"  # the ICC profile the picture's numbers are in (an RGB source's, kept), as PNG's iCCP
 QMAP = "qmap"  # a quality per hyper-latent pixel (lite/qmap.py); only in version 5 and later
 QMAP_LATENT = "qlat"  # a quality per latent pixel (lite/qmap.py); only in version 6 and later
-# Extras that change how the streams decode, and the first version that may hold each: a decoder of
-# an older version would skip the tag and decode wrongly, so the file must refuse it.
-STREAM_EXTRAS = {QMAP: 5, QMAP_LATENT: 6}
+# Extras that change how the streams decode: (the first version that may hold each, the version this
+# code writes it in). A decoder of an older version would skip the tag and decode wrongly, so the
+# file must refuse it.
+STREAM_EXTRAS = {QMAP: (5, 5), QMAP_LATENT: (6, 7)}
 # An extra's tag: four printable ASCII characters, as PNG's chunk types (e.g. "alph", "xmp ").
 _TAG_RULE = re.compile(r"[\x20-\x7e]{4}")
 
@@ -106,9 +111,9 @@ class Header:
 
 @dataclass(frozen=True)
 class Container:
-    """A header, its entropy-coded streams and (versions 4 to 6) its extras: tag -> bytes, in file order.
-    Writing extras makes the file version 4 whatever the header's version says (5 or 6 with a
-    quality map: ``STREAM_EXTRAS``)."""
+    """A header, its entropy-coded streams and (versions 4 to 7) its extras: tag -> bytes, in file order.
+    Writing extras makes the file version 4 or the header's version, whichever is newer; a quality
+    map makes it version 5 or 7 (``STREAM_EXTRAS``) unless the header's already holds it."""
 
     header: Header
     streams: list[bytes] = field(default_factory=list)
@@ -116,8 +121,11 @@ class Container:
 
     def to_bytes(self) -> bytes:
         h = self.header
-        version = max(h.version, EXTRAS_VERSION, *(STREAM_EXTRAS.get(tag, 0) for tag in self.extras)) \
-            if self.extras else h.version
+        version = max(h.version, EXTRAS_VERSION) if self.extras else h.version
+        for tag in self.extras.keys() & STREAM_EXTRAS.keys():
+            first, written = STREAM_EXTRAS[tag]
+            if version < first:  # a header read from a file that may hold the tag keeps its version
+                version = written
         name = h.model.encode("utf-8")
         if not 0 < len(name) < 256:
             raise ValueError("model name must be 1 to 255 bytes of UTF-8")
@@ -239,7 +247,7 @@ def _parse_body(data: bytes, header_len: int, version: int) -> tuple[Header, lis
         streams.append(data[pos: pos + length])
         pos += length
     extras = _parse_extras(data, pos, payload_end) if version >= EXTRAS_VERSION else {}
-    for tag, first in STREAM_EXTRAS.items():
+    for tag, (first, _) in STREAM_EXTRAS.items():
         if tag in extras and version < first:  # its decoders skip the tag and decode wrongly
             raise FormatError(f"corrupted .edc file: a {tag!r} quality map in a version-{version} file")
     if QMAP in extras and QMAP_LATENT in extras:

@@ -38,7 +38,7 @@ from torch import nn
 
 from ..errors import FormatError
 from ..lite.entropy import HYPER_HALO
-from ..lite.qmap import Quality
+from ..lite.qmap import Quality, gains_matched
 from ..lite.rans import pad_stream
 from ..lite.tiles import (LATENT_STRIDE, TILE_LATENT, TILE_PIXELS, Region, analysis_window, latent_span,  # noqa: F401
                           num_tiles, pack_tiles, synthesis_windows, tile_grid, unpack_tiles)
@@ -200,12 +200,13 @@ def decompress_tiled(model: EdgeCodecModel, streams: list[bytes], height: int, w
                      tile: int, version: int = 3, region: Region | None = None) -> np.ndarray:
     """Decode the streams of a tiled file into an (height, width, 3) uint8 array, or only the
     ``region`` (left, top, width, height; checked by the caller): the tiles it needs, the same
-    pixels as the whole image's crop. ``quality``: the file's, or (versions 5 and 6) its quality map."""
+    pixels as the whole image's crop. ``quality``: the file's, or (versions 5 to 7) its quality map."""
     s = model.stride
     lh, lw = (height + (-height % s)) // LATENT_STRIDE, (width + (-width % s)) // LATENT_STRIDE
     if model.config.prior != "factorized" and version >= 3:  # the shared format-3 path (lite.entropy)
         span = latent_span(list(synthesis_windows(lh, lw, height, width, tile, synthesis_halo(model), region)))
-        y_hat = torch.from_numpy(model.exact_entropy().decode(streams, (lh, lw), quality, tile, span))[None]
+        y_hat = torch.from_numpy(model.exact_entropy().decode(streams, (lh, lw), quality, tile, span,
+                                                              gains_matched(version)))[None]
         return synthesize_tiled(model, y_hat, height, width, tile, region=region)
     if isinstance(quality, np.ndarray):
         raise FormatError("corrupted .edc file: a quality map for a model or version without an exact hyperprior")

@@ -23,7 +23,7 @@ from ..codec.limits import check_padded_pixels, check_pixels
 from ..errors import FormatError, UnknownModelError, WeightsMismatchError
 from .alpha import decode_alpha
 from .entropy import HYPER_STRIDE, ExactEntropyModel
-from .qmap import file_quality
+from .qmap import file_quality, gains_matched
 from .tiles import LATENT_STRIDE, Region, check_region, crop_region, latent_span, synthesis_windows
 
 MANIFEST = "manifest.json"
@@ -122,8 +122,8 @@ class LiteDecoder:
         h = container.header
         try:
             quality = file_quality(container, shape)
-            return DecodedLatent(self.entropy.decode(container.streams, shape, quality, h.tile, span), h,
-                                 container.extras)
+            y_hat = self.entropy.decode(container.streams, shape, quality, h.tile, span, gains_matched(h.version))
+            return DecodedLatent(y_hat, h, container.extras)
         except (RuntimeError, ValueError, IndexError) as exc:  # the rANS decoder rejecting garbage
             raise FormatError(f"corrupted .edc file: entropy decoding failed ({exc})") from None
 

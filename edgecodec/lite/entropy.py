@@ -16,7 +16,7 @@ import numpy as np
 from .context import IntegerCheckerboard
 from .hyper import IntegerHyperSynthesis, fixed_gain
 from .rans import CdfTable
-from .qmap import Quality, gains_over, hyper_quality, map_under, per_pixel
+from .qmap import Quality, gains_over, hyper_quality, map_under, matched_ratio, per_pixel
 from .tiles import HYPER_STRIDE, pack_tiles, tile_grid, unpack_tiles
 
 # z pixels added on each side of a tile's hyper-latent window before h_s computes the tile's
@@ -78,19 +78,25 @@ class ExactEntropyModel:
         return self.z_table.decode(stream, indexes)
 
     def side(self, z_symbols: np.ndarray, quality: Quality, rows: slice | None = None,
-             cols: slice | None = None) -> np.ndarray:
+             cols: slice | None = None, matched: bool = True) -> np.ndarray:
         """The integer hyper-synthesis output over the whole latent or one tile (latent rows /
         cols), computed from the tile's z window widened by HYPER_HALO (and, with a quality map,
-        the z gains of that window's pixels)."""
+        the z gains of that window's pixels). ``matched`` (format version 7, what the encoders
+        write; False for version 6's maps): rescaled to each latent pixel's quality where a z
+        pixel's 4 x 4 latent pixels mix qualities (``qmap.matched_ratio``)."""
         g = self.z_gain_fixed(quality)
         if rows is None:
-            return self.hyper.raw(z_symbols, g)
-        zh, zw = z_symbols.shape[-2:]
-        s = HYPER_STRIDE
-        r0, r1 = max(0, rows.start // s - HYPER_HALO), min(zh, -(-rows.stop // s) + HYPER_HALO)
-        c0, c1 = max(0, cols.start // s - HYPER_HALO), min(zw, -(-cols.stop // s) + HYPER_HALO)
-        raw = self.hyper.raw(z_symbols[:, r0:r1, c0:c1], g[:, r0:r1, c0:c1] if g.ndim == 3 else g)
-        return raw[:, rows.start - s * r0: rows.stop - s * r0, cols.start - s * c0: cols.stop - s * c0]
+            raw = self.hyper.raw(z_symbols, g)
+        else:
+            zh, zw = z_symbols.shape[-2:]
+            s = HYPER_STRIDE
+            r0, r1 = max(0, rows.start // s - HYPER_HALO), min(zh, -(-rows.stop // s) + HYPER_HALO)
+            c0, c1 = max(0, cols.start // s - HYPER_HALO), min(zw, -(-cols.stop // s) + HYPER_HALO)
+            raw = self.hyper.raw(z_symbols[:, r0:r1, c0:c1], g[:, r0:r1, c0:c1] if g.ndim == 3 else g)
+            raw = raw[:, rows.start - s * r0: rows.stop - s * r0, cols.start - s * c0: cols.stop - s * c0]
+            quality = map_under(quality, rows, cols)
+        ratio = matched_ratio(self.log_y_gain_inv, quality, self.min_level) if matched else None
+        return raw if ratio is None else self.hyper.rescaled(raw, ratio)
 
     def encode_z(self, z_symbols: np.ndarray) -> bytes:
         """The stream of z's symbols (C, h, w) (CompressAI's EntropyBottleneck: round(z - medians)),
@@ -137,20 +143,21 @@ class ExactEntropyModel:
         return y * self.y_gain_inv(quality)
 
     def decode(self, streams: list[bytes], shape: tuple[int, int], quality: Quality, tile: int = 0,
-               span: tuple[slice, slice] | None = None) -> np.ndarray:
+               span: tuple[slice, slice] | None = None, matched: bool = True) -> np.ndarray:
         """y_hat (M, h, w) of a stream pair [y, z]; tiled (``tile`` latent pixels a side): stream 1
         is the tile table, each tile's parameters come from its own z window. ``quality``: the
         file's, or its quality map (``lite.qmap``). ``span`` (latent rows, cols; tiled streams):
-        decode only the tiles that meet it, the rest of y_hat is 0."""
+        decode only the tiles that meet it, the rest of y_hat is 0. ``matched``: as ``side`` (False
+        for format version 6)."""
         tiles = tile_grid(*shape, tile) if tile else None
         tile_streams = unpack_tiles(streams[0], len(tiles)) if tile else None
         z = self.decode_z(streams[1], (shape[0] // HYPER_STRIDE, shape[1] // HYPER_STRIDE))
         if not tile:
-            return self.decode_y(streams[0], self.side(z, quality), quality)
+            return self.decode_y(streams[0], self.side(z, quality, matched=matched), quality)
         y_hat = np.zeros((self.log_y_gain_inv.shape[1], *shape), dtype=np.float32)
         for (rows, cols), stream in zip(tiles, tile_streams):
             if span is None or (rows.start < span[0].stop and span[0].start < rows.stop
                                 and cols.start < span[1].stop and span[1].start < cols.stop):
-                y_hat[:, rows, cols] = self.decode_y(stream, self.side(z, quality, rows, cols),
+                y_hat[:, rows, cols] = self.decode_y(stream, self.side(z, quality, rows, cols, matched),
                                                      map_under(quality, rows, cols))
         return y_hat

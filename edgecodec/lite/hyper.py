@@ -217,6 +217,17 @@ class IntegerHyperSynthesis:
         x = ((z * g) >> GAIN_BITS).astype(np.float64)
         return run_layers(x, self.layers)
 
+    def rescaled(self, raw: np.ndarray, ratio: np.ndarray) -> np.ndarray:
+        """An output of ``raw`` (or a crop of one) with each latent pixel's scales (and means)
+        multiplied by ``ratio`` (M, h, w), GAIN_BITS fixed point (format version 7,
+        ``qmap.matched_ratio``): floor(raw * ratio / 2^GAIN_BITS) in int64, clamped as activations.
+        The ratio's own clamp keeps the product below 2^63 for any model; trained gains stay far
+        below it (the shipped models' ratios are below 21)."""
+        ratio = np.minimum(ratio, 2**62 // (int(ACT_LIMIT_FIXED) + 1))
+        factor = np.concatenate([ratio, ratio]) if self.mean_scale else ratio
+        out = (raw.astype(np.int64) * factor) >> GAIN_BITS
+        return np.clip(out, -ACT_LIMIT_FIXED, ACT_LIMIT_FIXED).astype(np.float64)
+
     def params(self, z_symbols: np.ndarray, z_gain_fixed: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """rANS table indexes (int32) and means (float32, or None) of y, each (M, 4h, 4w)."""
         return self.params_from_raw(self.raw(z_symbols, z_gain_fixed))

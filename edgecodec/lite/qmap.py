@@ -1,15 +1,17 @@
 """Quality maps: a quality per latent pixel (16 x 16 image pixels), so that parts of an image (a
 region of interest) get more bits than the rest (the ``qmap`` extra of format version 5, one
-quality per 64 x 64 cell, and the ``qlat`` extra of version 6, one per latent pixel; docs/format.md).
+quality per 64 x 64 cell, and the ``qlat`` extra of versions 6 and 7, one per latent pixel;
+docs/format.md).
 
 The gain units that make one model variable-rate (Cui et al., CVPR 2021) are per channel; a map
 applies the gains of each latent pixel's quality to that pixel instead. y's gain and inverse gain
 follow the map; z has one pixel per 4 x 4 latent pixels and takes their mean quality. Both sides
 compute the Gaussian parameters from the same z symbols and the same fixed-point z gains
-(``ExactEntropyModel.side``), so decoding stays exact; where the quality changes, the
-hyper-synthesis sees mixed gains, which costs bits there, not correctness. In memory a map is always at latent resolution (a version-5 map is
-expanded), and the encoder writes the coarser ``qmap`` when the map allows it, so that the file
-still decodes with version-5 decoders. Torch-free: the lite coders use it too.
+(``ExactEntropyModel.side``), so decoding stays exact. Where the quality changes within a z pixel,
+the hyper-synthesis predicts Gaussian parameters for its mean quality; version 7 rescales them to
+each latent pixel's own (``matched_ratio``). In memory a map is always at latent resolution (a
+version-5 map is expanded), and the encoder writes the coarser ``qmap`` when the map allows it,
+so that the file still decodes with version-5 decoders. Torch-free: the lite coders use it too.
 """
 
 from __future__ import annotations
@@ -22,17 +24,17 @@ from typing import Union
 
 import numpy as np
 
-from ..codec.container import QMAP, QMAP_LATENT, QUALITY_SCALE, Container
+from ..codec.container import GAIN_MATCHED_VERSION, QMAP, QMAP_LATENT, QUALITY_SCALE, Container
 from ..errors import FormatError, UsageError
-from .hyper import gain
+from .hyper import GAIN_BITS, fixed_gain, gain
 from .tiles import HYPER_STRIDE, LATENT_STRIDE, Region, check_region
 
 CELL = LATENT_STRIDE * HYPER_STRIDE  # image pixels per side of a version-5 map cell (one z pixel, 64)
 # A region's quality reaches this many pixels beyond it: the synthesis draws each decoded pixel
-# from latent pixels around it. On the 24 Kodak images (benchmarks/roi.py --margin, fidelity),
-# 48- to 160-pixel squares decoded 0.03 to 0.14 dB below the whole image at the region's quality
-# with no margin, and as it with 8 pixels, for 15-31% more bytes; 16 pixels added another 15-31%
-# and no PSNR.
+# from latent pixels around it. On the 24 Kodak images (benchmarks/roi.py --margin, fidelity,
+# format 7), 48- to 160-pixel squares decoded 0.04 to 0.12 dB below the whole image at the region's
+# quality with no margin, for 15-32% fewer bytes than with 8 pixels, and within 0.02 dB of it with
+# 8; 16 pixels cost another 16-39% of bytes for at most 0.02 dB.
 MARGIN = 8
 _SHAPE = struct.Struct("<HH")  # rows, columns
 
@@ -82,13 +84,46 @@ def hyper_quality(quality: Quality) -> Quality:
     sides are multiples of 4 (the latent of a padded image). The mean, because z's gains set the
     scales that the hyper-synthesis predicts for all 16 of them: with the highest quality instead,
     the central-third regions of benchmarks/roi.py added 16% more bytes to the background's file
-    on 6 Kodak images (fidelity, 0.2 / 0.8), and with the lowest 18% more."""
+    on 6 Kodak images (fidelity, 0.2 / 0.8), and with the lowest 18% more. With version 7's
+    rescaling (``matched_ratio``) the mean still costs least: on the same images, the central
+    third and 48- and 96-pixel squares, y's estimated extra bits were 7-26% more with the highest
+    and 5-14% more with the lowest."""
     if not isinstance(quality, np.ndarray):
         return quality
     rows, cols = quality.shape[0] // HYPER_STRIDE, quality.shape[1] // HYPER_STRIDE
     q16 = np.rint(quality * QUALITY_SCALE).astype(np.int64)  # exact: a map holds multiples of 1/65535
     total = q16.reshape(rows, HYPER_STRIDE, cols, HYPER_STRIDE).sum(axis=(1, 3))
     return (total + HYPER_STRIDE**2 // 2) // HYPER_STRIDE**2 / QUALITY_SCALE
+
+
+def matched_ratio(log_gain_inv: np.ndarray, quality: Quality, min_level: float) -> np.ndarray | None:
+    """Format version 7: for each latent pixel of a map and each channel, y's inverse gain at its z
+    pixel's quality (``hyper_quality``) over the one at its own, in GAIN_BITS fixed point, (M, h, w)
+    int64; None where every latent pixel has its z pixel's quality (one quality, or a map constant
+    over each 4 x 4 block, as version 5's).
+
+    Why: the hyper-synthesis predicts y's scales and means for the z pixel's quality, but a latent
+    pixel is coded at its own gain. Scaling the prediction by the ratio of the gains (the decoder's
+    inverse gains: it has no others) makes it that pixel's again. On 6 Kodak images (fidelity,
+    background 0.2, region 0.8, float rate estimate) it cut the bytes a region adds by 20% for
+    the central third and 29-37% for 48- to 96-pixel squares. Integer division of fixed-point
+    gains (``fixed_gain``, itself exact on every platform), so both sides get the same ratios."""
+    if not isinstance(quality, np.ndarray):
+        return None
+    shared = np.repeat(np.repeat(hyper_quality(quality), HYPER_STRIDE, axis=0), HYPER_STRIDE, axis=1)
+    if np.array_equal(shared, quality):
+        return None
+
+    def fixed(q: np.ndarray) -> np.ndarray:
+        return per_pixel(lambda v: fixed_gain(log_gain_inv, v, min_level), q)
+
+    own = fixed(quality)
+    return ((fixed(shared) << GAIN_BITS) + own // 2) // own
+
+
+def gains_matched(version: int) -> bool:
+    """Whether a file of this format version was coded with ``matched_ratio`` (version 7 on)."""
+    return version >= GAIN_MATCHED_VERSION
 
 
 def per_pixel(values_of: Callable[[Quality], np.ndarray], quality: Quality) -> np.ndarray:
@@ -113,8 +148,8 @@ def gains_over(log_table: np.ndarray, quality: Quality, min_level: float) -> np.
 
 
 def file_quality(container: Container, latent_shape: tuple[int, int]) -> Quality:
-    """The quality a file's streams decode with: its quality map at latent resolution (version 6,
-    or version 5's expanded), else the header's."""
+    """The quality a file's streams decode with: its quality map at latent resolution (versions 6
+    and 7, or version 5's expanded), else the header's."""
     if QMAP_LATENT in container.extras:
         return decode_quality_map(container.extras[QMAP_LATENT], latent_shape)
     data = container.extras.get(QMAP)
@@ -126,7 +161,7 @@ def file_quality(container: Container, latent_shape: tuple[int, int]) -> Quality
 
 def map_extra(q16: np.ndarray) -> dict[str, bytes]:
     """The extra that carries a (latent rows, cols) map of 16-bit qualities: ``qmap`` (version 5)
-    when each 4 x 4 block holds one quality, else ``qlat`` (version 6)."""
+    when each 4 x 4 block holds one quality, else ``qlat`` (version 7)."""
     rows, cols = q16.shape[0] // HYPER_STRIDE, q16.shape[1] // HYPER_STRIDE
     blocks = q16.reshape(rows, HYPER_STRIDE, cols, HYPER_STRIDE)
     cells = blocks[:, 0, :, 0]
@@ -215,7 +250,7 @@ def region_mask(roi: Sequence[Region] | np.ndarray, width: int, height: int) -> 
 
 def quality_map_summary(container: Container) -> dict | None:
     """What ``edgecodec info`` shows of a file's quality map: its cells (rows, cols), their side
-    in pixels (64 in version 5, 16 in version 6) and the lowest, highest and mean quality (over
+    in pixels (64 in version 5, 16 in versions 6 and 7) and the lowest, highest and mean quality (over
     the padded image); None without one."""
     if QMAP not in container.extras and QMAP_LATENT not in container.extras:
         return None

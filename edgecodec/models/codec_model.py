@@ -28,7 +28,7 @@ from torch import nn
 
 from ..errors import FormatError
 from ..lite.entropy import ExactEntropyModel
-from ..lite.qmap import Quality, hyper_quality, over_grid, per_pixel
+from ..lite.qmap import Quality, gains_matched, hyper_quality, over_grid, per_pixel
 from ..lite.rans import pad_stream
 from .context import checkerboard_latent_codec
 from .transforms import STRIDE, analysis_transform, hyper_analysis, hyper_synthesis, synthesis_transform
@@ -225,7 +225,7 @@ class EdgeCodecModel(CompressionModel):
 
     @torch.no_grad()
     def compress_latent(self, y: torch.Tensor, quality: Quality) -> dict[str, Any]:
-        """Entropy-code a latent at a quality, or with a quality map (format version 3; 5 or 6 with
+        """Entropy-code a latent at a quality, or with a quality map (format version 3; 5 or 7 with
         a map). Returns the byte strings (y first, then z for hyperprior models) and y's spatial shape."""
         y_gain, z_gain = self.encoder_gains(quality)
         if self.config.prior == "factorized":
@@ -294,13 +294,14 @@ class EdgeCodecModel(CompressionModel):
 
         Format version 3 takes y's Gaussian parameters from the integer hyper-synthesis
         (``exact_entropy``); versions 1 and 2 from the float h_s on one thread. ``quality``: the
-        file's, or (versions 5 and 6) its quality map."""
+        file's, or (versions 5 to 7) its quality map."""
         if self.config.context != "none" and version < 3:
             raise FormatError(f"format version {version} has no context models")
         if isinstance(quality, np.ndarray) and (self.config.prior == "factorized" or version < 3):
             raise FormatError("corrupted .edc file: a quality map for a model or version without an exact hyperprior")
         if self.config.prior != "factorized" and version >= 3:
-            y_hat = torch.from_numpy(self.exact_entropy().decode(strings, shape, quality))[None]
+            y_hat = torch.from_numpy(self.exact_entropy().decode(strings, shape, quality,
+                                                                 matched=gains_matched(version)))[None]
             with single_thread():
                 return self._image(y_hat).clamp(0, 1)
         strings = self._pad_streams(strings, shape)
