@@ -107,7 +107,7 @@ def matched_ratio(log_gain_inv: np.ndarray, quality: Quality, min_level: float) 
     inverse gains: it has no others) makes it that pixel's again. Applied to the hyper-synthesis
     output, before the checkerboard context's networks: on 6 Kodak images (fidelity, background
     0.2, region 0.8, a float rate estimate of y) that cut the bits a region adds by 20-37%, after
-    them by 16-33%. In files on the 24 Kodak images (benchmarks/roi.py against version 6), regions
+    them by 16-33%; the ratio to the power 0.8 or 1.2 instead saved no more. In files on the 24 Kodak images (benchmarks/roi.py against version 6), regions
     added 16% (fidelity) and 22% (perceptual) fewer bytes for the central third and 14-32% and
     18-41% fewer for 48- to 160-pixel squares. Integer division of fixed-point gains
     (``fixed_gain``, itself exact on every platform), so both sides get the same ratios."""
