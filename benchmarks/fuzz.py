@@ -155,9 +155,9 @@ def _seed_streams(rng) -> list[bytes]:
     seeds.append(Encoder(load_image(tiled[0]), "fuzzms", tile=TILE, roi=[(200, 100, 100, 80)]).encode(0))
     # Format 6: the same layout as 7, decoded without rescaling y's parameters (its streams here
     # were coded with it: what matters is that any bytes decode or are refused cleanly).
-    version_6 = bytearray(seeds[-2][:-4])
+    version_6 = bytearray(seeds[-2])
     version_6[4] = 6
-    seeds.append(bytes(version_6) + struct.pack("<I", zlib.crc32(version_6)))
+    seeds.append(fix_crc(bytes(version_6)))
     return seeds
 
 
