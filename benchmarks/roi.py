@@ -79,12 +79,13 @@ def main() -> None:
             h, w = rgb.shape[:2]
             rect = (w // 3, h // 3, w // 3, h // 3)
             inside = (slice(rect[1], rect[1] + rect[3]), slice(rect[0], rect[0] + rect[2]))
-            weights = RegionsOfInterest.of([coded(rect, w, h)], w, h, args.region).weights
+            roi = coded(rect, w, h)
+            weights = RegionsOfInterest.of([roi], w, h, args.region).weights
             cells = np.kron(weights > 0, np.ones((LATENT_STRIDE, LATENT_STRIDE), bool))[:h, :w]  # the map's region
             started = time.perf_counter()
             files = {"background": edgecodec.compress(rgb, quality=args.background, model=model),
                      "region": edgecodec.compress(rgb, quality=args.region, model=model),
-                     "roi": edgecodec.compress(rgb, quality=args.background, model=model, roi=[coded(rect, w, h)],
+                     "roi": edgecodec.compress(rgb, quality=args.background, model=model, roi=[roi],
                                                roi_quality=args.region)}
             # the whole image at one quality, with as many bytes as the roi file
             files["same_size"] = edgecodec.compress(rgb, model=model, target_size=len(files["roi"]))
