@@ -21,6 +21,7 @@ torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(channels=16, latent_channels=32, hyper_channels=16)
 SHIPPED = "fidelity"  # the shipped model most tests use explicitly
+FORMAT6 = REPO / "tests/data/format6"  # version-6 files that 9950a5f wrote (test_roi.py)
 
 
 # --- data ----------------------------------------------------------------------------------------

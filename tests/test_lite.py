@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -23,7 +22,7 @@ from edgecodec.lite.entropy import ExactEntropyModel
 from edgecodec.lite.hyper import IntegerLayer, _conv, gain_margin
 from edgecodec.zoo import load_model, shipped_models
 
-from conftest import REPO, SHIPPED, assert_one_error_line, fix_crc, legacy_streams, psnr, run_cli, synthetic_photo
+from conftest import FORMAT6, REPO, SHIPPED, assert_one_error_line, fix_crc, legacy_streams, psnr, run_cli, synthetic_photo
 
 QUALITIES = (0.0, 0.3, 0.7, 1.0)
 
@@ -551,7 +550,7 @@ def test_lite_coders_read_and_write_quality_maps_as_the_pytorch_coders(exported,
     one_piece = edgecodec.compress(rgb, quality=0.1, model=SHIPPED, roi=roi, roi_quality=0.9)
     tiled = api.Encoder(api.load_image(rgb), SHIPPED, tile=16, roi=roi, roi_quality=0.9).encode(api.quality_to_q16(0.1))
     in_cells = edgecodec.compress(rgb, quality=0.1, model=SHIPPED, roi=[(72, 72, 112, 112)], roi_quality=0.9)
-    format6 = [(p.read_bytes(), 6) for p in sorted((Path(__file__).parent / "data/format6").glob(f"{SHIPPED}-*.edc"))]
+    format6 = [(p.read_bytes(), 6) for p in sorted(FORMAT6.glob(f"{SHIPPED}-*.edc"))]
     assert len(format6) == 2  # one piece and tiled: see test_roi.py
     for data, version in ((one_piece, 7), (tiled, 7), (in_cells, 5), *format6):
         assert Container.from_bytes(data).header.version == version

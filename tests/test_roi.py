@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +20,7 @@ from edgecodec.lite.qmap import (RegionsOfInterest, decode_quality_map, encode_q
                                  hyper_quality, quality_map_summary)
 from edgecodec.zoo import load_model
 
-from conftest import SHIPPED, TINY, assert_one_error_line, fix_crc, psnr, run_cli
+from conftest import FORMAT6, SHIPPED, TINY, assert_one_error_line, fix_crc, psnr, run_cli
 
 # With the 8-pixel margin: latent pixels (3..10, 8..15) of the 384 x 256 crop, rows 48-175, columns 128-255
 RECT = (140, 70, 100, 90)
@@ -102,11 +101,10 @@ def test_maps_of_64_pixel_cells_stay_version_5_and_decode_as_their_per_latent_pi
         Container.from_bytes(fix_crc(as_version_4))
 
 
-# Version-6 files that edgecodec 9950a5f wrote (format 6, before matched_ratio) from kodim23's
+# FORMAT6 holds version-6 files that edgecodec 9950a5f wrote (before matched_ratio) from kodim23's
 # [100:356, 200:584] at 0.2 with regions (150, 60, 48, 48) and (30, 150, 100, 70) at 0.8; the SHA-256
 # of the pixels it decoded them to. Files are bound to the weights that wrote them: a shipped
 # model with new weights cannot decode its old files at all (WeightsMismatchError).
-FORMAT6 = Path(__file__).parent / "data/format6"
 FORMAT6_PIXELS = {
     "fidelity-whole.edc": "cf8a2cb88de20a34a470c72b2773a7ee651066bda809e3ab66a00a41fb837d8d",
     "fidelity-tiled.edc": "2191693cc95c30a84651463b8ab419f1f257422dfbfde7b6455ed3ecc62e5460",
