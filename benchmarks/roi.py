@@ -5,9 +5,11 @@
 
 Each image's region is its central rectangle, a third of its width and height (on a 768 x 512
 image 256 x 170 pixels, which the map covers, with its 8-pixel margin, with 18 x 12 latent pixels
-of 16 x 16: 14% of the area). Three files per image and model: the whole image at the background
-quality, at the region's quality, and at the background's with the region at its own
-(``compress(..., roi=...)``); and a fourth at one quality with the roi file's size
+of 16 x 16, 14% of the area; the latent pixels that only the margin reaches get 0.75 of the way
+from the background's quality to the region's, ``lite.qmap.MARGIN_WEIGHT``). Three files per
+image and model, from one analysis (``api.Encoder``): the whole image at the background quality,
+at the region's quality, and at the background's with the region at its own (what
+``compress(..., roi=...)`` writes); and a fourth at one quality with the roi file's size
 (``target_size``), what the same bytes buy without a map. Measured: bytes; PSNR inside the
 rectangle and in the background (the pixels outside the map's region).
 
@@ -17,9 +19,8 @@ the map per 64 x 64 cell that format version 5 held (every cell the square touch
 the bytes each adds to the background file, and the square's PSNR, beside the whole image at the
 region's quality. Prints the means and writes ``benchmarks/results/roi.json``.
 
-``--margin M`` measures another margin than ``compress``'s 8 pixels (``lite.qmap.MARGIN``): the
-rectangles given to the encoder grow (or shrink) by M - 8 pixels a side, which for rectangles is
-the same map as that margin; the PSNR is still measured on the original rectangles.
+``--margin M`` and ``--margin-weight W`` measure another margin than ``compress``'s 8 pixels
+(``lite.qmap.MARGIN``) at 0.75 (``MARGIN_WEIGHT``).
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ def main() -> None:
     parser.add_argument("--small", default="48,96,160", help="sides of the small square regions (empty: none)")
     parser.add_argument("--margin", type=int, default=None, help="pixels of margin around the regions "
                                                                   "(default: compress's)")
+    parser.add_argument("--margin-weight", type=float, default=None,
+                        help="how far the margin's quality goes from the background's to the region's "
+                             "(default: compress's)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/roi.json"))
@@ -56,7 +60,7 @@ def main() -> None:
 
     import edgecodec
     from edgecodec.codec import api
-    from edgecodec.lite.qmap import CELL, LATENT_STRIDE, MARGIN, RegionsOfInterest
+    from edgecodec.lite.qmap import CELL, LATENT_STRIDE, MARGIN, MARGIN_WEIGHT, RegionsOfInterest
     from edgecodec.metrics import psnr
 
     torch.set_num_threads(args.threads)
@@ -66,12 +70,9 @@ def main() -> None:
         return
     paths = sorted(Path(args.kodak).glob("*.png"))[: args.limit]
     sides = [int(v) for v in args.small.split(",") if v]
-    grow = 0 if args.margin is None else args.margin - MARGIN
-
-    def coded(r: tuple[int, int, int, int], w: int, h: int) -> tuple[int, int, int, int]:
-        """The rectangle given to the encoder for ``r`` with the measured margin, within the image."""
-        left, top = max(0, r[0] - grow), max(0, r[1] - grow)
-        return left, top, min(w, r[0] + r[2] + grow) - left, min(h, r[1] + r[3] + grow) - top
+    margin = (MARGIN if args.margin is None else args.margin,
+              MARGIN_WEIGHT if args.margin_weight is None else args.margin_weight)
+    background_q16, region_q16 = api.quality_to_q16(args.background), api.quality_to_q16(args.region)
     rows = []
     for model in args.models.split(","):
         for index, path in enumerate(paths):
@@ -79,14 +80,12 @@ def main() -> None:
             h, w = rgb.shape[:2]
             rect = (w // 3, h // 3, w // 3, h // 3)
             inside = (slice(rect[1], rect[1] + rect[3]), slice(rect[0], rect[0] + rect[2]))
-            roi = coded(rect, w, h)
-            weights = RegionsOfInterest.of([roi], w, h, args.region).weights
-            cells = np.kron(weights > 0, np.ones((LATENT_STRIDE, LATENT_STRIDE), bool))[:h, :w]  # the map's region
             started = time.perf_counter()
-            files = {"background": edgecodec.compress(rgb, quality=args.background, model=model),
-                     "region": edgecodec.compress(rgb, quality=args.region, model=model),
-                     "roi": edgecodec.compress(rgb, quality=args.background, model=model, roi=[roi],
-                                               roi_quality=args.region)}
+            encoder = api.Encoder(api.load_image(rgb), model)  # one analysis for every file of the image
+            files = {"background": encoder.encode(background_q16), "region": encoder.encode(region_q16)}
+            encoder.roi = RegionsOfInterest.of([rect], w, h, args.region, *margin)
+            files["roi"] = encoder.encode(background_q16)
+            cells = np.kron(encoder.roi.weights > 0, np.ones((LATENT_STRIDE, LATENT_STRIDE), bool))[:h, :w]  # the map's region
             # the whole image at one quality, with as many bytes as the roi file
             files["same_size"] = edgecodec.compress(rgb, model=model, target_size=len(files["roi"]))
             decoded = {name: api.decode_array(data)[0] for name, data in files.items()}
@@ -101,14 +100,14 @@ def main() -> None:
             for side in sides:  # the same squares for every model: the seed is the image's index
                 square = (int(rng.randint(0, w - side)), int(rng.randint(0, h - side)), side, side)
                 part = (slice(square[1], square[1] + side), slice(square[0], square[0] + side))
-                encoder = api.Encoder(api.load_image(rgb), model, roi=[coded(square, w, h)], roi_quality=args.region)
-                fine = encoder.encode(api.quality_to_q16(args.background))
+                encoder.roi = RegionsOfInterest.of([square], w, h, args.region, *margin)
+                fine = encoder.encode(background_q16)
                 touched = np.zeros((-(-h // CELL), -(-w // CELL)))
                 touched[square[1] // CELL: -(-(square[1] + side) // CELL),
                         square[0] // CELL: -(-(square[0] + side) // CELL)] = 1
                 encoder.roi = RegionsOfInterest(np.kron(touched, np.ones((CELL // LATENT_STRIDE,) * 2)),
                                                 encoder.roi.region_q16)
-                coarse = encoder.encode(api.quality_to_q16(args.background))
+                coarse = encoder.encode(background_q16)
                 entry = {"side": side, "rect": square}
                 for name, data in (("latent16", fine), ("cells64", coarse)):
                     entry[f"{name}_extra_bytes"] = len(data) - len(files["background"])

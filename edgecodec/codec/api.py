@@ -187,8 +187,9 @@ def compress(image: ImageInput, quality: float = DEFAULT_QUALITY, model: str | N
     image's size (an (H, W) uint8 or bool array, or a PIL image: 0 background, 255 region, values
     between grade it), in the image's displayed orientation. They are coded at ``roi_quality``
     and the rest at ``quality`` (or the quality a target search finds, which then searches the
-    background's), in cells of 16 x 16 pixels (one latent pixel): every cell within 8 pixels of a
-    region gets its quality. The file carries the map (format version 7, or 5 when the map
+    background's), in cells of 16 x 16 pixels (one latent pixel): every cell in a region gets its
+    quality, and every cell within 8 pixels of one three quarters of the way from the background's
+    to it (``lite.qmap.MARGIN_WEIGHT``). The file carries the map (format version 7, or 5 when the map
     holds one quality per 64 x 64 pixels; hyperprior models).
     """
     targets = {"target_bpp": target_bpp, "target_size": target_size, "target_psnr": target_psnr,
