@@ -32,14 +32,16 @@ from .tiles import HYPER_STRIDE, LATENT_STRIDE, Region, check_region
 CELL = LATENT_STRIDE * HYPER_STRIDE  # image pixels per side of a version-5 map cell (one z pixel, 64)
 # A region's quality reaches this many pixels beyond it: the synthesis draws each decoded pixel
 # from latent pixels around it. On the 24 Kodak images (benchmarks/roi.py --margin, fidelity,
-# format 7, the margin at full weight), 48- to 160-pixel squares decoded 0.04 to 0.12 dB below the
-# whole image at the region's quality with no margin, for 15-32% fewer bytes than with 8 pixels, and
-# within 0.02 dB of it with 8; 16 pixels cost another 16-39% of bytes for at most 0.02 dB.
+# format 7, the margin at MARGIN_WEIGHT), 48- to 160-pixel squares added 11-25% fewer bytes with
+# no margin than with 8 pixels but decoded 0.03-0.10 dB lower; with 16 pixels they added 12-30%
+# more bytes and decoded no better (within 0.012 dB).
 MARGIN = 8
 # Latent pixels that only the margin reaches need less than the region's quality: they only feed
 # the region's edge. Chosen on 24 crops of the training photos (not Kodak; fidelity, 0.2 / 0.8):
 # at 0.75 of the way to the region's quality, the squares added 5-10% fewer bytes than at full
-# weight for at most 0.010 dB; at 0.5, 9-19% fewer for up to 0.04 dB.
+# weight for at most 0.010 dB; at 0.5, 9-19% fewer for up to 0.04 dB. On the 24 Kodak images
+# (benchmarks/roi.py against --margin-weight 1): 4-10% fewer for the squares and 3% for the
+# central third, every PSNR within 0.02 dB.
 MARGIN_WEIGHT = 0.75
 _SHAPE = struct.Struct("<HH")  # rows, columns
 
