@@ -17,7 +17,7 @@ from edgecodec.codec import api
 from edgecodec.codec.container import QMAP, QMAP_LATENT, Container
 from edgecodec.errors import FormatError, UsageError
 from edgecodec.lite.qmap import (RegionsOfInterest, decode_quality_map, encode_quality_map, file_quality,
-                                 hyper_quality, quality_map_summary)
+                                 hyper_quality, latent_weights, quality_map_summary)
 from edgecodec.zoo import load_model
 
 from conftest import FORMAT6, SHIPPED, TINY, assert_one_error_line, fix_crc, psnr, run_cli
@@ -165,6 +165,26 @@ def test_latent_pixel_maps_cost_fewer_bytes_than_64_pixel_cells_for_the_same_reg
     # 39.9, 40.4 and 30.4 dB: on 24 Kodak images such squares measured within 0.03 dB (benchmarks/roi.py)
     assert psnr(b[part], crop[part]) - 1 < psnr(a[part], crop[part]) and \
         psnr(a[part], crop[part]) > psnr(background[part], crop[part]) + 8
+
+
+def test_latent_weights_take_each_latent_pixels_own_maximum_or_the_weighted_one_within_the_margin():
+    """Against the definition, pixel by pixel, for margins that divide the latent stride and ones that do not."""
+    rng = np.random.default_rng(0)
+    mask = np.zeros((90, 130), np.uint8)
+    for _ in range(4):
+        top, left = rng.integers(0, 90), rng.integers(0, 130)
+        mask[top: top + rng.integers(1, 30), left: left + rng.integers(1, 30)] = rng.integers(1, 256)
+    padded = np.zeros((128, 192), np.uint8)
+    padded[:90, :130] = mask
+    for margin, weight in ((0, 0.75), (8, 0.75), (5, 0.5), (16, 1.0), (24, 0.25)):
+        expected = np.zeros((8, 12))
+        for i in range(8):
+            for j in range(12):
+                own = padded[16 * i: 16 * i + 16, 16 * j: 16 * j + 16].max()
+                near = padded[max(0, 16 * i - margin): 16 * i + 16 + margin,
+                              max(0, 16 * j - margin): 16 * j + 16 + margin].max()
+                expected[i, j] = max(own, weight * near) / 255
+        assert np.allclose(latent_weights(mask, (128, 192), margin, weight), expected), (margin, weight)
 
 
 def test_the_margin_costs_fewer_bytes_at_part_of_the_regions_quality(crop):

@@ -16,6 +16,7 @@ so that the file still decodes with version-5 decoders. Torch-free: the lite cod
 
 from __future__ import annotations
 
+import math
 import struct
 import zlib
 from collections.abc import Callable, Sequence
@@ -227,22 +228,27 @@ def latent_weights(mask: np.ndarray, padded: tuple[int, int], margin: int = MARG
     if margin < 0 or not 0 <= margin_weight <= 1:
         raise ValueError(f"a margin is 0 pixels or more with a weight in [0, 1], not {margin} and {margin_weight}")
     latent = (padded[0] // LATENT_STRIDE, padded[1] // LATENT_STRIDE)
+    step = math.gcd(LATENT_STRIDE, margin)  # pool blocks that both divide into first (8 x 8 pixels for 8)
+    full = np.zeros(padded, dtype=np.uint8)
+    full[: mask.shape[0], : mask.shape[1]] = mask
+    blocks = full.reshape(padded[0] // step, step, padded[1] // step, step).max(axis=(1, 3))
+    per_latent = LATENT_STRIDE // step
 
     def pooled(reach: int) -> np.ndarray:
-        # the maximum over each latent pixel's pixels and ``reach`` more on every side: per axis,
-        # maximum.reduceat over (start, end) pairs (a row of zeros after the mask stands for the
-        # padding, where a latent pixel lies wholly beyond the image)
-        out = mask
+        # the maximum over each latent pixel's blocks and ``reach`` more on every side: per axis,
+        # maximum.reduceat over (start, end) pairs (after a row of zeros, so that an end may be
+        # the last block's)
+        out = blocks
         for axis, n in enumerate(latent):
             size = out.shape[axis]
             out = np.concatenate([out, np.zeros_like(out.take([0], axis=axis))], axis=axis)
-            first = np.arange(n) * LATENT_STRIDE
-            bounds = np.stack([first - reach, first + LATENT_STRIDE + reach], axis=1).clip(0, size)
+            first = np.arange(n) * per_latent
+            bounds = np.stack([first - reach, first + per_latent + reach], axis=1).clip(0, size)
             out = np.maximum.reduceat(out, bounds.ravel(), axis=axis).take(np.arange(0, 2 * n, 2), axis=axis)
         return out.astype(np.float64) / 255.0
 
     inner = pooled(0)
-    return inner if margin == 0 else np.maximum(inner, margin_weight * pooled(margin))
+    return inner if margin == 0 else np.maximum(inner, margin_weight * pooled(margin // step))
 
 
 def region_mask(roi: Sequence[Region] | np.ndarray, width: int, height: int) -> np.ndarray:
