@@ -85,7 +85,8 @@ def main() -> None:
             files = {"background": encoder.encode(background_q16), "region": encoder.encode(region_q16)}
             encoder.roi = RegionsOfInterest.of([rect], w, h, args.region, *margin)
             files["roi"] = encoder.encode(background_q16)
-            cells = np.kron(encoder.roi.weights > 0, np.ones((LATENT_STRIDE, LATENT_STRIDE), bool))[:h, :w]  # the map's region
+            # the map's region: the pixels of latent pixels above the background's quality
+            cells = np.kron(encoder.roi.weights > 0, np.ones((LATENT_STRIDE, LATENT_STRIDE), bool))[:h, :w]
             # the whole image at one quality, with as many bytes as the roi file
             files["same_size"] = edgecodec.compress(rgb, model=model, target_size=len(files["roi"]))
             decoded = {name: api.decode_array(data)[0] for name, data in files.items()}

@@ -115,9 +115,10 @@ def matched_ratio(log_gain_inv: np.ndarray, quality: Quality, min_level: float) 
     inverse gains: it has no others) makes it that pixel's again. Applied to the hyper-synthesis
     output, before the checkerboard context's networks: on 6 Kodak images (fidelity, background
     0.2, region 0.8, a float rate estimate of y) that cut the bits a region adds by 20-37%, after
-    them by 16-33%; the ratio to the power 0.8 or 1.2 instead saved no more. In files on the 24 Kodak images (benchmarks/roi.py against version 6), regions
-    added 16% (fidelity) and 22% (perceptual) fewer bytes for the central third and 14-32% and
-    18-41% fewer for 48- to 160-pixel squares. Integer division of fixed-point gains
+    them by 16-33%; the ratio to the power 0.8 or 1.2 instead saved no more. In files on the 24
+    Kodak images (benchmarks/roi.py against version 6), regions added 16% (fidelity) and 22%
+    (perceptual) fewer bytes for the central third and 14-32% and 18-41% fewer for 48- to
+    160-pixel squares. Integer division of fixed-point gains
     (``fixed_gain``, itself exact on every platform), so both sides get the same ratios."""
     if not isinstance(quality, np.ndarray):
         return None
@@ -195,7 +196,7 @@ class RegionsOfInterest:
            ) -> "RegionsOfInterest":
         """``roi``: (left, top, width, height) rectangles within the image, or an (H, W) uint8 mask
         (0 background, 255 region, values between grade it) or bool mask of the image's size.
-        ``margin`` and ``margin_weight``: ``latent_weights``'."""
+        ``margin`` and ``margin_weight`` as in ``latent_weights``."""
         if isinstance(region_quality, bool) or not isinstance(region_quality, (int, float, np.floating)) \
                 or not 0 <= region_quality <= 1:
             raise ValueError(f"region quality must be a number in [0, 1], not {region_quality!r}")
@@ -235,7 +236,7 @@ def latent_weights(mask: np.ndarray, padded: tuple[int, int], margin: int = MARG
     per_latent = LATENT_STRIDE // step
 
     def pooled(reach: int) -> np.ndarray:
-        # the maximum over each latent pixel's blocks and ``reach`` more on every side: per axis,
+        # the maximum over each latent pixel's blocks and ``reach`` blocks more on every side: per axis,
         # maximum.reduceat over (start, end) pairs (after a row of zeros, so that an end may be
         # the last block's)
         out = blocks
