@@ -1,13 +1,16 @@
 """Training throughput (steps/s) of each shipped configuration at its default crop and batch.
 
     .venv/bin/python benchmarks/train_throughput.py [--warm 5] [--timed 10] [--threads 1]
+                                                    [--set train.channels_last=true ...] [--out FILE]
 
 For cae, crb, gcrb (configs/NAME.yaml) and gdn-hp (configs/fidelity.yaml): build the trainer,
 run --warm untimed steps, then time --timed steps of the full update (codec + auxiliary
 quantile step, and for gcrb the adversarial term with its adaptive weight plus the
 discriminator step: gan.disc_start is set to 0 so the costliest phase is measured). One
 process, --threads CPU threads, or CUDA when available. Data: synthetic 320 px images held in
-memory (the trainer's data pipeline is in-memory anyway), unless --data is given.
+memory (the trainer's data pipeline is in-memory anyway), unless --data is given. ``--set``
+applies config overrides to every configuration (``train.channels_last=true``,
+``train.compile=true``: the warm steps then include the compilation, timed apart).
 Writes benchmarks/results/train_throughput.json and prints a table.
 """
 
@@ -47,16 +50,19 @@ def synthetic_images(folder: Path, count: int = 12, side: int = 320) -> Path:
     return folder
 
 
-def measure(name: str, data: Path, warm: int, timed: int, threads: int, device: str) -> dict:
+def measure(name: str, data: Path, warm: int, timed: int, threads: int, device: str,
+            overrides: list[str]) -> dict:
     config = load_config(REPO / "configs" / CONFIGS[name], [
         f"data.root={data}", f"train.threads={threads}", f"train.device={device}", "gan.disc_start=0",
-        "train.tensorboard=false", "train.progress=false"])
+        "train.tensorboard=false", "train.progress=false", *overrides])
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(config, run_dir)
+        start = time.perf_counter()
         for _ in range(warm):
             trainer.train_step()
         if trainer.device.type == "cuda":
             torch.cuda.synchronize()
+        warm_seconds = time.perf_counter() - start
         start = time.perf_counter()
         for _ in range(timed):
             trainer.train_step()
@@ -71,7 +77,8 @@ def measure(name: str, data: Path, warm: int, timed: int, threads: int, device: 
     batch = int(config["train"]["batch_size"])
     return {"config": name, "file": f"configs/{CONFIGS[name]}", "model": config["model"]["config"],
             "crop": int(config["data"]["crop"]), "batch_size": batch, "timed_steps": timed,
-            "seconds": round(seconds, 3), "steps_per_s": round(timed / seconds, 3),
+            "warm_seconds": round(warm_seconds, 1), "seconds": round(seconds, 3),
+            "steps_per_s": round(timed / seconds, 3),
             "images_per_s": round(timed * batch / seconds, 2), "codec_parameters": params,
             "discriminator_parameters": params_d}
 
@@ -84,6 +91,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--data", type=Path, help="image folder (default: synthetic images)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override for every configuration (repeatable)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "train_throughput.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -92,7 +101,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data or synthetic_images(Path(tmp))
         for name in args.configs:
-            row = measure(name, data, args.warm, args.timed, args.threads, args.device)
+            row = measure(name, data, args.warm, args.timed, args.threads, args.device, args.overrides)
             results.append(row)
             print(f"{name}: {row['steps_per_s']:.3f} steps/s", file=sys.stderr, flush=True)
     cuda = torch.cuda.is_available() and args.device != "cpu"
@@ -103,6 +112,7 @@ def main() -> int:
         "threads": args.threads, "warm_steps": args.warm, "timed_steps": args.timed,
         "torch": torch.__version__, "python": platform.python_version(),
         "note": "gcrb measured with the discriminator active (gan.disc_start=0)",
+        "overrides": args.overrides,
         "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, TINY
+from PIL import Image
+from conftest import REPO, TINY, synthetic_photo
 from test_train import image_folder, state_equal  # noqa: F401  (image_folder is a fixture)
 
 from edgecodec.cli import main
@@ -354,3 +355,43 @@ def test_torchrun_ranks_agree_on_the_time_budget(image_folder, tmp_path):
     state = torch.load(out / f"ckpt-{hashes[0]['step']:08d}.pt", map_location="cpu", weights_only=True)
     # Rank 0's own clock may stop short of the budget: the other rank spent it first, and both stopped.
     assert state["elapsed_s"] > 1 and state["time_drop_step"] is not None
+
+
+def test_compiled_and_channels_last_training_match_eager_and_keep_parameter_names(image_folder, tmp_path):
+    """``train.compile`` and ``train.channels_last`` (benchmarks/train_throughput.py measures them):
+    steps and validation run, the losses match eager training's first step, and the modules keep
+    their parameter names, so checkpoints load into eager models."""
+    runs = {}
+    for name in ("eager", "compile", "channels_last"):
+        extra = () if name == "eager" else (f"train.{name}=true",)
+        # batch 8: compiled with dynamic shapes, torch 2.14's CPU backend failed on it (not on 4)
+        trainer = Trainer(tiny_config("cae", image_folder, "train.seed=3", "train.batch_size=8", *extra),
+                          tmp_path / name)
+        records = [trainer.train_step() for _ in range(3)]
+        validation = trainer.validate()
+        records.append(trainer.train_step())  # after the validation's other shapes
+        runs[name] = (trainer, records, validation)
+    eager, eager_records, eager_val = runs["eager"]
+    for name in ("compile", "channels_last"):
+        trainer, records, val = runs[name]
+        assert all(np.isfinite(r["loss"]) for r in records) and np.isfinite(val["val_loss"])
+        assert records[0]["loss"] == pytest.approx(eager_records[0]["loss"], rel=1e-2), name  # 18.66 and 18.68
+        assert val["val_loss"] == pytest.approx(eager_val["val_loss"], rel=0.05), name
+        assert trainer.model.state_dict().keys() == eager.model.state_dict().keys()
+
+
+def test_compiled_gcrb_takes_adversarial_steps(tmp_path):
+    """The adaptive weight's two gradients through the compiled decoder (retain_graph) and the
+    compiled discriminator: GAN steps run from the first. The full-size model at the config's
+    crop and batch: smaller ones (the tiny model, 64 px crops, batches of 2) compiled backward
+    passes that donated no buffers, and never met the error this guards against."""
+    rng = np.random.RandomState(0)
+    for i in range(4):
+        Image.fromarray(synthetic_photo(rng, 160)).save(tmp_path / f"img{i}.png")
+    config = load_config(REPO / "configs/gcrb.yaml", [
+        f"data.root={tmp_path}", "data.val_crop=128", "train.tensorboard=false", "train.val_lpips=false",
+        "gan.disc_start=0", "train.compile=true"])
+    assert config["data"]["crop"] == 128 and config["train"]["batch_size"] == 8
+    trainer = Trainer(config, tmp_path / "run")
+    records = [trainer.train_step() for _ in range(2)]
+    assert all(np.isfinite(r["loss"]) and np.isfinite(r["d_loss"]) and r["w"] > 0 for r in records)

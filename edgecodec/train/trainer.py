@@ -203,10 +203,18 @@ class Trainer:
         if self.amp:
             _keep_fp32(self.model.latent_codec)
         if tc.get("compile"):
-            self.model.g_a.compile()
-            self.model.g_s.compile()
+            # static shapes: training crops and batches have one shape; with dynamic shapes the
+            # CPU backend (torch 2.14) failed to compile the backward pass on the second shape seen
+            if self.gan:
+                # the adaptive GAN weight takes two gradients through the decoder with
+                # retain_graph=True, which compiled backward passes that donate buffers refuse
+                import torch._functorch.config as functorch_config
+
+                functorch_config.donated_buffer = False
+            self.model.g_a.compile(dynamic=False)
+            self.model.g_s.compile(dynamic=False)
             if self.discriminator is not None:
-                self.discriminator.compile()
+                self.discriminator.compile(dynamic=False)
 
     def _wrap_ddp(self) -> torch.nn.Module:
         if not self.dist.enabled:
