@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -357,6 +358,12 @@ def test_torchrun_ranks_agree_on_the_time_budget(image_folder, tmp_path):
     assert state["elapsed_s"] > 1 and state["time_drop_step"] is not None
 
 
+# torch.compile's CPU backend builds C++ kernels
+needs_compiler = pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
+                                    reason="torch.compile on CPU needs a C++ compiler")
+
+
+@needs_compiler
 def test_compiled_and_channels_last_training_match_eager_and_keep_parameter_names(image_folder, tmp_path):
     """``train.compile`` and ``train.channels_last`` (benchmarks/train_throughput.py measures them):
     steps and validation run, the losses match eager training's first step, and the modules keep
@@ -380,6 +387,7 @@ def test_compiled_and_channels_last_training_match_eager_and_keep_parameter_name
         assert trainer.model.state_dict().keys() == eager.model.state_dict().keys()
 
 
+@needs_compiler
 def test_compiled_gcrb_takes_adversarial_steps(tmp_path):
     """The adaptive weight's two gradients through the compiled decoder (retain_graph) and the
     compiled discriminator: GAN steps run from the first. The full-size model at the config's
