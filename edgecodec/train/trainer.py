@@ -203,8 +203,9 @@ class Trainer:
         if self.amp:
             _keep_fp32(self.model.latent_codec)
         if tc.get("compile"):
-            # static shapes: training crops and batches have one shape; with dynamic shapes the
-            # CPU backend (torch 2.14) failed to compile the backward pass on the second shape seen
+            # static shapes: training crops and batches have one shape. The modules recompile once
+            # (their submodule count changes after the first call), and torch then turns to dynamic
+            # shapes, whose backward pass the CPU backend (torch 2.14) failed to compile at batch 8
             if self.gan:
                 # the adaptive GAN weight takes two gradients through the decoder with
                 # retain_graph=True, which compiled backward passes that donate buffers refuse
