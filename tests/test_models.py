@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import pytest
 import torch
-from conftest import TINY, make_tiny
+from conftest import REPO, TINY, make_tiny
 
 from edgecodec.models import EdgeCodecModel, ModelConfig, PatchDiscriminator, create_model, get_config, list_configs
 
@@ -123,6 +124,33 @@ def test_gain_interpolation_hits_the_table_at_levels():
     batch = model.gains(torch.tensor([0.0, 1.0]))["y_gain"]
     assert batch.shape == (2, TINY["latent_channels"], 1, 1)
     assert not torch.allclose(batch[0], batch[1])
+
+
+def test_ablation_ceiling_extends_the_gain_line_past_the_top_level():
+    """benchmarks/ablation_ceiling.py's extrapolated model keeps every trained level and steps on
+    from the top one by the top two levels' difference (log gains)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from ablation_ceiling import extrapolated
+
+    model = make_tiny(0)
+    with torch.no_grad():
+        for table in (model.log_y_gain, model.log_y_gain_inv, model.log_z_gain, model.log_z_gain_inv):
+            table.copy_(torch.randn_like(table))
+    k = model.config.levels
+    bigger = extrapolated(model, 2)
+    assert bigger.config.levels == k + 2
+    for level in range(k):
+        old, new = model.gains(torch.tensor([level / (k - 1)])), bigger.gains(torch.tensor([level / (k + 1)]))
+        for key in old:
+            torch.testing.assert_close(new[key], old[key])
+    for key, table in (("y_gain", model.log_y_gain), ("z_gain_inv", model.log_z_gain_inv)):
+        top, step = table[-1], table[-1] - table[-2]
+        torch.testing.assert_close(bigger.gains(torch.tensor([k / (k + 1)]))[key][0, :, 0, 0], (top + step).exp())
+        torch.testing.assert_close(bigger.gains(torch.tensor([1.0]))[key][0, :, 0, 0], (top + 2 * step).exp())
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():  # the transforms are the same: the top trained level decodes alike
+        torch.testing.assert_close(bigger(x, torch.tensor([(k - 1) / (k + 1)]))["x_hat"],
+                                   model(x, torch.tensor([1.0]))["x_hat"])
 
 
 def test_default_gain_tables_grow_with_quality():
