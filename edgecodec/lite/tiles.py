@@ -15,7 +15,7 @@ HYPER_STRIDE = 4  # latent pixels per hyper-latent pixel
 # costs about 215 bytes an image pixel (1.7 GB more for 3840x2160 with the shipped model), a tiled
 # one about 10 bytes a pixel (the uint8 image, the latent, the output) plus one window (< 0.1 GB):
 # from 2 MP on, tiling needs much less memory. Full HD (1920x1080, padded 1920x1088 = 2.09 MP) and
-# smaller stay in one piece, with version-1 streams exactly as before tiling existed.
+# smaller stay in one piece, with no tile table (one stream for y, as before tiling existed).
 TILE_PIXELS = 1 << 21
 # Latent pixels per tile side: 32 -> 512x512 image pixels. One window's activations then cost
 # under 0.1 GB with the shipped model (64 tiles: ~0.3 GB, and 0.1-0.3 GB more peak RSS for 8K,
