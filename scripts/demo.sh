@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-image=${1:-../shared/data/kodak/kodim23.png}
+image=${1:-${EDGECODEC_DATA:-../shared/data}/kodak/kodim23.png}  # or the image given as argument
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 .venv/bin/edgecodec compress "$image" -o "$out/image.edc" --metrics

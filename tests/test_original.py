@@ -241,3 +241,38 @@ def test_evaluate_run_reports_cr_and_real_bpp(tmp_path):
     assert result["q8_tensor"]["bytes"][0] < result["q8_channel"]["bytes"][0]  # 8 vs 512 bytes of min/max
     codec = ev.evaluate_codec_at_sizes(images, result["q8_tensor"]["bytes"], "tiny")
     assert codec["images"] == 2 and codec["bpp"] > 0 and np.isfinite(codec["psnr"])
+
+
+def test_update_measures_our_codec_again_and_keeps_the_runs_rows(image_folder, tmp_path):
+    """``--update``: our codec's rows of a results file measured again with another model, on the
+    same held-out images at the stored latent sizes; the runs' rows untouched."""
+    import json
+
+    from edgecodec.zoo import find_model
+
+    names, images = ev.held_out_images(image_folder, 0.02, 64)
+    n = len(images)
+    q8 = {"bpp": 0.5, "psnr": 20.0, "ssim": 0.5}
+    result = {"images": {"root": str(image_folder), "val_fraction": 0.02, "size": 64, "count": n, "names": names},
+              "codec_model": "old", "codec_curve": [],
+              "runs": {"original-cae": {"cr": 48, "latent_shape": [64, 2, 2], "label": "CPU", "float": q8,
+                                        "q8_tensor": {**q8, "bytes": [200] * n},
+                                        "q8_channel": {**q8, "bytes": [300] * n}}}}
+    path = tmp_path / "original.json"
+    path.write_text(json.dumps(result))
+    assert ev.main(["--update", str(path), "--codec-model", "tiny"]) == 0
+    updated = json.loads(path.read_text())
+    assert updated["codec_model"] == "tiny"
+    assert updated["codec_weights_hash"] == find_model("tiny").weights_hash.hex()
+    row = updated["runs"]["original-cae"]
+    assert row["q8_tensor"] == result["runs"]["original-cae"]["q8_tensor"] and row["cr"] == 48
+    for mode, size in (("tensor", 200), ("channel", 300)):
+        codec = row[f"codec_at_q8_{mode}"]
+        assert codec["images"] == n and codec["target_bpp"] == pytest.approx(8 * size / 64**2)
+        assert codec["bpp"] > 0 and np.isfinite(codec["psnr"])
+    assert [p["quality"] for p in updated["codec_curve"]] == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    # other held-out images than the file's are refused; and one of RUNs or --update is needed
+    with pytest.raises(ValueError, match="held-out images"):
+        ev.update_codec({**result, "images": {**result["images"], "names": names[1:]}}, "tiny")
+    with pytest.raises(SystemExit):
+        ev.main([])

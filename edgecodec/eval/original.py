@@ -25,6 +25,9 @@ evaluates held-out images only.
 Writes ``--out`` (JSON, every number per run and the settings) and prints a Markdown table;
 ``--plot`` draws PSNR against real bpp (our codec's curve over its quality range on the same
 images, the original runs' 8-bit latent files and our codec at the matched sizes).
+
+``python -m edgecodec.eval.original --update RESULTS.json`` measures only our codec's rows again
+(after the codec model trained further), on the same images at the latent files' stored sizes.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import zoo
 from ..codec.api import _to_tensor
 from ..metrics import psnr, ssim
 
@@ -242,6 +246,29 @@ def evaluate_codec_curve(images: list[np.ndarray], model_name: str,
     return points
 
 
+def update_codec(result: dict[str, Any], codec_model: str, data: str | Path | None = None) -> dict[str, Any]:
+    """``result`` (an earlier ``evaluate``) with our codec's rows measured again with ``codec_model``,
+    e.g. after that model trained further: the same held-out images, at the sizes of the latent
+    files stored per image in ``result``; the runs' own rows are kept as they are."""
+    torch.set_num_threads(1)
+    started = time.time()
+    spec = result["images"]
+    names, images = held_out_images(data or spec["root"], float(spec["val_fraction"]), int(spec["size"]))
+    if names != spec["names"]:
+        raise ValueError(f"the held-out images of {data or spec['root']} are not the results file's "
+                         f"({len(names)} against {len(spec['names'])})")
+    updated = {**result, "codec_model": codec_model,
+               "codec_weights_hash": zoo.find_model(codec_model).weights_hash.hex(),
+               "runs": {name: dict(row) for name, row in result["runs"].items()}}
+    for row in updated["runs"].values():
+        for mode in MODES:
+            row[f"codec_at_q8_{mode}"] = evaluate_codec_at_sizes(images, row[f"q8_{mode}"]["bytes"], codec_model)
+    if "codec_curve" in result:
+        updated["codec_curve"] = evaluate_codec_curve(images, codec_model)
+    updated["codec_seconds"] = round(time.time() - started, 1)
+    return updated
+
+
 def run_label(config: dict, facts: dict, threads: int) -> str:
     tc = config["train"]
     return (f"CPU, {threads} thread{'s' if threads != 1 else ''}, {facts['step']} steps, batch {tc['batch_size']}"
@@ -266,6 +293,7 @@ def evaluate(runs: list[Path], data: str | Path | None = None, codec_model: str 
         "codec_model": codec_model, "metrics": "PSNR per image on 8-bit RGB, averaged; SSIM pytorch-msssim on 8-bit",
         "latent_file": "8-bit min/max codes + float32 min/max (per tensor or per channel) + 7-byte header, zlib -9",
         "runs": {}, "torch": torch.__version__,
+        "codec_weights_hash": zoo.find_model(codec_model).weights_hash.hex(),
     }
     for run, model, config, facts in loaded:
         name = config["name"]
@@ -371,7 +399,10 @@ def plot(result: dict[str, Any], out: str | Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m edgecodec.eval.original", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders of configs/original/*.yaml")
+    parser.add_argument("runs", nargs="*", metavar="RUN", help="run folders of configs/original/*.yaml")
+    parser.add_argument("--update", metavar="JSON", help="instead of RUNs: an earlier --out file whose rows of our "
+                        "codec are measured again with --codec-model (the same images, at the stored latent "
+                        "sizes); written back to it unless --out names another file")
     parser.add_argument("--data", help="training image folder (default: each run's data.root)")
     parser.add_argument("--codec-model", default="fidelity", help="our model to compare (default fidelity)")
     parser.add_argument("--checkpoint", choices=("last", "best"), default="last",
@@ -379,8 +410,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="write the results as JSON here")
     parser.add_argument("--plot", help="draw PSNR / SSIM against real bpp into this image (adds our codec's curve)")
     args = parser.parse_args(argv)
-    result = evaluate([Path(r) for r in args.runs], args.data, args.codec_model, args.checkpoint,
-                      curve=bool(args.plot))
+    if bool(args.runs) == bool(args.update):
+        parser.error("give run folders or --update JSON (one of the two)")
+    if args.update:
+        result = update_codec(json.loads(Path(args.update).read_text()), args.codec_model, args.data)
+        args.out = args.out or args.update
+    else:
+        result = evaluate([Path(r) for r in args.runs], args.data, args.codec_model, args.checkpoint,
+                          curve=bool(args.plot))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
