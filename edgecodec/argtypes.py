@@ -83,5 +83,5 @@ def region(text: str) -> tuple[int, int, int, int]:
     return values  # type: ignore[return-value]
 
 
-for _type in (finite_number, positive_number, fraction, numbers):
+for _type in (finite_number, positive_number, fraction, unit_interval, numbers):
     _type.__name__ = "number"  # argparse names the type in "invalid number value: 'x'"

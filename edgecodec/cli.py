@@ -30,7 +30,8 @@ STDIO = "-"  # as an input: standard input; as an output: standard output (pipes
 
 EPILOG = """exit codes: 0 ok, 1 internal error, 2 usage, 3 bad input image, 4 corrupted or truncated .edc,
 5 .edc from a newer format version, 6 weights mismatch, 7 image over the pixel limit,
-8 output exists (use --force), 9 unknown model, 10 some files of a folder failed, 11 output cannot be written"""
+8 output exists (use --force), 9 unknown model, 10 some files of a folder (or of info's inputs) failed,
+11 output cannot be written, 130 interrupted"""
 
 
 # _write_atomic's temporary files: ".NAME.XXXXXXXX.tmp" next to NAME (tempfile.mkstemp's 8 random
@@ -798,7 +799,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
         p.add_argument("-v", "--verbose", action="store_true", help="folder mode: a line per file")
         p.add_argument("--jobs", type=int_at_least(1), default=1,
-                       help="folder mode: files coded at once, each on one thread (default 1)")
+                       help="folder mode: files coded at once (default 1), each on one thread with the PyTorch "
+                            "backend, on --threads threads each with --backend onnx")
 
     p = sub.add_parser("compress", help="image(s) to .edc")
     common(p)
@@ -835,7 +837,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "Default 0 (off)")
     p.add_argument("--roi", type=region, action="append", metavar="LEFT,TOP,WIDTH,HEIGHT",
                    help="a region of interest, coded at --roi-quality while the rest gets --quality (or the "
-                        "quality a target finds); repeat for several. In cells of 16 x 16 pixels: a cell in a region "
+                        "quality a target finds), never below the rest's; repeat for several. In cells of 16 x 16 pixels: a cell in a region "
                         "gets its quality, and one within 8 pixels of it most of it (three quarters of the way "
                         "from the rest's); with a folder, the same rectangles in every image. "
                         "Hyperprior models")

@@ -20,8 +20,9 @@ Save options: ``quality`` (0..1, default 0.5: edgecodec's scale, not Pillow's 0-
 ``model`` (a name from ``edgecodec models``), ``target_size`` (bytes, or a string like "40KB"),
 ``target_bpp``, ``target_psnr`` (dB) or ``target_ms_ssim`` (instead of quality), ``alpha``
 ("keep", the default, "drop" or "refuse"), ``metadata`` ("strip", the default, or "keep": the
-image's ``info["exif"]`` and ``info["xmp"]``) and ``icc`` ("keep", the default, or "convert" to
-sRGB: an RGB image's ``info["icc_profile"]``).
+image's ``info["exif"]`` and ``info["xmp"]``), ``icc`` ("keep", the default, or "convert" to
+sRGB: an RGB image's ``info["icc_profile"]``), ``refine_steps`` (encoder refinement, fidelity
+models) and ``roi`` with ``roi_quality`` (regions of interest, as ``edgecodec.compress`` takes them).
 
 Opened images carry ``info["edc_model"]`` and ``info["edc_quality"]``, mode LA or RGBA when the
 file kept an alpha channel, a kept profile in ``info["icc_profile"]`` and kept metadata in

@@ -74,8 +74,9 @@ class Encoder:
     (``refine.py``: slower encoding, fewer bytes, the same decoders); untiled images only.
 
     ``roi``: regions of interest (rectangles or a mask, ``lite.qmap.region_mask``) coded at
-    ``roi_quality`` while the quality given to ``encode`` is the background's: the file carries a
-    quality map (format version 5 or 7), one quality per 16 x 16 pixels."""
+    ``roi_quality`` (never below the background's) while the quality given to ``encode`` is the
+    background's: the file carries a quality map, one quality per 16 x 16 pixels (format version 7)
+    or per 64 x 64 (version 5, when the map is constant over such cells)."""
 
     def __init__(self, prepared: PreparedImage, model_name: str, tile: int | None = None,
                  refine_steps: int = 0, roi: Sequence[Region] | np.ndarray | None = None,
@@ -176,7 +177,9 @@ def compress(image: ImageInput, quality: float = DEFAULT_QUALITY, model: str | N
     it) or the image is converted to sRGB ("convert"); CMYK sources are always converted.
 
     ``target_bpp`` or ``target_size`` (bytes, or a string like "40KB") searches the quality
-    instead; the result is the largest quality that fits, within 3% of the target when reachable.
+    instead; the result is the largest quality whose file fits, within 3% of the target when
+    reachable (when no file below lands within 3%, the closest one up to 3% above it; when even
+    quality 0's file is larger than the target, that file).
     ``target_psnr`` (dB) or ``target_ms_ssim`` searches the lowest quality whose decoded image
     scores at least that against the source's RGB (about 10 encodes and decodes); the best quality
     when the model cannot reach it.

@@ -2,7 +2,7 @@
 
 Above ``TILE_PIXELS`` (padded) pixels an image is coded in tiles of ``TILE_LATENT`` x
 ``TILE_LATENT`` latent pixels (512 x 512 image pixels), recorded in the container's tile field
-(format versions 2 and 3, docs/format.md). The tiles change the entropy coding only, not the picture:
+(format version 2 and later, docs/format.md). The tiles change the entropy coding only, not the picture:
 
 - Encoder: the analysis transform g_a runs over each tile's image window widened by a halo at least
   as large as g_a's receptive field, in whole latent pixels (so the convolution grids line up with

@@ -5,7 +5,8 @@ For cameras that code what they capture (drones, phones, IoT): the analysis grap
 (``encoder.onnx``, ``hyper_encoder.onnx``) give y and z, the gains come from the export's tables,
 and the entropy coding is the decoders' own (``lite.entropy``: the integer hyper-synthesis, and the
 checkerboard context's two passes, which the encoder must run exactly as the decoders will). The
-files are format 3 (4 with an alpha plane) and decode with both decoders. They are mostly the
+files are format 3 (4 with an alpha plane or kept metadata, 7 or 5 with regions of interest, as
+the PyTorch encoder writes them) and decode with both decoders. They are mostly the
 PyTorch encoder's files byte for byte; onnxruntime's float analysis can differ from PyTorch's in
 the last bits, and a latent value that lands on a rounding boundary then rounds the other way. On
 the 24 Kodak images at qualities 0, 0.5 and 1, 67 of 72 files were identical with ``perceptual``
@@ -62,10 +63,12 @@ class LiteEncoder:
         """An (H, W, 3) RGB or (H, W, 4) RGBA uint8 array at ``quality`` in [0, 1] (stored, as by
         ``edgecodec compress``, in 1/65535 steps), or at the largest quality whose file fits
         ``target_bytes`` (``codec.rate_search``, as ``compress --target-size``: within 3% of the
-        target when the model reaches it; the analysis runs once). ``alpha``: "keep" codes an
+        target when the model reaches it, else the closest file up to 3% above it, or quality 0's
+        when even that is larger; the analysis runs once). ``alpha``: "keep" codes an
         RGBA image's alpha plane losslessly beside the picture, "drop" discards it. ``roi``:
-        regions of interest coded at ``roi_quality`` (rectangles or a mask, as ``edgecodec.compress``
-        takes them; ``quality`` or the target's search is then the background's)."""
+        regions of interest coded at ``roi_quality``, never below the background's (rectangles or a
+        mask, as ``edgecodec.compress`` takes them; ``quality`` or the target's search is then the
+        background's)."""
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 \
                 or image.shape[2] not in (3, 4) or 0 in image.shape:
             raise ValueError(f"expected an (H, W, 3) or (H, W, 4) uint8 array, got "
