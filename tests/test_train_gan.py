@@ -238,6 +238,9 @@ def test_discriminator_from_one_checkpoint_codec_from_another(image_folder, tmp_
     with pytest.raises(ValueError, match="not a checkpoint with a discriminator"):
         Trainer(tiny_config("gcrb", image_folder, f"gan.disc_init_from={tmp_path / 'crb' / 'ckpt-00000001.pt'}"),
                 tmp_path / "f")
+    with pytest.raises(ValueError, match=r"gan\.disc_init_from=.* does not fit the discriminator \(tensors: "):
+        Trainer(tiny_config("gcrb", image_folder, "gan.disc_layers=2", f"gan.disc_init_from={disc_ckpt}"),
+                tmp_path / "g")  # a PatchGAN of another depth
 
 
 def test_conditional_discriminator(image_folder, tmp_path):

@@ -86,6 +86,23 @@ def lr_drop_step(train: dict[str, Any]) -> int:
     return math.ceil(train["lr_drop_at"] * train["steps"])
 
 
+def load_matching(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str, target: str,
+                  hint: str = "") -> None:
+    """``module.load_state_dict(state)``, failing with one readable line (a ValueError, which the
+    CLI reports as a usage error) instead of torch's lists of every key when the weights were made
+    for another architecture."""
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        own = module.state_dict()
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        reshaped = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+        parts = [f"{len(names)} {what} (e.g. {names[0]})" for names, what in
+                 ((missing, "missing"), (unexpected, "unexpected"), (reshaped, "of another shape")) if names]
+        raise ValueError(f"{source} does not fit the {target} (tensors: {', '.join(parts) or exc}){hint}") from None
+
+
 class Trainer:
     def __init__(self, config: dict, run_dir: str | Path, defer_warm_start: bool = False) -> None:
         """``defer_warm_start``: leave ``train.init_from`` to ``resume``, which applies it only
@@ -280,7 +297,7 @@ class Trainer:
         checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         if not isinstance(checkpoint, dict) or "disc" not in checkpoint:
             raise ValueError(f"gan.disc_init_from={path}: not a checkpoint with a discriminator")
-        self.discriminator.load_state_dict(checkpoint["disc"])
+        load_matching(self.discriminator, checkpoint["disc"], f"gan.disc_init_from={path}", "discriminator")
         self.disc_warm_start = warm_start_record(path, 1, data=data, checkpoint=checkpoint)
         log.info("discriminator from %s (step %s)", path, checkpoint.get("step"))
 
@@ -298,10 +315,13 @@ class Trainer:
             log.info("partial warm start: %d tensors loaded, %d kept fresh: %s", len(kept), len(fresh),
                      ", ".join(fresh))
             state = {**own, **kept}
-        self.model.load_state_dict(state)
+        load_matching(self.model, state, f"train.init_from={path}",
+                      f"model config {self.config['model']['config']!r} with its overrides",
+                      "; give the config it was trained with, or train.init_strict=false to load only the "
+                      "tensors whose name and shape match")
         with_disc = disc is not None and self.discriminator is not None and self.disc_warm_start is None
         if with_disc:
-            self.discriminator.load_state_dict(disc)
+            load_matching(self.discriminator, disc, f"train.init_from={path}", "discriminator")
         log.info("initialised weights from %s%s", path, " (with discriminator)" if with_disc else "")
 
     def _freeze_all_but(self, prefixes: list[str]) -> None:
