@@ -837,9 +837,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "Default 0 (off)")
     p.add_argument("--roi", type=region, action="append", metavar="LEFT,TOP,WIDTH,HEIGHT",
                    help="a region of interest, coded at --roi-quality while the rest gets --quality (or the "
-                        "quality a target finds), never below the rest's; repeat for several. In cells of 16 x 16 pixels: a cell in a region "
-                        "gets its quality, and one within 8 pixels of it most of it (three quarters of the way "
-                        "from the rest's); with a folder, the same rectangles in every image. "
+                        "quality a target finds), never below the rest's; repeat for several. In cells of 16 x 16 "
+                        "pixels: a cell in a region gets its quality, and one within 8 pixels of it most of it "
+                        "(three quarters of the way from the rest's); with a folder, the same rectangles in "
+                        "every image. "
                         "Hyperprior models")
     p.add_argument("--roi-mask", metavar="IMAGE",
                    help="regions of interest as a grayscale image of the input's size: white is coded at "
