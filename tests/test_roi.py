@@ -110,11 +110,11 @@ def test_maps_of_64_pixel_cells_stay_version_5_and_decode_as_their_per_latent_pi
 # of the pixels it decoded them to. Files are bound to the weights that wrote them: a shipped
 # model with new weights cannot decode its old files at all (WeightsMismatchError), so when one
 # ships, its files are written again by 9950a5f's code with the new weights, and decoded by it for
-# the hashes (scripts/format6_fixtures.py; the fidelity files last with stage 33, where the same
+# the hashes (scripts/format6_fixtures.py; the fidelity files last with stage 34, where the same
 # run with the stage-32 weights gave the previous files byte for byte).
 FORMAT6_PIXELS = {
-    "fidelity-whole.edc": "a023b4c6cb5f364ad3af1f9d3918c061c79a5166ab22db3171b3addcde7b933b",
-    "fidelity-tiled.edc": "e39f9a9795ebc70d6421d75795f4e76be9a0a41890b26e2ec272246e4cb0781d",
+    "fidelity-whole.edc": "2628062a45031d3d3766ed0d70c2baacd98c1a54fd6462bfb98d070bd2bc0734",
+    "fidelity-tiled.edc": "4e7de81bbf1746f8814ad2797b91a0dd4ea8c09e1726528c9a0cb9b7e2644a43",
     "perceptual-whole.edc": "89d4e6759fc6966136352569face4bdd661757a8d7381002348325998cfbd441",
 }
 
