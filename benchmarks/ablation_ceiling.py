@@ -29,23 +29,16 @@ import numpy as np
 from common import machine, write_results
 
 REPO = Path(__file__).resolve().parent.parent
-GAIN_TABLES = ("log_y_gain", "log_y_gain_inv", "log_z_gain", "log_z_gain_inv")
 
 
 def extrapolated(model, extra: int):
     """``model`` with ``extra`` more quality levels whose log gains extend the top two levels' line."""
-    import torch
-
     from edgecodec.models import EdgeCodecModel, ModelConfig
+    from edgecodec.models.widen import extend_levels
 
-    config = ModelConfig.from_dict({**model.config.to_dict(), "levels": model.config.levels + extra})
-    state = model.state_dict()
-    for name in GAIN_TABLES:
-        table = state[name]
-        step = table[-1] - table[-2]
-        state[name] = torch.cat([table] + [table[-1:] + k * step for k in range(1, extra + 1)])
-    bigger = EdgeCodecModel(config)
-    bigger.load_state_dict(state)
+    levels = model.config.levels + extra
+    bigger = EdgeCodecModel(ModelConfig.from_dict({**model.config.to_dict(), "levels": levels}))
+    bigger.load_state_dict(extend_levels(model.state_dict(), levels))
     return bigger.eval()
 
 

@@ -1,4 +1,4 @@
-"""Function-preserving widening (models/widen.py, ``train.init_widen``)."""
+"""Function-preserving growth (models/widen.py, ``train.init_widen``, ``train.init_extend_levels``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from conftest import TINY
 from test_train import image_folder, make_config  # noqa: F401 (pytest fixture)
 
 from edgecodec.models import create_model
-from edgecodec.models.widen import widen_state_dict
+from edgecodec.models.widen import extend_levels, widen_state_dict
 from edgecodec.train.trainer import Trainer
 
 WIDER = {**TINY, "channels": TINY["channels"] + 8}
@@ -87,4 +87,46 @@ def test_trainer_widens_the_warm_start(image_folder, tmp_path):  # noqa: F811
     assert g_s0.shape[1] == WIDER["channels"]
     assert torch.equal(g_s0[:, :c], narrow.g_s[0].weight)
     assert torch.equal(trainer.model.g_s[2].weight[c:, :c], torch.zeros_like(trainer.model.g_s[2].weight[c:, :c]))
+    trainer.train_step()
+
+
+def test_extend_levels_continues_the_top_gains_and_refuses_fewer_levels():
+    model = trained_like(create_model("gdn-hp-edge", **TINY))
+    state = model.state_dict()
+    k = model.config.levels
+    extended = extend_levels(state, k + 2)
+    for name in ("log_y_gain", "log_y_gain_inv", "log_z_gain", "log_z_gain_inv"):
+        table, new = state[name], extended[name]
+        assert new.shape[0] == k + 2
+        assert torch.equal(new[:k], table)
+        torch.testing.assert_close(new[k + 1] - new[k], table[-1] - table[-2])
+        torch.testing.assert_close(new[k], 2 * table[-1] - table[-2])
+    assert extended["g_s.0.weight"] is state["g_s.0.weight"]  # everything else passes through
+    with pytest.raises(ValueError, match="cannot extend 6 quality levels to 5"):
+        extend_levels(state, k - 1)
+
+
+def test_trainer_extends_the_warm_start_to_more_levels(image_folder, tmp_path):  # noqa: F811
+    """``train.init_extend_levels`` starts an 8-level model from a 6-level one, trained levels kept;
+    without it the shapes differ and the warm start is refused."""
+    from safetensors.torch import save_file
+
+    source_model = trained_like(create_model("gdn-hp-edge", **TINY))
+    source_model.update(force=True)
+    source = tmp_path / "six.safetensors"
+    save_file({k: v.contiguous() for k, v in source_model.state_dict().items()}, str(source))
+    options = {**TINY, "levels": 8}
+    overrides = ["model.config=gdn-hp-edge",
+                 "model.overrides={" + ", ".join(f"{k}: {v}" for k, v in options.items()) + "}",
+                 f"train.init_from={source}", "train.lambdas=[0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128]"]
+    with pytest.raises(ValueError, match="log_y_gain"):
+        Trainer(make_config(image_folder, *overrides), tmp_path / "refused")
+    trainer = Trainer(make_config(image_folder, *overrides, "train.init_extend_levels=true"), tmp_path / "eight")
+    assert trainer.model.log_y_gain.shape[0] == 8
+    assert torch.equal(trainer.model.log_y_gain[:6], source_model.log_y_gain)
+    assert torch.equal(trainer.model.g_s[0].weight, source_model.g_s[0].weight)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():  # level 5 of 0..7 is the source's top level (quality 1)
+        torch.testing.assert_close(trainer.model.eval()(x, torch.tensor([5 / 7]))["x_hat"],
+                                   source_model(x, torch.tensor([1.0]))["x_hat"])
     trainer.train_step()

@@ -1,11 +1,15 @@
-"""Function-preserving widening: warm-start a model with more channels from a narrower one.
+"""Function-preserving growth: warm-start a model with more channels or more quality levels.
 
-Net2Net-style (Chen et al., ICLR 2016), written here because no maintained library widens
+Channels, Net2Net-style (Chen et al., ICLR 2016), written here because no maintained library widens
 convolutions with GDN between them. Each narrow tensor fills the top-left block of the wide
 model's freshly initialised one; the weights from a new input channel into an old output channel
 are zeroed (GDN: the cross terms are set to the reparametrised zero), so every old channel, and
 the model's output, is what the narrow model computed. The new channels keep their fresh
 incoming weights: their outgoing weights are zero but get gradients, so training grows them.
+
+Quality levels: the gain tables (one row per level) get new rows above the top one that continue
+the line of the top two (in log gain), so every trained level codes as before and the new ones
+start where the model's own trend points (``extend_levels``).
 """
 
 from __future__ import annotations
@@ -65,4 +69,28 @@ def widen_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[s
             # after the reparametrisation (the fresh matrix is 0.1 * identity, so they are already).
             wide[:old, old:] = module.gamma_reparam.init(torch.zeros(old, wide.shape[1] - old))
             out[gamma] = wide
+    return out
+
+
+GAIN_TABLES = ("log_y_gain", "log_y_gain_inv", "log_z_gain", "log_z_gain_inv")
+
+
+def extend_levels(state: dict[str, torch.Tensor], levels: int) -> dict[str, torch.Tensor]:
+    """``state`` with each gain table extended to ``levels`` rows (quality levels) past its top one.
+
+    Row K-1+k is the top row plus k times the step from the second-highest row to the top one (log
+    gains, so the gains continue geometrically); the trained rows are kept as they are. Tables
+    that already have ``levels`` rows pass through; fewer levels than a table has is refused."""
+    out = dict(state)
+    for name in GAIN_TABLES:
+        if name not in state:
+            continue
+        table = state[name]
+        if table.shape[0] > levels:
+            raise ValueError(f"{name}: cannot extend {table.shape[0]} quality levels to {levels}")
+        if table.shape[0] < 2:
+            raise ValueError(f"{name}: need at least two quality levels to continue their line")
+        step = table[-1] - table[-2]
+        extra = [table[-1:] + k * step for k in range(1, levels - table.shape[0] + 1)]
+        out[name] = torch.cat([table, *extra])
     return out

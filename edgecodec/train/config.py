@@ -52,6 +52,10 @@ DEFAULTS: dict[str, Any] = {
         # convolutions, BatchNorms and GDNs are embedded so the wider model starts as the narrow one's function
         # (models/widen.py) and the new channels train from there
         "init_widen": False,
+        # true: init_from has fewer quality levels than model `levels`: its gain tables get new top
+        # levels continuing the line of its top two (models/widen.py, extend_levels); give
+        # train.lambdas one value per level
+        "init_extend_levels": False,
         # parameter-name prefixes to train, the rest frozen (e.g. [latent_codec.hyper.h_s]); null: all
         "trainable": None,
         # --- observability

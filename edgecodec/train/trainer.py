@@ -280,6 +280,11 @@ class Trainer:
             state = widen_state_dict(self.model, narrow)
             log.info("widened %d tensors of %s into the model's shapes",
                      sum(v.shape != narrow[k].shape for k, v in state.items()), path)
+        if tc.get("init_extend_levels"):
+            from ..models.widen import extend_levels
+
+            state = extend_levels(state, self.model.config.levels)
+            log.info("extended the gain tables of %s to %d quality levels", path, self.model.config.levels)
         self._init_weights(path, state, disc, strict=bool(tc.get("init_strict", True)))
 
     def _apply_disc_warm_start(self) -> None:
