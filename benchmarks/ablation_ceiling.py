@@ -2,9 +2,10 @@
 
     python benchmarks/ablation_ceiling.py [--models runs/ablation/models] [--names cae,crb,gcrb]
                                           [--extra 1,2] [--limit N] [--threads 2]
+    python benchmarks/ablation_ceiling.py --prefix '' --names fidelity --out benchmarks/results/fidelity_ceiling.json
 
 For each exported ablation model (``scripts/ablation.sh`` writes them; the weights are not
-committed), on the Kodak images:
+committed), or any installed model with ``--prefix ''``, on the Kodak images:
 
 * ``top``: real files at quality 1, the top trained level: bytes, bpp and PSNR.
 * ``extrapolated+E``: real files at a level E steps past the top one. The model is rebuilt with E
@@ -48,6 +49,8 @@ def main() -> None:
     parser.add_argument("--models", default=str(REPO / "runs/ablation/models"),
                         help="folder with ablation-NAME.safetensors + .json (scripts/ablation.sh exports them there)")
     parser.add_argument("--names", default="cae,crb,gcrb")
+    parser.add_argument("--prefix", default="ablation-",
+                        help="model name = PREFIX + each of --names ('' for installed models such as fidelity)")
     parser.add_argument("--extra", default="1,2", help="levels past the top one to measure")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images")
     parser.add_argument("--threads", type=int, default=2)
@@ -72,7 +75,7 @@ def main() -> None:
     results: dict[str, dict] = {}
     started = time.time()
     for short in args.names.split(","):
-        name = f"ablation-{short}"
+        name = f"{args.prefix}{short}"
         model, _ = zoo.load_model(name)
         variants = {"top": name}
         for extra in extras:
@@ -100,7 +103,7 @@ def main() -> None:
             print(f"{short:5s} {key:16s} {bpp}{value['psnr']:.2f} dB", flush=True)
     out = write_results(args.out, {"images": len(images), "kodak": args.kodak, "models": args.models,
                                    "results": results, "seconds": round(time.time() - started, 1),
-                                   "threads": args.threads, **machine()})
+                                   "prefix": args.prefix, "threads": args.threads, **machine()})
     print(f"wrote {out}")
 
 
