@@ -112,10 +112,17 @@ def test_maps_of_64_pixel_cells_stay_version_5_and_decode_as_their_per_latent_pi
 # ships, its files are written again by 9950a5f's code with the new weights, and decoded by it for
 # the hashes (scripts/format6_fixtures.py; the fidelity files last with stage 34, where the same
 # run with the stage-32 weights gave the previous files byte for byte).
+# The pixels of a one-piece decode differ between CPU types: the same files and code gave other
+# hashes on a CPU with AVX2 and without AVX-512 (2026-12-06) than on the machines that made the
+# fixtures, while the tiled file matched (the decoded latents are exact integers either way; the
+# float synthesis is not). Each file therefore lists the hashes seen on each kind of CPU, the
+# first from the machine that wrote it.
 FORMAT6_PIXELS = {
-    "fidelity-whole.edc": "2628062a45031d3d3766ed0d70c2baacd98c1a54fd6462bfb98d070bd2bc0734",
-    "fidelity-tiled.edc": "4e7de81bbf1746f8814ad2797b91a0dd4ea8c09e1726528c9a0cb9b7e2644a43",
-    "perceptual-whole.edc": "89d4e6759fc6966136352569face4bdd661757a8d7381002348325998cfbd441",
+    "fidelity-whole.edc": ("2628062a45031d3d3766ed0d70c2baacd98c1a54fd6462bfb98d070bd2bc0734",
+                           "4b783b3cba308036e2f9cb3347278a12a1020f8f425bbb5450c447948a915bda"),
+    "fidelity-tiled.edc": ("4e7de81bbf1746f8814ad2797b91a0dd4ea8c09e1726528c9a0cb9b7e2644a43",),
+    "perceptual-whole.edc": ("89d4e6759fc6966136352569face4bdd661757a8d7381002348325998cfbd441",
+                             "7190c4ca323a7ba045fd0ab9798408df3bb8ed472040dc21e099a8a4f824a025"),
 }
 
 
@@ -124,7 +131,7 @@ def test_version_6_files_decode_to_the_pixels_they_did(name):
     data = (FORMAT6 / name).read_bytes()
     assert Container.from_bytes(data).header.version == 6 and QMAP_LATENT in Container.from_bytes(data).extras
     pixels, _ = api.decode_array(data)
-    assert hashlib.sha256(pixels.tobytes()).hexdigest() == FORMAT6_PIXELS[name]
+    assert hashlib.sha256(pixels.tobytes()).hexdigest() in FORMAT6_PIXELS[name]
 
 
 def test_matched_parameters_cost_fewer_bytes_and_the_version_says_which_were_used(crop, monkeypatch):
