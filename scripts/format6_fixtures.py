@@ -2,14 +2,15 @@
 
 Version-6 files are bound to the weights that wrote them, and no current code writes version 6, so
 the code of commit 9950a5f (the last to write it) writes them, with the new weights, and decodes
-them for the pixel hashes the test compares against:
+them for what the test compares against (``FORMAT6``): the digest of the latents they decode to
+(``latent_digest``) and the PSNR of the pixels against kodim23's crop:
 
     git worktree add /tmp/wt9950 9950a5f
     EDGECODEC_MODEL_PATH=FOLDER_WITH_NEW_WEIGHTS PYTHONPATH=/tmp/wt9950 \\
         .venv/bin/python scripts/format6_fixtures.py tests/data/format6 [--models fidelity]
 
-It prints each file's version, size and pixel hash for ``FORMAT6_PIXELS``. With the weights the
-fixtures were made with, it writes them again byte for byte.
+It prints each file's version, size, latent digest and PSNR. With the weights the fixtures were
+made with, it writes them again byte for byte.
 """
 
 from __future__ import annotations
@@ -23,6 +24,35 @@ import numpy as np
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+CROP = (slice(100, 356), slice(200, 584))  # of kodim23
+
+
+def latent_digest(data: bytes) -> str:
+    """SHA-256 of what a file's y streams decode to before y's gains: each stream's integer
+    symbols plus its means (fixed point, multiples of 2^-12), in float32, so exact. Unlike the
+    pixels (the float synthesis gave others on a CPU with AVX2 and without AVX-512), the same on
+    every CPU; the test and this script compute it with the same code (``ExactEntropyModel.
+    dequantize`` is unchanged since 9950a5f)."""
+    from edgecodec.codec import api
+    from edgecodec.lite.entropy import ExactEntropyModel
+
+    digest, dequantize = hashlib.sha256(), ExactEntropyModel.dequantize
+
+    def spy(self, symbols: np.ndarray, means: np.ndarray | None, quality):
+        digest.update((symbols.astype(np.float32) + (0 if means is None else means)).tobytes())
+        return dequantize(self, symbols, means, quality)
+
+    ExactEntropyModel.dequantize = spy
+    try:
+        api.decode_array(data)
+    finally:
+        ExactEntropyModel.dequantize = dequantize
+    return digest.hexdigest()
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / mse))
 
 
 def main() -> None:
@@ -40,7 +70,7 @@ def main() -> None:
     if Path(edgecodec.__file__).resolve().is_relative_to(REPO):  # today's code writes version 7, not 6
         raise SystemExit(f"edgecodec comes from {edgecodec.__file__}: run with PYTHONPATH at a 9950a5f worktree")
     rgb = np.asarray(Image.open(Path(args.kodak) / "kodim23.png").convert("RGB"))
-    rgb = np.ascontiguousarray(rgb[100:356, 200:584])
+    rgb = np.ascontiguousarray(rgb[CROP])
     roi = [(150, 60, 48, 48), (30, 150, 100, 70)]
     for model in args.models.split(","):
         files = {f"{model}-whole.edc": edgecodec.compress(rgb, quality=0.2, model=model, roi=roi, roi_quality=0.8),
@@ -49,7 +79,7 @@ def main() -> None:
         for name, data in files.items():
             (Path(args.out) / name).write_bytes(data)
             pixels, _ = api.decode_array(data)
-            print(name, f"version {data[4]}", f"{len(data)} bytes", hashlib.sha256(pixels.tobytes()).hexdigest())
+            print(name, f"version {data[4]}", f"{len(data)} bytes", latent_digest(data), f"{psnr(pixels, rgb):.4f} dB")
 
 
 if __name__ == "__main__":
