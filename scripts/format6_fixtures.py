@@ -2,8 +2,8 @@
 
 Version-6 files are bound to the weights that wrote them, and no current code writes version 6, so
 the code of commit 9950a5f (the last to write it) writes them, with the new weights, and decodes
-them for what the test compares against (``FORMAT6``): the digest of the latents they decode to
-(``latent_digest``) and the PSNR of the pixels against kodim23's crop:
+them for what the test compares against (``FORMAT6_DECODED`` in tests/test_roi.py): the digest
+of the latents they decode to (``latent_digest``) and the PSNR of the pixels against kodim23's crop:
 
     git worktree add /tmp/wt9950 9950a5f
     EDGECODEC_MODEL_PATH=FOLDER_WITH_NEW_WEIGHTS PYTHONPATH=/tmp/wt9950 \\

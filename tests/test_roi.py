@@ -109,15 +109,15 @@ def test_maps_of_64_pixel_cells_stay_version_5_and_decode_as_their_per_latent_pi
 
 
 # FORMAT6 holds version-6 files that edgecodec 9950a5f wrote (before matched_ratio) from kodim23's
-# [100:356, 200:584] at 0.2 with regions (150, 60, 48, 48) and (30, 150, 100, 70) at 0.8, with what
-# that code decoded them to (FORMAT6_DECODED): the digest of the latents before y's gains, and the pixels' PSNR. Files
-# are bound to the weights that wrote them: a shipped model with new weights cannot decode its old
-# files at all (WeightsMismatchError), so when one ships, its files are written again by 9950a5f's
-# code with the new weights (scripts/format6_fixtures.py, which prints both figures; the fidelity
-# files last with stage 35). The latents are compared exactly: they are integers plus fixed-point
-# means, the same on every CPU. The pixels are not: the float synthesis gave other pixels from the
-# same one-piece files on a CPU with AVX2 and without AVX-512 (2026-12-06) than on the machines
-# that wrote them, so their PSNR is compared within 0.01 dB.
+# [100:356, 200:584] at 0.2 with regions (150, 60, 48, 48) and (30, 150, 100, 70) at 0.8, and in
+# FORMAT6_DECODED what that code decoded them to: the digest of the latents before y's gains, and
+# the pixels' PSNR. Files are bound to the weights that wrote them: a shipped model with new weights
+# cannot decode its old files at all (WeightsMismatchError), so when one ships, its files are
+# written again by 9950a5f's code with the new weights (scripts/format6_fixtures.py, which prints
+# both figures; the fidelity files last with stage 35). The latents are compared exactly: they
+# are integers plus fixed-point means, the same on every CPU. The pixels are not: the float
+# synthesis gave other pixels from the same one-piece files on a CPU with AVX2 and without AVX-512
+# (2026-12-06) than on the machines that wrote them, so their PSNR is compared within 0.01 dB.
 FORMAT6_DECODED = {
     "fidelity-whole.edc": ("6fdb6524ac8f380641fb53480250ad634432e54cdef0f8ff3526a36d9f04ca8e", 28.9968),
     "fidelity-tiled.edc": ("f2605cac8f1cd33a1110f6085784e5b4e1b2d8befb378f4bed618646eabff177", 28.9922),
