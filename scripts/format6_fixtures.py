@@ -3,7 +3,8 @@
 Version-6 files are bound to the weights that wrote them, and no current code writes version 6, so
 the code of commit 9950a5f (the last to write it) writes them, with the new weights, and decodes
 them for what the test compares against (``FORMAT6_DECODED`` in tests/test_roi.py): the digest
-of the latents they decode to (``latent_digest``) and the PSNR of the pixels against kodim23's crop:
+of the latents they decode to (``decode_with_latent_digest``) and the PSNR of the pixels against
+kodim23's crop:
 
     git worktree add /tmp/wt9950 9950a5f
     EDGECODEC_MODEL_PATH=FOLDER_WITH_NEW_WEIGHTS PYTHONPATH=/tmp/wt9950 \\
@@ -27,12 +28,12 @@ REPO = Path(__file__).resolve().parents[1]
 CROP = (slice(100, 356), slice(200, 584))  # of kodim23
 
 
-def latent_digest(data: bytes) -> str:
-    """SHA-256 of what a file's y streams decode to before y's gains: each stream's integer
-    symbols plus its means (fixed point, multiples of 2^-12), in float32, so exact. Unlike the
-    pixels (the float synthesis gave others on a CPU with AVX2 and without AVX-512), the same on
-    every CPU; the test and this script compute it with the same code (``ExactEntropyModel.
-    dequantize`` is unchanged since 9950a5f)."""
+def decode_with_latent_digest(data: bytes) -> tuple[np.ndarray, str]:
+    """A file's decoded pixels, and the SHA-256 of what its y streams decode to before y's gains:
+    each stream's integer symbols plus its means (fixed point, multiples of 2^-12), in float32, so
+    exact. Unlike the pixels (the float synthesis gave others on a CPU with AVX2 and without
+    AVX-512), the digest is the same on every CPU; the test and this script compute it with the
+    same code (``ExactEntropyModel.dequantize`` is unchanged since 9950a5f)."""
     from edgecodec.codec import api
     from edgecodec.lite.entropy import ExactEntropyModel
 
@@ -44,15 +45,10 @@ def latent_digest(data: bytes) -> str:
 
     ExactEntropyModel.dequantize = spy
     try:
-        api.decode_array(data)
+        pixels, _ = api.decode_array(data)
     finally:
         ExactEntropyModel.dequantize = dequantize
-    return digest.hexdigest()
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255.0**2 / mse))
+    return pixels, digest.hexdigest()
 
 
 def main() -> None:
@@ -66,6 +62,7 @@ def main() -> None:
 
     import edgecodec
     from edgecodec.codec import api
+    from edgecodec.metrics import psnr
 
     if Path(edgecodec.__file__).resolve().is_relative_to(REPO):  # today's code writes version 7, not 6
         raise SystemExit(f"edgecodec comes from {edgecodec.__file__}: run with PYTHONPATH at a 9950a5f worktree")
@@ -78,8 +75,8 @@ def main() -> None:
                  .encode(api.quality_to_q16(0.2))}
         for name, data in files.items():
             (Path(args.out) / name).write_bytes(data)
-            pixels, _ = api.decode_array(data)
-            print(name, f"version {data[4]}", f"{len(data)} bytes", latent_digest(data), f"{psnr(pixels, rgb):.4f} dB")
+            pixels, digest = decode_with_latent_digest(data)
+            print(name, f"version {data[4]}", f"{len(data)} bytes", digest, f"{psnr(rgb, pixels):.4f} dB")
 
 
 if __name__ == "__main__":
