@@ -130,12 +130,18 @@ def _read_input(path: Path, max_pixels: int | None, edc: bool = False) -> bytes:
 
 
 def _check_output(path: Path, force: bool) -> None:
-    """Refuse an output before any work: an existing file without --force, or binary data for a terminal."""
-    from .errors import OutputExistsError, UsageError
+    """Refuse an output before any work: an existing file without --force, a device or pipe, or
+    binary data for a terminal."""
+    from .errors import OutputExistsError, OutputWriteError, UsageError
 
     if _is_stdio(path):
         if sys.stdout.isatty():
             raise UsageError("refusing to write binary data to a terminal: redirect standard output or give -o FILE")
+    elif path.exists() and not (path.is_file() or path.is_dir()):  # a folder: the rename fails (exit 11)
+        # A device or a pipe (/dev/null, a FIFO): the atomic rename would replace the node itself
+        # with a regular file (as root, /dev/null), so it is refused even with --force.
+        raise OutputWriteError(f"cannot write {path}: not a regular file (a device or a pipe); give -o - to "
+                               "write standard output")
     elif path.exists() and not force:
         raise OutputExistsError(f"{path} exists: pass --force to overwrite")
 

@@ -263,6 +263,18 @@ def test_bad_pixel_limit_and_folder_output_are_usage_errors(small_png, tree, tmp
         edgecodec.compress(small_png, model="tiny", target_bpp=float("inf"))
 
 
+def test_outputs_that_are_not_regular_files_are_refused(small_png, small_edc, tmp_path, capsys):
+    """A FIFO or device output (as root, /dev/null) was replaced by a regular file with --force (the
+    atomic rename replaces the node): refused before any work, even with --force."""
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)
+    for command, source, model in (("compress", small_png, ["--model", "tiny"]), ("decompress", small_edc, [])):
+        for force in ([], ["--force"]):
+            assert main(command, source, "-o", fifo, *model, *force) == 11
+            assert_one_error_line(capsys.readouterr().err, "not a regular file", "-o -")
+    assert fifo.is_fifo() and not list(tmp_path.rglob("*.tmp"))
+
+
 def test_endless_inputs_stop_at_the_magic_bytes(tmp_path):
     """`info` / `decompress` of a device or pipe that never ends used to read until memory ran out;
     a wrong start is refused at once (a child process, with a timeout, so a regression fails)."""
