@@ -273,10 +273,10 @@ def _regions_of_interest(args: argparse.Namespace, src: Path, shape: tuple[int, 
 
 def _target_bytes(args: argparse.Namespace, pixels: int) -> int | None:
     """--target-size, or --target-bpp for an image of ``pixels`` pixels, in bytes (None: neither)."""
-    from .codec.rate_search import parse_size
+    from .codec.rate_search import bpp_to_bytes, parse_size
 
     if args.target_bpp is not None:
-        return int(args.target_bpp * pixels / 8)
+        return bpp_to_bytes(args.target_bpp, pixels)
     return parse_size(args.target_size) if args.target_size is not None else None
 
 

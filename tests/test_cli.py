@@ -275,6 +275,24 @@ def test_outputs_that_are_not_regular_files_are_refused(small_png, small_edc, tm
     assert fifo.is_fifo() and not list(tmp_path.rglob("*.tmp"))
 
 
+def test_extreme_target_bpp(small_png, tmp_path, capsys):
+    """A bpp near the float maximum overflowed to an internal error; one under a byte named a size."""
+    out = tmp_path / "t.edc"
+    for backend in ("torch", "onnx"):
+        assert main("compress", small_png, "-o", out, "--force", "--model", SHIPPED, "--target-bpp", "1e308",
+                    "--backend", backend) == 0
+        assert "not reachable" in capsys.readouterr().out
+        assert edgecodec.read_header(out.read_bytes()).quality_q16 == 65535
+        assert main("compress", small_png, "-o", out, "--force", "--model", SHIPPED, "--target-bpp", "1e-9",
+                    "--backend", backend) == 2
+        assert_one_error_line(capsys.readouterr().err, "1e-09 bpp is under one byte")
+    assert edgecodec.read_header(edgecodec.compress(small_png, model="tiny", target_bpp=1e308)).quality_q16 == 65535
+    with pytest.raises(ValueError, match="finite"):
+        edgecodec.compress(small_png, model="tiny", target_size=float("inf"))
+    with pytest.raises(TypeError, match="bpp must be a number"):
+        edgecodec.compress(small_png, model="tiny", target_bpp="0.3")
+
+
 def test_endless_inputs_stop_at_the_magic_bytes(tmp_path):
     """`info` / `decompress` of a device or pipe that never ends used to read until memory ran out;
     a wrong start is refused at once (a child process, with a timeout, so a regression fails)."""

@@ -20,7 +20,8 @@ from .container import QUALITY_SCALE, Container, Header, read_file, valid_tile
 from .extras import decoded_image, source_extras
 from .imageio import ImageInput, PreparedImage, load_image
 from .limits import check_padded_pixels, check_pixels, is_binary_stream
-from .rate_search import ScoreResult, SearchResult, parse_size, search_quality, search_score  # noqa: F401
+from .rate_search import (ScoreResult, SearchResult, bpp_to_bytes, parse_size, search_quality,  # noqa: F401
+                          search_score)
 from .refine import encode_refined, refinement_objective
 from .tiling import TILE_PIXELS, analyze_tiled, choose_tile, compress_tiled, decompress_tiled, tiling_supported
 
@@ -208,10 +209,10 @@ def compress(image: ImageInput, quality: float = DEFAULT_QUALITY, model: str | N
         metric, target = ("psnr", target_psnr) if target_psnr is not None else ("ms-ssim", target_ms_ssim)
         return encoder.encode_to_score(metric, target).data
     if target_bpp is not None:
-        if not (math.isfinite(target_bpp) and target_bpp > 0):
-            raise ValueError(f"target bpp must be a positive number, not {target_bpp}")
-        target_size = int(target_bpp * encoder.num_pixels / 8)
+        target_size = bpp_to_bytes(target_bpp, encoder.num_pixels)
     if target_size is not None:
+        if isinstance(target_size, float) and not math.isfinite(target_size):  # int() raises OverflowError
+            raise ValueError(f"target size must be a finite number of bytes, not {target_size}")
         target = parse_size(target_size) if isinstance(target_size, str) else int(target_size)
         return encoder.encode_to_size(target).data
     return encoder.encode(quality_to_q16(quality))

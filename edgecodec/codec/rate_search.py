@@ -3,7 +3,10 @@ MS-SSIM); searches over the 16-bit quality grid."""
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
+import sys
 from dataclasses import dataclass
 from typing import Callable
 
@@ -28,6 +31,20 @@ def parse_size(text: str) -> int:
     if size < 1:
         raise ValueError(f"size {text!r} is under one byte")
     return size
+
+
+def bpp_to_bytes(bpp: float, pixels: int) -> int:
+    """The target size in bytes of ``bpp`` bits per pixel for an image of ``pixels`` pixels."""
+    if isinstance(bpp, bool) or not isinstance(bpp, numbers.Real):
+        raise TypeError(f"target bpp must be a number, not {type(bpp).__name__}")
+    if not (math.isfinite(bpp) and bpp > 0):
+        raise ValueError(f"target bpp must be a positive number, not {bpp}")
+    size = bpp * pixels / 8
+    if size < 1:
+        raise ValueError(f"target {bpp:g} bpp is under one byte for an image of {pixels} pixels")
+    # A bpp near the float maximum overflows to inf here (int() would raise OverflowError): any
+    # size above every file's only asks for the top quality, as 1e300 bpp does.
+    return int(min(size, sys.maxsize))
 
 
 @dataclass(frozen=True)
