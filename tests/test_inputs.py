@@ -401,6 +401,13 @@ def test_pil_images_in_memory(crop):
     assert header_of(edgecodec.compress(rgb.convert("L"), model="tiny")).conversions == 1
 
 
+def test_empty_pil_images_are_input_errors():
+    """A 0-pixel PIL image (no file format holds one) used to reach torch's convolutions and fail there."""
+    for size in ((0, 0), (5, 0), (0, 5)):
+        with pytest.raises(InputImageError, match="empty"):
+            edgecodec.compress(Image.new("RGB", size), model="tiny")
+
+
 def test_encoded_bytes_in_memory(crop, tmp_path):
     """An image file's bytes (an upload, standard input) code exactly as the file does."""
     path = tmp_path / "crop.png"

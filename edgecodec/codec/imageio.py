@@ -114,6 +114,8 @@ def prepare_pil(img: Image.Image, alpha: str = "keep", max_pixels: int | None = 
     the alpha plane (coded losslessly), drop it, or refuse the image; ``metadata``: keep or strip
     EXIF and XMP; ``icc``: keep an RGB source's profile or convert to sRGB (``ICC_POLICIES``)."""
     _check_policies(alpha, metadata, icc)
+    if img.width == 0 or img.height == 0:  # Image.new("RGB", (0, 0)): no file holds one; torch's convolutions fail
+        raise InputImageError(f"image is empty ({img.width}x{img.height} pixels)")
     check_pixels(img.width, img.height, max_pixels)
     flags = 0
     depth = bit_depth or source_bit_depth(img)
