@@ -916,3 +916,9 @@ def test_metrics_measures_files_of_any_codec_against_the_original(small_png, sma
     captured = capsys.readouterr()
     assert captured.out.startswith(f"{jpeg}: {jpeg.stat().st_size:,} bytes")
     assert_one_error_line(captured.err, "other.png is 96x32, the reference 96x64", "no such file")
+    # ST-LPIPS of images too small for its trunk (under 21 pixels a side) is n/a, as MS-SSIM's is,
+    # not an internal error; identical images' PSNR is inf, not n/a.
+    thumb = tmp_path / "thumb.png"
+    Image.fromarray(reference[:20, :20]).save(thumb)
+    assert main("metrics", thumb, thumb, "--st-lpips") == 0
+    assert capsys.readouterr().out.endswith("PSNR inf dB, SSIM 1.0000, MS-SSIM n/a, ST-LPIPS n/a\n")

@@ -66,6 +66,8 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
 
 
 def _fmt(value: float | None, digits: int) -> str:
+    if value is not None and value == math.inf:  # identical images' PSNR: measured, not missing
+        return "inf"
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 

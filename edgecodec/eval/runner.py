@@ -132,6 +132,11 @@ class PeakRSS:
 
 
 # --- ST-LPIPS ------------------------------------------------------------------------------------
+# The trunks' convolutions and pools need a side of at least 21 pixels (AlexNet; VGG 18): below
+# that torch raises, which `metrics --st-lpips` of a thumbnail reported as an internal error.
+ST_LPIPS_MIN_SIDE = 21
+
+
 class STLPIPS:
     """ST-LPIPS (shift-tolerant; AlexNet trunk unless ``backend`` says otherwise) of uint8 RGB
     arrays, with the reference's features cached.
@@ -170,6 +175,9 @@ class STLPIPS:
         return [utils.normalize_tensor(o) for o in net.net.forward(x)]
 
     def __call__(self, reference: np.ndarray, decoded: np.ndarray) -> float:
+        """The distance; NaN for images too small for the trunk (as ``metrics.ms_ssim`` does)."""
+        if min(reference.shape[:2]) < ST_LPIPS_MIN_SIDE:
+            return math.nan
         with self._torch.no_grad():
             if not self._split:
                 return float(self.module(self._tensor(reference), self._tensor(decoded))[0])
