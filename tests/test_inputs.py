@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
 import pytest
@@ -399,6 +400,20 @@ def test_pil_images_in_memory(crop):
     rgb = Image.fromarray(crop)
     assert header_of(edgecodec.compress(rgb, model="tiny")).conversions == 0
     assert header_of(edgecodec.compress(rgb.convert("L"), model="tiny")).conversions == 1
+
+
+def test_float_images_on_the_unit_interval(crop, tmp_path):
+    """A 32-bit float TIFF holds [0, 1]: it was divided by 257 as if 16-bit and coded black (and a
+    NaN in it made numpy warn on the command line)."""
+    gray = np.asarray(Image.fromarray(crop).convert("L"), dtype=np.float32) / 255
+    gray[0, 0] = np.nan
+    path = tmp_path / "float.tif"
+    Image.fromarray(gray).save(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prepared = load_image(path)
+    expected = np.rint(np.nan_to_num(gray) * 255).astype(np.uint8)
+    assert np.array_equal(prepared.rgb[..., 0], expected) and prepared.conversions & 1
 
 
 def test_empty_pil_images_are_input_errors():

@@ -146,10 +146,15 @@ def prepare_pil(img: Image.Image, alpha: str = "keep", max_pixels: int | None = 
         flags |= 64 | 1
         img = img.convert("L")
     if img.mode.startswith("I") or img.mode == "F":
-        arr = np.asarray(img, dtype=np.float64)
-        if depth > 8 or arr.max(initial=0) > 255:
+        # A float image's NaN and infinities have no level: 0 (they made the cast warn and the scale NaN).
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        peak = arr.max(initial=0)
+        if img.mode == "F" and peak <= 1:  # floats on [0, 1], as TIFF readers take them: / 257 coded them black
             flags |= 4
-            arr = arr / 257.0 if arr.max(initial=0) <= 65535 else arr / arr.max() * 255.0
+            arr = arr * 255.0
+        elif depth > 8 or peak > 255:
+            flags |= 4
+            arr = arr / 257.0 if peak <= 65535 else arr / peak * 255.0
         img = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
     elif depth == 16:
         flags |= 4
