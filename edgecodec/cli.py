@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import io
 import json
 import os
@@ -37,6 +38,7 @@ EPILOG = """exit codes: 0 ok, 1 internal error, 2 usage, 3 bad input image, 4 co
 # _write_atomic's temporary files: ".NAME.XXXXXXXX.tmp" next to NAME (tempfile.mkstemp's 8 random
 # characters). A killed run can leave one behind; folder mode removes them (see _remove_stale_temps).
 TEMP_PATTERN = r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp"
+NAME_MAX = 255  # bytes in a file name (ext4, XFS, Btrfs, tmpfs, APFS, NTFS in UTF-16 units)
 
 
 def _write_atomic(path: Path, data: bytes, force: bool) -> None:
@@ -76,7 +78,7 @@ def _locked_temp(path: Path) -> tuple[int, str]:
     the file has its final name: a folder run's cleanup (``_remove_stale_temps``) then removes only
     the temporary files of killed runs, whose locks died with them, never a live run's."""
     while True:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path.name), suffix=".tmp", dir=path.parent)
         if fcntl is None:  # no flock (Windows): cleanup cannot tell live from stale
             return fd, tmp
         try:
@@ -90,6 +92,16 @@ def _locked_temp(path: Path) -> tuple[int, str]:
         if ours:
             return fd, tmp
         os.close(fd)  # a cleanup removed it between its creation and the lock: take another
+
+
+def _temp_prefix(name: str) -> str:
+    """``.NAME.`` for mkstemp, NAME cut at its start where the temporary name would pass the 255
+    bytes a file name may have (mkstemp adds 8 characters and .tmp): an output named with 241 to
+    255 bytes (85 CJK characters) could not be written. The end, with the suffix that
+    _remove_stale_temps matches, stays."""
+    while len(os.fsencode(f".{name}.XXXXXXXX.tmp")) > NAME_MAX and len(name) > 1:
+        name = name[1:]
+    return f".{name}."
 
 
 def _link_no_clobber(tmp: str, path: Path) -> bool:
@@ -137,12 +149,17 @@ def _check_output(path: Path, force: bool) -> None:
     if _is_stdio(path):
         if sys.stdout.isatty():
             raise UsageError("refusing to write binary data to a terminal: redirect standard output or give -o FILE")
-    elif path.exists() and not (path.is_file() or path.is_dir()):  # a folder: the rename fails (exit 11)
+        return
+    try:
+        exists, regular = path.exists(), path.is_file() or path.is_dir()  # a folder: the rename fails (exit 11)
+    except OSError as exc:  # a name over 255 bytes: Path.exists raises rather than answer False
+        raise OutputWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
+    if exists and not regular:
         # A device or a pipe (/dev/null, a FIFO): the atomic rename would replace the node itself
         # with a regular file (as root, /dev/null), so it is refused even with --force.
         raise OutputWriteError(f"cannot write {path}: not a regular file (a device or a pipe); give -o - to "
                                "write standard output")
-    elif path.exists() and not force:
+    if exists and not force:
         raise OutputExistsError(f"{path} exists: pass --force to overwrite")
 
 
@@ -969,6 +986,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"edgecodec: error: not found: {exc.filename or exc}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:  # never show users a traceback; EDGECODEC_DEBUG=1 shows it
+        if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG and exc.filename:
+            # An input path no file can have: Path.exists() and is_dir() raise for it, not False.
+            print(f"edgecodec: error: file name too long: {exc.filename}", file=sys.stderr)
+            return EXIT_USAGE
         if os.environ.get("EDGECODEC_DEBUG"):
             raise
         print(f"edgecodec: internal error: {type(exc).__name__}: {exc} (set EDGECODEC_DEBUG=1 for details)",

@@ -275,6 +275,21 @@ def test_outputs_that_are_not_regular_files_are_refused(small_png, small_edc, tm
     assert fifo.is_fifo() and not list(tmp_path.rglob("*.tmp"))
 
 
+def test_long_file_names(small_png, small_edc, tmp_path, capsys):
+    """An output named with 241 to 255 bytes could not be written (its temporary file's name passed
+    the 255-byte limit); a name over 255 bytes was an internal error as an output and as an input."""
+    fits = tmp_path / ("写" * 83 + ".edc")  # 253 bytes
+    assert main("compress", small_png, "-o", fits, "--model", "tiny") == 0
+    assert edgecodec.read_header(fits.read_bytes()).width == 96 and not list(tmp_path.glob(".*.tmp"))
+    capsys.readouterr()
+    assert main("decompress", small_edc, "-o", tmp_path / ("a" * 256 + ".png")) == 11
+    assert_one_error_line(capsys.readouterr().err, "cannot write", "file name too long")
+    for args in (["compress", tmp_path / ("a" * 256 + ".png"), "-o", tmp_path / "x.edc", "--model", "tiny"],
+                 ["decompress", tmp_path / ("a" * 256 + ".edc"), "-o", tmp_path / "x.png"]):
+        assert main(*args) == 2
+        assert_one_error_line(capsys.readouterr().err, "file name too long")
+
+
 def test_extreme_target_bpp(small_png, tmp_path, capsys):
     """A bpp near the float maximum overflowed to an internal error; one under a byte named a size."""
     out = tmp_path / "t.edc"
