@@ -8,6 +8,7 @@ import io
 import json
 import os
 import shlex
+import stat
 import sys
 import tempfile
 import threading
@@ -154,11 +155,12 @@ def _check_output(path: Path, force: bool) -> None:
         exists, regular = path.exists(), path.is_file() or path.is_dir()  # a folder: the rename fails (exit 11)
     except OSError as exc:  # a name over 255 bytes: Path.exists raises rather than answer False
         raise OutputWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
+    if exists and _is_stream(path):
+        return  # /dev/null or a FIFO: written into, nothing stored there to lose (_write_output)
     if exists and not regular:
-        # A device or a pipe (/dev/null, a FIFO): the atomic rename would replace the node itself
-        # with a regular file (as root, /dev/null), so it is refused even with --force.
-        raise OutputWriteError(f"cannot write {path}: not a regular file (a device or a pipe); give -o - to "
-                               "write standard output")
+        # A block device or a socket: the atomic rename would replace the node itself with a
+        # regular file, and writing into a disk would destroy it; refused even with --force.
+        raise OutputWriteError(f"cannot write {path}: not a regular file, a character device or a pipe")
     if exists and not force:
         raise OutputExistsError(f"{path} exists: pass --force to overwrite")
 
@@ -188,8 +190,23 @@ def _write_output(path: Path, data: bytes, force: bool) -> None:
             raise  # the reader went away: main() ends quietly, as for printed lines
         except OSError as exc:
             raise OutputWriteError(f"cannot write standard output: {exc.strerror or exc}") from None
+    elif _is_stream(path):  # /dev/null, a FIFO: a rename would replace the node with a regular file
+        try:
+            with open(path, "wb") as f:
+                f.write(data)
+        except OSError as exc:
+            raise OutputWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
     else:
         _write_atomic(path, data, force)
+
+
+def _is_stream(path: Path) -> bool:
+    """A character device or a FIFO (``-o /dev/null``): written into in place, not via a rename."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
 
 
 def _shown(path: Path, stream: str) -> str:
@@ -372,7 +389,8 @@ def _default_output(src: Path, suffix: str) -> Path:
 def _decompress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
     from .errors import UsageError
 
-    fmt = "png" if _is_stdio(dst) else dst.suffix.lower().lstrip(".")
+    # PNG on standard output, and into a device or FIFO named without a suffix (-o /dev/null)
+    fmt = "png" if _is_stdio(dst) or (not dst.suffix and _is_stream(dst)) else dst.suffix.lower().lstrip(".")
     if fmt not in LOSSLESS_FORMATS:
         raise UsageError(f"output {dst} must be a lossless format: .png, .tif, .webp (written lossless), .bmp or .ppm")
     _check_output(dst, args.force)

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -22,7 +23,7 @@ from PIL import Image
 
 import edgecodec
 from edgecodec import cli
-from edgecodec.codec.container import FORMAT_VERSION, Container
+from edgecodec.codec.container import FORMAT_VERSION, MAGIC, Container
 from edgecodec.zoo import DEFAULT_MODEL, PACKAGE_WEIGHTS as SHIPPED_WEIGHTS, shipped_models
 
 LINE = re.compile(r"^(?P<src>.+) -> (?P<dst>.+): (?P<w>\d+)x(?P<h>\d+), (?P<bytes>\d+) bytes, "
@@ -263,16 +264,29 @@ def test_bad_pixel_limit_and_folder_output_are_usage_errors(small_png, tree, tmp
         edgecodec.compress(small_png, model="tiny", target_bpp=float("inf"))
 
 
-def test_outputs_that_are_not_regular_files_are_refused(small_png, small_edc, tmp_path, capsys):
-    """A FIFO or device output (as root, /dev/null) was replaced by a regular file with --force (the
-    atomic rename replaces the node): refused before any work, even with --force."""
-    fifo = tmp_path / "fifo.png"
+def test_outputs_into_pipes_and_devices(small_png, small_edc, tmp_path, capsys):
+    """A FIFO or character device output (-o /dev/null) is written into, without --force: the
+    atomic rename used to replace the node itself with a regular file (as root, /dev/null). A
+    socket (like a block device) is refused before any work, even with --force."""
+    fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     for command, source, model in (("compress", small_png, ["--model", "tiny"]), ("decompress", small_edc, [])):
+        received: list[bytes] = []
+        reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+        reader.start()
+        assert main(command, source, "-o", fifo, *model) == 0
+        reader.join(timeout=60)
+        assert fifo.is_fifo() and received and received[0][:4] == (b"\x89PNG" if command == "decompress"
+                                                                   else MAGIC)
+        assert main(command, source, "-o", os.devnull, *model) == 0
+        assert Path(os.devnull).is_char_device()
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(tmp_path / "sock.edc"))
         for force in ([], ["--force"]):
-            assert main(command, source, "-o", fifo, *model, *force) == 11
-            assert_one_error_line(capsys.readouterr().err, "not a regular file", "-o -")
-    assert fifo.is_fifo() and not list(tmp_path.rglob("*.tmp"))
+            assert main("compress", small_png, "-o", tmp_path / "sock.edc", "--model", "tiny", *force) == 11
+            assert_one_error_line(capsys.readouterr().err, "not a regular file")
+        assert (tmp_path / "sock.edc").is_socket()
+    assert not list(tmp_path.rglob("*.tmp"))
 
 
 def test_long_file_names(small_png, small_edc, tmp_path, capsys):
