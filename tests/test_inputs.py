@@ -416,6 +416,20 @@ def test_float_images_on_the_unit_interval(crop, tmp_path):
     assert np.array_equal(prepared.rgb[..., 0], expected) and prepared.conversions & 1
 
 
+def test_32_bit_images_on_8_bit_levels(crop, tmp_path):
+    """img.convert("I") or convert("F") of an 8-bit image holds 0-255, as Pillow's convert("L") takes
+    it: they were divided by 257 as if 16-bit and coded black. Values above 255 are still 16-bit."""
+    gray = Image.fromarray(crop).convert("L")
+    for mode in ("I", "F"):
+        prepared = prepare_pil(gray.convert(mode))
+        assert np.array_equal(prepared.rgb[..., 0], np.asarray(gray)) and not prepared.conversions & 4
+    wide = np.asarray(gray, dtype=np.int32) * 257  # a 32-bit integer TIFF holding 16-bit levels
+    path = tmp_path / "int32.tif"
+    Image.fromarray(wide).save(path)
+    prepared = load_image(path)
+    assert np.array_equal(prepared.rgb[..., 0], np.asarray(gray)) and prepared.conversions & 4
+
+
 def test_empty_pil_images_are_input_errors():
     """A 0-pixel PIL image (no file format holds one) used to reach torch's convolutions and fail there."""
     for size in ((0, 0), (5, 0), (0, 5)):

@@ -152,9 +152,11 @@ def prepare_pil(img: Image.Image, alpha: str = "keep", max_pixels: int | None = 
         if img.mode == "F" and peak <= 1:  # floats on [0, 1], as TIFF readers take them: / 257 coded them black
             flags |= 4
             arr = arr * 255.0
-        elif depth > 8 or peak > 255:
+        elif img.mode.startswith("I;16") or peak > 255:
             flags |= 4
             arr = arr / 257.0 if peak <= 65535 else arr / peak * 255.0
+        # else 32-bit integers or floats on 0-255 (img.convert("I") or "F" of an 8-bit image): 8-bit
+        # levels, as Pillow's own convert("L") takes them (/ 257 coded them black)
         img = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
     elif depth == 16:
         flags |= 4
