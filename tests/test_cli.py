@@ -951,3 +951,10 @@ def test_metrics_measures_files_of_any_codec_against_the_original(small_png, sma
     Image.fromarray(reference[:20, :20]).save(thumb)
     assert main("metrics", thumb, thumb, "--st-lpips") == 0
     assert capsys.readouterr().out.endswith("PSNR inf dB, SSIM 1.0000, MS-SSIM n/a, ST-LPIPS n/a\n")
+    # A damaged .edc file is named with the container's reason, not "not an image Pillow can read".
+    damaged = tmp_path / "damaged.edc"
+    data = bytearray(small_edc.read_bytes())
+    data[-3] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    assert main("metrics", small_png, damaged) == 3
+    assert_one_error_line(capsys.readouterr().err, "damaged.edc: corrupted .edc file: checksum mismatch")

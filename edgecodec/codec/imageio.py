@@ -15,8 +15,8 @@ from typing import BinaryIO, Iterator, Union
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
-from ..errors import InputImageError
-from .container import EXIF, ICC, XMP
+from ..errors import FormatError, InputImageError
+from .container import EXIF, ICC, MAGIC, XMP, Container, read_file
 from .limits import (MAX_METADATA_BYTES, check_pixels, is_binary_stream, max_input_bytes, pixel_limit,
                      read_limited)
 
@@ -316,9 +316,25 @@ def load_image(image: ImageInput, alpha: str = "keep", max_pixels: int | None = 
             img.load()
             return prepare_pil(img, alpha, limit, bit_depth=depth, metadata=metadata, icc=icc)
     except UnidentifiedImageError:
-        raise InputImageError(f"{label}: not an image Pillow can read") from None
+        raise InputImageError(f"{label}: {_unidentified_reason(source)}") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise InputImageError(f"{label}: cannot decode image ({exc})") from None
+
+
+def _unidentified_reason(source: Path | io.BytesIO) -> str:
+    """Why Pillow identified no image: for a damaged .edc file, the container's own reason (the
+    plugin's error is lost among the other formats' refusals), else that no plugin reads it."""
+    try:
+        with open(source, "rb") if isinstance(source, Path) else contextlib.nullcontext(source) as f:
+            f.seek(0)
+            if f.read(len(MAGIC)) == MAGIC:
+                f.seek(0)
+                Container.from_bytes(read_file(f, "the .edc data"))
+    except FormatError as exc:
+        return str(exc)
+    except OSError:
+        pass
+    return "not an image Pillow can read"
 
 
 def image_info(extras: dict[str, bytes]) -> dict[str, bytes]:
