@@ -152,9 +152,12 @@ def _check_output(path: Path, force: bool) -> None:
             raise UsageError("refusing to write binary data to a terminal: redirect standard output or give -o FILE")
         return
     try:
-        exists, regular = path.exists(), path.is_file() or path.is_dir()  # a folder: the rename fails (exit 11)
+        exists, regular, folder = path.exists(), path.is_file(), path.is_dir()
     except OSError as exc:  # a name over 255 bytes: Path.exists raises rather than answer False
         raise OutputWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
+    if folder:  # refused before any work: --force cannot replace a folder with a file
+        raise OutputWriteError(f"cannot write {path}: it is a folder; give a file name (a folder output "
+                               "takes a folder input)")
     if exists and _is_stream(path):
         return  # /dev/null or a FIFO: written into, nothing stored there to lose (_write_output)
     if exists and not regular:

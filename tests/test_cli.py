@@ -502,10 +502,15 @@ def test_unwritable_output_exits_11(small_png, small_edc, tmp_path, capsys):
     assert main("decompress", small_edc, "-o", blocker / "x.png") == 11
     assert_one_error_line(capsys.readouterr().err, "cannot write", "x.png")
     assert blocker.read_bytes() == b"a file, not a folder"
-    # A folder where the file should go: the data reaches a temporary file, and the rename fails.
+    # A folder where the file should go: refused before any work, with or without --force (it used
+    # to suggest --force, which then failed at the rename).
     (tmp_path / "folder.edc").mkdir()
-    assert main("compress", small_png, "-o", tmp_path / "folder.edc", "--model", "tiny", "--force") == 11
-    assert_one_error_line(capsys.readouterr().err, "cannot write", "folder.edc")
+    (tmp_path / "folder.png").mkdir()
+    for force in ([], ["--force"]):
+        assert main("compress", small_png, "-o", tmp_path / "folder.edc", "--model", "tiny", *force) == 11
+        assert_one_error_line(capsys.readouterr().err, "cannot write", "folder.edc: it is a folder")
+        assert main("decompress", small_edc, "-o", tmp_path / "folder.png", *force) == 11
+        assert_one_error_line(capsys.readouterr().err, "cannot write", "folder.png: it is a folder")
     assert not list(tmp_path.rglob("*.tmp"))
 
 
