@@ -595,6 +595,7 @@ def test_lite_encoder_keeps_or_drops_alpha_and_refuses_what_it_cannot_code(expor
             encoder.encode(bad)
     with pytest.raises(ValueError, match="quality"):
         encoder.encode(kodim23_rgb, 1.5)
+    assert encoder.encode(rgba, np.float32(0.5)) == kept  # numpy's numbers too, as compress takes them
     with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8 array"):
         encoder.encode_picture(rgba, 0.5)
 

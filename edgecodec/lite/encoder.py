@@ -20,6 +20,7 @@ are coded in tiles of ``TILE_LATENT`` latent pixels, as the PyTorch encoder code
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -94,7 +95,7 @@ class LiteEncoder:
                 or 0 in rgb.shape:
             raise ValueError(f"expected an (H, W, 3) uint8 array, got {getattr(rgb, 'shape', type(rgb).__name__)} "
                              f"{getattr(rgb, 'dtype', '')}")
-        if isinstance(quality, bool) or not isinstance(quality, (int, float)) or not 0 <= quality <= 1:
+        if isinstance(quality, bool) or not isinstance(quality, numbers.Real) or not 0 <= quality <= 1:
             raise ValueError(f"quality must be a number in [0, 1], not {quality!r}")
         whole = isinstance(target_bytes, (int, np.integer)) and not isinstance(target_bytes, bool)
         if target_bytes is not None and (not whole or target_bytes < 1):
