@@ -88,6 +88,23 @@ def test_exponent_numbers_are_floats(tmp_path):
         load_config(None, ["gan.disc_start=yes"])
 
 
+def test_unknown_settings_are_refused(tmp_path):
+    """A misspelt setting (``train.lrr=0.1``, a ``trian:`` section) was silently ignored: the run
+    trained with the default it meant to change. It is refused, naming the close known one;
+    ``model.overrides`` stays free-form (the model's own arguments, checked by the model)."""
+    with pytest.raises(ValueError, match=r"unknown setting train\.lrr \(did you mean train\.lr\?\)"):
+        load_config(None, ["train.lrr=0.1"])
+    with pytest.raises(ValueError, match=r"unknown setting gan\.disc_lrr"):
+        load_config(None, ["gan.disc_lrr=0.1"])
+    path = tmp_path / "c.yaml"
+    path.write_text("trian:\n  lr: 2e-4\n")
+    with pytest.raises(ValueError, match=r"unknown setting trian \(did you mean train\?\)"):
+        load_config(path)
+    assert load_config(None, ["model.overrides={channels: 16}"])["model"]["overrides"] == {"channels": 16}
+    for config in sorted((REPO / "configs").rglob("*.yaml")):  # every shipped config still loads
+        load_config(config)
+
+
 def test_loss_decreases(image_folder, tmp_path):
     trainer = Trainer(make_config(image_folder), tmp_path / "run")
     assert torch.get_num_threads() == 1

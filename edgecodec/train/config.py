@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import difflib
 import re
 from pathlib import Path
 from typing import Any
@@ -152,8 +153,23 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> dict:
         config = _merge(config, loaded)
     for assignment in overrides:
         apply_override(config, assignment)
+    _check_known(config, DEFAULTS)
     _check_numbers(config, DEFAULTS)
     return config
+
+
+def _check_known(config: dict, defaults: dict, prefix: str = "") -> None:
+    """Every setting must be one the trainer reads: a misspelt key (``train.lrr=0.1``, ``trian:``)
+    was silently ignored, and the run trained with the default it meant to change. Only
+    ``model.overrides`` (the model constructor's arguments) is free-form."""
+    for key, value in config.items():
+        if key not in defaults:
+            close = difflib.get_close_matches(str(key), [str(k) for k in defaults], n=1)
+            hint = f"did you mean {prefix}{close[0]}?" if close else \
+                f"known in {prefix.rstrip('.') or 'a config'}: {', '.join(defaults)}"
+            raise ValueError(f"unknown setting {prefix}{key} ({hint})")
+        if isinstance(value, dict) and isinstance(defaults[key], dict) and key != "overrides":
+            _check_known(value, defaults[key], f"{prefix}{key}.")
 
 
 def _check_numbers(config: dict, defaults: dict, prefix: str = "") -> None:
