@@ -274,12 +274,19 @@ def test_resume_ignores_half_written_and_damaged_checkpoints(train_images, tmp_p
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "ckpt-00000002.pt").write_bytes(b"")
-    with pytest.raises(RuntimeError, match="no readable checkpoint"):
+    with pytest.raises(ValueError, match="no readable checkpoint"):
         Trainer(config, broken).resume()
 
 
 def test_resume_without_config_needs_a_run_folder(tmp_path, capsys):
     assert cli.main(["train", "--resume", str(tmp_path / "nothing")]) == 2
+    assert_one_error_line(capsys.readouterr().err, "no such run folder")
+    # With --config too, a mistyped RUN is refused: it used to start a new run there from step 0.
+    assert cli.main(["train", "--resume", str(tmp_path / "nothing"), "--config", str(REPO / "configs/crb.yaml")]) == 2
+    assert_one_error_line(capsys.readouterr().err, "no such run folder")
+    assert not (tmp_path / "nothing").exists()
+    (tmp_path / "run").mkdir()  # a folder without config.yaml still needs --config
+    assert cli.main(["train", "--resume", str(tmp_path / "run")]) == 2
     assert_one_error_line(capsys.readouterr().err, "--config")
 
 

@@ -354,6 +354,29 @@ def test_resumed_run_logs_each_step_once_in_tensorboard_too(image_folder, tmp_pa
     assert [int(r["step"]) for r in read_csv(tmp_path / "run" / "log.csv")] == [1, 2, 3, 4, 5, 6]
 
 
+def test_a_resume_that_does_not_fit_leaves_the_run_as_it_was(image_folder, tmp_path):
+    """`train --resume RUN --config OTHER` with another model's config used to replace RUN's
+    config.yaml with OTHER before the checkpoint failed to load (torch's size-mismatch list, an
+    internal error), so a plain `--resume RUN` then failed too. Now the error is one line naming
+    the checkpoint, and the run folder's files are untouched; likewise when no checkpoint loads."""
+    run(make_config(image_folder, "train.steps=2", "train.ckpt_every=2"), tmp_path / "run", steps=2)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()}
+    other = make_config(image_folder, "model.overrides={channels: 8, latent_channels: 32, hyper_channels: 16}",
+                        "train.steps=4")
+    with pytest.raises(ValueError, match=r"ckpt-00000002\.pt does not fit the model of this config"):
+        run(other, tmp_path / "run", resume=True)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()} == before
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.yaml").write_bytes(before["config.yaml"])
+    (broken / "ckpt-00000002.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="no readable checkpoint"):
+        run(other, broken, resume=True)
+    assert sorted(p.name for p in broken.iterdir()) == ["ckpt-00000002.pt", "config.yaml"]
+    assert (broken / "config.yaml").read_bytes() == before["config.yaml"]
+
+
 def test_resume_needs_no_warm_start_file(image_folder, tmp_path):
     """A resumed run continues from its checkpoint: the init_from file it started from may be gone
     (a pruned checkpoint, a replaced model) without stopping it. With no checkpoint yet, resume

@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import random
 import time
 from pathlib import Path
@@ -192,12 +193,22 @@ class Trainer:
         self._metric_net: PerceptualDistance | None | bool = None  # built on first use; False: unavailable
         self._last_batch: tuple[torch.Tensor, torch.Tensor] | None = None
         self.net = self._wrap_ddp()
-        # Only now, every check passed: a config that cannot train leaves no run folder behind.
+        self._recorded = False
+        if not defer_warm_start:  # a resumed run records itself once its checkpoint has loaded
+            self._record_start()
+
+    def _record_start(self) -> None:
+        """Create the run folder, write its config.yaml and log this launch. Only once every check
+        passed: a config that cannot train leaves no run folder behind, and a resume whose config
+        does not fit the checkpoint leaves the run's own config.yaml as it was."""
+        if self._recorded:
+            return
+        self._recorded = True
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.is_main:
             with open(self.run_dir / "config.yaml", "w") as f:
-                yaml.safe_dump(config, f, sort_keys=False)
-            _record_launch(self.run_dir / "launches.jsonl", tc["threads"], self.dist.world_size)
+                yaml.safe_dump(self.config, f, sort_keys=False)
+            _record_launch(self.run_dir / "launches.jsonl", self.config["train"]["threads"], self.dist.world_size)
 
     # --- set-up ------------------------------------------------------------------------------
     def _place_modules(self) -> None:
@@ -426,11 +437,14 @@ class Trainer:
             try:
                 return path, torch.load(path, map_location="cpu", weights_only=True)
             except Exception as exc:  # truncated zip, bad pickle, I/O error
+                # torch's messages run to 10 lines, and its unpickling one advises weights_only=False
+                reason = "not a checkpoint of plain tensors" if isinstance(exc, pickle.UnpicklingError) \
+                    else (str(exc).strip().splitlines() or [""])[0]
                 log.warning("cannot load %s (%s: %s): trying the previous checkpoint",
-                            path, type(exc).__name__, exc)
-        if candidates:
-            raise RuntimeError(f"no readable checkpoint in {self.run_dir} "
-                               f"({len(candidates)} found, none loads)")
+                            path, type(exc).__name__, reason)
+        if candidates:  # a ValueError: the CLI's one-line usage error, not an internal error
+            raise ValueError(f"no readable checkpoint in {self.run_dir} "
+                             f"({len(candidates)} found, none loads)")
         return None
 
     def resume(self, path: Path | None = None) -> bool:
@@ -441,11 +455,15 @@ class Trainer:
         else:
             found = self._load_latest()
             if found is None:  # killed before its first checkpoint: what it logged is redone
-                self._drop_logged_after(0)
                 self._apply_warm_start()
+                self._record_start()
+                self._drop_logged_after(0)
                 return False
             path, state = found
-        self.model.load_state_dict(state["model"])
+        # A config that does not fit the checkpoint (--config of another model) is one clear error,
+        # raised before _record_start could replace the run's own config.yaml with it.
+        load_matching(self.model, state["model"], str(path), f"model of this config ({self.config['model']['config']})",
+                      hint="; resume with the run's own config.yaml (without --config)")
         self.optimizer.load_state_dict(state["optimizer"])
         if self.aux_optimizer is not None:
             self.aux_optimizer.load_state_dict(state["aux_optimizer"])
@@ -476,6 +494,7 @@ class Trainer:
                 self.data_rng.manual_seed(seed)
         if rng is not None:
             self._set_rng_state(rng)
+        self._record_start()
         self._drop_logged_after(self.step)
         log.info("resumed from %s at step %d", path, self.step)
         return True
@@ -690,6 +709,7 @@ class Trainer:
         from tqdm import tqdm
         from tqdm.contrib.logging import logging_redirect_tqdm
 
+        self._record_start()  # (done already, unless a deferred Trainer is fitted without resume)
         tc = self.config["train"]
         total = int(steps or tc["steps"])
         if total != int(tc["steps"]) and self.is_main:  # a budget cut (or stretch), the schedule unchanged
