@@ -807,6 +807,18 @@ def cmd_export_model(args: argparse.Namespace) -> int:
     if existing.exists() and not args.force:  # the files written with those weights need them to decode
         raise OutputExistsError(f"{existing} exists: pass --force to replace it (.edc files written with it then "
                                 "decode only where it is kept)")
+    if args.kodak:  # checked before the export: a sweep that cannot run must not leave a model registered
+        from .codec.api import quality_to_q16
+        from .eval.runner import list_images
+
+        if not args.qualities:
+            raise UsageError("--qualities: give at least one quality to measure with --kodak")
+        for q in args.qualities:
+            quality_to_q16(q)  # ValueError (usage) outside [0, 1]
+        try:
+            list_images(args.kodak)
+        except FileNotFoundError as exc:
+            raise UsageError(f"--kodak: {exc}") from None
     overrides = {"min_level": args.min_level} if args.min_level is not None else None
     weights = export_run(args.run, args.name, out_dir, {"summary": args.summary}, config_overrides=overrides)
     print(f"wrote {weights} and {weights.with_suffix('.json')}")

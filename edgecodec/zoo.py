@@ -22,7 +22,7 @@ from typing import Any
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
-from .errors import UnknownModelError, WeightsMismatchError
+from .errors import OutputWriteError, UnknownModelError, WeightsMismatchError
 from .models import EdgeCodecModel, ModelConfig
 
 PACKAGE_WEIGHTS = Path(__file__).parent / "weights"
@@ -161,7 +161,11 @@ def save_model(model: EdgeCodecModel, folder: str | Path, name: str, card: dict[
     if not valid_model_name(name):
         raise ValueError(f"invalid model name {name!r}: a model name is {MODEL_NAME_RULE}")
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file in its place or on its path: exit 11, not an internal error
+        why = "a file is in its place" if isinstance(exc, FileExistsError) else exc.strerror or exc
+        raise OutputWriteError(f"cannot write into the model folder {folder}: {why}") from None
     model.update(force=True)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     weights = folder / f"{name}.safetensors"

@@ -18,12 +18,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SHIPPED, assert_one_error_line, cli_env, run_cli
+import yaml
+from conftest import SHIPPED, assert_one_error_line, cli_env, make_tiny, run_cli
 from PIL import Image
 
 import edgecodec
 from edgecodec import cli
 from edgecodec.codec.container import FORMAT_VERSION, MAGIC, Container
+from edgecodec.train.config import load_config
 from edgecodec.zoo import DEFAULT_MODEL, PACKAGE_WEIGHTS as SHIPPED_WEIGHTS, shipped_models
 
 LINE = re.compile(r"^(?P<src>.+) -> (?P<dst>.+): (?P<w>\d+)x(?P<h>\d+), (?P<bytes>\d+) bytes, "
@@ -912,6 +914,40 @@ def test_a_broken_model_folder_entry_breaks_only_itself(small_png, tmp_path, cap
         assert main("compress", small_png, "-o", tmp_path / f"{name}.edc", "--model", name) == 9, name
         assert_one_error_line(capsys.readouterr().err, fragment)
         assert not (tmp_path / f"{name}.edc").exists()
+
+
+def test_export_model_refuses_what_cannot_work_before_registering_a_model(tmp_path, capsys):
+    """A --kodak sweep that cannot run (qualities outside [0, 1], none, a missing or empty folder)
+    used to fail only after the model was written and registered, so the next try needed --force;
+    a damaged checkpoint was an internal error with torch's 10-line message, and an --out that is a
+    file an internal FileExistsError."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "ckpt-00000002.pt").write_bytes(b"not a checkpoint")
+    out = tmp_path / "models"
+    kodak = tmp_path / "kodak"
+    kodak.mkdir()
+    (tmp_path / "empty").mkdir()
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(kodak / "a.png")
+    for args, fragment in (
+            (["--kodak", kodak, "--qualities", "0.5,2"], "got 2.0"),
+            (["--kodak", kodak, "--qualities", ""], "--qualities"),
+            (["--kodak", tmp_path / "none"], "does not exist"),
+            (["--kodak", tmp_path / "empty"], "no images")):
+        assert main("export-model", run_dir, "--name", "m", "--out", out, *args) == 2, args
+        assert_one_error_line(capsys.readouterr().err, fragment)
+        assert not out.exists(), args
+    assert main("export-model", run_dir, "--name", "m", "--out", out) == 2
+    assert_one_error_line(capsys.readouterr().err, "cannot load checkpoint", "ckpt-00000002.pt")
+    assert not out.exists()
+    model = make_tiny(0)  # a real checkpoint of a tiny model, and its run's config
+    torch.save({"model": model.state_dict(), "model_config": model.config.to_dict(), "step": 2},
+               run_dir / "ckpt-00000002.pt")
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(load_config(None)))
+    out.write_text("a file")
+    assert main("export-model", run_dir, "--name", "m", "--out", out) == 11
+    assert_one_error_line(capsys.readouterr().err, "a file is in its place")
+    assert out.read_text() == "a file"
 
 
 @pytest.mark.parametrize("args", [["--min-level", "nan"], ["--qualities", "abc"], ["--qualities", "0,nan"]])

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import math
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +102,12 @@ def export_run(run_dir: str | Path, name: str, out_dir: str | Path, card: dict[s
     ckpt = Path(checkpoint) if checkpoint else latest_checkpoint(run_dir)
     if ckpt is None:
         raise FileNotFoundError(f"no checkpoint in {run_dir}")
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a damaged or foreign file: one line (torch's run to 10), exit 2
+        reason = "not a checkpoint of plain tensors" if isinstance(exc, pickle.UnpicklingError) \
+            else (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"cannot load checkpoint {ckpt}: {reason}") from None
     full_card = {
         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "training": run_record(state, run_dir),
