@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import SHIPPED, assert_one_error_line, cli_env, make_tiny, run_cli
+from conftest import REPO, SHIPPED, assert_one_error_line, cli_env, make_tiny, run_cli
 from PIL import Image
 
 import edgecodec
@@ -999,3 +999,45 @@ def test_metrics_measures_files_of_any_codec_against_the_original(small_png, sma
     damaged.write_bytes(bytes(data))
     assert main("metrics", small_png, damaged) == 3
     assert_one_error_line(capsys.readouterr().err, "damaged.edc: corrupted .edc file: checksum mismatch")
+
+
+def test_outputs_under_a_file_exit_11_and_plots_name_what_they_write(tmp_path, capsys):
+    """An output folder that is a file, or under one, was an internal error (FileExistsError,
+    NotADirectoryError; exit 1) for eval, export onnx, train and plot-training, and export onnx -o
+    /proc/x named its temporary folder. plot-training -o NAME without a suffix wrote NAME.png
+    (replacing that file) and said "wrote NAME"; a damaged log's error did not name the file."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.RandomState(0)
+    for i in range(2):
+        Image.fromarray(rng.randint(0, 256, (64, 64, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    cases = {
+        "eval": (["eval", images, "--out", blocker, "--models", "none", "--codecs", "jpeg", "--sweep", "jpeg=50",
+                  "-q", "--no-st-lpips"], "a file is in its place"),
+        "export": (["export", "onnx", "--model", "tiny", "-o", blocker / "export"], "a file is on its path"),
+        "train": (["train", "--config", REPO / "configs" / "crb.yaml", "--data", images, "--out", blocker / "run",
+                   "--steps", 1, "model.overrides={channels: 16, latent_channels: 32, hyper_channels: 16}",
+                   "data.crop=64", "data.val_crop=64", "train.tensorboard=false"], "a file is on its path"),
+    }
+    for name, (args, fragment) in cases.items():
+        assert main("--threads", 1, *args) == 11, name
+        assert_one_error_line(capsys.readouterr().err, fragment)
+        assert blocker.read_text() == "x"
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "val.csv").write_text("step,val_psnr_q0.5,val_bpp_q0.5\n10,20.5,0.4\n20,21.0,0.38\n")
+    assert main("plot-training", run, "-o", blocker / "chart.png") == 11
+    assert_one_error_line(capsys.readouterr().err, "a file is on its path")
+    (tmp_path / "chart.png").write_bytes(b"an earlier chart")
+    assert main("plot-training", run, "-o", tmp_path / "chart") == 2
+    assert_one_error_line(capsys.readouterr().err, ".png")
+    assert (tmp_path / "chart.png").read_bytes() == b"an earlier chart" and not (tmp_path / "chart").exists()
+    assert main("plot-training", run, "-o", tmp_path / "chart.svg") == 0
+    assert capsys.readouterr().out == f"wrote {tmp_path / 'chart.svg'}\n"
+    assert (tmp_path / "chart.svg").read_bytes().startswith(b"<?xml")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
+    (run / "val.csv").write_text("step,val_psnr_q0.5\n10,x\n")
+    assert main("plot-training", run, "-o", tmp_path / "chart.png") == 2
+    assert_one_error_line(capsys.readouterr().err, "val.csv: not a training log")

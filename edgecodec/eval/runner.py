@@ -59,6 +59,7 @@ import numpy as np
 
 from .classical import CODECS, get_codec, library_version
 from .compressai_format import write_curves
+from ..errors import OutputWriteError
 from ..metrics import ms_ssim, psnr, ssim
 
 IMAGE_SUFFIXES = (".png", ".ppm", ".bmp", ".tif", ".tiff")
@@ -544,7 +545,11 @@ def run_sweep(image_dir: str | Path, out: str | Path, models: Iterable[str] = ("
         sweep = list((codec_qualities or {}).get(name, codec.sweep))
         tasks += [Task(name, "classical", int(q), codec.settings_id()) for q in sweep]
 
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file in its place or on its path: exit 11, not an internal error
+        why = "a file is in its place" if isinstance(exc, FileExistsError) else exc.strerror or exc
+        raise OutputWriteError(f"cannot write into the output folder {out}: {why}") from None
     cache = Cache(out / "cache.jsonl")
     cache.seed_from_csv(out / "per_image.csv")
     pending: dict[Path, list[Task]] = {}

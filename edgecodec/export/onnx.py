@@ -27,7 +27,7 @@ from torch import nn
 from .. import zoo
 from ..codec.container import FORMAT_VERSION
 from ..codec.tiling import analysis_halo, synthesis_halo
-from ..errors import OutputExistsError
+from ..errors import OutputExistsError, OutputWriteError
 from ..lite.decoder import EXPORT_FORMAT, MANIFEST
 from ..models import EdgeCodecModel
 
@@ -153,8 +153,13 @@ def export_onnx(model_name: str, out_dir: str | os.PathLike, calibration: list[P
         raise ValueError(f"model {model_name!r} cannot be exported: the lite decoder needs a hyperprior codec")
     out_dir = Path(out_dir)
     _check_replaceable(out_dir)  # before any work
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    except OSError as exc:  # a file on its path, /proc: exit 11 naming the output, not the temporary folder
+        why = "a file is on its path" if isinstance(exc, (FileExistsError, NotADirectoryError)) \
+            else exc.strerror or exc
+        raise OutputWriteError(f"cannot write {out_dir}: {why}") from None
     try:
         m, h = model.config.latent_channels, model.config.hyper_channels
         hyper = model.latent_codec["hyper"]

@@ -12,8 +12,12 @@ every run is a float-latent one) is left out.
 
 from __future__ import annotations
 
+import csv
+import os
+import tempfile
 from pathlib import Path
 
+from ..errors import OutputWriteError
 from .monitor import read_csv
 
 QUALITY_STYLES = {"0.0": ":", "0.5": "-", "1.0": "--"}
@@ -41,7 +45,7 @@ def plot_runs(runs: list[str | Path], out: str | Path, title: str | None = None)
         colour = colours[i % len(colours)]
         name = run.name
         if (run / "val.csv").is_file():
-            rows = read_csv(run / "val.csv")
+            rows = _read(run / "val.csv")
             for metric, _ in PANELS:
                 steps, values = _series(rows, f"val_{metric}")  # a run without rate: no qualities
                 if steps:
@@ -53,7 +57,7 @@ def plot_runs(runs: list[str | Path], out: str | Path, title: str | None = None)
                         lines.append((metric, (steps, values, style), dict(
                             color=colour, marker="." if len(steps) < 20 else None, label=f"{name} q={q}")))
         elif (run / "log.csv").is_file():
-            rows = read_csv(run / "log.csv")
+            rows = _read(run / "log.csv")
             for metric, _ in PANELS:
                 steps, values = _series(rows, metric)
                 if steps:
@@ -87,7 +91,36 @@ def plot_runs(runs: list[str | Path], out: str | Path, title: str | None = None)
     rows_of_legend = (len(labels) + 5) // 6
     fig.tight_layout(rect=(0, 0.05 * rows_of_legend + 0.02, 1, 1))
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    # The format is the suffix's; matplotlib would write "training" as "training.png" (replacing
+    # that file) while the command said "wrote training".
+    fmt = out.suffix[1:].lower()
+    if fmt not in fig.canvas.get_supported_filetypes():
+        plt.close(fig)
+        raise ValueError(f"{out}: give an image name ending in one of "
+                         f"{', '.join('.' + f for f in sorted(fig.canvas.get_supported_filetypes()))}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp", delete=False) as f:
+            tmp = Path(f.name)
+    except OSError as exc:  # a file on its path: exit 11, not an internal error
+        plt.close(fig)
+        why = "a file is on its path" if isinstance(exc, (FileExistsError, NotADirectoryError)) \
+            else exc.strerror or exc
+        raise OutputWriteError(f"cannot write {out}: {why}") from None
+    try:  # through a temporary file: an interrupted plot never leaves half an image under the name
+        fig.savefig(tmp, dpi=110, format=fmt)
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise OutputWriteError(f"cannot write {out}: {exc.strerror or exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+        plt.close(fig)
     return out
+
+
+def _read(path: Path) -> list[dict[str, float]]:
+    """A log's rows; a damaged one is named (float()'s error alone did not say which file)."""
+    try:
+        return read_csv(path)
+    except (ValueError, UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"{path}: not a training log ({exc})") from None

@@ -37,7 +37,7 @@ from typing import Any, Iterator
 import torch
 import yaml
 
-from ..errors import OutputExistsError
+from ..errors import OutputExistsError, OutputWriteError
 from ..losses import GANRateDistortionLoss, RateDistortionLoss, build_perceptual, last_layer
 from ..losses.perceptual import PerceptualBackendError, PerceptualDistance
 from ..models import EdgeCodecModel, PatchDiscriminator, create_model
@@ -204,7 +204,12 @@ class Trainer:
         if self._recorded:
             return
         self._recorded = True
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file on its path: exit 11, not an internal error
+            why = "a file is on its path" if isinstance(exc, (FileExistsError, NotADirectoryError)) \
+                else exc.strerror or exc
+            raise OutputWriteError(f"cannot make the run folder {self.run_dir}: {why}") from None
         if self.is_main:
             with open(self.run_dir / "config.yaml", "w") as f:
                 yaml.safe_dump(self.config, f, sort_keys=False)
