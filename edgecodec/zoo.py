@@ -80,7 +80,27 @@ def _entry(card_path: Path, weights: Path) -> ModelEntry:
         return ModelEntry(card_path.stem, weights, {}, f"{card_path} is not a readable model card ({exc})")
     if not isinstance(card, dict):
         return ModelEntry(card_path.stem, weights, {}, f"{card_path} is not a model card (not a JSON object)")
+    wrong = _misshapen_fields(card)
+    if wrong:  # `models` formats these fields: a card with "config": 5 failed the whole listing
+        return ModelEntry(card_path.stem, weights, {}, f"{card_path} is not a model card ({wrong})")
     return ModelEntry(card_path.stem, weights, card)
+
+
+def _misshapen_fields(card: dict[str, Any]) -> str | None:
+    """Which of the fields ``describe`` and ``edgecodec models`` read has the wrong type, if any."""
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    bpp, params = card.get("bpp_range"), card.get("parameters")
+    if not isinstance(card.get("config", {}), dict):
+        return "config is not an object"
+    if bpp is not None and not (isinstance(bpp, list) and len(bpp) == 2 and all(map(number, bpp))):
+        return "bpp_range is not [low, high]"
+    if params is not None and not (isinstance(params, dict) and all(map(number, params.values()))):
+        return "parameters is not an object of counts"
+    if not isinstance(card.get("summary", ""), str):
+        return "summary is not text"
+    return None
 
 
 def find_model(name: str) -> ModelEntry:

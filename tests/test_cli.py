@@ -1041,3 +1041,25 @@ def test_outputs_under_a_file_exit_11_and_plots_name_what_they_write(tmp_path, c
     (run / "val.csv").write_text("step,val_psnr_q0.5\n10,x\n")
     assert main("plot-training", run, "-o", tmp_path / "chart.png") == 2
     assert_one_error_line(capsys.readouterr().err, "val.csv: not a training log")
+
+
+def test_a_card_with_fields_of_the_wrong_type_breaks_only_itself(tmp_path, capsys, monkeypatch):
+    """A card that is a JSON object but whose config, bpp_range, parameters or summary has the
+    wrong type failed `models` and `models --json` as a whole (an internal AttributeError)."""
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    weights = (SHIPPED_WEIGHTS / f"{SHIPPED}.safetensors").read_bytes()
+    card = json.loads((SHIPPED_WEIGHTS / f"{SHIPPED}.json").read_text())
+    for name, field, value in (("cfg", "config", 5), ("bpp", "bpp_range", "abc"), ("params", "parameters", 5),
+                               ("counts", "parameters", {"encoder": "many"}), ("summ", "summary", ["x"])):
+        (junk / f"{name}.json").write_text(json.dumps({**card, field: value}))
+        (junk / f"{name}.safetensors").write_bytes(weights)
+    monkeypatch.setenv("EDGECODEC_MODEL_PATH", os.pathsep.join([str(junk), os.environ["EDGECODEC_MODEL_PATH"]]))
+    assert main("models") == 0
+    out = capsys.readouterr().out
+    for name in ("cfg", "bpp", "params", "counts", "summ"):
+        assert f"{name}: cannot be used: {junk / name}.json is not a model card" in out, name
+    assert "tiny" in out and SHIPPED in out
+    assert main("models", "--json") == 0
+    listed = {m["name"]: m for m in json.loads(capsys.readouterr().out)}
+    assert "config is not an object" in listed["cfg"]["problem"] and listed[SHIPPED]["problem"] is None
