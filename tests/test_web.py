@@ -198,6 +198,9 @@ def test_text_file_is_400(client):
     ("roi=1,2,3", "roi: expected LEFT,TOP,WIDTH,HEIGHT"),
     ("roi=0,0,5000,10", "not within the"),
     ("roi=0,0,5,5&roi_quality=2", "roi_quality must be between 0 and 1"),
+    ("quality=abc", "quality: Input should be a valid number"),  # was FastAPI's 422 {"detail": [...]}
+    ("quality=", "quality: Input should be a valid number"),
+    ("lpips=maybe", "lpips: Input should be a valid boolean"),
 ])
 def test_bad_parameters_are_400(client, crop_png, query, message):
     r = client.post(f"/api/compress?{query}", content=crop_png)

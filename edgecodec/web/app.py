@@ -33,6 +33,7 @@ from typing import Any
 import anyio
 import numpy as np
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image, UnidentifiedImageError
@@ -196,6 +197,13 @@ def compare(data: bytes, *, model: str | None, quality: float | None, target_siz
             "results": results, "elapsed_s": time.perf_counter() - start}
 
 
+def _parameter_problem(error: dict[str, Any]) -> str:
+    """One of FastAPI's validation errors as "quality: Input should be a valid number, got 'abc'"."""
+    name = ".".join(str(part) for part in error.get("loc", ())[1:]) or "request"
+    got = f", got {error['input']!r}" if "input" in error else ""
+    return f"{name}: {error.get('msg', 'invalid value')}{got}"
+
+
 def create_app(max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1e6), max_pixels: int = DEFAULT_MAX_PIXELS,
                workers: int | None = None) -> FastAPI:
     """The application. ``workers``: comparisons run at once (default: CPU cores, at least 2).
@@ -216,6 +224,14 @@ def create_app(max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1e6), max_pix
     @app.exception_handler(WebError)
     async def web_error(request: Request, exc: WebError) -> JSONResponse:
         return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_parameter(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # A parameter of the wrong type (quality=abc, lpips=maybe): 400 {"error": ...} as every other
+        # bad parameter (the module's documented answer), not FastAPI's 422 {"detail": [...]}, which
+        # the page showed as "[object Object]".
+        return JSONResponse({"error": "; ".join(map(_parameter_problem, exc.errors())) or "bad request"},
+                            status_code=400)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
