@@ -462,3 +462,19 @@ def test_eval_compare_names(tmp_path, crops_dir):
     assert list(_compared_curves([str(flat), f"other={flat}"], set())) == ["run", "other"]
     with pytest.raises(UsageError, match="cannot take one name"):
         _compared_curves([f"x={several}"], set())
+
+
+def test_eval_refuses_a_model_with_no_quality_to_measure(crops_dir, tmp_path):
+    """`--qualities ""` with a model and no --sweep for it measured nothing, exited 0 and wrote
+    empty tables and an empty report over OUT's earlier ones."""
+    from edgecodec.errors import UsageError
+    from edgecodec.eval.command import add_eval_parser
+
+    parser = argparse.ArgumentParser()
+    add_eval_parser(parser.add_subparsers(dest="command"))
+    out = tmp_path / "out"
+    args = parser.parse_args(["eval", str(crops_dir), "--out", str(out), "--models", SHIPPED, "--codecs", "none",
+                              "--qualities", "", "-q", "--no-st-lpips"])
+    with pytest.raises(UsageError, match=f"--qualities: no quality to measure {SHIPPED} at"):
+        args.func(args)
+    assert not out.exists()

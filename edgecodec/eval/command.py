@@ -123,6 +123,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise UsageError(f"--sweep {name}=...: a classical codec's qualities are integers")
     codec_sweeps = {k: [int(q) for q in v] for k, v in sweeps.items() if k in codecs}
     model_sweeps = {k: v for k, v in sweeps.items() if k in models}
+    unswept = [m for m in models if m not in model_sweeps]
+    if unswept and not args.qualities:  # it measured nothing and rewrote OUT's tables and report empty
+        raise UsageError(f"--qualities: no quality to measure {', '.join(unswept)} at (give e.g. 0,0.5,1)")
     if not Path(args.input).is_dir():
         raise UsageError(f"{args.input} is not a folder")
     external = _compared_curves(args.compare, set(models) | set(codecs))
