@@ -3,6 +3,8 @@ print one clear line and exit with the matching code instead of a traceback."""
 
 from __future__ import annotations
 
+import os
+
 
 class EdgecodecError(Exception):
     """Base class of every error edgecodec reports to users."""
@@ -62,3 +64,15 @@ class OutputWriteError(EdgecodecError):
     """The output cannot be written (no permission, read-only or full file system, ...)."""
 
     exit_code = 11
+
+    @classmethod
+    def making(cls, path: os.PathLike | str, exc: OSError, what: str = "") -> "OutputWriteError":
+        """The error for an output (folder) ``path`` that could not be made, naming the output
+        rather than whichever path the OS error was about: ``cannot write [WHAT ]PATH: why``."""
+        if isinstance(exc, (FileExistsError, NotADirectoryError)):
+            here = isinstance(exc, FileExistsError) and exc.filename is not None \
+                and os.path.abspath(exc.filename) == os.path.abspath(path)
+            why = "a file is in its place" if here else "a file is on its path"
+        else:
+            why = exc.strerror or str(exc)
+        return cls(f"cannot write {what + ' ' if what else ''}{path}: {why}")

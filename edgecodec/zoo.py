@@ -184,8 +184,7 @@ def save_model(model: EdgeCodecModel, folder: str | Path, name: str, card: dict[
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a file in its place or on its path: exit 11, not an internal error
-        why = "a file is in its place" if isinstance(exc, FileExistsError) else exc.strerror or exc
-        raise OutputWriteError(f"cannot write into the model folder {folder}: {why}") from None
+        raise OutputWriteError.making(folder, exc, "into the model folder") from None
     model.update(force=True)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     weights = folder / f"{name}.safetensors"

@@ -548,8 +548,7 @@ def run_sweep(image_dir: str | Path, out: str | Path, models: Iterable[str] = ("
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a file in its place or on its path: exit 11, not an internal error
-        why = "a file is in its place" if isinstance(exc, FileExistsError) else exc.strerror or exc
-        raise OutputWriteError(f"cannot write into the output folder {out}: {why}") from None
+        raise OutputWriteError.making(out, exc, "into the output folder") from None
     cache = Cache(out / "cache.jsonl")
     cache.seed_from_csv(out / "per_image.csv")
     pending: dict[Path, list[Task]] = {}

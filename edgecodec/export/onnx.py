@@ -157,9 +157,7 @@ def export_onnx(model_name: str, out_dir: str | os.PathLike, calibration: list[P
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     except OSError as exc:  # a file on its path, /proc: exit 11 naming the output, not the temporary folder
-        why = "a file is on its path" if isinstance(exc, (FileExistsError, NotADirectoryError)) \
-            else exc.strerror or exc
-        raise OutputWriteError(f"cannot write {out_dir}: {why}") from None
+        raise OutputWriteError.making(out_dir, exc) from None
     try:
         m, h = model.config.latent_channels, model.config.hyper_channels
         hyper = model.latent_codec["hyper"]

@@ -104,9 +104,7 @@ def plot_runs(runs: list[str | Path], out: str | Path, title: str | None = None)
             tmp = Path(f.name)
     except OSError as exc:  # a file on its path: exit 11, not an internal error
         plt.close(fig)
-        why = "a file is on its path" if isinstance(exc, (FileExistsError, NotADirectoryError)) \
-            else exc.strerror or exc
-        raise OutputWriteError(f"cannot write {out}: {why}") from None
+        raise OutputWriteError.making(out, exc) from None
     try:  # through a temporary file: an interrupted plot never leaves half an image under the name
         fig.savefig(tmp, dpi=110, format=fmt)
         os.replace(tmp, out)

@@ -207,9 +207,7 @@ class Trainer:
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # a file on its path: exit 11, not an internal error
-            why = "a file is on its path" if isinstance(exc, (FileExistsError, NotADirectoryError)) \
-                else exc.strerror or exc
-            raise OutputWriteError(f"cannot make the run folder {self.run_dir}: {why}") from None
+            raise OutputWriteError.making(self.run_dir, exc, "the run folder") from None
         if self.is_main:
             with open(self.run_dir / "config.yaml", "w") as f:
                 yaml.safe_dump(self.config, f, sort_keys=False)
