@@ -253,6 +253,8 @@ def test_load_pretrained_gives_an_own_copy_whose_rate_estimate_matches_the_files
         real = 8 * len(edgecodec.compress(image, model="fidelity", quality=quality)) / x[0, 0].numel()
         assert estimated < real < 1.05 * estimated + 8 * 64 / x[0, 0].numel(), (quality, estimated, real)
         assert out["x_hat"].shape == x.shape
+    with torch.no_grad():  # one number for the batch, as well as a (B,) tensor
+        assert torch.equal(model(x, 0.5)["x_hat"], model(x, torch.tensor([0.5]))["x_hat"])
     before = {k: v.clone() for k, v in shared.state_dict().items()}
     for p in model.parameters():
         p.data.zero_()

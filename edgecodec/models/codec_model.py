@@ -190,8 +190,11 @@ class EdgeCodecModel(CompressionModel):
     def _image(self, y_hat: torch.Tensor) -> torch.Tensor:
         return (self.g_s(y_hat) + 1) / 2
 
-    def forward(self, x: torch.Tensor, quality: torch.Tensor) -> dict[str, Any]:
-        """Training/evaluation pass with quantization proxies. x in [0, 1], quality (B,)."""
+    def forward(self, x: torch.Tensor, quality: torch.Tensor | float) -> dict[str, Any]:
+        """Training/evaluation pass with quantization proxies. x in [0, 1]; quality a (B,) tensor,
+        or one number for the whole batch (``model(x, 0.5)``)."""
+        if not isinstance(quality, torch.Tensor):
+            quality = torch.full((x.shape[0],), float(quality), device=x.device)
         g = self.gains(quality)
         y = self._latent(x)
         if self.config.prior == "factorized":
