@@ -7,7 +7,6 @@ import hashlib
 import io
 import json
 import math
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from ..models import EdgeCodecModel, ModelConfig
 from ..zoo import MODEL_NAME_RULE, save_model, valid_model_name
 from .config import parse_yaml
 from .monitor import read_csv
-from .trainer import LR_DROP_FACTOR, latest_checkpoint, lr_drop_step
+from .trainer import LR_DROP_FACTOR, latest_checkpoint, load_checkpoint, lr_drop_step
 
 
 def checkpoint_model(state: dict[str, Any], config_overrides: dict[str, Any] | None = None) -> EdgeCodecModel:
@@ -102,12 +101,7 @@ def export_run(run_dir: str | Path, name: str, out_dir: str | Path, card: dict[s
     ckpt = Path(checkpoint) if checkpoint else latest_checkpoint(run_dir)
     if ckpt is None:
         raise FileNotFoundError(f"no checkpoint in {run_dir}")
-    try:
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a damaged or foreign file: one line (torch's run to 10), exit 2
-        reason = "not a checkpoint of plain tensors" if isinstance(exc, pickle.UnpicklingError) \
-            else (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ValueError(f"cannot load checkpoint {ckpt}: {reason}") from None
+    state = load_checkpoint(ckpt)  # a damaged or foreign file: one line, exit 2
     full_card = {
         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "training": run_record(state, run_dir),

@@ -72,6 +72,17 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return ckpts[-1] if ckpts else None
 
 
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint's state, or a one-line ValueError naming it for a damaged or foreign file
+    (torch's messages run to 10 lines, and its unpickling one advises the unsafe weights_only=False)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, bad pickle, I/O error
+        reason = "not a checkpoint of plain tensors" if isinstance(exc, pickle.UnpicklingError) \
+            else (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"cannot load checkpoint {path}: {reason}") from None
+
+
 def split_parameters(model: EdgeCodecModel) -> tuple[list, list]:
     """Main parameters and the entropy bottlenecks' quantiles (trained by the auxiliary loss)."""
     main = [p for n, p in model.named_parameters() if not n.endswith(".quantiles") and p.requires_grad]
@@ -438,13 +449,9 @@ class Trainer:
         candidates = checkpoints(self.run_dir)[::-1]
         for path in candidates:
             try:
-                return path, torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as exc:  # truncated zip, bad pickle, I/O error
-                # torch's messages run to 10 lines, and its unpickling one advises weights_only=False
-                reason = "not a checkpoint of plain tensors" if isinstance(exc, pickle.UnpicklingError) \
-                    else (str(exc).strip().splitlines() or [""])[0]
-                log.warning("cannot load %s (%s: %s): trying the previous checkpoint",
-                            path, type(exc).__name__, reason)
+                return path, load_checkpoint(path)
+            except ValueError as exc:
+                log.warning("%s: trying the previous checkpoint", exc)
         if candidates:  # a ValueError: the CLI's one-line usage error, not an internal error
             raise ValueError(f"no readable checkpoint in {self.run_dir} "
                              f"({len(candidates)} found, none loads)")
