@@ -143,8 +143,8 @@ def _read_input(path: Path, max_pixels: int | None, edc: bool = False) -> bytes:
 
 
 def _check_output(path: Path, force: bool) -> None:
-    """Refuse an output before any work: an existing file without --force, a device or pipe, or
-    binary data for a terminal."""
+    """Refuse an output before any work: an existing file without --force, a folder, a block
+    device or socket, or binary data for a terminal."""
     from .errors import OutputExistsError, OutputWriteError, UsageError
 
     if _is_stdio(path):
@@ -152,19 +152,22 @@ def _check_output(path: Path, force: bool) -> None:
             raise UsageError("refusing to write binary data to a terminal: redirect standard output or give -o FILE")
         return
     try:
-        exists, regular, folder = path.exists(), path.is_file(), path.is_dir()
-    except OSError as exc:  # a name over 255 bytes: Path.exists raises rather than answer False
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP):  # as Path.exists: nothing there
+            return
+        # a name over 255 bytes
         raise OutputWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
-    if folder:  # refused before any work: --force cannot replace a folder with a file
+    if stat.S_ISDIR(mode):  # refused before any work: --force cannot replace a folder with a file
         raise OutputWriteError(f"cannot write {path}: it is a folder; give a file name (a folder output "
                                "takes a folder input)")
-    if exists and _is_stream(path):
+    if _is_stream_mode(mode):
         return  # /dev/null or a FIFO: written into, nothing stored there to lose (_write_output)
-    if exists and not regular:
+    if not stat.S_ISREG(mode):
         # A block device or a socket: the atomic rename would replace the node itself with a
         # regular file, and writing into a disk would destroy it; refused even with --force.
         raise OutputWriteError(f"cannot write {path}: not a regular file, a character device or a pipe")
-    if exists and not force:
+    if not force:
         raise OutputExistsError(f"{path} exists: pass --force to overwrite")
 
 
@@ -206,9 +209,12 @@ def _write_output(path: Path, data: bytes, force: bool) -> None:
 def _is_stream(path: Path) -> bool:
     """A character device or a FIFO (``-o /dev/null``): written into in place, not via a rename."""
     try:
-        mode = os.stat(path).st_mode
+        return _is_stream_mode(os.stat(path).st_mode)
     except OSError:
         return False
+
+
+def _is_stream_mode(mode: int) -> bool:
     return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
 
 
