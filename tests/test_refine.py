@@ -132,6 +132,10 @@ def test_eval_labels_refined_models(crop, tmp_path):
     Image.fromarray(crop).save(folder / "a.png")
     assert runner.parse_model_label("fidelity+refine25") == ("fidelity", 25)
     assert runner.parse_model_label("fidelity") == ("fidelity", 0)
+    from edgecodec.errors import UsageError
+    for misspelt in ("fidelity+refineX", "fidelity+refine0", "fidelity+x"):
+        with pytest.raises(UsageError, match="NAME\\+refineN"):
+            runner.parse_model_label(misspelt)
     label = f"{SHIPPED}+refine3"
     result = runner.run_sweep(folder, tmp_path / "out", models=[SHIPPED, label], qualities=[0.5], codecs=[],
                               model_qualities={label: [0.25, 0.5]}, st_lpips=False, progress=False)

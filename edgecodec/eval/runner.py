@@ -217,9 +217,16 @@ def _image_hash(image_id_: str) -> str:
 
 def parse_model_label(label: str) -> tuple[str, int]:
     """A learned model's label in the sweep: ``NAME`` or ``NAME+refineN`` (the model with N steps of
-    encoder refinement, codec/refine.py) -> (NAME, N). Model names cannot contain '+'."""
+    encoder refinement, codec/refine.py) -> (NAME, N). Model names cannot contain '+', so any other
+    label with one is a misspelt refinement (UsageError, not "unknown model")."""
     match = REFINE_LABEL.fullmatch(label)
-    return (match["model"], int(match["steps"])) if match else (label, 0)
+    if match:
+        return match["model"], int(match["steps"])
+    if "+" in label:
+        from ..errors import UsageError
+        raise UsageError(f"model {label!r}: a refined model is NAME+refineN, N a whole number of "
+                         "steps from 1 (e.g. fidelity+refine50)")
+    return label, 0
 
 
 def model_version(label: str) -> str:
