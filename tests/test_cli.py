@@ -943,6 +943,13 @@ def test_export_model_refuses_what_cannot_work_before_registering_a_model(tmp_pa
     model = make_tiny(0)  # a real checkpoint of a tiny model, and its run's config
     torch.save({"model": model.state_dict(), "model_config": model.config.to_dict(), "step": 2},
                run_dir / "ckpt-00000002.pt")
+    whole = (run_dir / "ckpt-00000002.pt").read_bytes()
+    (run_dir / "ckpt-00000002.pt").write_bytes(whole[:len(whole) // 2])  # truncated: torch's reason
+    assert main("export-model", run_dir, "--name", "m", "--out", out) == 2  # is five sentences long
+    err = capsys.readouterr().err
+    assert_one_error_line(err, "cannot load checkpoint", "central directory")
+    assert "internal miniz error" not in err
+    (run_dir / "ckpt-00000002.pt").write_bytes(whole)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(load_config(None)))
     out.write_text("a file")
     assert main("export-model", run_dir, "--name", "m", "--out", out) == 11

@@ -74,12 +74,13 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """A checkpoint's state, or a one-line ValueError naming it for a damaged or foreign file
-    (torch's messages run to 10 lines, and its unpickling one advises the unsafe weights_only=False)."""
+    (torch's messages run to 10 lines, and its unpickling one advises the unsafe weights_only=False).
+    Only the first sentence of torch's reason is kept: a truncated file's goes on for four more."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, bad pickle, I/O error
         reason = "not a checkpoint of plain tensors" if isinstance(exc, pickle.UnpicklingError) \
-            else (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            else (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0].rstrip(".")
         raise ValueError(f"cannot load checkpoint {path}: {reason}") from None
 
 
