@@ -531,6 +531,10 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
 
 
 def cmd_decompress(args: argparse.Namespace) -> int:
+    from .errors import UsageError
+
+    if (args.onnx_dir or args.int8) and args.backend != "onnx":  # else silently decoded with PyTorch
+        raise UsageError(f"{'--onnx-dir' if args.onnx_dir else '--int8'} goes with --backend onnx")
     src = Path(args.input)
     if src.is_dir():
         return _run_folder(src, args, {".edc"}, ".png", _decompress_one)
@@ -891,7 +895,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "convert the image to sRGB. CMYK images are always converted")
     p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                    help="onnx: the torch-free encoder (edgecodec.lite) with onnxruntime, at a --quality, "
-                        "--target-size or --target-bpp; images above 2 MP are tiled as by the PyTorch encoder")
+                        "--target-size or --target-bpp (not --target-psnr, --target-ms-ssim, --refine or "
+                        "--metrics); images above 2 MP are tiled as by the PyTorch encoder")
     p.add_argument("--onnx-dir", help="--backend onnx: an `edgecodec export onnx` folder (then torch is not "
                                       "needed; default: export the model into the cache on first use)")
     p.add_argument("--refine", type=int_at_least(0), default=0, metavar="STEPS",

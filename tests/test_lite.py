@@ -431,6 +431,11 @@ def test_cli_decompress_with_the_onnx_backend(exported, kodim23_rgb, tmp_path):
                    "--onnx-dir", exported, "--region", "25,15,100,90")
     assert part.returncode == 0, part.stderr
     assert np.array_equal(np.array(Image.open(tmp_path / "part.png")), a[15:105, 25:125])
+    for extra in (["--onnx-dir", exported], ["--int8"]):  # without --backend onnx: refused, not ignored
+        ignored = run_cli("decompress", tmp_path / "k.edc", "-o", tmp_path / "ignored.png", *extra)
+        assert ignored.returncode == 2
+        assert_one_error_line(ignored.stderr, f"{extra[0]} goes with --backend onnx")
+        assert not (tmp_path / "ignored.png").exists()
     (tmp_path / "bad.edc").write_bytes(b"\x89EDC\x03" + bytes(30))
     bad = run_cli("decompress", tmp_path / "bad.edc", "-o", tmp_path / "bad.png", "--backend", "onnx",
                   "--onnx-dir", exported)
