@@ -1,5 +1,7 @@
 """Error types. Every failure the codec reports to users is one of these, so the CLI can
-print one clear line and exit with the matching code instead of a traceback."""
+print one clear line and exit with the matching code instead of a traceback. Arguments of the
+wrong type or value given to the Python API raise TypeError or ValueError, as Python's own
+functions do, each naming the argument; the CLI reports those as usage errors (exit 2)."""
 
 from __future__ import annotations
 

@@ -34,6 +34,8 @@ MODEL_NAME_RULE = "1 to 64 letters, digits, '.', '_' or '-', starting with a let
 
 
 def valid_model_name(name: object) -> bool:
+    """Whether ``name`` can name a model: 1 to 64 letters, digits, '.', '_' or '-', starting with a
+    letter or digit (so that it is also a safe file name)."""
     return isinstance(name, str) and MODEL_NAME.fullmatch(name) is not None
 
 
@@ -209,6 +211,7 @@ def shipped_models() -> list[str]:
 
 
 def describe(entry: ModelEntry) -> dict[str, Any]:
+    """A model's row in ``edgecodec models``: name, transform, prior, rate range, parameters, ..."""
     card = entry.card
     return {"name": entry.name, "config": card.get("config", {}).get("transform"),
             "prior": card.get("config", {}).get("prior"), "bpp_range": card.get("bpp_range"),

@@ -513,6 +513,24 @@ def test_non_contiguous_array(kodim23_rgb):
     assert edgecodec.compress(np.ascontiguousarray(view), model="tiny") == data
 
 
+def test_api_argument_types_are_named(crop):
+    """Arguments of the wrong type or value are one TypeError / ValueError naming the argument
+    (these were TypeErrors from deep inside: comparing int and str, int() of a list, open()'s
+    'embedded null byte'), and a limit under one pixel is refused instead of refusing every image."""
+    from edgecodec.errors import InputImageError
+
+    data = edgecodec.compress(crop, model="tiny")
+    for kwargs, error, fragment in (({"max_pixels": "x"}, TypeError, "max_pixels"),
+                                    ({"max_pixels": 0}, ValueError, "max_pixels"),
+                                    ({"target_size": [1]}, TypeError, "target size")):
+        with pytest.raises(error, match=fragment):
+            edgecodec.compress(crop, model="tiny", **kwargs)
+    with pytest.raises(TypeError, match="max_pixels"):
+        edgecodec.decompress(data, max_pixels="x")
+    with pytest.raises(InputImageError, match="NUL"):
+        edgecodec.decompress(data.decode("latin1"))
+
+
 def test_pixel_limit_on_input(crop, tmp_path, monkeypatch):
     path = tmp_path / "crop.png"
     Image.fromarray(crop).save(path)

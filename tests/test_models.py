@@ -68,6 +68,70 @@ def test_factorized_prior_forward():
     assert model.stride == 16 and model.num_streams == 1
 
 
+def test_scale_prior_trains_and_codes():
+    """``prior: scale`` (zero-mean Gaussians): CompressAI 1.2.8's latent codec subtracted means it
+    does not have in the forward pass (a TypeError); its coded files decode to the forward pass."""
+    torch.manual_seed(0)
+    model = create_model("crb", prior="scale", **TINY)
+    x = torch.rand(2, 3, 64, 64, requires_grad=True)
+    out = model(x, torch.tensor([0.2, 0.8]))
+    assert set(out["likelihoods"]) == {"y", "z"} and out["x_hat"].shape == x.shape
+    out["x_hat"].mean().backward()
+    assert x.grad is not None and model.g_a[0].weight.grad is not None
+    model.eval()
+    model.update(force=True)
+    coded = model.compress(x[:1].detach(), 0.6)
+    decoded = model.decompress(coded["strings"], coded["shape"], 0.6)
+    with torch.no_grad():
+        forward = model(x[:1].detach(), 0.6)["x_hat"].clamp(0, 1)
+    torch.testing.assert_close(decoded, forward, atol=1e-4, rtol=0)
+
+
+def test_model_refuses_inputs_it_cannot_code():
+    """Bad inputs are one ValueError / TypeError naming the problem: a NaN quality or pixel made
+    entropy coding loop forever, a batch lost all but its first image, a quality outside [0, 1]
+    was clamped, sides off the stride failed deep inside CompressAI."""
+    model = make_tiny(0)
+    model.update(force=True)
+    x = torch.rand(1, 3, 64, 64)
+    nan_pixel = x.clone()
+    nan_pixel[0, 0, 0, 0] = math.nan
+    for args, error, fragment in (
+            ((x, math.nan), ValueError, "quality must be in"), ((x, 1.5), ValueError, "quality must be in"),
+            ((x, "0.5"), TypeError, "quality must be a number"), ((x, torch.tensor([0.5, 0.5])), ValueError, "one per"),
+            ((nan_pixel, 0.5), ValueError, r"\[0, 1\]"), ((x * 1e30, 0.5), ValueError, r"\[0, 1\]"),
+            ((torch.rand(2, 3, 64, 64), 0.5), ValueError, "one image"),
+            ((torch.rand(1, 3, 100, 130), 0.5), ValueError, "multiples of the model's stride"),
+            ((torch.rand(3, 64, 64), 0.5), ValueError, r"\(B, 3, H, W\)")):
+        with pytest.raises(error, match=fragment):
+            model.compress(*args)
+    for quality, error in ((1.5, ValueError), (-0.1, ValueError), (math.nan, ValueError), (None, TypeError),
+                           (torch.tensor([0.1, 0.2, 0.3]), ValueError)):
+        with pytest.raises(error, match="quality"):
+            model(torch.rand(2, 3, 64, 64), quality)
+    with pytest.raises(ValueError, match="stride"):
+        model(torch.rand(1, 3, 64, 80), 0.5)
+    with pytest.raises(ValueError, match="stride"):
+        create_model("original-cae")(torch.rand(1, 3, 100, 130))  # decoded at 128x160 before
+
+
+def test_entropy_coder_refuses_symbols_it_would_never_finish():
+    """CompressAI's rANS coder loops forever on a symbol near the int32 limits (NaN latents cast
+    to int32): refused before it is called."""
+    from edgecodec.lite.rans import CdfTable
+
+    model = make_tiny(0)
+    model.update(force=True)
+    table = model.exact_entropy().z_table
+    indexes = torch.zeros(4, dtype=torch.int32).numpy()
+    assert table.encode(torch.tensor([0, 1, -1, 2], dtype=torch.int32).numpy(), indexes)
+    for symbols in (torch.tensor([0, -2**31, 0, 0], dtype=torch.int32).numpy(),
+                    torch.tensor([0.0, math.nan, 0.0, 0.0]).numpy()):
+        with pytest.raises(ValueError, match="NaN or too large"):
+            table.encode(symbols, indexes)
+    assert isinstance(table, CdfTable)
+
+
 def test_invalid_configs():
     for bad in (dict(transform="vit"), dict(prior="gmm"), dict(levels=1)):
         with pytest.raises(ValueError):

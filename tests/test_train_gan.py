@@ -93,6 +93,39 @@ def test_last_layer():
     assert last_layer(gdn) is gdn.g_s[-1].weight
 
 
+def test_losses_take_a_number_and_refuse_misplaced_arguments():
+    """The losses take one quality number as the model does (it raised AttributeError), and name
+    swapped arguments, a wrong optimizer_idx or a backend name passed as the distance."""
+    from edgecodec.losses import RateDistortionLoss
+    from edgecodec.models import PatchDiscriminator
+
+    torch.manual_seed(0)
+    model = create_model("crb", **TINY, min_level=-0.5)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        out = model(x, 0.5)
+    lambdas = [1e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0]
+    rd = RateDistortionLoss(lambdas, min_level=model.config.min_level)
+    assert float(rd(out, x, 0.5)["loss"]) == float(rd(out, x, torch.tensor([0.5, 0.5]))["loss"])
+    for args, error, fragment in (((x, out, 0.5), TypeError, r"\(out, x, quality\)"),
+                                  (({"x_hat": x}, x, 0.5), TypeError, "likelihoods"),
+                                  ((out, x[:1], 0.5), ValueError, "differ in shape"),
+                                  ((out, x, 2.0), ValueError, "quality")):
+        with pytest.raises(error, match=fragment):
+            rd(*args)
+    with pytest.raises(ValueError, match="positive"):
+        RateDistortionLoss([-1e-3, 1e-2])
+    disc = PatchDiscriminator(channels=8)
+    gan = GANRateDistortionLoss(lambdas, disc, None, min_level=model.config.min_level, adaptive_weight=False)
+    assert float(gan(out, x, 0.5, 0, step=0)["loss"]) > 0
+    with pytest.raises(ValueError, match="optimizer_idx"):
+        gan(out, x, 0.5, 5, step=0)
+    with pytest.raises(TypeError, match="build_perceptual"):
+        GANRateDistortionLoss(lambdas, disc, "stlpips-alex")
+    with pytest.raises(TypeError, match="discriminator"):
+        GANRateDistortionLoss(lambdas, None, None)
+
+
 def test_hinge_loss():
     real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-2.0, 0.0])
     # mean(relu(1 - real)) + mean(relu(1 + fake)) = 0.25 + 0.5

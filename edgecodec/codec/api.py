@@ -213,6 +213,9 @@ def compress(image: ImageInput, quality: float = DEFAULT_QUALITY, model: str | N
     if target_size is not None:
         if isinstance(target_size, float) and not math.isfinite(target_size):  # int() raises OverflowError
             raise ValueError(f"target size must be a finite number of bytes, not {target_size}")
+        if not isinstance(target_size, (str, int, float, np.integer, np.floating)) or isinstance(target_size, bool):
+            raise TypeError(f"target size must be a number of bytes or a size such as '40KB', "
+                            f"not {type(target_size).__name__}")
         target = parse_size(target_size) if isinstance(target_size, str) else int(target_size)
         return encoder.encode_to_size(target).data
     return encoder.encode(quality_to_q16(quality))
@@ -229,6 +232,8 @@ def _edc_bytes(data: EdcInput, max_pixels: int | None = None) -> bytes:
     if is_binary_stream(data):
         return read_file(data, str(getattr(data, "name", "the .edc stream")), max_pixels)
     if isinstance(data, (str, os.PathLike)):
+        if "\0" in os.fsdecode(data):  # open() would raise ValueError: embedded null byte
+            raise InputImageError("the .edc path contains a NUL character: pass the file's bytes as bytes, not str")
         try:
             with open(data, "rb") as f:
                 return read_file(f, str(data), max_pixels)
@@ -238,6 +243,8 @@ def _edc_bytes(data: EdcInput, max_pixels: int | None = None) -> bytes:
 
 
 def read_header(data: EdcInput) -> Header:
+    """The header of an .edc stream (bytes, a path or a binary file object): model, size, quality,
+    format version, ... (what ``edgecodec info`` prints); FormatError for a damaged stream."""
     return Container.from_bytes(_edc_bytes(data)).header
 
 

@@ -8,6 +8,8 @@ import io
 import os
 from typing import Any, BinaryIO
 
+import numpy as np
+
 from ..errors import ImageTooLargeError
 
 PILLOW_DEFAULT_MAX_PIXELS = 89_478_485
@@ -35,7 +37,13 @@ def default_max_pixels() -> int:
 
 def pixel_limit(max_pixels: int | None) -> int:
     """The pixel limit in force: ``max_pixels`` when given (a caller's --max-pixels), else the default."""
-    return default_max_pixels() if max_pixels is None else max_pixels
+    if max_pixels is None:
+        return default_max_pixels()
+    if not isinstance(max_pixels, (int, np.integer)) or isinstance(max_pixels, bool):
+        raise TypeError(f"max_pixels must be a whole number of pixels, not {type(max_pixels).__name__}")
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be 1 or more, not {max_pixels}")
+    return int(max_pixels)
 
 
 def check_pixels(width: int, height: int, max_pixels: int | None) -> None:

@@ -73,6 +73,9 @@ def pad_stream(s: bytes, symbols: int) -> bytes:
     return s + bytes(4 * symbols + 8 * nibbles_15 + BYPASS_STATE_MARGIN)
 
 
+MAX_SYMBOL_MAGNITUDE = 2**24  # far beyond any latent of an image in [0, 1]
+
+
 @dataclass(frozen=True)
 class CdfTable:
     """One CompressAI entropy model's rANS tables (``_quantized_cdf``, ``_cdf_length``, ``_offset``)."""
@@ -89,6 +92,10 @@ class CdfTable:
     def encode(self, symbols: np.ndarray, indexes: np.ndarray) -> bytes:
         """One stream of ``symbols`` (integers, as CompressAI's entropy models quantize them), each
         coded with table ``indexes[i]``: what ``decode`` reads back (the lite encoder's coder)."""
+        # CompressAI's coder never returns for a symbol near the int32 limits (what NaN or an
+        # overflowing latent becomes), so such latents are refused here.
+        if symbols.size and not -MAX_SYMBOL_MAGNITUDE < symbols.min() <= symbols.max() < MAX_SYMBOL_MAGNITUDE:
+            raise ValueError("latent values are NaN or too large to entropy-code (is the input in [0, 1]?)")
         cdfs, lengths, offsets = self._lists
         return load_ans().RansEncoder().encode_with_indexes(
             symbols.reshape(-1).astype(np.int32).tolist(), indexes.reshape(-1).astype(np.int32).tolist(),

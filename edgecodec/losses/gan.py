@@ -60,8 +60,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..models import EdgeCodecModel, PatchDiscriminator
+from ..models.codec_model import quality_batch
 from .perceptual import PerceptualDistance
-from .rate_distortion import DISTORTION_SCALE, NO_RATE_SCALE, RateDistortionLoss, bits_per_pixel, psnr
+from .rate_distortion import (DISTORTION_SCALE, NO_RATE_SCALE, RateDistortionLoss, bits_per_pixel, check_output,
+                              psnr)
 
 ADAPTIVE_EPS = 1e-4
 ADAPTIVE_MAX = 1e4
@@ -81,6 +83,7 @@ def last_layer(model: EdgeCodecModel | nn.Module) -> nn.Parameter:
 
 
 def hinge_d_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
+    """The discriminator's hinge loss E[max(0, 1 - D(x))] + E[max(0, 1 + D(x_hat))]."""
     return F.relu(1.0 - logits_real).mean() + F.relu(1.0 + logits_fake).mean()
 
 
@@ -123,6 +126,11 @@ class GANRateDistortionLoss(nn.Module):
                  lpips_crop: int | None = None, lpips_resize: bool = False, conditional: bool = False,
                  min_level: float = 0.0, alternate: bool = False) -> None:
         super().__init__()
+        if not isinstance(discriminator, nn.Module):
+            raise TypeError(f"discriminator must be a module (a PatchDiscriminator), not {type(discriminator).__name__}")
+        if perceptual is not None and not callable(perceptual):  # e.g. a backend name: build_perceptual(name)
+            raise TypeError(f"perceptual must be a distance module (build_perceptual(...)) or None, not "
+                            f"{type(perceptual).__name__}")
         self.rd = RateDistortionLoss(lambdas, distortion, min_level)
         self.rate = self.rd.rate
         self.distortion = distortion
@@ -177,6 +185,7 @@ class GANRateDistortionLoss(nn.Module):
                              crop: bool = True) -> dict[str, torch.Tensor]:
         """Rate and lambda-weighted reconstruction: everything but the adversarial term. Without
         rate: S * D + lambda_LPIPS * LPIPS (and no "rate" / "bpp" terms)."""
+        check_output(out, x, self.rate)
         x_hat = out["x_hat"]
         mse, l1 = self.rd.errors(x_hat, x)
         dist = l1 if self.distortion == "l1" else mse
@@ -187,7 +196,7 @@ class GANRateDistortionLoss(nn.Module):
             rec = (self.scale * dist + self.perceptual_weight * lp).mean()
             return {"loss": rec, "rec": rec, **terms}
         bpp = bits_per_pixel(out["likelihoods"], x.shape[-2] * x.shape[-1])
-        lam = self.rd.lambdas_for(quality)
+        lam = self.rd.lambdas_for(quality_batch(quality, x.shape[0], x.device))
         rec = (lam * self.scale * (dist + self.perceptual_weight * lp)).mean()
         rate = bpp.mean()
         return {"loss": rate + rec, "rate": rate, "rec": rec, "bpp": rate, **terms}
@@ -231,4 +240,6 @@ class GANRateDistortionLoss(nn.Module):
         """taming-style entry point: optimizer_idx 0 is the codec, 1 the discriminator."""
         if optimizer_idx == 0:
             return self.generator_loss(out, x, quality, step, layer)
-        return self.discriminator_loss(out, x)
+        if optimizer_idx == 1:
+            return self.discriminator_loss(out, x)
+        raise ValueError(f"optimizer_idx is 0 (the codec) or 1 (the discriminator), not {optimizer_idx!r}")

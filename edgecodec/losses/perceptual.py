@@ -56,6 +56,9 @@ class PerceptualDistance(nn.Module):
         return super().train(False)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Distance per image (B,) between two batches of the same shape (B, 3, H, W) in [0, 1]."""
+        if a.shape != b.shape:  # LPIPS would broadcast a batch of one against the other
+            raise ValueError(f"perceptual distance of batches of different shapes: {tuple(a.shape)} and {tuple(b.shape)}")
         # Both LPIPS packages expect inputs in [-1, 1].
         d = self.net(a.float() * 2 - 1, b.float() * 2 - 1)
         return d.flatten(1).mean(1)

@@ -24,6 +24,7 @@ from compressai.latent_codecs import (
     GaussianConditionalLatentCodec,
 )
 from compressai.models import CompressionModel
+from compressai.ops import quantize_ste
 from torch import nn
 
 from ..errors import FormatError
@@ -36,6 +37,46 @@ from .transforms import STRIDE, analysis_transform, hyper_analysis, hyper_synthe
 PRIORS = ("factorized", "scale", "meanscale")
 TRANSFORMS = ("cae", "crb", "gdn")
 CONTEXTS = ("none", "checkerboard")
+
+
+class ScaleLatentCodec(GaussianConditionalLatentCodec):
+    """y's codec for ``prior: scale`` (zero-mean Gaussians). CompressAI 1.2.8's forward computes
+    the straight-through y_hat as ``quantize_ste(y - means) + means`` even when there are no
+    means (chunks ("scales",)), a TypeError; this forward rounds y itself then."""
+
+    def forward(self, y: torch.Tensor, ctx_params: torch.Tensor) -> dict[str, Any]:
+        scales_hat = self.entropy_parameters(ctx_params)
+        _, y_likelihoods = self.gaussian_conditional(y, scales_hat)
+        return {"likelihoods": {"y": y_likelihoods}, "y_hat": quantize_ste(y)}
+
+
+def quality_batch(quality: torch.Tensor | float, batch: int, device: torch.device | None = None) -> torch.Tensor:
+    """Qualities (B,) for a batch of ``batch`` images from one number or a (B,) tensor, refused
+    (ValueError, TypeError) when not in [0, 1] or not one per image: the gain interpolation would
+    clamp any value silently, and NaN made every gain NaN (and entropy coding loop)."""
+    if isinstance(quality, torch.Tensor) and not quality.dtype == torch.bool:
+        quality = quality.reshape(1).expand(batch) if quality.dim() == 0 else quality
+        if quality.shape != (batch,):
+            raise ValueError(f"quality: one number, or one per image ({batch}); got shape {tuple(quality.shape)}")
+    elif isinstance(quality, (int, float, np.integer, np.floating)) and not isinstance(quality, bool):
+        quality = torch.full((batch,), float(quality), device=device)
+    else:
+        raise TypeError(f"quality must be a number in [0, 1] or a (B,) tensor, not {type(quality).__name__}")
+    if not bool(((quality >= 0) & (quality <= 1)).all()):  # NaN fails both comparisons
+        raise ValueError(f"quality must be in [0, 1], got {[round(v, 6) for v in quality.tolist()]}")
+    return quality
+
+
+def check_image_batch(x: torch.Tensor, stride: int) -> None:
+    """ValueError naming what is wrong with a model's input batch, which the transforms would
+    otherwise fail on deep inside (or, for sides not multiples of ``stride``, decode at another size)."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"input must be a (B, 3, H, W) tensor in [0, 1], got {shape}")
+    h, w = x.shape[-2:]
+    if h % stride or w % stride or not h or not w:
+        raise ValueError(f"input of {w}x{h} pixels: height and width must be positive multiples of the "
+                         f"model's stride ({stride}); pad it (edgecodec.compress pads images itself)")
 
 
 @dataclass(frozen=True)
@@ -75,10 +116,12 @@ class ModelConfig:
                              f"got {self.min_level!r}")
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict (what model cards and checkpoints store)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        """The config a ``to_dict`` dict describes; ValueError for keys it does not know."""
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(data) - known
         if unknown:
@@ -142,8 +185,8 @@ class EdgeCodecModel(CompressionModel):
             if config.context == "checkerboard":
                 y_codec = checkerboard_latent_codec(m, config.context_channels or m)
             else:
-                y_codec = GaussianConditionalLatentCodec(
-                    quantizer="ste", chunks=("scales", "means") if mean_scale else ("scales",))
+                y_codec = (GaussianConditionalLatentCodec(quantizer="ste") if mean_scale
+                           else ScaleLatentCodec(quantizer="ste", chunks=("scales",)))
             self.latent_codec = GainHyperpriorLatentCodec(
                 latent_codec={
                     "y": y_codec,
@@ -191,11 +234,11 @@ class EdgeCodecModel(CompressionModel):
         return (self.g_s(y_hat) + 1) / 2
 
     def forward(self, x: torch.Tensor, quality: torch.Tensor | float) -> dict[str, Any]:
-        """Training/evaluation pass with quantization proxies. x in [0, 1]; quality a (B,) tensor,
-        or one number for the whole batch (``model(x, 0.5)``)."""
-        if not isinstance(quality, torch.Tensor):
-            quality = torch.full((x.shape[0],), float(quality), device=x.device)
-        g = self.gains(quality)
+        """Training/evaluation pass with quantization proxies. x (B, 3, H, W) in [0, 1], H and W
+        multiples of ``stride``; quality in [0, 1], a (B,) tensor or one number for the whole batch
+        (``model(x, 0.5)``)."""
+        check_image_batch(x, self.stride)
+        g = self.gains(quality_batch(quality, x.shape[0], x.device))
         y = self._latent(x)
         if self.config.prior == "factorized":
             out = self.latent_codec(y * g["y_gain"])
@@ -283,12 +326,20 @@ class EdgeCodecModel(CompressionModel):
         return self._exact_entropy
 
     def update(self, *args: Any, **kwargs: Any) -> bool:
+        """Rebuild the entropy coders' tables after training (CompressAI's ``update``; pass
+        ``force=True`` to rebuild existing ones), and drop the exact entropy model built from them."""
         self._exact_entropy = None
         return super().update(*args, **kwargs)
 
     def compress(self, x: torch.Tensor, quality: float) -> dict[str, Any]:
-        """Entropy-code one image (1, 3, H, W), H and W multiples of ``stride``."""
-        return self.compress_latent(self.analyze(x), quality)
+        """Entropy-code one image (1, 3, H, W) in [0, 1], H and W multiples of ``stride``, at a
+        quality in [0, 1]."""
+        check_image_batch(x, self.stride)
+        if x.shape[0] != 1:  # the streams hold one image: the others would be dropped
+            raise ValueError(f"compress codes one image (1, 3, H, W); got a batch of {x.shape[0]}")
+        if not bool(((x >= 0) & (x <= 1)).all()):  # NaN or extreme values made entropy coding loop
+            raise ValueError("input values must be in [0, 1] (none NaN)")
+        return self.compress_latent(self.analyze(x), float(quality_batch(quality, 1)[0]))
 
     @torch.no_grad()
     def decompress(self, strings: list[bytes], shape: tuple[int, int], quality: Quality,
@@ -333,6 +384,7 @@ class EdgeCodecModel(CompressionModel):
 
     @property
     def num_streams(self) -> int:
+        """Byte strings a ``compress`` returns: y's, and z's for hyperprior models."""
         return 1 if self.config.prior == "factorized" else 2
 
     def parameter_counts(self) -> dict[str, int]:

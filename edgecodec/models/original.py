@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .codec_model import ModelConfig
+from .codec_model import ModelConfig, check_image_batch
 
 ORIGINAL_TRANSFORMS = ("original-cae", "original-crb")
 CRB_LEVELS = 3  # the channel list [c, 2c, 4c, 8c] has three transitions, one downsampling each
@@ -145,13 +145,18 @@ class FloatLatentAutoencoder(nn.Module):
         return (self.g_s(y) + 1) / 2
 
     def forward(self, x: torch.Tensor, quality: torch.Tensor | None = None) -> dict[str, Any]:
+        """x (B, 3, H, W) in [0, 1], H and W multiples of ``stride``; the float latent ``y`` is
+        also ``y_hat`` (nothing is quantized) and there are no likelihoods. ``quality`` is ignored."""
+        check_image_batch(x, self._stride)
         y = self.analyze(x)
         return {"x_hat": self.synthesize(y), "y": y, "y_hat": y, "likelihoods": {}}
 
     def aux_loss(self) -> torch.Tensor:
+        """Zero: there is no entropy model to fit (the trainer calls this on every model)."""
         return torch.zeros(())
 
     def parameter_counts(self) -> dict[str, int]:
+        """Parameters of the encoder, the decoder, and in all."""
         def count(module: nn.Module) -> int:
             return sum(p.numel() for p in module.parameters())
 

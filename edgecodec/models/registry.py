@@ -17,10 +17,13 @@ def register_config(fn: Callable[[], ModelConfig]) -> Callable[[], ModelConfig]:
 
 
 def list_configs() -> list[str]:
+    """Names of the registered model configurations, sorted (``create_model`` builds them)."""
     return sorted(_CONFIGS)
 
 
 def get_config(name: str, **overrides: Any) -> ModelConfig:
+    """The named configuration with ``overrides`` (ModelConfig fields) applied; KeyError for an
+    unknown name or field."""
     if name not in _CONFIGS:
         raise KeyError(f"unknown model configuration {name!r}; known: {', '.join(list_configs())}")
     base = _CONFIGS[name]().to_dict()
@@ -37,6 +40,8 @@ def build_model(config: ModelConfig) -> EdgeCodecModel | FloatLatentAutoencoder:
 
 
 def create_model(name: str, **overrides: Any) -> EdgeCodecModel | FloatLatentAutoencoder:
+    """A freshly initialised model of the named configuration, e.g. ``create_model("crb",
+    channels=96)`` (``load_pretrained`` gives the shipped weights)."""
     return build_model(get_config(name, **overrides))
 
 
