@@ -402,7 +402,13 @@ def test_eval_compare_gives_the_bd_rates_of_the_measured_curve(sweep, crops_dir,
     jpeg_file.write_text((out / "compressai" / "jpeg.json").read_text())
     args = parser.parse_args(base + ["--compare", f"theirs={jpeg_file}"])
     assert args.func(args) == 0
-    assert "theirs" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "theirs" in captured.out and "--limit" not in captured.err
+    limited = parser.parse_args(base + ["--compare", f"theirs={jpeg_file}", "--limit", "1"])
+    assert limited.func(limited) == 0  # fewer images than the file's curves: said so
+    assert "this run measured 1 (--limit)" in capsys.readouterr().err
+    assert args.func(args) == 0  # the whole folder again, for the checks below
+    capsys.readouterr()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["curves"]["theirs"]["kind"] == "external" and "external" in summary["notes"]
     assert "theirs.json" not in {p.name for p in (out / "compressai").iterdir()}  # not ours to re-publish

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 
 from ..argtypes import int_at_least, names, numbers, positive_number, region
@@ -138,6 +139,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
 
     summary = result.summary
+    if external and args.limit is not None:  # the files' curves are means over their own images
+        print(f"note: the --compare curves are taken as they are, over the images they were measured on; this run "
+              f"measured {len(summary['images'])} (--limit), so their BD-rates compare different images",
+              file=sys.stderr)
     reused = f" ({result.from_csv} of them from the folder's earlier per_image.csv)" if result.from_csv else ""
     print(f"{len(summary['images'])} image(s): {result.computed} rows measured, {result.cached} from the cache"
           + reused)
