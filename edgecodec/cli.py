@@ -364,8 +364,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
                                    or args.target_ms_ssim is not None):
         raise UsageError("--backend onnx encodes at a --quality, --target-size or --target-bpp: --target-psnr, "
                          "--target-ms-ssim, --refine and --metrics need the PyTorch encoder (--backend torch)")
-    if args.onnx_dir and args.backend != "onnx":
-        raise UsageError("--onnx-dir goes with --backend onnx")
+    _check_onnx_only(args, "onnx_dir")
     if args.roi and args.roi_mask:
         raise UsageError("give the regions of interest as --roi rectangles or as a --roi-mask, not both")
     if (args.roi or args.roi_mask) and args.refine:
@@ -530,11 +529,18 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_decompress(args: argparse.Namespace) -> int:
+def _check_onnx_only(args: argparse.Namespace, *options: str) -> None:
+    """UsageError for an option of the onnx backend given without --backend onnx, which would
+    otherwise be ignored silently (the PyTorch coder does the work)."""
     from .errors import UsageError
 
-    if (args.onnx_dir or args.int8) and args.backend != "onnx":  # else silently decoded with PyTorch
-        raise UsageError(f"{'--onnx-dir' if args.onnx_dir else '--int8'} goes with --backend onnx")
+    for option in options:
+        if getattr(args, option) and args.backend != "onnx":
+            raise UsageError(f"--{option.replace('_', '-')} goes with --backend onnx")
+
+
+def cmd_decompress(args: argparse.Namespace) -> int:
+    _check_onnx_only(args, "onnx_dir", "int8")
     src = Path(args.input)
     if src.is_dir():
         return _run_folder(src, args, {".edc"}, ".png", _decompress_one)

@@ -34,8 +34,7 @@ MODEL_NAME_RULE = "1 to 64 letters, digits, '.', '_' or '-', starting with a let
 
 
 def valid_model_name(name: object) -> bool:
-    """Whether ``name`` can name a model: 1 to 64 letters, digits, '.', '_' or '-', starting with a
-    letter or digit (so that it is also a safe file name)."""
+    """Whether ``name`` can name a model (``MODEL_NAME_RULE``; such a name is also a safe file name)."""
     return isinstance(name, str) and MODEL_NAME.fullmatch(name) is not None
 
 

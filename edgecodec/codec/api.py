@@ -16,12 +16,13 @@ from .. import zoo
 from ..errors import FormatError, InputImageError, WeightsMismatchError
 from ..lite.qmap import RegionsOfInterest, coding_quality, file_quality
 from ..lite.tiles import Region, check_region, crop_region
+from ..models.codec_model import check_quality
 from .container import QUALITY_SCALE, Container, Header, read_file, valid_tile
 from .extras import decoded_image, source_extras
 from .imageio import ImageInput, PreparedImage, load_image
 from .limits import check_padded_pixels, check_pixels, is_binary_stream
 from .rate_search import (ScoreResult, SearchResult, bpp_to_bytes, parse_size, search_quality,  # noqa: F401
-                          search_score)
+                          search_score, size_to_bytes)
 from .refine import encode_refined, refinement_objective
 from .tiling import TILE_PIXELS, analyze_tiled, choose_tile, compress_tiled, decompress_tiled, tiling_supported
 
@@ -155,11 +156,8 @@ class Encoder:
 
 
 def quality_to_q16(quality: float) -> int:
-    if isinstance(quality, bool) or not isinstance(quality, (int, float, np.floating, np.integer)):
-        raise TypeError(f"quality must be a number in [0, 1], not {type(quality).__name__}")
-    if not 0.0 <= quality <= 1.0:
-        raise ValueError(f"quality must be in [0, 1], got {quality}")
-    return int(round(quality * QUALITY_SCALE))
+    """A quality in [0, 1] as the header's 16-bit integer."""
+    return int(round(check_quality(quality) * QUALITY_SCALE))
 
 
 def compress(image: ImageInput, quality: float = DEFAULT_QUALITY, model: str | None = None, *,
@@ -211,13 +209,7 @@ def compress(image: ImageInput, quality: float = DEFAULT_QUALITY, model: str | N
     if target_bpp is not None:
         target_size = bpp_to_bytes(target_bpp, encoder.num_pixels)
     if target_size is not None:
-        if isinstance(target_size, float) and not math.isfinite(target_size):  # int() raises OverflowError
-            raise ValueError(f"target size must be a finite number of bytes, not {target_size}")
-        if not isinstance(target_size, (str, int, float, np.integer, np.floating)) or isinstance(target_size, bool):
-            raise TypeError(f"target size must be a number of bytes or a size such as '40KB', "
-                            f"not {type(target_size).__name__}")
-        target = parse_size(target_size) if isinstance(target_size, str) else int(target_size)
-        return encoder.encode_to_size(target).data
+        return encoder.encode_to_size(size_to_bytes(target_size)).data
     return encoder.encode(quality_to_q16(quality))
 
 

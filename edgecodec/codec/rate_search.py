@@ -33,6 +33,17 @@ def parse_size(text: str) -> int:
     return size
 
 
+def size_to_bytes(size: int | float | str) -> int:
+    """A target size in bytes given as a number of bytes or as text such as '40KB' (``parse_size``)."""
+    if isinstance(size, str):
+        return parse_size(size)
+    if isinstance(size, bool) or not isinstance(size, numbers.Real):
+        raise TypeError(f"target size must be a number of bytes or a size such as '40KB', not {type(size).__name__}")
+    if not math.isfinite(size):  # int() raises OverflowError
+        raise ValueError(f"target size must be a finite number of bytes, not {size}")
+    return int(size)
+
+
 def bpp_to_bytes(bpp: float, pixels: int) -> int:
     """The target size in bytes of ``bpp`` bits per pixel for an image of ``pixels`` pixels."""
     if isinstance(bpp, bool) or not isinstance(bpp, numbers.Real):

@@ -59,7 +59,7 @@ import numpy as np
 
 from .classical import CODECS, get_codec, library_version
 from .compressai_format import write_curves
-from ..errors import OutputWriteError
+from ..errors import OutputWriteError, UsageError
 from ..metrics import ms_ssim, psnr, ssim
 
 IMAGE_SUFFIXES = (".png", ".ppm", ".bmp", ".tif", ".tiff")
@@ -223,7 +223,6 @@ def parse_model_label(label: str) -> tuple[str, int]:
     if match:
         return match["model"], int(match["steps"])
     if "+" in label:
-        from ..errors import UsageError
         raise UsageError(f"model {label!r}: a refined model is NAME+refineN, N a whole number of "
                          "steps from 1 (e.g. fidelity+refine50)")
     return label, 0

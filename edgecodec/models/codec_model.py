@@ -50,6 +50,16 @@ class ScaleLatentCodec(GaussianConditionalLatentCodec):
         return {"likelihoods": {"y": y_likelihoods}, "y_hat": quantize_ste(y)}
 
 
+def check_quality(quality: float, alternatives: str = "") -> float:
+    """One quality as a float, TypeError unless a number, ValueError outside [0, 1] or NaN
+    (``alternatives``: what else the caller takes, for the message)."""
+    if isinstance(quality, bool) or not isinstance(quality, (int, float, np.floating, np.integer)):
+        raise TypeError(f"quality must be a number in [0, 1]{alternatives}, not {type(quality).__name__}")
+    if not 0.0 <= quality <= 1.0:
+        raise ValueError(f"quality must be in [0, 1], got {quality}")
+    return float(quality)
+
+
 def quality_batch(quality: torch.Tensor | float, batch: int, device: torch.device | None = None) -> torch.Tensor:
     """Qualities (B,) for a batch of ``batch`` images from one number or a (B,) tensor, refused
     (ValueError, TypeError) when not in [0, 1] or not one per image: the gain interpolation would
@@ -58,13 +68,10 @@ def quality_batch(quality: torch.Tensor | float, batch: int, device: torch.devic
         quality = quality.reshape(1).expand(batch) if quality.dim() == 0 else quality
         if quality.shape != (batch,):
             raise ValueError(f"quality: one number, or one per image ({batch}); got shape {tuple(quality.shape)}")
-    elif isinstance(quality, (int, float, np.integer, np.floating)) and not isinstance(quality, bool):
-        quality = torch.full((batch,), float(quality), device=device)
-    else:
-        raise TypeError(f"quality must be a number in [0, 1] or a (B,) tensor, not {type(quality).__name__}")
-    if not bool(((quality >= 0) & (quality <= 1)).all()):  # NaN fails both comparisons
-        raise ValueError(f"quality must be in [0, 1], got {[round(v, 6) for v in quality.tolist()]}")
-    return quality
+        if not bool(((quality >= 0) & (quality <= 1)).all()):  # NaN fails both comparisons
+            raise ValueError(f"quality must be in [0, 1], got {[round(v, 6) for v in quality.tolist()]}")
+        return quality
+    return torch.full((batch,), check_quality(quality, " or a (B,) tensor"), device=device)
 
 
 def check_image_batch(x: torch.Tensor, stride: int) -> None:
