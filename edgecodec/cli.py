@@ -10,17 +10,12 @@ import os
 import shlex
 import stat
 import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import Callable, Sequence
 
-try:
-    import fcntl
-except ImportError:  # Windows
-    fcntl = None  # type: ignore[assignment]
-
 from .argtypes import finite_number, fraction, int_at_least, numbers, positive_number, region, unit_interval
+from .atomic import atomic_path, remove_stale_temps
 
 LOSSLESS_FORMATS = {"png": "PNG", "bmp": "BMP", "tif": "TIFF", "tiff": "TIFF", "ppm": "PPM", "webp": "WEBP"}
 # The formats that hold an ICC profile, EXIF and XMP (the others get sRGB pixels and no metadata).
@@ -36,85 +31,25 @@ EPILOG = """exit codes: 0 ok, 1 internal error, 2 usage, 3 bad input image, 4 co
 11 output cannot be written, 130 interrupted"""
 
 
-# _write_atomic's temporary files: ".NAME.XXXXXXXX.tmp" next to NAME (tempfile.mkstemp's 8 random
-# characters). A killed run can leave one behind; folder mode removes them (see _remove_stale_temps).
-TEMP_PATTERN = r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp"
-NAME_MAX = 255  # bytes in a file name (ext4, XFS, Btrfs, tmpfs, APFS, NTFS in UTF-16 units)
-
-
 def _write_atomic(path: Path, data: bytes, force: bool) -> None:
-    """Write via a temporary file and rename, so a crash never leaves a half-written output
-    (only, after a kill, a hidden temporary file ``.NAME.XXXXXXXX.tmp``). The temporary file is
-    locked while it is written (``_locked_temp``), and without ``force`` it is linked to its name
-    rather than renamed over it, so that a file that appeared meanwhile (another run) is kept."""
+    """Write through atomic.atomic_path, so a crash never leaves a half-written output (only,
+    after a kill, a hidden temporary file that folder mode removes). Without ``force`` a file
+    that appeared meanwhile under the name (another run) is kept."""
     from .errors import OutputExistsError, OutputWriteError
 
     _check_output(path, force)  # again: the file may have appeared while the output was computed
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = _locked_temp(path)
-    except OSError as exc:
+    except OSError as exc:  # e.g. a file on its path
         raise OutputWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs follow the umask
-        with os.fdopen(fd, "wb") as f:  # closing it releases the lock: only after the rename
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-            if force or not _link_no_clobber(tmp, path):
-                os.replace(tmp, path)
+        with atomic_path(path, overwrite=force) as tmp:
+            tmp.write_bytes(data)
     except FileExistsError:
         raise OutputExistsError(f"output {path} appeared while it was computed (another run?): kept it; "
                                 "use --force to overwrite") from None
-    except BaseException as exc:
-        if isinstance(exc, OSError):  # e.g. a full disk, or a folder where the file should go
-            raise OutputWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
-        raise
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
-def _locked_temp(path: Path) -> tuple[int, str]:
-    """A new temporary file beside ``path`` under an exclusive flock, which its writer holds until
-    the file has its final name: a folder run's cleanup (``_remove_stale_temps``) then removes only
-    the temporary files of killed runs, whose locks died with them, never a live run's."""
-    while True:
-        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path.name), suffix=".tmp", dir=path.parent)
-        if fcntl is None:  # no flock (Windows): cleanup cannot tell live from stale
-            return fd, tmp
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError:  # a file system without locks (some network mounts): write unlocked
-            return fd, tmp
-        try:
-            ours = os.path.samestat(os.stat(tmp), os.fstat(fd))
-        except FileNotFoundError:
-            ours = False
-        if ours:
-            return fd, tmp
-        os.close(fd)  # a cleanup removed it between its creation and the lock: take another
-
-
-def _temp_prefix(name: str) -> str:
-    """``.NAME.`` for mkstemp, NAME cut at its start where the temporary name would pass the 255
-    bytes a file name may have (mkstemp adds 8 characters and .tmp): an output named with 241 to
-    255 bytes (85 CJK characters) could not be written. The end, with the suffix that
-    _remove_stale_temps matches, stays."""
-    while len(os.fsencode(f".{name}.XXXXXXXX.tmp")) > NAME_MAX and len(name) > 1:
-        name = name[1:]
-    return f".{name}."
-
-
-def _link_no_clobber(tmp: str, path: Path) -> bool:
-    """Give the written file its name only if the name is free (a hard link fails on an existing
-    name, where a rename replaces it); False where the file system has no hard links."""
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        raise
-    except OSError:  # e.g. FAT or some network file systems: fall back to the rename
-        return False
-    return True
+    except OSError as exc:  # e.g. a full disk, or a folder where the file should go
+        raise OutputWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _is_stdio(path: Path) -> bool:
@@ -225,12 +160,6 @@ def _shown(path: Path, stream: str) -> str:
 def _report(line: str, dst: Path) -> None:
     """The one-line summary of a file: on standard error when standard output carries the data."""
     print(line, file=sys.stderr if _is_stdio(dst) else sys.stdout)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _fmt_metric(value: float, digits: int) -> str:
@@ -569,7 +498,7 @@ def _run_folder(src: Path, args: argparse.Namespace, suffixes: set[str], out_suf
     files = _input_files(src, suffixes)
     if not files:
         raise UsageError(f"no input files ({', '.join(sorted(suffixes))}) in {src}")
-    removed = _remove_stale_temps(out_root, out_suffix)
+    removed = remove_stale_temps(out_root, out_suffix)
     if removed:
         print(f"removed {removed} temporary file(s) left in {out_root} by an interrupted run")
     targets = _mirror_paths(src, files, out_root, out_suffix)
@@ -637,32 +566,6 @@ def _each_file(paths: list[Path], one: Callable[[Path], str], jobs: int):
             yield future.result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _remove_stale_temps(out_root: Path, out_suffix: str) -> int:
-    """Delete the temporary files an interrupted (killed) folder run of this command left in the
-    output tree: only regular files named like _write_atomic's, for this command's outputs
-    (``.NAME{out_suffix}.XXXXXXXX.tmp``), and only those no live process holds locked
-    (``_locked_temp``), so another run writing into the same folder keeps its files."""
-    import re
-
-    pattern = re.compile(TEMP_PATTERN)
-    removed = 0
-    if not out_root.is_dir():
-        return 0
-    for path in out_root.rglob(".*.tmp"):
-        match = pattern.fullmatch(path.name)
-        if not (match and match["name"].lower().endswith(out_suffix) and path.is_file() and not path.is_symlink()):
-            continue
-        try:
-            with open(path, "rb") as f:
-                if fcntl is not None:
-                    fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # held by a live run: BlockingIOError
-                path.unlink()
-            removed += 1
-        except OSError:  # held by a live run, gone meanwhile, or not lockable here: left as it is
-            pass
-    return removed
 
 
 def _mirror_paths(src: Path, files: list[Path], out_root: Path, out_suffix: str) -> dict[Path, Path]:

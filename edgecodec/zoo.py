@@ -22,6 +22,7 @@ from typing import Any
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
+from .atomic import atomic_path, atomic_write_text
 from .errors import OutputWriteError, UnknownModelError, WeightsMismatchError
 from .models import EdgeCodecModel, ModelConfig
 
@@ -189,17 +190,15 @@ def save_model(model: EdgeCodecModel, folder: str | Path, name: str, card: dict[
     model.update(force=True)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     weights = folder / f"{name}.safetensors"
-    tmp = weights.with_name(weights.name + ".tmp")
     # The config rides in the file's metadata, so the weights hash that every stream records covers
     # everything decoding depends on: the same tensors with another min_level (quality -> gain
     # mapping) are another file, and a card edited apart from its weights is caught on load.
-    save_file(state, str(tmp), metadata={CONFIG_METADATA: json.dumps(model.config.to_dict(), sort_keys=True)})
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, weights)
+    with atomic_path(weights) as tmp:
+        save_file(state, str(tmp), metadata={CONFIG_METADATA: json.dumps(model.config.to_dict(), sort_keys=True)})
     card = {**card, "name": name, "config": model.config.to_dict(),
             "parameters": model.parameter_counts(),
             "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
-    (folder / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
+    atomic_write_text(folder / f"{name}.json", json.dumps(card, indent=2) + "\n")
     return weights
 
 

@@ -19,7 +19,7 @@ import torch
 from conftest import REPO, TINY, assert_one_error_line, cli_env, run_cli, synthetic_photo
 from PIL import Image
 
-from edgecodec import cli, zoo
+from edgecodec import atomic, cli, zoo
 from edgecodec.codec.api import decode_array
 from edgecodec.codec.container import Container
 from edgecodec.errors import UnknownModelError
@@ -85,7 +85,7 @@ def test_folder_run_killed_then_resumed_with_skip_existing(tiny_models, tmp_path
         assert decode_array(path.read_bytes())[0].shape == (128, 160, 3)
     mtimes = {p: p.stat().st_mtime_ns for p in done}
 
-    # Leftovers as a kill in the middle of _write_atomic leaves them (ours), and files that only
+    # Leftovers as a kill in the middle of atomic_path leaves them (ours), and files that only
     # look alike (not ours: kept).
     (out / "sub").mkdir(exist_ok=True)
     ours = [out / ".img29.edc.k3x_9a0q.tmp", out / "sub" / ".corrupt.edc.abcdefgh.tmp"]
@@ -103,7 +103,7 @@ def test_folder_run_killed_then_resumed_with_skip_existing(tiny_models, tmp_path
     assert removed and int(removed[1]) >= 2, result.stdout  # a real one, if the kill hit a write
     failed = [line for line in result.stderr.splitlines() if line.startswith("failed: ")]
     assert len(failed) == 2 and any("corrupt.png" in f for f in failed) and any("anim.png" in f for f in failed)
-    assert not [p for p in out.rglob("*") if re.fullmatch(cli.TEMP_PATTERN, p.name) and p not in theirs]
+    assert not [p for p in out.rglob("*") if re.fullmatch(atomic.TEMP_PATTERN, p.name) and p not in theirs]
     assert all(p.read_bytes() == b"partial" for p in theirs)
     assert sorted(p.name for p in out.glob("*.edc")) == good
     assert not list((out / "sub").glob("*.edc"))
@@ -111,6 +111,40 @@ def test_folder_run_killed_then_resumed_with_skip_existing(tiny_models, tmp_path
         assert path.stat().st_mtime_ns == mtime, f"{path.name} was redone"
     for name in good:
         assert decode_array((out / name).read_bytes())[0].shape == (128, 160, 3)
+
+
+def test_atomic_path_replaces_whole_or_not_at_all(tmp_path):
+    """The one way files are written: the old content stays until the block ends without an
+    error; a failing block leaves the old file and no temporary file; a new file gets the mode
+    that open() would give under the umask (not mkstemp's 0600)."""
+    target = tmp_path / "log.csv"
+    target.write_text("old\n")
+    with pytest.raises(RuntimeError):
+        with atomic.atomic_path(target) as tmp:
+            tmp.write_text("half")
+            assert target.read_text() == "old\n" and re.fullmatch(atomic.TEMP_PATTERN, tmp.name)
+            raise RuntimeError("killed mid-write")
+    assert target.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["log.csv"]
+
+    mask = os.umask(0o027)
+    try:
+        assert atomic.umask() == 0o027  # read from /proc, where the umask is left untouched
+        with atomic.atomic_path(target) as tmp:
+            tmp.write_text("new\n")
+        with atomic.atomic_path(tmp_path / "fresh.bin") as tmp:
+            tmp.write_bytes(b"\0")
+    finally:
+        os.umask(mask)
+    assert target.read_text() == "new\n"
+    assert (tmp_path / "fresh.bin").stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh.bin", "log.csv"]
+
+    # overwrite=False keeps a file that took the name meanwhile, and says so.
+    with pytest.raises(FileExistsError):
+        with atomic.atomic_path(tmp_path / "fresh.bin", overwrite=False) as tmp:
+            tmp.write_bytes(b"ours")
+    assert (tmp_path / "fresh.bin").read_bytes() == b"\0"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh.bin", "log.csv"]
 
 
 def test_folder_run_removes_only_its_own_stale_temp_files(tmp_path, capsys):
@@ -156,19 +190,19 @@ def test_folder_runs_into_one_output_folder_keep_each_others_files(tmp_path, mon
     # The output appears after this run's last check, while it writes: the other run's file stays,
     # and nothing is left behind.
     target = tmp_path / "race.png"
-    real_temp = cli._locked_temp
+    real_temp = atomic._locked_temp
 
     def temp_then_race(path):
         opened = real_temp(path)
         path.write_bytes(b"the other run's output")
         return opened
-    monkeypatch.setattr(cli, "_locked_temp", temp_then_race)
+    monkeypatch.setattr(atomic, "_locked_temp", temp_then_race)
     assert cli.main(["decompress", str(src / "a.edc"), "-o", str(target)]) == 8
     assert_one_error_line(capsys.readouterr().err, "appeared while it was computed", "kept it")
     assert target.read_bytes() == b"the other run's output"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out", "race.png"]
     # With --force the new output replaces it, as before.
-    monkeypatch.setattr(cli, "_locked_temp", real_temp)
+    monkeypatch.setattr(atomic, "_locked_temp", real_temp)
     assert cli.main(["decompress", str(src / "a.edc"), "-o", str(target), "--force"]) == 0
     assert Image.open(target).size == (48, 32)
 
@@ -243,7 +277,7 @@ def test_training_killed_then_resumed_equals_uninterrupted(train_images, tmp_pat
 
 
 def test_resume_ignores_half_written_and_damaged_checkpoints(train_images, tmp_path, caplog):
-    """A kill during a checkpoint write leaves ckpt-STEP.pt.tmp (os.replace makes the real name
+    """A kill during a checkpoint write leaves .ckpt-STEP.pt.XXXXXXXX.tmp (os.replace makes the real name
     appear only complete): resume never picks it, and removes it. A damaged ckpt-STEP.pt (disk
     trouble, a bad copy: atomic_save cannot produce one) is skipped with a warning for the one
     before; resume being exact, the run still ends with the uninterrupted run's weights."""
@@ -252,7 +286,7 @@ def test_resume_ignores_half_written_and_damaged_checkpoints(train_images, tmp_p
     run(config, run_dir, steps=4)
     good = run_dir / "ckpt-00000004.pt"
     data = good.read_bytes()
-    (run_dir / "ckpt-00000006.pt.tmp").write_bytes(data[: len(data) // 2])  # half-written, newer step
+    (run_dir / ".ckpt-00000006.pt.k3x_9a0q.tmp").write_bytes(data[: len(data) // 2])  # half-written, newer step
     (run_dir / "ckpt-00000005.pt").write_bytes(data[: len(data) // 3])  # damaged
     assert latest_checkpoint(run_dir).name == "ckpt-00000005.pt"
 
@@ -261,7 +295,7 @@ def test_resume_ignores_half_written_and_damaged_checkpoints(train_images, tmp_p
         assert trainer.resume() is True
     assert trainer.step == 4
     assert "ckpt-00000005.pt" in caplog.text and "previous checkpoint" in caplog.text
-    assert not (run_dir / "ckpt-00000006.pt.tmp").exists()
+    assert not (run_dir / ".ckpt-00000006.pt.k3x_9a0q.tmp").exists()
     trainer.fit()
     assert trainer.step == 8
 

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
+
+from ..atomic import atomic_write_text
 
 # Each summary field: CompressAI's key for it (written), other names a file may give it (keys are
 # read lower-case, "_" as "-"), and its value here per unit there (times: ms here, seconds there).
@@ -73,9 +74,7 @@ def write_curves(summary: dict[str, Any], folder: str | Path) -> list[Path]:
                        "(headers included), metrics on 8-bit RGB, means over images; times are medians over "
                        "images on one thread; quality is the codec's own setting")
         path = folder / f"{name}.json"
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(to_results(name, curve, description), indent=1) + "\n")
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(to_results(name, curve, description), indent=1) + "\n")
         written.append(path)
     for stale in set(folder.glob("*.json")) - set(written):
         stale.unlink()

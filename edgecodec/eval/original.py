@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from .. import zoo
+from ..atomic import atomic_path, atomic_write_text
 from ..codec.api import _to_tensor
 from ..metrics import psnr, ssim
 
@@ -391,7 +392,8 @@ def plot(result: dict[str, Any], out: str | Path) -> Path:
     fig.tight_layout(rect=(0, 0.2, 1, 1))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=110, format=out.suffix[1:].lower() or "png")
     plt.close(fig)
     return out
 
@@ -420,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
                           curve=bool(args.plot))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        atomic_write_text(Path(args.out), json.dumps(result, indent=1) + "\n")
     if args.plot:
         print(f"wrote {plot(result, args.plot)}", file=sys.stderr)
     print(markdown(result), end="")

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_path, atomic_write_text
 from .runner import data_root
 
 COMPRESSAI_CURVES = ("bmshj2018-factorized", "bmshj2018-hyperprior")
@@ -146,7 +147,8 @@ def plot_rd(summary: dict[str, Any], out_dir: Path, anchors: dict[str, dict[str,
             ax.legend(fontsize=7, loc="lower right" if metric != "st_lpips" else "upper right")
         fig.tight_layout()
         path = out_dir / f"rd_{metric}.png"
-        fig.savefig(path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
         plt.close(fig)
         paths[metric] = path
     return paths
@@ -206,7 +208,8 @@ def make_crops(summary: dict[str, Any], out_dir: Path, n_images: int = 3, target
 
         def add(label: str, key: str, decoded: np.ndarray, nbytes: int | None, note: str = "") -> None:
             file = crop_dir / f"{stem}_{key}.png"
-            Image.fromarray(decoded[top:top + ch, left:left + cw]).save(file)
+            with atomic_path(file) as tmp:
+                Image.fromarray(decoded[top:top + ch, left:left + cw]).save(tmp, format="PNG")
             info = {"label": label, "file": file.relative_to(out_dir).as_posix(), "note": note}
             if nbytes is not None:
                 info.update(bpp=8 * nbytes / (w * h), psnr=psnr(rgb, decoded), ms_ssim=ms_ssim(rgb, decoded),
@@ -244,7 +247,8 @@ def _write_strip(out_dir: Path, entries: list[dict[str, Any]], path: Path) -> No
         strip.paste(crop, (x, label_h))
         text = e["label"] if "bpp" not in e else f"{e['label']} {e['bpp']:.3f} bpp"
         draw.text((x + 2, 3), text, fill="black")
-    strip.save(path)
+    with atomic_path(path) as tmp:
+        strip.save(tmp, format="PNG")
 
 
 # --- HTML ----------------------------------------------------------------------------------------
@@ -374,7 +378,7 @@ def write_markdown(out: str | Path) -> Path:
     """``table.md`` of the sweep folder ``out`` from its summary.json."""
     out = Path(out)
     path = out / "table.md"
-    path.write_text(markdown_tables(json.loads((out / "summary.json").read_text())))
+    atomic_write_text(path, markdown_tables(json.loads((out / "summary.json").read_text())))
     return path
 
 
@@ -445,7 +449,7 @@ ST-LPIPS on -10&nbsp;log10(ST-LPIPS), i.e. bits saved at equal ST-LPIPS.</p>
 </body></html>
 """
     path = out / "report.html"
-    path.write_text(doc)
+    atomic_write_text(path, doc)
     write_markdown(out)
     return path
 

@@ -59,6 +59,7 @@ import numpy as np
 
 from .classical import CODECS, get_codec, library_version
 from .compressai_format import write_curves
+from ..atomic import atomic_path, atomic_write_text
 from ..errors import OutputWriteError, UsageError
 from ..metrics import ms_ssim, psnr, ssim
 
@@ -605,7 +606,7 @@ def run_sweep(image_dir: str | Path, out: str | Path, models: Iterable[str] = ("
     summary = build_summary(rows, paths, versions, codecs, image_dir, st_lpips, external)
     result = RunResult(rows, summary, computed, len(rows) - computed, out, from_csv)
     write_csv(result.csv_path, rows)
-    result.summary_path.write_text(json.dumps(_json_safe(summary), indent=1) + "\n")
+    atomic_write_text(result.summary_path, json.dumps(_json_safe(summary), indent=1) + "\n")
     write_curves(summary, out / "compressai")
     return result
 
@@ -644,13 +645,11 @@ def build_summary(rows: list[dict[str, Any]], paths: list[Path], versions: dict[
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: _csv_value(row.get(k)) for k in CSV_FIELDS})
-    os.replace(tmp, path)
 
 
 __all__ = ["BD_RATE_RANGE", "DEFAULT_CODECS", "DEFAULT_QUALITIES", "MATCHED_RATES", "PeakRSS", "RunResult", "STLPIPS",

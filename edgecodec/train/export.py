@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from ..atomic import atomic_write_text
 from ..eval.bdrate import bd_rates_between
 from ..models import EdgeCodecModel, ModelConfig
 from ..zoo import MODEL_NAME_RULE, save_model, valid_model_name
@@ -115,7 +116,7 @@ def add_kodak_metrics(card_path: Path, rows: list[dict[str, float]], command: st
     card = json.loads(card_path.read_text())
     card["kodak"] = {"command": command, "points": rows}
     card["bpp_range"] = [min(r["bpp"] for r in rows), max(r["bpp"] for r in rows)]
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    atomic_write_text(card_path, json.dumps(card, indent=2) + "\n")
 
 
 def _validation_losses(run_dir: Path) -> str:
@@ -176,5 +177,5 @@ def append_stage_history(card_path: Path, previous_card_path: Path, run_dir: Pat
             f"{_validation_losses(run_dir)}; against the previous card (weights sha256 "
             f"{str(previous.get('weights_sha256'))[:12]}) on the Kodak points: {kodak}")
     training["history"] = [*previous.get("training", {}).get("history", []), line]
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    atomic_write_text(card_path, json.dumps(card, indent=2) + "\n")
     return line

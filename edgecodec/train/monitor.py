@@ -10,21 +10,20 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Any
+
+from ..atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
 
 def _rewrite_csv(path: Path, header: list[str], rows: list[dict[str, Any]]) -> None:
-    """Replace a CSV atomically (temporary file + rename), so a kill never leaves half a log."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    """Replace a CSV whole (atomic_path), so a kill never leaves half a log."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=header, restval="")
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def append_csv(path: Path, row: dict[str, Any]) -> None:

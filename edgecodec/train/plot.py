@@ -13,10 +13,9 @@ every run is a float-latent one) is left out.
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from pathlib import Path
 
+from ..atomic import atomic_path
 from ..errors import OutputWriteError
 from .monitor import read_csv
 
@@ -100,18 +99,15 @@ def plot_runs(runs: list[str | Path], out: str | Path, title: str | None = None)
                          f"{', '.join('.' + f for f in sorted(fig.canvas.get_supported_filetypes()))}")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp", delete=False) as f:
-            tmp = Path(f.name)
     except OSError as exc:  # a file on its path: exit 11, not an internal error
         plt.close(fig)
         raise OutputWriteError.making(out, exc) from None
-    try:  # through a temporary file: an interrupted plot never leaves half an image under the name
-        fig.savefig(tmp, dpi=110, format=fmt)
-        os.replace(tmp, out)
+    try:  # through atomic_path: an interrupted plot never leaves half an image under the name
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, dpi=110, format=fmt)
     except OSError as exc:
         raise OutputWriteError(f"cannot write {out}: {exc.strerror or exc}") from None
     finally:
-        tmp.unlink(missing_ok=True)
         plt.close(fig)
     return out
 

@@ -37,6 +37,7 @@ from typing import Any, Iterator
 import torch
 import yaml
 
+from ..atomic import atomic_path, atomic_write_text, remove_stale_temps
 from ..errors import OutputExistsError, OutputWriteError
 from ..losses import GANRateDistortionLoss, RateDistortionLoss, build_perceptual, last_layer
 from ..losses.perceptual import PerceptualBackendError, PerceptualDistance
@@ -53,16 +54,13 @@ MS_SSIM_MIN_SIDE = 161  # 5 scales with an 11-pixel window
 
 
 def atomic_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary name then rename: a kill never leaves a half-written checkpoint."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """torch.save through atomic_path: a kill never leaves a half-written checkpoint."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def checkpoints(run_dir: Path) -> list[Path]:
-    """RUN/ckpt-STEP.pt files, oldest first. Temporary files of atomic_save (ckpt-STEP.pt.tmp,
+    """RUN/ckpt-STEP.pt files, oldest first. Temporary files of atomic_save (.ckpt-STEP.pt.XXXXXXXX.tmp,
     possibly half-written by a killed run) never match."""
     return sorted(p for p in Path(run_dir).glob("ckpt-*.pt") if p.is_file())
 
@@ -221,8 +219,7 @@ class Trainer:
         except OSError as exc:  # a file on its path: exit 11, not an internal error
             raise OutputWriteError.making(self.run_dir, exc, "the run folder") from None
         if self.is_main:
-            with open(self.run_dir / "config.yaml", "w") as f:
-                yaml.safe_dump(self.config, f, sort_keys=False)
+            atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(self.config, sort_keys=False))
             _record_launch(self.run_dir / "launches.jsonl", self.config["train"]["threads"], self.dist.world_size)
 
     # --- set-up ------------------------------------------------------------------------------
@@ -444,9 +441,9 @@ class Trainer:
         a warning: resume is exact, so the run only redoes those steps. Leftover temporary files
         of a killed save are removed."""
         if self.is_main:
-            for tmp in [*self.run_dir.glob("ckpt-*.pt.tmp"), *self.run_dir.glob("best.pt.tmp")]:
-                log.warning("removing %s, left by an interrupted checkpoint write", tmp.name)
-                tmp.unlink(missing_ok=True)
+            removed = remove_stale_temps(self.run_dir)
+            if removed:
+                log.warning("removed %d temporary file(s) left by an interrupted write (checkpoint, log)", removed)
         candidates = checkpoints(self.run_dir)[::-1]
         for path in candidates:
             try:
@@ -797,7 +794,7 @@ class Trainer:
         folder = self.run_dir / "rank-hashes"
         folder.mkdir(exist_ok=True)
         record = {"rank": self.dist.rank, "world_size": self.dist.world_size, "step": self.step, "sha256": digest}
-        (folder / f"rank{self.dist.rank}.json").write_text(json.dumps(record) + "\n")
+        atomic_write_text(folder / f"rank{self.dist.rank}.json", json.dumps(record) + "\n")
         hashes = distributed.gather_objects(self.dist, digest)
         if self.is_main and len(set(hashes)) > 1:
             log.warning("ranks ended with different weights: %s", hashes)
