@@ -13,6 +13,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import zlib
 
 import numpy as np
 import pytest
@@ -192,6 +193,8 @@ def test_text_file_is_400(client):
 @pytest.mark.parametrize("query, message", [
     ("quality=1.5", "quality must be between 0 and 1"),
     ("quality=0.5&target_size=10KB", "not both"),
+    ("target_size=", "target_size is empty"),  # the page's target-size mode with an empty box
+    ("target_size=%20%20", "target_size is empty"),
     ("target_size=lots", "cannot parse size"),
     ("model=nope", "unknown model"),
     ("model=..%2F..%2Fetc", "invalid model name"),
@@ -205,6 +208,117 @@ def test_text_file_is_400(client):
 def test_bad_parameters_are_400(client, crop_png, query, message):
     r = client.post(f"/api/compress?{query}", content=crop_png)
     assert r.status_code == 400 and message in r.json()["error"]
+
+
+def test_a_decode_equal_to_the_original_is_marked_identical(client):
+    """PSNR is infinite for an exact decode: JSON has no infinity, so it is null with identical
+    true (the page shows "∞ (identical)" and counts it best), never null alone as "not measured"."""
+    buf = io.BytesIO()
+    Image.new("RGB", (W, H)).save(buf, format="PNG")  # all black: several codecs decode it exactly
+    r = client.post("/api/compress?quality=0.3", content=buf.getvalue())
+    assert r.status_code == 200, r.text
+    entries = r.json()["results"]
+    for e in entries:
+        exact = not _decoded(e).any()
+        assert e["identical"] is exact and (e["psnr"] is None) is exact, (e["codec"], e["psnr"])
+    assert any(e["identical"] for e in entries)
+
+
+def test_pillows_decompression_bomb_limit_is_reported_as_the_servers(client):
+    png = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(png, format="PNG")
+    data = bytearray(png.getvalue())
+    data[16:24] = (20000).to_bytes(4, "big") * 2  # IHDR width, height: 400 MP, past Pillow's bomb check
+    data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")
+    r = client.post("/api/compress", content=bytes(data))
+    assert r.status_code == 413
+    error = r.json()["error"]
+    assert f"{PIXEL_LIMIT:,} pixels" in error and "--max-pixels" in error and "decompression bomb" not in error
+
+
+def test_a_comparison_stops_between_stages_once_nobody_waits(crop_png, monkeypatch):
+    """stop() true before the work: nothing is read; true after the edgecodec encode: no
+    classical codec runs (each takes seconds on a large image)."""
+    metrics = web._Metrics()
+    with pytest.raises(web.WebError) as info:
+        web.compare(crop_png, model=None, quality=0.5, target_size=None, lpips=False, max_pixels=PIXEL_LIMIT,
+                    metrics=metrics, stop=lambda: True)
+    assert info.value.status == web.CLIENT_GONE
+
+    def no_classical(*args, **kwargs):
+        raise AssertionError("a classical codec ran for a client that went away")
+    monkeypatch.setattr(classical, "encode_to_size", no_classical)
+    asked = []
+
+    def gone_after_first_check() -> bool:
+        asked.append(1)
+        return len(asked) > 1
+    with pytest.raises(web.WebError) as info:
+        web.compare(crop_png, model=None, quality=0.5, target_size=None, lpips=False, max_pixels=PIXEL_LIMIT,
+                    metrics=metrics, stop=gone_after_first_check)
+    assert info.value.status == web.CLIENT_GONE and len(asked) == 2
+
+
+def _slow_compare(seen: dict):
+    """A stand-in for compare that runs until stop() or 20 s, and records how it ended."""
+    def slow(data, stop=None, **kwargs):
+        start = time.perf_counter()
+        while time.perf_counter() - start < 20:
+            if stop is not None and stop():
+                seen["stopped_after_s"] = time.perf_counter() - start
+                raise web.WebError(web.CLIENT_GONE, "gone")
+            time.sleep(0.05)
+        seen["ran_to_the_end"] = True
+        return {"ok": True}
+    return slow
+
+
+def test_a_client_that_goes_away_stops_its_comparison(crop_png, monkeypatch):
+    """The page aborts its request whenever a setting changes: the server notices the closed
+    connection and the comparison stops, instead of holding a worker for its whole run."""
+    import uvicorn
+
+    seen: dict = {}
+    monkeypatch.setattr(web, "compare", _slow_compare(seen))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(web.create_app(workers=1), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        for _ in range(100):
+            if server.started:
+                break
+            time.sleep(0.1)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            client.sendall(b"POST /api/compress?quality=0.5 HTTP/1.1\r\nHost: x\r\n"
+                           b"Content-Length: %d\r\n\r\n" % len(crop_png) + crop_png)
+            time.sleep(1.0)  # the comparison is running
+        for _ in range(100):
+            if seen:
+                break
+            time.sleep(0.1)
+        assert "stopped_after_s" in seen and seen["stopped_after_s"] < 5, seen
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
+def test_info_does_not_queue_behind_comparisons(crop_png, monkeypatch):
+    """With every worker busy, /api/info (the page's model list) still answers at once."""
+    seen: dict = {}
+    monkeypatch.setattr(web, "compare", lambda data, **kwargs: time.sleep(3) or {"ok": True})
+    with TestClient(web.create_app(workers=1)) as c:
+        busy = threading.Thread(target=lambda: seen.setdefault("r", c.post("/api/compress", content=crop_png)))
+        busy.start()
+        time.sleep(0.5)
+        start = time.perf_counter()
+        assert c.get("/api/info").status_code == 200
+        assert time.perf_counter() - start < 2
+        busy.join(10)
+    assert seen["r"].status_code == 200
 
 
 def test_two_requests_at_once_both_succeed(client, crop_png):
@@ -297,6 +411,53 @@ def test_process_serve_on_port_0_prints_the_port_it_got(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_ctrl_c_waits_for_comparisons_and_a_second_stops_at_once(tmp_path, crop_png):
+    """First Ctrl+C: a line saying what the server waits for; second: it stops at once, exit 130,
+    no traceback (uvicorn's forced exit printed two and still waited for the worker thread)."""
+    import signal
+
+    script = tmp_path / "serve.py"
+    script.write_text("import sys, time\n"
+                      "from edgecodec import cli\n"
+                      "from edgecodec.web import app\n"
+                      "app.compare = lambda data, **kw: time.sleep(60) or {}\n"  # a comparison that takes a minute
+                      "sys.exit(cli.main(['serve', '--port', '0']))\n")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=cli_env(), cwd=tmp_path)
+    try:
+        port = re.search(r":(\d+)/", proc.stdout.readline())[1]
+        no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        for _ in range(100):
+            try:
+                no_proxy.open(f"http://127.0.0.1:{port}/api/info", timeout=10).read()
+                break
+            except urllib.error.URLError:
+                time.sleep(0.2)
+
+        def post() -> None:
+            try:
+                no_proxy.open(urllib.request.Request(f"http://127.0.0.1:{port}/api/compress", data=crop_png),
+                              timeout=60).read()
+            except (urllib.error.URLError, ConnectionError, OSError):
+                pass  # the server stops under it
+        threading.Thread(target=post, daemon=True).start()
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(1.5)
+        assert proc.poll() is None  # still waiting for the comparison
+        start = time.perf_counter()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+        assert time.perf_counter() - start < 10
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "stopping after the 1 comparison(s) in progress (Ctrl+C again stops at once)" in err, err
+    assert "Traceback" not in err and err.rstrip().endswith("edgecodec serve: stopped"), err
 
 
 def test_encode_to_size_is_closest_not_exceeding(crop_rgb):

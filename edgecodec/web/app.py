@@ -10,12 +10,16 @@ Routes:
                           ``roi_quality``, default 1, and measured alone as ``region_psnr``).
                           Answers JSON: the edgecodec stream and the JPEG, WebP, AVIF, JPEG XL and
                           HEIC files of at most its size, each with bytes, bpp, PSNR, MS-SSIM,
-                          ST-LPIPS (when asked), the file and its decoded PNG (base64).
+                          ST-LPIPS (when asked), the file and its decoded PNG (base64). A decode
+                          equal to the original has ``identical`` true and PSNR null (infinite).
 
 Errors are JSON ``{"error": message}``: 413 for an upload or an image over the limits, 400 for
 anything that is not a readable image or a bad parameter. Uploads are read into memory (never
 to disk) and refused as soon as they pass the byte limit. The CPU work runs in a thread pool, so
-requests do not wait for one another (up to ``workers`` at once); the event loop stays free.
+requests do not wait for one another (up to ``workers`` comparisons at once, the others queue;
+``/api/info`` never queues); the event loop stays free. A comparison whose client went away (the
+page aborts its request when a setting changes) stops at its next stage (after the edgecodec
+encode, before each classical codec) rather than holding a worker to the end.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import anyio
 import numpy as np
@@ -49,6 +53,7 @@ MIME = {"edgecodec": "application/x-edc", "jpeg": "image/jpeg", "webp": "image/w
         "jxl": "image/jxl", "heic": "image/heic"}
 
 STATIC = Path(__file__).parent / "static"
+DISCONNECT_POLL_S = 0.25
 
 
 class WebError(Exception):
@@ -56,6 +61,14 @@ class WebError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+CLIENT_GONE = 499  # nginx's "client closed request": nobody reads the answer
+
+
+def _check_stop(stop: Callable[[], bool] | None) -> None:
+    if stop is not None and stop():
+        raise WebError(CLIENT_GONE, "the client went away: comparison stopped")
 
 
 def _finite(value: float | None) -> float | None:
@@ -83,11 +96,12 @@ class _Metrics:
         self._lpips: Any = None
         self._lock = threading.Lock()
 
-    def __call__(self, reference: np.ndarray, decoded: np.ndarray, lpips: bool) -> dict[str, float | None]:
+    def __call__(self, reference: np.ndarray, decoded: np.ndarray, lpips: bool) -> dict[str, Any]:
         from ..metrics import ms_ssim, psnr
 
-        out: dict[str, float | None] = {"psnr": _finite(psnr(reference, decoded)),
-                                        "ms_ssim": _finite(ms_ssim(reference, decoded)), "st_lpips": None}
+        out: dict[str, Any] = {"psnr": _finite(psnr(reference, decoded)),
+                               "identical": bool(np.array_equal(reference, decoded)),  # PSNR infinite
+                               "ms_ssim": _finite(ms_ssim(reference, decoded)), "st_lpips": None}
         if lpips:
             with self._lock:  # one network for all requests; it caches the reference's features
                 if self._lpips is None:
@@ -115,8 +129,9 @@ def read_image(data: bytes, max_pixels: int):
         raise WebError(400, "the upload is empty: choose an image file")
     try:
         img = Image.open(io.BytesIO(data), formats=_upload_formats())
-    except Image.DecompressionBombError as exc:
-        raise WebError(413, f"image too large: {exc}") from None
+    except Image.DecompressionBombError:  # Pillow's own limit, far above ours: say ours
+        raise WebError(413, f"image too large: over this server's limit of {max_pixels:,} pixels "
+                            "(edgecodec serve --max-pixels)") from None
     except UnidentifiedImageError:
         raise WebError(400, "not an image this server can read: upload a PNG, JPEG, WebP, AVIF, GIF, BMP, "
                             "TIFF, PPM, JPEG XL or HEIC file") from None
@@ -135,9 +150,11 @@ def read_image(data: bytes, max_pixels: int):
 
 
 def compare(data: bytes, *, model: str | None, quality: float | None, target_size: str | None, lpips: bool,
-            max_pixels: int, metrics: _Metrics, roi: Region | None = None, roi_quality: float = 1.0) -> dict[str, Any]:
+            max_pixels: int, metrics: _Metrics, roi: Region | None = None, roi_quality: float = 1.0,
+            stop: Callable[[], bool] | None = None) -> dict[str, Any]:
     """The whole comparison for one upload (CPU work: run it in a worker thread). ``roi``: a region
-    of interest, coded by edgecodec at ``roi_quality`` and measured alone in every entry."""
+    of interest, coded by edgecodec at ``roi_quality`` and measured alone in every entry. ``stop``:
+    true once nobody waits for the answer; checked between stages (WebError 499 then)."""
     from .. import zoo
     from ..codec.api import Encoder, decode_array, parse_size, quality_to_q16
     from ..codec.container import CONVERSIONS
@@ -147,6 +164,7 @@ def compare(data: bytes, *, model: str | None, quality: float | None, target_siz
     from ..metrics import psnr
 
     start = time.perf_counter()
+    _check_stop(stop)  # gone while its request queued for a worker
     model = model or zoo.DEFAULT_MODEL
     prepared, source_format = read_image(data, max_pixels)
     rgb = prepared.rgb
@@ -185,6 +203,7 @@ def compare(data: bytes, *, model: str | None, quality: float | None, target_siz
         codec = classical.get_codec(name)
         if not codec.available():
             continue
+        _check_stop(stop)
         t0 = time.perf_counter()
         q, file, fits = classical.encode_to_size(codec, rgb, target)
         seconds = time.perf_counter() - t0
@@ -220,6 +239,7 @@ def create_app(max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1e6), max_pix
     limiter = anyio.CapacityLimiter(workers or max(2, os.cpu_count() or 1))
     metrics = _Metrics()
     app.state.limits = {"max_upload_bytes": max_upload_bytes, "max_pixels": max_pixels}
+    app.state.busy = 0  # comparisons in progress or queued (serve's Ctrl+C message)
 
     @app.exception_handler(WebError)
     async def web_error(request: Request, exc: WebError) -> JSONResponse:
@@ -255,7 +275,8 @@ def create_app(max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1e6), max_pix
             return {"version": __version__, "models": models, "default_model": zoo.DEFAULT_MODEL,
                     "codecs": [n for n in CLASSICAL if classical.get_codec(n).available()], **app.state.limits}
 
-        return await anyio.to_thread.run_sync(gather, limiter=limiter)
+        # Not behind the comparisons' limiter: a page loaded while they run gets its model list at once.
+        return await anyio.to_thread.run_sync(gather)
 
     @app.post("/api/compress")
     async def compress(request: Request, model: str | None = None, quality: float | None = None,
@@ -263,6 +284,8 @@ def create_app(max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1e6), max_pix
                        roi_quality: float = 1.0) -> JSONResponse:
         if quality is not None and target_size:
             raise WebError(400, "give a quality or a target size, not both")
+        if target_size is not None and not target_size.strip():
+            raise WebError(400, "target_size is empty: give a size such as 40KB or 12000")
         for name, value in (("quality", quality), ("roi_quality", roi_quality)):
             if value is not None and not 0.0 <= value <= 1.0:
                 raise WebError(400, f"{name} must be between 0 and 1, got {value}")
@@ -279,11 +302,32 @@ def create_app(max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1e6), max_pix
             body += chunk
             if len(body) > max_upload_bytes:
                 raise WebError(413, f"file too large: over this server's upload limit of {limit}")
-        result = await anyio.to_thread.run_sync(
-            lambda: compare(bytes(body), model=model, quality=quality,
-                            target_size=target_size or None, lpips=lpips, max_pixels=max_pixels,
-                            metrics=metrics, roi=region_of_interest, roi_quality=roi_quality),
-            limiter=limiter)
-        return JSONResponse(result)
+        gone = threading.Event()
+
+        async def watch_client() -> None:
+            while not await request.is_disconnected():
+                await anyio.sleep(DISCONNECT_POLL_S)
+            gone.set()
+
+        app.state.busy += 1
+        try:
+            # Caught inside the task group and raised after it: anyio would wrap it in an ExceptionGroup.
+            outcome: dict[str, Any] = {}
+            async with anyio.create_task_group() as group:
+                group.start_soon(watch_client)
+                try:
+                    outcome["result"] = await anyio.to_thread.run_sync(
+                        lambda: compare(bytes(body), model=model, quality=quality, target_size=target_size,
+                                        lpips=lpips, max_pixels=max_pixels, metrics=metrics,
+                                        roi=region_of_interest, roi_quality=roi_quality, stop=gone.is_set),
+                        limiter=limiter)
+                except Exception as exc:  # noqa: BLE001 - re-raised below
+                    outcome["error"] = exc
+                group.cancel_scope.cancel()
+        finally:
+            app.state.busy -= 1
+        if "error" in outcome:
+            raise outcome["error"]
+        return JSONResponse(outcome["result"])
 
     return app

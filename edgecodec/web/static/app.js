@@ -10,6 +10,11 @@ function fmt(value, digits) {
   return value === null || value === undefined ? "–" : Number(value).toFixed(digits);
 }
 
+// PSNR of a decode equal to the original is infinite (null in JSON, with identical: true).
+function fmtPsnr(r) {
+  return r.identical ? "∞ (identical)" : fmt(r.psnr, 2);
+}
+
 function showError(message) {
   const box = $("error");
   box.textContent = message || "";
@@ -126,15 +131,16 @@ function show(data) {
 
   const tbody = $("results");
   tbody.textContent = "";
-  const bestPsnr = Math.max(...data.results.map((r) => r.psnr ?? -Infinity));
+  const psnrOf = (r) => (r.identical ? Infinity : r.psnr ?? -Infinity);
+  const bestPsnr = Math.max(...data.results.map(psnrOf));
   for (const r of data.results) {
     const tr = document.createElement("tr");
-    if (r.psnr === bestPsnr) tr.className = "best-row";
+    if (psnrOf(r) === bestPsnr && bestPsnr > -Infinity) tr.className = "best-row";
     const region = data.roi ? `, region ${data.roi_quality.toFixed(2)}` : "";
     const setting = r.codec === "edgecodec" ? `quality ${r.quality.toFixed(3)}${region}` : `q ${r.quality}`;
     const fits = r.fits ? "" : ' <span class="warn" title="even the lowest quality is larger than the target">over</span>';
     tr.innerHTML = `<td></td><td>${r.bytes.toLocaleString()}${fits}</td><td>${fmt(r.bpp, 3)}</td>` +
-      `<td>${fmt(r.psnr, 2)}${data.roi ? ` <span class="muted">(region ${fmt(r.region_psnr, 2)})</span>` : ""}</td>` +
+      `<td>${fmtPsnr(r)}${data.roi ? ` <span class="muted">(region ${fmt(r.region_psnr, 2)})</span>` : ""}</td>` +
       `<td>${fmt(r.ms_ssim, 4)}</td><td>${fmt(r.st_lpips, 4)}</td><td>${setting}</td><td></td>`;
     tr.cells[0].textContent = r.label;
     const file = document.createElement("a");
@@ -198,7 +204,7 @@ function buildPicker(containerId, prefix, choose) {
 function sideImage(codec) {
   if (codec === "original") return { url: state.originalUrl, caption: "original" };
   const r = state.result.results.find((x) => x.codec === codec);
-  return { url: r.pngUrl, caption: `${r.label}: ${r.bytes.toLocaleString()} B, ${fmt(r.psnr, 2)} dB` };
+  return { url: r.pngUrl, caption: `${r.label}: ${r.bytes.toLocaleString()} B, ${r.identical ? "identical" : `${fmt(r.psnr, 2)} dB`}` };
 }
 
 function showSides() {
