@@ -8,6 +8,7 @@ import io
 import json
 import os
 import shlex
+import signal
 import stat
 import sys
 import threading
@@ -23,12 +24,13 @@ _TAGGED_FORMATS = ("PNG", "TIFF", "WEBP")
 EXIT_USAGE = 2
 EXIT_PARTIAL = 10  # folder mode: some files failed, the rest were written
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process SIGTERM ended
 STDIO = "-"  # as an input: standard input; as an output: standard output (pipes)
 
 EPILOG = """exit codes: 0 ok, 1 internal error, 2 usage, 3 bad input image, 4 corrupted or truncated .edc,
 5 .edc from a newer format version, 6 weights mismatch, 7 image over the pixel limit,
 8 output exists (use --force), 9 unknown model, 10 some files of a folder (or of info's inputs) failed,
-11 output cannot be written, 130 interrupted"""
+11 output cannot be written, 130 interrupted, 143 terminated (SIGTERM)"""
 
 
 def _write_atomic(path: Path, data: bytes, force: bool) -> None:
@@ -425,8 +427,11 @@ def _load_lite_coder(kind: str, model: str | None, args: argparse.Namespace):
         elif int8:  # the cache holds fp32 exports only
             raise UsageError("--int8 needs --onnx-dir: an export made with `edgecodec export onnx --int8 IMAGES`")
         else:
-            from .export.onnx import ensure_export
-
+            try:
+                from .export.onnx import ensure_export
+            except ImportError:  # a torch-free install: the cache's exports are made with PyTorch
+                raise UsageError("without PyTorch, --backend onnx needs --onnx-dir DIR: an export made with "
+                                 "`edgecodec export onnx` where PyTorch is installed") from None
             try:
                 coder = load(ensure_export(model))
             except (OSError, ValueError):  # the cache's own export is damaged (a file changed or missing)
@@ -913,9 +918,28 @@ def _version() -> str:
     return __version__
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a service manager, `kill`, a job scheduler), raised where the program is, so the
+    clean-up a Ctrl+C runs (temporary files and folders removed) runs for it too."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
+    try:
+        return _run(parser, args)
+    finally:
+        if previous is not None:  # None: a handler not set from Python, which cannot be put back
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from .errors import EdgecodecError
 
     try:
@@ -931,6 +955,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into e.g. `head`, which closed early
         sys.stdout = open(os.devnull, "w")
         return 0
+    except Terminated:
+        print("edgecodec: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("edgecodec: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -294,6 +294,118 @@ def test_damaged_export_is_refused(exported, tmp_path):
         LiteDecoder(copy)
 
 
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m.pop("files"), "'files' must map"),
+    (lambda m: m.pop("synthesis_halo"), "'synthesis_halo' must be"),
+    (lambda m: m.update(weights_hash="xyz"), "'weights_hash' must be 16 hex digits"),
+    (lambda m: m.update(model=7), "'model' must be"),
+])
+def test_a_hand_edited_manifest_is_a_clear_error_not_an_internal_one(exported, kodim23_rgb, tmp_path, capsys,
+                                                                     edit, message):
+    """Fields the lite coders read, missing or of the wrong type, were a KeyError or TypeError deep
+    inside (exit 1, "internal error"); now exit 2 naming manifest.json. A JSON list: its format."""
+    import shutil
+
+    from edgecodec.cli import main
+
+    copy = tmp_path / "copy"
+    shutil.copytree(exported, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    edit(manifest)
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    (tmp_path / "in.edc").write_bytes(edgecodec.compress(kodim23_rgb[:64, :64], quality=0.5, model=SHIPPED))
+    common = ["--backend", "onnx", "--onnx-dir", str(copy)]
+    assert main(["decompress", str(tmp_path / "in.edc"), "-o", str(tmp_path / "out.png"), *common]) == 2
+    assert_one_error_line(capsys.readouterr().err, "manifest.json is damaged", message)
+    (copy / "manifest.json").write_text("[1, 2]")
+    assert main(["decompress", str(tmp_path / "in.edc"), "-o", str(tmp_path / "out.png"), *common]) == 2
+    assert_one_error_line(capsys.readouterr().err, "manifest.json", "unknown export format 'list'")
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_an_export_is_readable_by_other_users(exported):
+    """mkdtemp's 0700 folder and safetensors' 0600 file kept a decoder running as a service user
+    out; the export follows the umask like any other output."""
+    import os
+    import stat
+
+    from edgecodec.atomic import umask
+
+    mask = umask()
+    assert stat.S_IMODE(exported.stat().st_mode) == 0o777 & ~mask
+    for path in exported.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask, path.name
+    assert mask & 0o044 or os.access(exported / "tables.safetensors", os.R_OK)
+
+
+def test_processes_starting_together_on_an_empty_cache_export_once(tmp_path, monkeypatch):
+    """Several first uses at once (a folder of files decoded by parallel jobs): one exports, the
+    others wait for it and use its export, instead of replacing its folder under its readers."""
+    import threading
+    import time
+
+    from edgecodec.export import onnx as onnx_export
+
+    monkeypatch.setenv("EDGECODEC_CACHE", str(tmp_path))
+    calls = []
+    real_export = onnx_export.export_onnx
+
+    def slow_export(name, out):
+        calls.append(name)
+        time.sleep(0.5)  # long enough for the others to arrive while it works
+        return real_export(name, out)
+    monkeypatch.setattr(onnx_export, "export_onnx", slow_export)
+    folders, errors = [], []
+
+    def first_use():
+        try:
+            folders.append(onnx_export.ensure_export(SHIPPED))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+    threads = [threading.Thread(target=first_use) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not errors and len(calls) == 1 and len(set(folders)) == 1 and len(folders) == 3, (errors, calls)
+    LiteDecoder(folders[0])  # intact
+    assert onnx_export.ensure_export(SHIPPED, refresh=True) == folders[0] and len(calls) == 1  # intact: kept
+
+
+def test_int8_calibration_with_only_small_images_is_a_clear_error(tmp_path):
+    from edgecodec.export.int8 import calibration_latents
+
+    model, _ = load_model(SHIPPED)
+    paths = []
+    for i, size in enumerate([(40, 30), (63, 200)]):
+        paths.append(tmp_path / f"small{i}.png")
+        Image.new("RGB", size, (i * 90, 50, 20)).save(paths[-1])
+    with pytest.raises(ValueError, match="none of the 2 calibration image.s. is at least 64x64 pixels"):
+        calibration_latents(model, paths)
+    Image.new("RGB", (64, 64), (10, 200, 30)).save(tmp_path / "ok.png")
+    assert len(calibration_latents(model, [*paths, tmp_path / "ok.png"])) == 3  # one image, three qualities
+
+
+def test_export_stopped_by_sigterm_leaves_nothing(tmp_path):
+    """SIGTERM (a service manager, kill) ran no clean-up: the hidden temporary folder stayed. Now
+    it ends as Ctrl+C does: exit 143, one line, nothing left."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "edgecodec.cli", "--threads", "1", "export", "onnx",
+                             "--model", SHIPPED, "-o", str(tmp_path / "exp")], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any(p.name.startswith(".exp-") for p in tmp_path.iterdir()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert err.strip() == "edgecodec: terminated"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_manifest_records_the_weights_hash_and_files(exported):
     manifest = json.loads((exported / "manifest.json").read_text())
     _, weights_hash = load_model(SHIPPED)
@@ -688,6 +800,20 @@ assert code == 0, f"exit code {{code}}"
         assert out.getexif().get(0x010F) == "TestMaker"
         torch_decoded = np.array(edgecodec.decompress(tmp_path / "lite.edc"))
         assert np.abs(np.array(out)[..., :3].astype(int) - torch_decoded[..., :3]).max() <= 1
+
+
+def test_onnx_backend_without_torch_and_without_onnx_dir_says_what_to_give(kodim23_rgb, tmp_path):
+    """The export cache is filled with PyTorch: without it, the message names --onnx-dir (it was
+    "internal error: ModuleNotFoundError: No module named 'torch'")."""
+    (tmp_path / "in.edc").write_bytes(edgecodec.compress(kodim23_rgb[:64, :64], quality=0.5, model=SHIPPED))
+    result = run_without(f"""
+import sys
+from edgecodec.cli import main
+sys.exit(main(["decompress", {str(tmp_path / 'in.edc')!r}, "-o", {str(tmp_path / 'out.png')!r}, "--backend", "onnx"]))
+""", tmp_path, blocked=("torch", "torchvision"))
+    assert result.returncode == 2, result.stderr
+    assert_one_error_line(result.stderr, "without PyTorch, --backend onnx needs --onnx-dir")
+    assert not (tmp_path / "out.png").exists()
 
 
 def test_onnx_backend_compress_refuses_what_it_does_not_do(exported, kodim23, tmp_path, capsys):

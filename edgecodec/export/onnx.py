@@ -20,6 +20,11 @@ import tempfile
 import warnings
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; concurrent first uses of the cache may race
+    fcntl = None  # type: ignore[assignment]
+
 import numpy as np
 import torch
 from torch import nn
@@ -27,8 +32,9 @@ from torch import nn
 from .. import zoo
 from ..codec.container import FORMAT_VERSION
 from ..codec.tiling import analysis_halo, synthesis_halo
+from ..atomic import umask
 from ..errors import OutputExistsError, OutputWriteError
-from ..lite.decoder import EXPORT_FORMAT, MANIFEST
+from ..lite.decoder import EXPORT_FORMAT, MANIFEST, read_export
 from ..models import EdgeCodecModel
 
 OPSET = 18  # 18: Col2Im, the pixel shuffle of the synthesis (_pixel_shuffle_as_col2im)
@@ -186,6 +192,12 @@ def export_onnx(model_name: str, out_dir: str | os.PathLike, calibration: list[P
             "files": {name: _file_entry(tmp / name) for name in files},
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        # mkdtemp makes a 0700 folder (and safetensors a 0600 file): an export is read by whoever
+        # runs the decoder (a service user on a device), so it gets the modes the umask gives.
+        mask = umask()
+        for path in tmp.iterdir():
+            path.chmod(0o666 & ~mask)
+        tmp.chmod(0o777 & ~mask)
         if out_dir.exists():
             _check_replaceable(out_dir)  # again: the folder may have changed during the export
             shutil.rmtree(out_dir)
@@ -225,13 +237,30 @@ def export_cache_dir(model_name: str, weights_hash: bytes) -> Path:
 def ensure_export(model_name: str, refresh: bool = False) -> Path:
     """The cached export of a model's installed weights, exported on first use, again when the
     cached one predates a manifest field the lite coders read (``analysis_halo``, for tiled
-    encoding), or on ``refresh``."""
+    encoding), or with ``refresh`` (a load of it failed) when its files do not match its manifest
+    (another process may have renewed it meanwhile)."""
     _, weights_hash = zoo.load_model(model_name)
     out = export_cache_dir(model_name, weights_hash)
-    try:
-        current = "analysis_halo" in json.loads((out / MANIFEST).read_text())
-    except (OSError, ValueError):
-        current = False
-    if refresh or not current:
-        export_onnx(model_name, out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # One process exports, the others wait and use its export: without the lock, processes started
+    # together on an empty cache replaced each other's folders under each other's readers.
+    with open(out.parent / f".{out.name}.lock", "a") as lock:
+        if fcntl is not None:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            current = "analysis_halo" in json.loads((out / MANIFEST).read_text())
+        except (OSError, ValueError, TypeError):
+            current = False
+        if not current or (refresh and not _intact(out)):
+            export_onnx(model_name, out)
     return out
+
+
+def _intact(export_dir: Path) -> bool:
+    """Whether every file of an export matches its manifest (lite.decoder.read_export's checks)."""
+    try:
+        manifest = json.loads((export_dir / MANIFEST).read_text())
+        read_export(export_dir, [name for name in manifest["files"] if name.endswith(".onnx")])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+    return True

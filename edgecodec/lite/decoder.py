@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..codec.container import ALPHA, Container, Header
+from ..codec.container import ALPHA, WEIGHTS_HASH_BYTES, Container, Header
 from ..codec.limits import check_padded_pixels, check_pixels
 from ..errors import FormatError, UnknownModelError, WeightsMismatchError
 from .alpha import decode_alpha
@@ -47,15 +47,43 @@ def read_export(model_dir: Path, graphs: list[str]) -> tuple[dict, dict[str, np.
     if not manifest_path.is_file():
         raise FileNotFoundError(f"{model_dir} is not an exported model: no {MANIFEST} "
                                 "(create one with `edgecodec export onnx --model NAME -o DIR`)")
-    manifest = json.loads(manifest_path.read_text())
-    if manifest.get("export_format") != EXPORT_FORMAT:
-        raise ValueError(f"{manifest_path}: unknown export format {manifest.get('export_format')!r}")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except ValueError as exc:
+        raise ValueError(f"{manifest_path} is not valid JSON: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("export_format") != EXPORT_FORMAT:
+        found = manifest.get("export_format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise ValueError(f"{manifest_path}: unknown export format {found!r}")
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise ValueError(f"{manifest_path} is damaged: {problem} (export the model again)")
     for name in ("tables.safetensors", *graphs):
         if name not in manifest["files"]:
             raise FileNotFoundError(f"{model_dir} has no {name}")
         if _sha256(model_dir / name) != manifest["files"][name]["sha256"]:
             raise ValueError(f"{model_dir / name} does not match its manifest (damaged or replaced)")
     return manifest, _load_tables(model_dir / "tables.safetensors")
+
+
+def _manifest_problem(manifest: dict) -> str | None:
+    """What is wrong with the fields the lite coders read, or None (a hand-edited manifest
+    otherwise fails later as a KeyError or TypeError deep inside, reported as an internal error)."""
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not all(isinstance(e, dict) and isinstance(e.get("sha256"), str)
+                                              for e in files.values()):
+        return "'files' must map each file name to its sha256"
+    if not isinstance(manifest.get("model"), str):
+        return "'model' must be the model's name"
+    try:
+        if len(bytes.fromhex(manifest.get("weights_hash"))) != WEIGHTS_HASH_BYTES:
+            raise ValueError
+    except (TypeError, ValueError):
+        return f"'weights_hash' must be {2 * WEIGHTS_HASH_BYTES} hex digits"
+    for halo in ("synthesis_halo", "analysis_halo"):  # analysis_halo: absent in exports before 2026-12-05
+        value = manifest.get(halo, 0 if halo == "analysis_halo" else None)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            return f"'{halo}' must be a whole number of pixels"
+    return None
 
 
 def onnx_session(path: Path, threads: int | None):
