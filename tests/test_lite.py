@@ -323,6 +323,22 @@ def test_a_hand_edited_manifest_is_a_clear_error_not_an_internal_one(exported, k
     assert not (tmp_path / "out.png").exists()
 
 
+def test_a_manifest_claiming_another_models_weights_is_refused(exported, tmp_path):
+    """The tables record the weights they were made from: a manifest edited to name another model
+    (and its weights hash) decoded that model's files to noise (5 dB) with exit 0."""
+    import shutil
+
+    other = next(name for name in shipped_models() if name != SHIPPED)
+    copy = tmp_path / "copy"
+    shutil.copytree(exported, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest.update(model=other, weights_hash=load_model(other)[1].hex())
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=f"its tables are of model '{SHIPPED}'.*manifest.json says '{other}'"):
+        LiteDecoder(copy)
+    LiteDecoder(exported)  # the untouched export loads
+
+
 def test_an_export_is_readable_by_other_users(exported):
     """mkdtemp's 0700 folder and safetensors' 0600 file kept a decoder running as a service user
     out; the export follows the umask like any other output."""

@@ -181,7 +181,9 @@ def export_onnx(model_name: str, out_dir: str | os.PathLike, calibration: list[P
         tables = model.entropy_tables()
         tables["gain.log_y_gain"] = model.log_y_gain.detach().numpy().copy()
         tables["gain.log_z_gain"] = model.log_z_gain.detach().numpy().copy()
-        save_file(tables, str(tmp / "tables.safetensors"))
+        # Named after their weights: lite.decoder.read_export checks them against the manifest.
+        save_file(tables, str(tmp / "tables.safetensors"),
+                  metadata={"model": model_name, "weights_hash": weights_hash.hex()})
         files = sorted(p.name for p in tmp.iterdir())
         manifest = {
             "export_format": EXPORT_FORMAT, "model": model_name, "weights_hash": weights_hash.hex(),

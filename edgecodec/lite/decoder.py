@@ -62,7 +62,27 @@ def read_export(model_dir: Path, graphs: list[str]) -> tuple[dict, dict[str, np.
             raise FileNotFoundError(f"{model_dir} has no {name}")
         if _sha256(model_dir / name) != manifest["files"][name]["sha256"]:
             raise ValueError(f"{model_dir / name} does not match its manifest (damaged or replaced)")
+    # The tables name the weights they were made from (exports since 2026-12-06): a manifest edited
+    # to claim another model's name and hash otherwise decoded that model's files to noise.
+    owner = _tables_owner(model_dir / "tables.safetensors")
+    claimed = {"model": manifest["model"], "weights_hash": manifest["weights_hash"]}
+    if owner is not None and owner != claimed:
+        raise ValueError(f"{model_dir}: its tables are of model {owner['model']!r} (weights {owner['weights_hash']}) "
+                         f"but {MANIFEST} says {claimed['model']!r} (weights {claimed['weights_hash']}): "
+                         "export the model again")
     return manifest, _load_tables(model_dir / "tables.safetensors")
+
+
+def _tables_owner(path: Path) -> dict[str, str] | None:
+    """The model name and weights hash recorded in an export's tables file; None for exports
+    made before they were recorded."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as f:
+        metadata = f.metadata() or {}
+    if "model" not in metadata or "weights_hash" not in metadata:
+        return None
+    return {"model": metadata["model"], "weights_hash": metadata["weights_hash"]}
 
 
 def _manifest_problem(manifest: dict) -> str | None:
