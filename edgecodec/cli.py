@@ -930,8 +930,10 @@ def _raise_terminated(signum: int, frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    in_main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
+    # Signal handlers live in the main thread. Under torchrun, SIGTERM stays its kill: a worker
+    # blocked in a collective with a failed peer would never reach a Python handler.
+    handled = threading.current_thread() is threading.main_thread() and "WORLD_SIZE" not in os.environ
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if handled else None
     try:
         return _run(parser, args)
     finally:
