@@ -58,6 +58,16 @@ def atomic_write_text(path: Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+@contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """An exclusive flock on ``path`` (created if missing) for the block, so that one process at a
+    time does what it guards; no lock where there is no flock (Windows)."""
+    with open(path, "a") as f:
+        if fcntl is not None:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
+
+
 def remove_stale_temps(root: Path, name_suffix: str = "") -> int:
     """Delete, anywhere under ``root``, the temporary files that killed writers left: regular
     files named like atomic_path's for a name ending in ``name_suffix`` (case-insensitive), and
@@ -140,4 +150,5 @@ def _link_no_clobber(tmp: str, path: Path) -> bool:
     return True
 
 
-__all__ = ["NAME_MAX", "TEMP_PATTERN", "atomic_path", "atomic_write_text", "remove_stale_temps", "umask"]
+__all__ = ["NAME_MAX", "TEMP_PATTERN", "atomic_path", "atomic_write_text", "exclusive_lock", "remove_stale_temps",
+           "umask"]

@@ -20,11 +20,6 @@ import tempfile
 import warnings
 from pathlib import Path
 
-try:
-    import fcntl
-except ImportError:  # Windows: no flock; concurrent first uses of the cache may race
-    fcntl = None  # type: ignore[assignment]
-
 import numpy as np
 import torch
 from torch import nn
@@ -32,7 +27,7 @@ from torch import nn
 from .. import zoo
 from ..codec.container import FORMAT_VERSION
 from ..codec.tiling import analysis_halo, synthesis_halo
-from ..atomic import umask
+from ..atomic import exclusive_lock, umask
 from ..errors import OutputExistsError, OutputWriteError
 from ..lite.decoder import EXPORT_FORMAT, MANIFEST, read_export
 from ..models import EdgeCodecModel
@@ -246,9 +241,7 @@ def ensure_export(model_name: str, refresh: bool = False) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     # One process exports, the others wait and use its export: without the lock, processes started
     # together on an empty cache replaced each other's folders under each other's readers.
-    with open(out.parent / f".{out.name}.lock", "a") as lock:
-        if fcntl is not None:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+    with exclusive_lock(out.parent / f".{out.name}.lock"):
         try:
             current = "analysis_halo" in json.loads((out / MANIFEST).read_text())
         except (OSError, ValueError, TypeError):

@@ -99,8 +99,8 @@ class _Metrics:
     def __call__(self, reference: np.ndarray, decoded: np.ndarray, lpips: bool) -> dict[str, Any]:
         from ..metrics import ms_ssim, psnr
 
-        out: dict[str, Any] = {"psnr": _finite(psnr(reference, decoded)),
-                               "identical": bool(np.array_equal(reference, decoded)),  # PSNR infinite
+        value = psnr(reference, decoded)  # infinite exactly when the decode is identical
+        out: dict[str, Any] = {"psnr": _finite(value), "identical": math.isinf(value),
                                "ms_ssim": _finite(ms_ssim(reference, decoded)), "st_lpips": None}
         if lpips:
             with self._lock:  # one network for all requests; it caches the reference's features
