@@ -29,7 +29,7 @@ from ..codec.container import FORMAT_VERSION
 from ..codec.tiling import analysis_halo, synthesis_halo
 from ..atomic import exclusive_lock, umask
 from ..errors import OutputExistsError, OutputWriteError
-from ..lite.decoder import EXPORT_FORMAT, MANIFEST, read_export
+from ..lite.decoder import EXPORT_FORMAT, MANIFEST, TABLES_SOURCE, read_export
 from ..models import EdgeCodecModel
 
 OPSET = 18  # 18: Col2Im, the pixel shuffle of the synthesis (_pixel_shuffle_as_col2im)
@@ -176,9 +176,11 @@ def export_onnx(model_name: str, out_dir: str | os.PathLike, calibration: list[P
         tables = model.entropy_tables()
         tables["gain.log_y_gain"] = model.log_y_gain.detach().numpy().copy()
         tables["gain.log_z_gain"] = model.log_z_gain.detach().numpy().copy()
-        # Named after their weights: lite.decoder.read_export checks them against the manifest.
-        save_file(tables, str(tmp / "tables.safetensors"),
-                  metadata={"model": model_name, "weights_hash": weights_hash.hex()})
+        # Named after their weights: lite.decoder.read_export checks them against the manifest. One
+        # metadata key: safetensors writes several in a per-process random order, and an export
+        # of the same weights must be the same bytes.
+        save_file(tables, str(tmp / "tables.safetensors"), metadata={TABLES_SOURCE: json.dumps(
+            {"model": model_name, "weights_hash": weights_hash.hex()}, sort_keys=True)})
         files = sorted(p.name for p in tmp.iterdir())
         manifest = {
             "export_format": EXPORT_FORMAT, "model": model_name, "weights_hash": weights_hash.hex(),

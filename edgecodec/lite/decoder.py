@@ -28,6 +28,7 @@ from .tiles import LATENT_STRIDE, Region, check_region, crop_region, latent_span
 
 MANIFEST = "manifest.json"
 EXPORT_FORMAT = "edgecodec-onnx-1"
+TABLES_SOURCE = "source"  # tables.safetensors metadata: JSON {"model", "weights_hash"} of the weights
 
 
 def _load_tables(path: Path) -> dict[str, np.ndarray]:
@@ -79,10 +80,14 @@ def _tables_owner(path: Path) -> dict[str, str] | None:
     from safetensors import safe_open
 
     with safe_open(str(path), framework="numpy") as f:
-        metadata = f.metadata() or {}
-    if "model" not in metadata or "weights_hash" not in metadata:
+        source = (f.metadata() or {}).get(TABLES_SOURCE)
+    if source is None:
         return None
-    return {"model": metadata["model"], "weights_hash": metadata["weights_hash"]}
+    try:
+        owner = json.loads(source)
+        return {"model": owner["model"], "weights_hash": owner["weights_hash"]}
+    except (ValueError, TypeError, KeyError):
+        raise ValueError(f"{path}: its '{TABLES_SOURCE}' metadata is damaged (export the model again)") from None
 
 
 def _manifest_problem(manifest: dict) -> str | None:
