@@ -69,6 +69,8 @@ def _read_input(path: Path, max_pixels: int | None, edc: bool = False) -> bytes:
 
     read = read_file if edc else read_image_stream
     if _is_stdio(path):
+        if sys.stdin is None:  # the shell closed it (<&-)
+            raise UsageError("standard input is closed: pipe the data in (< FILE) or name the input file")
         if sys.stdin.isatty():
             raise UsageError("standard input is a terminal: pipe the data in (< FILE) or name the input file")
         return read(sys.stdin.buffer, "standard input", max_pixels)
@@ -85,13 +87,20 @@ def _check_output(path: Path, force: bool) -> None:
     from .errors import OutputExistsError, OutputWriteError, UsageError
 
     if _is_stdio(path):
+        if sys.stdout is None:  # the shell closed it (>&-)
+            raise OutputWriteError("cannot write standard output: it is closed; give -o FILE")
         if sys.stdout.isatty():
             raise UsageError("refusing to write binary data to a terminal: redirect standard output or give -o FILE")
         return
     try:
         mode = os.stat(path).st_mode
     except OSError as exc:
-        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP):  # as Path.exists: nothing there
+        if exc.errno == errno.ENOTDIR:  # -o notes.txt/x.edc: refused before the work, not after it
+            raise OutputWriteError.making(path, exc) from None
+        if exc.errno in (errno.ENOENT, errno.EBADF, errno.ELOOP):  # as Path.exists: nothing there
+            if os.path.islink(path) and not force:  # a broken link: the rename would replace it
+                raise OutputExistsError(f"{path} exists (a broken symbolic link): pass --force to replace it") \
+                    from None
             return
         # a name over 255 bytes
         raise OutputWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
@@ -108,18 +117,36 @@ def _check_output(path: Path, force: bool) -> None:
         raise OutputExistsError(f"{path} exists: pass --force to overwrite")
 
 
-def _check_not_input(src: Path, dst: Path) -> None:
-    """Refuse to write over the input itself (even with --force): that would lose it."""
+def _check_not_input(src: Path, dst: Path, args: argparse.Namespace) -> None:
+    """Refuse to write over an input, even with --force: that would lose it. The inputs are the
+    image or .edc (or the file standard input reads), its --roi-mask and the files of --onnx-dir."""
     from .errors import UsageError
 
-    if _is_stdio(src) or _is_stdio(dst):
+    if _is_stdio(dst):
         return
     try:
-        same = os.path.samefile(src, dst)
+        out = os.stat(dst)
     except OSError:  # no output yet (or no input: reported when it is read)
         return
-    if same:
-        raise UsageError(f"output {dst} is the input file: writing it would lose the input; choose another output")
+    if not stat.S_ISREG(out.st_mode):  # /dev/null, a FIFO: written into, nothing stored there to lose
+        return
+    inputs: list[tuple[str, os.stat_result]] = []
+    try:
+        if not _is_stdio(src):
+            inputs.append(("the input file", os.stat(src)))
+        elif sys.stdin is not None:
+            inputs.append(("the file standard input reads", os.fstat(sys.stdin.fileno())))
+    except (OSError, ValueError):  # reported when it is read
+        pass
+    mask = _mask_path(args, src) if getattr(args, "roi_mask", None) else None
+    if mask is not None and mask.exists():
+        inputs.append((f"the mask {mask}", os.stat(mask)))
+    for what, st in inputs:
+        if (st.st_dev, st.st_ino) == (out.st_dev, out.st_ino):
+            raise UsageError(f"output {dst} is {what}: writing it would lose it; choose another output")
+    onnx_dir = getattr(args, "onnx_dir", None)
+    if onnx_dir and dst.resolve().parent == Path(onnx_dir).resolve():
+        raise UsageError(f"output {dst} is in the export {onnx_dir} that codes it: choose another output")
 
 
 def _write_output(path: Path, data: bytes, force: bool) -> None:
@@ -127,20 +154,38 @@ def _write_output(path: Path, data: bytes, force: bool) -> None:
 
     if _is_stdio(path):
         try:
-            sys.stdout.buffer.write(data)
-            sys.stdout.buffer.flush()
-        except BrokenPipeError:
-            raise  # the reader went away: main() ends quietly, as for printed lines
+            sys.stdout.flush()
+            _write_all(sys.stdout.buffer, data)
+        except BrokenPipeError:  # the data is cut short: not a success, unlike printed lines cut by `head`
+            raise OutputWriteError("cannot write standard output: the reader closed the pipe before the "
+                                   f"end of the data ({len(data)} bytes)") from None
         except OSError as exc:
             raise OutputWriteError(f"cannot write standard output: {exc.strerror or exc}") from None
     elif _is_stream(path):  # /dev/null, a FIFO: a rename would replace the node with a regular file
+        from .errors import UsageError
+
         try:
-            with open(path, "wb") as f:
-                f.write(data)
+            with open(path, "wb", buffering=0) as f:
+                if f.isatty():  # -o /dev/stdout or /dev/tty on a terminal, refused as -o - is
+                    raise UsageError(f"refusing to write binary data to the terminal {path}: give -o FILE")
+                _write_all(f, data)
         except OSError as exc:
             raise OutputWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
     else:
         _write_atomic(path, data, force)
+
+
+def _write_all(stream: io.RawIOBase | io.BufferedIOBase, data: bytes) -> None:
+    """Write all of ``data`` to a binary stream. write() may return a short count without raising
+    (a disk filling up, a pipe closing) and flush() then reports nothing, so the count is checked
+    here: writing the rest raises the error (ENOSPC, EPIPE)."""
+    view = memoryview(data)
+    while view:
+        written = stream.write(view)
+        if not written:  # None or 0: a stream that takes nothing now (non-blocking) would loop forever
+            raise OSError(errno.EIO, "the output took no more data")
+        view = view[written:]
+    stream.flush()
 
 
 def _is_stream(path: Path) -> bool:
@@ -175,8 +220,8 @@ def _compress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
     from .codec.container import STREAM_EXTRAS, Container
     from .codec.imageio import load_image
 
+    _check_not_input(src, dst, args)  # first: an input is not an output that --force may replace
     _check_output(dst, args.force)
-    _check_not_input(src, dst)
     source = _read_input(src, args.max_pixels) if _is_stdio(src) else src
     prepared = load_image(source, alpha=args.alpha, max_pixels=args.max_pixels, metadata=args.metadata,
                           icc=args.icc)
@@ -332,8 +377,8 @@ def _decompress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
     fmt = "png" if _is_stdio(dst) or (not dst.suffix and _is_stream(dst)) else dst.suffix.lower().lstrip(".")
     if fmt not in LOSSLESS_FORMATS:
         raise UsageError(f"output {dst} must be a lossless format: .png, .tif, .webp (written lossless), .bmp or .ppm")
+    _check_not_input(src, dst, args)  # first: an input is not an output that --force may replace
     _check_output(dst, args.force)
-    _check_not_input(src, dst)
     data = _read_input(src, args.max_pixels, edc=True)
     if getattr(args, "backend", "torch") == "onnx":
         image = _decompress_lite(data, args)
@@ -484,39 +529,56 @@ def cmd_decompress(args: argparse.Namespace) -> int:
 
 
 # --- folder mode ---------------------------------------------------------------------------------
-def _input_files(src: Path, suffixes: set[str]) -> list[Path]:
-    """The files of a folder input that a folder run codes, in order."""
-    return sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+def _input_files(src: Path, suffixes: set[str], unreadable: list[tuple[Path, str]] | None = None) -> list[Path]:
+    """The files of a folder input that a folder run codes, in order (symbolic links to folders
+    are not followed). Subfolders that cannot be listed go to ``unreadable`` with the reason;
+    the folder itself raises InputImageError."""
+    from .errors import InputImageError
+
+    problems: list[OSError] = []
+    files = [Path(root, name) for root, _, names in os.walk(src, onerror=problems.append) for name in names]
+    for exc in problems:
+        if Path(exc.filename) == src:
+            raise InputImageError(f"cannot read the folder {src}: {exc.strerror or exc}")
+        if unreadable is not None:
+            unreadable.append((Path(exc.filename), f"cannot read the folder: {exc.strerror or exc}"))
+    return sorted(p for p in files if p.suffix.lower() in suffixes and p.is_file())
 
 
 def _run_folder(src: Path, args: argparse.Namespace, suffixes: set[str], out_suffix: str,
                 one: Callable[[Path, Path, argparse.Namespace], str]) -> int:
     from tqdm import tqdm
 
-    from .errors import EdgecodecError, UsageError
+    from .errors import EdgecodecError, OutputWriteError, UsageError
 
     if not args.output or args.output == STDIO:
         raise UsageError("a folder input needs -o OUTPUT_FOLDER")
     out_root = Path(args.output)
     if out_root.exists() and not out_root.is_dir():
         raise UsageError(f"output {out_root} is a file: a folder input needs an output folder")
-    files = _input_files(src, suffixes)
-    if not files:
+    failures: list[tuple[Path, str]] = []  # (input, reason): unreadable subfolders, then files
+    files = _input_files(src, suffixes, failures)
+    if not files and not failures:
         raise UsageError(f"no input files ({', '.join(sorted(suffixes))}) in {src}")
+    targets = _mirror_paths(src, files, out_root, out_suffix)
+    pending = [path for path in files if not (args.skip_existing and targets[path].exists())]
+    written, skipped = 0, len(files) - len(pending)
+    jobs = _folder_jobs(args, len(pending))
+    try:  # before any work: a folder that cannot be made or written fails every file
+        out_root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputWriteError.making(out_root, exc) from None
+    if not os.access(out_root, os.W_OK | os.X_OK):
+        raise OutputWriteError(f"cannot write {out_root}: permission denied")
     removed = remove_stale_temps(out_root, out_suffix)
     if removed:
         print(f"removed {removed} temporary file(s) left in {out_root} by an interrupted run")
-    targets = _mirror_paths(src, files, out_root, out_suffix)
-    pending = [path for path in files if not (args.skip_existing and targets[path].exists())]
-    failures: list[tuple[Path, str]] = []
-    written, skipped = 0, len(files) - len(pending)
-    jobs = _folder_jobs(args, len(pending))
     with tqdm(total=len(files), initial=skipped, desc=args.command, unit="file",
               disable=args.quiet or None) as progress:
         for path, result in _each_file(pending, lambda path: one(path, targets[path], args), jobs):
             progress.update()
-            if isinstance(result, EdgecodecError):
-                failures.append((path, str(result)))
+            if isinstance(result, EdgecodecError):  # its message may start with the path, shown already
+                failures.append((path, str(result).removeprefix(f"{path}: ")))
                 continue
             written += 1
             if args.verbose:
@@ -574,14 +636,20 @@ def _each_file(paths: list[Path], one: Callable[[Path], str], jobs: int):
 
 
 def _mirror_paths(src: Path, files: list[Path], out_root: Path, out_suffix: str) -> dict[Path, Path]:
-    """Output path of each input, mirroring the tree. Inputs that would share an output
-    (photo.png and photo.jpg) keep their full name (photo.png.edc) so none is overwritten."""
-    plain = {path: out_root / path.relative_to(src).with_suffix(out_suffix) for path in files}
-    counts: dict[Path, int] = {}
-    for dst in plain.values():
-        counts[dst] = counts.get(dst, 0) + 1
-    return {path: (dst if counts[dst] == 1 else out_root / (str(path.relative_to(src)) + out_suffix))
-            for path, dst in plain.items()}
+    """Output path of each input, mirroring the tree. An input whose output would be another's
+    (photo.png and photo.jpg, or photo.png's photo.png.edc and photo.png.jpg's plain name) keeps its
+    full name (photo.png.edc): full names never clash, so no output is written over another's."""
+    full = {path: out_root / (str(path.relative_to(src)) + out_suffix) for path in files}
+    target = {path: out_root / path.relative_to(src).with_suffix(out_suffix) for path in files}
+    while True:
+        counts: dict[Path, int] = {}
+        for dst in target.values():
+            counts[dst] = counts.get(dst, 0) + 1
+        clashes = [path for path, dst in target.items() if counts[dst] > 1 and dst != full[path]]
+        if not clashes:  # each step gives an input its full name for good, so this ends
+            return target
+        for path in clashes:
+            target[path] = full[path]
 
 
 # --- info / models -------------------------------------------------------------------------------
@@ -723,9 +791,16 @@ def cmd_export_model(args: argparse.Namespace) -> int:
     from .train.export import add_kodak_metrics, append_stage_history, export_run
     from .zoo import user_model_dir
 
-    previous = Path(args.previous) if args.previous else None
-    if previous is not None and not previous.is_file():
-        raise UsageError(f"--previous {previous}: no such model card")
+    previous = None
+    if args.previous:  # read now: with --force it may be the card this export replaces
+        try:
+            previous = json.loads(Path(args.previous).read_text())
+        except OSError as exc:
+            raise UsageError(f"--previous {args.previous}: {exc.strerror or exc}") from None
+        except ValueError:
+            previous = None
+        if not isinstance(previous, dict) or "weights_sha256" not in previous:
+            raise UsageError(f"--previous {args.previous}: not a model card")
     out_dir = Path(args.out) if args.out else user_model_dir()
     existing = out_dir / f"{args.name}.safetensors"
     if existing.exists() and not args.force:  # the files written with those weights need them to decode
@@ -928,6 +1003,11 @@ def _raise_terminated(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):
+        # A file name that is not valid in the locale's encoding (bytes from another system) is
+        # printed escaped: a strict UTF-8 stream would fail on it after its file was written.
+        if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
     # Signal handlers live in the main thread. Under torchrun, SIGTERM stays its kill: a worker

@@ -224,6 +224,39 @@ def test_alpha_and_metadata_through_the_command_line(tmp_path, kodim23_rgb, caps
         assert img.mode == "LA" and np.array_equal(np.array(img)[..., -1], alpha)
 
 
+def test_process_standard_streams_closed_cut_short_or_strict(small_png, small_edc, tmp_path):
+    """Standard output filling a disk (here a file size limit) wrote part of the data and exited 0;
+    closed standard streams gave an internal error; a file name not valid in a strict UTF-8
+    stream exited 2 after its file was written."""
+    import resource
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (400, 400))  # the PNG is about 900 bytes
+
+    with open(tmp_path / "cut.png", "wb") as stdout:
+        cut = subprocess.run([sys.executable, "-m", "edgecodec.cli", "decompress", str(small_edc), "-o", "-"],
+                             stdout=stdout, stderr=subprocess.PIPE, text=True, env=cli_env(), timeout=120,
+                             preexec_fn=limited)
+    assert cut.returncode == 11
+    assert_one_error_line(cut.stderr, "cannot write standard output")
+    for args, redirect, message in (
+            (["compress", "-", "-o", tmp_path / "x.edc", "--model", "tiny"], "<&-", "standard input is closed"),
+            (["decompress", small_edc, "-o", "-"], ">&-", "standard output: it is closed")):
+        closed = subprocess.run(["sh", "-c", f'exec "$0" -m edgecodec.cli "$@" {redirect}', sys.executable,
+                                 *map(str, args)], capture_output=True, text=True, env=cli_env(), timeout=120)
+        assert closed.returncode in (2, 11), closed.stderr
+        assert_one_error_line(closed.stderr, message)
+    assert not (tmp_path / "x.edc").exists()
+    name = os.fsdecode(b"bad\xff.png")  # bytes from another system's encoding
+    (tmp_path / name).write_bytes(small_png.read_bytes())
+    strict = subprocess.run([sys.executable, "-m", "edgecodec.cli", "compress", name, "--model", "tiny"],
+                            cwd=tmp_path, capture_output=True, env={**cli_env(), "PYTHONIOENCODING": "utf-8:strict"},
+                            timeout=120)
+    assert strict.returncode == 0, strict.stderr
+    assert strict.stdout.startswith(b"bad\\udcff.png -> bad\\udcff.edc: 96x64")
+    assert (tmp_path / os.fsdecode(b"bad\xff.edc")).exists()
+
+
 def test_the_input_is_never_overwritten(small_png, small_edc, tmp_path, capsys):
     original = small_png.read_bytes()
     link = tmp_path / "link.png"
@@ -237,6 +270,22 @@ def test_the_input_is_never_overwritten(small_png, small_edc, tmp_path, capsys):
     assert main("decompress", misnamed, "-o", misnamed, "--force") == 2
     assert_one_error_line(capsys.readouterr().err, "is the input file")
     assert misnamed.read_bytes() == small_edc.read_bytes()
+    # nor any other input: the --roi-mask, or the file standard input reads
+    mask = tmp_path / "mask.png"
+    Image.new("L", (96, 64), 255).save(mask)
+    mask_bytes = mask.read_bytes()
+    assert main("compress", small_png, "-o", mask, "--roi-mask", mask, "--model", "tiny", "--force") == 2
+    assert_one_error_line(capsys.readouterr().err, "is the mask")
+    assert mask.read_bytes() == mask_bytes
+    copy = tmp_path / "copy.png"
+    copy.write_bytes(original)
+    with open(copy, "rb") as stdin:
+        piped = subprocess.run([sys.executable, "-m", "edgecodec.cli", "compress", "-", "-o", str(copy), "--model",
+                                "tiny", "--force"], stdin=stdin, capture_output=True, text=True, env=cli_env(),
+                               timeout=120)
+    assert piped.returncode == 2
+    assert_one_error_line(piped.stderr, "is the file standard input reads")
+    assert copy.read_bytes() == original
 
 
 def test_an_edc_with_alpha_is_a_valid_input(tmp_path, kodim23_rgb):
@@ -757,6 +806,31 @@ def test_folder_errors(tree, tmp_path, capsys):
     empty.mkdir()
     assert main("compress", empty, "-o", tmp_path / "o", "-q") != 0
     assert_one_error_line(capsys.readouterr().err, "no input files")
+    (tmp_path / "notes.txt").write_text("x")  # an output folder that cannot be made: refused before any work
+    assert main("compress", tree, "-o", tmp_path / "notes.txt" / "out", "--model", "tiny", "-q") == 11
+    assert_one_error_line(capsys.readouterr().err, "a file is on its path")
+
+
+def test_folder_mode_reports_folders_it_cannot_read(tree, tmp_path, capsys, monkeypatch):
+    """An unreadable subfolder was skipped in silence (exit 0); the input folder itself said
+    "no input files"."""
+    scandir, locked = os.scandir, [tree / "sub"]
+
+    def refusing(path="."):
+        if Path(path) in locked:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refusing)
+    out = tmp_path / "out"
+    assert main("compress", tree, "-o", out, "--model", "tiny", "-q") == 10
+    captured = capsys.readouterr()
+    assert "1 written, 0 skipped (existing), 1 failed" in captured.out
+    assert f"failed: {tree / 'sub'}: cannot read the folder: Permission denied" in captured.err
+    assert all_files(out) == ["a.edc"]
+    locked.append(tree)
+    assert main("compress", tree, "-o", tmp_path / "out2", "--model", "tiny", "-q") == 3
+    assert_one_error_line(capsys.readouterr().err, f"cannot read the folder {tree}: Permission denied")
 
 
 def test_folder_name_collision_is_not_silent(kodim23_rgb, tmp_path, capsys):
@@ -772,6 +846,13 @@ def test_folder_name_collision_is_not_silent(kodim23_rgb, tmp_path, capsys):
     outputs = all_files(out)
     written = int(re.search(r"(\d+) written", captured.out)[1])
     assert written == len(outputs) or code != 0, (code, captured.out, outputs)
+    # photo.png's full name photo.png.edc is photo.png.jpg's plain one: that one keeps its full name too
+    Image.fromarray(kodim23_rgb[:32, :48]).save(src / "photo.png.jpg")
+    assert main("compress", src, "-o", out, "--model", "tiny", "-q", "--force") == 0
+    assert "3 written" in capsys.readouterr().out
+    assert all_files(out) == ["photo.jpg.edc", "photo.png.edc", "photo.png.jpg.edc"]
+    sizes = {name: edgecodec.read_header((out / name).read_bytes()).width for name in all_files(out)}
+    assert sizes == {"photo.jpg.edc": 64, "photo.png.edc": 64, "photo.png.jpg.edc": 48}
 
 
 def test_outputs_follow_the_umask(small_png, tmp_path):

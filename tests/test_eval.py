@@ -470,6 +470,29 @@ def test_eval_compare_names(tmp_path, crops_dir):
         _compared_curves([f"x={several}"], set())
 
 
+def test_eval_refuses_the_image_folder_as_its_output(crops_dir, tmp_path):
+    """`eval DIR --out DIR` measured its own figures (rd_psnr.png, ...) as images on the next run
+    and wrote them over any image of the same name."""
+    import shutil
+
+    from edgecodec.errors import UsageError
+    from edgecodec.eval.command import add_eval_parser
+
+    images = tmp_path / "images"
+    shutil.copytree(crops_dir, images)
+    before = {p.name: p.read_bytes() for p in images.iterdir()}
+    parser = argparse.ArgumentParser()
+    add_eval_parser(parser.add_subparsers(dest="command"))
+    for out in (images, images / "." / "", tmp_path / "link"):
+        if out.name == "link":
+            out.symlink_to(images)
+        args = parser.parse_args(["eval", str(images), "--out", str(out), "--models", SHIPPED, "--codecs", "none",
+                                  "--qualities", "0.5", "-q", "--no-st-lpips"])
+        with pytest.raises(UsageError, match="is the image folder"):
+            args.func(args)
+    assert {p.name: p.read_bytes() for p in images.iterdir()} == before
+
+
 def test_eval_refuses_a_model_with_no_quality_to_measure(crops_dir, tmp_path):
     """`--qualities ""` with a model and no --sweep for it measured nothing, exited 0 and wrote
     empty tables and an empty report over OUT's earlier ones."""

@@ -197,6 +197,46 @@ def test_export_replaces_only_an_earlier_export(exported, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".again-")]
 
 
+def test_an_export_replaced_halfway_is_put_back(exported, tmp_path, monkeypatch):
+    """The earlier export was deleted before the new one was renamed into its place: a Ctrl+C or
+    SIGTERM in between left neither. A folder that cannot be replaced is exit 11, not an internal error."""
+    import shutil
+    from pathlib import Path
+
+    from edgecodec.errors import OutputWriteError
+    from edgecodec.export import onnx
+
+    out, new = tmp_path / "export", tmp_path / ".export-new"
+    shutil.copytree(exported, out)
+    earlier = (out / "manifest.json").read_text()
+    rename, calls = Path.rename, []
+
+    def failing(when, exc):
+        def rename_or_fail(self, target):
+            calls.append(self)
+            if len(calls) == when:
+                raise exc
+            return rename(self, target)
+        return rename_or_fail
+
+    for when, exc, error in ((2, KeyboardInterrupt(), KeyboardInterrupt),  # the new export moving in
+                             (1, PermissionError(13, "Permission denied"), OutputWriteError)):
+        shutil.copytree(exported, new)
+        (new / "manifest.json").write_text("{}")
+        calls.clear()
+        monkeypatch.setattr(Path, "rename", failing(when, exc))
+        with pytest.raises(error):
+            onnx._replace_folder(out, new)
+        monkeypatch.undo()
+        assert (out / "manifest.json").read_text() == earlier
+        shutil.rmtree(new)
+    shutil.copytree(exported, new)
+    (new / "manifest.json").write_text("{}")
+    onnx._replace_folder(out, new)
+    assert (out / "manifest.json").read_text() == "{}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
+
+
 # What README "On the edge" tells a device to copy instead of installing the package.
 DEVICE_FILES = ["__init__.py", "errors.py", "codec/__init__.py", "codec/container.py", "codec/limits.py",
                 "codec/rate_search.py", "lite/"]

@@ -185,7 +185,7 @@ def test_a_continued_run_carries_the_previous_cards_history_and_adds_its_stage(i
                     f"train.init_from={models / 'm.safetensors'}"), tmp_path / "continued")
     cont = export_run(tmp_path / "continued", "m", nxt).with_suffix(".json")
     add_kodak_metrics(cont, _kodak_points(0.9), "measured elsewhere")  # same qualities, 10% fewer bytes
-    line = append_stage_history(cont, base, tmp_path / "continued")
+    line = append_stage_history(cont, json.loads(base.read_text()), tmp_path / "continued")
 
     history = json.loads(cont.read_text())["training"]["history"]
     assert history == ["an earlier stage", line]
@@ -196,7 +196,7 @@ def test_a_continued_run_carries_the_previous_cards_history_and_adds_its_stage(i
     # a stage that did not start from the previous card's weights says so
     other = tmp_path / "other.json"
     other.write_text(json.dumps({**card, "weights_sha256": "0" * 64}))
-    assert "not the previous card's weights" in append_stage_history(cont, other, tmp_path / "continued")
+    assert "not the previous card's weights" in append_stage_history(cont, json.loads(other.read_text()), tmp_path / "continued")
 
 
 def test_a_stage_started_from_a_copy_without_its_card_links_the_previous_card(image_folder, tmp_path):
@@ -211,11 +211,41 @@ def test_a_stage_started_from_a_copy_without_its_card_links_the_previous_card(im
     cont = export_run(tmp_path / "continued", "m", tmp_path / "next").with_suffix(".json")
     assert "card" not in json.loads(cont.read_text())["training"]["warm_start"]
 
-    assert "the previous card's weights" in append_stage_history(cont, base, tmp_path / "continued")
+    assert "the previous card's weights" in append_stage_history(cont, json.loads(base.read_text()), tmp_path / "continued")
     start = json.loads(cont.read_text())["training"]["warm_start"]
     previous = json.loads(base.read_text())
     assert start["path"] == str(copy) and start["sha256"] == previous["weights_sha256"]
     assert start["card"] == {"name": "m", "steps": 2, "seed": 3, "weights_sha256": previous["weights_sha256"]}
+
+
+def test_export_model_over_its_previous_card_keeps_that_cards_history(image_folder, tmp_path, capsys):
+    """`export-model --force --previous models/m.json` replacing models/m.json: the previous card
+    is read before the export writes over it, so its history is carried, not lost."""
+    from edgecodec import cli
+
+    def main(*args) -> int:
+        return cli.main([str(a) for a in args])
+
+    models = tmp_path / "models"
+    run(make_config(image_folder, "train.steps=2"), tmp_path / "base")
+    card_path = export_run(tmp_path / "base", "m", models).with_suffix(".json")
+    card = json.loads(card_path.read_text())
+    card["training"]["history"] = ["an earlier stage"]
+    card_path.write_text(json.dumps(card))
+    run(make_config(image_folder, "train.steps=2", f"train.init_from={models / 'm.safetensors'}"),
+        tmp_path / "continued")
+    assert main("export-model", tmp_path / "continued", "--name", "m", "--out", models, "--force",
+                "--previous", card_path, "-q") == 0
+    history = json.loads(card_path.read_text())["training"]["history"]
+    assert len(history) == 2 and history[0] == "an earlier stage", history
+    assert "the previous card's weights" in history[1] and "from run continued:" in history[1]
+    capsys.readouterr()
+    (tmp_path / "list.json").write_text("[1, 2]")
+    for bad in ("list.json", "none.json"):
+        assert main("export-model", tmp_path / "continued", "--name", "m2", "--out", models,
+                    "--previous", tmp_path / bad) == 2
+        assert capsys.readouterr().err.startswith(f"edgecodec: error: --previous {tmp_path / bad}: ")
+    assert not (models / "m2.json").exists()
 
 
 def test_a_stage_with_its_parents_seed_is_warned_that_it_replays_the_same_batches(image_folder, tmp_path, caplog):

@@ -129,6 +129,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UsageError(f"--qualities: no quality to measure {', '.join(unswept)} at (give e.g. 0,0.5,1)")
     if not Path(args.input).is_dir():
         raise UsageError(f"{args.input} is not a folder")
+    if Path(args.out).resolve() == Path(args.input).resolve():
+        raise UsageError(f"--out {args.out} is the image folder: the report's figures would be measured as images "
+                         "and written over images of the same name; choose another folder")
     external = _compared_curves(args.compare, set(models) | set(codecs))
     try:
         result = run_sweep(args.input, args.out, models=models, qualities=args.qualities, codecs=codecs,

@@ -197,14 +197,32 @@ def export_onnx(model_name: str, out_dir: str | os.PathLike, calibration: list[P
         for path in tmp.iterdir():
             path.chmod(0o666 & ~mask)
         tmp.chmod(0o777 & ~mask)
-        if out_dir.exists():
-            _check_replaceable(out_dir)  # again: the folder may have changed during the export
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
+        _replace_folder(out_dir, tmp)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
+
+
+def _replace_folder(out_dir: Path, new: Path) -> None:
+    """Put the folder ``new`` (a sibling) in the place of ``out_dir``. An earlier export is renamed
+    aside first and deleted only once the new one is in place, so an interruption or error in
+    between puts it back: one of the two exports is there at every moment."""
+    old = None
+    try:
+        if out_dir.exists():
+            _check_replaceable(out_dir)  # again: the folder may have changed during the export
+            old = new.with_name(new.name + "-old")  # a sibling: renaming needs no permission inside it
+            out_dir.rename(old)
+        new.rename(out_dir)
+    except BaseException as exc:
+        if old is not None and old.exists() and not out_dir.exists():
+            old.rename(out_dir)
+        if isinstance(exc, OSError):  # e.g. a read-only folder: exit 11 naming the output
+            raise OutputWriteError(f"cannot write {out_dir}: {exc.strerror or exc}") from None
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _check_replaceable(out_dir: Path) -> None:

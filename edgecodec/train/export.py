@@ -143,7 +143,7 @@ def _against_previous(points: list[dict[str, Any]], previous_points: list[dict[s
     return f"{per_quality}; BD-rate {bd}"
 
 
-def append_stage_history(card_path: Path, previous_card_path: Path, run_dir: Path) -> str:
+def append_stage_history(card_path: Path, previous: dict[str, Any], run_dir: Path) -> str:
     """Carry the previous card's ``training.history`` into this card and add this run's stage.
 
     The stage line says what a reader needs to trust and repeat the step: the run folder, the
@@ -153,9 +153,10 @@ def append_stage_history(card_path: Path, previous_card_path: Path, run_dir: Pat
     quality; BD-rate on PSNR, MS-SSIM and ST-LPIPS, negative = fewer bits at equal quality).
     When the run started from the previous card's weights copied without that card beside them,
     the warm start gets the previous card's summary (``card_summary``), so the chain of stages
-    continues. Returns the line.
+    continues. ``previous``: the previous card's contents, read before this export was written
+    (it may be the card this export replaced). Returns the line.
     """
-    card, previous = json.loads(card_path.read_text()), json.loads(previous_card_path.read_text())
+    card = json.loads(card_path.read_text())
     training = card["training"]
     train = training["train"]
     start = training.get("warm_start") or {}
