@@ -12,6 +12,7 @@ import signal
 import stat
 import sys
 import threading
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -1024,6 +1025,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from .errors import EdgecodecError
 
+    try:  # Pillow warns of an image over its limit before edgecodec refuses it (exit 7): one line, not two
+        from PIL.Image import DecompressionBombWarning
+    except ImportError:  # a device with the lite decoder only
+        pass
+    else:
+        warnings.simplefilter("ignore", DecompressionBombWarning)
     try:
         if args.threads and getattr(args, "backend", "torch") != "onnx":  # the lite coders take it themselves
             import torch

@@ -38,7 +38,7 @@ from PIL import Image, ImageFile
 
 from .codec.container import ALPHA, MAGIC, Container, read_file  # no torch: the API is imported on load/save
 from .codec.imageio import image_info
-from .errors import FormatError
+from .errors import EdgecodecError, FormatError
 
 FORMAT = "EDC"
 EXTENSION = ".edc"
@@ -78,7 +78,7 @@ class EdgecodecImageFile(ImageFile.ImageFile):
 
             try:
                 decoded = decompress(self._edc_data)
-            except FormatError as exc:  # damaged data: Pillow's plugins raise OSError for that
+            except EdgecodecError as exc:  # damaged data, other weights: Pillow's plugins raise OSError
                 raise OSError(f"cannot decode .edc image: {exc}") from exc
             self._edc_data = None
             if decoded.mode != self.mode or decoded.size != self.size:  # cannot happen for a valid stream

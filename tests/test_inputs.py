@@ -480,6 +480,8 @@ def test_animated_and_multi_page_files_are_refused(crop, tmp_path, suffix):
         edgecodec.compress(path, model="tiny")
     with pytest.raises(InputImageError, match="2 frames"):
         edgecodec.compress(path.read_bytes(), model="tiny")
+    with Image.open(path) as opened, pytest.raises(InputImageError, match="2 frames"):
+        edgecodec.compress(opened, model="tiny")  # an opened file too, not its current frame alone
     single = tmp_path / f"one{suffix}"
     first.save(single)
     assert edgecodec.decompress(edgecodec.compress(single, model="tiny")).size == first.size
@@ -555,6 +557,30 @@ def test_explicit_pixel_limit_overrides_pillows(crop, tmp_path, monkeypatch):
     assert load_image(path, max_pixels=pixels).rgb.shape == (64, 96, 3)
     monkeypatch.setenv("EDGECODEC_MAX_PIXELS", str(pixels))
     assert load_image(path).rgb.shape == (64, 96, 3)
+
+
+def test_pillows_global_pixel_limit_is_left_alone_within_twice_its_value(crop, tmp_path, monkeypatch):
+    """compress() set Image.MAX_IMAGE_PIXELS to None while it opened any image: a service's other
+    threads opened images without Pillow's bomb check meanwhile, and a value the service set
+    during the call was put back to the old one. Now it is lifted only for a limit over twice
+    Pillow's (where Pillow would refuse what the caller allowed); Pillow's refusal is ours."""
+    from edgecodec.errors import ImageTooLargeError
+
+    path = tmp_path / "crop.png"
+    Image.fromarray(crop).save(path)
+    pixels = 96 * 64
+    seen, open_image = [], Image.open
+    monkeypatch.setattr(Image, "open", lambda *a, **k: seen.append(Image.MAX_IMAGE_PIXELS) or open_image(*a, **k))
+    edgecodec.compress(path, model="tiny")
+    assert seen == [Image.MAX_IMAGE_PIXELS]
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", pixels // 4)  # Pillow refuses above pixels // 2
+    seen.clear()
+    assert load_image(path, max_pixels=pixels).rgb.shape == (64, 96, 3)  # over twice Pillow's: lifted
+    assert seen == [None] and Image.MAX_IMAGE_PIXELS == pixels // 4
+    for limit in (pixels // 2, None):  # within twice Pillow's (None: Pillow's own): Pillow's refusal, as ours
+        with pytest.raises(ImageTooLargeError, match="exceeds the limit"):
+            load_image(path, max_pixels=limit)
+    assert seen[1:] == [pixels // 4, pixels // 4]
 
 
 def test_api_argument_types(crop, tmp_path):

@@ -915,3 +915,21 @@ def test_a_folder_run_with_the_onnx_backend_loads_the_encoder_once(exported_perc
     assert main(["compress", str(src), "-o", str(tmp_path / "out"), "--backend", "onnx", "-q"]) == 0
     assert len(list((tmp_path / "out").glob("*.edc"))) == 3
     assert loads == [exported_perceptual]
+
+
+def test_lite_decoder_says_it_takes_bytes(exported, tmp_path):
+    """A path or a file object gave "not an .edc file" (bytes(Path) is its text) or a TypeError
+    from deep inside."""
+    from pathlib import Path
+
+    data = api.compress(synthetic_photo(np.random.RandomState(0), 64), model=SHIPPED)
+    path = tmp_path / "x.edc"
+    path.write_bytes(data)
+    decoder = LiteDecoder(exported, threads=1)
+    for wrong in (path, str(path)):
+        with pytest.raises(TypeError, match="expected an .edc file's bytes, not"):
+            decoder.decode(wrong)
+    with open(path, "rb") as f, pytest.raises(TypeError, match="BufferedReader"):
+        decoder.decode(f)
+    for right in (data, bytearray(data), memoryview(data), Path(path).read_bytes()):
+        assert np.array_equal(decoder.decode(right)[0], decoder.decode(data)[0])

@@ -183,3 +183,22 @@ def test_damaged_stream_is_not_opened(edc_file, tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(UnidentifiedImageError):
         Image.open(path)
+
+
+def test_load_raises_oserror_for_every_decoding_failure(edc_file, tmp_path):
+    """Pillow's convention: a file that opens but cannot be decoded raises OSError from load().
+    A file written by other weights of the model let WeightsMismatchError escape."""
+    import dataclasses
+
+    from edgecodec.codec.container import Container
+    from edgecodec.errors import EdgecodecError
+
+    container = Container.from_bytes(edc_file.read_bytes())
+    other = dataclasses.replace(container, header=dataclasses.replace(container.header, weights_hash=bytes(8)))
+    path = tmp_path / "other-weights.edc"
+    path.write_bytes(other.to_bytes())
+    with Image.open(path) as img:
+        assert img.size == (128, 96)  # the header is fine
+        with pytest.raises(OSError, match="cannot decode .edc image") as info:
+            img.load()
+    assert isinstance(info.value.__cause__, EdgecodecError)

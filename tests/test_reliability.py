@@ -395,3 +395,46 @@ def test_outputs_are_written_where_files_cannot_be_locked(tmp_path, monkeypatch,
     assert cli.main(["decompress", str(src), "-o", str(out), "-q"]) == 0
     assert (out / "a.png").is_file() and unknown.exists()
     assert "removed" not in capsys.readouterr().out
+
+
+def test_threads_share_one_single_thread_section_and_restore_the_apps_count(tiny_stream):
+    """torch's thread count is one setting for the process. Each single_thread() section saved and
+    restored its own: a section that ended first put the count back under another still running
+    (its float order, which the entropy coder's tables depend on, then changed), and the other,
+    having saved 1, left an app's thread pool on one thread."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import edgecodec
+    from edgecodec.models.codec_model import single_thread
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        inside, leave, left = threading.Event(), threading.Event(), threading.Event()
+
+        def first_section():
+            with single_thread():
+                inside.set()
+                leave.wait(10)
+            left.set()
+
+        worker = threading.Thread(target=first_section)
+        worker.start()
+        assert inside.wait(10)
+        with single_thread():  # a second section, which outlives the first
+            leave.set()
+            assert left.wait(10)
+            assert torch.get_num_threads() == 1
+        worker.join()
+        assert torch.get_num_threads() == 2
+        for _ in range(3):  # an app's pool decoding at once, then a thread started afterwards
+            with ThreadPoolExecutor(6) as pool:
+                list(pool.map(lambda _: edgecodec.decompress(tiny_stream), range(24)))
+            seen = []
+            later = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+            later.start()
+            later.join()
+            assert seen == [2] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

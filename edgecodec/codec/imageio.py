@@ -15,7 +15,7 @@ from typing import BinaryIO, Iterator, Union
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
-from ..errors import FormatError, InputImageError
+from ..errors import FormatError, ImageTooLargeError, InputImageError
 from .container import EXIF, ICC, MAGIC, XMP, Container, read_file
 from .limits import (MAX_METADATA_BYTES, check_pixels, is_binary_stream, max_input_bytes, pixel_limit,
                      read_limited)
@@ -228,10 +228,16 @@ _PILLOW_LIMIT_LOCK = threading.RLock()
 
 
 @contextlib.contextmanager
-def _pillow_pixel_limit() -> Iterator[None]:
-    """Let our limit (checked right after the header is read, before decoding) govern instead of
-    Pillow's global decompression-bomb limit, which would refuse images the user explicitly
-    allowed. Pillow only offers the global, hence the lock."""
+def _pillow_pixel_limit(limit: int) -> Iterator[None]:
+    """Let our pixel ``limit`` (checked right after the header is read, before decoding) govern
+    where Pillow's global decompression-bomb limit would refuse an image the user allowed: Pillow
+    refuses at Image.open above twice its MAX_IMAGE_PIXELS. Only then is the global lifted, under a
+    lock (Pillow offers nothing else; other threads' opens skip its check meanwhile). Within twice
+    Pillow's limit it is left alone: a service's own setting, or its other threads, are not touched."""
+    pillow_limit = Image.MAX_IMAGE_PIXELS
+    if pillow_limit is None or limit <= 2 * pillow_limit:
+        yield
+        return
     with _PILLOW_LIMIT_LOCK:
         previous = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = None
@@ -239,6 +245,14 @@ def _pillow_pixel_limit() -> Iterator[None]:
             yield
         finally:
             Image.MAX_IMAGE_PIXELS = previous
+
+
+def _refuse_frames(img: Image.Image, label: str) -> None:
+    """Refuse an animated or multi-page image rather than code its current frame alone."""
+    frames = getattr(img, "n_frames", 1)
+    if frames > 1 and img.format in MULTI_FRAME_FORMATS:
+        raise InputImageError(f"{label}: {frames} frames (an animated or multi-page {img.format}); edgecodec "
+                              "codes still images: save the frame you want as its own file")
 
 
 def read_image_stream(f: BinaryIO, name: str, max_pixels: int | None = None) -> bytes:
@@ -282,6 +296,7 @@ def load_image(image: ImageInput, alpha: str = "keep", max_pixels: int | None = 
             return prepare_pil(Image.fromarray(image, "RGBA"), alpha, max_pixels)
         return PreparedImage(np.ascontiguousarray(image), 3, 8, 0)
     if isinstance(image, Image.Image):
+        _refuse_frames(image, "the image")  # an opened animated GIF is its current frame: not cut silently
         return prepare_pil(image, alpha, max_pixels, metadata=metadata, icc=icc)
     label = "the image data"
     if isinstance(image, (bytearray, memoryview)):
@@ -306,18 +321,18 @@ def load_image(image: ImageInput, alpha: str = "keep", max_pixels: int | None = 
     limit = pixel_limit(max_pixels)
     register_plugins()
     try:
-        with _pillow_pixel_limit(), Image.open(source) as img:
-            frames = getattr(img, "n_frames", 1)
-            if frames > 1 and img.format in MULTI_FRAME_FORMATS:
-                raise InputImageError(f"{label}: {frames} frames (an animated or multi-page {img.format}); edgecodec "
-                                      "codes still images: save the frame you want as its own file")
+        with _pillow_pixel_limit(limit), Image.open(source) as img:
+            _refuse_frames(img, label)
             check_pixels(img.width, img.height, limit)
             depth = source_bit_depth(img)
             img.load()
             return prepare_pil(img, alpha, limit, bit_depth=depth, metadata=metadata, icc=icc)
     except UnidentifiedImageError:
         raise InputImageError(f"{label}: {_unidentified_reason(source)}") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError:  # Pillow's refusal, at twice its limit: over ours too
+        raise ImageTooLargeError(f"{label}: image exceeds the limit of {limit} pixels (set EDGECODEC_MAX_PIXELS "
+                                 "or max_pixels to raise it)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
         raise InputImageError(f"{label}: cannot decode image ({exc})") from None
 
 

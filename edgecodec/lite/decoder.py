@@ -148,7 +148,10 @@ class LiteDecoder:
 
     def _check(self, data: bytes, max_pixels: int | None) -> tuple[Container, tuple[int, int]]:
         """The parsed file and its latent shape, after the checks codec.api.decode_array makes."""
-        container = Container.from_bytes(data)
+        if not isinstance(data, (bytes, bytearray, memoryview)):  # a path's bytes would be "not an .edc file"
+            raise TypeError(f"expected an .edc file's bytes, not {type(data).__name__} (read a file with "
+                            "Path(name).read_bytes())")
+        container = Container.from_bytes(bytes(data))
         h = container.header
         check_pixels(h.width, h.height, max_pixels)
         if h.model != self.model_name:

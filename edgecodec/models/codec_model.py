@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator
 
@@ -149,6 +150,12 @@ def interpolate_levels(table: torch.Tensor, quality: torch.Tensor, min_level: fl
     return (1 - t) * table[lower] + t * table[lower + 1]
 
 
+_THREADS_LOCK = threading.Lock()
+_threads_state = threading.local()  # this thread's section depth, and whether its count is a stale 1
+_open_sections = 0  # threads inside a single_thread() section
+_threads_outside = 1  # torch's thread count when the first of them entered, restored by the last
+
+
 @contextlib.contextmanager
 def single_thread() -> Iterator[None]:
     """Run on one thread: the hyper-synthesis on both sides of the channel, and the synthesis.
@@ -157,13 +164,33 @@ def single_thread() -> Iterator[None]:
     encoder and decoder computed them with different float reduction orders (thread counts), one
     scale sitting on a table boundary would desynchronise the rANS decoder. One thread makes the
     computation order fixed. The hyper path runs at 1/64 resolution, so this costs little.
+
+    torch.set_num_threads in one thread changes what others run with, so sections overlapping in
+    several threads (an app's thread pool) share one setting: the first to enter saves the count
+    and sets 1, the last to leave puts it back. A thread that left while others were inside still
+    reads 1 for itself (torch keeps a per-thread copy), so it is not asked for the count again
+    until it has put it back. Each saving and restoring its own let one section's end run another
+    on several threads, and left an app's threads on one.
     """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+    global _open_sections, _threads_outside
+    depth = getattr(_threads_state, "depth", 0)
+    if depth == 0:
+        with _THREADS_LOCK:
+            if _open_sections == 0 and not getattr(_threads_state, "stale", False):
+                _threads_outside = torch.get_num_threads()
+            _open_sections += 1
+            torch.set_num_threads(1)
+    _threads_state.depth = depth + 1
     try:
         yield
     finally:
-        torch.set_num_threads(previous)
+        _threads_state.depth = depth
+        if depth == 0:
+            with _THREADS_LOCK:
+                _open_sections -= 1
+                _threads_state.stale = _open_sections > 0
+                if _open_sections == 0:
+                    torch.set_num_threads(_threads_outside)
 
 
 class EdgeCodecModel(CompressionModel):
