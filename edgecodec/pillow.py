@@ -6,7 +6,7 @@ extension ``.edc`` and the MIME type ``image/x-edc``::
     import edgecodec  # registers the plugin
     from PIL import Image
 
-    with Image.open("photo.edc") as img:   # reads the header only: size and mode
+    with Image.open("photo.edc") as img:   # reads and checks the file, decodes nothing yet: size, mode
         print(img.size, img.mode)
         img.load()                           # decodes (this is where torch is imported)
     img.save("copy.edc", quality=0.6)        # or target_size="40KB", model="fidelity", refine_steps=50
