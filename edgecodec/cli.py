@@ -755,6 +755,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides.append(f"data.root={args.data}")
     if args.resume and not Path(args.resume).is_dir():  # a mistyped RUN must not start a new run from step 0
         raise UsageError(f"--resume {args.resume}: no such run folder (a new run takes --out)")
+    if args.resume and args.out and Path(args.out).resolve() != Path(args.resume).resolve():
+        raise UsageError(f"--resume {args.resume} continues that run in its folder: drop --out {args.out} "
+                         "(a new run takes --out)")
     config_path = args.config
     if config_path is None:  # --resume RUN alone: the run's own config (overrides included)
         saved = Path(args.resume) / "config.yaml" if args.resume else None

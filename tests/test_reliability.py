@@ -324,6 +324,29 @@ def test_resume_without_config_needs_a_run_folder(tmp_path, capsys):
     assert_one_error_line(capsys.readouterr().err, "--config")
 
 
+def test_resume_refuses_what_it_cannot_do_before_writing(train_images, tmp_path, capsys):
+    """`--resume RUN train.steps=4` on a run at step 6 trained nothing, exited 0 and wrote steps: 4
+    (and a learning-rate drop at step 4 on the card) into the run's config.yaml; `--resume RUN
+    --out OTHER` trained RUN in place; `train.device=gpu` trained on the CPU."""
+    run_dir = tmp_path / "run"
+    assert cli.main(["--threads", "1", "train", "--config", str(REPO / "configs" / "crb.yaml"), "--out", str(run_dir),
+                     *_overrides(train_images, 6, 3)]) == 0
+    capsys.readouterr()
+    config = (run_dir / "config.yaml").read_text()
+    for args, fragment in (
+            (["train.steps=4"], "at step 6, beyond the 4 steps"),
+            (["--steps", "4"], "at step 6, beyond the 4 steps"),
+            (["--out", str(tmp_path / "other")], "drop --out")):
+        assert cli.main(["--threads", "1", "train", "--resume", str(run_dir), *args]) == 2, args
+        assert_one_error_line(capsys.readouterr().err, fragment)
+    assert (run_dir / "config.yaml").read_text() == config
+    assert not (tmp_path / "other").exists()
+    assert cli.main(["--threads", "1", "train", "--config", str(REPO / "configs" / "crb.yaml"), "--out",
+                     str(tmp_path / "gpu"), *_overrides(train_images, 2, 2), "train.device=gpu"]) == 2
+    assert_one_error_line(capsys.readouterr().err, "train.device must be auto, cpu or cuda")
+    assert not (tmp_path / "gpu").exists()
+
+
 # --- untrusted files -----------------------------------------------------------------------------
 BAD_NAMES = ["../x", "/etc/passwd", "a/b", "..", ".", ".hidden", "a\\b", "a b", "x" * 65, "tiny\x00",
              "-rf", "é"]

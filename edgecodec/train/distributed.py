@@ -47,6 +47,8 @@ def env_rank() -> int:
 
 def setup(device: str = "auto") -> DistInfo:
     """Pick the device and, under torchrun, join the process group."""
+    if device not in ("auto", "cpu", "cuda"):  # a misspelt device must not train on the CPU in silence
+        raise ValueError(f"train.device must be auto, cpu or cuda, not {device!r}")
     want_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     if want_cuda and not torch.cuda.is_available():
         raise ValueError("train.device=cuda but CUDA is not available")

@@ -38,7 +38,7 @@ import torch
 import yaml
 
 from ..atomic import atomic_path, atomic_write_text, remove_stale_temps
-from ..errors import OutputExistsError, OutputWriteError
+from ..errors import OutputExistsError, OutputWriteError, UsageError
 from ..losses import GANRateDistortionLoss, RateDistortionLoss, build_perceptual, last_layer
 from ..losses.perceptual import PerceptualBackendError, PerceptualDistance
 from ..models import EdgeCodecModel, PatchDiscriminator, create_model
@@ -455,9 +455,11 @@ class Trainer:
                              f"({len(candidates)} found, none loads)")
         return None
 
-    def resume(self, path: Path | None = None) -> bool:
+    def resume(self, path: Path | None = None, until: int | None = None) -> bool:
         """Continue from ``path``, else from the newest readable RUN/ckpt-STEP.pt; False (and a
-        fresh start) when the run has no checkpoint."""
+        fresh start) when the run has no checkpoint. ``until``: the step this launch trains to
+        (default train.steps); one below the checkpoint's step is refused before the run's
+        config.yaml is rewritten with it."""
         if path is not None:
             state = torch.load(path, map_location="cpu", weights_only=True)
         else:
@@ -482,6 +484,10 @@ class Trainer:
             else:
                 log.warning("%s has no discriminator state: the discriminator starts afresh", path)
         self.step = int(state["step"])
+        target = int(until or self.config["train"]["steps"])  # as fit() reads its steps
+        if target < self.step:  # it trained nothing and recorded a schedule the run never had
+            raise UsageError(f"{path} is at step {self.step}, beyond the {target} steps asked for: a resumed run "
+                             "continues; give train.steps (or --steps) of at least its step")
         self.elapsed_s = float(state.get("elapsed_s", 0.0))
         self.time_drop_step = state.get("time_drop_step")
         self.warm_start = state.get("warm_start", self.warm_start)  # the first launch's record
@@ -875,7 +881,7 @@ def run(config: dict, run_dir: str | Path, resume: bool = False, steps: int | No
     trainer = Trainer(config, run_dir, defer_warm_start=resume)
     try:
         if resume:
-            trainer.resume()
+            trainer.resume(until=steps)
         trainer.fit(steps)
     finally:
         trainer.close()
