@@ -13,6 +13,7 @@ import stat
 import sys
 import threading
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -643,9 +644,7 @@ def _mirror_paths(src: Path, files: list[Path], out_root: Path, out_suffix: str)
     full = {path: out_root / (str(path.relative_to(src)) + out_suffix) for path in files}
     target = {path: out_root / path.relative_to(src).with_suffix(out_suffix) for path in files}
     while True:
-        counts: dict[Path, int] = {}
-        for dst in target.values():
-            counts[dst] = counts.get(dst, 0) + 1
+        counts = Counter(target.values())
         clashes = [path for path, dst in target.items() if counts[dst] > 1 and dst != full[path]]
         if not clashes:  # each step gives an input its full name for good, so this ends
             return target

@@ -455,6 +455,10 @@ class Trainer:
                              f"({len(candidates)} found, none loads)")
         return None
 
+    def final_step(self, steps: int | None = None) -> int:
+        """The step a launch trains to: ``steps`` (--steps, a budget cut or stretch) or train.steps."""
+        return int(steps or self.config["train"]["steps"])
+
     def resume(self, path: Path | None = None, until: int | None = None) -> bool:
         """Continue from ``path``, else from the newest readable RUN/ckpt-STEP.pt; False (and a
         fresh start) when the run has no checkpoint. ``until``: the step this launch trains to
@@ -484,7 +488,7 @@ class Trainer:
             else:
                 log.warning("%s has no discriminator state: the discriminator starts afresh", path)
         self.step = int(state["step"])
-        target = int(until or self.config["train"]["steps"])  # as fit() reads its steps
+        target = self.final_step(until)
         if target < self.step:  # it trained nothing and recorded a schedule the run never had
             raise UsageError(f"{path} is at step {self.step}, beyond the {target} steps asked for: a resumed run "
                              "continues; give train.steps (or --steps) of at least its step")
@@ -725,7 +729,7 @@ class Trainer:
 
         self._record_start()  # (done already, unless a deferred Trainer is fitted without resume)
         tc = self.config["train"]
-        total = int(steps or tc["steps"])
+        total = self.final_step(steps)
         if total != int(tc["steps"]) and self.is_main:  # a budget cut (or stretch), the schedule unchanged
             log.info("stopping at step %d of a train.steps=%d schedule (lr drop at step %d)", total,
                      int(tc["steps"]), self.lr_drop_step())
