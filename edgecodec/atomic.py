@@ -68,6 +68,55 @@ def exclusive_lock(path: Path) -> Iterator[None]:
         yield  # closing the file releases the lock
 
 
+class LockHeld(Exception):
+    """``hold_lock``: another process holds the lock; ``owner`` is what it wrote in the file."""
+
+    def __init__(self, owner: str) -> None:
+        super().__init__(owner)
+        self.owner = owner
+
+
+# This process's held locks: resolved path -> [open file, holders]. flock locks belong to an open
+# file, so a second open in the same process would be refused by the first: a notebook that makes a
+# second Trainer for a run it has not closed is one user, not two.
+_HELD: dict[Path, list] = {}
+
+
+def hold_lock(path: Path) -> None:
+    """Take an exclusive flock on ``path`` (created if missing) without waiting, until
+    ``release_lock``. Raises ``LockHeld`` when another process holds it. The holder writes its
+    process id into the file for the other's message; no lock where there is no flock (Windows)."""
+    key = Path(path).resolve()
+    if key in _HELD:
+        _HELD[key][1] += 1
+        return
+    f = open(key, "a+")
+    if fcntl is not None:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            owner = f.read().strip()
+            f.close()
+            raise LockHeld(owner) from None
+    f.truncate(0)
+    f.write(f"process {os.getpid()}\n")
+    f.flush()
+    _HELD[key] = [f, 1]
+
+
+def release_lock(path: Path) -> None:
+    """Give back one ``hold_lock`` of ``path``; the last one closes the file (the file stays)."""
+    key = Path(path).resolve()
+    held = _HELD.get(key)
+    if held is None:
+        return
+    held[1] -= 1
+    if held[1] <= 0:
+        del _HELD[key]
+        held[0].close()
+
+
 def remove_stale_temps(root: Path, name_suffix: str = "") -> int:
     """Delete, anywhere under ``root``, the temporary files that killed writers left: regular
     files named like atomic_path's for a name ending in ``name_suffix`` (case-insensitive), and

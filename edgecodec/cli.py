@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import io
 import json
@@ -789,10 +790,10 @@ def cmd_plot_training(args: argparse.Namespace) -> int:
 
 
 def cmd_export_model(args: argparse.Namespace) -> int:
-    from .errors import OutputExistsError, UsageError
-    from .eval.runner import run_sweep
-    from .train.export import add_kodak_metrics, append_stage_history, export_run
-    from .zoo import user_model_dir
+    import tempfile
+
+    from .errors import OutputExistsError, OutputWriteError, UsageError
+    from .zoo import model_dirs, shipped_models, user_model_dir
 
     previous = None
     if args.previous:  # read now: with --force it may be the card this export replaces
@@ -809,6 +810,11 @@ def cmd_export_model(args: argparse.Namespace) -> int:
     if existing.exists() and not args.force:  # the files written with those weights need them to decode
         raise OutputExistsError(f"{existing} exists: pass --force to replace it (.edc files written with it then "
                                 "decode only where it is kept)")
+    searched = {d.resolve() for d in model_dirs()[:-1]}  # the user's folders, before the shipped weights
+    if args.name in shipped_models() and out_dir.resolve() in searched and not args.force:
+        raise OutputExistsError(f"{args.name!r} is a shipped model: {existing} would take its place for every command "
+                                "(compress --model, models): choose another --name, export to another --out, or "
+                                "pass --force")
     if args.kodak:  # checked before the export: a sweep that cannot run must not leave a model registered
         from .codec.api import quality_to_q16
         from .eval.runner import list_images
@@ -821,23 +827,57 @@ def cmd_export_model(args: argparse.Namespace) -> int:
             list_images(args.kodak)
         except FileNotFoundError as exc:
             raise UsageError(f"--kodak: {exc}") from None
+    made = not out_dir.exists()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        staging_dir = tempfile.TemporaryDirectory(prefix=f".{args.name}.", suffix=".export", dir=out_dir)
+    except OSError as exc:  # a file on its path, a read-only folder: exit 11
+        raise OutputWriteError.making(out_dir, exc, "into the model folder") from None
+    # The model is made, measured and given its history in a hidden folder inside its place, then
+    # moved in, card first: until its weights are in, NAME is no model (a model is both files), so
+    # a sweep that fails on an image, or an interruption, registers nothing and leaves nothing that
+    # blocks the next export.
+    try:
+        with staging_dir as staging:
+            existing = _export_staged(args, Path(staging), out_dir, previous)
+    except BaseException:
+        if made:  # a failed first export leaves no empty model folder
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
+        raise
+    print(f"wrote {existing} and {existing.with_suffix('.json')}")
+    return 0
+
+
+def _export_staged(args: argparse.Namespace, staging: Path, out_dir: Path, previous: dict | None) -> Path:
+    """export-model's work in ``staging``, then the model moved into ``out_dir``; its weights' path there."""
+    from .eval.runner import run_sweep
+    from .train.export import add_kodak_metrics, append_stage_history, export_run
+
     overrides = {"min_level": args.min_level} if args.min_level is not None else None
-    weights = export_run(args.run, args.name, out_dir, {"summary": args.summary}, config_overrides=overrides)
-    print(f"wrote {weights} and {weights.with_suffix('.json')}")
+    weights = export_run(args.run, args.name, staging, {"summary": args.summary}, config_overrides=overrides)
+    card = weights.with_suffix(".json")
     if args.kodak:
-        os.environ["EDGECODEC_MODEL_PATH"] = os.pathsep.join(
-            [str(out_dir), *filter(None, os.environ.get("EDGECODEC_MODEL_PATH", "").split(os.pathsep))])
-        qualities = args.qualities
-        result = run_sweep(args.kodak, Path(args.run) / f"eval-{args.name}", models=[args.name],
-                           qualities=qualities, codecs=[], progress=not args.quiet)
+        model_path = os.environ.get("EDGECODEC_MODEL_PATH")
+        os.environ["EDGECODEC_MODEL_PATH"] = os.pathsep.join([str(staging), *filter(None, (model_path or "").split(
+            os.pathsep))])  # the sweep finds the staged model first
+        try:
+            result = run_sweep(args.kodak, Path(args.run) / f"eval-{args.name}", models=[args.name],
+                               qualities=args.qualities, codecs=[], progress=not args.quiet)
+        finally:
+            os.environ.pop("EDGECODEC_MODEL_PATH")
+            if model_path is not None:
+                os.environ["EDGECODEC_MODEL_PATH"] = model_path
         points = result.summary["curves"][args.name]["points"]
-        add_kodak_metrics(weights.with_suffix(".json"), points, shlex.join(["edgecodec", *sys.argv[1:]]))
+        add_kodak_metrics(card, points, shlex.join(["edgecodec", *sys.argv[1:]]))
         for p in points:
             print(f"quality {p['quality']:.2f}: {p['bpp']:.4f} bpp, PSNR {p['psnr']:.2f} dB, "
                   f"MS-SSIM {p['ms_ssim']:.4f}, ST-LPIPS {p['st_lpips']:.4f} ({p['images']} images)")
     if previous is not None:
-        print("history: " + append_stage_history(weights.with_suffix(".json"), previous, Path(args.run)))
-    return 0
+        print("history: " + append_stage_history(card, previous, Path(args.run)))
+    os.replace(card, out_dir / card.name)
+    os.replace(weights, out_dir / weights.name)
+    return out_dir / weights.name
 
 
 # --- parser --------------------------------------------------------------------------------------

@@ -65,12 +65,21 @@ class ModelEntry:
 def list_models() -> list[ModelEntry]:
     """Every available model; a name found in several folders resolves to the first."""
     found: dict[str, ModelEntry] = {}
-    for folder in model_dirs():
-        for card_path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-            weights = card_path.with_suffix(".safetensors")
-            if weights.exists() and card_path.stem not in found and valid_model_name(card_path.stem):
-                found[card_path.stem] = _entry(card_path, weights)
+    for entry in _all_entries():
+        found.setdefault(entry.name, entry)
     return list(found.values())
+
+
+def _all_entries(name: str | None = None) -> list[ModelEntry]:
+    """Every model file of every folder in search order (of one ``name``, if given), hidden ones included."""
+    entries = []
+    for folder in model_dirs():
+        cards = ([folder / f"{name}.json"] if name else sorted(folder.glob("*.json"))) if folder.is_dir() else []
+        for card_path in cards:
+            weights = card_path.with_suffix(".safetensors")
+            if weights.exists() and card_path.is_file() and valid_model_name(card_path.stem):
+                entries.append(_entry(card_path, weights))
+    return entries
 
 
 def _entry(card_path: Path, weights: Path) -> ModelEntry:
@@ -151,9 +160,19 @@ def _load(weights: Path, mtime: float) -> tuple[EdgeCodecModel, bytes]:
     return model, hashlib.sha256(weights.read_bytes()).digest()[:8]
 
 
-def load_model(name: str) -> tuple[EdgeCodecModel, bytes]:
-    """The model in eval mode and its 8-byte weights hash (cached per process)."""
+def load_model(name: str, weights_hash: bytes | None = None) -> tuple[EdgeCodecModel, bytes]:
+    """The model in eval mode and its 8-byte weights hash (cached per process). ``weights_hash``:
+    a stream's, which only those weights decode: when the model that ``name`` resolves to has
+    others, a model of that name further down the search order (one it hides: the shipped file
+    behind a user's export of the same name) that has them is used instead."""
     entry = find_model(name)
+    model, found = _load_entry(entry)
+    if weights_hash is None or found == weights_hash:
+        return model, found
+    return _load_entry(_entry_with_hash(name, weights_hash, entry))
+
+
+def _load_entry(entry: ModelEntry) -> tuple[EdgeCodecModel, bytes]:
     try:
         with _LOAD_LOCK:  # threads (compress --jobs, the web page) share one instance per file
             return _load(entry.weights, entry.weights.stat().st_mtime)
@@ -161,8 +180,20 @@ def load_model(name: str) -> tuple[EdgeCodecModel, bytes]:
         raise
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as exc:
         # A damaged or foreign file in a model folder: name it, not a traceback from deep inside.
-        raise UnknownModelError(f"model {name!r} cannot be loaded from {entry.weights}: "
+        raise UnknownModelError(f"model {entry.name!r} cannot be loaded from {entry.weights}: "
                                 f"{type(exc).__name__}: {exc}") from None
+
+
+def _entry_with_hash(name: str, weights_hash: bytes, first: ModelEntry) -> ModelEntry:
+    for entry in _all_entries(name):
+        if not entry.problem and entry.weights_hash == weights_hash:
+            return entry
+    others = [e for e in _all_entries(name) if e.weights != first.weights]
+    hidden = f" (and {len(others)} it hides)" if others else ""
+    raise WeightsMismatchError(
+        f"stream was written by weights {weights_hash.hex()} of model {name!r}, but the model of that name here "
+        f"({first.weights}{hidden}) has other weights: decode it where the weights that wrote it are kept "
+        "(the edgecodec version, or the model folder, that wrote it)")
 
 
 def load_pretrained(name: str) -> EdgeCodecModel:

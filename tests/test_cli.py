@@ -935,6 +935,15 @@ def test_train_refuses_bad_configs_before_writing(tmp_path, capsys):
         "val_fraction": (["--config", config, "--data", data, "data.val_fraction=2"], "val_fraction"),
         "scale": (["--config", config, "--data", data, "data.scale=[2,1]"], "data.scale"),
         "crop": (["--config", config, "--data", data, "data.crop=0"], "data.crop"),
+        "empty-steps": (["--config", config, "--data", data, "train.steps="], "train.steps is empty"),
+        "empty-lr": (["--config", config, "--data", data, "train.lr="], "train.lr is empty"),
+        "empty-crop": (["--config", config, "--data", data, "data.crop="], "data.crop is empty"),
+        "whole": (["--config", config, "--data", data, "train.batch_size=2.5"], "expected a whole number"),
+        "lambdas": (["--config", config, "--data", data, "train.lambdas=[a, 0.1]"], "train.lambdas[0]='a'"),
+        "betas": (["--config", config, "--data", data, "train.betas=0.9"], "expected a list of numbers"),
+        "flag": (["--config", config, "--data", data, "train.tensorboard=maybe"], "expected true or false"),
+        "text": (["--config", config, "--data", data, "train.distortion="], "train.distortion is empty"),
+        "val_images": (["--config", config, "--data", data, "data.val_images=0"], "data.val_images=0"),
     }
     for name, (args, fragment) in cases.items():
         out = tmp_path / "runs" / name
@@ -1036,6 +1045,49 @@ def test_export_model_refuses_what_cannot_work_before_registering_a_model(tmp_pa
     assert main("export-model", run_dir, "--name", "m", "--out", out) == 11
     assert_one_error_line(capsys.readouterr().err, "a file is in its place")
     assert out.read_text() == "a file"
+
+
+def test_export_model_registers_a_model_whole_and_keeps_shipped_names(tmp_path, capsys, monkeypatch):
+    """export-model wrote NAME.safetensors and its card before the --kodak sweep: an image the sweep
+    could not read failed the command with the model registered (and a Ctrl+C meanwhile left the
+    weights without a card), so the next try needed --force. It now works in a hidden folder and
+    moves the model in at the end. A shipped model's name, exported into a folder the models are
+    looked up in, hid the shipped model: refused without --force."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    model = make_tiny(0)
+    torch.save({"model": model.state_dict(), "model_config": model.config.to_dict(), "step": 2},
+               run_dir / "ckpt-00000002.pt")
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(load_config(None)))
+    kodak = tmp_path / "kodak"
+    kodak.mkdir()
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(kodak / "a.png")
+    (kodak / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n damaged")
+    out = tmp_path / "models"
+    out.mkdir()
+    model_path = os.environ["EDGECODEC_MODEL_PATH"]
+    assert main("export-model", run_dir, "--name", "m", "--out", out, "--kodak", kodak, "-q") == 3
+    assert_one_error_line(capsys.readouterr().err, "b.png")
+    assert not list(out.iterdir())
+    (kodak / "b.png").unlink()
+    assert main("export-model", run_dir, "--name", "m", "--out", out, "--kodak", kodak, "-q",
+                "--qualities", "0.5") == 0
+    assert sorted(p.name for p in out.iterdir()) == ["m.json", "m.safetensors"]
+    card = json.loads((out / "m.json").read_text())
+    assert card["kodak"]["points"][0]["images"] == 1
+    assert card["weights_sha256"] == __import__("hashlib").sha256((out / "m.safetensors").read_bytes()).hexdigest()
+    assert os.environ["EDGECODEC_MODEL_PATH"] == model_path  # the sweep's path was put back
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("EDGECODEC_MODEL_PATH", os.pathsep.join([str(out), os.environ["EDGECODEC_MODEL_PATH"]]))
+    for where in ([], ["--out", out]):  # the user model folder, a folder on the model path
+        capsys.readouterr()
+        assert main("export-model", run_dir, "--name", SHIPPED, *where) == 8, where
+        assert_one_error_line(capsys.readouterr().err, f"{SHIPPED!r} is a shipped model")
+    assert not (tmp_path / "data").exists() and not (out / f"{SHIPPED}.json").exists()
+    assert main("export-model", run_dir, "--name", SHIPPED, "--out", tmp_path / "elsewhere") == 0
+    assert main("export-model", run_dir, "--name", SHIPPED, "--force") == 0
+    assert (tmp_path / "data" / "edgecodec" / "models" / f"{SHIPPED}.safetensors").is_file()
 
 
 @pytest.mark.parametrize("args", [["--min-level", "nan"], ["--qualities", "abc"], ["--qualities", "0,nan"]])

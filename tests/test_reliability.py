@@ -4,6 +4,7 @@ damaged files, and model names from untrusted streams. See RELIABILITY.md."""
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import os
 import re
@@ -345,6 +346,48 @@ def test_resume_refuses_what_it_cannot_do_before_writing(train_images, tmp_path,
                      str(tmp_path / "gpu"), *_overrides(train_images, 2, 2), "train.device=gpu"]) == 2
     assert_one_error_line(capsys.readouterr().err, "train.device must be auto, cpu or cuda")
     assert not (tmp_path / "gpu").exists()
+
+
+def test_a_run_folder_trains_one_training_at_a_time(train_images, tmp_path, capsys):
+    """`train --resume RUN` of a run still training, or a second launch with the same --out before
+    the first logged anything, trained into the same folder (every step logged twice, each other's
+    checkpoints overwritten). The training holds RUN/.training.lock; the second is refused (exit 8)
+    before it touches the folder, and the run resumes once the first has ended."""
+    run_dir = tmp_path / "run"
+    crb = str(REPO / "configs" / "crb.yaml")
+    assert cli.main(["--threads", "1", "train", "--config", crb, "--out", str(run_dir),
+                     *_overrides(train_images, 6, 3)]) == 0
+    lock = (run_dir / ".training.lock").resolve()
+    assert lock not in atomic._HELD  # released when the run ended
+    starting = tmp_path / "starting"  # a run still loading its images: nothing in it but the lock
+    starting.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from edgecodec.atomic import hold_lock\n"
+         "for d in sys.argv[1:]: hold_lock(Path(d) / '.training.lock')\nprint('held', flush=True); time.sleep(120)",
+         str(run_dir), str(starting)], stdout=subprocess.PIPE, text=True, env=cli_env())
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+        capsys.readouterr()
+        assert cli.main(["--threads", "1", "train", "--resume", str(run_dir), "train.steps=9"]) == 8
+        assert_one_error_line(capsys.readouterr().err, f"{run_dir} is in use by another training (process ")
+        assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
+        assert cli.main(["--threads", "1", "train", "--config", crb, "--out", str(starting),
+                         *_overrides(train_images, 6, 3)]) == 8
+        assert_one_error_line(capsys.readouterr().err, "is in use by another training")
+        assert [p.name for p in starting.iterdir()] == [".training.lock"]
+    finally:
+        holder.kill()
+        holder.wait()
+    assert cli.main(["--threads", "1", "train", "--resume", str(run_dir), "train.steps=9"]) == 0
+    assert _state(latest_checkpoint(run_dir))["step"] == 9
+    assert lock not in atomic._HELD
+    trainer = Trainer(load_config(run_dir / "config.yaml"), run_dir, defer_warm_start=True)
+    trainer.resume()
+    assert lock in atomic._HELD
+    del trainer  # a Trainer never closed gives the lock back when it is collected
+    gc.collect()
+    assert lock not in atomic._HELD
 
 
 # --- untrusted files -----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from PIL import Image
 import edgecodec
 from edgecodec.codec.api import decode_array
 from edgecodec.codec.container import Container
+from edgecodec.errors import WeightsMismatchError
 
 
 @pytest.mark.parametrize("height,width", [(1, 1), (17, 31), (1, 2000), (2000, 1), (63, 65)])
@@ -140,8 +141,6 @@ def test_streams_carry_quality_and_model(shipped_kodim23):
 
 
 def test_weights_mismatch(tiny_models, tiny_stream, monkeypatch):
-    from edgecodec.errors import WeightsMismatchError
-
     monkeypatch.setenv("EDGECODEC_MODEL_PATH", str(tiny_models["b"]))
     with pytest.raises(WeightsMismatchError) as info:
         decode_array(tiny_stream)
@@ -163,3 +162,23 @@ def test_model_path_order_first_folder_wins(tiny_models, monkeypatch):
     model, weights_hash = zoo.load_model("tiny")
     assert weights_hash == entry.weights_hash
     assert not model.training
+
+
+def test_a_stream_decodes_with_the_model_its_name_hides(tiny_models, tiny_stream, monkeypatch):
+    """A model exported under a shipped name (`export-model --name fidelity`) hides the shipped
+    one: the files written with it failed with WeightsMismatchError and a message blaming the
+    edgecodec version. A stream is decoded by the weights its header's hash names, among the
+    models of its name in search order; new files are still written with the first."""
+    import os
+
+    from edgecodec import zoo
+
+    monkeypatch.setenv("EDGECODEC_MODEL_PATH", os.pathsep.join([str(tiny_models["b"]), str(tiny_models["a"])]))
+    _, first_hash = zoo.load_model("tiny")
+    assert first_hash == zoo.find_model("tiny").weights_hash != Container.from_bytes(tiny_stream).header.weights_hash
+    assert decode_array(tiny_stream)[0].shape == (40, 70, 3)  # written by folder a's, hidden by b's
+    newer = edgecodec.compress(np.zeros((16, 16, 3), np.uint8), quality=0.5, model="tiny")
+    assert Container.from_bytes(newer).header.weights_hash == first_hash
+    monkeypatch.setenv("EDGECODEC_MODEL_PATH", str(tiny_models["b"]))  # only other weights: refused, said plainly
+    with pytest.raises(WeightsMismatchError, match=r"the model of that name here \(.*models_b.*\) has other weights"):
+        decode_array(tiny_stream)

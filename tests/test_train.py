@@ -19,7 +19,7 @@ from conftest import REPO, TINY, synthetic_photo
 from PIL import Image
 
 import edgecodec
-from edgecodec.errors import OutputExistsError
+from edgecodec.errors import OutputExistsError, UsageError
 from edgecodec.train.config import apply_override, load_config
 from edgecodec.train.export import add_kodak_metrics, append_stage_history, export_run
 from edgecodec.train.monitor import read_csv
@@ -86,6 +86,9 @@ def test_exponent_numbers_are_floats(tmp_path):
         load_config(None, ["train.lr=fast"])
     with pytest.raises(ValueError, match=r"gan\.disc_start=True"):
         load_config(None, ["gan.disc_start=yes"])
+    steps = load_config(None, ["train.steps=1e4"])["train"]["steps"]
+    assert steps == 10000 and isinstance(steps, int)  # a whole number written as a float
+    assert load_config(None, ["gan.lpips_crop=null"])["gan"]["lpips_crop"] is None  # null: the whole crop
 
 
 def test_unknown_settings_are_refused(tmp_path):
@@ -333,7 +336,13 @@ def test_max_seconds_stops_the_run_and_moves_the_lr_drop(image_folder, tmp_path,
     assert trainer.lr_at(drop - 1) == lr and trainer.lr_at(drop) == lr * 0.1
     ckpt = latest_checkpoint(tmp_path / "run")
     assert ckpt.name == f"ckpt-{trainer.step:08d}.pt"
-    resumed = Trainer(config, tmp_path / "run")
+    saved = (tmp_path / "run" / "config.yaml").read_text()
+    with pytest.raises(UsageError, match="train.max_seconds=8 spent"):  # it trained one step more
+        run(config, tmp_path / "run", resume=True)
+    assert (tmp_path / "run" / "config.yaml").read_text() == saved
+    assert latest_checkpoint(tmp_path / "run") == ckpt
+    longer = {**config, "train": {**config["train"], "max_seconds": 1000}}
+    resumed = Trainer(longer, tmp_path / "run", defer_warm_start=True)
     resumed.resume()
     assert resumed.time_drop_step == drop and resumed.lr_drop_step() == drop
     models = tmp_path / "models"
@@ -354,6 +363,20 @@ def test_fresh_start_refuses_a_folder_holding_a_run(image_folder, tmp_path):
         run(config, tmp_path / "run")
     after = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()}
     assert after == before
+
+
+def test_a_fresh_start_does_not_inherit_a_dead_runs_launches(image_folder, tmp_path):
+    """A run killed before it logged anything leaves config.yaml and launches.jsonl: a new run in
+    that folder (allowed: nothing of the old one is lost) listed the dead launch as its own, and
+    the card showed it; its launch record starts over. A resume keeps adding to it."""
+    config = make_config(image_folder, "train.steps=2", "train.ckpt_every=2", "train.log_every=2")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "launches.jsonl").write_text('{"command": "edgecodec train (killed at start-up)"}\n')
+    run(config, tmp_path / "run")
+    launches = (tmp_path / "run" / "launches.jsonl").read_text().splitlines()
+    assert len(launches) == 1 and "killed" not in launches[0]
+    run({**config, "train": {**config["train"], "steps": 3}}, tmp_path / "run", resume=True)
+    assert len((tmp_path / "run" / "launches.jsonl").read_text().splitlines()) == 2
 
 
 def test_resume_without_checkpoint_redoes_the_logged_steps(image_folder, tmp_path):
@@ -403,7 +426,7 @@ def test_a_resume_that_does_not_fit_leaves_the_run_as_it_was(image_folder, tmp_p
     (broken / "ckpt-00000002.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="no readable checkpoint"):
         run(other, broken, resume=True)
-    assert sorted(p.name for p in broken.iterdir()) == ["ckpt-00000002.pt", "config.yaml"]
+    assert sorted(p.name for p in broken.iterdir()) == [".training.lock", "ckpt-00000002.pt", "config.yaml"]
     assert (broken / "config.yaml").read_bytes() == before["config.yaml"]
 
 
@@ -458,6 +481,32 @@ def test_quality_exponent_reshapes_the_quality_draws_only(image_folder, tmp_path
         assert torch.allclose(q_high, q_plain.sqrt()) and (q_high >= q_plain).all()
     with pytest.raises(ValueError, match="quality_exponent"):
         Trainer(make_config(image_folder, "train.quality_exponent=0"), tmp_path / "zero")
+
+
+def test_training_images_are_read_as_the_codec_reads_them(tmp_path):
+    """Training images go through the codec's own conversion: a 16-bit greyscale PNG trained as
+    solid white (Pillow's convert("RGB") clips its levels), where the codec scales them to 8 bits;
+    likewise float images and palettes with transparency."""
+    from edgecodec.codec.imageio import load_image
+    from edgecodec.train.data import CropDataset, load_rgb, load_square
+
+    levels = np.linspace(0, 65535, 64 * 96).reshape(64, 96).astype(np.uint16)
+    Image.fromarray(levels).save(tmp_path / "grey16.png")
+    with Image.open(tmp_path / "grey16.png") as img:
+        assert img.mode.startswith("I")  # what Pillow gives for 16-bit greyscale
+    Image.fromarray((levels / 65535).astype(np.float32), "F").save(tmp_path / "float.tif")
+    Image.fromarray(synthetic_photo(np.random.RandomState(1), 64)).convert("P").save(
+        tmp_path / "palette.png", transparency=0)
+    for name in ("grey16.png", "float.tif", "palette.png"):
+        codec = load_image(tmp_path / name, alpha="drop", icc="convert").rgb
+        trained = np.asarray(load_rgb(tmp_path / name))
+        assert np.array_equal(trained, codec), name
+        if name != "palette.png":
+            assert 100 < trained.mean() < 160, name  # a ramp: mid-grey on average, not white
+    square = load_square(tmp_path / "grey16.png", 32)
+    assert square.shape == (32, 32, 3) and 100 < square.mean() < 160
+    sample = CropDataset([tmp_path / "grey16.png"], 32, train=False)[0]
+    assert 0.3 < float(sample.mean()) < 0.7
 
 
 def test_no_training_on_kodak():

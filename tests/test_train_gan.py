@@ -346,6 +346,13 @@ def test_plot_training(tmp_path, capsys):
     assert main(["plot-training", *map(str, runs), str(old), "-o", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
     assert main(["plot-training", str(tmp_path / "missing"), "-o", str(out)]) == 2
+    # A resume that redid the first validation leaves val.csv with its header alone: the training
+    # log is drawn (it said "no logged validation or training points", exit 2).
+    redone = tmp_path / "redone"
+    redone.mkdir()
+    (redone / "val.csv").write_text("step,val_loss,val_psnr_q0.5\n")
+    append_csv(redone / "log.csv", {"step": 50, "bpp": 1.0, "psnr": 15.0})
+    assert main(["plot-training", str(redone), "-o", str(tmp_path / "redone.png")]) == 0
 
 
 # --- torchrun ------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .. import zoo
-from ..errors import FormatError, InputImageError, WeightsMismatchError
+from ..errors import FormatError, InputImageError
 from ..lite.qmap import RegionsOfInterest, coding_quality, file_quality
 from ..lite.tiles import Region, check_region, crop_region
 from ..models.codec_model import check_quality
@@ -257,11 +257,7 @@ def _decode(data: EdcInput, max_pixels: int | None,
     check_pixels(h.width, h.height, max_pixels)
     if region is not None:
         region = check_region(region, h.width, h.height)
-    model, weights_hash = zoo.load_model(h.model)
-    if weights_hash != h.weights_hash:
-        raise WeightsMismatchError(
-            f"stream was written by weights {h.weights_hash.hex()} of model {h.model!r}, but the installed "
-            f"weights are {weights_hash.hex()}: decode it with the edgecodec version that wrote it")
+    model, _ = zoo.load_model(h.model, h.weights_hash)  # WeightsMismatchError unless some such model has them
     if len(container.streams) != model.num_streams:
         raise FormatError(f"corrupted .edc file: {len(container.streams)} streams, model needs {model.num_streams}")
     padded = check_padded_pixels(h.width, h.height, model.stride, max_pixels)  # decoding works on it

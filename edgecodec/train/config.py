@@ -154,7 +154,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> dict:
     for assignment in overrides:
         apply_override(config, assignment)
     _check_known(config, DEFAULTS)
-    _check_numbers(config, DEFAULTS)
+    _check_values(config, DEFAULTS)
     return config
 
 
@@ -172,15 +172,47 @@ def _check_known(config: dict, defaults: dict, prefix: str = "") -> None:
             _check_known(value, defaults[key], f"{prefix}{key}.")
 
 
-def _check_numbers(config: dict, defaults: dict, prefix: str = "") -> None:
-    """A setting whose default is a number must be one (or null): text such as ``lr: fast`` would
-    otherwise fail deep inside the optimizer."""
+# Settings whose default is a number and that may also be null (the rest must be numbers).
+NULLABLE_NUMBERS = {"gan.lpips_crop"}
+
+
+def _check_values(config: dict, defaults: dict, prefix: str = "") -> None:
+    """Each setting must have its default's type: a number for a number (a whole one for a whole
+    one), numbers for a list of numbers, true/false for a flag, text for text; settings whose
+    default is null are free. An empty override (``train.steps=``) is null, and ``lr: fast``,
+    ``lambdas: [a, b]`` or ``steps: 1.5`` would otherwise fail deep inside the trainer or train
+    another schedule. Whole numbers written as floats (``train.steps=1e4``) become ints."""
     for key, default in defaults.items():
-        value = config.get(key)
-        if isinstance(default, dict) and value is not None and not isinstance(value, dict):
-            raise ValueError(f"{prefix}{key}={value!r}: expected a section (a mapping of settings)")
-        if isinstance(default, dict) and isinstance(value, dict) and key != "overrides":
-            _check_numbers(value, default, f"{prefix}{key}.")
-        elif (isinstance(default, (int, float)) and not isinstance(default, bool) and value is not None
-              and (isinstance(value, bool) or not isinstance(value, (int, float)))):
-            raise ValueError(f"{prefix}{key}={value!r}: expected a number (default {default!r})")
+        name, value = f"{prefix}{key}", config.get(key)
+        if isinstance(default, dict):
+            if value is not None and not isinstance(value, dict):
+                raise ValueError(f"{name}={value!r}: expected a section (a mapping of settings)")
+            if isinstance(value, dict) and key != "overrides":
+                _check_values(value, default, f"{name}.")
+        elif default is None or (value is None and name in NULLABLE_NUMBERS):
+            continue
+        elif value is None:
+            raise ValueError(f"{name} is empty (null): give a value (default {default!r})")
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ValueError(f"{name}={value!r}: expected true or false")
+        elif isinstance(default, (int, float)):
+            config[key] = _number(name, value, whole=isinstance(default, int), default=default)
+        elif isinstance(default, list):
+            if not isinstance(value, list) or not value:
+                raise ValueError(f"{name}={value!r}: expected a list of numbers such as {default!r}")
+            config[key] = [_number(f"{name}[{i}]", v, whole=False, default=default) for i, v in enumerate(value)]
+        elif isinstance(default, str):
+            if isinstance(value, bool) or not isinstance(value, (str, int, float)) or value == "":
+                raise ValueError(f"{name}={value!r}: expected text (default {default!r})")
+            config[key] = str(value)
+
+
+def _number(name: str, value: Any, whole: bool, default: Any) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name}={value!r}: expected a number (default {default!r})")
+    if whole:
+        if not (isinstance(value, int) or value.is_integer()):
+            raise ValueError(f"{name}={value!r}: expected a whole number (default {default!r})")
+        return int(value)
+    return value

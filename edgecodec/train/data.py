@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch.utils.data import Dataset
 
-from ..codec.imageio import IMAGE_SUFFIXES, icc_to_srgb, register_plugins
+from ..codec.imageio import IMAGE_SUFFIXES, prepare_pil, register_plugins
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +39,11 @@ def is_validation(path: Path, fraction: float) -> bool:
 
 
 def to_srgb(img: Image.Image) -> Image.Image:
-    """Upright 8-bit sRGB, as the codec prepares its inputs (EXIF orientation, ICC profile): the
-    models train on the colours they will be given."""
-    img = ImageOps.exif_transpose(img)
-    return icc_to_srgb(img, img.info.get("icc_profile")) or img.convert("RGB")
+    """Upright 8-bit sRGB by the codec's own conversion (``prepare_pil``: EXIF orientation, ICC
+    profile, 16-bit and float levels, palettes, alpha dropped): the models train on the pixels they
+    will be given. (Pillow's convert("RGB") clips 16-bit greyscale to white.)"""
+    prepared = prepare_pil(img, alpha="drop", icc="convert", max_pixels=img.width * img.height)
+    return Image.fromarray(prepared.rgb)
 
 
 def load_rgb(path: Path) -> Image.Image | None:

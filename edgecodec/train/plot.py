@@ -5,8 +5,8 @@ Values come from each run's val.csv (validation on the same held-out crops every
 run's colour: dotted q=0 (lowest rate), solid q=0.5, dashed q=1 (highest rate), so the charts
 show both how each run learns and how its rate range opens up. Runs without a rate
 (``train.rate: none``, the original experiment) validate once per step: one solid line each
-(``val_psnr``, ``val_ssim``). A run without val.csv (stopped before its first validation) is drawn
-from its training log.csv instead, as one thin line. A panel no run has values for (bpp, when
+(``val_psnr``, ``val_ssim``). A run without validation rows (stopped before its first validation)
+is drawn from its training log.csv instead, as one thin line. A panel no run has values for (bpp, when
 every run is a float-latent one) is left out.
 """
 
@@ -43,8 +43,10 @@ def plot_runs(runs: list[str | Path], out: str | Path, title: str | None = None)
         run = Path(run)
         colour = colours[i % len(colours)]
         name = run.name
-        if (run / "val.csv").is_file():
-            rows = _read(run / "val.csv")
+        if not (run / "val.csv").is_file() and not (run / "log.csv").is_file():
+            raise FileNotFoundError(f"{run}: no val.csv or log.csv (is it a training run folder?)")
+        rows = _read(run / "val.csv") if (run / "val.csv").is_file() else []
+        if rows:  # (a resume that redoes the first validation leaves val.csv with its header alone)
             for metric, _ in PANELS:
                 steps, values = _series(rows, f"val_{metric}")  # a run without rate: no qualities
                 if steps:
@@ -62,8 +64,6 @@ def plot_runs(runs: list[str | Path], out: str | Path, title: str | None = None)
                 if steps:
                     lines.append((metric, (steps, values, "-"), dict(
                         color=colour, linewidth=0.8, label=f"{name} (training batches)")))
-        else:
-            raise FileNotFoundError(f"{run}: no val.csv or log.csv (is it a training run folder?)")
     if not lines:
         raise ValueError("the runs have no logged validation or training points yet")
     panels = [(metric, label) for metric, label in PANELS if any(line[0] == metric for line in lines)]

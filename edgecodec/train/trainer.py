@@ -31,13 +31,14 @@ import os
 import pickle
 import random
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Iterator
 
 import torch
 import yaml
 
-from ..atomic import atomic_path, atomic_write_text, remove_stale_temps
+from ..atomic import LockHeld, atomic_path, atomic_write_text, hold_lock, release_lock, remove_stale_temps
 from ..errors import OutputExistsError, OutputWriteError, UsageError
 from ..losses import GANRateDistortionLoss, RateDistortionLoss, build_perceptual, last_layer
 from ..losses.perceptual import PerceptualBackendError, PerceptualDistance
@@ -89,6 +90,7 @@ def split_parameters(model: EdgeCodecModel) -> tuple[list, list]:
     return main, aux
 
 
+LOCK_NAME = ".training.lock"  # held in a run folder by the training that writes to it
 LR_DROP_FACTOR = 0.1  # the learning rate from lr_drop_step on, as a fraction of train.lr
 
 
@@ -204,13 +206,31 @@ class Trainer:
         self._last_batch: tuple[torch.Tensor, torch.Tensor] | None = None
         self.net = self._wrap_ddp()
         self._recorded = False
+        self._unlock: weakref.finalize | None = None  # gives the run folder's lock back (close, or garbage collection)
         if not defer_warm_start:  # a resumed run records itself once its checkpoint has loaded
-            self._record_start()
+            self._record_start(new_run=True)
 
-    def _record_start(self) -> None:
-        """Create the run folder, write its config.yaml and log this launch. Only once every check
-        passed: a config that cannot train leaves no run folder behind, and a resume whose config
-        does not fit the checkpoint leaves the run's own config.yaml as it was."""
+    def _lock_run_dir(self) -> None:
+        """Hold RUN/.training.lock while this Trainer lives: a second training in the same folder
+        (a --resume of a run still going, two launches with one --out) would log every step twice
+        and overwrite the other's checkpoints. Rank 0 holds it for a torchrun job."""
+        if self._unlock is not None or not self.is_main:
+            return
+        try:
+            hold_lock(self.run_dir / LOCK_NAME)
+        except LockHeld as exc:
+            raise OutputExistsError(f"{self.run_dir} is in use by another training ({exc.owner or 'a process'}): "
+                                    "let it finish or stop it, then --resume the run") from None
+        except OSError as exc:  # a read-only run folder: exit 11, not an internal error
+            raise OutputWriteError.making(self.run_dir / LOCK_NAME, exc, "the run folder's lock") from None
+        self._unlock = weakref.finalize(self, release_lock, self.run_dir / LOCK_NAME)
+
+    def _record_start(self, new_run: bool = False) -> None:
+        """Create and lock the run folder, write its config.yaml and log this launch. Only once every
+        check passed: a config that cannot train leaves no run folder behind, and a resume whose config
+        does not fit the checkpoint leaves the run's own config.yaml as it was. ``new_run``: a fresh
+        start, whose launch record starts over when the folder holds no checkpoint or log (a run
+        stopped before its first log left a launch line that is not this run's)."""
         if self._recorded:
             return
         self._recorded = True
@@ -218,9 +238,13 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # a file on its path: exit 11, not an internal error
             raise OutputWriteError.making(self.run_dir, exc, "the run folder") from None
+        self._lock_run_dir()
         if self.is_main:
             atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(self.config, sort_keys=False))
-            _record_launch(self.run_dir / "launches.jsonl", self.config["train"]["threads"], self.dist.world_size)
+            launches = self.run_dir / "launches.jsonl"
+            if new_run and not _run_files(self.run_dir):
+                launches.unlink(missing_ok=True)
+            _record_launch(launches, self.config["train"]["threads"], self.dist.world_size)
 
     # --- set-up ------------------------------------------------------------------------------
     def _place_modules(self) -> None:
@@ -464,6 +488,8 @@ class Trainer:
         fresh start) when the run has no checkpoint. ``until``: the step this launch trains to
         (default train.steps); one below the checkpoint's step is refused before the run's
         config.yaml is rewritten with it."""
+        if self.run_dir.is_dir():  # before anything in it is read, cleaned or rewritten
+            self._lock_run_dir()
         if path is not None:
             state = torch.load(path, map_location="cpu", weights_only=True)
         else:
@@ -493,6 +519,10 @@ class Trainer:
             raise UsageError(f"{path} is at step {self.step}, beyond the {target} steps asked for: a resumed run "
                              "continues; give train.steps (or --steps) of at least its step")
         self.elapsed_s = float(state.get("elapsed_s", 0.0))
+        budget = self.config["train"].get("max_seconds")
+        if budget is not None and self.elapsed_s >= budget and self.step < target:  # it would train one step
+            raise UsageError(f"{path} is at step {self.step} with train.max_seconds={budget:g} spent ({self.elapsed_s:,.0f} s "
+                             "trained): give a larger train.max_seconds to continue it")
         self.time_drop_step = state.get("time_drop_step")
         self.warm_start = state.get("warm_start", self.warm_start)  # the first launch's record
         self.disc_warm_start = state.get("disc_warm_start", self.disc_warm_start)
@@ -811,6 +841,8 @@ class Trainer:
         return digest
 
     def close(self) -> None:
+        if self._unlock is not None:
+            self._unlock()  # once: a finalizer runs at most once
         distributed.teardown(self.dist)
 
 
@@ -852,11 +884,16 @@ def _record_launch(path: Path, threads: int, world_size: int = 1) -> None:
         f.write(json.dumps(record) + "\n")
 
 
+def _run_files(run_dir: Path) -> list[str]:
+    """The files that make a folder a run's: checkpoints and logs."""
+    return [p.name for p in (*checkpoints(run_dir), run_dir / "best.pt", run_dir / "log.csv", run_dir / "val.csv")
+            if p.is_file()]
+
+
 def _check_fresh(run_dir: Path) -> None:
     """A fresh start must not land in another run's folder: its checkpoints would be pruned in
     favour of the old run's (they sort after the new ones) and its logs would mix with the old."""
-    found = [p.name for p in (*checkpoints(run_dir), run_dir / "best.pt", run_dir / "log.csv", run_dir / "val.csv")
-             if p.is_file()]
+    found = _run_files(run_dir)
     if found:
         raise OutputExistsError(f"{run_dir} already holds a run ({', '.join(found[:3])}"
                                 f"{', ...' if len(found) > 3 else ''}): continue it with --resume {run_dir}, "
@@ -869,6 +906,8 @@ def _check_settings(tc: dict, dc: dict) -> None:
     for key in ("steps", "batch_size", "threads", "log_every", "val_every", "ckpt_every", "keep_checkpoints"):
         if int(tc[key]) < 1:
             raise ValueError(f"train.{key}={tc[key]} must be at least 1")
+    if int(dc["val_images"]) < 1:
+        raise ValueError(f"data.val_images={dc['val_images']} must be at least 1")
     if tc.get("max_seconds") is not None and not tc["max_seconds"] > 0:
         raise ValueError(f"train.max_seconds={tc['max_seconds']} must be positive (or null: no limit)")
     if not 0 <= dc["val_fraction"] < 1:
