@@ -435,7 +435,7 @@ def _decompress_lite(data: bytes, args: argparse.Namespace):
     from .codec.extras import decoded_image
 
     container = Container.from_bytes(data)
-    decoder = _lite_coder("decoder", container.header.model, args)
+    decoder = _lite_coder("decoder", container.header.model, args, container.header.weights_hash)
     pixels, _ = decoder.decode(data, max_pixels=args.max_pixels, region=args.region)  # RGBA if alpha was kept
     return decoded_image(pixels, container, args.region)
 
@@ -443,16 +443,17 @@ def _decompress_lite(data: bytes, args: argparse.Namespace):
 _LITE_CODERS_LOCK = threading.Lock()
 
 
-def _lite_coder(kind: str, model: str | None, args: argparse.Namespace):
+def _lite_coder(kind: str, model: str | None, args: argparse.Namespace, weights_hash: bytes | None = None):
     """The torch-free decoder or encoder (edgecodec.lite) of ``model``: from --onnx-dir (no torch
     needed; an encoder's model is then the export's, unless --model names another), else the
-    model's export in the cache, exported on first use and again if damaged. One per kind and model
-    in folder mode, shared by its --jobs threads (onnxruntime sessions run concurrently)."""
+    model's export in the cache, exported on first use and again if damaged; a decoder's of the
+    model with the file's ``weights_hash`` (zoo.load_model). One per kind, model and weights in
+    folder mode, shared by its --jobs threads (onnxruntime sessions run concurrently)."""
     with _LITE_CODERS_LOCK:  # one export and one load for the files of parallel jobs
-        return _load_lite_coder(kind, model, args)
+        return _load_lite_coder(kind, model, args, weights_hash)
 
 
-def _load_lite_coder(kind: str, model: str | None, args: argparse.Namespace):
+def _load_lite_coder(kind: str, model: str | None, args: argparse.Namespace, weights_hash: bytes | None):
     from .errors import UsageError
     from .lite import LiteDecoder, LiteEncoder
 
@@ -461,8 +462,8 @@ def _load_lite_coder(kind: str, model: str | None, args: argparse.Namespace):
 
         model = DEFAULT_MODEL
     coders = args.__dict__.setdefault("_lite_coders", {})
-    if (kind, model) in coders:
-        return coders[kind, model]
+    if (kind, model, weights_hash) in coders:
+        return coders[kind, model, weights_hash]
     int8 = kind == "decoder" and args.int8
 
     def load(folder: Path):
@@ -481,14 +482,14 @@ def _load_lite_coder(kind: str, model: str | None, args: argparse.Namespace):
                 raise UsageError("without PyTorch, --backend onnx needs --onnx-dir DIR: an export made with "
                                  "`edgecodec export onnx` where PyTorch is installed") from None
             try:
-                coder = load(ensure_export(model))
+                coder = load(ensure_export(model, weights_hash=weights_hash))
             except (OSError, ValueError):  # the cache's own export is damaged (a file changed or missing)
-                coder = load(ensure_export(model, refresh=True))
+                coder = load(ensure_export(model, refresh=True, weights_hash=weights_hash))
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot load the exported model: {exc}") from None
     if kind == "encoder" and model and coder.model_name != model:
         raise UsageError(f"{args.onnx_dir} is an export of model {coder.model_name!r}, not {model!r}")
-    coders[kind, model] = coder
+    coders[kind, model, weights_hash] = coder
     return coder
 
 

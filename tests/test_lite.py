@@ -406,10 +406,10 @@ def test_processes_starting_together_on_an_empty_cache_export_once(tmp_path, mon
     calls = []
     real_export = onnx_export.export_onnx
 
-    def slow_export(name, out):
+    def slow_export(name, out, **kwargs):
         calls.append(name)
         time.sleep(0.5)  # long enough for the others to arrive while it works
-        return real_export(name, out)
+        return real_export(name, out, **kwargs)
     monkeypatch.setattr(onnx_export, "export_onnx", slow_export)
     folders, errors = [], []
 
@@ -907,7 +907,7 @@ def test_a_folder_run_with_the_onnx_backend_loads_the_encoder_once(exported_perc
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(lite_package, "LiteEncoder", CountingEncoder)
-    monkeypatch.setattr(onnx_export, "ensure_export", lambda model, refresh=False: exported_perceptual)
+    monkeypatch.setattr(onnx_export, "ensure_export", lambda model, refresh=False, weights_hash=None: exported_perceptual)
     src = tmp_path / "in"
     src.mkdir()
     for i in range(3):

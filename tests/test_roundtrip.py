@@ -164,7 +164,7 @@ def test_model_path_order_first_folder_wins(tiny_models, monkeypatch):
     assert not model.training
 
 
-def test_a_stream_decodes_with_the_model_its_name_hides(tiny_models, tiny_stream, monkeypatch):
+def test_a_stream_decodes_with_the_model_its_name_hides(tiny_models, tiny_stream, monkeypatch, tmp_path):
     """A model exported under a shipped name (`export-model --name fidelity`) hides the shipped
     one: the files written with it failed with WeightsMismatchError and a message blaming the
     edgecodec version. A stream is decoded by the weights its header's hash names, among the
@@ -179,6 +179,15 @@ def test_a_stream_decodes_with_the_model_its_name_hides(tiny_models, tiny_stream
     assert decode_array(tiny_stream)[0].shape == (40, 70, 3)  # written by folder a's, hidden by b's
     newer = edgecodec.compress(np.zeros((16, 16, 3), np.uint8), quality=0.5, model="tiny")
     assert Container.from_bytes(newer).header.weights_hash == first_hash
+    # The torch-free decoder likewise: the cache exports the model with the file's weights.
+    from edgecodec.cli import main
+
+    monkeypatch.setenv("EDGECODEC_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "a.edc").write_bytes(tiny_stream)
+    assert main(["decompress", str(tmp_path / "a.edc"), "-o", str(tmp_path / "a.png"), "--backend", "onnx"]) == 0
+    assert np.abs(np.asarray(Image.open(tmp_path / "a.png"), int) - decode_array(tiny_stream)[0]).max() <= 1
+    assert [p.name for p in (tmp_path / "cache" / "onnx").iterdir() if not p.name.startswith(".")] == [
+        f"tiny-{Container.from_bytes(tiny_stream).header.weights_hash.hex()}"]
     monkeypatch.setenv("EDGECODEC_MODEL_PATH", str(tiny_models["b"]))  # only other weights: refused, said plainly
     with pytest.raises(WeightsMismatchError, match=r"the model of that name here \(.*models_b.*\) has other weights"):
         decode_array(tiny_stream)

@@ -143,13 +143,15 @@ def _file_entry(path: Path) -> dict:
     return {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size}
 
 
-def export_onnx(model_name: str, out_dir: str | os.PathLike, calibration: list[Path] | None = None) -> Path:
+def export_onnx(model_name: str, out_dir: str | os.PathLike, calibration: list[Path] | None = None,
+                weights_hash: bytes | None = None) -> Path:
     """Write the export of a model into out_dir (created; replaced atomically if it exists).
 
-    ``calibration``: images for an int8 synthesis (``decoder.int8.onnx``, export/int8.py); none: fp32 only."""
+    ``calibration``: images for an int8 synthesis (``decoder.int8.onnx``, export/int8.py); none: fp32 only.
+    ``weights_hash``: the model of that name with those weights (``zoo.load_model``), not the first."""
     from safetensors.numpy import save_file
 
-    model, weights_hash = zoo.load_model(model_name)
+    model, weights_hash = zoo.load_model(model_name, weights_hash)
     if not isinstance(model, EdgeCodecModel) or model.config.prior == "factorized":
         raise ValueError(f"model {model_name!r} cannot be exported: the lite decoder needs a hyperprior codec")
     out_dir = Path(out_dir)
@@ -251,12 +253,13 @@ def export_cache_dir(model_name: str, weights_hash: bytes) -> Path:
     return root / "onnx" / f"{model_name}-{weights_hash.hex()}"
 
 
-def ensure_export(model_name: str, refresh: bool = False) -> Path:
+def ensure_export(model_name: str, refresh: bool = False, weights_hash: bytes | None = None) -> Path:
     """The cached export of a model's installed weights, exported on first use, again when the
     cached one predates a manifest field the lite coders read (``analysis_halo``, for tiled
     encoding), or with ``refresh`` (a load of it failed) when its files do not match its manifest
-    (another process may have renewed it meanwhile)."""
-    _, weights_hash = zoo.load_model(model_name)
+    (another process may have renewed it meanwhile). ``weights_hash``: a file's, for the model of
+    that name with those weights (a hidden one too, zoo.load_model)."""
+    _, weights_hash = zoo.load_model(model_name, weights_hash)
     out = export_cache_dir(model_name, weights_hash)
     out.parent.mkdir(parents=True, exist_ok=True)
     # One process exports, the others wait and use its export: without the lock, processes started
@@ -267,7 +270,7 @@ def ensure_export(model_name: str, refresh: bool = False) -> Path:
         except (OSError, ValueError, TypeError):
             current = False
         if not current or (refresh and not _intact(out)):
-            export_onnx(model_name, out)
+            export_onnx(model_name, out, weights_hash=weights_hash)
     return out
 
 
