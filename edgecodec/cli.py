@@ -485,6 +485,8 @@ def _load_lite_coder(kind: str, model: str | None, args: argparse.Namespace, wei
                 coder = load(ensure_export(model, weights_hash=weights_hash))
             except (OSError, ValueError):  # the cache's own export is damaged (a file changed or missing)
                 coder = load(ensure_export(model, refresh=True, weights_hash=weights_hash))
+    except UsageError:
+        raise
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot load the exported model: {exc}") from None
     if kind == "encoder" and model and coder.model_name != model:

@@ -14,8 +14,10 @@ class EdgecodecError(Exception):
     exit_code = 1
 
 
-class UsageError(EdgecodecError):
-    """The command was given arguments that cannot work together."""
+class UsageError(EdgecodecError, ValueError):
+    """The command was given arguments that cannot work together. Also a ValueError: the API's
+    bad argument values (a region outside the image, a mask of another size) raise it, and
+    Python code catches those as ValueError."""
 
     exit_code = 2
 

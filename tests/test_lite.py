@@ -149,6 +149,8 @@ def test_region_decoding_gives_the_whole_images_crop_from_the_tiles_it_needs(lit
             api.decode_array(tiled, region=bad)
         with pytest.raises(UsageError, match="region"):
             lite.decode(tiled, region=bad)
+        with pytest.raises(ValueError, match="region"):  # the API's bad values are ValueErrors (errors.py)
+            edgecodec.decompress(tiled, region=bad)
 
 
 def test_lite_imports_and_decodes_with_torch_and_pillow_blocked(exported, lite, kodim23_rgb, tmp_path):
