@@ -781,9 +781,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_plot_training(args: argparse.Namespace) -> int:
-    from .errors import UsageError
+    from .errors import OutputExistsError, UsageError
     from .train.plot import plot_runs
 
+    if os.path.lexists(args.output) and not args.force:  # checked before the runs are read and drawn
+        raise OutputExistsError(f"{args.output} exists: pass --force to replace it")
     try:
         out = plot_runs(args.runs, args.output, title=args.title)
     except FileNotFoundError as exc:
@@ -1006,6 +1008,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders (with val.csv)")
     p.add_argument("-o", "--output", required=True, help="image to write, e.g. OUT.png")
     p.add_argument("--title", help="figure title")
+    p.add_argument("--force", action="store_true", help="replace the image if it exists")
     p.set_defaults(func=cmd_plot_training)
 
     p = sub.add_parser("export-model", help="export a run's checkpoint as a named model")

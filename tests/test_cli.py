@@ -1179,7 +1179,7 @@ def test_outputs_under_a_file_exit_11_and_plots_name_what_they_write(tmp_path, c
     assert (tmp_path / "chart.svg").read_bytes().startswith(b"<?xml")
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
     (run / "val.csv").write_text("step,val_psnr_q0.5\n10,x\n")
-    assert main("plot-training", run, "-o", tmp_path / "chart.png") == 2
+    assert main("plot-training", run, "-o", tmp_path / "chart.png", "--force") == 2
     assert_one_error_line(capsys.readouterr().err, "val.csv: not a training log")
 
 

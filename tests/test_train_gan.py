@@ -345,7 +345,11 @@ def test_plot_training(tmp_path, capsys):
     out = tmp_path / "charts" / "training.png"
     assert main(["plot-training", *map(str, runs), str(old), "-o", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
-    assert main(["plot-training", str(tmp_path / "missing"), "-o", str(out)]) == 2
+    chart = out.read_bytes()  # an existing image is replaced only with --force, as compress's outputs are
+    assert main(["plot-training", str(old), "-o", str(out)]) == 8
+    assert out.read_bytes() == chart
+    assert main(["plot-training", str(old), "-o", str(out), "--force"]) == 0 and out.read_bytes() != chart
+    assert main(["plot-training", str(tmp_path / "missing"), "-o", str(out), "--force"]) == 2
     # A resume that redid the first validation leaves val.csv with its header alone: the training
     # log is drawn (it said "no logged validation or training points", exit 2).
     redone = tmp_path / "redone"
