@@ -31,9 +31,9 @@ EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process SIGTERM end
 STDIO = "-"  # as an input: standard input; as an output: standard output (pipes)
 
 EPILOG = """exit codes: 0 ok, 1 internal error, 2 usage, 3 bad input image, 4 corrupted or truncated .edc,
-5 .edc from a newer format version, 6 weights mismatch, 7 image over the pixel limit,
-8 output exists (use --force), 9 unknown model, 10 some files of a folder (or of info's inputs) failed,
-11 output cannot be written, 130 interrupted, 143 terminated (SIGTERM)"""
+5 .edc from a newer format version, 6 no installed model has the weights of the .edc, 7 image over the
+pixel limit, 8 output exists (use --force) or run folder in use, 9 unknown model, 10 some files of a
+folder (or of info's inputs) failed, 11 output cannot be written, 130 interrupted, 143 terminated (SIGTERM)"""
 
 
 def _write_atomic(path: Path, data: bytes, force: bool) -> None:
