@@ -12,6 +12,7 @@ from conftest import TINY, psnr
 
 import edgecodec
 from edgecodec.codec import Container, api
+from edgecodec.errors import FormatError
 from edgecodec.lite import LiteDecoder
 from edgecodec.lite.context import anchor_mask
 from edgecodec.models import create_model
@@ -112,6 +113,12 @@ def test_lite_decoder_reads_checkerboard_files_whole_and_tiled(context_model, ko
     # tiles see only their own anchors, so the tiled latent differs a little from the whole one
     whole_rgb, tiled_rgb = api.decode_array(whole)[0], api.decode_array(tiled)[0]
     assert abs(psnr(whole_rgb, rgb) - psnr(tiled_rgb, rgb)) < 1.0
+    # A damaged half table is named as such (it said "tile stream" in files that have no tiles).
+    c = Container.from_bytes(whole)
+    damaged = Container(c.header, [c.streams[0] + b"\0", *c.streams[1:]], c.extras).to_bytes()
+    for decode in (api.decode_array, lite.decode):
+        with pytest.raises(FormatError, match="trailing bytes after the last checkerboard half stream"):
+            decode(damaged)
 
 
 def test_sparse_context_convolution_equals_the_full_one(rng=np.random.RandomState(7)):

@@ -157,16 +157,13 @@ class Container:
     @classmethod
     def from_bytes(cls, data: bytes) -> "Container":
         data = bytes(data)
+        if not data or data[: len(MAGIC)] != MAGIC[: len(data)]:
+            raise FormatError("not an .edc file: wrong magic bytes" if data else "not an .edc file: empty")
+        if len(data) > len(MAGIC):  # a newer version is refused as soon as its byte is read
+            _check_version(data[len(MAGIC)])
         if len(data) < _PREFIX.size:
-            if data and MAGIC.startswith(data):
-                raise FormatError("truncated .edc file: header incomplete")
-            raise FormatError("not an .edc file: too short")
-        magic, version, header_len = _PREFIX.unpack_from(data)
-        if magic != MAGIC:
-            raise FormatError("not an .edc file: wrong magic bytes")
-        if version > FORMAT_VERSION:
-            raise VersionError(f"file uses .edc format version {version}; this edgecodec reads up to "
-                               f"version {FORMAT_VERSION}: upgrade edgecodec")
+            raise FormatError("truncated .edc file: header incomplete")
+        _, version, header_len = _PREFIX.unpack_from(data)
         if version < 1:
             raise FormatError(f"invalid .edc format version {version}")
         if len(data) < _PREFIX.size + header_len + _CRC.size:
@@ -178,6 +175,12 @@ class Container:
         return cls(header, streams, extras)
 
 
+def _check_version(version: int) -> None:
+    if version > FORMAT_VERSION:
+        raise VersionError(f"file uses .edc format version {version}; this edgecodec reads up to "
+                           f"version {FORMAT_VERSION}: upgrade edgecodec")
+
+
 def read_file(f: BinaryIO, name: str, max_pixels: int | None = None) -> bytes:
     """The bytes of one .edc file from a binary stream, for ``Container.from_bytes``, which validates
     them. Reading stops early for input that is no .edc file (its first bytes) or larger than an .edc
@@ -186,6 +189,8 @@ def read_file(f: BinaryIO, name: str, max_pixels: int | None = None) -> bytes:
     head = f.read(_PREFIX.size)
     if head[: len(MAGIC)] != MAGIC[: len(head)]:
         raise FormatError(f"{name} is not an .edc file: wrong magic bytes")
+    if len(head) > len(MAGIC):  # before the size bound, which a newer version's header may not give
+        _check_version(head[len(MAGIC)])
     if len(head) < _PREFIX.size:
         return head  # from_bytes says how it is short
     header = f.read(_PREFIX.unpack(head)[2])

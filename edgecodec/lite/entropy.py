@@ -130,7 +130,7 @@ class ExactEntropyModel:
         if self.context is None:
             indexes, means = self.hyper.params_from_raw(side)
             return self.dequantize(self.y_table.decode(stream, indexes), means, quality)
-        passes = iter(unpack_tiles(stream, 2))  # anchors, then the other half
+        passes = iter(unpack_tiles(stream, 2, "checkerboard half"))  # anchors, then the other half
         symbols, means = self.context.run(side, self.hyper.table_indexes,
                                           lambda selected, indexes, _: self.y_table.decode(next(passes), indexes))
         return self.dequantize(symbols, means, quality)

@@ -60,22 +60,23 @@ def pack_tiles(strings: list[bytes]) -> bytes:
     return b"".join(_LENGTH.pack(len(s)) + s for s in strings)
 
 
-def unpack_tiles(data: bytes, count: int) -> list[bytes]:
-    """Split stream 1 into ``count`` tile streams, checking every length against the bytes present."""
+def unpack_tiles(data: bytes, count: int, what: str = "tile") -> list[bytes]:
+    """Split stream 1 into ``count`` tile streams (``what``: "checkerboard half" for the two
+    passes of a context model's ``y``), checking every length against the bytes present."""
     if len(data) < _LENGTH.size * count:
-        raise FormatError(f"corrupted .edc file: {len(data)} bytes cannot hold {count} tile streams")
+        raise FormatError(f"corrupted .edc file: {len(data)} bytes cannot hold {count} {what} streams")
     tiles, pos = [], 0
     for _ in range(count):
         if pos + _LENGTH.size > len(data):
-            raise FormatError("corrupted .edc file: tile table incomplete")
+            raise FormatError(f"corrupted .edc file: {what} table incomplete")
         (length,) = _LENGTH.unpack_from(data, pos)
         pos += _LENGTH.size
         if pos + length > len(data):
-            raise FormatError("corrupted .edc file: tile stream shorter than declared")
+            raise FormatError(f"corrupted .edc file: {what} stream shorter than declared")
         tiles.append(data[pos: pos + length])
         pos += length
     if pos != len(data):
-        raise FormatError("corrupted .edc file: trailing bytes after the last tile stream")
+        raise FormatError(f"corrupted .edc file: trailing bytes after the last {what} stream")
     return tiles
 
 
