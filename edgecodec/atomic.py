@@ -82,32 +82,39 @@ class LockHeld(Exception):
 _HELD: dict[Path, list] = {}
 
 
-def hold_lock(path: Path) -> None:
+def hold_lock(path: Path) -> Path:
     """Take an exclusive flock on ``path`` (created if missing) without waiting, until
-    ``release_lock``. Raises ``LockHeld`` when another process holds it. The holder writes its
-    process id into the file for the other's message; no lock where there is no flock (Windows)."""
+    ``release_lock`` of the path returned (resolved now: the working folder may change). Raises
+    ``LockHeld`` when another process holds it. The holder writes its process id into the file
+    for the other's message. No lock where there is none: no flock (Windows) or a file system
+    without locks (some network mounts), as for ``_locked_temp``'s files."""
     key = Path(path).resolve()
     if key in _HELD:
         _HELD[key][1] += 1
-        return
+        return key
     f = open(key, "a+")
-    if fcntl is not None:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            owner = f.read().strip()
-            f.close()
-            raise LockHeld(owner) from None
-    f.truncate(0)
-    f.write(f"process {os.getpid()}\n")
-    f.flush()
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                raise LockHeld(f.read().strip()) from None
+            except OSError:  # ENOLCK, EOPNOTSUPP: held unlocked
+                pass
+        f.truncate(0)
+        f.write(f"process {os.getpid()}\n")
+        f.flush()
+    except BaseException:
+        f.close()
+        raise
     _HELD[key] = [f, 1]
+    return key
 
 
-def release_lock(path: Path) -> None:
-    """Give back one ``hold_lock`` of ``path``; the last one closes the file (the file stays)."""
-    key = Path(path).resolve()
+def release_lock(key: Path) -> None:
+    """Give back one ``hold_lock`` of ``key`` (the path it returned); the last one closes the file
+    (the file stays: removing it would race with a process opening it)."""
     held = _HELD.get(key)
     if held is None:
         return

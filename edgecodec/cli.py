@@ -798,8 +798,10 @@ def cmd_export_model(args: argparse.Namespace) -> int:
     import tempfile
 
     from .errors import OutputExistsError, OutputWriteError, UsageError
-    from .zoo import model_dirs, shipped_models, user_model_dir
+    from .zoo import MODEL_NAME_RULE, model_dirs, shipped_models, user_model_dir, valid_model_name
 
+    if not valid_model_name(args.name):  # before any folder is made with it
+        raise UsageError(f"invalid model name {args.name!r}: a model name is {MODEL_NAME_RULE}")
     previous = None
     if args.previous:  # read now: with --force it may be the card this export replaces
         try:
@@ -832,23 +834,23 @@ def cmd_export_model(args: argparse.Namespace) -> int:
             list_images(args.kodak)
         except FileNotFoundError as exc:
             raise UsageError(f"--kodak: {exc}") from None
-    made = not out_dir.exists()
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        staging_dir = tempfile.TemporaryDirectory(prefix=f".{args.name}.", suffix=".export", dir=out_dir)
-    except OSError as exc:  # a file on its path, a read-only folder: exit 11
-        raise OutputWriteError.making(out_dir, exc, "into the model folder") from None
+    made = [p for p in (out_dir, *out_dir.parents) if not p.exists()]  # deepest first
     # The model is made, measured and given its history in a hidden folder inside its place, then
     # moved in, card first: until its weights are in, NAME is no model (a model is both files), so
     # a sweep that fails on an image, or an interruption, registers nothing and leaves nothing that
     # blocks the next export.
     try:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            staging_dir = tempfile.TemporaryDirectory(prefix=f".{args.name}.", suffix=".export", dir=out_dir)
+        except OSError as exc:  # a file on its path, a read-only folder: exit 11
+            raise OutputWriteError.making(out_dir, exc, "into the model folder") from None
         with staging_dir as staging:
             existing = _export_staged(args, Path(staging), out_dir, previous)
     except BaseException:
-        if made:  # a failed first export leaves no empty model folder
+        for folder in made:  # a failed first export leaves no empty model folder
             with contextlib.suppress(OSError):
-                out_dir.rmdir()
+                folder.rmdir()
         raise
     print(f"wrote {existing} and {existing.with_suffix('.json')}")
     return 0
@@ -880,8 +882,20 @@ def _export_staged(args: argparse.Namespace, staging: Path, out_dir: Path, previ
                   f"MS-SSIM {p['ms_ssim']:.4f}, ST-LPIPS {p['st_lpips']:.4f} ({p['images']} images)")
     if previous is not None:
         print("history: " + append_stage_history(card, previous, Path(args.run)))
-    os.replace(card, out_dir / card.name)
-    os.replace(weights, out_dir / weights.name)
+    # A model replaced (--force) is moved aside first and put back if the move in is interrupted,
+    # so the folder never pairs the new card with the old weights.
+    replaced = []
+    try:
+        for path in (card, weights):
+            if os.path.lexists(out_dir / path.name):
+                os.replace(out_dir / path.name, staging / f"replaced-{path.name}")
+                replaced.append(path.name)
+        os.replace(card, out_dir / card.name)
+        os.replace(weights, out_dir / weights.name)
+    except BaseException:
+        for name in replaced:
+            os.replace(staging / f"replaced-{name}", out_dir / name)
+        raise
     return out_dir / weights.name
 
 

@@ -59,7 +59,15 @@ class ModelEntry:
 
     @functools.cached_property
     def weights_hash(self) -> bytes:
-        return hashlib.sha256(self.weights.read_bytes()).digest()[:8]
+        stat = self.weights.stat()
+        return _file_hash(self.weights, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _file_hash(path: Path, mtime_ns: int, size: int) -> bytes:
+    """The 8-byte weights hash of a file as it is at (mtime, size): read once per process, since a
+    stream's decode picks its model by it (load_model) and the files are a few MB."""
+    return hashlib.sha256(path.read_bytes()).digest()[:8]
 
 
 def list_models() -> list[ModelEntry]:
@@ -162,14 +170,26 @@ def _load(weights: Path, mtime: float) -> tuple[EdgeCodecModel, bytes]:
 
 def load_model(name: str, weights_hash: bytes | None = None) -> tuple[EdgeCodecModel, bytes]:
     """The model in eval mode and its 8-byte weights hash (cached per process). ``weights_hash``:
-    a stream's, which only those weights decode: when the model that ``name`` resolves to has
-    others, a model of that name further down the search order (one it hides: the shipped file
-    behind a user's export of the same name) that has them is used instead."""
-    entry = find_model(name)
-    model, found = _load_entry(entry)
-    if weights_hash is None or found == weights_hash:
-        return model, found
-    return _load_entry(_entry_with_hash(name, weights_hash, entry))
+    a stream's, which only those weights decode: the first model of that name in search order
+    that has them is used, so a model hidden by another of its name (the shipped file behind a
+    user's export of the same name, or behind a damaged one) still decodes its files."""
+    if weights_hash is None:
+        return _load_entry(find_model(name))
+    if not valid_model_name(name):  # before any folder is searched (find_model's rule)
+        find_model(name)
+    for entry in _all_entries(name):
+        if not entry.problem and entry.weights_hash == weights_hash:
+            model, found = _load_entry(entry)
+            if found != weights_hash:  # the file changed since it was hashed
+                break
+            return model, found
+    first = find_model(name)  # UnknownModelError when there is none, or the first cannot be used
+    others = [e for e in _all_entries(name) if e.weights != first.weights]
+    hidden = f" (and {len(others)} it hides)" if others else ""
+    raise WeightsMismatchError(
+        f"stream was written by weights {weights_hash.hex()} of model {name!r}, but the model of that name here "
+        f"({first.weights}{hidden}) has other weights: decode it where the weights that wrote it are kept "
+        "(the edgecodec version, or the model folder, that wrote it)")
 
 
 def _load_entry(entry: ModelEntry) -> tuple[EdgeCodecModel, bytes]:
@@ -182,18 +202,6 @@ def _load_entry(entry: ModelEntry) -> tuple[EdgeCodecModel, bytes]:
         # A damaged or foreign file in a model folder: name it, not a traceback from deep inside.
         raise UnknownModelError(f"model {entry.name!r} cannot be loaded from {entry.weights}: "
                                 f"{type(exc).__name__}: {exc}") from None
-
-
-def _entry_with_hash(name: str, weights_hash: bytes, first: ModelEntry) -> ModelEntry:
-    for entry in _all_entries(name):
-        if not entry.problem and entry.weights_hash == weights_hash:
-            return entry
-    others = [e for e in _all_entries(name) if e.weights != first.weights]
-    hidden = f" (and {len(others)} it hides)" if others else ""
-    raise WeightsMismatchError(
-        f"stream was written by weights {weights_hash.hex()} of model {name!r}, but the model of that name here "
-        f"({first.weights}{hidden}) has other weights: decode it where the weights that wrote it are kept "
-        "(the edgecodec version, or the model folder, that wrote it)")
 
 
 def load_pretrained(name: str) -> EdgeCodecModel:

@@ -944,6 +944,8 @@ def test_train_refuses_bad_configs_before_writing(tmp_path, capsys):
         "flag": (["--config", config, "--data", data, "train.tensorboard=maybe"], "expected true or false"),
         "text": (["--config", config, "--data", data, "train.distortion="], "train.distortion is empty"),
         "val_images": (["--config", config, "--data", data, "data.val_images=0"], "data.val_images=0"),
+        "max_seconds-text": (["--config", config, "--data", data, "train.max_seconds='3600'"], "train.max_seconds='3600'"),
+        "null-section": (["--config", _text(tmp_path / "null.yaml", "train:\n")], "train=None: expected a section"),
     }
     for name, (args, fragment) in cases.items():
         out = tmp_path / "runs" / name
@@ -1077,6 +1079,24 @@ def test_export_model_registers_a_model_whole_and_keeps_shipped_names(tmp_path, 
     assert card["kodak"]["points"][0]["images"] == 1
     assert card["weights_sha256"] == __import__("hashlib").sha256((out / "m.safetensors").read_bytes()).hexdigest()
     assert os.environ["EDGECODEC_MODEL_PATH"] == model_path  # the sweep's path was put back
+    # --force over it, interrupted between moving the card and the weights in: the model as it was.
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real_replace = os.replace
+
+    def interrupted(src, dst):
+        if Path(dst) == out / "m.safetensors" and ".export" in str(src) and "replaced-" not in str(src):
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+    monkeypatch.setattr(os, "replace", interrupted)
+    assert main("export-model", run_dir, "--name", "m", "--out", out, "--force", "--summary", "new") == 130
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    # A name that is no model name is refused before any folder is made with it.
+    capsys.readouterr()
+    for bad in ("a/b", "../x", "./../../x"):
+        assert main("export-model", run_dir, "--name", bad, "--out", tmp_path / "new" / "sub") == 2, bad
+        assert_one_error_line(capsys.readouterr().err, "invalid model name")
+    assert not (tmp_path / "new").exists() and not (tmp_path / "x").exists()
 
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.setenv("EDGECODEC_MODEL_PATH", os.pathsep.join([str(out), os.environ["EDGECODEC_MODEL_PATH"]]))

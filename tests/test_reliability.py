@@ -390,6 +390,22 @@ def test_a_run_folder_trains_one_training_at_a_time(train_images, tmp_path, caps
     assert lock not in atomic._HELD
 
 
+def test_a_run_folder_lock_where_the_file_system_has_none(tmp_path, monkeypatch):
+    """flock failing otherwise than "held" (ENOLCK, EOPNOTSUPP on some network mounts) left the
+    file open and made every training there exit 11; the lock is then held unlocked, as the
+    temporary files are (atomic._locked_temp), and given back by the path it returned."""
+    import errno
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+    monkeypatch.setattr(atomic.fcntl, "flock", no_locks)
+    key = atomic.hold_lock(tmp_path / "lock")
+    assert atomic._HELD[key][1] == 1 and (tmp_path / "lock").read_text().startswith("process ")
+    monkeypatch.chdir(tmp_path)  # the working folder changing meanwhile does not lose it
+    atomic.release_lock(key)
+    assert key not in atomic._HELD
+
+
 # --- untrusted files -----------------------------------------------------------------------------
 BAD_NAMES = ["../x", "/etc/passwd", "a/b", "..", ".", ".hidden", "a\\b", "a b", "x" * 65, "tiny\x00",
              "-rf", "é"]

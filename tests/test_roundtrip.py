@@ -177,6 +177,13 @@ def test_a_stream_decodes_with_the_model_its_name_hides(tiny_models, tiny_stream
     _, first_hash = zoo.load_model("tiny")
     assert first_hash == zoo.find_model("tiny").weights_hash != Container.from_bytes(tiny_stream).header.weights_hash
     assert decode_array(tiny_stream)[0].shape == (40, 70, 3)  # written by folder a's, hidden by b's
+    broken = tmp_path / "broken"  # hidden behind a damaged model of its name too
+    broken.mkdir()
+    (broken / "tiny.json").write_text("{not json")
+    (broken / "tiny.safetensors").write_bytes(b"x")
+    monkeypatch.setenv("EDGECODEC_MODEL_PATH", os.pathsep.join(map(str, [broken, tiny_models["b"], tiny_models["a"]])))
+    assert decode_array(tiny_stream)[0].shape == (40, 70, 3)
+    monkeypatch.setenv("EDGECODEC_MODEL_PATH", os.pathsep.join([str(tiny_models["b"]), str(tiny_models["a"])]))
     newer = edgecodec.compress(np.zeros((16, 16, 3), np.uint8), quality=0.5, model="tiny")
     assert Container.from_bytes(newer).header.weights_hash == first_hash
     # The torch-free decoder likewise: the cache exports the model with the file's weights.

@@ -172,24 +172,28 @@ def _check_known(config: dict, defaults: dict, prefix: str = "") -> None:
             _check_known(value, defaults[key], f"{prefix}{key}.")
 
 
-# Settings whose default is a number and that may also be null (the rest must be numbers).
-NULLABLE_NUMBERS = {"gan.lpips_crop"}
+# Numbers that may also be null (null: no budget, PyTorch's initialisation, the whole crop), and
+# whether they are whole numbers; every other setting has its default's type.
+NUMBERS_OR_NULL = {"train.max_seconds": False, "gan.disc_init_std": False, "gan.lpips_crop": True}
 
 
 def _check_values(config: dict, defaults: dict, prefix: str = "") -> None:
     """Each setting must have its default's type: a number for a number (a whole one for a whole
-    one), numbers for a list of numbers, true/false for a flag, text for text; settings whose
-    default is null are free. An empty override (``train.steps=``) is null, and ``lr: fast``,
+    one), numbers for a list of numbers, true/false for a flag, text for text, a number or null for
+    ``NUMBERS_OR_NULL``; the other settings whose default is null (paths, lists of names) are free. An empty override (``train.steps=``) is null, and ``lr: fast``,
     ``lambdas: [a, b]`` or ``steps: 1.5`` would otherwise fail deep inside the trainer or train
     another schedule. Whole numbers written as floats (``train.steps=1e4``) become ints."""
     for key, default in defaults.items():
         name, value = f"{prefix}{key}", config.get(key)
         if isinstance(default, dict):
-            if value is not None and not isinstance(value, dict):
+            if not isinstance(value, dict):
                 raise ValueError(f"{name}={value!r}: expected a section (a mapping of settings)")
             if isinstance(value, dict) and key != "overrides":
                 _check_values(value, default, f"{name}.")
-        elif default is None or (value is None and name in NULLABLE_NUMBERS):
+        elif name in NUMBERS_OR_NULL:
+            if value is not None:
+                config[key] = _number(name, value, whole=NUMBERS_OR_NULL[name], default=default)
+        elif default is None:
             continue
         elif value is None:
             raise ValueError(f"{name} is empty (null): give a value (default {default!r})")

@@ -217,13 +217,13 @@ class Trainer:
         if self._unlock is not None or not self.is_main:
             return
         try:
-            hold_lock(self.run_dir / LOCK_NAME)
+            key = hold_lock(self.run_dir / LOCK_NAME)
         except LockHeld as exc:
             raise OutputExistsError(f"{self.run_dir} is in use by another training ({exc.owner or 'a process'}): "
                                     "let it finish or stop it, then --resume the run") from None
         except OSError as exc:  # a read-only run folder: exit 11, not an internal error
             raise OutputWriteError.making(self.run_dir / LOCK_NAME, exc, "the run folder's lock") from None
-        self._unlock = weakref.finalize(self, release_lock, self.run_dir / LOCK_NAME)
+        self._unlock = weakref.finalize(self, release_lock, key)
 
     def _record_start(self, new_run: bool = False) -> None:
         """Create and lock the run folder, write its config.yaml and log this launch. Only once every
@@ -843,6 +843,7 @@ class Trainer:
     def close(self) -> None:
         if self._unlock is not None:
             self._unlock()  # once: a finalizer runs at most once
+            self._unlock = None
         distributed.teardown(self.dist)
 
 
