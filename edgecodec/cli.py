@@ -781,11 +781,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_plot_training(args: argparse.Namespace) -> int:
-    from .errors import OutputExistsError, UsageError
+    from .errors import UsageError
     from .train.plot import plot_runs
 
-    if os.path.lexists(args.output) and not args.force:  # checked before the runs are read and drawn
-        raise OutputExistsError(f"{args.output} exists: pass --force to replace it")
+    _check_output(Path(args.output), args.force)  # before the runs are read and drawn
     try:
         out = plot_runs(args.runs, args.output, title=args.title)
     except FileNotFoundError as exc:

@@ -59,14 +59,19 @@ class ModelEntry:
 
     @functools.cached_property
     def weights_hash(self) -> bytes:
-        stat = self.weights.stat()
-        return _file_hash(self.weights, stat.st_mtime_ns, stat.st_size)
+        return _weights_hash(self.weights)
+
+
+def _weights_hash(path: Path) -> bytes:
+    """The 8-byte hash of a weights file, as streams record it."""
+    stat = path.stat()
+    return _file_hash(path, stat.st_mtime_ns, stat.st_size)
 
 
 @functools.lru_cache(maxsize=32)
 def _file_hash(path: Path, mtime_ns: int, size: int) -> bytes:
-    """The 8-byte weights hash of a file as it is at (mtime, size): read once per process, since a
-    stream's decode picks its model by it (load_model) and the files are a few MB."""
+    """A file's hash as it is at (mtime, size): read once per process, since a stream's decode
+    picks its model by it (load_model) and the files are a few MB."""
     return hashlib.sha256(path.read_bytes()).digest()[:8]
 
 
@@ -122,11 +127,16 @@ def _misshapen_fields(card: dict[str, Any]) -> str | None:
     return None
 
 
-def find_model(name: str) -> ModelEntry:
-    """The model called ``name``. The name is checked before any folder is searched: it may come
-    from an untrusted stream header, and must never be able to name a path."""
+def _check_name(name: str) -> None:
+    """Before any folder is searched for ``name``: it may come from an untrusted stream header,
+    and must never be able to name a path."""
     if not valid_model_name(name):
         raise UnknownModelError(f"invalid model name {name!r}: a model name is {MODEL_NAME_RULE}")
+
+
+def find_model(name: str) -> ModelEntry:
+    """The model called ``name`` (checked first, ``_check_name``)."""
+    _check_name(name)
     entries = list_models()
     for entry in entries:
         if entry.name == name:
@@ -165,7 +175,7 @@ def _load(weights: Path, mtime: float) -> tuple[EdgeCodecModel, bytes]:
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    return model, hashlib.sha256(weights.read_bytes()).digest()[:8]
+    return model, _weights_hash(weights)
 
 
 def load_model(name: str, weights_hash: bytes | None = None) -> tuple[EdgeCodecModel, bytes]:
@@ -175,8 +185,7 @@ def load_model(name: str, weights_hash: bytes | None = None) -> tuple[EdgeCodecM
     user's export of the same name, or behind a damaged one) still decodes its files."""
     if weights_hash is None:
         return _load_entry(find_model(name))
-    if not valid_model_name(name):  # before any folder is searched (find_model's rule)
-        find_model(name)
+    _check_name(name)
     for entry in _all_entries(name):
         if not entry.problem and entry.weights_hash == weights_hash:
             model, found = _load_entry(entry)

@@ -180,15 +180,16 @@ NUMBERS_OR_NULL = {"train.max_seconds": False, "gan.disc_init_std": False, "gan.
 def _check_values(config: dict, defaults: dict, prefix: str = "") -> None:
     """Each setting must have its default's type: a number for a number (a whole one for a whole
     one), numbers for a list of numbers, true/false for a flag, text for text, a number or null for
-    ``NUMBERS_OR_NULL``; the other settings whose default is null (paths, lists of names) are free. An empty override (``train.steps=``) is null, and ``lr: fast``,
-    ``lambdas: [a, b]`` or ``steps: 1.5`` would otherwise fail deep inside the trainer or train
-    another schedule. Whole numbers written as floats (``train.steps=1e4``) become ints."""
+    ``NUMBERS_OR_NULL``; the other settings whose default is null (paths, lists of names) are free.
+    An empty override (``train.steps=``) is null, and ``lr: fast``, ``lambdas: [a, b]`` or
+    ``steps: 1.5`` would otherwise fail deep inside the trainer or train another schedule. Whole
+    numbers written as floats (``train.steps=1e4``) become ints."""
     for key, default in defaults.items():
         name, value = f"{prefix}{key}", config.get(key)
         if isinstance(default, dict):
             if not isinstance(value, dict):
                 raise ValueError(f"{name}={value!r}: expected a section (a mapping of settings)")
-            if isinstance(value, dict) and key != "overrides":
+            if key != "overrides":  # the model's own arguments, checked by the model
                 _check_values(value, default, f"{name}.")
         elif name in NUMBERS_OR_NULL:
             if value is not None:
