@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import ADOBE_RGB, SHIPPED, png_rgb16
+from conftest import ADOBE_RGB, SHIPPED, png_rgb16, rgb_icc_profile
 from PIL import Image, ImageCms
 
 import edgecodec
@@ -393,6 +393,25 @@ def test_srgb_and_broken_profiles_leave_pixels_alone(crop, tmp_path):
         prepared = load_image(path)
         assert prepared.conversions == 0 and prepared.icc is None, name  # nothing to keep
         assert np.array_equal(prepared.rgb, crop), name
+
+
+def test_a_profile_is_srgb_by_what_it_does_not_by_its_name(crop, tmp_path):
+    """An RGB profile was taken for sRGB when its description contained "sRGB", so an altered one of
+    that name was dropped (its colours shown as sRGB) and sRGB under another name was kept (its
+    bytes in every file). Now the profile's mapping decides."""
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    renamed = srgb.replace("sRGB".encode("utf-16-be"), "Mine".encode("utf-16-be"))
+    assert "srgb" not in ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(renamed))).lower()
+    misnamed = rgb_icc_profile("sRGB IEC61966-2.1 (edited)",
+                               [(0.6097, 0.3111, 0.0195), (0.2053, 0.6257, 0.0609), (0.1492, 0.0632, 0.7446)], 2.2)
+    for name, profile, foreign in (("renamed", renamed, False), ("misnamed", misnamed, True)):
+        path = tmp_path / f"{name}.png"
+        Image.fromarray(crop).save(path, icc_profile=profile)
+        kept, converted = load_image(path), load_image(path, icc="convert")
+        assert np.array_equal(kept.rgb, crop), name
+        assert kept.icc == (profile if foreign else None), name
+        assert converted.conversions == (128 if foreign else 0), name
+        assert np.array_equal(converted.rgb, crop) != foreign, name
 
 
 def test_pil_images_in_memory(crop):

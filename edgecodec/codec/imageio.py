@@ -209,11 +209,25 @@ def _foreign_profile(icc: bytes | None, mode: str) -> ImageCms.ImageCmsProfile |
         profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
         if profile.profile.xcolor_space.strip() != mode:
             return None
-        if mode == "RGB" and "srgb" in ImageCms.getProfileDescription(profile).lower():
+        if mode == "RGB" and _maps_as_srgb(bytes(icc)):
             return None
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError, AttributeError):
         return None
     return profile
+
+
+@functools.lru_cache(maxsize=16)
+def _maps_as_srgb(icc: bytes) -> bool:
+    """Whether an RGB profile shows colours as sRGB does: every colour of an 18-level grid,
+    converted from it to sRGB (relative colorimetric), moves by at most one level. Judged by what
+    the profile does, not by its name: profiles named "sRGB" in the training photos include one
+    that moves colours by up to 9 levels, and sRGB under another name needs nothing either."""
+    levels = np.linspace(0, 255, 18).round().astype(np.uint8)
+    grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1).reshape(1, -1, 3)
+    shown = ImageCms.profileToProfile(Image.fromarray(grid, "RGB"), ImageCms.ImageCmsProfile(io.BytesIO(icc)),
+                                      _srgb_profile(), renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+                                      outputMode="RGB")
+    return int(np.abs(np.asarray(shown, dtype=np.int16) - grid).max()) <= 1
 
 
 @functools.lru_cache(maxsize=1)
