@@ -507,3 +507,125 @@ def test_eval_refuses_a_model_with_no_quality_to_measure(crops_dir, tmp_path):
     with pytest.raises(UsageError, match=f"--qualities: no quality to measure {SHIPPED} at"):
         args.func(args)
     assert not out.exists()
+
+
+# --- a researcher's audit of the evaluation (each test failed before its fix) --------------------
+def _eval_args(*argv: str) -> argparse.Namespace:
+    from edgecodec.eval.command import add_eval_parser
+
+    parser = argparse.ArgumentParser()
+    add_eval_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["eval", *argv])
+
+
+def _cached_copy(sweep, tmp_path):
+    """A sweep folder holding the module sweep's cache: runs over its rows measure nothing."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "cache.jsonl").write_bytes((sweep.out / "cache.jsonl").read_bytes())
+    return out
+
+
+def test_a_point_averages_a_metric_only_over_every_image():
+    """A row without a metric (ST-LPIPS not measured, MS-SSIM of an image under 161 px) was left
+    out of that metric's mean while bpp averaged every image: a point of no curve."""
+    rows = [{"codec": "m", "kind": "learned", "quality": 0.5, "bpp": 0.2, "psnr": 30.0, "ms_ssim": 0.95,
+             "ssim": 0.9, "st_lpips": 0.1, "enc_ms": 1.0, "dec_ms": 1.0, "peak_mb": 1.0},
+            {"codec": "m", "kind": "learned", "quality": 0.5, "bpp": 0.4, "psnr": 32.0, "ms_ssim": math.nan,
+             "ssim": 0.92, "st_lpips": None, "enc_ms": 1.0, "dec_ms": 1.0, "peak_mb": 1.0}]
+    (point,) = runner.summarize_rows(rows)["m"]["points"]
+    assert point["images"] == 2 and point["bpp"] == pytest.approx(0.3) and point["psnr"] == pytest.approx(31)
+    assert math.isnan(point["ms_ssim"]) and math.isnan(point["st_lpips"])
+
+
+def test_a_run_without_st_lpips_reports_none(sweep, crops_dir, tmp_path):
+    """With --no-st-lpips the notes said "not computed" while the tables, BD-rates and charts
+    carried the cache's ST-LPIPS, and a chart of the anchors alone was linked as this run's."""
+    from edgecodec.eval.report import write_report
+
+    out = _cached_copy(sweep, tmp_path)
+    (out / "rd_st_lpips.png").write_bytes(b"an earlier run's chart")
+    result = runner.run_sweep(crops_dir, out, models=[SHIPPED], qualities=QUALITIES, codecs=list(SWEEPS),
+                              codec_qualities=SWEEPS, st_lpips=False, progress=False)
+    assert result.computed == 0
+    with open(result.csv_path) as f:
+        assert {row["st_lpips"] for row in csv.DictReader(f)} == {""}
+    summary = json.loads(result.summary_path.read_text())
+    assert summary["notes"]["st_lpips"] == "not computed"
+    assert all(p["st_lpips"] is None for c in summary["curves"].values() for p in c["points"])
+    assert all(r["st_lpips_pchip"] is None for r in summary["bd_rates"])
+    html = write_report(out, crops=0, st_lpips=False).read_text()
+    assert not (out / "rd_st_lpips.png").exists() and "rd_st_lpips.png" not in html
+    assert (out / "rd_psnr.png").is_file()
+    # the cache keeps what it measured: a later run with ST-LPIPS measures nothing again
+    again = runner.run_sweep(crops_dir, out, models=[SHIPPED], qualities=QUALITIES, codecs=list(SWEEPS),
+                             codec_qualities=SWEEPS, progress=False)
+    assert again.computed == 0
+    assert all(p["st_lpips"] > 0 for p in json.loads(again.summary_path.read_text())["curves"][SHIPPED]["points"])
+
+
+def test_no_report_leaves_no_earlier_report(sweep, crops_dir, tmp_path):
+    """--no-report rewrote the tables and left the last report.html, charts and crops, which then
+    described other images and codecs than summary.json."""
+    out = _cached_copy(sweep, tmp_path)
+    (out / "crops").mkdir()
+    for name in ("report.html", "rd_psnr.png", "rd_ms_ssim.png", "crops/a_kodim23_strip.png"):
+        (out / name).write_text("earlier run")
+    (out / "crops" / "notes.txt").write_text("the user's")
+    args = _eval_args(str(crops_dir), "--out", str(out), "--models", SHIPPED, "--codecs", "jpeg",
+                      "--qualities", "0,1", "--sweep", "jpeg=10,50", "--no-report", "-q")
+    assert args.func(args) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["cache.jsonl", "compressai", "crops", "per_image.csv",
+                                                     "summary.json", "table.md"]
+    assert [p.name for p in (out / "crops").iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize("blocked, flags", [("per_image.csv/", ["--no-report"]), ("summary.json/", ["--no-report"]),
+                                            ("table.md/", ["--no-report"]), ("report.html/", []),
+                                            ("rd_psnr.png/", []), ("crops", []), ("compressai", ["--no-report"])])
+def test_an_output_that_cannot_be_written_is_refused_before_measuring(crops_dir, tmp_path, blocked, flags):
+    """A folder where per_image.csv goes, or a file named crops, was an internal error after the
+    sweep, with summary.json new beside an old report."""
+    from edgecodec.errors import OutputWriteError
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / blocked.rstrip("/")).mkdir() if blocked.endswith("/") else (out / blocked).write_text("a file")
+    args = _eval_args(str(crops_dir), "--out", str(out), "--models", SHIPPED, "--codecs", "none",
+                      "--qualities", "0.5", "--no-st-lpips", "-q", *flags)
+    with pytest.raises(OutputWriteError, match=f"cannot write .*{blocked.rstrip('/')}"):
+        args.func(args)
+    assert [p.name for p in out.iterdir()] == [blocked.rstrip("/")]  # nothing measured, nothing written
+
+
+def test_a_quality_given_twice_is_measured_once(sweep, crops_dir, tmp_path):
+    out = _cached_copy(sweep, tmp_path)
+    result = runner.run_sweep(crops_dir, out, models=[SHIPPED], qualities=[0.0, 1.0, 0.0], codecs=["jpeg"],
+                              codec_qualities={"jpeg": [10, 10, 50]}, progress=False)
+    assert result.computed == 0 and len(result.rows) == 2 * (2 + 2)
+    curves = json.loads(result.summary_path.read_text())["curves"]
+    assert [p["images"] for c in curves.values() for p in c["points"]] == [2, 2, 2, 2]
+
+
+@pytest.mark.parametrize("method", bdrate.METHODS)
+def test_a_rate_range_ends_where_the_matched_rate_table_reads_the_anchor(method):
+    """The range's ends were read off the anchor linearly, the matched-rate table by PCHIP: one
+    curve, two qualities at 1 bpp."""
+    test_psnr = PSNRS + np.array([-1.0, 0.5, -0.2, 0.4, 1.0])  # covers the range: its ends decide
+    lo, hi = (bdrate.value_at_rate("psnr", RATES, PSNRS, r) for r in (0.15, 1.0))
+    la, qa = np.log(RATES), PSNRS
+    lt, qt = np.log(RATES), test_psnr
+    expected = 100 * (math.exp((bdrate._integral(qt, lt, lo, hi, method) - bdrate._integral(qa, la, lo, hi, method))
+                               / (hi - lo)) - 1)
+    got = bdrate.bd_rate(RATES, PSNRS, RATES, test_psnr, method, rate_range=(0.15, 1.0))
+    assert got == pytest.approx(expected, abs=1e-9)
+
+
+def test_metrics_json_writes_an_identical_images_psnr_as_inf(crops_dir, capsys):
+    """null meant "not measured" elsewhere; summary.json writes an infinite PSNR as "inf"."""
+    from edgecodec.cli import main
+
+    image = str(crops_dir / "a_kodim23.png")
+    assert main(["metrics", image, image, "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["psnr"] == "inf" and row["ms_ssim"] == pytest.approx(1)

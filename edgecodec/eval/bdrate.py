@@ -104,7 +104,8 @@ def bd_rate(anchor_rate: Sequence[float], anchor_quality: Sequence[float], test_
     """Average rate difference of test vs anchor at equal quality, in percent (negative: test saves bits).
 
     ``rate_range`` (lo, hi) narrows the integration to the qualities the *anchor* reaches between
-    those rates (interpolated along its curve), still intersected with what both curves cover:
+    those rates (PCHIP along its curve on log-rate, as :func:`value_at_rate`), still intersected with
+    what both curves cover:
     "BD-rate over 0.15 to 1.0 bpp" against a classical codec.
     """
     la, qa, lt, qt = _curves(anchor_rate, anchor_quality, test_rate, test_quality)
@@ -113,8 +114,11 @@ def bd_rate(anchor_rate: Sequence[float], anchor_quality: Sequence[float], test_
         r_lo, r_hi = rate_range
         if not 0 < r_lo < r_hi:
             raise ValueError(f"rate_range must be 0 < lo < hi, got {rate_range}")
-        # quality as a function of log-rate along the anchor (after _curve both are increasing)
-        q_at = np.interp(np.log([r_lo, r_hi]), la, qa)
+        from scipy.interpolate import PchipInterpolator
+
+        # quality as a function of log-rate along the anchor (after _curve both are increasing), read
+        # as value_at_rate reads a curve at a rate (PCHIP; beyond its ends, its ends)
+        q_at = PchipInterpolator(la, qa)(np.clip(np.log([r_lo, r_hi]), la[0], la[-1]))
         lo, hi = max(lo, float(q_at[0])), min(hi, float(q_at[1]))
     if not hi > lo:
         raise BDRateError(f"the curves share no quality range (anchor {qa[0]:.3f}-{qa[-1]:.3f}, "

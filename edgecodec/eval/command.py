@@ -103,7 +103,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..errors import UsageError
     from ..zoo import shipped_models
     from .classical import CodecUnavailableError
-    from .runner import run_sweep
+    from .report import CROPS_FOLDER, REPORT_FILES, remove_report
+    from .runner import SWEEP_FILES, SWEEP_FOLDERS, check_outputs, run_sweep
 
     if getattr(args, "threads", None) is None:
         torch.set_num_threads(1)  # the measurement protocol: one thread, like the classical codecs
@@ -133,6 +134,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {args.out} is the image folder: the report's figures would be measured as images "
                          "and written over images of the same name; choose another folder")
     external = _compared_curves(args.compare, set(models) | set(codecs))
+    report = not args.no_report
+    check_outputs(Path(args.out), SWEEP_FILES + ("table.md",) + (REPORT_FILES if report else ()),
+                  SWEEP_FOLDERS + ((CROPS_FOLDER,) if report and args.crops else ()))
     try:
         result = run_sweep(args.input, args.out, models=models, qualities=args.qualities, codecs=codecs,
                            codec_qualities=codec_sweeps, limit=args.limit, jobs=args.jobs,
@@ -166,7 +170,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     print(f"wrote {result.csv_path}, {result.summary_path}, {result.out / 'compressai'}/*.json and "
           f"{write_markdown(args.out)}")
-    if not args.no_report:
+    if not report:  # an earlier run's report would describe other rows than this summary
+        remove_report(args.out)
+    else:
         from .report import write_report
 
         html = write_report(args.out, crops=args.crops, crop_bpp=args.crop_bpp, st_lpips=not args.no_st_lpips)
@@ -202,6 +208,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     from ..errors import EdgecodecError, InputImageError
     from ..lite.tiles import check_region, crop_region
     from ..metrics import ms_ssim, psnr, ssim
+    from .runner import json_safe
 
     reference = load_image(args.reference, alpha="drop").rgb
     height, width = reference.shape[:2]
@@ -228,9 +235,9 @@ def cmd_metrics(args: argparse.Namespace) -> int:
                      "st_lpips": lpips(ref, decoded) if lpips is not None else None,
                      **({"region": list(part)} if part else {})})
     if args.json:
-        finite = [{k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in r.items()}
-                  for r in rows]
-        print(json.dumps(finite, indent=2))
+        # JSON has no infinity: "inf" (identical images' PSNR), as summary.json writes it; null is
+        # "not measured" (MS-SSIM of an image under 161 px)
+        print(json.dumps(json_safe(rows, digits=None), indent=2))
     for r in rows if not args.json else []:
         lpips_text = f", ST-LPIPS {_fmt(r['st_lpips'], 4)}" if lpips is not None else ""
         where = f" in {','.join(map(str, part))}" if part else ""

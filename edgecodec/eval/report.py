@@ -22,6 +22,7 @@ The anchor folder is ``$EDGECODEC_DATA/anchors``, else ``<repo>/../shared/data/a
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import html
 import json
@@ -44,6 +45,22 @@ METRIC_TITLES = {"psnr": "PSNR (dB, 8-bit RGB)", "ms_ssim": "MS-SSIM (dB: -10 lo
 CLASSICAL_COLORS = {"jpeg": "#d62728", "webp": "#2ca02c", "avif": "#9467bd", "jxl": "#8c564b"}
 LEARNED_COLORS = ("#1f77b4", "#ff7f0e", "#17becf", "#e377c2", "#bcbd22", "#7f7f7f")
 EXTERNAL_COLORS = ("#393b79", "#5254a3", "#637939", "#8c6d31", "#843c39", "#7b4173", "#a55194", "#6b6ecf")
+
+
+# What write_report writes in a sweep folder (besides table.md): checked before a sweep and removed
+# before each report, so no report describes other rows than the folder's summary.json.
+REPORT_FILES = ("report.html", *(f"rd_{metric}.png" for metric in METRIC_TITLES))
+CROPS_FOLDER = "crops"
+
+
+def remove_report(out: str | Path) -> None:
+    """Remove the report an earlier run wrote in ``out``: report.html, the charts and the crop PNGs."""
+    out = Path(out)
+    for path in [out / name for name in REPORT_FILES] + sorted((out / CROPS_FOLDER).glob("*.png")):
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+    with contextlib.suppress(OSError):  # kept when it holds anything else
+        (out / CROPS_FOLDER).rmdir()
 
 
 def _metric_axis(metric: str, values: list[float]) -> list[float]:
@@ -102,6 +119,9 @@ def plot_rd(summary: dict[str, Any], out_dir: Path, anchors: dict[str, dict[str,
     n_images = len(summary.get("images", []))
     crowded = any(c["kind"] == "external" for c in summary["curves"].values())
     for metric, title in METRIC_TITLES.items():
+        if not any(p.get(metric) is not None for c in summary["curves"].values() if c["kind"] != "external"
+                   for p in c["points"]):
+            continue  # nothing of this run's on the chart (e.g. --no-st-lpips): the anchors alone mislead
         fig, ax = plt.subplots(figsize=(10.5 if crowded else 7.5, 5.5), dpi=110)
         learned_index: dict[str, int] = {}
         ys_in_range: list[float] = []  # y limits: every curve's points up to max_bpp
@@ -191,7 +211,7 @@ def make_crops(summary: dict[str, Any], out_dir: Path, n_images: int = 3, target
     # search (codec/rate_search.py), 2 refinements for kodim23 at 0.14 and 0.33 bpp with 50 steps.
     learned = [n for n, c in summary["curves"].items() if c["kind"] == "learned"]
     classical = [n for n in CODECS if summary["curves"].get(n, {}).get("kind") == "classical"]
-    crop_dir = out_dir / "crops"
+    crop_dir = out_dir / CROPS_FOLDER
     crop_dir.mkdir(exist_ok=True)
     lpips = _st_lpips() if st_lpips else None
     sections = []
@@ -413,6 +433,7 @@ def write_report(out: str | Path, crops: int = 3, crop_bpp: float = DEFAULT_CROP
     """Plots, crops and ``report.html`` in the sweep folder ``out``; returns the HTML path."""
     out = Path(out)
     summary = json.loads((out / "summary.json").read_text())
+    remove_report(out)
     plots = plot_rd(summary, out, anchors)
     sections = make_crops(summary, out, crops, crop_bpp, st_lpips) if crops > 0 else []
     notes = summary.get("notes", {})

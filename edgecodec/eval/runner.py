@@ -398,9 +398,15 @@ def _worker(path: str, tasks: list[Task], st_lpips: bool) -> list[tuple[Task, di
 
 
 # --- summary -------------------------------------------------------------------------------------
-def _mean(values: Iterable[Any]) -> float:
-    vals = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    return statistics.fmean(vals) if vals else math.nan
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _mean_of_all(values: Iterable[Any]) -> float:
+    """The mean when every image has a value, else NaN: a mean over some of the images, beside a
+    bpp over all of them, would be a point of no curve (and a BD-rate of mismatched sets)."""
+    vals = list(values)
+    return math.nan if not vals or any(_missing(v) for v in vals) else statistics.fmean(float(v) for v in vals)
 
 
 def _median(values: Iterable[Any]) -> float:
@@ -409,7 +415,8 @@ def _median(values: Iterable[Any]) -> float:
 
 
 def summarize_rows(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per codec and quality: metric means over images, median times, max peak memory."""
+    """Per codec and quality: metric means over images (NaN where an image lacks the metric), median
+    times, max peak memory."""
     groups: dict[str, dict[float, list[dict[str, Any]]]] = {}
     kinds: dict[str, str] = {}
     for row in rows:
@@ -422,7 +429,7 @@ def summarize_rows(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             rs = by_q[q]
             point = {"quality": q, "images": len(rs)}
             for key in METRIC_FIELDS:
-                point[key] = _mean(r.get(key) for r in rs)
+                point[key] = _mean_of_all(r.get(key) for r in rs)
             point["enc_ms"] = _median(r["enc_ms"] for r in rs)
             point["dec_ms"] = _median(r["dec_ms"] for r in rs)
             peaks = [r["peak_mb"] for r in rs if r.get("peak_mb") is not None and not math.isnan(r["peak_mb"])]
@@ -472,13 +479,20 @@ def matched_rate_table(curves: dict[str, dict[str, Any]],
     return table
 
 
-def _json_safe(obj: Any) -> Any:
+def json_safe(obj: Any, digits: int | None = 6) -> Any:
+    """``obj`` for strict JSON: floats rounded to ``digits`` decimals (None: as they are), NaN (not
+    measured) as null, infinities as "inf" / "-inf" (identical images' PSNR: measured, and not a
+    number JSON has)."""
     if isinstance(obj, float):
-        return None if math.isnan(obj) else (("inf" if obj > 0 else "-inf") if math.isinf(obj) else round(obj, 6))
+        if math.isnan(obj):
+            return None
+        if math.isinf(obj):
+            return "inf" if obj > 0 else "-inf"
+        return obj if digits is None else round(obj, digits)
     if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
+        return {k: json_safe(v, digits) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
+        return [json_safe(v, digits) for v in obj]
     return obj
 
 
@@ -491,6 +505,22 @@ def _csv_value(value: Any) -> Any:
 
 
 # --- the sweep -----------------------------------------------------------------------------------
+SWEEP_FILES = ("cache.jsonl", "per_image.csv", "summary.json")
+SWEEP_FOLDERS = ("compressai",)
+
+
+def check_outputs(out: Path, files: Iterable[str] = SWEEP_FILES, folders: Iterable[str] = SWEEP_FOLDERS) -> None:
+    """Refuse before any measuring (exit 11) a sweep folder where an output cannot be written: a
+    folder where a file goes or a file where a folder goes (found after the sweep, it was an
+    internal error with some outputs new and others old)."""
+    for name in files:
+        if (out / name).is_dir():
+            raise OutputWriteError(f"cannot write {out / name}: a folder is in its place")
+    for name in folders:
+        if (out / name).exists() and not (out / name).is_dir():
+            raise OutputWriteError(f"cannot write into {out / name}: a file is in its place")
+
+
 @dataclass
 class RunResult:
     rows: list[dict[str, Any]]
@@ -527,8 +557,9 @@ def run_sweep(image_dir: str | Path, out: str | Path, models: Iterable[str] = ("
 
     out = Path(out)
     models, codecs = list(models), list(codecs)
-    qualities = [float(q) for q in qualities]
-    model_qualities = {k: [float(q) for q in v] for k, v in (model_qualities or {}).items()}
+    # a quality given twice is measured once (twice, each image's row was in the CSV and the means twice)
+    qualities = list(dict.fromkeys(float(q) for q in qualities))
+    model_qualities = {k: list(dict.fromkeys(float(q) for q in v)) for k, v in (model_qualities or {}).items()}
     for q in qualities + [q for v in model_qualities.values() for q in v]:
         quality_to_q16(q)  # validates the range
     for name in models:
@@ -549,13 +580,14 @@ def run_sweep(image_dir: str | Path, out: str | Path, models: Iterable[str] = ("
         tasks += [Task(label, "learned", q, version) for q in model_qualities.get(label, qualities)]
     for name in codecs:
         codec = get_codec(name)
-        sweep = list((codec_qualities or {}).get(name, codec.sweep))
-        tasks += [Task(name, "classical", int(q), codec.settings_id()) for q in sweep]
+        sweep = dict.fromkeys(int(q) for q in (codec_qualities or {}).get(name, codec.sweep))
+        tasks += [Task(name, "classical", q, codec.settings_id()) for q in sweep]
 
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a file in its place or on its path: exit 11, not an internal error
         raise OutputWriteError.making(out, exc, "into the output folder") from None
+    check_outputs(out)
     cache = Cache(out / "cache.jsonl")
     cache.seed_from_csv(out / "per_image.csv")
     pending: dict[Path, list[Task]] = {}
@@ -601,12 +633,14 @@ def run_sweep(image_dir: str | Path, out: str | Path, models: Iterable[str] = ("
             key = row_key(iid, t.codec, t.quality, t.version)
             row = cache.get(key, st_lpips)
             if row is not None:
-                rows.append({**row, "image_hash": _image_hash(iid)})
+                # without ST-LPIPS this run's outputs carry none, as their notes say, even where
+                # the cache holds some (the cache keeps them)
+                rows.append({**row, "image_hash": _image_hash(iid), **({} if st_lpips else {"st_lpips": None})})
                 from_csv += key in cache.from_csv
     summary = build_summary(rows, paths, versions, codecs, image_dir, st_lpips, external)
     result = RunResult(rows, summary, computed, len(rows) - computed, out, from_csv)
     write_csv(result.csv_path, rows)
-    atomic_write_text(result.summary_path, json.dumps(_json_safe(summary), indent=1) + "\n")
+    atomic_write_text(result.summary_path, json.dumps(json_safe(summary), indent=1) + "\n")
     write_curves(summary, out / "compressai")
     return result
 
