@@ -629,3 +629,32 @@ def test_metrics_json_writes_an_identical_images_psnr_as_inf(crops_dir, capsys):
     assert main(["metrics", image, image, "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row["psnr"] == "inf" and row["ms_ssim"] == pytest.approx(1)
+
+
+def test_rows_are_measured_again_when_the_measuring_code_changes(sweep, crops_dir, tmp_path, monkeypatch):
+    """Rows were keyed by weights and codec settings only: a change to the codec's code (its
+    quantiser, the quality mapping) reused numbers the code no longer gives."""
+    import shutil
+
+    package = tmp_path / "edgecodec"
+    shutil.copytree(runner.Path(runner.__file__).resolve().parents[1], package,
+                    ignore=shutil.ignore_patterns("__pycache__", "weights", "*.onnx"))
+    digest = runner.code_digest(package)
+    assert digest == runner.measuring_code()
+    report = package / "eval" / "report.py"
+    report.write_text(report.read_text() + "\n# a new chart\n")
+    assert runner.code_digest(package) == digest  # presenting rows is not measuring them
+    api = package / "codec" / "api.py"
+    api.write_text(api.read_text().replace("round(check_quality(quality) * QUALITY_SCALE)",
+                                           "round(check_quality(quality) ** 2 * QUALITY_SCALE)"))
+    assert runner.code_digest(package) != digest
+
+    out = _cached_copy(sweep, tmp_path)
+    (out / "per_image.csv").write_text(sweep.csv_path.read_text())
+    monkeypatch.setattr(runner, "measuring_code", lambda: "another code")
+    again = runner.run_sweep(crops_dir, out, models=[], codecs=["jpeg"], codec_qualities={"jpeg": [10]},
+                             st_lpips=False, progress=False)
+    assert again.computed == 2 and again.from_csv == 0
+    assert json.loads(again.summary_path.read_text())["code"] == "another code"
+    with open(again.csv_path) as f:
+        assert {row["code"] for row in csv.DictReader(f)} == {"another code"}

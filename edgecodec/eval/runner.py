@@ -13,9 +13,11 @@ Outputs in the ``out`` folder:
                    classical codec and each external curve (see :mod:`.bdrate`)
 ``compressai/``    each measured curve as CompressAI's results JSON (:mod:`.compressai_format`),
                    for ``python -m compressai.utils.plot`` and other tools that read that format
-``cache.jsonl``    every row ever measured, keyed by image file name + content hash, codec, quality
-                   and codec version (the weights hash for learned models; library versions and
-                   settings for classical ones). A re-run only measures rows missing from it.
+``cache.jsonl``    every row ever measured, keyed by image file name + content hash, codec, quality,
+                   codec version (the weights hash for learned models; library versions and
+                   settings for classical ones) and :func:`measuring_code` (a digest of the
+                   package's measuring source and the versions of torch, CompressAI and the metric
+                   packages). A re-run only measures rows missing from it.
                    Where it lacks a row that the folder's ``per_image.csv`` holds under the same key
                    (the CSV records each image's content hash), the CSV's row is reused: a fresh
                    clone, which has the committed CSV but not the ignored cache, re-measures only
@@ -67,7 +69,7 @@ IMAGE_SUFFIXES = (".png", ".ppm", ".bmp", ".tif", ".tiff")
 DEFAULT_QUALITIES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 DEFAULT_CODECS = ("jpeg", "webp", "avif", "jxl")
 CSV_FIELDS = ("image", "width", "height", "codec", "kind", "quality", "bytes", "bpp", "psnr", "ms_ssim", "ssim",
-              "st_lpips", "enc_ms", "dec_ms", "peak_mb", "version", "image_hash")
+              "st_lpips", "enc_ms", "dec_ms", "peak_mb", "version", "image_hash", "code")
 CSV_INT_FIELDS = ("width", "height", "bytes")
 CSV_FLOAT_FIELDS = ("bpp", "psnr", "ms_ssim", "ssim", "st_lpips", "enc_ms", "dec_ms", "peak_mb")
 METRIC_FIELDS = ("bpp", "psnr", "ms_ssim", "ssim", "st_lpips")
@@ -243,8 +245,41 @@ def model_version(label: str) -> str:
     return f"{weights_hash.hex()}+refine{steps}-{SETTINGS_ID}"
 
 
-def row_key(image: str, codec: str, quality: float, version: str) -> str:
-    return f"{image}|{codec}|{quality!r}|{version}"
+# Modules no row's numbers come from: they present or compare rows (a new chart or BD-rate keeps
+# the cache) or are not run by a sweep. Every other source file of the package is measuring code.
+NOT_MEASURING = ("cli.py", "train/", "web/", "export/", "eval/report.py", "eval/bdrate.py", "eval/command.py",
+                 "eval/compressai_format.py", "eval/original.py")
+MEASURING_PACKAGES = ("torch", "compressai", "pytorch-msssim", "stlpips-pytorch", "numpy")
+
+
+@functools.lru_cache(maxsize=1)
+def measuring_code() -> str:
+    """A digest of the code a row's numbers come from: edgecodec's measuring source files and the
+    versions of the packages under them. Part of every row's key beside the weights or codec
+    settings, so a change to quantisation, entropy coding, image reading or a metric re-measures
+    the rows instead of reusing numbers the code no longer gives."""
+    return code_digest(Path(__file__).resolve().parents[1])
+
+
+def code_digest(package: Path) -> str:
+    """:func:`measuring_code` of the package source in the folder ``package``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        name = path.relative_to(package).as_posix()
+        if not name.startswith(NOT_MEASURING):
+            digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for dist in MEASURING_PACKAGES:
+        try:
+            digest.update(f"{dist} {version(dist)}\0".encode())
+        except PackageNotFoundError:
+            digest.update(f"{dist} none\0".encode())
+    return digest.hexdigest()[:16]
+
+
+def row_key(image: str, codec: str, quality: float, version: str, code: str) -> str:
+    return f"{image}|{codec}|{quality!r}|{version}|{code}"
 
 
 @dataclass(frozen=True)
@@ -252,7 +287,11 @@ class Task:
     codec: str
     kind: str  # "learned" or "classical"
     quality: float  # 0-1 for learned models, the codec's integer scale for classical ones
-    version: str
+    version: str  # weights hash (and refinement settings), or the classical codec's library and settings
+    code: str  # measuring_code()
+
+    def key(self, image: str) -> str:
+        return row_key(image, self.codec, self.quality, self.version, self.code)
 
 
 class Cache:
@@ -280,22 +319,23 @@ class Cache:
     def seed_from_csv(self, csv_path: Path) -> None:
         """Adopt the rows of an earlier run's ``per_image.csv`` that the cache lacks (values at the
         CSV's 6 significant digits). Kept in memory only: the CSV this run writes carries them on.
-        Rows of a CSV without the ``image_hash`` column (written before it existed) cannot be
-        matched to image contents and are left out."""
+        Rows of a CSV without the ``image_hash`` or ``code`` column (written before they existed)
+        cannot be matched to image contents or code and are left out."""
         if not csv_path.is_file():
             return
         with open(csv_path, newline="") as f:
             for entry in csv.DictReader(f):
                 try:
-                    if not entry.get("image_hash"):
+                    if not entry.get("image_hash") or not entry.get("code"):
                         continue
-                    row: dict[str, Any] = {k: entry[k] for k in ("image", "codec", "kind", "version")}
+                    row: dict[str, Any] = {k: entry[k] for k in ("image", "codec", "kind", "version", "code")}
                     row["quality"] = float(entry["quality"]) if entry["kind"] == "learned" else int(entry["quality"])
                     row.update({k: int(entry[k]) for k in CSV_INT_FIELDS})
                     row.update({k: float(entry[k]) if entry[k] else None for k in CSV_FLOAT_FIELDS})
                 except (KeyError, ValueError, TypeError):
                     continue  # a row this version cannot read is measured again
-                key = row_key(f"{row['image']}|{entry['image_hash']}", row["codec"], row["quality"], row["version"])
+                key = row_key(f"{row['image']}|{entry['image_hash']}", row["codec"], row["quality"], row["version"],
+                              row["code"])
                 if key not in self.rows:
                     self.rows[key] = row
                     self.from_csv.add(key)
@@ -378,7 +418,7 @@ def measure_image(path: Path, tasks: list[Task], st_lpips: bool = True,
         row = {"image": path.name, "width": w, "height": h, "codec": task.codec, "kind": task.kind,
                "quality": task.quality, "bytes": row["bytes"], "bpp": 8 * row["bytes"] / (w * h),
                **_metrics(rgb, decoded, lpips), "enc_ms": row["enc_ms"], "dec_ms": row["dec_ms"],
-               "peak_mb": row["peak_mb"], "version": task.version}
+               "peak_mb": row["peak_mb"], "version": task.version, "code": task.code}
         results.append((task, row))
         if on_row:
             on_row(task, row)
@@ -575,13 +615,14 @@ def run_sweep(image_dir: str | Path, out: str | Path, models: Iterable[str] = ("
             codec._check()  # raises CodecUnavailableError with the reason
     paths = list_images(image_dir, limit)
     versions = {label: model_version(label) for label in models}
+    code = measuring_code()
     tasks: list[Task] = []
     for label, version in versions.items():
-        tasks += [Task(label, "learned", q, version) for q in model_qualities.get(label, qualities)]
+        tasks += [Task(label, "learned", q, version, code) for q in model_qualities.get(label, qualities)]
     for name in codecs:
         codec = get_codec(name)
         sweep = dict.fromkeys(int(q) for q in (codec_qualities or {}).get(name, codec.sweep))
-        tasks += [Task(name, "classical", q, codec.settings_id()) for q in sweep]
+        tasks += [Task(name, "classical", q, codec.settings_id(), code) for q in sweep]
 
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -594,7 +635,7 @@ def run_sweep(image_dir: str | Path, out: str | Path, models: Iterable[str] = ("
     ids = {path: image_id(path) for path in paths}  # measured rows are keyed by the content read here
     for path in paths:
         iid = ids[path]
-        missing = [t for t in tasks if cache.get(row_key(iid, t.codec, t.quality, t.version), st_lpips) is None]
+        missing = [t for t in tasks if cache.get(t.key(iid), st_lpips) is None]
         if missing:
             pending[path] = missing
     total = sum(len(v) for v in pending.values())
@@ -606,7 +647,7 @@ def run_sweep(image_dir: str | Path, out: str | Path, models: Iterable[str] = ("
 
     def store(path: Path, task: Task, row: dict[str, Any]) -> None:
         nonlocal computed
-        cache.put(row_key(ids[path], task.codec, task.quality, task.version), row)
+        cache.put(task.key(ids[path]), row)
         computed += 1
         bar.update(1)
         bar.set_postfix_str(f"{path.name} {task.codec} q{task.quality:g}", refresh=False)
@@ -630,14 +671,14 @@ def run_sweep(image_dir: str | Path, out: str | Path, models: Iterable[str] = ("
     for path in paths:
         iid = ids[path]
         for t in tasks:
-            key = row_key(iid, t.codec, t.quality, t.version)
+            key = t.key(iid)
             row = cache.get(key, st_lpips)
             if row is not None:
                 # without ST-LPIPS this run's outputs carry none, as their notes say, even where
                 # the cache holds some (the cache keeps them)
                 rows.append({**row, "image_hash": _image_hash(iid), **({} if st_lpips else {"st_lpips": None})})
                 from_csv += key in cache.from_csv
-    summary = build_summary(rows, paths, versions, codecs, image_dir, st_lpips, external)
+    summary = build_summary(rows, paths, versions, codecs, image_dir, st_lpips, external, code)
     result = RunResult(rows, summary, computed, len(rows) - computed, out, from_csv)
     write_csv(result.csv_path, rows)
     atomic_write_text(result.summary_path, json.dumps(json_safe(summary), indent=1) + "\n")
@@ -647,8 +688,9 @@ def run_sweep(image_dir: str | Path, out: str | Path, models: Iterable[str] = ("
 
 def build_summary(rows: list[dict[str, Any]], paths: list[Path], versions: dict[str, str], codecs: list[str],
                   image_dir: str | Path, st_lpips: bool,
-                  external: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """``versions``: each learned model label's :func:`model_version`; ``external``: compared curves."""
+                  external: dict[str, dict[str, Any]] | None = None, code: str | None = None) -> dict[str, Any]:
+    """``versions``: each learned model label's :func:`model_version`; ``external``: compared curves;
+    ``code``: :func:`measuring_code` of the rows."""
     curves = {**summarize_rows(rows), **(external or {})}
     notes = {"external": "curves of kind external come from --compare files (CompressAI's results format): "
                          "their bpp and metrics as the files give them, not measured here; compare them only "
@@ -658,6 +700,7 @@ def build_summary(rows: list[dict[str, Any]], paths: list[Path], versions: dict[
         "image_dir": str(Path(image_dir).resolve()),
         "images": [p.name for p in paths],
         "models": versions,
+        "code": code,
         "codecs": {c: {"label": CODECS[c].label, "settings": CODECS[c].settings, "library": library_version(c)}
                    for c in codecs},
         "notes": {"bpp": "8 * file bytes (container/headers included) / pixels, averaged over images",
