@@ -27,7 +27,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import machine, write_results
+from common import machine, run_main, write_results
+from edgecodec.argtypes import int_at_least, numbers
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -51,8 +52,8 @@ def main() -> None:
     parser.add_argument("--names", default="cae,crb,gcrb")
     parser.add_argument("--prefix", default="ablation-",
                         help="model name = PREFIX + each of --names ('' for installed models such as fidelity)")
-    parser.add_argument("--extra", default="1,2", help="levels past the top one to measure")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N images")
+    parser.add_argument("--extra", type=numbers, default="1,2", help="levels past the top one to measure")
+    parser.add_argument("--limit", type=int_at_least(1), default=None, help="only the first N images")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/ablation_ceiling.json"))
     args = parser.parse_args()
@@ -65,18 +66,25 @@ def main() -> None:
 
     from edgecodec import zoo
     from edgecodec.codec import api
+    from edgecodec.errors import UnknownModelError
     from edgecodec.metrics import psnr
 
     torch.set_num_threads(args.threads)
     images = sorted(Path(args.kodak).glob("*.png"))[: args.limit]
     if not images:
         raise SystemExit(f"no PNG images in {args.kodak}")
-    extras = [int(e) for e in args.extra.split(",") if e]
+    if any(e != int(e) or e < 1 for e in args.extra):
+        parser.error("--extra: whole numbers of levels from 1")
+    extras = [int(e) for e in args.extra]
     results: dict[str, dict] = {}
     started = time.time()
     for short in args.names.split(","):
         name = f"{args.prefix}{short}"
-        model, _ = zoo.load_model(name)
+        try:
+            model, _ = zoo.load_model(name)
+        except UnknownModelError as exc:
+            raise UnknownModelError(f"{exc} (scripts/ablation.sh exports the ablation models into {args.models}; "
+                                    "--models FOLDER, --prefix and --names measure others)") from None
         variants = {"top": name}
         for extra in extras:
             variant = f"{name}-x{extra}"
@@ -108,4 +116,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

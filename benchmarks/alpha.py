@@ -1,6 +1,6 @@
 """Bytes of the alpha coding (edgecodec/lite/alpha.py) against Pillow's PNG of the same plane.
 
-    python benchmarks/alpha.py
+    python benchmarks/alpha.py [--out benchmarks/results/alpha.json]
 
 The masks are made here (the evaluation data has no transparency), 768 x 512 like a Kodak image:
 hard-edged shapes, the same anti-aliased (Gaussian blur, radius 1.5) and as a soft shadow
@@ -11,17 +11,19 @@ writes ``benchmarks/results/alpha.json``.
 
 from __future__ import annotations
 
+import argparse
 import io
 import time
 from pathlib import Path
 
 import numpy as np
-from common import machine, write_results
+from common import machine, run_main, write_results
 from PIL import Image, ImageDraw, ImageFilter
 
 from edgecodec.lite.alpha import decode_alpha, encode_alpha
 
 KODAK = Path(__file__).resolve().parents[2] / "shared/data/kodak"
+RESULTS = Path(__file__).resolve().parent / "results/alpha.json"
 
 
 def masks() -> dict[str, np.ndarray]:
@@ -49,7 +51,10 @@ def png_bytes(plane: np.ndarray) -> int:
     return len(buf.getvalue())
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(RESULTS), help="results file (default %(default)s)")
+    args = parser.parse_args(argv)
     rows = []
     for name, plane in masks().items():
         start = time.perf_counter()
@@ -65,9 +70,8 @@ def main() -> None:
     for r in rows:
         print(f"{r['mask']:<20} {r['edgecodec_bytes']:>9} {r['png_bytes']:>8} {r['ratio']:>6.2f} "
               f"{r['encode_ms']:>7.1f} {r['decode_ms']:>7.1f}")
-    write_results(Path(__file__).resolve().parent / "results/alpha.json",
-                  {"machine": machine(), "size": [768, 512], "rows": rows})
+    write_results(args.out, {"machine": machine(), "size": [768, 512], "rows": rows})
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

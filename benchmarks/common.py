@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 # instruction sets that change onnxruntime's and PyTorch's CPU kernels (VNNI: the int8 convolutions)
@@ -37,6 +38,19 @@ def machine() -> dict[str, Any]:
     """Python version, CPU (model, clock, vector flags) and core count: the context a benchmark figure needs."""
     return {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(), **_cpuinfo()}
+
+
+def run_main(main: Callable[[], int | None]) -> None:
+    """Run a benchmark's ``main`` and exit with its code; a value the codec refuses (an unknown
+    model, a missing folder) is one line and exit 2, as argparse does for a bad option."""
+    from edgecodec.errors import EdgecodecError
+
+    try:
+        code = main()
+    except (EdgecodecError, FileNotFoundError) as exc:
+        print(f"{Path(sys.argv[0]).name}: error: {exc}", file=sys.stderr)
+        code = 2
+    sys.exit(code or 0)
 
 
 def write_results(path: str | Path, result: dict[str, Any]) -> Path:

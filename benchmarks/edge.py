@@ -42,7 +42,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import machine, write_results
+from common import machine, run_main, write_results
+from edgecodec.argtypes import int_at_least
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -211,7 +212,7 @@ def bench_model(name: str, workdir: Path, int8_images: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default=",".join(shipped_models()))
-    parser.add_argument("--int8-images", type=int, default=24, help="Kodak images for the int8 quality drop (0: skip)")
+    parser.add_argument("--int8-images", type=int_at_least(0), default=24, help="Kodak images for the int8 quality drop (0: skip)")
     parser.add_argument("--no-install-size", action="store_true")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "edge.json"))
     args = parser.parse_args(argv)
@@ -248,4 +249,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

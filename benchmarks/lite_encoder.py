@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import machine, write_results
+from common import machine, run_main, write_results
+from edgecodec.argtypes import numbers
 from PIL import Image
 
 import edgecodec
@@ -43,9 +44,9 @@ def median_ms(fn, runs: int = 11) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="perceptual,fidelity")
-    parser.add_argument("--qualities", default="0,0.5,1")
+    parser.add_argument("--qualities", type=numbers, default="0,0.5,1")
     args = parser.parse_args()
-    qualities = [float(q) for q in args.qualities.split(",")]
+    qualities = args.qualities
     images = {p.name: np.array(Image.open(p).convert("RGB")) for p in sorted(KODAK.glob("*.png"))}
     result = {"machine": machine(), "images": len(images), "qualities": qualities, "models": {}}
     for model in args.models.split(","):
@@ -85,4 +86,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import machine, write_results
+from common import machine, run_main, write_results
+from edgecodec.argtypes import int_at_least
 
 REPO = Path(__file__).resolve().parent.parent
 KODAK = REPO.parent / "shared/data/kodak"
@@ -31,9 +32,10 @@ METRICS = ("bpp", "psnr", "st_lpips_alex", "st_lpips_vgg")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rates", type=float, nargs="+", default=[0.15, 0.3, 0.5])
-    parser.add_argument("--images", type=int, default=24, help="the first N Kodak images")
+    parser.add_argument("--images", type=int_at_least(1), default=24, help="the first N Kodak images")
     parser.add_argument("--models", nargs="+", default=["perceptual", "fidelity"])
-    parser.add_argument("--codecs", nargs="*", default=["jpeg", "webp", "avif"], help="none: only JPEG at 2x")
+    parser.add_argument("--codecs", nargs="*", default=["jpeg", "webp", "avif"],
+                        help="none (or nothing): only JPEG at 2x")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/perceptual_heldout.json"))
     args = parser.parse_args()
@@ -54,7 +56,7 @@ def main() -> None:
     # label -> (encode within a byte budget, decode, the budget as a multiple of the rate)
     coders = {name: (lambda rgb, size, name=name: edgecodec.compress(rgb, model=name, target_size=size),
                      lambda data: decode_array(data)[0], 1) for name in args.models}
-    for codec_name in args.codecs:
+    for codec_name in [c for c in args.codecs if c != "none"]:
         codec = get_codec(codec_name)
         coders[codec.name] = (lambda rgb, size, c=codec: encode_to_size(c, rgb, size)[1], codec.decode, 1)
     jpeg = get_codec("jpeg")
@@ -89,4 +91,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

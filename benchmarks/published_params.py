@@ -14,11 +14,10 @@ Prints a table and writes the JSON.
 from __future__ import annotations
 
 import argparse
-import sys
 import warnings
 from pathlib import Path
 
-from common import machine, write_results
+from common import machine, run_main, write_results
 
 DECODER_PARTS = ("g_s", "h_s", "context_prediction", "entropy_parameters")
 
@@ -61,4 +60,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

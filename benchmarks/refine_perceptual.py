@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import machine, write_results
+from common import machine, run_main, write_results
 
 REPO = Path(__file__).resolve().parent.parent
 KODAK = REPO.parent / "shared/data/kodak"
@@ -44,13 +44,15 @@ def main() -> None:
     from edgecodec.metrics import psnr
     from edgecodec.eval.runner import STLPIPS
     from edgecodec.losses.gan import GANRateDistortionLoss
+    from edgecodec.models import PatchDiscriminator
 
     torch.set_num_threads(args.threads)
     model, weights_hash = zoo.load_model("perceptual")
     lambdas = zoo.find_model("perceptual").card["training"]["train"]["lambdas"]
     alex, vgg = STLPIPS("stlpips-alex"), STLPIPS("stlpips-vgg")
-    # The GCRB objective's rate and reconstruction terms, without a discriminator (never called).
-    loss = GANRateDistortionLoss(lambdas, None, alex.module, distortion="mse", perceptual_weight=args.weight,
+    # The GCRB objective's rate and reconstruction terms; its discriminator (an untrained stand-in:
+    # the shipped model has none) is never called.
+    loss = GANRateDistortionLoss(lambdas, PatchDiscriminator(), alex.module, distortion="mse", perceptual_weight=args.weight,
                                  min_level=model.config.min_level)
 
     def objective(out: dict, x: torch.Tensor, quality: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -90,4 +92,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import machine, write_results
+from common import machine, run_main, write_results
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -65,4 +65,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import machine, write_results
+from common import machine, run_main, write_results
+from edgecodec.argtypes import int_at_least, numbers
 
 REPO = Path(__file__).resolve().parent.parent
 QUALITIES = (0.0, 0.5, 1.0)
@@ -39,12 +40,21 @@ def training_crops(count: int) -> list[tuple[str, np.ndarray]]:
     return crops
 
 
+def setting(text: str) -> tuple[float, float, float]:
+    """LR,TAU_START,TAU_END: three numbers."""
+    values = numbers(text)
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"expected LR,TAU_START,TAU_END, got {text!r}")
+    return values[0], values[1], values[2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--settings", nargs="+", default=["0.05,0.5,0.05"], help="LR,TAU_START,TAU_END each")
-    parser.add_argument("--images", type=int, default=6)
+    parser.add_argument("--settings", nargs="+", type=setting, default=[setting("0.05,0.5,0.05")],
+                        help="LR,TAU_START,TAU_END each")
+    parser.add_argument("--images", type=int_at_least(1), default=6)
     parser.add_argument("--model", default="fidelity")
-    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--steps", type=int_at_least(1), default=50)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/refine_settings.json"))
     args = parser.parse_args()
@@ -60,8 +70,7 @@ def main() -> None:
     objective = refine.refinement_objective(args.model)
     crops = training_crops(args.images)
     rows = []
-    for setting in args.settings:
-        lr, tau_start, tau_end = (float(v) for v in setting.split(","))
+    for lr, tau_start, tau_end in args.settings:
         refine.LEARNING_RATE, refine.TAU_START, refine.TAU_END = lr, tau_start, tau_end
         changes = []
         start = time.perf_counter()
@@ -82,4 +91,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -30,7 +30,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import machine, write_results
+from common import machine, run_main, write_results
+from edgecodec.argtypes import int_at_least
 
 REPO = Path(__file__).resolve().parent.parent
 NAMES = ("background", "roi", "region", "same_size")
@@ -48,7 +49,7 @@ def main() -> None:
     parser.add_argument("--margin-weight", type=float, default=None,
                         help="how far the margin's quality goes from the background's to the region's "
                              "(default: compress's)")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N images")
+    parser.add_argument("--limit", type=int_at_least(1), default=None, help="only the first N images")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/roi.json"))
     parser.add_argument("--figure", metavar="PNG", help="only draw the README's figure (docs/roi.png): kodim23 "
@@ -69,7 +70,12 @@ def main() -> None:
                      args.models.split(",")[0], args.background, args.region)
         return
     paths = sorted(Path(args.kodak).glob("*.png"))[: args.limit]
-    sides = [int(v) for v in args.small.split(",") if v]
+    try:
+        sides = [int(v) for v in args.small.split(",") if v]
+    except ValueError:
+        parser.error(f"--small: whole numbers of pixels, got {args.small!r}")
+    if any(not 1 <= side < 512 for side in sides):  # a square must fit in every Kodak image (768 x 512)
+        parser.error(f"--small: sides from 1 to 511 pixels, got {args.small}")
     margin = (MARGIN if args.margin is None else args.margin,
               MARGIN_WEIGHT if args.margin_weight is None else args.margin_weight)
     background_q16, region_q16 = api.quality_to_q16(args.background), api.quality_to_q16(args.region)
@@ -90,7 +96,8 @@ def main() -> None:
             # the whole image at one quality, with as many bytes as the roi file
             files["same_size"] = edgecodec.compress(rgb, model=model, target_size=len(files["roi"]))
             decoded = {name: api.decode_array(data)[0] for name, data in files.items()}
-            row = {"model": model, "image": path.name, "rect": rect, "cells_fraction": float(cells.mean()),
+            row = {"model": model, "image": path.name, "width": w, "height": h, "rect": rect,
+                   "cells_fraction": float(cells.mean()),
                    "seconds": time.perf_counter() - started}
             for name, data in files.items():
                 row[f"{name}_bytes"] = len(data)
@@ -126,7 +133,7 @@ def main() -> None:
     for model in args.models.split(","):
         mine = [r for r in rows if r["model"] == model]
         mean = lambda key: float(np.mean([r[key] for r in mine]))  # noqa: E731
-        pixels = [r["rect"][2] * r["rect"][3] * 9 for r in mine]  # the image's pixels (the rect is a ninth)
+        pixels = [r["width"] * r["height"] for r in mine]
         summary[model] = {
             "bpp": {name: float(np.mean([8 * r[f"{name}_bytes"] / p for r, p in zip(mine, pixels)]))
                     for name in NAMES},
@@ -204,4 +211,4 @@ def write_figure(path: Path, image: Path, rect: tuple[int, int, int, int], model
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

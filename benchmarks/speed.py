@@ -1,6 +1,6 @@
 """Encode / decode speed of a learned model: Kodak images and a 4K (3840x2160) image.
 
-    python benchmarks/speed.py [--model fidelity] [--threads 1,2] [--images 3] [--quality 0.5]
+    python benchmarks/speed.py [--model perceptual] [--threads 1,2] [--images 3] [--quality 0.5]
 
 End to end through the public API, on the CPU: encode = analysis transform + entropy coding +
 container (``Encoder(...).encode``), decode = ``decode_array`` from the bytes. Per Kodak image the
@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import machine, write_results
+from common import machine, run_main, write_results
 import torch
 from PIL import Image
 
@@ -184,4 +184,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from common import write_results
+from common import run_main, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -121,4 +121,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

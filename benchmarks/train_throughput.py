@@ -32,6 +32,9 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from common import run_main  # noqa: E402
+
+from edgecodec.argtypes import int_at_least  # noqa: E402
 from edgecodec.train.config import load_config  # noqa: E402
 from edgecodec.train.trainer import Trainer  # noqa: E402
 
@@ -86,15 +89,22 @@ def measure(name: str, data: Path, warm: int, timed: int, threads: int, device: 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
-    parser.add_argument("--warm", type=int, default=5)
-    parser.add_argument("--timed", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--warm", type=int_at_least(0), default=5)
+    parser.add_argument("--timed", type=int_at_least(1), default=10)
+    parser.add_argument("--threads", type=int_at_least(1), default=1)
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--data", type=Path, help="image folder (default: synthetic images)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override for every configuration (repeatable)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "train_throughput.json")
     args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: CUDA is not available here")
+    for name in args.configs:  # a misspelt --set is refused before anything trains
+        try:
+            load_config(REPO / "configs" / CONFIGS[name], args.overrides)
+        except ValueError as exc:
+            parser.error(f"--set: {exc}")
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     results = []
@@ -129,4 +139,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)
