@@ -41,13 +41,14 @@ def machine() -> dict[str, Any]:
 
 
 def run_main(main: Callable[[], int | None]) -> None:
-    """Run a benchmark's ``main`` and exit with its code; a value the codec refuses (an unknown
-    model, a missing folder) is one line and exit 2, as argparse does for a bad option."""
-    from edgecodec.errors import EdgecodecError
+    """Run a benchmark's ``main`` and exit with its code; a value the codec refuses as a usage error
+    (an unknown model, a bad setting) or a missing input is one line and exit 2, as argparse does
+    for a bad option. Anything else keeps its traceback."""
+    from edgecodec.errors import UnknownModelError, UsageError
 
     try:
         code = main()
-    except (EdgecodecError, FileNotFoundError) as exc:
+    except (UsageError, UnknownModelError, FileNotFoundError) as exc:
         print(f"{Path(sys.argv[0]).name}: error: {exc}", file=sys.stderr)
         code = 2
     sys.exit(code or 0)

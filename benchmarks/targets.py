@@ -31,7 +31,8 @@ from common import run_main, write_results
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edgecodec.eval.runner import matched_rate_table, parse_model_label  # noqa: E402
+from edgecodec.eval.runner import parse_model_label  # noqa: E402
+from edgecodec.eval.summary import matched_rate_table  # noqa: E402
 from edgecodec.zoo import find_model  # noqa: E402
 
 PERCEPTUAL_RATES = (0.15, 0.3, 0.5)

@@ -13,6 +13,7 @@ from conftest import SHIPPED
 from PIL import Image
 
 from edgecodec.eval import bdrate, classical, runner
+from edgecodec.eval import summary as summaries
 from edgecodec.metrics import psnr
 
 MAGIC = {"jpeg": (0, b"\xff\xd8\xff"), "webp": (8, b"WEBP"), "avif": (4, b"ftypavif"), "jxl": (0, b"\xff\x0a"),
@@ -210,7 +211,7 @@ def test_runner_reuses_rows_of_the_folders_csv_without_a_cache(sweep, crops_dir,
     assert again.csv_path.read_text() == sweep.csv_path.read_text()
     curves = json.loads(again.summary_path.read_text())["curves"]
     for name, curve in json.loads(sweep.summary_path.read_text())["curves"].items():  # the CSV keeps 6 digits
-        for metric in runner.METRIC_FIELDS:
+        for metric in summaries.METRIC_FIELDS:
             assert [p[metric] for p in curves[name]["points"]] == pytest.approx([p[metric] for p in curve["points"]],
                                                                                 rel=1e-5)
 
@@ -342,7 +343,7 @@ def test_markdown_table_with_a_curve_that_reaches_only_some_metrics():
               for q, b, p, s in ((0.0, 0.1, 11.0, 0.56), (1.0, 0.4, 11.5, 0.55))]
     curves = {"junk": {"kind": "learned", "label": "junk", "points": points}}
     summary = {"images": ["a.png"], "image_dir": "/x/kodak", "curves": curves,
-               "matched_rates": runner.matched_rate_table(curves, (0.2, 1.0)), "bd_rates": []}
+               "matched_rates": summaries.matched_rate_table(curves, (0.2, 1.0)), "bd_rates": []}
     table = markdown_tables(summary)
     row = next(line for line in table.splitlines() if line.startswith("| 0.2 | junk |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
@@ -533,7 +534,7 @@ def test_a_point_averages_a_metric_only_over_every_image():
              "ssim": 0.9, "st_lpips": 0.1, "enc_ms": 1.0, "dec_ms": 1.0, "peak_mb": 1.0},
             {"codec": "m", "kind": "learned", "quality": 0.5, "bpp": 0.4, "psnr": 32.0, "ms_ssim": math.nan,
              "ssim": 0.92, "st_lpips": None, "enc_ms": 1.0, "dec_ms": 1.0, "peak_mb": 1.0}]
-    (point,) = runner.summarize_rows(rows)["m"]["points"]
+    (point,) = summaries.summarize_rows(rows)["m"]["points"]
     assert point["images"] == 2 and point["bpp"] == pytest.approx(0.3) and point["psnr"] == pytest.approx(31)
     assert math.isnan(point["ms_ssim"]) and math.isnan(point["st_lpips"])
 
@@ -569,20 +570,29 @@ def test_no_report_leaves_no_earlier_report(sweep, crops_dir, tmp_path):
     described other images and codecs than summary.json."""
     out = _cached_copy(sweep, tmp_path)
     (out / "crops").mkdir()
-    for name in ("report.html", "rd_psnr.png", "rd_ms_ssim.png", "crops/a_kodim23_strip.png"):
+    for name in ("rd_psnr.png", "rd_ms_ssim.png", "crops/a_kodim23_strip.png"):
         (out / name).write_text("earlier run")
-    (out / "crops" / "notes.txt").write_text("the user's")
+    (out / "report.html").write_text("<img src='crops/a_kodim23_strip.png'>")
+    for name in ("notes.txt", "mine.png"):  # not the report's: kept
+        (out / "crops" / name).write_text("the user's")
     args = _eval_args(str(crops_dir), "--out", str(out), "--models", SHIPPED, "--codecs", "jpeg",
                       "--qualities", "0,1", "--sweep", "jpeg=10,50", "--no-report", "-q")
     assert args.func(args) == 0
     assert sorted(p.name for p in out.iterdir()) == ["cache.jsonl", "compressai", "crops", "per_image.csv",
                                                      "summary.json", "table.md"]
-    assert [p.name for p in (out / "crops").iterdir()] == ["notes.txt"]
+    assert sorted(p.name for p in (out / "crops").iterdir()) == ["mine.png", "notes.txt"]
+    # a crops/ that links elsewhere is not followed
+    (out / "crops").rename(tmp_path / "photos")
+    (out / "crops").symlink_to(tmp_path / "photos")
+    (out / "report.html").write_text("<img src='crops/mine.png'>")
+    assert args.func(args) == 0
+    assert sorted(p.name for p in (tmp_path / "photos").iterdir()) == ["mine.png", "notes.txt"]
 
 
 @pytest.mark.parametrize("blocked, flags", [("per_image.csv/", ["--no-report"]), ("summary.json/", ["--no-report"]),
                                             ("table.md/", ["--no-report"]), ("report.html/", []),
-                                            ("rd_psnr.png/", []), ("crops", []), ("compressai", ["--no-report"])])
+                                            ("rd_psnr.png/", []), ("crops", []), ("compressai", ["--no-report"]),
+                                            ("compressai@", ["--no-report"])])
 def test_an_output_that_cannot_be_written_is_refused_before_measuring(crops_dir, tmp_path, blocked, flags):
     """A folder where per_image.csv goes, or a file named crops, was an internal error after the
     sweep, with summary.json new beside an old report."""
@@ -590,12 +600,18 @@ def test_an_output_that_cannot_be_written_is_refused_before_measuring(crops_dir,
 
     out = tmp_path / "out"
     out.mkdir()
-    (out / blocked.rstrip("/")).mkdir() if blocked.endswith("/") else (out / blocked).write_text("a file")
+    name = blocked.rstrip("/@")
+    if blocked.endswith("/"):
+        (out / name).mkdir()
+    elif blocked.endswith("@"):  # a dangling link
+        (out / name).symlink_to(tmp_path / "gone")
+    else:
+        (out / name).write_text("a file")
     args = _eval_args(str(crops_dir), "--out", str(out), "--models", SHIPPED, "--codecs", "none",
                       "--qualities", "0.5", "--no-st-lpips", "-q", *flags)
-    with pytest.raises(OutputWriteError, match=f"cannot write .*{blocked.rstrip('/')}"):
+    with pytest.raises(OutputWriteError, match=f"cannot write .*{name}"):
         args.func(args)
-    assert [p.name for p in out.iterdir()] == [blocked.rstrip("/")]  # nothing measured, nothing written
+    assert [p.name for p in out.iterdir()] == [name]  # nothing measured, nothing written
 
 
 def test_a_quality_given_twice_is_measured_once(sweep, crops_dir, tmp_path):
@@ -641,9 +657,9 @@ def test_rows_are_measured_again_when_the_measuring_code_changes(sweep, crops_di
                     ignore=shutil.ignore_patterns("__pycache__", "weights", "*.onnx"))
     digest = runner.code_digest(package)
     assert digest == runner.measuring_code()
-    report = package / "eval" / "report.py"
-    report.write_text(report.read_text() + "\n# a new chart\n")
-    assert runner.code_digest(package) == digest  # presenting rows is not measuring them
+    for module in ("report.py", "summary.py", "bdrate.py"):  # presenting rows is not measuring them
+        (package / "eval" / module).write_text((package / "eval" / module).read_text() + "\n# a new chart\n")
+    assert runner.code_digest(package) == digest
     api = package / "codec" / "api.py"
     api.write_text(api.read_text().replace("round(check_quality(quality) * QUALITY_SCALE)",
                                            "round(check_quality(quality) ** 2 * QUALITY_SCALE)"))

@@ -56,7 +56,7 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     p.add_argument("--limit", type=int, default=None, help="only the first N images (sorted by name)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes, one image each (default 1)")
     p.add_argument("--no-st-lpips", action="store_true", help="skip ST-LPIPS (the slowest metric)")
-    p.add_argument("--no-report", action="store_true", help="only the CSV and JSON, no plots or HTML")
+    p.add_argument("--no-report", action="store_true", help="only the CSV and JSON, no plots or HTML (an earlier report in OUT is removed)")
     p.add_argument("--crops", type=int_at_least(0), default=3,
                    help="images with side-by-side crops in the report (default 3)")
     p.add_argument("--crop-bpp", type=positive_number, default=0.25,
@@ -208,7 +208,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     from ..errors import EdgecodecError, InputImageError
     from ..lite.tiles import check_region, crop_region
     from ..metrics import ms_ssim, psnr, ssim
-    from .runner import json_safe
+    from .summary import json_safe
 
     reference = load_image(args.reference, alpha="drop").rgb
     height, width = reference.shape[:2]

@@ -27,6 +27,7 @@ import csv
 import html
 import json
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -54,13 +55,20 @@ CROPS_FOLDER = "crops"
 
 
 def remove_report(out: str | Path) -> None:
-    """Remove the report an earlier run wrote in ``out``: report.html, the charts and the crop PNGs."""
+    """Remove the report an earlier run wrote in ``out``: report.html, the charts, and the crop PNGs
+    that report.html shows (nothing else in crops/, and nothing through a crops/ that is a link)."""
     out = Path(out)
-    for path in [out / name for name in REPORT_FILES] + sorted((out / CROPS_FOLDER).glob("*.png")):
+    crops = out / CROPS_FOLDER
+    shown: list[Path] = []
+    if (out / "report.html").is_file() and crops.is_dir() and not crops.is_symlink():
+        names = set(re.findall(r"src='crops/([^'/]+\.png)'", (out / "report.html").read_text(errors="replace")))
+        shown = [crops / name for name in sorted(names)]
+    for path in [out / name for name in REPORT_FILES] + shown:
         if path.is_file() or path.is_symlink():
             path.unlink()
-    with contextlib.suppress(OSError):  # kept when it holds anything else
-        (out / CROPS_FOLDER).rmdir()
+    if shown:
+        with contextlib.suppress(OSError):  # kept when it holds anything else
+            crops.rmdir()
 
 
 def _metric_axis(metric: str, values: list[float]) -> list[float]:
