@@ -10,8 +10,8 @@ after one warm-up where a part is short):
   unrefined (median of ``--repeats``) and with ``--refine-steps`` steps (one run: it is long);
   seconds a step = (refined - unrefined) / steps.
 - ``tiled``: a 4000 x 3000 mosaic of the Kodak images (``large.make_mosaic``, tiled coding) coded
-  with ``fidelity`` at quality 0.5 and decoded whole (``decode_array``), and a 640 x 480 region
-  at its centre (``decode_array(..., region=...)``).
+  with each shipped model at quality 0.5 and decoded whole (``decode_array``), and a 640 x 480
+  region at its centre (``decode_array(..., region=...)``).
 - ``jobs``: whole ``edgecodec compress`` / ``decompress`` commands on the 24 Kodak images (a
   folder, ``perceptual`` at the default quality) with ``--jobs 1`` and ``--jobs 2`` (start-up
   included; ``startup_s`` is a fresh process importing the codec and loading the model).
@@ -87,17 +87,23 @@ def refine_rows(image: Path, threads: int, steps: int, repeats: int) -> list[dic
 
 
 def tiled_rows(threads: int, repeats: int, png: Path) -> list[dict]:
+    from edgecodec.zoo import shipped_models
+
+    return [row for model in shipped_models() for row in tiled_model_rows(model, threads, repeats, png)]
+
+
+def tiled_model_rows(model: str, threads: int, repeats: int, png: Path) -> list[dict]:
     import edgecodec
     from edgecodec.codec.api import decode_array
 
-    seconds_enc, data = timed(lambda: edgecodec.compress(png, quality=0.5, model="fidelity"))
+    seconds_enc, data = timed(lambda: edgecodec.compress(png, quality=0.5, model=model))
     decode_s, (whole, header) = timed(lambda: decode_array(data), repeats, warmup=True)
     width, height = 640, 480
     box = ((header.width - width) // 2, (header.height - height) // 2, width, height)
     region_s, (part, _) = timed(lambda: decode_array(data, region=box), repeats, warmup=True)
     assert (part == whole[box[1]:box[1] + height, box[0]:box[0] + width]).all(), "region differs from the crop"
     return [{"part": "tiled", "size": f"{header.width}x{header.height}", "tile": header.tile, "threads": threads,
-             "model": "fidelity", "quality": 0.5, "bytes": len(data), "encode_s": seconds_enc,
+             "model": model, "quality": 0.5, "bytes": len(data), "encode_s": seconds_enc,
              "decode_s": decode_s, "region": list(box), "region_decode_s": region_s}]
 
 
