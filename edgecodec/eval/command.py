@@ -135,7 +135,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                          "and written over images of the same name; choose another folder")
     external = _compared_curves(args.compare, set(models) | set(codecs))
     report = not args.no_report
-    check_outputs(Path(args.out), SWEEP_FILES + ("table.md",) + (REPORT_FILES if report else ()),
+    curves = tuple(f"compressai/{name}.json" for name in [*models, *codecs])  # each measured curve's file
+    check_outputs(Path(args.out), SWEEP_FILES + ("table.md",) + curves + (REPORT_FILES if report else ()),
                   SWEEP_FOLDERS + ((CROPS_FOLDER,) if report and args.crops else ()))
     try:
         result = run_sweep(args.input, args.out, models=models, qualities=args.qualities, codecs=codecs,
