@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -38,6 +39,19 @@ def machine() -> dict[str, Any]:
     """Python version, CPU (model, clock, vector flags) and core count: the context a benchmark figure needs."""
     return {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(), **_cpuinfo()}
+
+
+def whole_numbers(minimum: int) -> Callable[[str], list[int]]:
+    """An argparse type: comma-separated whole numbers, each at least ``minimum`` ("" for none)."""
+    from edgecodec.argtypes import numbers
+
+    def parse(text: str) -> list[int]:
+        values = numbers(text)
+        if any(v != int(v) or v < minimum for v in values):
+            raise argparse.ArgumentTypeError(f"expected whole numbers from {minimum}, got {text!r}")
+        return [int(v) for v in values]
+
+    return parse
 
 
 def run_main(main: Callable[[], int | None]) -> None:

@@ -31,9 +31,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from common import machine, run_main, write_results
+from common import machine, run_main, whole_numbers, write_results
 
-from edgecodec.argtypes import int_at_least, numbers
+from edgecodec.argtypes import int_at_least
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -131,7 +131,7 @@ def jobs_rows(folder: Path, repeats: int) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=numbers, default="1,2", help="torch thread counts for the API parts")
+    parser.add_argument("--threads", type=whole_numbers(1), default="1,2", help="torch thread counts for the API parts")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {','.join(PARTS)}")
     parser.add_argument("--image", type=Path, default=KODAK / "kodim23.png")
     parser.add_argument("--refine-steps", type=int_at_least(1), default=50)
@@ -142,8 +142,6 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(parts) - set(PARTS)
     if unknown:
         parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
-    if any(t != int(t) or t < 1 for t in args.threads):
-        parser.error("--threads: whole numbers from 1")
 
     import numpy as np
     import torch
@@ -155,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         mosaic = Path(tmp) / "mosaic-4000x3000.png"
         if "tiled" in parts:
             Image.fromarray(np.ascontiguousarray(make_mosaic(KODAK, 4000, 3000))).save(mosaic)
-        for threads in [int(t) for t in args.threads]:
+        for threads in args.threads:
             torch.set_num_threads(threads)
             if "search" in parts:
                 rows += search_rows(args.image, threads, args.repeats)

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import machine, run_main, write_results
+from common import machine, run_main, whole_numbers, write_results
 from edgecodec.argtypes import int_at_least
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,7 +43,8 @@ def main() -> None:
     parser.add_argument("--models", default="fidelity,perceptual")
     parser.add_argument("--background", type=float, default=0.2)
     parser.add_argument("--region", type=float, default=0.8)
-    parser.add_argument("--small", default="48,96,160", help="sides of the small square regions (empty: none)")
+    parser.add_argument("--small", type=whole_numbers(1), default="48,96,160",
+                        help="sides of the small square regions (empty: none)")
     parser.add_argument("--margin", type=int, default=None, help="pixels of margin around the regions "
                                                                   "(default: compress's)")
     parser.add_argument("--margin-weight", type=float, default=None,
@@ -70,12 +71,9 @@ def main() -> None:
                      args.models.split(",")[0], args.background, args.region)
         return
     paths = sorted(Path(args.kodak).glob("*.png"))[: args.limit]
-    try:
-        sides = [int(v) for v in args.small.split(",") if v]
-    except ValueError:
-        parser.error(f"--small: whole numbers of pixels, got {args.small!r}")
-    if any(not 1 <= side < 512 for side in sides):  # a square must fit in every Kodak image (768 x 512)
-        parser.error(f"--small: sides from 1 to 511 pixels, got {args.small}")
+    sides = args.small
+    if any(side >= 512 for side in sides):  # a square must fit in every Kodak image (768 x 512)
+        parser.error(f"--small: sides from 1 to 511 pixels, got {','.join(map(str, sides))}")
     margin = (MARGIN if args.margin is None else args.margin,
               MARGIN_WEIGHT if args.margin_weight is None else args.margin_weight)
     background_q16, region_q16 = api.quality_to_q16(args.background), api.quality_to_q16(args.region)

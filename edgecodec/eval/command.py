@@ -56,7 +56,8 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     p.add_argument("--limit", type=int, default=None, help="only the first N images (sorted by name)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes, one image each (default 1)")
     p.add_argument("--no-st-lpips", action="store_true", help="skip ST-LPIPS (the slowest metric)")
-    p.add_argument("--no-report", action="store_true", help="only the CSV and JSON, no plots or HTML (an earlier report in OUT is removed)")
+    p.add_argument("--no-report", action="store_true",
+                   help="only the CSV and JSON, no plots or HTML (an earlier report in OUT is removed)")
     p.add_argument("--crops", type=int_at_least(0), default=3,
                    help="images with side-by-side crops in the report (default 3)")
     p.add_argument("--crop-bpp", type=positive_number, default=0.25,
@@ -103,7 +104,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..errors import UsageError
     from ..zoo import shipped_models
     from .classical import CodecUnavailableError
-    from .report import CROPS_FOLDER, REPORT_FILES, remove_report
+    from .report import CROPS_FOLDER, REPORT_FILES, remove_report, write_markdown, write_report
     from .runner import SWEEP_FILES, SWEEP_FOLDERS, check_outputs, run_sweep
 
     if getattr(args, "threads", None) is None:
@@ -167,15 +168,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for r in summary["bd_rates"]:
             print(f"  {r['test']} vs {r['anchor']}: PSNR {_fmt(r['psnr_pchip'], 1)}, MS-SSIM "
                   f"{_fmt(r['ms_ssim_pchip'], 1)}, ST-LPIPS {_fmt(r['st_lpips_pchip'], 1)}")
-    from .report import write_markdown
-
     print(f"wrote {result.csv_path}, {result.summary_path}, {result.out / 'compressai'}/*.json and "
           f"{write_markdown(args.out)}")
     if not report:  # an earlier run's report would describe other rows than this summary
         remove_report(args.out)
     else:
-        from .report import write_report
-
         html = write_report(args.out, crops=args.crops, crop_bpp=args.crop_bpp, st_lpips=not args.no_st_lpips)
         print(f"wrote {html}")
     return 0

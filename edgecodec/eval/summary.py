@@ -38,7 +38,7 @@ def _mean_of_all(values: Iterable[Any]) -> float:
 
 
 def _median(values: Iterable[Any]) -> float:
-    vals = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    vals = [float(v) for v in values if not _missing(v)]
     return statistics.median(vals) if vals else math.nan
 
 
@@ -60,7 +60,7 @@ def summarize_rows(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                 point[key] = _mean_of_all(r.get(key) for r in rs)
             point["enc_ms"] = _median(r["enc_ms"] for r in rs)
             point["dec_ms"] = _median(r["dec_ms"] for r in rs)
-            peaks = [r["peak_mb"] for r in rs if r.get("peak_mb") is not None and not math.isnan(r["peak_mb"])]
+            peaks = [r["peak_mb"] for r in rs if not _missing(r.get("peak_mb"))]
             point["peak_mb"] = max(peaks) if peaks else math.nan
             points.append(point)
         label = CODECS[codec].label if kinds[codec] == "classical" and codec in CODECS else codec
