@@ -6,6 +6,7 @@ used. Set EDGECODEC_WEB_SCREENSHOT=docs/web.png to refresh the screenshot in the
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import socket
@@ -209,3 +210,94 @@ def test_a_region_dragged_with_shift_is_outlined_and_coded(page):
     page.press("#roi", "Enter")  # no region: no outline
     page.wait_for_function("!document.querySelector('#results tr td:nth-child(7)').textContent.includes('region')")
     assert page.is_hidden("#roi-box")
+
+
+def _compress_requests(page) -> list[str]:
+    """The /api/compress requests the page sends from now on (a list that fills as they go)."""
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.url) if "/api/compress" in r.url else None)
+    return sent
+
+
+def _wait_idle(page) -> None:
+    page.wait_for_selector("#status", state="hidden")
+
+
+def test_the_region_quality_slider_runs_a_new_comparison(page):
+    """Released, it compares again, as the quality slider does (it changed only the next one)."""
+    page.fill("#roi", "64,0,64,64")
+    page.press("#roi", "Enter")
+    page.wait_for_function("document.querySelector('#results tr td:nth-child(7)').textContent.includes('region')")
+    _wait_idle(page)
+    page.eval_on_selector("#roi-quality", "el => { el.value = '0.3'; el.dispatchEvent(new Event('input'));"
+                                          " el.dispatchEvent(new Event('change')); }")
+    page.wait_for_function("document.querySelector('#results tr td:nth-child(7)').textContent.endsWith('region 0.30')")
+    _wait_idle(page)
+
+
+def test_a_shift_click_draws_no_region(page):
+    """Shift + click without a drag is no region (it was a 1 x 1 region and a comparison)."""
+    sent = _compress_requests(page)
+    roi = page.input_value("#roi")
+    box = page.locator("#stage").bounding_box()
+    page.keyboard.down("Shift")
+    page.mouse.click(box["x"] + box["width"] * 0.37, box["y"] + box["height"] * 0.41)  # not on a pixel edge
+    page.keyboard.up("Shift")
+    page.wait_for_timeout(500)
+    assert sent == [] and page.input_value("#roi") == roi and page.is_hidden("#status")
+
+
+def test_narrow_windows_scroll_the_table_not_the_page(page):
+    try:
+        for width in (820, 400):
+            page.set_viewport_size({"width": width, "height": 860})
+            overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            assert overflow <= 0, f"the page scrolls sideways by {overflow} px in a {width} px window"
+    finally:
+        page.set_viewport_size({"width": 1280, "height": 860})
+
+
+def test_the_two_captions_do_not_cover_each_other(page):
+    page.select_option("#zoom", "fit")
+    assert page.locator("#stage").bounding_box()["width"] <= W + 1  # a small image at its size
+    left, right = page.locator("#tag-left").bounding_box(), page.locator("#tag-right").bounding_box()
+    assert left["x"] + left["width"] <= right["x"]
+
+
+def test_a_failed_comparison_is_marked_and_a_new_image_starts_clean(page, crop_path, tmp_path):
+    """An error keeps the last result marked as the settings before; a new image clears the old
+    image's result and region (they stayed on show under the new file's name)."""
+    assert page.is_visible("#stage") and page.is_hidden("#stale")
+    page.fill("#roi", "5000,0,1,1")
+    page.press("#roi", "Enter")
+    page.wait_for_selector("#error", state="visible")
+    assert page.is_visible("#stale") and page.is_visible("#stage")
+    page.fill("#roi", "10,10,20,20")
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image\n")
+    page.set_input_files("#file", str(text))
+    page.wait_for_function("document.querySelector('#error').textContent.includes('not an image')")
+    assert page.is_hidden("#stage") and page.is_hidden("#table") and page.is_hidden("#stale")
+    assert page.input_value("#roi") == "" and page.inner_text("#summary") == ""
+    page.set_input_files("#file", str(crop_path))
+    page.wait_for_function("document.querySelectorAll('#results tr').length === 6")
+    _wait_idle(page)
+    assert page.is_hidden("#error") and page.is_hidden("#stale") and page.is_visible("#stage")
+
+
+def test_one_drop_starts_one_comparison(page, crop_path):
+    """A file dropped on the drop zone is one request (the zone's and the document's handlers
+    both ran, and the first request was aborted)."""
+    _wait_idle(page)
+    sent = _compress_requests(page)
+    page.evaluate("""(b64) => {
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        const dt = new DataTransfer();
+        dt.items.add(new File([bytes], 'dropped.png', { type: 'image/png' }));
+        document.getElementById('drop').dispatchEvent(
+            new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    }""", base64.b64encode(crop_path.read_bytes()).decode("ascii"))
+    page.wait_for_function("document.querySelector('#drop-text').textContent.startsWith('dropped.png')")
+    page.wait_for_function("document.querySelectorAll('#results tr').length === 6")
+    _wait_idle(page)
+    assert len(sent) == 1, sent

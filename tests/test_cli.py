@@ -484,11 +484,13 @@ def test_target_size_and_bpp_flags(small_png, tmp_path, capsys):
     line = capsys.readouterr().out
     size = out.stat().st_size
     assert abs(size - 1500) <= 45 or "not reachable" in line
-    assert main("compress", small_png, "-o", out, "--force", "--model", SHIPPED, "--target-size", "1GB") == 2
+    assert main("compress", small_png, "-o", out, "--force", "--model", SHIPPED, "--target-size", "1TB") == 2
     assert_one_error_line(capsys.readouterr().err, "size")
-    assert main("compress", small_png, "-o", out, "--force", "--model", SHIPPED, "--target-size", "10MB") == 0
-    assert "not reachable" in capsys.readouterr().out
-    assert edgecodec.read_header(out.read_bytes()).quality_q16 == 65535
+    # above every file: the top quality, said so; 400 digits were an OverflowError (exit 1)
+    for size in ("10MB", "1GB", "9" * 400):
+        assert main("compress", small_png, "-o", out, "--force", "--model", SHIPPED, "--target-size", size) == 0
+        assert "not reachable" in capsys.readouterr().out
+        assert edgecodec.read_header(out.read_bytes()).quality_q16 == 65535
     assert main("compress", small_png, "-o", out, "--force", "--model", SHIPPED, "--target-bpp", "1.0") == 0
     bpp = 8 * out.stat().st_size / (96 * 64)
     line = capsys.readouterr().out

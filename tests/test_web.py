@@ -468,3 +468,24 @@ def test_encode_to_size_is_closest_not_exceeding(crop_rgb):
     assert len(codec.encode(crop_rgb, q + 1)) > target
     q, data, fits = classical.encode_to_size(codec, crop_rgb, 10)  # below any JPEG file
     assert not fits and q == codec.quality_range[0]
+
+
+def test_unknown_paths_and_methods_answer_an_error_field(client):
+    """404 and 405 carry {"error": ...} like every other answer (were FastAPI's {"detail": ...})."""
+    r = client.get("/api/nothing")
+    assert r.status_code == 404 and r.json() == {"error": "Not Found"}
+    r = client.get("/api/compress")
+    assert r.status_code == 405 and r.json() == {"error": "Method Not Allowed"}
+    assert "POST" in r.headers["allow"]
+
+
+def test_a_target_size_past_the_float_range_asks_for_the_top_quality(client, crop_png):
+    """400 digits: every file fits, so the top quality (was an OverflowError: 500 and a traceback)."""
+    r = client.post("/api/compress?target_size=" + "9" * 400, content=crop_png)
+    assert r.status_code == 200
+    edc = r.json()["results"][0]
+    assert edc["codec"] == "edgecodec" and edc["quality"] == 1.0 and edc["fits"]
+
+
+def test_a_declared_upload_of_gigabytes_is_said_in_gb():
+    assert web._size(10**11) == "100 GB" and web._size(25_000_000) == "25 MB"

@@ -21,16 +21,18 @@ SCORE_RESOLUTION = 256
 
 
 def parse_size(text: str) -> int:
-    """'40KB' -> 40000, '1.5MiB' -> 1572864, '1200' -> 1200 bytes."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmM]i?)?[bB]?\s*", text)
+    """'40KB' -> 40000, '1.5MiB' -> 1572864, '2GB' -> 2000000000, '1200' -> 1200 bytes."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgG]i?)?[bB]?\s*", text)
     if not match:
         raise ValueError(f"cannot parse size {text!r}: use e.g. 40KB, 1.5MB, 2MiB or 1200")
     number, unit = float(match.group(1)), (match.group(2) or "").lower()
-    scale = {"": 1, "k": 1000, "ki": 1024, "m": 1000**2, "mi": 1024**2}[unit]
-    size = int(number * scale)
+    scale = {"": 1, "k": 1000, "ki": 1024, "m": 1000**2, "mi": 1024**2, "g": 1000**3, "gi": 1024**3}[unit]
+    size = number * scale
     if size < 1:
         raise ValueError(f"size {text!r} is under one byte")
-    return size
+    # Hundreds of digits overflow the float to inf (int() would raise OverflowError): any size
+    # above every file's only asks for the top quality, as for size_to_bytes and bpp_to_bytes.
+    return int(min(size, sys.maxsize))
 
 
 def size_to_bytes(size: int | float | str) -> int:

@@ -63,9 +63,23 @@ async function loadInfo() {
   }
 }
 
+// No comparison on show: a new image was chosen (the old one's result and region are not its).
+function clearResult() {
+  for (const url of state.urls) URL.revokeObjectURL(url);
+  state.urls = [];
+  state.result = null;
+  $("stage").hidden = true;
+  $("table").hidden = true;
+  $("summary").textContent = "";
+  $("stale").hidden = true;
+  $("placeholder").hidden = false;
+}
+
 function pickFile(file) {
   if (!file) return;
   state.file = file;
+  clearResult();
+  $("roi").value = "";  // typed or drawn for the previous image
   $("drop-text").textContent = `${file.name} (${(file.size / 1024).toFixed(1)} KiB)`;
   $("run").disabled = false;
   run();
@@ -99,6 +113,7 @@ async function run() {
     if (state.controller !== controller) return;  // a newer request replaced this one
     if (!resp.ok) {
       showError(`${data.error || data.detail || "request failed"} (HTTP ${resp.status})`);
+      $("stale").hidden = !state.result;  // what is shown is of the settings before
       return;
     }
     show(data);
@@ -162,6 +177,7 @@ function show(data) {
     (data.requested_bytes ? `; requested ${data.requested_bytes.toLocaleString()} bytes` : "") +
     `. Computed in ${data.elapsed_s.toFixed(1)} s.`;
   $("placeholder").hidden = true;
+  $("stale").hidden = true;
   $("stage").hidden = false;
   applyZoom();
   showSides();
@@ -243,6 +259,8 @@ function setupDrag() {
   const stage = $("stage");
   let dragging = false;
   let corner = null;  // Shift + drag: the first corner of a region of interest, in image pixels
+  let cornerAt = null;  // ... and where the pointer went down, in screen pixels
+  const CLICK_PX = 4;  // a Shift + click that moved less than this draws no region
   const move = (e) => {
     const rect = stage.getBoundingClientRect();
     setSplit(((e.clientX - rect.left) / rect.width) * 100);
@@ -254,7 +272,7 @@ function setupDrag() {
   };
   stage.addEventListener("pointerdown", (e) => {
     stage.setPointerCapture(e.pointerId);
-    if (e.shiftKey && state.result) corner = imagePoint(e);
+    if (e.shiftKey && state.result) { corner = imagePoint(e); cornerAt = [e.clientX, e.clientY]; }
     else { dragging = true; move(e); }
   });
   stage.addEventListener("pointermove", (e) => {
@@ -265,8 +283,9 @@ function setupDrag() {
     dragging = false;
     if (!corner) return;
     const roi = region(e);
+    const drawn = Math.abs(e.clientX - cornerAt[0]) >= CLICK_PX && Math.abs(e.clientY - cornerAt[1]) >= CLICK_PX;
     corner = null;
-    if (roi[2] > 0 && roi[3] > 0) {
+    if (drawn && roi[2] > 0 && roi[3] > 0) {
       $("roi").value = roi.join(",");
       run();
     } else outlineRegion(state.result.roi);
@@ -291,13 +310,19 @@ function setupInputs() {
   $("file").addEventListener("change", (e) => pickFile(e.target.files[0]));
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); pickFile(e.dataTransfer.files[0]); });
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    e.stopPropagation();  // the document's handler below would start a second comparison
+    drop.classList.remove("over");
+    pickFile(e.dataTransfer.files[0]);
+  });
   document.addEventListener("dragover", (e) => e.preventDefault());
   document.addEventListener("drop", (e) => { e.preventDefault(); pickFile(e.dataTransfer.files[0]); });
   const q = $("quality");
   q.addEventListener("input", () => { $("quality-value").textContent = Number(q.value).toFixed(2); });
   const rq = $("roi-quality");
   rq.addEventListener("input", () => { $("roi-quality-value").textContent = Number(rq.value).toFixed(2); });
+  rq.addEventListener("change", () => { if ($("roi").value.trim()) run(); });  // as the quality slider
   $("roi").addEventListener("keydown", (e) => { if (e.key === "Enter") run(); });
   q.addEventListener("change", run);  // on release: one request per choice, not per pixel dragged
   for (const radio of document.querySelectorAll("input[name=mode]")) {
