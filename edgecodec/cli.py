@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import importlib
 import io
 import json
 import os
@@ -1064,14 +1065,47 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated()
 
 
+# Commands that never load torch: their start stays fast (no torch import held for them).
+TORCH_FREE_COMMANDS = frozenset({"info", "plot-training"})
+
+
+def _import_holding_signals(module: str) -> None:
+    """Import ``module`` with Ctrl+C (and SIGTERM, where edgecodec handles it) held until it is in.
+
+    torch's import runs pybind11 initialisers that call back into Python (torch.distributed's
+    _c10d_init); a KeyboardInterrupt raised there aborts the process with SIGABRT and a C++
+    message ("terminate called after throwing ... error_already_set") instead of exit 130. Seen
+    about once in fifty Ctrl+C pressed in a command's first second.
+    """
+    if module in sys.modules or threading.current_thread() is not threading.main_thread():
+        importlib.import_module(module)
+        return
+    held: list[int] = []
+    signals = [signal.SIGINT] + ([signal.SIGTERM] if signal.getsignal(signal.SIGTERM) is _raise_terminated else [])
+    previous = {signum: signal.signal(signum, lambda signum, frame: held.append(signum)) for signum in signals}
+    try:
+        importlib.import_module(module)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if signal.SIGTERM in held:
+        raise Terminated()
+    if held:
+        raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):
         # A file name that is not valid in the locale's encoding (bytes from another system) is
         # printed escaped: a strict UTF-8 stream would fail on it after its file was written.
         if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
             stream.reconfigure(errors="backslashreplace")
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        parser = build_parser()  # imports the subcommands' modules: about half a second
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        print("edgecodec: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     # Signal handlers live in the main thread. Under torchrun, SIGTERM stays its kill: a worker
     # blocked in a collective with a failed peer would never reach a Python handler.
     handled = threading.current_thread() is threading.main_thread() and "WORLD_SIZE" not in os.environ
@@ -1093,9 +1127,11 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     else:
         warnings.simplefilter("ignore", DecompressionBombWarning)
     try:
-        if args.threads and getattr(args, "backend", "torch") != "onnx":  # the lite coders take it themselves
-            import torch
-            torch.set_num_threads(args.threads)
+        if getattr(args, "backend", "torch") != "onnx" and args.command not in TORCH_FREE_COMMANDS:
+            _import_holding_signals("torch")
+            if args.threads:  # the lite coders (--backend onnx) take it themselves
+                import torch
+                torch.set_num_threads(args.threads)
         if getattr(args, "quality", None) is not None and not 0 <= args.quality <= 1:
             parser.error("--quality must be between 0 and 1")
         return args.func(args)

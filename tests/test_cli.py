@@ -8,6 +8,7 @@ import json
 import math
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -1225,3 +1226,30 @@ def test_a_card_with_fields_of_the_wrong_type_breaks_only_itself(tmp_path, capsy
     assert main("models", "--json") == 0
     listed = {m["name"]: m for m in json.loads(capsys.readouterr().out)}
     assert "config is not an object" in listed["cfg"]["problem"] and listed[SHIPPED]["problem"] is None
+
+
+def test_ctrl_c_while_the_parser_imports_is_one_line(monkeypatch, capsys):
+    """Ctrl+C in the first half second (build_parser imports the subcommands' modules) is exit 130
+    and one line, as later (it was a KeyboardInterrupt traceback from deep in an import)."""
+    def interrupted():
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert main("models") == 130
+    assert capsys.readouterr().err == "edgecodec: interrupted\n"
+
+
+def test_ctrl_c_during_torchs_import_is_held_until_it_is_in(tmp_path, monkeypatch):
+    """A Ctrl+C inside torch's import aborted the process (SIGABRT from its pybind11 initialisers):
+    the CLI holds it until the module is in, then raises it (exit 130 as anywhere else)."""
+    (tmp_path / "slow_native_init.py").write_text(
+        "import os, signal, time\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "time.sleep(0.2)  # the handler runs here: a KeyboardInterrupt would cut the import\n"
+        "COMPLETE = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    previous = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        cli._import_holding_signals("slow_native_init")
+    assert sys.modules["slow_native_init"].COMPLETE
+    assert signal.getsignal(signal.SIGINT) is previous
+    del sys.modules["slow_native_init"]
