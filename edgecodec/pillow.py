@@ -23,6 +23,10 @@ Save options: ``quality`` (0..1, default 0.5: edgecodec's scale, not Pillow's 0-
 image's ``info["exif"]`` and ``info["xmp"]``), ``icc`` ("keep", the default, or "convert" to
 sRGB: an RGB image's ``info["icc_profile"]``), ``refine_steps`` (encoder refinement, fidelity
 models) and ``roi`` with ``roi_quality`` (regions of interest, as ``edgecodec.compress`` takes them).
+Pillow's own ``exif``, ``xmp`` and ``icc_profile`` keywords replace the image's (given EXIF or XMP
+is kept unless ``metadata="strip"`` is given too). As Pillow's plugins do without ``save_all``, an
+animated image saves its current frame. An image the format cannot hold (empty, alpha with
+``alpha="refuse"``, an unknown model) raises OSError, a bad value ValueError or TypeError.
 
 Opened images carry ``info["edc_model"]`` and ``info["edc_quality"]``, mode LA or RGBA when the
 file kept an alpha channel, a kept profile in ``info["icc_profile"]`` and kept metadata in
@@ -54,13 +58,17 @@ def _accept(prefix: bytes) -> bool:
 class EdgecodecImageFile(ImageFile.ImageFile):
     format = FORMAT
     format_description = "edgecodec learned image codec"
+    # The file until load() decodes it. A class default: a pickled or deep-copied image is rebuilt
+    # by Pillow from its pixels without _open, and loads as any loaded image.
+    _edc_data: bytes | None = None
 
     def _open(self) -> None:
         # Decoding needs the whole stream; the file is small (it is compressed), and reading it
-        # now lets Pillow close the file when it wants to. Reading stops where the header says the
-        # file must have ended (read_file); parsing checks the CRC and the layout.
+        # now lets Pillow close the file when it wants to. read_file reads to the end of the input
+        # (refusing one larger than an .edc file of the header's image size can be); parsing checks
+        # the CRC and the layout, so bytes after the file are refused as damage.
         try:
-            self._edc_data: bytes | None = read_file(self.fp, str(self.filename or "the .edc data"))
+            self._edc_data = read_file(self.fp, str(self.filename or "the .edc data"))
             container = Container.from_bytes(self._edc_data)
         except FormatError as exc:
             raise SyntaxError(str(exc)) from None
@@ -93,16 +101,47 @@ class EdgecodecImageFile(ImageFile.ImageFile):
         pass
 
 
+# Pillow's own save keywords for metadata, as its PNG, WebP and JPEG plugins take them.
+_METADATA_KEYWORDS = ("exif", "xmp", "icc_profile")
+
+
+def _with_saved_metadata(im: Image.Image, info: dict) -> tuple[Image.Image, str]:
+    """``im`` (its current frame, as Pillow's plugins save without save_all) with the ``exif``,
+    ``xmp`` and ``icc_profile`` save keywords in place of its own, and the metadata policy: an
+    ``exif`` or ``xmp`` given to save() is kept unless ``metadata="strip"`` is given too."""
+    given = {key: info[key] for key in _METADATA_KEYWORDS if key in info}
+    if not given and getattr(im, "n_frames", 1) == 1:
+        return im, info.get("metadata", "strip")
+    im = im.copy()  # an ordinary image of the current frame, with a copy of its info
+    for key, value in given.items():
+        if isinstance(value, Image.Exif):
+            value = value.tobytes()
+        if value:
+            im.info[key] = value
+        else:  # exif=b"", icc_profile=None: none
+            im.info.pop(key, None)
+    keep = any(given.get(key) for key in ("exif", "xmp"))
+    return im, info.get("metadata", "keep" if keep else "strip")
+
+
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     from .codec.api import DEFAULT_QUALITY, compress
 
     info = im.encoderinfo
-    data = compress(im, quality=info.get("quality", DEFAULT_QUALITY), model=info.get("model"),
-                    target_size=info.get("target_size"), target_bpp=info.get("target_bpp"),
-                    target_psnr=info.get("target_psnr"), target_ms_ssim=info.get("target_ms_ssim"),
-                    alpha=info.get("alpha", "keep"), metadata=info.get("metadata", "strip"),
-                    icc=info.get("icc", "keep"), refine_steps=info.get("refine_steps", 0),
-                    roi=info.get("roi"), roi_quality=info.get("roi_quality", 1.0))
+    im, metadata = _with_saved_metadata(im, info)
+    try:
+        data = compress(im, quality=info.get("quality", DEFAULT_QUALITY), model=info.get("model"),
+                        target_size=info.get("target_size"), target_bpp=info.get("target_bpp"),
+                        target_psnr=info.get("target_psnr"), target_ms_ssim=info.get("target_ms_ssim"),
+                        alpha=info.get("alpha", "keep"), metadata=metadata,
+                        icc=info.get("icc", "keep"), refine_steps=info.get("refine_steps", 0),
+                        roi=info.get("roi"), roi_quality=info.get("roi_quality", 1.0))
+    except EdgecodecError as exc:
+        if isinstance(exc, ValueError):  # a bad argument value: Pillow users catch ValueError for those
+            raise
+        # An image this format cannot hold (empty, alpha with alpha="refuse", over the pixel
+        # limit): OSError, as Pillow's plugins raise ("cannot write mode RGBA as JPEG").
+        raise OSError(f"cannot write EDC: {exc}") from exc
     fp.write(data)
 
 

@@ -202,3 +202,61 @@ def test_load_raises_oserror_for_every_decoding_failure(edc_file, tmp_path):
         with pytest.raises(OSError, match="cannot decode .edc image") as info:
             img.load()
     assert isinstance(info.value.__cause__, EdgecodecError)
+
+
+def test_a_pickled_or_deep_copied_image_keeps_its_pixels(edc_file):
+    """Pillow rebuilds such an image from its pixels without _open (a DataLoader worker, copy.deepcopy):
+    load() raised AttributeError (no _edc_data) and np.array gave a 0-d object array."""
+    import copy
+    import pickle
+
+    with Image.open(edc_file) as img:
+        expected = np.array(edgecodec.decompress(edc_file.read_bytes()))
+        unloaded = pickle.loads(pickle.dumps(img))
+        img.load()
+        for clone in (unloaded, pickle.loads(pickle.dumps(img)), copy.deepcopy(img)):
+            assert clone.size == (128, 96) and clone.mode == "RGB"
+            clone.load()
+            assert np.array_equal(np.array(clone), expected)
+
+
+def test_pillows_metadata_save_keywords_are_written(crop, tmp_path):
+    """exif=, xmp= and icc_profile=, as Pillow's PNG / WebP / JPEG plugins take them (were ignored):
+    given EXIF is kept unless metadata="strip" is given too."""
+    exif = Image.Exif()
+    exif[0x010F] = "Maker"  # Make
+    adobe = ADOBE_RGB
+    path = tmp_path / "meta.edc"
+    crop.save(path, model=SHIPPED, exif=exif, icc_profile=adobe, xmp=b"<x:xmpmeta/>")
+    with Image.open(path) as img:
+        assert img.getexif()[0x010F] == "Maker"
+        assert img.info["icc_profile"] == adobe and img.info["xmp"] == b"<x:xmpmeta/>"
+    crop.save(path, model=SHIPPED, exif=exif.tobytes(), metadata="strip")
+    with Image.open(path) as img:
+        assert 0x010F not in img.getexif() and "icc_profile" not in img.info
+    assert "exif" not in crop.info  # the caller's image is not changed
+
+
+def test_saving_an_opened_animation_saves_its_current_frame(tmp_path):
+    """Without save_all Pillow's plugins save the frame the image is at (was refused as animated)."""
+    frames = [Image.new("RGB", (64, 48), colour) for colour in ((200, 30, 30), (30, 30, 200))]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    with Image.open(tmp_path / "anim.gif") as gif:
+        gif.seek(1)
+        gif.save(tmp_path / "frame.edc", model=SHIPPED, quality=1)
+    with Image.open(tmp_path / "frame.edc") as img:
+        mean = np.array(img.convert("RGB")).reshape(-1, 3).mean(axis=0)
+    assert mean[2] > 150 > 60 > mean[0], mean  # the blue second frame
+
+
+def test_images_the_format_cannot_hold_are_oserror_bad_values_valueerror(crop, tmp_path):
+    """As Pillow's plugins: OSError for what the format cannot write ("cannot write mode RGBA as
+    JPEG"), ValueError for bad values; edgecodec's own errors escaped as neither."""
+    path = tmp_path / "x.edc"
+    rgba = crop.convert("RGBA")
+    for image, options in ((rgba, {"alpha": "refuse"}), (crop, {"model": "no-such-model"}),
+                           (Image.new("RGB", (0, 5)), {})):
+        with pytest.raises(OSError, match="cannot write EDC"):
+            image.save(path, format="EDC", **options)
+    with pytest.raises(ValueError):
+        crop.save(path, quality=2)
