@@ -273,7 +273,9 @@ def test_report_writes_html_and_pngs(sweep):
     html = html_path.read_text()
     for name in ("rd_psnr.png", "rd_ms_ssim.png", "rd_st_lpips.png"):
         assert (sweep.out / name).stat().st_size > 5000
-        assert f"src='{name}'" in html
+        assert f"<a href='{name}'><img src='{name}'" in html  # a link to the chart at its full size
+    assert "max-width:32%" not in html  # the charts were drawn at a third of the page: legends unreadable
+    assert "not measured" not in html  # every metric measured
     crops = sorted(c for c in (sweep.out / "crops").glob("a_kodim23_*.png") if not c.stem.endswith("_strip"))
     assert {c.stem for c in crops} == {"a_kodim23_original", f"a_kodim23_learned_{SHIPPED}", "a_kodim23_jpeg",
                                        "a_kodim23_webp"}
@@ -420,6 +422,11 @@ def test_eval_compare_gives_the_bd_rates_of_the_measured_curve(sweep, crops_dir,
     assert "| theirs |" in table and "| 0.3 | theirs |" not in table  # its own BD table, no matched rows
     html = write_report(out, crops=0, st_lpips=False).read_text()
     assert "theirs" in html and str(jpeg_file) in html
+    # at matched rates its published numbers are marked as such, after the measured curves (they sat
+    # unmarked among them, in the order of the summary)
+    matched = html[html.index("<h2>At matched rates"):html.index("<h2>Crops")]
+    assert "<td>theirs</td>" not in matched and "<td>theirs (compared, published)</td>" in matched
+    assert matched.index(f"<td>{SHIPPED}</td>") < matched.index("<td>JPEG</td>") < matched.index("<td>theirs (")
 
 
 @pytest.mark.parametrize("content, message", [
@@ -558,6 +565,12 @@ def test_a_run_without_st_lpips_reports_none(sweep, crops_dir, tmp_path):
     html = write_report(out, crops=0, st_lpips=False).read_text()
     assert not (out / "rd_st_lpips.png").exists() and "rd_st_lpips.png" not in html
     assert (out / "rd_psnr.png").is_file()
+    # its blanks and n/a say why: not measured (they said "does not reach it" and "no overlap")
+    assert "(n/a: no overlap, or not measured: ST-LPIPS)" in html and "ST-LPIPS: not measured in this run." in html
+    from edgecodec.eval.report import markdown_tables
+
+    table = markdown_tables(summary)
+    assert "ST-LPIPS: not measured in this run." in table and "n/a = no common range, or not measured: ST-LPIPS" in table
     # the cache keeps what it measured: a later run with ST-LPIPS measures nothing again
     again = runner.run_sweep(crops_dir, out, models=[SHIPPED], qualities=QUALITIES, codecs=list(SWEEPS),
                              codec_qualities=SWEEPS, progress=False)

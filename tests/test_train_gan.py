@@ -450,3 +450,14 @@ def test_compiled_gcrb_takes_adversarial_steps(tmp_path):
     trainer = Trainer(config, tmp_path / "run")
     records = [trainer.train_step() for _ in range(2)]
     assert all(np.isfinite(r["loss"]) and np.isfinite(r["d_loss"]) and r["w"] > 0 for r in records)
+
+
+def test_plot_training_tells_runs_of_the_same_name_apart(tmp_path):
+    """Two runs named cae in different folders were both "cae" in the legend, told apart by colour alone."""
+    from edgecodec.train.plot import run_labels
+
+    a, b, c = tmp_path / "first" / "cae", tmp_path / "second" / "cae", tmp_path / "second" / "crb"
+    assert run_labels([a, b, c]) == ["first/cae", "second/cae", "crb"]
+    assert run_labels([a, c]) == ["cae", "crb"] and run_labels([a, a]) == ["cae", "cae"]
+    deeper = [tmp_path / "x" / "same" / "cae", tmp_path / "y" / "same" / "cae"]
+    assert run_labels(deeper) == ["x/same/cae", "y/same/cae"]

@@ -346,6 +346,23 @@ def _nan(value: Any) -> bool:
     return value is None or (isinstance(value, float) and not math.isfinite(value))
 
 
+# The metrics of the matched-rate and BD-rate tables, as the reports name them.
+METRIC_NAMES = {"psnr": "PSNR", "ms_ssim": "MS-SSIM", "ssim": "SSIM", "st_lpips": "ST-LPIPS"}
+
+
+def unmeasured_metrics(summary: dict[str, Any]) -> list[str]:
+    """The metrics no measured curve has a value of (``--no-st-lpips``; MS-SSIM of images under 161
+    pixels): their blanks and n/a mean "not measured", not "out of range"."""
+    measured = [c for c in summary["curves"].values() if c["kind"] != "external"]
+    return [name for metric, name in METRIC_NAMES.items()
+            if not any(not _nan(p.get(metric)) for c in measured for p in c.get("points", []))]
+
+
+def _unmeasured_note(summary: dict[str, Any]) -> str:
+    missing = unmeasured_metrics(summary)
+    return f" {' and '.join(missing)}: not measured in this run." if missing else ""
+
+
 def markdown_tables(summary: dict[str, Any]) -> str:
     """The matched-rate table and the BD-rate tables of a summary, as Markdown."""
     curves, labels = summary["curves"], {n: c.get("label", n) for n, c in summary["curves"].items()}
@@ -353,7 +370,8 @@ def markdown_tables(summary: dict[str, Any]) -> str:
     # compared curves get their own BD-rate table below, not rows in these (their numbers are not measured here)
     order = [n for kind in ("learned", "classical") for n in curves if curves[n]["kind"] == kind]
     lines = [f"Mean over {len(summary.get('images', []))} image(s) of `{Path(summary.get('image_dir', '')).name}`, "
-             "each curve interpolated (PCHIP on log bpp) at the rate; - where the curve does not reach it.", "",
+             "each curve interpolated (PCHIP on log bpp) at the rate; - where the curve does not reach it."
+             + _unmeasured_note(summary), "",
              "| bpp | codec | PSNR (dB) | MS-SSIM | SSIM | ST-LPIPS |", "|---|---|---|---|---|---|"]
     rates = sorted({e["bpp"] for rows in matched.values() for e in rows})
     for rate in rates:
@@ -371,7 +389,7 @@ def markdown_tables(summary: dict[str, Any]) -> str:
             continue
         lo, hi = (summary.get("bd_rate_range") or [0, 0])[:2]
         lines += ["", f"{title.format(lo=lo, hi=hi)} (%, PCHIP; negative = fewer bits than the codec at equal "
-                  "quality; n/a = no common range):", "",
+                  f"quality; n/a = no common range{_na_unmeasured(summary)}):", "",
                   "| model | vs | PSNR | MS-SSIM | ST-LPIPS |", "|---|---|---|---|---|"]
         for r in rows:
             lines.append(f"| {r['test']} | {labels.get(r['anchor'], r['anchor'])} | "
@@ -402,6 +420,11 @@ def _compared_markdown(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _na_unmeasured(summary: dict[str, Any]) -> str:
+    missing = unmeasured_metrics(summary)
+    return f", or not measured: {' and '.join(missing)}" if missing else ""
+
+
 def write_markdown(out: str | Path) -> Path:
     """``table.md`` of the sweep folder ``out`` from its summary.json."""
     out = Path(out)
@@ -414,24 +437,29 @@ def _matched_html(summary: dict[str, Any]) -> str:
     matched = summary.get("matched_rates") or {}
     if not matched:
         return ""
-    labels = {n: c.get("label", n) for n, c in summary["curves"].items()}
+    curves = summary["curves"]
+    # Measured curves first, as table.md; the --compare curves' rows are their published numbers, marked so.
+    labels = {n: c.get("label", n) + (" (compared, published)" if c["kind"] == "external" else "")
+              for n, c in curves.items()}
+    order = [n for kind in ("learned", "classical", "external") for n in matched if curves.get(n, {}).get("kind") == kind]
     out = ["<table><tr><th>bpp</th><th>codec</th><th>PSNR</th><th>MS-SSIM</th><th>SSIM</th><th>ST-LPIPS</th></tr>"]
     rates = sorted({e["bpp"] for rows in matched.values() for e in rows})
     for rate in rates:
-        for name, rows in matched.items():
-            e = next((e for e in rows if e["bpp"] == rate), None)
+        for name in order:
+            e = next((e for e in matched[name] if e["bpp"] == rate), None)
             if e is None or all(_nan(e.get(m)) for m in ("psnr", "ms_ssim", "ssim", "st_lpips")):
                 continue
             out.append(f"<tr><td>{rate:g}</td><td>{html.escape(labels.get(name, name))}</td><td>{_fmt(e['psnr'])}</td>"
                        f"<td>{_fmt(e['ms_ssim'], 4)}</td><td>{_fmt(e['ssim'], 4)}</td>"
                        f"<td>{_fmt(e.get('st_lpips'), 4)}</td></tr>")
-    return "<h2>At matched rates</h2><p>Mean metrics interpolated (PCHIP on log bpp) at each rate.</p>" + \
-        "".join(out) + "</table>"
+    return ("<h2>At matched rates</h2><p>Mean metrics interpolated (PCHIP on log bpp) at each rate; a curve "
+            "that does not reach a rate has no row at it; n/a where it has no value." + html.escape(_unmeasured_note(summary))
+            + "</p>" + "".join(out) + "</table>")
 
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1500px;color:#222}
 table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
-th{background:#f3f3f3}td.good{color:#137a13}td.bad{color:#b01c1c}.plots img{max-width:32%;min-width:420px}
+th{background:#f3f3f3}td.good{color:#137a13}td.bad{color:#b01c1c}.plots img{display:block;max-width:100%;margin-bottom:8px}
 .crops{display:flex;flex-wrap:wrap;gap:10px}figure{margin:0;font-size:12px}
 figure img{image-rendering:pixelated;display:block}code{background:#f3f3f3;padding:1px 3px}"""
 
@@ -461,10 +489,10 @@ def write_report(out: str | Path, crops: int = 3, crop_bpp: float = DEFAULT_CROP
 {html.escape(summary.get('created', ''))}. Reference curves are published 24-image Kodak means
 (CompressAI) and this project's classical anchors (faint): they compare directly only with a full Kodak run.</p>
 <h2>Rate-distortion</h2>
-<div class="plots">{''.join(f"<img src='{p.name}' alt='{m}'>" for m, p in plots.items())}</div>
+<div class="plots">{''.join(f"<a href='{p.name}'><img src='{p.name}' alt='{m}'></a>" for m, p in plots.items())}</div>
 <h2>BD-rate: learned models against classical codecs{" and compared curves" if external else ""}</h2>
 <p>Percent of bits the learned model needs more (+) or fewer (&minus;) than the codec at equal quality,
-over the quality range both curves cover (n/a: no overlap). MS-SSIM on -10&nbsp;log10(1&minus;MS-SSIM);
+over the quality range both curves cover (n/a: no overlap{html.escape(_na_unmeasured(summary))}). MS-SSIM on -10&nbsp;log10(1&minus;MS-SSIM);
 ST-LPIPS on -10&nbsp;log10(ST-LPIPS), i.e. bits saved at equal ST-LPIPS.</p>
 {_bd_table(summary)}
 <p>Restricted to the qualities each codec reaches between {' and '.join(f'{r:g}' for r in summary.get('bd_rate_range', []))} bpp:</p>

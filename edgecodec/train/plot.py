@@ -13,6 +13,7 @@ every run is a float-latent one) is left out.
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 from ..atomic import atomic_path
@@ -28,6 +29,20 @@ def _series(rows: list[dict[str, float]], key: str) -> tuple[list[float], list[f
     return [p[0] for p in points], [p[1] for p in points]
 
 
+def run_labels(runs: list[Path]) -> list[str]:
+    """Each run's legend name: its folder's name, with as many parent folders as it takes to tell
+    runs of the same name apart (a/cae and b/cae)."""
+    parts = [Path(os.path.abspath(run)).parts for run in runs]
+    labels = []
+    for i, own in enumerate(parts):
+        depth = 1
+        while depth < len(own) and any(j != i and other != own and other[-depth:] == own[-depth:]
+                                       for j, other in enumerate(parts)):
+            depth += 1
+        labels.append("/".join(own[-depth:]))
+    return labels
+
+
 def plot_runs(runs: list[str | Path], out: str | Path, title: str | None = None) -> Path:
     """Draw the charts of ``runs`` into the image ``out`` (format from its suffix, e.g. .png)."""
     import matplotlib
@@ -39,10 +54,11 @@ def plot_runs(runs: list[str | Path], out: str | Path, title: str | None = None)
         raise ValueError("no run folders given")
     lines: list[tuple[str, tuple, dict]] = []  # (panel metric, plot args, plot kwargs)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    names = run_labels([Path(run) for run in runs])
     for i, run in enumerate(runs):
         run = Path(run)
         colour = colours[i % len(colours)]
-        name = run.name
+        name = names[i]
         if not (run / "val.csv").is_file() and not (run / "log.csv").is_file():
             raise FileNotFoundError(f"{run}: no val.csv or log.csv (is it a training run folder?)")
         rows = _read(run / "val.csv") if (run / "val.csv").is_file() else []
