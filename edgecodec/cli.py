@@ -21,12 +21,12 @@ from typing import Callable, Sequence
 
 from .argtypes import finite_number, fraction, int_at_least, numbers, positive_number, region, unit_interval
 from .atomic import atomic_path, remove_stale_temps
+from .errors import EXIT_PARTIAL
 
 LOSSLESS_FORMATS = {"png": "PNG", "bmp": "BMP", "tif": "TIFF", "tiff": "TIFF", "ppm": "PPM", "webp": "WEBP"}
 # The formats that hold an ICC profile, EXIF and XMP (the others get sRGB pixels and no metadata).
 _TAGGED_FORMATS = ("PNG", "TIFF", "WEBP")
 EXIT_USAGE = 2
-EXIT_PARTIAL = 10  # folder mode: some files failed, the rest were written
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process SIGTERM ended
 STDIO = "-"  # as an input: standard input; as an output: standard output (pipes)
@@ -34,7 +34,7 @@ STDIO = "-"  # as an input: standard input; as an output: standard output (pipes
 EPILOG = """exit codes: 0 ok, 1 internal error, 2 usage, 3 bad input image, 4 corrupted or truncated .edc,
 5 .edc from a newer format version, 6 no installed model has the weights of the .edc, 7 image over the
 pixel limit, 8 output exists (use --force) or run folder in use, 9 unknown model, 10 some files of a
-folder (or of info's inputs) failed, 11 output cannot be written, 130 interrupted, 143 terminated (SIGTERM)"""
+folder (or of info's or metrics' inputs) failed, 11 output cannot be written, 130 interrupted, 143 terminated (SIGTERM)"""
 
 
 def _write_atomic(path: Path, data: bytes, force: bool) -> None:
@@ -673,10 +673,11 @@ def cmd_info(args: argparse.Namespace) -> int:
             shown.append(_info_fields(Path(name)))
         except EdgecodecError as exc:
             failures.append(f"failed: {name}: {exc}")
+            shown.append(({"file": name, "error": str(exc)}, None))  # in the JSON list: one entry a file
     if args.json:
         print(json.dumps([fields for fields, _ in shown], indent=2))
     else:
-        print("\n\n".join(text for _, text in shown))
+        print("\n\n".join(text for _, text in shown if text is not None))
     for line in failures:
         print(line, file=sys.stderr)
     return EXIT_PARTIAL if failures else 0
@@ -717,29 +718,32 @@ def _info_fields(path: Path) -> tuple[dict, str]:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .zoo import DEFAULT_MODEL, describe, list_models
+    from .zoo import DEFAULT_MODEL, describe, list_models, weights_problem
 
     entries = list_models()
+    problems = {entry.name: weights_problem(entry) for entry in entries}
     if args.json:  # the same for scripts: the card's fields, where the weights are, why one is unusable
-        print(json.dumps([{**({} if entry.problem else describe(entry)), "name": entry.name,
+        print(json.dumps([{**({} if problems[entry.name] else describe(entry)), "name": entry.name,
                            "default": entry.name == DEFAULT_MODEL, "weights": str(entry.weights),
-                           "problem": entry.problem} for entry in entries], indent=2))
+                           "problem": problems[entry.name]} for entry in entries], indent=2))
         return 0 if entries else 1
     if not entries:
         print("no models installed")
         return 1
     for entry in entries:
-        if entry.problem:
-            print(f"{entry.name}: cannot be used: {entry.problem}")
+        if problems[entry.name]:
+            print(f"{entry.name}: cannot be used: {problems[entry.name]}")
             continue
         d = describe(entry)
         params = d["parameters"] or {}
         bpp = d["bpp_range"]
         rate = f"{bpp[0]:.3f}-{bpp[1]:.3f} bpp on Kodak" if bpp else "rate range not measured"
+        if "encoder" in params and "decoder" in params:
+            size = f"encoder {params['encoder'] / 1e6:.2f} M / decoder {params['decoder'] / 1e6:.2f} M parameters"
+        else:
+            size = "parameters not recorded"
         default = " (default)" if entry.name == DEFAULT_MODEL else ""
-        print(f"{entry.name}{default}: {d['config']} transforms, {d['prior']} prior, {rate}, "
-              f"encoder {params.get('encoder', 0) / 1e6:.2f} M / decoder {params.get('decoder', 0) / 1e6:.2f} M "
-              f"parameters. {d['summary']}")
+        print(f"{entry.name}{default}: {d['config']} transforms, {d['prior']} prior, {rate}, {size}. {d['summary']}")
     return 0
 
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 import os
 
 
+EXIT_PARTIAL = 10  # several inputs (a folder, info's or metrics' files): some failed, the rest were done
+
+
 class EdgecodecError(Exception):
     """Base class of every error edgecodec reports to users."""
 

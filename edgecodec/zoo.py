@@ -256,6 +256,23 @@ def shipped_models() -> list[str]:
     return sorted(names, key=lambda n: n != DEFAULT_MODEL)
 
 
+def weights_problem(entry: ModelEntry) -> str | None:
+    """Why a model cannot be used: its card's problem, or a weights file other than the one the card
+    describes (another model's file, or a damaged one: the card's ``weights_sha256`` differs). Cards
+    without ``weights_sha256`` are taken as they are."""
+    recorded = entry.card.get("weights_sha256")
+    if entry.problem or not isinstance(recorded, str):
+        return entry.problem
+    try:
+        actual = entry.weights_hash.hex()
+    except OSError as exc:
+        return f"{entry.weights} cannot be read ({exc.strerror or exc})"
+    if not recorded.lower().startswith(actual):
+        return (f"{entry.weights} is not the weights file its card describes (sha256 {actual}..., the card's "
+                f"{recorded[:16]}...): another model's file, or a damaged one")
+    return None
+
+
 def describe(entry: ModelEntry) -> dict[str, Any]:
     """A model's row in ``edgecodec models``: name, transform, prior, rate range, parameters, ..."""
     card = entry.card

@@ -418,6 +418,9 @@ def test_info_on_several_files(small_edc, tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.out.count("format version: 3") == 2 and str(other) in captured.out
     assert captured.err.strip() == f"failed: {bad}: {bad} is not an .edc file: wrong magic bytes"
+    assert main("info", small_edc, bad, "--json") == 10  # the JSON list has an entry a file (the bad one was left out)
+    listed = json.loads(capsys.readouterr().out)
+    assert listed[1] == {"file": str(bad), "error": f"{bad} is not an .edc file: wrong magic bytes"}
 
 
 def test_info_on_bad_files(tmp_path, capsys):
@@ -1005,6 +1008,11 @@ def test_a_broken_model_folder_entry_breaks_only_itself(small_png, tmp_path, cap
     assert "broken.json" in listed["broken"]["problem"] and listed["tiny"]["problem"] is None
     assert main("compress", small_png, "-o", tmp_path / "ok.edc", "--model", "tiny") == 0
     capsys.readouterr()
+    # a card beside weights it does not describe (another model's, or damaged: its weights_sha256 differs)
+    # was listed with the card's figures as usable
+    assert "garbage: cannot be used: " in out and "is not the weights file its card describes" in out
+    assert "is not the weights file its card describes" in listed["garbage"]["problem"]
+    assert "nocfg: None transforms, None prior, rate range not measured, parameters not recorded." in out  # was 0.00 M
     for name, fragment in (("broken", "broken.json"), ("garbage", "garbage.safetensors"), ("nocfg", "no model config")):
         assert main("compress", small_png, "-o", tmp_path / f"{name}.edc", "--model", name) == 9, name
         assert_one_error_line(capsys.readouterr().err, fragment)
@@ -1142,13 +1150,19 @@ def test_metrics_measures_files_of_any_codec_against_the_original(small_png, sma
         assert row["psnr"] == psnr(reference, decoded) and row["ssim"] == ssim(reference, decoded)
         assert row["ms_ssim"] is None and math.isnan(ms_ssim(reference, decoded))  # 96 x 64: too small for it
         assert row["st_lpips"] == pytest.approx(lpips(reference, decoded), abs=1e-6)
-    # A file of another size or one that cannot be read is named, after the others are printed.
+    # Of several files, one of another size or one that cannot be read is named on stderr after the
+    # others are printed, exit 10 as info's (was 3 for all); with --json it has an entry with its error.
     other = tmp_path / "other.png"
     Image.fromarray(reference[:32]).save(other)
-    assert main("metrics", small_png, other, jpeg, tmp_path / "missing.png") == 3
+    missing = tmp_path / "missing.png"
+    assert main("metrics", small_png, other, jpeg, missing) == 10
     captured = capsys.readouterr()
     assert captured.out.startswith(f"{jpeg}: {jpeg.stat().st_size:,} bytes")
-    assert_one_error_line(captured.err, "other.png is 96x32, the reference 96x64", "no such file")
+    assert captured.err.splitlines() == [f"failed: {other} is 96x32, the reference 96x64",
+                                         f"failed: no such file: {missing}"]
+    assert main("metrics", small_png, other, jpeg, "--json") == 10
+    listed = json.loads(capsys.readouterr().out)
+    assert [r["file"] for r in listed] == [str(other), str(jpeg)] and "96x32" in listed[0]["error"]
     # ST-LPIPS of images too small for its trunk (under 21 pixels a side) is n/a, as MS-SSIM's is,
     # not an internal error; identical images' PSNR is inf, not n/a.
     thumb = tmp_path / "thumb.png"
@@ -1160,8 +1174,14 @@ def test_metrics_measures_files_of_any_codec_against_the_original(small_png, sma
     data = bytearray(small_edc.read_bytes())
     data[-3] ^= 0xFF
     damaged.write_bytes(bytes(data))
-    assert main("metrics", small_png, damaged) == 3
+    # One file fails with its own exit code, as decompress's (every .edc failure was 3): damaged 4,
+    # a newer format version 5.
+    assert main("metrics", small_png, damaged) == 4
     assert_one_error_line(capsys.readouterr().err, "damaged.edc: corrupted .edc file: checksum mismatch")
+    newer = tmp_path / "newer.edc"
+    newer.write_bytes(small_edc.read_bytes()[:4] + bytes([99]) + small_edc.read_bytes()[5:])
+    assert main("metrics", small_png, newer) == 5
+    assert_one_error_line(capsys.readouterr().err, "newer.edc")
 
 
 def test_outputs_under_a_file_exit_11_and_plots_name_what_they_write(tmp_path, capsys):
