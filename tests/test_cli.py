@@ -948,6 +948,13 @@ def test_train_refuses_bad_configs_before_writing(tmp_path, capsys):
         "lambdas": (["--config", config, "--data", data, "train.lambdas=[a, 0.1]"], "train.lambdas[0]='a'"),
         "betas": (["--config", config, "--data", data, "train.betas=0.9"], "expected a list of numbers"),
         "flag": (["--config", config, "--data", data, "train.tensorboard=maybe"], "expected true or false"),
+        # YAML 1.1's yes / no / on / off were read as booleans: only true / false are
+        "flag-yes": (["--config", config, "--data", data, "train.tensorboard=yes"], "expected true or false"),
+        "flag-off": (["--config", config, "--data", data, "train.tensorboard=off"], "expected true or false"),
+        # Adam takes two: one was a bare IndexError from inside torch after the checks
+        "betas-one": (["--config", config, "--data", data, "train.betas=[0.9]"], "expected two numbers"),
+        "disc_betas-three": (["--config", "configs/gcrb.yaml", "--data", data, "gan.disc_betas=[0.5,0.9,0.99]"],
+                             "expected two numbers"),
         "text": (["--config", config, "--data", data, "train.distortion="], "train.distortion is empty"),
         "val_images": (["--config", config, "--data", data, "data.val_images=0"], "data.val_images=0"),
         "max_seconds-text": (["--config", config, "--data", data, "train.max_seconds='3600'"], "train.max_seconds='3600'"),

@@ -323,3 +323,21 @@ def test_load_pretrained_gives_an_own_copy_whose_rate_estimate_matches_the_files
     for p in model.parameters():
         p.data.zero_()
     assert all(torch.equal(v, before[k]) for k, v in shared.state_dict().items())
+
+
+def test_coding_before_update_says_to_run_update():
+    """A model just created has no entropy tables: compress said 'operands could not be broadcast'
+    (numpy, from the exact entropy model) for the hyperprior models."""
+    model = create_model("gdn-hp-edge").eval()
+    with pytest.raises(RuntimeError, match=r"run update\(\) first"):
+        model.compress(torch.rand(1, 3, 64, 64), 0.5)
+    model.update(force=True)
+    assert model.compress(torch.rand(1, 3, 64, 64), 0.5)["strings"]
+
+
+def test_bits_per_pixel_of_no_likelihoods_is_a_tensor():
+    """The float-latent original-* models have no likelihoods: 0 bpp, as a tensor (was the float 0.0)."""
+    from edgecodec.losses.rate_distortion import bits_per_pixel
+
+    bpp = bits_per_pixel({}, 64 * 64)
+    assert isinstance(bpp, torch.Tensor) and float(bpp) == 0.0

@@ -25,7 +25,10 @@ NO_RATE_SCALE = {"mse": 4.0, "l1": 2.0}
 
 
 def bits_per_pixel(likelihoods: dict[str, torch.Tensor], num_pixels: int) -> torch.Tensor:
-    """Estimated rate of each sample (B,) from the entropy model's likelihoods."""
+    """Estimated rate of each sample (B,) from the entropy model's likelihoods; a zero tensor when
+    there are none (the float-latent ``original-*`` models)."""
+    if not likelihoods:
+        return torch.zeros(())
     bits = sum(-torch.log2(lik).flatten(1).sum(1) for lik in likelihoods.values())
     return bits / num_pixels
 

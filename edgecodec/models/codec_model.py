@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
-from compressai.entropy_models import EntropyBottleneck
+from compressai.entropy_models import EntropyBottleneck, EntropyModel
 from compressai.latent_codecs import (
     EntropyBottleneckLatentCodec,
     GainHyperLatentCodec,
@@ -356,6 +356,10 @@ class EdgeCodecModel(CompressionModel):
     def exact_entropy(self) -> ExactEntropyModel:
         """The format-3 entropy model of these weights (built on first use; ``update`` rebuilds it)."""
         if getattr(self, "_exact_entropy", None) is None:
+            if any(m._quantized_cdf.numel() == 0 for m in self.modules() if isinstance(m, EntropyModel)):
+                # as CompressAI says for its own coders (a numpy broadcast error came from the empty tables)
+                raise RuntimeError("the entropy coders' tables are not built: run update() first (after training "
+                                   "or creating a model; load_pretrained does it)")
             self._exact_entropy = ExactEntropyModel.from_tables(self.entropy_tables())
         return self._exact_entropy
 

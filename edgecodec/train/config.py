@@ -108,9 +108,16 @@ def _merge(base: dict, update: dict) -> dict:
 
 class _ConfigLoader(yaml.SafeLoader):
     """PyYAML follows YAML 1.1, where ``1e-4`` (no dot) is a string, not a float: ``train.lr=1e-4``
-    would reach the optimizer as text. This loader reads such numbers as floats, as YAML 1.2 does."""
+    would reach the optimizer as text, and yes / no / on / off are booleans. This loader reads such
+    numbers as floats and only true / false as booleans, as YAML 1.2 does (a flag given yes is
+    refused, as any value that is not true or false)."""
 
 
+_BOOL = "tag:yaml.org,2002:bool"
+_ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_ConfigLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 _ConfigLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
@@ -207,6 +214,8 @@ def _check_values(config: dict, defaults: dict, prefix: str = "") -> None:
             if not isinstance(value, list) or not value:
                 raise ValueError(f"{name}={value!r}: expected a list of numbers such as {default!r}")
             config[key] = [_number(f"{name}[{i}]", v, whole=False, default=default) for i, v in enumerate(value)]
+            if name.endswith("betas") and len(value) != 2:  # Adam's two: a bare IndexError inside torch
+                raise ValueError(f"{name}={value!r}: expected two numbers such as {default!r}")
         elif isinstance(default, str):
             if isinstance(value, bool) or not isinstance(value, (str, int, float)) or value == "":
                 raise ValueError(f"{name}={value!r}: expected text (default {default!r})")

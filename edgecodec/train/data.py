@@ -73,7 +73,7 @@ class CropDataset(Dataset):
     def __getitem__(self, index: int) -> torch.Tensor:
         img = self.images[index]
         if self.train:
-            # Python's random is seeded per worker by the DataLoader and restored on resume.
+            # Python's random: seeded by the Trainer (batches are drawn in its process) and restored on resume.
             s = random.uniform(*self.scale)
             side = min(int(round(self.crop / s)), *img.size)
             left = random.randint(0, img.width - side)
