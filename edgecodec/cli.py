@@ -454,13 +454,19 @@ def _lite_coder(kind: str, model: str | None, args: argparse.Namespace, weights_
         return _load_lite_coder(kind, model, args, weights_hash)
 
 
+NO_TORCH_ONNX = ("without PyTorch, --backend onnx needs --onnx-dir DIR: an export made with `edgecodec export onnx` "
+                 "where PyTorch is installed")
+
+
 def _load_lite_coder(kind: str, model: str | None, args: argparse.Namespace, weights_hash: bytes | None):
     from .errors import UsageError
     from .lite import LiteDecoder, LiteEncoder
 
     if model is None and not args.onnx_dir:
-        from .zoo import DEFAULT_MODEL  # imports torch, which exporting into the cache needs anyway
-
+        try:
+            from .zoo import DEFAULT_MODEL  # imports torch, which exporting into the cache needs anyway
+        except ImportError:
+            raise UsageError(NO_TORCH_ONNX) from None
         model = DEFAULT_MODEL
     coders = args.__dict__.setdefault("_lite_coders", {})
     if (kind, model, weights_hash) in coders:
@@ -480,8 +486,7 @@ def _load_lite_coder(kind: str, model: str | None, args: argparse.Namespace, wei
             try:
                 from .export.onnx import ensure_export
             except ImportError:  # a torch-free install: the cache's exports are made with PyTorch
-                raise UsageError("without PyTorch, --backend onnx needs --onnx-dir DIR: an export made with "
-                                 "`edgecodec export onnx` where PyTorch is installed") from None
+                raise UsageError(NO_TORCH_ONNX) from None
             try:
                 coder = load(ensure_export(model, weights_hash=weights_hash))
             except (OSError, ValueError):  # the cache's own export is damaged (a file changed or missing)
@@ -1122,7 +1127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from .errors import EdgecodecError
+    from .errors import EdgecodecError, UsageError
 
     try:  # Pillow warns of an image over its limit before edgecodec refuses it (exit 7): one line, not two
         from PIL.Image import DecompressionBombWarning
@@ -1132,7 +1137,14 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         warnings.simplefilter("ignore", DecompressionBombWarning)
     try:
         if getattr(args, "backend", "torch") != "onnx" and args.command not in TORCH_FREE_COMMANDS:
-            _import_holding_signals("torch")
+            try:
+                _import_holding_signals("torch")
+            except ModuleNotFoundError as exc:
+                if exc.name != "torch":
+                    raise
+                raise UsageError(f"PyTorch is not installed, and `edgecodec {args.command}` needs it; without it, "
+                                 "compress and decompress take --backend onnx --onnx-dir DIR (README, On the edge)"
+                                 ) from None
             if args.threads:  # the lite coders (--backend onnx) take it themselves
                 import torch
                 torch.set_num_threads(args.threads)

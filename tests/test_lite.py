@@ -874,6 +874,35 @@ sys.exit(main(["decompress", {str(tmp_path / 'in.edc')!r}, "-o", {str(tmp_path /
     assert not (tmp_path / "out.png").exists()
 
 
+def test_without_torch_compress_and_the_torch_backend_say_what_to_give(kodim23_rgb, tmp_path):
+    """compress --backend onnx without --model imported torch for the default model's name, and a
+    command on the PyTorch backend: both were "internal error: ModuleNotFoundError: ... 'torch'"."""
+    Image.fromarray(kodim23_rgb[:64, :64]).save(tmp_path / "in.png")
+    (tmp_path / "in.edc").write_bytes(edgecodec.compress(kodim23_rgb[:64, :64], quality=0.5, model=SHIPPED))
+    result = run_without(f"""
+import sys
+from edgecodec.cli import main
+assert main(["compress", {str(tmp_path / 'in.png')!r}, "-o", {str(tmp_path / 'a.edc')!r}, "--backend", "onnx"]) == 2
+assert main(["decompress", {str(tmp_path / 'in.edc')!r}, "-o", {str(tmp_path / 'b.png')!r}]) == 2
+""", tmp_path, blocked=("torch", "torchvision"))
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2 and "without PyTorch, --backend onnx needs --onnx-dir" in lines[0], result.stderr
+    assert lines[1].startswith("edgecodec: error: PyTorch is not installed, and `edgecodec decompress` needs it")
+    assert not (tmp_path / "a.edc").exists() and not (tmp_path / "b.png").exists()
+
+
+def test_lite_coders_refuse_a_bad_thread_count(exported):
+    """onnxruntime's refusal was a pybind TypeError naming no argument, and -1 was taken."""
+    from edgecodec.lite import LiteDecoder, LiteEncoder
+
+    for coder in (LiteDecoder, LiteEncoder):
+        with pytest.raises(TypeError, match="threads"):
+            coder(exported, threads=2.5)
+        with pytest.raises(ValueError, match="threads must be 1 or more"):
+            coder(exported, threads=-1)
+
+
 def test_onnx_backend_compress_refuses_what_it_does_not_do(exported, kodim23, tmp_path, capsys):
     from edgecodec.cli import main
 

@@ -115,6 +115,12 @@ def onnx_session(path: Path, threads: int | None):
     """An onnxruntime CPU session; ``threads``: intra-op threads (None: its default, all cores)."""
     import onnxruntime as ort
 
+    if threads is not None:  # onnxruntime's own refusal is a pybind TypeError naming no argument; -1 passed
+        if isinstance(threads, bool) or not isinstance(threads, int):
+            raise TypeError(f"threads must be a whole number or None, not {type(threads).__name__}")
+        if threads < 1:
+            raise ValueError(f"threads must be 1 or more (None: all cores), not {threads}")
+
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
