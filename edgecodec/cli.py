@@ -723,21 +723,22 @@ def _info_fields(path: Path) -> tuple[dict, str]:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .zoo import DEFAULT_MODEL, describe, list_models, weights_problem
+    from .zoo import DEFAULT_MODEL, card_mismatch, describe, list_models
 
     entries = list_models()
-    problems = {entry.name: weights_problem(entry) for entry in entries}
+    warnings = {entry.name: card_mismatch(entry) for entry in entries}
     if args.json:  # the same for scripts: the card's fields, where the weights are, why one is unusable
-        print(json.dumps([{**({} if problems[entry.name] else describe(entry)), "name": entry.name,
+        print(json.dumps([{**({} if entry.problem else describe(entry)), "name": entry.name,
                            "default": entry.name == DEFAULT_MODEL, "weights": str(entry.weights),
-                           "problem": problems[entry.name]} for entry in entries], indent=2))
+                           "problem": entry.problem, "warning": warnings[entry.name]} for entry in entries],
+                         indent=2))
         return 0 if entries else 1
     if not entries:
         print("no models installed")
         return 1
     for entry in entries:
-        if problems[entry.name]:
-            print(f"{entry.name}: cannot be used: {problems[entry.name]}")
+        if entry.problem:
+            print(f"{entry.name}: cannot be used: {entry.problem}")
             continue
         d = describe(entry)
         params = d["parameters"] or {}
@@ -748,7 +749,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         else:
             size = "parameters not recorded"
         default = " (default)" if entry.name == DEFAULT_MODEL else ""
-        print(f"{entry.name}{default}: {d['config']} transforms, {d['prior']} prior, {rate}, {size}. {d['summary']}")
+        warning = f" Warning: {warnings[entry.name]}." if warnings[entry.name] else ""
+        print(f"{entry.name}{default}: {d['config']} transforms, {d['prior']} prior, {rate}, {size}. {d['summary']}"
+              + warning)
     return 0
 
 
@@ -1090,7 +1093,9 @@ def _import_holding_signals(module: str) -> None:
         importlib.import_module(module)
         return
     held: list[int] = []
-    signals = [signal.SIGINT] + ([signal.SIGTERM] if signal.getsignal(signal.SIGTERM) is _raise_terminated else [])
+    # SIGINT as the process takes it (ignored in a `cmd &` job started from a script: it stays ignored)
+    signals = ([signal.SIGINT] if signal.getsignal(signal.SIGINT) is signal.default_int_handler else []) + \
+        ([signal.SIGTERM] if signal.getsignal(signal.SIGTERM) is _raise_terminated else [])
     previous = {signum: signal.signal(signum, lambda signum, frame: held.append(signum)) for signum in signals}
     try:
         importlib.import_module(module)

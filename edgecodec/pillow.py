@@ -23,8 +23,8 @@ Save options: ``quality`` (0..1, default 0.5: edgecodec's scale, not Pillow's 0-
 image's ``info["exif"]`` and ``info["xmp"]``), ``icc`` ("keep", the default, or "convert" to
 sRGB: an RGB image's ``info["icc_profile"]``), ``refine_steps`` (encoder refinement, fidelity
 models) and ``roi`` with ``roi_quality`` (regions of interest, as ``edgecodec.compress`` takes them).
-Pillow's own ``exif``, ``xmp`` and ``icc_profile`` keywords replace the image's (given EXIF or XMP
-is kept unless ``metadata="strip"`` is given too). As Pillow's plugins do without ``save_all``, an
+Pillow's own ``exif``, ``xmp`` and ``icc_profile`` keywords replace the image's (EXIF and XMP
+are stored with ``metadata="keep"``, as the image's own). As Pillow's plugins do without ``save_all``, an
 animated image saves its current frame. An image the format cannot hold (empty, alpha with
 ``alpha="refuse"``, an unknown model) raises OSError, a bad value ValueError or TypeError.
 
@@ -105,13 +105,14 @@ class EdgecodecImageFile(ImageFile.ImageFile):
 _METADATA_KEYWORDS = ("exif", "xmp", "icc_profile")
 
 
-def _with_saved_metadata(im: Image.Image, info: dict) -> tuple[Image.Image, str]:
+def _with_saved_metadata(im: Image.Image, info: dict) -> Image.Image:
     """``im`` (its current frame, as Pillow's plugins save without save_all) with the ``exif``,
-    ``xmp`` and ``icc_profile`` save keywords in place of its own, and the metadata policy: an
-    ``exif`` or ``xmp`` given to save() is kept unless ``metadata="strip"`` is given too."""
+    ``xmp`` and ``icc_profile`` save keywords in place of its own. Whether EXIF and XMP are stored
+    still follows ``metadata`` (stripped unless "keep"): a given block does not bring the image's
+    own other one (its GPS position, say) along."""
     given = {key: info[key] for key in _METADATA_KEYWORDS if key in info}
     if not given and getattr(im, "n_frames", 1) == 1:
-        return im, info.get("metadata", "strip")
+        return im
     im = im.copy()  # an ordinary image of the current frame, with a copy of its info
     for key, value in given.items():
         if isinstance(value, Image.Exif):
@@ -120,20 +121,19 @@ def _with_saved_metadata(im: Image.Image, info: dict) -> tuple[Image.Image, str]
             im.info[key] = value
         else:  # exif=b"", icc_profile=None: none
             im.info.pop(key, None)
-    keep = any(given.get(key) for key in ("exif", "xmp"))
-    return im, info.get("metadata", "keep" if keep else "strip")
+    return im
 
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     from .codec.api import DEFAULT_QUALITY, compress
 
     info = im.encoderinfo
-    im, metadata = _with_saved_metadata(im, info)
+    im = _with_saved_metadata(im, info)
     try:
         data = compress(im, quality=info.get("quality", DEFAULT_QUALITY), model=info.get("model"),
                         target_size=info.get("target_size"), target_bpp=info.get("target_bpp"),
                         target_psnr=info.get("target_psnr"), target_ms_ssim=info.get("target_ms_ssim"),
-                        alpha=info.get("alpha", "keep"), metadata=metadata,
+                        alpha=info.get("alpha", "keep"), metadata=info.get("metadata", "strip"),
                         icc=info.get("icc", "keep"), refine_steps=info.get("refine_steps", 0),
                         roi=info.get("roi"), roi_quality=info.get("roi_quality", 1.0))
     except EdgecodecError as exc:

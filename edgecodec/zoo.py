@@ -256,20 +256,21 @@ def shipped_models() -> list[str]:
     return sorted(names, key=lambda n: n != DEFAULT_MODEL)
 
 
-def weights_problem(entry: ModelEntry) -> str | None:
-    """Why a model cannot be used: its card's problem, or a weights file other than the one the card
-    describes (another model's file, or a damaged one: the card's ``weights_sha256`` differs). Cards
-    without ``weights_sha256`` are taken as they are."""
+def card_mismatch(entry: ModelEntry) -> str | None:
+    """Why a model's card does not describe its weights file (another model's file, or a damaged
+    one: the card's ``weights_sha256`` differs), or None. Such a model is still used as its weights
+    allow (files record the weights' own hash); its card's figures are not of them. Cards without
+    ``weights_sha256`` are taken as they are."""
     recorded = entry.card.get("weights_sha256")
     if entry.problem or not isinstance(recorded, str):
-        return entry.problem
+        return None
     try:
         actual = entry.weights_hash.hex()
     except OSError as exc:
         return f"{entry.weights} cannot be read ({exc.strerror or exc})"
     if not recorded.lower().startswith(actual):
         return (f"{entry.weights} is not the weights file its card describes (sha256 {actual}..., the card's "
-                f"{recorded[:16]}...): another model's file, or a damaged one")
+                f"{recorded[:16]}...): the card's figures are not of these weights")
     return None
 
 

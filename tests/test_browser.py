@@ -265,9 +265,18 @@ def test_the_two_captions_do_not_cover_each_other(page):
 
 
 def test_a_failed_comparison_is_marked_and_a_new_image_starts_clean(page, crop_path, tmp_path):
-    """An error keeps the last result marked as the settings before; a new image clears the old
-    image's result and region (they stayed on show under the new file's name)."""
+    """An error keeps the last result marked as the settings before (an HTTP error, or the server
+    gone); a new image clears the old image's result and region (they stayed on show under the new
+    file's name)."""
     assert page.is_visible("#stage") and page.is_hidden("#stale")
+    page.route("**/api/compress*", lambda route: route.abort())  # the server gone
+    page.click("#run")
+    page.wait_for_function("document.querySelector('#error').textContent.startsWith('Request failed')")
+    assert page.is_visible("#stale") and page.is_visible("#stage")
+    page.unroute("**/api/compress*")
+    page.click("#run")
+    page.wait_for_selector("#stale", state="hidden")
+    _wait_idle(page)
     page.fill("#roi", "5000,0,1,1")
     page.press("#roi", "Enter")
     page.wait_for_selector("#error", state="visible")

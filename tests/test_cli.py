@@ -951,10 +951,13 @@ def test_train_refuses_bad_configs_before_writing(tmp_path, capsys):
         # YAML 1.1's yes / no / on / off were read as booleans: only true / false are
         "flag-yes": (["--config", config, "--data", data, "train.tensorboard=yes"], "expected true or false"),
         "flag-off": (["--config", config, "--data", data, "train.tensorboard=off"], "expected true or false"),
+        # a model flag given no: the text 'no', which is true (it turned the feature on)
+        "model-flag": (["--config", "configs/gcrb.yaml", "--data", data, "model.overrides.disc_conditional=no"],
+                       "disc_conditional='no': expected true or false"),
         # Adam takes two: one was a bare IndexError from inside torch after the checks
-        "betas-one": (["--config", config, "--data", data, "train.betas=[0.9]"], "expected two numbers"),
+        "betas-one": (["--config", config, "--data", data, "train.betas=[0.9]"], "must be two numbers"),
         "disc_betas-three": (["--config", "configs/gcrb.yaml", "--data", data, "gan.disc_betas=[0.5,0.9,0.99]"],
-                             "expected two numbers"),
+                             "must be two numbers"),
         "text": (["--config", config, "--data", data, "train.distortion="], "train.distortion is empty"),
         "val_images": (["--config", config, "--data", data, "data.val_images=0"], "data.val_images=0"),
         "max_seconds-text": (["--config", config, "--data", data, "train.max_seconds='3600'"], "train.max_seconds='3600'"),
@@ -1017,8 +1020,10 @@ def test_a_broken_model_folder_entry_breaks_only_itself(small_png, tmp_path, cap
     capsys.readouterr()
     # a card beside weights it does not describe (another model's, or damaged: its weights_sha256 differs)
     # was listed with the card's figures as usable
-    assert "garbage: cannot be used: " in out and "is not the weights file its card describes" in out
-    assert "is not the weights file its card describes" in listed["garbage"]["problem"]
+    # with a warning (it is used as its weights allow: this one fails to load below, exit 9)
+    assert "garbage: " in out and "Warning: " in out and "is not the weights file its card describes" in out
+    assert "is not the weights file its card describes" in listed["garbage"]["warning"]
+    assert listed["garbage"]["problem"] is None and listed["tiny"]["warning"] is None
     assert "nocfg: None transforms, None prior, rate range not measured, parameters not recorded." in out  # was 0.00 M
     for name, fragment in (("broken", "broken.json"), ("garbage", "garbage.safetensors"), ("nocfg", "no model config")):
         assert main("compress", small_png, "-o", tmp_path / f"{name}.edc", "--model", name) == 9, name
@@ -1280,3 +1285,11 @@ def test_ctrl_c_during_torchs_import_is_held_until_it_is_in(tmp_path, monkeypatc
     assert sys.modules["slow_native_init"].COMPLETE
     assert signal.getsignal(signal.SIGINT) is previous
     del sys.modules["slow_native_init"]
+    # A process that ignores SIGINT (a `cmd &` job from a script) keeps ignoring it (it was raised).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        cli._import_holding_signals("slow_native_init")
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        sys.modules.pop("slow_native_init", None)

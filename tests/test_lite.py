@@ -901,6 +901,8 @@ def test_lite_coders_refuse_a_bad_thread_count(exported):
             coder(exported, threads=2.5)
         with pytest.raises(ValueError, match="threads must be 1 or more"):
             coder(exported, threads=-1)
+        coder(exported, threads=np.int64(1))  # numpy's integers and 0 (all cores) as before
+        coder(exported, threads=0)
 
 
 def test_onnx_backend_compress_refuses_what_it_does_not_do(exported, kodim23, tmp_path, capsys):

@@ -221,19 +221,22 @@ def test_a_pickled_or_deep_copied_image_keeps_its_pixels(edc_file):
 
 
 def test_pillows_metadata_save_keywords_are_written(crop, tmp_path):
-    """exif=, xmp= and icc_profile=, as Pillow's PNG / WebP / JPEG plugins take them (were ignored):
-    given EXIF is kept unless metadata="strip" is given too."""
+    """exif=, xmp= and icc_profile=, as Pillow's PNG / WebP / JPEG plugins take them, replace the
+    image's (they were ignored); EXIF and XMP are stored with metadata="keep", as the image's own:
+    a given XMP does not bring the image's own EXIF (its GPS position, say) along."""
     exif = Image.Exif()
     exif[0x010F] = "Maker"  # Make
     adobe = ADOBE_RGB
     path = tmp_path / "meta.edc"
-    crop.save(path, model=SHIPPED, exif=exif, icc_profile=adobe, xmp=b"<x:xmpmeta/>")
+    crop.save(path, model=SHIPPED, exif=exif, icc_profile=adobe, xmp=b"<x:xmpmeta/>", metadata="keep")
     with Image.open(path) as img:
         assert img.getexif()[0x010F] == "Maker"
         assert img.info["icc_profile"] == adobe and img.info["xmp"] == b"<x:xmpmeta/>"
-    crop.save(path, model=SHIPPED, exif=exif.tobytes(), metadata="strip")
+    own = crop.copy()
+    own.info["exif"] = exif.tobytes()  # the image's own EXIF, as a camera JPEG has it
+    own.save(path, model=SHIPPED, xmp=b"<x:xmpmeta/>", icc_profile=adobe)
     with Image.open(path) as img:
-        assert 0x010F not in img.getexif() and "icc_profile" not in img.info
+        assert 0x010F not in img.getexif() and "xmp" not in img.info and img.info["icc_profile"] == adobe
     assert "exif" not in crop.info  # the caller's image is not changed
 
 

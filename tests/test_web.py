@@ -489,3 +489,4 @@ def test_a_target_size_past_the_float_range_asks_for_the_top_quality(client, cro
 
 def test_a_declared_upload_of_gigabytes_is_said_in_gb():
     assert web._size(10**11) == "100 GB" and web._size(25_000_000) == "25 MB"
+    assert web._size(999_600_000) == "999.6 MB" and web._size(10**12) == "1,000 GB"  # not 1e+03

@@ -205,7 +205,7 @@ def _decoded_rgb(name: str):
     from ..codec.api import decompress
     from ..codec.container import MAGIC
     from ..codec.imageio import load_image
-    from ..errors import EdgecodecError, InputImageError
+    from ..errors import EdgecodecError
 
     path = Path(name)
     if path.is_file():
@@ -216,9 +216,7 @@ def _decoded_rgb(name: str):
                 except EdgecodecError as exc:
                     raise type(exc)(f"{name}: {exc}") from None
                 return load_image(image, alpha="drop").rgb
-    elif not path.exists():
-        raise InputImageError(f"no such file: {name}")
-    return load_image(name, alpha="drop").rgb
+    return load_image(name, alpha="drop").rgb  # its errors name the file (no such file, not an image)
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:

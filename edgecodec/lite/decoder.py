@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,14 +113,15 @@ def _manifest_problem(manifest: dict) -> str | None:
 
 
 def onnx_session(path: Path, threads: int | None):
-    """An onnxruntime CPU session; ``threads``: intra-op threads (None: its default, all cores)."""
+    """An onnxruntime CPU session; ``threads``: intra-op threads (None or 0: its default, all cores)."""
     import onnxruntime as ort
 
     if threads is not None:  # onnxruntime's own refusal is a pybind TypeError naming no argument; -1 passed
-        if isinstance(threads, bool) or not isinstance(threads, int):
+        if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
             raise TypeError(f"threads must be a whole number or None, not {type(threads).__name__}")
-        if threads < 1:
-            raise ValueError(f"threads must be 1 or more (None: all cores), not {threads}")
+        if threads < 0:
+            raise ValueError(f"threads must be 1 or more (None or 0: all cores), not {threads}")
+        threads = int(threads)
 
     options = ort.SessionOptions()
     if threads:

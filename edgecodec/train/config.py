@@ -214,8 +214,6 @@ def _check_values(config: dict, defaults: dict, prefix: str = "") -> None:
             if not isinstance(value, list) or not value:
                 raise ValueError(f"{name}={value!r}: expected a list of numbers such as {default!r}")
             config[key] = [_number(f"{name}[{i}]", v, whole=False, default=default) for i, v in enumerate(value)]
-            if name.endswith("betas") and len(value) != 2:  # Adam's two: a bare IndexError inside torch
-                raise ValueError(f"{name}={value!r}: expected two numbers such as {default!r}")
         elif isinstance(default, str):
             if isinstance(value, bool) or not isinstance(value, (str, int, float)) or value == "":
                 raise ValueError(f"{name}={value!r}: expected text (default {default!r})")

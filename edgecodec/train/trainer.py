@@ -126,7 +126,7 @@ class Trainer:
         self.dist = distributed.setup(str(tc.get("device", "auto")))
         self.device = self.dist.device
         self.is_main = self.dist.is_main
-        _check_settings(tc, dc)
+        _check_settings(tc, dc, config.get("gan"))
         torch.set_num_threads(int(tc["threads"]))
         seed = int(tc["seed"])
         torch.manual_seed(seed)  # the same initial weights on every rank
@@ -901,7 +901,7 @@ def _check_fresh(run_dir: Path) -> None:
                                 "or give a new --out")
 
 
-def _check_settings(tc: dict, dc: dict) -> None:
+def _check_settings(tc: dict, dc: dict, gc: dict | None = None) -> None:
     """Settings that would otherwise fail mid-run (a modulo by zero at the first log step), or
     silently do nothing (no steps: an empty run folder and exit status 0), refused up front."""
     for key in ("steps", "batch_size", "threads", "log_every", "val_every", "ckpt_every", "keep_checkpoints"):
@@ -916,6 +916,10 @@ def _check_settings(tc: dict, dc: dict) -> None:
     scale = dc["scale"]
     if not (isinstance(scale, (list, tuple)) and len(scale) == 2 and 0 < scale[0] <= scale[1]):
         raise ValueError(f"data.scale={scale} must be [low, high] with 0 < low <= high")
+    # Adam's (beta1, beta2): a list of another length was a bare IndexError from inside torch
+    for name, betas in (("train.betas", tc.get("betas")), ("gan.disc_betas", (gc or {}).get("disc_betas"))):
+        if betas is not None and not (isinstance(betas, (list, tuple)) and len(betas) == 2):
+            raise ValueError(f"{name}={betas!r} must be two numbers, such as [0.9, 0.999]")
 
 
 def run(config: dict, run_dir: str | Path, resume: bool = False, steps: int | None = None) -> Trainer:

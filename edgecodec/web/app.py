@@ -83,7 +83,8 @@ def _b64(data: bytes) -> str:
 def _size(n: int) -> str:
     if n < 10_000:
         return f"{n:,} bytes"
-    return f"{n / 1e6:.3g} MB" if n < 1e9 else f"{n / 1e9:,.3g} GB"
+    value, unit = (n / 1e6, "MB") if n < 1e9 else (n / 1e9, "GB")
+    return f"{value:,.1f}".rstrip("0").rstrip(".") + f" {unit}"  # 25 MB, 999.6 MB, 1,000 GB
 
 
 def _png(rgb: np.ndarray) -> bytes:

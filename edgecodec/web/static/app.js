@@ -118,7 +118,10 @@ async function run() {
     }
     show(data);
   } catch (err) {
-    if (err.name !== "AbortError") showError(`Request failed: ${err}`);
+    if (err.name !== "AbortError") {
+      showError(`Request failed: ${err}`);
+      $("stale").hidden = !state.result;
+    }
   } finally {
     if (state.controller === controller) {
       state.controller = null;
