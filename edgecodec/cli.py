@@ -402,7 +402,7 @@ def _decompress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
 def _encoded_image(image, fmt: str) -> bytes:
     """A decoded image as a lossless file, with the ICC profile, EXIF and XMP the .edc kept where the
     format holds them; a format without ICC profiles gets the image converted to sRGB instead."""
-    from PIL import PngImagePlugin
+    from PIL import Image, PngImagePlugin
 
     # WebP: lossless, and exact keeps the colour under fully transparent pixels as decoded.
     options: dict = {"lossless": True, "exact": True} if fmt == "WEBP" else {}
@@ -422,7 +422,13 @@ def _encoded_image(image, fmt: str) -> bytes:
         info.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8", "replace"))
         options["pnginfo"] = info
     if xmp and fmt == "TIFF":
-        options["tiffinfo"] = {700: xmp}  # TIFF tag 700: XMP
+        # TIFF tag 700 is XMP. One tag mapping with the EXIF: Pillow's TIFF writer takes tiffinfo
+        # over exif when given both, which dropped the EXIF.
+        tags = Image.Exif()
+        if exif:
+            tags.load(exif)
+        tags[700] = xmp
+        options["exif"] = tags
     if xmp and fmt == "WEBP":
         options["xmp"] = xmp
     buf = io.BytesIO()

@@ -21,7 +21,7 @@ import pytest
 import torch
 import yaml
 from conftest import REPO, SHIPPED, assert_one_error_line, cli_env, make_tiny, run_cli
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 import edgecodec
 from edgecodec import cli
@@ -223,6 +223,31 @@ def test_alpha_and_metadata_through_the_command_line(tmp_path, kodim23_rgb, caps
     assert main("decompress", tmp_path / "gray.edc", "-o", tmp_path / "gray_decoded.png") == 0
     with Image.open(tmp_path / "gray_decoded.png") as img:
         assert img.mode == "LA" and np.array_equal(np.array(img)[..., -1], alpha)
+
+
+def test_kept_exif_and_xmp_both_reach_every_tagged_output(tmp_path, kodim23_rgb):
+    """A TIFF of a file that kept EXIF and XMP had the XMP alone (Pillow's TIFF writer takes
+    tiffinfo over exif when given both); PNG and WebP had both."""
+    exif = Image.Exif()
+    exif[0x010F] = "TestMaker"
+    exif.get_ifd(0x8825)[2] = (48.0, 51.0, 30.0)  # a GPS latitude: a sub-IFD, kept as well
+    src = tmp_path / "photo.png"
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"></x:xmpmeta>'
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", xmp.decode())
+    Image.fromarray(kodim23_rgb[:64, :96]).save(src, exif=exif.tobytes(), pnginfo=info)
+    edc = tmp_path / "photo.edc"
+    assert main("compress", src, "-o", edc, "--model", "tiny", "--metadata", "keep") == 0
+    assert set(Container.from_bytes(edc.read_bytes()).extras) == {"exif", "xmp "}  # 4-byte tags
+    for suffix in ("png", "tif", "webp"):
+        out = tmp_path / f"decoded.{suffix}"
+        assert main("decompress", edc, "-o", out) == 0
+        with Image.open(out) as img:
+            kept = img.getexif()
+            assert kept.get(0x010F) == "TestMaker", suffix
+            assert kept.get_ifd(0x8825).get(2) == (48.0, 51.0, 30.0), suffix
+            written = img.info.get("xmp") or img.info.get("XML:com.adobe.xmp") or kept.get(700)
+            assert written and xmp.decode() in (written if isinstance(written, str) else written.decode()), suffix
 
 
 def test_process_standard_streams_closed_cut_short_or_strict(small_png, small_edc, tmp_path):
