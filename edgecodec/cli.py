@@ -678,20 +678,20 @@ def cmd_info(args: argparse.Namespace) -> int:
         fields, text = _info_fields(Path(args.input[0]))
         print(json.dumps(fields, indent=2) if args.json else text)
         return 0
-    shown, failures = [], []
+    shown = []  # (fields, text); a failed file: ({"file", "error"}, None), in the JSON list too
     for name in args.input:
         try:
             shown.append(_info_fields(Path(name)))
         except EdgecodecError as exc:
-            failures.append(f"failed: {name}: {exc}")
-            shown.append(({"file": name, "error": str(exc)}, None))  # in the JSON list: one entry a file
+            shown.append(({"file": name, "error": str(exc)}, None))
     if args.json:
         print(json.dumps([fields for fields, _ in shown], indent=2))
     else:
         print("\n\n".join(text for _, text in shown if text is not None))
-    for line in failures:
-        print(line, file=sys.stderr)
-    return EXIT_PARTIAL if failures else 0
+    failed = [fields for fields, text in shown if text is None]
+    for fields in failed:
+        print(f"failed: {fields['file']}: {fields['error']}", file=sys.stderr)
+    return EXIT_PARTIAL if failed else 0
 
 
 def _info_fields(path: Path) -> tuple[dict, str]:

@@ -238,7 +238,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         from .runner import STLPIPS
 
         lpips = STLPIPS()
-    rows, failures = [], []
+    rows = []  # a failed file: {"file", "error"}, in the JSON list too
     for name in args.files:
         try:
             decoded = _decoded_rgb(name)
@@ -249,8 +249,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         except EdgecodecError as exc:  # the errors name the file
             if len(args.files) == 1:
                 raise
-            failures.append(f"failed: {exc}")
-            rows.append({"file": name, "error": str(exc)})  # in the JSON list: one entry a file
+            rows.append({"file": name, "error": str(exc)})
             continue
         ref, decoded = crop_region(reference, part), crop_region(decoded, part)
         rows.append({"file": name, "bytes": size, "bpp": 8 * size / (width * height),
@@ -261,14 +260,15 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         # JSON has no infinity: "inf" (identical images' PSNR), as summary.json writes it; null is
         # "not measured" (MS-SSIM of an image under 161 px)
         print(json.dumps(json_safe(rows, digits=None), indent=2))
-    for r in [r for r in rows if "error" not in r] if not args.json else []:
+    for r in [] if args.json else [r for r in rows if "error" not in r]:
         lpips_text = f", ST-LPIPS {_fmt(r['st_lpips'], 4)}" if lpips is not None else ""
         where = f" in {','.join(map(str, part))}" if part else ""
         print(f"{r['file']}: {r['bytes']:,} bytes, {r['bpp']:.4f} bpp, PSNR{where} {_fmt(r['psnr'], 2)} dB, "
               f"SSIM {_fmt(r['ssim'], 4)}, MS-SSIM {_fmt(r['ms_ssim'], 4)}{lpips_text}")
-    for line in failures:
-        print(line, file=sys.stderr)
-    return EXIT_PARTIAL if failures else 0
+    failed = [r for r in rows if "error" in r]
+    for r in failed:
+        print(f"failed: {r['error']}", file=sys.stderr)
+    return EXIT_PARTIAL if failed else 0
 
 
 __all__ = ["add_eval_parser", "add_metrics_parser", "cmd_eval", "cmd_metrics"]

@@ -21,6 +21,12 @@ function showError(message) {
   box.hidden = !message;
 }
 
+// A comparison that failed: the result still on show (if any) is of the settings before.
+function showFailure(message) {
+  showError(message);
+  $("stale").hidden = !state.result;
+}
+
 function setBusy(text) {
   const status = $("status");
   clearInterval(state.timer);
@@ -63,10 +69,14 @@ async function loadInfo() {
   }
 }
 
-// No comparison on show: a new image was chosen (the old one's result and region are not its).
-function clearResult() {
+function releaseUrls() {
   for (const url of state.urls) URL.revokeObjectURL(url);
   state.urls = [];
+}
+
+// No comparison on show: a new image was chosen (the old one's result and region are not its).
+function clearResult() {
+  releaseUrls();
   state.result = null;
   $("stage").hidden = true;
   $("table").hidden = true;
@@ -112,16 +122,12 @@ async function run() {
     try { data = await resp.json(); } catch { data = { error: `server answered HTTP ${resp.status}` }; }
     if (state.controller !== controller) return;  // a newer request replaced this one
     if (!resp.ok) {
-      showError(`${data.error || data.detail || "request failed"} (HTTP ${resp.status})`);
-      $("stale").hidden = !state.result;  // what is shown is of the settings before
+      showFailure(`${data.error || data.detail || "request failed"} (HTTP ${resp.status})`);
       return;
     }
     show(data);
   } catch (err) {
-    if (err.name !== "AbortError") {
-      showError(`Request failed: ${err}`);
-      $("stale").hidden = !state.result;
-    }
+    if (err.name !== "AbortError") showFailure(`Request failed: ${err}`);
   } finally {
     if (state.controller === controller) {
       state.controller = null;
@@ -132,8 +138,7 @@ async function run() {
 }
 
 function show(data) {
-  for (const url of state.urls) URL.revokeObjectURL(url);
-  state.urls = [];
+  releaseUrls();
   state.result = data;
   const stem = (state.file.name.replace(/\.[^.]*$/, "") || "image").replace(/[^\w.-]+/g, "_");
   state.originalUrl = blobUrl(data.original_png, "image/png");
