@@ -385,6 +385,11 @@ def test_a_run_folder_trains_one_training_at_a_time(train_images, tmp_path, caps
     trainer = Trainer(load_config(run_dir / "config.yaml"), run_dir, defer_warm_start=True)
     trainer.resume()
     assert lock in atomic._HELD
+    trainer.close()
+    assert lock not in atomic._HELD
+    trainer.fit(10)  # fitted again after close(): the folder is its own again until the next close
+    assert lock in atomic._HELD
+    assert _state(latest_checkpoint(run_dir))["step"] == 10
     del trainer  # a Trainer never closed gives the lock back when it is collected
     gc.collect()
     assert lock not in atomic._HELD

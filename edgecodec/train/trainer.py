@@ -758,6 +758,7 @@ class Trainer:
         from tqdm.contrib.logging import logging_redirect_tqdm
 
         self._record_start()  # (done already, unless a deferred Trainer is fitted without resume)
+        self._lock_run_dir()  # again after close(): a Trainer fitted once more holds its folder again
         tc = self.config["train"]
         total = self.final_step(steps)
         if total != int(tc["steps"]) and self.is_main:  # a budget cut (or stretch), the schedule unchanged
