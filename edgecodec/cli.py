@@ -392,6 +392,8 @@ def _decompress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
         image = decompress(data, max_pixels=args.max_pixels, region=args.region)
     if image.mode in ("LA", "RGBA") and args.alpha == "drop":
         image = image.convert(image.mode[:-1])
+    if fmt == "webp" and image.mode in ("L", "LA"):  # WebP has no grayscale: the summary names what is written
+        image = image.convert(image.mode.replace("L", "RGB"))
     if image.mode in ("LA", "RGBA") and fmt in ("bmp", "ppm"):  # Pillow's BMP reads back without it
         raise UsageError(f"{_shown(src, 'stdin')} has an alpha channel, which {fmt.upper()} does not hold: "
                          "write .png, .tif or .webp, or pass --alpha drop")

@@ -133,15 +133,17 @@ def fix_crc(body: bytes) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-def png_rgb16(arr: np.ndarray) -> bytes:
-    """A 16-bit-per-channel RGB PNG (Pillow cannot write one), from an (H, W, 3) uint16 array."""
-    h, w, _ = arr.shape
+def png16(arr: np.ndarray) -> bytes:
+    """A 16-bit-per-channel RGB, RGBA or gray + alpha PNG (Pillow cannot write them), from an
+    (H, W, 3), (H, W, 4) or (H, W, 2) uint16 array."""
+    h, w, c = arr.shape
+    colour_type = {2: 4, 3: 2, 4: 6}[c]
     raw = b"".join(b"\x00" + arr[y].astype(">u2").tobytes() for y in range(h))
 
     def chunk(kind: bytes, payload: bytes) -> bytes:
         return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0))
             + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 

@@ -906,6 +906,11 @@ def test_grayscale_round_trip_writes_grayscale_png(kodim23_rgb, tmp_path, capsys
     assert "64x64 L" in capsys.readouterr().out
     with Image.open(tmp_path / "g_out.png") as img:
         assert img.mode == "L" and img.size == (64, 64)
+    # WebP has no grayscale mode: the line names what the file holds (it said L for an RGB file)
+    assert main("decompress", tmp_path / "g.edc", "-o", tmp_path / "g_out.webp") == 0
+    assert "64x64 RGB" in capsys.readouterr().out
+    with Image.open(tmp_path / "g_out.webp") as img:
+        assert img.mode == "RGB"
 
 
 def test_stream_of_unknown_model_exits_9(small_edc, tmp_path, capsys):

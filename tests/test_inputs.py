@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import ADOBE_RGB, SHIPPED, png_rgb16, rgb_icc_profile
+from conftest import ADOBE_RGB, SHIPPED, png16, rgb_icc_profile
 from PIL import Image, ImageCms
 
 import edgecodec
@@ -77,6 +77,17 @@ def test_exif_orientation_is_applied(crop, tmp_path):
     assert edgecodec.decompress(data).size == (64, 96)
 
 
+def test_tiff_orientation_is_applied_once_and_recorded(crop, tmp_path):
+    """Pillow's TIFF loader turns the image in load() and drops the tag: the turn was not recorded."""
+    path = tmp_path / "rotated.tif"
+    Image.fromarray(crop).save(path, tiffinfo={0x0112: 6})
+    data = edgecodec.compress(path, model="tiny")
+    header = header_of(data)
+    assert (header.width, header.height) == (64, 96) and "EXIF orientation applied" in header.conversion_names()
+    prepared = load_image(path)
+    assert np.array_equal(prepared.rgb, np.rot90(crop, k=-1)) and prepared.conversions == 16
+
+
 def test_orientation_one_is_no_conversion(crop, tmp_path):
     path = tmp_path / "upright.jpg"
     exif = Image.Exif()
@@ -139,7 +150,7 @@ def test_sixteen_bit_rgb_png_records_its_depth(tmp_path):
     """A 48-bit RGB PNG is reduced to 8 bits: flag 4 and bit depth 16 must say so (docs/format.md)."""
     arr = (np.random.RandomState(0).rand(40, 50, 3) * 65535).astype(np.uint16)
     path = tmp_path / "rgb16.png"
-    path.write_bytes(png_rgb16(arr))
+    path.write_bytes(png16(arr))
     with Image.open(path) as img:
         assert img.mode == "RGB" and img.size == (50, 40)
         # Given the not-yet-loaded image object, the depth is seen ...
@@ -148,6 +159,35 @@ def test_sixteen_bit_rgb_png_records_its_depth(tmp_path):
     prepared = load_image(path)
     assert prepared.bit_depth == 16, "16-bit RGB PNG read from a path recorded as 8-bit"
     assert prepared.conversions & 4
+
+
+def test_sixteen_bit_gray_alpha_png_stays_grayscale(crop, tmp_path):
+    """Pillow reads a 16-bit gray + alpha PNG as RGBA: it was coded as a colour image (4 channels,
+    no grayscale flag) and decoded to RGBA. The raw mode tells it is gray + alpha."""
+    gray = crop[..., 1].astype(np.uint16) * 257
+    alpha = np.where(crop[..., 0] > 100, 65535, 0).astype(np.uint16)
+    path = tmp_path / "la16.png"
+    path.write_bytes(png16(np.dstack([gray, alpha])))
+    prepared = load_image(path)
+    assert (prepared.channels, prepared.bit_depth, prepared.conversions) == (2, 16, 1 | 4)
+    assert np.array_equal(prepared.rgb[..., 0], crop[..., 1]) and np.array_equal(prepared.alpha, alpha // 257)
+    decoded = edgecodec.decompress(edgecodec.compress(path, model="tiny"))
+    assert decoded.mode == "LA" and np.array_equal(np.array(decoded)[..., 1], alpha // 257)
+
+
+def test_sixteen_bit_grayscale_colour_key_of_any_value(crop, tmp_path):
+    """A 16-bit grayscale PNG's tRNS value above 255: convert("RGBA") ignores it, and the image was
+    coded opaque (a constant alpha plane)."""
+    arr = crop[..., 0].astype(np.uint16) * 257 + 3
+    key = int(arr[0, 0])
+    assert key > 255
+    path = tmp_path / "key16.png"
+    Image.fromarray(arr).save(path, transparency=key)
+    expected = np.where(arr == key, 0, 255).astype(np.uint8)
+    assert 0 < expected.sum() < 255 * expected.size
+    assert np.array_equal(load_image(path).alpha, expected)
+    decoded = edgecodec.decompress(edgecodec.compress(path, model="tiny"))
+    assert decoded.mode == "LA" and np.array_equal(np.array(decoded)[..., 1], expected)
 
 
 def test_alpha_is_kept_losslessly_by_default(crop, tmp_path):
@@ -263,6 +303,26 @@ def test_metadata_is_stripped_unless_kept(crop, tmp_path):
     assert 0x0112 not in decoded.getexif()  # ... and removed, so viewers do not rotate it again
     assert b"dc:format" in decoded.info["xmp"] and b"tiff:Orientation" not in decoded.info["xmp"]
     assert decoded.info["exif"].startswith(b"Exif\x00\x00")
+
+
+def test_a_tiffs_exif_is_kept(crop, tmp_path):
+    """A TIFF holds its EXIF tags in its own directory, which Pillow gives no info["exif"]: they were
+    lost with metadata="keep". Kept now, the camera and date tags with the EXIF and GPS directories,
+    not the TIFF's layout (strip offsets, sample format), which would describe no other file."""
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0132] = "TestMaker", "2020:01:01 00:00:00"  # Make, DateTime
+    exif[0x8769] = {0x9003: "2019:05:06 07:08:09"}  # the EXIF directory: DateTimeOriginal
+    exif[0x8825] = {1: "N", 2: (1.0, 2.0, 3.0)}  # GPS
+    path = tmp_path / "camera.tif"
+    Image.fromarray(crop).save(path, exif=exif.tobytes())
+    assert not Container.from_bytes(edgecodec.compress(path, model="tiny")).extras
+    kept = Image.Exif()
+    kept.load(load_image(path, metadata="keep").exif)
+    assert kept[0x010F] == "TestMaker" and 0x0111 not in kept and 0x0100 not in kept  # not StripOffsets, width
+    decoded = edgecodec.decompress(edgecodec.compress(path, model="tiny", metadata="keep"))
+    tags = decoded.getexif()
+    assert (tags[0x010F], tags[0x0132]) == ("TestMaker", "2020:01:01 00:00:00")
+    assert tags.get_ifd(0x8769)[0x9003] == "2019:05:06 07:08:09" and tags.get_ifd(0x8825)[1] == "N"
 
 
 def test_metadata_over_the_format_limit_is_refused_not_written(crop, tmp_path, monkeypatch):
@@ -433,6 +493,8 @@ def test_float_images_on_the_unit_interval(crop, tmp_path):
         prepared = load_image(path)
     expected = np.rint(np.nan_to_num(gray) * 255).astype(np.uint8)
     assert np.array_equal(prepared.rgb[..., 0], expected) and prepared.conversions & 1
+    header = header_of(edgecodec.compress(path, model="tiny"))
+    assert header.bit_depth == 32 and "32-bit to 8-bit" in header.conversion_names()  # was "16-bit to 8-bit"
 
 
 def test_32_bit_images_on_8_bit_levels(crop, tmp_path):

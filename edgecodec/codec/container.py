@@ -51,6 +51,13 @@ CONVERSIONS = {
     128: "ICC profile converted to sRGB",
 }
 
+
+def conversion_names(conversions: int, bit_depth: int) -> list[str]:
+    """The ``CONVERSIONS`` a source went through, flag 4 named by the source's own bit depth."""
+    return [f"{bit_depth}-bit to 8-bit" if bit == 4 and bit_depth > 16 else name
+            for bit, name in CONVERSIONS.items() if conversions & bit]
+
+
 _PREFIX = struct.Struct("<4sBH")  # magic, version, header length
 _FIXED = struct.Struct("<HIIBBBB")  # quality, width, height, channels, bit depth, conversions, streams
 _TILE = struct.Struct("<H")  # version 2: latent tile side (0: not tiled)
@@ -106,7 +113,7 @@ class Header:
         return self.quality_q16 / QUALITY_SCALE
 
     def conversion_names(self) -> list[str]:
-        return [name for bit, name in CONVERSIONS.items() if self.conversions & bit]
+        return conversion_names(self.conversions, self.bit_depth)
 
 
 @dataclass(frozen=True)

@@ -73,11 +73,16 @@ def source_bit_depth(img: Image.Image) -> int:
     if img.mode.startswith("I;16") or img.mode in ("I", "F"):
         return 16 if img.mode.startswith("I;16") else 32
     # Pillow reads 16-bit-per-channel RGB(A) PNG/TIFF as 8-bit; the raw mode still tells.
-    rawmodes = [t[3] if len(t) > 3 else None for t in (getattr(img, "tile", None) or [])]
-    rawmodes = [r[0] if isinstance(r, tuple) else r for r in rawmodes]
-    if any(isinstance(r, str) and "16" in r for r in rawmodes):
+    if any("16" in r for r in _raw_modes(img)):
         return 16
     return 8
+
+
+def _raw_modes(img: Image.Image) -> list[str]:
+    """The raw modes of an opened, not yet loaded image's tiles (``load()`` clears them)."""
+    rawmodes = [t[3] if len(t) > 3 else None for t in (getattr(img, "tile", None) or [])]
+    rawmodes = [r[0] if isinstance(r, tuple) else r for r in rawmodes]
+    return [r for r in rawmodes if isinstance(r, str)]
 
 
 def _check_policies(alpha: str, metadata: str, icc: str) -> None:
@@ -93,13 +98,39 @@ def _alpha_plane(img: Image.Image) -> np.ndarray:
     """The (H, W) uint8 alpha of an image with transparency (an alpha band, a palette's or a colour key's)."""
     if "A" in img.getbands():
         return np.array(img.getchannel("A"))
+    key = img.info.get("transparency")
+    if (img.mode.startswith("I") or img.mode == "F") and isinstance(key, (int, float)):
+        # A 16-bit grayscale PNG's colour key: convert("RGBA") ignores it in these modes.
+        return np.where(np.asarray(img) == key, 0, 255).astype(np.uint8)
     return np.array(img.convert("RGBA").getchannel("A"))  # palette or colour-key transparency
 
 
+# The tags of a TIFF's own directory that describe the photo rather than the TIFF's pixel layout:
+# EXIF's IFD0 tags (camera, date, author, resolution) and its EXIF and GPS sub-directories.
+_TIFF_EXIF_TAGS = (0x010E, 0x010F, 0x0110, 0x011A, 0x011B, 0x0128, 0x0131, 0x0132, 0x013B, 0x013C, 0x8298)
+_TIFF_EXIF_IFDS = (0x8769, 0x8825)
+
+
+def _tiff_exif(img: Image.Image) -> bytes | None:
+    """A TIFF source's EXIF block. Pillow gives TIFFs no info["exif"]: their EXIF tags sit in the
+    image's own directory, beside the strip offsets and sample formats that no other file may take."""
+    tags = img.getexif()
+    exif = Image.Exif()
+    for tag in _TIFF_EXIF_TAGS:
+        if tag in tags:
+            exif[tag] = tags[tag]
+    for tag in _TIFF_EXIF_IFDS:
+        if tag in tags and tags.get_ifd(tag):
+            exif[tag] = dict(tags.get_ifd(tag))  # a dict: tobytes() writes the sub-directory
+    return exif.tobytes()[len(EXIF_PREFIX):] if len(exif) else None
+
+
 def _metadata(img: Image.Image) -> tuple[bytes | None, bytes | None]:
-    """The EXIF block (without the APP1 prefix) and XMP packet of a JPEG, PNG, WebP, AVIF or JPEG XL
-    source, as Pillow read them; after ``exif_transpose`` they no longer claim a rotation."""
+    """The EXIF block (without the APP1 prefix) and XMP packet of a JPEG, PNG, WebP, AVIF, JPEG XL
+    or TIFF source, as Pillow read them; after ``exif_transpose`` they no longer claim a rotation."""
     exif, xmp = img.info.get("exif"), img.info.get("xmp") or img.info.get("XML:com.adobe.xmp")
+    if exif is None and img.format == "TIFF":
+        exif = _tiff_exif(img)
     if isinstance(exif, bytes) and exif.startswith(EXIF_PREFIX):
         exif = exif[len(EXIF_PREFIX):]
     if isinstance(xmp, str):
@@ -109,15 +140,17 @@ def _metadata(img: Image.Image) -> tuple[bytes | None, bytes | None]:
 
 
 def prepare_pil(img: Image.Image, alpha: str = "keep", max_pixels: int | None = None,
-                bit_depth: int | None = None, metadata: str = "strip", icc: str = "keep") -> PreparedImage:
+                bit_depth: int | None = None, metadata: str = "strip", icc: str = "keep",
+                oriented: bool = False) -> PreparedImage:
     """Convert a PIL image to 8-bit RGB; flags follow ``container.CONVERSIONS``. ``alpha``: keep
     the alpha plane (coded losslessly), drop it, or refuse the image; ``metadata``: keep or strip
-    EXIF and XMP; ``icc``: keep an RGB source's profile or convert to sRGB (``ICC_POLICIES``)."""
+    EXIF and XMP; ``icc``: keep an RGB source's profile or convert to sRGB (``ICC_POLICIES``).
+    ``oriented``: the reader already applied the file's EXIF orientation (Pillow's TIFF loader does)."""
     _check_policies(alpha, metadata, icc)
     if img.width == 0 or img.height == 0:  # Image.new("RGB", (0, 0)): no file holds one; torch's convolutions fail
         raise InputImageError(f"image is empty ({img.width}x{img.height} pixels)")
     check_pixels(img.width, img.height, max_pixels)
-    flags = 0
+    flags = 16 if oriented else 0
     depth = bit_depth or source_bit_depth(img)
     profile = img.info.get("icc_profile")
     orientation = img.getexif().get(0x0112, 1) if hasattr(img, "getexif") else 1
@@ -339,8 +372,15 @@ def load_image(image: ImageInput, alpha: str = "keep", max_pixels: int | None = 
             _refuse_frames(img, label)
             check_pixels(img.width, img.height, limit)
             depth = source_bit_depth(img)
+            # 16-bit gray + alpha PNGs are read as RGBA: the raw mode tells, until load() clears it
+            gray_alpha = any(r.startswith("LA;16") for r in _raw_modes(img))
+            orientation = img.getexif().get(0x0112, 1) if img.format == "TIFF" else 1
             img.load()
-            return prepare_pil(img, alpha, limit, bit_depth=depth, metadata=metadata, icc=icc)
+            if gray_alpha and img.mode == "RGBA":
+                img = img.convert("LA")
+            # Pillow's TIFF loader applies the orientation in load() and drops the tag
+            oriented = orientation not in (0, 1) and img.getexif().get(0x0112, 1) in (0, 1)
+            return prepare_pil(img, alpha, limit, bit_depth=depth, metadata=metadata, icc=icc, oriented=oriented)
     except UnidentifiedImageError:
         raise InputImageError(f"{label}: {_unidentified_reason(source)}") from None
     except Image.DecompressionBombError:  # Pillow's refusal, at twice its limit: over ours too

@@ -161,7 +161,7 @@ def compare(data: bytes, *, model: str | None, quality: float | None, target_siz
     true once nobody waits for the answer; checked between stages (WebError 499 then)."""
     from .. import zoo
     from ..codec.api import Encoder, decode_array, parse_size, quality_to_q16
-    from ..codec.container import CONVERSIONS
+    from ..codec.container import conversion_names
     from ..errors import EdgecodecError
     from ..eval import classical
     from ..lite.tiles import crop_region
@@ -213,8 +213,8 @@ def compare(data: bytes, *, model: str | None, quality: float | None, target_siz
         seconds = time.perf_counter() - t0
         results.append(entry(name, codec.label, file, codec.decode(file), q, fits, seconds, codec.extension))
     return {"width": width, "height": height, "pixels": pixels, "model": model,
-            "source": {"format": source_format, "conversions": [n for b, n in CONVERSIONS.items()
-                                                                  if prepared.conversions & b]},
+            "source": {"format": source_format, "conversions": conversion_names(prepared.conversions,
+                                                                                prepared.bit_depth)},
             "requested_bytes": requested, "target_bytes": target, "roi": roi,
             "roi_quality": None if roi is None else roi_quality, "original_png": _b64(_png(rgb)),
             "results": results, "elapsed_s": time.perf_counter() - start}
