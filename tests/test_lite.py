@@ -830,6 +830,34 @@ def test_the_export_cache_renews_exports_that_predate_the_analysis_halo(tmp_path
     assert json.loads((folder / "manifest.json").read_text())["analysis_halo"] == halo  # exported again
 
 
+def test_a_read_only_export_cache_serves_and_an_unwritable_one_says_what_to_do(tmp_path, monkeypatch, capsys):
+    """A finished export was opened for its lock file before each use: a read-only cache (one built
+    into a container image) failed with exit 2. Where no export can be written, exit 11 names the
+    ways out (EDGECODEC_CACHE, --onnx-dir) instead of a usage error."""
+    import errno
+
+    from edgecodec import cli
+    from edgecodec.export import onnx as onnx_export
+
+    monkeypatch.setenv("EDGECODEC_CACHE", str(tmp_path / "cache"))
+    folder = onnx_export.ensure_export(SHIPPED)
+
+    def read_only(path):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+    monkeypatch.setattr(onnx_export, "exclusive_lock", read_only)
+    assert onnx_export.ensure_export(SHIPPED) == folder
+    edc = tmp_path / "a.edc"
+    edc.write_bytes(edgecodec.compress(synthetic_photo(np.random.RandomState(0), 64), model=SHIPPED))
+    assert cli.main(["--threads", "1", "decompress", str(edc), "-o", str(tmp_path / "a.png"), "--backend",
+                     "onnx"]) == 0
+    monkeypatch.setenv("EDGECODEC_CACHE", str(tmp_path / "other"))
+    capsys.readouterr()
+    assert cli.main(["--threads", "1", "decompress", str(edc), "-o", str(tmp_path / "b.png"), "--backend",
+                     "onnx"]) == 11
+    assert_one_error_line(capsys.readouterr().err, "ONNX export cache", "EDGECODEC_CACHE", "--onnx-dir")
+    assert not (tmp_path / "b.png").exists()
+
+
 def test_command_line_compress_and_decompress_with_the_onnx_backend_need_no_torch(exported, kodim23_rgb, tmp_path):
     """`compress --backend onnx --onnx-dir DIR` and `decompress --backend onnx --onnx-dir DIR` run in a
     process where torch cannot be imported; the file keeps the source's header fields and extras as

@@ -261,17 +261,28 @@ def ensure_export(model_name: str, refresh: bool = False, weights_hash: bytes | 
     that name with those weights (a hidden one too, zoo.load_model)."""
     _, weights_hash = zoo.load_model(model_name, weights_hash)
     out = export_cache_dir(model_name, weights_hash)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # One process exports, the others wait and use its export: without the lock, processes started
-    # together on an empty cache replaced each other's folders under each other's readers.
-    with exclusive_lock(out.parent / f".{out.name}.lock"):
-        try:
-            current = "analysis_halo" in json.loads((out / MANIFEST).read_text())
-        except (OSError, ValueError, TypeError):
-            current = False
-        if not current or (refresh and not _intact(out)):
-            export_onnx(model_name, out, weights_hash=weights_hash)
+    if not refresh and _current(out):  # only read: a read-only cache (a container image's) serves as well
+        return out
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # One process exports, the others wait and use its export: without the lock, processes started
+        # together on an empty cache replaced each other's folders under each other's readers.
+        with exclusive_lock(out.parent / f".{out.name}.lock"):
+            if not _current(out) or (refresh and not _intact(out)):
+                export_onnx(model_name, out, weights_hash=weights_hash)
+    except OSError as exc:
+        raise OutputWriteError(f"cannot write the ONNX export cache {out.parent}: {exc.strerror or exc}; set "
+                               "EDGECODEC_CACHE to a writable folder, or pass --onnx-dir an export "
+                               "(edgecodec export onnx)") from None
     return out
+
+
+def _current(export_dir: Path) -> bool:
+    """Whether an export has a manifest with every field the lite coders read."""
+    try:
+        return "analysis_halo" in json.loads((export_dir / MANIFEST).read_text())
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 def _intact(export_dir: Path) -> bool:
