@@ -263,11 +263,26 @@ def _compress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
 def _mask_path(args: argparse.Namespace, src: Path) -> Path | None:
     """The --roi-mask of the input ``src``: the mask file, or in a folder of masks the one at the
     image's path relative to the input folder with the suffix .png (None when there is none)."""
+    from .errors import InputImageError
+
     mask = Path(args.roi_mask)
     if not mask.is_dir():
         return mask
     path = (mask / src.relative_to(args.input)).with_suffix(".png")
-    return path if path.is_file() else None
+    try:
+        return path if path.is_file() else None
+    except OSError as exc:  # a folder of masks that cannot be searched: this image fails, not the run
+        raise InputImageError(f"cannot read its mask {path}: {exc.strerror or exc}") from None
+
+
+def _has_mask(args: argparse.Namespace, src: Path) -> bool:
+    """Whether a folder of masks has one for ``src`` (one it cannot read fails with its image)."""
+    from .errors import EdgecodecError
+
+    try:
+        return _mask_path(args, src) is not None
+    except EdgecodecError:
+        return True
 
 
 def _regions_of_interest(args: argparse.Namespace, src: Path, shape: tuple[int, int]):
@@ -359,7 +374,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     if src.is_dir():
         from .codec.imageio import IMAGE_SUFFIXES
         if args.roi_mask and Path(args.roi_mask).is_dir() and not any(
-                _mask_path(args, path) for path in _input_files(src, IMAGE_SUFFIXES)):
+                _has_mask(args, path) for path in _input_files(src, IMAGE_SUFFIXES, exclude=[Path(args.roi_mask)])):
             raise UsageError(f"no mask in {args.roi_mask} matches an image of {src} (the mask of {src}/a/b.jpg is "
                              f"{args.roi_mask}/a/b.png)")
         return _run_folder(src, args, IMAGE_SUFFIXES, ".edc", _compress_one)
@@ -549,20 +564,54 @@ def cmd_decompress(args: argparse.Namespace) -> int:
 
 
 # --- folder mode ---------------------------------------------------------------------------------
-def _input_files(src: Path, suffixes: set[str], unreadable: list[tuple[Path, str]] | None = None) -> list[Path]:
-    """The files of a folder input that a folder run codes, in order (symbolic links to folders
-    are not followed). Subfolders that cannot be listed go to ``unreadable`` with the reason;
-    the folder itself raises InputImageError."""
+def _input_files(src: Path, suffixes: set[str], unreadable: list[tuple[Path, str]] | None = None,
+                 exclude: Sequence[Path] = (), others: Counter | None = None) -> list[Path]:
+    """The files of a folder input that a folder run codes, in order. Symbolic links to folders are
+    followed, each real folder once; folders in ``exclude`` (the run's output and mask folders,
+    when inside the input) are not walked. Subfolders that cannot be listed, a link to a folder
+    walked already (a loop) and files with an input suffix that cannot be read (a broken link, no
+    permission, not a regular file) go to ``unreadable`` with the reason; the folder itself raises
+    InputImageError. ``others`` counts the files left alone by suffix (hidden files aside)."""
     from .errors import InputImageError
 
     problems: list[OSError] = []
-    files = [Path(root, name) for root, _, names in os.walk(src, onerror=problems.append) for name in names]
+    files: list[Path] = []
+    excluded = {os.path.realpath(path) for path in exclude}
+    walked: set[str] = set()
+
+    def failed(path: Path, reason: str) -> None:
+        if unreadable is not None:
+            unreadable.append((path, reason))
+
+    for root, folders, names in os.walk(src, onerror=problems.append, followlinks=True):
+        real = os.path.realpath(root)
+        if real in walked:  # a link back up the tree (followed, it never ends), or a second link to a folder
+            failed(Path(root), f"a link to a folder walked already ({real}): not walked again")
+            folders[:] = []
+            continue
+        walked.add(real)
+        folders[:] = [name for name in folders if os.path.realpath(os.path.join(root, name)) not in excluded]
+        for name in names:
+            path = Path(root, name)
+            if path.suffix.lower() not in suffixes:
+                if others is not None and not name.startswith("."):
+                    others[path.suffix.lower() or "no suffix"] += 1
+                continue
+            try:
+                mode = path.stat().st_mode
+            except OSError as exc:  # Path.is_file() raises for EACCES (a folder without x)
+                broken = isinstance(exc, FileNotFoundError) and os.path.islink(path)
+                failed(path, "a broken symbolic link" if broken else f"cannot read: {exc.strerror or exc}")
+                continue
+            if stat.S_ISREG(mode):
+                files.append(path)
+            elif not stat.S_ISDIR(mode):  # a FIFO, a socket, a device: reading it may never end
+                failed(path, "not a regular file")
     for exc in problems:
         if Path(exc.filename) == src:
             raise InputImageError(f"cannot read the folder {src}: {exc.strerror or exc}")
-        if unreadable is not None:
-            unreadable.append((Path(exc.filename), f"cannot read the folder: {exc.strerror or exc}"))
-    return sorted(p for p in files if p.suffix.lower() in suffixes and p.is_file())
+        failed(Path(exc.filename), f"cannot read the folder: {exc.strerror or exc}")
+    return sorted(files)
 
 
 def _run_folder(src: Path, args: argparse.Namespace, suffixes: set[str], out_suffix: str,
@@ -577,11 +626,15 @@ def _run_folder(src: Path, args: argparse.Namespace, suffixes: set[str], out_suf
     if out_root.exists() and not out_root.is_dir():
         raise UsageError(f"output {out_root} is a file: a folder input needs an output folder")
     failures: list[tuple[Path, str]] = []  # (input, reason): unreadable subfolders, then files
-    files = _input_files(src, suffixes, failures)
+    others: Counter = Counter()  # files of other kinds, by suffix
+    own = [out_root] + ([Path(args.roi_mask)] if getattr(args, "roi_mask", None) else [])
+    inside = [path for path in own if os.path.realpath(path) != os.path.realpath(src)]  # its own folders: not inputs
+    files = _input_files(src, suffixes, failures, exclude=inside, others=others)
     if not files and not failures:
         raise UsageError(f"no input files ({', '.join(sorted(suffixes))}) in {src}")
     targets = _mirror_paths(src, files, out_root, out_suffix)
-    pending = [path for path in files if not (args.skip_existing and targets[path].exists())]
+    # os.path.exists: False for an output folder that cannot be searched (Path.exists raised)
+    pending = [path for path in files if not (args.skip_existing and os.path.exists(targets[path]))]
     written, skipped = 0, len(files) - len(pending)
     jobs = _folder_jobs(args, len(pending))
     try:  # before any work: a folder that cannot be made or written fails every file
@@ -604,6 +657,10 @@ def _run_folder(src: Path, args: argparse.Namespace, suffixes: set[str], out_suf
             if args.verbose:
                 tqdm.write(result)
     print(f"{written} written, {skipped} skipped (existing), {len(failures)} failed")
+    if others:  # named as no input of this command: said, so that no photo is left out unnoticed
+        kinds = ", ".join(f"{suffix} {count}" for suffix, count in sorted(others.items()))
+        what = f"{next(iter(suffixes))} files" if len(suffixes) == 1 else "images"
+        print(f"left alone: {sum(others.values())} file(s) that are not {what} by their names ({kinds})")
     for path, reason in sorted(failures):
         print(f"failed: {path}: {reason}", file=sys.stderr)
     return EXIT_PARTIAL if failures else 0

@@ -864,6 +864,71 @@ def test_folder_mode_reports_folders_it_cannot_read(tree, tmp_path, capsys, monk
     assert_one_error_line(capsys.readouterr().err, f"cannot read the folder {tree}: Permission denied")
 
 
+def _refuse_stat_under(monkeypatch, folder: Path) -> None:
+    """os.stat of anything inside ``folder`` fails as a folder without search permission makes it
+    (EACCES; tests run as root, whom chmod does not stop)."""
+    real_stat = os.stat
+
+    def stat(path, *args, **kwargs):
+        if isinstance(path, (str, os.PathLike)) and folder in Path(os.fspath(path)).parents:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_stat(path, *args, **kwargs)
+    monkeypatch.setattr(os, "stat", stat)
+
+
+def test_folder_mode_follows_links_and_names_every_file_it_leaves(tree, kodim23_rgb, tmp_path, capsys, monkeypatch):
+    """A linked folder was skipped in silence, as were broken links and files not named as images
+    (.jfif among them); a file in a folder without search permission stopped the whole run with an
+    internal error; an output folder inside the input was walked as input by the next run."""
+    (tree / "sub" / "corrupt.png").unlink()
+    (tree / "sub" / "anim.png").unlink()
+    elsewhere = tmp_path / "day2"
+    elsewhere.mkdir()
+    Image.fromarray(kodim23_rgb[:48, :48]).save(elsewhere / "c.png")
+    (tree / "day2").symlink_to(elsewhere)  # followed
+    (tree / "sub" / "up").symlink_to(tree)  # a loop: listed, not walked for ever
+    (tree / "gone.png").symlink_to(tmp_path / "missing.png")
+    Image.fromarray(kodim23_rgb[:40, :56]).save(tree / "d.jfif", format="JPEG")
+    (tree / "raw.dng").write_bytes(b"a raw file")
+    (tree / "locked").mkdir()
+    Image.fromarray(kodim23_rgb[:32, :32]).save(tree / "locked" / "e.png")
+    _refuse_stat_under(monkeypatch, tree / "locked")
+    out = tree / "coded"
+    assert main("compress", tree, "-o", out, "--model", "tiny", "-q") == 10
+    captured = capsys.readouterr()
+    assert all_files(out) == ["a.edc", "d.edc", "day2/c.edc", "sub/deeper/b.edc"]
+    assert "4 written, 0 skipped (existing), 3 failed" in captured.out
+    assert "left alone: 2 file(s) that are not images by their names (.dng 1, .txt 1)" in captured.out
+    failed = sorted(line for line in captured.err.splitlines() if line.startswith("failed: "))
+    assert failed == [f"failed: {tree / 'gone.png'}: a broken symbolic link",
+                      f"failed: {tree / 'locked' / 'e.png'}: cannot read: Permission denied",
+                      f"failed: {tree / 'sub' / 'up'}: a link to a folder walked already ({tree}): not walked again"]
+    assert main("compress", tree, "-o", out, "--model", "tiny", "-q", "--skip-existing") == 10
+    assert "0 written, 4 skipped (existing), 3 failed" in capsys.readouterr().out
+    assert all_files(out) == ["a.edc", "d.edc", "day2/c.edc", "sub/deeper/b.edc"]  # no coded/coded/
+
+
+def test_a_folder_of_masks_inside_the_input_is_no_input(tree, kodim23_rgb, tmp_path, capsys, monkeypatch):
+    """Masks kept beside the photos were coded as photos; a mask folder that cannot be searched
+    stopped the run at its image (internal error) instead of failing that image alone."""
+    (tree / "sub" / "corrupt.png").unlink()
+    (tree / "sub" / "anim.png").unlink()
+    masks = tree / "masks"
+    (masks / "sub" / "deeper").mkdir(parents=True)
+    Image.new("L", (96, 64), 255).save(masks / "a.png")
+    Image.new("L", (64, 64), 255).save(masks / "sub" / "deeper" / "b.png")
+    Image.fromarray(kodim23_rgb[:64, :64]).save(tree / "z.png")  # after b.png: still coded
+    _refuse_stat_under(monkeypatch, masks / "sub")
+    out = tmp_path / "out"
+    assert main("compress", tree, "-o", out, "--model", "tiny", "-q", "--roi-mask", masks) == 10
+    captured = capsys.readouterr()
+    assert all_files(out) == ["a.edc", "z.edc"]
+    assert "2 written, 0 skipped (existing), 1 failed" in captured.out
+    assert f"failed: {tree / 'sub' / 'deeper' / 'b.png'}: cannot read its mask" in captured.err
+    assert "qlat" in Container.from_bytes((out / "a.edc").read_bytes()).extras  # its mask was read
+    assert "Traceback" not in captured.err
+
+
 def test_folder_name_collision_is_not_silent(kodim23_rgb, tmp_path, capsys):
     """photo.png and photo.jpg both map to photo.edc: a run must not report both as written while
     one output silently replaced the other (with --force)."""

@@ -24,8 +24,8 @@ ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, Ima
 
 # File suffixes read as images: by folder runs of `compress` and by the training data loader.
 # JPEG XL and HEIC / HEIF (phones' photos) through the plugins ``register_plugins`` loads.
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".gif", ".avif", ".jxl",
-                  ".heic", ".heif"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm",
+                  ".pbm", ".pnm", ".gif", ".avif", ".jxl", ".heic", ".heif"}
 ALPHA_MODES = {"RGBA", "LA", "PA"}  # and the premultiplied RGBa and La, converted to these first
 ALPHA_POLICIES = ("keep", "drop", "refuse")  # keep: coded losslessly beside the picture (codec/extras.py)
 METADATA_POLICIES = ("strip", "keep")  # EXIF and XMP; stripped by default, as cwebp does (GPS positions, bytes)
