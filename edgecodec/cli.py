@@ -392,8 +392,9 @@ def _default_output(src: Path, suffix: str) -> Path:
 def _decompress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
     from .errors import UsageError
 
-    # PNG on standard output, and into a device or FIFO named without a suffix (-o /dev/null)
-    fmt = "png" if _is_stdio(dst) or (not dst.suffix and _is_stream(dst)) else dst.suffix.lower().lstrip(".")
+    # --format (PNG) on standard output, and into a device or FIFO named without a suffix (-o /dev/null)
+    stream = _is_stdio(dst) or (not dst.suffix and _is_stream(dst))
+    fmt = args.image_format or "png" if stream else dst.suffix.lower().lstrip(".")
     if fmt not in LOSSLESS_FORMATS:
         raise UsageError(f"output {dst} must be a lossless format: .png, .tif, .webp (written lossless), .bmp or .ppm")
     _check_not_input(src, dst, args)  # first: an input is not an output that --force may replace
@@ -554,11 +555,18 @@ def _check_onnx_only(args: argparse.Namespace, *options: str) -> None:
 
 
 def cmd_decompress(args: argparse.Namespace) -> int:
+    from .errors import UsageError
+
     _check_onnx_only(args, "onnx_dir", "int8")
     src = Path(args.input)
+    suffix = f".{args.image_format or 'png'}"
     if src.is_dir():
-        return _run_folder(src, args, {".edc"}, ".png", _decompress_one)
-    dst = Path(args.output) if args.output else _default_output(src, ".png")
+        return _run_folder(src, args, {".edc"}, suffix, _decompress_one)
+    named = Path(args.output).suffix.lower().lstrip(".") if args.output and args.output != STDIO else ""
+    if args.image_format and named and LOSSLESS_FORMATS.get(named) != LOSSLESS_FORMATS[args.image_format]:
+        raise UsageError(f"-o {args.output} names another format than --format {args.image_format}: "
+                         "give one of them")
+    dst = Path(args.output) if args.output else _default_output(src, suffix)
     _report(_decompress_one(src, dst, args), dst)
     return 0
 
@@ -1061,6 +1069,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--region", type=region, metavar="LEFT,TOP,WIDTH,HEIGHT",
                    help="decode only this part of the image (pixels); a large (tiled) image decodes only "
                         "the tiles it needs. The pixels equal the whole image's crop")
+    p.add_argument("--format", dest="image_format", choices=("png", "tif", "webp", "bmp", "ppm"),
+                   help="the decoded images' format for a folder, standard output or no -o (default png; "
+                        "an -o FILE's suffix names it)")
     p.set_defaults(func=cmd_decompress)
 
     p = sub.add_parser("export", help="deployment exports")

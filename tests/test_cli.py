@@ -778,6 +778,30 @@ def test_folder_decompress(tree, tmp_path, capsys):
     assert "broken.edc" in captured.err
 
 
+def test_decompress_format_for_folders_standard_output_and_default_names(tree, tmp_path, capsys):
+    """A folder decoded to PNG only (-o dec.tif made a folder of PNGs); --format names the format
+    where no file name does: a folder, standard output, no -o."""
+    (tree / "sub" / "corrupt.png").unlink()
+    (tree / "sub" / "anim.png").unlink()
+    edc = tmp_path / "edc"
+    assert main("compress", tree, "-o", edc, "--model", "tiny", "-q") == 0
+    assert main("decompress", edc, "-o", tmp_path / "tif", "--format", "tif", "-q") == 0
+    assert all_files(tmp_path / "tif") == ["a.tif", "sub/deeper/b.tif"]
+    with Image.open(tmp_path / "tif" / "a.tif") as img:
+        assert img.format == "TIFF"
+        assert np.array_equal(np.array(img), np.asarray(edgecodec.decompress((edc / "a.edc").read_bytes())))
+    assert main("decompress", edc / "a.edc", "--format", "webp", "-q") == 0
+    with Image.open(edc / "a.webp") as img:
+        assert img.format == "WEBP"
+    result = subprocess.run([sys.executable, "-m", "edgecodec.cli", "decompress", "-", "--format", "bmp", "-q"],
+                            input=(edc / "a.edc").read_bytes(), capture_output=True, env=cli_env(), timeout=120)
+    assert result.returncode == 0 and result.stdout[:2] == b"BM", result.stderr
+    assert main("decompress", edc / "a.edc", "-o", tmp_path / "x.png", "--format", "tif") == 2
+    assert_one_error_line(capsys.readouterr().err, "another format than --format tif")
+    assert not (tmp_path / "x.png").exists()
+    assert main("decompress", edc / "a.edc", "-o", tmp_path / "x.tiff", "--format", "tif", "-q") == 0
+
+
 def test_folder_jobs_code_files_in_parallel_as_one_thread_would(tree, tmp_path, capsys, monkeypatch):
     """--jobs N: N files at once, each on one torch thread, so the outputs are --threads 1's, byte
     for byte; failures are collected and listed as without --jobs."""
