@@ -288,6 +288,18 @@ def test_report_writes_html_and_pngs(sweep):
     assert html.count(" bpp, ") == 3  # each coded crop labelled with its bpp: learned, JPEG, WebP
     table = (sweep.out / "table.md").read_text()
     assert f"| 0.3 | {SHIPPED} |" in table and "BD-rate over the anchor's 0.15 to 1 bpp" in table
+    assert "Reference curves are published 24-image Kodak means (CompressAI) and this project&#x27;s classical" in html
+
+
+def test_a_report_without_anchors_says_so(sweep, tmp_path, monkeypatch):
+    """Installed from a wheel (no ../shared/data beside it) the charts had no reference curves while
+    the report said they were the published Kodak means and the classical anchors."""
+    from edgecodec.eval.report import write_report
+
+    monkeypatch.setenv("EDGECODEC_DATA", str(tmp_path / "nowhere"))
+    html = write_report(sweep.out, crops=0, st_lpips=False).read_text()
+    assert "Reference curves are" not in html
+    assert f"No reference curves: none in {tmp_path / 'nowhere' / 'anchors'} (EDGECODEC_DATA" in html
 
 
 def test_eval_command(sweep, crops_dir, capsys):

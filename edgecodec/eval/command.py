@@ -105,7 +105,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..errors import UsageError
     from ..zoo import shipped_models
     from .classical import CodecUnavailableError
-    from .report import CROPS_FOLDER, REPORT_FILES, remove_report, write_markdown, write_report
+    from .report import (CROPS_FOLDER, REPORT_FILES, anchors_sentence, load_anchors, remove_report, write_markdown,
+                         write_report)
     from .runner import SWEEP_FILES, SWEEP_FOLDERS, check_outputs, run_sweep
 
     if getattr(args, "threads", None) is None:
@@ -174,7 +175,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not report:  # an earlier run's report would describe other rows than this summary
         remove_report(args.out)
     else:
-        html = write_report(args.out, crops=args.crops, crop_bpp=args.crop_bpp, st_lpips=not args.no_st_lpips)
+        anchors = load_anchors()
+        if not anchors:
+            print(f"note: {anchors_sentence(anchors)}")
+        html = write_report(args.out, crops=args.crops, crop_bpp=args.crop_bpp, st_lpips=not args.no_st_lpips,
+                            anchors=anchors)
         print(f"wrote {html}")
     return 0
 

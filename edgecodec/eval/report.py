@@ -77,6 +77,17 @@ def _metric_axis(metric: str, values: list[float]) -> list[float]:
     return [v if v is not None else math.nan for v in values]
 
 
+def anchors_sentence(anchors: dict[str, dict[str, Any]]) -> str:
+    """What the charts' reference curves are, or where none were found."""
+    kinds = {a["kind"] for a in anchors.values()}
+    named = [what for kind, what in (("compressai", "published 24-image Kodak means (CompressAI)"),
+                                     ("classical-anchor", "this project's classical anchors (faint)")) if kind in kinds]
+    if not named:
+        return (f"No reference curves: none in {data_root() / 'anchors'} (EDGECODEC_DATA names the folder holding "
+                "anchors/compressai_kodak.json and anchors/classical_kodak.csv).")
+    return f"Reference curves are {' and '.join(named)}: they compare directly only with a full Kodak run."
+
+
 def load_anchors(root: Path | None = None) -> dict[str, dict[str, Any]]:
     """Reference curves: {name: {"label", "style", "bpp", "psnr", "ms_ssim"[, "st_lpips"]}}; missing files skipped."""
     folder = (root or data_root()) / "anchors"
@@ -470,6 +481,7 @@ def write_report(out: str | Path, crops: int = 3, crop_bpp: float = DEFAULT_CROP
     out = Path(out)
     summary = json.loads((out / "summary.json").read_text())
     remove_report(out)
+    anchors = load_anchors() if anchors is None else anchors
     plots = plot_rd(summary, out, anchors)
     sections = make_crops(summary, out, crops, crop_bpp, st_lpips) if crops > 0 else []
     notes = summary.get("notes", {})
@@ -486,8 +498,7 @@ def write_report(out: str | Path, crops: int = 3, crop_bpp: float = DEFAULT_CROP
 <html lang="en"><head><meta charset="utf-8"><title>edgecodec evaluation</title><style>{CSS}</style></head><body>
 <h1>edgecodec evaluation</h1>
 <p>{len(images)} image(s) from <code>{html.escape(summary.get('image_dir', ''))}</code>, written
-{html.escape(summary.get('created', ''))}. Reference curves are published 24-image Kodak means
-(CompressAI) and this project's classical anchors (faint): they compare directly only with a full Kodak run.</p>
+{html.escape(summary.get('created', ''))}. {html.escape(anchors_sentence(anchors))}</p>
 <h2>Rate-distortion</h2>
 <div class="plots">{''.join(f"<a href='{p.name}'><img src='{p.name}' alt='{m}'></a>" for m, p in plots.items())}</div>
 <h2>BD-rate: learned models against classical codecs{" and compared curves" if external else ""}</h2>
