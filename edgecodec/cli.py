@@ -1251,6 +1251,10 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         print(f"edgecodec: error: not found: {exc.filename or exc}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:  # never show users a traceback; EDGECODEC_DEBUG=1 shows it
+        if isinstance(exc, ModuleNotFoundError) and exc.name == "PIL":  # a device set up for edgecodec.lite
+            print(f"edgecodec: error: Pillow is not installed, and `edgecodec {args.command}` needs it (pip install "
+                  "pillow); without it, decode in Python with edgecodec.lite (README, On the edge)", file=sys.stderr)
+            return EXIT_USAGE
         if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG and exc.filename:
             # An input path no file can have: Path.exists() and is_dir() raise for it, not False.
             print(f"edgecodec: error: file name too long: {exc.filename}", file=sys.stderr)

@@ -920,6 +920,25 @@ assert main(["decompress", {str(tmp_path / 'in.edc')!r}, "-o", {str(tmp_path / '
     assert not (tmp_path / "a.edc").exists() and not (tmp_path / "b.png").exists()
 
 
+def test_without_pillow_the_command_line_says_so(exported, kodim23_rgb, tmp_path):
+    """A device set up for edgecodec.lite (no torch, no Pillow): every command was "internal error:
+    ModuleNotFoundError: No module named 'PIL'"."""
+    (tmp_path / "in.edc").write_bytes(edgecodec.compress(kodim23_rgb[:64, :64], quality=0.5, model=SHIPPED))
+    result = run_without(f"""
+import sys
+from edgecodec.cli import main
+assert main(["info", {str(tmp_path / 'in.edc')!r}]) == 2
+assert main(["decompress", {str(tmp_path / 'in.edc')!r}, "-o", {str(tmp_path / 'b.png')!r}, "--backend", "onnx",
+             "--onnx-dir", {str(exported)!r}]) == 2
+""", tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2, result.stderr
+    assert lines[0].startswith("edgecodec: error: Pillow is not installed, and `edgecodec info` needs it")
+    assert lines[1].startswith("edgecodec: error: Pillow is not installed, and `edgecodec decompress`")
+    assert not (tmp_path / "b.png").exists()
+
+
 def test_lite_coders_refuse_a_bad_thread_count(exported):
     """onnxruntime's refusal was a pybind TypeError naming no argument, and -1 was taken."""
     from edgecodec.lite import LiteDecoder, LiteEncoder
