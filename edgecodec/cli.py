@@ -293,14 +293,16 @@ def _regions_of_interest(args: argparse.Namespace, src: Path, shape: tuple[int, 
     path = _mask_path(args, src)
     if path is None:  # a folder of masks without one for this image: no region in it
         return None
-    import numpy as np
     from PIL import Image
 
+    from .codec.imageio import mask_levels
     from .errors import InputImageError, UsageError
 
     try:
         with Image.open(path) as mask:
-            mask = np.asarray(mask.convert("L"))
+            mask = mask_levels(mask)
+    except InputImageError as exc:
+        raise InputImageError(f"cannot read the mask {path}: {exc}") from None
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise InputImageError(f"cannot read the mask {path}: {exc}") from None
     if mask.shape != tuple(shape):
@@ -362,6 +364,9 @@ def cmd_compress(args: argparse.Namespace) -> int:
     _check_onnx_only(args, "onnx_dir")
     if args.roi and args.roi_mask:
         raise UsageError("give the regions of interest as --roi rectangles or as a --roi-mask, not both")
+    if args.roi_quality is not None and not (args.roi or args.roi_mask):
+        raise UsageError("--roi-quality is the quality of regions of interest: give them with --roi or --roi-mask")
+    args.roi_quality = 1.0 if args.roi_quality is None else args.roi_quality
     if (args.roi or args.roi_mask) and args.refine:
         raise UsageError("--refine optimises one quality: it does not take --roi or --roi-mask")
     if args.roi_mask and Path(args.roi_mask).is_dir() and not src.is_dir():
@@ -1052,7 +1057,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "--roi-quality, black at --quality, grays between. With a folder of images, a folder "
                         "of masks: the mask of IN/a/b.jpg is MASKS/a/b.png, and an image without one is coded "
                         "without regions")
-    p.add_argument("--roi-quality", type=unit_interval, default=1.0, metavar="Q",
+    p.add_argument("--roi-quality", type=unit_interval, metavar="Q",
                    help="quality of the regions of interest, 0 to 1 (default 1)")
     p.add_argument("--metrics", action="store_true", help="decode again and print PSNR and MS-SSIM")
     p.set_defaults(func=cmd_compress)

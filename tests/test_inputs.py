@@ -664,6 +664,19 @@ def test_pillows_global_pixel_limit_is_left_alone_within_twice_its_value(crop, t
     assert seen[1:] == [pixels // 4, pixels // 4]
 
 
+def test_bad_argument_values_are_edgecodec_errors_and_value_errors(crop):
+    """The README: every failure the API reports is an EdgecodecError, and a bad value also a
+    ValueError; a quality, a target or a region quality out of range were plain ValueErrors."""
+    from edgecodec.errors import EdgecodecError
+
+    for bad in (dict(quality=2), dict(target_size="abc"), dict(target_bpp=-1), dict(target_psnr=-3),
+                dict(target_ms_ssim=1.5), dict(roi=[(0, 0, 8, 8)], roi_quality=2),
+                dict(target_size="40KB", target_bpp=0.3), dict(refine_steps=-1)):
+        with pytest.raises(EdgecodecError) as info:
+            edgecodec.compress(crop, model="tiny", **bad)
+        assert isinstance(info.value, ValueError), bad
+
+
 def test_api_argument_types(crop, tmp_path):
     """Bytes-like inputs work, paths decode, and wrong types say what was expected."""
     path = tmp_path / "crop.png"

@@ -277,6 +277,27 @@ def test_masks_grade_the_quality_and_bool_masks_are_full_weight(crop):
         RegionsOfInterest.of([RECT], 384, 256, 1.5)
 
 
+def test_masks_of_any_depth_or_with_alpha_grade_as_8_bit_grays(crop, tmp_path):
+    """convert("L") clipped a 16-bit mask's mid-gray to white (the region at full quality, 48% more
+    bytes), and a mask marking its region by transparency coded the whole image as region."""
+    gray8 = np.zeros(crop.shape[:2], np.uint8)
+    gray8[64:192, 128:256] = 128
+    reference = edgecodec.compress(crop, quality=0.2, model=SHIPPED, roi=gray8, roi_quality=0.8)
+    gray16 = Image.fromarray(gray8.astype(np.uint16) * 257)  # the same gray, 16 bits (mode I;16)
+    assert edgecodec.compress(crop, quality=0.2, model=SHIPPED, roi=gray16, roi_quality=0.8) == reference
+    gray16.save(tmp_path / "mask16.png")
+    Image.fromarray(crop).save(tmp_path / "in.png")
+    result = run_cli("--threads", "1", "compress", tmp_path / "in.png", "-o", tmp_path / "m.edc", "--model", SHIPPED,
+                     "--quality", "0.2", "--roi-mask", tmp_path / "mask16.png", "--roi-quality", "0.8")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "m.edc").read_bytes() == reference
+    white_by_alpha = np.dstack([np.full(crop.shape[:2], 255, np.uint8), (gray8 > 0).astype(np.uint8) * 255])
+    by_alpha = edgecodec.compress(crop, quality=0.2, model=SHIPPED, roi=Image.fromarray(white_by_alpha, "LA"),
+                                  roi_quality=0.8)
+    assert by_alpha == edgecodec.compress(crop, quality=0.2, model=SHIPPED, roi=(gray8 > 0).astype(np.uint8) * 255,
+                                          roi_quality=0.8)
+
+
 def test_tiled_files_with_a_map_decode_by_region_as_whole(crop):
     encoder = api.Encoder(api.load_image(crop), SHIPPED, tile=16, roi=[RECT], roi_quality=0.8)
     data = encoder.encode(api.quality_to_q16(0.2))
@@ -347,6 +368,7 @@ def test_command_line_regions(kodim23, tmp_path):
         (["--roi-mask", mask], 2, ("the mask", "is 512x768; the image is 768x512")),
         (["--roi-mask", tmp_path / "none.png"], 3, ("cannot read the mask",)),
         (["--roi", "1,1,5,5", "--refine", "3"], 2, ("--refine optimises one quality",)),
+        (["--roi-quality", "0.9"], 2, ("give them with --roi or --roi-mask",)),  # was ignored in silence
     ]:
         bad = tmp_path / "bad.edc"
         result = run_cli("compress", kodim23, "-o", bad, "--model", SHIPPED, *args)

@@ -13,13 +13,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .. import zoo
-from ..errors import FormatError, InputImageError
+from ..errors import FormatError, InputImageError, UsageError
 from ..lite.qmap import RegionsOfInterest, coding_quality, file_quality
 from ..lite.tiles import Region, check_region, crop_region
 from ..models.codec_model import check_quality
 from .container import QUALITY_SCALE, Container, Header, read_file, valid_tile
 from .extras import decoded_image, source_extras
-from .imageio import ImageInput, PreparedImage, load_image
+from .imageio import ImageInput, PreparedImage, load_image, mask_levels
 from .limits import check_padded_pixels, check_pixels, is_binary_stream
 from .rate_search import (ScoreResult, SearchResult, bpp_to_bytes, parse_size, search_quality,  # noqa: F401
                           search_score, size_to_bytes)
@@ -54,16 +54,16 @@ def score_metric(metric: str, target: float, shape: tuple[int, ...]) -> Callable
         raise TypeError(f"a target {metric} must be a number, not {type(target).__name__}")
     if metric == "psnr":
         if not (math.isfinite(target) and target > 0):
-            raise ValueError(f"target PSNR must be a positive number of dB, not {target}")
+            raise UsageError(f"target PSNR must be a positive number of dB, not {target}")
         return psnr
     if metric == "ms-ssim":
         if not 0 < target <= 1:
-            raise ValueError(f"target MS-SSIM must be in (0, 1], not {target}")
+            raise UsageError(f"target MS-SSIM must be in (0, 1], not {target}")
         if min(shape[:2]) < MS_SSIM_MIN_SIDE:
             raise InputImageError(f"MS-SSIM needs both sides of at least {MS_SSIM_MIN_SIDE} pixels; this image is "
                                   f"{shape[1]}x{shape[0]}: target PSNR instead")
         return ms_ssim
-    raise ValueError(f"unknown quality metric {metric!r}: use 'psnr' or 'ms-ssim'")
+    raise UsageError(f"unknown quality metric {metric!r}: use 'psnr' or 'ms-ssim'")
 
 
 class Encoder:
@@ -90,25 +90,25 @@ class Encoder:
         if tile is None:
             tile = choose_tile(self.model, h, w)
         elif tile and (not valid_tile(tile) or not tiling_supported(self.model)):
-            raise ValueError(f"cannot tile by {tile} latent pixels with model {model_name!r}")
+            raise UsageError(f"cannot tile by {tile} latent pixels with model {model_name!r}")
         if isinstance(refine_steps, bool) or not isinstance(refine_steps, (int, np.integer)):
             raise TypeError(f"refinement steps must be a whole number, not {refine_steps!r}")
         if refine_steps < 0:
-            raise ValueError(f"refinement steps must be 0 or more, got {refine_steps}")
+            raise UsageError(f"refinement steps must be 0 or more, got {refine_steps}")
         self.refine_steps = refine_steps
         if refine_steps:
             self.objective = refinement_objective(model_name)
             if tile:
-                raise ValueError(f"encoder refinement works on images of up to {TILE_PIXELS:,} padded pixels "
+                raise UsageError(f"encoder refinement works on images of up to {TILE_PIXELS:,} padded pixels "
                                  f"(coded in one piece); this one is {w}x{h}")
         self.tile = tile
         self.extras = source_extras(prepared)  # alpha plane, kept metadata: the same at every quality
         self.roi: RegionsOfInterest | None = None
         if roi is not None:
             if refine_steps:
-                raise ValueError("encoder refinement does not take regions of interest (it optimises one quality)")
+                raise UsageError("encoder refinement does not take regions of interest (it optimises one quality)")
             if getattr(self.model, "config", None) is None or self.model.config.prior == "factorized":
-                raise ValueError(f"model {model_name!r} cannot code regions of interest: they need a hyperprior model")
+                raise UsageError(f"model {model_name!r} cannot code regions of interest: they need a hyperprior model")
             self.roi = RegionsOfInterest.of(roi, w, h, roi_quality)
         self.x: torch.Tensor | None = None
         with torch.no_grad():
@@ -197,10 +197,10 @@ def compress(image: ImageInput, quality: float = DEFAULT_QUALITY, model: str | N
     targets = {"target_bpp": target_bpp, "target_size": target_size, "target_psnr": target_psnr,
                "target_ms_ssim": target_ms_ssim}
     if sum(value is not None for value in targets.values()) > 1:
-        raise ValueError(f"give one of {', '.join(targets)}, not several")
+        raise UsageError(f"give one of {', '.join(targets)}, not several")
     prepared = load_image(image, alpha=alpha, max_pixels=max_pixels, metadata=metadata, icc=icc)
     if isinstance(roi, Image.Image):
-        roi = np.asarray(roi.convert("L"))
+        roi = mask_levels(roi)
     encoder = Encoder(prepared, zoo.DEFAULT_MODEL if model is None else model, refine_steps=refine_steps,
                       roi=roi, roi_quality=roi_quality)
     if target_psnr is not None or target_ms_ssim is not None:

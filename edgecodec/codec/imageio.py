@@ -219,6 +219,17 @@ def prepare_pil(img: Image.Image, alpha: str = "keep", max_pixels: int | None = 
                          kept_profile)
 
 
+def mask_levels(img: Image.Image) -> np.ndarray:
+    """A region-of-interest mask as (H, W) uint8 levels, white the region: 16-bit, 32-bit and float
+    masks are reduced to 8 bits as images are (``convert("L")`` clipped a 16-bit gray to white),
+    colour masks taken by their luma, and transparent pixels count as black (the background)."""
+    prepared = prepare_pil(img)
+    levels = np.asarray(Image.fromarray(prepared.rgb).convert("L"))
+    if prepared.alpha is not None:
+        levels = ((levels.astype(np.uint16) * prepared.alpha + 127) // 255).astype(np.uint8)
+    return levels
+
+
 def icc_to_srgb(img: Image.Image, icc: bytes | None) -> Image.Image | None:
     """An RGB or CMYK image converted from its embedded ICC profile to 8-bit sRGB, which is what
     the models were trained on and what an untagged decoded PNG means (a Display P3 or Adobe RGB

@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
+from ..errors import UsageError
 from .container import QUALITY_SCALE
 
 TOLERANCE = 0.03
@@ -24,12 +25,12 @@ def parse_size(text: str) -> int:
     """'40KB' -> 40000, '1.5MiB' -> 1572864, '2GB' -> 2000000000, '1200' -> 1200 bytes."""
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgG]i?)?[bB]?\s*", text)
     if not match:
-        raise ValueError(f"cannot parse size {text!r}: use e.g. 40KB, 1.5MB, 2MiB or 1200")
+        raise UsageError(f"cannot parse size {text!r}: use e.g. 40KB, 1.5MB, 2MiB or 1200")
     number, unit = float(match.group(1)), (match.group(2) or "").lower()
     scale = {"": 1, "k": 1000, "ki": 1024, "m": 1000**2, "mi": 1024**2, "g": 1000**3, "gi": 1024**3}[unit]
     size = number * scale
     if size < 1:
-        raise ValueError(f"size {text!r} is under one byte")
+        raise UsageError(f"size {text!r} is under one byte")
     # Hundreds of digits overflow the float to inf (int() would raise OverflowError): any size
     # above every file's only asks for the top quality, as for size_to_bytes and bpp_to_bytes.
     return int(min(size, sys.maxsize))
@@ -42,7 +43,7 @@ def size_to_bytes(size: int | float | str) -> int:
     if isinstance(size, bool) or not isinstance(size, numbers.Real):
         raise TypeError(f"target size must be a number of bytes or a size such as '40KB', not {type(size).__name__}")
     if not math.isfinite(size):  # int() raises OverflowError
-        raise ValueError(f"target size must be a finite number of bytes, not {size}")
+        raise UsageError(f"target size must be a finite number of bytes, not {size}")
     return int(size)
 
 
@@ -51,10 +52,10 @@ def bpp_to_bytes(bpp: float, pixels: int) -> int:
     if isinstance(bpp, bool) or not isinstance(bpp, numbers.Real):
         raise TypeError(f"target bpp must be a number, not {type(bpp).__name__}")
     if not (math.isfinite(bpp) and bpp > 0):
-        raise ValueError(f"target bpp must be a positive number, not {bpp}")
+        raise UsageError(f"target bpp must be a positive number, not {bpp}")
     size = bpp * pixels / 8
     if size < 1:
-        raise ValueError(f"target {bpp:g} bpp is under one byte for an image of {pixels} pixels")
+        raise UsageError(f"target {bpp:g} bpp is under one byte for an image of {pixels} pixels")
     # A bpp near the float maximum overflows to inf here (int() would raise OverflowError): any
     # size above every file's only asks for the top quality, as 1e300 bpp does.
     return int(min(size, sys.maxsize))
@@ -86,7 +87,7 @@ def search_quality(encode: Callable[[int], bytes], target_bytes: int, max_tries:
     secant-like step, so a refined search takes a few refinements instead of one per halving);
     a guess outside the qualities still open, and every later try, bisects."""
     if target_bytes <= 0:
-        raise ValueError("target size must be positive")
+        raise UsageError("target size must be positive")
     tried: dict[int, bytes] = {}
     estimated: dict[int, int] = {}
     fits, over = -1, QUALITY_SCALE + 1  # the highest tried quality that fits, the lowest that does not

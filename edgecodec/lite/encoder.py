@@ -29,6 +29,7 @@ import numpy as np
 
 from ..codec.container import ALPHA, QUALITY_SCALE, Container, Header
 from ..codec.limits import check_pixels
+from ..errors import UsageError
 from ..codec.rate_search import search_quality
 from .alpha import encode_alpha
 from .decoder import onnx_session, read_export
@@ -72,10 +73,10 @@ class LiteEncoder:
         background's)."""
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 \
                 or image.shape[2] not in (3, 4) or 0 in image.shape:
-            raise ValueError(f"expected an (H, W, 3) or (H, W, 4) uint8 array, got "
+            raise UsageError(f"expected an (H, W, 3) or (H, W, 4) uint8 array, got "
                              f"{getattr(image, 'shape', type(image).__name__)} {getattr(image, 'dtype', '')}")
         if alpha not in ("keep", "drop"):
-            raise ValueError(f"alpha must be 'keep' or 'drop', not {alpha!r}")
+            raise UsageError(f"alpha must be 'keep' or 'drop', not {alpha!r}")
         channels = image.shape[2]
         extras = {ALPHA: encode_alpha(image[..., 3])} if channels == 4 and alpha == "keep" else {}
         return self.encode_picture(np.ascontiguousarray(image[..., :3]), quality, channels=channels,
@@ -93,13 +94,13 @@ class LiteEncoder:
         --backend onnx``. ``target_bytes``, ``roi`` and ``roi_quality``: as in ``encode``."""
         if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3 \
                 or 0 in rgb.shape:
-            raise ValueError(f"expected an (H, W, 3) uint8 array, got {getattr(rgb, 'shape', type(rgb).__name__)} "
+            raise UsageError(f"expected an (H, W, 3) uint8 array, got {getattr(rgb, 'shape', type(rgb).__name__)} "
                              f"{getattr(rgb, 'dtype', '')}")
         if isinstance(quality, bool) or not isinstance(quality, numbers.Real) or not 0 <= quality <= 1:
-            raise ValueError(f"quality must be a number in [0, 1], not {quality!r}")
+            raise UsageError(f"quality must be a number in [0, 1], not {quality!r}")
         whole = isinstance(target_bytes, (int, np.integer)) and not isinstance(target_bytes, bool)
         if target_bytes is not None and (not whole or target_bytes < 1):
-            raise ValueError(f"target_bytes must be a whole number of bytes, 1 or more, not {target_bytes!r}")
+            raise UsageError(f"target_bytes must be a whole number of bytes, 1 or more, not {target_bytes!r}")
         height, width = rgb.shape[:2]
         check_pixels(width, height, max_pixels)
         regions = None if roi is None else RegionsOfInterest.of(roi, width, height, roi_quality)

@@ -199,7 +199,7 @@ class RegionsOfInterest:
         ``margin`` and ``margin_weight`` as in ``latent_weights``."""
         if isinstance(region_quality, bool) or not isinstance(region_quality, (int, float, np.floating)) \
                 or not 0 <= region_quality <= 1:
-            raise ValueError(f"region quality must be a number in [0, 1], not {region_quality!r}")
+            raise UsageError(f"region quality must be a number in [0, 1], not {region_quality!r}")
         padded = (height + (-height % CELL), width + (-width % CELL))
         return cls(latent_weights(region_mask(roi, width, height), padded, margin, margin_weight),
                    int(round(region_quality * QUALITY_SCALE)))
@@ -227,7 +227,7 @@ def latent_weights(mask: np.ndarray, padded: tuple[int, int], margin: int = MARG
     decoded pixels draw on, get most of its quality too. ``padded``: the image's size padded to a
     multiple of ``CELL`` (the latent of a hyperprior model); padding counts as background."""
     if margin < 0 or not 0 <= margin_weight <= 1:
-        raise ValueError(f"a margin is 0 pixels or more with a weight in [0, 1], not {margin} and {margin_weight}")
+        raise UsageError(f"a margin is 0 pixels or more with a weight in [0, 1], not {margin} and {margin_weight}")
     latent = (padded[0] // LATENT_STRIDE, padded[1] // LATENT_STRIDE)
     step = math.gcd(LATENT_STRIDE, margin)  # pool blocks that both divide into first (8 x 8 pixels for 8)
     full = np.zeros(padded, dtype=np.uint8)

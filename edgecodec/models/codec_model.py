@@ -28,7 +28,7 @@ from compressai.models import CompressionModel
 from compressai.ops import quantize_ste
 from torch import nn
 
-from ..errors import FormatError
+from ..errors import FormatError, UsageError
 from ..lite.entropy import ExactEntropyModel
 from ..lite.qmap import Quality, gains_matched, hyper_quality, over_grid, per_pixel
 from ..lite.rans import pad_stream
@@ -57,7 +57,7 @@ def check_quality(quality: float, alternatives: str = "") -> float:
     if isinstance(quality, bool) or not isinstance(quality, (int, float, np.floating, np.integer)):
         raise TypeError(f"quality must be a number in [0, 1]{alternatives}, not {type(quality).__name__}")
     if not 0.0 <= quality <= 1.0:
-        raise ValueError(f"quality must be in [0, 1], got {quality}")
+        raise UsageError(f"quality must be in [0, 1], got {quality}")
     return float(quality)
 
 
