@@ -821,7 +821,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         d = describe(entry)
         params = d["parameters"] or {}
         bpp = d["bpp_range"]
-        rate = f"{bpp[0]:.3f}-{bpp[1]:.3f} bpp on Kodak" if bpp else "rate range not measured"
+        rate = f"{bpp[0]:.3f}-{bpp[1]:.3f} bpp on {d['bpp_measured_on']}" if bpp else "rate range not measured"
         if "encoder" in params and "decoder" in params:
             size = f"encoder {params['encoder'] / 1e6:.2f} M / decoder {params['decoder'] / 1e6:.2f} M parameters"
         else:
@@ -952,26 +952,29 @@ def _export_staged(args: argparse.Namespace, staging: Path, out_dir: Path, previ
     from .train.export import add_kodak_metrics, append_stage_history, export_run
 
     overrides = {"min_level": args.min_level} if args.min_level is not None else None
-    weights = export_run(args.run, args.name, staging, {"summary": args.summary}, config_overrides=overrides)
+    run = Path(args.run)
+    run_dir, checkpoint = (run.parent, run) if run.is_file() else (run, None)  # RUN/best.pt: that checkpoint
+    weights = export_run(run_dir, args.name, staging, {"summary": args.summary}, checkpoint=checkpoint,
+                         config_overrides=overrides)
     card = weights.with_suffix(".json")
     if args.kodak:
         model_path = os.environ.get("EDGECODEC_MODEL_PATH")
         os.environ["EDGECODEC_MODEL_PATH"] = os.pathsep.join([str(staging), *filter(None, (model_path or "").split(
             os.pathsep))])  # the sweep finds the staged model first
         try:
-            result = run_sweep(args.kodak, Path(args.run) / f"eval-{args.name}", models=[args.name],
+            result = run_sweep(args.kodak, run_dir / f"eval-{args.name}", models=[args.name],
                                qualities=args.qualities, codecs=[], progress=not args.quiet)
         finally:
             os.environ.pop("EDGECODEC_MODEL_PATH")
             if model_path is not None:
                 os.environ["EDGECODEC_MODEL_PATH"] = model_path
         points = result.summary["curves"][args.name]["points"]
-        add_kodak_metrics(card, points, shlex.join(["edgecodec", *sys.argv[1:]]))
+        add_kodak_metrics(card, points, shlex.join(["edgecodec", *sys.argv[1:]]), Path(args.kodak))
         for p in points:
             print(f"quality {p['quality']:.2f}: {p['bpp']:.4f} bpp, PSNR {p['psnr']:.2f} dB, "
                   f"MS-SSIM {p['ms_ssim']:.4f}, ST-LPIPS {p['st_lpips']:.4f} ({p['images']} images)")
     if previous is not None:
-        print("history: " + append_stage_history(card, previous, Path(args.run)))
+        print("history: " + append_stage_history(card, previous, run_dir))
     # A model replaced (--force) is moved aside first and put back if the move in is interrupted,
     # so the folder never pairs the new card with the old weights.
     replaced = []
@@ -1096,8 +1099,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("models", help="list installed models")
-    p.add_argument("--json", action="store_true", help="print them as JSON (name, default, weights, parameters, "
-                                                      "bpp range on Kodak, summary; problem: why one cannot be used)")
+    p.add_argument("--json", action="store_true",
+                   help="print them as JSON (name, default, weights, parameters, bpp range and the folder it was "
+                        "measured on, summary; problem: why one cannot be used)")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("train", help="train a model from a YAML config")
@@ -1119,7 +1123,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_plot_training)
 
     p = sub.add_parser("export-model", help="export a run's checkpoint as a named model")
-    p.add_argument("run", help="run folder")
+    p.add_argument("run", help="run folder (its newest checkpoint), or one checkpoint file of it (RUN/best.pt)")
     p.add_argument("--name", required=True)
     p.add_argument("--out", help="folder for NAME.safetensors/.json (default: the user model folder)")
     p.add_argument("--summary", default="", help="one line for `edgecodec models`")

@@ -22,7 +22,7 @@ from typing import Any
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
-from .atomic import atomic_path, atomic_write_text
+from .atomic import atomic_path, atomic_write_text, umask
 from .errors import OutputWriteError, UnknownModelError, WeightsMismatchError
 from .models import EdgeCodecModel, ModelConfig
 
@@ -243,6 +243,7 @@ def save_model(model: EdgeCodecModel, folder: str | Path, name: str, card: dict[
     # mapping) are another file, and a card edited apart from its weights is caught on load.
     with atomic_path(weights) as tmp:
         save_file(state, str(tmp), metadata={CONFIG_METADATA: json.dumps(model.config.to_dict(), sort_keys=True)})
+        os.chmod(tmp, 0o666 & ~umask())  # safetensors writes its file anew, 0600: others could not read the weights
     card = {**card, "name": name, "config": model.config.to_dict(),
             "parameters": model.parameter_counts(),
             "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
@@ -277,8 +278,11 @@ def card_mismatch(entry: ModelEntry) -> str | None:
 def describe(entry: ModelEntry) -> dict[str, Any]:
     """A model's row in ``edgecodec models``: name, transform, prior, rate range, parameters, ..."""
     card = entry.card
+    measured = card.get("kodak") if isinstance(card.get("kodak"), dict) else {}
     return {"name": entry.name, "config": card.get("config", {}).get("transform"),
             "prior": card.get("config", {}).get("prior"), "bpp_range": card.get("bpp_range"),
+            # export-model --kodak measures any folder; cards from before it recorded one measured Kodak
+            "bpp_measured_on": measured.get("folder_name", "Kodak"),
             "parameters": card.get("parameters"), "summary": card.get("summary", "")}
 
 

@@ -64,6 +64,7 @@ for name in cae crb gcrb; do
 done
 mkdir -p "$eval_out/models"
 cp "$runs"/models/ablation-*.json "$eval_out/models/"
+mkdir -p "$(dirname "$chart")"
 cp "$eval_out/crops/kodim01_strip.png" "$(dirname "$chart")/ablation_crops.png"
 "$edgecodec" plot-training "$runs/cae" "$runs/crb" "$runs/gcrb" -o "$chart" --force
 echo "ablation: $eval_out/table.md, $eval_out/report.html, $chart"

@@ -108,6 +108,43 @@ def test_unknown_settings_are_refused(tmp_path):
         load_config(config)
 
 
+def test_model_settings_and_trainable_are_checked_up_front():
+    """model.overrides.channels=abc was an internal TypeError deep in the model's construction, 0 a
+    RuntimeError, a misspelt transform built a CAE in silence, and train.trainable=5 was a TypeError
+    (a bare prefix, g_s., was split into letters)."""
+    from edgecodec.models.registry import get_config
+
+    for override, fragment in (("channels=abc", "channels='abc': expected a whole number of 1 or more"),
+                               ("channels=0", "channels=0: expected a whole number of 1 or more"),
+                               ("channels=1.5", "channels=1.5: expected a whole number"),
+                               ("levels=abc", "levels='abc'"), ("transform=crbb", "expected one of cae, crb, gdn"),
+                               ("res_blocks=-1", "res_blocks=-1: expected a whole number of 0 or more")):
+        key, value = override.split("=")
+        config = load_config(None, [f"model.overrides.{override}"])
+        with pytest.raises(ValueError, match=re.escape(fragment)):
+            get_config(config["model"]["config"], **config["model"]["overrides"])
+    for bad in ("5", "g_s.", "[]", "[1]"):
+        with pytest.raises(ValueError, match=r"train\.trainable=.*expected null or a list of parameter-name"):
+            load_config(None, [f"train.trainable={bad}"])
+    assert load_config(None, ["train.trainable=[g_s., h_s.]"])["train"]["trainable"] == ["g_s.", "h_s."]
+
+
+def test_a_configuration_registered_twice_is_replaced_with_a_warning():
+    from edgecodec.models import registry
+    from edgecodec.models.codec_model import ModelConfig
+
+    saved = dict(registry._CONFIGS)
+    try:
+        with pytest.warns(UserWarning, match="'crb' is registered already"):
+            @registry.register_config
+            def crb() -> ModelConfig:
+                return ModelConfig(transform="cae")
+        assert registry.get_config("crb").transform == "cae"
+    finally:
+        registry._CONFIGS.clear()
+        registry._CONFIGS.update(saved)
+
+
 def test_loss_decreases(image_folder, tmp_path):
     trainer = Trainer(make_config(image_folder), tmp_path / "run")
     assert torch.get_num_threads() == 1
@@ -179,7 +216,7 @@ def test_a_continued_run_carries_the_previous_cards_history_and_adds_its_stage(i
     models, nxt = tmp_path / "models", tmp_path / "next"
     run(make_config(image_folder, "train.steps=2"), tmp_path / "base")
     base = export_run(tmp_path / "base", "m", models).with_suffix(".json")
-    add_kodak_metrics(base, _kodak_points(1.0), "measured elsewhere")
+    add_kodak_metrics(base, _kodak_points(1.0), "measured elsewhere", tmp_path)
     card = json.loads(base.read_text())
     card["training"]["history"] = ["an earlier stage"]
     base.write_text(json.dumps(card))
@@ -187,7 +224,7 @@ def test_a_continued_run_carries_the_previous_cards_history_and_adds_its_stage(i
     run(make_config(image_folder, "train.steps=4", "train.val_every=2", "train.ckpt_every=2",
                     f"train.init_from={models / 'm.safetensors'}"), tmp_path / "continued")
     cont = export_run(tmp_path / "continued", "m", nxt).with_suffix(".json")
-    add_kodak_metrics(cont, _kodak_points(0.9), "measured elsewhere")  # same qualities, 10% fewer bytes
+    add_kodak_metrics(cont, _kodak_points(0.9), "measured elsewhere", tmp_path)  # same qualities, 10% fewer bytes
     line = append_stage_history(cont, json.loads(base.read_text()), tmp_path / "continued")
 
     history = json.loads(cont.read_text())["training"]["history"]
@@ -249,6 +286,36 @@ def test_export_model_over_its_previous_card_keeps_that_cards_history(image_fold
                     "--previous", tmp_path / bad) == 2
         assert capsys.readouterr().err.startswith(f"edgecodec: error: --previous {tmp_path / bad}: ")
     assert not (models / "m2.json").exists()
+
+
+def test_export_model_takes_one_checkpoint_and_says_what_it_measured(image_folder, tmp_path, capsys, monkeypatch):
+    """export-model RUN/best.pt was "no checkpoint in RUN/best.pt" (only the newest checkpoint could
+    be shipped); the card now names its checkpoint and the folder --kodak measured, which `models`
+    shows instead of "on Kodak" for any folder; the weights follow the umask (safetensors wrote
+    them 0600, the card 0644); each launch records its working folder (relative --data paths)."""
+    from edgecodec import cli
+
+    run(make_config(image_folder, "train.steps=4", "train.ckpt_every=2", "train.val_every=2"), tmp_path / "r")
+    assert (tmp_path / "r" / "best.pt").is_file()
+    models = tmp_path / "models"
+    evaluation = tmp_path / "my-crops"
+    evaluation.mkdir()
+    Image.fromarray(synthetic_photo(np.random.RandomState(5), 64)).save(evaluation / "a.png")
+    mask = os.umask(0o022)
+    try:
+        assert cli.main(["export-model", str(tmp_path / "r" / "best.pt"), "--name", "b", "--out", str(models),
+                         "--kodak", str(evaluation), "--qualities", "0,1", "-q"]) == 0
+    finally:
+        os.umask(mask)
+    card = json.loads((models / "b.json").read_text())
+    assert card["training"]["checkpoint"] == "best.pt"
+    assert card["kodak"]["folder"] == str(evaluation) and card["kodak"]["folder_name"] == "my-crops"
+    assert (models / "b.safetensors").stat().st_mode & 0o777 == 0o644
+    assert json.loads((tmp_path / "r" / "launches.jsonl").read_text().splitlines()[0])["cwd"] == os.getcwd()
+    monkeypatch.setenv("EDGECODEC_MODEL_PATH", str(models))
+    capsys.readouterr()
+    assert cli.main(["models"]) == 0
+    assert "bpp on my-crops" in capsys.readouterr().out
 
 
 def test_a_stage_with_its_parents_seed_is_warned_that_it_replays_the_same_batches(image_folder, tmp_path, caplog):

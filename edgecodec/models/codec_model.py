@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Iterator
 
 import numpy as np
@@ -87,6 +87,13 @@ def check_image_batch(x: torch.Tensor, stride: int) -> None:
                          f"model's stride ({stride}); pad it (edgecodec.compress pads images itself)")
 
 
+# The text fields' values (models/transforms.py, models/original.py, the priors and context models below).
+MODEL_CHOICES = {"transform": ("cae", "crb", "gdn", "original-cae", "original-crb"),
+                 "prior": ("factorized", "scale", "meanscale", "none"), "context": ("none", "checkerboard")}
+# Widths and counts that cannot be 0 (the others' 0 means "none" or "the default width").
+MODEL_POSITIVE = ("channels", "latent_channels", "hyper_out_kernel", "levels", "disc_channels")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything that defines a model's architecture. Stored in model cards and checkpoints."""
@@ -117,11 +124,30 @@ class ModelConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self._check_fields()
         # Quality 1 is level K-1, so quality 0 must sit below it; NaN would make every gain NaN.
         if not (isinstance(self.min_level, (int, float)) and math.isfinite(self.min_level)
                 and self.min_level < self.levels - 1):
             raise ValueError(f"min_level must be a finite number below levels - 1 = {self.levels - 1}, "
                              f"got {self.min_level!r}")
+
+    def _check_fields(self) -> None:
+        """Each field of its default's kind (``model.overrides.channels=abc`` failed deep inside the
+        model's construction, and a misspelt transform built a CAE in silence)."""
+        for f in fields(self):
+            name, value, default = f.name, getattr(self, f.name), f.default
+            if name in MODEL_CHOICES:
+                ok, want = value in MODEL_CHOICES[name], f"one of {', '.join(MODEL_CHOICES[name])}"
+            elif isinstance(default, bool):
+                ok, want = isinstance(value, bool), "true or false"
+            elif isinstance(default, int):
+                least = 1 if name in MODEL_POSITIVE else 0
+                ok = isinstance(value, int) and not isinstance(value, bool) and value >= least
+                want = f"a whole number of {least} or more"
+            else:  # min_level (checked below) and extra (free-form)
+                continue
+            if not ok:
+                raise UsageError(f"model setting {name}={value!r}: expected {want}")
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a plain dict (what model cards and checkpoints store)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable
 
 from .codec_model import EdgeCodecModel, ModelConfig
@@ -11,8 +12,12 @@ _CONFIGS: dict[str, Callable[[], ModelConfig]] = {}
 
 
 def register_config(fn: Callable[[], ModelConfig]) -> Callable[[], ModelConfig]:
-    """Register a function returning a ModelConfig under the function's name (underscores become dashes)."""
-    _CONFIGS[fn.__name__.replace("_", "-")] = fn
+    """Register a function returning a ModelConfig under the function's name (underscores become
+    dashes). A name taken already is replaced with a warning, as timm's registry does."""
+    name = fn.__name__.replace("_", "-")
+    if name in _CONFIGS:
+        warnings.warn(f"model configuration {name!r} is registered already: replaced", stacklevel=2)
+    _CONFIGS[name] = fn
     return fn
 
 

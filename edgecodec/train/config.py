@@ -201,6 +201,11 @@ def _check_values(config: dict, defaults: dict, prefix: str = "") -> None:
         elif name in NUMBERS_OR_NULL:
             if value is not None:
                 config[key] = _number(name, value, whole=NUMBERS_OR_NULL[name], default=default)
+        elif name == "train.trainable":  # null (everything) or parameter-name prefixes
+            if value is not None and not (isinstance(value, list) and value
+                                          and all(isinstance(v, str) and v for v in value)):
+                raise ValueError(f"{name}={value!r}: expected null or a list of parameter-name prefixes such as "
+                                 "[g_s.] (in brackets)")
         elif default is None:
             continue
         elif value is None:

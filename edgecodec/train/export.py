@@ -105,16 +105,18 @@ def export_run(run_dir: str | Path, name: str, out_dir: str | Path, card: dict[s
     state = load_checkpoint(ckpt)  # a damaged or foreign file: one line, exit 2
     full_card = {
         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "training": run_record(state, run_dir),
+        "training": {**run_record(state, run_dir), "checkpoint": ckpt.name},
         **(card or {}),
     }
     return save_model(checkpoint_model(state, config_overrides), out_dir, name, full_card)
 
 
-def add_kodak_metrics(card_path: Path, rows: list[dict[str, float]], command: str) -> None:
-    """Record measured Kodak points (and the rate range they span) in a model card."""
+def add_kodak_metrics(card_path: Path, rows: list[dict[str, float]], command: str, folder: Path) -> None:
+    """Record measured Kodak points (and the rate range they span) in a model card, with the
+    folder measured (``--kodak`` may name any folder: ``models`` says which)."""
     card = json.loads(card_path.read_text())
-    card["kodak"] = {"command": command, "points": rows}
+    card["kodak"] = {"command": command, "folder": str(folder.resolve()), "folder_name": folder.resolve().name,
+                     "points": rows}
     card["bpp_range"] = [min(r["bpp"] for r in rows), max(r["bpp"] for r in rows)]
     atomic_write_text(card_path, json.dumps(card, indent=2) + "\n")
 

@@ -879,6 +879,7 @@ def _record_launch(path: Path, threads: int, world_size: int = 1) -> None:
     import sys
 
     record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": " ".join(sys.argv),
+              "cwd": os.getcwd(),  # where the command's relative paths (--data, init_from) start
               "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
               "threads": threads, "processes": world_size, "cuda": torch.cuda.is_available(),
               "torch": torch.__version__, "python": platform.python_version()}
