@@ -17,7 +17,7 @@ import threading
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NoReturn, Sequence
 
 from .argtypes import finite_number, fraction, int_at_least, numbers, positive_number, region, unit_interval
 from .atomic import atomic_path, remove_stale_temps
@@ -222,9 +222,13 @@ def _fmt_metric(value: float, digits: int) -> str:
 # --- compress ------------------------------------------------------------------------------------
 def _compress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
     from .codec.container import STREAM_EXTRAS, Container
-    from .codec.imageio import load_image
+    from .codec.imageio import IMAGE_SUFFIXES, load_image
+    from .errors import UsageError
 
     _check_not_input(src, dst, args)  # first: an input is not an output that --force may replace
+    if not _is_stdio(dst) and dst.suffix.lower() in IMAGE_SUFFIXES:  # .edc bytes under an image's name
+        raise UsageError(f"-o {dst}: compress writes an .edc file, not {dst.suffix}: name it .edc (decompress "
+                         "writes images)")
     _check_output(dst, args.force)
     source = _read_input(src, args.max_pixels) if _is_stdio(src) else src
     prepared = load_image(source, alpha=args.alpha, max_pixels=args.max_pixels, metadata=args.metadata,
@@ -376,16 +380,28 @@ def cmd_compress(args: argparse.Namespace) -> int:
         from .zoo import DEFAULT_MODEL
 
         refinement_objective(args.model or DEFAULT_MODEL)
+    from .codec.imageio import IMAGE_SUFFIXES
+
     if src.is_dir():
-        from .codec.imageio import IMAGE_SUFFIXES
         if args.roi_mask and Path(args.roi_mask).is_dir() and not any(
                 _has_mask(args, path) for path in _input_files(src, IMAGE_SUFFIXES, exclude=[Path(args.roi_mask)])):
             raise UsageError(f"no mask in {args.roi_mask} matches an image of {src} (the mask of {src}/a/b.jpg is "
                              f"{args.roi_mask}/a/b.png)")
         return _run_folder(src, args, IMAGE_SUFFIXES, ".edc", _compress_one)
+    _check_one_file(args)
     dst = Path(args.output) if args.output else _default_output(src, ".edc")
     _report(_compress_one(src, dst, args), dst)
     return 0
+
+
+def _check_one_file(args: argparse.Namespace) -> None:
+    """Folder options given with one file were ignored in silence: refused."""
+    from .errors import UsageError
+
+    given = [option for option, value in (("--jobs", args.jobs), ("--skip-existing", args.skip_existing)) if value]
+    if given:
+        raise UsageError(f"{' and '.join(given)} {'go' if len(given) > 1 else 'goes'} with a folder input; "
+                         f"{args.input} is one file")
 
 
 def _default_output(src: Path, suffix: str) -> Path:
@@ -400,10 +416,10 @@ def _decompress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
     # --format (PNG) on standard output, and into a device or FIFO named without a suffix (-o /dev/null)
     stream = _is_stdio(dst) or (not dst.suffix and _is_stream(dst))
     fmt = args.image_format or "png" if stream else dst.suffix.lower().lstrip(".")
+    _check_not_input(src, dst, args)  # first: an input is not an output that --force may replace
+    _check_output(dst, args.force)  # before the format: a folder is said to be one
     if fmt not in LOSSLESS_FORMATS:
         raise UsageError(f"output {dst} must be a lossless format: .png, .tif, .webp (written lossless), .bmp or .ppm")
-    _check_not_input(src, dst, args)  # first: an input is not an output that --force may replace
-    _check_output(dst, args.force)
     data = _read_input(src, args.max_pixels, edc=True)
     if getattr(args, "backend", "torch") == "onnx":
         image = _decompress_lite(data, args)
@@ -567,6 +583,7 @@ def cmd_decompress(args: argparse.Namespace) -> int:
     suffix = f".{args.image_format or 'png'}"
     if src.is_dir():
         return _run_folder(src, args, {".edc"}, suffix, _decompress_one)
+    _check_one_file(args)
     named = Path(args.output).suffix.lower().lstrip(".") if args.output and args.output != STDIO else ""
     if args.image_format and named and LOSSLESS_FORMATS.get(named) != LOSSLESS_FORMATS[args.image_format]:
         raise UsageError(f"-o {args.output} names another format than --format {args.image_format}: "
@@ -635,6 +652,8 @@ def _run_folder(src: Path, args: argparse.Namespace, suffixes: set[str], out_suf
 
     if not args.output or args.output == STDIO:
         raise UsageError("a folder input needs -o OUTPUT_FOLDER")
+    if args.skip_existing and args.force:
+        raise UsageError("--skip-existing keeps existing outputs and --force replaces them: give one")
     out_root = Path(args.output)
     if out_root.exists() and not out_root.is_dir():
         raise UsageError(f"output {out_root} is a file: a folder input needs an output folder")
@@ -993,8 +1012,18 @@ def _export_staged(args: argparse.Namespace, staging: Path, out_dir: Path, previ
 
 
 # --- parser --------------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error contract: one line on stderr, exit 2 (argparse printed its
+    usage block first, and named the subcommand in the prefix a script matches)."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("edgecodec").strip()
+        where = f"{command}: " if command else ""
+        self.exit(2, f"edgecodec: error: {where}{message} (edgecodec {command + ' ' if command else ''}--help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgecodec", description="Learned image codec with real bitstreams.",
+    parser = _Parser(prog="edgecodec", description="Learned image codec with real bitstreams.",
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("--threads", type=int_at_least(1), default=None, help="CPU threads for the transforms")
@@ -1010,14 +1039,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="refuse images above this many pixels (default: $EDGECODEC_MAX_PIXELS or Pillow's)")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
         p.add_argument("-v", "--verbose", action="store_true", help="folder mode: a line per file")
-        p.add_argument("--jobs", type=int_at_least(1), default=1,
+        p.add_argument("--jobs", type=int_at_least(1),
                        help="folder mode: files coded at once (default 1), each on one thread with the PyTorch "
                             "backend, on --threads threads each with --backend onnx")
 
     p = sub.add_parser("compress", help="image(s) to .edc")
     common(p)
     rate = p.add_mutually_exclusive_group()
-    rate.add_argument("--quality", type=float, default=0.5, help="0 (smallest) to 1 (best), default 0.5")
+    rate.add_argument("--quality", type=unit_interval, default=0.5, help="0 (smallest) to 1 (best), default 0.5")
     rate.add_argument("--target-bpp", type=positive_number, help="search the quality for this many bits per pixel")
     rate.add_argument("--target-size", help="search the quality for this file size, e.g. 40KB")
     rate.add_argument("--target-psnr", type=positive_number, metavar="DB",
@@ -1238,8 +1267,6 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             if args.threads:  # the lite coders (--backend onnx) take it themselves
                 import torch
                 torch.set_num_threads(args.threads)
-        if getattr(args, "quality", None) is not None and not 0 <= args.quality <= 1:
-            parser.error("--quality must be between 0 and 1")
         return args.func(args)
     except EdgecodecError as exc:
         print(f"edgecodec: error: {exc}", file=sys.stderr)

@@ -118,6 +118,8 @@ def _misshapen_fields(card: dict[str, Any]) -> str | None:
     bpp, params = card.get("bpp_range"), card.get("parameters")
     if not isinstance(card.get("config", {}), dict):
         return "config is not an object"
+    if not card.get("config"):  # compress refuses it too ("has no model config")
+        return "it has no model config"
     if bpp is not None and not (isinstance(bpp, list) and len(bpp) == 2 and all(map(number, bpp))):
         return "bpp_range is not [low, high]"
     if params is not None and not (isinstance(params, dict) and all(map(number, params.values()))):

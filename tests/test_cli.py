@@ -558,11 +558,36 @@ def test_usage_errors_exit_2(small_png, tmp_path, capsys, args):
     with pytest.raises(SystemExit) as info:
         main("compress", small_png, "-o", tmp_path / "u.edc", "--model", "tiny", *args)
     assert info.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    # argparse's convention: a usage line, then "edgecodec[ compress]: error: ..." as the last line.
-    assert re.match(r"edgecodec( compress)?: error: ", err.strip().splitlines()[-1]), err
+    # one line, as every other error (argparse printed its usage block first, and "edgecodec compress:
+    # error:" for the errors it caught, which a script matching "edgecodec: error:" missed)
+    line = assert_one_error_line(capsys.readouterr().err)
+    assert line.endswith("(edgecodec compress --help)") and "compress: " in line
     assert not (tmp_path / "u.edc").exists()
+
+
+def test_options_that_mean_nothing_for_the_input_are_refused(small_png, tmp_path, capsys):
+    """--jobs and --skip-existing with one file, and --skip-existing with --force, were ignored in
+    silence; compress -o x.png wrote .edc bytes under an image's name; decompress -o FOLDER said the
+    folder must be a lossless format."""
+    out = tmp_path / "a.edc"
+    for args in (["--jobs", "2"], ["--skip-existing"], ["--jobs", "2", "--skip-existing"]):
+        assert main("compress", small_png, "-o", out, "--model", "tiny", *args) == 2
+        assert_one_error_line(capsys.readouterr().err, "with a folder input", f"{small_png} is one file")
+    assert not out.exists()
+    assert main("compress", small_png, "-o", tmp_path / "a.png", "--model", "tiny") == 2
+    assert_one_error_line(capsys.readouterr().err, "compress writes an .edc file, not .png")
+    assert main("compress", small_png, "-o", out, "--model", "tiny", "-q") == 0
+    assert main("decompress", out, "-o", tmp_path / "b.png", "--jobs", "2") == 2
+    assert_one_error_line(capsys.readouterr().err, "--jobs goes with a folder input")
+    (tmp_path / "folder").mkdir()
+    assert main("decompress", out, "-o", tmp_path / "folder") == 11
+    assert_one_error_line(capsys.readouterr().err, "it is a folder")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.open(small_png).save(photos / "p.png")
+    assert main("compress", photos, "-o", tmp_path / "coded", "--skip-existing", "--force") == 2
+    assert_one_error_line(capsys.readouterr().err, "--skip-existing keeps existing outputs and --force replaces them")
+    assert not (tmp_path / "coded").exists()
 
 
 @pytest.mark.parametrize("threads", ["0", "-1", "two"])
@@ -1143,7 +1168,9 @@ def test_a_broken_model_folder_entry_breaks_only_itself(small_png, tmp_path, cap
     assert "garbage: " in out and "Warning: " in out and "is not the weights file its card describes" in out
     assert "is not the weights file its card describes" in listed["garbage"]["warning"]
     assert listed["garbage"]["problem"] is None and listed["tiny"]["warning"] is None
-    assert "nocfg: None transforms, None prior, rate range not measured, parameters not recorded." in out  # was 0.00 M
+    # listed as "None transforms, None prior" (its problem null), while compress refuses it (exit 9)
+    assert "nocfg: cannot be used:" in out and "nocfg.json is not a model card (it has no model config)" in out
+    assert "it has no model config" in listed["nocfg"]["problem"]
     for name, fragment in (("broken", "broken.json"), ("garbage", "garbage.safetensors"), ("nocfg", "no model config")):
         assert main("compress", small_png, "-o", tmp_path / f"{name}.edc", "--model", name) == 9, name
         assert_one_error_line(capsys.readouterr().err, fragment)

@@ -211,7 +211,8 @@ def read_file(f: BinaryIO, name: str, max_pixels: int | None = None) -> bytes:
     rest = read_limited(f, limit - len(head) - len(header))
     if rest is None:
         allowed = pixel_limit(max_pixels)
-        why = (f"the pixel limit of {allowed} pixels allows (set EDGECODEC_MAX_PIXELS or max_pixels to raise it)"
+        why = (f"the pixel limit of {allowed} pixels allows (--max-pixels, max_pixels= or EDGECODEC_MAX_PIXELS "
+               "raise it)"
                if pixels > allowed else f"an .edc file of its {width}x{height} image can be" if pixels
                else "an .edc file with a damaged header can be")
         raise FormatError(f"{name} is larger than {why}: over {limit} bytes")

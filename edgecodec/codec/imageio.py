@@ -322,7 +322,7 @@ def read_image_stream(f: BinaryIO, name: str, max_pixels: int | None = None) -> 
     data = read_limited(f, limit)
     if data is None:
         raise InputImageError(f"{name} holds more than {limit} bytes, more than an image within the pixel limit "
-                              f"of {allowed} pixels can (set EDGECODEC_MAX_PIXELS or max_pixels to raise it)")
+                              f"of {allowed} pixels can (--max-pixels, max_pixels= or EDGECODEC_MAX_PIXELS raise it)")
     return data
 
 
@@ -395,8 +395,8 @@ def load_image(image: ImageInput, alpha: str = "keep", max_pixels: int | None = 
     except UnidentifiedImageError:
         raise InputImageError(f"{label}: {_unidentified_reason(source)}") from None
     except Image.DecompressionBombError:  # Pillow's refusal, at twice its limit: over ours too
-        raise ImageTooLargeError(f"{label}: image exceeds the limit of {limit} pixels (set EDGECODEC_MAX_PIXELS "
-                                 "or max_pixels to raise it)") from None
+        raise ImageTooLargeError(f"{label}: image exceeds the limit of {limit} pixels (--max-pixels, max_pixels= "
+                                 "or EDGECODEC_MAX_PIXELS raise it)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputImageError(f"{label}: cannot decode image ({exc})") from None
 

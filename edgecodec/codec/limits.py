@@ -50,7 +50,7 @@ def check_pixels(width: int, height: int, max_pixels: int | None) -> None:
     limit = pixel_limit(max_pixels)
     if width * height > limit:
         raise ImageTooLargeError(f"image of {width}x{height} = {width * height} pixels exceeds the limit of "
-                                 f"{limit} pixels (set EDGECODEC_MAX_PIXELS or max_pixels to raise it)")
+                                 f"{limit} pixels (--max-pixels, max_pixels= or EDGECODEC_MAX_PIXELS raise it)")
 
 
 def check_padded_pixels(width: int, height: int, stride: int, max_pixels: int | None) -> tuple[int, int]:
@@ -65,7 +65,7 @@ def check_padded_pixels(width: int, height: int, stride: int, max_pixels: int | 
         raise ImageTooLargeError(
             f"image of {width}x{height} pixels decodes at its padded size {padded[1]}x{padded[0]} = "
             f"{padded[0] * padded[1]} pixels, over {PADDED_PIXELS_FACTOR} x the limit of {limit} pixels "
-            "(set EDGECODEC_MAX_PIXELS or max_pixels to raise it)")
+            "(--max-pixels, max_pixels= or EDGECODEC_MAX_PIXELS raise it)")
     return padded
 
 
