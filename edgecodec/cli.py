@@ -931,10 +931,13 @@ def cmd_export_model(args: argparse.Namespace) -> int:
         raise OutputExistsError(f"{args.name!r} is a shipped model: {existing} would take its place for every command "
                                 "(compress --model, models): choose another --name, export to another --out, or "
                                 "pass --force")
+    if args.qualities is not None and not args.kodak:  # measured only with --kodak: not ignored in silence
+        raise UsageError("--qualities are measured with --kodak FOLDER: give it, or drop --qualities")
     if args.kodak:  # checked before the export: a sweep that cannot run must not leave a model registered
         from .codec.api import quality_to_q16
         from .eval.runner import list_images
 
+        args.qualities = numbers("0,0.25,0.5,0.75,1") if args.qualities is None else args.qualities
         if not args.qualities:
             raise UsageError("--qualities: give at least one quality to measure with --kodak")
         for q in args.qualities:
@@ -1153,11 +1156,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export-model", help="export a run's checkpoint as a named model")
     p.add_argument("run", help="run folder (its newest checkpoint), or one checkpoint file of it (RUN/best.pt)")
-    p.add_argument("--name", required=True)
+    p.add_argument("--name", required=True, help="the model's name, as compress --model takes it")
     p.add_argument("--out", help="folder for NAME.safetensors/.json (default: the user model folder)")
     p.add_argument("--summary", default="", help="one line for `edgecodec models`")
     p.add_argument("--kodak", help="measure the model on this folder of PNGs and record it in the card")
-    p.add_argument("--qualities", type=numbers, default=numbers("0,0.25,0.5,0.75,1"), help="qualities to measure")
+    p.add_argument("--qualities", type=numbers, help="with --kodak: the qualities to measure (default 0,0.25,0.5,0.75,1)")
     p.add_argument("--min-level", type=finite_number, default=None,
                    help="level that quality 0 maps to (< 0 extrapolates the gains below the lowest trained level)")
     p.add_argument("--previous", metavar="CARD",

@@ -316,6 +316,10 @@ def test_export_model_takes_one_checkpoint_and_says_what_it_measured(image_folde
     capsys.readouterr()
     assert cli.main(["models"]) == 0
     assert "bpp on my-crops" in capsys.readouterr().out
+    # --qualities without --kodak measured nothing and was not even checked
+    assert cli.main(["export-model", str(tmp_path / "r"), "--name", "c", "--out", str(models), "--qualities", "5"]) == 2
+    assert capsys.readouterr().err.startswith("edgecodec: error: --qualities are measured with --kodak FOLDER")
+    assert not (models / "c.json").exists()
 
 
 def test_a_stage_with_its_parents_seed_is_warned_that_it_replays_the_same_batches(image_folder, tmp_path, caplog):
