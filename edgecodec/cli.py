@@ -308,7 +308,7 @@ def _regions_of_interest(args: argparse.Namespace, src: Path, shape: tuple[int, 
     except InputImageError as exc:
         raise InputImageError(f"cannot read the mask {path}: {exc}") from None
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise InputImageError(f"cannot read the mask {path}: {exc}") from None
+        raise InputImageError(f"cannot read the mask {path}: {getattr(exc, 'strerror', None) or exc}") from None
     if mask.shape != tuple(shape):
         raise UsageError(f"the mask {path} is {mask.shape[1]}x{mask.shape[0]}; the image is "
                          f"{shape[1]}x{shape[0]}")
@@ -1115,7 +1115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_decompress)
 
     p = sub.add_parser("export", help="deployment exports")
-    export_sub = p.add_subparsers(dest="format", required=True)
+    export_sub = p.add_subparsers(dest="format", required=True, metavar="onnx")
     p = export_sub.add_parser("onnx", help="ONNX graphs + entropy tables for the torch-free decoder")
     p.add_argument("--model", help="model name (default: the default model)")
     p.add_argument("-o", "--output", required=True,

@@ -366,7 +366,7 @@ def test_command_line_regions(kodim23, tmp_path):
         (["--roi", "700,100,200,200"], 2, ("not within the 768x512 image",)),
         (["--roi", "1,1,5,5", "--roi-mask", mask], 2, ("not both",)),
         (["--roi-mask", mask], 2, ("the mask", "is 512x768; the image is 768x512")),
-        (["--roi-mask", tmp_path / "none.png"], 3, ("cannot read the mask",)),
+        (["--roi-mask", tmp_path / "none.png"], 3, ("cannot read the mask", "none.png: No such file or directory")),
         (["--roi", "1,1,5,5", "--refine", "3"], 2, ("--refine optimises one quality",)),
         (["--roi-quality", "0.9"], 2, ("give them with --roi or --roi-mask",)),  # was ignored in silence
     ]:
