@@ -300,13 +300,13 @@ def _regions_of_interest(args: argparse.Namespace, src: Path, shape: tuple[int, 
     from PIL import Image
 
     from .codec.imageio import mask_levels
-    from .errors import InputImageError, UsageError
+    from .errors import ImageTooLargeError, InputImageError, UsageError
 
     try:
         with Image.open(path) as mask:
-            mask = mask_levels(mask)
-    except InputImageError as exc:
-        raise InputImageError(f"cannot read the mask {path}: {exc}") from None
+            mask = mask_levels(mask, args.max_pixels)
+    except (InputImageError, ImageTooLargeError) as exc:
+        raise type(exc)(f"cannot read the mask {path}: {exc}") from None
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise InputImageError(f"cannot read the mask {path}: {getattr(exc, 'strerror', None) or exc}") from None
     if mask.shape != tuple(shape):
@@ -375,6 +375,10 @@ def cmd_compress(args: argparse.Namespace) -> int:
         raise UsageError("--refine optimises one quality: it does not take --roi or --roi-mask")
     if args.roi_mask and Path(args.roi_mask).is_dir() and not src.is_dir():
         raise UsageError(f"--roi-mask {args.roi_mask} is a folder of masks: give a folder of images")
+    if args.target_size is not None:  # refused once, not as a failure of every file of a folder
+        from .codec.rate_search import parse_size
+
+        parse_size(args.target_size)
     if args.refine:  # refused up front (e.g. a perceptual model), not once per file of a folder
         from .codec.refine import refinement_objective
         from .zoo import DEFAULT_MODEL
@@ -398,7 +402,8 @@ def _check_one_file(args: argparse.Namespace) -> None:
     """Folder options given with one file were ignored in silence: refused."""
     from .errors import UsageError
 
-    given = [option for option, value in (("--jobs", args.jobs), ("--skip-existing", args.skip_existing)) if value]
+    given = [option for option, value in (("--jobs", (args.jobs or 1) > 1), ("--skip-existing", args.skip_existing))
+             if value]
     if given:
         raise UsageError(f"{' and '.join(given)} {'go' if len(given) > 1 else 'goes'} with a folder input; "
                          f"{args.input} is one file")
@@ -415,7 +420,7 @@ def _decompress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
 
     # --format (PNG) on standard output, and into a device or FIFO named without a suffix (-o /dev/null)
     stream = _is_stdio(dst) or (not dst.suffix and _is_stream(dst))
-    fmt = args.image_format or "png" if stream else dst.suffix.lower().lstrip(".")
+    fmt = args.image_format or "png" if stream or not dst.suffix and args.image_format else dst.suffix.lower()[1:]
     _check_not_input(src, dst, args)  # first: an input is not an output that --force may replace
     _check_output(dst, args.force)  # before the format: a folder is said to be one
     if fmt not in LOSSLESS_FORMATS:
@@ -598,10 +603,11 @@ def _input_files(src: Path, suffixes: set[str], unreadable: list[tuple[Path, str
                  exclude: Sequence[Path] = (), others: Counter | None = None) -> list[Path]:
     """The files of a folder input that a folder run codes, in order. Symbolic links to folders are
     followed, each real folder once; folders in ``exclude`` (the run's output and mask folders,
-    when inside the input) are not walked. Subfolders that cannot be listed, a link to a folder
-    walked already (a loop) and files with an input suffix that cannot be read (a broken link, no
+    when inside the input) are not walked. Subfolders that cannot be listed, a link back up the
+    tree (a loop) and files with an input suffix that cannot be read (a broken link, no
     permission, not a regular file) go to ``unreadable`` with the reason; the folder itself raises
-    InputImageError. ``others`` counts the files left alone by suffix (hidden files aside)."""
+    InputImageError. ``others`` counts the files left alone by suffix (hidden files aside), and links
+    to a folder walked already under its own name."""
     from .errors import InputImageError
 
     problems: list[OSError] = []
@@ -613,14 +619,20 @@ def _input_files(src: Path, suffixes: set[str], unreadable: list[tuple[Path, str
         if unreadable is not None:
             unreadable.append((path, reason))
 
+    own_names = {os.path.realpath(root) for root, _, _ in os.walk(src)}  # the tree's folders, links not followed
     for root, folders, names in os.walk(src, onerror=problems.append, followlinks=True):
         real = os.path.realpath(root)
-        if real in walked:  # a link back up the tree (followed, it never ends), or a second link to a folder
-            failed(Path(root), f"a link to a folder walked already ({real}): not walked again")
+        linked = Path(root) != src and os.path.islink(root)
+        if real in walked or (linked and real in own_names):  # walked, or to be walked, under its own name
             folders[:] = []
+            if os.path.commonpath([real, os.path.realpath(os.path.dirname(root))]) == real:
+                failed(Path(root), f"a link back up the tree ({real}): not walked again")  # it would never end
+            elif others is not None:  # a second name of a folder (latest -> 2026-12): its files once
+                others["links to folders walked already"] += 1
             continue
         walked.add(real)
-        folders[:] = [name for name in folders if os.path.realpath(os.path.join(root, name)) not in excluded]
+        folders[:] = sorted(name for name in folders  # in name order: the same paths whatever the directory order
+                            if os.path.realpath(os.path.join(root, name)) not in excluded)
         for name in names:
             path = Path(root, name)
             if path.suffix.lower() not in suffixes:
@@ -690,9 +702,13 @@ def _run_folder(src: Path, args: argparse.Namespace, suffixes: set[str], out_suf
                 tqdm.write(result)
     print(f"{written} written, {skipped} skipped (existing), {len(failures)} failed")
     if others:  # named as no input of this command: said, so that no photo is left out unnoticed
-        kinds = ", ".join(f"{suffix} {count}" for suffix, count in sorted(others.items()))
-        what = f"{next(iter(suffixes))} files" if len(suffixes) == 1 else "images"
-        print(f"left alone: {sum(others.values())} file(s) that are not {what} by their names ({kinds})")
+        links = others.pop("links to folders walked already", 0)
+        if links:
+            print(f"left alone: {links} link(s) to a folder walked already under another name")
+        if others:
+            kinds = ", ".join(f"{suffix} {count}" for suffix, count in sorted(others.items()))
+            what = f"{next(iter(suffixes))} files" if len(suffixes) == 1 else "images"
+            print(f"left alone: {sum(others.values())} file(s) that are not {what} by their names ({kinds})")
     for path, reason in sorted(failures):
         print(f"failed: {path}: {reason}", file=sys.stderr)
     return EXIT_PARTIAL if failures else 0
@@ -1292,7 +1308,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     except Exception as exc:  # never show users a traceback; EDGECODEC_DEBUG=1 shows it
         if isinstance(exc, ModuleNotFoundError) and exc.name == "PIL":  # a device set up for edgecodec.lite
             print(f"edgecodec: error: Pillow is not installed, and `edgecodec {args.command}` needs it (pip install "
-                  "pillow); without it, decode in Python with edgecodec.lite (README, On the edge)", file=sys.stderr)
+                  "pillow); without it, code in Python with edgecodec.lite's LiteEncoder and LiteDecoder (README, On the "
+                  "edge)", file=sys.stderr)
             return EXIT_USAGE
         if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG and exc.filename:
             # An input path no file can have: Path.exists() and is_dir() raise for it, not False.

@@ -825,6 +825,14 @@ def test_decompress_format_for_folders_standard_output_and_default_names(tree, t
     assert_one_error_line(capsys.readouterr().err, "another format than --format tif")
     assert not (tmp_path / "x.png").exists()
     assert main("decompress", edc / "a.edc", "-o", tmp_path / "x.tiff", "--format", "tif", "-q") == 0
+    assert main("decompress", edc / "a.edc", "-o", tmp_path / "noext", "--format", "webp", "-q") == 0  # no suffix
+    with Image.open(tmp_path / "noext") as img:
+        assert img.format == "WEBP"
+    assert main("decompress", edc / "a.edc", "-o", tmp_path / "one.png", "--jobs", "1", "-q") == 0  # the default
+    # a size that cannot be parsed: one usage error, not a failure of every file of the folder
+    assert main("compress", tree, "-o", tmp_path / "sized", "--target-size", "abc") == 2
+    assert_one_error_line(capsys.readouterr().err, "cannot parse size 'abc'")
+    assert not (tmp_path / "sized").exists()
 
 
 def test_folder_jobs_code_files_in_parallel_as_one_thread_would(tree, tmp_path, capsys, monkeypatch):
@@ -936,6 +944,8 @@ def test_folder_mode_follows_links_and_names_every_file_it_leaves(tree, kodim23_
     Image.fromarray(kodim23_rgb[:48, :48]).save(elsewhere / "c.png")
     (tree / "day2").symlink_to(elsewhere)  # followed
     (tree / "sub" / "up").symlink_to(tree)  # a loop: listed, not walked for ever
+    for name in ("a-latest", "zz-latest"):  # second names of sub/deeper, before and after it: its files once
+        (tree / name).symlink_to(tree / "sub" / "deeper")
     (tree / "gone.png").symlink_to(tmp_path / "missing.png")
     Image.fromarray(kodim23_rgb[:40, :56]).save(tree / "d.jfif", format="JPEG")
     (tree / "raw.dng").write_bytes(b"a raw file")
@@ -948,10 +958,11 @@ def test_folder_mode_follows_links_and_names_every_file_it_leaves(tree, kodim23_
     assert all_files(out) == ["a.edc", "d.edc", "day2/c.edc", "sub/deeper/b.edc"]
     assert "4 written, 0 skipped (existing), 3 failed" in captured.out
     assert "left alone: 2 file(s) that are not images by their names (.dng 1, .txt 1)" in captured.out
+    assert "left alone: 2 link(s) to a folder walked already under another name" in captured.out
     failed = sorted(line for line in captured.err.splitlines() if line.startswith("failed: "))
     assert failed == [f"failed: {tree / 'gone.png'}: a broken symbolic link",
                       f"failed: {tree / 'locked' / 'e.png'}: cannot read: Permission denied",
-                      f"failed: {tree / 'sub' / 'up'}: a link to a folder walked already ({tree}): not walked again"]
+                      f"failed: {tree / 'sub' / 'up'}: a link back up the tree ({tree}): not walked again"]
     assert main("compress", tree, "-o", out, "--model", "tiny", "-q", "--skip-existing") == 10
     assert "0 written, 4 skipped (existing), 3 failed" in capsys.readouterr().out
     assert all_files(out) == ["a.edc", "d.edc", "day2/c.edc", "sub/deeper/b.edc"]  # no coded/coded/

@@ -15,12 +15,12 @@ from PIL import Image
 import edgecodec
 from edgecodec.codec import api
 from edgecodec.codec.container import QMAP, QMAP_LATENT, Container
-from edgecodec.errors import FormatError, UsageError
+from edgecodec.errors import FormatError, ImageTooLargeError, UsageError
 from edgecodec.lite.qmap import (RegionsOfInterest, decode_quality_map, encode_quality_map, file_quality,
                                  hyper_quality, latent_weights, quality_map_summary)
 from edgecodec.zoo import load_model
 
-from conftest import FORMAT6, REPO, SHIPPED, TINY, assert_one_error_line, fix_crc, psnr, run_cli
+from conftest import FORMAT6, REPO, SHIPPED, TINY, assert_one_error_line, cli_env, fix_crc, psnr, run_cli
 
 sys.path.insert(0, str(REPO / "scripts"))
 from format6_fixtures import CROP, decode_with_latent_digest  # noqa: E402
@@ -291,6 +291,15 @@ def test_masks_of_any_depth_or_with_alpha_grade_as_8_bit_grays(crop, tmp_path):
                      "--quality", "0.2", "--roi-mask", tmp_path / "mask16.png", "--roi-quality", "0.8")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "m.edc").read_bytes() == reference
+    levels16 = Image.fromarray(gray8.astype(np.uint16))  # 8-bit levels in a 16-bit file: as they are
+    assert edgecodec.compress(crop, quality=0.2, model=SHIPPED, roi=levels16, roi_quality=0.8) == reference
+    with pytest.raises(ImageTooLargeError):  # the mask is read within the caller's pixel limit too ...
+        edgecodec.compress(crop, quality=0.2, model=SHIPPED, roi=gray16, roi_quality=0.8, max_pixels=1000)
+    env = {**cli_env(), "EDGECODEC_MAX_PIXELS": "5000"}  # ... and --max-pixels raises it for the mask as well
+    result = run_cli("--threads", "1", "compress", tmp_path / "in.png", "-o", tmp_path / "m2.edc", "--model", SHIPPED,
+                     "--quality", "0.2", "--roi-mask", tmp_path / "mask16.png", "--roi-quality", "0.8",
+                     "--max-pixels", "200000", env=env)
+    assert result.returncode == 0, result.stderr
     white_by_alpha = np.dstack([np.full(crop.shape[:2], 255, np.uint8), (gray8 > 0).astype(np.uint8) * 255])
     by_alpha = edgecodec.compress(crop, quality=0.2, model=SHIPPED, roi=Image.fromarray(white_by_alpha, "LA"),
                                   roi_quality=0.8)

@@ -200,7 +200,7 @@ def compress(image: ImageInput, quality: float = DEFAULT_QUALITY, model: str | N
         raise UsageError(f"give one of {', '.join(targets)}, not several")
     prepared = load_image(image, alpha=alpha, max_pixels=max_pixels, metadata=metadata, icc=icc)
     if isinstance(roi, Image.Image):
-        roi = mask_levels(roi)
+        roi = mask_levels(roi, max_pixels)
     encoder = Encoder(prepared, zoo.DEFAULT_MODEL if model is None else model, refine_steps=refine_steps,
                       roi=roi, roi_quality=roi_quality)
     if target_psnr is not None or target_ms_ssim is not None:

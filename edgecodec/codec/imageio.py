@@ -219,11 +219,14 @@ def prepare_pil(img: Image.Image, alpha: str = "keep", max_pixels: int | None = 
                          kept_profile)
 
 
-def mask_levels(img: Image.Image) -> np.ndarray:
+def mask_levels(img: Image.Image, max_pixels: int | None = None) -> np.ndarray:
     """A region-of-interest mask as (H, W) uint8 levels, white the region: 16-bit, 32-bit and float
-    masks are reduced to 8 bits as images are (``convert("L")`` clipped a 16-bit gray to white),
-    colour masks taken by their luma, and transparent pixels count as black (the background)."""
-    prepared = prepare_pil(img)
+    masks are reduced to 8 bits as images are (``convert("L")`` clipped a 16-bit gray to white) unless
+    their values all lie within 0-255 (8-bit levels saved in a 16-bit file), colour masks taken by
+    their luma, and transparent pixels count as black (the background)."""
+    if img.mode.startswith("I;16") and np.asarray(img).max(initial=0) <= 255:
+        img = Image.fromarray(np.asarray(img).astype(np.uint8), "L")
+    prepared = prepare_pil(img, max_pixels=max_pixels)
     levels = np.asarray(Image.fromarray(prepared.rgb).convert("L"))
     if prepared.alpha is not None:
         levels = ((levels.astype(np.uint16) * prepared.alpha + 127) // 255).astype(np.uint8)
