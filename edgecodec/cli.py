@@ -779,8 +779,10 @@ def _mirror_paths(src: Path, files: list[Path], out_root: Path, out_suffix: str)
 def cmd_info(args: argparse.Namespace) -> int:
     """Every header field of each input. One input fails as any command does; of several, the
     readable ones are shown and the others listed on stderr (exit 10, as in folder mode)."""
-    from .errors import EdgecodecError
+    from .errors import EdgecodecError, UsageError
 
+    if args.input.count(STDIO) > 1:  # the second read found it empty: a failed file, exit 10
+        raise UsageError("standard input (-) can be read once: name it once")
     if len(args.input) == 1:
         fields, text = _info_fields(Path(args.input[0]))
         print(json.dumps(fields, indent=2) if args.json else text)

@@ -446,6 +446,8 @@ def test_info_on_several_files(small_edc, tmp_path, capsys):
     assert main("info", small_edc, bad, "--json") == 10  # the JSON list has an entry a file (the bad one was left out)
     listed = json.loads(capsys.readouterr().out)
     assert listed[1] == {"file": str(bad), "error": f"{bad} is not an .edc file: wrong magic bytes"}
+    assert main("info", "-", small_edc, "-") == 2  # was exit 10: the second read of standard input found it empty
+    assert_one_error_line(capsys.readouterr().err, "standard input (-) can be read once")
 
 
 def test_info_on_bad_files(tmp_path, capsys):

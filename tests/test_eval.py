@@ -318,6 +318,12 @@ def test_eval_command(sweep, crops_dir, capsys):
                              "--sweep", "avif=10"])
     with pytest.raises(UsageError, match="avif"):
         args.func(bad)
+    fresh = crops_dir.parent / "fresh-out"  # a quality outside the codec's range: refused before --out is made
+    bad = parser.parse_args(["eval", str(crops_dir), "--out", str(fresh), "--codecs", "jpeg", "--models", "none",
+                             "--sweep", "jpeg=500"])
+    with pytest.raises(UsageError, match="jpeg's qualities are integers from 1 to 100"):
+        args.func(bad)
+    assert not fresh.exists()
     for wrong in (["--sweep", "jpeg"], ["--sweep", "jpeg=nan"], ["--qualities", "0,inf"], ["--crop-bpp", "nan"],
                   ["--crop-bpp", "0"], ["--crops", "-1"]):  # refused before anything is measured
         with pytest.raises(SystemExit):

@@ -104,7 +104,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from ..errors import UsageError
     from ..zoo import shipped_models
-    from .classical import CodecUnavailableError
+    from .classical import CodecUnavailableError, get_codec
     from .report import (CROPS_FOLDER, REPORT_FILES, anchors_sentence, load_anchors, remove_report, write_markdown,
                          write_report)
     from .runner import SWEEP_FILES, SWEEP_FOLDERS, check_outputs, run_sweep
@@ -124,8 +124,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if unknown:
         raise UsageError(f"--sweep for codec(s) not in --codecs or --models: {', '.join(sorted(unknown))}")
     for name in set(sweeps) & set(codecs):
-        if any(q != int(q) for q in sweeps[name]):
-            raise UsageError(f"--sweep {name}=...: a classical codec's qualities are integers")
+        lo, hi = get_codec(name).quality_range  # checked before --out is made, not at the first encode
+        if any(q != int(q) or not lo <= q <= hi for q in sweeps[name]):
+            raise UsageError(f"--sweep {name}=...: {name}'s qualities are integers from {lo} to {hi}")
     codec_sweeps = {k: [int(q) for q in v] for k, v in sweeps.items() if k in codecs}
     model_sweeps = {k: v for k, v in sweeps.items() if k in models}
     unswept = [m for m in models if m not in model_sweeps]
