@@ -145,6 +145,47 @@ def test_a_configuration_registered_twice_is_replaced_with_a_warning():
         registry._CONFIGS.update(saved)
 
 
+def test_training_folders_as_researchers_have_them(tmp_path, caplog):
+    """A linked subfolder was left out in silence while linked files were used; hidden files (a
+    thumbnail cache, macOS's ._ files) were trained on; a folder whose images all hashed into the
+    validation split was "no usable images among 0 files"; a folder with none held out validated on
+    its first 8 files in silence, unreadable ones included, and a validation failure did not say so."""
+    import logging
+
+    from edgecodec.train.data import find_images, make_datasets
+
+    rng = np.random.RandomState(1)
+    own, elsewhere = tmp_path / "photos", tmp_path / "elsewhere"
+    (own / ".thumbnails").mkdir(parents=True)
+    elsewhere.mkdir()
+    Image.fromarray(synthetic_photo(rng)).save(own / "a.png")
+    Image.fromarray(synthetic_photo(rng)).save(own / ".thumbnails" / "t.png")
+    Image.fromarray(synthetic_photo(rng)).save(own / ".hidden.png")
+    Image.fromarray(synthetic_photo(rng)).save(elsewhere / "b.png")
+    (own / "linked").symlink_to(elsewhere)
+    (own / "again").symlink_to(elsewhere)  # a second name: its images once
+    (elsewhere / "loop").symlink_to(own)  # back up: not walked for ever
+    assert find_images(own) == [own / "a.png", own / "again" / "b.png"]
+    with pytest.raises(ValueError, match="is a file: give the folder"):
+        find_images(own / "a.png")
+
+    one = tmp_path / "one"
+    one.mkdir()
+    Image.fromarray(synthetic_photo(rng)).save(one / "only.png")
+    caplog.set_level(logging.INFO, logger="edgecodec.train.data")
+    train, val = make_datasets(one, 64, (0.5, 1.0), val_fraction=0.999, val_crop=64)  # held out: trained on too
+    assert len(train) == len(val) == 1 and "held out for validation" in caplog.text
+    caplog.clear()
+    for i in range(3):
+        (one / f"broken{i}.png").write_bytes(b"not an image")  # sorted first: the fallback skips them
+    train, val = make_datasets(one, 64, (0.5, 1.0), val_fraction=0.0, val_crop=64)
+    assert len(train) == len(val) == 1
+    assert "no image file is held out for validation" in caplog.text
+    assert "training images: 1 of 4 files (3 unreadable, 0 smaller than 64x64, data.crop)" in caplog.text
+    with pytest.raises(ValueError, match=r"no usable validation images \(at least 128x128, data.val_crop\)"):
+        make_datasets(one, 64, (0.5, 1.0), val_fraction=0.0, val_crop=128)
+
+
 def test_loss_decreases(image_folder, tmp_path):
     trainer = Trainer(make_config(image_folder), tmp_path / "run")
     assert torch.get_num_threads() == 1

@@ -154,7 +154,8 @@ def held_out_images(root: str | Path, val_fraction: float, size: int) -> tuple[l
     """Names and (size, size, 3) uint8 arrays of the held-out files, prepared as in training."""
     from ..train.data import load_square, split_paths
 
-    _, val = split_paths(root, val_fraction)
+    train, val = split_paths(root, val_fraction)
+    val = val or train[:8]  # a tiny folder holds none out: its first files, as its training run validated on
     names, images = [], []
     for path in val:
         arr = load_square(path, size)

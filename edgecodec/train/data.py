@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import random
 from pathlib import Path
 
@@ -22,14 +23,27 @@ from ..codec.imageio import IMAGE_SUFFIXES, prepare_pil, register_plugins
 log = logging.getLogger(__name__)
 
 
-
 def find_images(root: str | Path) -> list[Path]:
-    """All files under root with an image suffix, sorted for reproducibility."""
+    """All files under root with an image suffix, sorted for reproducibility. Linked folders are
+    followed, each real folder once (as folder runs of compress do); hidden files and folders
+    (.thumbnails, macOS's ._ files, a trash) are not training data."""
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"--data {root} is a file: give the folder of training images")
     if not root.is_dir():
-        raise FileNotFoundError(f"data folder not found: {root}")
+        raise FileNotFoundError(f"data folder {root}")
     register_plugins()  # JPEG XL, HEIC
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    found, walked = [], set()
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in walked:  # a loop, or a second link to a folder: its images once
+            subfolders[:] = []
+            continue
+        walked.add(real)
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))  # the same paths each time
+        found += [Path(folder, name) for name in names
+                  if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(p for p in found if p.is_file())
 
 
 def is_validation(path: Path, fraction: float) -> bool:
@@ -57,15 +71,31 @@ def load_rgb(path: Path) -> Image.Image | None:
 
 
 class CropDataset(Dataset):
-    """Random crops of `crop` pixels after a random antialiased downscale in `scale`."""
+    """Random crops of `crop` pixels after a random antialiased downscale in `scale`. ``limit``:
+    the first that many usable images of ``paths`` (a validation set drawn from training files)."""
 
     def __init__(self, paths: list[Path], crop: int, scale: tuple[float, float] = (0.5, 1.0),
-                 train: bool = True) -> None:
+                 train: bool = True, limit: int | None = None) -> None:
         self.crop, self.scale, self.train = crop, scale, train
-        images = (load_rgb(p) for p in paths)
-        self.images = [im for im in images if im is not None and min(im.size) >= crop]
+        self.images, unreadable, small, read = [], 0, 0, 0
+        for path in paths:
+            if limit is not None and len(self.images) >= limit:
+                break
+            read += 1
+            image = load_rgb(path)
+            if image is None:
+                unreadable += 1
+            elif min(image.size) < crop:
+                small += 1
+            else:
+                self.images.append(image)
+        label, option = ("training", "data.crop") if train else ("validation", "data.val_crop")
+        # one line a set: a folder where most files are skipped trains on few images, and says so
+        log.info("%s images: %d of %d files (%d unreadable, %d smaller than %dx%d, %s)", label, len(self.images),
+                 read, unreadable, small, crop, crop, option)
         if not self.images:
-            raise ValueError(f"no usable images (at least {crop}x{crop}) among {len(paths)} files")
+            raise ValueError(f"no usable {label} images (at least {crop}x{crop}, {option}) among {read} files "
+                             f"({unreadable} unreadable, {small} smaller)")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -138,16 +168,22 @@ def split_paths(root: str | Path, val_fraction: float) -> tuple[list[Path], list
     paths = find_images(root)
     train = [p for p in paths if not is_validation(p, val_fraction)]
     val = [p for p in paths if is_validation(p, val_fraction)]
-    if not val:  # tiny folders: validate on a few training images rather than on nothing
-        val = train[:8]
+    if not train and val:  # every file held out (one file, or a val_fraction near 1): train on them too
+        log.warning("every one of the %d image files is held out for validation (data.val_fraction=%g): "
+                    "training on them as well", len(val), val_fraction)
+        train = val
     return train, val
 
 
 def make_datasets(root: str | Path, crop: int, scale: tuple[float, float], val_fraction: float,
                   val_crop: int = 256, mode: str = "crop") -> tuple[Dataset, Dataset]:
     train, val = split_paths(root, val_fraction)
+    if not val:  # tiny folders: validate on a few training images rather than on nothing
+        log.warning("no image file is held out for validation (%d files, data.val_fraction=%g): validating on "
+                    "8 training images, so best.pt is chosen on images it trained on", len(train), val_fraction)
     if mode == "resize":
-        return ResizedDataset(train, crop), ResizedDataset(val, val_crop)
+        return ResizedDataset(train, crop), ResizedDataset(val or train[:8], val_crop)
     if mode != "crop":
         raise ValueError(f"data.mode must be crop or resize, not {mode!r}")
-    return CropDataset(train, crop, scale, train=True), CropDataset(val, val_crop, train=False)
+    return (CropDataset(train, crop, scale, train=True),
+            CropDataset(val or train, val_crop, train=False, limit=None if val else 8))
