@@ -299,12 +299,11 @@ def _regions_of_interest(args: argparse.Namespace, src: Path, shape: tuple[int, 
         return None
     from PIL import Image
 
-    from .codec.imageio import mask_levels
+    from .codec.imageio import load_mask
     from .errors import ImageTooLargeError, InputImageError, UsageError
 
     try:
-        with Image.open(path) as mask:
-            mask = mask_levels(mask, args.max_pixels)
+        mask = load_mask(path, args.max_pixels)
     except (InputImageError, ImageTooLargeError) as exc:
         raise type(exc)(f"cannot read the mask {path}: {exc}") from None
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
@@ -609,30 +608,25 @@ def _input_files(src: Path, suffixes: set[str], unreadable: list[tuple[Path, str
     InputImageError. ``others`` counts the files left alone by suffix (hidden files aside), and links
     to a folder walked already under its own name."""
     from .errors import InputImageError
+    from .walk import LOOP, REPEAT, walk_tree
 
     problems: list[OSError] = []
     files: list[Path] = []
     excluded = {os.path.realpath(path) for path in exclude}
-    walked: set[str] = set()
 
     def failed(path: Path, reason: str) -> None:
         if unreadable is not None:
             unreadable.append((path, reason))
 
-    own_names = {os.path.realpath(root) for root, _, _ in os.walk(src)}  # the tree's folders, links not followed
-    for root, folders, names in os.walk(src, onerror=problems.append, followlinks=True):
-        real = os.path.realpath(root)
-        linked = Path(root) != src and os.path.islink(root)
-        if real in walked or (linked and real in own_names):  # walked, or to be walked, under its own name
-            folders[:] = []
-            if os.path.commonpath([real, os.path.realpath(os.path.dirname(root))]) == real:
-                failed(Path(root), f"a link back up the tree ({real}): not walked again")  # it would never end
-            elif others is not None:  # a second name of a folder (latest -> 2026-12): its files once
+    skip = (lambda path: os.path.realpath(path) in excluded)
+    for root, names, why in walk_tree(src, skip, onerror=problems.append):
+        if why == LOOP:  # followed, it never ends or takes what lies beside the input
+            failed(Path(root), f"a link back up the tree ({os.path.realpath(root)}): not walked")
+            continue
+        if why == REPEAT:  # a second name of a folder (latest -> 2026-12): its files once
+            if others is not None:
                 others["links to folders walked already"] += 1
             continue
-        walked.add(real)
-        folders[:] = sorted(name for name in folders  # in name order: the same paths whatever the directory order
-                            if os.path.realpath(os.path.join(root, name)) not in excluded)
         for name in names:
             path = Path(root, name)
             if path.suffix.lower() not in suffixes:

@@ -946,6 +946,8 @@ def test_folder_mode_follows_links_and_names_every_file_it_leaves(tree, kodim23_
     Image.fromarray(kodim23_rgb[:48, :48]).save(elsewhere / "c.png")
     (tree / "day2").symlink_to(elsewhere)  # followed
     (tree / "sub" / "up").symlink_to(tree)  # a loop: listed, not walked for ever
+    (elsewhere / "back").symlink_to(tree)  # a loop through a folder outside: listed too
+    (tree / "parent").symlink_to(tmp_path)  # above the input: its siblings are no input
     for name in ("a-latest", "zz-latest"):  # second names of sub/deeper, before and after it: its files once
         (tree / name).symlink_to(tree / "sub" / "deeper")
     (tree / "gone.png").symlink_to(tmp_path / "missing.png")
@@ -958,15 +960,17 @@ def test_folder_mode_follows_links_and_names_every_file_it_leaves(tree, kodim23_
     assert main("compress", tree, "-o", out, "--model", "tiny", "-q") == 10
     captured = capsys.readouterr()
     assert all_files(out) == ["a.edc", "d.edc", "day2/c.edc", "sub/deeper/b.edc"]
-    assert "4 written, 0 skipped (existing), 3 failed" in captured.out
+    assert "4 written, 0 skipped (existing), 5 failed" in captured.out
     assert "left alone: 2 file(s) that are not images by their names (.dng 1, .txt 1)" in captured.out
     assert "left alone: 2 link(s) to a folder walked already under another name" in captured.out
     failed = sorted(line for line in captured.err.splitlines() if line.startswith("failed: "))
-    assert failed == [f"failed: {tree / 'gone.png'}: a broken symbolic link",
+    assert failed == [f"failed: {tree / 'day2' / 'back'}: a link back up the tree ({tree}): not walked",
+                      f"failed: {tree / 'gone.png'}: a broken symbolic link",
                       f"failed: {tree / 'locked' / 'e.png'}: cannot read: Permission denied",
-                      f"failed: {tree / 'sub' / 'up'}: a link back up the tree ({tree}): not walked again"]
+                      f"failed: {tree / 'parent'}: a link back up the tree ({tmp_path}): not walked",
+                      f"failed: {tree / 'sub' / 'up'}: a link back up the tree ({tree}): not walked"]
     assert main("compress", tree, "-o", out, "--model", "tiny", "-q", "--skip-existing") == 10
-    assert "0 written, 4 skipped (existing), 3 failed" in capsys.readouterr().out
+    assert "0 written, 4 skipped (existing), 5 failed" in capsys.readouterr().out
     assert all_files(out) == ["a.edc", "d.edc", "day2/c.edc", "sub/deeper/b.edc"]  # no coded/coded/
 
 

@@ -277,7 +277,7 @@ def test_masks_grade_the_quality_and_bool_masks_are_full_weight(crop):
         RegionsOfInterest.of([RECT], 384, 256, 1.5)
 
 
-def test_masks_of_any_depth_or_with_alpha_grade_as_8_bit_grays(crop, tmp_path):
+def test_masks_of_any_depth_or_with_alpha_grade_as_8_bit_grays(crop, tmp_path, monkeypatch):
     """convert("L") clipped a 16-bit mask's mid-gray to white (the region at full quality, 48% more
     bytes), and a mask marking its region by transparency coded the whole image as region."""
     gray8 = np.zeros(crop.shape[:2], np.uint8)
@@ -300,6 +300,14 @@ def test_masks_of_any_depth_or_with_alpha_grade_as_8_bit_grays(crop, tmp_path):
                      "--quality", "0.2", "--roi-mask", tmp_path / "mask16.png", "--roi-quality", "0.8",
                      "--max-pixels", "200000", env=env)
     assert result.returncode == 0, result.stderr
+    from edgecodec import cli
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow's own limit refused the mask, not the image
+    assert cli.main(["--threads", "1", "compress", str(tmp_path / "in.png"), "-o", str(tmp_path / "m3.edc"), "--model",
+                     SHIPPED, "--quality", "0.2", "--roi-mask", str(tmp_path / "mask16.png"), "--roi-quality", "0.8",
+                     "--max-pixels", "200000", "-q"]) == 0
+    monkeypatch.undo()
+    assert (tmp_path / "m3.edc").read_bytes() == reference
     white_by_alpha = np.dstack([np.full(crop.shape[:2], 255, np.uint8), (gray8 > 0).astype(np.uint8) * 255])
     by_alpha = edgecodec.compress(crop, quality=0.2, model=SHIPPED, roi=Image.fromarray(white_by_alpha, "LA"),
                                   roi_quality=0.8)

@@ -165,7 +165,11 @@ def test_training_folders_as_researchers_have_them(tmp_path, caplog):
     (own / "linked").symlink_to(elsewhere)
     (own / "again").symlink_to(elsewhere)  # a second name: its images once
     (elsewhere / "loop").symlink_to(own)  # back up: not walked for ever
+    (own / "up").symlink_to(tmp_path)  # above the data folder: what lies beside it (a test set) is no data
+    (tmp_path / "kodak").mkdir()
+    Image.fromarray(synthetic_photo(rng)).save(tmp_path / "kodak" / "kodim01.png")
     assert find_images(own) == [own / "a.png", own / "again" / "b.png"]
+    assert "not following" in caplog.text and "a link back up the tree" in caplog.text
     with pytest.raises(ValueError, match="is a file: give the folder"):
         find_images(own / "a.png")
 

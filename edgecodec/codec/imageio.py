@@ -224,6 +224,7 @@ def mask_levels(img: Image.Image, max_pixels: int | None = None) -> np.ndarray:
     masks are reduced to 8 bits as images are (``convert("L")`` clipped a 16-bit gray to white) unless
     their values all lie within 0-255 (8-bit levels saved in a 16-bit file), colour masks taken by
     their luma, and transparent pixels count as black (the background)."""
+    check_pixels(img.width, img.height, max_pixels)  # before anything decodes it
     if img.mode.startswith("I;16") and np.asarray(img).max(initial=0) <= 255:
         img = Image.fromarray(np.asarray(img).astype(np.uint8), "L")
     prepared = prepare_pil(img, max_pixels=max_pixels)
@@ -231,6 +232,13 @@ def mask_levels(img: Image.Image, max_pixels: int | None = None) -> np.ndarray:
     if prepared.alpha is not None:
         levels = ((levels.astype(np.uint16) * prepared.alpha + 127) // 255).astype(np.uint8)
     return levels
+
+
+def load_mask(path: Path, max_pixels: int | None = None) -> np.ndarray:
+    """A mask file's levels (``mask_levels``), read within the pixel limit as images are (Pillow's
+    own limit would refuse a mask the caller allowed)."""
+    with _pillow_pixel_limit(pixel_limit(max_pixels)), Image.open(path) as img:
+        return mask_levels(img, max_pixels)
 
 
 def icc_to_srgb(img: Image.Image, icc: bytes | None) -> Image.Image | None:

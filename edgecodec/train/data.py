@@ -19,6 +19,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..codec.imageio import IMAGE_SUFFIXES, prepare_pil, register_plugins
+from ..walk import LOOP, walk_tree
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +34,10 @@ def find_images(root: str | Path) -> list[Path]:
     if not root.is_dir():
         raise FileNotFoundError(f"data folder {root}")
     register_plugins()  # JPEG XL, HEIC
-    found, walked = [], set()
-    for folder, subfolders, names in os.walk(root, followlinks=True):
-        real = os.path.realpath(folder)
-        if real in walked:  # a loop, or a second link to a folder: its images once
-            subfolders[:] = []
-            continue
-        walked.add(real)
-        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))  # the same paths each time
+    found = []
+    for folder, names, why in walk_tree(root, skip=lambda path: os.path.basename(path).startswith(".")):
+        if why == LOOP:  # followed, it would take what lies beside the data folder (a test set) too
+            log.warning("not following %s: a link back up the tree (%s)", folder, os.path.realpath(folder))
         found += [Path(folder, name) for name in names
                   if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES]
     return sorted(p for p in found if p.is_file())
