@@ -409,6 +409,25 @@ def test_resume_is_exact(image_folder, tmp_path):
     assert all(torch.equal(opt_a[k]["exp_avg"], opt_b[k]["exp_avg"]) for k in opt_a)
 
 
+def test_a_resume_on_a_changed_data_folder_says_so(tmp_path, caplog):
+    """The folder changed between a run and its --resume (an image removed): the validation set
+    shrank and best.pt's loss was compared across two sets in silence."""
+    import shutil
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    rng = np.random.RandomState(7)
+    for i in range(4):
+        Image.fromarray(synthetic_photo(rng)).save(folder / f"img{i}.png")
+    run(make_config(folder, "train.steps=2", "train.ckpt_every=2"), tmp_path / "r")
+    caplog.clear()
+    Trainer(load_config(tmp_path / "r" / "config.yaml"), tmp_path / "r", defer_warm_start=True).resume()
+    assert "data folder changed" not in caplog.text  # the same files: nothing said
+    shutil.copy(folder / "img0.png", folder / "img9.png")
+    Trainer(load_config(tmp_path / "r" / "config.yaml"), tmp_path / "r", defer_warm_start=True).resume()
+    assert "the data folder changed since" in caplog.text and "training images 4 -> 5" in caplog.text
+
+
 def test_resume_through_run(image_folder, tmp_path):
     config = make_config(image_folder, "train.steps=8", "train.ckpt_every=4")
     straight = Trainer(config, tmp_path / "a")

@@ -12,6 +12,7 @@ import logging
 import os
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -74,7 +75,7 @@ class CropDataset(Dataset):
     def __init__(self, paths: list[Path], crop: int, scale: tuple[float, float] = (0.5, 1.0),
                  train: bool = True, limit: int | None = None) -> None:
         self.crop, self.scale, self.train = crop, scale, train
-        self.images, unreadable, small, read = [], 0, 0, 0
+        self.images, self.paths, unreadable, small, read = [], [], 0, 0, 0
         for path in paths:
             if limit is not None and len(self.images) >= limit:
                 break
@@ -86,6 +87,7 @@ class CropDataset(Dataset):
                 small += 1
             else:
                 self.images.append(image)
+                self.paths.append(path)
         label, option = ("training", "data.crop") if train else ("validation", "data.val_crop")
         # one line a set: a folder where most files are skipped trains on few images, and says so
         log.info("%s images: %d of %d files (%d unreadable, %d smaller than %dx%d, %s)", label, len(self.images),
@@ -170,6 +172,17 @@ def split_paths(root: str | Path, val_fraction: float) -> tuple[list[Path], list
                     "training on them as well", len(val), val_fraction)
         train = val
     return train, val
+
+
+def data_digest(root: str | Path, *datasets: Dataset) -> dict[str, Any]:
+    """The files each dataset uses (paths relative to ``root``) as counts and a SHA-256: a resumed
+    run compares it with its checkpoint's, so a folder changed in between does not go unnoticed."""
+    digest = hashlib.sha256()
+    for dataset in datasets:
+        for path in dataset.paths:
+            digest.update(os.fsencode(os.path.relpath(path, root)) + b"\0")
+        digest.update(b"\1")
+    return {"files": [len(d.paths) for d in datasets], "sha256": digest.hexdigest()}
 
 
 def make_datasets(root: str | Path, crop: int, scale: tuple[float, float], val_fraction: float,

@@ -45,7 +45,7 @@ from ..losses.perceptual import PerceptualBackendError, PerceptualDistance
 from ..models import EdgeCodecModel, PatchDiscriminator, create_model
 from ..models.original import original_init_
 from . import distributed
-from .data import make_datasets
+from .data import data_digest, make_datasets
 from .monitor import Monitor, drop_rows_after
 
 log = logging.getLogger(__name__)
@@ -198,6 +198,7 @@ class Trainer:
                                  f"{self.model.stride}")
         self.train_set, self.val_set = make_datasets(dc["root"], dc["crop"], tuple(dc["scale"]),
                                                      dc["val_fraction"], dc["val_crop"], dc.get("mode", "crop"))
+        self.data = data_digest(dc["root"], self.train_set, self.val_set)
         if self.dist.rank:  # per-rank noise and augmentation streams (rank 0 keeps `seed`)
             torch.manual_seed(seed + self.dist.rank)
             random.seed(seed + self.dist.rank)
@@ -425,6 +426,7 @@ class Trainer:
             "elapsed_s": self.elapsed_s,
             "time_drop_step": self.time_drop_step,
             "best_val_loss": self.best_val_loss,
+            "data": self.data,
             "world_size": self.dist.world_size,
             **rng,
         }
@@ -527,6 +529,12 @@ class Trainer:
         self.warm_start = state.get("warm_start", self.warm_start)  # the first launch's record
         self.disc_warm_start = state.get("disc_warm_start", self.disc_warm_start)
         self.best_val_loss = float(state.get("best_val_loss", math.inf))
+        before = state.get("data")
+        if before is not None and before.get("sha256") != self.data["sha256"]:
+            (train_before, val_before), (train_now, val_now) = before["files"], self.data["files"]
+            log.warning("the data folder changed since %s: training images %d -> %d, validation images %d -> %d; the "
+                        "run goes on with the images there now, and best.pt's validation loss was measured on the "
+                        "set before", path, train_before, train_now, val_before, val_now)
         rng: dict[str, Any] | None = state
         if self.dist.enabled:
             ranks = state.get("rank_rng")
