@@ -30,6 +30,7 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process SIGTERM ended
 STDIO = "-"  # as an input: standard input; as an output: standard output (pipes)
+CARD_QUALITIES = "0,0.25,0.5,0.75,1"  # export-model --kodak: the qualities a card measures
 
 EPILOG = """exit codes: 0 ok, 1 internal error, 2 usage, 3 bad input image, 4 corrupted or truncated .edc,
 5 .edc from a newer format version, 6 no installed model has the weights of the .edc, 7 image over the
@@ -418,8 +419,10 @@ def _decompress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
     from .errors import UsageError
 
     # --format (PNG) on standard output, and into a device or FIFO named without a suffix (-o /dev/null)
-    stream = _is_stdio(dst) or (not dst.suffix and _is_stream(dst))
-    fmt = args.image_format or "png" if stream or not dst.suffix and args.image_format else dst.suffix.lower()[1:]
+    if _is_stdio(dst) or not dst.suffix and (args.image_format or _is_stream(dst)):
+        fmt = args.image_format or "png"
+    else:
+        fmt = dst.suffix.lower()[1:]
     _check_not_input(src, dst, args)  # first: an input is not an output that --force may replace
     _check_output(dst, args.force)  # before the format: a folder is said to be one
     if fmt not in LOSSLESS_FORMATS:
@@ -599,14 +602,15 @@ def cmd_decompress(args: argparse.Namespace) -> int:
 
 # --- folder mode ---------------------------------------------------------------------------------
 def _input_files(src: Path, suffixes: set[str], unreadable: list[tuple[Path, str]] | None = None,
-                 exclude: Sequence[Path] = (), others: Counter | None = None) -> list[Path]:
+                 exclude: Sequence[Path] = (), others: Counter | None = None,
+                 repeats: list[Path] | None = None) -> list[Path]:
     """The files of a folder input that a folder run codes, in order. Symbolic links to folders are
     followed, each real folder once; folders in ``exclude`` (the run's output and mask folders,
     when inside the input) are not walked. Subfolders that cannot be listed, a link back up the
     tree (a loop) and files with an input suffix that cannot be read (a broken link, no
     permission, not a regular file) go to ``unreadable`` with the reason; the folder itself raises
-    InputImageError. ``others`` counts the files left alone by suffix (hidden files aside), and links
-    to a folder walked already under its own name."""
+    InputImageError. ``others`` counts the files left alone by suffix (hidden files aside);
+    ``repeats`` gets the links to a folder walked under its own name."""
     from .errors import InputImageError
     from .walk import LOOP, REPEAT, walk_tree
 
@@ -624,8 +628,8 @@ def _input_files(src: Path, suffixes: set[str], unreadable: list[tuple[Path, str
             failed(Path(root), f"a link back up the tree ({os.path.realpath(root)}): not walked")
             continue
         if why == REPEAT:  # a second name of a folder (latest -> 2026-12): its files once
-            if others is not None:
-                others["links to folders walked already"] += 1
+            if repeats is not None:
+                repeats.append(Path(root))
             continue
         for name in names:
             path = Path(root, name)
@@ -665,9 +669,10 @@ def _run_folder(src: Path, args: argparse.Namespace, suffixes: set[str], out_suf
         raise UsageError(f"output {out_root} is a file: a folder input needs an output folder")
     failures: list[tuple[Path, str]] = []  # (input, reason): unreadable subfolders, then files
     others: Counter = Counter()  # files of other kinds, by suffix
+    repeats: list[Path] = []  # second names of folders
     own = [out_root] + ([Path(args.roi_mask)] if getattr(args, "roi_mask", None) else [])
     inside = [path for path in own if os.path.realpath(path) != os.path.realpath(src)]  # its own folders: not inputs
-    files = _input_files(src, suffixes, failures, exclude=inside, others=others)
+    files = _input_files(src, suffixes, failures, exclude=inside, others=others, repeats=repeats)
     if not files and not failures:
         raise UsageError(f"no input files ({', '.join(sorted(suffixes))}) in {src}")
     targets = _mirror_paths(src, files, out_root, out_suffix)
@@ -695,14 +700,12 @@ def _run_folder(src: Path, args: argparse.Namespace, suffixes: set[str], out_suf
             if args.verbose:
                 tqdm.write(result)
     print(f"{written} written, {skipped} skipped (existing), {len(failures)} failed")
+    if repeats:
+        print(f"left alone: {len(repeats)} link(s) to a folder walked already under another name")
     if others:  # named as no input of this command: said, so that no photo is left out unnoticed
-        links = others.pop("links to folders walked already", 0)
-        if links:
-            print(f"left alone: {links} link(s) to a folder walked already under another name")
-        if others:
-            kinds = ", ".join(f"{suffix} {count}" for suffix, count in sorted(others.items()))
-            what = f"{next(iter(suffixes))} files" if len(suffixes) == 1 else "images"
-            print(f"left alone: {sum(others.values())} file(s) that are not {what} by their names ({kinds})")
+        kinds = ", ".join(f"{suffix} {count}" for suffix, count in sorted(others.items()))
+        what = f"{next(iter(suffixes))} files" if len(suffixes) == 1 else "images"
+        print(f"left alone: {sum(others.values())} file(s) that are not {what} by their names ({kinds})")
     for path, reason in sorted(failures):
         print(f"failed: {path}: {reason}", file=sys.stderr)
     return EXIT_PARTIAL if failures else 0
@@ -835,11 +838,11 @@ def cmd_models(args: argparse.Namespace) -> int:
     from .zoo import DEFAULT_MODEL, card_mismatch, describe, list_models
 
     entries = list_models()
-    warnings = {entry.name: card_mismatch(entry) for entry in entries}
+    mismatches = {entry.name: card_mismatch(entry) for entry in entries}
     if args.json:  # the same for scripts: the card's fields, where the weights are, why one is unusable
         print(json.dumps([{**({} if entry.problem else describe(entry)), "name": entry.name,
                            "default": entry.name == DEFAULT_MODEL, "weights": str(entry.weights),
-                           "problem": entry.problem, "warning": warnings[entry.name]} for entry in entries],
+                           "problem": entry.problem, "warning": mismatches[entry.name]} for entry in entries],
                          indent=2))
         return 0 if entries else 1
     if not entries:
@@ -858,7 +861,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         else:
             size = "parameters not recorded"
         default = " (default)" if entry.name == DEFAULT_MODEL else ""
-        warning = f" Warning: {warnings[entry.name]}." if warnings[entry.name] else ""
+        warning = f" Warning: {mismatches[entry.name]}." if mismatches[entry.name] else ""
         print(f"{entry.name}{default}: {d['config']} transforms, {d['prior']} prior, {rate}, {size}. {d['summary']}"
               + warning)
     return 0
@@ -949,7 +952,7 @@ def cmd_export_model(args: argparse.Namespace) -> int:
         from .codec.api import quality_to_q16
         from .eval.runner import list_images
 
-        args.qualities = numbers("0,0.25,0.5,0.75,1") if args.qualities is None else args.qualities
+        args.qualities = numbers(CARD_QUALITIES) if args.qualities is None else args.qualities
         if not args.qualities:
             raise UsageError("--qualities: give at least one quality to measure with --kodak")
         for q in args.qualities:
@@ -1172,7 +1175,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for NAME.safetensors/.json (default: the user model folder)")
     p.add_argument("--summary", default="", help="one line for `edgecodec models`")
     p.add_argument("--kodak", help="measure the model on this folder of PNGs and record it in the card")
-    p.add_argument("--qualities", type=numbers, help="with --kodak: the qualities to measure (default 0,0.25,0.5,0.75,1)")
+    p.add_argument("--qualities", type=numbers,
+                   help=f"with --kodak: the qualities to measure (default {CARD_QUALITIES})")
     p.add_argument("--min-level", type=finite_number, default=None,
                    help="level that quality 0 maps to (< 0 extrapolates the gains below the lowest trained level)")
     p.add_argument("--previous", metavar="CARD",
@@ -1254,13 +1258,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     handled = threading.current_thread() is threading.main_thread() and "WORLD_SIZE" not in os.environ
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if handled else None
     try:
-        return _run(parser, args)
+        return _run(args)
     finally:
         if previous is not None:  # None: a handler not set from Python, which cannot be put back
             signal.signal(signal.SIGTERM, previous)
 
 
-def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace) -> int:
     from .errors import EdgecodecError, UsageError
 
     try:  # Pillow warns of an image over its limit before edgecodec refuses it (exit 7): one line, not two
@@ -1304,8 +1308,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     except Exception as exc:  # never show users a traceback; EDGECODEC_DEBUG=1 shows it
         if isinstance(exc, ModuleNotFoundError) and exc.name == "PIL":  # a device set up for edgecodec.lite
             print(f"edgecodec: error: Pillow is not installed, and `edgecodec {args.command}` needs it (pip install "
-                  "pillow); without it, code in Python with edgecodec.lite's LiteEncoder and LiteDecoder (README, On the "
-                  "edge)", file=sys.stderr)
+                  "pillow); without it, code in Python with edgecodec.lite's LiteEncoder and LiteDecoder "
+                  "(README, On the edge)", file=sys.stderr)
             return EXIT_USAGE
         if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG and exc.filename:
             # An input path no file can have: Path.exists() and is_dir() raise for it, not False.

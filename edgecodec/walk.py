@@ -29,7 +29,6 @@ def walk_tree(root: str | Path, skip: Callable[[str], bool] = lambda path: False
     subfolders (their paths) not to walk at all; ``onerror``: os.walk's, for folders it cannot list."""
     root = os.fspath(root)
     top = os.path.realpath(root)
-    own = {os.path.realpath(folder) for folder, _, _ in os.walk(root)}  # the tree's folders by their own names
     walked: set[str] = set()
     for folder, subfolders, names in os.walk(root, onerror=onerror, followlinks=True):
         real = os.path.realpath(folder)
@@ -37,7 +36,7 @@ def walk_tree(root: str | Path, skip: Callable[[str], bool] = lambda path: False
         if folder != root and os.path.islink(folder):
             if contains(real, top) or contains(real, os.path.realpath(os.path.dirname(folder))):
                 why = LOOP
-            elif real in own or real in walked:
+            elif contains(top, real) or real in walked:  # inside the tree: walked under its own name
                 why = REPEAT
         elif real in walked:  # reached again through a linked parent
             why = REPEAT

@@ -225,8 +225,10 @@ def mask_levels(img: Image.Image, max_pixels: int | None = None) -> np.ndarray:
     their values all lie within 0-255 (8-bit levels saved in a 16-bit file), colour masks taken by
     their luma, and transparent pixels count as black (the background)."""
     check_pixels(img.width, img.height, max_pixels)  # before anything decodes it
-    if img.mode.startswith("I;16") and np.asarray(img).max(initial=0) <= 255:
-        img = Image.fromarray(np.asarray(img).astype(np.uint8), "L")
+    if img.mode.startswith("I;16"):
+        levels = np.asarray(img)
+        if levels.max(initial=0) <= 255:
+            img = Image.fromarray(levels.astype(np.uint8), "L")
     prepared = prepare_pil(img, max_pixels=max_pixels)
     levels = np.asarray(Image.fromarray(prepared.rgb).convert("L"))
     if prepared.alpha is not None:
