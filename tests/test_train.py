@@ -188,6 +188,13 @@ def test_training_folders_as_researchers_have_them(tmp_path, caplog):
     assert "training images: 1 of 4 files (3 unreadable, 0 smaller than 64x64, data.crop)" in caplog.text
     with pytest.raises(ValueError, match=r"no usable validation images \(at least 128x128, data.val_crop\)"):
         make_datasets(one, 64, (0.5, 1.0), val_fraction=0.0, val_crop=128)
+    for i in range(9):  # resize mode's fallback: the first 8 usable images, not the first 8 files
+        Image.fromarray(synthetic_photo(rng)).save(one / f"z{i}.png")
+    train, val = make_datasets(one, 32, (1.0, 1.0), val_fraction=0.0, val_crop=32, mode="resize")
+    assert len(train) == 10 and len(val) == 8 and "broken0.png" not in str(val.paths)
+    from edgecodec.eval.original import held_out_images  # what the original-experiment evaluation measures on
+    names, images = held_out_images(one, 0.0, 32)
+    assert names == [p.name for p in val.paths] and all(image.shape == (32, 32, 3) for image in images)
 
 
 def test_loss_decreases(image_folder, tmp_path):

@@ -152,19 +152,13 @@ def load_run(run: Path, which: str = "last") -> tuple[torch.nn.Module, dict, dic
 
 def held_out_images(root: str | Path, val_fraction: float, size: int) -> tuple[list[str], list[np.ndarray]]:
     """Names and (size, size, 3) uint8 arrays of the held-out files, prepared as in training."""
-    from ..train.data import load_square, split_paths
+    from ..train.data import split_paths, validation_set
 
-    train, val = split_paths(root, val_fraction)
-    val = val or train[:8]  # a tiny folder holds none out: its first files, as its training run validated on
-    names, images = [], []
-    for path in val:
-        arr = load_square(path, size)
-        if arr is not None:
-            names.append(path.name)
-            images.append(arr)
-    if not images:
-        raise ValueError(f"no held-out images in {root} at val_fraction {val_fraction}")
-    return names, images
+    try:  # the validation set its training run used
+        val = validation_set(*split_paths(root, val_fraction), size, "resize")
+    except ValueError as exc:
+        raise ValueError(f"no held-out images in {root} at val_fraction {val_fraction}: {exc}") from None
+    return [p.name for p in val.paths], [image.permute(1, 2, 0).numpy() for image in val.images]
 
 
 def _to_uint8(x: torch.Tensor) -> np.ndarray:

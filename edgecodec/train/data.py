@@ -141,13 +141,16 @@ def load_square(path: Path, size: int) -> np.ndarray | None:
 
 
 class ResizedDataset(Dataset):
-    """Whole images, centre-cropped to a square and resized to ``size`` once (``data.mode: resize``)."""
+    """Whole images, centre-cropped to a square and resized to ``size`` once (``data.mode: resize``).
+    ``limit``: the first that many usable images of ``paths``, as CropDataset's."""
 
-    def __init__(self, paths: list[Path], size: int) -> None:
-        arrays = (load_square(p, size) for p in paths)
+    def __init__(self, paths: list[Path], size: int, limit: int | None = None) -> None:
         self.paths = []
         images = []
-        for path, arr in zip(paths, arrays):
+        for path in paths:
+            if limit is not None and len(images) >= limit:
+                break
+            arr = load_square(path, size)
             if arr is not None:
                 self.paths.append(path)
                 images.append(torch.from_numpy(arr).permute(2, 0, 1))
@@ -187,13 +190,19 @@ def data_digest(root: str | Path, *datasets: Dataset) -> dict[str, Any]:
 
 def make_datasets(root: str | Path, crop: int, scale: tuple[float, float], val_fraction: float,
                   val_crop: int = 256, mode: str = "crop") -> tuple[Dataset, Dataset]:
+    if mode not in ("crop", "resize"):
+        raise ValueError(f"data.mode must be crop or resize, not {mode!r}")
     train, val = split_paths(root, val_fraction)
     if not val:  # tiny folders: validate on a few training images rather than on nothing
         log.warning("no image file is held out for validation (%d files, data.val_fraction=%g): validating on "
                     "8 training images, so best.pt is chosen on images it trained on", len(train), val_fraction)
+    train_set = ResizedDataset(train, crop) if mode == "resize" else CropDataset(train, crop, scale, train=True)
+    return train_set, validation_set(train, val, val_crop, mode)
+
+
+def validation_set(train: list[Path], val: list[Path], size: int, mode: str) -> Dataset:
+    """The held-out files of split_paths; a folder holding none out: its first 8 usable training images."""
+    limit = None if val else 8
     if mode == "resize":
-        return ResizedDataset(train, crop), ResizedDataset(val or train[:8], val_crop)
-    if mode != "crop":
-        raise ValueError(f"data.mode must be crop or resize, not {mode!r}")
-    return (CropDataset(train, crop, scale, train=True),
-            CropDataset(val or train, val_crop, train=False, limit=None if val else 8))
+        return ResizedDataset(val or train, size, limit=limit)
+    return CropDataset(val or train, size, train=False, limit=limit)
