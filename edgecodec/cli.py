@@ -1186,9 +1186,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_export_model)
 
-    from .eval.command import add_eval_parser, add_metrics_parser
+    from .eval.command import add_bdrate_parser, add_eval_parser, add_metrics_parser
     add_eval_parser(sub)
     add_metrics_parser(sub)
+    add_bdrate_parser(sub)
 
     from .web.command import add_serve_parser
     add_serve_parser(sub)
@@ -1211,7 +1212,7 @@ def _raise_terminated(signum: int, frame: object) -> None:
 
 
 # Commands that never load torch: their start stays fast (no torch import held for them).
-TORCH_FREE_COMMANDS = frozenset({"info", "plot-training"})
+TORCH_FREE_COMMANDS = frozenset({"info", "plot-training", "bdrate"})
 
 
 def _import_holding_signals(module: str) -> None:

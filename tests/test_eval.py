@@ -706,3 +706,33 @@ def test_rows_are_measured_again_when_the_measuring_code_changes(sweep, crops_di
     assert json.loads(again.summary_path.read_text())["code"] == "another code"
     with open(again.csv_path) as f:
         assert {row["code"] for row in csv.DictReader(f)} == {"another code"}
+
+
+def test_bdrate_command_reads_results_files(tmp_path, capsys):
+    """`edgecodec bdrate ANCHOR TEST...`: BD-rates of curves already measured (eval's compressai/*.json,
+    CompressAI's eval_model output), as eval's summary computes them; a test spending 0.8 times the
+    anchor's bits at every quality is -20%."""
+    from edgecodec.cli import main
+
+    anchor, test = tmp_path / "anchor.json", tmp_path / "test.json"
+    bpp, psnr = [0.1, 0.2, 0.4, 0.8, 1.6], [27.0, 29.5, 32.0, 34.0, 36.5]
+    anchor.write_text(json.dumps({"name": "old", "results": {"bpp": bpp, "psnr-rgb": psnr,
+                                                             "ms-ssim-rgb": [0.9, 0.94, 0.96, 0.98, 0.99]}}))
+    test.write_text(json.dumps({"name": "new", "results": {"bpp": [0.8 * b for b in bpp], "psnr-rgb": psnr}}))
+    assert main(["bdrate", str(anchor), str(test), "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["test"], row["anchor"]) == ("new", "old")
+    assert row["psnr_pchip"] == pytest.approx(-20, abs=1e-6) and row["psnr_cubic"] == pytest.approx(-20, abs=0.5)
+    assert row["ms_ssim_pchip"] is None and row["st_lpips_cubic"] is None  # not in both files: n/a
+    assert main(["bdrate", str(anchor), str(test), "--range", "0.2,0.8"]) == 0
+    out = capsys.readouterr().out
+    assert "0.2-0.8 bpp" in out and "new" in out and "-20.00%" in out and "n/a" in out
+    assert main(["bdrate", str(anchor), f"again={anchor}"]) == 0
+    assert "+0.00%" in capsys.readouterr().out
+    for args, message in [([str(anchor), str(anchor)], "'old' is already given"),
+                          ([str(anchor), str(tmp_path / "missing.json")], "no such file")]:
+        assert main(["bdrate", *args]) == 2
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        main(["bdrate", str(anchor), str(test), "--range", "0.8,0.2"])
+    assert usage.value.code == 2 and "0 < LO < HI" in capsys.readouterr().err

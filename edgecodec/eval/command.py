@@ -74,8 +74,9 @@ def _fmt(value: float | None, digits: int) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
-def _compared_curves(specs: list[str], measured: set[str]) -> dict[str, dict]:
-    """The curves of the ``--compare`` files, each name used once; UsageError for a bad file or name."""
+def _compared_curves(specs: list[str], measured: set[str], option: str = "--compare ") -> dict[str, dict]:
+    """The curves of the ``[NAME=]FILE`` specs (``--compare``'s), each name used once and none of
+    ``measured``; UsageError, naming ``option``, for a bad file or name."""
     from ..errors import UsageError
     from .compressai_format import ResultsFormatError, read_curves
 
@@ -85,15 +86,15 @@ def _compared_curves(specs: list[str], measured: set[str]) -> dict[str, dict]:
         if not sep or Path(spec).is_file():  # a path holding "=" is a path
             name, path = None, spec
         elif not name.strip():
-            raise UsageError(f"--compare {spec}: empty NAME")
+            raise UsageError(f"{option}{spec}: empty NAME")
         try:
             found = read_curves(path, name.strip() if name else None)
         except ResultsFormatError as exc:
-            raise UsageError(f"--compare: {exc}") from None
+            raise UsageError(f"{option.strip() or 'results file'}: {exc}") from None
         for key in found:
             if key in curves or key in measured:
-                raise UsageError(f"--compare {spec}: a curve named {key!r} is already in the evaluation; "
-                                 "rename it with --compare NAME=FILE")
+                raise UsageError(f"{option}{spec}: a curve named {key!r} is already given; "
+                                 f"rename it with {option}NAME=FILE")
         curves.update(found)
     return curves
 
@@ -183,6 +184,62 @@ def cmd_eval(args: argparse.Namespace) -> int:
                             anchors=anchors)
         print(f"wrote {html}")
     return 0
+
+
+def _rate_range(text: str) -> tuple[float, float]:
+    values = numbers(text)
+    if len(values) != 2 or not 0 < values[0] < values[1]:
+        raise argparse.ArgumentTypeError(f"expected LO,HI with 0 < LO < HI (bpp), got {text!r}")
+    return values[0], values[1]
+
+
+def add_bdrate_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``bdrate`` sub-command: BD-rates between results files, no measuring."""
+    p = subparsers.add_parser(
+        "bdrate", help="BD-rates between rate-quality curves in results files (CompressAI's format)",
+        description="BD-rate of each TEST curve against each ANCHOR curve, on PSNR, MS-SSIM and ST-LPIPS "
+                    "(PCHIP, and the cubic fit of VCEG-M33), read from results files as `edgecodec eval` writes "
+                    "them (OUT/compressai/NAME.json) or CompressAI's eval_model does; a file holding several curves "
+                    "under \"curves\" gives them all. Negative: the test needs fewer bits at equal quality. "
+                    "Computed as eval's summary.json computes its BD-rates.")
+    p.add_argument("anchor", metavar="[NAME=]ANCHOR", help="results file of the anchor curve(s)")
+    p.add_argument("tests", nargs="+", metavar="[NAME=]TEST", help="results file(s) of the tested curve(s)")
+    p.add_argument("--range", type=_rate_range, metavar="LO,HI", dest="rate_range",
+                   help="only the qualities the anchor reaches from LO to HI bpp (eval's bd_rates_in_range "
+                        "uses 0.15,1); default: all the qualities both curves reach")
+    p.add_argument("--json", action="store_true", help="print the table as JSON (a list, one entry a pair)")
+    p.set_defaults(func=cmd_bdrate)
+    return p
+
+
+def cmd_bdrate(args: argparse.Namespace) -> int:
+    import json
+
+    from .bdrate import METRICS
+    from .summary import bd_rate_table
+
+    anchors = _compared_curves([args.anchor], set(), option="")
+    tests = _compared_curves(args.tests, set(anchors), option="")
+    curves = {**{name: {**curve, "kind": "external"} for name, curve in anchors.items()},
+              **{name: {**curve, "kind": "learned"} for name, curve in tests.items()}}
+    table = bd_rate_table(curves, args.rate_range)
+    if args.json:
+        print(json.dumps([{key: None if isinstance(v, float) and math.isnan(v) else v for key, v in row.items()}
+                          for row in table], indent=2))
+        return 0
+    span = "all shared qualities" if args.rate_range is None else f"{args.rate_range[0]:g}-{args.rate_range[1]:g} bpp"
+    print(f"BD-rate, % bits at equal quality (PCHIP; cubic in brackets), {span}; n/a: no common range or metric")
+    width = max(len(name) for name in curves)
+    print(f"{'test':<{width}}  {'anchor':<{width}}  " + "  ".join(f"{m.upper().replace('_', '-'):>17}" for m in METRICS))
+    for row in table:
+        cells = [_signed(row[f"{m}_pchip"]) + ("" if math.isnan(row[f"{m}_cubic"]) else f" ({_signed(row[f'{m}_cubic'])})")
+                 for m in METRICS]
+        print(f"{row['test']:<{width}}  {row['anchor']:<{width}}  " + "  ".join(f"{c:>17}" for c in cells))
+    return 0
+
+
+def _signed(value: float) -> str:
+    return "n/a" if not math.isfinite(value) else f"{value:+.2f}%"
 
 
 def add_metrics_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
