@@ -656,10 +656,12 @@ def _input_files(src: Path, suffixes: set[str], unreadable: list[tuple[Path, str
 
 def _run_folder(src: Path, args: argparse.Namespace, suffixes: set[str], out_suffix: str,
                 one: Callable[[Path, Path, argparse.Namespace], str]) -> int:
-    from tqdm import tqdm
-
     from .errors import EdgecodecError, OutputWriteError, UsageError
 
+    try:
+        from tqdm import tqdm
+    except ModuleNotFoundError:  # a device set up from requirements-lite.txt: folders run without a bar
+        tqdm = None
     if not args.output or args.output == STDIO:
         raise UsageError("a folder input needs -o OUTPUT_FOLDER")
     if args.skip_existing and args.force:
@@ -689,16 +691,21 @@ def _run_folder(src: Path, args: argparse.Namespace, suffixes: set[str], out_suf
     removed = remove_stale_temps(out_root, out_suffix)
     if removed:
         print(f"removed {removed} temporary file(s) left in {out_root} by an interrupted run")
-    with tqdm(total=len(files), initial=skipped, desc=args.command, unit="file",
-              disable=args.quiet or None) as progress:
+    progress = None if tqdm is None else tqdm(total=len(files), initial=skipped, desc=args.command, unit="file",
+                                               disable=args.quiet or None)
+    try:
         for path, result in _each_file(pending, lambda path: one(path, targets[path], args), jobs):
-            progress.update()
+            if progress is not None:
+                progress.update()
             if isinstance(result, EdgecodecError):  # its message may start with the path, shown already
                 failures.append((path, str(result).removeprefix(f"{path}: ")))
                 continue
             written += 1
             if args.verbose:
-                tqdm.write(result)
+                (print if progress is None else tqdm.write)(result)
+    finally:
+        if progress is not None:
+            progress.close()
     print(f"{written} written, {skipped} skipped (existing), {len(failures)} failed")
     if repeats:
         print(f"left alone: {len(repeats)} link(s) to a folder walked already under another name")

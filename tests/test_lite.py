@@ -284,6 +284,23 @@ assert not outside, outside
     assert np.array_equal(np.load(tmp_path / "out.npy"), lite.decode(data)[0])
 
 
+def test_a_decoder_only_copy_of_an_export_decodes_and_its_encoder_says_what_is_missing(exported, lite, tmp_path):
+    """The README's 4.9 MB of model files (decoder, tables, manifest) decode; LiteEncoder on them was
+    a bare "[Errno 2] No such file or directory: .../encoder.onnx"."""
+    import shutil
+
+    from edgecodec.lite import LiteEncoder
+
+    copy = tmp_path / "decoder-only"
+    copy.mkdir()
+    for name in ("decoder.onnx", "tables.safetensors", "manifest.json"):
+        shutil.copy(exported / name, copy / name)
+    data = edgecodec.compress(synthetic_photo(np.random.RandomState(3), 64), quality=0.5, model=SHIPPED)
+    assert np.array_equal(LiteDecoder(copy, threads=1).decode(data)[0], lite.decode(data)[0])
+    with pytest.raises(FileNotFoundError, match=r"has no encoder.onnx, which its manifest.json lists: copy it"):
+        LiteEncoder(copy, threads=1)
+
+
 def test_ans_loaded_by_file_coexists_with_compressai(tmp_path):
     script = """
 from edgecodec.lite.rans import load_ans
@@ -866,6 +883,8 @@ def test_command_line_compress_and_decompress_with_the_onnx_backend_need_no_torc
     exif[0x010F] = "TestMaker"
     rgba = np.dstack([kodim23_rgb[:96, :128], (kodim23_rgb[:96, :128, :1] > 100).astype(np.uint8) * 255])
     Image.fromarray(rgba, "RGBA").save(tmp_path / "in.png", exif=exif.tobytes())
+    (tmp_path / "folder").mkdir()
+    Image.fromarray(kodim23_rgb[:64, :96]).save(tmp_path / "folder" / "in.png")
     result = run_without(f"""
 from edgecodec.cli import main
 common = ["--backend", "onnx", "--onnx-dir", {str(exported)!r}]
@@ -874,8 +893,21 @@ code = main(["--threads", "1", "compress", {str(tmp_path / 'in.png')!r}, "-o", {
 code = code or main(["--threads", "1", "decompress", {str(tmp_path / 'lite.edc')!r}, "-o",
                      {str(tmp_path / 'out.png')!r}, *common])
 assert code == 0, f"exit code {{code}}"
-""", tmp_path, blocked=("torch", "torchvision"))
+import shutil  # a folder, without tqdm too (requirements-lite.txt has none): no progress bar, the same files
+shutil.copytree({str(tmp_path / 'folder')!r}, {str(tmp_path / 'folder-in')!r})
+code = main(["--threads", "1", "compress", {str(tmp_path / 'folder-in')!r}, "-o", {str(tmp_path / 'coded')!r},
+             "--quality", "0.4", "-v", *common])
+code = code or main(["--threads", "1", "decompress", {str(tmp_path / 'coded')!r}, "-o", {str(tmp_path / 'back')!r},
+                     *common])
+assert code == 0, f"exit code {{code}}"
+""", tmp_path, blocked=("torch", "torchvision", "tqdm"))
     assert result.returncode == 0, result.stderr
+    assert result.stdout.count("1 written, 0 skipped (existing), 0 failed") == 2, result.stdout
+    coded = Container.from_bytes((tmp_path / "coded" / "in.edc").read_bytes())
+    assert coded.header == Container.from_bytes(edgecodec.compress(tmp_path / "folder" / "in.png", quality=0.4,
+                                                                   model=SHIPPED)).header
+    with Image.open(tmp_path / "back" / "in.png") as back:
+        assert back.size == (96, 64)
     lite_file = Container.from_bytes((tmp_path / "lite.edc").read_bytes())
     reference = Container.from_bytes(edgecodec.compress(tmp_path / "in.png", quality=0.4, model=SHIPPED,
                                                         metadata="keep"))

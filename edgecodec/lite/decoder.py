@@ -62,6 +62,8 @@ def read_export(model_dir: Path, graphs: list[str]) -> tuple[dict, dict[str, np.
     for name in ("tables.safetensors", *graphs):
         if name not in manifest["files"]:
             raise FileNotFoundError(f"{model_dir} has no {name}")
+        if not (model_dir / name).is_file():  # listed but not copied (a decoder-only copy given to the encoder)
+            raise FileNotFoundError(f"{model_dir} has no {name}, which its {MANIFEST} lists: copy it from the export")
         if _sha256(model_dir / name) != manifest["files"][name]["sha256"]:
             raise ValueError(f"{model_dir / name} does not match its manifest (damaged or replaced)")
     # The tables name the weights they were made from (exports since 2026-12-06): a manifest edited
