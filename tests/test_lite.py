@@ -301,6 +301,33 @@ def test_a_decoder_only_copy_of_an_export_decodes_and_its_encoder_says_what_is_m
         LiteEncoder(copy, threads=1)
 
 
+def test_onnxruntime_telemetry_is_off_unless_the_user_turns_it_on(exported, kodim23_rgb, tmp_path):
+    """onnxruntime 1.32 wrote a device id and an event database under ~/.cache/Microsoft/DeveloperTools
+    (uploaded to Microsoft) from every lite decode and encode; ORT_DISABLE_TELEMETRY=1 keeps it off,
+    and a value the user set is left as it is."""
+    import os
+
+    (tmp_path / "in.edc").write_bytes(edgecodec.compress(kodim23_rgb[:64, :64], quality=0.5, model=SHIPPED))
+    script = f"""
+import os
+from edgecodec.lite import LiteDecoder, LiteEncoder
+rgb, _ = LiteDecoder({str(exported)!r}, threads=1).decode(open({str(tmp_path / 'in.edc')!r}, "rb").read())
+LiteEncoder({str(exported)!r}, threads=1).encode(rgb, quality=0.5)
+print(os.environ["ORT_DISABLE_TELEMETRY"])
+"""
+    for given, home in ((None, tmp_path / "home"), ("0", tmp_path / "opted-in")):
+        home.mkdir()
+        env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+        env.update(HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"), PYTHONPATH=str(REPO))
+        if given is not None:
+            env["ORT_DISABLE_TELEMETRY"] = given
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == (given or "1")
+    assert not (tmp_path / "home" / ".cache" / "Microsoft").exists()
+    assert (tmp_path / "opted-in" / ".cache" / "Microsoft").exists()  # the check can fail: opted in, it writes
+
+
 def test_ans_loaded_by_file_coexists_with_compressai(tmp_path):
     script = """
 from edgecodec.lite.rans import load_ans

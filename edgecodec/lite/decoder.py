@@ -116,8 +116,9 @@ def _manifest_problem(manifest: dict) -> str | None:
 
 def onnx_session(path: Path, threads: int | None):
     """An onnxruntime CPU session; ``threads``: intra-op threads (None or 0: its default, all cores)."""
-    import onnxruntime as ort
+    from .runtime import import_onnxruntime
 
+    ort = import_onnxruntime()
     if threads is not None:  # onnxruntime's own refusal is a pybind TypeError naming no argument; -1 passed
         if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
             raise TypeError(f"threads must be a whole number or None, not {type(threads).__name__}")

@@ -87,8 +87,10 @@ MATMUL_GRAPH = Path(__file__).with_name("matmul_f64.onnx")
 @lru_cache(maxsize=None)
 def _onnxruntime_matmul_in(pid: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
     """onnxruntime's float64 MatMul, or None where onnxruntime is not installed (cached either way)."""
+    from .runtime import import_onnxruntime
+
     try:
-        import onnxruntime as ort
+        ort = import_onnxruntime()
     except ImportError:
         return None
     options = ort.SessionOptions()
