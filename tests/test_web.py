@@ -236,6 +236,65 @@ def test_pillows_decompression_bomb_limit_is_reported_as_the_servers(client):
     assert f"{PIXEL_LIMIT:,} pixels" in error and "--max-pixels" in error and "decompression bomb" not in error
 
 
+def test_a_grayscale_upload_shows_and_measures_what_decompress_gives(client, crop_rgb):
+    """The page decoded a grayscale source's .edc as colour (up to 19 levels of tint) and measured
+    that, where `edgecodec decompress` writes mode L and `edgecodec metrics` measures it."""
+    from edgecodec.metrics import psnr as measured_psnr
+
+    gray = Image.fromarray(crop_rgb).convert("L")
+    upload = io.BytesIO()
+    gray.save(upload, format="PNG")
+    r = client.post(f"/api/compress?quality=0.5&model={SHIPPED}", content=upload.getvalue())
+    assert r.status_code == 200, r.text
+    entry = next(e for e in r.json()["results"] if e["codec"] == "edgecodec")
+    decoded = edgecodec.decompress(base64.b64decode(entry["file"]))
+    with Image.open(io.BytesIO(base64.b64decode(entry["png"]))) as shown:
+        assert shown.mode == decoded.mode == "L" and np.array_equal(np.array(shown), np.array(decoded))
+    reference = np.array(gray.convert("RGB"))
+    assert entry["psnr"] == pytest.approx(measured_psnr(reference, np.array(decoded.convert("RGB"))), abs=1e-9)
+
+
+def test_a_server_limit_above_pillows_reads_the_image_instead_of_blaming_the_limit():
+    """--max-pixels above Pillow's own limit: a 196 MP header was refused 413 "over this server's
+    limit of 1,000,000,000 pixels"; Pillow's limit now yields to the server's."""
+    png = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(png, format="PNG")
+    data = bytearray(png.getvalue())
+    data[16:24] = (14000).to_bytes(4, "big") * 2  # 196 MP: over twice Pillow's limit, under the server's
+    data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")
+    with TestClient(web.create_app(max_pixels=10**9, workers=1)) as c:
+        r = c.post("/api/compress", content=bytes(data))
+    assert r.status_code == 400 and "cannot read this image" in r.json()["error"], r.text  # no pixel data
+
+
+def test_uploads_that_stall_or_are_abandoned_end_cleanly(monkeypatch):
+    """A client gone mid-upload was an ASGI traceback (ClientDisconnect); one that stalled held the
+    request, and a Ctrl+C's graceful stop, for as long as it liked."""
+    import anyio
+    from starlette.requests import ClientDisconnect
+
+    class Upload:
+        def __init__(self, then):
+            self.then = then
+
+        async def stream(self):
+            yield b"first bytes"
+            await self.then()
+
+    async def disconnect():
+        raise ClientDisconnect()
+
+    async def stall():
+        await anyio.sleep(60)
+
+    monkeypatch.setattr(web, "UPLOAD_STALL_S", 0.2)
+    for then, status in ((disconnect, web.CLIENT_GONE), (stall, 408)):
+        start = time.perf_counter()
+        with pytest.raises(web.WebError) as refused:
+            anyio.run(web._read_upload, Upload(then), 10**6, "1 MB")
+        assert refused.value.status == status and time.perf_counter() - start < 5
+
+
 def test_a_comparison_stops_between_stages_once_nobody_waits(crop_png, monkeypatch):
     """stop() true before the work: nothing is read; true after the edgecodec encode: no
     classical codec runs (each takes seconds on a large image)."""
@@ -368,8 +427,12 @@ def test_serve_parser_defaults_to_loopback():
 
 
 @pytest.mark.parametrize("args", [["--max-upload-mb", "0"], ["--max-upload-mb", "nan"], ["--max-upload-mb", "inf"],
+                                  ["--max-upload-mb", "0.0000001"],  # was taken: 0 bytes, every upload refused
                                   ["--max-pixels", "0"], ["--workers", "0"], ["--port", "70000"]])
-def test_serve_refuses_bad_limits(args, capsys):
+def test_serve_refuses_bad_limits(args, capsys, monkeypatch):
+    def never(*_):  # a limit let through would start a server that runs until killed
+        raise AssertionError("the server would start")
+    monkeypatch.setattr("edgecodec.web.command.listening_socket", never)
     try:
         code = cli.main(["serve", *args])
     except SystemExit as exc:  # argparse's own check: a usage line, then the error
@@ -408,6 +471,22 @@ def test_process_serve_on_port_0_prints_the_port_it_got(tmp_path):
         else:
             pytest.fail("the server never answered")
         assert b"<html" in page
+        base = f"http://127.0.0.1:{match[1]}"
+        assert no_proxy.open(urllib.request.Request(f"{base}/", method="HEAD"), timeout=10).status == 200
+        # Other pages may not use it: a form post from another site (no preflight), or DNS rebinding
+        # (another name resolving to 127.0.0.1) - both ran comparisons of minutes and gigabytes.
+        for headers in ({"Origin": "http://evil.example"}, {"Host": "evil.example"}, {"Origin": "null"}):
+            request = urllib.request.Request(f"{base}/api/compress", data=b"not even an image", method="POST",
+                                             headers={"Content-Type": "text/plain", **headers})
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                no_proxy.open(request, timeout=10)
+            assert refused.value.code == 403, headers
+        for name in ("127.0.0.1", "localhost"):  # its own page's request reaches the comparison
+            own = urllib.request.Request(f"{base}/api/compress", data=b"not even an image", method="POST",
+                                         headers={"Origin": f"http://{name}:{match[1]}", "Host": f"{name}:{match[1]}"})
+            with pytest.raises(urllib.error.HTTPError) as answered:
+                no_proxy.open(own, timeout=10)
+            assert answered.value.code == 400, name
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -239,7 +239,7 @@ def mask_levels(img: Image.Image, max_pixels: int | None = None) -> np.ndarray:
 def load_mask(path: Path, max_pixels: int | None = None) -> np.ndarray:
     """A mask file's levels (``mask_levels``), read within the pixel limit as images are (Pillow's
     own limit would refuse a mask the caller allowed)."""
-    with _pillow_pixel_limit(pixel_limit(max_pixels)), Image.open(path) as img:
+    with pillow_pixel_limit(pixel_limit(max_pixels)), Image.open(path) as img:
         return mask_levels(img, max_pixels)
 
 
@@ -299,7 +299,7 @@ _PILLOW_LIMIT_LOCK = threading.RLock()
 
 
 @contextlib.contextmanager
-def _pillow_pixel_limit(limit: int) -> Iterator[None]:
+def pillow_pixel_limit(limit: int) -> Iterator[None]:
     """Let our pixel ``limit`` (checked right after the header is read, before decoding) govern
     where Pillow's global decompression-bomb limit would refuse an image the user allowed: Pillow
     refuses at Image.open above twice its MAX_IMAGE_PIXELS. Only then is the global lifted, under a
@@ -392,7 +392,7 @@ def load_image(image: ImageInput, alpha: str = "keep", max_pixels: int | None = 
     limit = pixel_limit(max_pixels)
     register_plugins()
     try:
-        with _pillow_pixel_limit(limit), Image.open(source) as img:
+        with pillow_pixel_limit(limit), Image.open(source) as img:
             _refuse_frames(img, label)
             check_pixels(img.width, img.height, limit)
             depth = source_bit_depth(img)

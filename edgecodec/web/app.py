@@ -14,7 +14,8 @@ Routes:
                           equal to the original has ``identical`` true and PSNR null (infinite).
 
 Errors are JSON ``{"error": message}``: 413 for an upload or an image over the limits, 400 for
-anything that is not a readable image or a bad parameter. Uploads are read into memory (never
+anything that is not a readable image or a bad parameter, 408 for an upload that stalls, 403 for
+a request another site's page sent (SameOriginOnly). Uploads are read into memory (never
 to disk) and refused as soon as they pass the byte limit. The CPU work runs in a thread pool, so
 requests do not wait for one another (up to ``workers`` comparisons at once, the others queue;
 ``/api/info`` never queues); the event loop stays free. A comparison whose client went away (the
@@ -55,6 +56,7 @@ MIME = {"edgecodec": "application/x-edc", "jpeg": "image/jpeg", "webp": "image/w
 
 STATIC = Path(__file__).parent / "static"
 DISCONNECT_POLL_S = 0.25
+UPLOAD_STALL_S = 30.0  # an upload that sends nothing for this long is answered 408 (and Ctrl+C waits no longer)
 
 
 class WebError(Exception):
@@ -87,9 +89,9 @@ def _size(n: int) -> str:
     return f"{value:,.1f}".rstrip("0").rstrip(".") + f" {unit}"  # 25 MB, 999.6 MB, 1,000 GB
 
 
-def _png(rgb: np.ndarray) -> bytes:
+def _png(image: np.ndarray | Image.Image) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG", compress_level=1)
+    (image if isinstance(image, Image.Image) else Image.fromarray(image)).save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
 
 
@@ -116,6 +118,52 @@ class _Metrics:
         return out
 
 
+class SameOriginOnly:
+    """ASGI middleware refusing (403) requests that other web pages make the browser send.
+
+    A page on any site can POST to http://127.0.0.1:8000 (a "simple" request: no preflight) and
+    start comparisons that take minutes and gigabytes; through DNS rebinding (a name of its own
+    resolving to 127.0.0.1) it can also read the answers. So a request that names another origin
+    (``Origin``) than the server it reached (``Host``) is refused unless it only reads (GET, HEAD),
+    and with ``loopback_only`` (the server bound to a loopback address) so is a ``Host`` that is
+    not localhost or a loopback address. Written here: Starlette's TrustedHostMiddleware checks
+    names only, and cuts an IPv6 Host ([::1]:8000) at its first colon."""
+
+    def __init__(self, app: Callable, loopback_only: bool) -> None:
+        self.app = app
+        self.loopback_only = loopback_only
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http":
+            problem = self.problem(scope)
+            if problem:
+                await JSONResponse({"error": problem}, status_code=403)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def problem(self, scope: dict) -> str | None:
+        import ipaddress
+        from urllib.parse import urlsplit
+
+        from starlette.datastructures import Headers
+
+        headers = Headers(scope=scope)
+        host = headers.get("host", "")
+        if self.loopback_only:
+            try:
+                name = urlsplit(f"//{host}").hostname or ""
+                local = name == "localhost" or ipaddress.ip_address(name).is_loopback
+            except ValueError:  # a name other than localhost, or a bad port
+                local = False
+            if not local:
+                return f"this server answers requests to this machine only, not to host {host!r}"
+        origin = headers.get("origin")
+        if scope["method"] not in ("GET", "HEAD") and origin is not None and \
+                origin.lower() != f"{scope.get('scheme', 'http')}://{host}".lower():
+            return f"cross-origin request refused: a page of {origin} cannot use this server"
+        return None
+
+
 def _upload_formats() -> list[str]:
     from ..codec.imageio import register_plugins
 
@@ -126,14 +174,15 @@ def _upload_formats() -> list[str]:
 
 def read_image(data: bytes, max_pixels: int):
     """The upload as a PreparedImage (8-bit RGB), or a WebError saying why not."""
-    from ..codec.imageio import load_image
+    from ..codec.imageio import load_image, pillow_pixel_limit
     from ..errors import ImageTooLargeError, InputImageError
 
     if not data:
         raise WebError(400, "the upload is empty: choose an image file")
     try:
-        img = Image.open(io.BytesIO(data), formats=_upload_formats())
-    except Image.DecompressionBombError:  # Pillow's own limit, far above ours: say ours
+        with pillow_pixel_limit(max_pixels):  # ours governs, also above Pillow's own limit
+            img = Image.open(io.BytesIO(data), formats=_upload_formats())
+    except Image.DecompressionBombError:  # Pillow's own limit, here also ours
         raise WebError(413, f"image too large: over this server's limit of {max_pixels:,} pixels "
                             "(edgecodec serve --max-pixels)") from None
     except UnidentifiedImageError:
@@ -160,7 +209,7 @@ def compare(data: bytes, *, model: str | None, quality: float | None, target_siz
     of interest, coded by edgecodec at ``roi_quality`` and measured alone in every entry. ``stop``:
     true once nobody waits for the answer; checked between stages (WebError 499 then)."""
     from .. import zoo
-    from ..codec.api import Encoder, decode_array, parse_size, quality_to_q16
+    from ..codec.api import Encoder, decompress, parse_size, quality_to_q16
     from ..codec.container import conversion_names
     from ..errors import EdgecodecError
     from ..eval import classical
@@ -187,21 +236,23 @@ def compare(data: bytes, *, model: str | None, quality: float | None, target_siz
             q16 = quality_to_q16(quality if quality is not None else 0.5)
             edc = encoder.encode(q16)
         encode_s = time.perf_counter() - t0
-        decoded, _ = decode_array(edc, max_pixels=max_pixels)
+        # as `edgecodec decompress` writes it (mode L for a grayscale source), measured as RGB
+        decoded_image = decompress(edc, max_pixels=max_pixels)
+        decoded = np.array(decoded_image.convert("RGB"))
     except EdgecodecError as exc:
         raise WebError(400, str(exc)) from None
     except ValueError as exc:
         raise WebError(400, str(exc)) from None
 
     def entry(name: str, label: str, file: bytes, dec: np.ndarray, quality_value: float, fits: bool,
-              seconds: float, extension: str) -> dict[str, Any]:
+              seconds: float, extension: str, png: bytes | None = None) -> dict[str, Any]:
         return {"codec": name, "label": label, "bytes": len(file), "bpp": 8 * len(file) / pixels,
                 "quality": quality_value, "fits": fits, "encode_s": seconds, "extension": extension,
-                "mime": MIME[name], **metrics(rgb, dec, lpips), "file": _b64(file), "png": _b64(_png(dec)),
+                "mime": MIME[name], **metrics(rgb, dec, lpips), "file": _b64(file), "png": _b64(png or _png(dec)),
                 "region_psnr": None if roi is None else _finite(psnr(crop_region(rgb, roi), crop_region(dec, roi)))}
 
     results = [entry("edgecodec", f"edgecodec ({model})", edc, decoded, round(q16 / 65535, 4),
-                     requested is None or len(edc) <= requested, encode_s, ".edc")]
+                     requested is None or len(edc) <= requested, encode_s, ".edc", _png(decoded_image))]
     target = len(edc)  # the classical codecs get the same budget: closest size that does not exceed it
     for name in CLASSICAL:
         codec = classical.get_codec(name)
@@ -220,6 +271,31 @@ def compare(data: bytes, *, model: str | None, quality: float | None, target_siz
             "results": results, "elapsed_s": time.perf_counter() - start}
 
 
+async def _read_upload(request: Request, max_bytes: int, limit: str) -> bytes:
+    """The request body, counted as it arrives (a lying Content-Length gains nothing): 413 past
+    ``max_bytes``, 408 when nothing arrives for UPLOAD_STALL_S, 499 when the client goes away."""
+    from starlette.requests import ClientDisconnect
+
+    body = bytearray()
+    chunks = request.stream()
+    try:
+        while True:
+            with anyio.fail_after(UPLOAD_STALL_S):
+                try:
+                    chunk = await chunks.__anext__()
+                except StopAsyncIteration:
+                    return bytes(body)
+            body += chunk
+            if len(body) > max_bytes:
+                raise WebError(413, f"file too large: over this server's upload limit of {limit}")
+    except ClientDisconnect:
+        raise WebError(CLIENT_GONE, "the client went away during the upload") from None
+    except TimeoutError:
+        raise WebError(408, f"the upload stalled: nothing arrived for {UPLOAD_STALL_S:g} s") from None
+    finally:
+        await chunks.aclose()
+
+
 def _parameter_problem(error: dict[str, Any]) -> str:
     """One of FastAPI's validation errors as "quality: Input should be a valid number, got 'abc'"."""
     name = ".".join(str(part) for part in error.get("loc", ())[1:]) or "request"
@@ -228,8 +304,9 @@ def _parameter_problem(error: dict[str, Any]) -> str:
 
 
 def create_app(max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1e6), max_pixels: int = DEFAULT_MAX_PIXELS,
-               workers: int | None = None) -> FastAPI:
+               workers: int | None = None, loopback_only: bool = False) -> FastAPI:
     """The application. ``workers``: comparisons run at once (default: CPU cores, at least 2).
+    ``loopback_only``: answer only requests addressed to this machine's loopback (SameOriginOnly).
 
     Sets torch to one intra-op thread for the process: requests run in parallel threads instead,
     and torch's thread count is process-wide, so one request leaving the codec's single_thread()
@@ -240,6 +317,7 @@ def create_app(max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1e6), max_pix
 
     torch.set_num_threads(1)
     app = FastAPI(title="edgecodec", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(SameOriginOnly, loopback_only=loopback_only)
     limiter = anyio.CapacityLimiter(workers or max(2, os.cpu_count() or 1))
     metrics = _Metrics()
     app.state.limits = {"max_upload_bytes": max_upload_bytes, "max_pixels": max_pixels}
@@ -262,7 +340,7 @@ def create_app(max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1e6), max_pix
         return JSONResponse({"error": "; ".join(map(_parameter_problem, exc.errors())) or "bad request"},
                             status_code=400)
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
@@ -306,27 +384,23 @@ def create_app(max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1e6), max_pix
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > max_upload_bytes:
             raise WebError(413, f"file too large: {_size(int(declared))} is over this server's upload limit of {limit}")
-        body = bytearray()
-        async for chunk in request.stream():  # counted as it arrives: a lying Content-Length gains nothing
-            body += chunk
-            if len(body) > max_upload_bytes:
-                raise WebError(413, f"file too large: over this server's upload limit of {limit}")
-        gone = threading.Event()
-
-        async def watch_client() -> None:
-            while not await request.is_disconnected():
-                await anyio.sleep(DISCONNECT_POLL_S)
-            gone.set()
-
-        app.state.busy += 1
+        app.state.busy += 1  # from the upload on: Ctrl+C's message counts one still arriving
         try:
+            body = await _read_upload(request, max_upload_bytes, limit)
+            gone = threading.Event()
+
+            async def watch_client() -> None:
+                while not await request.is_disconnected():
+                    await anyio.sleep(DISCONNECT_POLL_S)
+                gone.set()
+
             # Caught inside the task group and raised after it: anyio would wrap it in an ExceptionGroup.
             outcome: dict[str, Any] = {}
             async with anyio.create_task_group() as group:
                 group.start_soon(watch_client)
                 try:
                     outcome["result"] = await anyio.to_thread.run_sync(
-                        lambda: compare(bytes(body), model=model, quality=quality, target_size=target_size,
+                        lambda: compare(body, model=model, quality=quality, target_size=target_size,
                                         lpips=lpips, max_pixels=max_pixels, metrics=metrics,
                                         roi=region_of_interest, roi_quality=roi_quality, stop=gone.is_set),
                         limiter=limiter)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import socket
 
 from ..argtypes import positive_number
@@ -10,6 +11,7 @@ from ..argtypes import positive_number
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_MAX_UPLOAD_MB = 20.0
+MIN_UPLOAD_MB = 0.001
 # 2048 x 2048. A comparison encodes six codecs to a size and measures each: measured here on one
 # core, 2000 x 2000 took 218 s and 3.1 GB, 4000 x 4000 16 minutes and 7.7 GB (per worker).
 DEFAULT_MAX_PIXELS = 4_194_304
@@ -41,6 +43,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.max_pixels <= 0:
         raise UsageError("--max-pixels must be positive")
+    if args.max_upload_mb < MIN_UPLOAD_MB:  # below, every upload would be refused
+        raise UsageError(f"--max-upload-mb must be at least {MIN_UPLOAD_MB:g} (1 KB), got {args.max_upload_mb:g}")
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be in 0..65535, got {args.port}")
     if args.workers is not None and args.workers < 1:
@@ -52,9 +56,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .app import create_app  # (it sets torch to one thread a request: see create_app)
 
     sock = listening_socket(args.host, args.port)
-    app = create_app(max_upload_bytes=int(args.max_upload_mb * 1e6), max_pixels=args.max_pixels,
-                     workers=args.workers)
     host, port = sock.getsockname()[:2]
+    app = create_app(max_upload_bytes=int(args.max_upload_mb * 1e6), max_pixels=args.max_pixels,
+                     workers=args.workers, loopback_only=ipaddress.ip_address(host).is_loopback)
     shown = f"[{host}]" if ":" in host else host
     print(f"edgecodec serve: open http://{shown}:{port}/ (Ctrl+C stops)", flush=True)
     with sock:
