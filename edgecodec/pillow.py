@@ -22,7 +22,8 @@ Save options: ``quality`` (0..1, default 0.5: edgecodec's scale, not Pillow's 0-
 ("keep", the default, "drop" or "refuse"), ``metadata`` ("strip", the default, or "keep": the
 image's ``info["exif"]`` and ``info["xmp"]``), ``icc`` ("keep", the default, or "convert" to
 sRGB: an RGB image's ``info["icc_profile"]``), ``refine_steps`` (encoder refinement, fidelity
-models) and ``roi`` with ``roi_quality`` (regions of interest, as ``edgecodec.compress`` takes them).
+models), ``roi`` with ``roi_quality`` (regions of interest, as ``edgecodec.compress`` takes them)
+and ``max_pixels`` (the pixel limit, default Pillow's ``Image.MAX_IMAGE_PIXELS``).
 Pillow's own ``exif``, ``xmp`` and ``icc_profile`` keywords replace the image's (EXIF and XMP
 are stored with ``metadata="keep"``, as the image's own). As Pillow's plugins do without ``save_all``, an
 animated image saves its current frame. An image the format cannot hold (empty, alpha with
@@ -38,7 +39,7 @@ from __future__ import annotations
 import io
 from typing import IO
 
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from .codec.container import ALPHA, MAGIC, Container, read_file  # no torch: the API is imported on load/save
 from .codec.imageio import image_info
@@ -71,7 +72,10 @@ class EdgecodecImageFile(ImageFile.ImageFile):
             self._edc_data = read_file(self.fp, str(self.filename or "the .edc data"))
             container = Container.from_bytes(self._edc_data)
         except FormatError as exc:
-            raise SyntaxError(str(exc)) from None
+            # Not SyntaxError, which Pillow takes as "another plugin may read it" and drops for a bare
+            # "cannot identify image file": the magic says it is an .edc file, so its reason is said.
+            raise UnidentifiedImageError(f"cannot identify image file {self.filename or 'the .edc data'!r} as an "
+                                         f"image: {exc}") from None
         header = container.header
         self._size = (header.width, header.height)
         self._mode = ("L" if header.conversions & _GRAYSCALE else "RGB") + ("A" if ALPHA in container.extras else "")
@@ -135,7 +139,8 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
                         target_psnr=info.get("target_psnr"), target_ms_ssim=info.get("target_ms_ssim"),
                         alpha=info.get("alpha", "keep"), metadata=info.get("metadata", "strip"),
                         icc=info.get("icc", "keep"), refine_steps=info.get("refine_steps", 0),
-                        roi=info.get("roi"), roi_quality=info.get("roi_quality", 1.0))
+                        roi=info.get("roi"), roi_quality=info.get("roi_quality", 1.0),
+                        max_pixels=info.get("max_pixels"))
     except EdgecodecError as exc:
         if isinstance(exc, ValueError):  # a bad argument value: Pillow users catch ValueError for those
             raise

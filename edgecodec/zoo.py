@@ -132,6 +132,8 @@ def _misshapen_fields(card: dict[str, Any]) -> str | None:
 def _check_name(name: str) -> None:
     """Before any folder is searched for ``name``: it may come from an untrusted stream header,
     and must never be able to name a path."""
+    if not isinstance(name, str):
+        raise TypeError(f"a model name is text, not {type(name).__name__}")
     if not valid_model_name(name):
         raise UnknownModelError(f"invalid model name {name!r}: a model name is {MODEL_NAME_RULE}")
 

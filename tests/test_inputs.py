@@ -585,7 +585,11 @@ def test_missing_file_and_folder(tmp_path):
     np.zeros((2, 8, 8, 3), np.uint8),
 ])
 def test_bad_arrays(array):
-    with pytest.raises(InputImageError, match="HxWx3 or HxWx4 uint8"):
+    """An array is an argument: another dtype is a TypeError, another shape a UsageError (a ValueError),
+    as the README says of the API's arguments."""
+    from edgecodec.errors import UsageError
+
+    with pytest.raises(TypeError if array.dtype != np.uint8 else UsageError, match="HxWx3 or HxWx4 uint8"):
         edgecodec.compress(array, model="tiny")
 
 

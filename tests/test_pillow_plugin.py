@@ -84,6 +84,17 @@ def test_save_round_trip_to_buffer(crop, edc_file):
         assert img.convert("RGB").size == crop.size
 
 
+def test_save_takes_max_pixels(crop, edc_file, monkeypatch):
+    """Saving under a small Image.MAX_IMAGE_PIXELS was refused with a message naming max_pixels=,
+    which save() did not pass on."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5000)  # under the crop's 12,288 pixels
+    with pytest.raises(OSError, match="exceeds the limit of 5000"):
+        crop.save(io.BytesIO(), format="EDC", quality=0.6, model=SHIPPED)
+    buf = io.BytesIO()
+    crop.save(buf, format="EDC", quality=0.6, model=SHIPPED, max_pixels=20_000)
+    assert buf.getvalue() == edc_file.read_bytes()
+
+
 def test_save_target_size(crop, tmp_path):
     target = 1200
     path = tmp_path / "t.edc"
@@ -181,7 +192,10 @@ def test_damaged_stream_is_not_opened(edc_file, tmp_path):
     data[-10] ^= 0xFF  # inside the streams: the checksum no longer matches
     path = tmp_path / "damaged.edc"
     path.write_bytes(bytes(data))
-    with pytest.raises(UnidentifiedImageError):
+    with pytest.raises(UnidentifiedImageError, match="checksum"):  # the reason, not a bare "cannot identify"
+        Image.open(path)
+    path.write_bytes(edc_file.read_bytes()[:-20])
+    with pytest.raises(UnidentifiedImageError, match="truncated|ends"):
         Image.open(path)
 
 

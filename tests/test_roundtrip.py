@@ -72,6 +72,46 @@ def test_quality_validation(kodim23_rgb):
     assert edgecodec.read_header(edgecodec.compress(crop, quality=0.0, model="tiny")).quality_q16 == 0
 
 
+def test_api_errors_are_the_documented_types(kodim23_rgb, monkeypatch):
+    """Every failure is an EdgecodecError, a bad value also a ValueError, a wrong type a TypeError
+    (README): these were bare ValueErrors (refinement of a perceptual model, policies, pixel limits),
+    InputImageErrors (arrays of another dtype or shape), UnknownModelError (a model name that is no
+    text) or a RuntimeError from inside torch (a float64 or uint8 batch in a model's forward)."""
+    from edgecodec import EdgecodecError
+    from edgecodec.models import create_model, get_config, register_config, registry
+
+    crop = kodim23_rgb[:64, :64]
+    for kwargs in ({"alpha": "x"}, {"metadata": "x"}, {"icc": "x"}, {"max_pixels": 0},
+                   {"refine_steps": 2, "model": "perceptual"}):
+        with pytest.raises(EdgecodecError) as refused:
+            edgecodec.compress(crop, **kwargs)
+        assert isinstance(refused.value, ValueError), kwargs
+    monkeypatch.setenv("EDGECODEC_MAX_PIXELS", "lots")
+    with pytest.raises(EdgecodecError, match="EDGECODEC_MAX_PIXELS"):
+        edgecodec.compress(crop, model="tiny")
+    monkeypatch.delenv("EDGECODEC_MAX_PIXELS")
+    with pytest.raises(TypeError, match="dtype float32"):
+        edgecodec.compress(crop.astype(np.float32) / 255, model="tiny")
+    with pytest.raises(EdgecodecError) as refused:
+        edgecodec.compress(crop[..., 0], model="tiny")
+    assert isinstance(refused.value, ValueError) and "shape" in str(refused.value)
+    with pytest.raises(TypeError, match="model name is text"):
+        edgecodec.compress(crop, model=5)
+    model = create_model("cae")
+    for batch in (torch.rand(1, 3, 64, 64, dtype=torch.float64), torch.zeros(1, 3, 64, 64, dtype=torch.uint8)):
+        with pytest.raises(TypeError, match="the model's dtype"):
+            model(batch, 0.5)
+    monkeypatch.setattr(registry, "_CONFIGS", dict(registry._CONFIGS))  # the registrations below stay here
+    with pytest.raises(ValueError, match="named function"):
+        register_config(lambda: get_config("cae"))
+
+    def returns_a_dict():
+        return {"channels": 8}
+    register_config(returns_a_dict)
+    with pytest.raises(TypeError, match="returned a dict, not a ModelConfig"):
+        create_model("returns-a-dict")
+
+
 def test_default_model_is_a_shipped_one(kodim23_rgb):
     from edgecodec import zoo
 

@@ -15,7 +15,7 @@ from typing import BinaryIO, Iterator, Union
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
-from ..errors import FormatError, ImageTooLargeError, InputImageError
+from ..errors import FormatError, ImageTooLargeError, InputImageError, UsageError
 from .container import EXIF, ICC, MAGIC, XMP, Container, read_file
 from .limits import (MAX_METADATA_BYTES, check_pixels, is_binary_stream, max_input_bytes, pixel_limit,
                      read_limited)
@@ -87,11 +87,11 @@ def _raw_modes(img: Image.Image) -> list[str]:
 
 def _check_policies(alpha: str, metadata: str, icc: str) -> None:
     if alpha not in ALPHA_POLICIES:
-        raise ValueError(f"alpha must be one of {ALPHA_POLICIES}, not {alpha!r}")
+        raise UsageError(f"alpha must be one of {ALPHA_POLICIES}, not {alpha!r}")
     if metadata not in METADATA_POLICIES:
-        raise ValueError(f"metadata must be one of {METADATA_POLICIES}, not {metadata!r}")
+        raise UsageError(f"metadata must be one of {METADATA_POLICIES}, not {metadata!r}")
     if icc not in ICC_POLICIES:
-        raise ValueError(f"icc must be one of {ICC_POLICIES}, not {icc!r}")
+        raise UsageError(f"icc must be one of {ICC_POLICIES}, not {icc!r}")
 
 
 def _alpha_plane(img: Image.Image) -> np.ndarray:
@@ -360,8 +360,10 @@ def load_image(image: ImageInput, alpha: str = "keep", max_pixels: int | None = 
     ``metadata`` and ``icc`` say (``prepare_pil``)."""
     _check_policies(alpha, metadata, icc)
     if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (3, 4) or 0 in image.shape:
-            raise InputImageError(f"arrays must be HxWx3 or HxWx4 uint8, got shape {image.shape} dtype {image.dtype}")
+        if image.dtype != np.uint8:  # an argument of the wrong type, as the README says
+            raise TypeError(f"arrays must be HxWx3 or HxWx4 uint8, got dtype {image.dtype} (shape {image.shape})")
+        if image.ndim != 3 or image.shape[2] not in (3, 4) or 0 in image.shape:
+            raise UsageError(f"arrays must be HxWx3 or HxWx4 uint8, got shape {image.shape}")
         check_pixels(image.shape[1], image.shape[0], max_pixels)
         if image.shape[2] == 4:
             return prepare_pil(Image.fromarray(image, "RGBA"), alpha, max_pixels)

@@ -10,7 +10,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from ..errors import ImageTooLargeError
+from ..errors import ImageTooLargeError, UsageError
 
 PILLOW_DEFAULT_MAX_PIXELS = 89_478_485
 PADDED_PIXELS_FACTOR = 4  # decode work per declared pixel is bounded by this (see check_padded_pixels)
@@ -26,7 +26,7 @@ def default_max_pixels() -> int:
         except ValueError:
             limit = 0
         if limit < 1:
-            raise ValueError(f"EDGECODEC_MAX_PIXELS must be a whole number of pixels, 1 or more, not {value!r}")
+            raise UsageError(f"EDGECODEC_MAX_PIXELS must be a whole number of pixels, 1 or more, not {value!r}")
         return limit
     try:
         from PIL import Image
@@ -42,7 +42,7 @@ def pixel_limit(max_pixels: int | None) -> int:
     if not isinstance(max_pixels, (int, np.integer)) or isinstance(max_pixels, bool):
         raise TypeError(f"max_pixels must be a whole number of pixels, not {type(max_pixels).__name__}")
     if max_pixels < 1:
-        raise ValueError(f"max_pixels must be 1 or more, not {max_pixels}")
+        raise UsageError(f"max_pixels must be 1 or more, not {max_pixels}")
     return int(max_pixels)
 
 

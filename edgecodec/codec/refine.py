@@ -31,6 +31,7 @@ from compressai.latent_codecs import CheckerboardLatentCodec
 from compressai.ops import quantize_ste
 
 from .. import zoo
+from ..errors import UsageError
 from ..losses.rate_distortion import DISTORTION_SCALE, RateDistortionLoss
 from ..models import EdgeCodecModel
 
@@ -46,7 +47,7 @@ SEED = 0  # the Gumbel noise is seeded: the same image, settings and thread coun
 SETTINGS_ID = f"sga-lr{LEARNING_RATE:g}-tau{TAU_START:g}-{TAU_END:g}-seed{SEED}"
 
 
-class RefinementUnsupported(ValueError):
+class RefinementUnsupported(UsageError):
     """The model cannot be refined (no rate-distortion training objective to optimise)."""
 
 

@@ -75,12 +75,16 @@ def quality_batch(quality: torch.Tensor | float, batch: int, device: torch.devic
     return torch.full((batch,), check_quality(quality, " or a (B,) tensor"), device=device)
 
 
-def check_image_batch(x: torch.Tensor, stride: int) -> None:
-    """ValueError naming what is wrong with a model's input batch, which the transforms would
-    otherwise fail on deep inside (or, for sides not multiples of ``stride``, decode at another size)."""
+def check_image_batch(x: torch.Tensor, stride: int, model: torch.nn.Module) -> None:
+    """ValueError (TypeError for a dtype other than the model's) naming what is wrong with a model's
+    input batch, which the transforms would otherwise fail on deep inside (or, for sides not
+    multiples of ``stride``, decode at another size)."""
     if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"input must be a (B, 3, H, W) tensor in [0, 1], got {shape}")
+    dtype = next(model.parameters()).dtype
+    if x.dtype != dtype:  # uint8 images, float64 arrays: the convolutions fail on them deep inside
+        raise TypeError(f"input must be a {dtype} tensor in [0, 1] (the model's dtype), got {x.dtype}")
     h, w = x.shape[-2:]
     if h % stride or w % stride or not h or not w:
         raise ValueError(f"input of {w}x{h} pixels: height and width must be positive multiples of the "
@@ -297,7 +301,7 @@ class EdgeCodecModel(CompressionModel):
         """Training/evaluation pass with quantization proxies. x (B, 3, H, W) in [0, 1], H and W
         multiples of ``stride``; quality in [0, 1], a (B,) tensor or one number for the whole batch
         (``model(x, 0.5)``)."""
-        check_image_batch(x, self.stride)
+        check_image_batch(x, self.stride, self)
         g = self.gains(quality_batch(quality, x.shape[0], x.device))
         y = self._latent(x)
         if self.config.prior == "factorized":
@@ -398,7 +402,7 @@ class EdgeCodecModel(CompressionModel):
     def compress(self, x: torch.Tensor, quality: float) -> dict[str, Any]:
         """Entropy-code one image (1, 3, H, W) in [0, 1], H and W multiples of ``stride``, at a
         quality in [0, 1]."""
-        check_image_batch(x, self.stride)
+        check_image_batch(x, self.stride, self)
         if x.shape[0] != 1:  # the streams hold one image: the others would be dropped
             raise ValueError(f"compress codes one image (1, 3, H, W); got a batch of {x.shape[0]}")
         if not bool(((x >= 0) & (x <= 1)).all()):  # NaN or extreme values made entropy coding loop

@@ -147,7 +147,7 @@ class FloatLatentAutoencoder(nn.Module):
     def forward(self, x: torch.Tensor, quality: torch.Tensor | None = None) -> dict[str, Any]:
         """x (B, 3, H, W) in [0, 1], H and W multiples of ``stride``; the float latent ``y`` is
         also ``y_hat`` (nothing is quantized) and there are no likelihoods. ``quality`` is ignored."""
-        check_image_batch(x, self._stride)
+        check_image_batch(x, self._stride, self)
         y = self.analyze(x)
         return {"x_hat": self.synthesize(y), "y": y, "y_hat": y, "likelihoods": {}}
 

@@ -14,7 +14,10 @@ _CONFIGS: dict[str, Callable[[], ModelConfig]] = {}
 def register_config(fn: Callable[[], ModelConfig]) -> Callable[[], ModelConfig]:
     """Register a function returning a ModelConfig under the function's name (underscores become
     dashes). A name taken already is replaced with a warning, as timm's registry does."""
-    name = fn.__name__.replace("_", "-")
+    name = getattr(fn, "__name__", "").replace("_", "-")
+    if not callable(fn) or not name.replace("-", "_").isidentifier():
+        raise ValueError(f"register_config takes a named function returning a ModelConfig (def NAME(): ...), "
+                         f"not {fn!r}")
     if name in _CONFIGS:
         warnings.warn(f"model configuration {name!r} is registered already: replaced", stacklevel=2)
     _CONFIGS[name] = fn
@@ -31,7 +34,10 @@ def get_config(name: str, **overrides: Any) -> ModelConfig:
     unknown name or field, ValueError for a value ModelConfig refuses (a flag that is not true or false)."""
     if name not in _CONFIGS:
         raise KeyError(f"unknown model configuration {name!r}; known: {', '.join(list_configs())}")
-    base = _CONFIGS[name]().to_dict()
+    config = _CONFIGS[name]()
+    if not isinstance(config, ModelConfig):
+        raise TypeError(f"model configuration {name!r} returned a {type(config).__name__}, not a ModelConfig")
+    base = config.to_dict()
     unknown = set(overrides) - set(base)
     if unknown:
         raise KeyError(f"unknown model config keys: {sorted(unknown)}")
