@@ -1282,6 +1282,9 @@ def _run(args: argparse.Namespace) -> int:
     else:
         warnings.simplefilter("ignore", DecompressionBombWarning)
     try:
+        if os.environ.get("EDGECODEC_MAX_PIXELS"):  # a bad value: one usage error, not one per file of a folder
+            from .codec.limits import default_max_pixels
+            default_max_pixels()
         if getattr(args, "backend", "torch") != "onnx" and args.command not in TORCH_FREE_COMMANDS:
             try:
                 _import_holding_signals("torch")

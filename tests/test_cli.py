@@ -332,6 +332,9 @@ def test_bad_pixel_limit_and_folder_output_are_usage_errors(small_png, tree, tmp
     monkeypatch.setenv("EDGECODEC_MAX_PIXELS", "lots")
     assert main("compress", small_png, "-o", tmp_path / "x.edc", "--model", "tiny") == 2
     assert_one_error_line(capsys.readouterr().err, "EDGECODEC_MAX_PIXELS", "'lots'")
+    assert main("compress", tree, "-o", tmp_path / "never", "--model", "tiny", "-q") == 2  # once, not every file
+    assert_one_error_line(capsys.readouterr().err, "EDGECODEC_MAX_PIXELS", "'lots'")
+    assert not (tmp_path / "never").exists()
     monkeypatch.delenv("EDGECODEC_MAX_PIXELS")
     (tmp_path / "file.edc").write_bytes(b"x")
     assert main("compress", tree, "-o", tmp_path / "file.edc", "--model", "tiny", "-q") == 2

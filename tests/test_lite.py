@@ -675,7 +675,10 @@ def test_exported_synthesis_shuffles_with_col2im_and_equals_torchs(exported):
     DepthToSpace is left, and the graph still computes the model's synthesis at odd, non-square
     sizes (the Col2Im output size comes from the input's shape)."""
     import onnx
-    import onnxruntime as ort
+
+    from edgecodec.lite.runtime import import_onnxruntime
+
+    ort = import_onnxruntime()  # telemetry off, as edgecodec's own sessions
 
     ops = [node.op_type for node in onnx.load(str(exported / "decoder.onnx")).graph.node]
     assert "DepthToSpace" not in ops and ops.count("Col2Im") == 4  # one per synthesis upsampling

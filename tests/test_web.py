@@ -267,6 +267,22 @@ def test_a_server_limit_above_pillows_reads_the_image_instead_of_blaming_the_lim
     assert r.status_code == 400 and "cannot read this image" in r.json()["error"], r.text  # no pixel data
 
 
+def test_a_reverse_proxys_name_and_https_page_are_let_through_when_allowed(crop_png):
+    """Behind a proxy that passes its own Host (Caddy; nginx with proxy_set_header Host) and ends
+    TLS (the page's Origin is https, the request http), every request was refused 403: --allow-host
+    names the proxy's host, and the origin check compares host and port, not the scheme."""
+    app = web.create_app(max_pixels=PIXEL_LIMIT, workers=1, loopback_only=True, allowed_hosts=["Proxy.example"])
+    with TestClient(app, base_url="http://proxy.example") as c:
+        assert c.get("/").status_code == 200
+        r = c.post("/api/compress", content=b"not an image", headers={"Origin": "https://proxy.example"})
+        assert r.status_code == 400 and "not an image" in r.json()["error"]
+        r = c.post("/api/compress", content=b"not an image", headers={"Origin": "https://evil.example"})
+        assert r.status_code == 403
+    with TestClient(app, base_url="http://other.example") as c:
+        r = c.get("/")
+        assert r.status_code == 403 and "--allow-host" in r.json()["error"]
+
+
 def test_uploads_that_stall_or_are_abandoned_end_cleanly(monkeypatch):
     """A client gone mid-upload was an ASGI traceback (ClientDisconnect); one that stalled held the
     request, and a Ctrl+C's graceful stop, for as long as it liked."""

@@ -82,7 +82,7 @@ def check_image_batch(x: torch.Tensor, stride: int, model: torch.nn.Module) -> N
     if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"input must be a (B, 3, H, W) tensor in [0, 1], got {shape}")
-    dtype = next(model.parameters()).dtype
+    dtype = next((p.dtype for p in model.parameters()), x.dtype)
     if x.dtype != dtype:  # uint8 images, float64 arrays: the convolutions fail on them deep inside
         raise TypeError(f"input must be a {dtype} tensor in [0, 1] (the model's dtype), got {x.dtype}")
     h, w = x.shape[-2:]

@@ -33,7 +33,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import anyio
 import numpy as np
@@ -124,14 +124,17 @@ class SameOriginOnly:
     A page on any site can POST to http://127.0.0.1:8000 (a "simple" request: no preflight) and
     start comparisons that take minutes and gigabytes; through DNS rebinding (a name of its own
     resolving to 127.0.0.1) it can also read the answers. So a request that names another origin
-    (``Origin``) than the server it reached (``Host``) is refused unless it only reads (GET, HEAD),
-    and with ``loopback_only`` (the server bound to a loopback address) so is a ``Host`` that is
-    not localhost or a loopback address. Written here: Starlette's TrustedHostMiddleware checks
-    names only, and cuts an IPv6 Host ([::1]:8000) at its first colon."""
+    (``Origin``'s host and port) than the server it reached (``Host``) is refused unless it only
+    reads (GET, HEAD); the scheme is not compared, so a page served as https by a TLS-terminating
+    proxy still reaches it. With ``loopback_only`` (the server bound to a loopback address) so is a
+    ``Host`` that is not localhost, a loopback address or one of ``allowed_hosts`` (the names a
+    reverse proxy passes on). Written here: Starlette's TrustedHostMiddleware checks names only,
+    and cuts an IPv6 Host ([::1]:8000) at its first colon."""
 
-    def __init__(self, app: Callable, loopback_only: bool) -> None:
+    def __init__(self, app: Callable, loopback_only: bool, allowed_hosts: Sequence[str] = ()) -> None:
         self.app = app
         self.loopback_only = loopback_only
+        self.allowed_hosts = {name.lower() for name in allowed_hosts}
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] == "http":
@@ -152,14 +155,15 @@ class SameOriginOnly:
         if self.loopback_only:
             try:
                 name = urlsplit(f"//{host}").hostname or ""
-                local = name == "localhost" or ipaddress.ip_address(name).is_loopback
+                local = name in ("localhost", *self.allowed_hosts) or ipaddress.ip_address(name).is_loopback
             except ValueError:  # a name other than localhost, or a bad port
                 local = False
             if not local:
-                return f"this server answers requests to this machine only, not to host {host!r}"
+                return (f"this server answers requests to this machine only, not to host {host!r} "
+                        "(edgecodec serve --allow-host NAME lets a reverse proxy's name through)")
         origin = headers.get("origin")
         if scope["method"] not in ("GET", "HEAD") and origin is not None and \
-                origin.lower() != f"{scope.get('scheme', 'http')}://{host}".lower():
+                (origin == "null" or urlsplit(origin).netloc.lower() != host.lower()):
             return f"cross-origin request refused: a page of {origin} cannot use this server"
         return None
 
@@ -304,9 +308,11 @@ def _parameter_problem(error: dict[str, Any]) -> str:
 
 
 def create_app(max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1e6), max_pixels: int = DEFAULT_MAX_PIXELS,
-               workers: int | None = None, loopback_only: bool = False) -> FastAPI:
+               workers: int | None = None, loopback_only: bool = False,
+               allowed_hosts: Sequence[str] = ()) -> FastAPI:
     """The application. ``workers``: comparisons run at once (default: CPU cores, at least 2).
-    ``loopback_only``: answer only requests addressed to this machine's loopback (SameOriginOnly).
+    ``loopback_only``: answer only requests addressed to this machine's loopback or to
+    ``allowed_hosts`` (SameOriginOnly).
 
     Sets torch to one intra-op thread for the process: requests run in parallel threads instead,
     and torch's thread count is process-wide, so one request leaving the codec's single_thread()
@@ -317,7 +323,7 @@ def create_app(max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1e6), max_pix
 
     torch.set_num_threads(1)
     app = FastAPI(title="edgecodec", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_middleware(SameOriginOnly, loopback_only=loopback_only)
+    app.add_middleware(SameOriginOnly, loopback_only=loopback_only, allowed_hosts=allowed_hosts)
     limiter = anyio.CapacityLimiter(workers or max(2, os.cpu_count() or 1))
     metrics = _Metrics()
     app.state.limits = {"max_upload_bytes": max_upload_bytes, "max_pixels": max_pixels}

@@ -32,6 +32,10 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help=f"largest image in pixels (default {DEFAULT_MAX_PIXELS:,} = 2048x2048: a comparison of "
                         "that size takes minutes and about 3 GB of memory per worker)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="a name the page is reached by besides localhost and loopback addresses (the host a "
+                        "reverse proxy passes on; repeatable): requests to other names are refused while the "
+                        "server listens on a loopback address, against DNS rebinding")
     p.add_argument("--workers", type=int, default=None,
                    help="comparisons computed at once (default: CPU cores, at least 2)")
     p.set_defaults(func=cmd_serve)
@@ -58,7 +62,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     sock = listening_socket(args.host, args.port)
     host, port = sock.getsockname()[:2]
     app = create_app(max_upload_bytes=int(args.max_upload_mb * 1e6), max_pixels=args.max_pixels,
-                     workers=args.workers, loopback_only=ipaddress.ip_address(host).is_loopback)
+                     workers=args.workers, loopback_only=ipaddress.ip_address(host).is_loopback,
+                     allowed_hosts=args.allow_host)
     shown = f"[{host}]" if ":" in host else host
     print(f"edgecodec serve: open http://{shown}:{port}/ (Ctrl+C stops)", flush=True)
     with sock:

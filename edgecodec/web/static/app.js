@@ -61,7 +61,7 @@ async function loadInfo() {
     }
     $("model-summary").textContent = select.selectedOptions[0]?.dataset.summary || "";
     $("version").textContent = `edgecodec ${info.version}`;
-    $("limits").textContent = `Limits: ${(info.max_upload_bytes / 1e6).toPrecision(3).replace(/\.?0+$/, "")} MB upload, ` +
+    $("limits").textContent = `Limits: ${String(parseFloat((info.max_upload_bytes / 1e6).toPrecision(3)))} MB upload, ` +
       `${(info.max_pixels / 1e6).toFixed(1)} megapixels. Compared with: ${info.codecs.join(", ") || "none"}.`;
     if (!info.models.length) showError("No edgecodec model is installed (see `edgecodec models`).");
   } catch (err) {
