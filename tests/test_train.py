@@ -7,6 +7,8 @@ import hashlib
 import json
 import os
 import re
+import subprocess
+import sys
 import time
 import types
 from pathlib import Path
@@ -433,6 +435,26 @@ def test_a_resume_on_a_changed_data_folder_says_so(tmp_path, caplog):
     shutil.copy(folder / "img0.png", folder / "img9.png")
     Trainer(load_config(tmp_path / "r" / "config.yaml"), tmp_path / "r", defer_warm_start=True).resume()
     assert "the data folder changed since" in caplog.text and "training images 4 -> 5" in caplog.text
+
+
+def test_a_resume_on_another_number_of_processes_or_from_a_stripped_checkpoint_says_so(image_folder, tmp_path,
+                                                                                       caplog):
+    """A run resumed on another number of processes changed its batch in silence (train.batch_size
+    is per process); a checkpoint stripped for the trip back from a GPU (scripts/gpu/strip_checkpoint.py)
+    was "internal error: KeyError: 'optimizer'"."""
+    from edgecodec.errors import UsageError
+
+    run(make_config(image_folder, "train.steps=2", "train.ckpt_every=2", "train.batch_size=2"), tmp_path / "r")
+    last = tmp_path / "r" / "ckpt-00000002.pt"
+    state = torch.load(last, weights_only=True)
+    torch.save({**state, "world_size": 2}, last)  # as two processes under torchrun write it
+    caplog.clear()
+    Trainer(load_config(tmp_path / "r" / "config.yaml"), tmp_path / "r", defer_warm_start=True).resume()
+    assert "trained by 2 process(es) and resumes on 1: the batch of a step changes from 4 to 2 images" in caplog.text
+    subprocess.run([sys.executable, str(REPO / "scripts" / "gpu" / "strip_checkpoint.py"), str(tmp_path / "r")],
+                   check=True, capture_output=True)
+    with pytest.raises(UsageError, match="holds no optimizer state .* train.init_from="):
+        Trainer(load_config(tmp_path / "r" / "config.yaml"), tmp_path / "r", defer_warm_start=True).resume()
 
 
 def test_resume_through_run(image_folder, tmp_path):

@@ -506,6 +506,9 @@ class Trainer:
         # raised before _record_start could replace the run's own config.yaml with it.
         load_matching(self.model, state["model"], str(path), f"model of this config ({self.config['model']['config']})",
                       hint="; resume with the run's own config.yaml (without --config)")
+        if "optimizer" not in state:  # scripts/gpu/strip_checkpoint.py keeps the weights only
+            raise UsageError(f"{path} holds no optimizer state (a stripped checkpoint), so it cannot be resumed: "
+                             f"start a new run from its weights with train.init_from={path}")
         self.optimizer.load_state_dict(state["optimizer"])
         if self.aux_optimizer is not None:
             self.aux_optimizer.load_state_dict(state["aux_optimizer"])
@@ -535,6 +538,12 @@ class Trainer:
             log.warning("the data folder changed since %s: training images %d -> %d, validation images %d -> %d; the "
                         "run goes on with the images there now, and best.pt's validation loss was measured on the "
                         "set before", path, train_before, train_now, val_before, val_now)
+        processes = int(state.get("world_size", 1))
+        if processes != self.dist.world_size and self.is_main:  # train.batch_size is per process
+            batch = int(self.config["train"]["batch_size"])
+            log.warning("%s was trained by %d process(es) and resumes on %d: the batch of a step changes from %d to "
+                        "%d images (train.batch_size %d a process), and so the schedule's meaning", path, processes,
+                        self.dist.world_size, processes * batch, self.dist.world_size * batch, batch)
         rng: dict[str, Any] | None = state
         if self.dist.enabled:
             ranks = state.get("rank_rng")

@@ -15,6 +15,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 MB=${1:-30}
+# Checked before anything is changed (an argument such as --help was taken as the size)
+[[ $MB =~ ^[0-9]+([.][0-9]+)?$ ]] || { echo "usage: bash scripts/gpu/bundle.sh [MB] (the training photos' size, default 30)" >&2; exit 2; }
 PY=.venv/bin/python
 grep -qx "/.gpu/" .git/info/exclude 2>/dev/null || echo "/.gpu/" >> .git/info/exclude
 rm -rf .gpu

@@ -42,5 +42,9 @@ def main(budget_mb: float, src: Path, dst: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(float(sys.argv[1]), Path(sys.argv[2] if len(sys.argv) > 2 else "../shared/data/train"),
+    try:
+        megabytes = float(sys.argv[1])
+    except (IndexError, ValueError):
+        sys.exit("usage: python scripts/gpu/prepare_data.py MB [SOURCE (../shared/data/train)] [DEST (.gpu/data)]")
+    main(megabytes, Path(sys.argv[2] if len(sys.argv) > 2 else "../shared/data/train"),
          Path(sys.argv[3] if len(sys.argv) > 3 else ".gpu/data"))
