@@ -21,7 +21,9 @@ Prints the means and writes ``benchmarks/results/ablation_ceiling.json``.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -54,11 +56,12 @@ def main() -> None:
                         help="model name = PREFIX + each of --names ('' for installed models such as fidelity)")
     parser.add_argument("--extra", type=whole_numbers(1), default="1,2", help="levels past the top one to measure")
     parser.add_argument("--limit", type=int_at_least(1), default=None, help="only the first N images")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int_at_least(1), default=2)
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/ablation_ceiling.json"))
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="ablation-ceiling-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)  # 11 MB a variant: not left in /tmp
     # the extrapolated models are found by name like any exported model
     os.environ["EDGECODEC_MODEL_PATH"] = os.pathsep.join([str(work), str(Path(args.models).resolve())])
     import torch

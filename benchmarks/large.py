@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 from common import machine, run_main, write_results
+from edgecodec.argtypes import int_at_least
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quality", type=float, default=0.5)
     parser.add_argument("--sizes", default="4k,8k", help=f"comma-separated, of {', '.join(SIZES)}")
     parser.add_argument("--no-untiled", action="store_true", help="skip the one-piece 4K reference row")
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--threads", type=int_at_least(1), default=1,
                         help="torch threads (tiled images run one window per thread)")
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--child", help=argparse.SUPPRESS)

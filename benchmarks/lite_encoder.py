@@ -1,6 +1,6 @@
 """The torch-free encoder (edgecodec.lite.LiteEncoder) against the PyTorch encoder, on Kodak.
 
-    python benchmarks/lite_encoder.py [--models perceptual,fidelity] [--qualities 0,0.5,1]
+    python benchmarks/lite_encoder.py [--models perceptual,fidelity] [--qualities 0,0.5,1] [--images N] [--out FILE]
 
 For every Kodak image, model and quality: whether the lite encoder's file is byte-identical to
 ``edgecodec.compress``'s, and where it is not, how many latent values differ (both files decoded by
@@ -8,7 +8,7 @@ the lite decoder) and the size ratio. Then the encode time of kodim23 at quality
 after a warm-up), lite at 1 and 2 onnxruntime threads and PyTorch at 1 and 2 torch threads; and
 of kodim23 scaled to 2048 x 1366 (bicubic; coded in tiles by both encoders), median of 3 at 2
 threads, with whether the two files are identical. Prints a summary and writes
-``benchmarks/results/lite_encoder.json``.
+``benchmarks/results/lite_encoder.json`` (``--out``); ``--images N`` compares the first N images only.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from common import machine, run_main, write_results
-from edgecodec.argtypes import numbers
+from edgecodec.argtypes import int_at_least, numbers
 from PIL import Image
 
 import edgecodec
@@ -43,11 +43,15 @@ def median_ms(fn, runs: int = 11) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="perceptual,fidelity")
-    parser.add_argument("--qualities", type=numbers, default="0,0.5,1")
+    parser.add_argument("--models", default="perceptual,fidelity", help="comma-separated models")
+    parser.add_argument("--qualities", type=numbers, default="0,0.5,1", help="qualities compared on every image")
+    parser.add_argument("--images", type=int_at_least(1), default=None,
+                        help="compare the first N Kodak images only (default all 24; timings use kodim23)")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results/lite_encoder.json"))
     args = parser.parse_args()
     qualities = args.qualities
-    images = {p.name: np.array(Image.open(p).convert("RGB")) for p in sorted(KODAK.glob("*.png"))}
+    images = {p.name: np.array(Image.open(p).convert("RGB")) for p in sorted(KODAK.glob("*.png"))[:args.images]}
+    kodim23 = np.array(Image.open(KODAK / "kodim23.png").convert("RGB"))
     result = {"machine": machine(), "images": len(images), "qualities": qualities, "models": {}}
     for model in args.models.split(","):
         export = ensure_export(model)
@@ -63,7 +67,7 @@ def main() -> None:
                 differing_values += int((a != b).sum())
                 values += a.size
                 ratios.append(len(lite) / len(reference))
-        rgb = images["kodim23.png"]
+        rgb = kodim23
         times = {f"lite_{t}t": median_ms(lambda e=LiteEncoder(export, threads=t): e.encode(rgb, 0.5)) for t in (1, 2)}
         for t in (1, 2):
             torch.set_num_threads(t)
@@ -82,7 +86,7 @@ def main() -> None:
         print(f"{model}: {identical}/{runs} files byte-identical; the others differ in {differing_values} of "
               f"{values} latent values, size ratio {result['models'][model]['size_ratio_of_differing_files']}; "
               f"encode ms: {times}; 2048 x 1366 (tiled) identical: {large_identical}")
-    write_results(Path(__file__).resolve().parent / "results/lite_encoder.json", result)
+    print(f"wrote {write_results(args.out, result)}")
 
 
 if __name__ == "__main__":

@@ -30,13 +30,15 @@ METRICS = ("bpp", "psnr", "st_lpips_alex", "st_lpips_vgg")
 
 
 def main() -> None:
+    from edgecodec.eval import classical
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rates", type=float, nargs="+", default=[0.15, 0.3, 0.5])
     parser.add_argument("--images", type=int_at_least(1), default=24, help="the first N Kodak images")
     parser.add_argument("--models", nargs="+", default=["perceptual", "fidelity"])
-    parser.add_argument("--codecs", nargs="*", default=["jpeg", "webp", "avif"],
+    parser.add_argument("--codecs", nargs="*", default=["jpeg", "webp", "avif"], choices=["none", *classical.CODECS],
                         help="none (or nothing): only JPEG at 2x")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int_at_least(1), default=1)
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/perceptual_heldout.json"))
     args = parser.parse_args()
 
@@ -86,7 +88,7 @@ def main() -> None:
             print(f"{rate:5.2f} {label:>11} {mean['bpp']:6.3f} {mean['psnr']:6.2f} "
                   f"{mean['st_lpips_alex']:7.4f} {mean['st_lpips_vgg']:7.4f}")
     weights = {name: zoo.load_model(name)[1].hex() for name in args.models}
-    write_results(args.out, {"machine": machine(), "threads": args.threads, "images": args.images, "weights": weights,
+    write_results(args.out, {"machine": machine(), "threads": args.threads, "images": len(sorted(KODAK.glob("*.png"))[:args.images]), "weights": weights,
                              "seconds": round(time.perf_counter() - start), "summary": summary, "rows": rows})
 
 

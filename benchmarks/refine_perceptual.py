@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 from common import machine, run_main, write_results
+from edgecodec.argtypes import int_at_least
 
 REPO = Path(__file__).resolve().parent.parent
 KODAK = REPO.parent / "shared/data/kodak"
@@ -29,9 +30,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", nargs="+", default=["kodim05", "kodim19", "kodim23"])
     parser.add_argument("--quality", type=float, default=0.3)
-    parser.add_argument("--steps", type=int, nargs="+", default=[8, 25])
+    parser.add_argument("--steps", type=int_at_least(1), nargs="+", default=[8, 25])
     parser.add_argument("--weight", type=float, default=0.6, help="w of ST-LPIPS in the refined objective")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int_at_least(1), default=1)
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/refine_perceptual.json"))
     args = parser.parse_args()
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 from common import machine, run_main, write_results
+from edgecodec.argtypes import int_at_least, numbers
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -26,9 +27,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", default=str(REPO.parent / "shared/data/kodak/kodim23.png"))
     parser.add_argument("--model", default="fidelity")
-    parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--qualities", default="0.3,0.6")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--steps", type=int_at_least(1), default=50)
+    parser.add_argument("--qualities", type=numbers, default="0.3,0.6")
+    parser.add_argument("--threads", type=int_at_least(1), default=1)
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/refine_search.json"))
     args = parser.parse_args()
 
@@ -49,7 +50,7 @@ def main() -> None:
 
     api.encode_refined = counting
     rows = []
-    for q in (float(v) for v in args.qualities.split(",")):
+    for q in args.qualities:
         target = len(edgecodec.compress(rgb, model=args.model, quality=q))
         refined_at.clear()
         start = time.perf_counter()

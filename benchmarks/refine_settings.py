@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--images", type=int_at_least(1), default=6)
     parser.add_argument("--model", default="fidelity")
     parser.add_argument("--steps", type=int_at_least(1), default=50)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int_at_least(1), default=1)
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/refine_settings.json"))
     args = parser.parse_args()
 

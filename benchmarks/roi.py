@@ -51,7 +51,7 @@ def main() -> None:
                         help="how far the margin's quality goes from the background's to the region's "
                              "(default: compress's)")
     parser.add_argument("--limit", type=int_at_least(1), default=None, help="only the first N images")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int_at_least(1), default=1)
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/roi.json"))
     parser.add_argument("--figure", metavar="PNG", help="only draw the README's figure (docs/roi.png): kodim23 "
                                                         "with a region on the parrots' heads, --models' first model")
@@ -162,8 +162,11 @@ def main() -> None:
                   f"({m['latent16_extra_bytes'] / m['cells64_extra_bytes'] - 1:+.0%}); "
                   f"PSNR {m['latent16_psnr']:.2f} / {m['cells64_psnr']:.2f} dB (whole image at the region's "
                   f"quality {m['region_psnr']:.2f}, at the background's {m['background_psnr']:.2f})")
+    def given(value: object) -> str:  # as typed: a parsed list back to "48,96,160"
+        return ",".join(map(str, value)) if isinstance(value, list) else str(value)
     result = {"command": "python benchmarks/roi.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "kodak") and v is not None),
+        f"--{k.replace('_', '-')} {given(v)}" for k, v in vars(args).items()
+        if k not in ("out", "kodak") and v is not None),
         "machine": machine(), "background_quality": args.background, "region_quality": args.region,
         "summary": summary, "images": rows}
     print(f"wrote {write_results(args.out, result)}")

@@ -31,7 +31,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import machine, run_main, write_results
+from common import machine, run_main, whole_numbers, write_results
+from edgecodec.argtypes import int_at_least, unit_interval
 import torch
 from PIL import Image
 
@@ -131,10 +132,11 @@ def transforms_only(model_name: str, images: list[tuple[str, list[np.ndarray]]],
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=zoo.DEFAULT_MODEL)
-    parser.add_argument("--threads", default="1,2", help="comma-separated CPU thread counts")
-    parser.add_argument("--images", type=int, default=3, help="Kodak images (the first N)")
-    parser.add_argument("--quality", type=float, default=0.5)
-    parser.add_argument("--repeats", type=int, default=2, help="timed runs per Kodak image (after a warm-up)")
+    parser.add_argument("--threads", type=whole_numbers(1), default="1,2", help="comma-separated CPU thread counts")
+    parser.add_argument("--images", type=int_at_least(1), default=3, help="Kodak images (the first N)")
+    parser.add_argument("--quality", type=unit_interval, default=0.5)
+    parser.add_argument("--repeats", type=int_at_least(1), default=2,
+                        help="timed runs per Kodak image (after a warm-up)")
     parser.add_argument("--no-4k", action="store_true", help="skip the 3840x2160 image")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
@@ -152,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     _, weights_hash = zoo.load_model(args.model)
     rows = []
     start = time.perf_counter()
-    for threads in [int(t) for t in args.threads.split(",")]:
+    for threads in args.threads:
         torch.set_num_threads(threads)
         for name, rgbs, repeats in sets:
             per_image = [time_image(rgb, args.model, q16, repeats, warm_up=name != "4k") for rgb in rgbs]

@@ -25,11 +25,11 @@ BAD_VALUES = {
     "lite_encoder": (["--qualities", "x"], "argument --qualities"),
     "perceptual_heldout": (["--images", "0"], "argument --images: must be 1 or more"),
     "published_params": (["--bogus"], "unrecognized arguments: --bogus"),
-    "refine_perceptual": (["--bogus"], "unrecognized arguments: --bogus"),
-    "refine_search": (["--bogus"], "unrecognized arguments: --bogus"),
+    "refine_perceptual": (["--steps", "0"], "argument --steps: must be 1 or more"),
+    "refine_search": (["--qualities", "x"], "argument --qualities: expected comma-separated numbers"),
     "refine_settings": (["--settings", "0.05,0.5"], "expected LR,TAU_START,TAU_END"),
     "roi": (["--small", "2000"], "--small: sides from 1 to 511"),
-    "speed": (["--bogus"], "unrecognized arguments: --bogus"),
+    "speed": (["--threads", "0"], "argument --threads: expected whole numbers from 1"),
     "targets": (["--summary", "/nonexistent/summary.json"], "No such file or directory"),
     "train_throughput": (["--timed", "0"], "argument --timed: must be 1 or more"),
 }
@@ -49,11 +49,15 @@ def test_every_benchmark_is_covered():
 @pytest.mark.parametrize("script", sorted(BAD_VALUES))
 def test_a_bad_value_is_one_line_and_exit_2(script):
     args, message = BAD_VALUES[script]
+    import tempfile
+
     before = {p.name: p.stat().st_mtime_ns for p in (BENCHMARKS / "results").iterdir()}
+    scratch = set(Path(tempfile.gettempdir()).glob("ablation-ceiling-*"))
     proc = run(script, *args)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and message in proc.stderr.strip().splitlines()[-1]
     assert {p.name: p.stat().st_mtime_ns for p in (BENCHMARKS / "results").iterdir()} == before
+    assert set(Path(tempfile.gettempdir()).glob("ablation-ceiling-*")) <= scratch  # its models were left there
 
 
 def test_refine_perceptual_runs(tmp_path):
