@@ -276,6 +276,7 @@ def test_report_writes_html_and_pngs(sweep):
         assert f"<a href='{name}'><img src='{name}'" in html  # a link to the chart at its full size
     assert "max-width:32%" not in html  # the charts were drawn at a third of the page: legends unreadable
     assert "not measured" not in html  # every metric measured
+    assert "<a href='crops/a_kodim23_strip.png'>" in html  # linked, so that remove_report finds it
     crops = sorted(c for c in (sweep.out / "crops").glob("a_kodim23_*.png") if not c.stem.endswith("_strip"))
     assert {c.stem for c in crops} == {"a_kodim23_original", f"a_kodim23_learned_{SHIPPED}", "a_kodim23_jpeg",
                                        "a_kodim23_webp"}
@@ -601,9 +602,10 @@ def test_no_report_leaves_no_earlier_report(sweep, crops_dir, tmp_path):
     described other images and codecs than summary.json."""
     out = _cached_copy(sweep, tmp_path)
     (out / "crops").mkdir()
-    for name in ("rd_psnr.png", "rd_ms_ssim.png", "crops/a_kodim23_strip.png"):
+    for name in ("rd_psnr.png", "rd_ms_ssim.png", "crops/a_kodim23_jpeg.png", "crops/a_kodim23_strip.png"):
         (out / name).write_text("earlier run")
-    (out / "report.html").write_text("<img src='crops/a_kodim23_strip.png'>")
+    # as the report links them: its crops shown, its strips linked (the strips were left behind)
+    (out / "report.html").write_text("<img src='crops/a_kodim23_jpeg.png'><a href='crops/a_kodim23_strip.png'>")
     for name in ("notes.txt", "mine.png"):  # not the report's: kept
         (out / "crops" / name).write_text("the user's")
     args = _eval_args(str(crops_dir), "--out", str(out), "--models", SHIPPED, "--codecs", "jpeg",
@@ -736,3 +738,32 @@ def test_bdrate_command_reads_results_files(tmp_path, capsys):
     with pytest.raises(SystemExit) as usage:
         main(["bdrate", str(anchor), str(test), "--range", "0.8,0.2"])
     assert usage.value.code == 2 and "0 < LO < HI" in capsys.readouterr().err
+
+
+def test_eval_measures_a_grayscale_image_as_its_file_decodes(tmp_path, kodim23_rgb, capsys):
+    """A grayscale source's .edc decodes to gray (decompress, metrics); eval scored decode_array's three
+    channels, which differ by the coding error (28.88 dB where metrics said 28.95). And `--threads N
+    eval` timed on N threads under notes saying one thread: refused."""
+    import edgecodec
+    from edgecodec.cli import main
+    from edgecodec.metrics import psnr as measured_psnr
+
+    folder = tmp_path / "gray"
+    folder.mkdir()
+    gray = Image.fromarray(kodim23_rgb[64:240, 160:336]).convert("L")
+    gray.save(folder / "g.png")
+    result = runner.run_sweep(folder, tmp_path / "out", models=[SHIPPED], qualities=[0.2], codecs=[], progress=False)
+    with open(result.csv_path) as f:
+        (row,) = list(csv.DictReader(f))
+    data = edgecodec.compress(folder / "g.png", quality=0.2, model=SHIPPED)
+    assert int(row["bytes"]) == len(data)
+    decoded = edgecodec.decompress(data)
+    assert decoded.mode == "L"
+    expected = measured_psnr(np.array(gray.convert("RGB")), np.array(decoded.convert("RGB")))
+    assert float(row["psnr"]) == pytest.approx(expected, abs=1e-4)
+    assert main(["--threads", "2", "eval", str(folder), "--out", str(tmp_path / "o2"), "--codecs", "none"]) == 2
+    assert "one thread" in capsys.readouterr().err and not (tmp_path / "o2").exists()
+    gray.save(folder / "g.jpg")  # no lossless source: not measured, and said so (it was skipped in silence)
+    assert main(["eval", str(folder), "--out", str(tmp_path / "out"), "--models", SHIPPED, "--qualities", "0.2",
+                 "--codecs", "none", "--no-report", "-q"]) == 0
+    assert "left alone: 1 file(s) that are not lossless images by their names (.jpg 1;" in capsys.readouterr().out

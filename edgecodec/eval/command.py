@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections import Counter
 from pathlib import Path
 
 from ..argtypes import int_at_least, names, numbers, positive_number, region
@@ -108,10 +109,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .classical import CodecUnavailableError, get_codec
     from .report import (CROPS_FOLDER, REPORT_FILES, anchors_sentence, load_anchors, remove_report, write_markdown,
                          write_report)
-    from .runner import SWEEP_FILES, SWEEP_FOLDERS, check_outputs, run_sweep
+    from .runner import IMAGE_SUFFIXES, SWEEP_FILES, SWEEP_FOLDERS, check_outputs, run_sweep
 
-    if getattr(args, "threads", None) is None:
-        torch.set_num_threads(1)  # the measurement protocol: one thread, like the classical codecs
+    if getattr(args, "threads", None) not in (None, 1):  # the times' notes, and the cached rows, are of one thread
+        raise UsageError("eval measures on one thread a worker, as the classical codecs run (its times say so, and "
+                         "its cache mixes no other): drop --threads, and use --jobs N to measure N images at once")
+    torch.set_num_threads(1)  # the measurement protocol: one thread, like the classical codecs
     models = names(args.models) if args.models is not None else shipped_models()
     codecs = names(args.codecs)
     if not models and not codecs:
@@ -159,6 +162,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     reused = f" ({result.from_csv} of them from the folder's earlier per_image.csv)" if result.from_csv else ""
     print(f"{len(summary['images'])} image(s): {result.computed} rows measured, {result.cached} from the cache"
           + reused)
+    others = Counter(p.suffix.lower() or p.name for p in Path(args.input).iterdir()
+                     if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in IMAGE_SUFFIXES)
+    if others:  # a JPEG or WebP next to the PNGs is no source to measure codecs on: said, not skipped in silence
+        kinds = ", ".join(f"{suffix} {count}" for suffix, count in sorted(others.items()))
+        print(f"left alone: {sum(others.values())} file(s) that are not lossless images by their names ({kinds}; "
+              f"eval measures {', '.join(IMAGE_SUFFIXES)})")
     width = max([12] + [len(name) for name in summary["curves"]])
     print(f"{'codec':>{width}} {'quality':>7} {'bpp':>7} {'PSNR':>6} {'MS-SSIM':>7} {'ST-LPIPS':>8} {'enc ms':>8} "
           f"{'dec ms':>7} {'peak MiB':>8}")

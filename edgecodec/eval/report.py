@@ -56,12 +56,14 @@ CROPS_FOLDER = "crops"
 
 def remove_report(out: str | Path) -> None:
     """Remove the report an earlier run wrote in ``out``: report.html, the charts, and the crop PNGs
-    that report.html shows (nothing else in crops/, and nothing through a crops/ that is a link)."""
+    that report.html shows or links (its strips; nothing else in crops/, and nothing through a crops/
+    that is a link)."""
     out = Path(out)
     crops = out / CROPS_FOLDER
     shown: list[Path] = []
     if (out / "report.html").is_file() and crops.is_dir() and not crops.is_symlink():
-        names = set(re.findall(r"src='crops/([^'/]+\.png)'", (out / "report.html").read_text(errors="replace")))
+        names = set(re.findall(r"(?:src|href)='crops/([^'/]+\.png)'",
+                               (out / "report.html").read_text(errors="replace")))
         shown = [crops / name for name in sorted(names)]
     for path in [out / name for name in REPORT_FILES] + shown:
         if path.is_file() or path.is_symlink():
@@ -223,7 +225,7 @@ def make_crops(summary: dict[str, Any], out_dir: Path, n_images: int = 3, target
     from ..codec.imageio import load_image
     from .classical import CODECS, encode_to_bpp
     from ..metrics import ms_ssim, psnr
-    from .runner import _st_lpips, parse_model_label
+    from .runner import _st_lpips, as_decoded, parse_model_label
 
     image_dir = Path(summary["image_dir"])
     # Refined labels (NAME+refineN) match the rate with refinement too: the unrefined sizes guide the
@@ -261,7 +263,8 @@ def make_crops(summary: dict[str, Any], out_dir: Path, n_images: int = 3, target
             encoder = Encoder(prepared, model_name, refine_steps=refine_steps)
             result = encoder.encode_to_size(max(1, int(target_bpp * w * h / 8)))
             decoded, header = decode_array(result.data)
-            add(model, f"learned_{model}", decoded, len(result.data), f"quality {header.quality:.3f}")
+            add(model, f"learned_{model}", as_decoded(decoded, header), len(result.data),
+                f"quality {header.quality:.3f}")
         for codec_name in classical:
             codec = CODECS[codec_name]
             quality, data = encode_to_bpp(codec, rgb, target_bpp)
@@ -350,6 +353,8 @@ def _crops_html(sections: list[dict[str, Any]], target_bpp: float) -> str:
             out.append(f"<figure><img src='{html.escape(e['file'])}' alt='{html.escape(e['label'])}'>"
                        f"<figcaption>{caption}</figcaption></figure>")
         out.append("</div>")
+        if s.get("strip"):  # linked, so that remove_report finds it with the crops it shows
+            out.append(f"<p><a href='{html.escape(s['strip'])}'>the crops in one image</a></p>")
     return "".join(out)
 
 

@@ -402,8 +402,9 @@ def measure_image(path: Path, tasks: list[Task], st_lpips: bool = True,
                 t0 = time.perf_counter()
                 data = encoder.encode(quality_to_q16(task.quality))
                 t1 = time.perf_counter()
-                decoded, _ = decode_array(data)
+                decoded, header = decode_array(data)
                 t2 = time.perf_counter()
+            decoded = as_decoded(decoded, header)
             row = {"bytes": len(data), "enc_ms": analysis_ms + 1000 * (t1 - t0), "dec_ms": 1000 * (t2 - t1),
                    "peak_mb": max(mem.mb, analysis_mb)}
         row = {"image": path.name, "width": w, "height": h, "codec": task.codec, "kind": task.kind,
@@ -414,6 +415,15 @@ def measure_image(path: Path, tasks: list[Task], st_lpips: bool = True,
         if on_row:
             on_row(task, row)
     return results
+
+
+def as_decoded(rgb: np.ndarray, header: Any) -> np.ndarray:
+    """A decode as the file decodes (``decompress``, ``metrics``): a grayscale source's gray, as RGB.
+    decode_array's three channels of it differ by the coding error (up to 8 levels)."""
+    from ..codec.imageio import to_pil
+
+    grayscale = bool(header.conversions & 1)  # container.CONVERSIONS: grayscale source
+    return np.array(to_pil(rgb, True).convert("RGB")) if grayscale else rgb
 
 
 @functools.lru_cache(maxsize=1)
