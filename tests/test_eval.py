@@ -445,7 +445,7 @@ def test_eval_compare_gives_the_bd_rates_of_the_measured_curve(sweep, crops_dir,
     # at matched rates its published numbers are marked as such, after the measured curves (they sat
     # unmarked among them, in the order of the summary)
     matched = html[html.index("<h2>At matched rates"):html.index("<h2>Crops")]
-    assert "<td>theirs</td>" not in matched and "<td>theirs (compared, published)</td>" in matched
+    assert "<td>theirs</td>" not in matched and "<td>theirs (compared, from its file)</td>" in matched
     assert matched.index(f"<td>{SHIPPED}</td>") < matched.index("<td>JPEG</td>") < matched.index("<td>theirs (")
 
 
@@ -564,6 +564,9 @@ def test_a_point_averages_a_metric_only_over_every_image():
     (point,) = summaries.summarize_rows(rows)["m"]["points"]
     assert point["images"] == 2 and point["bpp"] == pytest.approx(0.3) and point["psnr"] == pytest.approx(31)
     assert math.isnan(point["ms_ssim"]) and math.isnan(point["st_lpips"])
+    from edgecodec.eval.report import _unmeasured_note  # says why (it said "not measured in this run" only)
+    note = _unmeasured_note({"curves": {"m": {"kind": "learned", "points": [point]}}})
+    assert "MS-SSIM and ST-LPIPS: not measured in this run (MS-SSIM needs images of at least 161 x 161" in note
 
 
 def test_a_run_without_st_lpips_reports_none(sweep, crops_dir, tmp_path):

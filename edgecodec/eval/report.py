@@ -376,7 +376,10 @@ def unmeasured_metrics(summary: dict[str, Any]) -> list[str]:
 
 def _unmeasured_note(summary: dict[str, Any]) -> str:
     missing = unmeasured_metrics(summary)
-    return f" {' and '.join(missing)}: not measured in this run." if missing else ""
+    if not missing:
+        return ""
+    small = " (MS-SSIM needs images of at least 161 x 161 pixels)" if "MS-SSIM" in missing else ""
+    return f" {' and '.join(missing)}: not measured in this run{small}."
 
 
 def markdown_tables(summary: dict[str, Any]) -> str:
@@ -454,8 +457,8 @@ def _matched_html(summary: dict[str, Any]) -> str:
     if not matched:
         return ""
     curves = summary["curves"]
-    # Measured curves first, as table.md; the --compare curves' rows are their published numbers, marked so.
-    labels = {n: c.get("label", n) + (" (compared, published)" if c["kind"] == "external" else "")
+    # Measured curves first, as table.md; the --compare curves' rows are their files' numbers, marked so.
+    labels = {n: c.get("label", n) + (" (compared, from its file)" if c["kind"] == "external" else "")
               for n, c in curves.items()}
     order = [n for kind in ("learned", "classical", "external") for n in matched if curves.get(n, {}).get("kind") == kind]
     out = ["<table><tr><th>bpp</th><th>codec</th><th>PSNR</th><th>MS-SSIM</th><th>SSIM</th><th>ST-LPIPS</th></tr>"]
