@@ -58,11 +58,11 @@ def run_main(main: Callable[[], int | None]) -> None:
     """Run a benchmark's ``main`` and exit with its code; a value the codec refuses as a usage error
     (an unknown model, a bad setting, an unreadable image) or a missing input is one line and exit 2, as argparse does
     for a bad option. Anything else keeps its traceback."""
-    from edgecodec.errors import EdgecodecError
+    from edgecodec.errors import InputImageError, UnknownModelError, UsageError
 
     try:
         code = main()
-    except (EdgecodecError, FileNotFoundError) as exc:  # an unreadable --image too (InputImageError)
+    except (UsageError, UnknownModelError, InputImageError, FileNotFoundError) as exc:  # not a damaged stream
         print(f"{Path(sys.argv[0]).name}: error: {exc}", file=sys.stderr)
         code = 2
     sys.exit(code or 0)

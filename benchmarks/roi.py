@@ -26,6 +26,7 @@ region's quality. Prints the means and writes ``benchmarks/results/roi.json``.
 from __future__ import annotations
 
 import argparse
+import shlex
 import time
 from pathlib import Path
 
@@ -165,7 +166,7 @@ def main() -> None:
     def given(value: object) -> str:  # as typed: a parsed list back to "48,96,160"
         return ",".join(map(str, value)) if isinstance(value, list) else str(value)
     result = {"command": "python benchmarks/roi.py " + " ".join(
-        f"--{k.replace('_', '-')} {given(v)}" for k, v in vars(args).items()
+        f"--{k.replace('_', '-')} {shlex.quote(given(v))}" for k, v in vars(args).items()
         if k not in ("out", "kodak") and v is not None),
         "machine": machine(), "background_quality": args.background, "region_quality": args.region,
         "summary": summary, "images": rows}

@@ -62,8 +62,8 @@ def remove_report(out: str | Path) -> None:
     crops = out / CROPS_FOLDER
     shown: list[Path] = []
     if (out / "report.html").is_file() and crops.is_dir() and not crops.is_symlink():
-        names = set(re.findall(r"(?:src|href)='crops/([^'/]+\.png)'",
-                               (out / "report.html").read_text(errors="replace")))
+        names = {html.unescape(name) for name in re.findall(r"(?:src|href)='crops/([^'/]+\.png)'",
+                                                             (out / "report.html").read_text(errors="replace"))}
         shown = [crops / name for name in sorted(names)]
     for path in [out / name for name in REPORT_FILES] + shown:
         if path.is_file() or path.is_symlink():
