@@ -41,7 +41,7 @@ from typing import IO
 
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from .codec.container import ALPHA, MAGIC, Container, read_file  # no torch: the API is imported on load/save
+from .codec.container import ALPHA, GRAYSCALE_SOURCE, MAGIC, Container, read_file  # no torch: the API is imported on load/save
 from .codec.imageio import image_info
 from .errors import EdgecodecError, FormatError
 
@@ -49,7 +49,6 @@ FORMAT = "EDC"
 EXTENSION = ".edc"
 MIME = "image/x-edc"
 
-_GRAYSCALE = 1  # container.CONVERSIONS bit: grayscale source, decoded as mode L
 
 
 def _accept(prefix: bytes) -> bool:
@@ -78,7 +77,7 @@ class EdgecodecImageFile(ImageFile.ImageFile):
                                          f"image: {exc}") from None
         header = container.header
         self._size = (header.width, header.height)
-        self._mode = ("L" if header.conversions & _GRAYSCALE else "RGB") + ("A" if ALPHA in container.extras else "")
+        self._mode = ("L" if header.conversions & GRAYSCALE_SOURCE else "RGB") + ("A" if ALPHA in container.extras else "")
         self.info["edc_model"] = header.model
         self.info["edc_quality"] = header.quality
         self.info.update(image_info(container.extras))

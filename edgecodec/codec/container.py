@@ -40,6 +40,7 @@ WEIGHTS_HASH_BYTES = 8
 QUALITY_SCALE = 65535  # quality is stored as a 16-bit fixed-point fraction
 
 # Conversions applied to the source image before coding (bit flags, shown by `edgecodec info`).
+GRAYSCALE_SOURCE = 1  # coded as RGB, decoded back to gray (mode L)
 CONVERSIONS = {
     1: "grayscale to RGB",
     2: "palette to RGB",

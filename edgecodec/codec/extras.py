@@ -10,7 +10,7 @@ from PIL import Image
 
 from ..lite.alpha import decode_alpha, encode_alpha
 from ..lite.tiles import Region, crop_region
-from .container import ALPHA, EXIF, ICC, QMAP, QMAP_LATENT, XMP, Container
+from .container import ALPHA, EXIF, GRAYSCALE_SOURCE, ICC, QMAP, QMAP_LATENT, XMP, Container
 from .imageio import PreparedImage, image_info, to_pil
 
 EXTRA_NAMES = {ALPHA: "alpha (lossless)", ICC: "ICC profile", EXIF: "EXIF", XMP: "XMP",  # as `info` shows them
@@ -38,7 +38,7 @@ def decoded_image(pixels: np.ndarray, container: Container, region: Region | Non
     ``pixels``: (H, W, 3), or (H, W, 4) with the file's alpha already decoded (``edgecodec.lite``);
     the ``region`` (left, top, width, height) of the image when they hold only that part."""
     h, extras = container.header, container.extras
-    image = to_pil(np.ascontiguousarray(pixels[..., :3]), bool(h.conversions & 1))
+    image = to_pil(np.ascontiguousarray(pixels[..., :3]), bool(h.conversions & GRAYSCALE_SOURCE))
     if ALPHA in extras:
         alpha = pixels[..., 3] if pixels.shape[-1] == 4 else crop_region(
             decode_alpha(extras[ALPHA], h.width, h.height), region)

@@ -420,10 +420,10 @@ def measure_image(path: Path, tasks: list[Task], st_lpips: bool = True,
 def as_decoded(rgb: np.ndarray, header: Any) -> np.ndarray:
     """A decode as the file decodes (``decompress``, ``metrics``): a grayscale source's gray, as RGB.
     decode_array's three channels of it differ by the coding error (up to 8 levels)."""
+    from ..codec.container import GRAYSCALE_SOURCE
     from ..codec.imageio import to_pil
 
-    grayscale = bool(header.conversions & 1)  # container.CONVERSIONS: grayscale source
-    return np.array(to_pil(rgb, True).convert("RGB")) if grayscale else rgb
+    return np.array(to_pil(rgb, True).convert("RGB")) if header.conversions & GRAYSCALE_SOURCE else rgb
 
 
 @functools.lru_cache(maxsize=1)

@@ -28,12 +28,14 @@ from __future__ import annotations
 import argparse
 import base64
 import io
+import ipaddress
 import math
 import os
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
+from urllib.parse import urlsplit
 
 import anyio
 import numpy as np
@@ -41,6 +43,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from PIL import Image, UnidentifiedImageError
 
@@ -145,11 +148,6 @@ class SameOriginOnly:
         await self.app(scope, receive, send)
 
     def problem(self, scope: dict) -> str | None:
-        import ipaddress
-        from urllib.parse import urlsplit
-
-        from starlette.datastructures import Headers
-
         headers = Headers(scope=scope)
         host = headers.get("host", "")
         if self.loopback_only:
