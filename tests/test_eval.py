@@ -788,3 +788,57 @@ def test_jpeg_codes_a_gray_image_with_one_component(kodim23_rgb):
     assert decoded.shape == gray.shape and psnr(gray, decoded) > 30
     with Image.open(io.BytesIO(jpeg.encode(kodim23_rgb[:64, :64], 50))) as img:
         assert img.mode == "RGB"  # colour stays colour
+
+
+def test_an_interrupted_report_leaves_the_earlier_one(crops_dir, tmp_path, monkeypatch):
+    """Ctrl-C while the report was drawn left charts and crops without a report.html (the earlier
+    one removed first), and no later run removed the crops: remove_report finds them through it."""
+    from edgecodec.eval import report
+
+    out = tmp_path / "out"
+    runner.run_sweep(crops_dir, out, models=[], codecs=["jpeg"], codec_qualities={"jpeg": [10, 50]},
+                     st_lpips=False, progress=False)
+
+    def files() -> dict[str, bytes]:
+        return {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def interrupted_report() -> None:
+        def ctrl_c(*args):
+            raise KeyboardInterrupt
+
+        with monkeypatch.context() as m:
+            m.setattr(report, "_write_strip", ctrl_c)  # once the crops are written, before report.html
+            with pytest.raises(KeyboardInterrupt):
+                report.write_report(out, crops=1, st_lpips=False)
+
+    sweep_only = files()
+    interrupted_report()
+    assert files() == sweep_only  # nothing of the interrupted report
+    report.write_report(out, crops=1, st_lpips=False)
+    complete = files()
+    assert {"report.html", "rd_psnr.png", "crops/a_kodim23_jpeg.png", "crops/a_kodim23_strip.png"} <= set(complete)
+    interrupted_report()
+    assert files() == complete  # the earlier report, whole
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # nor the folder it was drawn in
+
+
+def test_a_bad_image_is_refused_before_the_output_folder_is_made(crops_dir, tmp_path):
+    """A corrupt PNG stopped the sweep after OUT was made (with the rows of the images before it):
+    bad input gets its error and no output; a folder that was there is left as it was."""
+    import shutil
+
+    from edgecodec.errors import InputImageError
+
+    images = tmp_path / "images"
+    shutil.copytree(crops_dir, images)
+    (images / "bad.png").write_bytes(b"not a PNG, garbage bytes")
+    out = tmp_path / "out"
+    args = _eval_args(str(images), "--out", str(out), "--models", "none", "--codecs", "jpeg", "--sweep", "jpeg=50",
+                      "--no-st-lpips", "-q")
+    with pytest.raises(InputImageError, match="bad.png"):
+        args.func(args)
+    assert not out.exists()
+    out.mkdir()
+    with pytest.raises(InputImageError, match="bad.png"):
+        args.func(args)
+    assert list(out.iterdir()) == []

@@ -109,7 +109,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .classical import CodecUnavailableError, get_codec
     from .report import (CROPS_FOLDER, REPORT_FILES, anchors_sentence, load_anchors, remove_report, write_markdown,
                          write_report)
-    from .runner import IMAGE_SUFFIXES, SWEEP_FILES, SWEEP_FOLDERS, check_outputs, run_sweep
+    from ..codec.imageio import load_image
+    from .runner import IMAGE_SUFFIXES, SWEEP_FILES, SWEEP_FOLDERS, check_outputs, list_images, run_sweep
 
     if getattr(args, "threads", None) not in (None, 1):  # the times' notes, and the cached rows, are of one thread
         raise UsageError("eval measures on one thread a worker, as the classical codecs run (its times say so, and "
@@ -146,6 +147,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     curves = tuple(f"compressai/{name}.json" for name in [*models, *codecs])  # each measured curve's file
     check_outputs(Path(args.out), SWEEP_FILES + ("table.md",) + curves + (REPORT_FILES if report else ()),
                   SWEEP_FOLDERS + ((CROPS_FOLDER,) if report and args.crops else ()))
+    try:
+        images = list_images(args.input, args.limit)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    for path in images:  # a bad image is refused before OUT is made: found by the sweep, it left OUT half written
+        load_image(path, alpha="drop")  # as the sweep reads it; its error names the file (exit 3)
     try:
         result = run_sweep(args.input, args.out, models=models, qualities=args.qualities, codecs=codecs,
                            codec_qualities=codec_sweeps, limit=args.limit, jobs=args.jobs,

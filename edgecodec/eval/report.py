@@ -27,8 +27,11 @@ import csv
 import html
 import json
 import math
+import os
 import re
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -485,11 +488,41 @@ figure img{image-rendering:pixelated;display:block}code{background:#f3f3f3;paddi
 
 def write_report(out: str | Path, crops: int = 3, crop_bpp: float = DEFAULT_CROP_BPP, st_lpips: bool = True,
                  anchors: dict[str, dict[str, Any]] | None = None) -> Path:
-    """Plots, crops and ``report.html`` in the sweep folder ``out``; returns the HTML path."""
+    """Plots, crops and ``report.html`` in the sweep folder ``out``; returns the HTML path.
+
+    Drawn in a hidden folder in ``out`` and moved into place at the end: an interruption (Ctrl-C)
+    while it draws leaves the earlier report as it was. Drawn in place, it left crops without the
+    report.html that remove_report finds them through, so no later run removed them."""
     out = Path(out)
     summary = json.loads((out / "summary.json").read_text())
-    remove_report(out)
     anchors = load_anchors() if anchors is None else anchors
+    staging = Path(tempfile.mkdtemp(prefix=".report.", suffix=".tmp", dir=out))
+    try:
+        _draw_report(summary, staging, crops, crop_bpp, st_lpips, anchors)
+        _move_report(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    write_markdown(out)
+    return out / "report.html"
+
+
+def _move_report(staging: Path, out: Path) -> None:
+    """Replace ``out``'s report by the one drawn in ``staging``."""
+    remove_report(out)
+    # report.html first: whatever an interruption here leaves of the rest, it links (remove_report finds it)
+    for name in REPORT_FILES:
+        if (staging / name).is_file():
+            os.replace(staging / name, out / name)
+    drawn = sorted((staging / CROPS_FOLDER).glob("*.png")) if (staging / CROPS_FOLDER).is_dir() else []
+    if drawn:
+        (out / CROPS_FOLDER).mkdir(exist_ok=True)
+    for path in drawn:
+        shutil.move(path, out / CROPS_FOLDER / path.name)  # a crops/ that links to another disk: copied
+
+
+def _draw_report(summary: dict[str, Any], out: Path, crops: int, crop_bpp: float, st_lpips: bool,
+                 anchors: dict[str, dict[str, Any]]) -> None:
+    """Plots, crops and ``report.html`` of ``summary`` in the folder ``out``."""
     plots = plot_rd(summary, out, anchors)
     sections = make_crops(summary, out, crops, crop_bpp, st_lpips) if crops > 0 else []
     notes = summary.get("notes", {})
@@ -524,10 +557,7 @@ ST-LPIPS on -10&nbsp;log10(ST-LPIPS), i.e. bits saved at equal ST-LPIPS.</p>
 {_points_table(summary)}
 </body></html>
 """
-    path = out / "report.html"
-    atomic_write_text(path, doc)
-    write_markdown(out)
-    return path
+    atomic_write_text(out / "report.html", doc)
 
 
 def main(argv: list[str] | None = None) -> int:
