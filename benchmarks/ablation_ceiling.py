@@ -48,16 +48,20 @@ def extrapolated(model, extra: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kodak", default=str(REPO.parent / "shared/data/kodak"))
+    parser.add_argument("--kodak", default=str(REPO.parent / "shared/data/kodak"),
+                        help="folder of the Kodak PNG images (default ../shared/data/kodak)")
     parser.add_argument("--models", default=str(REPO / "runs/ablation/models"),
                         help="folder with ablation-NAME.safetensors + .json (scripts/ablation.sh exports them there)")
-    parser.add_argument("--names", default="cae,crb,gcrb")
+    parser.add_argument("--names", default="cae,crb,gcrb",
+                        help="comma-separated model names, each after --prefix (default %(default)s)")
     parser.add_argument("--prefix", default="ablation-",
                         help="model name = PREFIX + each of --names ('' for installed models such as fidelity)")
-    parser.add_argument("--extra", type=whole_numbers(1), default="1,2", help="levels past the top one to measure")
+    parser.add_argument("--extra", type=whole_numbers(1), default="1,2",
+                        help="comma-separated counts of levels past the top one to measure (default 1,2)")
     parser.add_argument("--limit", type=int_at_least(1), default=None, help="only the first N images")
-    parser.add_argument("--threads", type=int_at_least(1), default=2)
-    parser.add_argument("--out", default=str(REPO / "benchmarks/results/ablation_ceiling.json"))
+    parser.add_argument("--threads", type=int_at_least(1), default=2, help="torch threads (default %(default)s)")
+    parser.add_argument("--out", default=str(REPO / "benchmarks/results/ablation_ceiling.json"),
+                        help="results file (default benchmarks/results/ablation_ceiling.json)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="ablation-ceiling-"))

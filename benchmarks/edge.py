@@ -1,6 +1,6 @@
 """Edge deployment figures: size, compute, speed and memory of each shipped model's decoder.
 
-    python benchmarks/edge.py [--models perceptual,fidelity] [--int8-images 24] [--no-install-size]
+    python benchmarks/edge.py [--models perceptual,fidelity] [--int8-images 24] [--threads 1,2] [--no-install-size]
 
 Per model:
 - parameters of the encoder and decoder (``EdgeCodecModel.parameter_counts``: the decoder is
@@ -12,12 +12,13 @@ Per model:
 - ONNX file sizes: decoder.onnx (fp32), decoder.int8.onnx (onnxruntime static QDQ int8,
   calibrated on 8 training images), tables.safetensors;
 - decode ms of kodim23 (768x512, quality 0.5; median of 11 after a warm-up: this VM is noisy):
-  the lite decoder (onnxruntime, entropy decoding included) at 1 and 2 threads, fp32 and int8
-  (fp32 at 2 threads also split into entropy decoding with the integer h_s, synthesis and 8-bit
-  conversion), and the PyTorch decoder (``decode_array``); encode ms, end to end: the PyTorch
-  encoder and the torch-free ``LiteEncoder`` (onnxruntime) at 1 and 2 threads;
-- peak RSS of a fresh process that imports the lite decoder and decodes kodim23 (VmHWM), and of
-  one that does the same with the PyTorch codec;
+  the lite decoder (onnxruntime, entropy decoding included) at each of ``--threads`` (default 1
+  and 2), fp32 and int8 (fp32 at the most threads also split into entropy decoding with the
+  integer h_s, synthesis and 8-bit conversion), and the PyTorch decoder (``decode_array``, at the
+  fewest threads); encode ms, end to end: the PyTorch encoder and the torch-free ``LiteEncoder``
+  (onnxruntime) at each of ``--threads``;
+- peak RSS of a fresh process that imports the lite decoder and decodes kodim23 (VmHWM; the most
+  threads), and of one that does the same with the PyTorch codec (one thread);
 - int8 quality drop: Kodak PSNR and ST-LPIPS of the int8 against the fp32 lite decoder at
   qualities 0, 0.25, 0.5, 0.75, 1 (mean over ``--int8-images`` images; the worst rate is reported).
 
@@ -42,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import machine, run_main, write_results
+from common import machine, run_main, whole_numbers, write_results
 from edgecodec.argtypes import int_at_least
 
 REPO = Path(__file__).resolve().parents[1]
@@ -148,7 +149,10 @@ def lite_install_size(export_dir: Path) -> dict:
         shutil.rmtree(venv, ignore_errors=True)
 
 
-def bench_model(name: str, workdir: Path, int8_images: int) -> dict:
+def bench_model(name: str, workdir: Path, int8_images: int, threads: tuple[int, ...] | list[int] = (1, 2)) -> dict:
+    """The figures of one model; times at each of ``threads`` (the stage split and the lite RSS at
+    the most, the PyTorch decode and the int8 drop at the fewest)."""
+    fewest, most = min(threads), max(threads)
     model, _ = load_model(name)
     counts = model.parameter_counts()
     hyper = model.latent_codec["hyper"]
@@ -167,80 +171,92 @@ def bench_model(name: str, workdir: Path, int8_images: int) -> dict:
     kodim23 = DATA / "kodak" / "kodim23.png"
     rgb = api.load_image(kodim23).rgb
     data = api.compress(rgb, quality=0.5, model=name)
-    dec = {(t, i8): LiteDecoder(out, threads=t, int8=i8) for t in (1, 2) for i8 in (False, True)}
+    dec = {(t, i8): LiteDecoder(out, threads=t, int8=i8) for t in threads for i8 in (False, True)}
     times = {f"lite_{'int8' if i8 else 'fp32'}_{t}t": median_ms(lambda d=d: d.decode(data)) for (t, i8), d in dec.items()}
-    # Where the fp32 lite decode's time goes, 2 threads: rANS + integer h_s + dequantization,
+    # Where the fp32 lite decode's time goes, the most threads: rANS + integer h_s + dequantization,
     # the onnxruntime synthesis, and the conversion to 8-bit pixels (in place, so on fresh copies).
-    lite2 = dec[(2, False)]
-    y_hat = lite2.decode_latent(data).y_hat
-    x_hat = lite2._synthesize(y_hat)
+    staged = dec[(most, False)]
+    y_hat = staged.decode_latent(data).y_hat
+    x_hat = staged._synthesize(y_hat)
     copies = [x_hat.copy() for _ in range(12)]
-    stages = {"entropy_and_hyper": median_ms(lambda: lite2.decode_latent(data)),
-              "synthesis": median_ms(lambda: lite2._synthesize(y_hat)),
+    stages = {"entropy_and_hyper": median_ms(lambda: staged.decode_latent(data)),
+              "synthesis": median_ms(lambda: staged._synthesize(y_hat)),
               "to_uint8": median_ms(lambda: _to_uint8(copies.pop()))}
-    torch.set_num_threads(1)
+    torch.set_num_threads(fewest)
     times["torch_decode"] = median_ms(lambda: api.decode_array(data))
-    times["torch_encode_1t"] = median_ms(lambda: api.compress(rgb, quality=0.5, model=name))
-    torch.set_num_threads(2)
-    times["torch_encode_2t"] = median_ms(lambda: api.compress(rgb, quality=0.5, model=name))
+    for t in threads:
+        torch.set_num_threads(t)
+        times[f"torch_encode_{t}t"] = median_ms(lambda: api.compress(rgb, quality=0.5, model=name))
     torch.set_num_threads(1)
     from edgecodec.lite import LiteEncoder
 
-    for t in (1, 2):
+    for t in threads:
         times[f"lite_encode_{t}t"] = median_ms(lambda e=LiteEncoder(out, threads=t): e.encode(rgb, 0.5))
     edc = workdir / f"{name}.edc"
     edc.write_bytes(data)
     rss = {
         "lite": peak_rss_child(f"import sys; sys.modules['torch'] = None\nfrom edgecodec.lite import LiteDecoder\n"
-                               f"LiteDecoder({str(out)!r}, threads=2).decode(open({str(edc)!r}, 'rb').read())"),
+                               f"LiteDecoder({str(out)!r}, threads={most}).decode(open({str(edc)!r}, 'rb').read())"),
         "torch": peak_rss_child(f"import torch; torch.set_num_threads(1)\nfrom edgecodec.codec import api\n"
                                 f"api.decode_array(open({str(edc)!r}, 'rb').read())"),
     }
     images = sorted((DATA / "kodak").glob("*.png"))[:int8_images]
-    drop = int8_drop(dec[(1, False)], dec[(1, True)], name, images) if images else None
+    drop = int8_drop(dec[(fewest, False)], dec[(fewest, True)], name, images) if images else None
     return {"parameters": {**counts, "g_s": sum(p.numel() for p in model.g_s.parameters()),
                            "h_s": sum(p.numel() for p in hyper.h_s.parameters())},
             "kmac_per_pixel": {"decoder": round((g_s + h_s + context) / 1e3, 2), "g_s": round(g_s / 1e3, 2),
                                "h_s": round(h_s / 1e3, 2), "context": round(context / 1e3, 2),
                                "encoder": round((g_a + h_a + h_s + context) / 1e3, 2)},
             "onnx_mb": sizes, "ms": {k: round(v, 1) for k, v in times.items()},
-            "lite_fp32_2t_stages_ms": {k: round(v, 1) for k, v in stages.items()},
+            f"lite_fp32_{most}t_stages_ms": {k: round(v, 1) for k, v in stages.items()},
             "peak_rss_mb": {k: round(v, 1) for k, v in rss.items()}, "int8": drop,
             "kodim23_bpp": round(len(data) * 8 / rgb.shape[0] / rgb.shape[1], 4)}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", default=",".join(shipped_models()))
-    parser.add_argument("--int8-images", type=int_at_least(0), default=24, help="Kodak images for the int8 quality drop (0: skip)")
-    parser.add_argument("--no-install-size", action="store_true")
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "edge.json"))
+    parser.add_argument("--models", default=",".join(shipped_models()),
+                        help="comma-separated models to measure (default: the shipped ones, %(default)s)")
+    parser.add_argument("--int8-images", type=int_at_least(0), default=24,
+                        help="the first N Kodak images for the int8 quality drop (0: skip; default %(default)s)")
+    parser.add_argument("--threads", type=whole_numbers(1), default="1,2",
+                        help="comma-separated thread counts the lite decoder and both encoders are timed at "
+                             "(default %(default)s)")
+    parser.add_argument("--no-install-size", action="store_true",
+                        help="skip the lite install size (a fresh venv, pip install and pip download of "
+                             "requirements-lite.txt and CompressAI, which need a package index)")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "edge.json"),
+                        help="results file (default benchmarks/results/edge.json)")
     args = parser.parse_args(argv)
+    if not args.threads:
+        parser.error("argument --threads: expected at least one thread count")
+    threads = sorted(set(args.threads))
+    fewest, most = threads[0], threads[-1]
     workdir = Path(tempfile.mkdtemp(prefix="edge-bench-"))
     try:
-        models = {name: bench_model(name, workdir, args.int8_images) for name in args.models.split(",")}
+        models = {name: bench_model(name, workdir, args.int8_images, threads) for name in args.models.split(",")}
         install = None if args.no_install_size else lite_install_size(workdir / args.models.split(",")[0])
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    result = {"machine": machine(), "models": models, "lite_install": install,
+    result = {"machine": machine(), "threads": threads, "models": models, "lite_install": install,
               "mac_counter": "torch.utils.flop_counter.FlopCounterMode (FLOPs / 2), 768x512 input",
               "image": "kodim23 768x512, quality 0.5"}
     write_results(args.out, result)
     print(f"{'model':<11} {'dec params':>10} {'dec kMAC/px':>11} {'dec.onnx MB':>11} {'int8 MB':>7} "
-          f"{'lite 1t':>7} {'lite 2t':>7} {'int8 2t':>7} {'torch dec':>9} {'torch enc':>9} {'lite enc':>8} "
-          f"{'lite RSS':>8} "
+          f"{f'lite {fewest}t':>7} {f'lite {most}t':>7} {f'int8 {most}t':>7} {'torch dec':>9} {'torch enc':>9} "
+          f"{'lite enc':>8} {'lite RSS':>8} "
           f"{'int8 dPSNR':>10} {'int8 dLPIPS':>11}")
     for name, r in models.items():
         ms, d = r["ms"], r["int8"] or {}
         print(f"{name:<11} {r['parameters']['decoder']:>10,} {r['kmac_per_pixel']['decoder']:>11.1f} "
               f"{r['onnx_mb']['decoder.onnx']:>11.2f} {r['onnx_mb'].get('decoder.int8.onnx', 0):>7.2f} "
-              f"{ms['lite_fp32_1t']:>7.0f} {ms['lite_fp32_2t']:>7.0f} {ms['lite_int8_2t']:>7.0f} "
-              f"{ms['torch_decode']:>9.0f} {ms['torch_encode_1t']:>9.0f} {ms['lite_encode_1t']:>8.0f} "
+              f"{ms[f'lite_fp32_{fewest}t']:>7.0f} {ms[f'lite_fp32_{most}t']:>7.0f} {ms[f'lite_int8_{most}t']:>7.0f} "
+              f"{ms['torch_decode']:>9.0f} {ms[f'torch_encode_{fewest}t']:>9.0f} {ms[f'lite_encode_{fewest}t']:>8.0f} "
               f"{r['peak_rss_mb']['lite']:>8.0f} "
               f"{d.get('worst_psnr_drop', float('nan')):>10.3f} {d.get('worst_st_lpips_rise', float('nan')):>11.4f}")
     for name, r in models.items():
-        print(f"{name} lite decode stages, 2 threads: "
-              + ", ".join(f"{k} {v:.0f} ms" for k, v in r["lite_fp32_2t_stages_ms"].items()))
+        print(f"{name} lite decode stages, {most} thread(s): "
+              + ", ".join(f"{k} {v:.0f} ms" for k, v in r[f"lite_fp32_{most}t_stages_ms"].items()))
     if install:
         print(f"lite install: {install['total_mb']} MB on disk ({install['site_packages_mb']} MB packages, "
               f"{install['model_files_mb']} MB model files); download {install['download_mb']} MB "

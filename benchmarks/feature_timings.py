@@ -131,12 +131,18 @@ def jobs_rows(folder: Path, repeats: int) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=whole_numbers(1), default="1,2", help="torch thread counts for the API parts")
-    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {','.join(PARTS)}")
-    parser.add_argument("--image", type=Path, default=KODAK / "kodim23.png")
-    parser.add_argument("--refine-steps", type=int_at_least(1), default=50)
-    parser.add_argument("--repeats", type=int_at_least(1), default=3)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--threads", type=whole_numbers(1), default="1,2",
+                        help="comma-separated torch thread counts for the API parts (default %(default)s)")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help=f"comma-separated parts to run, of {','.join(PARTS)} (default: all)")
+    parser.add_argument("--image", type=Path, default=KODAK / "kodim23.png",
+                        help="image of the search and refine parts (default kodim23)")
+    parser.add_argument("--refine-steps", type=int_at_least(1), default=50,
+                        help="refinement steps of the refine part's refined encode (default %(default)s)")
+    parser.add_argument("--repeats", type=int_at_least(1), default=3,
+                        help="timed runs of each short measurement, their median recorded (default %(default)s)")
+    parser.add_argument("--out", type=Path, default=RESULTS,
+                        help="results file (default benchmarks/results/feature_timings.json)")
     args = parser.parse_args(argv)
     parts = [p for p in args.parts.split(",") if p]
     unknown = set(parts) - set(PARTS)

@@ -85,7 +85,6 @@ def make_seeds(model_dir: Path) -> list[bytes]:
     import numpy as np
     import torch
 
-    import edgecodec
     from edgecodec.models import create_model
     from edgecodec.zoo import save_model
 
@@ -641,12 +640,18 @@ def run_campaign(cases: int, seed: int = 0, timeout: float = 2.0, max_rss_mb: in
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cases", type=int, default=10000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--timeout", type=float, default=2.0, help="seconds a case may take")
-    parser.add_argument("--max-rss-mb", type=int, default=1024)
-    parser.add_argument("--save", type=Path, default=REPO / "benchmarks/results/fuzz-failures")
-    parser.add_argument("--json", type=Path, default=REPO / "benchmarks/results/fuzz.json")
+    parser.add_argument("--cases", type=int, default=10000, help="mutated files to decode (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the mutations' RNG: a run is reproducible from it (default %(default)s)")
+    parser.add_argument("--timeout", type=float, default=2.0,
+                        help="seconds a case may take before it counts as a hang (default %(default)s)")
+    parser.add_argument("--max-rss-mb", type=int, default=1024,
+                        help="MiB a case may raise the worker's peak RSS by before it counts as a memory failure "
+                             "(default %(default)s)")
+    parser.add_argument("--save", type=Path, default=REPO / "benchmarks/results/fuzz-failures",
+                        help="folder the failing inputs are saved to (default benchmarks/results/fuzz-failures)")
+    parser.add_argument("--json", type=Path, default=REPO / "benchmarks/results/fuzz.json",
+                        help="results file (default benchmarks/results/fuzz.json)")
     args = parser.parse_args()
     result = run_campaign(args.cases, args.seed, args.timeout, args.max_rss_mb, args.save, progress=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)

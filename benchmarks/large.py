@@ -166,13 +166,14 @@ def run_child(png: Path, args: argparse.Namespace, tile: int | None) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="fidelity")
-    parser.add_argument("--quality", type=float, default=0.5)
-    parser.add_argument("--sizes", default="4k,8k", help=f"comma-separated, of {', '.join(SIZES)}")
+    parser.add_argument("--model", default="fidelity", help="model to code with (default %(default)s)")
+    parser.add_argument("--quality", type=float, default=0.5, help="quality, 0 to 1 (default %(default)s)")
+    parser.add_argument("--sizes", default="4k,8k",
+                        help=f"comma-separated image sizes, of {', '.join(SIZES)} (default %(default)s)")
     parser.add_argument("--no-untiled", action="store_true", help="skip the one-piece 4K reference row")
     parser.add_argument("--threads", type=int_at_least(1), default=1,
-                        help="torch threads (tiled images run one window per thread)")
-    parser.add_argument("--out", default=str(RESULTS))
+                        help="torch threads (tiled images run one window per thread; default %(default)s)")
+    parser.add_argument("--out", default=str(RESULTS), help="results file (default benchmarks/results/large.json)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--tile", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -43,11 +43,13 @@ def median_ms(fn, runs: int = 11) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="perceptual,fidelity", help="comma-separated models")
-    parser.add_argument("--qualities", type=numbers, default="0,0.5,1", help="qualities compared on every image")
+    parser.add_argument("--models", default="perceptual,fidelity", help="comma-separated models (default %(default)s)")
+    parser.add_argument("--qualities", type=numbers, default="0,0.5,1",
+                        help="comma-separated qualities compared on every image (default 0,0.5,1)")
     parser.add_argument("--images", type=int_at_least(1), default=None,
                         help="compare the first N Kodak images only (default all 24; timings use kodim23)")
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results/lite_encoder.json"))
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results/lite_encoder.json"),
+                        help="results file (default benchmarks/results/lite_encoder.json)")
     args = parser.parse_args()
     qualities = args.qualities
     images = {p.name: np.array(Image.open(p).convert("RGB")) for p in sorted(KODAK.glob("*.png"))[:args.images]}

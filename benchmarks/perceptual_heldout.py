@@ -33,13 +33,19 @@ def main() -> None:
     from edgecodec.eval import classical
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rates", type=float, nargs="+", default=[0.15, 0.3, 0.5])
-    parser.add_argument("--images", type=int_at_least(1), default=24, help="the first N Kodak images")
-    parser.add_argument("--models", nargs="+", default=["perceptual", "fidelity"])
+    parser.add_argument("--rates", type=float, nargs="+", default=[0.15, 0.3, 0.5],
+                        help="rates in bits per pixel; each file is the largest within the rate "
+                             "(default 0.15 0.3 0.5)")
+    parser.add_argument("--images", type=int_at_least(1), default=24,
+                        help="the first N Kodak images (default %(default)s)")
+    parser.add_argument("--models", nargs="+", default=["perceptual", "fidelity"],
+                        help="learned models to measure (default perceptual fidelity)")
     parser.add_argument("--codecs", nargs="*", default=["jpeg", "webp", "avif"], choices=["none", *classical.CODECS],
-                        help="none (or nothing): only JPEG at 2x")
-    parser.add_argument("--threads", type=int_at_least(1), default=1)
-    parser.add_argument("--out", default=str(REPO / "benchmarks/results/perceptual_heldout.json"))
+                        help="classical codecs at the same rate (default jpeg webp avif); none (or nothing): "
+                             "only JPEG at 2x")
+    parser.add_argument("--threads", type=int_at_least(1), default=1, help="torch threads (default %(default)s)")
+    parser.add_argument("--out", default=str(REPO / "benchmarks/results/perceptual_heldout.json"),
+                        help="results file (default benchmarks/results/perceptual_heldout.json)")
     args = parser.parse_args()
 
     import torch

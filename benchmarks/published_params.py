@@ -39,7 +39,8 @@ def compressai_counts() -> dict[str, list[dict[str, int]]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "published_params.json"))
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "published_params.json"),
+                        help="results file (default benchmarks/results/published_params.json)")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     from edgecodec.zoo import load_model, shipped_models

@@ -28,12 +28,17 @@ KODAK = REPO.parent / "shared/data/kodak"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", nargs="+", default=["kodim05", "kodim19", "kodim23"])
-    parser.add_argument("--quality", type=float, default=0.3)
-    parser.add_argument("--steps", type=int_at_least(1), nargs="+", default=[8, 25])
-    parser.add_argument("--weight", type=float, default=0.6, help="w of ST-LPIPS in the refined objective")
-    parser.add_argument("--threads", type=int_at_least(1), default=1)
-    parser.add_argument("--out", default=str(REPO / "benchmarks/results/refine_perceptual.json"))
+    parser.add_argument("--images", nargs="+", default=["kodim05", "kodim19", "kodim23"],
+                        help="Kodak image names, without .png (default kodim05 kodim19 kodim23)")
+    parser.add_argument("--quality", type=float, default=0.3,
+                        help="quality the latent is coded at (default %(default)s)")
+    parser.add_argument("--steps", type=int_at_least(1), nargs="+", default=[8, 25],
+                        help="refinement step counts, one refinement of each image per count (default 8 25)")
+    parser.add_argument("--weight", type=float, default=0.6,
+                        help="w of ST-LPIPS in the refined objective (default %(default)s)")
+    parser.add_argument("--threads", type=int_at_least(1), default=1, help="torch threads (default %(default)s)")
+    parser.add_argument("--out", default=str(REPO / "benchmarks/results/refine_perceptual.json"),
+                        help="results file (default benchmarks/results/refine_perceptual.json)")
     args = parser.parse_args()
 
     import torch

@@ -25,12 +25,17 @@ REPO = Path(__file__).resolve().parent.parent
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--image", default=str(REPO.parent / "shared/data/kodak/kodim23.png"))
-    parser.add_argument("--model", default="fidelity")
-    parser.add_argument("--steps", type=int_at_least(1), default=50)
-    parser.add_argument("--qualities", type=numbers, default="0.3,0.6")
-    parser.add_argument("--threads", type=int_at_least(1), default=1)
-    parser.add_argument("--out", default=str(REPO / "benchmarks/results/refine_search.json"))
+    parser.add_argument("--image", default=str(REPO.parent / "shared/data/kodak/kodim23.png"),
+                        help="image to compress (default ../shared/data/kodak/kodim23.png)")
+    parser.add_argument("--model", default="fidelity", help="model to compress with (default %(default)s)")
+    parser.add_argument("--steps", type=int_at_least(1), default=50,
+                        help="refinement steps of each refined encode (default %(default)s)")
+    parser.add_argument("--qualities", type=numbers, default="0.3,0.6",
+                        help="comma-separated qualities; each target is the plain file's size at one "
+                             "(default %(default)s)")
+    parser.add_argument("--threads", type=int_at_least(1), default=1, help="torch threads (default %(default)s)")
+    parser.add_argument("--out", default=str(REPO / "benchmarks/results/refine_search.json"),
+                        help="results file (default benchmarks/results/refine_search.json)")
     args = parser.parse_args()
 
     import torch

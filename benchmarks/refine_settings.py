@@ -51,12 +51,15 @@ def setting(text: str) -> tuple[float, float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--settings", nargs="+", type=setting, default=[setting("0.05,0.5,0.05")],
-                        help="LR,TAU_START,TAU_END each")
-    parser.add_argument("--images", type=int_at_least(1), default=6)
-    parser.add_argument("--model", default="fidelity")
-    parser.add_argument("--steps", type=int_at_least(1), default=50)
-    parser.add_argument("--threads", type=int_at_least(1), default=1)
-    parser.add_argument("--out", default=str(REPO / "benchmarks/results/refine_settings.json"))
+                        help="settings to compare, LR,TAU_START,TAU_END each (default 0.05,0.5,0.05)")
+    parser.add_argument("--images", type=int_at_least(1), default=6,
+                        help="training photos to refine (every 160th of ../shared/data/train; default %(default)s)")
+    parser.add_argument("--model", default="fidelity", help="model to refine (default %(default)s)")
+    parser.add_argument("--steps", type=int_at_least(1), default=50,
+                        help="refinement steps of each refined encode (default %(default)s)")
+    parser.add_argument("--threads", type=int_at_least(1), default=1, help="torch threads (default %(default)s)")
+    parser.add_argument("--out", default=str(REPO / "benchmarks/results/refine_settings.json"),
+                        help="results file (default benchmarks/results/refine_settings.json)")
     args = parser.parse_args()
 
     import torch

@@ -40,20 +40,24 @@ NAMES = ("background", "roi", "region", "same_size")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kodak", default=str(REPO.parent / "shared/data/kodak"))
-    parser.add_argument("--models", default="fidelity,perceptual")
-    parser.add_argument("--background", type=float, default=0.2)
-    parser.add_argument("--region", type=float, default=0.8)
+    parser.add_argument("--kodak", default=str(REPO.parent / "shared/data/kodak"),
+                        help="folder of the Kodak PNG images (default ../shared/data/kodak)")
+    parser.add_argument("--models", default="fidelity,perceptual", help="comma-separated models (default %(default)s)")
+    parser.add_argument("--background", type=float, default=0.2,
+                        help="quality outside the region (default %(default)s)")
+    parser.add_argument("--region", type=float, default=0.8, help="quality of the region (default %(default)s)")
     parser.add_argument("--small", type=whole_numbers(1), default="48,96,160",
-                        help="sides of the small square regions (empty: none)")
+                        help="comma-separated sides in pixels of the small square regions "
+                             "(empty: none; default %(default)s)")
     parser.add_argument("--margin", type=int, default=None, help="pixels of margin around the regions "
                                                                   "(default: compress's)")
     parser.add_argument("--margin-weight", type=float, default=None,
                         help="how far the margin's quality goes from the background's to the region's "
                              "(default: compress's)")
     parser.add_argument("--limit", type=int_at_least(1), default=None, help="only the first N images")
-    parser.add_argument("--threads", type=int_at_least(1), default=1)
-    parser.add_argument("--out", default=str(REPO / "benchmarks/results/roi.json"))
+    parser.add_argument("--threads", type=int_at_least(1), default=1, help="torch threads (default %(default)s)")
+    parser.add_argument("--out", default=str(REPO / "benchmarks/results/roi.json"),
+                        help="results file (default benchmarks/results/roi.json)")
     parser.add_argument("--figure", metavar="PNG", help="only draw the README's figure (docs/roi.png): kodim23 "
                                                         "with a region on the parrots' heads, --models' first model")
     args = parser.parse_args()

@@ -131,14 +131,16 @@ def transforms_only(model_name: str, images: list[tuple[str, list[np.ndarray]]],
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=zoo.DEFAULT_MODEL)
-    parser.add_argument("--threads", type=whole_numbers(1), default="1,2", help="comma-separated CPU thread counts")
-    parser.add_argument("--images", type=int_at_least(1), default=3, help="Kodak images (the first N)")
-    parser.add_argument("--quality", type=unit_interval, default=0.5)
+    parser.add_argument("--model", default=zoo.DEFAULT_MODEL, help="model to time (default %(default)s)")
+    parser.add_argument("--threads", type=whole_numbers(1), default="1,2",
+                        help="comma-separated CPU thread counts (default %(default)s)")
+    parser.add_argument("--images", type=int_at_least(1), default=3,
+                        help="Kodak images (the first N; default %(default)s)")
+    parser.add_argument("--quality", type=unit_interval, default=0.5, help="quality, 0 to 1 (default %(default)s)")
     parser.add_argument("--repeats", type=int_at_least(1), default=2,
-                        help="timed runs per Kodak image (after a warm-up)")
+                        help="timed runs per Kodak image (after a warm-up; default %(default)s)")
     parser.add_argument("--no-4k", action="store_true", help="skip the 3840x2160 image")
-    parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--out", default=str(RESULTS), help="results file (default benchmarks/results/speed.json)")
     args = parser.parse_args(argv)
 
     kodak = data_root() / "kodak"

@@ -91,12 +91,14 @@ def decoder_targets(models: list[str], measured: dict[str, str]) -> list[dict[st
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--summary", default=str(REPO / "results" / "kodak" / "summary.json"))
+    parser.add_argument("--summary", default=str(REPO / "results" / "kodak" / "summary.json"),
+                        help="the Kodak evaluation's summary.json (default results/kodak/summary.json)")
     parser.add_argument("--fidelity", default="fidelity",
                         help="fidelity model label(s), comma-separated: e.g. fidelity,fidelity+refine50 (the "
                              "model with encoder refinement, evaluated under that label)")
-    parser.add_argument("--perceptual", default="perceptual")
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "targets.json"))
+    parser.add_argument("--perceptual", default="perceptual", help="perceptual model label (default %(default)s)")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "targets.json"),
+                        help="results file (default benchmarks/results/targets.json)")
     args = parser.parse_args()
     summary = json.loads(Path(args.summary).read_text())
     measured = summary.get("models", {})

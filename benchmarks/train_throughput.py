@@ -32,7 +32,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from common import run_main  # noqa: E402
+from common import machine, run_main  # noqa: E402
 
 from edgecodec.argtypes import int_at_least  # noqa: E402
 from edgecodec.train.config import load_config  # noqa: E402
@@ -86,17 +86,38 @@ def measure(name: str, data: Path, warm: int, timed: int, threads: int, device: 
             "discriminator_parameters": params_d}
 
 
+def build_report(args: argparse.Namespace, results: list[dict]) -> dict:
+    """What the results file holds: the settings, the machine (``common.machine``: CPU model, flags and
+    core count, which the timings mean little without) and the rows of ``measure``."""
+    host = machine()
+    cuda = torch.cuda.is_available() and args.device != "cpu"
+    return {
+        "benchmark": "train_throughput",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "device": torch.cuda.get_device_name() if cuda else f"cpu ({host.get('cpu_model') or host['cpu']})",
+        "threads": args.threads, "warm_steps": args.warm, "timed_steps": args.timed,
+        "torch": torch.__version__, "python": platform.python_version(), "machine": host,
+        "note": "gcrb measured with the discriminator active (gan.disc_start=0)",
+        "overrides": args.overrides,
+        "results": results,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
-    parser.add_argument("--warm", type=int_at_least(0), default=5)
-    parser.add_argument("--timed", type=int_at_least(1), default=10)
-    parser.add_argument("--threads", type=int_at_least(1), default=1)
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS),
+                        help="configurations to measure (default: all)")
+    parser.add_argument("--warm", type=int_at_least(0), default=5,
+                        help="untimed steps before the timed ones (default %(default)s)")
+    parser.add_argument("--timed", type=int_at_least(1), default=10, help="timed training steps (default %(default)s)")
+    parser.add_argument("--threads", type=int_at_least(1), default=1, help="CPU threads (default %(default)s)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="where to train; auto: CUDA when available, else the CPU (default %(default)s)")
     parser.add_argument("--data", type=Path, help="image folder (default: synthetic images)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override for every configuration (repeatable)")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "train_throughput.json")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "train_throughput.json",
+                        help="results file (default benchmarks/results/train_throughput.json)")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available here")
@@ -114,17 +135,7 @@ def main() -> int:
             row = measure(name, data, args.warm, args.timed, args.threads, args.device, args.overrides)
             results.append(row)
             print(f"{name}: {row['steps_per_s']:.3f} steps/s", file=sys.stderr, flush=True)
-    cuda = torch.cuda.is_available() and args.device != "cpu"
-    report = {
-        "benchmark": "train_throughput",
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "device": torch.cuda.get_device_name() if cuda else f"cpu ({platform.processor() or platform.machine()})",
-        "threads": args.threads, "warm_steps": args.warm, "timed_steps": args.timed,
-        "torch": torch.__version__, "python": platform.python_version(),
-        "note": "gcrb measured with the discriminator active (gan.disc_start=0)",
-        "overrides": args.overrides,
-        "results": results,
-    }
+    report = build_report(args, results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\ntraining throughput, {report['device']}, {args.threads} thread(s), "

@@ -3,11 +3,15 @@ traceback or by measuring something else; the one that had stopped running runs.
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import json
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -67,3 +71,97 @@ def test_refine_perceptual_runs(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     (row,) = json.loads(out.read_text())["rows"]
     assert row["image"] == "kodim23" and row["steps"] == 1 and row["plain"]["bpp"] > 0
+
+
+def load_script(script: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """The benchmark script as a module (its ``main`` not run), importing ``common`` as it does."""
+    monkeypatch.syspath_prepend(str(REPO))
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location(f"benchmark_{script}", BENCHMARKS / f"{script}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Parser(Exception):
+    def __init__(self, parser: argparse.ArgumentParser):
+        super().__init__()
+        self.parser = parser
+
+
+def script_parser(script: str, monkeypatch: pytest.MonkeyPatch) -> argparse.ArgumentParser:
+    """The parser the script's ``main`` builds: ``main`` runs up to ``parse_args``, which hands the
+    parser over instead of parsing (so nothing is measured)."""
+    module = load_script(script, monkeypatch)
+
+    def hand_over(self, *args, **kwargs):
+        raise _Parser(self)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(argparse.ArgumentParser, "parse_args", hand_over)
+        with pytest.raises(_Parser) as caught:
+            module.main()
+    return caught.value.parser
+
+
+@pytest.mark.parametrize("script", sorted(BAD_VALUES))
+def test_every_option_has_a_help_text(script, monkeypatch):
+    """Many options showed in --help with no description at all; hidden ones (SUPPRESS) may stay so."""
+    parser = script_parser(script, monkeypatch)
+    bare = [action.option_strings[0] if action.option_strings else action.dest for action in parser._actions
+            if action.help != argparse.SUPPRESS and not (action.help or "").strip()]
+    assert not bare, f"{script}: no help for {', '.join(bare)}"
+    parser.format_help()  # every help text formats (a stray % would raise here)
+
+
+def test_edge_threads_option(monkeypatch):
+    """edge.py timed 1 and 2 threads, always: --threads chooses (comma-separated, each 1 or more)."""
+    parser = script_parser("edge", monkeypatch)
+    assert parser.parse_args([]).threads == [1, 2]
+    assert parser.parse_args(["--threads", "4,1"]).threads == [4, 1]
+
+
+@pytest.mark.parametrize("value, message", [("0", "argument --threads: expected whole numbers from 1"),
+                                            ("1,x", "argument --threads: expected comma-separated numbers"),
+                                            ("", "argument --threads: expected at least one thread count")])
+def test_edge_refuses_a_bad_thread_count(value, message):
+    proc = run("edge", "--threads", value, "--models", "nosuch", "--no-install-size", "--out", "/nonexistent/edge.json")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and message in proc.stderr.strip().splitlines()[-1]
+
+
+def test_edge_times_the_chosen_threads(monkeypatch, tmp_path):
+    """The thread counts reach every model's measurement (sorted, once each), the results file and
+    the printed table, the figures measured here replaced by a stand-in."""
+    edge = load_script("edge", monkeypatch)
+    seen = []
+
+    def bench_model(name, workdir, int8_images, threads):
+        seen.append(list(threads))
+        ms = {f"{kind}_{t}t": float(t) for t in threads for kind in ("lite_fp32", "lite_int8", "torch_encode",
+                                                                      "lite_encode")}
+        return {"parameters": {"decoder": 1}, "kmac_per_pixel": {"decoder": 1.0}, "onnx_mb": {"decoder.onnx": 1.0},
+                "ms": {**ms, "torch_decode": 1.0}, f"lite_fp32_{max(threads)}t_stages_ms": {"synthesis": 1.0},
+                "peak_rss_mb": {"lite": 1.0}, "int8": None}
+
+    monkeypatch.setattr(edge, "bench_model", bench_model)
+    out = tmp_path / "edge.json"
+    assert edge.main(["--models", "a,b", "--threads", "3,1,3", "--no-install-size", "--out", str(out)]) == 0
+    assert seen == [[1, 3], [1, 3]]
+    assert json.loads(out.read_text())["threads"] == [1, 3]
+
+
+def test_train_throughput_records_the_cpu(monkeypatch):
+    """Its results file named the CPU as platform.processor() ('x86_64'), without model or core count."""
+    train_throughput = load_script("train_throughput", monkeypatch)
+    args = argparse.Namespace(device="cpu", threads=1, warm=0, timed=1, overrides=[])
+    report = train_throughput.build_report(args, [])
+    host = report["machine"]
+    models = [line.partition(":")[2].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+              if line.startswith("model name")] if Path("/proc/cpuinfo").is_file() else []
+    if models:
+        assert host["cpu_model"] == models[0] and models[0] in report["device"]
+    else:
+        assert host["cpu"] == (platform.processor() or platform.machine())
+    assert host["cpu_count"] == os.cpu_count() and report["threads"] == 1
+    json.dumps(report)  # written as JSON
