@@ -4,7 +4,7 @@
 # classical codecs, and draw the training charts.
 #
 #   bash scripts/ablation.sh                 # the full schedule of configs/{cae,crb,gcrb}.yaml
-#   STEPS=6000 bash scripts/ablation.sh      # a shorter, equal budget for all three
+#   STEPS=6000 bash scripts/ablation.sh      # a shorter, equal budget for all three (in runs/ablation-6000)
 #   WARM_GCRB=1 bash scripts/ablation.sh     # GCRB starts from the trained CRB (its GAN phase only)
 #
 #   OVERRIDES="train.val_every=250" ...  # config overrides for all three runs (new runs only)
@@ -14,16 +14,32 @@
 # runs/ablation/models, results/ablation (per-image CSV, summary.json, table.md, plots, report.html
 # with side-by-side crops, the runs' configs / logs / commands and model cards),
 # docs/ablation_training.png (PSNR / SSIM / bpp against step), docs/ablation_crops.png (kodim01).
+# A STEPS other than the configs' train.steps (a shorter budget, a smoke test) keeps all of that in
+# runs/ablation-STEPS instead (runs, models, results/, ablation_training.png, ablation_crops.png), so
+# it neither overwrites the committed results nor leaves run folders for the full run to resume.
 # EVAL_JOBS=2 evaluates two images at a time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [[ -n "${STEPS:-}" && ! "$STEPS" =~ ^[1-9][0-9]*$ ]]; then
+  echo "ablation: STEPS=$STEPS is not a positive whole number of steps" >&2
+  exit 2
+fi
 bash scripts/setup.sh
 edgecodec=.venv/bin/edgecodec
-runs=${RUNS:-runs/ablation}
+# the full schedule: train.steps of the three configs (one number where they agree)
+full_steps=$(.venv/bin/python -c 'import yaml
+print(*sorted({yaml.safe_load(open(f"configs/{n}.yaml"))["train"]["steps"] for n in ("cae", "crb", "gcrb")}))')
+if [[ -z "${STEPS:-}" || "$STEPS" == "$full_steps" ]]; then  # the published run
+  runs=${RUNS:-runs/ablation}
+  eval_out=${EVAL_OUT:-results/ablation}
+  chart=${CHART:-docs/ablation_training.png}
+else  # a shorter budget: nothing of it in results/ or docs/, nor in the full run's run folders
+  runs=${RUNS:-runs/ablation-$STEPS}
+  eval_out=${EVAL_OUT:-runs/ablation-$STEPS/results}
+  chart=${CHART:-runs/ablation-$STEPS/ablation_training.png}
+fi
 data=${DATA:-../shared/data/train}
 kodak=${KODAK:-../shared/data/kodak}
-eval_out=${EVAL_OUT:-results/ablation}
-chart=${CHART:-docs/ablation_training.png}
 steps_args=()
 read -r -a overrides <<< "${OVERRIDES:-}"
 if [[ -n "${STEPS:-}" ]]; then

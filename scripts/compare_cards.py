@@ -8,7 +8,7 @@ Prints, per quality both cards measured, the candidate's change in bytes and in 
 its BD-rate against the shipped card on PSNR, MS-SSIM and ST-LPIPS (``edgecodec.eval.bdrate``, the
 evaluation's PCHIP rule; negative: the candidate needs fewer bits at equal quality). The card
 points are 24-image Kodak means written by ``export-model --kodak``; nothing is measured here.
-Exit status 2 when a card lacks Kodak points.
+Exit status 2 when a card cannot be read or lacks Kodak points.
 """
 
 from __future__ import annotations
@@ -26,11 +26,17 @@ from edgecodec.eval.bdrate import bd_rates_between  # noqa: E402
 
 
 def kodak_points(path: str) -> dict[float, dict]:
-    card = json.loads(Path(path).read_text())
-    points = (card.get("kodak") or {}).get("points") or []
+    try:
+        card = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:  # missing, unreadable, not JSON
+        raise ValueError(f"{path}: cannot read the card: {exc}") from None
+    points = (card.get("kodak") or {}).get("points") if isinstance(card, dict) else None
     if not points:
         raise ValueError(f"{path}: no Kodak points (export the model with --kodak)")
-    return {p["quality"]: p for p in points}
+    try:
+        return {p["quality"]: p for p in points}
+    except (KeyError, TypeError):
+        raise ValueError(f"{path}: its Kodak points are not a list of points with a quality") from None
 
 
 def main(argv: list[str] | None = None) -> int:

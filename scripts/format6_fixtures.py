@@ -59,6 +59,10 @@ def main() -> None:
     parser.add_argument("--kodak", default=os.environ.get("EDGECODEC_DATA", str(REPO.parent / "shared/data"))
                         + "/kodak")
     args = parser.parse_args()
+    if not Path(args.out).is_dir():
+        parser.error(f"{args.out}: no such folder")
+    if not (Path(args.kodak) / "kodim23.png").is_file():
+        parser.error(f"{args.kodak}: no kodim23.png there (--kodak)")
 
     import edgecodec
     from edgecodec.codec import api

@@ -33,3 +33,14 @@ def test_a_card_without_kodak_points_is_refused(tmp_path, capsys):
     (tmp_path / "bare.json").write_text(json.dumps({"name": "m"}))
     assert compare_cards.main([_card(tmp_path / "a.json", 1.0), str(tmp_path / "bare.json")]) == 2
     assert "no Kodak points" in capsys.readouterr().err
+
+
+def test_a_missing_or_damaged_card_is_one_line_not_a_traceback(tmp_path, capsys):
+    good = _card(tmp_path / "a.json", 1.0)
+    (tmp_path / "text.json").write_text("not json")
+    (tmp_path / "list.json").write_text("[1]")
+    (tmp_path / "points.json").write_text(json.dumps({"kodak": {"points": [1, 2]}}))
+    for bad in ("missing.json", "text.json", "list.json", "points.json"):
+        assert compare_cards.main([good, str(tmp_path / bad)]) == 2
+        err = capsys.readouterr().err
+        assert bad in err and err.count("\n") == 1, err
