@@ -144,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS,
                         help="results file (default benchmarks/results/feature_timings.json)")
     args = parser.parse_args(argv)
+    if not args.threads:
+        parser.error("argument --threads: expected at least one thread count")
     parts = [p for p in args.parts.split(",") if p]
     unknown = set(parts) - set(PARTS)
     if unknown:

@@ -639,13 +639,17 @@ def run_campaign(cases: int, seed: int = 0, timeout: float = 2.0, max_rss_mb: in
 
 
 def main() -> int:
+    # here, not at the top: the spawned workers import this file again, and need none of it
+    from edgecodec.argtypes import int_at_least, positive_number
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cases", type=int, default=10000, help="mutated files to decode (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--cases", type=int_at_least(1), default=10000,
+                        help="mutated files to decode (default %(default)s)")
+    parser.add_argument("--seed", type=int_at_least(0), default=0,
                         help="seed of the mutations' RNG: a run is reproducible from it (default %(default)s)")
-    parser.add_argument("--timeout", type=float, default=2.0,
+    parser.add_argument("--timeout", type=positive_number, default=2.0,
                         help="seconds a case may take before it counts as a hang (default %(default)s)")
-    parser.add_argument("--max-rss-mb", type=int, default=1024,
+    parser.add_argument("--max-rss-mb", type=int_at_least(1), default=1024,
                         help="MiB a case may raise the worker's peak RSS by before it counts as a memory failure "
                              "(default %(default)s)")
     parser.add_argument("--save", type=Path, default=REPO / "benchmarks/results/fuzz-failures",
@@ -663,4 +667,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common import run_main
+
+    run_main(main)

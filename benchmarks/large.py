@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 from common import machine, run_main, write_results
-from edgecodec.argtypes import int_at_least
+from edgecodec.argtypes import int_at_least, unit_interval
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -167,7 +167,7 @@ def run_child(png: Path, args: argparse.Namespace, tile: int | None) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="fidelity", help="model to code with (default %(default)s)")
-    parser.add_argument("--quality", type=float, default=0.5, help="quality, 0 to 1 (default %(default)s)")
+    parser.add_argument("--quality", type=unit_interval, default=0.5, help="quality, 0 to 1 (default %(default)s)")
     parser.add_argument("--sizes", default="4k,8k",
                         help=f"comma-separated image sizes, of {', '.join(SIZES)} (default %(default)s)")
     parser.add_argument("--no-untiled", action="store_true", help="skip the one-piece 4K reference row")

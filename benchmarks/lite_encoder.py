@@ -1,13 +1,15 @@
 """The torch-free encoder (edgecodec.lite.LiteEncoder) against the PyTorch encoder, on Kodak.
 
-    python benchmarks/lite_encoder.py [--models perceptual,fidelity] [--qualities 0,0.5,1] [--images N] [--out FILE]
+    python benchmarks/lite_encoder.py [--models perceptual,fidelity] [--qualities 0,0.5,1] [--images N]
+                                      [--threads 1,2] [--out FILE]
 
 For every Kodak image, model and quality: whether the lite encoder's file is byte-identical to
 ``edgecodec.compress``'s, and where it is not, how many latent values differ (both files decoded by
 the lite decoder) and the size ratio. Then the encode time of kodim23 at quality 0.5 (median of 11,
-after a warm-up), lite at 1 and 2 onnxruntime threads and PyTorch at 1 and 2 torch threads; and
-of kodim23 scaled to 2048 x 1366 (bicubic; coded in tiles by both encoders), median of 3 at 2
-threads, with whether the two files are identical. Prints a summary and writes
+after a warm-up), lite at each of ``--threads`` onnxruntime threads and PyTorch at each of them
+torch threads (default 1 and 2); and of kodim23 scaled to 2048 x 1366 (bicubic; coded in tiles by
+both encoders), median of 3 at the most threads, with whether the two files are identical (the
+comparison's encoders and decoder also run at the most threads). Prints a summary and writes
 ``benchmarks/results/lite_encoder.json`` (``--out``); ``--images N`` compares the first N images only.
 """
 
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import machine, run_main, write_results
+from common import machine, run_main, whole_numbers, write_results
 from edgecodec.argtypes import int_at_least, numbers
 from PIL import Image
 
@@ -41,16 +43,23 @@ def median_ms(fn, runs: int = 11) -> float:
     return round(statistics.median(times), 1)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="perceptual,fidelity", help="comma-separated models (default %(default)s)")
     parser.add_argument("--qualities", type=numbers, default="0,0.5,1",
                         help="comma-separated qualities compared on every image (default 0,0.5,1)")
     parser.add_argument("--images", type=int_at_least(1), default=None,
                         help="compare the first N Kodak images only (default all 24; timings use kodim23)")
+    parser.add_argument("--threads", type=whole_numbers(1), default="1,2",
+                        help="comma-separated thread counts both encoders are timed at; the 2048 x 1366 image "
+                             "and the comparison at the most (default %(default)s)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results/lite_encoder.json"),
                         help="results file (default benchmarks/results/lite_encoder.json)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if not args.threads:
+        parser.error("argument --threads: expected at least one thread count")
+    threads = sorted(set(args.threads))
+    most = threads[-1]
     qualities = args.qualities
     images = {p.name: np.array(Image.open(p).convert("RGB")) for p in sorted(KODAK.glob("*.png"))[:args.images]}
     kodim23 = images.get("kodim23.png")  # the timings' image, read again only when --images leaves it out
@@ -59,7 +68,7 @@ def main() -> None:
     result = {"machine": machine(), "images": len(images), "qualities": qualities, "models": {}}
     for model in args.models.split(","):
         export = ensure_export(model)
-        encoder, decoder = LiteEncoder(export, threads=2), LiteDecoder(export, threads=2)
+        encoder, decoder = LiteEncoder(export, threads=most), LiteDecoder(export, threads=most)
         identical, differing_values, values, ratios = 0, 0, 0, []
         for rgb in images.values():
             for q in qualities:
@@ -72,14 +81,16 @@ def main() -> None:
                 values += a.size
                 ratios.append(len(lite) / len(reference))
         rgb = kodim23
-        times = {f"lite_{t}t": median_ms(lambda e=LiteEncoder(export, threads=t): e.encode(rgb, 0.5)) for t in (1, 2)}
-        for t in (1, 2):
+        times = {f"lite_{t}t": median_ms(lambda e=LiteEncoder(export, threads=t): e.encode(rgb, 0.5)) for t in threads}
+        for t in threads:
             torch.set_num_threads(t)
             times[f"torch_{t}t"] = median_ms(lambda: edgecodec.compress(rgb, quality=0.5, model=model))
+        torch.set_num_threads(most)
         large = np.array(Image.fromarray(rgb).resize((2048, 1366), Image.BICUBIC))
-        lite_large = LiteEncoder(export, threads=2)
-        times["large_lite_2t"] = median_ms(lambda: lite_large.encode(large, 0.5), runs=3)
-        times["large_torch_2t"] = median_ms(lambda: edgecodec.compress(large, quality=0.5, model=model), runs=3)
+        lite_large = LiteEncoder(export, threads=most)
+        times[f"large_lite_{most}t"] = median_ms(lambda: lite_large.encode(large, 0.5), runs=3)
+        times[f"large_torch_{most}t"] = median_ms(lambda: edgecodec.compress(large, quality=0.5, model=model),
+                                                 runs=3)
         large_identical = lite_large.encode(large, 0.5) == edgecodec.compress(large, quality=0.5, model=model)
         runs = len(images) * len(qualities)
         result["models"][model] = {

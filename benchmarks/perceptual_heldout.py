@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from common import machine, run_main, write_results
-from edgecodec.argtypes import int_at_least
+from edgecodec.argtypes import int_at_least, positive_number
 
 REPO = Path(__file__).resolve().parent.parent
 KODAK = REPO.parent / "shared/data/kodak"
@@ -33,7 +33,7 @@ def main() -> None:
     from edgecodec.eval import classical
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rates", type=float, nargs="+", default=[0.15, 0.3, 0.5],
+    parser.add_argument("--rates", type=positive_number, nargs="+", default=[0.15, 0.3, 0.5],
                         help="rates in bits per pixel; each file is the largest within the rate "
                              "(default 0.15 0.3 0.5)")
     parser.add_argument("--images", type=int_at_least(1), default=24,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 from common import machine, run_main, write_results
-from edgecodec.argtypes import int_at_least
+from edgecodec.argtypes import int_at_least, unit_interval
 
 REPO = Path(__file__).resolve().parent.parent
 KODAK = REPO.parent / "shared/data/kodak"
@@ -30,8 +30,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", nargs="+", default=["kodim05", "kodim19", "kodim23"],
                         help="Kodak image names, without .png (default kodim05 kodim19 kodim23)")
-    parser.add_argument("--quality", type=float, default=0.3,
-                        help="quality the latent is coded at (default %(default)s)")
+    parser.add_argument("--quality", type=unit_interval, default=0.3,
+                        help="quality the latent is coded at, 0 to 1 (default %(default)s)")
     parser.add_argument("--steps", type=int_at_least(1), nargs="+", default=[8, 25],
                         help="refinement step counts, one refinement of each image per count (default 8 25)")
     parser.add_argument("--weight", type=float, default=0.6,

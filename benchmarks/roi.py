@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 from common import machine, run_main, whole_numbers, write_results
-from edgecodec.argtypes import int_at_least
+from edgecodec.argtypes import int_at_least, unit_interval
 
 REPO = Path(__file__).resolve().parent.parent
 NAMES = ("background", "roi", "region", "same_size")
@@ -43,17 +43,18 @@ def main() -> None:
     parser.add_argument("--kodak", default=str(REPO.parent / "shared/data/kodak"),
                         help="folder of the Kodak PNG images (default ../shared/data/kodak)")
     parser.add_argument("--models", default="fidelity,perceptual", help="comma-separated models (default %(default)s)")
-    parser.add_argument("--background", type=float, default=0.2,
-                        help="quality outside the region (default %(default)s)")
-    parser.add_argument("--region", type=float, default=0.8, help="quality of the region (default %(default)s)")
+    parser.add_argument("--background", type=unit_interval, default=0.2,
+                        help="quality outside the region, 0 to 1 (default %(default)s)")
+    parser.add_argument("--region", type=unit_interval, default=0.8,
+                        help="quality of the region, 0 to 1 (default %(default)s)")
     parser.add_argument("--small", type=whole_numbers(1), default="48,96,160",
                         help="comma-separated sides in pixels of the small square regions "
                              "(empty: none; default %(default)s)")
-    parser.add_argument("--margin", type=int, default=None, help="pixels of margin around the regions "
-                                                                  "(default: compress's)")
-    parser.add_argument("--margin-weight", type=float, default=None,
-                        help="how far the margin's quality goes from the background's to the region's "
-                             "(default: compress's)")
+    parser.add_argument("--margin", type=int_at_least(0), default=None,
+                        help="pixels of margin around the regions, 0 or more (default: compress's)")
+    parser.add_argument("--margin-weight", type=unit_interval, default=None,
+                        help="how far the margin's quality goes from the background's to the region's, "
+                             "0 to 1 (default: compress's)")
     parser.add_argument("--limit", type=int_at_least(1), default=None, help="only the first N images")
     parser.add_argument("--threads", type=int_at_least(1), default=1, help="torch threads (default %(default)s)")
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/roi.json"),

@@ -142,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-4k", action="store_true", help="skip the 3840x2160 image")
     parser.add_argument("--out", default=str(RESULTS), help="results file (default benchmarks/results/speed.json)")
     args = parser.parse_args(argv)
+    if not args.threads:
+        parser.error("argument --threads: expected at least one thread count")
 
     kodak = data_root() / "kodak"
     paths = sorted(kodak.glob("*.png"))[: args.images]

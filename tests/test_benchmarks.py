@@ -165,3 +165,118 @@ def test_train_throughput_records_the_cpu(monkeypatch):
         assert host["cpu"] == (platform.processor() or platform.machine())
     assert host["cpu_count"] == os.cpu_count() and report["threads"] == 1
     json.dumps(report)  # written as JSON
+
+
+# script -> option, a value out of its range, and what the error line says: each was a plain int
+# or float, so the value was used (0 cases measured, a negative seed, a quality of 2) or failed
+# later, mid-run
+OUT_OF_RANGE = [
+    ("fuzz", "--cases", "0", "argument --cases: must be 1 or more"),
+    ("fuzz", "--cases", "-3", "argument --cases: must be 1 or more"),
+    ("fuzz", "--seed", "-1", "argument --seed: must be 0 or more"),
+    ("fuzz", "--timeout", "0", "argument --timeout: must be a positive number"),
+    ("fuzz", "--timeout", "-2", "argument --timeout: must be a positive number"),
+    ("fuzz", "--timeout", "inf", "argument --timeout: must be a finite number"),
+    ("fuzz", "--max-rss-mb", "0", "argument --max-rss-mb: must be 1 or more"),
+    ("large", "--quality", "1.5", "argument --quality: must be between 0 and 1"),
+    ("large", "--quality", "-0.1", "argument --quality: must be between 0 and 1"),
+    ("roi", "--background", "2", "argument --background: must be between 0 and 1"),
+    ("roi", "--region", "-0.5", "argument --region: must be between 0 and 1"),
+    ("roi", "--margin", "-1", "argument --margin: must be 0 or more"),
+    ("roi", "--margin-weight", "1.5", "argument --margin-weight: must be between 0 and 1"),
+    ("refine_perceptual", "--quality", "3", "argument --quality: must be between 0 and 1"),
+    ("perceptual_heldout", "--rates", "0", "argument --rates: must be a positive number"),
+    ("perceptual_heldout", "--rates", "-0.3", "argument --rates: must be a positive number"),
+    ("lite_encoder", "--threads", "0", "argument --threads: expected whole numbers from 1"),
+    ("lite_encoder", "--threads", "1,x", "argument --threads: expected comma-separated numbers"),
+]
+
+
+@pytest.mark.parametrize("script, option, value, message", OUT_OF_RANGE)
+def test_an_out_of_range_value_is_a_usage_error(script, option, value, message, monkeypatch, capsys):
+    parser = script_parser(script, monkeypatch)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args([option, value])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+class _Measured(Exception):
+    """Raised by a stand-in for the first step of a measurement: the script went past its options."""
+
+
+def _measured(*args, **kwargs):
+    raise _Measured
+
+
+# script -> arguments that keep a run short if it goes past its options, and a step of the measurement
+EMPTY_THREADS = {
+    "speed": (["--images", "1", "--no-4k"], "data_root"),
+    "feature_timings": (["--parts", "search"], "write_results"),
+    "lite_encoder": (["--images", "1"], "ensure_export"),
+}
+
+
+@pytest.mark.parametrize("script", sorted(EMPTY_THREADS))
+def test_an_empty_thread_list_is_refused(script, monkeypatch, capsys, tmp_path):
+    """``--threads ""`` measured nothing and wrote a results file with no rows."""
+    extra, step = EMPTY_THREADS[script]
+    module = load_script(script, monkeypatch)
+    for name in (step, "write_results"):
+        monkeypatch.setattr(module, name, _measured)
+    monkeypatch.setattr(sys, "argv", [f"{script}.py", "--threads", "", *extra, "--out", str(tmp_path / "out.json")])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        module.main()
+    assert exit_.value.code == 2
+    assert "argument --threads: expected at least one thread count" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_lite_encoder_threads_option(monkeypatch):
+    """lite_encoder.py timed 1 and 2 threads, always: --threads chooses (comma-separated, each 1 or more)."""
+    parser = script_parser("lite_encoder", monkeypatch)
+    assert parser.parse_args([]).threads == [1, 2]
+    assert parser.parse_args(["--threads", "4,1"]).threads == [4, 1]
+
+
+def test_lite_encoder_times_the_chosen_threads(monkeypatch, tmp_path):
+    """The thread counts (sorted, once each) reach the timings, the large image and the comparison
+    at the most; by default the timings are the ones it always wrote. The coders are stand-ins."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    lite_encoder = load_script("lite_encoder", monkeypatch)
+    Image.new("RGB", (32, 24)).save(tmp_path / "kodim23.png")
+    coders, torch_threads = [], []
+
+    class Coder:
+        def __init__(self, export, threads):
+            coders.append((type(self).__name__, threads))
+
+        def encode(self, rgb, quality):
+            return b"same"
+
+    monkeypatch.setattr(lite_encoder, "KODAK", tmp_path)
+    monkeypatch.setattr(lite_encoder, "ensure_export", lambda model: tmp_path)
+    monkeypatch.setattr(lite_encoder, "LiteEncoder", type("LiteEncoder", (Coder,), {}))
+    monkeypatch.setattr(lite_encoder, "LiteDecoder", type("LiteDecoder", (Coder,), {}))
+    monkeypatch.setattr(lite_encoder, "edgecodec", SimpleNamespace(compress=lambda *args, **kwargs: b"same"))
+    monkeypatch.setattr(lite_encoder, "median_ms", lambda fn, runs=11: 1.0)
+    monkeypatch.setattr(lite_encoder.torch, "set_num_threads", torch_threads.append)
+
+    def timings(*args: str) -> set[str]:
+        out = tmp_path / "lite_encoder.json"
+        coders.clear(), torch_threads.clear()
+        lite_encoder.main(["--models", "m", "--qualities", "0.5", *args, "--out", str(out)])
+        return set(json.loads(out.read_text())["models"]["m"]["kodim23_q0.5_encode_ms"])
+
+    assert timings() == {"lite_1t", "lite_2t", "torch_1t", "torch_2t", "large_lite_2t", "large_torch_2t"}
+    assert coders[:2] == [("LiteEncoder", 2), ("LiteDecoder", 2)] and torch_threads == [1, 2, 2]
+    assert timings("--threads", "3,1,3") == {"lite_1t", "lite_3t", "torch_1t", "torch_3t", "large_lite_3t",
+                                             "large_torch_3t"}
+    assert coders == [("LiteEncoder", 3), ("LiteDecoder", 3), ("LiteEncoder", 1), ("LiteEncoder", 3),
+                      ("LiteEncoder", 3)]
+    assert torch_threads == [1, 3, 3]
