@@ -883,7 +883,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .errors import UsageError
     from .train.config import load_config
     from .train.distributed import env_rank
-    from .train.trainer import run
+    from .train.trainer import checkpoints, run
 
     overrides = list(args.overrides)
     if args.data:
@@ -899,6 +899,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         if saved is None or not saved.is_file():
             raise UsageError("train needs --config, or --resume RUN of a run folder holding config.yaml")
         config_path = saved
+    elif args.resume and not (Path(args.resume) / "config.yaml").is_file() and not checkpoints(Path(args.resume)):
+        # --resume of a folder no training wrote (a parent folder, a data folder) with --config: a
+        # new run started there, and the folder's own log.csv and val.csv lost their rows
+        raise UsageError(f"--resume {args.resume}: not a run folder (no config.yaml, no checkpoint), so there is "
+                         "nothing to continue: a new run takes --out")
     config = load_config(config_path, overrides)
     run_dir = Path(args.resume or args.out or Path("runs") / config["name"])
     if run_dir.exists() and not run_dir.is_dir():

@@ -1142,6 +1142,43 @@ def _text(path, text: str):
     return path
 
 
+def test_train_refuses_warm_start_files_that_are_not_weights(tmp_path, capsys):
+    """train.init_from (or gan.disc_init_from) naming a folder, a number, a damaged .safetensors,
+    a file that is no checkpoint or a torch file of something else was an internal error (a
+    TypeError, IsADirectoryError, SafetensorError, KeyError, or torch's ten-line unpickling
+    message); a typo'd train.metrics_perceptual turned the metric off mid-run with a warning. Each
+    is one usage line before any run folder is made."""
+    data = tmp_path / "photos"
+    data.mkdir()
+    rng = np.random.RandomState(0)
+    for i in range(2):
+        Image.fromarray(rng.randint(0, 256, (96, 96, 3), dtype=np.uint8)).save(data / f"{i}.png")
+    (tmp_path / "bad.safetensors").write_bytes(b"garbage")
+    (tmp_path / "bad.pt").write_bytes(b"garbage")
+    torch.save([1, 2], tmp_path / "list.pt")
+    torch.save({"a": torch.zeros(1)}, tmp_path / "weights.pt")  # tensors, but no training checkpoint
+    config, gcrb = "configs/cae.yaml", "configs/gcrb.yaml"
+    cases = {
+        "number": (config, "train.init_from=5", "train.init_from=5"),
+        "list": (config, "train.init_from=[a.pt]", "expected the path of a file"),
+        "folder": (config, f"train.init_from={tmp_path}", "train.init_from="),
+        "safetensors": (config, f"train.init_from={tmp_path / 'bad.safetensors'}", "not a .safetensors model"),
+        "garbage": (config, f"train.init_from={tmp_path / 'bad.pt'}", "cannot load checkpoint"),
+        "torch-list": (config, f"train.init_from={tmp_path / 'list.pt'}", "not a training checkpoint"),
+        "torch-dict": (config, f"train.init_from={tmp_path / 'weights.pt'}", "not a training checkpoint"),
+        "disc-folder": (gcrb, f"gan.disc_init_from={tmp_path}", "gan.disc_init_from="),
+        "disc-number": (gcrb, "gan.disc_init_from={a: 1}", "expected the path of a file"),
+        "disc-dict": (gcrb, f"gan.disc_init_from={tmp_path / 'weights.pt'}", "not a training checkpoint"),
+        "metric": (config, "train.metrics_perceptual=stlpips-alx", "train.metrics_perceptual='stlpips-alx'"),
+    }
+    for name, (cfg, override, fragment) in cases.items():
+        out = tmp_path / "runs" / name
+        assert main("--threads", 1, "train", "--config", cfg, "--data", data, override, "--out", out,
+                    "--steps", 1) == 2, name
+        assert_one_error_line(capsys.readouterr().err, fragment)
+        assert not out.exists(), name
+
+
 def test_export_model_refuses_a_missing_previous_card_before_writing(tmp_path, capsys):
     out = tmp_path / "models"
     assert main("export-model", tmp_path / "run", "--name", "m", "--out", out,

@@ -348,6 +348,49 @@ def test_resume_refuses_what_it_cannot_do_before_writing(train_images, tmp_path,
     assert not (tmp_path / "gpu").exists()
 
 
+def test_resuming_a_finished_run_trains_and_records_nothing(train_images, tmp_path, capsys):
+    """`--resume RUN` of a run already at its last step (scripts/ablation.sh re-run, a resume too
+    many) appended a launch that trained nothing to launches.jsonl (and so to the model card), and
+    with changed settings (`train.lr=1e-5`, `--data`) rewrote the run's config.yaml, though no step
+    trained with them. It now leaves the folder as it is: exit 0 when nothing changed, a usage
+    error naming the changed settings otherwise. Asked for more steps, it continues as before."""
+    run_dir = tmp_path / "run"
+    assert cli.main(["--threads", "1", "train", "--config", str(REPO / "configs" / "crb.yaml"), "--out", str(run_dir),
+                     *_overrides(train_images, 4, 2)]) == 0
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    for args in ([], ["--steps", "4"], ["train.steps=4"]):
+        assert cli.main(["--threads", "1", "train", "--resume", str(run_dir), *args]) == 0, args
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
+    capsys.readouterr()
+    assert cli.main(["--threads", "1", "train", "--resume", str(run_dir), "train.lr=1e-5", "train.seed=3"]) == 2
+    assert_one_error_line(capsys.readouterr().err, "nothing would train with the changed settings",
+                          "train.lr 0.0003 -> 1e-05", "train.seed 0 -> 3")
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
+    assert cli.main(["--threads", "1", "train", "--resume", str(run_dir), "train.steps=6"]) == 0
+    assert _state(latest_checkpoint(run_dir))["step"] == 6
+    assert len((run_dir / "launches.jsonl").read_text().splitlines()) == 2
+    steps_logged = [int(line.split(",")[0]) for line in (run_dir / "log.csv").read_text().splitlines()[1:]]
+    assert steps_logged == [4, 5, 6]  # log_every 5, and each launch's last step
+
+
+def test_resume_with_a_config_refuses_a_folder_that_is_no_run(train_images, tmp_path, capsys):
+    """`--resume FOLDER --config C` of a folder no training wrote (a parent of the runs, a project
+    folder) started a new run in it, and its own log.csv lost its rows; it is refused untouched."""
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "log.csv").write_text("step,x\n1,2\n5,3\n")
+    (folder / "notes.txt").write_text("mine\n")
+    for name in ("project", "empty"):
+        (tmp_path / name).mkdir(exist_ok=True)
+        before = sorted(p.name for p in (tmp_path / name).iterdir())
+        assert cli.main(["--threads", "1", "train", "--resume", str(tmp_path / name), "--config",
+                         str(REPO / "configs" / "crb.yaml"), *_overrides(train_images, 2, 2)]) == 2
+        assert_one_error_line(capsys.readouterr().err, "not a run folder", "a new run takes --out")
+        assert sorted(p.name for p in (tmp_path / name).iterdir()) == before
+    assert (folder / "log.csv").read_text() == "step,x\n1,2\n5,3\n"
+
+
 def test_a_run_folder_trains_one_training_at_a_time(train_images, tmp_path, capsys):
     """`train --resume RUN` of a run still training, or a second launch with the same --out before
     the first logged anything, trained into the same folder (every step logged twice, each other's

@@ -394,6 +394,29 @@ def test_export_without_checkpoint(tmp_path):
         export_run(tmp_path / "empty", "x", tmp_path / "models")
 
 
+def test_export_refuses_a_file_that_is_no_training_checkpoint(tmp_path):
+    """A torch file of plain tensors that is no checkpoint (a state dict saved by hand, a list),
+    given to export-model, was an internal KeyError / AttributeError; a run whose config.yaml is
+    not YAML was refused without naming the file."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(load_config(None)))
+    torch.save({"a": torch.zeros(1)}, run_dir / "weights.pt")
+    torch.save([1, 2], run_dir / "list.pt")
+    for name in ("weights.pt", "list.pt"):
+        with pytest.raises(ValueError, match=f"{name}: not a training checkpoint"):
+            export_run(run_dir, "x", tmp_path / "models", checkpoint=run_dir / name)
+    assert not (tmp_path / "models").exists()
+
+
+def test_export_names_a_run_config_that_is_not_yaml(image_folder, tmp_path):
+    run_dir = tmp_path / "run"
+    run(make_config(image_folder, "train.steps=1"), run_dir)
+    (run_dir / "config.yaml").write_text("train: [\n")
+    with pytest.raises(ValueError, match=re.escape(f"{run_dir / 'config.yaml'}: not valid YAML")):
+        export_run(run_dir, "x", tmp_path / "models")
+
+
 def test_resume_is_exact(image_folder, tmp_path):
     config = make_config(image_folder, "train.steps=10")
     straight = Trainer(config, tmp_path / "a")

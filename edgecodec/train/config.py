@@ -182,6 +182,9 @@ def _check_known(config: dict, defaults: dict, prefix: str = "") -> None:
 # Numbers that may also be null (null: no budget, PyTorch's initialisation, the whole crop), and
 # whether they are whole numbers; every other setting has its default's type.
 NUMBERS_OR_NULL = {"train.max_seconds": False, "gan.disc_init_std": False, "gan.lpips_crop": True}
+# Files that may also be null (null: none): a number, a list or a mapping there was an internal
+# TypeError when the trainer opened it.
+PATHS_OR_NULL = ("train.init_from", "gan.disc_init_from")
 
 
 def _check_values(config: dict, defaults: dict, prefix: str = "") -> None:
@@ -206,6 +209,11 @@ def _check_values(config: dict, defaults: dict, prefix: str = "") -> None:
                                           and all(isinstance(v, str) and v for v in value)):
                 raise ValueError(f"{name}={value!r}: expected null or a list of parameter-name prefixes such as "
                                  "[g_s.] (in brackets)")
+        elif name in PATHS_OR_NULL:
+            if value is not None:
+                if isinstance(value, bool) or not isinstance(value, (str, int, float)) or value == "":
+                    raise ValueError(f"{name}={value!r}: expected the path of a file, or null")
+                config[key] = str(value)
         elif default is None:
             continue
         elif value is None:

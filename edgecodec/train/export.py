@@ -32,7 +32,7 @@ def checkpoint_model(state: dict[str, Any], config_overrides: dict[str, Any] | N
 def run_record(state: dict[str, Any], run_dir: Path, depth: int = 0) -> dict[str, Any]:
     """What the card says of the run behind a checkpoint: steps, wall time, launches, data and train
     config, model config name and (recursively) the run's own warm start."""
-    config = parse_yaml((run_dir / "config.yaml").read_text())
+    config = parse_yaml((run_dir / "config.yaml").read_text(), str(run_dir / "config.yaml"))
     launches_path = run_dir / "launches.jsonl"
     launches = [json.loads(line) for line in launches_path.read_text().splitlines()] if launches_path.exists() else []
     elapsed = state.get("elapsed_s")

@@ -41,7 +41,7 @@ import yaml
 from ..atomic import LockHeld, atomic_path, atomic_write_text, hold_lock, release_lock, remove_stale_temps
 from ..errors import OutputExistsError, OutputWriteError, UsageError
 from ..losses import GANRateDistortionLoss, RateDistortionLoss, build_perceptual, last_layer
-from ..losses.perceptual import PerceptualBackendError, PerceptualDistance
+from ..losses.perceptual import PERCEPTUAL_BACKENDS, PerceptualBackendError, PerceptualDistance
 from ..models import EdgeCodecModel, PatchDiscriminator, create_model
 from ..models.original import original_init_
 from . import distributed
@@ -71,16 +71,33 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return ckpts[-1] if ckpts else None
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+def load_checkpoint(path: Path, data: bytes | None = None) -> dict[str, Any]:
     """A checkpoint's state, or a one-line ValueError naming it for a damaged or foreign file
     (torch's messages run to 10 lines, and its unpickling one advises the unsafe weights_only=False).
-    Only the first sentence of torch's reason is kept: a truncated file's goes on for four more."""
+    Only the first sentence of torch's reason is kept: a truncated file's goes on for four more.
+    ``data``: the file's bytes, when the caller has read them already. A file torch loads but that
+    is no training checkpoint (a state dict saved by hand, a list) is refused too: its missing
+    keys were internal errors in export-model, resume and train.init_from."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(io.BytesIO(data) if data is not None else path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, bad pickle, I/O error
         reason = "not a checkpoint of plain tensors" if isinstance(exc, pickle.UnpicklingError) \
             else (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0].rstrip(".")
         raise ValueError(f"cannot load checkpoint {path}: {reason}") from None
+    if not (isinstance(state, dict) and isinstance(state.get("model"), dict)
+            and isinstance(state.get("model_config"), dict) and "step" in state):
+        raise ValueError(f"cannot load checkpoint {path}: not a training checkpoint (no model weights, model "
+                         "config and step)")
+    return state
+
+
+def read_weights_file(path: Path, setting: str) -> bytes:
+    """The bytes of a warm-start file (``setting``: train.init_from=PATH, ...), or a one-line
+    ValueError: a folder or an unreadable file was an internal error."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{setting}={path}: {exc.strerror or exc}") from None
 
 
 def split_parameters(model: EdgeCodecModel) -> tuple[list, list]:
@@ -207,6 +224,7 @@ class Trainer:
         self._last_batch: tuple[torch.Tensor, torch.Tensor] | None = None
         self.net = self._wrap_ddp()
         self._recorded = False
+        self._drop_pending = False  # a resume at the run's last step left its launch record to fit()
         self._unlock: weakref.finalize | None = None  # gives the run folder's lock back (close, or garbage collection)
         if not defer_warm_start:  # a resumed run records itself once its checkpoint has loaded
             self._record_start(new_run=True)
@@ -305,12 +323,19 @@ class Trainer:
         from .export import warm_start_record  # (export imports this module)
 
         path = Path(tc["init_from"])
-        data = path.read_bytes()  # read once: the record's hash is of the bytes loaded
+        data = read_weights_file(path, "train.init_from")  # read once: the record's hash is of the bytes loaded
         if path.suffix == ".safetensors":
             from safetensors.torch import load as load_safetensors
-            checkpoint, state, disc = None, load_safetensors(data), None
+            try:
+                checkpoint, state, disc = None, load_safetensors(data), None
+            except Exception as exc:  # SafetensorError: a damaged or foreign file
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise ValueError(f"train.init_from={path}: not a .safetensors model ({reason})") from None
         else:
-            checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            try:
+                checkpoint = load_checkpoint(path, data)
+            except ValueError as exc:
+                raise ValueError(f"train.init_from: {exc} (give a run's checkpoint or a .safetensors model)") from None
             state, disc = checkpoint["model"], checkpoint.get("disc")
         # Taken as the file is read: the card must name these weights even if the file is
         # replaced before export (a shipped model trained further in place, then shipped).
@@ -346,9 +371,12 @@ class Trainer:
         from .export import warm_start_record  # (export imports this module)
 
         path = Path(name)
-        data = path.read_bytes()
-        checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        if not isinstance(checkpoint, dict) or "disc" not in checkpoint:
+        data = read_weights_file(path, "gan.disc_init_from")
+        try:
+            checkpoint = load_checkpoint(path, data)
+        except ValueError as exc:
+            raise ValueError(f"gan.disc_init_from: {exc}") from None
+        if "disc" not in checkpoint:
             raise ValueError(f"gan.disc_init_from={path}: not a checkpoint with a discriminator")
         load_matching(self.discriminator, checkpoint["disc"], f"gan.disc_init_from={path}", "discriminator")
         self.disc_warm_start = warm_start_record(path, 1, data=data, checkpoint=checkpoint)
@@ -493,7 +521,7 @@ class Trainer:
         if self.run_dir.is_dir():  # before anything in it is read, cleaned or rewritten
             self._lock_run_dir()
         if path is not None:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_checkpoint(path)
         else:
             found = self._load_latest()
             if found is None:  # killed before its first checkpoint: what it logged is redone
@@ -559,10 +587,43 @@ class Trainer:
                 self.data_rng.manual_seed(seed)
         if rng is not None:
             self._set_rng_state(rng)
+        if self.step >= target:
+            # A finished run (a re-run of scripts/ablation.sh, a --resume too many): nothing trains, so
+            # nothing is recorded either. It logged a launch that trained nothing, and settings
+            # changed with it (train.lr=..., --data) replaced the run's config.yaml, though no step
+            # ever trained with them; those are refused.
+            changed = self._changed_settings()
+            if changed:
+                raise UsageError(f"{path} is at step {self.step}, the last of the {target} steps asked for: nothing "
+                                 f"would train with the changed settings ({changed}); give train.steps (or --steps) "
+                                 f"over {self.step} to continue the run")
+            log.info("%s is at step %d, the last of the %d steps asked for: nothing to train, the run folder is left "
+                     "as it is (give train.steps over %d to lengthen the run)", path, self.step, target, self.step)
+            self._drop_pending = True  # done by fit() if it is asked for more steps
+            return True
         self._record_start()
         self._drop_logged_after(self.step)
         log.info("resumed from %s at step %d", path, self.step)
         return True
+
+    def _changed_settings(self) -> str:
+        """The settings of this launch that differ from the run's config.yaml, as ``key old -> new``
+        (empty if none, or if the run's config.yaml is missing or unreadable)."""
+        from .config import load_config
+
+        try:
+            saved = load_config(self.run_dir / "config.yaml")
+        except (OSError, ValueError):
+            return ""
+
+        def flat(node: Any, prefix: str = "") -> dict[str, Any]:
+            if not isinstance(node, dict) or prefix == "model.overrides.":
+                return {prefix.rstrip("."): node}
+            return {k: v for key, value in node.items() for k, v in flat(value, f"{prefix}{key}.").items()}
+
+        before, now = flat(saved), flat(self.config)
+        return ", ".join(f"{key} {before.get(key)!r} -> {now.get(key)!r}" for key in sorted(set(before) | set(now))
+                         if before.get(key) != now.get(key))
 
     def _drop_logged_after(self, step: int) -> None:
         """Rows logged past ``step`` are redone by this launch: drop them so each step is logged once."""
@@ -774,10 +835,15 @@ class Trainer:
         from tqdm import tqdm
         from tqdm.contrib.logging import logging_redirect_tqdm
 
-        self._record_start()  # (done already, unless a deferred Trainer is fitted without resume)
-        self._lock_run_dir()  # again after close(): a Trainer fitted once more holds its folder again
         tc = self.config["train"]
         total = self.final_step(steps)
+        if self.step >= total:  # a finished run resumed: nothing to train or record (resume said so)
+            return
+        self._record_start()  # (done already, unless a deferred Trainer is fitted without resume)
+        self._lock_run_dir()  # again after close(): a Trainer fitted once more holds its folder again
+        if self._drop_pending:  # resumed at its last step, now asked for more
+            self._drop_pending = False
+            self._drop_logged_after(self.step)
         if total != int(tc["steps"]) and self.is_main:  # a budget cut (or stretch), the schedule unchanged
             log.info("stopping at step %d of a train.steps=%d schedule (lr drop at step %d)", total,
                      int(tc["steps"]), self.lr_drop_step())
@@ -930,6 +996,9 @@ def _check_settings(tc: dict, dc: dict, gc: dict | None = None) -> None:
         raise ValueError(f"data.val_images={dc['val_images']} must be at least 1")
     if tc.get("max_seconds") is not None and not tc["max_seconds"] > 0:
         raise ValueError(f"train.max_seconds={tc['max_seconds']} must be positive (or null: no limit)")
+    if tc["metrics_perceptual"] not in PERCEPTUAL_BACKENDS:  # a typo turned the metric off mid-run, with a warning
+        raise ValueError(f"train.metrics_perceptual={tc['metrics_perceptual']!r}: expected one of "
+                         f"{', '.join(PERCEPTUAL_BACKENDS)}")
     if not 0 <= dc["val_fraction"] < 1:
         raise ValueError(f"data.val_fraction={dc['val_fraction']} must be at least 0 and below 1")
     scale = dc["scale"]
