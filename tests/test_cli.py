@@ -1103,6 +1103,8 @@ def test_train_refuses_bad_configs_before_writing(tmp_path, capsys):
         "threads": (["--config", config, "--data", data, "train.threads=0"], "train.threads"),
         "max_seconds": (["--config", config, "--data", data, "train.max_seconds=-1"], "max_seconds"),
         "val_fraction": (["--config", config, "--data", data, "data.val_fraction=2"], "val_fraction"),
+        # 0 trained the whole run at lr/10 from its first step
+        "lr_drop_at": (["--config", config, "--data", data, "train.lr_drop_at=0"], "train.lr_drop_at=0"),
         "scale": (["--config", config, "--data", data, "data.scale=[2,1]"], "data.scale"),
         "crop": (["--config", config, "--data", data, "data.crop=0"], "data.crop"),
         "empty-steps": (["--config", config, "--data", data, "train.steps="], "train.steps is empty"),

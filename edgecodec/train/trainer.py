@@ -996,6 +996,9 @@ def _check_settings(tc: dict, dc: dict, gc: dict | None = None) -> None:
         raise ValueError(f"data.val_images={dc['val_images']} must be at least 1")
     if tc.get("max_seconds") is not None and not tc["max_seconds"] > 0:
         raise ValueError(f"train.max_seconds={tc['max_seconds']} must be positive (or null: no limit)")
+    if not tc["lr_drop_at"] > 0:  # 0 or below: the whole run at lr/10 from its first step
+        raise ValueError(f"train.lr_drop_at={tc['lr_drop_at']} must be above 0 (a fraction of train.steps; "
+                         "1 or more: no drop)")
     if tc["metrics_perceptual"] not in PERCEPTUAL_BACKENDS:  # a typo turned the metric off mid-run, with a warning
         raise ValueError(f"train.metrics_perceptual={tc['metrics_perceptual']!r}: expected one of "
                          f"{', '.join(PERCEPTUAL_BACKENDS)}")
