@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import errno
 import importlib
+import importlib.util
 import io
 import json
 import os
@@ -338,9 +339,8 @@ def _compress_torch(prepared, args: argparse.Namespace, roi) -> tuple[bytes, str
     searched for a target size, bpp or score; ``roi``: regions of interest, or None."""
     from .codec.api import Encoder, quality_to_q16
     from .codec.rate_search import SearchResult
-    from .zoo import DEFAULT_MODEL
 
-    encoder = Encoder(prepared, args.model or DEFAULT_MODEL, refine_steps=args.refine, roi=roi,
+    encoder = Encoder(prepared, _model_of(args), refine_steps=args.refine, roi=roi,
                       roi_quality=args.roi_quality)
     target = _target_bytes(args, encoder.num_pixels)
     if target is not None:
@@ -379,11 +379,13 @@ def cmd_compress(args: argparse.Namespace) -> int:
         from .codec.rate_search import parse_size
 
         parse_size(args.target_size)
+    if args.backend == "torch" or (not args.onnx_dir and importlib.util.find_spec("torch") is not None):
+        # refused once, not as a failure of every file of a folder (--onnx-dir brings its own model)
+        _check_model_arg(_model_of(args), load=args.backend == "torch")
     if args.refine:  # refused up front (e.g. a perceptual model), not once per file of a folder
         from .codec.refine import refinement_objective
-        from .zoo import DEFAULT_MODEL
 
-        refinement_objective(args.model or DEFAULT_MODEL)
+        refinement_objective(_model_of(args))
     from .codec.imageio import IMAGE_SUFFIXES
 
     if src.is_dir():
@@ -556,8 +558,8 @@ def _load_lite_coder(kind: str, model: str | None, args: argparse.Namespace, wei
 def cmd_export_onnx(args: argparse.Namespace) -> int:
     from .errors import UsageError
     from .export.onnx import export_onnx
-    from .zoo import DEFAULT_MODEL
 
+    _check_model_arg(_model_of(args), load=False)
     calibration = None
     if args.int8:
         folder = Path(args.int8)
@@ -565,7 +567,7 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
             if folder.is_dir() else []
         if not calibration:
             raise UsageError(f"--int8 needs a folder of calibration images (.png/.jpg): {folder}")
-    out = export_onnx(args.model or DEFAULT_MODEL, args.output, calibration)
+    out = export_onnx(_model_of(args), args.output, calibration)
     manifest = json.loads((out / "manifest.json").read_text())
     for name, entry in manifest["files"].items():
         print(f"{out / name}: {entry['bytes'] / 1e6:.2f} MB")
@@ -779,6 +781,36 @@ def _mirror_paths(src: Path, files: list[Path], out_root: Path, out_suffix: str)
             target[path] = full[path]
 
 
+def _model_of(args: argparse.Namespace) -> str:
+    """--model's name (the default model when not given). Only a missing --model means the default:
+    an empty one (`--model "$MODEL"` with MODEL unset) is refused as a name, not replaced."""
+    from .zoo import DEFAULT_MODEL
+
+    return DEFAULT_MODEL if args.model is None else args.model
+
+
+def _check_model_arg(name: str, load: bool) -> None:
+    """Refuse a --model that no command could use once, up front (exit 9): in folder mode it failed
+    every file (exit 10) after the output folder was made. A path is told how models are found;
+    ``load``: load it too (the PyTorch coders do on the first file anyway), so a damaged weights
+    file is reported once as well."""
+    from .errors import UnknownModelError
+    from .zoo import find_model, load_model
+
+    try:
+        find_model(name)
+    except UnknownModelError:
+        if "/" in name or os.sep in name or name.endswith((".safetensors", ".json")):
+            stem = Path(name).name.removesuffix(".safetensors").removesuffix(".json")
+            raise UnknownModelError(
+                f"--model {name}: --model takes a model's name, not a file: put the folder holding "
+                f"{stem}.safetensors and {stem}.json on EDGECODEC_MODEL_PATH (or `edgecodec export-model` it) and "
+                f"give --model {stem} (see `edgecodec models`)") from None
+        raise
+    if load:
+        load_model(name)
+
+
 # --- info / models -------------------------------------------------------------------------------
 def cmd_info(args: argparse.Namespace) -> int:
     """Every header field of each input. One input fails as any command does; of several, the
@@ -841,23 +873,58 @@ def _info_fields(path: Path) -> tuple[dict, str]:
     return fields, "\n".join(f"{key:>17}: {value}" for key, value in rows)
 
 
+def _model_folder_notes() -> list[str]:
+    """What `models` tells on stderr about the model folders: a folder on EDGECODEC_MODEL_PATH that
+    is not one (a typo searched in silence), and a weights file without its card or a card without
+    its weights (not a model: `compress --model NAME` said "unknown model" while NAME.safetensors
+    was there)."""
+    from .zoo import model_dirs, valid_model_name
+
+    notes = []
+    folders = model_dirs()
+    for folder in folders[:-2]:  # EDGECODEC_MODEL_PATH's (then the user folder, which may not exist yet)
+        if not folder.is_dir():
+            notes.append(f"EDGECODEC_MODEL_PATH names {folder}, which is not a folder: no models are looked up there")
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for path in sorted([*folder.glob("*.safetensors"), *folder.glob("*.json")]):
+            other = path.with_suffix(".json" if path.suffix == ".safetensors" else ".safetensors")
+            if valid_model_name(path.stem) and not other.exists():
+                notes.append(f"{path} has no {other.name} beside it, so it is no model (a model is both files, "
+                             "as export-model writes them)")
+    return notes
+
+
 def cmd_models(args: argparse.Namespace) -> int:
-    from .zoo import DEFAULT_MODEL, card_mismatch, describe, list_models
+    from .zoo import DEFAULT_MODEL, _all_entries, card_mismatch, describe, list_models
 
     entries = list_models()
     mismatches = {entry.name: card_mismatch(entry) for entry in entries}
+    # A name in several folders resolves to the first; the others (a shipped model behind a user's
+    # export of its name) still decode the files written with them, and are listed with it.
+    hidden: dict[str, list[str]] = {entry.name: [] for entry in entries}
+    used = {entry.name: entry.weights for entry in entries}
+    for other in _all_entries():  # a second scan: a model exported meanwhile is left for the next listing
+        if other.name in used and other.weights != used[other.name]:
+            hidden[other.name].append(str(other.weights))
+    for note in _model_folder_notes():
+        print(f"edgecodec: note: {note}", file=sys.stderr)
     if args.json:  # the same for scripts: the card's fields, where the weights are, why one is unusable
         print(json.dumps([{**({} if entry.problem else describe(entry)), "name": entry.name,
                            "default": entry.name == DEFAULT_MODEL, "weights": str(entry.weights),
-                           "problem": entry.problem, "warning": mismatches[entry.name]} for entry in entries],
+                           "hides": hidden[entry.name], "problem": entry.problem,
+                           "warning": mismatches[entry.name]} for entry in entries],
                          indent=2))
         return 0 if entries else 1
     if not entries:
         print("no models installed")
         return 1
     for entry in entries:
+        hides = (f" It hides {', '.join(hidden[entry.name])} (compress uses {entry.weights}; files written with a "
+                 "hidden one still decode with it)." if hidden[entry.name] else "")
         if entry.problem:
-            print(f"{entry.name}: cannot be used: {entry.problem}")
+            print(f"{entry.name}: cannot be used: {entry.problem}.{hides}")
             continue
         d = describe(entry)
         params = d["parameters"] or {}
@@ -869,8 +936,8 @@ def cmd_models(args: argparse.Namespace) -> int:
             size = "parameters not recorded"
         default = " (default)" if entry.name == DEFAULT_MODEL else ""
         warning = f" Warning: {mismatches[entry.name]}." if mismatches[entry.name] else ""
-        print(f"{entry.name}{default}: {d['config']} transforms, {d['prior']} prior, {rate}, {size}. {d['summary']}"
-              + warning)
+        line = f"{entry.name}{default}: {d['config']} transforms, {d['prior']} prior, {rate}, {size}. {d['summary']}"
+        print(line.rstrip() + warning + hides)
     return 0
 
 
@@ -958,6 +1025,16 @@ def cmd_export_model(args: argparse.Namespace) -> int:
         raise OutputExistsError(f"{args.name!r} is a shipped model: {existing} would take its place for every command "
                                 "(compress --model, models): choose another --name, export to another --out, or "
                                 "pass --force")
+    # Model names are case-sensitive, but `Fidelity` beside `fidelity` is a model easily mistaken for
+    # the other, and the same file on a file system that ignores case (macOS, Windows).
+    near = [*(shipped_models() if out_dir.resolve() in searched else []),  # beside it, as the guard above
+            *(p.stem for p in out_dir.glob("*.safetensors") if out_dir.is_dir())]
+    twins = sorted({n for n in near
+                    if n != args.name and n.casefold() == args.name.casefold()})
+    if twins and not args.force:
+        raise OutputExistsError(f"{args.name!r} differs only in case from the model {twins[0]!r} (model names are "
+                                "case-sensitive, and file systems that ignore case take them for one file): choose "
+                                "another --name, or pass --force")
     if args.qualities is not None and not args.kodak:  # measured only with --kodak: not ignored in silence
         raise UsageError("--qualities are measured with --kodak FOLDER: give it, or drop --qualities")
     if args.kodak:  # checked before the export: a sweep that cannot run must not leave a model registered
@@ -992,6 +1069,9 @@ def cmd_export_model(args: argparse.Namespace) -> int:
                 folder.rmdir()
         raise
     print(f"wrote {existing} and {existing.with_suffix('.json')}")
+    if out_dir.resolve() not in {d.resolve() for d in model_dirs()}:  # compress --model NAME: "unknown model"
+        print(f"edgecodec: note: {out_dir} is not a folder models are looked up in: add it to EDGECODEC_MODEL_PATH "
+              f"to use --model {args.name}", file=sys.stderr)
     return 0
 
 
@@ -1160,7 +1240,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list installed models")
     p.add_argument("--json", action="store_true",
                    help="print them as JSON (name, default, weights, parameters, bpp range and the folder it was "
-                        "measured on, summary; problem: why one cannot be used)")
+                        "measured on, summary; hides: the weights files of that name it hides; problem: why one "
+                        "cannot be used; warning: a card that does not describe its weights)")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("train", help="train a model from a YAML config")
