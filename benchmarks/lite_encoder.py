@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     for model in args.models.split(","):
         export = ensure_export(model)
         encoder, decoder = LiteEncoder(export, threads=most), LiteDecoder(export, threads=most)
+        torch.set_num_threads(most)  # the comparison's PyTorch encoder too (torch's default is the cores)
         identical, differing_values, values, ratios = 0, 0, 0, []
         for rgb in images.values():
             for q in qualities:

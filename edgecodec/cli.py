@@ -379,8 +379,15 @@ def cmd_compress(args: argparse.Namespace) -> int:
         from .codec.rate_search import parse_size
 
         parse_size(args.target_size)
-    if args.backend == "torch" or (not args.onnx_dir and importlib.util.find_spec("torch") is not None):
-        # refused once, not as a failure of every file of a folder (--onnx-dir brings its own model)
+    # an unusable --model is refused once, not as a failure of every file of a folder
+    if args.model == "":  # `--model "$MODEL"` with MODEL unset: no name, not the default
+        from .errors import UnknownModelError
+
+        raise UnknownModelError("--model is empty: give a model's name (`edgecodec models` lists them), or leave "
+                                "--model out for the default")
+    if args.onnx_dir:  # the export's manifest names its model: another --model is refused by loading it
+        _lite_coder("encoder", args.model, args)
+    elif args.backend == "torch" or importlib.util.find_spec("torch") is not None:
         _check_model_arg(_model_of(args), load=args.backend == "torch")
     if args.refine:  # refused up front (e.g. a perceptual model), not once per file of a folder
         from .codec.refine import refinement_objective
@@ -804,8 +811,8 @@ def _check_model_arg(name: str, load: bool) -> None:
             stem = Path(name).name.removesuffix(".safetensors").removesuffix(".json")
             raise UnknownModelError(
                 f"--model {name}: --model takes a model's name, not a file: put the folder holding "
-                f"{stem}.safetensors and {stem}.json on EDGECODEC_MODEL_PATH (or `edgecodec export-model` it) and "
-                f"give --model {stem} (see `edgecodec models`)") from None
+                f"{stem}.safetensors and {stem}.json on EDGECODEC_MODEL_PATH (or copy both into the user model "
+                f"folder) and give --model {stem} (see `edgecodec models`)") from None
         raise
     if load:
         load_model(name)
@@ -896,6 +903,14 @@ def _model_folder_notes() -> list[str]:
     return notes
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """One file, however its folder was named (a relative EDGECODEC_MODEL_PATH entry, a link)."""
+    try:
+        return a.samefile(b)
+    except OSError:
+        return a == b
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from .zoo import DEFAULT_MODEL, _all_entries, card_mismatch, describe, list_models
 
@@ -906,7 +921,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     hidden: dict[str, list[str]] = {entry.name: [] for entry in entries}
     used = {entry.name: entry.weights for entry in entries}
     for other in _all_entries():  # a second scan: a model exported meanwhile is left for the next listing
-        if other.name in used and other.weights != used[other.name]:
+        if other.name in used and not _same_file(other.weights, used[other.name]):
             hidden[other.name].append(str(other.weights))
     for note in _model_folder_notes():
         print(f"edgecodec: note: {note}", file=sys.stderr)

@@ -67,10 +67,10 @@ else
   train gcrb ${STEPS:+gan.disc_start=$((STEPS / 3))}
 fi
 
+export EDGECODEC_MODEL_PATH="$runs/models${EDGECODEC_MODEL_PATH:+:$EDGECODEC_MODEL_PATH}"  # before the exports
 for name in cae crb gcrb; do
   "$edgecodec" export-model "$runs/$name" --name "ablation-$name" --out "$runs/models" --force -q
 done
-export EDGECODEC_MODEL_PATH="$runs/models${EDGECODEC_MODEL_PATH:+:$EDGECODEC_MODEL_PATH}"
 "$edgecodec" eval "$kodak" --models ablation-cae,ablation-crb,ablation-gcrb --codecs jpeg,webp,avif,jxl \
   --out "$eval_out" --crop-bpp 0.3 --jobs "${EVAL_JOBS:-1}"
 # What the repository keeps of the runs: configs, logs, command lines, model cards (not weights).

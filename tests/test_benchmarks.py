@@ -274,9 +274,9 @@ def test_lite_encoder_times_the_chosen_threads(monkeypatch, tmp_path):
         return set(json.loads(out.read_text())["models"]["m"]["kodim23_q0.5_encode_ms"])
 
     assert timings() == {"lite_1t", "lite_2t", "torch_1t", "torch_2t", "large_lite_2t", "large_torch_2t"}
-    assert coders[:2] == [("LiteEncoder", 2), ("LiteDecoder", 2)] and torch_threads == [1, 2, 2]
+    assert coders[:2] == [("LiteEncoder", 2), ("LiteDecoder", 2)] and torch_threads == [2, 1, 2, 2]
     assert timings("--threads", "3,1,3") == {"lite_1t", "lite_3t", "torch_1t", "torch_3t", "large_lite_3t",
                                              "large_torch_3t"}
     assert coders == [("LiteEncoder", 3), ("LiteDecoder", 3), ("LiteEncoder", 1), ("LiteEncoder", 3),
                       ("LiteEncoder", 3)]
-    assert torch_threads == [1, 3, 3]
+    assert torch_threads == [3, 1, 3, 3]

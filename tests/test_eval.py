@@ -822,23 +822,29 @@ def test_an_interrupted_report_leaves_the_earlier_one(crops_dir, tmp_path, monke
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # nor the folder it was drawn in
 
 
-def test_a_bad_image_is_refused_before_the_output_folder_is_made(crops_dir, tmp_path):
-    """A corrupt PNG stopped the sweep after OUT was made (with the rows of the images before it):
-    bad input gets its error and no output; a folder that was there is left as it was."""
+def test_a_bad_image_leaves_no_empty_output_folder(crops_dir, tmp_path):
+    """A corrupt PNG stops the sweep with its error. It left the OUT it made empty when it came first;
+    after other images, OUT keeps their rows for the next run; a folder that was there stays."""
     import shutil
 
     from edgecodec.errors import InputImageError
 
     images = tmp_path / "images"
     shutil.copytree(crops_dir, images)
-    (images / "bad.png").write_bytes(b"not a PNG, garbage bytes")
+    bad = images / "0_bad.png"  # sorted first: nothing measured before it
+    bad.write_bytes(b"not a PNG, garbage bytes")
     out = tmp_path / "out"
     args = _eval_args(str(images), "--out", str(out), "--models", "none", "--codecs", "jpeg", "--sweep", "jpeg=50",
                       "--no-st-lpips", "-q")
-    with pytest.raises(InputImageError, match="bad.png"):
+    with pytest.raises(InputImageError, match="0_bad.png"):
         args.func(args)
     assert not out.exists()
     out.mkdir()
-    with pytest.raises(InputImageError, match="bad.png"):
+    with pytest.raises(InputImageError, match="0_bad.png"):
         args.func(args)
-    assert list(out.iterdir()) == []
+    assert out.is_dir() and list(out.iterdir()) == []
+    out.rmdir()
+    bad.rename(images / "z_bad.png")  # sorted last: the rows before it are kept
+    with pytest.raises(InputImageError, match="z_bad.png"):
+        args.func(args)
+    assert len((out / "cache.jsonl").read_text().splitlines()) == 2

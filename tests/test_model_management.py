@@ -29,7 +29,7 @@ def test_compress_refuses_a_model_it_cannot_use_once_before_writing(tmp_path, ca
     for name in ("a.png", "b.png"):
         Image.fromarray(np.full((32, 48, 3), 90, np.uint8)).save(images / name)
     weights = tiny_models["a"] / "tiny.safetensors"
-    for model, fragment in (("nosuch", "unknown model 'nosuch'"), ("", "invalid model name ''"),
+    for model, fragment in (("nosuch", "unknown model 'nosuch'"), ("", "--model is empty"),
                             (weights, "takes a model's name, not a file"), ("tiny.json", "--model tiny ")):
         out = tmp_path / "out"
         assert main("compress", images, "-o", out, "--model", model, "-q") == 9, model
@@ -68,6 +68,31 @@ def test_models_says_what_a_name_hides_and_what_is_no_model(tmp_path, capsys, mo
     assert listed["tiny"]["weights"] == str(tiny_models["a"] / "tiny.safetensors")
     assert listed["tiny"]["hides"] == [str(tiny_models["b"] / "tiny.safetensors")]
     assert listed[SHIPPED]["hides"] == [] and "orphan" not in listed
+    # one folder under two spellings (a relative entry, a link) hides nothing: it said a model hid itself
+    link = tmp_path / "link"
+    link.symlink_to(tiny_models["a"], target_is_directory=True)
+    monkeypatch.setenv("EDGECODEC_MODEL_PATH", os.pathsep.join(map(str, [link, tiny_models["a"]])))
+    assert main("models") == 0
+    assert "hides" not in capsys.readouterr().out
+
+
+def test_compress_with_an_export_of_another_model_is_refused_once(tmp_path, capsys, tiny_models):
+    """`--onnx-dir` of an export of another model than --model failed every file of a folder
+    (exit 10, an empty output folder); `--model ""` with it took the export's model in silence."""
+    export = tmp_path / "onnx"
+    assert main("export", "onnx", "--model", "tiny", "-o", export) == 0
+    images = tmp_path / "in"
+    images.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.full((32, 48, 3), 90, np.uint8)).save(images / name)
+    capsys.readouterr()
+    for model, status, fragment in ((SHIPPED, 2, "is an export of model 'tiny'"), ("", 9, "--model is empty")):
+        out = tmp_path / "out"
+        assert main("compress", images, "-o", out, "--backend", "onnx", "--onnx-dir", export, "--model", model,
+                    "-q") == status, model
+        assert_one_error_line(capsys.readouterr().err, fragment)
+        assert not out.exists(), model
+    assert main("compress", images, "-o", tmp_path / "out", "--backend", "onnx", "--onnx-dir", export, "-q") == 0
 
 
 def test_export_model_refuses_a_name_differing_only_in_case(tmp_path, capsys, monkeypatch):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shutil
 import sys
 from collections import Counter
 from pathlib import Path
@@ -100,6 +101,16 @@ def _compared_curves(specs: list[str], measured: set[str], option: str = "--comp
     return curves
 
 
+def _remove_if_empty(out: Path) -> None:
+    """Remove the output folder a run made when it stopped before measuring a row (a bad first
+    image, a Ctrl+C at once): it is left only when it holds rows the next run reuses."""
+    try:
+        if all(p.is_file() and p.stat().st_size == 0 for p in out.iterdir()):
+            shutil.rmtree(out)
+    except OSError:  # gone already, or unreadable: left as it is
+        pass
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     """Run the sweep (and report); returns the exit code."""
     import torch
@@ -109,8 +120,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .classical import CodecUnavailableError, get_codec
     from .report import (CROPS_FOLDER, REPORT_FILES, anchors_sentence, load_anchors, remove_report, write_markdown,
                          write_report)
-    from ..codec.imageio import load_image
-    from .runner import IMAGE_SUFFIXES, SWEEP_FILES, SWEEP_FOLDERS, check_outputs, list_images, run_sweep
+    from .runner import IMAGE_SUFFIXES, SWEEP_FILES, SWEEP_FOLDERS, check_outputs, run_sweep
 
     if getattr(args, "threads", None) not in (None, 1):  # the times' notes, and the cached rows, are of one thread
         raise UsageError("eval measures on one thread a worker, as the classical codecs run (its times say so, and "
@@ -147,19 +157,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     curves = tuple(f"compressai/{name}.json" for name in [*models, *codecs])  # each measured curve's file
     check_outputs(Path(args.out), SWEEP_FILES + ("table.md",) + curves + (REPORT_FILES if report else ()),
                   SWEEP_FOLDERS + ((CROPS_FOLDER,) if report and args.crops else ()))
-    try:
-        images = list_images(args.input, args.limit)
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from None
-    for path in images:  # a bad image is refused before OUT is made: found by the sweep, it left OUT half written
-        load_image(path, alpha="drop")  # as the sweep reads it; its error names the file (exit 3)
+    made_out = not Path(args.out).exists()
     try:
         result = run_sweep(args.input, args.out, models=models, qualities=args.qualities, codecs=codecs,
                            codec_qualities=codec_sweeps, limit=args.limit, jobs=args.jobs,
                            st_lpips=not args.no_st_lpips, progress=not args.quiet, model_qualities=model_sweeps,
                            external=external)
     except (FileNotFoundError, CodecUnavailableError) as exc:
+        if made_out:
+            _remove_if_empty(Path(args.out))
         raise UsageError(str(exc)) from None
+    except BaseException:  # a bad image, Ctrl+C: the rows measured before it stay cached for the next run
+        if made_out:
+            _remove_if_empty(Path(args.out))
+        raise
 
     summary = result.summary
     if external and args.limit is not None:  # the files' curves are means over their own images

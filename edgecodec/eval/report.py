@@ -496,6 +496,8 @@ def write_report(out: str | Path, crops: int = 3, crop_bpp: float = DEFAULT_CROP
     out = Path(out)
     summary = json.loads((out / "summary.json").read_text())
     anchors = load_anchors() if anchors is None else anchors
+    for left in out.glob(".report.*.tmp"):  # drawn by a run killed outright (SIGKILL, power loss)
+        shutil.rmtree(left, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=".report.", suffix=".tmp", dir=out))
     try:
         _draw_report(summary, staging, crops, crop_bpp, st_lpips, anchors)
