@@ -64,6 +64,21 @@ def make_tiny(seed: int):
     return model
 
 
+def make_tiny_run(run_dir: Path) -> Path:
+    """A run folder export-model takes: a tiny model's checkpoint at step 2 beside the default
+    training config; returns the checkpoint's path."""
+    import yaml
+
+    from edgecodec.train.config import load_config
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model = make_tiny(0)
+    checkpoint = run_dir / "ckpt-00000002.pt"
+    torch.save({"model": model.state_dict(), "model_config": model.config.to_dict(), "step": 2}, checkpoint)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(load_config(None)))
+    return checkpoint
+
+
 @pytest.fixture(scope="session", autouse=True)
 def tiny_models(tmp_path_factory):
     """Two tiny random models, both named "tiny", in two folders; EDGECODEC_MODEL_PATH points at

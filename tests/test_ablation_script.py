@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import REPO
 
@@ -70,7 +71,10 @@ def test_a_shorter_budget_leaves_the_committed_results_and_charts_alone(tmp_path
     assert "--out runs/ablation-30/gcrb --steps 30" in log and "gan.disc_start=10" in log
 
 
-@pytest.mark.parametrize("steps", [None, "24000"])  # the configs' train.steps: the published run
+FULL_STEPS = str(yaml.safe_load((REPO / "configs" / "crb.yaml").read_text())["train"]["steps"])
+
+
+@pytest.mark.parametrize("steps", [None, FULL_STEPS])  # the configs' train.steps: the published run
 def test_the_full_schedule_writes_the_committed_results_and_charts(tmp_path, steps):
     root = _tree(tmp_path)
     result = _run(root, **({"STEPS": steps} if steps else {}))

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import REPO, SHIPPED, assert_one_error_line, cli_env, make_tiny, run_cli
+from conftest import REPO, SHIPPED, assert_one_error_line, cli_env, make_tiny, make_tiny_run, run_cli
 from PIL import Image, PngImagePlugin
 
 import edgecodec
@@ -1284,11 +1284,7 @@ def test_export_model_registers_a_model_whole_and_keeps_shipped_names(tmp_path, 
     moves the model in at the end. A shipped model's name, exported into a folder the models are
     looked up in, hid the shipped model: refused without --force."""
     run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    model = make_tiny(0)
-    torch.save({"model": model.state_dict(), "model_config": model.config.to_dict(), "step": 2},
-               run_dir / "ckpt-00000002.pt")
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(load_config(None)))
+    make_tiny_run(run_dir)
     kodak = tmp_path / "kodak"
     kodak.mkdir()
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(kodak / "a.png")
