@@ -147,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.threads:
         parser.error("argument --threads: expected at least one thread count")
     parts = [p for p in args.parts.split(",") if p]
+    if not parts:  # it measured nothing and wrote an empty results file
+        parser.error("argument --parts: expected at least one part")
     unknown = set(parts) - set(PARTS)
     if unknown:
         parser.error(f"unknown parts: {', '.join(sorted(unknown))}")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 from common import machine, run_main, write_results
-from edgecodec.argtypes import int_at_least, unit_interval
+from edgecodec.argtypes import int_at_least, positive_number, unit_interval
 
 REPO = Path(__file__).resolve().parent.parent
 KODAK = REPO.parent / "shared/data/kodak"
@@ -34,8 +34,8 @@ def main() -> None:
                         help="quality the latent is coded at, 0 to 1 (default %(default)s)")
     parser.add_argument("--steps", type=int_at_least(1), nargs="+", default=[8, 25],
                         help="refinement step counts, one refinement of each image per count (default 8 25)")
-    parser.add_argument("--weight", type=float, default=0.6,
-                        help="w of ST-LPIPS in the refined objective (default %(default)s)")
+    parser.add_argument("--weight", type=positive_number, default=0.6,
+                        help="w of ST-LPIPS in the refined objective, above 0 (default %(default)s)")
     parser.add_argument("--threads", type=int_at_least(1), default=1, help="torch threads (default %(default)s)")
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/refine_perceptual.json"),
                         help="results file (default benchmarks/results/refine_perceptual.json)")

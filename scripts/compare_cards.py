@@ -34,9 +34,22 @@ def kodak_points(path: str) -> dict[float, dict]:
     if not points:
         raise ValueError(f"{path}: no Kodak points (export the model with --kodak)")
     try:
-        return {p["quality"]: p for p in points}
+        by_quality = {p["quality"]: p for p in points}
     except (KeyError, TypeError):
         raise ValueError(f"{path}: its Kodak points are not a list of points with a quality") from None
+    for q, p in by_quality.items():  # a point lacking one was a KeyError when the table was printed
+        lacking = [m for m in METRICS if not isinstance(p.get(m), (int, float))
+                   and not (m == "st_lpips" and p.get(m, 0) is None)]
+        if lacking:
+            raise ValueError(f"{path}: its Kodak point at quality {q} has no {', '.join(lacking)}")
+    return by_quality
+
+
+METRICS = ("bpp", "psnr", "ms_ssim", "st_lpips")  # st_lpips may be null: a card measured without it
+
+
+def _change(new: float | None, old: float | None, width: int, digits: int) -> str:
+    return f"{'n/a':>{width}}" if new is None or old is None else f"{new - old:>+{width}.{digits}f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     for q in shared:
         a, b = old[q], new[q]
         print(f"{q:>7g} {b['bpp']:>8.4f} {100 * (b['bpp'] / a['bpp'] - 1):>+6.2f}% {b['psnr'] - a['psnr']:>+7.3f} "
-              f"{b['ms_ssim'] - a['ms_ssim']:>+9.5f} {b['st_lpips'] - a['st_lpips']:>+9.5f}")
+              f"{b['ms_ssim'] - a['ms_ssim']:>+9.5f} {_change(b['st_lpips'], a['st_lpips'], 9, 5)}")
     for metric, value in bd_rates_between(list(old.values()), list(new.values())).items():
         shown = "n/a (the curves cannot be compared)" if math.isnan(value) else f"{value:+.2f}%"
         print(f"BD-rate on {metric} vs shipped: {shown}")

@@ -185,6 +185,8 @@ OUT_OF_RANGE = [
     ("roi", "--margin", "-1", "argument --margin: must be 0 or more"),
     ("roi", "--margin-weight", "1.5", "argument --margin-weight: must be between 0 and 1"),
     ("refine_perceptual", "--quality", "3", "argument --quality: must be between 0 and 1"),
+    ("refine_perceptual", "--weight", "-1", "argument --weight: must be a positive number"),
+    ("refine_perceptual", "--weight", "nan", "argument --weight: must be a finite number"),
     ("perceptual_heldout", "--rates", "0", "argument --rates: must be a positive number"),
     ("perceptual_heldout", "--rates", "-0.3", "argument --rates: must be a positive number"),
     ("lite_encoder", "--threads", "0", "argument --threads: expected whole numbers from 1"),
@@ -280,3 +282,16 @@ def test_lite_encoder_times_the_chosen_threads(monkeypatch, tmp_path):
     assert coders == [("LiteEncoder", 3), ("LiteDecoder", 3), ("LiteEncoder", 1), ("LiteEncoder", 3),
                       ("LiteEncoder", 3)]
     assert torch_threads == [3, 1, 3, 3]
+
+
+def test_feature_timings_refuses_an_empty_part_list(monkeypatch, capsys, tmp_path):
+    """``--parts ""`` (or ``--parts ,``) measured nothing and wrote a results file with no rows."""
+    module = load_script("feature_timings", monkeypatch)
+    monkeypatch.setattr(module, "write_results", _measured)
+    for parts in ("", ","):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_:
+            module.main(["--parts", parts, "--out", str(tmp_path / "out.json")])
+        assert exit_.value.code == 2
+        assert "argument --parts: expected at least one part" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (tmp_path / "out.json").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from pathlib import Path
 
 from conftest import REPO
 
@@ -40,7 +41,19 @@ def test_a_missing_or_damaged_card_is_one_line_not_a_traceback(tmp_path, capsys)
     (tmp_path / "text.json").write_text("not json")
     (tmp_path / "list.json").write_text("[1]")
     (tmp_path / "points.json").write_text(json.dumps({"kodak": {"points": [1, 2]}}))
-    for bad in ("missing.json", "text.json", "list.json", "points.json"):
+    (tmp_path / "no_psnr.json").write_text(json.dumps({"kodak": {"points": [{"quality": 0.5, "bpp": 0.3}]}}))
+    for bad in ("missing.json", "text.json", "list.json", "points.json", "no_psnr.json"):
         assert compare_cards.main([good, str(tmp_path / bad)]) == 2
         err = capsys.readouterr().err
         assert bad in err and err.count("\n") == 1, err
+
+
+def test_a_card_measured_without_st_lpips_compares_the_other_metrics(tmp_path, capsys):
+    shipped, candidate = _card(tmp_path / "a.json", 1.0), tmp_path / "b.json"
+    card = json.loads(Path(_card(candidate, 0.9)).read_text())
+    for point in card["kodak"]["points"]:
+        point["st_lpips"] = None
+    candidate.write_text(json.dumps(card))
+    assert compare_cards.main([shipped, str(candidate)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("n/a") >= 5 and "BD-rate on psnr vs shipped: -10.00%" in out
