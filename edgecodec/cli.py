@@ -990,6 +990,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir = Path(args.resume or args.out or Path("runs") / config["name"])
     if run_dir.exists() and not run_dir.is_dir():
         raise UsageError(f"run folder {run_dir} is a file: choose another --out")
+    if not args.resume and args.config and Path(args.config).resolve() == (run_dir / "config.yaml").resolve():
+        # the run writes its resolved config.yaml there: the user's file, comments and all, was replaced
+        raise UsageError(f"--config {args.config} is the config.yaml the run writes in {run_dir}: keep your config "
+                         "elsewhere, or give another --out")
     rank = env_rank()
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format="%(asctime)s " + (f"[rank {rank}] " if rank else "") + "%(message)s")

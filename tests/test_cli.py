@@ -1144,6 +1144,18 @@ def _text(path, text: str):
     return path
 
 
+def test_train_keeps_a_config_written_where_the_run_writes_its_own(tmp_path, capsys):
+    """`--config RUN/config.yaml --out RUN`: the run wrote its resolved config.yaml over the user's
+    file (comments and all) before training; refused, the file left as it was."""
+    run = tmp_path / "run"
+    run.mkdir()
+    mine = _text(run / "config.yaml", "# my experiment\n" + (REPO / "configs" / "cae.yaml").read_text())
+    before = mine.read_bytes()
+    assert main("train", "--config", mine, "--out", run, "train.steps=1") == 2
+    assert_one_error_line(capsys.readouterr().err, "is the config.yaml the run writes", "keep your config elsewhere")
+    assert mine.read_bytes() == before and sorted(p.name for p in run.iterdir()) == ["config.yaml"]
+
+
 def test_train_refuses_warm_start_files_that_are_not_weights(tmp_path, capsys):
     """train.init_from (or gan.disc_init_from) naming a folder, a number, a damaged .safetensors,
     a file that is no checkpoint or a torch file of something else was an internal error (a
