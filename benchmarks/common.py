@@ -54,6 +54,16 @@ def whole_numbers(minimum: int) -> Callable[[str], list[int]]:
     return parse
 
 
+def quality_list(text: str) -> list[float]:
+    """An argparse type: comma-separated qualities, each from 0 to 1, at least one."""
+    from edgecodec.argtypes import numbers
+
+    values = numbers(text)
+    if not values or any(not 0 <= v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated qualities from 0 to 1, got {text!r}")
+    return values
+
+
 def run_main(main: Callable[[], int | None]) -> None:
     """Run a benchmark's ``main`` and exit with its code; a value the codec refuses as a usage error
     (an unknown model, a bad setting, an unreadable image) or a missing input is one line and exit 2, as argparse does

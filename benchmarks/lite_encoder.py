@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import machine, run_main, whole_numbers, write_results
-from edgecodec.argtypes import int_at_least, numbers
+from common import machine, quality_list, run_main, whole_numbers, write_results
+from edgecodec.argtypes import int_at_least
 from PIL import Image
 
 import edgecodec
@@ -46,7 +46,7 @@ def median_ms(fn, runs: int = 11) -> float:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="perceptual,fidelity", help="comma-separated models (default %(default)s)")
-    parser.add_argument("--qualities", type=numbers, default="0,0.5,1",
+    parser.add_argument("--qualities", type=quality_list, default="0,0.5,1",
                         help="comma-separated qualities compared on every image (default 0,0.5,1)")
     parser.add_argument("--images", type=int_at_least(1), default=None,
                         help="compare the first N Kodak images only (default all 24; timings use kodim23)")

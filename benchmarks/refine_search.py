@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import machine, run_main, write_results
-from edgecodec.argtypes import int_at_least, numbers
+from common import machine, quality_list, run_main, write_results
+from edgecodec.argtypes import int_at_least
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--model", default="fidelity", help="model to compress with (default %(default)s)")
     parser.add_argument("--steps", type=int_at_least(1), default=50,
                         help="refinement steps of each refined encode (default %(default)s)")
-    parser.add_argument("--qualities", type=numbers, default="0.3,0.6",
+    parser.add_argument("--qualities", type=quality_list, default="0.3,0.6",
                         help="comma-separated qualities; each target is the plain file's size at one "
                              "(default %(default)s)")
     parser.add_argument("--threads", type=int_at_least(1), default=1, help="torch threads (default %(default)s)")

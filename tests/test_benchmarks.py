@@ -190,6 +190,9 @@ OUT_OF_RANGE = [
     ("perceptual_heldout", "--rates", "0", "argument --rates: must be a positive number"),
     ("perceptual_heldout", "--rates", "-0.3", "argument --rates: must be a positive number"),
     ("lite_encoder", "--threads", "0", "argument --threads: expected whole numbers from 1"),
+    ("lite_encoder", "--qualities", "0,1.5", "argument --qualities: expected comma-separated qualities from 0 to 1"),
+    ("refine_search", "--qualities", "-0.3", "argument --qualities: expected comma-separated qualities from 0 to 1"),
+    ("refine_search", "--qualities", "", "argument --qualities: expected comma-separated qualities from 0 to 1"),
     ("lite_encoder", "--threads", "1,x", "argument --threads: expected comma-separated numbers"),
 ]
 
