@@ -54,6 +54,15 @@ def whole_numbers(minimum: int) -> Callable[[str], list[int]]:
     return parse
 
 
+def thread_counts(text: str) -> list[int]:
+    """An argparse type: comma-separated thread counts, each 1 or more, at least one (none measured
+    nothing and wrote an empty results file)."""
+    counts = whole_numbers(1)(text)
+    if not counts:
+        raise argparse.ArgumentTypeError("expected at least one thread count")
+    return counts
+
+
 def quality_list(text: str) -> list[float]:
     """An argparse type: comma-separated qualities, each from 0 to 1, at least one."""
     from edgecodec.argtypes import numbers

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import machine, run_main, whole_numbers, write_results
+from common import machine, run_main, thread_counts, write_results
 from edgecodec.argtypes import int_at_least
 
 REPO = Path(__file__).resolve().parents[1]
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated models to measure (default: the shipped ones, %(default)s)")
     parser.add_argument("--int8-images", type=int_at_least(0), default=24,
                         help="the first N Kodak images for the int8 quality drop (0: skip; default %(default)s)")
-    parser.add_argument("--threads", type=whole_numbers(1), default="1,2",
+    parser.add_argument("--threads", type=thread_counts, default="1,2",
                         help="comma-separated thread counts the lite decoder and both encoders are timed at "
                              "(default %(default)s)")
     parser.add_argument("--no-install-size", action="store_true",
@@ -228,8 +228,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "edge.json"),
                         help="results file (default benchmarks/results/edge.json)")
     args = parser.parse_args(argv)
-    if not args.threads:
-        parser.error("argument --threads: expected at least one thread count")
     threads = sorted(set(args.threads))
     fewest, most = threads[0], threads[-1]
     workdir = Path(tempfile.mkdtemp(prefix="edge-bench-"))

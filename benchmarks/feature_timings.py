@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from common import machine, run_main, whole_numbers, write_results
+from common import machine, run_main, thread_counts, write_results
 
 from edgecodec.argtypes import int_at_least
 
@@ -131,7 +131,7 @@ def jobs_rows(folder: Path, repeats: int) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=whole_numbers(1), default="1,2",
+    parser.add_argument("--threads", type=thread_counts, default="1,2",
                         help="comma-separated torch thread counts for the API parts (default %(default)s)")
     parser.add_argument("--parts", default=",".join(PARTS),
                         help=f"comma-separated parts to run, of {','.join(PARTS)} (default: all)")
@@ -144,8 +144,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS,
                         help="results file (default benchmarks/results/feature_timings.json)")
     args = parser.parse_args(argv)
-    if not args.threads:
-        parser.error("argument --threads: expected at least one thread count")
     parts = [p for p in args.parts.split(",") if p]
     if not parts:  # it measured nothing and wrote an empty results file
         parser.error("argument --parts: expected at least one part")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import machine, quality_list, run_main, whole_numbers, write_results
+from common import machine, quality_list, run_main, thread_counts, write_results
 from edgecodec.argtypes import int_at_least
 from PIL import Image
 
@@ -50,14 +50,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="comma-separated qualities compared on every image (default 0,0.5,1)")
     parser.add_argument("--images", type=int_at_least(1), default=None,
                         help="compare the first N Kodak images only (default all 24; timings use kodim23)")
-    parser.add_argument("--threads", type=whole_numbers(1), default="1,2",
+    parser.add_argument("--threads", type=thread_counts, default="1,2",
                         help="comma-separated thread counts both encoders are timed at; the 2048 x 1366 image "
                              "and the comparison at the most (default %(default)s)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results/lite_encoder.json"),
                         help="results file (default benchmarks/results/lite_encoder.json)")
     args = parser.parse_args(argv)
-    if not args.threads:
-        parser.error("argument --threads: expected at least one thread count")
     threads = sorted(set(args.threads))
     most = threads[-1]
     qualities = args.qualities

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import machine, run_main, whole_numbers, write_results
+from common import machine, run_main, thread_counts, write_results
 from edgecodec.argtypes import int_at_least, unit_interval
 import torch
 from PIL import Image
@@ -132,7 +132,7 @@ def transforms_only(model_name: str, images: list[tuple[str, list[np.ndarray]]],
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=zoo.DEFAULT_MODEL, help="model to time (default %(default)s)")
-    parser.add_argument("--threads", type=whole_numbers(1), default="1,2",
+    parser.add_argument("--threads", type=thread_counts, default="1,2",
                         help="comma-separated CPU thread counts (default %(default)s)")
     parser.add_argument("--images", type=int_at_least(1), default=3,
                         help="Kodak images (the first N; default %(default)s)")
@@ -142,8 +142,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-4k", action="store_true", help="skip the 3840x2160 image")
     parser.add_argument("--out", default=str(RESULTS), help="results file (default benchmarks/results/speed.json)")
     args = parser.parse_args(argv)
-    if not args.threads:
-        parser.error("argument --threads: expected at least one thread count")
 
     kodak = data_root() / "kodak"
     paths = sorted(kodak.glob("*.png"))[: args.images]

@@ -163,13 +163,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
                            codec_qualities=codec_sweeps, limit=args.limit, jobs=args.jobs,
                            st_lpips=not args.no_st_lpips, progress=not args.quiet, model_qualities=model_sweeps,
                            external=external)
-    except (FileNotFoundError, CodecUnavailableError) as exc:
+    except BaseException as exc:  # a bad image, Ctrl+C: the rows measured before it stay cached for the next run
         if made_out:
             _remove_if_empty(Path(args.out))
-        raise UsageError(str(exc)) from None
-    except BaseException:  # a bad image, Ctrl+C: the rows measured before it stay cached for the next run
-        if made_out:
-            _remove_if_empty(Path(args.out))
+        if isinstance(exc, (FileNotFoundError, CodecUnavailableError)):
+            raise UsageError(str(exc)) from None
         raise
 
     summary = result.summary
