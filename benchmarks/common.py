@@ -56,11 +56,12 @@ def whole_numbers(minimum: int) -> Callable[[str], list[int]]:
 
 def thread_counts(text: str) -> list[int]:
     """An argparse type: comma-separated thread counts, each 1 or more, at least one (none measured
-    nothing and wrote an empty results file)."""
+    nothing and wrote an empty results file), each once in the order given (a repeated count was
+    timed twice, two rows of one setting)."""
     counts = whole_numbers(1)(text)
     if not counts:
         raise argparse.ArgumentTypeError("expected at least one thread count")
-    return counts
+    return list(dict.fromkeys(counts))
 
 
 def quality_list(text: str) -> list[float]:

@@ -73,6 +73,9 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     if args.figure:
+        if args.margin is not None or args.margin_weight is not None:  # it was drawn with compress's margin
+            parser.error("--figure draws what compress writes, with its own margin: "
+                         "--margin and --margin-weight do not apply to it")
         write_figure(Path(args.figure), Path(args.kodak) / "kodim23.png", (400, 130, 150, 150),
                      args.models.split(",")[0], args.background, args.region)
         return

@@ -239,6 +239,27 @@ def test_an_empty_thread_list_is_refused(script, monkeypatch, capsys, tmp_path):
     assert not (tmp_path / "out.json").exists()
 
 
+@pytest.mark.parametrize("script", ["edge", *sorted(EMPTY_THREADS)])
+def test_a_repeated_thread_count_is_timed_once(script, monkeypatch):
+    """``--threads 2,1,2`` timed 2 threads twice (two rows of one setting in the results)."""
+    assert script_parser(script, monkeypatch).parse_args(["--threads", "2,1,2"]).threads == [2, 1]
+
+
+def test_roi_figure_refuses_a_margin_it_would_not_draw(monkeypatch, capsys, tmp_path):
+    """``roi.py --figure F --margin 0`` drew compress's own margin in silence."""
+    module = load_script("roi", monkeypatch)
+    monkeypatch.setattr(module, "write_figure", _measured)
+    for option in (["--margin", "0"], ["--margin-weight", "1"]):
+        monkeypatch.setattr(sys, "argv", ["roi.py", "--figure", str(tmp_path / "f.png"), *option])
+        with pytest.raises(SystemExit) as exit_:
+            module.main()
+        assert exit_.value.code == 2
+        assert "--margin and --margin-weight do not apply" in capsys.readouterr().err.strip().splitlines()[-1]
+    monkeypatch.setattr(sys, "argv", ["roi.py", "--figure", str(tmp_path / "f.png")])
+    with pytest.raises(_Measured):
+        module.main()
+
+
 def test_lite_encoder_threads_option(monkeypatch):
     """lite_encoder.py timed 1 and 2 threads, always: --threads chooses (comma-separated, each 1 or more)."""
     parser = script_parser("lite_encoder", monkeypatch)
