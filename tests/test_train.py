@@ -215,6 +215,31 @@ def test_loss_decreases(image_folder, tmp_path):
     assert after["val_psnr_q0.5"] > before["val_psnr_q0.5"]
 
 
+def test_logged_means_are_of_every_ranks_steps(image_folder, tmp_path, monkeypatch):
+    """Under torchrun, log.csv held rank 0's own losses (its share of the batch); a non-finite
+    loss on another rank raised there alone and left rank 0 waiting in the next collective.
+    Another rank is stood in for by what gather_objects returns beside this process's sums."""
+    from edgecodec.train import distributed
+
+    real = distributed.gather_objects
+    other = {"loss": [1e6, 1]}
+
+    def with_another_rank(info, obj):
+        return [*real(info, obj), other] if isinstance(obj, dict) and "loss" in obj else real(info, obj)
+
+    monkeypatch.setattr(distributed, "gather_objects", with_another_rank)
+    trainer = Trainer(make_config(image_folder, "train.steps=1", "train.log_every=1", "train.tensorboard=false"),
+                      tmp_path / "run")
+    trainer.fit()
+    rows = read_csv(tmp_path / "run" / "log.csv")
+    assert 4.9e5 < float(rows[0]["loss"]) < 5.1e5  # (own loss, a few hundred, + 1e6) / 2
+    other["loss"] = [float("nan"), 1]
+    trainer = Trainer(make_config(image_folder, "train.steps=1", "train.log_every=1", "train.tensorboard=false"),
+                      tmp_path / "nan")
+    with pytest.raises(FloatingPointError, match="non-finite loss"):
+        trainer.fit()
+
+
 def test_fit_writes_checkpoints_logs_and_exports(image_folder, tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     config = make_config(image_folder, "train.steps=6", "train.ckpt_every=2", "train.keep_checkpoints=2",

@@ -33,7 +33,7 @@ def find_images(root: str | Path) -> list[Path]:
     if root.exists() and not root.is_dir():
         raise ValueError(f"--data {root} is a file: give the folder of training images")
     if not root.is_dir():
-        raise FileNotFoundError(f"data folder {root}")
+        raise FileNotFoundError(f"data folder {root} (give the folder of training images with --data, or data.root)")
     register_plugins()  # JPEG XL, HEIC
     found = []
     for folder, names, why in walk_tree(root, skip=lambda path: os.path.basename(path).startswith(".")):
@@ -188,6 +188,9 @@ def data_digest(root: str | Path, *datasets: Dataset) -> dict[str, Any]:
     return {"files": [len(d.paths) for d in datasets], "sha256": digest.hexdigest()}
 
 
+VAL_FROM_TRAIN = 8  # validation images taken from the training files when none is held out
+
+
 def make_datasets(root: str | Path, crop: int, scale: tuple[float, float], val_fraction: float,
                   val_crop: int = 256, mode: str = "crop") -> tuple[Dataset, Dataset]:
     if mode not in ("crop", "resize"):
@@ -195,14 +198,15 @@ def make_datasets(root: str | Path, crop: int, scale: tuple[float, float], val_f
     train, val = split_paths(root, val_fraction)
     if not val:  # tiny folders: validate on a few training images rather than on nothing
         log.warning("no image file is held out for validation (%d files, data.val_fraction=%g): validating on "
-                    "8 training images, so best.pt is chosen on images it trained on", len(train), val_fraction)
+                    "%d training images, so best.pt is chosen on images it trained on", len(train), val_fraction,
+                    min(VAL_FROM_TRAIN, len(train)))
     train_set = ResizedDataset(train, crop) if mode == "resize" else CropDataset(train, crop, scale, train=True)
     return train_set, validation_set(train, val, val_crop, mode)
 
 
 def validation_set(train: list[Path], val: list[Path], size: int, mode: str) -> Dataset:
     """The held-out files of split_paths; a folder holding none out: its first 8 usable training images."""
-    limit = None if val else 8
+    limit = None if val else VAL_FROM_TRAIN
     if mode == "resize":
         return ResizedDataset(val or train, size, limit=limit)
     return CropDataset(val or train, size, train=False, limit=limit)

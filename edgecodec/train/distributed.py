@@ -120,6 +120,19 @@ def max_over_ranks(info: DistInfo, value: float) -> float:
     return max(gather_objects(info, float(value)))
 
 
+def sum_over_ranks(info: DistInfo, sums: dict[str, list[float]]) -> dict[str, list[float]]:
+    """Every rank's ``{key: [sum, count]}`` added up, on every rank (a collective): the logged
+    means are then of the whole global batch, and the same on every rank, so a non-finite loss on
+    one rank stops all of them together (one rank raising alone left the others waiting)."""
+    total: dict[str, list[float]] = {}
+    for part in gather_objects(info, sums):
+        for key, (value, count) in part.items():
+            acc = total.setdefault(key, [0.0, 0])
+            acc[0] += value
+            acc[1] += count
+    return total
+
+
 def state_hash(*states: dict[str, torch.Tensor]) -> str:
     """sha256 over the names, dtypes, shapes and bytes of state dicts (bitwise identity check)."""
     h = hashlib.sha256()

@@ -897,7 +897,8 @@ class Trainer:
 
     def _log_train(self, monitor: Monitor, bar: Any, running: dict[str, list[float]], count: int, t0: float,
                    start: float) -> None:
-        means = {k: total / n for k, (total, n) in running.items()}
+        # every rank's steps, not rank 0's share (a collective: every rank logs at the same steps)
+        means = {k: total / n for k, (total, n) in distributed.sum_over_ranks(self.dist, running).items()}
         if not all(math.isfinite(v) for v in means.values()):
             raise FloatingPointError(f"non-finite loss at step {self.step}: {means}")
         if not self.is_main:
@@ -1025,18 +1026,3 @@ def run(config: dict, run_dir: str | Path, resume: bool = False, steps: int | No
     finally:
         trainer.close()
     return trainer
-
-
-if __name__ == "__main__":  # used for background runs before the CLI existed
-    import argparse
-
-    from .config import load_config
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--config")
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--resume", action="store_true")
-    parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    run(load_config(args.config, args.overrides), args.out, resume=args.resume)
