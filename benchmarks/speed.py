@@ -94,7 +94,7 @@ def transforms_only(model_name: str, images: list[tuple[str, list[np.ndarray]]],
                     device: str = "cuda") -> list[dict]:
     """Analysis and synthesis transforms alone on ``device`` (no entropy coding)."""
     model, _ = zoo.load_model(model_name)
-    gpu = zoo._load.__wrapped__(zoo.find_model(model_name).weights, 0.0)[0].to(device)  # a private copy
+    gpu = zoo.load_pretrained(model_name).to(device)  # a private copy
 
     def sync() -> None:
         if device.startswith("cuda"):

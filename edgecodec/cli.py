@@ -880,29 +880,6 @@ def _info_fields(path: Path) -> tuple[dict, str]:
     return fields, "\n".join(f"{key:>17}: {value}" for key, value in rows)
 
 
-def _model_folder_notes() -> list[str]:
-    """What `models` tells on stderr about the model folders: a folder on EDGECODEC_MODEL_PATH that
-    is not one (a typo searched in silence), and a weights file without its card or a card without
-    its weights (not a model: `compress --model NAME` said "unknown model" while NAME.safetensors
-    was there)."""
-    from .zoo import model_dirs, valid_model_name
-
-    notes = []
-    folders = model_dirs()
-    for folder in folders[:-2]:  # EDGECODEC_MODEL_PATH's (then the user folder, which may not exist yet)
-        if not folder.is_dir():
-            notes.append(f"EDGECODEC_MODEL_PATH names {folder}, which is not a folder: no models are looked up there")
-    for folder in folders:
-        if not folder.is_dir():
-            continue
-        for path in sorted([*folder.glob("*.safetensors"), *folder.glob("*.json")]):
-            other = path.with_suffix(".json" if path.suffix == ".safetensors" else ".safetensors")
-            if valid_model_name(path.stem) and not other.exists():
-                notes.append(f"{path} has no {other.name} beside it, so it is no model (a model is both files, "
-                             "as export-model writes them)")
-    return notes
-
-
 def _same_file(a: Path, b: Path) -> bool:
     """One file, however its folder was named (a relative EDGECODEC_MODEL_PATH entry, a link)."""
     try:
@@ -912,7 +889,7 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .zoo import DEFAULT_MODEL, _all_entries, card_mismatch, describe, list_models
+    from .zoo import DEFAULT_MODEL, all_models, card_mismatch, describe, folder_notes, list_models
 
     entries = list_models()
     mismatches = {entry.name: card_mismatch(entry) for entry in entries}
@@ -920,10 +897,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     # export of its name) still decode the files written with them, and are listed with it.
     hidden: dict[str, list[str]] = {entry.name: [] for entry in entries}
     used = {entry.name: entry.weights for entry in entries}
-    for other in _all_entries():  # a second scan: a model exported meanwhile is left for the next listing
+    for other in all_models():  # a second scan: a model exported meanwhile is left for the next listing
         if other.name in used and not _same_file(other.weights, used[other.name]):
             hidden[other.name].append(str(other.weights))
-    for note in _model_folder_notes():
+    for note in folder_notes():
         print(f"edgecodec: note: {note}", file=sys.stderr)
     if args.json:  # the same for scripts: the card's fields, where the weights are, why one is unusable
         print(json.dumps([{**({} if entry.problem else describe(entry)), "name": entry.name,
@@ -944,7 +921,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         d = describe(entry)
         params = d["parameters"] or {}
         bpp = d["bpp_range"]
-        rate = f"{bpp[0]:.3f}-{bpp[1]:.3f} bpp on {d['bpp_measured_on']}" if bpp else "rate range not measured"
+        where = f" on {d['bpp_measured_on']}" if d["bpp_measured_on"] else " (where measured not recorded)"
+        rate = f"{bpp[0]:.3f}-{bpp[1]:.3f} bpp{where}" if bpp else "rate range not measured"
         if "encoder" in params and "decoder" in params:
             size = f"encoder {params['encoder'] / 1e6:.2f} M / decoder {params['decoder'] / 1e6:.2f} M parameters"
         else:
@@ -963,7 +941,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import logging
 
     from .errors import UsageError
-    from .train.config import load_config
+    from .train.config import load_config, resolve_config
     from .train.distributed import env_rank
     from .train.trainer import checkpoints, run
 
@@ -975,7 +953,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume and args.out and Path(args.out).resolve() != Path(args.resume).resolve():
         raise UsageError(f"--resume {args.resume} continues that run in its folder: drop --out {args.out} "
                          "(a new run takes --out)")
-    config_path = args.config
+    config_path = None if args.config is None else resolve_config(args.config)
     if config_path is None:  # --resume RUN alone: the run's own config (overrides included)
         saved = Path(args.resume) / "config.yaml" if args.resume else None
         if saved is None or not saved.is_file():
@@ -1264,7 +1242,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("train", help="train a model from a YAML config")
-    p.add_argument("--config", help="configs/NAME.yaml (with --resume: default RUN/config.yaml)")
+    p.add_argument("--config", help="a config file, or a shipped one's name: cae, crb, gcrb, edge/fidelity-context, "
+                                     "... (configs/NAME.yaml; with --resume: default RUN/config.yaml)")
     p.add_argument("--data", help="training image folder (overrides data.root)")
     p.add_argument("--steps", type=int_at_least(1),
                    help="stop at this step; the learning-rate schedule still follows train.steps "

@@ -41,14 +41,14 @@ from typing import IO
 
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from .codec.container import ALPHA, GRAYSCALE_SOURCE, MAGIC, Container, read_file  # no torch: the API is imported on load/save
+# No torch here: the codec API is imported on load/save.
+from .codec.container import ALPHA, GRAYSCALE_SOURCE, MAGIC, Container, read_file
 from .codec.imageio import image_info
 from .errors import EdgecodecError, FormatError
 
 FORMAT = "EDC"
 EXTENSION = ".edc"
 MIME = "image/x-edc"
-
 
 
 def _accept(prefix: bytes) -> bool:
@@ -77,10 +77,9 @@ class EdgecodecImageFile(ImageFile.ImageFile):
                                          f"image: {exc}") from None
         header = container.header
         self._size = (header.width, header.height)
-        self._mode = ("L" if header.conversions & GRAYSCALE_SOURCE else "RGB") + ("A" if ALPHA in container.extras else "")
-        self.info["edc_model"] = header.model
-        self.info["edc_quality"] = header.quality
-        self.info.update(image_info(container.extras))
+        grey = header.conversions & GRAYSCALE_SOURCE
+        self._mode = ("L" if grey else "RGB") + ("A" if ALPHA in container.extras else "")
+        self.info.update(image_info(container))
         self.tile = []
 
     def load(self):  # type: ignore[override]

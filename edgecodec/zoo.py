@@ -2,8 +2,9 @@
 
 A model is found by name in the folders listed in the ``EDGECODEC_MODEL_PATH`` environment
 variable (``os.pathsep``-separated), then in the user model folder that ``export-model`` writes
-to, then in the package's ``weights/`` folder. The first 8 bytes of the SHA-256 of the weights file identify the weights in every stream;
-the file also holds the model config (safetensors metadata), so that hash covers the config too.
+to, then in the package's ``weights/`` folder. The first 8 bytes of the SHA-256 of the weights
+file identify the weights in every stream; the file also holds the model config (safetensors
+metadata), so that hash covers the config too.
 """
 
 from __future__ import annotations
@@ -39,15 +40,26 @@ def valid_model_name(name: object) -> bool:
     return isinstance(name, str) and MODEL_NAME.fullmatch(name) is not None
 
 
+def xdg_dir(variable: str, default: Path) -> Path:
+    """An XDG base folder: the variable's value when it is an absolute path (the XDG spec: an
+    empty or relative one is ignored, so a stray value never points into the working folder)."""
+    value = os.environ.get(variable, "")
+    return Path(value) if os.path.isabs(value) else default
+
+
 def user_model_dir() -> Path:
     """Where `edgecodec export-model` registers models by default."""
-    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "edgecodec" / "models"
+    return xdg_dir("XDG_DATA_HOME", Path.home() / ".local" / "share") / "edgecodec" / "models"
+
+
+def path_model_dirs() -> list[Path]:
+    """The folders listed in $EDGECODEC_MODEL_PATH, in order."""
+    return [Path(p) for p in os.environ.get("EDGECODEC_MODEL_PATH", "").split(os.pathsep) if p]
 
 
 def model_dirs() -> list[Path]:
     """Search order: $EDGECODEC_MODEL_PATH, the user model folder, the shipped weights."""
-    extra = [Path(p) for p in os.environ.get("EDGECODEC_MODEL_PATH", "").split(os.pathsep) if p]
-    return extra + [user_model_dir(), PACKAGE_WEIGHTS]
+    return path_model_dirs() + [user_model_dir(), PACKAGE_WEIGHTS]
 
 
 @dataclass(frozen=True)
@@ -78,12 +90,12 @@ def _file_hash(path: Path, mtime_ns: int, size: int) -> bytes:
 def list_models() -> list[ModelEntry]:
     """Every available model; a name found in several folders resolves to the first."""
     found: dict[str, ModelEntry] = {}
-    for entry in _all_entries():
+    for entry in all_models():
         found.setdefault(entry.name, entry)
     return list(found.values())
 
 
-def _all_entries(name: str | None = None) -> list[ModelEntry]:
+def all_models(name: str | None = None) -> list[ModelEntry]:
     """Every model file of every folder in search order (of one ``name``, if given), hidden ones included."""
     entries = []
     for folder in model_dirs():
@@ -108,6 +120,30 @@ def _entry(card_path: Path, weights: Path) -> ModelEntry:
     if wrong:  # `models` formats these fields: a card with "config": 5 failed the whole listing
         return ModelEntry(card_path.stem, weights, {}, f"{card_path} is not a model card ({wrong})")
     return ModelEntry(card_path.stem, weights, card)
+
+
+def half_models(name: str | None = None) -> list[str]:
+    """A weights file without its card, or a card without its weights, in a model folder (of one
+    ``name``, if given): no model, though a user who copied one file meant one."""
+    found = []
+    for folder in model_dirs():
+        if not folder.is_dir():
+            continue
+        patterns = [f"{name}.safetensors", f"{name}.json"] if name else ["*.safetensors", "*.json"]
+        for path in sorted(p for pattern in patterns for p in folder.glob(pattern)):
+            other = path.with_suffix(".json" if path.suffix == ".safetensors" else ".safetensors")
+            if valid_model_name(path.stem) and not other.exists():
+                found.append(f"{path} has no {other.name} beside it, so it is no model (a model is both files, "
+                             "as export-model writes them)")
+    return found
+
+
+def folder_notes() -> list[str]:
+    """What is amiss in the model folders, for `edgecodec models`: an EDGECODEC_MODEL_PATH entry
+    that is no folder (a typo searched in silence), and half models (``half_models``)."""
+    notes = [f"EDGECODEC_MODEL_PATH names {folder}, which is not a folder: no models are looked up there"
+             for folder in path_model_dirs() if not folder.is_dir()]
+    return notes + half_models()
 
 
 def _misshapen_fields(card: dict[str, Any]) -> str | None:
@@ -148,7 +184,7 @@ def find_model(name: str) -> ModelEntry:
                 raise UnknownModelError(f"model {name!r} cannot be used: {entry.problem}")
             return entry
     known = ", ".join(e.name for e in entries if not e.problem) or "none"
-    raise UnknownModelError(f"unknown model {name!r}; available: {known}")
+    raise UnknownModelError("; ".join([f"unknown model {name!r}; available: {known}", *half_models(name)]))
 
 
 CONFIG_METADATA = "edgecodec.config"
@@ -164,16 +200,28 @@ def _saved_config(weights: Path) -> ModelConfig | None:
 _LOAD_LOCK = threading.Lock()
 
 
+class CardError(ValueError):
+    """A model's card cannot be used with its weights; the message names the card."""
+
+
+def _card_config(card_path: Path) -> ModelConfig:
+    try:
+        config = json.loads(card_path.read_text())["config"]
+        return ModelConfig.from_dict(config)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CardError(f"its card {card_path} holds no usable model config ({type(exc).__name__}: {exc})") from None
+
+
 @functools.lru_cache(maxsize=8)
-def _load(weights: Path, mtime: float) -> tuple[EdgeCodecModel, bytes]:
-    card = json.loads(weights.with_suffix(".json").read_text())
-    if "config" not in card:
-        raise ValueError(f"its card {weights.with_suffix('.json').name} has no model config")
-    config = ModelConfig.from_dict(card["config"])
+def _load(weights: Path, mtime_ns: int, size: int) -> tuple[EdgeCodecModel, bytes]:
+    """The model of a weights file as it is at (mtime_ns, size): a replaced file is loaded again,
+    even one copied with its old time kept (``cp -p``), since its size or time differs."""
+    card_path = weights.with_suffix(".json")
+    config = _card_config(card_path)
     saved = _saved_config(weights)
     if saved is not None and saved != config:
-        raise WeightsMismatchError(f"{weights.with_suffix('.json')} describes another configuration than the one "
-                                   f"saved in {weights.name} ({saved.to_dict()}): export the model again")
+        raise CardError(f"its card {card_path} describes another configuration than the one saved in "
+                        f"{weights.name} ({saved.to_dict()}): export the model again")
     model = EdgeCodecModel(config)
     model.load_state_dict(load_file(str(weights)))
     model.eval()
@@ -190,14 +238,14 @@ def load_model(name: str, weights_hash: bytes | None = None) -> tuple[EdgeCodecM
     if weights_hash is None:
         return _load_entry(find_model(name))
     _check_name(name)
-    for entry in _all_entries(name):
+    for entry in all_models(name):
         if not entry.problem and entry.weights_hash == weights_hash:
             model, found = _load_entry(entry)
             if found != weights_hash:  # the file changed since it was hashed
                 break
             return model, found
     first = find_model(name)  # UnknownModelError when there is none, or the first cannot be used
-    others = [e for e in _all_entries(name) if e.weights != first.weights]
+    others = [e for e in all_models(name) if e.weights != first.weights]
     hidden = f" (and {len(others)} it hides)" if others else ""
     raise WeightsMismatchError(
         f"stream was written by weights {weights_hash.hex()} of model {name!r}, but the model of that name here "
@@ -208,9 +256,10 @@ def load_model(name: str, weights_hash: bytes | None = None) -> tuple[EdgeCodecM
 def _load_entry(entry: ModelEntry) -> tuple[EdgeCodecModel, bytes]:
     try:
         with _LOAD_LOCK:  # threads (compress --jobs, the web page) share one instance per file
-            return _load(entry.weights, entry.weights.stat().st_mtime)
-    except WeightsMismatchError:
-        raise
+            stat = entry.weights.stat()
+            return _load(entry.weights, stat.st_mtime_ns, stat.st_size)
+    except CardError as exc:
+        raise UnknownModelError(f"model {entry.name!r} cannot be used: {exc}") from None
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as exc:
         # A damaged or foreign file in a model folder: name it, not a traceback from deep inside.
         raise UnknownModelError(f"model {entry.name!r} cannot be loaded from {entry.weights}: "
@@ -282,13 +331,14 @@ def card_mismatch(entry: ModelEntry) -> str | None:
 def describe(entry: ModelEntry) -> dict[str, Any]:
     """A model's row in ``edgecodec models``: name, transform, prior, rate range, parameters, ..."""
     card = entry.card
-    measured = card.get("kodak") if isinstance(card.get("kodak"), dict) else {}
+    measured = card.get("kodak") if isinstance(card.get("kodak"), dict) else None
     return {"name": entry.name, "config": card.get("config", {}).get("transform"),
             "prior": card.get("config", {}).get("prior"), "bpp_range": card.get("bpp_range"),
-            # export-model --kodak measures any folder; cards from before it recorded one measured Kodak
-            "bpp_measured_on": measured.get("folder_name", "Kodak"),
+            # export-model --kodak measures any folder and records which; cards from before that
+            # measured Kodak; a card without the record (written by hand) does not say
+            "bpp_measured_on": None if measured is None else measured.get("folder_name", "Kodak"),
             "parameters": card.get("parameters"), "summary": card.get("summary", "")}
 
 
-__all__ = ["DEFAULT_MODEL", "ModelEntry", "describe", "find_model", "list_models", "load_model", "shipped_models",
-           "save_model", "valid_model_name"]
+__all__ = ["DEFAULT_MODEL", "ModelEntry", "all_models", "describe", "find_model", "folder_notes", "list_models",
+           "load_model", "shipped_models", "save_model", "valid_model_name"]

@@ -8,7 +8,11 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 11), "edgecodec needs Python >= 3.11"'
 key=$( (cat requirements.txt; "$PYTHON" -c 'import sys; print(sys.version)') | sha256sum | cut -c1-16)
-cache_root=${EDGECODEC_CACHE:-$HOME/.cache/edgecodec}
+case "${XDG_CACHE_HOME:-}" in  # the XDG base folder when it is an absolute path (as edgecodec's ONNX cache)
+  /*) cache_base=$XDG_CACHE_HOME ;;
+  *) cache_base=$HOME/.cache ;;
+esac
+cache_root=${EDGECODEC_CACHE:-$cache_base/edgecodec}
 deps="$cache_root/deps-$key"
 mkdir -p "$cache_root"
 (

@@ -1077,6 +1077,45 @@ def test_models_ignores_missing_model_folders(tmp_path, capsys, monkeypatch):
     assert SHIPPED in out and "tiny" in out
 
 
+def test_train_finds_the_shipped_configs_by_name_anywhere(tmp_path, capsys, monkeypatch):
+    """An installed edgecodec (a wheel) has no configs/ folder: the README's `--config
+    configs/crb.yaml` was "not found" outside a checkout. Names and the README's paths find the
+    shipped configs from any folder; a file of that path, where there is one, comes first."""
+    from edgecodec.train.config import CONFIG_DIR, config_names, resolve_config
+
+    monkeypatch.chdir(tmp_path)
+    assert {"cae", "crb", "gcrb", "edge/fidelity-context", "original/gcrb"} <= set(config_names())
+    for given in ("crb", "configs/crb.yaml", "./configs/crb.yaml", "crb.yaml"):
+        assert resolve_config(given) == CONFIG_DIR / "crb.yaml", given
+    assert resolve_config("edge/fidelity-context") == CONFIG_DIR / "edge" / "fidelity-context.yaml"
+    (tmp_path / "configs").mkdir()
+    own = _text(tmp_path / "configs" / "crb.yaml", "name: mine\n")
+    assert resolve_config("configs/crb.yaml") == Path("configs/crb.yaml") and own.is_file()
+    with pytest.raises(FileNotFoundError, match="nor a shipped config: cae, crb"):
+        resolve_config("configs/nosuch.yaml")
+    assert main("train", "--config", "nosuch", "--out", tmp_path / "run") == 2
+    assert_one_error_line(capsys.readouterr().err, "not found: nosuch (no such file, nor a shipped config")
+    assert not (tmp_path / "run").exists()
+    # a shipped name reaches the trainer: this one stops at the data folder, which is missing here
+    assert main("train", "--config", "gcrb", "--data", tmp_path / "none", "--out", tmp_path / "run") == 2
+    assert_one_error_line(capsys.readouterr().err, "data folder")
+
+
+def test_the_package_data_holds_every_shipped_config():
+    """The configs reach a wheel only through pyproject's package-data patterns: a config in a
+    folder they miss would be in the checkout and absent where edgecodec is installed."""
+    import tomllib
+
+    from edgecodec.train.config import CONFIG_DIR
+
+    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["edgecodec"]
+    package = CONFIG_DIR.parent
+    packaged = {path for pattern in patterns for path in package.glob(pattern)}
+    configs = set(CONFIG_DIR.rglob("*.yaml"))
+    assert configs and configs <= packaged, sorted(map(str, configs - packaged))
+    assert (REPO / "configs").resolve() == CONFIG_DIR  # the checkout's configs/ is the package's
+
+
 def test_train_refuses_bad_configs_before_writing(tmp_path, capsys):
     """A training that cannot start says why in one line, exits 2 and leaves no run folder: a
     missing config, data folder or warm-start file, an unknown model, a zero batch, a config or an

@@ -1,7 +1,7 @@
 """The documentation's command lines parse with the programs' own argparse parsers, so an option
 renamed or removed in the code cannot live on in README.md or docs/*.md.
 
-Checked: every invocation of ``edgecodec`` (also ``.venv/bin/edgecodec``, ``python -m edgecodec.cli``,
+Checked: every invocation of ``edgecodec`` (also ``.venv/bin/edgecodec``, ``python -m edgecodec[.cli]``,
 ``torchrun ... -m edgecodec.cli``), ``python -m edgecodec.MODULE`` and ``[python] benchmarks/NAME.py``
 / ``scripts/NAME.py`` (those with an argparse parser), in fenced code blocks (every line, and every
 command of a line: ``&&``, ``;``, pipes) and in inline code spans that start with such a program.
@@ -263,7 +263,7 @@ def _main_parser(main: Callable[[], object], monkeypatch: pytest.MonkeyPatch) ->
 
 def _load_parser(program: str, monkeypatch: pytest.MonkeyPatch) -> argparse.ArgumentParser | str | None:
     """The program's parser; None for a script without one; a string: why it cannot be run."""
-    if program in ("edgecodec", "module:edgecodec.cli"):
+    if program in ("edgecodec", "module:edgecodec", "module:edgecodec.cli"):
         from edgecodec.cli import build_parser
         return build_parser()
     if program.startswith("module:"):

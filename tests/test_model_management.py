@@ -120,3 +120,119 @@ def test_export_model_refuses_a_name_differing_only_in_case(tmp_path, capsys, mo
     assert main("export-model", run_dir, "--name", "M", "--out", out, "--force") == 0
     assert "note:" not in capsys.readouterr().err  # a folder on the model path
     assert sorted(p.name for p in out.iterdir()) == ["M.json", "M.safetensors", "m.json", "m.safetensors"]
+
+
+def test_a_name_whose_card_or_weights_is_missing_is_explained(tmp_path, capsys, monkeypatch, tiny_models):
+    """`compress --model orphan` with orphan.safetensors (no card) in a model folder said only
+    "unknown model": the error names the lone file and why it is no model."""
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    (lone / "orphan.safetensors").write_bytes((tiny_models["a"] / "tiny.safetensors").read_bytes())
+    (lone / "cardonly.json").write_text((tiny_models["a"] / "tiny.json").read_text())
+    monkeypatch.setenv("EDGECODEC_MODEL_PATH", str(lone))
+    Image.fromarray(np.full((32, 48, 3), 90, np.uint8)).save(tmp_path / "a.png")
+    for name, other in (("orphan", "orphan.json"), ("cardonly", "cardonly.safetensors")):
+        assert main("compress", tmp_path / "a.png", "-o", tmp_path / "a.edc", "--model", name) == 9
+        err = capsys.readouterr().err
+        assert_one_error_line(err, f"unknown model '{name}'")
+        assert f"has no {other} beside it, so it is no model" in err
+    assert main("compress", tmp_path / "a.png", "-o", tmp_path / "a.edc", "--model", "nosuch") == 9
+    assert "beside it" not in capsys.readouterr().err  # only the asked name's lone files are named
+
+
+def test_a_card_that_does_not_fit_its_weights_is_named(tmp_path, capsys, monkeypatch, tiny_models):
+    """A card whose config does not build a model was reported as "cannot be loaded from
+    NAME.safetensors" (the weights were fine); one describing another configuration than the
+    weights hold was exit 6 (a stream's weights mismatch) where the model is unusable (exit 9)."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for suffix in (".safetensors", ".json"):
+        (folder / f"tiny{suffix}").write_bytes((tiny_models["a"] / f"tiny{suffix}").read_bytes())
+    monkeypatch.setenv("EDGECODEC_MODEL_PATH", str(folder))
+    Image.fromarray(np.full((32, 48, 3), 90, np.uint8)).save(tmp_path / "a.png")
+    card = json.loads((folder / "tiny.json").read_text())
+    for change, fragment in (({"no_such_key": 1}, "unknown model config keys"),
+                             ({"min_level": -1.0}, "describes another configuration")):
+        (folder / "tiny.json").write_text(json.dumps({**card, "config": {**card["config"], **change}}))
+        assert main("compress", tmp_path / "a.png", "-o", tmp_path / "a.edc", "--model", "tiny") == 9
+        err = capsys.readouterr().err
+        assert_one_error_line(err, f"its card {folder / 'tiny.json'}")
+        assert fragment in err and "tiny.safetensors:" not in err
+        assert not (tmp_path / "a.edc").exists()
+
+
+def test_a_replaced_weights_file_is_loaded_again(tmp_path, monkeypatch, tiny_models):
+    """The loaded-model cache was keyed on the file's modification time as a float, while the
+    weights hash is keyed on nanoseconds and size: a replacement within the float's resolution
+    (a copy keeping a time 1 ns off) decoded with the old model under the new weights' hash."""
+    from safetensors.torch import load_file
+
+    from edgecodec import zoo
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for suffix in (".safetensors", ".json"):
+        (folder / f"tiny{suffix}").write_bytes((tiny_models["a"] / f"tiny{suffix}").read_bytes())
+    monkeypatch.setenv("EDGECODEC_MODEL_PATH", str(folder))
+    weights = folder / "tiny.safetensors"
+    model_a, hash_a = zoo.load_model("tiny")
+    mtime_ns = weights.stat().st_mtime_ns
+    weights.write_bytes((tiny_models["b"] / "tiny.safetensors").read_bytes())  # same size: same architecture
+    os.utime(weights, ns=(mtime_ns + 1, mtime_ns + 1))
+    model_b, hash_b = zoo.load_model("tiny")
+    assert hash_b != hash_a and model_b is not model_a
+    reference = load_file(str(tiny_models["b"] / "tiny.safetensors"))
+    assert all(value.equal(reference[name]) for name, value in model_b.state_dict().items())
+
+
+def test_models_says_when_a_cards_rate_was_measured_on_unknown_images(tmp_path, capsys, monkeypatch, tiny_models):
+    """A card with a rate range but no record of what measured it (written by hand) was listed
+    as measured on Kodak."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "tiny.safetensors").write_bytes((tiny_models["a"] / "tiny.safetensors").read_bytes())
+    card = json.loads((tiny_models["a"] / "tiny.json").read_text())
+    (folder / "tiny.json").write_text(json.dumps({**card, "bpp_range": [0.1, 1.0]}))
+    monkeypatch.setenv("EDGECODEC_MODEL_PATH", str(folder))
+    assert main("models") == 0
+    line = next(row for row in capsys.readouterr().out.splitlines() if row.startswith("tiny:"))
+    assert "0.100-1.000 bpp (where measured not recorded)" in line and "Kodak" not in line
+    assert main("models") == 0  # a shipped card records its folder
+    line = next(row for row in capsys.readouterr().out.splitlines() if row.startswith(f"{SHIPPED}:"))
+    assert " bpp on kodak" in line
+
+
+def test_xdg_folders_are_used_when_absolute(tmp_path, monkeypatch):
+    """The ONNX export cache ignored XDG_CACHE_HOME; an empty XDG_DATA_HOME put the user model
+    folder under the working folder (the XDG spec: ignore an empty or relative value)."""
+    from edgecodec import zoo
+    from edgecodec.export.onnx import export_cache_dir
+
+    monkeypatch.delenv("EDGECODEC_CACHE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert export_cache_dir("tiny", b"\x01" * 8) == tmp_path / "cache" / "edgecodec" / "onnx" / "tiny-0101010101010101"
+    monkeypatch.setenv("EDGECODEC_CACHE", str(tmp_path / "mine"))
+    assert export_cache_dir("tiny", b"\x01" * 8).parent == tmp_path / "mine" / "onnx"
+    monkeypatch.delenv("EDGECODEC_CACHE")
+    for value in ("", "relative"):
+        monkeypatch.setenv("XDG_CACHE_HOME", value)
+        monkeypatch.setenv("XDG_DATA_HOME", value)
+        assert export_cache_dir("tiny", b"\x01" * 8).parent == tmp_path / "home" / ".cache" / "edgecodec" / "onnx"
+        assert zoo.user_model_dir() == tmp_path / "home" / ".local" / "share" / "edgecodec" / "models"
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert zoo.user_model_dir() == tmp_path / "data" / "edgecodec" / "models"
+
+
+def test_python_dash_m_edgecodec_runs_the_command_line(tmp_path):
+    """`python -m edgecodec` was "No module named edgecodec.__main__"."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "edgecodec", "models", "--json"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert SHIPPED in {m["name"] for m in json.loads(done.stdout)}
+    done = subprocess.run([sys.executable, "-m", "edgecodec", "compress", str(tmp_path / "none.png"), "-o",
+                           str(tmp_path / "x.edc")], capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and done.stderr.startswith("edgecodec: error") and "Traceback" not in done.stderr

@@ -266,7 +266,7 @@ def test_shipped_models_are_listed_default_first():
         assert (zoo.PACKAGE_WEIGHTS / f"{name}.json").is_file()
 
 
-def test_weights_file_holds_its_config(tmp_path):
+def test_weights_file_holds_its_config(tmp_path, monkeypatch):
     """The config is saved inside the .safetensors, so the weights hash streams record covers it:
     the same tensors with another quality -> gain mapping are another file, and a card whose
     config was changed apart from its weights is refused instead of decoding garbage."""
@@ -276,26 +276,33 @@ def test_weights_file_holds_its_config(tmp_path):
     from safetensors.torch import load_file, save_file
 
     from edgecodec import zoo
-    from edgecodec.errors import WeightsMismatchError
+    from edgecodec.errors import UnknownModelError
+
+    def load(folder: str) -> tuple:
+        weights = tmp_path / folder / "tiny.safetensors"
+        return zoo._load.__wrapped__(weights, 0, 0)  # uncached: the files change below
 
     model = make_tiny(0)
     zoo.save_model(model, tmp_path / "a", "tiny", {})
     shifted = EdgeCodecModel(dataclasses.replace(model.config, min_level=-1.0))
     shifted.load_state_dict(model.state_dict())
     zoo.save_model(shifted, tmp_path / "b", "tiny", {})
-    hash_a = zoo._load(tmp_path / "a" / "tiny.safetensors", 0.0)[1]
-    assert hash_a != zoo._load(tmp_path / "b" / "tiny.safetensors", 0.0)[1]
+    assert load("a")[1] != load("b")[1]
 
     card = tmp_path / "a" / "tiny.json"
     edited = json.loads(card.read_text())
     edited["config"]["min_level"] = -1.0
     card.write_text(json.dumps(edited))
-    with pytest.raises(WeightsMismatchError, match="export the model again"):
-        zoo._load(tmp_path / "a" / "tiny.safetensors", 1.0)
+    with pytest.raises(zoo.CardError, match="export the model again"):
+        load("a")
+    # As a user meets it: a model that cannot be used (exit 9), its card named, not the weights
+    monkeypatch.setenv("EDGECODEC_MODEL_PATH", str(tmp_path / "a"))
+    with pytest.raises(UnknownModelError, match=r"cannot be used: its card .*tiny\.json describes another"):
+        zoo.load_model("tiny")
 
     legacy = tmp_path / "a" / "tiny.safetensors"  # exported before the config was saved inside
     save_file(load_file(str(legacy)), str(legacy))
-    assert zoo._load(legacy, 2.0)[0].config.min_level == -1.0
+    assert load("a")[0].config.min_level == -1.0
 
 
 def test_load_pretrained_gives_an_own_copy_whose_rate_estimate_matches_the_files(kodim23_rgb):

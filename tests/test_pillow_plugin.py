@@ -63,6 +63,16 @@ def test_open_reads_the_header_fields(edc_file):
         assert img.info["edc_quality"] == header.quality
 
 
+def test_decompress_gives_the_info_open_gives(edc_file):
+    """``edgecodec.decompress`` returned an image without ``edc_model`` / ``edc_quality``, which
+    ``Image.open`` of the same file carries: one decoder, two sets of fields."""
+    decoded = edgecodec.decompress(edc_file.read_bytes())
+    with Image.open(edc_file) as img:
+        assert decoded.info == img.info and decoded.info["edc_model"] == SHIPPED
+        img.load()
+        assert img.info == decoded.info
+
+
 def test_load_equals_decompress(edc_file, crop):
     data = edc_file.read_bytes()
     with Image.open(edc_file) as img:

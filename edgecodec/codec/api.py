@@ -278,7 +278,8 @@ def _decode(data: EdcInput, max_pixels: int | None,
 
 def decompress(data: EdcInput, max_pixels: int | None = None, region: Region | None = None) -> Image.Image:
     """Decode .edc bytes (or an .edc file's path or binary file object) into a PIL image: mode L or
-    RGB, LA or RGBA when the file kept the source's alpha; a kept ICC profile in
+    RGB, LA or RGBA when the file kept the source's alpha; the file's model and quality in
+    ``info["edc_model"]`` and ``info["edc_quality"]`` (as the Pillow plugin gives); a kept ICC profile in
     ``info["icc_profile"]``, kept metadata in ``info["exif"]`` and ``info["xmp"]`` (pass them to
     ``save``). ``region``: (left, top, width, height), as in ``decode_array``."""
     rgb, container, region = _decode(data, max_pixels, region)

@@ -32,7 +32,8 @@ def source_extras(prepared: PreparedImage) -> dict[str, bytes]:
 
 
 def decoded_image(pixels: np.ndarray, container: Container, region: Region | None = None) -> Image.Image:
-    """The decoded picture as the source was: L or RGB, LA or RGBA with its alpha plane, its kept
+    """The decoded picture as the source was: L or RGB, LA or RGBA with its alpha plane, the file's
+    model and quality in ``info["edc_model"]`` and ``info["edc_quality"]``, its kept
     ICC profile in ``info["icc_profile"]``, and the kept metadata in ``info["exif"]`` (with the APP1
     prefix, as Pillow reads a JPEG's) and ``info["xmp"]``.
     ``pixels``: (H, W, 3), or (H, W, 4) with the file's alpha already decoded (``edgecodec.lite``);
@@ -43,5 +44,5 @@ def decoded_image(pixels: np.ndarray, container: Container, region: Region | Non
         alpha = pixels[..., 3] if pixels.shape[-1] == 4 else crop_region(
             decode_alpha(extras[ALPHA], h.width, h.height), region)
         image.putalpha(Image.fromarray(np.ascontiguousarray(alpha), "L"))
-    image.info.update(image_info(extras))
+    image.info.update(image_info(container))
     return image

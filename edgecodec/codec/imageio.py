@@ -432,10 +432,12 @@ def _unidentified_reason(source: Path | io.BytesIO) -> str:
     return "not an image Pillow can read"
 
 
-def image_info(extras: dict[str, bytes]) -> dict[str, bytes]:
-    """A decoded image's PIL ``info`` entries for a file's kept profile and metadata (the Pillow
-    plugin sets them when it opens a file, ``extras.decoded_image`` when it decodes one)."""
-    info = {}
+def image_info(container: Container) -> dict[str, object]:
+    """A decoded image's PIL ``info`` entries: the file's model and quality (``edc_model``,
+    ``edc_quality``), its kept profile and metadata (the Pillow plugin sets them when it opens a
+    file, ``extras.decoded_image`` when it decodes one, so both give the same)."""
+    extras = container.extras
+    info: dict[str, object] = {"edc_model": container.header.model, "edc_quality": container.header.quality}
     if extras.get(ICC):
         info["icc_profile"] = extras[ICC]
     if extras.get(EXIF):

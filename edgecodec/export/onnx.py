@@ -248,8 +248,10 @@ def _check_replaceable(out_dir: Path) -> None:
 
 
 def export_cache_dir(model_name: str, weights_hash: bytes) -> Path:
-    """Where ``decompress --backend onnx`` keeps a model's export ($EDGECODEC_CACHE or ~/.cache/edgecodec)."""
-    root = Path(os.environ.get("EDGECODEC_CACHE") or Path.home() / ".cache" / "edgecodec")
+    """Where ``decompress --backend onnx`` keeps a model's export: $EDGECODEC_CACHE, else
+    $XDG_CACHE_HOME/edgecodec (by default ~/.cache/edgecodec), as scripts/setup.sh's cache."""
+    xdg_cache = zoo.xdg_dir("XDG_CACHE_HOME", Path.home() / ".cache")
+    root = Path(os.environ.get("EDGECODEC_CACHE") or xdg_cache / "edgecodec")
     return root / "onnx" / f"{model_name}-{weights_hash.hex()}"
 
 

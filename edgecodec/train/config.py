@@ -149,6 +149,31 @@ def apply_override(config: dict, assignment: str) -> None:
     node[leaf] = parse_yaml(raw, f"override {assignment!r}")
 
 
+# The shipped configurations, package data so that an installed edgecodec trains without a
+# checkout (the repository's configs/ is a link to this folder).
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def config_names() -> list[str]:
+    """The shipped configurations' names: ``crb``, ``edge/fidelity-context``, ..."""
+    return sorted(p.relative_to(CONFIG_DIR).with_suffix("").as_posix() for p in CONFIG_DIR.rglob("*.yaml"))
+
+
+def resolve_config(path: str | Path) -> Path:
+    """The config file ``--config`` names: the path itself when it exists, else the shipped
+    configuration it names, as ``crb``, ``edge/fidelity-context`` or the README's
+    ``configs/crb.yaml`` (so the README's commands work where edgecodec is installed without
+    the repository). FileNotFoundError listing the shipped names otherwise."""
+    given = Path(path)
+    if given.exists():
+        return given
+    name = given.as_posix().removesuffix(".yaml")
+    name = name.removeprefix("./").removeprefix("configs/")
+    if name in config_names():
+        return CONFIG_DIR / f"{name}.yaml"
+    raise FileNotFoundError(f"{path} (no such file, nor a shipped config: {', '.join(config_names())})")
+
+
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> dict:
     config = copy.deepcopy(DEFAULTS)
     if path is not None:
