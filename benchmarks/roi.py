@@ -62,6 +62,13 @@ def main() -> None:
     parser.add_argument("--figure", metavar="PNG", help="only draw the README's figure (docs/roi.png): kodim23 "
                                                         "with a region on the parrots' heads, --models' first model")
     args = parser.parse_args()
+    if args.figure:  # it draws what compress writes, on kodim23, into PNG: these options do not apply
+        defaults = vars(parser.parse_args([]))  # typed, as the options given are
+        unused = [option for option in ("--small", "--margin", "--margin-weight", "--limit", "--out")
+                  if getattr(args, option[2:].replace("-", "_")) != defaults[option[2:].replace("-", "_")]]
+        if unused:
+            parser.error(f"--figure draws what compress writes, with its own margin: {', '.join(unused)} "
+                         "do not apply to it")
 
     import torch
     from PIL import Image
@@ -73,9 +80,6 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     if args.figure:
-        if args.margin is not None or args.margin_weight is not None:  # it was drawn with compress's margin
-            parser.error("--figure draws what compress writes, with its own margin: "
-                         "--margin and --margin-weight do not apply to it")
         write_figure(Path(args.figure), Path(args.kodak) / "kodim23.png", (400, 130, 150, 150),
                      args.models.split(",")[0], args.background, args.region)
         return

@@ -55,7 +55,7 @@ def synthetic_images(folder: Path, count: int = 12, side: int = 320) -> Path:
 
 def measure(name: str, data: Path, warm: int, timed: int, threads: int, device: str,
             overrides: list[str]) -> dict:
-    config = load_config(REPO / "configs" / CONFIGS[name], [
+    config = load_config(REPO / "edgecodec" / "configs" / CONFIGS[name], [
         f"data.root={data}", f"train.threads={threads}", f"train.device={device}", "gan.disc_start=0",
         "train.tensorboard=false", "train.progress=false", *overrides])
     with tempfile.TemporaryDirectory() as run_dir:
@@ -123,7 +123,7 @@ def main() -> int:
         parser.error("--device cuda: CUDA is not available here")
     for name in args.configs:  # a misspelt --set is refused before anything trains
         try:
-            load_config(REPO / "configs" / CONFIGS[name], args.overrides)
+            load_config(REPO / "edgecodec" / "configs" / CONFIGS[name], args.overrides)
         except ValueError as exc:
             parser.error(f"--set: {exc}")
     logging.basicConfig(level=logging.WARNING)

@@ -941,7 +941,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import logging
 
     from .errors import UsageError
-    from .train.config import load_config, resolve_config
+    from .train.config import load_config
     from .train.distributed import env_rank
     from .train.trainer import checkpoints, run
 
@@ -953,7 +953,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume and args.out and Path(args.out).resolve() != Path(args.resume).resolve():
         raise UsageError(f"--resume {args.resume} continues that run in its folder: drop --out {args.out} "
                          "(a new run takes --out)")
-    config_path = None if args.config is None else resolve_config(args.config)
+    config_path = args.config  # a file, or a shipped config's name (load_config resolves it)
     if config_path is None:  # --resume RUN alone: the run's own config (overrides included)
         saved = Path(args.resume) / "config.yaml" if args.resume else None
         if saved is None or not saved.is_file():

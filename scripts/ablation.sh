@@ -3,7 +3,7 @@
 # batch, rate range and step budget, export each as a model, evaluate them on Kodak next to the
 # classical codecs, and draw the training charts.
 #
-#   bash scripts/ablation.sh                 # the full schedule of configs/{cae,crb,gcrb}.yaml
+#   bash scripts/ablation.sh                 # the full schedule of edgecodec/configs/{cae,crb,gcrb}.yaml
 #   STEPS=6000 bash scripts/ablation.sh      # a shorter, equal budget for all three (in runs/ablation-6000)
 #   WARM_GCRB=1 bash scripts/ablation.sh     # GCRB starts from the trained CRB (its GAN phase only)
 #
@@ -28,7 +28,7 @@ bash scripts/setup.sh
 edgecodec=.venv/bin/edgecodec
 # the full schedule: train.steps of the three configs (one number where they agree)
 full_steps=$(.venv/bin/python -c 'import yaml
-print(*sorted({yaml.safe_load(open(f"configs/{n}.yaml"))["train"]["steps"] for n in ("cae", "crb", "gcrb")}))')
+print(*sorted({yaml.safe_load(open(f"edgecodec/configs/{n}.yaml"))["train"]["steps"] for n in ("cae", "crb", "gcrb")}))')
 if [[ -z "${STEPS:-}" || "$STEPS" == "$full_steps" ]]; then  # the published run
   runs=${RUNS:-runs/ablation}
   eval_out=${EVAL_OUT:-results/ablation}
@@ -53,7 +53,7 @@ train() {  # name, extra overrides...
   if [ -f "$runs/$name/config.yaml" ]; then  # started before: continue it (from step 0 if it has no checkpoint)
     "$edgecodec" train --resume "$runs/$name" "${steps_args[@]}"
   else
-    "$edgecodec" train --config "configs/$name.yaml" --data "$data" --out "$runs/$name" "${steps_args[@]}" \
+    "$edgecodec" train --config "edgecodec/configs/$name.yaml" --data "$data" --out "$runs/$name" "${steps_args[@]}" \
       "${overrides[@]}" "$@"
   fi
 }

@@ -37,7 +37,7 @@ def _tree(tmp_path: Path) -> Path:
     (root / "scripts").mkdir(parents=True)
     shutil.copy(REPO / "scripts/ablation.sh", root / "scripts")
     (root / "scripts/setup.sh").write_text("true\n")
-    shutil.copytree(REPO / "configs", root / "configs")
+    shutil.copytree(REPO / "edgecodec" / "configs", root / "edgecodec" / "configs")
     bin_dir = root / ".venv/bin"
     bin_dir.mkdir(parents=True)
     (bin_dir / "edgecodec").write_text(STUB)
@@ -56,7 +56,7 @@ def _run(root: Path, **env: str) -> subprocess.CompletedProcess:
 
 def _written(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()
-            and p.relative_to(root).parts[0] not in {"scripts", "configs", ".venv"} and p.name != "stub.log"}
+            and p.relative_to(root).parts[0] not in {"scripts", "edgecodec", ".venv"} and p.name != "stub.log"}
 
 
 def test_a_shorter_budget_leaves_the_committed_results_and_charts_alone(tmp_path):
@@ -71,7 +71,7 @@ def test_a_shorter_budget_leaves_the_committed_results_and_charts_alone(tmp_path
     assert "--out runs/ablation-30/gcrb --steps 30" in log and "gan.disc_start=10" in log
 
 
-FULL_STEPS = str(yaml.safe_load((REPO / "configs" / "crb.yaml").read_text())["train"]["steps"])
+FULL_STEPS = str(yaml.safe_load((REPO / "edgecodec" / "configs" / "crb.yaml").read_text())["train"]["steps"])
 
 
 @pytest.mark.parametrize("steps", [None, FULL_STEPS])  # the configs' train.steps: the published run

@@ -246,15 +246,17 @@ def test_a_repeated_thread_count_is_timed_once(script, monkeypatch):
 
 
 def test_roi_figure_refuses_a_margin_it_would_not_draw(monkeypatch, capsys, tmp_path):
-    """``roi.py --figure F --margin 0`` drew compress's own margin in silence."""
+    """``roi.py --figure F --margin 0`` drew compress's own margin in silence (and --small,
+    --limit, --out were ignored as well)."""
     module = load_script("roi", monkeypatch)
     monkeypatch.setattr(module, "write_figure", _measured)
-    for option in (["--margin", "0"], ["--margin-weight", "1"]):
+    for option in (["--margin", "0"], ["--margin-weight", "1"], ["--small", "48"], ["--limit", "2"],
+                   ["--out", str(tmp_path / "r.json")]):
         monkeypatch.setattr(sys, "argv", ["roi.py", "--figure", str(tmp_path / "f.png"), *option])
         with pytest.raises(SystemExit) as exit_:
             module.main()
         assert exit_.value.code == 2
-        assert "--margin and --margin-weight do not apply" in capsys.readouterr().err.strip().splitlines()[-1]
+        assert f"{option[0]} do not apply" in capsys.readouterr().err.strip().splitlines()[-1]
     monkeypatch.setattr(sys, "argv", ["roi.py", "--figure", str(tmp_path / "f.png")])
     with pytest.raises(_Measured):
         module.main()

@@ -1079,22 +1079,31 @@ def test_models_ignores_missing_model_folders(tmp_path, capsys, monkeypatch):
 
 def test_train_finds_the_shipped_configs_by_name_anywhere(tmp_path, capsys, monkeypatch):
     """An installed edgecodec (a wheel) has no configs/ folder: the README's `--config
-    configs/crb.yaml` was "not found" outside a checkout. Names and the README's paths find the
-    shipped configs from any folder; a file of that path, where there is one, comes first."""
-    from edgecodec.train.config import CONFIG_DIR, config_names, resolve_config
+    configs/crb.yaml` was "not found" outside a checkout, and the edge/ configs' warm start
+    (train.init_from=edgecodec/weights/...) as well. Names and the README's paths find the shipped
+    configs from any folder; a file of that path, where there is one, comes first; a folder is
+    refused in one line (it was an internal error)."""
+    from edgecodec.train.config import CONFIG_DIR, in_package, load_config, resolve_config, shipped_training_configs
+    from edgecodec.zoo import PACKAGE_WEIGHTS
 
     monkeypatch.chdir(tmp_path)
-    assert {"cae", "crb", "gcrb", "edge/fidelity-context", "original/gcrb"} <= set(config_names())
+    assert {"cae", "crb", "gcrb", "edge/fidelity-context", "original/gcrb"} <= set(shipped_training_configs())
     for given in ("crb", "configs/crb.yaml", "./configs/crb.yaml", "crb.yaml"):
         assert resolve_config(given) == CONFIG_DIR / "crb.yaml", given
-    assert resolve_config("edge/fidelity-context") == CONFIG_DIR / "edge" / "fidelity-context.yaml"
+    assert load_config("edge/fidelity-context")["model"] == load_config(CONFIG_DIR / "edge" / "fidelity-context.yaml")["model"]
+    weights = load_config("edge/fidelity-context")["train"]["init_from"]
+    assert in_package(weights) == PACKAGE_WEIGHTS / "fidelity.safetensors" and not Path(weights).exists()
     (tmp_path / "configs").mkdir()
     own = _text(tmp_path / "configs" / "crb.yaml", "name: mine\n")
     assert resolve_config("configs/crb.yaml") == Path("configs/crb.yaml") and own.is_file()
+    assert load_config("configs/crb.yaml")["name"] == "mine"
     with pytest.raises(FileNotFoundError, match="nor a shipped config: cae, crb"):
         resolve_config("configs/nosuch.yaml")
     assert main("train", "--config", "nosuch", "--out", tmp_path / "run") == 2
     assert_one_error_line(capsys.readouterr().err, "not found: nosuch (no such file, nor a shipped config")
+    (tmp_path / "runs" / "mine").mkdir(parents=True)  # a folder, not a config
+    assert main("train", "--config", "runs/mine", "--out", tmp_path / "run") == 2
+    assert_one_error_line(capsys.readouterr().err, "--config runs/mine is a folder")
     assert not (tmp_path / "run").exists()
     # a shipped name reaches the trainer: this one stops at the data folder, which is missing here
     assert main("train", "--config", "gcrb", "--data", tmp_path / "none", "--out", tmp_path / "run") == 2
@@ -1113,7 +1122,6 @@ def test_the_package_data_holds_every_shipped_config():
     packaged = {path for pattern in patterns for path in package.glob(pattern)}
     configs = set(CONFIG_DIR.rglob("*.yaml"))
     assert configs and configs <= packaged, sorted(map(str, configs - packaged))
-    assert (REPO / "configs").resolve() == CONFIG_DIR  # the checkout's configs/ is the package's
 
 
 def test_train_refuses_bad_configs_before_writing(tmp_path, capsys):
@@ -1188,7 +1196,7 @@ def test_train_keeps_a_config_written_where_the_run_writes_its_own(tmp_path, cap
     file (comments and all) before training; refused, the file left as it was."""
     run = tmp_path / "run"
     run.mkdir()
-    mine = _text(run / "config.yaml", "# my experiment\n" + (REPO / "configs" / "cae.yaml").read_text())
+    mine = _text(run / "config.yaml", "# my experiment\n" + (REPO / "edgecodec" / "configs" / "cae.yaml").read_text())
     before = mine.read_bytes()
     assert main("train", "--config", mine, "--out", run, "train.steps=1") == 2
     assert_one_error_line(capsys.readouterr().err, "is the config.yaml the run writes", "keep your config elsewhere")
@@ -1464,7 +1472,7 @@ def test_outputs_under_a_file_exit_11_and_plots_name_what_they_write(tmp_path, c
         "eval": (["eval", images, "--out", blocker, "--models", "none", "--codecs", "jpeg", "--sweep", "jpeg=50",
                   "-q", "--no-st-lpips"], "a file is in its place"),
         "export": (["export", "onnx", "--model", "tiny", "-o", blocker / "export"], "a file is on its path"),
-        "train": (["train", "--config", REPO / "configs" / "crb.yaml", "--data", images, "--out", blocker / "run",
+        "train": (["train", "--config", REPO / "edgecodec" / "configs" / "crb.yaml", "--data", images, "--out", blocker / "run",
                    "--steps", 1, "model.overrides={channels: 16, latent_channels: 32, hyper_channels: 16}",
                    "data.crop=64", "data.val_crop=64", "train.tensorboard=false"], "a file is on its path"),
     }

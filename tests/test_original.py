@@ -28,7 +28,7 @@ SMALL = "model.overrides={channels: 8}"  # CAE widths 8..64, CRB list [8, 16, 32
 
 def small_config(name: str, folder: Path, *extra: str) -> dict:
     """configs/original/NAME.yaml on 32 px images, batch 2, narrow transforms."""
-    return load_config(REPO / "configs" / "original" / f"{name}.yaml", [
+    return load_config(REPO / "edgecodec" / "configs" / "original" / f"{name}.yaml", [
         SMALL, f"data.root={folder}", "data.crop=32", "data.val_crop=32", "train.batch_size=2",
         "train.steps=4", "train.log_every=2", "train.val_every=2", "train.ckpt_every=4",
         "train.tensorboard=false", "train.progress=false", "gan.disc_start=2", *extra])
@@ -120,7 +120,7 @@ def test_rate_must_suit_the_model(image_folder, tmp_path):
     with pytest.raises(ValueError, match="rate"):
         Trainer(small_config("cae", image_folder, "train.rate=estimated"), tmp_path / "a")
     with pytest.raises(ValueError, match="rate"):
-        Trainer(load_config(REPO / "configs" / "crb.yaml", [f"data.root={image_folder}", "train.rate=none"]),
+        Trainer(load_config(REPO / "edgecodec" / "configs" / "crb.yaml", [f"data.root={image_folder}", "train.rate=none"]),
                 tmp_path / "b")
 
 

@@ -252,7 +252,7 @@ def test_training_killed_then_resumed_equals_uninterrupted(train_images, tmp_pat
     run_dir = tmp_path / "run"
     env = cli_env()
     env["OMP_NUM_THREADS"] = "1"
-    proc = _popen_cli("train", "--config", REPO / "configs" / "crb.yaml", "--out", run_dir, *overrides,
+    proc = _popen_cli("train", "--config", REPO / "edgecodec" / "configs" / "crb.yaml", "--out", run_dir, *overrides,
                       cwd=tmp_path, env=env)
     assert _kill_when(proc, lambda: (run_dir / "ckpt-00000005.pt").exists()), "training ended before the kill"
     assert proc.returncode == -signal.SIGKILL
@@ -268,7 +268,7 @@ def test_training_killed_then_resumed_equals_uninterrupted(train_images, tmp_pat
     steps_logged = [int(line.split(",")[0]) for line in (run_dir / "log.csv").read_text().splitlines()[1:]]
     assert steps_logged == list(range(5, steps + 1, 5))  # rows past the checkpoint were redone, once
 
-    straight = run(load_config(REPO / "configs" / "crb.yaml", overrides), tmp_path / "straight")
+    straight = run(load_config(REPO / "edgecodec" / "configs" / "crb.yaml", overrides), tmp_path / "straight")
     reference = _state(tmp_path / "straight" / f"ckpt-{steps:08d}.pt")
     assert straight.step == steps
     differing = _differing(reference["model"], final["model"])
@@ -282,7 +282,7 @@ def test_resume_ignores_half_written_and_damaged_checkpoints(train_images, tmp_p
     appear only complete): resume never picks it, and removes it. A damaged ckpt-STEP.pt (disk
     trouble, a bad copy: atomic_save cannot produce one) is skipped with a warning for the one
     before; resume being exact, the run still ends with the uninterrupted run's weights."""
-    config = load_config(REPO / "configs" / "crb.yaml", _overrides(train_images, 8, 2))
+    config = load_config(REPO / "edgecodec" / "configs" / "crb.yaml", _overrides(train_images, 8, 2))
     run_dir = tmp_path / "run"
     run(config, run_dir, steps=4)
     good = run_dir / "ckpt-00000004.pt"
@@ -317,7 +317,7 @@ def test_resume_without_config_needs_a_run_folder(tmp_path, capsys):
     assert cli.main(["train", "--resume", str(tmp_path / "nothing")]) == 2
     assert_one_error_line(capsys.readouterr().err, "no such run folder")
     # With --config too, a mistyped RUN is refused: it used to start a new run there from step 0.
-    assert cli.main(["train", "--resume", str(tmp_path / "nothing"), "--config", str(REPO / "configs/crb.yaml")]) == 2
+    assert cli.main(["train", "--resume", str(tmp_path / "nothing"), "--config", str(REPO / "edgecodec/configs/crb.yaml")]) == 2
     assert_one_error_line(capsys.readouterr().err, "no such run folder")
     assert not (tmp_path / "nothing").exists()
     (tmp_path / "run").mkdir()  # a folder without config.yaml still needs --config
@@ -330,7 +330,7 @@ def test_resume_refuses_what_it_cannot_do_before_writing(train_images, tmp_path,
     (and a learning-rate drop at step 4 on the card) into the run's config.yaml; `--resume RUN
     --out OTHER` trained RUN in place; `train.device=gpu` trained on the CPU."""
     run_dir = tmp_path / "run"
-    assert cli.main(["--threads", "1", "train", "--config", str(REPO / "configs" / "crb.yaml"), "--out", str(run_dir),
+    assert cli.main(["--threads", "1", "train", "--config", str(REPO / "edgecodec" / "configs" / "crb.yaml"), "--out", str(run_dir),
                      *_overrides(train_images, 6, 3)]) == 0
     capsys.readouterr()
     config = (run_dir / "config.yaml").read_text()
@@ -342,7 +342,7 @@ def test_resume_refuses_what_it_cannot_do_before_writing(train_images, tmp_path,
         assert_one_error_line(capsys.readouterr().err, fragment)
     assert (run_dir / "config.yaml").read_text() == config
     assert not (tmp_path / "other").exists()
-    assert cli.main(["--threads", "1", "train", "--config", str(REPO / "configs" / "crb.yaml"), "--out",
+    assert cli.main(["--threads", "1", "train", "--config", str(REPO / "edgecodec" / "configs" / "crb.yaml"), "--out",
                      str(tmp_path / "gpu"), *_overrides(train_images, 2, 2), "train.device=gpu"]) == 2
     assert_one_error_line(capsys.readouterr().err, "train.device must be auto, cpu or cuda")
     assert not (tmp_path / "gpu").exists()
@@ -355,7 +355,7 @@ def test_resuming_a_finished_run_trains_and_records_nothing(train_images, tmp_pa
     trained with them. It now leaves the folder as it is: exit 0 when nothing changed, a usage
     error naming the changed settings otherwise. Asked for more steps, it continues as before."""
     run_dir = tmp_path / "run"
-    assert cli.main(["--threads", "1", "train", "--config", str(REPO / "configs" / "crb.yaml"), "--out", str(run_dir),
+    assert cli.main(["--threads", "1", "train", "--config", str(REPO / "edgecodec" / "configs" / "crb.yaml"), "--out", str(run_dir),
                      *_overrides(train_images, 4, 2)]) == 0
     capsys.readouterr()
     before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
@@ -385,7 +385,7 @@ def test_resume_with_a_config_refuses_a_folder_that_is_no_run(train_images, tmp_
         (tmp_path / name).mkdir(exist_ok=True)
         before = sorted(p.name for p in (tmp_path / name).iterdir())
         assert cli.main(["--threads", "1", "train", "--resume", str(tmp_path / name), "--config",
-                         str(REPO / "configs" / "crb.yaml"), *_overrides(train_images, 2, 2)]) == 2
+                         str(REPO / "edgecodec" / "configs" / "crb.yaml"), *_overrides(train_images, 2, 2)]) == 2
         assert_one_error_line(capsys.readouterr().err, "not a run folder", "a new run takes --out")
         assert sorted(p.name for p in (tmp_path / name).iterdir()) == before
     assert (folder / "log.csv").read_text() == "step,x\n1,2\n5,3\n"
@@ -397,7 +397,7 @@ def test_a_run_folder_trains_one_training_at_a_time(train_images, tmp_path, caps
     checkpoints overwritten). The training holds RUN/.training.lock; the second is refused (exit 8)
     before it touches the folder, and the run resumes once the first has ended."""
     run_dir = tmp_path / "run"
-    crb = str(REPO / "configs" / "crb.yaml")
+    crb = str(REPO / "edgecodec" / "configs" / "crb.yaml")
     assert cli.main(["--threads", "1", "train", "--config", crb, "--out", str(run_dir),
                      *_overrides(train_images, 6, 3)]) == 0
     lock = (run_dir / ".training.lock").resolve()

@@ -106,7 +106,7 @@ def test_unknown_settings_are_refused(tmp_path):
     with pytest.raises(ValueError, match=r"unknown setting trian \(did you mean train\?\)"):
         load_config(path)
     assert load_config(None, ["model.overrides={channels: 16}"])["model"]["overrides"] == {"channels": 16}
-    for config in sorted((REPO / "configs").rglob("*.yaml")):  # every shipped config still loads
+    for config in sorted((REPO / "edgecodec" / "configs").rglob("*.yaml")):  # every shipped config still loads
         load_config(config)
 
 
@@ -187,6 +187,7 @@ def test_training_folders_as_researchers_have_them(tmp_path, caplog):
     train, val = make_datasets(one, 64, (0.5, 1.0), val_fraction=0.0, val_crop=64)
     assert len(train) == len(val) == 1
     assert "no image file is held out for validation" in caplog.text
+    assert "validating on 1 training images" in caplog.text  # the usable ones (it said 8 of any folder)
     assert "training images: 1 of 4 files (3 unreadable, 0 smaller than 64x64, data.crop)" in caplog.text
     with pytest.raises(ValueError, match=r"no usable validation images \(at least 128x128, data.val_crop\)"):
         make_datasets(one, 64, (0.5, 1.0), val_fraction=0.0, val_crop=128)
@@ -723,7 +724,7 @@ def test_training_images_are_read_as_the_codec_reads_them(tmp_path):
 
 def test_no_training_on_kodak():
     """Kodak is the evaluation set: neither the shipped config nor the shipped model trained on it."""
-    for path in (REPO / "configs").rglob("*.yaml"):  # configs/original/ too
+    for path in (REPO / "edgecodec" / "configs").rglob("*.yaml"):  # configs/original/ too
         root = str(yaml.safe_load(path.read_text()).get("data", {}).get("root", ""))
         assert "kodak" not in root.lower(), path
     for card in (REPO / "edgecodec" / "weights").glob("*.json"):

@@ -40,7 +40,7 @@ TINY_OVERRIDE = "model.overrides={" + ", ".join(f"{k}: {v}" for k, v in TINY.ite
 
 def tiny_config(name: str, folder: Path, *extra: str) -> dict:
     """configs/NAME.yaml shrunk: tiny model, 64 px crops, batch 4, logs off unless asked."""
-    return load_config(REPO / "configs" / f"{name}.yaml", [
+    return load_config(REPO / "edgecodec" / "configs" / f"{name}.yaml", [
         TINY_OVERRIDE, f"data.root={folder}", "data.crop=64", "data.val_crop=64", "train.batch_size=4",
         "train.steps=30", "train.log_every=1000", "train.val_every=1000", "train.ckpt_every=1000",
         "train.tensorboard=false", *extra])
@@ -73,7 +73,7 @@ def test_config_trains(name, image_folder, tmp_path):
 
 
 def test_shipped_configs_share_the_pipeline():
-    configs = {n: load_config(REPO / "configs" / f"{n}.yaml") for n in ("cae", "crb", "gcrb")}
+    configs = {n: load_config(REPO / "edgecodec" / "configs" / f"{n}.yaml") for n in ("cae", "crb", "gcrb")}
     for key in ("data",):
         assert configs["cae"][key] == configs["crb"][key] == configs["gcrb"][key]
     for key in ("lambdas", "batch_size", "steps", "distortion", "lr"):
@@ -366,7 +366,7 @@ def test_torchrun_two_processes_keep_identical_weights(image_folder, tmp_path):
     out = tmp_path / "ddp"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "edgecodec.cli", "train", "--config", str(REPO / "configs" / "gcrb.yaml"),
+           "-m", "edgecodec.cli", "train", "--config", str(REPO / "edgecodec" / "configs" / "gcrb.yaml"),
            "--data", str(image_folder), "--steps", "3", "--out", str(out),
            TINY_OVERRIDE, "data.crop=64", "data.val_crop=64", "train.batch_size=2", "train.threads=1",
            "gan.disc_start=1", "train.log_every=3", "train.val_every=3", "train.ckpt_every=3",
@@ -390,7 +390,7 @@ def test_torchrun_ranks_agree_on_the_time_budget(image_folder, tmp_path):
     out = tmp_path / "ddp-budget"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "edgecodec.cli", "train", "--config", str(REPO / "configs" / "crb.yaml"),
+           "-m", "edgecodec.cli", "train", "--config", str(REPO / "edgecodec" / "configs" / "crb.yaml"),
            "--data", str(image_folder), "--out", str(out), TINY_OVERRIDE, "data.crop=64", "data.val_crop=64",
            "train.batch_size=2", "train.threads=1", "train.steps=100000", "train.max_seconds=2",
            "train.log_every=1000", "train.val_every=100000", "train.ckpt_every=100000", "train.rank_hash=true",
@@ -443,7 +443,7 @@ def test_compiled_gcrb_takes_adversarial_steps(tmp_path):
     rng = np.random.RandomState(0)
     for i in range(4):
         Image.fromarray(synthetic_photo(rng, 160)).save(tmp_path / f"img{i}.png")
-    config = load_config(REPO / "configs/gcrb.yaml", [
+    config = load_config(REPO / "edgecodec/configs/gcrb.yaml", [
         f"data.root={tmp_path}", "data.val_crop=128", "train.tensorboard=false", "train.val_lpips=false",
         "gan.disc_start=0", "train.compile=true"])
     assert config["data"]["crop"] == 128 and config["train"]["batch_size"] == 8

@@ -150,33 +150,51 @@ def apply_override(config: dict, assignment: str) -> None:
 
 
 # The shipped configurations, package data so that an installed edgecodec trains without a
-# checkout (the repository's configs/ is a link to this folder).
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+# checkout (the repository's configs/ is a link to this folder, for people; code uses this path).
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+CONFIG_DIR = PACKAGE_DIR / "configs"
 
 
-def config_names() -> list[str]:
-    """The shipped configurations' names: ``crb``, ``edge/fidelity-context``, ..."""
+def shipped_training_configs() -> list[str]:
+    """The shipped training configurations' names: ``crb``, ``edge/fidelity-context``, ..."""
     return sorted(p.relative_to(CONFIG_DIR).with_suffix("").as_posix() for p in CONFIG_DIR.rglob("*.yaml"))
 
 
 def resolve_config(path: str | Path) -> Path:
-    """The config file ``--config`` names: the path itself when it exists, else the shipped
+    """The config file ``--config`` names: the file itself when there is one, else the shipped
     configuration it names, as ``crb``, ``edge/fidelity-context`` or the README's
     ``configs/crb.yaml`` (so the README's commands work where edgecodec is installed without
     the repository). FileNotFoundError listing the shipped names otherwise."""
     given = Path(path)
-    if given.exists():
+    if given.is_file():
         return given
-    name = given.as_posix().removesuffix(".yaml")
-    name = name.removeprefix("./").removeprefix("configs/")
-    if name in config_names():
+    name = given.as_posix().removesuffix(".yaml").removeprefix("./").removeprefix("configs/")
+    shipped = shipped_training_configs()
+    if name in shipped:
         return CONFIG_DIR / f"{name}.yaml"
-    raise FileNotFoundError(f"{path} (no such file, nor a shipped config: {', '.join(config_names())})")
+    if given.is_dir():
+        raise ValueError(f"--config {path} is a folder: give a config file or a shipped config's name "
+                         f"({', '.join(shipped)})")
+    raise FileNotFoundError(f"{path} (no such file, nor a shipped config: {', '.join(shipped)})")
+
+
+def in_package(path: str | Path) -> Path:
+    """A file as the shipped configs name it, from the repository's root
+    (``edgecodec/weights/fidelity.safetensors``): that path when it exists from the working
+    folder, else the installed package's file of that name (a wheel has no repository)."""
+    given = Path(path)
+    if given.exists() or given.is_absolute() or given.parts[:1] != ("edgecodec",):
+        return given
+    packaged = PACKAGE_DIR.joinpath(*given.parts[1:])
+    return packaged if packaged.exists() else given
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> dict:
+    """A run's configuration: the defaults, the config file ``path`` (a file, or a shipped
+    config's name: ``resolve_config``) on top, then ``section.key=value`` overrides; checked."""
     config = copy.deepcopy(DEFAULTS)
     if path is not None:
+        path = resolve_config(path)
         with open(path) as f:
             loaded = parse_yaml(f, str(path)) or {}
         if not isinstance(loaded, dict):

@@ -33,7 +33,7 @@ def find_images(root: str | Path) -> list[Path]:
     if root.exists() and not root.is_dir():
         raise ValueError(f"--data {root} is a file: give the folder of training images")
     if not root.is_dir():
-        raise FileNotFoundError(f"data folder {root} (give the folder of training images with --data, or data.root)")
+        raise FileNotFoundError(f"data folder {root} (no such folder: --data, or data.root, names the training images)")
     register_plugins()  # JPEG XL, HEIC
     found = []
     for folder, names, why in walk_tree(root, skip=lambda path: os.path.basename(path).startswith(".")):
@@ -196,12 +196,13 @@ def make_datasets(root: str | Path, crop: int, scale: tuple[float, float], val_f
     if mode not in ("crop", "resize"):
         raise ValueError(f"data.mode must be crop or resize, not {mode!r}")
     train, val = split_paths(root, val_fraction)
+    train_set = ResizedDataset(train, crop) if mode == "resize" else CropDataset(train, crop, scale, train=True)
+    val_set = validation_set(train, val, val_crop, mode)
     if not val:  # tiny folders: validate on a few training images rather than on nothing
         log.warning("no image file is held out for validation (%d files, data.val_fraction=%g): validating on "
-                    "%d training images, so best.pt is chosen on images it trained on", len(train), val_fraction,
-                    min(VAL_FROM_TRAIN, len(train)))
-    train_set = ResizedDataset(train, crop) if mode == "resize" else CropDataset(train, crop, scale, train=True)
-    return train_set, validation_set(train, val, val_crop, mode)
+                    "%d training images (the first usable ones; data.val_images at most), so best.pt is chosen "
+                    "on images it trained on", len(train), val_fraction, len(val_set))
+    return train_set, val_set
 
 
 def validation_set(train: list[Path], val: list[Path], size: int, mode: str) -> Dataset:

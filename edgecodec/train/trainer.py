@@ -45,6 +45,7 @@ from ..losses.perceptual import PERCEPTUAL_BACKENDS, PerceptualBackendError, Per
 from ..models import EdgeCodecModel, PatchDiscriminator, create_model
 from ..models.original import original_init_
 from . import distributed
+from .config import in_package
 from .data import data_digest, make_datasets
 from .monitor import Monitor, drop_rows_after
 
@@ -322,7 +323,7 @@ class Trainer:
             return
         from .export import warm_start_record  # (export imports this module)
 
-        path = Path(tc["init_from"])
+        path = in_package(tc["init_from"])  # the edge/ configs name the shipped weights
         data = read_weights_file(path, "train.init_from")  # read once: the record's hash is of the bytes loaded
         if path.suffix == ".safetensors":
             from safetensors.torch import load as load_safetensors
