@@ -7,10 +7,11 @@ import csv
 import io
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHIPPED
+from conftest import REPO, SHIPPED
 from PIL import Image
 
 from edgecodec.eval import bdrate, classical, runner
@@ -291,6 +292,20 @@ def test_report_writes_html_and_pngs(sweep):
     table = (sweep.out / "table.md").read_text()
     assert f"| 0.3 | {SHIPPED} |" in table and "BD-rate over the anchor's 0.15 to 1 bpp" in table
     assert "Reference curves are published 24-image Kodak means (CompressAI) and this project&#x27;s classical" in html
+
+
+def test_the_data_folder_of_a_checkout_and_of_an_installed_package(tmp_path, monkeypatch):
+    """Installed, the default data folder was shared/data beside lib/python3.X (the checkout's
+    rule applied to site-packages), which reports named as where reference curves were sought."""
+    from edgecodec.eval.runner import data_root
+
+    monkeypatch.delenv("EDGECODEC_DATA", raising=False)
+    assert data_root() == REPO.parent / "shared" / "data"
+    installed = tmp_path / "lib" / "python3.11" / "site-packages" / "edgecodec"
+    installed.mkdir(parents=True)
+    assert data_root(installed) == Path("..") / "shared" / "data"
+    monkeypatch.setenv("EDGECODEC_DATA", str(tmp_path / "mine"))
+    assert data_root(installed) == data_root() == tmp_path / "mine"
 
 
 def test_a_report_without_anchors_says_so(sweep, tmp_path, monkeypatch):

@@ -74,10 +74,17 @@ CSV_FLOAT_FIELDS = ("bpp", "psnr", "ms_ssim", "ssim", "st_lpips", "enc_ms", "dec
 REFINE_LABEL = re.compile(r"(?P<model>[^+]+)\+refine(?P<steps>[1-9][0-9]*)")
 
 
-def data_root() -> Path:
-    """$EDGECODEC_DATA, else ../shared/data next to the repository."""
+def data_root(package: Path = Path(__file__).resolve().parents[1]) -> Path:
+    """$EDGECODEC_DATA, else shared/data beside the repository that holds ``package`` (a
+    checkout), else ../shared/data from the working folder, as the README's commands name it (an
+    installed package has no repository: the folder beside site-packages meant nothing)."""
     env = os.environ.get("EDGECODEC_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data"
+    if env:
+        return Path(env)
+    repository = package.parent
+    if (repository / "pyproject.toml").is_file():
+        return repository.parent / "shared" / "data"
+    return Path("..") / "shared" / "data"
 
 
 # --- peak memory ---------------------------------------------------------------------------------
