@@ -384,6 +384,32 @@ def test_torchrun_two_processes_keep_identical_weights(image_folder, tmp_path):
     assert proc.stdout.count("run folder:") == 1
 
 
+def test_torchrun_every_rank_stops_at_a_run_folder_in_use(image_folder, tmp_path):
+    """A torchrun job on a run folder another training holds: rank 0 refused, the other ranks went
+    on alone and failed in their first collective with a connection error ("internal error")."""
+    from edgecodec.atomic import hold_lock, release_lock
+    from edgecodec.train.trainer import LOCK_NAME
+
+    out = tmp_path / "busy"
+    out.mkdir()
+    key = hold_lock(out / LOCK_NAME)  # as a training in another process holds it
+    try:
+        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "edgecodec.cli", "train", "--config", "crb", "--data", str(image_folder), "--steps", "2",
+               "--out", str(out), TINY_OVERRIDE, "data.crop=64", "data.val_crop=64", "train.batch_size=2",
+               "train.threads=1", "train.tensorboard=false", "data.val_images=2"]
+        proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    finally:
+        release_lock(key)
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert output.count("is in use by another training") == 2, output[-3000:]
+    # (torchrun's launcher prints its own traceback of the failed children: none comes from edgecodec)
+    assert "internal error" not in output and f'File "{REPO / "edgecodec"}' not in output
+    assert not list(out.glob("ckpt-*.pt")) and not (out / "log.csv").exists()
+
+
 def test_torchrun_ranks_agree_on_the_time_budget(image_folder, tmp_path):
     """`train.max_seconds` under torchrun: each rank's clock differs, yet all must stop after the same
     step (a rank that stopped alone would leave the other waiting in a collective)."""

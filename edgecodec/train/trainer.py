@@ -227,23 +227,34 @@ class Trainer:
         self._recorded = False
         self._drop_pending = False  # a resume at the run's last step left its launch record to fit()
         self._unlock: weakref.finalize | None = None  # gives the run folder's lock back (close, or garbage collection)
+        self._run_locked = False  # the same on every rank (rank 0 holds the lock): they enter its collective together
         if not defer_warm_start:  # a resumed run records itself once its checkpoint has loaded
             self._record_start(new_run=True)
 
     def _lock_run_dir(self) -> None:
         """Hold RUN/.training.lock while this Trainer lives: a second training in the same folder
         (a --resume of a run still going, two launches with one --out) would log every step twice
-        and overwrite the other's checkpoints. Rank 0 holds it for a torchrun job."""
-        if self._unlock is not None or not self.is_main:
+        and overwrite the other's checkpoints. Rank 0 holds it for a torchrun job, and every rank
+        stops with its refusal (the others went on alone and failed in the next collective, with
+        a connection error that did not say why)."""
+        if self._run_locked:
             return
-        try:
-            key = hold_lock(self.run_dir / LOCK_NAME)
-        except LockHeld as exc:
-            raise OutputExistsError(f"{self.run_dir} is in use by another training ({exc.owner or 'a process'}): "
-                                    "let it finish or stop it, then --resume the run") from None
-        except OSError as exc:  # a read-only run folder: exit 11, not an internal error
-            raise OutputWriteError.making(self.run_dir / LOCK_NAME, exc, "the run folder's lock") from None
-        self._unlock = weakref.finalize(self, release_lock, key)
+        refusal: Exception | None = None
+        if self.is_main:
+            try:
+                key = hold_lock(self.run_dir / LOCK_NAME)
+            except LockHeld as exc:
+                refusal = OutputExistsError(f"{self.run_dir} is in use by another training "
+                                            f"({exc.owner or 'a process'}): let it finish or stop it, then --resume "
+                                            "the run")
+            except OSError as exc:  # a read-only run folder: exit 11, not an internal error
+                refusal = OutputWriteError.making(self.run_dir / LOCK_NAME, exc, "the run folder's lock")
+            else:
+                self._unlock = weakref.finalize(self, release_lock, key)
+        refusal = distributed.gather_objects(self.dist, refusal)[0]  # rank 0's outcome, on every rank
+        if refusal is not None:
+            raise refusal
+        self._run_locked = True
 
     def _record_start(self, new_run: bool = False) -> None:
         """Create and lock the run folder, write its config.yaml and log this launch. Only once every
@@ -930,6 +941,7 @@ class Trainer:
         if self._unlock is not None:
             self._unlock()  # once: a finalizer runs at most once
             self._unlock = None
+        self._run_locked = False
         distributed.teardown(self.dist)
 
 
