@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
@@ -289,6 +290,7 @@ def save_model(model: EdgeCodecModel, folder: str | Path, name: str, card: dict[
     except OSError as exc:  # a file in its place or on its path: exit 11, not an internal error
         raise OutputWriteError.making(folder, exc, "into the model folder") from None
     model.update(force=True)
+    _clear_gain_tables(model)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     weights = folder / f"{name}.safetensors"
     # The config rides in the file's metadata, so the weights hash that every stream records covers
@@ -302,6 +304,17 @@ def save_model(model: EdgeCodecModel, folder: str | Path, name: str, card: dict[
             "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
     atomic_write_text(folder / f"{name}.json", json.dumps(card, indent=2) + "\n")
     return weights
+
+
+def _clear_gain_tables(model: EdgeCodecModel) -> None:
+    """Move the inverse gain tables that integer decoding rounds to fixed point off rounding
+    boundaries (lite.hyper.clear_of_rounding_boundaries), so every platform decodes the file alike."""
+    from .lite.hyper import clear_of_rounding_boundaries
+
+    with torch.no_grad():
+        for table in (model.log_y_gain_inv, model.log_z_gain_inv):
+            cleared = clear_of_rounding_boundaries(table.detach().cpu().numpy(), model.config.min_level)
+            table.copy_(torch.from_numpy(cleared).to(table.device))
 
 
 def shipped_models() -> list[str]:

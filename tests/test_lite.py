@@ -22,7 +22,8 @@ from edgecodec.lite.entropy import ExactEntropyModel
 from edgecodec.lite.hyper import IntegerLayer, _conv, gain_margin
 from edgecodec.zoo import load_model, shipped_models
 
-from conftest import FORMAT6, REPO, SHIPPED, assert_one_error_line, fix_crc, legacy_streams, psnr, run_cli, synthetic_photo
+from conftest import (FORMAT6, REPO, SHIPPED, TINY, assert_one_error_line, fix_crc, legacy_streams, psnr, run_cli,
+                      synthetic_photo)
 
 QUALITIES = (0.0, 0.3, 0.7, 1.0)
 
@@ -623,6 +624,37 @@ def test_fixed_point_gains_are_far_from_rounding_boundaries(name):
     model, _ = load_model(name)
     for table in (model.log_z_gain_inv, model.log_y_gain_inv):  # y's: format 7's ratios (lite/qmap.py)
         assert gain_margin(table.detach().numpy(), model.config.min_level) > 1e-9
+
+
+# Channel 84 of fidelity stage 46's log_y_gain_inv as training left it: at one quality its
+# fixed-point gain lay 1.3e-10 units from a rounding boundary (the test above failed on the file).
+AT_A_BOUNDARY = ["0x1.4c5eb2p+0", "0x1.5a9834p-1", "0x1.8fe07cp-3", "-0x1.c90940p-3", "-0x1.460b38p-1",
+                 "-0x1.1779dcp+0"]
+
+
+def test_saved_models_have_gain_tables_clear_of_rounding_boundaries(tmp_path):
+    """A trained table can land within 1e-9 of a rounding boundary; save_model moves the channel
+    one float32 step (export-model and every shipped file go through it)."""
+    from edgecodec.lite.hyper import clear_of_rounding_boundaries, gain_margins
+    from edgecodec.zoo import save_model
+
+    column = np.array([[float.fromhex(v)] for v in AT_A_BOUNDARY], np.float32)
+    assert gain_margins(column, -0.5)[0] < 1e-9
+    cleared = clear_of_rounding_boundaries(column, -0.5)
+    assert gain_margins(cleared, -0.5)[0] > 1e-9
+    assert np.array_equal(cleared, np.nextafter(column, np.float32(np.inf)))  # one step, nothing more
+    from safetensors.torch import load_file
+
+    from edgecodec.models import create_model
+
+    model = create_model("crb", **TINY, min_level=-0.5).eval()  # fidelity's min_level, as the column's
+    assert model.config.levels == len(AT_A_BOUNDARY)
+    with torch.no_grad():
+        model.log_y_gain_inv[:, :1] = torch.from_numpy(column)
+    weights = save_model(model, tmp_path, "tiny", {})
+    saved = load_file(str(weights))["log_y_gain_inv"].numpy()
+    assert gain_margins(saved, model.config.min_level).min() > 1e-9
+    assert np.array_equal(saved[:, 1:], model.log_y_gain_inv.detach().numpy()[:, 1:])  # the others as trained
 
 
 def test_cli_decompress_with_the_onnx_backend(exported, kodim23_rgb, tmp_path):

@@ -67,16 +67,42 @@ def fixed_gain(log_table: np.ndarray, quality: float, min_level: float) -> np.nd
     """The gain in GAIN_BITS fixed point (int64): the only float-to-integer step of the hyper path.
 
     ``np.exp`` may differ by an ulp between platforms; ``gain_margin`` checks that no quality of a
-    model lands within 1e-9 (dozens of ulps) of a rounding boundary, so such a difference cannot change the result."""
+    model lands within GAIN_MARGIN of a rounding boundary (``clear_of_rounding_boundaries``, done
+    when a model is saved), so such a difference cannot change the result."""
     return np.round(gain(log_table, quality, min_level) * 2.0**GAIN_BITS).astype(np.int64)
 
 
-def gain_margin(log_table: np.ndarray, min_level: float, steps: int = 65535) -> float:
-    """Smallest distance (in units of 2^-GAIN_BITS) between a fixed-point gain's exact value and
-    a rounding boundary, over every quality a file can store (q16 / 65535)."""
+GAIN_MARGIN = 1e-9  # in units of 2^-GAIN_BITS: dozens of ulps of np.exp's result
+
+
+def gain_margins(log_table: np.ndarray, min_level: float, steps: int = 65535) -> np.ndarray:
+    """Per channel (the table's last axis): the smallest distance (in units of 2^-GAIN_BITS)
+    between a fixed-point gain's exact value and a rounding boundary, over every quality a file
+    can store (q16 / 65535)."""
     qualities = np.arange(steps + 1) / steps
     scaled = np.exp(interpolate_levels(log_table, qualities, min_level)) * 2.0**GAIN_BITS
-    return float(np.min(np.abs(scaled - np.floor(scaled) - 0.5)))
+    return np.min(np.abs(scaled - np.floor(scaled) - 0.5), axis=0)
+
+
+def gain_margin(log_table: np.ndarray, min_level: float, steps: int = 65535) -> float:
+    """The smallest of ``gain_margins``: above GAIN_MARGIN, every platform's fixed gains agree."""
+    return float(gain_margins(log_table, min_level, steps).min())
+
+
+def clear_of_rounding_boundaries(log_table: np.ndarray, min_level: float) -> np.ndarray:
+    """The float32 table with every channel whose fixed-point gain comes within GAIN_MARGIN of a
+    rounding boundary, at some quality, moved up one float32 step (about 1e-7 of the gain, far
+    below what training resolves) until none does. Trained weights land there by chance (stage 46
+    of fidelity did, 1.3e-10 from one), and a platform whose exp() differed by an ulp would then
+    decode such a file with another integer gain, so model files are saved with their tables
+    cleared (zoo.save_model)."""
+    table = np.array(log_table, dtype=np.float32)
+    for _ in range(64):
+        close = np.flatnonzero(gain_margins(table, min_level) <= GAIN_MARGIN)
+        if close.size == 0:
+            return table
+        table[:, close] = np.nextafter(table[:, close], np.float32(np.inf))
+    raise RuntimeError("gain table: channels still at a rounding boundary after 64 float32 steps")
 
 
 # A one-node graph: c = a @ b in float64 with dynamic shapes (tests/test_lite.py rebuilds it with
