@@ -11,8 +11,21 @@ import torch
 MS_SSIM_MIN_SIDE = 161
 
 
+def _check_pair(reference: np.ndarray, decoded: np.ndarray) -> None:
+    """Two 8-bit images of one shape, (H, W) or (H, W, C): floats in [0, 1] gave a PSNR 48 dB too
+    high against the 255 peak, and another shape broadcast into a number."""
+    for name, image in (("reference", reference), ("decoded", decoded)):
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+            kind = f"{type(image).__name__} of {image.dtype}" if hasattr(image, "dtype") else type(image).__name__
+            raise TypeError(f"{name}: the metrics take uint8 numpy images (0-255), not a {kind}")
+    if reference.shape != decoded.shape or reference.ndim not in (2, 3):
+        raise ValueError(f"the metrics compare two images of one shape, (H, W) or (H, W, C); got "
+                         f"{reference.shape} and {decoded.shape}")
+
+
 def psnr(reference: np.ndarray, decoded: np.ndarray) -> float:
-    """PSNR in dB between two uint8 images (inf when identical)."""
+    """PSNR in dB between two uint8 images of one shape (inf when identical)."""
+    _check_pair(reference, decoded)
     mse = np.mean((reference.astype(np.float64) - decoded.astype(np.float64)) ** 2)
     return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
@@ -23,8 +36,11 @@ def _nchw(image: np.ndarray) -> torch.Tensor:
 
 
 def ms_ssim(reference: np.ndarray, decoded: np.ndarray) -> float:
-    """MS-SSIM (pytorch-msssim) on 0-255 data; NaN for images too small for 5 scales."""
+    """MS-SSIM (pytorch-msssim) of two uint8 images of one shape, (H, W) or (H, W, C); NaN for
+    images too small for 5 scales."""
     from pytorch_msssim import ms_ssim as _ms_ssim
+
+    _check_pair(reference, decoded)
 
     if min(reference.shape[:2]) < MS_SSIM_MIN_SIDE:
         return math.nan
@@ -32,7 +48,11 @@ def ms_ssim(reference: np.ndarray, decoded: np.ndarray) -> float:
 
 
 def ssim(reference: np.ndarray, decoded: np.ndarray) -> float:
+    """SSIM (pytorch-msssim, 11-pixel Gaussian window) of two uint8 images of one shape, (H, W)
+    or (H, W, C); NaN for sides under 11 pixels."""
     from pytorch_msssim import ssim as _ssim
+
+    _check_pair(reference, decoded)
 
     if min(reference.shape[:2]) < 11:
         return math.nan

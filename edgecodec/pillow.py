@@ -127,12 +127,12 @@ def _with_saved_metadata(im: Image.Image, info: dict) -> Image.Image:
 
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
-    from .codec.api import DEFAULT_QUALITY, compress
+    from .codec.api import compress
 
     info = im.encoderinfo
     im = _with_saved_metadata(im, info)
     try:
-        data = compress(im, quality=info.get("quality", DEFAULT_QUALITY), model=info.get("model"),
+        data = compress(im, quality=info.get("quality"), model=info.get("model"),
                         target_size=info.get("target_size"), target_bpp=info.get("target_bpp"),
                         target_psnr=info.get("target_psnr"), target_ms_ssim=info.get("target_ms_ssim"),
                         alpha=info.get("alpha", "keep"), metadata=info.get("metadata", "strip"),

@@ -354,4 +354,4 @@ def describe(entry: ModelEntry) -> dict[str, Any]:
 
 
 __all__ = ["DEFAULT_MODEL", "ModelEntry", "all_models", "describe", "find_model", "folder_notes", "list_models",
-           "load_model", "shipped_models", "save_model", "valid_model_name"]
+           "load_model", "load_pretrained", "shipped_models", "save_model", "valid_model_name"]

@@ -681,6 +681,54 @@ def test_bad_argument_values_are_edgecodec_errors_and_value_errors(crop):
         assert isinstance(info.value, ValueError), bad
 
 
+def test_a_quality_given_with_a_target_is_refused(crop):
+    """``compress(image, quality=0.3, target_bpp=0.5)`` coded at the target and dropped the
+    quality in silence (the CLI refuses the pair); the default quality is what no argument gives."""
+    from edgecodec.codec.api import DEFAULT_QUALITY
+    from edgecodec.errors import UsageError
+
+    for target in (dict(target_bpp=0.5), dict(target_size="2KB"), dict(target_psnr=30)):
+        with pytest.raises(UsageError, match=f"give quality or {next(iter(target))}, not both"):
+            edgecodec.compress(crop, quality=0.3, model="tiny", **target)
+    assert edgecodec.compress(crop, model="tiny") == edgecodec.compress(crop, DEFAULT_QUALITY, model="tiny")
+    assert edgecodec.read_header(edgecodec.compress(crop, model="tiny", target_bpp=0.5)).model == "tiny"
+
+
+def test_encoder_takes_the_16_bit_quality_and_a_prepared_image(crop):
+    """``Encoder.encode(1)`` coded quality 1/65535 where a researcher meant 1.0, ``encode(0.5)``
+    failed in struct.pack, ``encode(70000)`` only after entropy coding, and an array in place of
+    the prepared image was an AttributeError."""
+    from edgecodec.codec.api import Encoder, quality_to_q16
+    from edgecodec.errors import UsageError
+
+    encoder = Encoder(load_image(crop), "tiny")
+    with pytest.raises(TypeError, match=r"16-bit quality, 0 to 65535 \(quality_to_q16\(0.5\)"):
+        encoder.encode(0.5)
+    for bad in (70000, -1):
+        with pytest.raises(UsageError, match="0 to 65535"):
+            encoder.encode(bad)
+    assert encoder.encode(quality_to_q16(1.0)) == encoder.encode(np.uint16(65535))
+    with pytest.raises(TypeError, match=r"prepared image \(load_image\(image\)\), not ndarray"):
+        Encoder(crop, "tiny")
+
+
+def test_metrics_take_two_8_bit_images_of_one_shape(crop):
+    """psnr of [0, 1] floats was 48 dB too high (against the 255 peak), another shape broadcast
+    into a number, and ssim of CHW arrays was NaN."""
+    from edgecodec.metrics import ms_ssim, psnr, ssim
+
+    other = crop[::-1].copy()
+    for metric in (psnr, ssim, ms_ssim):
+        with pytest.raises(TypeError, match="uint8 numpy images"):
+            metric(crop / 255.0, other / 255.0)
+        with pytest.raises(ValueError, match="one shape"):
+            metric(crop, other[..., :1])
+        with pytest.raises(TypeError, match="uint8 numpy images"):
+            metric(crop.tolist(), other)
+    assert psnr(crop, other) == pytest.approx(psnr(crop[..., 0], other[..., 0]), abs=3)  # (H, W) too
+    assert 0 < ssim(crop, other) < 1
+
+
 def test_api_argument_types(crop, tmp_path):
     """Bytes-like inputs work, paths decode, and wrong types say what was expected."""
     path = tmp_path / "crop.png"

@@ -255,6 +255,36 @@ def test_patch_discriminator_shapes():
         conditional(torch.rand(1, 3, 64, 64))
 
 
+def test_coding_needs_eval_mode():
+    """A new module is in training mode: compress then coded with the batch's BatchNorm statistics
+    and updated the running ones (cae, crb, gcrb), a silently different model."""
+    model = create_model("crb", channels=16, latent_channels=32, hyper_channels=16)
+    model.update(force=True)
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    x = torch.rand(1, 3, 64, 64)
+    for call in (lambda: model.compress(x, 0.5), lambda: model.analyze(x),
+                 lambda: model.compress_latent(torch.zeros(1, 32, 4, 4), 0.5)):
+        with pytest.raises(RuntimeError, match=r"call model.eval\(\) first"):
+            call()
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    model.eval()
+    out = model.compress(x, 0.5)
+    assert model.decompress(out["strings"], out["shape"], 0.5).shape == x.shape
+    model.train()
+    with pytest.raises(RuntimeError, match="call model.eval"):
+        model.decompress(out["strings"], out["shape"], 0.5)
+
+
+def test_a_quality_tensor_follows_the_batch_to_its_device():
+    """A (B,) quality tensor stayed where it was made: beside a GPU batch, torch's device error
+    from inside the gain interpolation."""
+    from edgecodec.models.codec_model import quality_batch
+
+    quality = quality_batch(torch.tensor([0.5, 1.0]), 2, torch.device("meta"))
+    assert quality.device.type == "meta" and quality.shape == (2,)
+    assert quality_batch(torch.tensor([0.5]), 1).device.type == "cpu"
+
+
 def test_shipped_models_are_listed_default_first():
     from edgecodec import zoo
 

@@ -83,6 +83,8 @@ class Encoder:
     def __init__(self, prepared: PreparedImage, model_name: str, tile: int | None = None,
                  refine_steps: int = 0, roi: Sequence[Region] | np.ndarray | None = None,
                  roi_quality: float = 1.0) -> None:
+        if not isinstance(prepared, PreparedImage):  # an array's .rgb was an AttributeError
+            raise TypeError(f"Encoder takes a prepared image (load_image(image)), not {type(prepared).__name__}")
         self.prepared = prepared
         self.model_name = model_name
         self.model, self.weights_hash = zoo.load_model(model_name)
@@ -125,7 +127,14 @@ class Encoder:
         return self.prepared.rgb.shape[0] * self.prepared.rgb.shape[1]
 
     def encode(self, quality_q16: int) -> bytes:
-        return self._encode(quality_q16, refine=bool(self.refine_steps))
+        """The .edc file at a quality given as the header's 16-bit integer, 0 to 65535
+        (``quality_to_q16(q)`` for a quality q in [0, 1]), so that searches over it are exact."""
+        if isinstance(quality_q16, bool) or not isinstance(quality_q16, (int, np.integer)):
+            raise TypeError(f"Encoder.encode takes the 16-bit quality, 0 to 65535 (quality_to_q16({quality_q16!r}) "
+                            f"for a quality in [0, 1]), not {type(quality_q16).__name__}")
+        if not 0 <= quality_q16 <= QUALITY_SCALE:
+            raise UsageError(f"Encoder.encode takes the 16-bit quality, 0 to {QUALITY_SCALE}, got {quality_q16}")
+        return self._encode(int(quality_q16), refine=bool(self.refine_steps))
 
     def _encode(self, quality_q16: int, refine: bool) -> bytes:
         quality_q16, quality, qmap = coding_quality(self.roi, quality_q16)  # with regions: the background's q16
@@ -160,14 +169,15 @@ def quality_to_q16(quality: float) -> int:
     return int(round(check_quality(quality) * QUALITY_SCALE))
 
 
-def compress(image: ImageInput, quality: float = DEFAULT_QUALITY, model: str | None = None, *,
+def compress(image: ImageInput, quality: float | None = None, model: str | None = None, *,
              target_bpp: float | None = None, target_size: int | str | None = None,
              target_psnr: float | None = None, target_ms_ssim: float | None = None,
              alpha: str = "keep", metadata: str = "strip", icc: str = "keep", max_pixels: int | None = None,
              refine_steps: int = 0, roi: Sequence[Region] | np.ndarray | Image.Image | None = None,
              roi_quality: float = 1.0) -> bytes:
     """Compress an image (path, an image file's bytes or binary file object, PIL image or HxWx3 /
-    HxWx4 uint8 array) into .edc bytes.
+    HxWx4 uint8 array) into .edc bytes, at ``quality`` in [0, 1] (default ``DEFAULT_QUALITY``) or
+    at a target (below: a quality given with a target is refused, as it would not be used).
 
     ``alpha``: "keep" codes an alpha channel losslessly beside the picture (its bytes count in the
     file's rate), "drop" discards it, "refuse" raises InputImageError. ``metadata``: "keep" stores
@@ -196,8 +206,11 @@ def compress(image: ImageInput, quality: float = DEFAULT_QUALITY, model: str | N
     """
     targets = {"target_bpp": target_bpp, "target_size": target_size, "target_psnr": target_psnr,
                "target_ms_ssim": target_ms_ssim}
-    if sum(value is not None for value in targets.values()) > 1:
+    given = [name for name, value in targets.items() if value is not None]
+    if len(given) > 1:
         raise UsageError(f"give one of {', '.join(targets)}, not several")
+    if given and quality is not None:  # it was ignored in silence
+        raise UsageError(f"give quality or {given[0]}, not both (the target search chooses the quality)")
     prepared = load_image(image, alpha=alpha, max_pixels=max_pixels, metadata=metadata, icc=icc)
     if isinstance(roi, Image.Image):
         roi = mask_levels(roi, max_pixels)
@@ -210,7 +223,7 @@ def compress(image: ImageInput, quality: float = DEFAULT_QUALITY, model: str | N
         target_size = bpp_to_bytes(target_bpp, encoder.num_pixels)
     if target_size is not None:
         return encoder.encode_to_size(size_to_bytes(target_size)).data
-    return encoder.encode(quality_to_q16(quality))
+    return encoder.encode(quality_to_q16(DEFAULT_QUALITY if quality is None else quality))
 
 
 EdcInput = Union[bytes, bytearray, memoryview, str, os.PathLike, BinaryIO]

@@ -71,7 +71,7 @@ def quality_batch(quality: torch.Tensor | float, batch: int, device: torch.devic
             raise ValueError(f"quality: one number, or one per image ({batch}); got shape {tuple(quality.shape)}")
         if not bool(((quality >= 0) & (quality <= 1)).all()):  # NaN fails both comparisons
             raise ValueError(f"quality must be in [0, 1], got {[round(v, 6) for v in quality.tolist()]}")
-        return quality
+        return quality if device is None else quality.to(device)  # a CPU tensor beside a GPU batch
     return torch.full((batch,), check_quality(quality, " or a (B,) tensor"), device=device)
 
 
@@ -312,9 +312,17 @@ class EdgeCodecModel(CompressionModel):
             y_hat = out["y_hat"]
         return {"x_hat": self._image(y_hat), "likelihoods": out["likelihoods"], "y_hat": y_hat}
 
+    def _check_eval_mode(self, method: str) -> None:
+        """Coding needs eval mode: in training mode BatchNorm layers (cae, crb, gcrb) code with the
+        batch's statistics and update their running ones, a silently different model."""
+        if self.training:
+            raise RuntimeError(f"{type(self).__name__}.{method} codes with the trained model: call model.eval() "
+                               "first (it is in training mode, as a new module is)")
+
     @torch.no_grad()
     def analyze(self, x: torch.Tensor) -> torch.Tensor:
         """Analysis transform of one image (1, 3, H, W) in [0, 1], H and W multiples of ``stride``."""
+        self._check_eval_mode("analyze")
         return self._latent(x)
 
     def encoder_gains(self, quality: Quality) -> tuple[torch.Tensor, torch.Tensor]:
@@ -337,6 +345,7 @@ class EdgeCodecModel(CompressionModel):
     def compress_latent(self, y: torch.Tensor, quality: Quality) -> dict[str, Any]:
         """Entropy-code a latent at a quality, or with a quality map (format version 3; 5 or 7 with
         a map). Returns the byte strings (y first, then z for hyperprior models) and y's spatial shape."""
+        self._check_eval_mode("compress_latent")
         y_gain, z_gain = self.encoder_gains(quality)
         if self.config.prior == "factorized":
             strings = [self.latent_codec.compress(y * y_gain)["strings"][0][0]]
@@ -402,6 +411,7 @@ class EdgeCodecModel(CompressionModel):
     def compress(self, x: torch.Tensor, quality: float) -> dict[str, Any]:
         """Entropy-code one image (1, 3, H, W) in [0, 1], H and W multiples of ``stride``, at a
         quality in [0, 1]."""
+        self._check_eval_mode("compress")
         check_image_batch(x, self.stride, self)
         if x.shape[0] != 1:  # the streams hold one image: the others would be dropped
             raise ValueError(f"compress codes one image (1, 3, H, W); got a batch of {x.shape[0]}")
@@ -417,6 +427,7 @@ class EdgeCodecModel(CompressionModel):
         Format version 3 takes y's Gaussian parameters from the integer hyper-synthesis
         (``exact_entropy``); versions 1 and 2 from the float h_s on one thread. ``quality``: the
         file's, or (versions 5 to 7) its quality map."""
+        self._check_eval_mode("decompress")
         if self.config.context != "none" and version < 3:
             raise FormatError(f"format version {version} has no context models")
         if isinstance(quality, np.ndarray) and (self.config.prior == "factorized" or version < 3):
