@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -303,7 +302,8 @@ def test_the_data_folder_of_a_checkout_and_of_an_installed_package(tmp_path, mon
     assert data_root() == REPO.parent / "shared" / "data"
     installed = tmp_path / "lib" / "python3.11" / "site-packages" / "edgecodec"
     installed.mkdir(parents=True)
-    assert data_root(installed) == Path("..") / "shared" / "data"
+    monkeypatch.chdir(installed)
+    assert data_root(installed) == installed.parent / "shared" / "data"  # ../shared/data from here
     monkeypatch.setenv("EDGECODEC_DATA", str(tmp_path / "mine"))
     assert data_root(installed) == data_root() == tmp_path / "mine"
 
@@ -365,6 +365,8 @@ def test_value_at_rate_interpolates_on_the_metric_axis():
     assert bdrate.value_at_rate("psnr", bpp, [25.0, 28.0, 31.0, 34.0], 0.4) == pytest.approx(31.0)
     # linear in log-rate between neighbours on the PSNR axis
     assert 28.0 < bdrate.value_at_rate("psnr", bpp, [25.0, 28.0, 31.0, 34.0], 0.3) < 31.0
+    for rate in (0, -0.1, math.nan):  # outside the curve, as below it (0 was math.log's "math domain error")
+        assert math.isnan(bdrate.value_at_rate("psnr", bpp, [25.0, 28.0, 31.0, 34.0], rate))
     lpips = [0.4, 0.2, 0.1, 0.05]
     assert bdrate.value_at_rate("st_lpips", bpp, lpips, 0.2) == pytest.approx(0.2)
     assert bdrate.value_at_rate("ms_ssim", bpp, [0.9, 0.95, 0.975, 0.99], 0.8) == pytest.approx(0.99)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 
+import numpy as np
 import pytest
 import torch
 from conftest import REPO, TINY, make_tiny
@@ -273,6 +274,12 @@ def test_coding_needs_eval_mode():
     model.train()
     with pytest.raises(RuntimeError, match="call model.eval"):
         model.decompress(out["strings"], out["shape"], 0.5)
+    model.eval()  # a quality out of [0, 1] was clamped by the gain interpolation, in silence
+    with pytest.raises(ValueError, match=r"quality must be in \[0, 1\], got 1.5"):
+        model.compress_latent(model.analyze(x), 1.5)
+    with pytest.raises(ValueError, match=r"quality must be in \[0, 1\], got 7.0"):
+        model.decompress(out["strings"], out["shape"], 7.0)
+    assert model.decompress(out["strings"], out["shape"], np.array(0.5)).shape == x.shape  # a 0-d array: one number
 
 
 def test_a_quality_tensor_follows_the_batch_to_its_device():

@@ -201,7 +201,16 @@ def test_training_folders_as_researchers_have_them(tmp_path, caplog):
 
 
 def test_loss_decreases(image_folder, tmp_path):
-    trainer = Trainer(make_config(image_folder), tmp_path / "run")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        trainer = Trainer(make_config(image_folder), tmp_path / "run")
+        assert torch.get_num_threads() == 1
+        trainer.close()  # gives the caller's thread count back (it stayed at train.threads)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    trainer = Trainer(make_config(image_folder), tmp_path / "run2")
     assert torch.get_num_threads() == 1
     assert trainer.model.config.channels == TINY["channels"]
     before = trainer.validate()

@@ -306,6 +306,11 @@ def test_stlpips_is_offline_and_frozen(monkeypatch, backend):
     assert d.shape == (2,) and float(net(x, x).abs().max()) < 1e-6 and (d > 0).all()
     d.sum().backward()
     assert y.grad is not None and y.grad.abs().sum() > 0
+    # uint8 batches were read as if in [0, 1], grey ones (B, 1, H, W) broadcast in the network
+    with pytest.raises(TypeError, match="float images in"):
+        net((x * 255).to(torch.uint8), (x * 255).to(torch.uint8))
+    with pytest.raises(ValueError, match=r"RGB batches \(B, 3, H, W\)"):
+        net(x[:, :1], x[:, :1])
 
 
 def test_perceptual_backend_errors(monkeypatch):

@@ -170,6 +170,8 @@ def value_at_rate(metric: str, bpp: Sequence[float], values: Sequence[float], ra
     dropped), interpolated on the metric's BD axis and mapped back, so MS-SSIM and ST-LPIPS
     interpolate in their log domains.
     """
+    if not rate > 0:  # outside every curve (math.log raised "math domain error" at 0)
+        return math.nan
     try:
         lr, q = _curve(bpp, quality_axis(metric, values))
     except BDRateError:

@@ -17,7 +17,7 @@ Writes into the sweep's folder:
 ``table.md``
     the matched-rate table and the BD-rates as Markdown (what the README's Kodak section shows).
 
-The anchor folder is ``$EDGECODEC_DATA/anchors``, else ``<repo>/../shared/data/anchors``.
+The anchor folder is ``$EDGECODEC_DATA/anchors``, else ``runner.data_root()``'s (``<repo>/../shared/data/anchors`` in a checkout).
 """
 
 from __future__ import annotations

@@ -84,7 +84,7 @@ def data_root(package: Path = Path(__file__).resolve().parents[1]) -> Path:
     repository = package.parent
     if (repository / "pyproject.toml").is_file():
         return repository.parent / "shared" / "data"
-    return Path("..") / "shared" / "data"
+    return (Path.cwd() / ".." / "shared" / "data").resolve()  # absolute: reports name it
 
 
 # --- peak memory ---------------------------------------------------------------------------------

@@ -80,8 +80,11 @@ def gain_margins(log_table: np.ndarray, min_level: float, steps: int = 65535) ->
     between a fixed-point gain's exact value and a rounding boundary, over every quality a file
     can store (q16 / 65535)."""
     qualities = np.arange(steps + 1) / steps
-    scaled = np.exp(interpolate_levels(log_table, qualities, min_level)) * 2.0**GAIN_BITS
-    return np.min(np.abs(scaled - np.floor(scaled) - 0.5), axis=0)
+    margins = []
+    for start in range(0, log_table.shape[-1], 32):  # 32 channels at a time: 65,536 x C float64s each
+        scaled = np.exp(interpolate_levels(log_table[..., start:start + 32], qualities, min_level)) * 2.0**GAIN_BITS
+        margins.append(np.min(np.abs(scaled - np.floor(scaled) - 0.5), axis=0))
+    return np.concatenate(margins)
 
 
 def gain_margin(log_table: np.ndarray, min_level: float, steps: int = 65535) -> float:

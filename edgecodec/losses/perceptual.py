@@ -59,6 +59,11 @@ class PerceptualDistance(nn.Module):
         """Distance per image (B,) between two batches of the same shape (B, 3, H, W) in [0, 1]."""
         if a.shape != b.shape:  # LPIPS would broadcast a batch of one against the other
             raise ValueError(f"perceptual distance of batches of different shapes: {tuple(a.shape)} and {tuple(b.shape)}")
+        # uint8 batches were read as if in [0, 1], and (B, 1, H, W) ones broadcast in the network
+        if not (a.is_floating_point() and b.is_floating_point()):
+            raise TypeError(f"perceptual distance of float images in [0, 1], not {a.dtype} and {b.dtype}")
+        if a.dim() != 4 or a.shape[1] != 3:
+            raise ValueError(f"perceptual distance of RGB batches (B, 3, H, W), not {tuple(a.shape)}")
         # Both LPIPS packages expect inputs in [-1, 1].
         d = self.net(a.float() * 2 - 1, b.float() * 2 - 1)
         return d.flatten(1).mean(1)

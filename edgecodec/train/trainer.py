@@ -145,6 +145,7 @@ class Trainer:
         self.device = self.dist.device
         self.is_main = self.dist.is_main
         _check_settings(tc, dc, config.get("gan"))
+        self._threads_before = torch.get_num_threads()  # given back by close(), for a caller's later work
         torch.set_num_threads(int(tc["threads"]))
         seed = int(tc["seed"])
         torch.manual_seed(seed)  # the same initial weights on every rank
@@ -249,6 +250,8 @@ class Trainer:
                                             "the run")
             except OSError as exc:  # a read-only run folder: exit 11, not an internal error
                 refusal = OutputWriteError.making(self.run_dir / LOCK_NAME, exc, "the run folder's lock")
+            except Exception as exc:  # anything else too: rank 0 leaving alone left the others waiting
+                refusal = RuntimeError(f"cannot lock {self.run_dir}: {type(exc).__name__}: {exc}")
             else:
                 self._unlock = weakref.finalize(self, release_lock, key)
         refusal = distributed.gather_objects(self.dist, refusal)[0]  # rank 0's outcome, on every rank
@@ -853,6 +856,7 @@ class Trainer:
             return
         self._record_start()  # (done already, unless a deferred Trainer is fitted without resume)
         self._lock_run_dir()  # again after close(): a Trainer fitted once more holds its folder again
+        torch.set_num_threads(int(tc["threads"]))  # again after close(), which gave the caller's back
         if self._drop_pending:  # resumed at its last step, now asked for more
             self._drop_pending = False
             self._drop_logged_after(self.step)
@@ -942,6 +946,7 @@ class Trainer:
             self._unlock()  # once: a finalizer runs at most once
             self._unlock = None
         self._run_locked = False
+        torch.set_num_threads(self._threads_before)
         distributed.teardown(self.dist)
 
 
