@@ -144,6 +144,12 @@ def test_invalid_configs():
             ModelConfig(**{**TINY, "levels": 6, "min_level": min_level})
     config = get_config("crb", **TINY)
     assert ModelConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="levels must be at least 2"):  # it blamed min_level
+        get_config("crb", levels=1)
+    for name, fields in (("nosuch", {}), ("crb", {"bogus": 1})):  # KeyErrors whose text prints unquoted
+        with pytest.raises(KeyError) as info:
+            get_config(name, **fields)
+        assert str(info.value).startswith("unknown model config")
 
 
 def test_encoder_residual_blocks_warm_start_as_identities():

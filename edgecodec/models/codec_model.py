@@ -129,6 +129,8 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         self._check_fields()
+        if self.levels < 2:  # before min_level's check, which named min_level for levels=1
+            raise ValueError(f"levels must be at least 2 (quality 0 and quality 1), got {self.levels}")
         # Quality 1 is level K-1, so quality 0 must sit below it; NaN would make every gain NaN.
         if not (isinstance(self.min_level, (int, float)) and math.isfinite(self.min_level)
                 and self.min_level < self.levels - 1):
@@ -236,8 +238,6 @@ class EdgeCodecModel(CompressionModel):
             raise ValueError(f"context must be one of {CONTEXTS}, not {config.context!r}")
         if config.context != "none" and config.prior != "meanscale":
             raise ValueError("a context model needs the meanscale prior")
-        if config.levels < 2:
-            raise ValueError("need at least 2 quality levels")
         self.config = config
         n, m, h, k = config.channels, config.latent_channels, config.hyper_channels, config.levels
         self.g_a = analysis_transform(config.transform, n, m, config.res_blocks, config.encoder_res_blocks)

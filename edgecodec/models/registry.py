@@ -11,6 +11,14 @@ from .original import FloatLatentAutoencoder
 _CONFIGS: dict[str, Callable[[], ModelConfig]] = {}
 
 
+class UnknownConfigError(KeyError):
+    """An unknown configuration name or field: a KeyError (a lookup) whose message prints as
+    written (KeyError's own str() quotes it)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 def register_config(fn: Callable[[], ModelConfig]) -> Callable[[], ModelConfig]:
     """Register a function returning a ModelConfig under the function's name (underscores become
     dashes). A name taken already is replaced with a warning, as timm's registry does."""
@@ -33,14 +41,14 @@ def get_config(name: str, **overrides: Any) -> ModelConfig:
     """The named configuration with ``overrides`` (ModelConfig fields) applied; KeyError for an
     unknown name or field, ValueError for a value ModelConfig refuses (a flag that is not true or false)."""
     if name not in _CONFIGS:
-        raise KeyError(f"unknown model configuration {name!r}; known: {', '.join(list_configs())}")
+        raise UnknownConfigError(f"unknown model configuration {name!r}; known: {', '.join(list_configs())}")
     config = _CONFIGS[name]()
     if not isinstance(config, ModelConfig):
         raise TypeError(f"model configuration {name!r} returned a {type(config).__name__}, not a ModelConfig")
     base = config.to_dict()
     unknown = set(overrides) - set(base)
     if unknown:
-        raise KeyError(f"unknown model config keys: {sorted(unknown)}")
+        raise UnknownConfigError(f"unknown model config keys: {sorted(unknown)}")
     base.update(overrides)
     return ModelConfig.from_dict(base)
 
