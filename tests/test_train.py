@@ -452,6 +452,29 @@ def test_export_names_a_run_config_that_is_not_yaml(image_folder, tmp_path):
         export_run(run_dir, "x", tmp_path / "models")
 
 
+def test_a_trainer_does_not_train_over_another_run(image_folder, tmp_path):
+    """Trainer(config, RUN).fit() on a folder holding a run logged its steps a second time into
+    the run's log.csv and replaced its checkpoints (run() and the CLI refused; the class did not).
+    Trainer(config, RUN).resume() continues it, as before."""
+    config = make_config(image_folder, "train.steps=2", "train.log_every=1", "train.ckpt_every=2",
+                         "train.tensorboard=false")
+    first = Trainer(config, tmp_path / "run")
+    first.fit()
+    first.close()
+    log = (tmp_path / "run" / "log.csv").read_text()
+    checkpoint = (tmp_path / "run" / "ckpt-00000002.pt").read_bytes()
+    config_yaml = (tmp_path / "run" / "config.yaml").read_text()
+    again = Trainer(make_config(image_folder, "train.steps=2", "train.lr=1e-3"), tmp_path / "run")
+    with pytest.raises(OutputExistsError, match="already holds a run .*resume\\(\\) first"):
+        again.fit()
+    assert (tmp_path / "run" / "log.csv").read_text() == log
+    assert (tmp_path / "run" / "ckpt-00000002.pt").read_bytes() == checkpoint
+    assert (tmp_path / "run" / "config.yaml").read_text() == config_yaml  # not replaced by the new config
+    again.close()
+    resumed = Trainer(config, tmp_path / "run")
+    assert resumed.resume() and resumed.step == 2
+
+
 def test_resume_is_exact(image_folder, tmp_path):
     config = make_config(image_folder, "train.steps=10")
     straight = Trainer(config, tmp_path / "a")

@@ -229,7 +229,11 @@ class Trainer:
         self._drop_pending = False  # a resume at the run's last step left its launch record to fit()
         self._unlock: weakref.finalize | None = None  # gives the run folder's lock back (close, or garbage collection)
         self._run_locked = False  # the same on every rank (rank 0 holds the lock): they enter its collective together
-        if not defer_warm_start:  # a resumed run records itself once its checkpoint has loaded
+        # A folder holding a run already (Trainer(config, RUN).resume(), the programmatic resume)
+        # records this launch once resume() has loaded it; fit() without resume() is refused: it
+        # logged into the old run's files and replaced its checkpoints (run() checks up front).
+        self._other_run = [] if defer_warm_start else _run_files(self.run_dir)
+        if not defer_warm_start and not self._other_run:  # a resumed run records itself once loaded
             self._record_start(new_run=True)
 
     def _lock_run_dir(self) -> None:
@@ -533,6 +537,7 @@ class Trainer:
         fresh start) when the run has no checkpoint. ``until``: the step this launch trains to
         (default train.steps); one below the checkpoint's step is refused before the run's
         config.yaml is rewritten with it."""
+        self._other_run = []  # continued, not overwritten
         if self.run_dir.is_dir():  # before anything in it is read, cleaned or rewritten
             self._lock_run_dir()
         if path is not None:
@@ -854,6 +859,9 @@ class Trainer:
         total = self.final_step(steps)
         if self.step >= total:  # a finished run resumed: nothing to train or record (resume said so)
             return
+        if self._other_run:
+            raise OutputExistsError(f"{self.run_dir} already holds a run ({', '.join(self._other_run[:3])}): "
+                                    "continue it with resume() first, or train in a new folder")
         self._record_start()  # (done already, unless a deferred Trainer is fitted without resume)
         self._lock_run_dir()  # again after close(): a Trainer fitted once more holds its folder again
         torch.set_num_threads(int(tc["threads"]))  # again after close(), which gave the caller's back
