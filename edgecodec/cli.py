@@ -242,7 +242,8 @@ def _compress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
 
         encoder = _lite_coder("encoder", args.model, args)
         target = _target_bytes(args, prepared.rgb.shape[0] * prepared.rgb.shape[1])
-        data = encoder.encode_picture(prepared.rgb, args.quality, channels=prepared.channels,
+        data = encoder.encode_picture(prepared.rgb, None if target is not None else args.quality,
+                                      channels=prepared.channels,
                                       bit_depth=prepared.bit_depth, conversions=prepared.conversions,
                                       extras=source_extras(prepared), max_pixels=args.max_pixels,
                                       target_bytes=target, roi=roi, roi_quality=args.roi_quality)

@@ -833,6 +833,9 @@ def test_lite_encoder_searches_a_target_size_as_compress_does(exported, kodim23_
     assert encoder.encode(image, target_bytes=10**7) == encoder.encode(image, 1.0)  # unreachable: the best
     with pytest.raises(ValueError, match="target_bytes"):
         encoder.encode(image, target_bytes=0)
+    with pytest.raises(ValueError, match="give quality or target_bytes, not both"):  # the quality was ignored
+        encoder.encode(image, 0.3, target_bytes=target)
+    assert encoder.encode(image) == encoder.encode(image, 0.5)  # the default quality
 
 
 def test_lite_encoder_keeps_or_drops_alpha_and_refuses_what_it_cannot_code(exported, lite, kodim23_rgb):

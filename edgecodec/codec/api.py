@@ -17,7 +17,7 @@ from ..errors import FormatError, InputImageError, UsageError
 from ..lite.qmap import RegionsOfInterest, coding_quality, file_quality
 from ..lite.tiles import Region, check_region, crop_region
 from ..models.codec_model import check_quality
-from .container import QUALITY_SCALE, Container, Header, read_file, valid_tile
+from .container import DEFAULT_QUALITY, QUALITY_SCALE, Container, Header, read_file, valid_tile
 from .extras import decoded_image, source_extras
 from .imageio import ImageInput, PreparedImage, load_image, mask_levels
 from .limits import check_padded_pixels, check_pixels, is_binary_stream
@@ -25,8 +25,6 @@ from .rate_search import (ScoreResult, SearchResult, bpp_to_bytes, parse_size, s
                           search_score, size_to_bytes)
 from .refine import encode_refined, refinement_objective
 from .tiling import TILE_PIXELS, analyze_tiled, choose_tile, compress_tiled, decompress_tiled, tiling_supported
-
-DEFAULT_QUALITY = 0.5
 
 
 def _to_tensor(rgb: np.ndarray, stride: int) -> torch.Tensor:

@@ -38,6 +38,7 @@ STREAM_VERSION = 3  # the stream semantics the encoder writes; the version of a 
 EXTRAS_VERSION = 4
 WEIGHTS_HASH_BYTES = 8
 QUALITY_SCALE = 65535  # quality is stored as a 16-bit fixed-point fraction
+DEFAULT_QUALITY = 0.5  # compress's quality when given neither a quality nor a target (both coders)
 
 # Conversions applied to the source image before coding (bit flags, shown by `edgecodec info`).
 GRAYSCALE_SOURCE = 1  # coded as RGB, decoded back to gray (mode L)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..codec.container import ALPHA, QUALITY_SCALE, Container, Header
+from ..codec.container import ALPHA, DEFAULT_QUALITY, QUALITY_SCALE, Container, Header
 from ..codec.limits import check_pixels
 from ..errors import UsageError
 from ..codec.rate_search import search_quality
@@ -59,11 +59,12 @@ class LiteEncoder:
         self.analysis = onnx_session(self.model_dir / "encoder.onnx", threads)
         self.hyper_analysis = onnx_session(self.model_dir / "hyper_encoder.onnx", threads)
 
-    def encode(self, image: np.ndarray, quality: float = 0.5, alpha: str = "keep",
+    def encode(self, image: np.ndarray, quality: float | None = None, alpha: str = "keep",
                max_pixels: int | None = None, target_bytes: int | None = None,
                roi: Sequence[Region] | np.ndarray | None = None, roi_quality: float = 1.0) -> bytes:
-        """An (H, W, 3) RGB or (H, W, 4) RGBA uint8 array at ``quality`` in [0, 1] (stored, as by
-        ``edgecodec compress``, in 1/65535 steps), or at the largest quality whose file fits
+        """An (H, W, 3) RGB or (H, W, 4) RGBA uint8 array at ``quality`` in [0, 1] (default 0.5;
+        stored, as by ``edgecodec compress``, in 1/65535 steps), or, without a quality, at the
+        largest quality whose file fits
         ``target_bytes`` (``codec.rate_search``, as ``compress --target-size``: within 3% of the
         target when the model reaches it, else the closest file up to 3% above it, or quality 0's
         when even that is larger; the analysis runs once). ``alpha``: "keep" codes an
@@ -84,7 +85,7 @@ class LiteEncoder:
                                    extras=extras, max_pixels=max_pixels, target_bytes=target_bytes,
                                    roi=roi, roi_quality=roi_quality)
 
-    def encode_picture(self, rgb: np.ndarray, quality: float = 0.5, *, channels: int = 3, bit_depth: int = 8,
+    def encode_picture(self, rgb: np.ndarray, quality: float | None = None, *, channels: int = 3, bit_depth: int = 8,
                        conversions: int = 0, extras: dict[str, bytes] | None = None,
                        max_pixels: int | None = None, target_bytes: int | None = None,
                        roi: Sequence[Region] | np.ndarray | None = None, roi_quality: float = 1.0) -> bytes:
@@ -96,6 +97,9 @@ class LiteEncoder:
                 or 0 in rgb.shape:
             raise UsageError(f"expected an (H, W, 3) uint8 array, got {getattr(rgb, 'shape', type(rgb).__name__)} "
                              f"{getattr(rgb, 'dtype', '')}")
+        if quality is not None and target_bytes is not None:  # it was ignored in silence
+            raise UsageError("give quality or target_bytes, not both (the search chooses the quality)")
+        quality = DEFAULT_QUALITY if quality is None else quality
         if isinstance(quality, bool) or not isinstance(quality, numbers.Real) or not 0 <= quality <= 1:
             raise UsageError(f"quality must be a number in [0, 1], not {quality!r}")
         whole = isinstance(target_bytes, (int, np.integer)) and not isinstance(target_bytes, bool)
