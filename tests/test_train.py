@@ -21,7 +21,7 @@ from conftest import REPO, TINY, synthetic_photo
 from PIL import Image
 
 import edgecodec
-from edgecodec.errors import OutputExistsError, UsageError
+from edgecodec.errors import OutputExistsError, OutputWriteError, UsageError
 from edgecodec.train.config import apply_override, load_config
 from edgecodec.train.export import add_kodak_metrics, append_stage_history, export_run
 from edgecodec.train.monitor import read_csv
@@ -207,6 +207,10 @@ def test_loss_decreases(image_folder, tmp_path):
         trainer = Trainer(make_config(image_folder), tmp_path / "run")
         assert torch.get_num_threads() == 1
         trainer.close()  # gives the caller's thread count back (it stayed at train.threads)
+        assert torch.get_num_threads() == 2
+        (tmp_path / "afile").write_text("")
+        with pytest.raises(OutputWriteError):  # a Trainer that cannot be made leaves it alone too
+            Trainer(make_config(image_folder), tmp_path / "afile" / "run")
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)

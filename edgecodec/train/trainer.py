@@ -145,8 +145,6 @@ class Trainer:
         self.device = self.dist.device
         self.is_main = self.dist.is_main
         _check_settings(tc, dc, config.get("gan"))
-        self._threads_before = torch.get_num_threads()  # given back by close(), for a caller's later work
-        torch.set_num_threads(int(tc["threads"]))
         seed = int(tc["seed"])
         torch.manual_seed(seed)  # the same initial weights on every rank
         random.seed(seed)
@@ -235,6 +233,9 @@ class Trainer:
         self._other_run = [] if defer_warm_start else _run_files(self.run_dir)
         if not defer_warm_start and not self._other_run:  # a resumed run records itself once loaded
             self._record_start(new_run=True)
+        # Last: a Trainer that could not be made leaves the caller's thread count alone
+        self._threads_before = torch.get_num_threads()  # given back by close(), for a caller's later work
+        torch.set_num_threads(int(tc["threads"]))
 
     def _lock_run_dir(self) -> None:
         """Hold RUN/.training.lock while this Trainer lives: a second training in the same folder
