@@ -61,6 +61,14 @@ def check_quality(quality: float, alternatives: str = "") -> float:
     return float(quality)
 
 
+def quality_or_map(quality: Quality) -> Quality:
+    """A coding quality: one number in [0, 1] (checked: the gain interpolation would clamp it in
+    silence; a 0-d array is one number), or a quality map (an array, lite/qmap.py) as it is."""
+    if isinstance(quality, np.ndarray) and quality.ndim == 0:
+        quality = quality.item()
+    return quality if isinstance(quality, np.ndarray) else check_quality(quality, " or a quality map")
+
+
 def quality_batch(quality: torch.Tensor | float, batch: int, device: torch.device | None = None) -> torch.Tensor:
     """Qualities (B,) for a batch of ``batch`` images from one number or a (B,) tensor, refused
     (ValueError, TypeError) when not in [0, 1] or not one per image: the gain interpolation would
@@ -346,10 +354,7 @@ class EdgeCodecModel(CompressionModel):
         """Entropy-code a latent at a quality, or with a quality map (format version 3; 5 or 7 with
         a map). Returns the byte strings (y first, then z for hyperprior models) and y's spatial shape."""
         self._check_eval_mode("compress_latent")
-        if isinstance(quality, np.ndarray) and quality.ndim == 0:  # one number, not a map
-            quality = quality.item()
-        if not isinstance(quality, np.ndarray):  # the gain interpolation clamps a quality out of range
-            quality = check_quality(quality, " or a quality map")
+        quality = quality_or_map(quality)
         y_gain, z_gain = self.encoder_gains(quality)
         if self.config.prior == "factorized":
             strings = [self.latent_codec.compress(y * y_gain)["strings"][0][0]]
@@ -432,10 +437,7 @@ class EdgeCodecModel(CompressionModel):
         (``exact_entropy``); versions 1 and 2 from the float h_s on one thread. ``quality``: the
         file's, or (versions 5 to 7) its quality map."""
         self._check_eval_mode("decompress")
-        if isinstance(quality, np.ndarray) and quality.ndim == 0:  # one number, not a map
-            quality = quality.item()
-        if not isinstance(quality, np.ndarray):
-            quality = check_quality(quality, " or a quality map")
+        quality = quality_or_map(quality)
         if self.config.context != "none" and version < 3:
             raise FormatError(f"format version {version} has no context models")
         if isinstance(quality, np.ndarray) and (self.config.prior == "factorized" or version < 3):

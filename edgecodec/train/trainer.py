@@ -860,9 +860,7 @@ class Trainer:
         total = self.final_step(steps)
         if self.step >= total:  # a finished run resumed: nothing to train or record (resume said so)
             return
-        if self._other_run:
-            raise OutputExistsError(f"{self.run_dir} already holds a run ({', '.join(self._other_run[:3])}): "
-                                    "continue it with resume() first, or train in a new folder")
+        _check_fresh(self.run_dir, self._other_run, "resume() first, or train in a new folder")
         self._record_start()  # (done already, unless a deferred Trainer is fitted without resume)
         self._lock_run_dir()  # again after close(): a Trainer fitted once more holds its folder again
         torch.set_num_threads(int(tc["threads"]))  # again after close(), which gave the caller's back
@@ -1004,14 +1002,15 @@ def _run_files(run_dir: Path) -> list[str]:
             if p.is_file()]
 
 
-def _check_fresh(run_dir: Path) -> None:
+def _check_fresh(run_dir: Path, found: list[str] | None = None, how: str = "") -> None:
     """A fresh start must not land in another run's folder: its checkpoints would be pruned in
-    favour of the old run's (they sort after the new ones) and its logs would mix with the old."""
-    found = _run_files(run_dir)
+    favour of the old run's (they sort after the new ones) and its logs would mix with the old.
+    ``found``: the folder's run files when already listed; ``how``: how to continue it instead."""
+    found = _run_files(run_dir) if found is None else found
     if found:
         raise OutputExistsError(f"{run_dir} already holds a run ({', '.join(found[:3])}"
-                                f"{', ...' if len(found) > 3 else ''}): continue it with --resume {run_dir}, "
-                                "or give a new --out")
+                                f"{', ...' if len(found) > 3 else ''}): continue it with "
+                                f"{how or f'--resume {run_dir}, or give a new --out'}")
 
 
 def _check_settings(tc: dict, dc: dict, gc: dict | None = None) -> None:
