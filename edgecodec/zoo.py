@@ -27,6 +27,7 @@ from safetensors.torch import load_file
 from .atomic import atomic_path, atomic_write_text, umask
 from .errors import OutputWriteError, UnknownModelError, WeightsMismatchError
 from .models import EdgeCodecModel, ModelConfig
+from .paths import xdg_dir
 
 PACKAGE_WEIGHTS = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "perceptual"  # best ST-LPIPS per bit; README, Models
@@ -39,13 +40,6 @@ MODEL_NAME_RULE = "1 to 64 letters, digits, '.', '_' or '-', starting with a let
 def valid_model_name(name: object) -> bool:
     """Whether ``name`` can name a model (``MODEL_NAME_RULE``; such a name is also a safe file name)."""
     return isinstance(name, str) and MODEL_NAME.fullmatch(name) is not None
-
-
-def xdg_dir(variable: str, default: Path) -> Path:
-    """An XDG base folder: the variable's value when it is an absolute path (the XDG spec: an
-    empty or relative one is ignored, so a stray value never points into the working folder)."""
-    value = os.environ.get(variable, "")
-    return Path(value) if os.path.isabs(value) else default
 
 
 def user_model_dir() -> Path:

@@ -859,6 +859,42 @@ def test_lite_encoder_keeps_or_drops_alpha_and_refuses_what_it_cannot_code(expor
         encoder.encode_picture(rgba, 0.5)
 
 
+def test_lite_encoder_checks_a_quality_as_compress_does_without_torch(exported, kodim23_rgb, tmp_path):
+    """LiteEncoder repeated the quality check of the PyTorch coder's (codec_model.check_quality,
+    in a module that imports torch) with its own types and words: "0.5" was a ValueError there and
+    a TypeError in edgecodec.compress. Both now use codec.container.check_quality, torch-free."""
+    import math
+
+    from edgecodec.codec import container
+    from edgecodec.lite import LiteEncoder
+    from edgecodec.models import codec_model
+
+    assert api.check_quality is container.check_quality and codec_model.check_quality is container.check_quality
+    encoder, crop = LiteEncoder(exported, threads=1), kodim23_rgb[:64, :64]
+    for bad in (1.5, -0.1, math.nan, "0.5", True, [0.5]):
+        errors = []
+        for code in (lambda: edgecodec.compress(crop, bad, model=SHIPPED), lambda: encoder.encode(crop, bad)):
+            with pytest.raises((TypeError, ValueError)) as refused:
+                code()
+            errors.append((type(refused.value), str(refused.value)))
+        assert errors[0] == errors[1], bad
+    result = run_without(f"""
+import math
+from edgecodec.codec.container import check_quality
+from edgecodec.lite import LiteEncoder
+assert check_quality(0) == 0.0 and check_quality(1) == 1.0
+encoder = LiteEncoder({str(exported)!r}, threads=1)
+for bad, error in ((1.5, ValueError), (math.nan, ValueError), ("0.5", TypeError)):
+    try:
+        encoder.encode(__import__("numpy").zeros((16, 16, 3), "uint8"), bad)
+    except error as exc:
+        assert "quality must be" in str(exc), exc
+    else:
+        raise AssertionError(bad)
+""", tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
 def test_lite_encoder_tiles_large_images_as_the_pytorch_encoder_does(exported, kodim23_rgb, tmp_path):
     """Above 2 MP padded, both encoders code 32 x 32-latent tiles, the analysis window by window."""
     import shutil

@@ -224,6 +224,31 @@ def test_xdg_folders_are_used_when_absolute(tmp_path, monkeypatch):
     assert zoo.user_model_dir() == tmp_path / "data" / "edgecodec" / "models"
 
 
+def test_xdg_dir_is_a_torch_free_path_helper(tmp_path, monkeypatch):
+    """xdg_dir lived in zoo (which imports torch) though export/onnx.py used it too: it is
+    edgecodec.paths.xdg_dir, which both use, and imports without torch."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from edgecodec import paths, zoo
+    from edgecodec.export import onnx
+
+    assert zoo.xdg_dir is paths.xdg_dir and onnx.xdg_dir is paths.xdg_dir
+    default = tmp_path / "default"
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    assert paths.xdg_dir("XDG_STATE_HOME", default) == default
+    for value, expected in ((str(tmp_path / "state"), tmp_path / "state"), ("", default), ("relative", default)):
+        monkeypatch.setenv("XDG_STATE_HOME", value)
+        assert paths.xdg_dir("XDG_STATE_HOME", default) == expected
+    code = ("import sys\nsys.modules['torch'] = None\nfrom edgecodec.paths import xdg_dir\n"
+            "print(xdg_dir('XDG_STATE_HOME', None))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "XDG_STATE_HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert Path(result.stdout.strip()) == tmp_path
+
+
 def test_python_dash_m_edgecodec_runs_the_command_line(tmp_path):
     """`python -m edgecodec` was "No module named edgecodec.__main__"."""
     import subprocess

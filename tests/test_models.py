@@ -27,6 +27,45 @@ def test_registry_lists_the_configurations():
     assert get_config("crb", channels=32).channels == 32
 
 
+def test_registry_takes_underscores_and_dashes_alike(monkeypatch):
+    """Configurations are registered under their function's name with dashes (gdn_hp_edge ->
+    gdn-hp-edge), and get_config("gdn_hp_edge"), the function's own spelling, was an unknown
+    configuration. Names stay dashed (list_configs); lookups take either spelling."""
+    from edgecodec.models import register_config, registry
+
+    assert all("_" not in name for name in list_configs())
+    assert "gdn-hp-edge" in list_configs() and "original-cae" in list_configs()
+    for dashed in ("gdn-hp-edge", "original-cae", "gdn-hp"):
+        spelt = dashed.replace("-", "_")
+        assert get_config(spelt) == get_config(dashed)
+        assert get_config(spelt, levels=4) == get_config(dashed, levels=4)
+        assert create_model(spelt).config == get_config(dashed)
+    assert get_config("gdn-hp_edge") == get_config("gdn-hp-edge")  # mixed, too
+    with pytest.raises(KeyError, match="unknown model configuration 'no_such_config'"):
+        get_config("no_such_config")
+    with pytest.raises(KeyError, match="unknown model configuration 5"):
+        get_config(5)
+    monkeypatch.setattr(registry, "_CONFIGS", dict(registry._CONFIGS))
+
+    @register_config
+    def my_net() -> ModelConfig:
+        return ModelConfig(channels=8)
+    assert "my-net" in list_configs() and get_config("my_net").channels == get_config("my-net").channels == 8
+    assert registry.config_name("my_net") == "my-net"
+
+
+def test_a_run_of_an_underscored_configuration_is_recorded_with_dashes(tmp_path):
+    """A run's config.yaml may name its configuration gdn_hp_edge now: the card's record of the run
+    (export-model) gives the registry's one spelling, as list_configs does."""
+    import yaml
+
+    from edgecodec.train.config import load_config
+    from edgecodec.train.export import run_record
+
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(load_config(None, ["model.config=gdn_hp_edge"])))
+    assert run_record({"step": 2}, tmp_path)["model_config_name"] == "gdn-hp-edge"
+
+
 @pytest.fixture(scope="module", params=["cae", "crb", "gcrb"])
 def default_model(request) -> EdgeCodecModel:
     torch.manual_seed(0)
@@ -114,6 +153,50 @@ def test_model_refuses_inputs_it_cannot_code():
         model(torch.rand(1, 3, 64, 80), 0.5)
     with pytest.raises(ValueError, match="stride"):
         create_model("original-cae")(torch.rand(1, 3, 100, 130))  # decoded at 128x160 before
+
+
+def test_analyze_and_compress_latent_refuse_sides_they_cannot_code():
+    """The model API's analyze() took any side: 65x70 gave a latent of 5x5 that decoded at 80x80 in
+    silence (a factorized model) or failed in compress_latent with a numpy broadcast error
+    (hyperprior); 8x8 coded as 16x16. Now a ValueError names the requirement: sides multiples of
+    the analysis stride (16) for analyze, latent sides multiples of 4 (images of multiples of
+    ``stride``) for a hyperprior's compress_latent."""
+    for prior in ("meanscale", "factorized"):
+        torch.manual_seed(0)
+        model = create_model("crb", prior=prior, **TINY).eval()
+        model.update(force=True)
+        for h, w in ((65, 70), (8, 8), (1, 1), (64, 72), (0, 64)):
+            with pytest.raises(ValueError, match=r"multiples of the analysis transform's stride \(16\)"):
+                model.analyze(torch.rand(1, 3, h, w))
+        assert model.analyze(torch.rand(2, 3, 48, 80)).shape == (2, 32, 3, 5)  # tiles' windows: multiples of 16
+        y = model.analyze(torch.rand(1, 3, 48, 80))
+        if prior == "factorized":  # no hyperprior: any latent side
+            coded = model.compress_latent(y, 0.5)
+            assert model.decompress(coded["strings"], coded["shape"], 0.5).shape == (1, 3, 48, 80)
+        else:
+            with pytest.raises(ValueError, match=r"latent of 5x3 pixels: .*multiples of 4.*model's stride \(64\)"):
+                model.compress_latent(y, 0.5)
+        with pytest.raises(ValueError, match=r"one image's \(1, 32, h, w\)"):
+            model.compress_latent(model.analyze(torch.rand(2, 3, 64, 64)), 0.5)
+        with pytest.raises(ValueError, match=r"\[0, 1\]"):
+            model.analyze(torch.rand(1, 3, 64, 64) * 255)
+
+
+def test_forward_refuses_values_outside_0_1():
+    """forward() took a 0-255 float batch, or NaN, in silence and trained or measured garbage; the
+    codec models and the float-latent ones refuse it as compress does, naming the values found."""
+    for model in (make_tiny(0), create_model("original-cae")):
+        model(torch.rand(2, 3, 64, 64), 0.5)
+        model(torch.zeros(1, 3, 64, 64), 0.5)
+        model(torch.ones(1, 3, 64, 64), 0.5)
+        for x, fragment in ((torch.rand(2, 3, 64, 64) * 255, r"got .* to 25\d.*: divide 8-bit pixels by 255"),
+                            (torch.rand(2, 3, 64, 64) - 0.5, r"got -0\.\d+ to 0\.\d+$"),
+                            (torch.full((1, 3, 64, 64), math.nan), "none NaN")):
+            with pytest.raises(ValueError, match=r"input values must be in \[0, 1\].*" + fragment):
+                model(x, 0.5)
+            with pytest.raises(ValueError, match=r"\[0, 1\]"):  # in training mode too
+                model.train()(x.requires_grad_(), 0.5)
+            model.eval()
 
 
 def test_entropy_coder_refuses_symbols_it_would_never_finish():

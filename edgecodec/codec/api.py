@@ -16,8 +16,7 @@ from .. import zoo
 from ..errors import FormatError, InputImageError, UsageError
 from ..lite.qmap import RegionsOfInterest, coding_quality, file_quality
 from ..lite.tiles import Region, check_region, crop_region
-from ..models.codec_model import check_quality
-from .container import DEFAULT_QUALITY, QUALITY_SCALE, Container, Header, read_file, valid_tile
+from .container import DEFAULT_QUALITY, QUALITY_SCALE, Container, Header, check_quality, read_file, valid_tile
 from .extras import decoded_image, source_extras
 from .imageio import ImageInput, PreparedImage, load_image, mask_levels
 from .limits import check_padded_pixels, check_pixels, is_binary_stream

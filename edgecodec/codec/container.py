@@ -12,7 +12,9 @@ import zlib
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from ..errors import FormatError, VersionError
+import numpy as np
+
+from ..errors import FormatError, UsageError, VersionError
 from .limits import max_input_bytes, pixel_limit, read_limited
 
 MAGIC = b"\x89EDC"
@@ -39,6 +41,18 @@ EXTRAS_VERSION = 4
 WEIGHTS_HASH_BYTES = 8
 QUALITY_SCALE = 65535  # quality is stored as a 16-bit fixed-point fraction
 DEFAULT_QUALITY = 0.5  # compress's quality when given neither a quality nor a target (both coders)
+
+
+def check_quality(quality: float, alternatives: str = "") -> float:
+    """One quality as a float, TypeError unless a number, ValueError outside [0, 1] or NaN
+    (``alternatives``: what else the caller takes, for the message). Here, beside QUALITY_SCALE and
+    without torch, so that both coders (the model's and the lite one) check a quality alike."""
+    if isinstance(quality, bool) or not isinstance(quality, (int, float, np.floating, np.integer)):
+        raise TypeError(f"quality must be a number in [0, 1]{alternatives}, not {type(quality).__name__}")
+    if not 0.0 <= quality <= 1.0:
+        raise UsageError(f"quality must be in [0, 1], got {quality}")
+    return float(quality)
+
 
 # Conversions applied to the source image before coding (bit flags, shown by `edgecodec info`).
 GRAYSCALE_SOURCE = 1  # coded as RGB, decoded back to gray (mode L)

@@ -49,6 +49,7 @@ from .. import zoo
 from ..atomic import atomic_path, atomic_write_text
 from ..codec.api import _to_tensor
 from ..metrics import psnr, ssim
+from ..models.registry import config_name
 
 MODES = ("tensor", "channel")
 _MODE_CODES = {"tensor": 0, "channel": 1}
@@ -294,8 +295,9 @@ def evaluate(runs: list[Path], data: str | Path | None = None, codec_model: str 
     for run, model, config, facts in loaded:
         name = config["name"]
         row = evaluate_run(model, images)
-        row.update(facts, run=str(run), config=config["model"]["config"], batch_size=config["train"]["batch_size"],
-                   published=PUBLISHED.get(config["model"]["config"]))
+        spelt = config_name(config["model"]["config"])  # original_cae: PUBLISHED's original-cae
+        row.update(facts, run=str(run), config=spelt, batch_size=config["train"]["batch_size"],
+                   published=PUBLISHED.get(spelt))
         threads = _launch_threads(run)
         row["label"] = run_label(config, facts, threads)
         row["steps_per_s"] = facts["step"] / facts["train_seconds"] if facts["train_seconds"] else math.nan

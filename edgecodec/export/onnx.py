@@ -31,6 +31,7 @@ from ..atomic import exclusive_lock, umask
 from ..errors import OutputExistsError, OutputWriteError
 from ..lite.decoder import EXPORT_FORMAT, MANIFEST, TABLES_SOURCE, read_export
 from ..models import EdgeCodecModel
+from ..paths import xdg_dir
 
 OPSET = 18  # 18: Col2Im, the pixel shuffle of the synthesis (_pixel_shuffle_as_col2im)
 
@@ -250,7 +251,7 @@ def _check_replaceable(out_dir: Path) -> None:
 def export_cache_dir(model_name: str, weights_hash: bytes) -> Path:
     """Where ``decompress --backend onnx`` keeps a model's export: $EDGECODEC_CACHE, else
     $XDG_CACHE_HOME/edgecodec (by default ~/.cache/edgecodec), as scripts/setup.sh's cache."""
-    xdg_cache = zoo.xdg_dir("XDG_CACHE_HOME", Path.home() / ".cache")
+    xdg_cache = xdg_dir("XDG_CACHE_HOME", Path.home() / ".cache")
     root = Path(os.environ.get("EDGECODEC_CACHE") or xdg_cache / "edgecodec")
     return root / "onnx" / f"{model_name}-{weights_hash.hex()}"
 

@@ -20,14 +20,13 @@ are coded in tiles of ``TILE_LATENT`` latent pixels, as the PyTorch encoder code
 
 from __future__ import annotations
 
-import numbers
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ..codec.container import ALPHA, DEFAULT_QUALITY, QUALITY_SCALE, Container, Header
+from ..codec.container import ALPHA, DEFAULT_QUALITY, QUALITY_SCALE, Container, Header, check_quality
 from ..codec.limits import check_pixels
 from ..errors import UsageError
 from ..codec.rate_search import search_quality
@@ -99,9 +98,7 @@ class LiteEncoder:
                              f"{getattr(rgb, 'dtype', '')}")
         if quality is not None and target_bytes is not None:  # it was ignored in silence
             raise UsageError("give quality or target_bytes, not both (the search chooses the quality)")
-        quality = DEFAULT_QUALITY if quality is None else quality
-        if isinstance(quality, bool) or not isinstance(quality, numbers.Real) or not 0 <= quality <= 1:
-            raise UsageError(f"quality must be a number in [0, 1], not {quality!r}")
+        quality = check_quality(DEFAULT_QUALITY if quality is None else quality)  # as edgecodec.compress checks it
         whole = isinstance(target_bytes, (int, np.integer)) and not isinstance(target_bytes, bool)
         if target_bytes is not None and (not whole or target_bytes < 1):
             raise UsageError(f"target_bytes must be a whole number of bytes, 1 or more, not {target_bytes!r}")

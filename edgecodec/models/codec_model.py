@@ -28,6 +28,7 @@ from compressai.models import CompressionModel
 from compressai.ops import quantize_ste
 from torch import nn
 
+from ..codec.container import check_quality
 from ..errors import FormatError, UsageError
 from ..lite.entropy import ExactEntropyModel
 from ..lite.qmap import Quality, gains_matched, hyper_quality, over_grid, per_pixel
@@ -49,16 +50,6 @@ class ScaleLatentCodec(GaussianConditionalLatentCodec):
         scales_hat = self.entropy_parameters(ctx_params)
         _, y_likelihoods = self.gaussian_conditional(y, scales_hat)
         return {"likelihoods": {"y": y_likelihoods}, "y_hat": quantize_ste(y)}
-
-
-def check_quality(quality: float, alternatives: str = "") -> float:
-    """One quality as a float, TypeError unless a number, ValueError outside [0, 1] or NaN
-    (``alternatives``: what else the caller takes, for the message)."""
-    if isinstance(quality, bool) or not isinstance(quality, (int, float, np.floating, np.integer)):
-        raise TypeError(f"quality must be a number in [0, 1]{alternatives}, not {type(quality).__name__}")
-    if not 0.0 <= quality <= 1.0:
-        raise UsageError(f"quality must be in [0, 1], got {quality}")
-    return float(quality)
 
 
 def quality_or_map(quality: Quality) -> Quality:
@@ -83,10 +74,13 @@ def quality_batch(quality: torch.Tensor | float, batch: int, device: torch.devic
     return torch.full((batch,), check_quality(quality, " or a (B,) tensor"), device=device)
 
 
-def check_image_batch(x: torch.Tensor, stride: int, model: torch.nn.Module) -> None:
+def check_image_batch(x: torch.Tensor, stride: int, model: torch.nn.Module, what: str = "the model's stride") -> None:
     """ValueError (TypeError for a dtype other than the model's) naming what is wrong with a model's
     input batch, which the transforms would otherwise fail on deep inside (or, for sides not
-    multiples of ``stride``, decode at another size)."""
+    multiples of ``stride``, decode at another size; ``what``: that stride, for the message).
+    Values outside [0, 1] are refused too: a 0-255 float image trained or coded as garbage in
+    silence, and NaN or extreme values made entropy coding loop. It costs one aminmax and one
+    device sync, as forward()'s check of a tensor of qualities (``quality_batch``) does already."""
     if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"input must be a (B, 3, H, W) tensor in [0, 1], got {shape}")
@@ -95,8 +89,12 @@ def check_image_batch(x: torch.Tensor, stride: int, model: torch.nn.Module) -> N
         raise TypeError(f"input must be a {dtype} tensor in [0, 1] (the model's dtype), got {x.dtype}")
     h, w = x.shape[-2:]
     if h % stride or w % stride or not h or not w:
-        raise ValueError(f"input of {w}x{h} pixels: height and width must be positive multiples of the "
-                         f"model's stride ({stride}); pad it (edgecodec.compress pads images itself)")
+        raise ValueError(f"input of {w}x{h} pixels: height and width must be positive multiples of "
+                         f"{what} ({stride}); pad it (edgecodec.compress pads images itself)")
+    low, high = (float(v) for v in torch.aminmax(x.detach()))  # NaN propagates, and fails the test below
+    if not (low >= 0 and high <= 1):
+        raise ValueError(f"input values must be in [0, 1] (none NaN), got {low:.4g} to {high:.4g}"
+                         + (": divide 8-bit pixels by 255" if high > 1.5 else ""))
 
 
 # The text fields' values (models/transforms.py, models/original.py, the priors and context models below).
@@ -329,8 +327,11 @@ class EdgeCodecModel(CompressionModel):
 
     @torch.no_grad()
     def analyze(self, x: torch.Tensor) -> torch.Tensor:
-        """Analysis transform of one image (1, 3, H, W) in [0, 1], H and W multiples of ``stride``."""
+        """Analysis transform of images (B, 3, H, W) in [0, 1], H and W multiples of the analysis
+        stride (16; ``compress_latent`` needs multiples of ``stride``, tiles' windows are of 16)."""
         self._check_eval_mode("analyze")
+        # Other sides gave a latent of the rounded-up size, decoded at another size in silence.
+        check_image_batch(x, STRIDE, self, "the analysis transform's stride")
         return self._latent(x)
 
     def encoder_gains(self, quality: Quality) -> tuple[torch.Tensor, torch.Tensor]:
@@ -354,6 +355,7 @@ class EdgeCodecModel(CompressionModel):
         """Entropy-code a latent at a quality, or with a quality map (format version 3; 5 or 7 with
         a map). Returns the byte strings (y first, then z for hyperprior models) and y's spatial shape."""
         self._check_eval_mode("compress_latent")
+        self._check_latent(y)
         quality = quality_or_map(quality)
         y_gain, z_gain = self.encoder_gains(quality)
         if self.config.prior == "factorized":
@@ -362,6 +364,19 @@ class EdgeCodecModel(CompressionModel):
             z_string, z_symbols = self.compress_hyper(y, z_gain)
             strings = [self.code_y(y, y_gain, self.exact_entropy().side(z_symbols, quality)), z_string]
         return {"strings": strings, "shape": tuple(y.shape[-2:])}
+
+    def _check_latent(self, y: torch.Tensor) -> None:
+        """ValueError unless y is one image's latent whose sides the hyperprior can code: a numpy
+        broadcast error came from deep inside for sides not multiples of 4 (an image analysed at
+        sides not multiples of ``stride``), and a batch's other latents were dropped."""
+        m, per_z = self.config.latent_channels, self.stride // STRIDE
+        if not isinstance(y, torch.Tensor) or y.dim() != 4 or y.shape[:2] != (1, m):
+            shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+            raise ValueError(f"latent must be one image's (1, {m}, h, w) tensor (analyze's output), got {shape}")
+        h, w = y.shape[-2:]
+        if h % per_z or w % per_z or not h or not w:
+            raise ValueError(f"latent of {w}x{h} pixels: height and width must be positive multiples of {per_z}, "
+                             f"the latent of an image whose sides are multiples of the model's stride ({self.stride})")
 
     def compress_hyper(self, y: torch.Tensor, z_gain: torch.Tensor) -> tuple[bytes, np.ndarray]:
         """The hyper-latent's stream and its symbols (C, h, w), which fix y's Gaussian parameters."""
@@ -424,8 +439,6 @@ class EdgeCodecModel(CompressionModel):
         check_image_batch(x, self.stride, self)
         if x.shape[0] != 1:  # the streams hold one image: the others would be dropped
             raise ValueError(f"compress codes one image (1, 3, H, W); got a batch of {x.shape[0]}")
-        if not bool(((x >= 0) & (x <= 1)).all()):  # NaN or extreme values made entropy coding loop
-            raise ValueError("input values must be in [0, 1] (none NaN)")
         return self.compress_latent(self.analyze(x), float(quality_batch(quality, 1)[0]))
 
     @torch.no_grad()

@@ -19,10 +19,17 @@ class UnknownConfigError(KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+def config_name(name: str) -> str:
+    """A configuration name in the registry's spelling: dashes, as ``list_configs`` gives them.
+    Registered names come from function names (``gdn_hp_edge``), so either spelling is taken
+    (``gdn_hp_edge`` and ``gdn-hp-edge`` name one configuration)."""
+    return name.replace("_", "-")
+
+
 def register_config(fn: Callable[[], ModelConfig]) -> Callable[[], ModelConfig]:
     """Register a function returning a ModelConfig under the function's name (underscores become
     dashes). A name taken already is replaced with a warning, as timm's registry does."""
-    name = getattr(fn, "__name__", "").replace("_", "-")
+    name = config_name(getattr(fn, "__name__", ""))
     if not callable(fn) or not name.replace("-", "_").isidentifier():
         raise ValueError(f"register_config takes a named function returning a ModelConfig (def NAME(): ...), "
                          f"not {fn!r}")
@@ -39,10 +46,11 @@ def list_configs() -> list[str]:
 
 def get_config(name: str, **overrides: Any) -> ModelConfig:
     """The named configuration with ``overrides`` (ModelConfig fields) applied; KeyError for an
-    unknown name or field, ValueError for a value ModelConfig refuses (a flag that is not true or false)."""
-    if name not in _CONFIGS:
+    unknown name or field, ValueError for a value ModelConfig refuses (a flag that is not true or false).
+    ``name`` in either spelling (``config_name``)."""
+    if not isinstance(name, str) or config_name(name) not in _CONFIGS:
         raise UnknownConfigError(f"unknown model configuration {name!r}; known: {', '.join(list_configs())}")
-    config = _CONFIGS[name]()
+    config = _CONFIGS[config_name(name)]()
     if not isinstance(config, ModelConfig):
         raise TypeError(f"model configuration {name!r} returned a {type(config).__name__}, not a ModelConfig")
     base = config.to_dict()

@@ -15,6 +15,7 @@ import torch
 from ..atomic import atomic_write_text
 from ..eval.bdrate import bd_rates_between
 from ..models import EdgeCodecModel, ModelConfig
+from ..models.registry import config_name
 from ..zoo import MODEL_NAME_RULE, save_model, valid_model_name
 from .config import parse_yaml
 from .monitor import read_csv
@@ -44,7 +45,7 @@ def run_record(state: dict[str, Any], run_dir: Path, depth: int = 0) -> dict[str
         "launches": launches,
         "data": config["data"],
         "train": dict(config["train"]),
-        "model_config_name": config["model"]["config"],
+        "model_config_name": config_name(config["model"]["config"]),  # one spelling: gdn-hp-edge, not gdn_hp_edge
     }
     if state.get("model_config", {}).get("discriminator") and config.get("gan"):
         record["gan"] = config["gan"]  # the GCRB objective's settings (perceptual weight, crops, ...)
