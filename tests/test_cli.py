@@ -1175,6 +1175,15 @@ def test_train_refuses_bad_configs_before_writing(tmp_path, capsys):
         "val_images": (["--config", config, "--data", data, "data.val_images=0"], "data.val_images=0"),
         "max_seconds-text": (["--config", config, "--data", data, "train.max_seconds='3600'"], "train.max_seconds='3600'"),
         "null-section": (["--config", _text(tmp_path / "null.yaml", "train:\n")], "train=None: expected a section"),
+        # a negative clip norm reversed the gradients (trained uphill), a negative perceptual weight
+        # dropped the LPIPS term in silence, a negative lpips_crop failed inside LPIPS at the first step
+        "grad_clip": (["--config", config, "--data", data, "train.grad_clip=-1"],
+                      "train.grad_clip=-1 must be at least 0"),
+        "disc_grad_clip": (["--config", "configs/gcrb.yaml", "--data", data, "gan.disc_grad_clip=-1"],
+                           "gan.disc_grad_clip=-1"),
+        "perceptual_weight": (["--config", "configs/gcrb.yaml", "--data", data, "gan.perceptual_weight=-0.5"],
+                              "gan.perceptual_weight=-0.5"),
+        "lpips_crop": (["--config", "configs/gcrb.yaml", "--data", data, "gan.lpips_crop=-8"], "gan.lpips_crop=-8"),
     }
     for name, (args, fragment) in cases.items():
         out = tmp_path / "runs" / name

@@ -254,6 +254,95 @@ def test_logged_means_are_of_every_ranks_steps(image_folder, tmp_path, monkeypat
         trainer.fit()
 
 
+def test_logged_batch_metrics_are_of_every_ranks_last_batch(image_folder, tmp_path, monkeypatch):
+    """Under torchrun, log.csv's ssim and lpips (and the float-latent models' batch_psnr) were rank
+    0's last batch alone, beside losses averaged over every rank's: they are averaged over ranks
+    too. Another rank is stood in for by what gather_objects returns beside this process's."""
+    from edgecodec.train import distributed
+
+    real = distributed.gather_objects
+    other = {"ssim": [100.0, 1], "lpips": [100.0, 1]}
+
+    def with_another_rank(info, obj):
+        return [*real(info, obj), other] if isinstance(obj, dict) and "ssim" in obj else real(info, obj)
+
+    monkeypatch.setattr(distributed, "gather_objects", with_another_rank)
+    trainer = Trainer(make_config(image_folder, "train.steps=1", "train.log_every=1", "train.tensorboard=false"),
+                      tmp_path / "run")
+    trainer.fit()
+    row = read_csv(tmp_path / "run" / "log.csv")[0]
+    # (own SSIM, in [-1, 1], + 100) / 2, and (own ST-LPIPS, about 0.5, + 100) / 2; rank 0's alone was below 1
+    assert 49 < float(row["ssim"]) < 51 and 49 < float(row["lpips"]) < 51, row
+
+
+def test_steps_per_second_counts_training_steps_only(image_folder, tmp_path, monkeypatch):
+    """steps_per_s of the steps after a log step counted that step's validation and checkpoint as
+    training time: a slow validation made training look slow."""
+    real = Trainer.validate
+
+    def slow_validate(self):
+        time.sleep(1.5)
+        return real(self)
+
+    monkeypatch.setattr(Trainer, "validate", slow_validate)
+    trainer = Trainer(make_config(image_folder, "train.steps=4", "train.log_every=2", "train.val_every=2",
+                                  "train.tensorboard=false", "train.log_lpips=false", "train.val_lpips=false"),
+                      tmp_path / "run")
+    trainer.fit()
+    rows = read_csv(tmp_path / "run" / "log.csv")
+    assert [int(r["step"]) for r in rows] == [2, 4]
+    # two tiny steps take well under a second (about 0.05 s): the 1.5 s validation at step 2 made it < 1.3
+    assert float(rows[1]["steps_per_s"]) > 2, rows
+
+
+def test_a_trainer_takes_a_partial_config_from_python(image_folder, tmp_path):
+    """Trainer(config, RUN) with only the settings that differ from the defaults (not through
+    load_config) failed with a bare KeyError deep in the trainer; it is merged onto the defaults
+    and checked as load_config does. Values from Python that YAML never gives (a Path, a tuple,
+    numpy numbers) failed when the run's config.yaml was written; they are stored as YAML's."""
+    lambdas = np.geomspace(1e-3, 0.1, 6)  # a sweep's numpy numbers
+    partial = {"model": {"config": "crb", "overrides": dict(TINY)},
+               "data": {"root": image_folder, "crop": 64, "val_crop": 64, "scale": (0.5, 1.0)},
+               "train": {"batch_size": np.int64(2), "steps": 2, "lr": np.float64(1e-3), "tensorboard": False,
+                         "lambdas": list(lambdas)}}
+    given = repr(partial)
+    trainer = Trainer(partial, tmp_path / "run")
+    assert repr(partial) == given  # the caller's dict is left as it was
+    as_yaml = f"[{', '.join(map(repr, lambdas.tolist()))}]"
+    assert trainer.config == make_config(image_folder, "train.batch_size=2", "train.steps=2", "train.lr=1e-3",
+                                         "train.tensorboard=false", "train.log_every=50", "train.val_every=1000",
+                                         "train.ckpt_every=500", f"train.lambdas={as_yaml}")
+    assert trainer.config == load_config(tmp_path / "run" / "config.yaml")  # written, and loads as written
+    assert type(trainer.config["train"]["lr"]) is float and type(trainer.config["train"]["batch_size"]) is int
+    trainer.fit()
+    assert trainer.step == 2
+    trainer.close()
+    # unknown settings and wrong types are refused as load_config refuses them
+    with pytest.raises(ValueError, match=r"unknown setting train\.lrr \(did you mean train\.lr\?\)"):
+        Trainer({"train": {"lrr": 0.1}}, tmp_path / "typo")
+    with pytest.raises(ValueError, match=r"train\.steps='many': expected a number"):
+        Trainer({"train": {"steps": "many"}}, tmp_path / "type")
+    with pytest.raises(TypeError, match="load_config"):
+        Trainer(str(REPO / "edgecodec" / "configs" / "crb.yaml"), tmp_path / "path")
+    assert not (tmp_path / "typo").exists() and not (tmp_path / "type").exists()
+
+
+def test_fit_steps_must_be_a_positive_whole_number(image_folder, tmp_path):
+    """fit(0) trained the whole train.steps schedule, fit(-1) returned having trained nothing, and
+    fit(2.5) stopped at step 2: each is refused (None trains to train.steps)."""
+    trainer = Trainer(make_config(image_folder, "train.steps=2", "train.tensorboard=false"), tmp_path / "run")
+    for steps in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match=rf"steps={steps!r}: expected a whole number of at least 1"):
+            trainer.fit(steps)
+    assert trainer.step == 0 and not (tmp_path / "run" / "log.csv").exists()
+    trainer.fit(1)
+    assert trainer.step == 1
+    trainer.close()
+    with pytest.raises(ValueError, match="steps=0"):  # run() and resume() likewise
+        run(make_config(image_folder, "train.steps=2", "train.tensorboard=false"), tmp_path / "run", resume=True,
+            steps=0)
+
+
 def test_fit_writes_checkpoints_logs_and_exports(image_folder, tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     config = make_config(image_folder, "train.steps=6", "train.ckpt_every=2", "train.keep_checkpoints=2",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import difflib
+import numbers
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -208,6 +210,20 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> dict:
     return config
 
 
+def complete_config(config: dict) -> dict:
+    """A configuration given as a dict (``Trainer(config, RUN)`` from Python): the defaults with
+    ``config`` merged on top, as ``load_config`` merges a file's sections, and checked as it checks
+    them. A partial dict (``{"data": {"root": ...}, "train": {"steps": 100}}``) failed with a bare
+    KeyError deep in the trainer. ``config`` itself is left as it was."""
+    if not isinstance(config, dict):
+        raise TypeError(f"a config is a dict of sections (model, data, train, ...), not a {type(config).__name__}: "
+                        "load one with edgecodec.train.config.load_config(PATH)")
+    merged = _merge(DEFAULTS, copy.deepcopy(config))
+    _check_known(merged, DEFAULTS)
+    _check_values(merged, DEFAULTS)
+    return merged
+
+
 def _check_known(config: dict, defaults: dict, prefix: str = "") -> None:
     """Every setting must be one the trainer reads: a misspelt key (``train.lrr=0.1``, ``trian:``)
     was silently ignored, and the run trained with the default it meant to change. Only
@@ -248,12 +264,15 @@ def _check_values(config: dict, defaults: dict, prefix: str = "") -> None:
             if value is not None:
                 config[key] = _number(name, value, whole=NUMBERS_OR_NULL[name], default=default)
         elif name == "train.trainable":  # null (everything) or parameter-name prefixes
-            if value is not None and not (isinstance(value, list) and value
+            if value is not None and not (isinstance(value, (list, tuple)) and value
                                           and all(isinstance(v, str) and v for v in value)):
                 raise ValueError(f"{name}={value!r}: expected null or a list of parameter-name prefixes such as "
                                  "[g_s.] (in brackets)")
+            if value is not None:
+                config[key] = [str(v) for v in value]
         elif name in PATHS_OR_NULL:
             if value is not None:
+                value = os.fspath(value) if isinstance(value, os.PathLike) else value
                 if isinstance(value, bool) or not isinstance(value, (str, int, float)) or value == "":
                     raise ValueError(f"{name}={value!r}: expected the path of a file, or null")
                 config[key] = str(value)
@@ -267,20 +286,23 @@ def _check_values(config: dict, defaults: dict, prefix: str = "") -> None:
         elif isinstance(default, (int, float)):
             config[key] = _number(name, value, whole=isinstance(default, int), default=default)
         elif isinstance(default, list):
-            if not isinstance(value, list) or not value:
+            if not isinstance(value, (list, tuple)) or not value:
                 raise ValueError(f"{name}={value!r}: expected a list of numbers such as {default!r}")
             config[key] = [_number(f"{name}[{i}]", v, whole=False, default=default) for i, v in enumerate(value)]
         elif isinstance(default, str):
+            value = os.fspath(value) if isinstance(value, os.PathLike) else value  # data.root=Path(...) from Python
             if isinstance(value, bool) or not isinstance(value, (str, int, float)) or value == "":
                 raise ValueError(f"{name}={value!r}: expected text (default {default!r})")
             config[key] = str(value)
 
 
 def _number(name: str, value: Any, whole: bool, default: Any) -> int | float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    # numbers.Real: numpy's too (a sweep's np.geomspace lambdas), given back as Python numbers,
+    # which the run's config.yaml can hold (yaml.safe_dump refused numpy's)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name}={value!r}: expected a number (default {default!r})")
     if whole:
-        if not (isinstance(value, int) or value.is_integer()):
+        if not (isinstance(value, numbers.Integral) or float(value).is_integer()):
             raise ValueError(f"{name}={value!r}: expected a whole number (default {default!r})")
         return int(value)
-    return value
+    return value if type(value) in (int, float) else float(value)

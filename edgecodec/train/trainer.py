@@ -45,7 +45,7 @@ from ..losses.perceptual import PERCEPTUAL_BACKENDS, PerceptualBackendError, Per
 from ..models import EdgeCodecModel, PatchDiscriminator, create_model
 from ..models.original import original_init_
 from . import distributed
-from .config import in_package
+from .config import complete_config, in_package
 from .data import data_digest, make_datasets
 from .monitor import Monitor, drop_rows_after
 
@@ -136,8 +136,11 @@ def load_matching(module: torch.nn.Module, state: dict[str, torch.Tensor], sourc
 
 class Trainer:
     def __init__(self, config: dict, run_dir: str | Path, defer_warm_start: bool = False) -> None:
-        """``defer_warm_start``: leave ``train.init_from`` to ``resume``, which applies it only
+        """``config``: a ``load_config`` result, or a dict of only the settings that differ from the
+        defaults (merged onto them and checked as ``load_config`` does: ``complete_config``).
+        ``defer_warm_start``: leave ``train.init_from`` to ``resume``, which applies it only
         when the run has no checkpoint to continue from."""
+        config = complete_config(config)
         self.config = config
         self.run_dir = Path(run_dir)
         tc, dc = config["train"], config["data"]
@@ -531,7 +534,13 @@ class Trainer:
 
     def final_step(self, steps: int | None = None) -> int:
         """The step a launch trains to: ``steps`` (--steps, a budget cut or stretch) or train.steps."""
-        return int(steps or self.config["train"]["steps"])
+        if steps is None:
+            return int(self.config["train"]["steps"])
+        # fit(0) trained the whole schedule, fit(-1) returned at once having trained nothing, and
+        # fit(2.5) stopped at 2 (the CLI's --steps takes whole numbers from 1 only)
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps={steps!r}: expected a whole number of at least 1 (None: train.steps)")
+        return steps
 
     def resume(self, path: Path | None = None, until: int | None = None) -> bool:
         """Continue from ``path``, else from the newest readable RUN/ckpt-STEP.pt; False (and a
@@ -751,13 +760,15 @@ class Trainer:
                 try:
                     self._metric_net = build_perceptual(name).to(self.device)
                 except PerceptualBackendError as exc:
-                    log.warning("LPIPS metric off: %s", exc)
+                    if self.is_main:  # every rank builds it (batch_metrics): one warning
+                        log.warning("LPIPS metric off: %s", exc)
                     self._metric_net = False
         return self._metric_net or None
 
     @torch.no_grad()
     def batch_metrics(self) -> dict[str, float]:
-        """SSIM (and, for cae/crb, ST-LPIPS) of the last training batch."""
+        """SSIM (and, for cae/crb, ST-LPIPS) of this process's last training batch (under torchrun
+        the log averages every rank's)."""
         from pytorch_msssim import ssim
 
         if self._last_batch is None:
@@ -876,7 +887,7 @@ class Trainer:
         bar = tqdm(total=total, initial=self.step, unit="step", desc=str(self.config.get("name", "train")),
                    dynamic_ncols=True, disable=None if show else True)
         running: dict[str, list[float]] = {}  # key: [sum, count] (alternating GAN steps log different keys)
-        count, t0, start = 0, time.time(), time.time()
+        count, trained_before, start = 0, self.elapsed_s, time.time()
         budget = float(tc["max_seconds"]) if tc.get("max_seconds") is not None else None
         try:
             with logging_redirect_tqdm() if not bar.disable else contextlib.nullcontext():
@@ -901,8 +912,8 @@ class Trainer:
                                 log.info("train.max_seconds: lr drop at step %d", self.step)
                     last = self.step == total or out_of_time
                     if self.step % tc["log_every"] == 0 or last:
-                        self._log_train(monitor, bar, running, count, t0, start)
-                        running, count, t0 = {}, 0, time.time()
+                        self._log_train(monitor, bar, running, count, self.elapsed_s - trained_before, start)
+                        running, count, trained_before = {}, 0, self.elapsed_s
                     if self.step % tc["val_every"] == 0 or last:
                         self._validate_and_keep_best(monitor)
                     if self.step % tc["ckpt_every"] == 0 or last:
@@ -918,16 +929,22 @@ class Trainer:
         if tc.get("rank_hash"):
             self.write_rank_hash()
 
-    def _log_train(self, monitor: Monitor, bar: Any, running: dict[str, list[float]], count: int, t0: float,
+    def _log_train(self, monitor: Monitor, bar: Any, running: dict[str, list[float]], count: int, seconds: float,
                    start: float) -> None:
+        """Log the ``count`` steps since the last log, trained in ``seconds`` (the steps' own time:
+        steps_per_s counted the validation and checkpoint of the previous log step as training)."""
         # every rank's steps, not rank 0's share (a collective: every rank logs at the same steps)
         means = {k: total / n for k, (total, n) in distributed.sum_over_ranks(self.dist, running).items()}
         if not all(math.isfinite(v) for v in means.values()):
             raise FloatingPointError(f"non-finite loss at step {self.step}: {means}")
+        # every rank's last batch too, averaged as the losses are (a collective): they were rank 0's
+        # batch alone, 1/N of the step's images, beside losses of all N
+        batch = {k: total / n for k, (total, n) in
+                 distributed.sum_over_ranks(self.dist, {k: [v, 1] for k, v in self.batch_metrics().items()}).items()}
         if not self.is_main:
             return
-        row = {"time": round(time.time() - start, 1), "lr": self.lr_at(self.step - 1), **means,
-               **self.batch_metrics(), "steps_per_s": count / (time.time() - t0)}
+        row = {"time": round(time.time() - start, 1), "lr": self.lr_at(self.step - 1), **means, **batch,
+               "steps_per_s": count / max(seconds, 1e-9)}
         monitor.log("train", self.step, row)
         shown = {k: f"{row[k]:{fmt}}" for k, fmt in (("loss", ".4f"), ("bpp", ".3f"), ("psnr", ".2f"), ("w", ".3g"),
                                                       ("d_loss", ".3f")) if k in row}  # no bpp without rate
@@ -1029,6 +1046,15 @@ def _check_settings(tc: dict, dc: dict, gc: dict | None = None) -> None:
     if tc["metrics_perceptual"] not in PERCEPTUAL_BACKENDS:  # a typo turned the metric off mid-run, with a warning
         raise ValueError(f"train.metrics_perceptual={tc['metrics_perceptual']!r}: expected one of "
                          f"{', '.join(PERCEPTUAL_BACKENDS)}")
+    # a negative clip norm reversed the gradients (torch scales them by max_norm / norm), a negative
+    # perceptual weight turned the term off in silence, a negative lpips_crop failed inside LPIPS
+    for name, value in (("train.grad_clip", tc["grad_clip"]), *(
+            (f"gan.{key}", (gc or {}).get(key)) for key in ("disc_grad_clip", "perceptual_weight", "gan_weight"))):
+        if value is not None and value < 0:
+            raise ValueError(f"{name}={value} must be at least 0 (0: off)")
+    lpips_crop = (gc or {}).get("lpips_crop")
+    if lpips_crop is not None and lpips_crop < 1:
+        raise ValueError(f"gan.lpips_crop={lpips_crop} must be a side in pixels, or null for the whole crop")
     if not 0 <= dc["val_fraction"] < 1:
         raise ValueError(f"data.val_fraction={dc['val_fraction']} must be at least 0 and below 1")
     scale = dc["scale"]
