@@ -120,8 +120,9 @@ def bd_rate(anchor_rate: Sequence[float], anchor_quality: Sequence[float], test_
         # as value_at_rate reads a curve at a rate (PCHIP; beyond its ends, its ends)
         q_at = PchipInterpolator(la, qa)(np.clip(np.log([r_lo, r_hi]), la[0], la[-1]))
         lo, hi = max(lo, float(q_at[0])), min(hi, float(q_at[1]))
-    if not hi > lo:
-        raise BDRateError(f"the curves share no quality range (anchor {qa[0]:.3f}-{qa[-1]:.3f}, "
+    if not hi > lo:  # the rate range named too: it can empty a range the curves share
+        within = "" if rate_range is None else f" within the anchor's {rate_range[0]:g}-{rate_range[1]:g} bpp"
+        raise BDRateError(f"the curves share no quality range{within} (anchor {qa[0]:.3f}-{qa[-1]:.3f}, "
                           f"test {qt[0]:.3f}-{qt[-1]:.3f})")
     diff = (_integral(qt, lt, lo, hi, method) - _integral(qa, la, lo, hi, method)) / (hi - lo)
     return 100 * (math.exp(diff) - 1)

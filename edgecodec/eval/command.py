@@ -157,6 +157,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     curves = tuple(f"compressai/{name}.json" for name in [*models, *codecs])  # each measured curve's file
     check_outputs(Path(args.out), SWEEP_FILES + ("table.md",) + curves + (REPORT_FILES if report else ()),
                   SWEEP_FOLDERS + ((CROPS_FOLDER,) if report and args.crops else ()))
+    # read before measuring: a damaged anchors file stopped the run after the sweep, with the report undrawn
+    anchors = load_anchors() if report else {}
     made_out = not Path(args.out).exists()
     try:
         result = run_sweep(args.input, args.out, models=models, qualities=args.qualities, codecs=codecs,
@@ -193,7 +195,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
                   f"{_fmt(p['ms_ssim'], 4):>7} {_fmt(p['st_lpips'], 4):>8} {_fmt(p['enc_ms'], 1):>8} "
                   f"{_fmt(p['dec_ms'], 1):>7} {_fmt(p['peak_mb'], 1):>8}")
     if summary["bd_rates"]:
-        print("BD-rate (PCHIP, %; negative = the learned model needs fewer bits):")
+        # summary.json's bd_rates: over every quality both curves reach, not the 0.15-1 bpp of
+        # bd_rates_in_range (the README's, table.md's first table), which the line did not say
+        print("BD-rate over all qualities both curves reach (PCHIP, %; negative = the learned model needs fewer "
+              "bits; table.md also gives it over the anchor's "
+              + "-".join(f"{r:g}" for r in summary["bd_rate_range"]) + " bpp):")
         for r in summary["bd_rates"]:
             print(f"  {r['test']} vs {r['anchor']}: PSNR {_fmt(r['psnr_pchip'], 1)}, MS-SSIM "
                   f"{_fmt(r['ms_ssim_pchip'], 1)}, ST-LPIPS {_fmt(r['st_lpips_pchip'], 1)}")
@@ -202,7 +208,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not report:  # an earlier run's report would describe other rows than this summary
         remove_report(args.out)
     else:
-        anchors = load_anchors()
         if not anchors:
             print(f"note: {anchors_sentence(anchors)}")
         html = write_report(args.out, crops=args.crops, crop_bpp=args.crop_bpp, st_lpips=not args.no_st_lpips,

@@ -60,7 +60,8 @@ def write_curves(summary: dict[str, Any], folder: str | Path) -> list[Path]:
     """``folder/NAME.json`` for each measured curve of a sweep summary (not the external ones).
 
     Other ``.json`` files in ``folder`` (curves of an earlier sweep that this one no longer has) are
-    removed, so the folder always matches ``summary.json``."""
+    removed, so the folder always matches ``summary.json``; except the files of its external
+    curves (``eval --compare OUT/compressai/old.json``), which are its input."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     n_images = len(summary.get("images", []))
@@ -76,8 +77,13 @@ def write_curves(summary: dict[str, Any], folder: str | Path) -> list[Path]:
         path = folder / f"{name}.json"
         atomic_write_text(path, json.dumps(to_results(name, curve, description), indent=1) + "\n")
         written.append(path)
+    # a --compare file kept there was deleted by the run that read it, leaving summary.json naming a
+    # source that no longer existed
+    inputs = {Path(c["source"]).resolve() for c in summary["curves"].values()
+              if c["kind"] == "external" and c.get("source")}
     for stale in set(folder.glob("*.json")) - set(written):
-        stale.unlink()
+        if stale.resolve() not in inputs:
+            stale.unlink()
     return written
 
 
@@ -94,13 +100,21 @@ def _curve(name: str, results: Any, source: Path, description: str = "") -> dict
         if not isinstance(values, list) or not all(v is None or isinstance(v, (int, float)) for v in values):
             raise ResultsFormatError(f"{where}: {field} is not a list of numbers")
         columns[field] = [math.nan if v is None else float(v) * scale for v in values]
+    # CompressAI's published paper curves (results/image/kodak/paper-*_ms-ssim.json) give MS-SSIM only
+    # in dB, as "ms-ssim-db-rgb": read as MS-SSIM (they were refused as having no quality metric)
+    db = next((results[k] for k in ("ms-ssim-db-rgb", "ms-ssim-db") if k in results), None)
+    if "ms_ssim" not in columns and db is not None:
+        if not isinstance(db, list) or not all(v is None or isinstance(v, (int, float)) for v in db):
+            raise ResultsFormatError(f"{where}: ms-ssim-db is not a list of numbers")
+        columns["ms_ssim"] = [math.nan if v is None else 1 - 10 ** (-float(v) / 10) for v in db]
     bpp = columns.get("bpp")
     if bpp is None:
-        raise ResultsFormatError(f"{where}: no 'bpp' list")
+        hint = " (an edgecodec summary.json? give its compressai/NAME.json files)" if "points" in results else ""
+        raise ResultsFormatError(f"{where}: no 'bpp' list{hint}")
     if len(bpp) < 2 or not all(math.isfinite(b) and b > 0 for b in bpp):
         raise ResultsFormatError(f"{where}: 'bpp' needs at least two positive numbers")
     if not any(m in columns for m in QUALITY_METRICS):
-        raise ResultsFormatError(f"{where}: none of psnr-rgb, ms-ssim-rgb, st-lpips")
+        raise ResultsFormatError(f"{where}: none of psnr-rgb, ms-ssim-rgb (or ms-ssim-db-rgb), st-lpips")
     for field, values in columns.items():
         if len(values) != len(bpp):
             raise ResultsFormatError(f"{where}: {len(values)} {field} values for {len(bpp)} bpp values")

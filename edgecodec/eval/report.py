@@ -94,26 +94,34 @@ def anchors_sentence(anchors: dict[str, dict[str, Any]]) -> str:
 
 
 def load_anchors(root: Path | None = None) -> dict[str, dict[str, Any]]:
-    """Reference curves: {name: {"label", "style", "bpp", "psnr", "ms_ssim"[, "st_lpips"]}}; missing files skipped."""
+    """Reference curves: {name: {"label", "style", "bpp", "psnr", "ms_ssim"[, "st_lpips"]}}; missing files
+    skipped, a file that is not as the data folder's README describes refused (UsageError naming it)."""
+    from ..errors import UsageError
+
     folder = (root or data_root()) / "anchors"
     anchors: dict[str, dict[str, Any]] = {}
     path = folder / "compressai_kodak.json"
-    if path.is_file():
-        curves = json.loads(path.read_text()).get("curves", {})
-        for name in COMPRESSAI_CURVES:
-            if name in curves:
-                c = curves[name]
-                anchors[name] = {"label": f"{name} (CompressAI, published)", "kind": "compressai", "bpp": c["bpp"],
-                                 "psnr": c.get("psnr_rgb"), "ms_ssim": c.get("ms_ssim_rgb")}
-    path = folder / "classical_kodak.csv"
-    if path.is_file():
-        with open(path) as f:
-            for row in csv.DictReader(f):
-                a = anchors.setdefault(f"anchor-{row['codec']}", {
-                    "label": f"{row['codec']} (anchor)", "kind": "classical-anchor", "codec": row["codec"],
-                    "bpp": [], "psnr": [], "ms_ssim": [], "st_lpips": []})
-                for key in ("bpp", "psnr", "ms_ssim", "st_lpips"):
-                    a[key].append(float(row[key]))
+    try:  # a damaged file was an internal error (KeyError) after the whole sweep, its report not drawn
+        if path.is_file():
+            curves = json.loads(path.read_text()).get("curves", {})
+            for name in COMPRESSAI_CURVES:
+                if name in curves:
+                    c = curves[name]
+                    anchors[name] = {"label": f"{name} (CompressAI, published)", "kind": "compressai",
+                                     "bpp": [float(v) for v in c["bpp"]], "psnr": c.get("psnr_rgb"),
+                                     "ms_ssim": c.get("ms_ssim_rgb")}
+        path = folder / "classical_kodak.csv"
+        if path.is_file():
+            with open(path) as f:
+                for row in csv.DictReader(f):
+                    a = anchors.setdefault(f"anchor-{row['codec']}", {
+                        "label": f"{row['codec']} (anchor)", "kind": "classical-anchor", "codec": row["codec"],
+                        "bpp": [], "psnr": [], "ms_ssim": [], "st_lpips": []})
+                    for key in ("bpp", "psnr", "ms_ssim", "st_lpips"):
+                        a[key].append(float(row[key]))
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UsageError(f"reference curves: {path} is not readable as an anchors file ({type(exc).__name__}: "
+                         f"{exc}); fix it, or set EDGECODEC_DATA to another data folder") from None
     return anchors
 
 
@@ -128,6 +136,19 @@ def _style(name: str, curves: dict[str, dict[str, Any]], learned_index: dict[str
         return {"color": color, "marker": "^", "linestyle": ":", "linewidth": 1.1, "markersize": 3, "alpha": 0.75}
     return {"color": CLASSICAL_COLORS.get(name, "#333333"), "marker": "s", "linestyle": "--", "linewidth": 1.4,
             "markersize": 3}
+
+
+def rate_axis_label(summary: dict[str, Any], anchors: dict[str, dict[str, Any]], metric: str) -> str:
+    """The x label of ``metric``'s chart. Only the measured curves' bpp count whole files:
+    CompressAI's published points (and most --compare files) count bare bitstreams, so "headers
+    included" under them all credited those curves with a container they do not pay for."""
+    others = (any(c["kind"] == "external" and any(not _nan(p.get(metric)) for p in c["points"])
+                  for c in summary["curves"].values())
+              or any(a["kind"] == "compressai" and a.get(metric) is not None and name not in summary["curves"]
+                     for name, a in anchors.items()))
+    if not others:
+        return "bits per pixel (file bytes, headers included)"
+    return "bits per pixel (measured: file bytes, headers included; published / compared: their files' figures)"
 
 
 def plot_rd(summary: dict[str, Any], out_dir: Path, anchors: dict[str, dict[str, Any]] | None = None,
@@ -181,7 +202,7 @@ def plot_rd(summary: dict[str, Any], out_dir: Path, anchors: dict[str, dict[str,
                 ax.set_ylim(lo - pad, hi + pad)
         elif metric == "st_lpips":
             ax.set_yscale("log")
-        ax.set_xlabel("bits per pixel (file bytes, headers included)")
+        ax.set_xlabel(rate_axis_label(summary, anchors, metric))
         ax.set_ylabel(title)
         ax.set_title(f"{title.split(' (')[0]} vs rate, {n_images} image(s)")
         ax.grid(True, which="both", alpha=0.3)
@@ -308,8 +329,10 @@ def _bd_table(summary: dict[str, Any], key: str = "bd_rates") -> str:
     if not rows:
         return ("<p>No BD-rates: the sweep needs at least one learned model and one classical codec or "
                 "compared curve.</p>")
+    # every column is a BD-rate (negative: fewer bits); ST-LPIPS's was headed "bits saved", which
+    # read its -31% (31% of the bits saved) as 31% more bits
     head = ("<tr><th>learned model</th><th>vs</th><th>PSNR BD-rate<br>PCHIP / cubic</th>"
-            "<th>MS-SSIM BD-rate<br>PCHIP / cubic</th><th>ST-LPIPS bits saved<br>PCHIP / cubic</th></tr>")
+            "<th>MS-SSIM BD-rate<br>PCHIP / cubic</th><th>ST-LPIPS BD-rate<br>PCHIP / cubic</th></tr>")
     body = []
     labels = {n: c.get("label", n) for n, c in summary["curves"].items()}
     for r in rows:
@@ -341,9 +364,13 @@ def _points_table(summary: dict[str, Any]) -> str:
 def _crops_html(sections: list[dict[str, Any]], target_bpp: float) -> str:
     if not sections:
         return "<p>No crops (no images found, or crops turned off).</p>"
-    out = [f"<p>Target {target_bpp:g} bpp; every codec's file is the one closest to it. Labels give the whole "
-           f"image's bpp and metrics; crops are {CROP_SIZE}x{CROP_SIZE} pixels at 1:1, from the most detailed "
-           "window.</p>"]
+    # the learned files come from the rate search (compress --target-bpp: at most the target where it
+    # can), the classical ones from encode_to_bpp (the closest, above or below): not "closest" for all
+    out = [f"<p>Target {target_bpp:g} bpp; each learned model's file is the rate search's (compress --target-bpp: "
+           "within 3% below the target where it can), each classical codec's the closest to it of its integer "
+           "qualities. Labels give the "
+           f"whole image's bpp and metrics; crops are up to {CROP_SIZE}x{CROP_SIZE} pixels at 1:1 (the whole "
+           "image when smaller), from the most detailed window.</p>"]
     for s in sections:
         out.append(f"<h3>{html.escape(s['image'])}</h3><div class='crops'>")
         for e in s["entries"]:
@@ -547,7 +574,7 @@ def _draw_report(summary: dict[str, Any], out: Path, crops: int, crop_bpp: float
 <h2>BD-rate: learned models against classical codecs{" and compared curves" if external else ""}</h2>
 <p>Percent of bits the learned model needs more (+) or fewer (&minus;) than the codec at equal quality,
 over the quality range both curves cover (n/a: no overlap{html.escape(_na_unmeasured(summary))}). MS-SSIM on -10&nbsp;log10(1&minus;MS-SSIM);
-ST-LPIPS on -10&nbsp;log10(ST-LPIPS), i.e. bits saved at equal ST-LPIPS.</p>
+ST-LPIPS on -10&nbsp;log10(ST-LPIPS), i.e. the bits needed at equal ST-LPIPS.</p>
 {_bd_table(summary)}
 <p>Restricted to the qualities each codec reaches between {' and '.join(f'{r:g}' for r in summary.get('bd_rate_range', []))} bpp:</p>
 {_bd_table(summary, "bd_rates_in_range")}
@@ -574,6 +601,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crop-bpp", type=float, default=DEFAULT_CROP_BPP)
     parser.add_argument("--no-st-lpips", action="store_true")
     args = parser.parse_args(argv)
+    summary = Path(args.out) / "summary.json"
+    try:  # a folder without a sweep's summary was a traceback
+        if not isinstance(json.loads(summary.read_text()).get("curves"), dict):
+            raise ValueError("no curves")
+    except (OSError, ValueError, AttributeError) as exc:
+        parser.error(f"{summary}: not a summary that edgecodec eval wrote ({exc})")
     torch.set_num_threads(1)
     print(write_report(args.out, args.crops, args.crop_bpp, not args.no_st_lpips))
     return 0
