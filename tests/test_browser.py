@@ -310,3 +310,85 @@ def test_one_drop_starts_one_comparison(page, crop_path):
     page.wait_for_function("document.querySelectorAll('#results tr').length === 6")
     _wait_idle(page)
     assert len(sent) == 1, sent
+
+
+@pytest.fixture
+def fresh(page, server):
+    """A new tab on the page, apart from the shared one above (its state, its routes)."""
+    tab = page.context.new_page()
+    tab.set_default_timeout(TIMEOUT_MS)
+    yield tab
+    tab.close()
+
+
+def _open(tab, server) -> None:
+    tab.goto(server)
+    tab.wait_for_selector("#model option", state="attached")
+
+
+def test_the_keyboard_reaches_the_file_chooser(fresh, server):
+    """The file input was display: none: no Tab reached it, so without a mouse no image could be
+    chosen (and everything else waits for one)."""
+    _open(fresh, server)
+    fresh.keyboard.press("Tab")
+    assert fresh.evaluate("document.activeElement.id") == "file"
+    with fresh.expect_file_chooser() as chooser:
+        fresh.keyboard.press("Space")
+    assert chooser.value.element.get_attribute("id") == "file"
+
+
+def test_every_control_has_a_name(fresh, server):
+    """The quality and region-quality sliders and the target-size box had no label (a screen
+    reader announced "slider" and "edit text")."""
+    _open(fresh, server)
+    unnamed = fresh.evaluate("""[...document.querySelectorAll('input, select, textarea, button')].filter((e) =>
+        !(e.getAttribute('aria-label') || e.getAttribute('aria-labelledby')
+          || [...(e.labels || [])].some((l) => l.textContent.trim())
+          || (e.tagName === 'BUTTON' && e.textContent.trim()))).map((e) => e.id)""")
+    assert unnamed == []
+
+
+def test_small_limits_are_shown_as_they_are(fresh, server):
+    """--max-pixels 40000 was shown as "0.0 megapixels"."""
+    import json
+
+    def small(route):
+        info = route.fetch().json()
+        info.update(max_pixels=40_000, max_upload_bytes=20_000)
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(info))
+
+    fresh.route("**/api/info", small)
+    _open(fresh, server)
+    assert fresh.inner_text("#limits").startswith("Limits: 0.02 MB upload, 0.04 megapixels.")
+
+
+def test_a_file_over_the_budget_is_not_marked_best(fresh, server, tmp_path):
+    """The row in bold was the highest PSNR of all, also a classical file "over" the edgecodec
+    file's size (its lowest quality larger): the codec that spent more bytes was shown as best."""
+    import json
+
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (2, 2), (90, 120, 200)).save(tiny)
+    png = base64.b64encode(tiny.read_bytes()).decode("ascii")
+
+    def entry(codec, label, size, psnr, fits):
+        return {"codec": codec, "label": label, "bytes": size, "bpp": 8 * size / 4, "quality": 0, "fits": fits,
+                "encode_s": 0.1, "extension": ".x", "mime": "application/octet-stream", "psnr": psnr,
+                "identical": False, "ms_ssim": None, "st_lpips": None, "file": png, "png": png, "region_psnr": None}
+
+    answer = {"width": 2, "height": 2, "pixels": 4, "model": "m", "source": {"format": "PNG", "conversions": []},
+              "requested_bytes": None, "target_bytes": 300, "roi": None, "roi_quality": None, "original_png": png,
+              "elapsed_s": 0.1, "results": [entry("edgecodec", "edgecodec (m)", 300, 30.0, True),
+                                            entry("jpeg", "JPEG", 500, 35.0, False),
+                                            entry("webp", "WebP", 290, 32.0, True)]}
+    fresh.route("**/api/compress*", lambda route: route.fulfill(status=200, content_type="application/json",
+                                                                body=json.dumps(answer)))
+    _open(fresh, server)
+    fresh.set_input_files("#file", str(tiny))
+    fresh.wait_for_function("document.querySelectorAll('#results tr').length === 3")
+    best = fresh.eval_on_selector_all("#results tr.best-row td:first-child", "tds => tds.map(t => t.textContent)")
+    assert best == ["WebP"]
+    # which image each side shows is said to screen readers, not by colour alone
+    assert fresh.get_attribute("#pick-edgecodec", "aria-pressed") == "true"
+    assert fresh.get_attribute("#pick-original", "aria-pressed") == "false"
+    assert fresh.get_attribute("#left-original", "aria-pressed") == "true"

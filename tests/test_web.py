@@ -190,6 +190,16 @@ def test_text_file_is_400(client):
     assert r.status_code == 400 and "empty" in r.json()["error"]
 
 
+def test_a_form_upload_is_told_to_send_the_file_itself(client, crop_png):
+    """curl -F file=@photo.png (multipart) was answered "not an image this server can read"."""
+    boundary = "edgecodec-test"
+    form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"crop.png\"\r\n"
+            "Content-Type: image/png\r\n\r\n").encode() + crop_png + f"\r\n--{boundary}--\r\n".encode()
+    r = client.post("/api/compress", content=form,
+                    headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert r.status_code == 400 and "--data-binary" in r.json()["error"], r.text
+
+
 @pytest.mark.parametrize("query, message", [
     ("quality=1.5", "quality must be between 0 and 1"),
     ("quality=0.5&target_size=10KB", "not both"),
@@ -468,6 +478,20 @@ def test_serve_refuses_a_port_in_use(capsys):
     assert capsys.readouterr().out == ""  # no "open http://..." line for a server that never ran
 
 
+def test_serve_on_an_address_of_another_machine_asks_for_another_host(capsys):
+    """--host 192.0.2.1 (not this machine's) was told "(choose another --port)"."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("192.0.2.1", 0))  # TEST-NET-1: no machine has it
+            pytest.skip("this machine has 192.0.2.1")
+        except OSError:
+            pass
+    assert cli.main(["serve", "--host", "192.0.2.1", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert_one_error_line(err, "192.0.2.1:0", "--host")
+    assert "--port" not in err
+
+
 def test_process_serve_on_port_0_prints_the_port_it_got(tmp_path):
     """`serve --port 0` takes a free port and its first line names it; the page answers there."""
     proc = subprocess.Popen([sys.executable, "-m", "edgecodec.cli", "--threads", "1", "serve", "--port", "0"],
@@ -585,3 +609,13 @@ def test_a_target_size_past_the_float_range_asks_for_the_top_quality(client, cro
 def test_a_declared_upload_of_gigabytes_is_said_in_gb():
     assert web._size(10**11) == "100 GB" and web._size(25_000_000) == "25 MB"
     assert web._size(999_600_000) == "999.6 MB" and web._size(10**12) == "1,000 GB"  # not 1e+03
+
+
+def test_a_limit_under_a_megabyte_is_said_in_kb():
+    """--max-upload-mb 0.02 was refused as "over this server's upload limit of 0 MB", 0.05 as "0.1 MB"."""
+    assert web._size(20_000) == "20 KB" and web._size(50_000) == "50 KB" and web._size(289_812) == "289.8 KB"
+    assert web._size(999_949) == "999.9 KB" and web._size(999_950) == "1 MB" and web._size(999_950_000) == "1 GB"
+    with TestClient(web.create_app(max_upload_bytes=20_000, workers=1)) as c:
+        r = c.post("/api/compress", content=bytes(30_000))
+    assert r.status_code == 413 and r.json()["error"] == ("file too large: 30 KB is over this server's upload "
+                                                          "limit of 20 KB (edgecodec serve --max-upload-mb)")

@@ -88,8 +88,9 @@ def _b64(data: bytes) -> str:
 def _size(n: int) -> str:
     if n < 10_000:
         return f"{n:,} bytes"
-    value, unit = (n / 1e6, "MB") if n < 1e9 else (n / 1e9, "GB")
-    return f"{value:,.1f}".rstrip("0").rstrip(".") + f" {unit}"  # 25 MB, 999.6 MB, 1,000 GB
+    # KB below 1 MB: a --max-upload-mb of 0.02 was "a limit of 0 MB", 0.05 "0.1 MB"
+    value, unit = (n / 1e3, "KB") if n < 999_950 else (n / 1e6, "MB") if n < 999_950_000 else (n / 1e9, "GB")
+    return f"{value:,.1f}".rstrip("0").rstrip(".") + f" {unit}"  # 50 KB, 25 MB, 999.6 MB, 1,000 GB
 
 
 def _png(image: np.ndarray | Image.Image) -> bytes:
@@ -384,6 +385,10 @@ def create_app(max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1e6), max_pix
             region_of_interest = argtypes.region(roi) if roi else None
         except argparse.ArgumentTypeError as exc:
             raise WebError(400, f"roi: {exc}") from None
+        if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+            # curl -F / an HTML form: the image is inside the form, and was refused as "not an image"
+            raise WebError(400, "send the image file itself as the request body (curl --data-binary @photo.png), "
+                                "not as a form upload (curl -F)")
         limit = f"{_size(max_upload_bytes)} (edgecodec serve --max-upload-mb)"
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > max_upload_bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
 import socket
 
@@ -118,5 +119,9 @@ def listening_socket(host: str, port: int) -> socket.socket:
         sock.bind(address)
     except OSError as exc:
         sock.close()
-        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (choose another --port)") from None
+        # Only a port in use or reserved is helped by another --port; an address that is not this
+        # machine's (EADDRNOTAVAIL) needs another --host.
+        hint = "choose another --host: an address of this machine" if exc.errno == errno.EADDRNOTAVAIL \
+            else "choose another --port"
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc} ({hint})") from None
     return sock

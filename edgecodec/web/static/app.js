@@ -15,6 +15,11 @@ function fmtPsnr(r) {
   return r.identical ? "∞ (identical)" : fmt(r.psnr, 2);
 }
 
+// Three significant digits, no trailing zeros: 20, 0.05, 4.19 (toFixed(1) gave "0.0" under 50,000 pixels).
+function sig3(value) {
+  return String(parseFloat(value.toPrecision(3)));
+}
+
 function showError(message) {
   const box = $("error");
   box.textContent = message || "";
@@ -61,8 +66,8 @@ async function loadInfo() {
     }
     $("model-summary").textContent = select.selectedOptions[0]?.dataset.summary || "";
     $("version").textContent = `edgecodec ${info.version}`;
-    $("limits").textContent = `Limits: ${String(parseFloat((info.max_upload_bytes / 1e6).toPrecision(3)))} MB upload, ` +
-      `${(info.max_pixels / 1e6).toFixed(1)} megapixels. Compared with: ${info.codecs.join(", ") || "none"}.`;
+    $("limits").textContent = `Limits: ${sig3(info.max_upload_bytes / 1e6)} MB upload, ` +
+      `${sig3(info.max_pixels / 1e6)} megapixels. Compared with: ${info.codecs.join(", ") || "none"}.`;
     if (!info.models.length) showError("No edgecodec model is installed (see `edgecodec models`).");
   } catch (err) {
     showError(`Cannot reach the edgecodec server: ${err}`);
@@ -155,10 +160,13 @@ function show(data) {
   const tbody = $("results");
   tbody.textContent = "";
   const psnrOf = (r) => (r.identical ? Infinity : r.psnr ?? -Infinity);
-  const bestPsnr = Math.max(...data.results.map(psnrOf));
+  // Best among the files within the budget: edgecodec's sets it, and a classical file "over" it (even
+  // its lowest quality is larger) was crowned for the PSNR its extra bytes bought.
+  const withinBudget = (r) => r.codec === "edgecodec" || r.fits;
+  const bestPsnr = Math.max(...data.results.filter(withinBudget).map(psnrOf));
   for (const r of data.results) {
     const tr = document.createElement("tr");
-    if (psnrOf(r) === bestPsnr && bestPsnr > -Infinity) tr.className = "best-row";
+    if (withinBudget(r) && psnrOf(r) === bestPsnr && bestPsnr > -Infinity) tr.className = "best-row";
     const region = data.roi ? `, region ${data.roi_quality.toFixed(2)}` : "";
     const setting = r.codec === "edgecodec" ? `quality ${r.quality.toFixed(3)}${region}` : `q ${r.quality}`;
     const fits = r.fits ? "" : ' <span class="warn" title="even the lowest quality is larger than the target">over</span>';
@@ -238,7 +246,11 @@ function showSides() {
     $(img).src = side.url;
     $(img).alt = side.caption;
     $(tag).textContent = side.caption;
-    for (const b of $(picker).children) b.classList.toggle("on", b.id === `${prefix}-${codec}`);
+    for (const b of $(picker).children) {
+      const on = b.id === `${prefix}-${codec}`;
+      b.classList.toggle("on", on);
+      b.setAttribute("aria-pressed", String(on));  // the colour alone says nothing to a screen reader
+    }
   }
 }
 
