@@ -229,19 +229,26 @@ def test_loss_decreases(image_folder, tmp_path):
     assert after["val_psnr_q0.5"] > before["val_psnr_q0.5"]
 
 
+def stand_in_rank(monkeypatch, other: dict) -> dict:
+    """Make distributed.gather_objects return ``other`` (sums and counts, as sum_over_ranks gathers
+    them) beside this process's own, for the gathers of dicts with other's first key: a second
+    rank without torchrun. Returns ``other``, which the test may change between fits."""
+    from edgecodec.train import distributed
+
+    real, key = distributed.gather_objects, next(iter(other))
+
+    def with_another_rank(info, obj):
+        return [*real(info, obj), other] if isinstance(obj, dict) and key in obj else real(info, obj)
+
+    monkeypatch.setattr(distributed, "gather_objects", with_another_rank)
+    return other
+
+
 def test_logged_means_are_of_every_ranks_steps(image_folder, tmp_path, monkeypatch):
     """Under torchrun, log.csv held rank 0's own losses (its share of the batch); a non-finite
     loss on another rank raised there alone and left rank 0 waiting in the next collective.
     Another rank is stood in for by what gather_objects returns beside this process's sums."""
-    from edgecodec.train import distributed
-
-    real = distributed.gather_objects
-    other = {"loss": [1e6, 1]}
-
-    def with_another_rank(info, obj):
-        return [*real(info, obj), other] if isinstance(obj, dict) and "loss" in obj else real(info, obj)
-
-    monkeypatch.setattr(distributed, "gather_objects", with_another_rank)
+    other = stand_in_rank(monkeypatch, {"loss": [1e6, 1]})
     trainer = Trainer(make_config(image_folder, "train.steps=1", "train.log_every=1", "train.tensorboard=false"),
                       tmp_path / "run")
     trainer.fit()
@@ -258,15 +265,7 @@ def test_logged_batch_metrics_are_of_every_ranks_last_batch(image_folder, tmp_pa
     """Under torchrun, log.csv's ssim and lpips (and the float-latent models' batch_psnr) were rank
     0's last batch alone, beside losses averaged over every rank's: they are averaged over ranks
     too. Another rank is stood in for by what gather_objects returns beside this process's."""
-    from edgecodec.train import distributed
-
-    real = distributed.gather_objects
-    other = {"ssim": [100.0, 1], "lpips": [100.0, 1]}
-
-    def with_another_rank(info, obj):
-        return [*real(info, obj), other] if isinstance(obj, dict) and "ssim" in obj else real(info, obj)
-
-    monkeypatch.setattr(distributed, "gather_objects", with_another_rank)
+    stand_in_rank(monkeypatch, {"ssim": [100.0, 1], "lpips": [100.0, 1]})
     trainer = Trainer(make_config(image_folder, "train.steps=1", "train.log_every=1", "train.tensorboard=false"),
                       tmp_path / "run")
     trainer.fit()
