@@ -29,5 +29,14 @@ def __getattr__(name: str):
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        try:
+            return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        except ImportError as exc:
+            # A device set up for the torch-free coders (README, On the edge; the package without torch
+            # or Pillow, or a copy of only the lite files) got a bare "No module named 'torch'".
+            if exc.name not in ("torch", "PIL") and not (exc.name or "").startswith(f"{__name__}."):
+                raise
+            raise type(exc)(f"edgecodec.{name} is the PyTorch codec ({exc}); without PyTorch and Pillow, code "
+                            "with edgecodec.lite's LiteEncoder and LiteDecoder and an export made by `edgecodec "
+                            "export onnx` (README, On the edge)", name=exc.name) from None
     raise AttributeError(f"module 'edgecodec' has no attribute {name!r}")

@@ -278,6 +278,12 @@ assert 0 < len(encoded) <= 2000
 outside = [m.__file__ for n, m in sys.modules.items() if n.startswith("edgecodec") and m is not None
            and not m.__file__.startswith({str(device)!r})]
 assert not outside, outside
+try:  # the PyTorch API, which the copy lacks, says what to use instead
+    edgecodec.decompress
+except ImportError as exc:
+    assert "code with edgecodec.lite's LiteEncoder and LiteDecoder" in str(exc), exc
+else:
+    raise AssertionError("edgecodec.decompress imported from a copy of the device files")
 """
     result = subprocess.run([sys.executable, "-c", script], cwd=str(tmp_path), capture_output=True, text=True,
                             timeout=120)
@@ -329,6 +335,29 @@ print(os.environ["ORT_DISABLE_TELEMETRY"])
         assert result.stdout.strip() == (given or "1")
     assert not (tmp_path / "home" / ".cache" / "Microsoft").exists()
     assert (tmp_path / "opted-in" / ".cache" / "Microsoft").exists()  # the check can fail: opted in, it writes
+
+
+def test_int8_quantization_on_its_own_keeps_onnxruntime_telemetry_off(exported, tmp_path):
+    """quantize_synthesis called alone (not after calibration_latents, whose integer hyper-synthesis
+    happened to turn telemetry off first) let onnxruntime write its device id under ~/.cache/Microsoft."""
+    import os
+
+    m = json.loads((exported / "manifest.json").read_text())["config"]["latent_channels"]
+    script = f"""
+import numpy as np
+from pathlib import Path
+from edgecodec.export.int8 import quantize_synthesis
+quantize_synthesis(Path({str(exported / 'decoder.onnx')!r}), Path({str(tmp_path / 'q.onnx')!r}),
+                   [np.random.RandomState(0).randn(1, {m}, 2, 2).astype(np.float32)])
+"""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"PATH": os.environ["PATH"], "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache"),
+           "PYTHONPATH": str(REPO), "LANG": "C.UTF-8"}  # no CI variable: onnxruntime keeps quiet where it sees one
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "q.onnx").is_file()
+    assert not (home / ".cache" / "Microsoft").exists()
 
 
 def test_ans_loaded_by_file_coexists_with_compressai(tmp_path):
@@ -426,6 +455,29 @@ def test_a_manifest_claiming_another_models_weights_is_refused(exported, tmp_pat
     with pytest.raises(ValueError, match=f"its tables are of model '{SHIPPED}'.*manifest.json says '{other}'"):
         LiteDecoder(copy)
     LiteDecoder(exported)  # the untouched export loads
+
+
+def test_a_foreign_manifest_and_a_missing_int8_synthesis_say_what_to_do(exported, tmp_path):
+    """Another program's manifest.json (a web app's) was "unknown export format None", an export of
+    a later export format did not say to export again, and int8=True on an export made without
+    --int8 was a bare "has no decoder.int8.onnx" (the docstring promised it "if the export has one")."""
+    foreign = tmp_path / "webapp"
+    foreign.mkdir()
+    (foreign / "manifest.json").write_text(json.dumps({"name": "My app", "start_url": "/"}))
+    with pytest.raises(ValueError, match=r"no 'export_format', so \S*webapp is not an edgecodec export "
+                                         r"\(create one with `edgecodec export onnx"):
+        LiteDecoder(foreign)
+    later = tmp_path / "later"
+    later.mkdir()
+    manifest = json.loads((exported / "manifest.json").read_text())
+    (later / "manifest.json").write_text(json.dumps({**manifest, "export_format": "edgecodec-onnx-2"}))
+    with pytest.raises(ValueError, match=r"unknown export format 'edgecodec-onnx-2' \(this edgecodec reads "
+                                         r"'edgecodec-onnx-1': export the model again"):
+        LiteDecoder(later)
+    assert "decoder.int8.onnx" not in manifest["files"]
+    with pytest.raises(FileNotFoundError, match=r"has no decoder.int8.onnx: it was exported without --int8 "
+                                                r"\(`edgecodec export onnx --model NAME -o DIR --int8 IMAGES`"):
+        LiteDecoder(exported, int8=True)
 
 
 def test_an_export_is_readable_by_other_users(exported):
@@ -1053,6 +1105,29 @@ assert main(["decompress", {str(tmp_path / 'in.edc')!r}, "-o", {str(tmp_path / '
     assert len(lines) == 2 and "without PyTorch, --backend onnx needs --onnx-dir" in lines[0], result.stderr
     assert lines[1].startswith("edgecodec: error: PyTorch is not installed, and `edgecodec decompress` needs it")
     assert not (tmp_path / "a.edc").exists() and not (tmp_path / "b.png").exists()
+
+
+def test_the_pytorch_api_without_torch_says_what_to_use_instead(tmp_path):
+    """On a device set up for the lite coders, edgecodec.compress / decompress / read_header were a
+    bare "No module named 'torch'", where the command line says what to use instead."""
+    result = run_without("""
+import edgecodec
+for name in ("compress", "decompress", "read_header"):
+    try:
+        getattr(edgecodec, name)
+    except ImportError as exc:
+        assert exc.name == "torch", exc.name
+        print(exc)
+    else:
+        raise AssertionError(name)
+assert edgecodec.EdgecodecError.__name__ == "EdgecodecError"  # torch-free, still there
+""", tmp_path, blocked=("torch", "torchvision"))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3, result.stdout
+    for name, line in zip(("compress", "decompress", "read_header"), lines):
+        assert line.startswith(f"edgecodec.{name} is the PyTorch codec (") and "torch" in line.split(";")[0], line
+        assert "without PyTorch and Pillow, code with edgecodec.lite's LiteEncoder and LiteDecoder" in line, line
 
 
 def test_without_pillow_the_command_line_says_so(exported, kodim23_rgb, tmp_path):

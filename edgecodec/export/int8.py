@@ -48,6 +48,9 @@ def calibration_latents(model: EdgeCodecModel, images: list[Path], limit: int = 
 
 
 def quantize_synthesis(fp32_path: Path, out_path: Path, latents: list[np.ndarray]) -> None:
+    from ..lite.runtime import import_onnxruntime
+
+    import_onnxruntime()  # telemetry off before quantize_static's calibration sessions (it wrote ~/.cache/Microsoft)
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Reader(CalibrationDataReader):

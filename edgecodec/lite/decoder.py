@@ -55,13 +55,20 @@ def read_export(model_dir: Path, graphs: list[str]) -> tuple[dict, dict[str, np.
         raise ValueError(f"{manifest_path} is not valid JSON: {exc}") from None
     if not isinstance(manifest, dict) or manifest.get("export_format") != EXPORT_FORMAT:
         found = manifest.get("export_format") if isinstance(manifest, dict) else type(manifest).__name__
-        raise ValueError(f"{manifest_path}: unknown export format {found!r}")
+        if found is None:  # another program's manifest.json (a web app's, a model zoo's): "format None" said nothing
+            raise ValueError(f"{manifest_path}: unknown export format: it has no 'export_format', so {model_dir} is "
+                             "not an edgecodec export (create one with `edgecodec export onnx --model NAME -o DIR`)")
+        raise ValueError(f"{manifest_path}: unknown export format {found!r} (this edgecodec reads {EXPORT_FORMAT!r}: "
+                         "export the model again with it)")
     problem = _manifest_problem(manifest)
     if problem:
         raise ValueError(f"{manifest_path} is damaged: {problem} (export the model again)")
     for name in ("tables.safetensors", *graphs):
         if name not in manifest["files"]:
-            raise FileNotFoundError(f"{model_dir} has no {name}")
+            # decoder.int8.onnx: written only by `export onnx --int8`; the bare "has no" said not how to get it
+            how = (": it was exported without --int8 (`edgecodec export onnx --model NAME -o DIR --int8 IMAGES` "
+                   "adds it; or decode with the fp32 synthesis)" if name == "decoder.int8.onnx" else "")
+            raise FileNotFoundError(f"{model_dir} has no {name}{how}")
         if not (model_dir / name).is_file():  # listed but not copied (a decoder-only copy given to the encoder)
             raise FileNotFoundError(f"{model_dir} has no {name}, which its {MANIFEST} lists: copy it from the export")
         if _sha256(model_dir / name) != manifest["files"][name]["sha256"]:
@@ -145,7 +152,8 @@ class LiteDecoder:
     """One exported model: decodes the .edc files written with its weights.
 
     ``threads``: onnxruntime intra-op threads (None: its default, all cores). ``int8``: use the
-    quantized synthesis ``decoder.int8.onnx`` if the export has one."""
+    quantized synthesis ``decoder.int8.onnx`` (``export onnx --int8``; FileNotFoundError for an
+    export without it, not the fp32 synthesis in silence)."""
 
     def __init__(self, model_dir: str | os.PathLike, threads: int | None = None, int8: bool = False) -> None:
         self.model_dir = Path(model_dir)
