@@ -70,6 +70,15 @@ def numbers(text: str) -> list[float]:
     return values
 
 
+def path_name(text: str) -> str:
+    """A file or folder name that is not empty. An empty one (`"$IN"` with IN unset) is the current
+    folder to pathlib: compress "" -o out coded every image under it, and an empty -o fell back to
+    the default output, both in silence."""
+    if not text:
+        raise argparse.ArgumentTypeError('is empty: give a file or folder name ("-" for standard input or output)')
+    return text
+
+
 def region(text: str) -> tuple[int, int, int, int]:
     """LEFT,TOP,WIDTH,HEIGHT in pixels: a part of an image (whether it lies within the image is
     checked against the file)."""

@@ -20,7 +20,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
-from .argtypes import finite_number, fraction, int_at_least, numbers, positive_number, region, unit_interval
+from .argtypes import (finite_number, fraction, int_at_least, numbers, path_name, positive_number, region,
+                       unit_interval)
 from .atomic import atomic_path, remove_stale_temps
 from .errors import EXIT_PARTIAL
 
@@ -128,11 +129,15 @@ def _check_not_input(src: Path, dst: Path, args: argparse.Namespace) -> None:
     image or .edc (or the file standard input reads), its --roi-mask and the files of --onnx-dir."""
     from .errors import UsageError
 
-    if _is_stdio(dst):
-        return
+    shown = f"output {dst}"
     try:
-        out = os.stat(dst)
-    except OSError:  # no output yet (or no input: reported when it is read)
+        if not _is_stdio(dst):
+            out = os.stat(dst)
+        elif sys.stdout is not None:  # `> FILE` or `>> FILE`: `>> photo.edc` appended to the input, then exit 0
+            out, shown = os.fstat(sys.stdout.fileno()), "standard output"
+        else:
+            return
+    except (OSError, ValueError):  # no output yet (or no input: reported when it is read), or no real stdout
         return
     if not stat.S_ISREG(out.st_mode):  # /dev/null, a FIFO: written into, nothing stored there to lose
         return
@@ -149,9 +154,9 @@ def _check_not_input(src: Path, dst: Path, args: argparse.Namespace) -> None:
         inputs.append((f"the mask {mask}", os.stat(mask)))
     for what, st in inputs:
         if (st.st_dev, st.st_ino) == (out.st_dev, out.st_ino):
-            raise UsageError(f"output {dst} is {what}: writing it would lose it; choose another output")
+            raise UsageError(f"{shown} is {what}: writing it would lose it; choose another output")
     onnx_dir = getattr(args, "onnx_dir", None)
-    if onnx_dir and dst.resolve().parent == Path(onnx_dir).resolve():
+    if onnx_dir and not _is_stdio(dst) and dst.resolve().parent == Path(onnx_dir).resolve():
         raise UsageError(f"output {dst} is in the export {onnx_dir} that codes it: choose another output")
 
 
@@ -409,9 +414,13 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 
 def _check_one_file(args: argparse.Namespace) -> None:
-    """Folder options given with one file were ignored in silence: refused."""
-    from .errors import UsageError
+    """Folder options given with one file were ignored in silence: refused. So is an -o that names
+    a folder by its final "/": pathlib drops the slash, and `-o coded/` wrote a file named coded."""
+    from .errors import OutputWriteError, UsageError
 
+    if args.output and args.output != STDIO and args.output.endswith(("/", os.sep)):
+        raise OutputWriteError(f"cannot write {args.output}: it names a folder; give a file name (a folder output "
+                               "takes a folder input)")
     given = [option for option, value in (("--jobs", (args.jobs or 1) > 1), ("--skip-existing", args.skip_existing))
              if value]
     if given:
@@ -436,7 +445,10 @@ def _decompress_one(src: Path, dst: Path, args: argparse.Namespace) -> str:
     _check_not_input(src, dst, args)  # first: an input is not an output that --force may replace
     _check_output(dst, args.force)  # before the format: a folder is said to be one
     if fmt not in LOSSLESS_FORMATS:
-        raise UsageError(f"output {dst} must be a lossless format: .png, .tif, .webp (written lossless), .bmp or .ppm")
+        # a name without a suffix takes --format (-o /dev/null, a device): say so, not only the suffixes
+        hint = ", or give --format" if not dst.suffix else ""
+        raise UsageError(f"output {dst} must be a lossless format: .png, .tif, .webp (written lossless), .bmp or "
+                         f".ppm{hint}")
     data = _read_input(src, args.max_pixels, edc=True)
     if getattr(args, "backend", "torch") == "onnx":
         image = _decompress_lite(data, args)
@@ -1129,6 +1141,20 @@ class _Parser(argparse.ArgumentParser):
         where = f"{command}: " if command else ""
         self.exit(2, f"edgecodec: error: {where}{message} (edgecodec {command + ' ' if command else ''}--help)\n")
 
+    def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                   namespace: argparse.Namespace | None = None) -> argparse.Namespace:
+        """argparse's, with several files given to compress or decompress (`compress *.png -o
+        coded/`) told what to do: argparse said only "unrecognized arguments: b.png"."""
+        parsed, extra = self.parse_known_args(args, namespace)
+        if not extra:
+            return parsed
+        command = getattr(parsed, "command", None)
+        if command in ("compress", "decompress") and not any(arg.startswith("-") and arg != STDIO for arg in extra):
+            self.exit(2, f"edgecodec: error: {command}: several inputs ({parsed.input} {' '.join(extra)}): {command} "
+                         "takes one file, or a folder to code every file in it (-o OUTPUT_FOLDER): put the files in "
+                         f"a folder, or run {command} once for each (edgecodec {command} --help)\n")
+        self.error(f"unrecognized arguments: {' '.join(extra)}")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="edgecodec", description="Learned image codec with real bitstreams.",
@@ -1138,9 +1164,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("input", help="file, a folder to process every file inside, or - for standard input")
-        p.add_argument("-o", "--output", help="output file, - for standard output (the default for a standard "
-                                              "input), or a folder for a folder input")
+        p.add_argument("input", type=path_name,
+                       help="file, a folder to process every file inside, or - for standard input")
+        p.add_argument("-o", "--output", type=path_name,
+                       help="output file, - for standard output (the default for a standard input), or a folder "
+                            "for a folder input")
         p.add_argument("--force", action="store_true", help="overwrite existing outputs")
         p.add_argument("--skip-existing", action="store_true", help="folder mode: skip outputs that exist")
         p.add_argument("--max-pixels", type=int_at_least(1), default=None,
@@ -1230,7 +1258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export_onnx)
 
     p = sub.add_parser("info", help="show every header field of .edc files")
-    p.add_argument("input", nargs="+", help=".edc file(s), or - for standard input")
+    p.add_argument("input", nargs="+", type=path_name, help=".edc file(s), or - for standard input")
     p.add_argument("--json", action="store_true", help="print the fields as JSON (extras: tag -> bytes; a list "
                                                        "for several files)")
     p.set_defaults(func=cmd_info)

@@ -239,6 +239,12 @@ def load_model(name: str, weights_hash: bytes | None = None) -> tuple[EdgeCodecM
             if found != weights_hash:  # the file changed since it was hashed
                 break
             return model, found
+    if not all_models(name):  # a file's model not installed: said so, with how to install it, not just its name
+        known = ", ".join(e.name for e in list_models() if not e.problem) or "none"
+        raise UnknownModelError("; ".join([
+            f"unknown model {name!r}: the stream was written with it, and it is not installed here (installed: "
+            f"{known}): put its {name}.safetensors and {name}.json in a folder on EDGECODEC_MODEL_PATH, or decode "
+            "the file where that model is installed", *half_models(name)]))
     first = find_model(name)  # UnknownModelError when there is none, or the first cannot be used
     others = [e for e in all_models(name) if e.weights != first.weights]
     hidden = f" (and {len(others)} it hides)" if others else ""

@@ -1562,3 +1562,84 @@ def test_ctrl_c_during_torchs_import_is_held_until_it_is_in(tmp_path, monkeypatc
     finally:
         signal.signal(signal.SIGINT, previous)
         sys.modules.pop("slow_native_init", None)
+
+
+def test_empty_file_names_are_refused(small_png, tmp_path, capsys, monkeypatch):
+    """An empty name (`"$IN"` with IN unset) is the current folder to pathlib: compress "" -o OUT
+    coded every image under the working folder, and an empty -o wrote the default output, in silence."""
+    work = tmp_path / "work"
+    work.mkdir()
+    Image.open(small_png).save(work / "a.png")
+    monkeypatch.chdir(work)
+    for args in (["compress", "", "-o", "out"], ["compress", "a.png", "-o", ""],
+                 ["decompress", "a.edc", "-o", ""], ["info", "a.edc", ""]):
+        with pytest.raises(SystemExit) as info:
+            main(*args)
+        assert info.value.code == 2, args
+        assert_one_error_line(capsys.readouterr().err, "is empty")
+    assert sorted(p.name for p in work.iterdir()) == ["a.png"]  # nothing written
+
+
+def test_a_file_of_a_model_not_installed_says_how_to_install_it(small_edc, tmp_path, capsys):
+    """decompress of a file whose model is not installed said "unknown model 'X'; available: ...",
+    as for a mistyped --model: not that the file needs that model, nor how to install it."""
+    container = Container.from_bytes(small_edc.read_bytes())
+    other = tmp_path / "other.edc"
+    other.write_bytes(dataclasses.replace(container, header=dataclasses.replace(
+        container.header, model="notinstalled")).to_bytes())
+    assert main("decompress", other, "-o", tmp_path / "other.png") == 9
+    assert_one_error_line(capsys.readouterr().err, "unknown model 'notinstalled'", "not installed here",
+                          "notinstalled.safetensors", "EDGECODEC_MODEL_PATH")
+    assert not (tmp_path / "other.png").exists()
+
+
+def test_an_output_named_as_a_folder_is_not_written_as_a_file(small_png, small_edc, tmp_path, capsys):
+    """`compress photo.png -o coded/` wrote a file named coded (pathlib drops the final slash);
+    decompress said only that the output must be a lossless format."""
+    for command, src in (("compress", small_png), ("decompress", small_edc)):
+        assert main(command, src, "-o", f"{tmp_path / 'coded'}/") == 11
+        assert_one_error_line(capsys.readouterr().err, "names a folder", "give a file name")
+        assert not (tmp_path / "coded").exists()
+
+
+def test_several_inputs_are_told_to_use_a_folder(small_png, small_edc, tmp_path, capsys):
+    """`compress *.png -o coded/` was "unrecognized arguments: b.png", which says nothing of
+    compress taking one file or a folder."""
+    for command, src in (("compress", small_png), ("decompress", small_edc)):
+        with pytest.raises(SystemExit) as info:
+            main(command, src, src, "-o", tmp_path / "out")
+        assert info.value.code == 2
+        assert_one_error_line(capsys.readouterr().err, f"{command}: several inputs", "put the files in a folder")
+    with pytest.raises(SystemExit) as info:  # an unknown option is still named as argparse names it
+        main("compress", small_png, "--qualty", "3")
+    assert info.value.code == 2
+    assert_one_error_line(capsys.readouterr().err, "unrecognized arguments: --qualty 3")
+    assert not (tmp_path / "out").exists()
+
+
+def test_standard_output_appended_to_an_input_is_refused(small_png, small_edc, capsys, monkeypatch):
+    """`decompress photo.edc -o - >> photo.edc` appended the PNG to the .edc and exited 0: the
+    input no longer decoded (checksum mismatch). Standard output is checked against the inputs as
+    an -o FILE is."""
+    before = {path: path.read_bytes() for path in (small_png, small_edc)}
+    for args, stdin, stdout, what in ((["decompress", small_edc, "-o", "-"], None, small_edc, "the input file"),
+                                      (["compress", "-", "--model", "tiny"], small_png, small_png,
+                                       "the file standard input reads")):
+        with open(stdout, "a") as out, open(stdin or os.devnull) as inp:
+            monkeypatch.setattr(sys, "stdout", out)
+            monkeypatch.setattr(sys, "stdin", inp)
+            assert main(*args) == 2
+            monkeypatch.undo()
+        assert_one_error_line(capsys.readouterr().err, f"standard output is {what}", "choose another output")
+    assert {path: path.read_bytes() for path in before} == before
+
+
+def test_an_output_without_a_suffix_is_told_of_format(small_edc, tmp_path, capsys):
+    """decompress -o NAME without a suffix listed the suffixes only, though --format names the format
+    of such an output."""
+    assert main("decompress", small_edc, "-o", tmp_path / "decoded") == 2
+    assert_one_error_line(capsys.readouterr().err, "must be a lossless format", "or give --format")
+    assert main("decompress", small_edc, "-o", tmp_path / "decoded.jpg") == 2
+    assert "--format" not in capsys.readouterr().err  # a suffix names the format: --format is no help
+    assert main("decompress", small_edc, "-o", tmp_path / "decoded", "--format", "png") == 0
+    assert Image.open(tmp_path / "decoded").format == "PNG"
