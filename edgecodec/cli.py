@@ -71,10 +71,13 @@ def _read_input(path: Path, max_pixels: int | None, edc: bool = False) -> bytes:
     image, read no further than any image within the pixel limit needs (``read_image_stream``).
     Endless input (`edgecodec info /dev/zero`, an endless pipe) is refused instead of filling the memory."""
     from .codec.container import read_file
-    from .codec.imageio import read_image_stream
     from .errors import InputImageError, UsageError
 
-    read = read_file if edc else read_image_stream
+    if edc:
+        read = read_file
+    else:  # imageio needs Pillow, which `info` on a lite install (no Pillow) must not import
+        from .codec.imageio import read_image_stream
+        read = read_image_stream
     if _is_stdio(path):
         if sys.stdin is None:  # the shell closed it (<&-)
             raise UsageError("standard input is closed: pipe the data in (< FILE) or name the input file")
@@ -861,8 +864,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def _info_fields(path: Path) -> tuple[dict, str]:
     """An .edc file's header fields: as numbers and lists (for --json), and as aligned text."""
-    from .codec.container import Container
-    from .codec.extras import EXTRA_NAMES
+    from .codec.container import EXTRA_NAMES, Container
     from .lite.qmap import quality_map_summary
 
     data = _read_input(path, None, edc=True)
@@ -1238,7 +1240,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a kept alpha channel: write it (the default; PNG, TIFF and WebP hold it) or drop it")
     p.add_argument("--onnx-dir", help="--backend onnx: an `edgecodec export onnx` folder "
                                       "(default: export the file's model into the cache on first use)")
-    p.add_argument("--int8", action="store_true", help="--backend onnx: the int8 synthesis, if exported")
+    # The lite decoder refuses an export without decoder.int8.onnx (no silent fp32 fallback); say so.
+    p.add_argument("--int8", action="store_true",
+                   help="--backend onnx with --onnx-dir: decode with the int8 synthesis (decoder.int8.onnx, "
+                        "written by `export onnx --int8 IMAGES`); an export without it is refused (exit 2)")
     p.add_argument("--region", type=region, metavar="LEFT,TOP,WIDTH,HEIGHT",
                    help="decode only this part of the image (pixels); a large (tiled) image decodes only "
                         "the tiles it needs. The pixels equal the whole image's crop")

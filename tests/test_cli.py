@@ -1465,6 +1465,30 @@ def test_metrics_measures_files_of_any_codec_against_the_original(small_png, sma
     assert_one_error_line(capsys.readouterr().err, "newer.edc")
 
 
+@pytest.mark.parametrize("suffix", [".gif", ".tif"])
+def test_an_animated_or_multi_page_input_is_one_clear_line_exit_3(tmp_path, capsys, suffix):
+    """Several frames: the codec refuses to code them (exit 3, a bad input image), in one line that
+    says so and what to do, not that it "cannot read" the file."""
+    frames = [Image.new("RGB", (32, 24), colour) for colour in ("red", "blue")]
+    src = tmp_path / f"two{suffix}"
+    frames[0].save(src, save_all=True, append_images=frames[1:])
+    assert main("compress", src, "-o", tmp_path / "two.edc", "--model", "tiny") == 3
+    fmt = "GIF" if suffix == ".gif" else "TIFF"
+    line = assert_one_error_line(capsys.readouterr().err)
+    assert line == (f"edgecodec: error: {src}: 2 frames (an animated or multi-page {fmt}); edgecodec codes one "
+                    "picture: extract the frame you want first"), line
+    assert not (tmp_path / "two.edc").exists()
+
+
+def test_metrics_says_it_reads_files_not_standard_input(small_png, small_edc, capsys):
+    """`metrics - a.edc` said "no such file: -" (exit 3), as if - named a file, where compress,
+    decompress and info read standard input; metrics does not: a usage error saying so."""
+    assert main("metrics", "-", small_edc) == 2
+    assert_one_error_line(capsys.readouterr().err, "metrics reads files: give the original's path, not -")
+    assert main("metrics", small_png, small_edc, "-") == 2
+    assert_one_error_line(capsys.readouterr().err, "metrics reads files: give the coded or decoded files' paths, not -")
+
+
 def test_outputs_under_a_file_exit_11_and_plots_name_what_they_write(tmp_path, capsys):
     """An output folder that is a file, or under one, was an internal error (FileExistsError,
     NotADirectoryError; exit 1) for eval, export onnx, train and plot-training, and export onnx -o

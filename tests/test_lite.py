@@ -1137,16 +1137,47 @@ def test_without_pillow_the_command_line_says_so(exported, kodim23_rgb, tmp_path
     result = run_without(f"""
 import sys
 from edgecodec.cli import main
-assert main(["info", {str(tmp_path / 'in.edc')!r}]) == 2
 assert main(["decompress", {str(tmp_path / 'in.edc')!r}, "-o", {str(tmp_path / 'b.png')!r}, "--backend", "onnx",
              "--onnx-dir", {str(exported)!r}]) == 2
 """, tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stderr.splitlines()
-    assert len(lines) == 2, result.stderr
-    assert lines[0].startswith("edgecodec: error: Pillow is not installed, and `edgecodec info` needs it")
-    assert lines[1].startswith("edgecodec: error: Pillow is not installed, and `edgecodec decompress`")
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("edgecodec: error: Pillow is not installed, and `edgecodec decompress`")
     assert not (tmp_path / "b.png").exists()
+
+
+def test_info_runs_without_pillow_and_torch(tmp_path):
+    """info only parses a header (codec/container.py): on a lite install (no torch, no Pillow) it
+    was refused with "Pillow is not installed, and `edgecodec info` needs it"."""
+    result = run_without(f"""
+import json
+from edgecodec.cli import main
+assert main(["info", {str(FORMAT6 / 'fidelity-tiled.edc')!r}]) == 0
+assert main(["info", "--json", {str(FORMAT6 / 'fidelity-whole.edc')!r}, {str(FORMAT6 / 'perceptual-whole.edc')!r}]) == 0
+""", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "", result.stderr
+    assert "model: fidelity" in result.stdout and "extras: quality map" in result.stdout, result.stdout
+    assert '"model": "perceptual"' in result.stdout, result.stdout
+
+
+def test_decompress_int8_help_says_an_export_without_it_is_refused(tmp_path, capsys):
+    """The help said "the int8 synthesis, if exported", as if an export without decoder.int8.onnx
+    fell back to the fp32 synthesis: LiteDecoder refuses it (FileNotFoundError saying how to add it,
+    exit 2), and without --onnx-dir (the cache's exports are fp32) --int8 is refused too."""
+    from edgecodec.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["decompress", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "if exported" not in text
+    assert "--int8 --backend onnx with --onnx-dir: decode with the int8 synthesis" in text, text
+    assert "an export without it is refused (exit 2)" in text, text
+    assert main(["decompress", str(FORMAT6 / "fidelity-whole.edc"), "-o", str(tmp_path / "x.png"), "--backend",
+                 "onnx", "--int8"]) == 2
+    assert_one_error_line(capsys.readouterr().err, "--int8 needs --onnx-dir")
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_lite_coders_refuse_a_bad_thread_count(exported):

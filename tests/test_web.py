@@ -190,6 +190,18 @@ def test_text_file_is_400(client):
     assert r.status_code == 400 and "empty" in r.json()["error"]
 
 
+def test_an_animated_upload_is_told_why_in_one_sentence(client):
+    """An animated GIF was answered "cannot read this image: the image: 2 frames ...": the page can
+    read it, edgecodec refuses to code several frames; the 400 says that, once."""
+    frames = [Image.new("RGB", (32, 24), colour) for colour in ("red", "blue")]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:])
+    r = client.post("/api/compress", content=buf.getvalue())
+    assert r.status_code == 400
+    assert r.json()["error"] == ("the image: 2 frames (an animated or multi-page GIF); edgecodec codes one "
+                                 "picture: extract the frame you want first"), r.text
+
+
 def test_a_form_upload_is_told_to_send_the_file_itself(client, crop_png):
     """curl -F file=@photo.png (multipart) was answered "not an image this server can read"."""
     boundary = "edgecodec-test"

@@ -87,6 +87,9 @@ XMP = "xmp "  # the XMP packet, UTF-8
 ICC = "iccp"  # the ICC profile the picture's numbers are in (an RGB source's, kept), as PNG's iCCP
 QMAP = "qmap"  # a quality per hyper-latent pixel (lite/qmap.py); only in version 5 and later
 QMAP_LATENT = "qlat"  # a quality per latent pixel (lite/qmap.py); only in version 6 and later
+# As `info` shows them (here, not in codec/extras.py: info runs without Pillow on a lite install).
+EXTRA_NAMES = {ALPHA: "alpha (lossless)", ICC: "ICC profile", EXIF: "EXIF", XMP: "XMP",
+               QMAP: "quality map", QMAP_LATENT: "quality map"}
 # Extras that change how the streams decode: (the first version that may hold each, the version this
 # code writes it in). A decoder of an older version would skip the tag and decode wrongly, so the
 # file must refuse it.

@@ -10,11 +10,8 @@ from PIL import Image
 
 from ..lite.alpha import decode_alpha, encode_alpha
 from ..lite.tiles import Region, crop_region
-from .container import ALPHA, EXIF, GRAYSCALE_SOURCE, ICC, QMAP, QMAP_LATENT, XMP, Container
+from .container import ALPHA, EXIF, GRAYSCALE_SOURCE, ICC, XMP, Container
 from .imageio import PreparedImage, image_info, to_pil
-
-EXTRA_NAMES = {ALPHA: "alpha (lossless)", ICC: "ICC profile", EXIF: "EXIF", XMP: "XMP",  # as `info` shows them
-               QMAP: "quality map", QMAP_LATENT: "quality map"}
 
 
 def source_extras(prepared: PreparedImage) -> dict[str, bytes]:

@@ -322,8 +322,9 @@ def _refuse_frames(img: Image.Image, label: str) -> None:
     """Refuse an animated or multi-page image rather than code its current frame alone."""
     frames = getattr(img, "n_frames", 1)
     if frames > 1 and img.format in MULTI_FRAME_FORMATS:
-        raise InputImageError(f"{label}: {frames} frames (an animated or multi-page {img.format}); edgecodec "
-                              "codes still images: save the frame you want as its own file")
+        # "{label}: ", as every input error here starts: folder mode strips it (the path, shown already)
+        raise InputImageError(f"{label}: {frames} frames (an animated or multi-page {img.format}); edgecodec codes "
+                              "one picture: extract the frame you want first")
 
 
 def read_image_stream(f: BinaryIO, name: str, max_pixels: int | None = None) -> bytes:

@@ -318,11 +318,17 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     import json
 
     from ..codec.imageio import load_image
-    from ..errors import EdgecodecError, InputImageError
+    from ..errors import EdgecodecError, InputImageError, UsageError
     from ..lite.tiles import check_region, crop_region
     from ..metrics import ms_ssim, psnr, ssim
     from .summary import json_safe
 
+    # "-" is standard input to compress, decompress and info; metrics counts files' bytes and reads
+    # no stream ("-" was "no such file: -", exit 3)
+    if args.reference == "-":
+        raise UsageError("metrics reads files: give the original's path, not -")
+    if "-" in args.files:
+        raise UsageError("metrics reads files: give the coded or decoded files' paths, not -")
     reference = load_image(args.reference, alpha="drop").rgb
     height, width = reference.shape[:2]
     part = check_region(args.region, width, height) if args.region else None

@@ -201,7 +201,9 @@ def read_image(data: bytes, max_pixels: int):
             return load_image(img, alpha="drop", max_pixels=max_pixels, icc="convert"), img.format
         except ImageTooLargeError as exc:
             raise WebError(413, str(exc)) from None
-        except (InputImageError, OSError, ValueError, SyntaxError) as exc:
+        except InputImageError as exc:  # a refusal that says why (2 frames, empty): not "cannot read" it
+            raise WebError(400, str(exc)) from None
+        except (OSError, ValueError, SyntaxError) as exc:  # Pillow's failure to decode the pixels
             raise WebError(400, f"cannot read this image: {exc}") from None
 
 
