@@ -24,6 +24,14 @@ if importlib.util.find_spec("PIL") is not None and importlib.util.find_spec(f"{_
 _LAZY = {"compress": "codec", "decompress": "codec", "read_header": "codec", "EdgecodecError": "errors"}
 
 
+def _absent(module: str | None) -> bool:
+    """Whether ``module`` cannot be found at all (not installed, or not copied to the device)."""
+    try:
+        return module is not None and importlib.util.find_spec(module) is None
+    except (ImportError, ValueError):  # a parent package missing too
+        return True
+
+
 def __getattr__(name: str):
     # Imported on first use, so `edgecodec --help` and light tools don't pay for torch.
     if name in _LAZY:
@@ -34,9 +42,12 @@ def __getattr__(name: str):
         except ImportError as exc:
             # A device set up for the torch-free coders (README, On the edge; the package without torch
             # or Pillow, or a copy of only the lite files) got a bare "No module named 'torch'".
-            if exc.name not in ("torch", "PIL") and not (exc.name or "").startswith(f"{__name__}."):
+            # torch or Pillow only when not installed: a broken torch ("cannot import name X from
+            # torch") keeps its own error; edgecodec's modules when the copy lacks them (a lite copy).
+            if not ((exc.name in ("torch", "PIL") and _absent(exc.name))
+                    or (exc.name or "").startswith(f"{__name__}.")):
                 raise
             raise type(exc)(f"edgecodec.{name} is the PyTorch codec ({exc}); without PyTorch and Pillow, code "
                             "with edgecodec.lite's LiteEncoder and LiteDecoder and an export made by `edgecodec "
-                            "export onnx` (README, On the edge)", name=exc.name) from None
+                            "export onnx` (README, On the edge)", name=exc.name) from exc
     raise AttributeError(f"module 'edgecodec' has no attribute {name!r}")

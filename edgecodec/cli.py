@@ -1208,8 +1208,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="onnx: the torch-free encoder (edgecodec.lite) with onnxruntime, at a --quality, "
                         "--target-size or --target-bpp (not --target-psnr, --target-ms-ssim, --refine or "
                         "--metrics); images above 2 MP are tiled as by the PyTorch encoder")
-    p.add_argument("--onnx-dir", help="--backend onnx: an `edgecodec export onnx` folder (then torch is not "
-                                      "needed; default: export the model into the cache on first use)")
+    p.add_argument("--onnx-dir", type=path_name,
+                   help="--backend onnx: an `edgecodec export onnx` folder (then torch is not needed; default: "
+                        "export the model into the cache on first use)")
     p.add_argument("--refine", type=int_at_least(0), default=0, metavar="STEPS",
                    help="optimise the latent for each image for STEPS gradient steps: fewer bytes at the same "
                         "quality, decodable by every decoder, but slower encoding (about 0.4 s a step for a "
@@ -1222,7 +1223,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(three quarters of the way from the rest's); with a folder, the same rectangles in "
                         "every image. "
                         "Hyperprior models")
-    p.add_argument("--roi-mask", metavar="IMAGE",
+    p.add_argument("--roi-mask", type=path_name, metavar="IMAGE",
                    help="regions of interest as a grayscale image of the input's size: white is coded at "
                         "--roi-quality, black at --quality, grays between. With a folder of images, a folder "
                         "of masks: the mask of IN/a/b.jpg is MASKS/a/b.png, and an image without one is coded "
@@ -1238,7 +1239,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="onnx: the torch-free decoder (edgecodec.lite) with onnxruntime; format 3 and later")
     p.add_argument("--alpha", choices=("keep", "drop"), default="keep",
                    help="a kept alpha channel: write it (the default; PNG, TIFF and WebP hold it) or drop it")
-    p.add_argument("--onnx-dir", help="--backend onnx: an `edgecodec export onnx` folder "
+    p.add_argument("--onnx-dir", type=path_name, help="--backend onnx: an `edgecodec export onnx` folder "
                                       "(default: export the file's model into the cache on first use)")
     # The lite decoder refuses an export without decoder.int8.onnx (no silent fp32 fallback); say so.
     p.add_argument("--int8", action="store_true",
@@ -1256,10 +1257,11 @@ def build_parser() -> argparse.ArgumentParser:
     export_sub = p.add_subparsers(dest="format", required=True, metavar="onnx")
     p = export_sub.add_parser("onnx", help="ONNX graphs + entropy tables for the torch-free decoder")
     p.add_argument("--model", help="model name (default: the default model)")
-    p.add_argument("-o", "--output", required=True,
+    p.add_argument("-o", "--output", type=path_name, required=True,
                    help="output folder: new, empty, or an earlier export (replaced); any other folder is refused")
-    p.add_argument("--int8", metavar="IMAGES", help="also write decoder.int8.onnx, calibrated on this folder's "
-                                                    "images (not your test set), e.g. ../shared/data/train")
+    p.add_argument("--int8", type=path_name, metavar="IMAGES",
+                   help="also write decoder.int8.onnx, calibrated on this folder's images (not your test set), "
+                        "e.g. ../shared/data/train")
     p.set_defaults(func=cmd_export_onnx)
 
     p = sub.add_parser("info", help="show every header field of .edc files")
@@ -1276,20 +1278,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("train", help="train a model from a YAML config")
-    p.add_argument("--config", help="a config file, or a shipped one's name: cae, crb, gcrb, edge/fidelity-context, "
-                                     "... (configs/NAME.yaml; with --resume: default RUN/config.yaml)")
-    p.add_argument("--data", help="training image folder (overrides data.root)")
+    p.add_argument("--config", type=path_name,
+                   help="a config file, or a shipped one's name: cae, crb, gcrb, edge/fidelity-context, ... "
+                        "(configs/NAME.yaml; with --resume: default RUN/config.yaml)")
+    p.add_argument("--data", type=path_name, help="training image folder (overrides data.root)")
     p.add_argument("--steps", type=int_at_least(1),
                    help="stop at this step; the learning-rate schedule still follows train.steps "
                         "(to lengthen a run's schedule, override train.steps=N)")
-    p.add_argument("--out", help="run folder (default runs/NAME)")
-    p.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint")
+    p.add_argument("--out", type=path_name, help="run folder (default runs/NAME)")
+    p.add_argument("--resume", type=path_name, metavar="RUN", help="continue RUN from its last checkpoint")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.lr=1e-4")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("plot-training", help="chart PSNR, SSIM and bpp against the step for training runs")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders (with val.csv)")
-    p.add_argument("-o", "--output", required=True, help="image to write, e.g. OUT.png")
+    p.add_argument("-o", "--output", type=path_name, required=True, help="image to write, e.g. OUT.png")
     p.add_argument("--title", help="figure title")
     p.add_argument("--force", action="store_true", help="replace the image if it exists")
     p.set_defaults(func=cmd_plot_training)
@@ -1297,14 +1300,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export-model", help="export a run's checkpoint as a named model")
     p.add_argument("run", help="run folder (its newest checkpoint), or one checkpoint file of it (RUN/best.pt)")
     p.add_argument("--name", required=True, help="the model's name, as compress --model takes it")
-    p.add_argument("--out", help="folder for NAME.safetensors/.json (default: the user model folder)")
+    p.add_argument("--out", type=path_name, help="folder for NAME.safetensors/.json (default: the user model folder)")
     p.add_argument("--summary", default="", help="one line for `edgecodec models`")
-    p.add_argument("--kodak", help="measure the model on this folder of PNGs and record it in the card")
+    p.add_argument("--kodak", type=path_name, help="measure the model on this folder of PNGs and record it in the card")
     p.add_argument("--qualities", type=numbers,
                    help=f"with --kodak: the qualities to measure (default {CARD_QUALITIES})")
     p.add_argument("--min-level", type=finite_number, default=None,
                    help="level that quality 0 maps to (< 0 extrapolates the gains below the lowest trained level)")
-    p.add_argument("--previous", metavar="CARD",
+    p.add_argument("--previous", type=path_name, metavar="CARD",
                    help="the card of the model this run continues (e.g. the shipped one): its training history "
                         "is carried over and this run's stage appended, compared on the Kodak points with --kodak")
     p.add_argument("--force", action="store_true", help="replace a model of that name in the output folder")

@@ -1596,7 +1596,15 @@ def test_empty_file_names_are_refused(small_png, tmp_path, capsys, monkeypatch):
     Image.open(small_png).save(work / "a.png")
     monkeypatch.chdir(work)
     for args in (["compress", "", "-o", "out"], ["compress", "a.png", "-o", ""],
-                 ["decompress", "a.edc", "-o", ""], ["info", "a.edc", ""]):
+                 ["decompress", "a.edc", "-o", ""], ["info", "a.edc", ""],
+                 # the other file and folder options: an empty one counted as not given (train
+                 # --resume "" --config crb started a fresh run in runs/NAME)
+                 ["compress", "a.png", "-o", "b.edc", "--roi-mask", ""],
+                 ["decompress", "a.edc", "-o", "b.png", "--backend", "onnx", "--onnx-dir", ""],
+                 ["train", "--config", "crb", "--resume", ""], ["train", "--config", "crb", "--out", ""],
+                 ["train", "--config", ""], ["train", "--config", "crb", "--data", ""],
+                 ["export-model", "run", "--name", "x", "--out", ""], ["export", "onnx", "-o", ""],
+                 ["export", "onnx", "-o", "x", "--int8", ""]):
         with pytest.raises(SystemExit) as info:
             main(*args)
         assert info.value.code == 2, args

@@ -165,3 +165,20 @@ def test_the_console_says_which_range_its_bd_rates_cover(small_images, tmp_path,
     out = capsys.readouterr().out
     assert "BD-rate over all qualities both curves reach (PCHIP" in out
     assert "over the anchor's 0.15-1 bpp" in out
+
+
+def test_a_compared_file_that_this_run_would_write_is_refused(small_images, tmp_path):
+    """`eval --out OUT --compare old=OUT/compressai/jpeg.json --codecs jpeg`: the run wrote its own
+    jpeg curve over the file it compared with, and summary.json named it as the compared source."""
+    from edgecodec.errors import UsageError
+
+    out = tmp_path / "out"
+    (out / "compressai").mkdir(parents=True)
+    old = out / "compressai" / "jpeg.json"
+    write_curves(_summary(), out / "compressai")
+    before = old.read_bytes()
+    args = _eval(str(small_images), "--out", str(out), "--models", "none", "--codecs", "jpeg", "--sweep",
+                 "jpeg=50,90", "--compare", f"old={old}", "--no-st-lpips", "--no-report", "-q")
+    with pytest.raises(UsageError, match="jpeg.json this run writes: copy it out of"):
+        args.func(args)
+    assert old.read_bytes() == before

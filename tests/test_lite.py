@@ -1130,6 +1130,18 @@ assert edgecodec.EdgecodecError.__name__ == "EdgecodecError"  # torch-free, stil
         assert "without PyTorch and Pillow, code with edgecodec.lite's LiteEncoder and LiteDecoder" in line, line
 
 
+def test_a_broken_torch_keeps_its_own_import_error(tmp_path):
+    """The pointer to edgecodec.lite is for a machine without torch: an installed torch that fails
+    to import (a mismatched build) keeps its own error, which says what is wrong."""
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "torch" / "__init__.py").write_text('raise ImportError("a broken torch build", name="torch")\n')
+    result = subprocess.run([sys.executable, "-c", "import edgecodec\ntry:\n    edgecodec.compress\n"
+                             "except ImportError as exc:\n    print(exc)"], capture_output=True, text=True,
+                            timeout=120, env={"PYTHONPATH": f"{tmp_path}:{REPO}", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "a broken torch build", result.stdout
+
+
 def test_without_pillow_the_command_line_says_so(exported, kodim23_rgb, tmp_path):
     """A device set up for edgecodec.lite (no torch, no Pillow): every command was "internal error:
     ModuleNotFoundError: No module named 'PIL'"."""

@@ -197,6 +197,8 @@ def test_forward_refuses_values_outside_0_1():
             with pytest.raises(ValueError, match=r"\[0, 1\]"):  # in training mode too
                 model.train()(x.requires_grad_(), 0.5)
             model.eval()
+        with pytest.raises(ValueError, match="empty batch"):  # aminmax's RuntimeError
+            model(torch.rand(0, 3, 64, 64), 0.5)
 
 
 def test_entropy_coder_refuses_symbols_it_would_never_finish():

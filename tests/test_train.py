@@ -922,3 +922,16 @@ def test_partial_warm_start_and_trainable_subset(image_folder, tmp_path):
 
     with pytest.raises(ValueError, match="trainable"):
         Trainer(make_config(image_folder, "train.trainable=[no_such_module]"), tmp_path / "bad")
+
+
+def test_lpips_crop_0_is_the_whole_crop_as_null_is():
+    """gan.lpips_crop 0 meant the whole crop (GANLoss takes it as null) and a run's config.yaml may
+    hold it: only a negative side is refused."""
+    from edgecodec.train.trainer import _check_settings
+
+    for value in ("0", "null", "64"):
+        config = load_config("gcrb", [f"gan.lpips_crop={value}"])
+        _check_settings(config["train"], config["data"], config["gan"])
+    config = load_config("gcrb", ["gan.lpips_crop=-8"])
+    with pytest.raises(ValueError, match="lpips_crop=-8"):
+        _check_settings(config["train"], config["data"], config["gan"])

@@ -155,6 +155,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     external = _compared_curves(args.compare, set(models) | set(codecs))
     report = not args.no_report
     curves = tuple(f"compressai/{name}.json" for name in [*models, *codecs])  # each measured curve's file
+    written = {(Path(args.out) / curve).resolve(): curve for curve in curves}
+    for curve in external.values():  # --compare old=OUT/compressai/fidelity.json: replaced by this run's curve
+        clash = written.get(Path(curve.get("source") or "").resolve()) if curve.get("source") else None
+        if clash:
+            raise UsageError(f"--compare {curve['source']} is the {clash} this run writes: copy it out of "
+                             f"{args.out} first, so that it is compared rather than replaced")
     check_outputs(Path(args.out), SWEEP_FILES + ("table.md",) + curves + (REPORT_FILES if report else ()),
                   SWEEP_FOLDERS + ((CROPS_FOLDER,) if report and args.crops else ()))
     # read before measuring: a damaged anchors file stopped the run after the sweep, with the report undrawn

@@ -91,7 +91,9 @@ def check_image_batch(x: torch.Tensor, stride: int, model: torch.nn.Module, what
     if h % stride or w % stride or not h or not w:
         raise ValueError(f"input of {w}x{h} pixels: height and width must be positive multiples of "
                          f"{what} ({stride}); pad it (edgecodec.compress pads images itself)")
-    low, high = (float(v) for v in torch.aminmax(x.detach()))  # NaN propagates, and fails the test below
+    if not x.shape[0]:  # aminmax fails on an empty batch with a RuntimeError
+        raise ValueError("input is an empty batch (0, 3, H, W): give at least one image")
+    low, high = torch.stack(torch.aminmax(x.detach())).tolist()  # one sync; NaN fails the test below
     if not (low >= 0 and high <= 1):
         raise ValueError(f"input values must be in [0, 1] (none NaN), got {low:.4g} to {high:.4g}"
                          + (": divide 8-bit pixels by 255" if high > 1.5 else ""))
@@ -439,7 +441,9 @@ class EdgeCodecModel(CompressionModel):
         check_image_batch(x, self.stride, self)
         if x.shape[0] != 1:  # the streams hold one image: the others would be dropped
             raise ValueError(f"compress codes one image (1, 3, H, W); got a batch of {x.shape[0]}")
-        return self.compress_latent(self.analyze(x), float(quality_batch(quality, 1)[0]))
+        with torch.no_grad():  # analyze's transform, without its second check of the same batch
+            y = self._latent(x)
+        return self.compress_latent(y, float(quality_batch(quality, 1)[0]))
 
     @torch.no_grad()
     def decompress(self, strings: list[bytes], shape: tuple[int, int], quality: Quality,

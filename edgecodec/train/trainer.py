@@ -1053,8 +1053,8 @@ def _check_settings(tc: dict, dc: dict, gc: dict | None = None) -> None:
         if value is not None and value < 0:
             raise ValueError(f"{name}={value} must be at least 0 (0: off)")
     lpips_crop = (gc or {}).get("lpips_crop")
-    if lpips_crop is not None and lpips_crop < 1:
-        raise ValueError(f"gan.lpips_crop={lpips_crop} must be a side in pixels, or null for the whole crop")
+    if lpips_crop is not None and lpips_crop < 0:  # 0, as null, is the whole crop (GANLoss)
+        raise ValueError(f"gan.lpips_crop={lpips_crop} must be a side in pixels, or null (or 0) for the whole crop")
     if not 0 <= dc["val_fraction"] < 1:
         raise ValueError(f"data.val_fraction={dc['val_fraction']} must be at least 0 and below 1")
     scale = dc["scale"]
