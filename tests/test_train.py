@@ -280,7 +280,7 @@ def test_steps_per_second_counts_training_steps_only(image_folder, tmp_path, mon
     real = Trainer.validate
 
     def slow_validate(self):
-        time.sleep(1.5)
+        time.sleep(3)
         return real(self)
 
     monkeypatch.setattr(Trainer, "validate", slow_validate)
@@ -290,8 +290,9 @@ def test_steps_per_second_counts_training_steps_only(image_folder, tmp_path, mon
     trainer.fit()
     rows = read_csv(tmp_path / "run" / "log.csv")
     assert [int(r["step"]) for r in rows] == [2, 4]
-    # two tiny steps take well under a second (about 0.05 s): the 1.5 s validation at step 2 made it < 1.3
-    assert float(rows[1]["steps_per_s"]) > 2, rows
+    # two tiny steps take well under two seconds (about 0.05 s) even on a loaded machine: the 3 s
+    # validation at step 2 made it below 0.67
+    assert float(rows[1]["steps_per_s"]) > 1, rows
 
 
 def test_a_trainer_takes_a_partial_config_from_python(image_folder, tmp_path):
