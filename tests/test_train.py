@@ -936,3 +936,17 @@ def test_lpips_crop_0_is_the_whole_crop_as_null_is():
     config = load_config("gcrb", ["gan.lpips_crop=-8"])
     with pytest.raises(ValueError, match="lpips_crop=-8"):
         _check_settings(config["train"], config["data"], config["gan"])
+
+
+def test_numpy_numbers_in_model_overrides_are_stored_as_python_numbers():
+    """model.overrides from Python (a sweep's np.int64 widths) passed the checks and then failed
+    when the run's config.yaml was written (yaml.safe_dump refuses numpy numbers)."""
+    from edgecodec.train.config import complete_config
+
+    config = complete_config({"model": {"config": "crb", "overrides": {"channels": np.int64(32),
+                                                                        "min_level": np.float64(-0.5),
+                                                                        "transform": "crb", "context": None}}})
+    overrides = config["model"]["overrides"]
+    assert overrides == {"channels": 32, "min_level": -0.5, "transform": "crb", "context": None}
+    assert type(overrides["channels"]) is int and type(overrides["min_level"]) is float
+    assert yaml.safe_load(yaml.safe_dump(config)) == config

@@ -260,6 +260,8 @@ def _check_values(config: dict, defaults: dict, prefix: str = "") -> None:
                 raise ValueError(f"{name}={value!r}: expected a section (a mapping of settings)")
             if key != "overrides":  # the model's own arguments, checked by the model
                 _check_values(value, default, f"{name}.")
+            else:  # numpy numbers as Python's: config.yaml cannot hold them (yaml.safe_dump refuses them)
+                config[key] = {k: _plain(v) for k, v in value.items()}
         elif name in NUMBERS_OR_NULL:
             if value is not None:
                 config[key] = _number(name, value, whole=NUMBERS_OR_NULL[name], default=default)
@@ -294,6 +296,15 @@ def _check_values(config: dict, defaults: dict, prefix: str = "") -> None:
             if isinstance(value, bool) or not isinstance(value, (str, int, float)) or value == "":
                 raise ValueError(f"{name}={value!r}: expected text (default {default!r})")
             config[key] = str(value)
+
+
+def _plain(value: Any) -> Any:
+    """A numpy number as the Python number it holds (bools, text and other values as they are)."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return value
 
 
 def _number(name: str, value: Any, whole: bool, default: Any) -> int | float:
