@@ -349,7 +349,8 @@ def test_every_control_has_a_name(fresh, server):
 
 
 def test_small_limits_are_shown_as_they_are(fresh, server):
-    """--max-pixels 40000 was shown as "0.0 megapixels"."""
+    """--max-pixels 40000 was shown as "0.0 megapixels"; an upload limit under 1 MB is in KB, as
+    the server's refusals give it."""
     import json
 
     def small(route):
@@ -359,7 +360,7 @@ def test_small_limits_are_shown_as_they_are(fresh, server):
 
     fresh.route("**/api/info", small)
     _open(fresh, server)
-    assert fresh.inner_text("#limits").startswith("Limits: 0.02 MB upload, 0.04 megapixels.")
+    assert fresh.inner_text("#limits").startswith("Limits: 20 KB upload, 0.04 megapixels.")
 
 
 def test_a_file_over_the_budget_is_not_marked_best(fresh, server, tmp_path):

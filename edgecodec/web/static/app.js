@@ -66,7 +66,10 @@ async function loadInfo() {
     }
     $("model-summary").textContent = select.selectedOptions[0]?.dataset.summary || "";
     $("version").textContent = `edgecodec ${info.version}`;
-    $("limits").textContent = `Limits: ${sig3(info.max_upload_bytes / 1e6)} MB upload, ` +
+    // in KB below 1 MB, as the server's refusals say it (edgecodec/web/app.py, _size)
+    const upload = info.max_upload_bytes < 1e6 ? `${sig3(info.max_upload_bytes / 1e3)} KB` :
+      `${sig3(info.max_upload_bytes / 1e6)} MB`;
+    $("limits").textContent = `Limits: ${upload} upload, ` +
       `${sig3(info.max_pixels / 1e6)} megapixels. Compared with: ${info.codecs.join(", ") || "none"}.`;
     if (!info.models.length) showError("No edgecodec model is installed (see `edgecodec models`).");
   } catch (err) {
