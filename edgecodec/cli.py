@@ -421,7 +421,9 @@ def _check_one_file(args: argparse.Namespace) -> None:
     a folder by its final "/": pathlib drops the slash, and `-o coded/` wrote a file named coded."""
     from .errors import OutputWriteError, UsageError
 
-    if args.output and args.output != STDIO and args.output.endswith(("/", os.sep)):
+    # a final "/", "/." or "/..": pathlib drops the first two, and all three name folders
+    if args.output and args.output != STDIO and (args.output.endswith(("/", os.sep))
+                                                 or os.path.basename(args.output) in (".", "..")):
         raise OutputWriteError(f"cannot write {args.output}: it names a folder; give a file name (a folder output "
                                "takes a folder input)")
     given = [option for option, value in (("--jobs", (args.jobs or 1) > 1), ("--skip-existing", args.skip_existing))

@@ -1629,9 +1629,10 @@ def test_an_output_named_as_a_folder_is_not_written_as_a_file(small_png, small_e
     """`compress photo.png -o coded/` wrote a file named coded (pathlib drops the final slash);
     decompress said only that the output must be a lossless format."""
     for command, src in (("compress", small_png), ("decompress", small_edc)):
-        assert main(command, src, "-o", f"{tmp_path / 'coded'}/") == 11
-        assert_one_error_line(capsys.readouterr().err, "names a folder", "give a file name")
-        assert not (tmp_path / "coded").exists()
+        for output in (f"{tmp_path / 'coded'}/", f"{tmp_path / 'coded'}/."):  # -o coded/. wrote coded too
+            assert main(command, src, "-o", output) == 11
+            assert_one_error_line(capsys.readouterr().err, "names a folder", "give a file name")
+            assert not (tmp_path / "coded").exists()
 
 
 def test_several_inputs_are_told_to_use_a_folder(small_png, small_edc, tmp_path, capsys):
