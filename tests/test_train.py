@@ -945,8 +945,12 @@ def test_numpy_numbers_in_model_overrides_are_stored_as_python_numbers():
 
     config = complete_config({"model": {"config": "crb", "overrides": {"channels": np.int64(32),
                                                                         "min_level": np.float64(-0.5),
-                                                                        "transform": "crb", "context": None}}})
+                                                                        "transform": "crb", "context": None,
+                                                                        "discriminator": True,
+                                                                        "disc_conditional": np.bool_(True)}}})
     overrides = config["model"]["overrides"]
-    assert overrides == {"channels": 32, "min_level": -0.5, "transform": "crb", "context": None}
+    assert overrides == {"channels": 32, "min_level": -0.5, "transform": "crb", "context": None,
+                         "discriminator": True, "disc_conditional": True}
     assert type(overrides["channels"]) is int and type(overrides["min_level"]) is float
+    assert type(overrides["discriminator"]) is bool and type(overrides["disc_conditional"]) is bool
     assert yaml.safe_load(yaml.safe_dump(config)) == config

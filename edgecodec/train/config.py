@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 DEFAULTS: dict[str, Any] = {
@@ -300,7 +301,9 @@ def _check_values(config: dict, defaults: dict, prefix: str = "") -> None:
 
 def _plain(value: Any) -> Any:
     """A numpy number as the Python number it holds (bools, text and other values as they are)."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+    if isinstance(value, (bool, np.bool_)):  # numbers.Integral, but a flag (disc_conditional: true)
+        return bool(value)
+    if isinstance(value, numbers.Integral):
         return int(value)
     if isinstance(value, numbers.Real):
         return float(value)
