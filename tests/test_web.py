@@ -223,6 +223,7 @@ def test_a_form_upload_is_told_to_send_the_file_itself(client, crop_png):
     ("roi=1,2,3", "roi: expected LEFT,TOP,WIDTH,HEIGHT"),
     ("roi=0,0,5000,10", "not within the"),
     ("roi=0,0,5,5&roi_quality=2", "roi_quality must be between 0 and 1"),
+    ("quality=0.5&roi_quality=0.9", "give roi=LEFT,TOP,WIDTH,HEIGHT too"),  # ignored in silence
     ("quality=abc", "quality: Input should be a valid number"),  # was FastAPI's 422 {"detail": [...]}
     ("quality=", "quality: Input should be a valid number"),
     ("lpips=maybe", "lpips: Input should be a valid boolean"),

@@ -375,7 +375,7 @@ def create_app(max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1e6), max_pix
     @app.post("/api/compress")
     async def compress(request: Request, model: str | None = None, quality: float | None = None,
                        target_size: str | None = None, lpips: bool = False, roi: str | None = None,
-                       roi_quality: float = 1.0) -> JSONResponse:
+                       roi_quality: float | None = None) -> JSONResponse:
         if quality is not None and target_size:
             raise WebError(400, "give a quality or a target size, not both")
         if target_size is not None and not target_size.strip():
@@ -387,6 +387,9 @@ def create_app(max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1e6), max_pix
             region_of_interest = argtypes.region(roi) if roi else None
         except argparse.ArgumentTypeError as exc:
             raise WebError(400, f"roi: {exc}") from None
+        if roi_quality is not None and region_of_interest is None:  # it was ignored in silence
+            raise WebError(400, "roi_quality is the quality of a region: give roi=LEFT,TOP,WIDTH,HEIGHT too")
+        roi_quality = 1.0 if roi_quality is None else roi_quality  # the region at the top quality by default
         if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
             # curl -F / an HTML form: the image is inside the form, and was refused as "not an image"
             raise WebError(400, "send the image file itself as the request body (curl --data-binary @photo.png), "
