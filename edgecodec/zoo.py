@@ -169,8 +169,9 @@ def _check_name(name: str) -> None:
         raise UnknownModelError(f"invalid model name {name!r}: a model name is {MODEL_NAME_RULE}")
 
 
-def find_model(name: str) -> ModelEntry:
-    """The model called ``name`` (checked first, ``_check_name``)."""
+def find_model(name: str, for_stream: bool = False) -> ModelEntry:
+    """The model called ``name`` (checked first, ``_check_name``). ``for_stream``: the name a file's
+    header gives, whose message, when no such model is installed, says so and how to install it."""
     _check_name(name)
     entries = list_models()
     for entry in entries:
@@ -179,7 +180,12 @@ def find_model(name: str) -> ModelEntry:
                 raise UnknownModelError(f"model {name!r} cannot be used: {entry.problem}")
             return entry
     known = ", ".join(e.name for e in entries if not e.problem) or "none"
-    raise UnknownModelError("; ".join([f"unknown model {name!r}; available: {known}", *half_models(name)]))
+    unknown = f"unknown model {name!r}; available: {known}"
+    if for_stream:  # not a mistyped --model: the file needs it
+        unknown = (f"unknown model {name!r}: the stream was written with it, and it is not installed here "
+                   f"(installed: {known}): put its {name}.safetensors and {name}.json in a folder on "
+                   "EDGECODEC_MODEL_PATH, or decode the file where that model is installed")
+    raise UnknownModelError("; ".join([unknown, *half_models(name)]))
 
 
 CONFIG_METADATA = "edgecodec.config"
@@ -233,20 +239,15 @@ def load_model(name: str, weights_hash: bytes | None = None) -> tuple[EdgeCodecM
     if weights_hash is None:
         return _load_entry(find_model(name))
     _check_name(name)
-    for entry in all_models(name):
+    entries = all_models(name)
+    for entry in entries:
         if not entry.problem and entry.weights_hash == weights_hash:
             model, found = _load_entry(entry)
             if found != weights_hash:  # the file changed since it was hashed
                 break
             return model, found
-    if not all_models(name):  # a file's model not installed: said so, with how to install it, not just its name
-        known = ", ".join(e.name for e in list_models() if not e.problem) or "none"
-        raise UnknownModelError("; ".join([
-            f"unknown model {name!r}: the stream was written with it, and it is not installed here (installed: "
-            f"{known}): put its {name}.safetensors and {name}.json in a folder on EDGECODEC_MODEL_PATH, or decode "
-            "the file where that model is installed", *half_models(name)]))
-    first = find_model(name)  # UnknownModelError when there is none, or the first cannot be used
-    others = [e for e in all_models(name) if e.weights != first.weights]
+    first = find_model(name, for_stream=True)  # UnknownModelError when there is none, or the first cannot be used
+    others = [e for e in entries if e.weights != first.weights]
     hidden = f" (and {len(others)} it hides)" if others else ""
     raise WeightsMismatchError(
         f"stream was written by weights {weights_hash.hex()} of model {name!r}, but the model of that name here "

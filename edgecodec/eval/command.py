@@ -157,7 +157,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     curves = tuple(f"compressai/{name}.json" for name in [*models, *codecs])  # each measured curve's file
     written = {(Path(args.out) / curve).resolve(): curve for curve in curves}
     for curve in external.values():  # --compare old=OUT/compressai/fidelity.json: replaced by this run's curve
-        clash = written.get(Path(curve.get("source") or "").resolve()) if curve.get("source") else None
+        clash = curve.get("source") and written.get(Path(curve["source"]).resolve())
         if clash:
             raise UsageError(f"--compare {curve['source']} is the {clash} this run writes: copy it out of "
                              f"{args.out} first, so that it is compared rather than replaced")
