@@ -954,3 +954,15 @@ def test_numpy_numbers_in_model_overrides_are_stored_as_python_numbers():
     assert type(overrides["channels"]) is int and type(overrides["min_level"]) is float
     assert type(overrides["discriminator"]) is bool and type(overrides["disc_conditional"]) is bool
     assert yaml.safe_load(yaml.safe_dump(config)) == config
+
+
+def test_paths_from_python_are_stored_as_text(tmp_path):
+    """Path objects from Python are the text of their path wherever a setting holds a file or
+    folder (config.yaml cannot hold a Path: yaml.safe_dump refuses it)."""
+    from edgecodec.train.config import complete_config
+
+    config = complete_config({"data": {"root": tmp_path / "photos"},
+                              "train": {"init_from": tmp_path / "weights.safetensors"}})
+    assert config["data"]["root"] == str(tmp_path / "photos")
+    assert config["train"]["init_from"] == str(tmp_path / "weights.safetensors")
+    assert yaml.safe_load(yaml.safe_dump(config)) == config

@@ -256,6 +256,8 @@ def _check_values(config: dict, defaults: dict, prefix: str = "") -> None:
     numbers written as floats (``train.steps=1e4``) become ints."""
     for key, default in defaults.items():
         name, value = f"{prefix}{key}", config.get(key)
+        if isinstance(value, os.PathLike):  # data.root=Path(...), train.init_from=Path(...) from Python
+            value = os.fspath(value)
         if isinstance(default, dict):
             if not isinstance(value, dict):
                 raise ValueError(f"{name}={value!r}: expected a section (a mapping of settings)")
@@ -275,7 +277,6 @@ def _check_values(config: dict, defaults: dict, prefix: str = "") -> None:
                 config[key] = [str(v) for v in value]
         elif name in PATHS_OR_NULL:
             if value is not None:
-                value = os.fspath(value) if isinstance(value, os.PathLike) else value
                 if isinstance(value, bool) or not isinstance(value, (str, int, float)) or value == "":
                     raise ValueError(f"{name}={value!r}: expected the path of a file, or null")
                 config[key] = str(value)
@@ -293,7 +294,6 @@ def _check_values(config: dict, defaults: dict, prefix: str = "") -> None:
                 raise ValueError(f"{name}={value!r}: expected a list of numbers such as {default!r}")
             config[key] = [_number(f"{name}[{i}]", v, whole=False, default=default) for i, v in enumerate(value)]
         elif isinstance(default, str):
-            value = os.fspath(value) if isinstance(value, os.PathLike) else value  # data.root=Path(...) from Python
             if isinstance(value, bool) or not isinstance(value, (str, int, float)) or value == "":
                 raise ValueError(f"{name}={value!r}: expected text (default {default!r})")
             config[key] = str(value)
