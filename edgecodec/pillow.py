@@ -26,7 +26,8 @@ models), ``roi`` with ``roi_quality`` (regions of interest, as ``edgecodec.compr
 and ``max_pixels`` (the pixel limit, default Pillow's ``Image.MAX_IMAGE_PIXELS``).
 Pillow's own ``exif``, ``xmp`` and ``icc_profile`` keywords replace the image's (EXIF and XMP
 are stored with ``metadata="keep"``, as the image's own). As Pillow's plugins do without ``save_all``, an
-animated image saves its current frame. An image the format cannot hold (empty, alpha with
+animated image saves its current frame; with ``save_all=True`` or ``append_images`` more than one frame
+is refused (OSError). An image the format cannot hold (empty, alpha with
 ``alpha="refuse"``, an unknown model) raises OSError, a bad value ValueError or TypeError.
 
 Opened images carry ``info["edc_model"]`` and ``info["edc_quality"]``, mode LA or RGBA when the
@@ -148,10 +149,22 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     fp.write(data)
 
 
+def _save_all(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
+    """``save(..., save_all=True)`` (or ``append_images=``): a single picture is saved as ``_save``
+    saves it; more frames are refused, as compress refuses animations, rather than cut to the first.
+    Without this handler Pillow raised a bare ``KeyError: 'EDC'``."""
+    frames = getattr(im, "n_frames", 1) + len(list(im.encoderinfo.get("append_images") or ()))
+    if frames > 1:
+        raise OSError(f"cannot write EDC: {frames} frames; edgecodec codes one picture (save without save_all "
+                      "and append_images to save the current frame)")
+    _save(im, fp, filename)
+
+
 def register() -> None:
     """Register the EDC format with Pillow (idempotent; done when this module is imported)."""
     Image.register_open(FORMAT, EdgecodecImageFile, _accept)
     Image.register_save(FORMAT, _save)
+    Image.register_save_all(FORMAT, _save_all)
     Image.register_extension(FORMAT, EXTENSION)
     Image.register_mime(FORMAT, MIME)
 

@@ -287,3 +287,26 @@ def test_images_the_format_cannot_hold_are_oserror_bad_values_valueerror(crop, t
             image.save(path, format="EDC", **options)
     with pytest.raises(ValueError):
         crop.save(path, quality=2)
+
+
+def test_save_all_saves_one_picture_and_refuses_several(tmp_path):
+    """``save(..., save_all=True)`` raised Pillow's bare ``KeyError: 'EDC'`` (no save_all handler),
+    and ``append_images`` without it was dropped in silence: one picture is saved as without
+    save_all, several frames are refused (OSError, as Pillow's plugins refuse what they cannot
+    write) rather than cut to the first, as compress refuses animations."""
+    rgb = np.random.RandomState(0).randint(0, 256, (24, 40, 3), dtype=np.uint8)
+    image = Image.fromarray(rgb)
+    plain, every = io.BytesIO(), io.BytesIO()
+    image.save(plain, "EDC", model="tiny")
+    image.save(every, "EDC", model="tiny", save_all=True)
+    assert every.getvalue() == plain.getvalue()
+    frames = [Image.new("RGB", (8, 8), colour) for colour in ("red", "blue")]
+    for options in (dict(save_all=True, append_images=frames[1:]), dict(append_images=frames[1:])):
+        path = tmp_path / "anim.edc"
+        with pytest.raises(OSError, match="2 frames; edgecodec codes one picture"):
+            frames[0].save(path, model="tiny", **options)
+        assert not path.exists()  # Pillow removes the file it created for a failed save
+    gif = tmp_path / "anim.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:])
+    with Image.open(gif) as animated, pytest.raises(OSError, match="2 frames"):
+        animated.save(tmp_path / "all.edc", model="tiny", save_all=True)

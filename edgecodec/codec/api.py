@@ -234,6 +234,8 @@ def _edc_bytes(data: EdcInput, max_pixels: int | None = None) -> bytes:
     if is_binary_stream(data):
         return read_file(data, str(getattr(data, "name", "the .edc stream")), max_pixels)
     if isinstance(data, (str, os.PathLike)):
+        if not os.fspath(data):  # open("") said "cannot read : No such file or directory"
+            raise UsageError("the .edc path is empty")
         if "\0" in os.fsdecode(data):  # open() would raise ValueError: embedded null byte
             raise InputImageError("the .edc path contains a NUL character: pass the file's bytes as bytes, not str")
         try:

@@ -7,6 +7,7 @@ import contextlib
 import functools
 import io
 import os
+import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +77,31 @@ def source_bit_depth(img: Image.Image) -> int:
     if any("16" in r for r in _raw_modes(img)):
         return 16
     return 8
+
+
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation that asks for a turn or a flip (2 to 8), else 1. An EXIF block Pillow
+    cannot parse (a PNG's or WebP's damaged eXIf) or a value outside 1-8 is no orientation, as
+    viewers take it: such a block refused the image (a SyntaxError from Pillow for a PIL image), and
+    a value of 9 was recorded as "EXIF orientation applied" with nothing turned."""
+    try:
+        value = img.getexif().get(0x0112, 1)
+    except (SyntaxError, ValueError, OSError, EOFError, IndexError, struct.error):
+        return 1
+    return value if isinstance(value, int) and 2 <= value <= 8 else 1
+
+
+def _gray_alpha_16(img: Image.Image) -> bool:
+    """Whether an opened, not yet loaded RGBA image is a 16-bit gray + alpha PNG, which Pillow reads
+    as RGBA (the raw mode tells, until ``load()`` clears it): coded as gray + alpha, not as colour."""
+    return img.mode == "RGBA" and any(r.startswith("LA;16") for r in _raw_modes(img))
+
+
+def _palette_alpha(img: Image.Image) -> bool:
+    """A palette image whose palette holds alpha (what ``quantize()`` or ``convert("P")`` of an RGBA
+    image makes: no info["transparency"], which only files carry); Pillow >= 10.1's
+    ``has_transparency_data`` says the same, and pyproject allows Pillow 10.0."""
+    return img.mode == "P" and img.palette is not None and img.palette.mode.endswith("A")
 
 
 def _raw_modes(img: Image.Image) -> list[str]:
@@ -152,16 +178,17 @@ def prepare_pil(img: Image.Image, alpha: str = "keep", max_pixels: int | None = 
     check_pixels(img.width, img.height, max_pixels)
     flags = 16 if oriented else 0
     depth = bit_depth or source_bit_depth(img)
+    if _gray_alpha_16(img):  # an opened PIL image (load_image converts those it opens itself)
+        img = img.convert("LA")
     profile = img.info.get("icc_profile")
-    orientation = img.getexif().get(0x0112, 1) if hasattr(img, "getexif") else 1
-    if orientation not in (0, 1):
+    if _orientation(img) != 1:
         img = ImageOps.exif_transpose(img)
         flags |= 16
     if img.mode in ("La", "RGBa"):  # premultiplied (in-memory images only): LA / RGBA, which convert() knows
         img = img.convert(img.mode.upper())
     mode = img.mode
     # An alpha band, or a palette's or a colour key's transparency (PNG tRNS, GIF), in any mode.
-    has_alpha = mode in ALPHA_MODES or "transparency" in img.info
+    has_alpha = mode in ALPHA_MODES or "transparency" in img.info or _palette_alpha(img)
     if has_alpha and alpha == "refuse":
         raise InputImageError(f"image has an alpha channel (mode {mode}): pass --alpha keep (alpha='keep') to "
                               "code it losslessly, or --alpha drop (alpha='drop') to discard it")
@@ -386,6 +413,8 @@ def load_image(image: ImageInput, alpha: str = "keep", max_pixels: int | None = 
             raise InputImageError(f"{label} is empty")
         source = io.BytesIO(image)
     else:
+        if not os.fspath(image):  # Path("") is ".": the error was ". is a folder, not an image"
+            raise UsageError("the image path is empty")
         path = Path(image)
         if not path.exists():
             raise InputImageError(f"no such file: {path}")
@@ -399,14 +428,13 @@ def load_image(image: ImageInput, alpha: str = "keep", max_pixels: int | None = 
             _refuse_frames(img, label)
             check_pixels(img.width, img.height, limit)
             depth = source_bit_depth(img)
-            # 16-bit gray + alpha PNGs are read as RGBA: the raw mode tells, until load() clears it
-            gray_alpha = any(r.startswith("LA;16") for r in _raw_modes(img))
-            orientation = img.getexif().get(0x0112, 1) if img.format == "TIFF" else 1
+            gray_alpha = _gray_alpha_16(img)  # until load() clears the raw mode
+            orientation = _orientation(img) if img.format == "TIFF" else 1
             img.load()
-            if gray_alpha and img.mode == "RGBA":
+            if gray_alpha:
                 img = img.convert("LA")
             # Pillow's TIFF loader applies the orientation in load() and drops the tag
-            oriented = orientation not in (0, 1) and img.getexif().get(0x0112, 1) in (0, 1)
+            oriented = orientation != 1 and _orientation(img) == 1
             return prepare_pil(img, alpha, limit, bit_depth=depth, metadata=metadata, icc=icc, oriented=oriented)
     except UnidentifiedImageError:
         raise InputImageError(f"{label}: {_unidentified_reason(source)}") from None
