@@ -281,6 +281,14 @@ def test_masks_grade_the_quality_and_bool_masks_are_full_weight(crop):
         RegionsOfInterest.of([], 384, 256, 0.7)
     with pytest.raises(ValueError, match="region quality"):
         RegionsOfInterest.of([RECT], 384, 256, 1.5)
+    # a wrong type is a TypeError, as the README says of every argument (it was a UsageError)
+    for wrong in ("1", None, True):
+        with pytest.raises(TypeError, match=r"region quality \(roi_quality\) must be a number"):
+            RegionsOfInterest.of([RECT], 384, 256, wrong)
+    assert RegionsOfInterest.of([RECT], 384, 256, np.int64(1)).region_q16 == 65535
+    # one rectangle where the list belongs says so (it was "region must be four integers ..., not 0")
+    with pytest.raises(UsageError, match=r"roi=\[\(0, 0, 5, 5\)\], not roi=\(0, 0, 5, 5\)"):
+        RegionsOfInterest.of((0, 0, 5, 5), 384, 256, 0.7)
 
 
 def test_masks_of_any_depth_or_with_alpha_grade_as_8_bit_grays(crop, tmp_path, monkeypatch):

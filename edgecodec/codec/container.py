@@ -43,14 +43,15 @@ QUALITY_SCALE = 65535  # quality is stored as a 16-bit fixed-point fraction
 DEFAULT_QUALITY = 0.5  # compress's quality when given neither a quality nor a target (both coders)
 
 
-def check_quality(quality: float, alternatives: str = "") -> float:
+def check_quality(quality: float, alternatives: str = "", name: str = "quality") -> float:
     """One quality as a float, TypeError unless a number, ValueError outside [0, 1] or NaN
-    (``alternatives``: what else the caller takes, for the message). Here, beside QUALITY_SCALE and
-    without torch, so that both coders (the model's and the lite one) check a quality alike."""
+    (``alternatives``: what else the caller takes, ``name``: the argument's, for the message). Here,
+    beside QUALITY_SCALE and without torch, so that both coders (the model's and the lite one) check
+    a quality alike."""
     if isinstance(quality, bool) or not isinstance(quality, (int, float, np.floating, np.integer)):
-        raise TypeError(f"quality must be a number in [0, 1]{alternatives}, not {type(quality).__name__}")
+        raise TypeError(f"{name} must be a number in [0, 1]{alternatives}, not {type(quality).__name__}")
     if not 0.0 <= quality <= 1.0:
-        raise UsageError(f"quality must be in [0, 1], got {quality}")
+        raise UsageError(f"{name} must be in [0, 1], got {quality}")
     return float(quality)
 
 

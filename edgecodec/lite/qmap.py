@@ -25,7 +25,7 @@ from typing import Union
 
 import numpy as np
 
-from ..codec.container import GAIN_MATCHED_VERSION, QMAP, QMAP_LATENT, QUALITY_SCALE, Container
+from ..codec.container import GAIN_MATCHED_VERSION, QMAP, QMAP_LATENT, QUALITY_SCALE, Container, check_quality
 from ..errors import FormatError, UsageError
 from .hyper import GAIN_BITS, fixed_gain, gain
 from .tiles import HYPER_STRIDE, LATENT_STRIDE, Region, check_region
@@ -197,9 +197,7 @@ class RegionsOfInterest:
         """``roi``: (left, top, width, height) rectangles within the image, or an (H, W) uint8 mask
         (0 background, 255 region, values between grade it) or bool mask of the image's size.
         ``margin`` and ``margin_weight`` as in ``latent_weights``."""
-        if isinstance(region_quality, bool) or not isinstance(region_quality, (int, float, np.floating)) \
-                or not 0 <= region_quality <= 1:
-            raise UsageError(f"region quality must be a number in [0, 1], not {region_quality!r}")
+        region_quality = check_quality(region_quality, name="region quality (roi_quality)")
         padded = (height + (-height % CELL), width + (-width % CELL))
         return cls(latent_weights(region_mask(roi, width, height), padded, margin, margin_weight),
                    int(round(region_quality * QUALITY_SCALE)))
@@ -266,6 +264,10 @@ def region_mask(roi: Sequence[Region] | np.ndarray, width: int, height: int) -> 
     if isinstance(roi, (str, bytes)) or not isinstance(roi, Sequence) or not roi:
         raise UsageError("regions of interest are a non-empty list of (left, top, width, height) rectangles "
                          "or a mask array")
+    if len(roi) == 4 and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in roi):
+        # one rectangle where a list of them belongs: check_region(0) said "..., not 0"
+        raise UsageError(f"regions of interest are a list of rectangles: roi=[{tuple(int(v) for v in roi)}], "
+                         f"not roi={tuple(int(v) for v in roi)}")
     mask = np.zeros((height, width), dtype=np.uint8)
     for rect in roi:
         left, top, w, h = check_region(rect, width, height)
