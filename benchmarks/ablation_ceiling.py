@@ -79,7 +79,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     images = sorted(Path(args.kodak).glob("*.png"))[: args.limit]
     if not images:
-        raise SystemExit(f"no PNG images in {args.kodak}")
+        parser.error(f"--kodak: no PNG images in {args.kodak}")  # a usage error: exit 2, as every benchmark
     extras = args.extra
     results: dict[str, dict] = {}
     started = time.time()

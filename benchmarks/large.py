@@ -159,6 +159,12 @@ def run_child(png: Path, args: argparse.Namespace, tile: int | None) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads),
            "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    lines = proc.stderr.strip().splitlines()
+    if proc.returncode == 2 and lines and "error: " in lines[-1]:
+        # the child refused a value (an unknown --model): its one line, exit 2, not a RuntimeError's traceback
+        from edgecodec.errors import UsageError
+
+        raise UsageError(lines[-1].partition("error: ")[2])
     if proc.returncode != 0:
         raise RuntimeError(f"child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -84,6 +84,8 @@ def main() -> None:
                      args.models.split(",")[0], args.background, args.region)
         return
     paths = sorted(Path(args.kodak).glob("*.png"))[: args.limit]
+    if not paths:  # the summary's means had nothing to average: an IndexError after the models loaded
+        parser.error(f"--kodak: no PNG images in {args.kodak}")
     sides = args.small
     if any(side >= 512 for side in sides):  # a square must fit in every Kodak image (768 x 512)
         parser.error(f"--small: sides from 1 to 511 pixels, got {','.join(map(str, sides))}")

@@ -100,7 +100,14 @@ def main() -> int:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "targets.json"),
                         help="results file (default benchmarks/results/targets.json)")
     args = parser.parse_args()
-    summary = json.loads(Path(args.summary).read_text())
+    try:
+        summary = json.loads(Path(args.summary).read_text())
+    except ValueError as exc:  # not JSON, or not text (a damaged or wrong file): a traceback before
+        print(f"error: {args.summary} is not an evaluation summary (JSON): {exc}", file=sys.stderr)
+        return 2
+    if not isinstance(summary, dict):
+        print(f"error: {args.summary} is not an evaluation summary (a JSON object)", file=sys.stderr)
+        return 2
     measured = summary.get("models", {})
     try:
         fidelity = [label.strip() for label in args.fidelity.split(",") if label.strip()]

@@ -321,3 +321,47 @@ def test_feature_timings_refuses_an_empty_part_list(monkeypatch, capsys, tmp_pat
         assert exit_.value.code == 2
         assert "argument --parts: expected at least one part" in capsys.readouterr().err.strip().splitlines()[-1]
     assert not (tmp_path / "out.json").exists()
+
+
+@pytest.mark.parametrize("text, message", [("{", "is not an evaluation summary (JSON)"),
+                                           ("[]", "is not an evaluation summary (a JSON object)")])
+def test_targets_refuses_a_summary_that_is_not_one(tmp_path, text, message):
+    """A --summary that is not JSON, or JSON but not an object, ended in a JSONDecodeError or
+    AttributeError traceback (exit 1)."""
+    summary = tmp_path / "summary.json"
+    summary.write_text(text)
+    proc = run("targets", "--summary", str(summary), "--out", str(tmp_path / "targets.json"))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and message in proc.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "targets.json").exists()
+
+
+def test_roi_refuses_a_folder_without_images(tmp_path):
+    """``--kodak`` naming a folder without PNG images measured nothing, then failed on the means
+    with an IndexError traceback (exit 1)."""
+    proc = run("roi", "--kodak", str(tmp_path), "--models", "fidelity", "--out", str(tmp_path / "roi.json"))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert f"--kodak: no PNG images in {tmp_path}" in proc.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "roi.json").exists()
+
+
+def test_large_passes_on_its_child_refusing_a_model(tmp_path):
+    """Each row runs in a child process; an unknown --model was the child's one line wrapped in the
+    parent's RuntimeError traceback (exit 1)."""
+    proc = run("large", "--model", "nosuch", "--sizes", "4k", "--no-untiled", "--out", str(tmp_path / "large.json"))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("large.py: error: unknown model 'nosuch'")
+    assert not (tmp_path / "large.json").exists()
+
+
+def test_ablation_ceiling_refuses_a_folder_without_images(tmp_path):
+    """A --kodak folder without PNG images was a bare SystemExit message with exit 1, where every
+    other benchmark names the option and exits 2 (a usage error, as argparse does)."""
+    proc = run("ablation_ceiling", "--kodak", str(tmp_path), "--prefix", "", "--names", "fidelity",
+               "--out", str(tmp_path / "ceiling.json"))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert f"--kodak: no PNG images in {tmp_path}" in proc.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "ceiling.json").exists()
