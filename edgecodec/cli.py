@@ -10,6 +10,7 @@ import importlib.util
 import io
 import json
 import os
+import re
 import shlex
 import signal
 import stat
@@ -220,7 +221,17 @@ def _shown(path: Path, stream: str) -> str:
 
 def _report(line: str, dst: Path) -> None:
     """The one-line summary of a file: on standard error when standard output carries the data."""
-    print(line, file=sys.stderr if _is_stdio(dst) else sys.stdout)
+    print(one_line(line), file=sys.stderr if _is_stdio(dst) else sys.stdout)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped as Python writes them (\\n, \\x1b): a file name
+    holding a newline split an error over two lines, against the one-line contract (README,
+    Errors), and an escape sequence in a name could rewrite the terminal."""
+    return _CONTROL.sub(lambda m: repr(m[0])[1:-1], text)
 
 
 def _fmt_metric(value: float, digits: int) -> str:
@@ -729,7 +740,7 @@ def _run_folder(src: Path, args: argparse.Namespace, suffixes: set[str], out_suf
                 continue
             written += 1
             if args.verbose:
-                (print if progress is None else tqdm.write)(result)
+                (print if progress is None else tqdm.write)(one_line(result))
     finally:
         if progress is not None:
             progress.close()
@@ -741,7 +752,7 @@ def _run_folder(src: Path, args: argparse.Namespace, suffixes: set[str], out_suf
         what = f"{next(iter(suffixes))} files" if len(suffixes) == 1 else "images"
         print(f"left alone: {sum(others.values())} file(s) that are not {what} by their names ({kinds})")
     for path, reason in sorted(failures):
-        print(f"failed: {path}: {reason}", file=sys.stderr)
+        print(one_line(f"failed: {path}: {reason}"), file=sys.stderr)
     return EXIT_PARTIAL if failures else 0
 
 
@@ -860,7 +871,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         print("\n\n".join(text for _, text in shown if text is not None))
     failed = [fields for fields, text in shown if text is None]
     for fields in failed:
-        print(f"failed: {fields['file']}: {fields['error']}", file=sys.stderr)
+        print(one_line(f"failed: {fields['file']}: {fields['error']}"), file=sys.stderr)
     return EXIT_PARTIAL if failed else 0
 
 
@@ -1422,7 +1433,7 @@ def _run(args: argparse.Namespace) -> int:
                 torch.set_num_threads(args.threads)
         return args.func(args)
     except EdgecodecError as exc:
-        print(f"edgecodec: error: {exc}", file=sys.stderr)
+        print(one_line(f"edgecodec: error: {exc}"), file=sys.stderr)
         return exc.exit_code
     except BrokenPipeError:  # output piped into e.g. `head`, which closed early
         sys.stdout = open(os.devnull, "w")
@@ -1434,10 +1445,10 @@ def _run(args: argparse.Namespace) -> int:
         print("edgecodec: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except ValueError as exc:  # bad argument values caught inside the library
-        print(f"edgecodec: error: {exc}", file=sys.stderr)
+        print(one_line(f"edgecodec: error: {exc}"), file=sys.stderr)
         return EXIT_USAGE
     except FileNotFoundError as exc:  # a path given on the command line or in a config
-        print(f"edgecodec: error: not found: {exc.filename or exc}", file=sys.stderr)
+        print(one_line(f"edgecodec: error: not found: {exc.filename or exc}"), file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:  # never show users a traceback; EDGECODEC_DEBUG=1 shows it
         if isinstance(exc, ModuleNotFoundError) and exc.name == "PIL":  # a device set up for edgecodec.lite
@@ -1447,11 +1458,11 @@ def _run(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG and exc.filename:
             # An input path no file can have: Path.exists() and is_dir() raise for it, not False.
-            print(f"edgecodec: error: file name too long: {exc.filename}", file=sys.stderr)
+            print(one_line(f"edgecodec: error: file name too long: {exc.filename}"), file=sys.stderr)
             return EXIT_USAGE
         if os.environ.get("EDGECODEC_DEBUG"):
             raise
-        print(f"edgecodec: internal error: {type(exc).__name__}: {exc} (set EDGECODEC_DEBUG=1 for details)",
+        print(one_line(f"edgecodec: internal error: {type(exc).__name__}: {exc} (set EDGECODEC_DEBUG=1 for details)"),
               file=sys.stderr)
         return 1
 

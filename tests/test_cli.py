@@ -1676,3 +1676,18 @@ def test_an_output_without_a_suffix_is_told_of_format(small_edc, tmp_path, capsy
     assert "--format" not in capsys.readouterr().err  # a suffix names the format: --format is no help
     assert main("decompress", small_edc, "-o", tmp_path / "decoded", "--format", "png") == 0
     assert Image.open(tmp_path / "decoded").format == "PNG"
+
+
+def test_a_file_name_with_a_newline_keeps_messages_on_one_line(small_png, tmp_path, capsys):
+    """A name holding a newline split the error over two lines (the contract is one line on
+    stderr) and the summary line over two; an escape sequence reached the terminal as it was."""
+    bad = tmp_path / "not\nan image.png"
+    bad.write_text("text\n")
+    assert main("compress", bad, "-o", tmp_path / "bad.edc") == 3
+    line = assert_one_error_line(capsys.readouterr().err, "not\\nan image.png: not an image")
+    assert "\x1b" not in line
+    odd = tmp_path / "two\nlines\x1b[2J.png"
+    odd.write_bytes(small_png.read_bytes())
+    assert main("compress", odd, "-o", tmp_path / "odd.edc", "--model", "tiny") == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "two\\nlines\\x1b[2J.png -> " in out, out
