@@ -403,3 +403,125 @@ def test_a_file_over_the_budget_is_not_marked_best(fresh, server, tmp_path):
     assert fresh.get_attribute("#pick-edgecodec", "aria-pressed") == "true"
     assert fresh.get_attribute("#pick-original", "aria-pressed") == "false"
     assert fresh.get_attribute("#left-original", "aria-pressed") == "true"
+
+
+# Every text the page's script writes to the status line and to the live region, in order: one
+# MutationObserver for both, so the sequence is the one the page wrote (a polite region read out at
+# each of the status line's 100 ms ticks, or never, is told apart).
+RECORD_WRITES = """window.__writes = [];
+document.addEventListener("DOMContentLoaded", () => {
+  const observer = new MutationObserver((records) => {
+    for (const r of records) {
+      const el = r.target.nodeType === 1 ? r.target : r.target.parentElement;
+      window.__writes.push([el.id, r.type === "childList" ? [...r.addedNodes].map((n) => n.textContent).join("")
+                                                          : r.target.textContent]);
+    }
+  });
+  for (const id of ["status-text", "announce"]) {
+    const el = document.getElementById(id);
+    if (el) observer.observe(el, { childList: true, characterData: true, subtree: true });
+  }
+});"""
+
+# The politeness a screen reader gives an element's changes: the nearest live region around it
+# (aria-live, or a role that implies one), null when there is none.
+POLITENESS = """(id) => {
+  const implied = { status: "polite", log: "polite", alert: "assertive", timer: "off", marquee: "off" };
+  for (let e = document.getElementById(id); e; e = e.parentElement) {
+    const live = e.getAttribute("aria-live") || implied[e.getAttribute("role")];
+    if (live) return live;
+  }
+  return null;
+}"""
+
+
+def _writes(tab, element: str) -> list[str]:
+    return [text for name, text in tab.evaluate("window.__writes") if name == element]
+
+
+def test_the_page_names_only_the_codecs_the_server_has(fresh, server, monkeypatch, tmp_path):
+    """Without pillow-jxl-plugin and pillow-heif the title still said "against JPEG, WebP, AVIF,
+    JPEG XL and HEIC" and the progress line "then JPEG, WebP, AVIF, JPEG XL and HEIC at the same
+    size". A codec that cannot code the image (WebP: at most 16,383 pixels a side) failed the whole
+    comparison; its row is left out now, and the line under the table says why."""
+    from edgecodec.eval import classical
+
+    available = classical.Codec.available  # the server runs in this process: it has JPEG, WebP and AVIF
+    monkeypatch.setattr(classical.Codec, "available", lambda self: self.name not in ("jxl", "heic") and
+                        available(self))
+    tall = tmp_path / "tall.png"  # 2 x 16,400: WebP refuses it, the others code it (a gradient: quick)
+    ramp = np.linspace(0, 255, 16_400).astype(np.uint8)
+    Image.fromarray(np.repeat(ramp[:, None, None], 2, axis=1).repeat(3, axis=2)).save(tall)
+    fresh.add_init_script(RECORD_WRITES)
+    _open(fresh, server)
+    assert fresh.inner_text("h1 .sub") == "against JPEG, WebP and AVIF at the same size"
+    fresh.set_input_files("#file", str(tall))
+    fresh.wait_for_function("document.querySelectorAll('#results tr').length === 3")
+    _wait_idle(fresh)
+    progress = _writes(fresh, "status-text")[0]
+    assert progress.startswith("Encoding with edgecodec, then JPEG, WebP and AVIF at the same size… "), progress
+    labels = fresh.eval_on_selector_all("#results tr td:first-child", "tds => tds.map(t => t.textContent)")
+    assert labels[1:] == ["JPEG", "AVIF"] and labels[0].startswith("edgecodec")
+    assert re.search(r"\. Not compared: WebP \([^)]*16383[^)]*\)\.$", fresh.inner_text("#summary"))
+    said = [fresh.evaluate("document.documentElement.textContent")]
+    said += [text for _, text in fresh.evaluate("window.__writes")]  # the status line's, gone by now
+    assert not [text for text in said if "JPEG XL" in text or "HEIC" in text]
+
+
+def test_screen_readers_hear_a_comparison_start_and_end_not_each_tick(fresh, server, crop_path, tmp_path):
+    """The status line had no live region, so a screen reader heard nothing of a comparison that
+    takes minutes; it changes every 100 ms (its timer), so it must not be one itself. A polite
+    region says the start and the end; a failure is the error box's alert, and clears the region."""
+    small = tmp_path / "small.png"
+    with Image.open(crop_path) as img:
+        img.crop((0, 0, 64, 48)).save(small)
+
+    def slow(route):  # the server's own answer, late enough for the status line to tick a few times
+        answer = route.fetch()
+        time.sleep(0.8)
+        route.fulfill(response=answer)
+
+    fresh.add_init_script(RECORD_WRITES)
+    fresh.route("**/api/compress*", slow)
+    _open(fresh, server)
+    politeness = {name: fresh.evaluate(POLITENESS, name) for name in ("status", "status-text", "announce", "error")}
+    assert politeness == {"status": None, "status-text": None, "announce": "polite", "error": "assertive"}
+    fresh.set_input_files("#file", str(small))
+    fresh.wait_for_function("document.querySelector('#announce').textContent.startsWith('Comparison done')")
+    _wait_idle(fresh)
+    writes = fresh.evaluate("window.__writes")
+    files = len(fresh.query_selector_all("#results tr"))
+    announced = [i for i, (name, _) in enumerate(writes) if name == "announce"]
+    assert len(announced) == 2, writes
+    start, done = writes[announced[0]][1], writes[announced[1]][1]
+    assert start.startswith("Encoding with edgecodec, then JPEG") and start.endswith(" at the same size…")
+    assert re.fullmatch(rf"Comparison done in [0-9]+\.[0-9] s: {files} files, in the table below\.", done), done
+    ticks = [text for name, text in writes[announced[0]:announced[1]] if name == "status-text"]
+    assert ticks[0].startswith(f"{start} ")  # the region says the status line's text, without its seconds
+    assert len(set(ticks)) >= 3, writes  # the status line ticked meanwhile; the region said nothing
+
+    fresh.evaluate("window.__writes = []")
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image\n")
+    fresh.set_input_files("#file", str(text))
+    fresh.wait_for_selector("#error", state="visible")
+    _wait_idle(fresh)
+    assert "not an image" in fresh.inner_text("#error")
+    assert _writes(fresh, "announce") == [start, ""]  # the alert says the failure, the region is cleared
+
+
+def test_a_page_without_a_model_list_leaves_the_model_to_the_server(fresh, server, tmp_path):
+    """When /api/info failed the model menu was empty and the page sent model= (the server took
+    its default in silence; it refuses an empty model now): no model is named, the default runs."""
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (16, 16), (90, 120, 200)).save(tiny)
+    fresh.route("**/api/info", lambda route: route.abort())
+    sent = _compress_requests(fresh)
+    fresh.goto(server)
+    fresh.wait_for_function("document.querySelector('#error').textContent.startsWith('Cannot reach')")
+    fresh.set_input_files("#file", str(tiny))
+    fresh.wait_for_function("document.querySelectorAll('#results tr').length >= 2"
+                            " || document.querySelector('#error').textContent.includes('(HTTP')")
+    _wait_idle(fresh)
+    assert fresh.is_hidden("#error"), fresh.inner_text("#error")
+    assert len(sent) == 1 and "model=" not in sent[0], sent

@@ -219,6 +219,8 @@ def test_a_form_upload_is_told_to_send_the_file_itself(client, crop_png):
     ("target_size=%20%20", "target_size is empty"),
     ("target_size=lots", "cannot parse size"),
     ("model=nope", "unknown model"),
+    ("model=", "model is empty"),  # was the default model, in silence (the CLI refuses --model "")
+    ("model=%20", "model is empty"),
     ("model=..%2F..%2Fetc", "invalid model name"),
     ("roi=1,2,3", "roi: expected LEFT,TOP,WIDTH,HEIGHT"),
     ("roi=0,0,5000,10", "not within the"),
@@ -467,7 +469,8 @@ def test_serve_parser_defaults_to_loopback():
 
 @pytest.mark.parametrize("args", [["--max-upload-mb", "0"], ["--max-upload-mb", "nan"], ["--max-upload-mb", "inf"],
                                   ["--max-upload-mb", "0.0000001"],  # was taken: 0 bytes, every upload refused
-                                  ["--max-pixels", "0"], ["--workers", "0"], ["--port", "70000"]])
+                                  ["--max-pixels", "0"], ["--workers", "0"], ["--port", "70000"],
+                                  ["--host", ""]])  # `--host "$HOST"` unset: "cannot listen on :0: Name or service ..."
 def test_serve_refuses_bad_limits(args, capsys, monkeypatch):
     def never(*_):  # a limit let through would start a server that runs until killed
         raise AssertionError("the server would start")
@@ -632,3 +635,75 @@ def test_a_limit_under_a_megabyte_is_said_in_kb():
         r = c.post("/api/compress", content=bytes(30_000))
     assert r.status_code == 413 and r.json()["error"] == ("file too large: 30 KB is over this server's upload "
                                                           "limit of 20 KB (edgecodec serve --max-upload-mb)")
+
+
+def test_a_codec_that_cannot_code_the_image_is_left_out_with_why():
+    """A 2 x 16,400 image (under the pixel limit) answered 500 "Internal Server Error", not JSON:
+    WebP's encoder refuses sides over 16,383 pixels (x265 refused it too), and one codec's
+    exception failed the whole comparison. Such a codec's row is left out now, and said why."""
+    rng = np.random.default_rng(5)
+    tall = rng.integers(0, 256, (16_400, 2, 3), dtype=np.uint8)
+    # the padded size (64 x 16,448) is within 4 x this limit, as it is within the default's
+    with TestClient(web.create_app(max_upload_bytes=UPLOAD_LIMIT, max_pixels=400_000, workers=1)) as client:
+        r = client.post("/api/compress?quality=0.3", content=_png_bytes(tall))
+        assert r.status_code == 200, r.text
+        assert client.post("/api/compress?quality=0.3", content=_png_bytes(tall[:64])).json()["skipped"] == []
+    body = r.json()
+    codecs = [entry["codec"] for entry in body["results"]]
+    skipped = {entry["codec"]: entry for entry in body["skipped"]}
+    # (random pixels: Pillow's JPEG writer also fails on this shape at high qualities, "broken data stream")
+    assert codecs[0] == "edgecodec" and len(codecs) > 1
+    assert "webp" in skipped and "webp" not in codecs and "16383" in skipped["webp"]["reason"]
+    assert skipped["webp"]["label"] == "WebP"
+    assert set(codecs[1:]) | set(skipped) == set(classical.available_codecs())
+
+
+def _png_bytes(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+class _NoServer:
+    """serve's server class, replaced: cli.main(["serve", ...]) prints its lines and returns."""
+
+    def __init__(self, config, app) -> None:
+        pass
+
+    def run(self, sockets) -> None:
+        pass
+
+
+@pytest.mark.parametrize("host, loopback", [("0.0.0.0", "127.0.0.1"), ("::", "[::1]")])
+def test_serve_on_every_interface_names_an_address_a_browser_opens(host, loopback, capsys, monkeypatch):
+    """--host 0.0.0.0 printed "open http://0.0.0.0:PORT/", which is no address to open (Windows'
+    browsers refuse it); --host :: printed http://[::]:PORT/."""
+    if host == "::":
+        try:
+            socket.socket(socket.AF_INET6).close()
+        except OSError:
+            pytest.skip("no IPv6 on this machine")
+    monkeypatch.setattr("edgecodec.web.command._server_class", lambda: _NoServer)
+    assert cli.main(["serve", "--host", host, "--port", "0"]) == 0
+    line = capsys.readouterr().out.strip()
+    match = re.match(rf"edgecodec serve: open http://{re.escape(loopback)}:(\d+)/ \(Ctrl\+C stops\); "
+                     rf"it listens on every .*interface.* \({re.escape(host)}\): other machines open "
+                     r"http://ADDRESS:(\d+)/ with this machine's address or name$", line)
+    assert match and match[1] == match[2] and int(match[1]) > 0, line
+
+
+def test_serve_names_the_codecs_it_leaves_out(capsys, monkeypatch):
+    """Without pillow-jxl-plugin and pillow-heif the page promised JPEG XL and HEIC (its title and
+    progress line) and nothing said why their rows never came."""
+    available = classical.Codec.available
+    monkeypatch.setattr(classical.Codec, "available", lambda self: self.name not in ("jxl", "heic") and
+                        available(self))
+    monkeypatch.setattr("edgecodec.web.command._server_class", lambda: _NoServer)
+    assert cli.main(["serve", "--port", "0"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["edgecodec serve: JPEG XL and HEIC left out of the comparison: not installed here (JPEG XL: "
+                   "pip install pillow-jxl-plugin; HEIC: pip install pillow-heif)"], err
+    with TestClient(web.create_app()) as c:
+        info = c.get("/api/info").json()
+    assert "jxl" not in info["codecs"] and "HEIC" not in info["codec_labels"]
+    assert info["codec_labels"] == [classical.get_codec(name).label for name in info["codecs"]]

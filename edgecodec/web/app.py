@@ -3,7 +3,8 @@
 Routes:
 
 ``GET /``                 the page (``static/index.html``; ``/static/*`` its script and style)
-``GET /api/info``         models, available classical codecs and the server's limits
+``GET /api/info``         models, available classical codecs (``codecs``, ``codec_labels``) and the
+                          server's limits
 ``POST /api/compress``    the image file as the raw request body; query parameters ``model``,
                           ``quality`` (0..1) or ``target_size`` (bytes or "40KB"), ``lpips`` (0/1),
                           ``roi`` ("left,top,width,height": a region of interest coded at
@@ -12,6 +13,8 @@ Routes:
                           HEIC files of at most its size, each with bytes, bpp, PSNR, MS-SSIM,
                           ST-LPIPS (when asked), the file and its decoded PNG (base64). A decode
                           equal to the original has ``identical`` true and PSNR null (infinite).
+                          A codec that cannot code the image (WebP past 16,383 pixels a side) is
+                          listed in ``skipped`` with its label and reason instead.
 
 Errors are JSON ``{"error": message}``: 413 for an upload or an image over the limits, 400 for
 anything that is not a readable image or a bad parameter, 408 for an upload that stalls, 403 for
@@ -259,21 +262,29 @@ def compare(data: bytes, *, model: str | None, quality: float | None, target_siz
     results = [entry("edgecodec", f"edgecodec ({model})", edc, decoded, round(q16 / 65535, 4),
                      requested is None or len(edc) <= requested, encode_s, ".edc", _png(decoded_image))]
     target = len(edc)  # the classical codecs get the same budget: closest size that does not exceed it
+    skipped: list[dict[str, str]] = []  # codecs that cannot code this image, with why
     for name in CLASSICAL:
         codec = classical.get_codec(name)
         if not codec.available():
             continue
         _check_stop(stop)
         t0 = time.perf_counter()
-        q, file, fits = classical.encode_to_size(codec, rgb, target)
-        seconds = time.perf_counter() - t0
-        results.append(entry(name, codec.label, file, codec.decode(file), q, fits, seconds, codec.extension))
+        try:
+            q, file, fits = classical.encode_to_size(codec, rgb, target)
+            seconds = time.perf_counter() - t0
+            dec = codec.decode(file)
+        except (ValueError, OSError, RuntimeError) as exc:
+            # A format's own limits (WebP: 16,383 pixels a side; x265 refused a 3 x 17,000 image):
+            # that codec's row is left out and said why, rather than the whole comparison failing (500).
+            skipped.append({"codec": name, "label": codec.label, "reason": str(exc) or type(exc).__name__})
+            continue
+        results.append(entry(name, codec.label, file, dec, q, fits, seconds, codec.extension))
     return {"width": width, "height": height, "pixels": pixels, "model": model,
             "source": {"format": source_format, "conversions": conversion_names(prepared.conversions,
                                                                                 prepared.bit_depth)},
             "requested_bytes": requested, "target_bytes": target, "roi": roi,
             "roi_quality": None if roi is None else roi_quality, "original_png": _b64(_png(rgb)),
-            "results": results, "elapsed_s": time.perf_counter() - start}
+            "results": results, "skipped": skipped, "elapsed_s": time.perf_counter() - start}
 
 
 async def _read_upload(request: Request, max_bytes: int, limit: str) -> bytes:
@@ -366,8 +377,11 @@ def create_app(max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1e6), max_pix
                 card = entry.card
                 models.append({"name": entry.name, "summary": card.get("summary", ""),
                                "default": entry.name == zoo.DEFAULT_MODEL})
+            codecs = [classical.get_codec(n) for n in CLASSICAL if classical.get_codec(n).available()]
+            # codec_labels: the page names the codecs that will run (its progress line named all five)
             return {"version": __version__, "models": models, "default_model": zoo.DEFAULT_MODEL,
-                    "codecs": [n for n in CLASSICAL if classical.get_codec(n).available()], **app.state.limits}
+                    "codecs": [c.name for c in codecs], "codec_labels": [c.label for c in codecs],
+                    **app.state.limits}
 
         # Not behind the comparisons' limiter: a page loaded while they run gets its model list at once.
         return await anyio.to_thread.run_sync(gather)
@@ -380,6 +394,9 @@ def create_app(max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1e6), max_pix
             raise WebError(400, "give a quality or a target size, not both")
         if target_size is not None and not target_size.strip():
             raise WebError(400, "target_size is empty: give a size such as 40KB or 12000")
+        if model is not None and not model.strip():  # `model=$MODEL` unset: refused as the CLI's --model "" is
+            raise WebError(400, "model is empty: give a model's name (GET /api/info lists them), or leave "
+                                "model out for the default")
         for name, value in (("quality", quality), ("roi_quality", roi_quality)):
             if value is not None and not 0.0 <= value <= 1.0:
                 raise WebError(400, f"{name} must be between 0 and 1, got {value}")

@@ -6,6 +6,7 @@ import argparse
 import errno
 import ipaddress
 import socket
+import sys
 
 from ..argtypes import positive_number
 
@@ -16,6 +17,10 @@ MIN_UPLOAD_MB = 0.001
 # 2048 x 2048. A comparison encodes six codecs to a size and measures each: measured here on one
 # core, 2000 x 2000 took 218 s and 3.1 GB, 4000 x 4000 16 minutes and 7.7 GB (per worker).
 DEFAULT_MAX_PIXELS = 4_194_304
+# What each classical codec needs besides Pillow's own build (serve's note on the missing ones).
+NEEDS = {"JPEG XL": "JPEG XL: pip install pillow-jxl-plugin", "HEIC": "HEIC: pip install pillow-heif",
+         "AVIF": "AVIF: a Pillow built with libavif and aom", "WebP": "WebP: a Pillow built with libwebp",
+         "JPEG": "JPEG: a Pillow built with libjpeg"}
 
 
 def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -54,6 +59,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError(f"--port must be in 0..65535, got {args.port}")
     if args.workers is not None and args.workers < 1:
         raise UsageError("--workers must be at least 1")
+    if not args.host.strip():  # `--host "$HOST"` with HOST unset was "cannot listen on :0: Name or service not known"
+        raise UsageError("--host is empty: give an address to listen on, such as 127.0.0.1 (this machine only) "
+                         "or 0.0.0.0 (every network interface)")
     try:
         import uvicorn
     except ImportError:
@@ -65,11 +73,45 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(max_upload_bytes=int(args.max_upload_mb * 1e6), max_pixels=args.max_pixels,
                      workers=args.workers, loopback_only=ipaddress.ip_address(host).is_loopback,
                      allowed_hosts=args.allow_host)
-    shown = f"[{host}]" if ":" in host else host
-    print(f"edgecodec serve: open http://{shown}:{port}/ (Ctrl+C stops)", flush=True)
+    print(f"edgecodec serve: {open_line(sock)}", flush=True)
+    missing = missing_codecs()
+    if missing:  # the page compares with the others; say so before someone looks for the rows
+        print(f"edgecodec serve: {_and(missing)} left out of the comparison: not installed here "
+              f"({'; '.join(NEEDS.get(label, label) for label in missing)})", file=sys.stderr, flush=True)
     with sock:
         _server_class()(uvicorn.Config(app, log_level="warning"), app).run(sockets=[sock])
     return 0
+
+
+def open_line(sock: socket.socket) -> str:
+    """The first line's "open URL (Ctrl+C stops)" for a server listening on ``sock``. 0.0.0.0 and ::
+    are no address a browser can open (some refuse them outright): a wildcard is shown as the
+    loopback address of its family (listening there for sure, whatever localhost resolves to
+    first), with a note that other machines reach the page too, at this machine's address."""
+    host, port = sock.getsockname()[:2]
+    address = ipaddress.ip_address(host)
+    if not address.is_unspecified:
+        shown = f"[{host}]" if ":" in host else host
+        return f"open http://{shown}:{port}/ (Ctrl+C stops)"
+    if address.version == 4:
+        loopback, every = "127.0.0.1", "IPv4 interface"
+    else:  # "::" takes IPv4 too unless the system sets IPV6_V6ONLY (net.ipv6.bindv6only)
+        v6only = sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
+        loopback, every = "[::1]", "IPv6 interface" if v6only else "interface, IPv4 and IPv6"
+    return (f"open http://{loopback}:{port}/ (Ctrl+C stops); it listens on every {every} ({host}): "
+            f"other machines open http://ADDRESS:{port}/ with this machine's address or name")
+
+
+def missing_codecs() -> list[str]:
+    """The labels of the classical codecs that this Pillow lacks (JPEG XL and HEIC need optional packages)."""
+    from ..eval import classical
+    from .app import CLASSICAL
+
+    return [classical.get_codec(name).label for name in CLASSICAL if not classical.get_codec(name).available()]
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def _server_class() -> type:

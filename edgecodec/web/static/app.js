@@ -32,6 +32,26 @@ function showFailure(message) {
   $("stale").hidden = !state.result;
 }
 
+// "JPEG, WebP and AVIF": the classical codecs this server has (JPEG XL and HEIC need optional packages),
+// so the page does not promise rows that will not come.
+function codecList() {
+  const labels = state.info?.codec_labels ?? [];
+  return labels.length <= 1 ? labels.join("") : `${labels.slice(0, -1).join(", ")} and ${labels.at(-1)}`;
+}
+
+function progressText() {
+  if (!state.info) return "Comparing…";  // /api/info failed: which codecs run is not known
+  const list = codecList();
+  return list ? `Encoding with edgecodec, then ${list} at the same size…` : "Encoding with edgecodec…";
+}
+
+// The polite live region: written when a comparison starts or ends, never by the status line's
+// 100 ms timer (a live region there was read out ten times a second). A failure clears it: the
+// error box (role="alert") says it, and the next start is then a change that is announced again.
+function announce(text) {
+  $("announce").textContent = text;
+}
+
 function setBusy(text) {
   const status = $("status");
   clearInterval(state.timer);
@@ -65,6 +85,8 @@ async function loadInfo() {
       select.appendChild(opt);
     }
     $("model-summary").textContent = select.selectedOptions[0]?.dataset.summary || "";
+    const list = codecList();
+    $("subtitle").textContent = list ? `against ${list} at the same size` : "(no classical codec installed to compare with)";
     $("version").textContent = `edgecodec ${info.version}`;
     // in KB below 1 MB, as the server's refusals say it (edgecodec/web/app.py, _size)
     const upload = info.max_upload_bytes < 1e6 ? `${sig3(info.max_upload_bytes / 1e3)} KB` :
@@ -109,7 +131,8 @@ async function run() {
   const controller = new AbortController();
   state.controller = controller;
   const params = new URLSearchParams();
-  params.set("model", $("model").value);
+  // no model listed (/api/info failed): none is named, and the server uses its default (an empty one is refused)
+  if ($("model").value) params.set("model", $("model").value);
   if ($("mode-target").checked) params.set("target_size", $("target").value.trim());
   else params.set("quality", $("quality").value);
   if ($("lpips").checked) params.set("lpips", "1");
@@ -120,7 +143,9 @@ async function run() {
   }
   showError("");
   $("run").disabled = true;
-  setBusy("Encoding with edgecodec, then JPEG, WebP, AVIF, JPEG XL and HEIC at the same size…");
+  const progress = progressText();
+  setBusy(progress);
+  announce(progress);
   try {
     const resp = await fetch(`/api/compress?${params}`, {
       method: "POST", body: state.file, signal: controller.signal,
@@ -130,12 +155,16 @@ async function run() {
     try { data = await resp.json(); } catch { data = { error: `server answered HTTP ${resp.status}` }; }
     if (state.controller !== controller) return;  // a newer request replaced this one
     if (!resp.ok) {
+      announce("");
       showFailure(`${data.error || data.detail || "request failed"} (HTTP ${resp.status})`);
       return;
     }
     show(data);
+    const files = data.results.length;
+    announce(`Comparison done in ${data.elapsed_s.toFixed(1)} s: ${files} file${files === 1 ? "" : "s"}, ` +
+      "in the table below.");
   } catch (err) {
-    if (err.name !== "AbortError") showFailure(`Request failed: ${err}`);
+    if (err.name !== "AbortError") { announce(""); showFailure(`Request failed: ${err}`); }
   } finally {
     if (state.controller === controller) {
       state.controller = null;
@@ -194,7 +223,9 @@ function show(data) {
   $("summary").textContent = `${data.width}×${data.height} ${data.source.format || ""} image${conv}. ` +
     `Classical codecs get at most ${data.target_bytes.toLocaleString()} bytes (the edgecodec file's size)` +
     (data.requested_bytes ? `; requested ${data.requested_bytes.toLocaleString()} bytes` : "") +
-    `. Computed in ${data.elapsed_s.toFixed(1)} s.`;
+    `. Computed in ${data.elapsed_s.toFixed(1)} s.` +
+    // a codec that cannot code this image (WebP: at most 16,383 pixels a side) has no row: said why
+    (data.skipped?.length ? ` Not compared: ${data.skipped.map((x) => `${x.label} (${x.reason})`).join("; ")}.` : "");
   $("placeholder").hidden = true;
   $("stale").hidden = true;
   $("stage").hidden = false;
