@@ -10,7 +10,6 @@ import importlib.util
 import io
 import json
 import os
-import re
 import shlex
 import signal
 import stat
@@ -24,7 +23,7 @@ from typing import Callable, NoReturn, Sequence
 from .argtypes import (finite_number, fraction, int_at_least, numbers, path_name, positive_number, region,
                        unit_interval)
 from .atomic import atomic_path, remove_stale_temps
-from .errors import EXIT_PARTIAL
+from .errors import EXIT_PARTIAL, one_line
 
 LOSSLESS_FORMATS = {"png": "PNG", "bmp": "BMP", "tif": "TIFF", "tiff": "TIFF", "ppm": "PPM", "webp": "WEBP"}
 # The formats that hold an ICC profile, EXIF and XMP (the others get sRGB pixels and no metadata).
@@ -224,14 +223,6 @@ def _report(line: str, dst: Path) -> None:
     print(one_line(line), file=sys.stderr if _is_stdio(dst) else sys.stdout)
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def one_line(text: str) -> str:
-    """``text`` with control characters escaped as Python writes them (\\n, \\x1b): a file name
-    holding a newline split an error over two lines, against the one-line contract (README,
-    Errors), and an escape sequence in a name could rewrite the terminal."""
-    return _CONTROL.sub(lambda m: repr(m[0])[1:-1], text)
 
 
 def _fmt_metric(value: float, digits: int) -> str:

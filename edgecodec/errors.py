@@ -6,6 +6,7 @@ functions do, each naming the argument; the CLI reports those as usage errors (e
 from __future__ import annotations
 
 import os
+import re
 
 
 EXIT_PARTIAL = 10  # several inputs (a folder, info's or metrics' files): some failed, the rest were done
@@ -83,3 +84,14 @@ class OutputWriteError(EdgecodecError):
         else:
             why = exc.strerror or str(exc)
         return cls(f"cannot write {what + ' ' if what else ''}{path}: {why}")
+
+
+# C0 and C1 controls, DEL, and the line and paragraph separators that str.splitlines() breaks on
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped as Python writes them (\\n, \\x1b): a file name
+    holding a newline split an error over two lines, against the one-line contract (README,
+    Errors), and an escape sequence in a name (ESC, or the C1 CSI) could rewrite the terminal."""
+    return _CONTROL.sub(lambda m: repr(m[0])[1:-1] if m[0].isascii() else f"\\u{ord(m[0]):04x}", text)

@@ -131,6 +131,9 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     from .codec.api import compress
 
     info = im.encoderinfo
+    if info.get("append_images"):  # Pillow < 11.2.1 sends append_images without save_all here, not to _save_all
+        _save_all(im, fp, filename)
+        return
     im = _with_saved_metadata(im, info)
     try:
         data = compress(im, quality=info.get("quality"), model=info.get("model"),
@@ -157,6 +160,7 @@ def _save_all(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     if frames > 1:
         raise OSError(f"cannot write EDC: {frames} frames; edgecodec codes one picture (save without save_all "
                       "and append_images to save the current frame)")
+    im.encoderinfo = {k: v for k, v in im.encoderinfo.items() if k != "append_images"}  # an empty list
     _save(im, fp, filename)
 
 

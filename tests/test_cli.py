@@ -1691,3 +1691,21 @@ def test_a_file_name_with_a_newline_keeps_messages_on_one_line(small_png, tmp_pa
     assert main("compress", odd, "-o", tmp_path / "odd.edc", "--model", "tiny") == 0
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and "two\\nlines\\x1b[2J.png -> " in out, out
+
+
+def test_one_line_escapes_every_line_break_and_terminal_control():
+    """str.splitlines() also breaks on \\x85, U+2028 and U+2029, and \\x9b is CSI on some terminals."""
+    from edgecodec.errors import one_line
+
+    text = one_line("a\nb\x1b[2Jc\x9bd\u2028e\x85f\u2029g é")
+    assert len(text.splitlines()) == 1 and text.isprintable()
+    assert text == "a\\nb\\x1b[2Jc\\u009bd\\u2028e\\u0085f\\u2029g é"
+
+
+def test_metrics_failed_lines_stay_one_line(small_png, small_edc, tmp_path, capsys):
+    """metrics' failed line named the file with its newline as it was (two lines on stderr)."""
+    bad = tmp_path / "not\nan image.webp"
+    bad.write_text("text\n")
+    assert main("metrics", small_png, small_edc, bad) == 10  # EXIT_PARTIAL: the good file is measured
+    err = capsys.readouterr().err
+    assert "failed: " in err and len(err.strip().splitlines()) == 1, err

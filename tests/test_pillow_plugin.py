@@ -310,3 +310,16 @@ def test_save_all_saves_one_picture_and_refuses_several(tmp_path):
     frames[0].save(gif, save_all=True, append_images=frames[1:])
     with Image.open(gif) as animated, pytest.raises(OSError, match="2 frames"):
         animated.save(tmp_path / "all.edc", model="tiny", save_all=True)
+
+
+def test_append_images_without_save_all_is_refused_on_every_pillow():
+    """Pillow before 11.2.1 hands append_images without save_all to the plain save handler: the
+    first frame was saved in silence there."""
+    frames = [Image.new("RGB", (8, 8), colour) for colour in ("red", "blue")]
+    frames[0].encoderinfo = {"model": "tiny", "append_images": frames[1:]}
+    with pytest.raises(OSError, match="2 frames"):
+        plugin._save(frames[0], io.BytesIO(), "x.edc")
+    frames[0].encoderinfo = {"model": "tiny", "append_images": []}
+    out = io.BytesIO()
+    plugin._save(frames[0], out, "x.edc")
+    assert Image.open(io.BytesIO(out.getvalue())).size == (8, 8)

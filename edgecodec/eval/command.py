@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..argtypes import int_at_least, names, numbers, positive_number, region
-from ..errors import EXIT_PARTIAL
+from ..errors import EXIT_PARTIAL, one_line
 
 DEFAULT_CODECS = "jpeg,webp,avif,jxl"
 DEFAULT_QUALITIES = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1"
@@ -372,7 +372,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
               f"SSIM {_fmt(r['ssim'], 4)}, MS-SSIM {_fmt(r['ms_ssim'], 4)}{lpips_text}")
     failed = [r for r in rows if "error" in r]
     for r in failed:
-        print(f"failed: {r['error']}", file=sys.stderr)
+        print(one_line(f"failed: {r['error']}"), file=sys.stderr)
     return EXIT_PARTIAL if failed else 0
 
 
